@@ -1,0 +1,127 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the whole configuration; configs/iotgate.yaml documents every
+// key with its default.
+type Config struct {
+	DataDir string `yaml:"data_dir"`
+	// MasterKey seals secrets at rest (64 hex characters). Empty: taken
+	// from $IOTGATE_MASTER_KEY, else generated into data_dir/master.key.
+	MasterKey string     `yaml:"master_key"`
+	LogLevel  string     `yaml:"log_level"`
+	API       APIConfig  `yaml:"api"`
+	CoAP      CoAPConfig `yaml:"coap"`
+	MQTT      MQTTConfig `yaml:"mqtt"`
+	Registry  RegConfig  `yaml:"registry"`
+}
+
+// APIConfig configures the REST API listener.
+type APIConfig struct {
+	Listen      string       `yaml:"listen"`
+	Credentials []Credential `yaml:"credentials"`
+	// MaxClockSkew bounds how far X-Sdk-Date may be from our clock.
+	MaxClockSkew time.Duration `yaml:"max_clock_skew"`
+}
+
+// Credential is one tenant's API credential.
+type Credential struct {
+	ProjectID string `yaml:"project_id" json:"project_id"`
+	AccessKey string `yaml:"access_key" json:"access_key"`
+	SecretKey string `yaml:"secret_key" json:"secret_key"`
+	Token     string `yaml:"token" json:"token"`
+}
+
+// CoAPConfig configures the LwM2M listeners.
+type CoAPConfig struct {
+	Listen     string `yaml:"listen"`
+	DTLSListen string `yaml:"dtls_listen"`
+}
+
+// MQTTConfig configures the MQTT listeners.
+type MQTTConfig struct {
+	Listen      string `yaml:"listen"`
+	TLSListen   string `yaml:"tls_listen"`
+	TLSCertFile string `yaml:"tls_cert_file"`
+	TLSKeyFile  string `yaml:"tls_key_file"`
+}
+
+// RegConfig tunes the registry.
+type RegConfig struct {
+	// SweepInterval is how often unconnected devices past their timeout
+	// are deleted.
+	SweepInterval time.Duration `yaml:"sweep_interval"`
+}
+
+func defaultConfig() Config {
+	return Config{
+		DataDir:  "./data",
+		LogLevel: "info",
+		API:      APIConfig{Listen: ":8080", MaxClockSkew: 15 * time.Minute},
+		CoAP:     CoAPConfig{Listen: ":5683", DTLSListen: ":5684"},
+		MQTT:     MQTTConfig{Listen: ":1883", TLSListen: ":8883"},
+		Registry: RegConfig{SweepInterval: time.Second},
+	}
+}
+
+// loadConfig reads path over the defaults; an empty path means defaults.
+// Unknown keys are errors, so a typo does not silently fall back.
+func loadConfig(path string) (Config, error) {
+	c := defaultConfig()
+	if path == "" {
+		return c, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return c, fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	dec := yaml.NewDecoder(f)
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		return c, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, c.validate()
+}
+
+func (c *Config) validate() error {
+	if c.DataDir == "" {
+		return errors.New("config: data_dir is required")
+	}
+	if c.API.Listen == "" {
+		return errors.New("config: api.listen is required")
+	}
+	seen := map[string]bool{}
+	for i, cr := range c.API.Credentials {
+		if cr.ProjectID == "" {
+			return fmt.Errorf("config: api.credentials[%d].project_id is required", i)
+		}
+		if (cr.AccessKey == "") != (cr.SecretKey == "") {
+			return fmt.Errorf("config: api.credentials[%d]: access_key and secret_key go together", i)
+		}
+		if cr.AccessKey == "" && cr.Token == "" {
+			return fmt.Errorf("config: api.credentials[%d]: needs access_key/secret_key or token", i)
+		}
+		for _, k := range []string{"ak:" + cr.AccessKey, "tok:" + cr.Token} {
+			if len(k) > 4 && seen[k] {
+				return fmt.Errorf("config: api.credentials[%d]: access key or token used twice", i)
+			}
+			seen[k] = true
+		}
+	}
+	if c.API.MaxClockSkew <= 0 {
+		c.API.MaxClockSkew = 15 * time.Minute
+	}
+	if c.Registry.SweepInterval <= 0 {
+		c.Registry.SweepInterval = time.Second
+	}
+	return nil
+}

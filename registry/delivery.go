@@ -1,0 +1,61 @@
+package registry
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+)
+
+// The interfaces below are how an application's request reaches a device.
+// They are declared here, in the domain, and implemented by the protocol
+// adapters (mqtt/, lwm2m/); cmd/iotgate hands the implementations to the
+// REST API, so no adapter imports another.
+
+// Errors a Sender returns; the REST API maps them to IoTDA codes.
+var (
+	// ErrNotConnected: the device has no live session (IOTDA.014016).
+	ErrNotConnected = errors.New("device is not online")
+	// ErrTimeout: the device did not answer in time (IOTDA.014111).
+	ErrTimeout = errors.New("device did not respond in time")
+	// ErrUnsupported: the device's protocol cannot carry the request.
+	ErrUnsupported = errors.New("not supported for this device's protocol")
+)
+
+// Command is a command from an application to a device.
+type Command struct {
+	CommandID   string          `json:"command_id"`
+	ServiceID   string          `json:"service_id,omitempty"`
+	CommandName string          `json:"command_name,omitempty"`
+	Paras       json.RawMessage `json:"paras,omitempty"`
+}
+
+// CommandSender delivers a synchronous command to a connected device and
+// waits (bounded by ctx) for its response body.
+type CommandSender interface {
+	SendCommand(ctx context.Context, d *Device, c Command) (json.RawMessage, error)
+}
+
+// DownMessage is a message from an application to a device.
+type DownMessage struct {
+	MessageID string `json:"message_id"`
+	Name      string `json:"name,omitempty"`
+	Payload   []byte `json:"payload"`
+	// Topic is the full topic to publish on; empty means the protocol's
+	// default downlink topic.
+	Topic string `json:"topic,omitempty"`
+}
+
+// MessageSender delivers a downlink message to a connected device.
+type MessageSender interface {
+	SendMessage(ctx context.Context, d *Device, m DownMessage) error
+}
+
+// Message is a message a device sent (or a notification it answered),
+// kept so applications can read a device's recent data over REST.
+type Message struct {
+	MessageID string    `json:"message_id"`
+	Topic     string    `json:"topic,omitempty"` // MQTT topic or LwM2M path
+	Payload   []byte    `json:"payload"`
+	Time      time.Time `json:"time"`
+}

@@ -1,0 +1,656 @@
+package registry
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// NewDevice is what a caller supplies to create a device.
+type NewDevice struct {
+	ProjectID     string
+	DeviceID      string // empty: "{product_id}_{node_id}"
+	NodeID        string
+	ProductID     string
+	GatewayID     string
+	DeviceName    string
+	Description   string
+	ExtensionInfo json.RawMessage
+	Auth          AuthInfo // Type empty: SECRET; Secret empty: generated
+}
+
+// CreateDevice registers a device. It is INACTIVE until it first connects;
+// with a non-zero Auth.Timeout it is deleted if that does not happen in
+// time.
+func (r *Registry) CreateDevice(ctx context.Context, n NewDevice) (*Device, error) {
+	now := r.now().UTC()
+	d := Device{
+		ProjectID:     n.ProjectID,
+		DeviceID:      n.DeviceID,
+		NodeID:        n.NodeID,
+		ProductID:     n.ProductID,
+		GatewayID:     n.GatewayID,
+		DeviceName:    n.DeviceName,
+		Description:   n.Description,
+		ExtensionInfo: n.ExtensionInfo,
+		Auth:          n.Auth,
+		CreateTime:    now,
+	}
+	if err := d.validateNew(); err != nil {
+		return nil, err
+	}
+	if d.Auth.Timeout > 0 {
+		d.ExpireAt = now.Add(time.Duration(d.Auth.Timeout) * time.Second)
+	}
+	d.Seq = r.seq.next(now)
+	err := r.write(ctx, func(w Writer) error {
+		p, err := getProduct(w, d.ProductID)
+		if err != nil || p.ProjectID != d.ProjectID {
+			return &NotFoundError{Kind: "product", ID: d.ProductID}
+		}
+		if p.IsCoAP() && d.Auth.Type == AuthSecret && !isHex(d.Auth.Secret) {
+			return invalid("auth_info.secret", "must be hexadecimal for %s devices (it is their DTLS pre-shared key)", p.ProtocolType)
+		}
+		if err := absent(w, deviceKey(d.DeviceID), "device_id", d.DeviceID); err != nil {
+			return err
+		}
+		if err := absent(w, productNodeKey(d.ProductID, d.NodeID), "node_id", d.NodeID); err != nil {
+			return err
+		}
+		if p.IsCoAP() {
+			if err := absent(w, nodeKey(d.NodeID), "node_id", d.NodeID); err != nil {
+				return err
+			}
+		}
+		for _, fp := range []string{d.Auth.Fingerprint, d.Auth.SecondaryFingerprint} {
+			if fp == "" {
+				continue
+			}
+			if err := absent(w, fingerprintKey(fp), "fingerprint", fp); err != nil {
+				return err
+			}
+		}
+		if d.GatewayID != "" {
+			gw, err := r.getDevice(w, d.GatewayID)
+			if err != nil || gw.ProjectID != d.ProjectID {
+				return invalid("gateway_id", "gateway %q does not exist", d.GatewayID)
+			}
+			if gw.GatewayID != "" {
+				if gg, err := r.getDevice(w, gw.GatewayID); err == nil && gg.GatewayID != "" {
+					return invalid("gateway_id", "sub-devices may be nested at most two levels deep")
+				}
+			}
+		}
+		if err := addCount(w, projectCountKey(d.ProjectID), 1); err != nil {
+			return err
+		}
+		if err := addCount(w, productCountKey(d.ProductID), 1); err != nil {
+			return err
+		}
+		if p.IsCoAP() {
+			if err := w.Set(nodeKey(d.NodeID), []byte(d.DeviceID)); err != nil {
+				return err
+			}
+		}
+		idx := [][]byte{
+			productNodeKey(d.ProductID, d.NodeID),
+			projectDeviceKey(d.ProjectID, d.Seq),
+			productDeviceKey(d.ProductID, d.Seq),
+		}
+		if d.GatewayID != "" {
+			idx = append(idx, gatewayDeviceKey(d.GatewayID, d.Seq))
+		}
+		for _, k := range idx {
+			if err := w.Set(k, []byte(d.DeviceID)); err != nil {
+				return err
+			}
+		}
+		return r.putDevice(w, nil, &d)
+	})
+	if err != nil {
+		return nil, err
+	}
+	d.Status = StatusInactive
+	return &d, nil
+}
+
+func (d *Device) validateNew() error {
+	if d.ProjectID == "" {
+		return invalid("project_id", "is required")
+	}
+	if err := checkID("node_id", d.NodeID, 64, true); err != nil {
+		return err
+	}
+	if err := checkID("product_id", d.ProductID, 36, true); err != nil {
+		return err
+	}
+	if d.DeviceID == "" {
+		d.DeviceID = d.ProductID + "_" + d.NodeID
+	}
+	if err := checkID("device_id", d.DeviceID, 128, true); err != nil {
+		return err
+	}
+	if err := checkID("gateway_id", d.GatewayID, 128, false); err != nil {
+		return err
+	}
+	if d.GatewayID == d.DeviceID {
+		d.GatewayID = "" // IoTDA's way of saying "directly connected"
+	}
+	if err := checkName("device_name", d.DeviceName, 256, false); err != nil {
+		return err
+	}
+	if err := checkName("description", d.Description, 2048, false); err != nil {
+		return err
+	}
+	if err := checkExtension(d.ExtensionInfo); err != nil {
+		return err
+	}
+	a := &d.Auth
+	switch a.Type {
+	case "":
+		a.Type = AuthSecret
+	case AuthSecret, AuthCertificates:
+	default:
+		return invalid("auth_info.auth_type", "must be SECRET or CERTIFICATES")
+	}
+	if a.Type == AuthSecret {
+		if a.Secret == "" {
+			a.Secret = NewSecret()
+		} else if err := checkSecret("auth_info.secret", a.Secret); err != nil {
+			return err
+		}
+	} else if a.Secret != "" {
+		return invalid("auth_info.secret", "is not used by CERTIFICATES devices")
+	}
+	var err error
+	if a.Fingerprint, err = normFingerprint("auth_info.fingerprint", a.Fingerprint); err != nil {
+		return err
+	}
+	if a.Fingerprint != "" && a.Type != AuthCertificates {
+		return invalid("auth_info.fingerprint", "is only used by CERTIFICATES devices")
+	}
+	if a.Timeout < 0 || a.Timeout > MaxTimeout {
+		return invalid("auth_info.timeout", "must be 0 to %d seconds", MaxTimeout)
+	}
+	return nil
+}
+
+func checkExtension(raw json.RawMessage) error {
+	if len(raw) == 0 {
+		return nil
+	}
+	if len(raw) > 1024 {
+		return invalid("extension_info", "must be at most 1 KB")
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return invalid("extension_info", "must be a JSON object")
+	}
+	return nil
+}
+
+func isHex(s string) bool {
+	_, err := hex.DecodeString(s)
+	return err == nil
+}
+
+func absent(w Reader, k []byte, field, value string) error {
+	_, err := w.Get(k)
+	if err == nil {
+		return &ConflictError{Field: field, Value: value}
+	}
+	if errors.Is(err, ErrNoKey) {
+		return nil
+	}
+	return err
+}
+
+func addCount(w Writer, k []byte, delta int64) error {
+	var n int64
+	v, err := w.Get(k)
+	switch {
+	case err == nil:
+		n, err = strconv.ParseInt(string(v), 10, 64)
+		if err != nil {
+			return fmt.Errorf("corrupt counter %q: %w", k, err)
+		}
+	case !errors.Is(err, ErrNoKey):
+		return err
+	}
+	n += delta
+	if n <= 0 {
+		return w.Delete(k)
+	}
+	return w.Set(k, strconv.AppendInt(nil, n, 10))
+}
+
+func readCount(rd Reader, k []byte) (int64, error) {
+	v, err := rd.Get(k)
+	if errors.Is(err, ErrNoKey) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseInt(string(v), 10, 64)
+}
+
+// putDevice writes d's record and keeps the indexes that can change after
+// creation (fingerprints, expiry) in step with it. old is the stored
+// version or nil; d nil deletes.
+func (r *Registry) putDevice(w Writer, old, d *Device) error {
+	var oldFP, newFP [2]string
+	var oldExp, newExp time.Time
+	if old != nil {
+		oldFP = [2]string{old.Auth.Fingerprint, old.Auth.SecondaryFingerprint}
+		oldExp = old.ExpireAt
+	}
+	if d != nil {
+		newFP = [2]string{d.Auth.Fingerprint, d.Auth.SecondaryFingerprint}
+		newExp = d.ExpireAt
+	}
+	for _, fp := range oldFP {
+		if fp != "" && fp != newFP[0] && fp != newFP[1] {
+			if err := w.Delete(fingerprintKey(fp)); err != nil {
+				return err
+			}
+		}
+	}
+	for _, fp := range newFP {
+		if fp != "" && fp != oldFP[0] && fp != oldFP[1] {
+			if err := w.Set(fingerprintKey(fp), []byte(d.DeviceID)); err != nil {
+				return err
+			}
+		}
+	}
+	if !oldExp.Equal(newExp) {
+		if !oldExp.IsZero() {
+			if err := w.Delete(expiryKey(oldExp, old.DeviceID)); err != nil {
+				return err
+			}
+		}
+		if !newExp.IsZero() {
+			if err := w.Set(expiryKey(newExp, d.DeviceID), nil); err != nil {
+				return err
+			}
+		}
+	}
+	if d == nil {
+		return w.Delete(deviceKey(old.DeviceID))
+	}
+	rec := deviceRecord{Device: *d}
+	rec.Secret = r.seal.seal(d.Auth.Secret, d.DeviceID+"/secret")
+	rec.Secondary = r.seal.seal(d.Auth.SecondarySecret, d.DeviceID+"/secondary")
+	b, err := json.Marshal(&rec)
+	if err != nil {
+		return fmt.Errorf("encode device %s: %w", d.DeviceID, err)
+	}
+	return w.Set(deviceKey(d.DeviceID), b)
+}
+
+// getDevice reads and unseals a device record; Status is not filled in.
+func (r *Registry) getDevice(rd Reader, id string) (*Device, error) {
+	b, err := rd.Get(deviceKey(id))
+	if errors.Is(err, ErrNoKey) {
+		return nil, &NotFoundError{Kind: "device", ID: id}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read device %s: %w", id, err)
+	}
+	var rec deviceRecord
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return nil, fmt.Errorf("decode device %s: %w", id, err)
+	}
+	d := rec.Device
+	if d.Auth.Secret, err = r.seal.open(rec.Secret, id+"/secret"); err != nil {
+		return nil, fmt.Errorf("device %s: %w", id, err)
+	}
+	if d.Auth.SecondarySecret, err = r.seal.open(rec.Secondary, id+"/secondary"); err != nil {
+		return nil, fmt.Errorf("device %s: %w", id, err)
+	}
+	return &d, nil
+}
+
+// lookup resolves an index entry to its device.
+func (r *Registry) lookup(k []byte, kind, id string) (*Device, error) {
+	var d *Device
+	err := r.store.View(func(rd Reader) error {
+		devID, err := rd.Get(k)
+		if errors.Is(err, ErrNoKey) {
+			return &NotFoundError{Kind: kind, ID: id}
+		}
+		if err != nil {
+			return err
+		}
+		d, err = r.getDevice(rd, string(devID))
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	r.fillStatus(d)
+	return d, nil
+}
+
+// Device returns the device with this id, in any project. Listeners use
+// it to authenticate; the REST API uses ProjectDevice.
+func (r *Registry) Device(ctx context.Context, id string) (*Device, error) {
+	var d *Device
+	err := r.store.View(func(rd Reader) error {
+		var err error
+		d, err = r.getDevice(rd, id)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	r.fillStatus(d)
+	return d, nil
+}
+
+// ProjectDevice returns the device only if it belongs to project, so one
+// tenant can never learn of another's devices.
+func (r *Registry) ProjectDevice(ctx context.Context, project, id string) (*Device, error) {
+	d, err := r.Device(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if d.ProjectID != project {
+		return nil, &NotFoundError{Kind: "device", ID: id}
+	}
+	return d, nil
+}
+
+// DeviceByNodeID finds a device of a CoAP/LwM2M product by node id (the
+// LwM2M endpoint name, which carries no product).
+func (r *Registry) DeviceByNodeID(ctx context.Context, nodeID string) (*Device, error) {
+	return r.lookup(nodeKey(nodeID), "node", nodeID)
+}
+
+// DeviceByProductNode finds a device by product and node id.
+func (r *Registry) DeviceByProductNode(ctx context.Context, productID, nodeID string) (*Device, error) {
+	return r.lookup(productNodeKey(productID, nodeID), "node", productID+"/"+nodeID)
+}
+
+// DeviceByFingerprint finds the device whose primary or secondary
+// certificate fingerprint (hex, any case) this is.
+func (r *Registry) DeviceByFingerprint(ctx context.Context, fp string) (*Device, error) {
+	fp, err := normFingerprint("fingerprint", fp)
+	if err != nil {
+		return nil, err
+	}
+	return r.lookup(fingerprintKey(fp), "fingerprint", fp)
+}
+
+// DeviceUpdate holds the fields PUT /devices/{id} may change; nil means
+// unchanged.
+type DeviceUpdate struct {
+	DeviceName    *string
+	Description   *string
+	ExtensionInfo json.RawMessage
+	SecureAccess  *bool
+	Timeout       *int64
+}
+
+// UpdateDevice changes a device's descriptive fields and access settings.
+func (r *Registry) UpdateDevice(ctx context.Context, project, id string, u DeviceUpdate) (*Device, error) {
+	if u.DeviceName != nil {
+		if err := checkName("device_name", *u.DeviceName, 256, false); err != nil {
+			return nil, err
+		}
+	}
+	if u.Description != nil {
+		if err := checkName("description", *u.Description, 2048, false); err != nil {
+			return nil, err
+		}
+	}
+	if err := checkExtension(u.ExtensionInfo); err != nil {
+		return nil, err
+	}
+	if u.Timeout != nil && (*u.Timeout < 0 || *u.Timeout > MaxTimeout) {
+		return nil, invalid("auth_info.timeout", "must be 0 to %d seconds", MaxTimeout)
+	}
+	return r.mutateDevice(ctx, project, id, func(d *Device) error {
+		if u.DeviceName != nil {
+			d.DeviceName = *u.DeviceName
+		}
+		if u.Description != nil {
+			d.Description = *u.Description
+		}
+		if u.ExtensionInfo != nil {
+			d.ExtensionInfo = u.ExtensionInfo
+		}
+		if u.SecureAccess != nil {
+			d.Auth.SecureAccess = *u.SecureAccess
+		}
+		if u.Timeout != nil {
+			d.Auth.Timeout, d.Auth.TimeoutSet = *u.Timeout, true
+			// The deadline counts from creation and only binds a device
+			// that has never connected.
+			d.ExpireAt = time.Time{}
+			if d.ActiveTime.IsZero() && *u.Timeout > 0 {
+				d.ExpireAt = d.CreateTime.Add(time.Duration(*u.Timeout) * time.Second)
+			}
+		}
+		return nil
+	})
+}
+
+// mutateDevice applies fn to the stored device in one durable write. An
+// empty project skips the tenant check (listener calls).
+func (r *Registry) mutateDevice(ctx context.Context, project, id string, fn func(*Device) error) (*Device, error) {
+	var out *Device
+	err := r.write(ctx, func(w Writer) error {
+		old, err := r.getDevice(w, id)
+		if err != nil {
+			return err
+		}
+		if project != "" && old.ProjectID != project {
+			return &NotFoundError{Kind: "device", ID: id}
+		}
+		d := *old
+		if err := fn(&d); err != nil {
+			return err
+		}
+		for _, fp := range []string{d.Auth.Fingerprint, d.Auth.SecondaryFingerprint} {
+			if fp == "" || fp == old.Auth.Fingerprint || fp == old.Auth.SecondaryFingerprint {
+				continue
+			}
+			if err := absent(w, fingerprintKey(fp), "fingerprint", fp); err != nil {
+				return err
+			}
+		}
+		if err := r.putDevice(w, old, &d); err != nil {
+			return err
+		}
+		out = &d
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	r.fillStatus(out)
+	return out, nil
+}
+
+// DeleteDevice removes a device, its indexes and its sessions. A gateway
+// with sub-devices cannot be deleted.
+func (r *Registry) DeleteDevice(ctx context.Context, project, id string) error {
+	err := r.write(ctx, func(w Writer) error {
+		d, err := r.getDevice(w, id)
+		if err != nil {
+			return err
+		}
+		if project != "" && d.ProjectID != project {
+			return &NotFoundError{Kind: "device", ID: id}
+		}
+		return r.deleteDevice(w, d)
+	})
+	if err != nil {
+		return err
+	}
+	r.presence.drop(id)
+	r.kick(id, "device deleted")
+	return nil
+}
+
+var errHasSubDevices = errors.New("gateway still has sub-devices")
+
+func (r *Registry) deleteDevice(w Writer, d *Device) error {
+	hasChildren := false
+	if err := w.Scan(prefixKey("g", d.DeviceID), nil, false, func(_, _ []byte) (bool, error) {
+		hasChildren = true
+		return false, nil
+	}); err != nil {
+		return err
+	}
+	if hasChildren {
+		return invalid("device_id", "%s", errHasSubDevices)
+	}
+	for _, k := range [][]byte{
+		productNodeKey(d.ProductID, d.NodeID),
+		projectDeviceKey(d.ProjectID, d.Seq),
+		productDeviceKey(d.ProductID, d.Seq),
+	} {
+		if err := w.Delete(k); err != nil {
+			return err
+		}
+	}
+	if d.GatewayID != "" {
+		if err := w.Delete(gatewayDeviceKey(d.GatewayID, d.Seq)); err != nil {
+			return err
+		}
+	}
+	// The platform-wide node index belongs to this device only if it
+	// points at it (products of other protocols do not use it).
+	if v, err := w.Get(nodeKey(d.NodeID)); err == nil && string(v) == d.DeviceID {
+		if err := w.Delete(nodeKey(d.NodeID)); err != nil {
+			return err
+		}
+	}
+	if err := addCount(w, projectCountKey(d.ProjectID), -1); err != nil {
+		return err
+	}
+	if err := addCount(w, productCountKey(d.ProductID), -1); err != nil {
+		return err
+	}
+	if err := deleteDeviceData(w, d.DeviceID); err != nil {
+		return err
+	}
+	return r.putDevice(w, d, nil)
+}
+
+// SecretSlot names the primary or secondary credential.
+type SecretSlot string
+
+// The credential slots of reset secret / reset fingerprint.
+const (
+	Primary   SecretSlot = "PRIMARY"
+	Secondary SecretSlot = "SECONDARY"
+)
+
+// ResetSecret sets (or, when secret is empty, generates) a device secret.
+// With forceDisconnect the device's live sessions are dropped.
+func (r *Registry) ResetSecret(ctx context.Context, project, id string, slot SecretSlot, secret string, forceDisconnect bool) (string, error) {
+	if slot == "" {
+		slot = Primary
+	}
+	if slot != Primary && slot != Secondary {
+		return "", invalid("secret_type", "must be PRIMARY or SECONDARY")
+	}
+	if secret == "" {
+		secret = NewSecret()
+	} else if err := checkSecret("secret", secret); err != nil {
+		return "", err
+	}
+	_, err := r.mutateDevice(ctx, project, id, func(d *Device) error {
+		if d.Auth.Type != AuthSecret {
+			return invalid("secret", "device %s authenticates with certificates", id)
+		}
+		if slot == Primary {
+			d.Auth.Secret = secret
+		} else {
+			d.Auth.SecondarySecret = secret
+		}
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	if forceDisconnect {
+		r.kick(id, "secret reset")
+	}
+	return secret, nil
+}
+
+// ResetFingerprint sets or (fp empty) clears a certificate fingerprint; a
+// cleared primary fingerprint is learned again at the next connection.
+func (r *Registry) ResetFingerprint(ctx context.Context, project, id string, slot SecretSlot, fp string, forceDisconnect bool) (string, error) {
+	if slot == "" {
+		slot = Primary
+	}
+	if slot != Primary && slot != Secondary {
+		return "", invalid("fingerprint_type", "must be PRIMARY or SECONDARY")
+	}
+	fp, err := normFingerprint("fingerprint", fp)
+	if err != nil {
+		return "", err
+	}
+	_, err = r.mutateDevice(ctx, project, id, func(d *Device) error {
+		if d.Auth.Type != AuthCertificates {
+			return invalid("fingerprint", "device %s authenticates with a secret", id)
+		}
+		if slot == Primary {
+			d.Auth.Fingerprint = fp
+		} else {
+			d.Auth.SecondaryFingerprint = fp
+		}
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	if forceDisconnect {
+		r.kick(id, "fingerprint reset")
+	}
+	return fp, nil
+}
+
+// LearnFingerprint records the fingerprint of the first certificate a
+// CERTIFICATES device without one connects with. It fails if the device
+// has gained a fingerprint meanwhile.
+func (r *Registry) LearnFingerprint(ctx context.Context, id, fp string) error {
+	fp, err := normFingerprint("fingerprint", fp)
+	if err != nil {
+		return err
+	}
+	_, err = r.mutateDevice(ctx, "", id, func(d *Device) error {
+		if d.Auth.Type != AuthCertificates {
+			return invalid("fingerprint", "device %s authenticates with a secret", id)
+		}
+		if d.Auth.Fingerprint != "" && d.Auth.Fingerprint != fp {
+			return invalid("fingerprint", "device %s already has a fingerprint", id)
+		}
+		d.Auth.Fingerprint = fp
+		return nil
+	})
+	return err
+}
+
+// SetFrozen freezes or unfreezes a device. A frozen device cannot connect
+// and its sessions are dropped.
+func (r *Registry) SetFrozen(ctx context.Context, project, id string, frozen bool) error {
+	_, err := r.mutateDevice(ctx, project, id, func(d *Device) error {
+		d.Frozen = frozen
+		return nil
+	})
+	if err == nil && frozen {
+		r.presence.drop(id)
+		r.kick(id, "device frozen")
+	}
+	return err
+}

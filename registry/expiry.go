@@ -1,0 +1,81 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// sweepBatch bounds how many expired devices one write deletes.
+const sweepBatch = 256
+
+// SweepExpired deletes every device whose unconnected-registration
+// deadline has passed, reading the ordered deadline index from its start
+// and stopping at the first deadline still in the future: the cost is
+// proportional to the devices due, not to the fleet. It returns how many
+// devices it deleted.
+func (r *Registry) SweepExpired(ctx context.Context) (int, error) {
+	total := 0
+	for {
+		now := r.now()
+		var due []string
+		err := r.store.View(func(rd Reader) error {
+			return rd.Scan(expiryPrefix, nil, false, func(k, _ []byte) (bool, error) {
+				at, id, ok := parseExpiryKey(k)
+				if !ok || at.After(now) {
+					return false, nil
+				}
+				due = append(due, id)
+				return len(due) < sweepBatch, nil
+			})
+		})
+		if err != nil || len(due) == 0 {
+			return total, err
+		}
+		var deleted []string
+		err = r.write(ctx, func(w Writer) error {
+			deleted = deleted[:0]
+			for _, id := range due {
+				d, err := r.getDevice(w, id)
+				if errors.Is(err, ErrNotFound) {
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				// Re-check under the writer: a connection may have
+				// activated the device since the scan.
+				if d.ExpireAt.IsZero() || d.ExpireAt.After(now) || !d.ActiveTime.IsZero() {
+					continue
+				}
+				if err := r.deleteDevice(w, d); err != nil {
+					var ve *ValidationError
+					if errors.As(err, &ve) {
+						// A gateway whose sub-devices outlive it stays;
+						// drop only its deadline.
+						old := *d
+						d.ExpireAt = time.Time{}
+						if err := r.putDevice(w, &old, d); err != nil {
+							return err
+						}
+						continue
+					}
+					return err
+				}
+				deleted = append(deleted, id)
+			}
+			return nil
+		})
+		if err != nil {
+			return total, err
+		}
+		for _, id := range deleted {
+			r.log.Info("device deleted: not connected within its timeout", "device_id", id)
+			r.kick(id, "registration timeout")
+		}
+		total += len(deleted)
+		if len(due) < sweepBatch {
+			return total, nil
+		}
+	}
+}

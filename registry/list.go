@@ -1,0 +1,138 @@
+package registry
+
+import (
+	"context"
+	"errors"
+)
+
+// Page selects a window of a listing, newest first, as IoTDA pages: the
+// records after Marker (exclusive), skipping Offset of them, at most
+// Limit.
+type Page struct {
+	Limit  int
+	Marker string // empty: from the newest
+	Offset int
+}
+
+// DeviceFilter narrows a device listing; empty fields match all.
+type DeviceFilter struct {
+	ProductID, NodeID, DeviceName, GatewayID string
+}
+
+// DeviceList is one page of devices.
+type DeviceList struct {
+	Devices []*Device
+	Count   int64  // all matching devices, not just this page
+	Marker  string // marker of the last device returned
+}
+
+// ListDevices lists a project's devices. Listing by product or gateway
+// reads that index only; a device_name filter reads the candidates' records.
+func (r *Registry) ListDevices(ctx context.Context, project string, f DeviceFilter, pg Page) (*DeviceList, error) {
+	out := &DeviceList{}
+	err := r.store.View(func(rd Reader) error {
+		var prefix, countKey []byte
+		switch {
+		case f.GatewayID != "":
+			prefix = prefixKey("g", f.GatewayID)
+		case f.ProductID != "":
+			prefix, countKey = prefixKey("q", f.ProductID), productCountKey(f.ProductID)
+		default:
+			prefix, countKey = prefixKey("l", project), projectCountKey(project)
+		}
+		// Only the index's own counter is exact without reading records.
+		exactCount := countKey != nil && f.NodeID == "" && f.DeviceName == ""
+		if exactCount && f.ProductID != "" {
+			// The product must be the caller's for its counter to count.
+			if p, err := getProduct(rd, f.ProductID); err != nil || p.ProjectID != project {
+				return nil
+			}
+		}
+		var from []byte
+		if pg.Marker != "" {
+			from = append(append([]byte(nil), prefix...), pg.Marker...)
+		}
+		skip := pg.Offset
+		var count int64
+		err := rd.Scan(prefix, from, true, func(k, v []byte) (bool, error) {
+			if pg.Marker != "" && string(k[len(prefix):]) >= pg.Marker {
+				return true, nil // the marker itself and anything above it
+			}
+			full := len(out.Devices) >= pg.Limit
+			if full && exactCount {
+				return false, nil
+			}
+			d, err := r.getDevice(rd, string(v))
+			if errors.Is(err, ErrNotFound) {
+				return true, nil
+			}
+			if err != nil {
+				return false, err
+			}
+			if d.ProjectID != project || (f.ProductID != "" && d.ProductID != f.ProductID) ||
+				(f.NodeID != "" && d.NodeID != f.NodeID) || (f.DeviceName != "" && d.DeviceName != f.DeviceName) {
+				return true, nil
+			}
+			count++
+			if skip > 0 {
+				skip--
+				return true, nil
+			}
+			if !full {
+				r.fillStatus(d)
+				out.Devices = append(out.Devices, d)
+				out.Marker = d.Seq
+			}
+			return true, nil
+		})
+		if err != nil {
+			return err
+		}
+		out.Count = count
+		if exactCount {
+			out.Count, err = readCount(rd, countKey)
+		}
+		return err
+	})
+	return out, err
+}
+
+// ProductList is one page of products.
+type ProductList struct {
+	Products []*Product
+	Count    int64
+	Marker   string
+}
+
+// ListProducts lists a project's products, newest first; name filters by
+// exact product name.
+func (r *Registry) ListProducts(ctx context.Context, project, name string, pg Page) (*ProductList, error) {
+	out := &ProductList{}
+	err := r.store.View(func(rd Reader) error {
+		prefix := prefixKey("k", project)
+		skip := pg.Offset
+		return rd.Scan(prefix, nil, true, func(k, v []byte) (bool, error) {
+			if pg.Marker != "" && string(k[len(prefix):]) >= pg.Marker {
+				return true, nil
+			}
+			p, err := getProduct(rd, string(v))
+			if err != nil {
+				return false, err
+			}
+			if name != "" && p.Name != name {
+				return true, nil
+			}
+			out.Count++
+			if skip > 0 {
+				skip--
+				return true, nil
+			}
+			if len(out.Products) < pg.Limit {
+				out.Products = append(out.Products, p)
+				out.Marker = p.Seq
+			}
+			return true, nil
+		})
+	})
+	return out, err
+}

@@ -1,0 +1,192 @@
+package registry
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// MessagesKept is how many recent uplink messages a device keeps.
+const MessagesKept = 100
+
+// u/{device_id}/{seq}   uplink message
+// #u/{device_id}        number of kept messages
+func messageKey(dev, seq string) []byte { return key("u", dev, seq) }
+func messageCountKey(dev string) []byte { return key("#u", dev) }
+
+// AddMessage stores an uplink message of a device, dropping its oldest
+// beyond MessagesKept.
+func (r *Registry) AddMessage(ctx context.Context, deviceID string, m Message) error {
+	now := r.now().UTC()
+	if m.Time.IsZero() {
+		m.Time = now
+	}
+	seq := r.seq.next(now)
+	if m.MessageID == "" {
+		m.MessageID = seq
+	}
+	b, err := json.Marshal(&m)
+	if err != nil {
+		return fmt.Errorf("encode message: %w", err)
+	}
+	return r.write(ctx, func(w Writer) error {
+		if _, err := w.Get(deviceKey(deviceID)); err != nil {
+			if errors.Is(err, ErrNoKey) {
+				return &NotFoundError{Kind: "device", ID: deviceID}
+			}
+			return err
+		}
+		n, err := readCount(w, messageCountKey(deviceID))
+		if err != nil {
+			return err
+		}
+		if n >= MessagesKept {
+			var oldest []byte
+			if err := w.Scan(prefixKey("u", deviceID), nil, false, func(k, _ []byte) (bool, error) {
+				oldest = append([]byte(nil), k...)
+				return false, nil
+			}); err != nil {
+				return err
+			}
+			if oldest != nil {
+				if err := w.Delete(oldest); err != nil {
+					return err
+				}
+				n--
+			}
+		}
+		if err := w.Set(messageKey(deviceID, seq), b); err != nil {
+			return err
+		}
+		return w.Set(messageCountKey(deviceID), strconv.AppendInt(nil, n+1, 10))
+	})
+}
+
+// Messages returns a device's kept uplink messages, newest first.
+func (r *Registry) Messages(ctx context.Context, project, deviceID string, limit int) ([]Message, error) {
+	if _, err := r.ProjectDevice(ctx, project, deviceID); err != nil {
+		return nil, err
+	}
+	var out []Message
+	err := r.store.View(func(rd Reader) error {
+		return rd.Scan(prefixKey("u", deviceID), nil, true, func(_, v []byte) (bool, error) {
+			var m Message
+			if err := json.Unmarshal(v, &m); err != nil {
+				return false, err
+			}
+			out = append(out, m)
+			return len(out) < limit, nil
+		})
+	})
+	return out, err
+}
+
+// ServiceProperties is one service's reported properties in a shadow.
+type ServiceProperties struct {
+	ServiceID  string                     `json:"service_id"`
+	Properties map[string]json.RawMessage `json:"properties"`
+	EventTime  time.Time                  `json:"event_time"`
+}
+
+// Shadow is the last reported properties of a device, per service.
+type Shadow struct {
+	DeviceID string               `json:"device_id"`
+	Services []*ServiceProperties `json:"services"`
+}
+
+func shadowKey(dev string) []byte { return key("s", dev) }
+
+// ReportProperties merges reported properties into the device shadow; a
+// property reported again replaces its old value.
+func (r *Registry) ReportProperties(ctx context.Context, deviceID string, reports []ServiceProperties) error {
+	now := r.now().UTC()
+	return r.write(ctx, func(w Writer) error {
+		if _, err := w.Get(deviceKey(deviceID)); err != nil {
+			if errors.Is(err, ErrNoKey) {
+				return &NotFoundError{Kind: "device", ID: deviceID}
+			}
+			return err
+		}
+		sh, err := getShadow(w, deviceID)
+		if err != nil {
+			return err
+		}
+		for _, rep := range reports {
+			if rep.ServiceID == "" {
+				return invalid("service_id", "is required")
+			}
+			var cur *ServiceProperties
+			for _, s := range sh.Services {
+				if s.ServiceID == rep.ServiceID {
+					cur = s
+				}
+			}
+			if cur == nil {
+				cur = &ServiceProperties{ServiceID: rep.ServiceID, Properties: map[string]json.RawMessage{}}
+				sh.Services = append(sh.Services, cur)
+			}
+			for k, v := range rep.Properties {
+				cur.Properties[k] = v
+			}
+			cur.EventTime = rep.EventTime
+			if cur.EventTime.IsZero() {
+				cur.EventTime = now
+			}
+		}
+		b, err := json.Marshal(sh)
+		if err != nil {
+			return fmt.Errorf("encode shadow: %w", err)
+		}
+		return w.Set(shadowKey(deviceID), b)
+	})
+}
+
+func getShadow(rd Reader, dev string) (*Shadow, error) {
+	sh := &Shadow{DeviceID: dev}
+	b, err := rd.Get(shadowKey(dev))
+	if errors.Is(err, ErrNoKey) {
+		return sh, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(b, sh); err != nil {
+		return nil, fmt.Errorf("decode shadow of %s: %w", dev, err)
+	}
+	return sh, nil
+}
+
+// DeviceShadow returns a project device's shadow.
+func (r *Registry) DeviceShadow(ctx context.Context, project, deviceID string) (*Shadow, error) {
+	if _, err := r.ProjectDevice(ctx, project, deviceID); err != nil {
+		return nil, err
+	}
+	var sh *Shadow
+	err := r.store.View(func(rd Reader) error {
+		var err error
+		sh, err = getShadow(rd, deviceID)
+		return err
+	})
+	return sh, err
+}
+
+// deleteDeviceData removes a device's messages and shadow.
+func deleteDeviceData(w Writer, dev string) error {
+	var keys [][]byte
+	if err := w.Scan(prefixKey("u", dev), nil, false, func(k, _ []byte) (bool, error) {
+		keys = append(keys, append([]byte(nil), k...))
+		return true, nil
+	}); err != nil {
+		return err
+	}
+	keys = append(keys, messageCountKey(dev), shadowKey(dev))
+	for _, k := range keys {
+		if err := w.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,200 @@
+package registry
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// ServiceCapability is the part of a product's service model the registry
+// checks; the rest is kept as the client sent it.
+type serviceCapability struct {
+	ServiceID   string `json:"service_id"`
+	ServiceType string `json:"service_type"`
+}
+
+func checkCapabilities(raw json.RawMessage) error {
+	if len(raw) == 0 {
+		return nil
+	}
+	var caps []serviceCapability
+	if err := json.Unmarshal(raw, &caps); err != nil {
+		return invalid("service_capabilities", "must be an array of service objects")
+	}
+	if len(caps) > 500 {
+		return invalid("service_capabilities", "must have at most 500 services")
+	}
+	seen := make(map[string]bool, len(caps))
+	for i, c := range caps {
+		if c.ServiceID == "" || len(c.ServiceID) > 64 {
+			return invalid(fmt.Sprintf("service_capabilities[%d].service_id", i), "is required, at most 64 characters")
+		}
+		if c.ServiceType == "" || len(c.ServiceType) > 64 {
+			return invalid(fmt.Sprintf("service_capabilities[%d].service_type", i), "is required, at most 64 characters")
+		}
+		if seen[c.ServiceID] {
+			return invalid(fmt.Sprintf("service_capabilities[%d].service_id", i), "%q is not unique in the product", c.ServiceID)
+		}
+		seen[c.ServiceID] = true
+	}
+	return nil
+}
+
+// CreateProduct registers a product; an empty ProductID is generated.
+// Product ids are unique platform-wide because device ids derive from them.
+func (r *Registry) CreateProduct(ctx context.Context, p Product) (*Product, error) {
+	if p.ProjectID == "" {
+		return nil, invalid("project_id", "is required")
+	}
+	if p.ProductID == "" {
+		p.ProductID = randomHex(12)
+	}
+	if err := p.validate(); err != nil {
+		return nil, err
+	}
+	if err := checkCapabilities(p.ServiceCapabilities); err != nil {
+		return nil, err
+	}
+	now := r.now().UTC()
+	p.CreateTime = now
+	p.Seq = r.seq.next(now)
+	err := r.write(ctx, func(w Writer) error {
+		if err := absent(w, productKey(p.ProductID), "product_id", p.ProductID); err != nil {
+			return err
+		}
+		if err := putProduct(w, &p); err != nil {
+			return err
+		}
+		return w.Set(projectProductKey(p.ProjectID, p.Seq), []byte(p.ProductID))
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+func putProduct(w Writer, p *Product) error {
+	b, err := json.Marshal(p)
+	if err != nil {
+		return fmt.Errorf("encode product %s: %w", p.ProductID, err)
+	}
+	return w.Set(productKey(p.ProductID), b)
+}
+
+func getProduct(rd Reader, id string) (*Product, error) {
+	b, err := rd.Get(productKey(id))
+	if errors.Is(err, ErrNoKey) {
+		return nil, &NotFoundError{Kind: "product", ID: id}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read product %s: %w", id, err)
+	}
+	var p Product
+	if err := json.Unmarshal(b, &p); err != nil {
+		return nil, fmt.Errorf("decode product %s: %w", id, err)
+	}
+	return &p, nil
+}
+
+// Product returns a product of the project.
+func (r *Registry) Product(ctx context.Context, project, id string) (*Product, error) {
+	var p *Product
+	err := r.store.View(func(rd Reader) error {
+		var err error
+		p, err = getProduct(rd, id)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if p.ProjectID != project {
+		return nil, &NotFoundError{Kind: "product", ID: id}
+	}
+	return p, nil
+}
+
+// ProductDeviceCount returns how many devices a product has.
+func (r *Registry) ProductDeviceCount(ctx context.Context, id string) (int64, error) {
+	var n int64
+	err := r.store.View(func(rd Reader) error {
+		var err error
+		n, err = readCount(rd, productCountKey(id))
+		return err
+	})
+	return n, err
+}
+
+// ProductUpdate holds the fields PUT /products/{id} may change.
+type ProductUpdate struct {
+	Name, DeviceType, ProtocolType, DataFormat *string
+	ManufacturerName, Industry, Description    *string
+	ServiceCapabilities                        json.RawMessage
+}
+
+// UpdateProduct changes a product. Its protocol may change only while it
+// has no devices, because CoAP devices are indexed differently.
+func (r *Registry) UpdateProduct(ctx context.Context, project, id string, u ProductUpdate) (*Product, error) {
+	if err := checkCapabilities(u.ServiceCapabilities); err != nil {
+		return nil, err
+	}
+	var out *Product
+	err := r.write(ctx, func(w Writer) error {
+		p, err := getProduct(w, id)
+		if err != nil || p.ProjectID != project {
+			return &NotFoundError{Kind: "product", ID: id}
+		}
+		wasCoAP := p.IsCoAP()
+		set := func(dst *string, src *string) {
+			if src != nil {
+				*dst = *src
+			}
+		}
+		set(&p.Name, u.Name)
+		set(&p.DeviceType, u.DeviceType)
+		set(&p.ProtocolType, u.ProtocolType)
+		set(&p.DataFormat, u.DataFormat)
+		set(&p.ManufacturerName, u.ManufacturerName)
+		set(&p.Industry, u.Industry)
+		set(&p.Description, u.Description)
+		if u.ServiceCapabilities != nil {
+			p.ServiceCapabilities = u.ServiceCapabilities
+		}
+		if err := p.validate(); err != nil {
+			return err
+		}
+		if p.IsCoAP() != wasCoAP {
+			n, err := readCount(w, productCountKey(id))
+			if err != nil {
+				return err
+			}
+			if n > 0 {
+				return invalid("protocol_type", "cannot change between CoAP and other protocols while the product has devices")
+			}
+		}
+		out = p
+		return putProduct(w, p)
+	})
+	return out, err
+}
+
+// DeleteProduct removes a product that has no devices.
+func (r *Registry) DeleteProduct(ctx context.Context, project, id string) error {
+	return r.write(ctx, func(w Writer) error {
+		p, err := getProduct(w, id)
+		if err != nil || p.ProjectID != project {
+			return &NotFoundError{Kind: "product", ID: id}
+		}
+		n, err := readCount(w, productCountKey(id))
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			return fmt.Errorf("product %s has %d devices: %w", id, n, ErrHasDevices)
+		}
+		if err := w.Delete(productKey(id)); err != nil {
+			return err
+		}
+		return w.Delete(projectProductKey(project, p.Seq))
+	})
+}

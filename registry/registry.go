@@ -1,0 +1,288 @@
+// Package registry is iotgate's domain: projects, products, devices, their
+// credentials, connection status and unconnected-registration expiry. It
+// knows no network protocol; the REST API and the LwM2M and MQTT listeners
+// are adapters that call it.
+//
+// Writes go through one committer goroutine that packs the writes waiting
+// at that moment into one durable transaction (group commit) and
+// acknowledges each only after that transaction is on disk. A write that
+// fails its own checks stages nothing, so it never spoils its batch.
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// Options configures a Registry.
+type Options struct {
+	Store     Store
+	MasterKey []byte // 32 bytes; seals secrets at rest
+	Logger    *slog.Logger
+	// SweepInterval is how often expired unconnected devices are deleted.
+	// Zero means one second.
+	SweepInterval time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// MaxBatch bounds how many writes share one commit. Zero means 256.
+	MaxBatch int
+}
+
+// Registry is safe for concurrent use.
+type Registry struct {
+	store    Store
+	seal     *sealer
+	log      *slog.Logger
+	now      func() time.Time
+	seq      *seqGen
+	sweepInt time.Duration
+	maxBatch int
+
+	ops      chan *op
+	stop     chan struct{}
+	stopOnce sync.Once
+	wg       sync.WaitGroup
+
+	presence *presence
+	statusMu sync.Mutex
+	statusQ  map[string]time.Time // device_id -> status change to persist
+
+	kickMu  sync.RWMutex
+	kickers []Kicker
+}
+
+// Kicker is implemented by listeners that hold device sessions; the
+// registry asks them to drop a device's session when it is frozen,
+// deleted, or its credentials are reset with force_disconnect.
+type Kicker interface {
+	Kick(deviceID, reason string)
+}
+
+// New starts a registry over an open store. Call Run to start expiry
+// sweeping and Close to stop it.
+func New(o Options) (*Registry, error) {
+	if o.Store == nil {
+		return nil, errors.New("registry: no store")
+	}
+	s, err := newSealer(o.MasterKey)
+	if err != nil {
+		return nil, fmt.Errorf("registry: %w", err)
+	}
+	r := &Registry{
+		store:    o.Store,
+		seal:     s,
+		log:      o.Logger,
+		now:      o.Now,
+		sweepInt: o.SweepInterval,
+		maxBatch: o.MaxBatch,
+		ops:      make(chan *op, 1024),
+		stop:     make(chan struct{}),
+		presence: newPresence(),
+		statusQ:  make(map[string]time.Time),
+	}
+	if r.log == nil {
+		r.log = slog.New(slog.DiscardHandler)
+	}
+	if r.now == nil {
+		r.now = time.Now
+	}
+	if r.sweepInt <= 0 {
+		r.sweepInt = time.Second
+	}
+	if r.maxBatch <= 0 {
+		r.maxBatch = 256
+	}
+	r.seq = newSeqGen(r.now())
+	r.wg.Add(1)
+	go r.commitLoop()
+	return r, nil
+}
+
+// AddKicker registers a session holder. Call before serving traffic.
+func (r *Registry) AddKicker(k Kicker) {
+	r.kickMu.Lock()
+	r.kickers = append(r.kickers, k)
+	r.kickMu.Unlock()
+}
+
+func (r *Registry) kick(deviceID, reason string) {
+	r.kickMu.RLock()
+	defer r.kickMu.RUnlock()
+	for _, k := range r.kickers {
+		k.Kick(deviceID, reason)
+	}
+}
+
+// Run sweeps expired devices and persists status changes until ctx ends.
+// It sweeps once before its first wait, so devices whose deadline passed
+// while the platform was down are gone as soon as Run starts.
+func (r *Registry) Run(ctx context.Context) error {
+	t := time.NewTicker(r.sweepInt)
+	defer t.Stop()
+	for {
+		if _, err := r.SweepExpired(ctx); err != nil && ctx.Err() == nil {
+			r.log.Error("expiry sweep failed", "err", err)
+		}
+		if err := r.flushStatus(ctx); err != nil && ctx.Err() == nil {
+			r.log.Error("status flush failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			_ = r.flushStatus(context.Background())
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Close stops the committer after the writes already queued.
+func (r *Registry) Close() error {
+	r.stopOnce.Do(func() { close(r.stop) })
+	r.wg.Wait()
+	return nil
+}
+
+// op is one write waiting for the committer.
+type op struct {
+	fn   func(Writer) error
+	done chan error
+}
+
+// write runs fn in a durable transaction shared with other concurrent
+// writes and returns once it is committed (or refused). fn must do its
+// checks before its writes or return an error: on error its writes are
+// discarded, not the batch.
+func (r *Registry) write(ctx context.Context, fn func(Writer) error) error {
+	o := &op{fn: fn, done: make(chan error, 1)}
+	select {
+	case r.ops <- o:
+	case <-r.stop:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	// Once queued the write may commit, so wait for the outcome even if
+	// ctx ends: the caller must never be told "failed" for a kept write.
+	return <-o.done
+}
+
+func (r *Registry) commitLoop() {
+	defer r.wg.Done()
+	batch := make([]*op, 0, r.maxBatch)
+	for {
+		select {
+		case o := <-r.ops:
+			batch = append(batch[:0], o)
+		case <-r.stop:
+			// Refuse what is still queued rather than leave callers hanging.
+			for {
+				select {
+				case o := <-r.ops:
+					o.done <- ErrClosed
+				default:
+					return
+				}
+			}
+		}
+	fill:
+		for len(batch) < r.maxBatch {
+			select {
+			case o := <-r.ops:
+				batch = append(batch, o)
+			default:
+				break fill
+			}
+		}
+		r.commit(batch)
+	}
+}
+
+func (r *Registry) commit(batch []*op) {
+	results := make([]error, len(batch))
+	err := r.store.Update(func(w Writer) error {
+		for i, o := range batch {
+			st := newStaged(w)
+			if err := o.fn(st); err != nil {
+				results[i] = err
+				continue
+			}
+			if err := st.apply(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	for i, o := range batch {
+		if err != nil {
+			o.done <- fmt.Errorf("commit: %w", err)
+		} else {
+			o.done <- results[i]
+		}
+	}
+}
+
+// staged buffers one op's writes so a failing op leaves the shared
+// transaction untouched. Reads see the op's own writes first.
+type staged struct {
+	w      Writer
+	keys   []string
+	values map[string][]byte // nil value: delete
+}
+
+func newStaged(w Writer) *staged { return &staged{w: w, values: make(map[string][]byte, 8)} }
+
+func (s *staged) Get(k []byte) ([]byte, error) {
+	if v, ok := s.values[string(k)]; ok {
+		if v == nil {
+			return nil, ErrNoKey
+		}
+		return v, nil
+	}
+	return s.w.Get(k)
+}
+
+// Scan sees the batch's committed-so-far state but not this op's own
+// staged writes; no op scans what it has just written.
+func (s *staged) Scan(prefix, from []byte, reverse bool, fn func(k, v []byte) (bool, error)) error {
+	return s.w.Scan(prefix, from, reverse, fn)
+}
+
+func (s *staged) Set(k, v []byte) error {
+	if v == nil {
+		v = []byte{}
+	}
+	s.put(string(k), v)
+	return nil
+}
+
+func (s *staged) Delete(k []byte) error {
+	s.put(string(k), nil)
+	return nil
+}
+
+func (s *staged) put(k string, v []byte) {
+	if _, ok := s.values[k]; !ok {
+		s.keys = append(s.keys, k)
+	}
+	s.values[k] = v
+}
+
+func (s *staged) apply() error {
+	for _, k := range s.keys {
+		v := s.values[k]
+		var err error
+		if v == nil {
+			err = s.w.Delete([]byte(k))
+		} else {
+			err = s.w.Set([]byte(k), v)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,194 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"hash/maphash"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Session identifies one live connection of a device. A device that
+// reconnects gets a new Session, so the old connection's late disconnect
+// does not mark the new one offline.
+type Session uint64
+
+// presence is the in-memory set of connected devices. Connection status is
+// live state: after a restart nobody is connected, so it is not stored
+// (only its change time is, lazily). Sharded to keep connect storms from
+// contending on one lock.
+type presence struct {
+	seed   maphash.Seed
+	next   atomic.Uint64
+	shards [64]presenceShard
+}
+
+type presenceShard struct {
+	mu sync.Mutex
+	m  map[string]liveSession
+}
+
+type liveSession struct {
+	id    Session
+	since time.Time
+}
+
+func newPresence() *presence {
+	p := &presence{seed: maphash.MakeSeed()}
+	for i := range p.shards {
+		p.shards[i].m = make(map[string]liveSession)
+	}
+	return p
+}
+
+func (p *presence) shard(id string) *presenceShard {
+	return &p.shards[maphash.String(p.seed, id)%uint64(len(p.shards))]
+}
+
+func (p *presence) set(id string, at time.Time) Session {
+	s := Session(p.next.Add(1))
+	sh := p.shard(id)
+	sh.mu.Lock()
+	sh.m[id] = liveSession{id: s, since: at}
+	sh.mu.Unlock()
+	return s
+}
+
+// end removes the session if it is still the device's current one.
+func (p *presence) end(id string, s Session) bool {
+	sh := p.shard(id)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if cur, ok := sh.m[id]; ok && cur.id == s {
+		delete(sh.m, id)
+		return true
+	}
+	return false
+}
+
+func (p *presence) drop(id string) {
+	sh := p.shard(id)
+	sh.mu.Lock()
+	delete(sh.m, id)
+	sh.mu.Unlock()
+}
+
+func (p *presence) get(id string) (liveSession, bool) {
+	sh := p.shard(id)
+	sh.mu.Lock()
+	s, ok := sh.m[id]
+	sh.mu.Unlock()
+	return s, ok
+}
+
+// Online reports how many devices are connected.
+func (r *Registry) Online() int {
+	n := 0
+	for i := range r.presence.shards {
+		sh := &r.presence.shards[i]
+		sh.mu.Lock()
+		n += len(sh.m)
+		sh.mu.Unlock()
+	}
+	return n
+}
+
+func (r *Registry) fillStatus(d *Device) {
+	switch {
+	case d.Frozen:
+		d.Status = StatusFrozen
+	case d.ActiveTime.IsZero():
+		d.Status = StatusInactive
+	default:
+		d.Status = StatusOffline
+		if s, ok := r.presence.get(d.DeviceID); ok {
+			d.Status = StatusOnline
+			if s.since.After(d.StatusTime) {
+				d.StatusTime = s.since
+			}
+		}
+	}
+}
+
+// Connected records a successful connection of a device over any
+// protocol. The first one activates the device durably: it sets
+// active_time and cancels the unconnected-registration deadline for good.
+// A frozen or deleted device gets ErrFrozen / ErrNotFound.
+func (r *Registry) Connected(ctx context.Context, id string) (Session, error) {
+	d, err := r.Device(ctx, id)
+	if err != nil {
+		return 0, err
+	}
+	if d.Frozen {
+		return 0, ErrFrozen
+	}
+	now := r.now().UTC()
+	if d.ActiveTime.IsZero() {
+		_, err := r.mutateDevice(ctx, "", id, func(d *Device) error {
+			if d.Frozen {
+				return ErrFrozen
+			}
+			if d.ActiveTime.IsZero() {
+				d.ActiveTime = now
+			}
+			d.ExpireAt = time.Time{}
+			d.StatusTime = now
+			return nil
+		})
+		if err != nil {
+			return 0, err
+		}
+	} else {
+		r.queueStatus(id, now)
+	}
+	return r.presence.set(id, now), nil
+}
+
+// Disconnected ends a session. It is a no-op if the device has connected
+// again since (the new session is current).
+func (r *Registry) Disconnected(id string, s Session) {
+	if r.presence.end(id, s) {
+		r.queueStatus(id, r.now().UTC())
+	}
+}
+
+// queueStatus remembers a status change time to persist in the next
+// flush; connects and disconnects do not wait for the disk.
+func (r *Registry) queueStatus(id string, at time.Time) {
+	r.statusMu.Lock()
+	r.statusQ[id] = at
+	r.statusMu.Unlock()
+}
+
+// flushStatus persists queued status change times in one write.
+func (r *Registry) flushStatus(ctx context.Context) error {
+	r.statusMu.Lock()
+	q := r.statusQ
+	if len(q) == 0 {
+		r.statusMu.Unlock()
+		return nil
+	}
+	r.statusQ = make(map[string]time.Time)
+	r.statusMu.Unlock()
+	return r.write(ctx, func(w Writer) error {
+		for id, at := range q {
+			d, err := r.getDevice(w, id)
+			if errors.Is(err, ErrNotFound) {
+				continue // deleted meanwhile
+			}
+			if err != nil {
+				return err
+			}
+			if !at.After(d.StatusTime) {
+				continue
+			}
+			old := *d
+			d.StatusTime = at
+			if err := r.putDevice(w, &old, d); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
