@@ -1,0 +1,280 @@
+// Package test holds end-to-end tests: they build the real iotgate binary,
+// start it on free loopback ports with its own data directory, and drive
+// it from outside over HTTP, MQTT and CoAP.
+package test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// binary builds ./cmd/iotgate once per test run (with -race when the
+// tests run with it, so the server is checked too).
+func binary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "iotgate-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "iotgate")
+		args := []string{"build", "-o", binPath}
+		if raceEnabled {
+			args = append(args, "-race")
+		}
+		cmd := exec.Command("go", append(args, "../cmd/iotgate")...)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+// Gate is a running iotgate process.
+type Gate struct {
+	t       testing.TB
+	DataDir string
+	Config  string
+	API     string // http://127.0.0.1:port
+	MQTT    string // 127.0.0.1:port
+	MQTTS   string
+	CoAP    string
+	DTLS    string
+	Project string
+	Token   string
+	AK, SK  string
+
+	cmd  *exec.Cmd
+	logs *bytes.Buffer
+	mu   *sync.Mutex
+}
+
+// GateOptions tweak a started gate.
+type GateOptions struct {
+	DataDir string // reuse a data dir (restart tests)
+	Extra   string // YAML appended to the generated config
+}
+
+func freePort(t testing.TB, network string) string {
+	t.Helper()
+	if network == "udp" {
+		c, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.LocalAddr().String()
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// StartGate starts iotgate and waits until /healthz answers 200.
+func StartGate(t testing.TB, o GateOptions) *Gate {
+	t.Helper()
+	g := &Gate{t: t, DataDir: o.DataDir, logs: &bytes.Buffer{}, mu: &sync.Mutex{},
+		Project: "proj1", Token: "token-proj1-0123456789", AK: "AKPROJ1EXAMPLE000001", SK: "SKproj1secret0000000000000000000000000001"}
+	if g.DataDir == "" {
+		g.DataDir = t.TempDir()
+	}
+	g.API = "http://" + freePort(t, "tcp")
+	g.MQTT, g.MQTTS = freePort(t, "tcp"), freePort(t, "tcp")
+	g.CoAP, g.DTLS = freePort(t, "udp"), freePort(t, "udp")
+	g.Config = filepath.Join(g.DataDir, "iotgate.yaml")
+	cfg := fmt.Sprintf(`data_dir: %q
+log_level: debug
+api:
+  listen: %q
+  credentials:
+    - project_id: %s
+      access_key: %s
+      secret_key: %s
+      token: %s
+    - project_id: proj2
+      token: token-proj2-0123456789
+coap:
+  listen: %q
+  dtls_listen: %q
+mqtt:
+  listen: %q
+  tls_listen: %q
+%s`, filepath.Join(g.DataDir, "data"), strings.TrimPrefix(g.API, "http://"), g.Project, g.AK, g.SK, g.Token,
+		g.CoAP, g.DTLS, g.MQTT, g.MQTTS, o.Extra)
+	if err := os.WriteFile(g.Config, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g.start()
+	t.Cleanup(func() { g.Stop() })
+	return g
+}
+
+func (g *Gate) start() {
+	g.t.Helper()
+	g.cmd = exec.Command(binary(g.t), "-config", g.Config)
+	w := &lockedWriter{mu: g.mu, b: g.logs}
+	g.cmd.Stdout, g.cmd.Stderr = w, w
+	if err := g.cmd.Start(); err != nil {
+		g.t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(g.API + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if g.cmd.ProcessState != nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	g.t.Fatalf("iotgate did not become healthy; logs:\n%s", g.Logs())
+}
+
+// Logs returns what the process printed so far.
+func (g *Gate) Logs() string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.logs.String()
+}
+
+// Stop ends the process with SIGTERM and waits for a clean exit.
+func (g *Gate) Stop() {
+	if g.cmd == nil || g.cmd.Process == nil {
+		return
+	}
+	_ = g.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- g.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil && !strings.Contains(err.Error(), "killed") {
+			g.t.Errorf("iotgate exited with %v; logs:\n%s", err, g.Logs())
+		}
+	case <-time.After(20 * time.Second):
+		_ = g.cmd.Process.Kill()
+		<-done
+		g.t.Errorf("iotgate did not stop within 20 s of SIGTERM")
+	}
+	g.cmd = nil
+}
+
+// Kill ends the process with SIGKILL (crash simulation).
+func (g *Gate) Kill() {
+	if g.cmd == nil {
+		return
+	}
+	_ = g.cmd.Process.Kill()
+	_ = g.cmd.Wait()
+	g.cmd = nil
+}
+
+// Restart starts the process again on the same ports and data.
+func (g *Gate) Restart() { g.start() }
+
+// Do sends a JSON request with the project's token and decodes the JSON
+// answer (nil for an empty body).
+func (g *Gate) Do(method, path string, body any) (int, map[string]any) {
+	g.t.Helper()
+	return g.DoToken(g.Token, method, path, body)
+}
+
+// DoToken is Do with another token ("" sends none).
+func (g *Gate) DoToken(token, method, path string, body any) (int, map[string]any) {
+	g.t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	default:
+		buf, err := json.Marshal(b)
+		if err != nil {
+			g.t.Fatal(err)
+		}
+		rd = bytes.NewReader(buf)
+	}
+	req, err := http.NewRequest(method, g.API+path, rd)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("X-Auth-Token", token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		g.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var out map[string]any
+	if len(bytes.TrimSpace(raw)) > 0 {
+		if err := json.Unmarshal(raw, &out); err != nil {
+			g.t.Fatalf("%s %s: answer is not JSON: %q", method, path, raw)
+		}
+	}
+	return resp.StatusCode, out
+}
+
+// P prefixes a path with the project's base path.
+func (g *Gate) P(path string) string { return "/v5/iot/" + g.Project + path }
+
+// MustDo is Do that fails the test unless the status is want.
+func (g *Gate) MustDo(want int, method, path string, body any) map[string]any {
+	g.t.Helper()
+	st, out := g.Do(method, path, body)
+	if st != want {
+		g.t.Fatalf("%s %s: status %d, want %d: %v", method, path, st, want, out)
+	}
+	return out
+}
+
+// CreateProduct makes a product with the given protocol type.
+func (g *Gate) CreateProduct(id, protocol string) {
+	g.t.Helper()
+	g.MustDo(201, "POST", g.P("/products"), map[string]any{
+		"product_id": id, "name": "Product " + id, "device_type": "Sensor", "protocol_type": protocol,
+		"data_format": "json", "service_capabilities": []any{map[string]any{"service_id": "Basic", "service_type": "Basic"}},
+	})
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	b  *bytes.Buffer
+}
+
+func (w *lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
