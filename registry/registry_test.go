@@ -1,0 +1,412 @@
+package registry
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fakeClock is a settable clock for expiry tests.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time          { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *fakeClock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+
+func newTestRegistry(t testing.TB, clock *fakeClock) (*Registry, Store) {
+	t.Helper()
+	s, err := OpenBadger(BadgerOptions{InMemory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := Options{Store: s, MasterKey: bytes.Repeat([]byte{7}, 32)}
+	if clock != nil {
+		o.Now = clock.Now
+	}
+	r, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close(); s.Close() })
+	return r, s
+}
+
+func mustProduct(t testing.TB, r *Registry, project, id, protocol string) {
+	t.Helper()
+	if _, err := r.CreateProduct(context.Background(), Product{ProjectID: project, ProductID: id, Name: "P " + id,
+		DeviceType: "Meter", ProtocolType: protocol}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCreateDeviceValidation(t *testing.T) {
+	r, _ := newTestRegistry(t, nil)
+	mustProduct(t, r, "proj", "mqttp", "MQTT")
+	mustProduct(t, r, "proj", "coapp", "CoAP")
+	long := strings.Repeat("a", 65)
+	for _, tc := range []struct {
+		name  string
+		in    NewDevice
+		field string // "" = success
+	}{
+		{"ok defaults", NewDevice{NodeID: "n1", ProductID: "mqttp"}, ""},
+		{"missing node", NewDevice{ProductID: "mqttp"}, "node_id"},
+		{"node too long", NewDevice{NodeID: long, ProductID: "mqttp"}, "node_id"},
+		{"node bad char", NewDevice{NodeID: "a b", ProductID: "mqttp"}, "node_id"},
+		{"device id bad char", NewDevice{DeviceID: "x/y", NodeID: "n2", ProductID: "mqttp"}, "device_id"},
+		{"name bad char", NewDevice{NodeID: "n3", ProductID: "mqttp", DeviceName: "a<b"}, "device_name"},
+		{"secret too short", NewDevice{NodeID: "n4", ProductID: "mqttp", Auth: AuthInfo{Secret: "short"}}, "auth_info.secret"},
+		{"coap secret not hex", NewDevice{NodeID: "n5", ProductID: "coapp", Auth: AuthInfo{Secret: "not-hex-secret"}}, "auth_info.secret"},
+		{"bad auth type", NewDevice{NodeID: "n6", ProductID: "mqttp", Auth: AuthInfo{Type: "PSK"}}, "auth_info.auth_type"},
+		{"bad fingerprint", NewDevice{NodeID: "n7", ProductID: "mqttp", Auth: AuthInfo{Type: AuthCertificates, Fingerprint: "abc"}}, "auth_info.fingerprint"},
+		{"negative timeout", NewDevice{NodeID: "n8", ProductID: "mqttp", Auth: AuthInfo{Timeout: -1}}, "auth_info.timeout"},
+		{"extension not object", NewDevice{NodeID: "n9", ProductID: "mqttp", ExtensionInfo: []byte(`[1]`)}, "extension_info"},
+		{"unknown gateway", NewDevice{NodeID: "n10", ProductID: "mqttp", GatewayID: "nope"}, "gateway_id"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.in.ProjectID = "proj"
+			d, err := r.CreateDevice(context.Background(), tc.in)
+			if tc.field == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if d.DeviceID != "mqttp_n1" || len(d.Auth.Secret) != 32 || d.Auth.Type != AuthSecret || d.Status != StatusInactive {
+					t.Fatalf("defaults not applied: %+v", d)
+				}
+				return
+			}
+			var ve *ValidationError
+			if !errors.As(err, &ve) || ve.Field != tc.field {
+				t.Fatalf("want invalid %s, got %v", tc.field, err)
+			}
+		})
+	}
+	// Nothing of the refused devices was written.
+	l, err := r.ListDevices(context.Background(), "proj", DeviceFilter{}, Page{Limit: 50})
+	if err != nil || l.Count != 1 || len(l.Devices) != 1 {
+		t.Fatalf("want exactly one device stored, got %d (%v)", l.Count, err)
+	}
+}
+
+func TestUniquenessAndLookups(t *testing.T) {
+	r, _ := newTestRegistry(t, nil)
+	ctx := context.Background()
+	mustProduct(t, r, "proj", "m1", "MQTT")
+	mustProduct(t, r, "proj", "m2", "MQTT")
+	mustProduct(t, r, "proj", "c1", "CoAP")
+	mustProduct(t, r, "proj", "c2", "CoAP")
+	fp := strings.Repeat("AB", 20)
+	if _, err := r.CreateDevice(ctx, NewDevice{ProjectID: "proj", NodeID: "imei1", ProductID: "c1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.CreateDevice(ctx, NewDevice{ProjectID: "proj", NodeID: "dev1", ProductID: "m1",
+		Auth: AuthInfo{Type: AuthCertificates, Fingerprint: fp}}); err != nil {
+		t.Fatal(err)
+	}
+	conflicts := []struct {
+		name  string
+		in    NewDevice
+		field string
+	}{
+		{"same node same product", NewDevice{NodeID: "dev1", ProductID: "m1", DeviceID: "other"}, "node_id"},
+		{"same device id", NewDevice{NodeID: "zzz", ProductID: "m2", DeviceID: "m1_dev1"}, "device_id"},
+		{"coap node is platform-wide", NewDevice{NodeID: "imei1", ProductID: "c2"}, "node_id"},
+		{"fingerprint taken", NewDevice{NodeID: "dev9", ProductID: "m2", Auth: AuthInfo{Type: AuthCertificates, Fingerprint: strings.ToLower(fp)}}, "fingerprint"},
+	}
+	for _, tc := range conflicts {
+		tc.in.ProjectID = "proj"
+		var ce *ConflictError
+		if _, err := r.CreateDevice(ctx, tc.in); !errors.As(err, &ce) || ce.Field != tc.field {
+			t.Errorf("%s: want conflict on %s, got %v", tc.name, tc.field, err)
+		}
+	}
+	// A non-CoAP product may reuse a node id of another product.
+	if _, err := r.CreateDevice(ctx, NewDevice{ProjectID: "proj", NodeID: "dev1", ProductID: "m2"}); err != nil {
+		t.Fatalf("node id in another MQTT product: %v", err)
+	}
+	if d, err := r.DeviceByNodeID(ctx, "imei1"); err != nil || d.DeviceID != "c1_imei1" {
+		t.Fatalf("DeviceByNodeID: %v %v", d, err)
+	}
+	if _, err := r.DeviceByNodeID(ctx, "dev1"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("MQTT devices are not in the platform-wide node index: %v", err)
+	}
+	if d, err := r.DeviceByProductNode(ctx, "m2", "dev1"); err != nil || d.DeviceID != "m2_dev1" {
+		t.Fatalf("DeviceByProductNode: %v %v", d, err)
+	}
+	if d, err := r.DeviceByFingerprint(ctx, strings.ToLower(fp)); err != nil || d.DeviceID != "m1_dev1" {
+		t.Fatalf("DeviceByFingerprint: %v %v", d, err)
+	}
+	// Tenants are isolated.
+	if _, err := r.ProjectDevice(ctx, "other", "m1_dev1"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("other project sees the device: %v", err)
+	}
+	if _, err := r.CreateDevice(ctx, NewDevice{ProjectID: "other", NodeID: "x", ProductID: "m1"}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("other project used the product: %v", err)
+	}
+}
+
+func TestDeleteRemovesEveryIndex(t *testing.T) {
+	r, s := newTestRegistry(t, nil)
+	ctx := context.Background()
+	mustProduct(t, r, "proj", "c1", "CoAP")
+	d, err := r.CreateDevice(ctx, NewDevice{ProjectID: "proj", NodeID: "node77", ProductID: "c1",
+		Auth: AuthInfo{Timeout: 3600}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.AddMessage(ctx, d.DeviceID, Message{Payload: []byte("hi")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.DeleteProduct(ctx, "proj", "c1"); !errors.Is(err, ErrHasDevices) {
+		t.Fatalf("product with devices deleted: %v", err)
+	}
+	if err := r.DeleteDevice(ctx, "proj", d.DeviceID); err != nil {
+		t.Fatal(err)
+	}
+	// Only the product and its listing entry may remain.
+	_ = s.View(func(rd Reader) error {
+		return rd.Scan(nil, nil, false, func(k, v []byte) (bool, error) {
+			if !bytes.HasPrefix(k, []byte("p\x00")) && !bytes.HasPrefix(k, []byte("k\x00")) {
+				t.Errorf("left behind after delete: %q", k)
+			}
+			return true, nil
+		})
+	})
+	if err := r.DeleteProduct(ctx, "proj", "c1"); err != nil {
+		t.Fatalf("delete empty product: %v", err)
+	}
+	// The node id can be registered again.
+	mustProduct(t, r, "proj", "c2", "CoAP")
+	if _, err := r.CreateDevice(ctx, NewDevice{ProjectID: "proj", NodeID: "node77", ProductID: "c2"}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSecretsSealedAtRest(t *testing.T) {
+	r, s := newTestRegistry(t, nil)
+	ctx := context.Background()
+	mustProduct(t, r, "proj", "m1", "MQTT")
+	d, err := r.CreateDevice(ctx, NewDevice{ProjectID: "proj", NodeID: "n", ProductID: "m1", Auth: AuthInfo{Secret: "plaintext-secret-1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.ResetSecret(ctx, "proj", d.DeviceID, Secondary, "second-secret-22", false); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.View(func(rd Reader) error {
+		return rd.Scan(nil, nil, false, func(k, v []byte) (bool, error) {
+			if bytes.Contains(v, []byte("plaintext-secret-1")) || bytes.Contains(v, []byte("second-secret-22")) {
+				t.Errorf("secret stored in plaintext under %q", k)
+			}
+			return true, nil
+		})
+	})
+	got, err := r.Device(ctx, d.DeviceID)
+	if err != nil || got.Auth.Secret != "plaintext-secret-1" || got.Auth.SecondarySecret != "second-secret-22" {
+		t.Fatalf("secrets do not round-trip: %v %+v", err, got)
+	}
+	// A record sealed under another key does not open.
+	other, _ := New(Options{Store: s, MasterKey: bytes.Repeat([]byte{8}, 32)})
+	defer other.Close()
+	if _, err := other.Device(ctx, d.DeviceID); err == nil {
+		t.Fatal("device opened with the wrong master key")
+	}
+}
+
+func TestExpirySweep(t *testing.T) {
+	clock := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	r, _ := newTestRegistry(t, clock)
+	ctx := context.Background()
+	mustProduct(t, r, "proj", "m1", "MQTT")
+	mk := func(node string, timeout int64) string {
+		d, err := r.CreateDevice(ctx, NewDevice{ProjectID: "proj", NodeID: node, ProductID: "m1", Auth: AuthInfo{Timeout: timeout}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d.DeviceID
+	}
+	never := mk("never", 0)
+	soon := mk("soon", 10)
+	later := mk("later", 100)
+	connects := mk("connects", 10)
+	if _, err := r.Connected(ctx, connects); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(9 * time.Second)
+	if n, err := r.SweepExpired(ctx); err != nil || n != 0 {
+		t.Fatalf("swept %d before any deadline (%v)", n, err)
+	}
+	clock.Advance(2 * time.Second)
+	if n, err := r.SweepExpired(ctx); err != nil || n != 1 {
+		t.Fatalf("want 1 expired, got %d (%v)", n, err)
+	}
+	for id, want := range map[string]bool{never: true, soon: false, later: true, connects: true} {
+		_, err := r.Device(ctx, id)
+		if got := err == nil; got != want {
+			t.Errorf("%s exists=%v, want %v (%v)", id, got, want, err)
+		}
+	}
+	d, _ := r.Device(ctx, connects)
+	if d.Status != StatusOnline || d.ActiveTime.IsZero() || !d.ExpireAt.IsZero() {
+		t.Fatalf("connected device not activated: %+v", d)
+	}
+	// The node id of the expired device is free again.
+	mk("soon", 0)
+}
+
+func TestConnectedLifecycle(t *testing.T) {
+	r, _ := newTestRegistry(t, nil)
+	ctx := context.Background()
+	mustProduct(t, r, "proj", "m1", "MQTT")
+	d, _ := r.CreateDevice(ctx, NewDevice{ProjectID: "proj", NodeID: "n", ProductID: "m1"})
+	s1, err := r.Connected(ctx, d.DeviceID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2, err := r.Connected(ctx, d.DeviceID) // takeover
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Disconnected(d.DeviceID, s1) // the old connection's late close
+	if got, _ := r.Device(ctx, d.DeviceID); got.Status != StatusOnline {
+		t.Fatalf("old session's disconnect took the new one offline: %s", got.Status)
+	}
+	r.Disconnected(d.DeviceID, s2)
+	if got, _ := r.Device(ctx, d.DeviceID); got.Status != StatusOffline {
+		t.Fatalf("want OFFLINE, got %s", got.Status)
+	}
+	if err := r.SetFrozen(ctx, "proj", d.DeviceID, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Connected(ctx, d.DeviceID); !errors.Is(err, ErrFrozen) {
+		t.Fatalf("frozen device connected: %v", err)
+	}
+	if got, _ := r.Device(ctx, d.DeviceID); got.Status != StatusFrozen {
+		t.Fatalf("want FROZEN, got %s", got.Status)
+	}
+	if err := r.flushStatus(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestGroupCommitIsolatesFailures runs many concurrent creates, half of
+// them duplicates, so failing and succeeding writes share batches: every
+// success must be stored and no failure may leave anything behind.
+func TestGroupCommitIsolatesFailures(t *testing.T) {
+	r, _ := newTestRegistry(t, nil)
+	ctx := context.Background()
+	mustProduct(t, r, "proj", "m1", "MQTT")
+	const n = 400
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	ok := map[string]int{}
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			node := fmt.Sprintf("node-%d", i/2) // every node id twice
+			d, err := r.CreateDevice(ctx, NewDevice{ProjectID: "proj", NodeID: node, ProductID: "m1", DeviceID: fmt.Sprintf("dev-%d", i)})
+			if err == nil {
+				mu.Lock()
+				ok[d.NodeID]++
+				mu.Unlock()
+			} else if !errors.Is(err, ErrAlreadyExists) {
+				t.Error(err)
+			}
+		}(i)
+	}
+	wg.Wait()
+	if len(ok) != n/2 {
+		t.Fatalf("want %d distinct successes, got %d", n/2, len(ok))
+	}
+	for node, c := range ok {
+		if c != 1 {
+			t.Fatalf("node %s created %d times", node, c)
+		}
+	}
+	l, err := r.ListDevices(ctx, "proj", DeviceFilter{}, Page{Limit: 50})
+	if err != nil || l.Count != n/2 {
+		t.Fatalf("count %d, want %d (%v)", l.Count, n/2, err)
+	}
+}
+
+func TestListPaging(t *testing.T) {
+	r, _ := newTestRegistry(t, nil)
+	ctx := context.Background()
+	mustProduct(t, r, "proj", "a", "MQTT")
+	mustProduct(t, r, "proj", "b", "MQTT")
+	for i := 0; i < 25; i++ {
+		p := "a"
+		if i%5 == 0 {
+			p = "b"
+		}
+		if _, err := r.CreateDevice(ctx, NewDevice{ProjectID: "proj", NodeID: fmt.Sprintf("n%02d", i), ProductID: p, DeviceName: fmt.Sprintf("name%d", i%3)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var seen []string
+	pg := Page{Limit: 10}
+	for {
+		l, err := r.ListDevices(ctx, "proj", DeviceFilter{}, pg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l.Count != 25 {
+			t.Fatalf("count %d", l.Count)
+		}
+		for _, d := range l.Devices {
+			seen = append(seen, d.NodeID)
+		}
+		if len(l.Devices) < pg.Limit {
+			break
+		}
+		pg.Marker = l.Marker
+	}
+	if len(seen) != 25 || seen[0] != "n24" || seen[24] != "n00" {
+		t.Fatalf("paging newest first over all: %v", seen)
+	}
+	for _, tc := range []struct {
+		f    DeviceFilter
+		pg   Page
+		want int
+		cnt  int64
+	}{
+		{DeviceFilter{ProductID: "b"}, Page{Limit: 50}, 5, 5},
+		{DeviceFilter{ProductID: "a", DeviceName: "name1"}, Page{Limit: 50}, 7, 7},
+		{DeviceFilter{NodeID: "n07"}, Page{Limit: 50}, 1, 1},
+		{DeviceFilter{}, Page{Limit: 50, Offset: 20}, 5, 25},
+		{DeviceFilter{ProductID: "nope"}, Page{Limit: 50}, 0, 0},
+	} {
+		l, err := r.ListDevices(ctx, "proj", tc.f, tc.pg)
+		if err != nil || len(l.Devices) != tc.want || l.Count != tc.cnt {
+			t.Errorf("%+v %+v: got %d devices, count %d (%v); want %d, %d", tc.f, tc.pg, len(l.Devices), l.Count, err, tc.want, tc.cnt)
+		}
+	}
+	if l, _ := r.ListDevices(ctx, "other", DeviceFilter{ProductID: "a"}, Page{Limit: 50}); l.Count != 0 || len(l.Devices) != 0 {
+		t.Fatalf("another project lists our devices: %+v", l)
+	}
+}
+
+func TestMessagesKeepNewest(t *testing.T) {
+	r, _ := newTestRegistry(t, nil)
+	ctx := context.Background()
+	mustProduct(t, r, "proj", "m1", "MQTT")
+	d, _ := r.CreateDevice(ctx, NewDevice{ProjectID: "proj", NodeID: "n", ProductID: "m1"})
+	for i := 0; i < MessagesKept+15; i++ {
+		if err := r.AddMessage(ctx, d.DeviceID, Message{Payload: []byte(fmt.Sprint(i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	msgs, err := r.Messages(ctx, "proj", d.DeviceID, 1000)
+	if err != nil || len(msgs) != MessagesKept || string(msgs[0].Payload) != fmt.Sprint(MessagesKept+14) ||
+		string(msgs[MessagesKept-1].Payload) != "15" {
+		t.Fatalf("got %d messages (%v), first %q", len(msgs), err, msgs[0].Payload)
+	}
+}
