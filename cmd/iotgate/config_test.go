@@ -1,0 +1,46 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// The documented example must be exactly the defaults, so every knob is
+// documented with its real default value.
+func TestExampleConfigIsDefaults(t *testing.T) {
+	got, err := loadConfig("../../configs/iotgate.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := defaultConfig()
+	if err := want.validate(); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.API.Credentials) == 0 {
+		got.API.Credentials = nil // "credentials: []" documents the empty default
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("configs/iotgate.yaml differs from the built-in defaults:\n got %+v\nwant %+v", got, want)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	for _, tc := range []struct{ yaml, want string }{
+		{"data_dir: x\nunknown_key: 1\n", "unknown_key"},
+		{"api:\n  listen: \"\"\n", "api.listen"},
+		{"api:\n  credentials:\n    - access_key: a\n      secret_key: b\n", "project_id"},
+		{"api:\n  credentials:\n    - project_id: p\n      access_key: a\n", "go together"},
+		{"api:\n  credentials:\n    - project_id: p\n", "needs"},
+	} {
+		path := filepath.Join(t.TempDir(), "c.yaml")
+		if err := os.WriteFile(path, []byte(tc.yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := loadConfig(path); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: want error containing %q, got %v", tc.yaml, tc.want, err)
+		}
+	}
+}
