@@ -1,0 +1,120 @@
+package registry
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+)
+
+// benchSizes are the fleet sizes the lookup benchmarks compare; set
+// IOTGATE_BENCH_MAX=1000000 to include a million devices (slow to fill).
+func benchSizes() []int {
+	max := 100_000
+	if v, err := strconv.Atoi(os.Getenv("IOTGATE_BENCH_MAX")); err == nil && v > 0 {
+		max = v
+	}
+	var out []int
+	for n := 10_000; n <= max; n *= 10 {
+		out = append(out, n)
+	}
+	return out
+}
+
+// filledRegistry opens an on-disk registry holding n devices of a CoAP
+// product, each with a fingerprint, created through the normal write path.
+func filledRegistry(b *testing.B, n int) *Registry {
+	b.Helper()
+	s, err := OpenBadger(BadgerOptions{Dir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	r, err := New(Options{Store: s, MasterKey: bytes.Repeat([]byte{1}, 32)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { r.Close(); s.Close() })
+	ctx := context.Background()
+	if _, err := r.CreateProduct(ctx, Product{ProjectID: "p", ProductID: "nb", Name: "nb", DeviceType: "x", ProtocolType: "CoAP"}); err != nil {
+		b.Fatal(err)
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < 256; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(n) {
+					return
+				}
+				_, err := r.CreateDevice(ctx, NewDevice{ProjectID: "p", ProductID: "nb", NodeID: fmt.Sprintf("imei%09d", i),
+					Auth: AuthInfo{Secret: "00112233445566778899aabbccddeeff"}})
+				if err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return r
+}
+
+// BenchmarkLookup measures the hot-path lookups at several fleet sizes;
+// O(1) means the ns/op stay flat as the fleet grows.
+func BenchmarkLookup(b *testing.B) {
+	ctx := context.Background()
+	for _, n := range benchSizes() {
+		r := filledRegistry(b, n)
+		b.Run(fmt.Sprintf("device_id/n=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				if _, err := r.Device(ctx, fmt.Sprintf("nb_imei%09d", (i*7919)%n)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("node_id/n=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				if _, err := r.DeviceByNodeID(ctx, fmt.Sprintf("imei%09d", (i*7919)%n)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkCreateDevice measures durable creates from 64 concurrent
+// callers through the group committer.
+func BenchmarkCreateDevice(b *testing.B) {
+	s, err := OpenBadger(BadgerOptions{Dir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	r, err := New(Options{Store: s, MasterKey: bytes.Repeat([]byte{1}, 32)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { r.Close(); s.Close() }()
+	ctx := context.Background()
+	if _, err := r.CreateProduct(ctx, Product{ProjectID: "p", ProductID: "m", Name: "m", DeviceType: "x", ProtocolType: "MQTT"}); err != nil {
+		b.Fatal(err)
+	}
+	var next atomic.Int64
+	b.SetParallelism(32) // 64 goroutines on 2 cores
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := r.CreateDevice(ctx, NewDevice{ProjectID: "p", ProductID: "m", NodeID: fmt.Sprintf("n%d", next.Add(1))}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
