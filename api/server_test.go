@@ -1,0 +1,128 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/iotgate/iotgate/registry"
+)
+
+func newTestServer(t *testing.T) (*Server, *registry.Registry) {
+	t.Helper()
+	st, err := registry.OpenBadger(registry.BadgerOptions{InMemory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := registry.New(registry.Options{Store: st, MasterKey: bytes.Repeat([]byte{3}, 32)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { reg.Close(); st.Close() })
+	s := New(Options{Registry: reg, Credentials: []Credential{{ProjectID: "p1", Token: "tok1"}, {ProjectID: "p2", Token: "tok2"}}})
+	return s, reg
+}
+
+func call(s *Server, token, method, path, body string) (int, map[string]any) {
+	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	if token != "" {
+		req.Header.Set("X-Auth-Token", token)
+	}
+	rec := httptest.NewRecorder()
+	s.ServeHTTP(rec, req)
+	var out map[string]any
+	_ = json.Unmarshal(rec.Body.Bytes(), &out)
+	return rec.Code, out
+}
+
+func TestHealthz(t *testing.T) {
+	s, _ := newTestServer(t)
+	if st, _ := call(s, "", "GET", "/healthz", ""); st != 503 {
+		t.Fatalf("before ready: %d", st)
+	}
+	s.SetReady(true)
+	if st, _ := call(s, "", "GET", "/healthz", ""); st != 200 {
+		t.Fatalf("after ready: %d", st)
+	}
+}
+
+func TestPagingParams(t *testing.T) {
+	s, _ := newTestServer(t)
+	for _, tc := range []struct {
+		query  string
+		status int
+		code   string
+	}{
+		{"", 200, ""},
+		{"?limit=50&offset=500&marker=ffffffffffffffffffffffff", 200, ""},
+		{"?limit=0", 400, codeLimitRange},
+		{"?limit=x", 400, codeLimitRange},
+		{"?offset=-1", 400, codeInvalidInput},
+		{"?marker=0123", 400, codeInvalidInput},
+		{"?marker=zzzzzzzzzzzzzzzzzzzzzzzz", 400, codeInvalidInput},
+	} {
+		st, out := call(s, "tok1", "GET", "/v5/iot/p1/devices"+tc.query, "")
+		if st != tc.status || (tc.code != "" && out["error_code"] != tc.code) {
+			t.Errorf("%q: got %d %v, want %d %s", tc.query, st, out, tc.status, tc.code)
+		}
+	}
+}
+
+func TestDeviceViewShapes(t *testing.T) {
+	s, reg := newTestServer(t)
+	ctx := context.Background()
+	if _, err := reg.CreateProduct(ctx, registry.Product{ProjectID: "p1", ProductID: "m", Name: "Meter", DeviceType: "x", ProtocolType: "MQTT"}); err != nil {
+		t.Fatal(err)
+	}
+	st, out := call(s, "tok1", "POST", "/v5/iot/p1/devices", `{"node_id":"n","product_id":"m","auth_info":{"timeout":0}}`)
+	if st != 201 {
+		t.Fatalf("create: %d %v", st, out)
+	}
+	// timeout is echoed only when the client set it; create_time is IoTDA's compact form.
+	auth := out["auth_info"].(map[string]any)
+	if auth["timeout"] != float64(0) || len(out["create_time"].(string)) != len("20151212T121212Z") || out["product_name"] != "Meter" {
+		t.Fatalf("shape: %v", out)
+	}
+	if _, err := reg.Connected(ctx, "m_n"); err != nil {
+		t.Fatal(err)
+	}
+	_, out = call(s, "tok1", "GET", "/v5/iot/p1/devices/m_n", "")
+	if out["status"] != "ONLINE" || len(out["active_time"].(string)) != len("2015-12-12T12:12:12.000Z") {
+		t.Fatalf("after connect: %v", out)
+	}
+	// List omits credentials.
+	_, out = call(s, "tok1", "GET", "/v5/iot/p1/devices", "")
+	if d := out["devices"].([]any)[0].(map[string]any); d["auth_info"] != nil {
+		t.Fatalf("list leaks auth_info: %v", d)
+	}
+	// The other tenant cannot see it.
+	if st, _ := call(s, "tok2", "GET", "/v5/iot/p2/devices/m_n", ""); st != http.StatusNotFound {
+		t.Fatalf("cross-tenant show: %d", st)
+	}
+}
+
+func TestCommandsNeedOnlineDevice(t *testing.T) {
+	s, reg := newTestServer(t)
+	ctx := context.Background()
+	_, _ = reg.CreateProduct(ctx, registry.Product{ProjectID: "p1", ProductID: "m", Name: "Meter", DeviceType: "x", ProtocolType: "MQTT"})
+	_, _ = reg.CreateDevice(ctx, registry.NewDevice{ProjectID: "p1", ProductID: "m", NodeID: "n"})
+	for _, tc := range []struct {
+		body   string
+		status int
+		code   string
+	}{
+		{`{"paras":{"a":1}}`, 403, codeNotOnline},
+		{`{"paras":[1]}`, 400, codeInvalidInput},
+		{`{}`, 400, codeInvalidInput},
+		{`{"paras":{"a":1},"service_id":"` + strings.Repeat("s", 65) + `"}`, 400, codeInvalidInput},
+	} {
+		st, out := call(s, "tok1", "POST", "/v5/iot/p1/devices/m_n/commands", tc.body)
+		if st != tc.status || out["error_code"] != tc.code {
+			t.Errorf("%s: got %d %v, want %d %s", tc.body, st, out, tc.status, tc.code)
+		}
+	}
+}
