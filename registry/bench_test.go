@@ -27,7 +27,7 @@ func benchSizes() []int {
 
 // filledRegistry opens an on-disk registry holding n devices of a CoAP
 // product, each with a fingerprint, created through the normal write path.
-func filledRegistry(b *testing.B, n int) *Registry {
+func filledRegistry(b *testing.B, n int) (*Registry, Store) {
 	b.Helper()
 	s, err := OpenBadger(BadgerOptions{Dir: b.TempDir()})
 	if err != nil {
@@ -63,31 +63,53 @@ func filledRegistry(b *testing.B, n int) *Registry {
 		}()
 	}
 	wg.Wait()
-	return r
+	return r, s
 }
 
-// BenchmarkLookup measures the hot-path lookups at several fleet sizes;
-// O(1) means the ns/op stay flat as the fleet grows.
+// BenchmarkLookup measures the hot-path lookups at several fleet sizes,
+// through the cache (warmed) and straight from the store; O(1) means the
+// ns/op stay flat as the fleet grows.
 func BenchmarkLookup(b *testing.B) {
 	ctx := context.Background()
 	for _, n := range benchSizes() {
-		r := filledRegistry(b, n)
-		b.Run(fmt.Sprintf("device_id/n=%d", n), func(b *testing.B) {
-			b.ReportAllocs()
-			for i := 0; b.Loop(); i++ {
-				if _, err := r.Device(ctx, fmt.Sprintf("nb_imei%09d", (i*7919)%n)); err != nil {
-					b.Fatal(err)
-				}
+		cached, s := filledRegistry(b, n)
+		uncached, err := New(Options{Store: s, MasterKey: bytes.Repeat([]byte{1}, 32), CacheEntries: -1})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { uncached.Close() })
+		ids := make([]string, n)
+		nodes := make([]string, n)
+		for i := range ids {
+			nodes[i] = fmt.Sprintf("imei%09d", i)
+			ids[i] = "nb_" + nodes[i]
+		}
+		for i := range ids { // warm the cache
+			if _, err := cached.DeviceByNodeID(ctx, nodes[i]); err != nil {
+				b.Fatal(err)
 			}
-		})
-		b.Run(fmt.Sprintf("node_id/n=%d", n), func(b *testing.B) {
-			b.ReportAllocs()
-			for i := 0; b.Loop(); i++ {
-				if _, err := r.DeviceByNodeID(ctx, fmt.Sprintf("imei%09d", (i*7919)%n)); err != nil {
-					b.Fatal(err)
+		}
+		for _, v := range []struct {
+			name string
+			r    *Registry
+		}{{"cached", cached}, {"store", uncached}} {
+			b.Run(fmt.Sprintf("device_id/%s/n=%d", v.name, n), func(b *testing.B) {
+				b.ReportAllocs()
+				for i := 0; b.Loop(); i++ {
+					if _, err := v.r.Device(ctx, ids[(i*7919)%n]); err != nil {
+						b.Fatal(err)
+					}
 				}
-			}
-		})
+			})
+			b.Run(fmt.Sprintf("node_id/%s/n=%d", v.name, n), func(b *testing.B) {
+				b.ReportAllocs()
+				for i := 0; b.Loop(); i++ {
+					if _, err := v.r.DeviceByNodeID(ctx, nodes[(i*7919)%n]); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
 	}
 }
 

@@ -317,6 +317,26 @@ func (r *Registry) getDevice(rd Reader, id string) (*Device, error) {
 
 // lookup resolves an index entry to its device.
 func (r *Registry) lookup(k []byte, kind, id string) (*Device, error) {
+	if r.cache != nil {
+		if v, gen, ok := r.cache.get(k); ok {
+			return r.cachedDevice(v.(string))
+		} else {
+			var devID []byte
+			err := r.store.View(func(rd Reader) error {
+				var err error
+				devID, err = rd.Get(k)
+				return err
+			})
+			if errors.Is(err, ErrNoKey) {
+				return nil, &NotFoundError{Kind: kind, ID: id}
+			}
+			if err != nil {
+				return nil, err
+			}
+			r.cache.put(k, string(devID), gen)
+			return r.cachedDevice(string(devID))
+		}
+	}
 	var d *Device
 	err := r.store.View(func(rd Reader) error {
 		devID, err := rd.Get(k)
@@ -336,9 +356,35 @@ func (r *Registry) lookup(k []byte, kind, id string) (*Device, error) {
 	return d, nil
 }
 
+// cachedDevice returns a copy of the device, from the cache when it is
+// there. Callers may modify the copy.
+func (r *Registry) cachedDevice(id string) (*Device, error) {
+	k := deviceKey(id)
+	v, gen, ok := r.cache.get(k)
+	if !ok {
+		var d *Device
+		err := r.store.View(func(rd Reader) error {
+			var err error
+			d, err = r.getDevice(rd, id)
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		r.cache.put(k, d, gen)
+		v = d
+	}
+	d := *v.(*Device)
+	r.fillStatus(&d)
+	return &d, nil
+}
+
 // Device returns the device with this id, in any project. Listeners use
 // it to authenticate; the REST API uses ProjectDevice.
 func (r *Registry) Device(ctx context.Context, id string) (*Device, error) {
+	if r.cache != nil {
+		return r.cachedDevice(id)
+	}
 	var d *Device
 	err := r.store.View(func(rd Reader) error {
 		var err error

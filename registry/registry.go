@@ -30,6 +30,9 @@ type Options struct {
 	Now func() time.Time
 	// MaxBatch bounds how many writes share one commit. Zero means 256.
 	MaxBatch int
+	// CacheEntries bounds the in-memory cache of device records and index
+	// entries. Zero means 262144; negative disables the cache.
+	CacheEntries int
 }
 
 // Registry is safe for concurrent use.
@@ -42,7 +45,9 @@ type Registry struct {
 	sweepInt time.Duration
 	maxBatch int
 
+	cache    *cache // nil when disabled
 	ops      chan *op
+	loopDone chan struct{}
 	stop     chan struct{}
 	stopOnce sync.Once
 	wg       sync.WaitGroup
@@ -80,6 +85,7 @@ func New(o Options) (*Registry, error) {
 		sweepInt: o.SweepInterval,
 		maxBatch: o.MaxBatch,
 		ops:      make(chan *op, 1024),
+		loopDone: make(chan struct{}),
 		stop:     make(chan struct{}),
 		presence: newPresence(),
 		statusQ:  make(map[string]time.Time),
@@ -95,6 +101,12 @@ func New(o Options) (*Registry, error) {
 	}
 	if r.maxBatch <= 0 {
 		r.maxBatch = 256
+	}
+	switch {
+	case o.CacheEntries == 0:
+		r.cache = newCache(1 << 18)
+	case o.CacheEntries > 0:
+		r.cache = newCache(o.CacheEntries)
 	}
 	r.seq = newSeqGen(r.now())
 	r.wg.Add(1)
@@ -167,11 +179,23 @@ func (r *Registry) write(ctx context.Context, fn func(Writer) error) error {
 	}
 	// Once queued the write may commit, so wait for the outcome even if
 	// ctx ends: the caller must never be told "failed" for a kept write.
-	return <-o.done
+	select {
+	case err := <-o.done:
+		return err
+	case <-r.loopDone:
+		// The committer has exited; it may still have answered us.
+		select {
+		case err := <-o.done:
+			return err
+		default:
+			return ErrClosed
+		}
+	}
 }
 
 func (r *Registry) commitLoop() {
 	defer r.wg.Done()
+	defer close(r.loopDone)
 	batch := make([]*op, 0, r.maxBatch)
 	for {
 		select {
@@ -203,7 +227,9 @@ func (r *Registry) commitLoop() {
 
 func (r *Registry) commit(batch []*op) {
 	results := make([]error, len(batch))
+	var written []string
 	err := r.store.Update(func(w Writer) error {
+		written = written[:0]
 		for i, o := range batch {
 			st := newStaged(w)
 			if err := o.fn(st); err != nil {
@@ -213,9 +239,18 @@ func (r *Registry) commit(batch []*op) {
 			if err := st.apply(); err != nil {
 				return err
 			}
+			written = append(written, st.keys...)
 		}
 		return nil
 	})
+	// Invalidate before acknowledging, so a caller that saw its write
+	// succeed never reads the old value back from the cache. (On a failed
+	// commit nothing changed, but invalidating is harmless.)
+	if r.cache != nil {
+		for _, k := range written {
+			r.cache.invalidate(k)
+		}
+	}
 	for i, o := range batch {
 		if err != nil {
 			o.done <- fmt.Errorf("commit: %w", err)

@@ -410,3 +410,51 @@ func TestMessagesKeepNewest(t *testing.T) {
 		t.Fatalf("got %d messages (%v), first %q", len(msgs), err, msgs[0].Payload)
 	}
 }
+
+// TestCacheNeverServesStaleAfterAck: readers race with writers; once a
+// write is acknowledged, every later read sees it.
+func TestCacheNeverServesStaleAfterAck(t *testing.T) {
+	r, _ := newTestRegistry(t, nil)
+	ctx := context.Background()
+	mustProduct(t, r, "proj", "m1", "MQTT")
+	d, _ := r.CreateDevice(ctx, NewDevice{ProjectID: "proj", NodeID: "n", ProductID: "m1"})
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+					_, _ = r.Device(ctx, d.DeviceID)
+					_, _ = r.DeviceByProductNode(ctx, "m1", "n")
+				}
+			}
+		}()
+	}
+	for i := 0; i < 200; i++ {
+		secret := fmt.Sprintf("secret-%08d", i)
+		if _, err := r.ResetSecret(ctx, "proj", d.DeviceID, Primary, secret, false); err != nil {
+			t.Fatal(err)
+		}
+		got, err := r.Device(ctx, d.DeviceID)
+		if err != nil || got.Auth.Secret != secret {
+			t.Fatalf("after ack of %s read %v (%v)", secret, got.Auth.Secret, err)
+		}
+		got, err = r.DeviceByProductNode(ctx, "m1", "n")
+		if err != nil || got.Auth.Secret != secret {
+			t.Fatalf("index lookup after ack of %s read %v (%v)", secret, got.Auth.Secret, err)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	if err := r.DeleteDevice(ctx, "proj", d.DeviceID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.DeviceByProductNode(ctx, "m1", "n"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("deleted device still found through the cache: %v", err)
+	}
+}

@@ -1,0 +1,76 @@
+package registry
+
+import (
+	"hash/maphash"
+	"sync"
+)
+
+// cache keeps decoded device records and index entries in memory, keyed by
+// their store key, so the protocols' authentication lookups cost a map
+// read instead of a store read, a JSON decode and an AES-GCM open.
+//
+// Every write goes through the committer, which invalidates the keys it
+// wrote before acknowledging the write. A reader fills the cache only if
+// no invalidation reached that shard between its store read and its fill
+// (a generation check), so a slow reader never installs a stale value.
+type cache struct {
+	seed   maphash.Seed
+	max    int // entries per shard
+	shards [64]cacheShard
+}
+
+type cacheShard struct {
+	mu  sync.Mutex
+	gen uint64
+	m   map[string]any // *Device or string (device id)
+}
+
+func newCache(maxEntries int) *cache {
+	c := &cache{seed: maphash.MakeSeed(), max: maxEntries / 64}
+	if c.max < 1 {
+		c.max = 1
+	}
+	for i := range c.shards {
+		c.shards[i].m = make(map[string]any)
+	}
+	return c
+}
+
+func (c *cache) shard(k []byte) *cacheShard {
+	return &c.shards[maphash.Bytes(c.seed, k)%uint64(len(c.shards))]
+}
+
+// get returns the cached value and, on a miss, the generation to pass to
+// put after reading the store.
+func (c *cache) get(k []byte) (any, uint64, bool) {
+	sh := c.shard(k)
+	sh.mu.Lock()
+	v, ok := sh.m[string(k)]
+	gen := sh.gen
+	sh.mu.Unlock()
+	return v, gen, ok
+}
+
+func (c *cache) put(k []byte, v any, gen uint64) {
+	sh := c.shard(k)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.gen != gen {
+		return // a write to this shard raced with our read
+	}
+	if len(sh.m) >= c.max {
+		for old := range sh.m { // evict an arbitrary entry
+			delete(sh.m, old)
+			break
+		}
+	}
+	sh.m[string(k)] = v
+}
+
+func (c *cache) invalidate(k string) {
+	sh := c.shard([]byte(k))
+	sh.mu.Lock()
+	sh.gen++
+	delete(sh.m, k)
+	sh.mu.Unlock()
+}
