@@ -13,6 +13,10 @@ import (
 	"github.com/labstack/echo/v4"
 )
 
+// codeNotSubscribed: a message names a topic the device has not
+// subscribed to (reference §0.1; HTTP status not documented, 400 chosen).
+const codeNotSubscribed = "IOTDA.014112"
+
 // dataRoutes are the device data and command APIs: shadow, stored uplink
 // messages, synchronous commands and downlink messages.
 func (s *Server) dataRoutes(g *echo.Group) {
@@ -127,6 +131,7 @@ func (s *Server) downMessage(c echo.Context) error {
 		Name          *string         `json:"name"`
 		Message       json.RawMessage `json:"message"`
 		Encoding      *string         `json:"encoding"`
+		PayloadFormat *string         `json:"payload_format"`
 		Topic         *string         `json:"topic"`
 		TopicFullName *string         `json:"topic_full_name"`
 	}
@@ -159,6 +164,10 @@ func (s *Server) downMessage(c echo.Context) error {
 	default:
 		return badInput("invalid encoding: must be none or base64")
 	}
+	format := str(b.PayloadFormat)
+	if format != "" && format != "standard" && format != "raw" {
+		return badInput("invalid payload_format: must be standard or raw")
+	}
 	ctx := c.Request().Context()
 	d, err := s.reg.ProjectDevice(ctx, project(c), c.Param("device_id"))
 	if err != nil {
@@ -167,6 +176,19 @@ func (s *Server) downMessage(c echo.Context) error {
 	m := registry.DownMessage{MessageID: str(b.MessageID), Name: str(b.Name), Payload: payload}
 	if m.MessageID == "" {
 		m.MessageID = newID()
+	}
+	if format != "raw" {
+		// IoTDA's default "standard" format wraps the message the way
+		// the device SDKs parse it; "raw" sends it as it is.
+		m.Payload, err = json.Marshal(struct {
+			ObjectDeviceID string          `json:"object_device_id"`
+			Name           string          `json:"name,omitempty"`
+			ID             string          `json:"id"`
+			Content        json.RawMessage `json:"content"`
+		}{d.DeviceID, m.Name, m.MessageID, b.Message})
+		if err != nil {
+			return badInput("invalid message: %v", err)
+		}
 	}
 	switch {
 	case b.TopicFullName != nil:
@@ -178,6 +200,10 @@ func (s *Server) downMessage(c echo.Context) error {
 		return fromRegistry(registry.ErrNotConnected)
 	}
 	if err := s.messages.SendMessage(ctx, d, m); err != nil {
+		if errors.Is(err, registry.ErrNotSubscribed) {
+			return &apiError{Status: http.StatusBadRequest, Code: codeNotSubscribed,
+				Msg: "Operation not allowed. The device has not subscribed to the topic."}
+		}
 		return err
 	}
 	return c.JSON(http.StatusCreated, map[string]any{"message_id": m.MessageID,

@@ -19,6 +19,44 @@ func (s *Server) deviceRoutes(g *echo.Group) {
 	g.POST("/devices/:device_id/reset-fingerprint", s.resetFingerprint)
 	g.POST("/devices/:device_id/freeze", s.freeze(true))
 	g.POST("/devices/:device_id/unfreeze", s.freeze(false))
+	g.GET("/devices/:device_id/client-ids", s.listClientIDs)
+	g.POST("/devices/:device_id/client-ids/:client_id/keep", s.keepClientID)
+	g.DELETE("/devices/:device_id/client-ids", s.clearClientIDs)
+}
+
+// Preregistration-free devices: the physical devices (ClientIDs) sharing
+// a device name. Keep one (the console's Switch) or clear them all.
+
+func clientIDsView(d *registry.Device) map[string]any {
+	ids := make([]map[string]string, 0, len(d.ClientIDs))
+	for _, c := range d.ClientIDs {
+		ids = append(ids, map[string]string{"client_id": c.ClientID, "create_time": iso(c.CreateTime)})
+	}
+	return map[string]any{"device_id": d.DeviceID, "client_ids": ids, "kept": d.ClientIDKept}
+}
+
+func (s *Server) listClientIDs(c echo.Context) error {
+	d, err := s.reg.ProjectDevice(c.Request().Context(), project(c), c.Param("device_id"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, clientIDsView(d))
+}
+
+func (s *Server) keepClientID(c echo.Context) error {
+	d, err := s.reg.KeepClientID(c.Request().Context(), project(c), c.Param("device_id"), c.Param("client_id"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, clientIDsView(d))
+}
+
+func (s *Server) clearClientIDs(c echo.Context) error {
+	d, err := s.reg.ClearClientIDs(c.Request().Context(), project(c), c.Param("device_id"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, clientIDsView(d))
 }
 
 type authInfoBody struct {
@@ -83,11 +121,11 @@ type deviceView struct {
 func (s *Server) viewDevice(ctx context.Context, d *registry.Device, full bool) deviceView {
 	v := deviceView{
 		AppID: d.ProjectID, AppName: defaultAppName, DeviceID: d.DeviceID, NodeID: d.NodeID,
-		GatewayID: d.EffectiveGatewayID(), DeviceName: d.DeviceName, NodeType: "ENDPOINT",
+		GatewayID: d.EffectiveGatewayID(), DeviceName: d.DeviceName, NodeType: registry.NodeEndpoint,
 		Description: d.Description, ProductID: d.ProductID, Status: string(d.Status), Tags: []tagView{},
 	}
 	if p, err := s.reg.Product(ctx, d.ProjectID, d.ProductID); err == nil {
-		v.ProductName = p.Name
+		v.ProductName, v.NodeType = p.Name, p.NodeType
 	}
 	if !full {
 		return v
@@ -213,10 +251,16 @@ func (s *Server) deviceAction(c echo.Context) error {
 	switch a := c.QueryParam("action_id"); a {
 	case "resetSecret":
 		return s.resetSecret(c)
+	case "resetThing":
+		d, err := s.reg.ResetThing(c.Request().Context(), project(c), c.Param("device_id"))
+		if err != nil {
+			return err
+		}
+		return c.JSON(http.StatusOK, s.viewDevice(c.Request().Context(), d, true))
 	case "":
 		return badInput("invalid action_id: is required")
 	default:
-		return badInput("invalid action_id: %q is not supported (resetSecret)", a)
+		return badInput("invalid action_id: %q is not supported (resetSecret, resetThing)", a)
 	}
 }
 

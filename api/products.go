@@ -14,6 +14,7 @@ func (s *Server) productRoutes(g *echo.Group) {
 	g.GET("/products/:product_id", s.showProduct)
 	g.PUT("/products/:product_id", s.updateProduct)
 	g.DELETE("/products/:product_id", s.deleteProduct)
+	g.POST("/products/:product_id/reset-secret", s.resetProductSecret)
 }
 
 type productBody struct {
@@ -26,6 +27,11 @@ type productBody struct {
 	Industry            *string         `json:"industry"`
 	Description         *string         `json:"description"`
 	ServiceCapabilities json.RawMessage `json:"service_capabilities"`
+	// Alibaba-style product authentication (see README).
+	ProductSecret       *string `json:"product_secret"`
+	DynamicRegistration *bool   `json:"dynamic_registration"`
+	PreregistrationFree *bool   `json:"preregistration_free"`
+	NodeType            *string `json:"node_type"`
 }
 
 type productView struct {
@@ -41,6 +47,10 @@ type productView struct {
 	Description         string          `json:"description,omitempty"`
 	ServiceCapabilities json.RawMessage `json:"service_capabilities,omitempty"`
 	CreateTime          string          `json:"create_time"`
+	ProductSecret       string          `json:"product_secret,omitempty"`
+	DynamicRegistration bool            `json:"dynamic_registration"`
+	PreregistrationFree bool            `json:"preregistration_free"`
+	NodeType            string          `json:"node_type"`
 }
 
 // defaultAppName is the single resource space every project has here.
@@ -51,9 +61,11 @@ func viewProduct(p *registry.Product, full bool) productView {
 		AppID: p.ProjectID, AppName: defaultAppName, ProductID: p.ProductID, Name: p.Name,
 		DeviceType: p.DeviceType, ProtocolType: p.ProtocolType, DataFormat: p.DataFormat,
 		ManufacturerName: p.ManufacturerName, Industry: p.Industry, Description: p.Description,
-		CreateTime: compact(p.CreateTime),
+		CreateTime: compact(p.CreateTime), DynamicRegistration: p.DynamicRegistration,
+		PreregistrationFree: p.PreregistrationFree, NodeType: p.NodeType,
 	}
 	if full {
+		v.ProductSecret = p.ProductSecret
 		v.ServiceCapabilities = p.ServiceCapabilities
 		if len(v.ServiceCapabilities) == 0 {
 			v.ServiceCapabilities = json.RawMessage("[]")
@@ -82,6 +94,9 @@ func (s *Server) createProduct(c echo.Context) error {
 		ProjectID: project(c), ProductID: str(b.ProductID), Name: str(b.Name), DeviceType: str(b.DeviceType),
 		ProtocolType: str(b.ProtocolType), DataFormat: str(b.DataFormat), ManufacturerName: str(b.ManufacturerName),
 		Industry: str(b.Industry), Description: str(b.Description), ServiceCapabilities: b.ServiceCapabilities,
+		ProductSecret: str(b.ProductSecret), NodeType: str(b.NodeType),
+		DynamicRegistration: b.DynamicRegistration != nil && *b.DynamicRegistration,
+		PreregistrationFree: b.PreregistrationFree != nil && *b.PreregistrationFree,
 	})
 	if err != nil {
 		return err
@@ -127,12 +142,23 @@ func (s *Server) updateProduct(c echo.Context) error {
 	p, err := s.reg.UpdateProduct(c.Request().Context(), project(c), c.Param("product_id"), registry.ProductUpdate{
 		Name: b.Name, DeviceType: b.DeviceType, ProtocolType: b.ProtocolType, DataFormat: b.DataFormat,
 		ManufacturerName: b.ManufacturerName, Industry: b.Industry, Description: b.Description,
-		ServiceCapabilities: b.ServiceCapabilities,
+		ServiceCapabilities: b.ServiceCapabilities, ProductSecret: b.ProductSecret, NodeType: b.NodeType,
+		DynamicRegistration: b.DynamicRegistration, PreregistrationFree: b.PreregistrationFree,
 	})
 	if err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, viewProduct(p, true))
+}
+
+// resetProductSecret serves POST /products/{id}/reset-secret: a new random
+// product secret, returned once here (and by show product).
+func (s *Server) resetProductSecret(c echo.Context) error {
+	secret, err := s.reg.ResetProductSecret(c.Request().Context(), project(c), c.Param("product_id"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]string{"product_id": c.Param("product_id"), "product_secret": secret})
 }
 
 func (s *Server) deleteProduct(c echo.Context) error {

@@ -38,6 +38,9 @@ type Options struct {
 	// CommandTimeout is how long a synchronous command waits; zero means
 	// IoTDA's 20 s.
 	CommandTimeout time.Duration
+	// AsyncCommands delivers queued asynchronous commands (LwM2M); nil
+	// keeps them PENDING until they expire and refuses "immediately".
+	AsyncCommands registry.AsyncCommandDispatcher
 }
 
 // Server is the REST API.
@@ -52,6 +55,8 @@ type Server struct {
 	commands registry.CommandSender
 	messages registry.MessageSender
 	cmdWait  time.Duration
+
+	asyncCommands registry.AsyncCommandDispatcher
 }
 
 // maxBody bounds request bodies (IoTDA's largest are 1 MB messages).
@@ -67,6 +72,8 @@ func New(o Options) *Server {
 		commands: o.Commands,
 		messages: o.Messages,
 		cmdWait:  o.CommandTimeout,
+
+		asyncCommands: o.AsyncCommands,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -103,6 +110,8 @@ func New(o Options) *Server {
 	s.deviceRoutes(v5)
 	s.certRoutes(v5)
 	s.dataRoutes(v5)
+	s.registrationRoutes(e)
+	s.asyncCommandRoutes(v5)
 	s.echo = e
 	return s
 }

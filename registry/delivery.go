@@ -20,6 +20,9 @@ var (
 	ErrTimeout = errors.New("device did not respond in time")
 	// ErrUnsupported: the device's protocol cannot carry the request.
 	ErrUnsupported = errors.New("not supported for this device's protocol")
+	// ErrNotSubscribed: the device has not subscribed to the topic a
+	// message names (IOTDA.014112).
+	ErrNotSubscribed = errors.New("device has not subscribed to the topic")
 )
 
 // Command is a command from an application to a device.

@@ -67,6 +67,16 @@ type Device struct {
 	StatusTime time.Time `json:"status_time,omitzero"`
 	// Seq orders devices for listing and is IoTDA's paging marker.
 	Seq string `json:"seq"`
+	// DynReg is the device's dynamic-registration state: "" (never
+	// registered), "delivered" (its secret went to a physical device;
+	// further registrations are refused) or "reset" (ResetThing reopened
+	// registration).
+	DynReg string `json:"dynreg,omitempty"`
+	// ClientIDs are the physical devices registered under this device name
+	// in preregistration-free mode; ClientIDKept says the operator kept
+	// one and refuses the rest.
+	ClientIDs    []ClientID `json:"client_ids,omitempty"`
+	ClientIDKept bool       `json:"client_id_kept,omitempty"`
 
 	// Status is derived on every read, never stored.
 	Status Status `json:"-"`

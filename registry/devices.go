@@ -74,6 +74,11 @@ func (r *Registry) CreateDevice(ctx context.Context, n NewDevice) (*Device, erro
 				return err
 			}
 		}
+		if n, err := readCount(w, productCountKey(d.ProductID)); err != nil {
+			return err
+		} else if n >= r.quotas.DevicesPerProduct {
+			return fmt.Errorf("product %s already has %d devices, its quota: %w", d.ProductID, n, ErrQuota)
+		}
 		if d.GatewayID != "" {
 			gw, err := r.getDevice(w, d.GatewayID)
 			if err != nil || gw.ProjectID != d.ProjectID {
@@ -83,6 +88,14 @@ func (r *Registry) CreateDevice(ctx context.Context, n NewDevice) (*Device, erro
 				if gg, err := r.getDevice(w, gw.GatewayID); err == nil && gg.GatewayID != "" {
 					return invalid("gateway_id", "sub-devices may be nested at most two levels deep")
 				}
+			}
+			if n, err := readCount(w, gatewayCountKey(d.GatewayID)); err != nil {
+				return err
+			} else if n >= r.quotas.SubDevicesPerGateway {
+				return fmt.Errorf("gateway %s already has %d sub-devices, its quota: %w", d.GatewayID, n, ErrQuota)
+			}
+			if err := addCount(w, gatewayCountKey(d.GatewayID), 1); err != nil {
+				return err
 			}
 		}
 		if err := addCount(w, projectCountKey(d.ProjectID), 1); err != nil {
@@ -283,6 +296,10 @@ func (r *Registry) putDevice(w Writer, old, d *Device) error {
 		return w.Delete(deviceKey(old.DeviceID))
 	}
 	rec := deviceRecord{Device: *d}
+	if len(d.ClientIDs) > 0 {
+		rec.ClientIDs = append([]ClientID(nil), d.ClientIDs...)
+		r.sealClientIDs(&rec.Device)
+	}
 	rec.Secret = r.seal.seal(d.Auth.Secret, d.DeviceID+"/secret")
 	rec.Secondary = r.seal.seal(d.Auth.SecondarySecret, d.DeviceID+"/secondary")
 	b, err := json.Marshal(&rec)
@@ -310,6 +327,9 @@ func (r *Registry) getDevice(rd Reader, id string) (*Device, error) {
 		return nil, fmt.Errorf("device %s: %w", id, err)
 	}
 	if d.Auth.SecondarySecret, err = r.seal.open(rec.Secondary, id+"/secondary"); err != nil {
+		return nil, fmt.Errorf("device %s: %w", id, err)
+	}
+	if err := r.openClientIDs(&d); err != nil {
 		return nil, fmt.Errorf("device %s: %w", id, err)
 	}
 	return &d, nil
@@ -568,6 +588,9 @@ func (r *Registry) deleteDevice(w Writer, d *Device) error {
 	}
 	if d.GatewayID != "" {
 		if err := w.Delete(gatewayDeviceKey(d.GatewayID, d.Seq)); err != nil {
+			return err
+		}
+		if err := addCount(w, gatewayCountKey(d.GatewayID), -1); err != nil {
 			return err
 		}
 	}

@@ -21,6 +21,7 @@ import (
 //	c/{project}/{certificate_id}  CA certificate record
 //	#/{project}                   device count of a project
 //	#p/{product_id}               device count of a product
+//	#g/{gateway_id}               sub-device count of a gateway
 const sep = 0
 
 func key(prefix string, parts ...string) []byte {
@@ -54,6 +55,7 @@ func projectProductKey(project, seq string) []byte { return key("k", project, se
 func certKey(project, id string) []byte            { return key("c", project, id) }
 func projectCountKey(project string) []byte        { return key("#", project) }
 func productCountKey(product string) []byte        { return key("#p", product) }
+func gatewayCountKey(gw string) []byte             { return key("#g", gw) }
 
 var expiryPrefix = []byte{'x', sep}
 

@@ -188,5 +188,5 @@ func deleteDeviceData(w Writer, dev string) error {
 			return err
 		}
 	}
-	return nil
+	return deleteAsyncCommands(w, dev)
 }

@@ -21,7 +21,28 @@ type Product struct {
 	ServiceCapabilities json.RawMessage `json:"service_capabilities,omitempty"`
 	CreateTime          time.Time       `json:"created"`
 	Seq                 string          `json:"seq"`
+
+	// ProductSecret authenticates Alibaba-style one-product-one-secret
+	// devices (dynamic registration). Plaintext only in memory: the store
+	// keeps it sealed in SealedSecret.
+	ProductSecret string `json:"-"`
+	SealedSecret  []byte `json:"ps,omitempty"`
+	// DynamicRegistration is the "Dynamic Registration" switch: while off,
+	// every registration by product secret is refused.
+	DynamicRegistration bool `json:"dynreg,omitempty"`
+	// PreregistrationFree lets devices that were never created register
+	// by product secret and device name (needs DynamicRegistration too).
+	PreregistrationFree bool `json:"prereg_free,omitempty"`
+	// NodeType is ENDPOINT or GATEWAY; gateways may register and log in
+	// sub-devices.
+	NodeType string `json:"node_type,omitempty"`
 }
+
+// Node types of a product.
+const (
+	NodeEndpoint = "ENDPOINT"
+	NodeGateway  = "GATEWAY"
+)
 
 // ProtocolTypes are the protocol_type values IoTDA accepts; LwM2M devices
 // use CoAP (we also accept "LwM2M" as a spelling of it).
@@ -67,6 +88,21 @@ func (p *Product) validate() error {
 	}
 	if err := checkText("description", p.Description, 128); err != nil {
 		return err
+	}
+	switch p.NodeType {
+	case "":
+		p.NodeType = NodeEndpoint
+	case NodeEndpoint, NodeGateway:
+	default:
+		return invalid("node_type", "must be ENDPOINT or GATEWAY")
+	}
+	if p.ProductSecret != "" {
+		if len(p.ProductSecret) < 8 || len(p.ProductSecret) > 64 {
+			return invalid("product_secret", "must be 8 to 64 characters")
+		}
+		if err := checkID("product_secret", p.ProductSecret, 64, true); err != nil {
+			return err
+		}
 	}
 	if len(p.ServiceCapabilities) > 500*1024 {
 		return invalid("service_capabilities", "must be at most 500 KB")

@@ -56,6 +56,9 @@ func (r *Registry) CreateProduct(ctx context.Context, p Product) (*Product, erro
 	if err := checkCapabilities(p.ServiceCapabilities); err != nil {
 		return nil, err
 	}
+	if p.ProductSecret == "" {
+		p.ProductSecret = NewSecret()
+	}
 	now := r.now().UTC()
 	p.CreateTime = now
 	p.Seq = r.seq.next(now)
@@ -63,7 +66,7 @@ func (r *Registry) CreateProduct(ctx context.Context, p Product) (*Product, erro
 		if err := absent(w, productKey(p.ProductID), "product_id", p.ProductID); err != nil {
 			return err
 		}
-		if err := putProduct(w, &p); err != nil {
+		if err := r.putProduct(w, &p); err != nil {
 			return err
 		}
 		return w.Set(projectProductKey(p.ProjectID, p.Seq), []byte(p.ProductID))
@@ -74,8 +77,11 @@ func (r *Registry) CreateProduct(ctx context.Context, p Product) (*Product, erro
 	return &p, nil
 }
 
-func putProduct(w Writer, p *Product) error {
-	b, err := json.Marshal(p)
+// putProduct stores p with its product secret sealed.
+func (r *Registry) putProduct(w Writer, p *Product) error {
+	rec := *p
+	rec.SealedSecret = r.seal.seal(p.ProductSecret, p.ProductID+"/product_secret")
+	b, err := json.Marshal(&rec)
 	if err != nil {
 		return fmt.Errorf("encode product %s: %w", p.ProductID, err)
 	}
@@ -97,8 +103,32 @@ func getProduct(rd Reader, id string) (*Product, error) {
 	return &p, nil
 }
 
-// Product returns a product of the project.
+// openProduct fills in the product secret of a product read from the
+// store (getProduct leaves it sealed: most readers do not need it).
+func (r *Registry) openProduct(p *Product) error {
+	s, err := r.seal.open(p.SealedSecret, p.ProductID+"/product_secret")
+	if err != nil {
+		return fmt.Errorf("product %s: %w", p.ProductID, err)
+	}
+	p.ProductSecret = s
+	return nil
+}
+
+// Product returns a product of the project, with its product secret.
 func (r *Registry) Product(ctx context.Context, project, id string) (*Product, error) {
+	p, err := r.ProductByID(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if p.ProjectID != project {
+		return nil, &NotFoundError{Kind: "product", ID: id}
+	}
+	return p, nil
+}
+
+// ProductByID returns a product of any project, with its product secret;
+// device-side authentication (which carries no project) uses it.
+func (r *Registry) ProductByID(ctx context.Context, id string) (*Product, error) {
 	var p *Product
 	err := r.store.View(func(rd Reader) error {
 		var err error
@@ -108,8 +138,8 @@ func (r *Registry) Product(ctx context.Context, project, id string) (*Product, e
 	if err != nil {
 		return nil, err
 	}
-	if p.ProjectID != project {
-		return nil, &NotFoundError{Kind: "product", ID: id}
+	if err := r.openProduct(p); err != nil {
+		return nil, err
 	}
 	return p, nil
 }
@@ -130,6 +160,11 @@ type ProductUpdate struct {
 	Name, DeviceType, ProtocolType, DataFormat *string
 	ManufacturerName, Industry, Description    *string
 	ServiceCapabilities                        json.RawMessage
+	DynamicRegistration, PreregistrationFree   *bool
+	NodeType                                   *string
+	// ProductSecret replaces the product secret; use ResetProductSecret
+	// to generate one.
+	ProductSecret *string
 }
 
 // UpdateProduct changes a product. Its protocol may change only while it
@@ -160,6 +195,18 @@ func (r *Registry) UpdateProduct(ctx context.Context, project, id string, u Prod
 		if u.ServiceCapabilities != nil {
 			p.ServiceCapabilities = u.ServiceCapabilities
 		}
+		if u.DynamicRegistration != nil {
+			p.DynamicRegistration = *u.DynamicRegistration
+		}
+		if u.PreregistrationFree != nil {
+			p.PreregistrationFree = *u.PreregistrationFree
+		}
+		wasGateway := p.NodeType == NodeGateway
+		set(&p.NodeType, u.NodeType)
+		if err := r.openProduct(p); err != nil {
+			return err
+		}
+		set(&p.ProductSecret, u.ProductSecret)
 		if err := p.validate(); err != nil {
 			return err
 		}
@@ -172,10 +219,27 @@ func (r *Registry) UpdateProduct(ctx context.Context, project, id string, u Prod
 				return invalid("protocol_type", "cannot change between CoAP and other protocols while the product has devices")
 			}
 		}
+		if wasGateway && p.NodeType != NodeGateway {
+			n, err := readCount(w, productCountKey(id))
+			if err != nil {
+				return err
+			}
+			if n > 0 {
+				return invalid("node_type", "cannot change a gateway product to ENDPOINT while it has devices")
+			}
+		}
 		out = p
-		return putProduct(w, p)
+		return r.putProduct(w, p)
 	})
 	return out, err
+}
+
+// ResetProductSecret replaces a product's secret with a new random one
+// (a leaked product secret is otherwise valid for every device name).
+func (r *Registry) ResetProductSecret(ctx context.Context, project, id string) (string, error) {
+	secret := NewSecret()
+	_, err := r.UpdateProduct(ctx, project, id, ProductUpdate{ProductSecret: &secret})
+	return secret, err
 }
 
 // DeleteProduct removes a product that has no devices.

@@ -33,6 +33,40 @@ type Options struct {
 	// CacheEntries bounds the in-memory cache of device records and index
 	// entries. Zero means 262144; negative disables the cache.
 	CacheEntries int
+	// Quotas; zero fields take DefaultQuotas' values.
+	Quotas Quotas
+}
+
+// Quotas bound what one product or gateway may hold. Over quota, a write
+// is refused with ErrQuota and changes nothing.
+type Quotas struct {
+	DevicesPerProduct    int64 // devices of one product
+	SubDevicesPerGateway int64 // sub-devices attached to one gateway
+	// ClientIDsPerDevice bounds the physical devices (ClientIDs) sharing
+	// one device name in preregistration-free mode.
+	ClientIDsPerDevice int
+	// SubDevicesPerRequest bounds one sub-device registration request.
+	SubDevicesPerRequest int
+}
+
+// DefaultQuotas are the figures of the product documentation the project
+// started from.
+var DefaultQuotas = Quotas{DevicesPerProduct: 500_000, SubDevicesPerGateway: 1_500, ClientIDsPerDevice: 5, SubDevicesPerRequest: 30}
+
+func (q Quotas) withDefaults() Quotas {
+	if q.DevicesPerProduct <= 0 {
+		q.DevicesPerProduct = DefaultQuotas.DevicesPerProduct
+	}
+	if q.SubDevicesPerGateway <= 0 {
+		q.SubDevicesPerGateway = DefaultQuotas.SubDevicesPerGateway
+	}
+	if q.ClientIDsPerDevice <= 0 {
+		q.ClientIDsPerDevice = DefaultQuotas.ClientIDsPerDevice
+	}
+	if q.SubDevicesPerRequest <= 0 {
+		q.SubDevicesPerRequest = DefaultQuotas.SubDevicesPerRequest
+	}
+	return q
 }
 
 // Registry is safe for concurrent use.
@@ -44,6 +78,7 @@ type Registry struct {
 	seq      *seqGen
 	sweepInt time.Duration
 	maxBatch int
+	quotas   Quotas
 
 	cache    *cache // nil when disabled
 	ops      chan *op
@@ -84,6 +119,7 @@ func New(o Options) (*Registry, error) {
 		now:      o.Now,
 		sweepInt: o.SweepInterval,
 		maxBatch: o.MaxBatch,
+		quotas:   o.Quotas.withDefaults(),
 		ops:      make(chan *op, 1024),
 		loopDone: make(chan struct{}),
 		stop:     make(chan struct{}),
@@ -138,6 +174,9 @@ func (r *Registry) Run(ctx context.Context) error {
 	for {
 		if _, err := r.SweepExpired(ctx); err != nil && ctx.Err() == nil {
 			r.log.Error("expiry sweep failed", "err", err)
+		}
+		if _, err := r.SweepAsyncCommands(ctx); err != nil && ctx.Err() == nil {
+			r.log.Error("async command sweep failed", "err", err)
 		}
 		if err := r.flushStatus(ctx); err != nil && ctx.Err() == nil {
 			r.log.Error("status flush failed", "err", err)

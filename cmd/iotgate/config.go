@@ -42,16 +42,46 @@ type Credential struct {
 
 // CoAPConfig configures the LwM2M listeners.
 type CoAPConfig struct {
+	// Listen (CoAP, NoSec) and DTLSListen (CoAP over DTLS-PSK) are UDP
+	// addresses; empty disables one.
 	Listen     string `yaml:"listen"`
 	DTLSListen string `yaml:"dtls_listen"`
+	// LifetimeMin and LifetimeMax bound the registration lifetime (lt) a
+	// client may ask for; outside them Register/Update get 4.00.
+	LifetimeMin time.Duration `yaml:"lifetime_min"`
+	LifetimeMax time.Duration `yaml:"lifetime_max"`
+	// QueueWindow is how long a queue-mode (UQ) client stays reachable
+	// after it last sent something; later downlink waits for its next
+	// uplink.
+	QueueWindow time.Duration `yaml:"queue_window"`
+	// RequestTimeout bounds one request to a client, retransmissions
+	// included; an asynchronous command not answered in it is TIMEOUT.
+	RequestTimeout time.Duration `yaml:"request_timeout"`
+	// HandshakeTimeout bounds one DTLS handshake; MaxHandshakes how many
+	// run at once.
+	HandshakeTimeout time.Duration `yaml:"handshake_timeout"`
+	MaxHandshakes    int           `yaml:"max_handshakes"`
+	// IdleTimeout closes a connection (DTLS session) that carries no
+	// registration after this much silence.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// SweepInterval is how often expired registrations are removed.
+	SweepInterval time.Duration `yaml:"sweep_interval"`
 }
 
 // MQTTConfig configures the MQTT listeners.
 type MQTTConfig struct {
-	Listen      string `yaml:"listen"`
-	TLSListen   string `yaml:"tls_listen"`
+	// Listen and TLSListen are the MQTT and MQTTS addresses; empty
+	// disables one.
+	Listen    string `yaml:"listen"`
+	TLSListen string `yaml:"tls_listen"`
+	// TLSCertFile and TLSKeyFile are the MQTTS server certificate (PEM,
+	// chain first) and key. Empty: a CA and a certificate for localhost
+	// are generated into data_dir/tls and reused.
 	TLSCertFile string `yaml:"tls_cert_file"`
 	TLSKeyFile  string `yaml:"tls_key_file"`
+	// TimestampSkew is how far a sign_type 1 ClientId timestamp may be
+	// from the platform's clock.
+	TimestampSkew time.Duration `yaml:"timestamp_skew"`
 }
 
 // RegConfig tunes the registry.
@@ -66,8 +96,10 @@ func defaultConfig() Config {
 		DataDir:  "./data",
 		LogLevel: "info",
 		API:      APIConfig{Listen: ":8080", MaxClockSkew: 15 * time.Minute},
-		CoAP:     CoAPConfig{Listen: ":5683", DTLSListen: ":5684"},
-		MQTT:     MQTTConfig{Listen: ":1883", TLSListen: ":8883"},
+		CoAP: CoAPConfig{Listen: ":5683", DTLSListen: ":5684", LifetimeMin: 10 * time.Second, LifetimeMax: 30 * 24 * time.Hour,
+			QueueWindow: 93 * time.Second, RequestTimeout: time.Minute, HandshakeTimeout: 10 * time.Second, MaxHandshakes: 64,
+			IdleTimeout: 2 * time.Minute, SweepInterval: time.Second},
+		MQTT:     MQTTConfig{Listen: ":1883", TLSListen: ":8883", TimestampSkew: time.Hour},
 		Registry: RegConfig{SweepInterval: time.Second},
 	}
 }
@@ -119,6 +151,18 @@ func (c *Config) validate() error {
 	}
 	if c.API.MaxClockSkew <= 0 {
 		c.API.MaxClockSkew = 15 * time.Minute
+	}
+	if (c.MQTT.TLSCertFile == "") != (c.MQTT.TLSKeyFile == "") {
+		return errors.New("config: mqtt.tls_cert_file and mqtt.tls_key_file go together")
+	}
+	if c.MQTT.TimestampSkew <= 0 {
+		c.MQTT.TimestampSkew = time.Hour
+	}
+	if c.CoAP.LifetimeMin > c.CoAP.LifetimeMax && c.CoAP.LifetimeMax > 0 {
+		return errors.New("config: coap.lifetime_min exceeds coap.lifetime_max")
+	}
+	if c.CoAP.MaxHandshakes < 0 {
+		return errors.New("config: coap.max_handshakes must not be negative")
 	}
 	if c.Registry.SweepInterval <= 0 {
 		c.Registry.SweepInterval = time.Second

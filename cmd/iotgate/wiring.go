@@ -1,9 +1,15 @@
 package main
 
 import (
+	"crypto/tls"
+	"fmt"
 	"log/slog"
+	"path/filepath"
+	"time"
 
 	"github.com/iotgate/iotgate/api"
+	"github.com/iotgate/iotgate/lwm2m"
+	"github.com/iotgate/iotgate/mqtt"
 	"github.com/iotgate/iotgate/registry"
 )
 
@@ -19,5 +25,76 @@ type wiring struct {
 func (w *wiring) listeners() ([]listener, api.Options, error) {
 	var ls []listener
 	var opts api.Options
+	if m, err := w.mqtt(); err != nil {
+		return nil, opts, err
+	} else if m != nil {
+		ls = append(ls, m)
+		w.reg.AddKicker(m)
+		opts.Commands, opts.Messages = m, m
+	}
+	if l, err := w.lwm2m(); err != nil {
+		return nil, opts, err
+	} else if l != nil {
+		ls = append(ls, l)
+		w.reg.AddKicker(l)
+		opts.AsyncCommands = l
+	}
 	return ls, opts, nil
+}
+
+// lwm2m builds the LwM2M (CoAP, CoAP over DTLS) server; nil when both
+// addresses are empty.
+func (w *wiring) lwm2m() (*lwm2m.Server, error) {
+	c := w.cfg.CoAP
+	if c.Listen == "" && c.DTLSListen == "" {
+		return nil, nil
+	}
+	return lwm2m.New(lwm2m.Options{
+		Registry:         w.reg,
+		Listen:           c.Listen,
+		DTLSListen:       c.DTLSListen,
+		Logger:           w.log.With("component", "lwm2m"),
+		MinLifetime:      c.LifetimeMin,
+		MaxLifetime:      c.LifetimeMax,
+		QueueWindow:      c.QueueWindow,
+		RequestTimeout:   c.RequestTimeout,
+		HandshakeTimeout: c.HandshakeTimeout,
+		MaxHandshakes:    c.MaxHandshakes,
+		IdleTimeout:      c.IdleTimeout,
+		SweepInterval:    c.SweepInterval,
+	})
+}
+
+// mqtt builds the MQTT/MQTTS listener; nil when both addresses are empty.
+func (w *wiring) mqtt() (*mqtt.Server, error) {
+	c := w.cfg.MQTT
+	if c.Listen == "" && c.TLSListen == "" {
+		return nil, nil
+	}
+	var tc *tls.Config
+	if c.TLSListen != "" {
+		certFile, keyFile := c.TLSCertFile, c.TLSKeyFile
+		if certFile == "" {
+			g, err := mqtt.LoadOrCreateServerCert(filepath.Join(w.cfg.DataDir, "tls"), time.Now())
+			if err != nil {
+				return nil, err
+			}
+			certFile, keyFile = g.CertFile, g.KeyFile
+			w.log.Info("mqtts uses a generated certificate; clients must trust its CA",
+				"ca_file", g.CAFile, "cert_file", g.CertFile, "key_file", g.KeyFile, "created", g.Created)
+		}
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("mqtt: server certificate: %w", err)
+		}
+		tc = &tls.Config{Certificates: []tls.Certificate{cert}}
+	}
+	return mqtt.New(mqtt.Options{
+		Registry:      w.reg,
+		Listen:        c.Listen,
+		TLSListen:     c.TLSListen,
+		TLS:           tc,
+		TimestampSkew: c.TimestampSkew,
+		Logger:        w.log.With("component", "mqtt"),
+	})
 }

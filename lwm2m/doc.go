@@ -1,0 +1,25 @@
+// Package lwm2m is iotgate's LwM2M server: NB-IoT devices register over
+// CoAP (UDP, NoSec) or CoAP over DTLS 1.2 with pre-shared keys, and
+// applications reach them through the registry's asynchronous commands.
+//
+// It is split the way Eclipse Leshan splits a server:
+//
+//   - transport (transport.go, dtls.go): the go-coap UDP and DTLS servers;
+//     DTLS with PSKs from the security store, Connection IDs (RFC 9146),
+//     HelloVerifyRequest cookies and bounded handshakes;
+//   - security store (security.go): who may register, backed by the
+//     registry (endpoint name = node_id, PSK identity = node_id);
+//   - registration interface (rd.go, query.go, objects.go): Register,
+//     Update and De-register on /rd, through go-coap's router;
+//   - registration store (store.go): live registrations in memory, by id
+//     and by endpoint, with an ordered deadline index swept periodically;
+//   - device management client (devicemgmt.go): Read, Write, Execute,
+//     Observe, Discover, Write-Attributes, Create and Delete towards a
+//     registered client;
+//   - observations (observe.go): notifications become device messages;
+//   - command queue (commands.go): delivers the registry's asynchronous
+//     commands in order, holding them while a queue-mode client sleeps.
+//
+// Payloads are converted by the sibling package format. Nothing here is
+// known to the REST API: it sees the registry's interfaces only.
+package lwm2m

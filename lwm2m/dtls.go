@@ -1,0 +1,151 @@
+package lwm2m
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/pion/dtls/v2"
+	coapNet "github.com/plgd-dev/go-coap/v3/net"
+)
+
+// cidLength is the length of the DTLS Connection IDs this server hands out.
+// pion routes records by CID only when all CIDs have one length; 8 random
+// bytes make collisions between live sessions negligible.
+const cidLength = 8
+
+// pskCipherSuites are the PSK suites offered: the two Huawei names plus the
+// GCM and CCM variants pion implements.
+var pskCipherSuites = []dtls.CipherSuiteID{
+	dtls.TLS_PSK_WITH_AES_128_CCM_8,
+	dtls.TLS_PSK_WITH_AES_128_CBC_SHA256,
+	dtls.TLS_PSK_WITH_AES_128_CCM,
+	dtls.TLS_PSK_WITH_AES_128_GCM_SHA256,
+}
+
+// dtlsConfig is the server side of DTLS 1.2 with PSKs from the security
+// store, Connection IDs and HelloVerifyRequest cookies (pion's default,
+// kept on: InsecureSkipVerifyHello stays false).
+func dtlsConfig(sec SecurityStore, handshakeTimeout time.Duration, log *slog.Logger) *dtls.Config {
+	return &dtls.Config{
+		PSK: func(identity []byte) ([]byte, error) {
+			ctx, cancel := context.WithTimeout(context.Background(), handshakeTimeout)
+			defer cancel()
+			key, err := pskLookup(ctx, sec, identity)
+			if err != nil {
+				log.Warn("dtls: psk lookup failed", "identity", string(identity), "err", err)
+			}
+			return key, err
+		},
+		// A server must name a hint for pion to run PSK key exchange with
+		// clients that send none; LwM2M clients ignore it.
+		PSKIdentityHint:      []byte("iotgate"),
+		CipherSuites:         pskCipherSuites,
+		ExtendedMasterSecret: dtls.RequestExtendedMasterSecret,
+		ConnectionIDGenerator: dtls.RandomCIDGenerator(cidLength),
+		ConnectContextMaker: func() (context.Context, func()) {
+			return context.WithTimeout(context.Background(), handshakeTimeout)
+		},
+	}
+}
+
+// dtlsListener adapts pion's DTLS listener to the listener go-coap's DTLS
+// server accepts. go-coap's own listener routes datagrams by source address
+// only; pion's (dtls.Listen with a ConnectionIDGenerator) routes records
+// that carry a Connection ID by that ID, so a client whose NAT binding
+// changes keeps its session without a new handshake (RFC 9146).
+//
+// pion's Accept runs the handshake before it returns, so handshakes run
+// on a fixed pool of workers: at most that many run at once, each bounded
+// by the handshake timeout of the config. Datagrams that would open more
+// sessions than pion's accept backlog are dropped, and clients retry.
+type dtlsListener struct {
+	ln     net.Listener
+	conns  chan net.Conn
+	done   chan struct{}
+	once   sync.Once
+	wg     sync.WaitGroup
+	log    *slog.Logger
+	closed chan struct{} // closed when every worker has stopped
+}
+
+func listenDTLS(addr string, cfg *dtls.Config, workers int, log *slog.Logger) (*dtlsListener, error) {
+	ua, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("dtls listen %s: %w", addr, err)
+	}
+	ln, err := dtls.Listen("udp", ua, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("dtls listen %s: %w", addr, err)
+	}
+	if workers < 1 {
+		workers = 1
+	}
+	l := &dtlsListener{ln: ln, conns: make(chan net.Conn), done: make(chan struct{}), log: log, closed: make(chan struct{})}
+	l.wg.Add(workers)
+	for i := 0; i < workers; i++ {
+		go l.acceptLoop()
+	}
+	go func() { l.wg.Wait(); close(l.closed) }()
+	return l, nil
+}
+
+// Addr is the bound UDP address.
+func (l *dtlsListener) Addr() net.Addr { return l.ln.Addr() }
+
+func (l *dtlsListener) acceptLoop() {
+	defer l.wg.Done()
+	for {
+		c, err := l.ln.Accept()
+		if err != nil {
+			select {
+			case <-l.done:
+				return
+			default:
+			}
+			var he *dtls.HandshakeError
+			if errors.As(err, &he) {
+				// Wrong key, unknown identity, timeout, garbage: the
+				// client's problem, not the listener's.
+				l.log.Debug("dtls handshake failed", "err", err)
+				continue
+			}
+			l.log.Error("dtls listener failed", "err", err)
+			return
+		}
+		select {
+		case l.conns <- c:
+		case <-l.done:
+			_ = c.Close()
+			return
+		}
+	}
+}
+
+// AcceptWithContext returns the next connection whose handshake completed.
+func (l *dtlsListener) AcceptWithContext(ctx context.Context) (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-l.done:
+		return nil, coapNet.ErrListenerIsClosed
+	case <-l.closed:
+		return nil, coapNet.ErrListenerIsClosed
+	}
+}
+
+// Close stops accepting; sessions already accepted stay open.
+func (l *dtlsListener) Close() error {
+	var err error
+	l.once.Do(func() {
+		close(l.done)
+		err = l.ln.Close()
+	})
+	return err
+}

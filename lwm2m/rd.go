@@ -1,0 +1,308 @@
+package lwm2m
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"time"
+
+	"github.com/iotgate/iotgate/registry"
+	"github.com/plgd-dev/go-coap/v3/message"
+	"github.com/plgd-dev/go-coap/v3/message/codes"
+	"github.com/plgd-dev/go-coap/v3/mux"
+	udpClient "github.com/plgd-dev/go-coap/v3/udp/client"
+)
+
+func bytesReader(s string) io.ReadSeeker { return bytes.NewReader([]byte(s)) }
+
+// maxRegisterPayload bounds a Register or Update payload (Huawei's CoAP
+// limit is 1 KB; object lists of big clients run longer).
+const maxRegisterPayload = 16 * 1024
+
+// serveRD is the registration interface's collection: POST /rd registers.
+func (s *Server) serveRD(w mux.ResponseWriter, r *mux.Message) {
+	if r.Code() != codes.POST {
+		respond(w, codes.MethodNotAllowed, "Register is POST /rd")
+		return
+	}
+	cc, ok := w.Conn().(*udpClient.Conn)
+	if !ok {
+		respond(w, codes.InternalServerError, "")
+		return
+	}
+	s.register(w, r, cc, stateOf(cc))
+}
+
+// register handles Register: every check that can refuse the client runs
+// before the registry hears of it, so a refusal (4.00, 4.03, 4.12) leaves
+// the registry unchanged.
+func (s *Server) register(w mux.ResponseWriter, r *mux.Message, cc *udpClient.Conn, st *connState) {
+	queries, _ := r.Options().Queries()
+	p, err := parseRegQuery(queries, true)
+	if err != nil {
+		respond(w, codes.BadRequest, err.Error())
+		return
+	}
+	if !supportedVersion(p.Version) {
+		respond(w, codes.PreconditionFailed, "unsupported LwM2M version "+p.Version+"; this server speaks 1.x")
+		return
+	}
+	lifetime := DefaultLifetime
+	if p.Lifetime > 0 {
+		lifetime = p.Lifetime
+	}
+	if msg := s.checkLifetime(p.Lifetime); msg != "" {
+		respond(w, codes.BadRequest, msg)
+		return
+	}
+	body, err := readBody(r)
+	if err != nil {
+		respond(w, codes.RequestEntityTooLarge, err.Error())
+		return
+	}
+	root, objects, err := parseObjectLinks(body)
+	if err != nil {
+		respond(w, codes.BadRequest, "bad object links: "+err.Error())
+		return
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, s.o.RequestTimeout)
+	defer cancel()
+	d, refusal := s.authorize(ctx, st, p.Endpoint)
+	if refusal != nil {
+		s.refuse(w, cc, p.Endpoint, refusal)
+		return
+	}
+	session, err := s.reg.Connected(ctx, d.DeviceID)
+	if err != nil {
+		if errors.Is(err, registry.ErrFrozen) || errors.Is(err, registry.ErrNotFound) {
+			s.refuse(w, cc, p.Endpoint, errRefused("device "+d.DeviceID+" is frozen or was deleted"))
+			return
+		}
+		s.log.Error("lwm2m register: registry", "endpoint", p.Endpoint, "err", err)
+		respond(w, codes.InternalServerError, "")
+		return
+	}
+	now := s.now()
+	reg := &Registration{
+		ID: newRegistrationID(), Endpoint: p.Endpoint, DeviceID: d.DeviceID, Version: p.Version,
+		Binding: p.Binding, QueueMode: p.queueMode(), SMS: p.SMS, Lifetime: lifetime,
+		RootPath: root, Objects: objects, Secure: st.secure, Addr: cc.RemoteAddr().String(),
+		RegisteredAt: now, UpdatedAt: now,
+	}
+	if reg.Binding == "" {
+		reg.Binding = "U"
+	}
+	e := newEntry(reg, st.secure, session)
+	s.bind(e, cc, st)
+	e.lastUplink.Store(now.UnixNano())
+	if old := s.store.add(e, now.Add(lifetime)); old != nil {
+		s.retire(old, "replaced by a new registration", old.conn.Load() != cc)
+	}
+	s.log.Info("lwm2m registered", "endpoint", p.Endpoint, "device_id", d.DeviceID, "registration", reg.ID,
+		"secure", st.secure, "binding", reg.Binding, "queue", reg.QueueMode, "lifetime", lifetime, "addr", reg.Addr)
+	respond(w, codes.Created, "",
+		message.Option{ID: message.LocationPath, Value: []byte("rd")},
+		message.Option{ID: message.LocationPath, Value: []byte(reg.ID)})
+	runAfterResponse(r.Message, func() {
+		if hasObject(objects, 19) {
+			s.observeAppData(e)
+		}
+		s.uplink(e)
+	})
+}
+
+// checkLifetime returns why a requested lifetime (0 = not given) is
+// refused, or "".
+func (s *Server) checkLifetime(lt time.Duration) string {
+	if lt == 0 {
+		return ""
+	}
+	if lt < s.o.MinLifetime || lt > s.o.MaxLifetime {
+		return "lt out of range: this server accepts " + s.o.MinLifetime.String() + " to " + s.o.MaxLifetime.String()
+	}
+	return ""
+}
+
+// refusal is a reason to answer 4.03: it is logged, and sent as the
+// diagnostic payload.
+type refusal struct{ reason string }
+
+func (r *refusal) Error() string { return r.reason }
+
+func errRefused(reason string) *refusal { return &refusal{reason: reason} }
+
+func (s *Server) refuse(w mux.ResponseWriter, cc *udpClient.Conn, endpoint string, why *refusal) {
+	s.log.Info("lwm2m registration refused", "endpoint", endpoint, "addr", cc.RemoteAddr().String(), "reason", why.reason)
+	respond(w, codes.Forbidden, why.reason)
+}
+
+// authorize decides whether this connection may register endpoint: the
+// endpoint must name a device that is not frozen; over DTLS the PSK
+// identity must name the same device, over NoSec the device must not
+// require secure access.
+func (s *Server) authorize(ctx context.Context, st *connState, endpoint string) (*registry.Device, *refusal) {
+	d, err := s.sec.DeviceByEndpoint(ctx, endpoint)
+	if err != nil {
+		if !errors.Is(err, registry.ErrNotFound) {
+			s.log.Error("lwm2m: security store", "endpoint", endpoint, "err", err)
+			return nil, errRefused("cannot check the endpoint now")
+		}
+		return nil, errRefused("unknown endpoint " + endpoint)
+	}
+	if st.secure {
+		id, err := s.identityDevice(ctx, st)
+		if err != nil || id != d.DeviceID {
+			return nil, errRefused("endpoint " + endpoint + " does not match the DTLS PSK identity " + st.identity)
+		}
+	} else if d.Auth.SecureAccess {
+		return nil, errRefused("device " + d.DeviceID + " requires DTLS (secure_access is true)")
+	}
+	if d.Frozen {
+		return nil, errRefused("device " + d.DeviceID + " is frozen")
+	}
+	return d, nil
+}
+
+// identityDevice resolves (once per session) the device the DTLS PSK
+// identity names.
+func (s *Server) identityDevice(ctx context.Context, st *connState) (string, error) {
+	if id := st.deviceID.Load(); id != nil {
+		return *id, nil
+	}
+	d, err := s.sec.DeviceByEndpoint(ctx, st.identity)
+	if err != nil {
+		return "", err
+	}
+	st.deviceID.Store(&d.DeviceID)
+	return d.DeviceID, nil
+}
+
+// bind makes cc the way to reach e: a DTLS session carries the
+// registration (a previous session of it is closed); a NoSec client is
+// reached at the address of its last Register or Update.
+func (s *Server) bind(e *entry, cc *udpClient.Conn, st *connState) {
+	if st.secure {
+		if old := e.conn.Swap(cc); old != nil && old != cc {
+			if ost := stateOf(old); ost != nil {
+				ost.entry.CompareAndSwap(e, nil)
+			}
+			_ = old.Close()
+		}
+		st.entry.Store(e)
+		return
+	}
+	if ua, ok := cc.RemoteAddr().(*net.UDPAddr); ok {
+		e.addr.Store(ua)
+	}
+}
+
+func readBody(r *mux.Message) ([]byte, error) {
+	if r.Body() == nil {
+		return nil, nil
+	}
+	if n, err := r.BodySize(); err == nil && n > maxRegisterPayload {
+		return nil, errors.New("payload too large")
+	}
+	return r.ReadBody()
+}
+
+// serveRegistration is one registration: POST /rd/{id} updates it,
+// DELETE /rd/{id} de-registers.
+func (s *Server) serveRegistration(w mux.ResponseWriter, r *mux.Message) {
+	cc, ok := w.Conn().(*udpClient.Conn)
+	if !ok {
+		respond(w, codes.InternalServerError, "")
+		return
+	}
+	if r.Code() != codes.POST && r.Code() != codes.DELETE {
+		respond(w, codes.MethodNotAllowed, "Update is POST /rd/{id}, De-register DELETE /rd/{id}")
+		return
+	}
+	e := s.store.get(r.RouteParams.Vars["id"])
+	if e == nil {
+		respond(w, codes.NotFound, "unknown registration; register again")
+		return
+	}
+	st := stateOf(cc)
+	ctx, cancel := context.WithTimeout(s.ctx, s.o.RequestTimeout)
+	defer cancel()
+	// Only the client that registered may change its registration: over
+	// DTLS the same identity, over NoSec any NoSec peer (it has nothing
+	// else to prove, and NAT rebinding moves it).
+	if st.secure {
+		if id, err := s.identityDevice(ctx, st); err != nil || id != e.deviceID {
+			respond(w, codes.Forbidden, "registration belongs to another DTLS identity")
+			return
+		}
+	} else if e.secure {
+		respond(w, codes.Forbidden, "registration was made over DTLS; update it over DTLS")
+		return
+	}
+	if r.Code() == codes.DELETE {
+		if s.store.remove(e) {
+			s.retire(e, "de-registered", false)
+		}
+		respond(w, codes.Deleted, "")
+		return
+	}
+	s.update(w, r, cc, st, e)
+}
+
+func (s *Server) update(w mux.ResponseWriter, r *mux.Message, cc *udpClient.Conn, st *connState, e *entry) {
+	queries, _ := r.Options().Queries()
+	p, err := parseRegQuery(queries, false)
+	if err != nil {
+		respond(w, codes.BadRequest, err.Error())
+		return
+	}
+	if msg := s.checkLifetime(p.Lifetime); msg != "" {
+		respond(w, codes.BadRequest, msg)
+		return
+	}
+	body, err := readBody(r)
+	if err != nil {
+		respond(w, codes.RequestEntityTooLarge, err.Error())
+		return
+	}
+	old := e.reg.Load()
+	next := *old
+	if len(body) > 0 {
+		root, objects, err := parseObjectLinks(body)
+		if err != nil {
+			respond(w, codes.BadRequest, "bad object links: "+err.Error())
+			return
+		}
+		next.RootPath, next.Objects = root, objects
+	}
+	if p.Lifetime > 0 {
+		next.Lifetime = p.Lifetime
+	}
+	if p.Binding != "" {
+		next.Binding = p.Binding
+		next.QueueMode = p.queueMode()
+	} else if p.Queue {
+		next.QueueMode = true
+	}
+	if p.SMSSet {
+		next.SMS = p.SMS
+	}
+	now := s.now()
+	next.UpdatedAt, next.Addr = now, cc.RemoteAddr().String()
+	if !s.store.renew(e, now.Add(next.Lifetime)) {
+		respond(w, codes.NotFound, "registration ended meanwhile; register again")
+		return
+	}
+	e.reg.Store(&next)
+	s.bind(e, cc, st)
+	e.lastUplink.Store(now.UnixNano())
+	s.log.Debug("lwm2m registration updated", "endpoint", next.Endpoint, "registration", e.id, "lifetime", next.Lifetime, "addr", next.Addr)
+	respond(w, codes.Changed, "")
+	runAfterResponse(r.Message, func() {
+		if hasObject(next.Objects, 19) && !hasObject(old.Objects, 19) {
+			s.observeAppData(e)
+		}
+		s.uplink(e)
+	})
+}

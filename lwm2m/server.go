@@ -1,0 +1,295 @@
+package lwm2m
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/iotgate/iotgate/registry"
+	dtlsServer "github.com/plgd-dev/go-coap/v3/dtls/server"
+	coapNet "github.com/plgd-dev/go-coap/v3/net"
+	udpServer "github.com/plgd-dev/go-coap/v3/udp/server"
+)
+
+// Registry is what the server needs of iotgate's registry; a
+// *registry.Registry satisfies it.
+type Registry interface {
+	NodeFinder
+	Connected(ctx context.Context, id string) (registry.Session, error)
+	Disconnected(id string, s registry.Session)
+	AddMessage(ctx context.Context, deviceID string, m registry.Message) error
+	PendingAsyncCommands(ctx context.Context, deviceID string, limit int) ([]*registry.AsyncCommand, error)
+	StartAsyncCommand(ctx context.Context, commandID string, answerWithin time.Duration) (*registry.AsyncCommand, error)
+	FinishAsyncCommand(ctx context.Context, commandID string, status registry.AsyncStatus, result json.RawMessage) error
+}
+
+// Defaults of Options.
+const (
+	DefaultLifetime         = 86400 * time.Second // LwM2M's default lt
+	DefaultMinLifetime      = 10 * time.Second
+	DefaultMaxLifetime      = 30 * 24 * time.Hour
+	DefaultQueueWindow      = 93 * time.Second // CoAP MAX_TRANSMIT_WAIT, as LwM2M 1.1 §6.4
+	DefaultRequestTimeout   = 60 * time.Second
+	DefaultHandshakeTimeout = 10 * time.Second
+	DefaultMaxHandshakes    = 64
+	DefaultIdleTimeout      = 2 * time.Minute
+	DefaultSweepInterval    = time.Second
+)
+
+// Options configures a Server. Zero durations and counts take the
+// defaults above.
+type Options struct {
+	Registry Registry
+	// Security resolves endpoint names and PSK identities; nil means the
+	// registry's node index (RegistrySecurity).
+	Security SecurityStore
+	// Listen is the CoAP (NoSec) UDP address, DTLSListen the CoAP over
+	// DTLS one; empty disables that listener.
+	Listen, DTLSListen string
+	Logger             *slog.Logger
+	// MinLifetime and MaxLifetime bound the lifetime a client may ask for
+	// (lt); outside them Register and Update get 4.00.
+	MinLifetime, MaxLifetime time.Duration
+	// QueueWindow is how long a queue-mode client stays reachable after
+	// it last sent something; downlink work waits for its next uplink.
+	QueueWindow time.Duration
+	// RequestTimeout bounds one request to a client, retransmissions
+	// included.
+	RequestTimeout time.Duration
+	// HandshakeTimeout bounds one DTLS handshake; MaxHandshakes how many
+	// run at once.
+	HandshakeTimeout time.Duration
+	MaxHandshakes    int
+	// IdleTimeout closes a connection (a DTLS session in particular) that
+	// carries no registration and has been silent this long.
+	IdleTimeout time.Duration
+	// SweepInterval is how often expired registrations are removed.
+	SweepInterval time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Server is the LwM2M server. It implements the listener interface of
+// cmd/iotgate (Start, Shutdown), registry.Kicker and
+// registry.AsyncCommandDispatcher.
+type Server struct {
+	o     Options
+	reg   Registry
+	sec   SecurityStore
+	log   *slog.Logger
+	now   func() time.Time
+	store *regStore
+	obs   *obsIndex
+
+	udp      *udpServer.Server
+	dtls     *dtlsServer.Server
+	udpConn  *coapNet.UDPConn
+	dtlsLn   *dtlsListener
+	serveErr chan error
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New builds a server; Start binds it.
+func New(o Options) (*Server, error) {
+	if o.Registry == nil {
+		return nil, errors.New("lwm2m: no registry")
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&o.MinLifetime, DefaultMinLifetime)
+	def(&o.MaxLifetime, DefaultMaxLifetime)
+	def(&o.QueueWindow, DefaultQueueWindow)
+	def(&o.RequestTimeout, DefaultRequestTimeout)
+	def(&o.HandshakeTimeout, DefaultHandshakeTimeout)
+	def(&o.IdleTimeout, DefaultIdleTimeout)
+	def(&o.SweepInterval, DefaultSweepInterval)
+	if o.MaxHandshakes <= 0 {
+		o.MaxHandshakes = DefaultMaxHandshakes
+	}
+	if o.MinLifetime > o.MaxLifetime {
+		return nil, fmt.Errorf("lwm2m: min lifetime %v exceeds max lifetime %v", o.MinLifetime, o.MaxLifetime)
+	}
+	s := &Server{o: o, reg: o.Registry, sec: o.Security, log: o.Logger, now: o.Now,
+		store: newRegStore(), obs: newObsIndex(), serveErr: make(chan error, 2)}
+	if s.sec == nil {
+		s.sec = RegistrySecurity{Registry: o.Registry}
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s, nil
+}
+
+// Start binds the configured listeners and returns once they accept
+// datagrams.
+func (s *Server) Start(ctx context.Context) error {
+	router := s.router()
+	if s.o.Listen != "" {
+		l, err := coapNet.NewListenUDP("udp", s.o.Listen)
+		if err != nil {
+			return fmt.Errorf("lwm2m: coap listen %s: %w", s.o.Listen, err)
+		}
+		s.udpConn = l
+		s.udp = udpServer.New(s.serverConfig(router, false))
+		s.serve(func() error { return s.udp.Serve(l) })
+		s.log.Info("lwm2m coap listening", "addr", l.LocalAddr().String())
+	}
+	if s.o.DTLSListen != "" {
+		l, err := listenDTLS(s.o.DTLSListen, dtlsConfig(s.sec, s.o.HandshakeTimeout, s.log), s.o.MaxHandshakes, s.log)
+		if err != nil {
+			s.stopListeners()
+			return fmt.Errorf("lwm2m: %w", err)
+		}
+		s.dtlsLn = l
+		s.dtls = dtlsServer.New(s.serverConfig(router, true))
+		s.serve(func() error { return s.dtls.Serve(l) })
+		s.log.Info("lwm2m coaps (dtls) listening", "addr", l.Addr().String())
+	}
+	s.wg.Add(1)
+	go s.sweepLoop()
+	return nil
+}
+
+func (s *Server) serve(fn func() error) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := fn(); err != nil {
+			s.log.Error("lwm2m listener stopped", "err", err)
+		}
+	}()
+}
+
+// UDPAddr is the bound CoAP address (nil when disabled or not started).
+func (s *Server) UDPAddr() net.Addr {
+	if s.udpConn == nil {
+		return nil
+	}
+	return s.udpConn.LocalAddr()
+}
+
+// DTLSAddr is the bound CoAP-over-DTLS address.
+func (s *Server) DTLSAddr() net.Addr {
+	if s.dtlsLn == nil {
+		return nil
+	}
+	return s.dtlsLn.Addr()
+}
+
+func (s *Server) stopListeners() {
+	if s.udp != nil {
+		s.udp.Stop()
+	}
+	if s.dtls != nil {
+		s.dtls.Stop()
+	}
+}
+
+// Shutdown stops the listeners, drops every registration (its devices go
+// offline) and waits for the server's goroutines, bounded by ctx.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.cancel()
+	s.stopListeners()
+	for _, e := range s.store.all() {
+		if s.store.remove(e) {
+			s.retire(e, "server shutdown", true)
+		}
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Kick drops the device's registration (registry.Kicker): the device was
+// frozen or deleted, or its secret reset. Its DTLS session is closed, so
+// it must handshake again with its current key.
+func (s *Server) Kick(deviceID, reason string) {
+	e := s.store.device(deviceID)
+	if e == nil || !s.store.remove(e) {
+		return
+	}
+	s.retire(e, reason, true)
+}
+
+// Registration returns the device's current registration, if any.
+func (s *Server) Registration(deviceID string) (*Registration, bool) {
+	e := s.store.device(deviceID)
+	if e == nil {
+		return nil, false
+	}
+	return e.reg.Load(), true
+}
+
+// sweepLoop removes registrations whose lifetime ran out.
+func (s *Server) sweepLoop() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.o.SweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+			s.sweep()
+		}
+	}
+}
+
+// sweep expires due registrations, in batches so the store's lock is never
+// held long.
+func (s *Server) sweep() int {
+	n := 0
+	for {
+		due := s.store.expire(s.now(), 256)
+		for _, e := range due {
+			s.retire(e, "lifetime expired", true)
+		}
+		n += len(due)
+		if len(due) < 256 {
+			return n
+		}
+	}
+}
+
+// retire ends a registration that has left the store: the device goes
+// offline (unless it registered again meanwhile), its observations are
+// forgotten and, with closeConn, its DTLS session is closed.
+func (s *Server) retire(e *entry, reason string, closeConn bool) {
+	s.reg.Disconnected(e.deviceID, e.session)
+	e.mu.Lock()
+	for tok := range e.observations {
+		s.obs.remove(tok)
+	}
+	clear(e.observations)
+	e.mu.Unlock()
+	if c := e.conn.Load(); c != nil {
+		if st := stateOf(c); st != nil {
+			st.entry.CompareAndSwap(e, nil)
+		}
+		if closeConn {
+			_ = c.Close()
+		}
+	}
+	r := e.reg.Load()
+	s.log.Info("lwm2m registration ended", "endpoint", r.Endpoint, "device_id", e.deviceID, "registration", e.id, "reason", reason)
+}

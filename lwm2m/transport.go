@@ -1,0 +1,188 @@
+package lwm2m
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/dtls/v2"
+	dtlsServer "github.com/plgd-dev/go-coap/v3/dtls/server"
+	"github.com/plgd-dev/go-coap/v3/message"
+	"github.com/plgd-dev/go-coap/v3/message/codes"
+	"github.com/plgd-dev/go-coap/v3/message/pool"
+	"github.com/plgd-dev/go-coap/v3/mux"
+	"github.com/plgd-dev/go-coap/v3/net/responsewriter"
+	"github.com/plgd-dev/go-coap/v3/options/config"
+	udpClient "github.com/plgd-dev/go-coap/v3/udp/client"
+	udpServer "github.com/plgd-dev/go-coap/v3/udp/server"
+)
+
+// connState is what the server knows of one CoAP connection: a NoSec UDP
+// peer address or a DTLS session. It hangs off the connection's context.
+type connState struct {
+	secure bool
+	// identity is the PSK identity the DTLS client presented.
+	identity string
+	// deviceID caches the device the identity resolved to ("" until the
+	// first request needed it).
+	deviceID atomic.Pointer[string]
+	// entry is the registration this DTLS session carries; it keeps the
+	// session open beyond the idle timeout.
+	entry atomic.Pointer[entry]
+}
+
+type connStateKey struct{}
+
+func stateOf(cc *udpClient.Conn) *connState {
+	st, _ := cc.Context().Value(connStateKey{}).(*connState)
+	return st
+}
+
+// serverConfig is the go-coap configuration shared by the UDP and DTLS
+// servers: our handler, idle handling and logging. It is a go-coap server
+// option for both.
+type serverConfig struct {
+	s       *Server
+	handler func(*responsewriter.ResponseWriter[*udpClient.Conn], *pool.Message)
+	secure  bool
+}
+
+func (s *Server) serverConfig(router *mux.Router, secure bool) serverConfig {
+	requests := mux.ToHandler[*udpClient.Conn](router)
+	return serverConfig{s: s, secure: secure, handler: func(w *responsewriter.ResponseWriter[*udpClient.Conn], r *pool.Message) {
+		switch c := r.Code(); {
+		case c > codes.Empty && c < codes.Created: // a request (class 0)
+			requests(w, r)
+		case c >= codes.Created:
+			// A response nobody waits for: a notification of one of our
+			// observations (go-coap hands us what it cannot match).
+			s.handleNotification(w.Conn(), r)
+		}
+	}}
+}
+
+func (c serverConfig) common(cfg *config.Common[*udpClient.Conn]) {
+	cfg.Ctx = c.s.ctx
+	cfg.Errors = func(err error) { c.s.log.Debug("coap", "secure", c.secure, "err", err) }
+	cfg.ProcessReceivedMessage = processReceived
+	// Retransmissions and idle checks run on this tick.
+	cfg.PeriodicRunner = func(f func(now time.Time) bool) {
+		go func() {
+			t := time.NewTicker(500 * time.Millisecond)
+			defer t.Stop()
+			for f(time.Now()) {
+				<-t.C
+			}
+		}()
+	}
+}
+
+func (c serverConfig) onNewConn(cc *udpClient.Conn) {
+	st := &connState{secure: c.secure}
+	if c.secure {
+		if dc, ok := cc.NetConn().(*dtls.Conn); ok {
+			st.identity = string(dc.ConnectionState().IdentityHint)
+		}
+	}
+	cc.SetContextValue(connStateKey{}, st)
+}
+
+func (c serverConfig) monitor() udpClient.InactivityMonitor {
+	m := &idleMonitor{idle: c.s.o.IdleTimeout, keepRegistered: c.secure}
+	m.Notify()
+	return m
+}
+
+// UDPServerApply makes serverConfig a go-coap UDP server option.
+func (c serverConfig) UDPServerApply(cfg *udpServer.Config) {
+	c.common(&cfg.Common)
+	cfg.Handler = c.handler
+	cfg.OnNewConn = c.onNewConn
+	cfg.CreateInactivityMonitor = c.monitor
+}
+
+// DTLSServerApply makes serverConfig a go-coap DTLS server option.
+func (c serverConfig) DTLSServerApply(cfg *dtlsServer.Config) {
+	c.common(&cfg.Common)
+	cfg.Handler = c.handler
+	cfg.OnNewConn = c.onNewConn
+	cfg.CreateInactivityMonitor = c.monitor
+}
+
+// idleMonitor closes a connection that has been silent for idle. A NoSec
+// connection is only go-coap's view of a peer address and is made again
+// when needed. A DTLS session that carries a registration is kept: it
+// lives as long as the registration, so a sleeping NB-IoT device wakes up
+// into its session without a new handshake.
+type idleMonitor struct {
+	last           atomic.Int64
+	idle           time.Duration
+	keepRegistered bool
+}
+
+func (m *idleMonitor) Notify() { m.last.Store(time.Now().UnixNano()) }
+
+func (m *idleMonitor) CheckInactivity(now time.Time, cc *udpClient.Conn) {
+	if now.UnixNano()-m.last.Load() < int64(m.idle) {
+		return
+	}
+	if m.keepRegistered {
+		if st := stateOf(cc); st != nil && st.entry.Load() != nil {
+			return
+		}
+	}
+	_ = cc.Close()
+}
+
+// afterResponse carries work a request handler wants done once its
+// response is on the wire (the requests of the registration's
+// post-processing must not overtake the 2.01 that announces it).
+type afterResponse struct{ fn func() }
+
+type afterResponseKey struct{}
+
+func processReceived(req *pool.Message, cc *udpClient.Conn, h config.HandlerFunc[*udpClient.Conn]) {
+	if c := req.Code(); c < codes.GET || c > codes.DELETE {
+		cc.ProcessReceivedMessageWithHandler(req, h)
+		return
+	}
+	a := &afterResponse{}
+	req.SetContext(context.WithValue(req.Context(), afterResponseKey{}, a))
+	cc.ProcessReceivedMessageWithHandler(req, h)
+	if a.fn != nil {
+		go a.fn()
+	}
+}
+
+// runAfterResponse schedules fn for when r's response has been sent.
+func runAfterResponse(r *pool.Message, fn func()) {
+	if a, ok := r.Context().Value(afterResponseKey{}).(*afterResponse); ok {
+		a.fn = fn
+		return
+	}
+	go fn()
+}
+
+// router is the registration interface's routing.
+func (s *Server) router() *mux.Router {
+	r := mux.NewRouter()
+	r.SetErrorHandler(func(err error) { s.log.Debug("coap router", "err", err) })
+	r.DefaultHandle(mux.HandlerFunc(func(w mux.ResponseWriter, req *mux.Message) {
+		respond(w, codes.NotFound, "no such resource; the registration interface is /rd")
+	}))
+	r.HandleFunc("/rd", s.serveRD)
+	r.HandleFunc("/rd/{id}", s.serveRegistration)
+	return r
+}
+
+// respond sets a response with an optional diagnostic payload (text/plain,
+// as CoAP §5.5.2 suggests for errors).
+func respond(w mux.ResponseWriter, code codes.Code, diagnostic string, opts ...message.Option) {
+	var err error
+	if diagnostic == "" {
+		err = w.SetResponse(code, message.TextPlain, nil, opts...)
+	} else {
+		err = w.SetResponse(code, message.TextPlain, bytesReader(diagnostic), opts...)
+	}
+	_ = err // only fails on option overflow, which our options cannot cause
+}

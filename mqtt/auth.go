@@ -1,0 +1,208 @@
+package mqtt
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/iotgate/iotgate/registry"
+)
+
+// Keepalive bounds IoTDA accepts, in seconds.
+const (
+	minKeepalive = 30
+	maxKeepalive = 1200
+)
+
+// authTimeout bounds the registry work of one CONNECT (a lookup, at most
+// one fingerprint write).
+const authTimeout = 10 * time.Second
+
+// authRegistry is what authentication needs from the registry.
+type authRegistry interface {
+	Device(ctx context.Context, id string) (*registry.Device, error)
+	LearnFingerprint(ctx context.Context, id, fp string) error
+	VerifiedCAPool(ctx context.Context, project string) (*x509.CertPool, error)
+}
+
+// authHook authenticates a CONNECT the IoTDA way: the ClientId and
+// username name the device, which proves itself with an HMAC of its
+// secret as password or, on MQTTS, with a client certificate.
+//
+// The whole check runs in OnConnect because only there can a hook answer
+// with its own CONNACK code (mochi's OnConnectAuthenticate can only say
+// "bad username or password", and maps it to 0x05 for MQTT 3).
+// OnConnectAuthenticate then admits exactly the clients OnConnect passed.
+//
+// A client that passes gets its device id as mochi client id. mochi keys
+// sessions on the client id, so this is what makes a device's new
+// connection take over its old one, whatever ClientId timestamp each
+// used, and what the other hooks read as the device's identity.
+type authHook struct {
+	mochi.HookBase
+	reg  authRegistry
+	log  *slog.Logger
+	ctx  context.Context // ends at shutdown
+	skew time.Duration
+	now  func() time.Time
+
+	passed sync.Map // *mochi.Client that passed OnConnect → struct{}
+}
+
+func (h *authHook) ID() string { return "iotgate-auth" }
+
+func (h *authHook) Provides(b byte) bool {
+	return b == mochi.OnConnect || b == mochi.OnConnectAuthenticate
+}
+
+func (h *authHook) OnConnect(cl *mochi.Client, pk packets.Packet) error {
+	ctx, cancel := context.WithTimeout(h.ctx, authTimeout)
+	defer cancel()
+	id, r := h.authenticate(ctx, cl, pk)
+	if r != nil {
+		h.log.Warn("mqtt connection refused", "client_id", pk.Connect.ClientIdentifier,
+			"username", string(pk.Connect.Username), "remote", cl.Net.Remote, "listener", cl.Net.Listener,
+			"code", fmt.Sprintf("0x%02x", r.code.byteFor(cl)), "reason", r.reason)
+		if err := r.code.send(cl); err != nil {
+			h.log.Debug("connack not sent", "remote", cl.Net.Remote, "err", err)
+		}
+		return r.code.v5
+	}
+	cl.ID = id
+	h.passed.Store(cl, struct{}{})
+	return nil
+}
+
+func (h *authHook) OnConnectAuthenticate(cl *mochi.Client, _ packets.Packet) bool {
+	_, ok := h.passed.LoadAndDelete(cl)
+	return ok
+}
+
+// authenticate checks a CONNECT and returns the device id, or why not.
+// Credentials are checked before the device's state, so a client that
+// cannot prove it is the device learns nothing about it.
+func (h *authHook) authenticate(ctx context.Context, cl *mochi.Client, pk packets.Packet) (string, *refusal) {
+	if ka := pk.Connect.Keepalive; ka < minKeepalive || ka > maxKeepalive {
+		return "", refuse(identifierRejected, "keepalive %d s is outside %d–%d s", ka, minKeepalive, maxKeepalive)
+	}
+	cid, err := parseClientID(pk.Connect.ClientIdentifier)
+	if err != nil {
+		return "", refuse(identifierRejected, "malformed client id: %v", err)
+	}
+	if string(pk.Connect.Username) != cid.DeviceID {
+		return "", refuse(identifierRejected, "username is not the client id's device id")
+	}
+	if cid.TimeChecked {
+		err := checkTimestamp(cid.Timestamp, h.now().UTC(), h.skew)
+		if errors.Is(err, errStaleTimestamp) {
+			return "", refuse(badCredentials, "sign_type 1 timestamp %s is more than %v from platform time", cid.Timestamp, h.skew)
+		}
+		if err != nil {
+			return "", refuse(identifierRejected, "malformed client id: %v", err)
+		}
+	}
+	d, err := h.reg.Device(ctx, cid.DeviceID)
+	if errors.Is(err, registry.ErrNotFound) {
+		return "", refuse(badCredentials, "unknown device")
+	}
+	if err != nil {
+		return "", refuse(serverUnavailable, "device lookup: %v", err)
+	}
+	conn := tlsState(cl)
+	if d.Auth.Type == registry.AuthCertificates {
+		if r := h.checkCertificate(ctx, d, conn); r != nil {
+			return "", r
+		}
+	} else if r := h.checkSecret(d, cid, pk.Connect.Password, conn != nil); r != nil {
+		return "", r
+	}
+	if d.Frozen {
+		return "", refuse(notAuthorized, "device is frozen")
+	}
+	return d.DeviceID, nil
+}
+
+// checkSecret verifies the password: lowercase or uppercase hex of
+// HMAC-SHA256(key = ClientId timestamp, message = secret), with the
+// primary or the secondary secret.
+func (h *authHook) checkSecret(d *registry.Device, cid clientID, password []byte, secure bool) *refusal {
+	if d.Auth.SecureAccess && !secure {
+		return refuse(badCredentials, "device has secure_access and must use MQTTS")
+	}
+	var mac [sha256.Size]byte
+	if len(password) != hex.EncodedLen(len(mac)) {
+		return refuse(badCredentials, "wrong password")
+	}
+	if _, err := hex.Decode(mac[:], password); err != nil {
+		return refuse(badCredentials, "wrong password")
+	}
+	slot, ok := d.MatchSecret(registry.HMACProof{Hash: sha256.New, Data: []byte(cid.Timestamp)}, mac[:])
+	if !ok {
+		return refuse(badCredentials, "wrong password")
+	}
+	if slot == registry.Secondary {
+		h.log.Debug("device authenticated with its secondary secret", "device", d.DeviceID)
+	}
+	return nil
+}
+
+// tlsState returns the TLS state of a client's connection, nil on plain
+// MQTT. The handshake is complete: mochi has read the CONNECT through it.
+func tlsState(cl *mochi.Client) *tls.ConnectionState {
+	c, ok := cl.Net.Conn.(*tls.Conn)
+	if !ok {
+		return nil
+	}
+	cs := c.ConnectionState()
+	return &cs
+}
+
+// refusal is a refused CONNECT: the answer, and why (for the log only;
+// the client is not told more than the code).
+type refusal struct {
+	code   connackCode
+	reason string
+}
+
+func refuse(c connackCode, format string, a ...any) *refusal {
+	return &refusal{code: c, reason: fmt.Sprintf(format, a...)}
+}
+
+// connackCode is a refusal as MQTT 3.1.1 return code and MQTT 5 reason
+// code.
+type connackCode struct {
+	v3 byte
+	v5 packets.Code
+}
+
+var (
+	identifierRejected = connackCode{0x02, packets.ErrClientIdentifierNotValid} // 0x85
+	serverUnavailable  = connackCode{0x03, packets.ErrServerUnavailable}        // 0x88
+	badCredentials     = connackCode{0x04, packets.ErrBadUsernameOrPassword}    // 0x86
+	notAuthorized      = connackCode{0x05, packets.ErrNotAuthorized}            // 0x87
+)
+
+func (c connackCode) byteFor(cl *mochi.Client) byte {
+	if cl.Properties.ProtocolVersion == 5 {
+		return c.v5.Code
+	}
+	return c.v3
+}
+
+// send writes the refusing CONNACK. mochi closes the connection after.
+func (c connackCode) send(cl *mochi.Client) error {
+	return cl.WritePacket(packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Connack},
+		ReasonCode:  c.byteFor(cl),
+	})
+}

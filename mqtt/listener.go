@@ -1,0 +1,139 @@
+package mqtt
+
+import (
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/mochi-mqtt/server/v2/listeners"
+)
+
+// connectTimeout bounds the TLS handshake and the CONNECT packet of a new
+// connection. After CONNECT, mochi's keepalive deadline takes over.
+const connectTimeout = 30 * time.Second
+
+// tcpListener is a mochi listener (plain TCP or TLS) with what mochi's own
+// lacks for devices on open networks: a deadline for the handshake and
+// the CONNECT packet (mochi sets none before CONNECT, so a connection
+// that never sends one would hold its goroutine and socket for good),
+// closing every connection at shutdown, established or not, and
+// surviving temporary accept errors such as running out of descriptors.
+type tcpListener struct {
+	id, address string
+	tls         *tls.Config // nil: plain TCP
+	log         *slog.Logger
+
+	mu     sync.Mutex
+	ln     net.Listener
+	conns  map[net.Conn]struct{}
+	closed bool
+}
+
+var _ listeners.Listener = (*tcpListener)(nil)
+
+func newTCPListener(id, address string, tc *tls.Config) *tcpListener {
+	return &tcpListener{id: id, address: address, tls: tc, conns: make(map[net.Conn]struct{})}
+}
+
+func (l *tcpListener) ID() string { return l.id }
+
+func (l *tcpListener) Protocol() string {
+	if l.tls != nil {
+		return "tls"
+	}
+	return "tcp"
+}
+
+// Address is the bound address once Init has run.
+func (l *tcpListener) Address() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.ln != nil {
+		return l.ln.Addr().String()
+	}
+	return l.address
+}
+
+// Init binds the address.
+func (l *tcpListener) Init(log *slog.Logger) error {
+	ln, err := net.Listen("tcp", l.address)
+	if err != nil {
+		return err
+	}
+	if l.tls != nil {
+		ln = tls.NewListener(ln, l.tls)
+	}
+	l.mu.Lock()
+	l.ln, l.log = ln, log
+	l.mu.Unlock()
+	return nil
+}
+
+// Serve accepts connections until Close and hands each to mochi.
+func (l *tcpListener) Serve(establish listeners.EstablishFn) {
+	backoff := 5 * time.Millisecond
+	for {
+		conn, err := l.ln.Accept()
+		if errors.Is(err, net.ErrClosed) {
+			return
+		}
+		if err != nil {
+			l.log.Warn("accept failed; retrying", "err", err, "in", backoff)
+			time.Sleep(backoff)
+			backoff = min(2*backoff, time.Second)
+			continue
+		}
+		backoff = 5 * time.Millisecond
+		_ = conn.SetDeadline(time.Now().Add(connectTimeout))
+		if !l.track(conn) {
+			conn.Close()
+			return
+		}
+		go func() {
+			defer l.untrack(conn)
+			if err := establish(l.id, conn); err != nil {
+				l.log.Debug("connection ended", "remote", conn.RemoteAddr().String(), "err", err)
+			}
+		}()
+	}
+}
+
+func (l *tcpListener) track(c net.Conn) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return false
+	}
+	l.conns[c] = struct{}{}
+	return true
+}
+
+func (l *tcpListener) untrack(c net.Conn) {
+	l.mu.Lock()
+	delete(l.conns, c)
+	l.mu.Unlock()
+	c.Close()
+}
+
+// Close stops accepting, lets mochi disconnect its sessions, then closes
+// whatever connections remain (those still before CONNECT).
+func (l *tcpListener) Close(closeClients listeners.CloseFn) {
+	l.mu.Lock()
+	if l.closed || l.ln == nil {
+		l.closed = true
+		l.mu.Unlock()
+		return
+	}
+	l.closed = true
+	l.mu.Unlock()
+	_ = l.ln.Close()
+	closeClients(l.id)
+	l.mu.Lock()
+	for c := range l.conns {
+		c.Close()
+	}
+	l.mu.Unlock()
+}

@@ -1,0 +1,323 @@
+package mqtt
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/iotgate/iotgate/registry"
+)
+
+// Registry is what the MQTT front end needs from the device registry;
+// *registry.Registry implements it.
+type Registry interface {
+	authRegistry
+	statusRegistry
+	uplinkRegistry
+}
+
+var _ Registry = (*registry.Registry)(nil)
+
+// Options configures a Server.
+type Options struct {
+	Registry Registry
+	// Listen is the plain MQTT address (IoTDA: port 1883); empty: none.
+	Listen string
+	// TLSListen is the MQTTS address (IoTDA: port 8883); empty: none.
+	TLSListen string
+	// TLS holds the server certificate for TLSListen. The server asks
+	// clients for a certificate but does not require one.
+	TLS *tls.Config
+	// TimestampSkew is how far a sign_type 1 ClientId timestamp may be
+	// from our clock; zero means one hour.
+	TimestampSkew time.Duration
+	Logger        *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Server is the MQTT and MQTTS front end: an embedded mochi broker with
+// the hooks of this package. It implements registry.CommandSender,
+// registry.MessageSender and registry.Kicker.
+type Server struct {
+	broker   *mochi.Server
+	log      *slog.Logger
+	ctx      context.Context
+	cancel   context.CancelFunc
+	plain    *tcpListener
+	secure   *tcpListener
+	commands *pendingCommands
+	acl      *aclHook
+	uplink   *uplinkHook
+	shutdown sync.Once
+	stopped  chan struct{} // closed once Shutdown has finished
+}
+
+var (
+	_ registry.CommandSender = (*Server)(nil)
+	_ registry.MessageSender = (*Server)(nil)
+	_ registry.Kicker        = (*Server)(nil)
+)
+
+// New builds the server; Start binds its listeners.
+func New(o Options) (*Server, error) {
+	if o.Registry == nil {
+		return nil, errors.New("mqtt: no registry")
+	}
+	if o.Listen == "" && o.TLSListen == "" {
+		return nil, errors.New("mqtt: no listen address")
+	}
+	if o.TLSListen != "" && (o.TLS == nil || len(o.TLS.Certificates) == 0 && o.TLS.GetCertificate == nil) {
+		return nil, errors.New("mqtt: MQTTS needs a server certificate")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.TimestampSkew <= 0 {
+		o.TimestampSkew = time.Hour
+	}
+	log := o.Logger
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Server{log: log, ctx: ctx, cancel: cancel, commands: newPendingCommands(), stopped: make(chan struct{})}
+	s.broker = mochi.New(&mochi.Options{
+		Capabilities: capabilities(),
+		Logger:       slog.New(demoted{log.Handler()}).With("component", "mochi"),
+		// $SYS topics are of no use to devices, which may not read them.
+		SysTopicResendInterval: math.MaxInt32,
+	})
+
+	s.acl = &aclHook{log: log}
+	s.uplink = &uplinkHook{reg: o.Registry, responses: s.commands, log: log, ctx: ctx}
+	hooks := []mochi.Hook{
+		&limitsHook{log: log},
+		&authHook{reg: o.Registry, log: log, ctx: ctx, skew: o.TimestampSkew, now: o.Now},
+		s.acl,
+		&statusHook{reg: o.Registry, log: log, ctx: ctx},
+		s.uplink,
+	}
+	for _, h := range hooks {
+		if err := s.broker.AddHook(h, nil); err != nil {
+			return nil, fmt.Errorf("mqtt: add hook %s: %w", h.ID(), err)
+		}
+	}
+	if o.Listen != "" {
+		s.plain = newTCPListener("mqtt", o.Listen, nil)
+	}
+	if o.TLSListen != "" {
+		tc := o.TLS.Clone()
+		// Optional at the TLS level so secret devices connect too; the
+		// certificate is verified by authHook against the device's
+		// project CAs, which change at run time.
+		tc.ClientAuth = tls.RequestClientCert
+		s.secure = newTCPListener("mqtts", o.TLSListen, tc)
+	}
+	return s, nil
+}
+
+// capabilities are mochi's settings for IoTDA's MQTT (reference §4).
+func capabilities() *mochi.Capabilities {
+	c := mochi.NewDefaultServerCapabilities()
+	c.MaximumQos = 1
+	c.RetainAvailable = 0
+	c.MaximumPacketSize = maxPacket
+	// IoTDA keeps no session for an offline MQTT device.
+	c.MaximumSessionExpiryInterval = 0
+	// Shared subscriptions would let a device take another's messages;
+	// the ACL refuses them anyway.
+	c.SharedSubAvailable = 0
+	// mochi checks a publish's ACL before resolving its topic alias.
+	c.TopicAliasMaximum = 0
+	// mochi allocates this write queue per connection up front (8 bytes
+	// a slot); devices receive little, so keep it small.
+	c.MaximumClientWritesPending = 128
+	return c
+}
+
+// Start binds the listeners and returns once they accept connections.
+func (s *Server) Start(ctx context.Context) error {
+	for _, l := range []*tcpListener{s.plain, s.secure} {
+		if l == nil {
+			continue
+		}
+		if err := s.broker.AddListener(l); err != nil {
+			return fmt.Errorf("mqtt: listen %s: %w", l.ID(), err)
+		}
+	}
+	if err := s.broker.Serve(); err != nil {
+		return fmt.Errorf("mqtt: serve: %w", err)
+	}
+	if s.plain != nil {
+		s.log.Info("mqtt listening", "addr", s.plain.Address())
+	}
+	if s.secure != nil {
+		s.log.Info("mqtts listening", "addr", s.secure.Address())
+	}
+	return nil
+}
+
+// Shutdown closes the listeners and every connection, and waits (bounded
+// by ctx) until the sessions' ends have reached the registry. Later calls
+// wait for the same shutdown.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.shutdown.Do(func() {
+		s.cancel()
+		go func() {
+			_ = s.broker.Close()
+			s.broker.Listeners.ClientsWg.Wait()
+			close(s.stopped)
+		}()
+	})
+	select {
+	case <-s.stopped:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("mqtt: shutdown: %w", ctx.Err())
+	}
+}
+
+// Addr is the plain MQTT listener's address ("" if none).
+func (s *Server) Addr() string {
+	if s.plain == nil {
+		return ""
+	}
+	return s.plain.Address()
+}
+
+// TLSAddr is the MQTTS listener's address ("" if none).
+func (s *Server) TLSAddr() string {
+	if s.secure == nil {
+		return ""
+	}
+	return s.secure.Address()
+}
+
+// Stats are counters of refused and rejected traffic.
+type Stats struct {
+	// DeniedPublishes counts publishes the ACL refused.
+	DeniedPublishes uint64
+	// DeniedSubscriptions counts topic filters the ACL refused.
+	DeniedSubscriptions uint64
+	// RejectedUplinks counts admitted publishes whose content the platform
+	// could not use (a malformed properties report, for instance).
+	RejectedUplinks uint64
+}
+
+// Stats returns the counters since start.
+func (s *Server) Stats() Stats {
+	return Stats{
+		DeniedPublishes:     s.acl.deniedPublishes.Load(),
+		DeniedSubscriptions: s.acl.deniedSubscriptions.Load(),
+		RejectedUplinks:     s.uplink.rejected.Load(),
+	}
+}
+
+// Kick ends a device's session (registry.Kicker): it was frozen, deleted,
+// or its credentials were reset with force_disconnect. MQTT 5 clients are
+// told 0x98 administrative action.
+func (s *Server) Kick(deviceID, reason string) {
+	cl, ok := s.session(deviceID)
+	if !ok {
+		return
+	}
+	s.log.Info("disconnecting device", "device", deviceID, "reason", reason)
+	// Writing the DISCONNECT may block on a stalled connection; the
+	// registry's caller must not.
+	go func() { _ = s.broker.DisconnectClient(cl, packets.ErrAdministrativeAction) }()
+}
+
+// session returns the device's live session, if any.
+func (s *Server) session(deviceID string) (*mochi.Client, bool) {
+	cl, ok := s.broker.Clients.Get(deviceID)
+	return cl, ok && !cl.Closed()
+}
+
+// subscribed reports whether the device's session subscribes to a filter
+// matching topic.
+func (s *Server) subscribed(deviceID, topic string) bool {
+	_, ok := s.broker.Topics.Subscribers(topic).Subscriptions[deviceID]
+	return ok
+}
+
+// errStalled ends a connection that did not take a downlink in time.
+var errStalled = errors.New("device did not take a downlink in time")
+
+// deliver writes a platform downlink at QoS 1 straight to the device's
+// current session, subscribed or not: the Huawei Java and Python SDKs
+// never subscribe to their sys/ topics, yet IoTDA delivers there. It
+// bypasses mochi's topic routing, so it reaches exactly this device, and
+// reports ErrNotConnected when the device has no live session. The packet
+// is tracked in flight like mochi's own, so the device's PUBACK completes
+// it. A device that does not take the packet before ctx ends is stalled:
+// its connection is closed, which also ends the write.
+func (s *Server) deliver(ctx context.Context, deviceID, topic string, payload []byte) error {
+	cl, ok := s.session(deviceID)
+	if !ok {
+		return registry.ErrNotConnected
+	}
+	id, err := cl.NextPacketID()
+	if err != nil {
+		return fmt.Errorf("mqtt: device %s has too many unacknowledged downlinks: %w", deviceID, err)
+	}
+	pk := packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1},
+		TopicName:   topic,
+		Payload:     payload,
+		PacketID:    uint16(id),
+		Created:     time.Now().Unix(),
+	}
+	if cl.State.Inflight.Set(pk) {
+		atomic.AddInt64(&s.broker.Info.Inflight, 1)
+	}
+	cl.State.Inflight.DecreaseSendQuota()
+	stop := context.AfterFunc(ctx, func() { cl.Stop(errStalled) })
+	err = cl.WritePacket(pk)
+	stop()
+	if err != nil {
+		if cl.State.Inflight.Delete(pk.PacketID) {
+			atomic.AddInt64(&s.broker.Info.Inflight, -1)
+			cl.State.Inflight.IncreaseSendQuota()
+		}
+		s.log.Debug("downlink not written", "device", deviceID, "topic", topic, "err", err)
+		return registry.ErrNotConnected
+	}
+	return nil
+}
+
+// demoted is the log handler given to mochi: its records below Error go
+// out at Debug. The hooks log what an operator needs (connections,
+// refusals with their reasons); mochi's own per-connection records (a
+// Warn with an empty message for every closed connection, packet dumps)
+// would drown them.
+type demoted struct{ slog.Handler }
+
+func (d demoted) Enabled(ctx context.Context, l slog.Level) bool {
+	return d.Handler.Enabled(ctx, demote(l))
+}
+
+func (d demoted) Handle(ctx context.Context, r slog.Record) error {
+	r.Level = demote(r.Level)
+	return d.Handler.Handle(ctx, r)
+}
+
+func (d demoted) WithAttrs(as []slog.Attr) slog.Handler { return demoted{d.Handler.WithAttrs(as)} }
+
+func (d demoted) WithGroup(name string) slog.Handler { return demoted{d.Handler.WithGroup(name)} }
+
+func demote(l slog.Level) slog.Level {
+	if l < slog.LevelError {
+		return slog.LevelDebug
+	}
+	return l
+}

@@ -1,0 +1,107 @@
+package mqtt
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/iotgate/iotgate/registry"
+)
+
+// uplinkRegistry is what uplink handling needs from the registry.
+type uplinkRegistry interface {
+	AddMessage(ctx context.Context, deviceID string, m registry.Message) error
+	ReportProperties(ctx context.Context, deviceID string, reports []registry.ServiceProperties) error
+}
+
+// uplinkHook consumes what devices publish: the platform, not other
+// clients, is the receiver of every device topic. Property reports update
+// the shadow, messages (sys/messages/up and custom user/ topics) are kept
+// per device, command responses complete the waiting command. Other
+// uplinks the ACL admits (events, property set/get responses, shadow
+// requests) are acknowledged and discarded: nothing consumes them yet.
+//
+// Each publish is then marked to be ignored by mochi: acknowledged per
+// its QoS but never routed or retained, so no device ever receives
+// another's (or its own) uplink. The registry write runs on the device's
+// read goroutine, which applies natural back-pressure per connection.
+type uplinkHook struct {
+	mochi.HookBase
+	reg       uplinkRegistry
+	responses *pendingCommands
+	log       *slog.Logger
+	ctx       context.Context // ends at shutdown
+
+	rejected atomic.Uint64
+}
+
+func (h *uplinkHook) ID() string { return "iotgate-uplink" }
+
+func (h *uplinkHook) Provides(b byte) bool { return b == mochi.OnPublish }
+
+func (h *uplinkHook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, error) {
+	if cl.Net.Inline {
+		return pk, nil // the platform's own downlink: route it
+	}
+	suffix, _ := ownSuffix(cl.ID, pk.TopicName) // the ACL has admitted it
+	kind, reqID := parseUplink(suffix)
+	var err error
+	switch kind {
+	case uplinkProperties:
+		err = h.reportProperties(cl.ID, pk.Payload)
+	case uplinkMessage, uplinkUser:
+		err = h.reg.AddMessage(h.ctx, cl.ID, registry.Message{Topic: pk.TopicName, Payload: pk.Payload})
+	case uplinkCommandResponse:
+		if !h.responses.resolve(cl.ID, reqID, pk.Payload) {
+			h.log.Info("command response for no waiting command (late or unknown)", "device", cl.ID, "request_id", reqID)
+		}
+	default:
+		h.log.Debug("uplink discarded: nothing consumes it", "device", cl.ID, "kind", kind, "topic", pk.TopicName)
+	}
+	if err != nil {
+		h.rejected.Add(1)
+		h.log.Info("uplink rejected", "device", cl.ID, "kind", kind, "topic", pk.TopicName, "err", err)
+	}
+	return pk, packets.CodeSuccessIgnore
+}
+
+// propertiesReport is the body of sys/properties/report.
+type propertiesReport struct {
+	Services []struct {
+		ServiceID  string                     `json:"service_id"`
+		Properties map[string]json.RawMessage `json:"properties"`
+		EventTime  string                     `json:"event_time"`
+	} `json:"services"`
+}
+
+// eventTimeLayout is IoTDA's yyyyMMdd'T'HHmmss'Z'.
+const eventTimeLayout = "20060102T150405Z"
+
+func (h *uplinkHook) reportProperties(deviceID string, payload []byte) error {
+	var rep propertiesReport
+	if err := json.Unmarshal(payload, &rep); err != nil {
+		return fmt.Errorf("properties report is not JSON: %w", err)
+	}
+	if len(rep.Services) == 0 {
+		return errors.New(`properties report has no "services"`)
+	}
+	out := make([]registry.ServiceProperties, len(rep.Services))
+	for i, s := range rep.Services {
+		out[i] = registry.ServiceProperties{ServiceID: s.ServiceID, Properties: s.Properties}
+		if s.EventTime != "" {
+			t, err := time.Parse(eventTimeLayout, s.EventTime)
+			if err != nil {
+				return fmt.Errorf("service %q: event_time %q is not yyyyMMddTHHmmssZ", s.ServiceID, s.EventTime)
+			}
+			out[i].EventTime = t
+		}
+	}
+	return h.reg.ReportProperties(h.ctx, deviceID, out)
+}
