@@ -260,24 +260,44 @@ func (r *Registry) commitLoop() {
 				break fill
 			}
 		}
-		r.commit(batch)
+		for len(batch) > 0 {
+			n := r.commit(batch)
+			batch = batch[n:]
+		}
 	}
 }
 
-func (r *Registry) commit(batch []*op) {
+// maxTxnBytes keeps one commit well under Badger's transaction limit
+// (about 15% of the 64 MB memtable), so large records (1 MB messages)
+// cannot make a whole batch fail.
+const maxTxnBytes = 4 << 20
+
+// commit runs a prefix of batch in one durable transaction and answers
+// those ops; it returns how many it took. It stops before an op whose
+// writes would push the transaction past maxTxnBytes (that op runs again,
+// against the new state, in the next transaction).
+func (r *Registry) commit(batch []*op) int {
 	results := make([]error, len(batch))
 	var written []string
+	taken := 0
 	err := r.store.Update(func(w Writer) error {
-		written = written[:0]
+		written, taken = written[:0], 0
+		size := 0
 		for i, o := range batch {
 			st := newStaged(w)
-			if err := o.fn(st); err != nil {
+			err := o.fn(st)
+			if err == nil && taken > 0 && size+st.size > maxTxnBytes {
+				break
+			}
+			taken++
+			if err != nil {
 				results[i] = err
 				continue
 			}
 			if err := st.apply(); err != nil {
 				return err
 			}
+			size += st.size
 			written = append(written, st.keys...)
 		}
 		return nil
@@ -290,13 +310,17 @@ func (r *Registry) commit(batch []*op) {
 			r.cache.invalidate(k)
 		}
 	}
-	for i, o := range batch {
+	if taken == 0 { // the store failed before any op ran
+		taken = len(batch)
+	}
+	for i, o := range batch[:taken] {
 		if err != nil {
 			o.done <- fmt.Errorf("commit: %w", err)
 		} else {
 			o.done <- results[i]
 		}
 	}
+	return taken
 }
 
 // staged buffers one op's writes so a failing op leaves the shared
@@ -305,6 +329,7 @@ type staged struct {
 	w      Writer
 	keys   []string
 	values map[string][]byte // nil value: delete
+	size   int               // bytes of keys and values staged
 }
 
 func newStaged(w Writer) *staged { return &staged{w: w, values: make(map[string][]byte, 8)} }
@@ -343,6 +368,7 @@ func (s *staged) put(k string, v []byte) {
 		s.keys = append(s.keys, k)
 	}
 	s.values[k] = v
+	s.size += len(k) + len(v)
 }
 
 func (s *staged) apply() error {

@@ -458,3 +458,47 @@ func TestCacheNeverServesStaleAfterAck(t *testing.T) {
 		t.Fatalf("deleted device still found through the cache: %v", err)
 	}
 }
+
+// TestLargeWritesSplitCommits: many concurrent 1 MB messages would exceed
+// one Badger transaction; they must all be stored, in several commits.
+func TestLargeWritesSplitCommits(t *testing.T) {
+	s, err := OpenBadger(BadgerOptions{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, _ := New(Options{Store: s, MasterKey: make([]byte, 32)})
+	defer func() { r.Close(); s.Close() }()
+	ctx := context.Background()
+	mustProduct(t, r, "p", "m", "MQTT")
+	var ids []string
+	for i := 0; i < 4; i++ {
+		d, err := r.CreateDevice(ctx, NewDevice{ProjectID: "p", ProductID: "m", NodeID: fmt.Sprint("n", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, d.DeviceID)
+	}
+	big := bytes.Repeat([]byte("x"), 700<<10) // ~930 KB of JSON: under the value-log threshold, so it counts fully
+	var wg sync.WaitGroup
+	errs := make(chan error, 40)
+	for i := 0; i < 40; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			errs <- r.AddMessage(ctx, ids[i%len(ids)], Message{Payload: big})
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("large message refused: %v", err)
+		}
+	}
+	for _, id := range ids {
+		msgs, err := r.Messages(ctx, "p", id, 100)
+		if err != nil || len(msgs) != 10 || len(msgs[0].Payload) != len(big) {
+			t.Fatalf("%s: %d messages (%v)", id, len(msgs), err)
+		}
+	}
+}
