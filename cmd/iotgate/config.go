@@ -89,6 +89,14 @@ type RegConfig struct {
 	// SweepInterval is how often unconnected devices past their timeout
 	// are deleted.
 	SweepInterval time.Duration `yaml:"sweep_interval"`
+	// CacheEntries bounds the in-memory cache of device records used by
+	// authentication lookups.
+	CacheEntries int `yaml:"cache_entries"`
+	// Quotas; over quota a request is refused and nothing is written.
+	MaxDevicesPerProduct    int64 `yaml:"max_devices_per_product"`
+	MaxSubDevicesPerGateway int64 `yaml:"max_sub_devices_per_gateway"`
+	MaxClientIDsPerDevice   int   `yaml:"max_client_ids_per_device"`
+	MaxSubDevicesPerRequest int   `yaml:"max_sub_devices_per_request"`
 }
 
 func defaultConfig() Config {
@@ -100,7 +108,8 @@ func defaultConfig() Config {
 			QueueWindow: 93 * time.Second, RequestTimeout: time.Minute, HandshakeTimeout: 10 * time.Second, MaxHandshakes: 64,
 			IdleTimeout: 2 * time.Minute, SweepInterval: time.Second},
 		MQTT:     MQTTConfig{Listen: ":1883", TLSListen: ":8883", TimestampSkew: time.Hour},
-		Registry: RegConfig{SweepInterval: time.Second},
+		Registry: RegConfig{SweepInterval: time.Second, CacheEntries: 1 << 18,
+			MaxDevicesPerProduct: 500_000, MaxSubDevicesPerGateway: 1_500, MaxClientIDsPerDevice: 5, MaxSubDevicesPerRequest: 30},
 	}
 }
 

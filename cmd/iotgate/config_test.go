@@ -6,13 +6,24 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"gopkg.in/yaml.v3"
 )
 
 // The documented example must be exactly the defaults, so every knob is
 // documented with its real default value.
 func TestExampleConfigIsDefaults(t *testing.T) {
-	got, err := loadConfig("../../configs/iotgate.yaml")
+	// Decode over a zero Config, not over the defaults: a key missing from
+	// the example would otherwise go unnoticed.
+	f, err := os.Open("../../configs/iotgate.yaml")
 	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var got Config
+	dec := yaml.NewDecoder(f)
+	dec.KnownFields(true)
+	if err := dec.Decode(&got); err != nil {
 		t.Fatal(err)
 	}
 	want := defaultConfig()

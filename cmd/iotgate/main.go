@@ -68,7 +68,11 @@ func run(configPath string) error {
 		return err
 	}
 	defer store.Close()
-	reg, err := registry.New(registry.Options{Store: store, MasterKey: key, Logger: log, SweepInterval: cfg.Registry.SweepInterval})
+	rc := cfg.Registry
+	reg, err := registry.New(registry.Options{Store: store, MasterKey: key, Logger: log, SweepInterval: rc.SweepInterval,
+		CacheEntries: rc.CacheEntries, Quotas: registry.Quotas{DevicesPerProduct: rc.MaxDevicesPerProduct,
+			SubDevicesPerGateway: rc.MaxSubDevicesPerGateway, ClientIDsPerDevice: rc.MaxClientIDsPerDevice,
+			SubDevicesPerRequest: rc.MaxSubDevicesPerRequest}})
 	if err != nil {
 		return err
 	}
