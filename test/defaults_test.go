@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -38,7 +39,13 @@ func TestStartsOnDefaults(t *testing.T) {
 		cmd := exec.Command(binary(t))
 		cmd.Dir = dir
 		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
+		w := &lockedWriter{mu: &sync.Mutex{}, b: &out}
+		cmd.Stdout, cmd.Stderr = w, w
+		snapshot := func() string {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			return out.String()
+		}
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -56,7 +63,7 @@ func TestStartsOnDefaults(t *testing.T) {
 				}
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("not healthy on defaults:\n%s", out.String())
+				t.Fatalf("not healthy on defaults:\n%s", snapshot())
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
@@ -78,7 +85,9 @@ func TestStartsOnDefaults(t *testing.T) {
 		if st, err := os.Stat(filepath.Join(dir, "data", "master.key")); err != nil || st.Mode().Perm() != 0o600 {
 			t.Fatalf("master key missing or not 0600: %v", err)
 		}
-		return out.String()
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+		return snapshot()
 	}
 	first := run()
 	if strings.Count(first, "generated API credentials") != 1 {
