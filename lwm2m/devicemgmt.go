@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 
 	"github.com/iotgate/iotgate/lwm2m/format"
@@ -203,10 +202,4 @@ func (s *Server) observe(ctx context.Context, e *entry, path format.Path, accept
 		s.endObservation(o)
 	}
 	return resp, err
-}
-
-// remoteUDP is the UDP address of a connection, for logs and tests.
-func remoteUDP(cc *udpClient.Conn) *net.UDPAddr {
-	ua, _ := cc.RemoteAddr().(*net.UDPAddr)
-	return ua
 }

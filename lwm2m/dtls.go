@@ -2,7 +2,6 @@ package lwm2m
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -14,7 +13,7 @@ import (
 )
 
 // cidLength is the length of the DTLS Connection IDs this server hands out.
-// pion routes records by CID only when all CIDs have one length; 8 random
+// The mux routes records by CID only when all CIDs have one length; 8 random
 // bytes make collisions between live sessions negligible.
 const cidLength = 8
 
@@ -43,9 +42,9 @@ func dtlsConfig(sec SecurityStore, handshakeTimeout time.Duration, log *slog.Log
 		},
 		// A server must name a hint for pion to run PSK key exchange with
 		// clients that send none; LwM2M clients ignore it.
-		PSKIdentityHint:      []byte("iotgate"),
-		CipherSuites:         pskCipherSuites,
-		ExtendedMasterSecret: dtls.RequestExtendedMasterSecret,
+		PSKIdentityHint:       []byte("iotgate"),
+		CipherSuites:          pskCipherSuites,
+		ExtendedMasterSecret:  dtls.RequestExtendedMasterSecret,
 		ConnectionIDGenerator: dtls.RandomCIDGenerator(cidLength),
 		ConnectContextMaker: func() (context.Context, func()) {
 			return context.WithTimeout(context.Background(), handshakeTimeout)
@@ -53,18 +52,18 @@ func dtlsConfig(sec SecurityStore, handshakeTimeout time.Duration, log *slog.Log
 	}
 }
 
-// dtlsListener adapts pion's DTLS listener to the listener go-coap's DTLS
-// server accepts. go-coap's own listener routes datagrams by source address
-// only; pion's (dtls.Listen with a ConnectionIDGenerator) routes records
-// that carry a Connection ID by that ID, so a client whose NAT binding
-// changes keeps its session without a new handshake (RFC 9146).
+// dtlsListener is the listener go-coap's DTLS server accepts: sessions
+// from our udpMux (Connection ID routing, re-handshakes from a known
+// address), each handshaken by pion's dtls.Server. go-coap's own DTLS
+// listener routes datagrams by source address only.
 //
-// pion's Accept runs the handshake before it returns, so handshakes run
-// on a fixed pool of workers: at most that many run at once, each bounded
-// by the handshake timeout of the config. Datagrams that would open more
-// sessions than pion's accept backlog are dropped, and clients retry.
+// Handshakes run on a fixed pool of workers: at most that many run at
+// once, each bounded by the config's handshake timeout. Datagrams that
+// would open more sessions than the mux's backlog are dropped, and
+// clients retry.
 type dtlsListener struct {
-	ln     net.Listener
+	mux    *udpMux
+	cfg    *dtls.Config
 	conns  chan net.Conn
 	done   chan struct{}
 	once   sync.Once
@@ -78,14 +77,19 @@ func listenDTLS(addr string, cfg *dtls.Config, workers int, log *slog.Logger) (*
 	if err != nil {
 		return nil, fmt.Errorf("dtls listen %s: %w", addr, err)
 	}
-	ln, err := dtls.Listen("udp", ua, cfg)
+	pc, err := net.ListenUDP("udp", ua)
 	if err != nil {
 		return nil, fmt.Errorf("dtls listen %s: %w", addr, err)
+	}
+	cidLen := 0
+	if cfg.ConnectionIDGenerator != nil {
+		cidLen = len(cfg.ConnectionIDGenerator())
 	}
 	if workers < 1 {
 		workers = 1
 	}
-	l := &dtlsListener{ln: ln, conns: make(chan net.Conn), done: make(chan struct{}), log: log, closed: make(chan struct{})}
+	l := &dtlsListener{mux: newUDPMux(pc, cidLen), cfg: cfg, conns: make(chan net.Conn), done: make(chan struct{}),
+		log: log, closed: make(chan struct{})}
 	l.wg.Add(workers)
 	for i := 0; i < workers; i++ {
 		go l.acceptLoop()
@@ -95,28 +99,24 @@ func listenDTLS(addr string, cfg *dtls.Config, workers int, log *slog.Logger) (*
 }
 
 // Addr is the bound UDP address.
-func (l *dtlsListener) Addr() net.Addr { return l.ln.Addr() }
+func (l *dtlsListener) Addr() net.Addr { return l.mux.pc.LocalAddr() }
 
 func (l *dtlsListener) acceptLoop() {
 	defer l.wg.Done()
 	for {
-		c, err := l.ln.Accept()
+		mc, err := l.mux.Accept()
 		if err != nil {
-			select {
-			case <-l.done:
-				return
-			default:
-			}
-			var he *dtls.HandshakeError
-			if errors.As(err, &he) {
-				// Wrong key, unknown identity, timeout, garbage: the
-				// client's problem, not the listener's.
-				l.log.Debug("dtls handshake failed", "err", err)
-				continue
-			}
-			l.log.Error("dtls listener failed", "err", err)
-			return
+			return // closed
 		}
+		c, err := dtls.Server(mc, mc.raddr, l.cfg)
+		if err != nil {
+			// Wrong key, unknown identity, timeout, garbage: the
+			// client's problem, not the listener's.
+			_ = mc.Close()
+			l.log.Debug("dtls handshake failed", "addr", mc.raddr.String(), "err", err)
+			continue
+		}
+		l.mux.established(mc)
 		select {
 		case l.conns <- c:
 		case <-l.done:
@@ -145,7 +145,7 @@ func (l *dtlsListener) Close() error {
 	var err error
 	l.once.Do(func() {
 		close(l.done)
-		err = l.ln.Close()
+		err = l.mux.Close()
 	})
 	return err
 }

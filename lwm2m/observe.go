@@ -45,7 +45,9 @@ func newObsIndex() *obsIndex {
 	return x
 }
 
-func (x *obsIndex) shard(tok string) int { return int(maphash.String(x.seed, tok) % uint64(len(x.shards))) }
+func (x *obsIndex) shard(tok string) int {
+	return int(maphash.String(x.seed, tok) % uint64(len(x.shards)))
+}
 
 func (x *obsIndex) put(o *observation) {
 	sh := &x.shards[x.shard(o.token)]

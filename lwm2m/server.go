@@ -86,11 +86,10 @@ type Server struct {
 	store *regStore
 	obs   *obsIndex
 
-	udp      *udpServer.Server
-	dtls     *dtlsServer.Server
-	udpConn  *coapNet.UDPConn
-	dtlsLn   *dtlsListener
-	serveErr chan error
+	udp     *udpServer.Server
+	dtls    *dtlsServer.Server
+	udpConn *coapNet.UDPConn
+	dtlsLn  *dtlsListener
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -121,7 +120,7 @@ func New(o Options) (*Server, error) {
 		return nil, fmt.Errorf("lwm2m: min lifetime %v exceeds max lifetime %v", o.MinLifetime, o.MaxLifetime)
 	}
 	s := &Server{o: o, reg: o.Registry, sec: o.Security, log: o.Logger, now: o.Now,
-		store: newRegStore(), obs: newObsIndex(), serveErr: make(chan error, 2)}
+		store: newRegStore(), obs: newObsIndex()}
 	if s.sec == nil {
 		s.sec = RegistrySecurity{Registry: o.Registry}
 	}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"log/slog"
 	"math"
+	"net"
 	"os"
 	"testing"
 	"time"
@@ -168,7 +169,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func TestRegisterNoSecUpdateDeregister(t *testing.T) {
+func TestLwM2MRegisterNoSecUpdateDeregister(t *testing.T) {
 	f := newFixture(t, nil)
 	d := f.device("meter1", false)
 	c := f.client(lwm2mclient.Config{Endpoint: "meter1", Lifetime: 300})
@@ -208,7 +209,7 @@ func TestRegisterNoSecUpdateDeregister(t *testing.T) {
 	}
 }
 
-func TestRegisterRefusalsLeaveRegistryUnchanged(t *testing.T) {
+func TestLwM2MRegisterRefusalsLeaveRegistryUnchanged(t *testing.T) {
 	f := newFixture(t, func(o *lwm2m.Options) { o.MinLifetime, o.MaxLifetime = 10*time.Second, time.Hour })
 	plain := f.device("plain", false)
 	secure := f.device("secure", true)
@@ -254,7 +255,7 @@ func TestRegisterRefusalsLeaveRegistryUnchanged(t *testing.T) {
 	}
 }
 
-func TestDTLSRegistration(t *testing.T) {
+func TestLwM2MDTLSRegistration(t *testing.T) {
 	f := newFixture(t, nil)
 	d := f.device("dtls1", true)
 	other := f.device("dtls2", true)
@@ -297,7 +298,7 @@ func TestDTLSRegistration(t *testing.T) {
 	}
 }
 
-func TestReadWriteExecuteThroughCommands(t *testing.T) {
+func TestLwM2MReadWriteExecuteThroughCommands(t *testing.T) {
 	f := newFixture(t, nil)
 	d := f.device("rw", false)
 	c := f.client(lwm2mclient.Config{Endpoint: "rw"})
@@ -352,7 +353,7 @@ func TestReadWriteExecuteThroughCommands(t *testing.T) {
 	}
 }
 
-func TestAppDataObservation(t *testing.T) {
+func TestLwM2MAppDataObservation(t *testing.T) {
 	f := newFixture(t, nil)
 	d := f.device("obs", false)
 	c := f.client(lwm2mclient.Config{Endpoint: "obs"})
@@ -380,7 +381,7 @@ func TestAppDataObservation(t *testing.T) {
 	eventually(t, "the client to forget the observation", func() bool { return !c.Observed("/3/0/9") })
 }
 
-func TestQueueModeHoldsCommandsUntilUplink(t *testing.T) {
+func TestLwM2MQueueModeHoldsCommandsUntilUplink(t *testing.T) {
 	f := newFixture(t, func(o *lwm2m.Options) { o.QueueWindow = 300 * time.Millisecond })
 	d := f.device("sleepy", false)
 	c := f.client(lwm2mclient.Config{Endpoint: "sleepy", Binding: "UQ"})
@@ -413,7 +414,7 @@ func TestQueueModeHoldsCommandsUntilUplink(t *testing.T) {
 	}
 }
 
-func TestRegistrationExpires(t *testing.T) {
+func TestLwM2MRegistrationExpires(t *testing.T) {
 	f := newFixture(t, nil)
 	d := f.device("brief", false)
 	c := f.client(lwm2mclient.Config{Endpoint: "brief", Lifetime: 1})
@@ -429,7 +430,7 @@ func TestRegistrationExpires(t *testing.T) {
 	}
 }
 
-func TestReRegistrationReplaces(t *testing.T) {
+func TestLwM2MReRegistrationReplaces(t *testing.T) {
 	f := newFixture(t, nil)
 	d := f.device("again", false)
 	c1 := f.client(lwm2mclient.Config{Endpoint: "again"})
@@ -453,3 +454,155 @@ func TestReRegistrationReplaces(t *testing.T) {
 }
 
 func formatInt(i int64) format.Value { return format.IntegerValue(i) }
+
+// TestLwM2MMalformedInput: garbage datagrams, malformed CoAP and requests
+// the registration interface does not serve get their 4.xx or nothing,
+// and the server keeps serving.
+func TestLwM2MMalformedInput(t *testing.T) {
+	f := newFixture(t, nil)
+	f.device("sturdy", false)
+	raw, err := net.Dial("udp", f.srv.UDPAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	for _, d := range [][]byte{
+		{},
+		{0xff},
+		{0x40, 0x01},                      // truncated header
+		{0x4f, 0x01, 0x00, 0x01},          // token length 15
+		{0x44, 0x02, 0x00, 0x02, 1, 2, 3}, // token shorter than announced
+		{0x40, 0x02, 0x00, 0x03, 0xbf, 0xff, 0xff},      // option with reserved length 15
+		{0x40, 0x02, 0x00, 0x04, 0xb3, 'r', 'd'},        // option value truncated
+		append([]byte{0x40, 0x02, 0x00, 0x05, 0xff}, 0), // payload marker, 1-byte payload, fine
+		bytes.Repeat([]byte{0x5a}, 2000),
+	} {
+		if _, err := raw.Write(d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := f.client(lwm2mclient.Config{Endpoint: "sturdy"})
+	ctx := context.Background()
+	for _, tc := range []struct {
+		code  codes.Code
+		path  string
+		query []string
+		want  codes.Code
+	}{
+		{codes.GET, "/rd", nil, codes.MethodNotAllowed},
+		{codes.POST, "/rd/doesnotexist", nil, codes.NotFound},
+		{codes.PUT, "/rd/doesnotexist", nil, codes.MethodNotAllowed},
+		{codes.GET, "/bs", nil, codes.NotFound},
+		{codes.POST, "/rd", []string{"lt=60"}, codes.BadRequest},
+		{codes.POST, "/rd", []string{"ep=sturdy", "lwm2m=9.9"}, codes.PreconditionFailed},
+	} {
+		resp, err := c.Do(ctx, tc.code, tc.path, tc.query, 0, nil)
+		if err != nil {
+			t.Fatalf("%s %s: %v", tc.code, tc.path, err)
+		}
+		if resp.Code != tc.want || len(resp.Payload) == 0 {
+			t.Errorf("%s %s %v: %s %q, want %s with a diagnostic", tc.code, tc.path, tc.query, resp.Code, resp.Payload, tc.want)
+		}
+	}
+	if err := c.Register(ctx); err != nil {
+		t.Fatalf("register after the garbage: %v", err)
+	}
+}
+
+// TestLwM2MHandshakesAreBounded: with one handshake slot, a handshake that
+// stalls holds it until the handshake timeout; the next client gets in
+// only then, and an unregistered session is closed when idle.
+func TestLwM2MHandshakesAreBounded(t *testing.T) {
+	f := newFixture(t, func(o *lwm2m.Options) {
+		o.MaxHandshakes, o.HandshakeTimeout, o.IdleTimeout = 1, 800*time.Millisecond, 1500*time.Millisecond
+	})
+	f.device("patient", true)
+	stall, err := net.Dial("udp", f.srv.DTLSAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stall.Close()
+	// A handshake record (content type 22, DTLS 1.2) whose body is not a
+	// ClientHello: pion opens a session for it and waits for more.
+	rec := []byte{22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 1, 2, 3, 4}
+	if _, err := stall.Write(rec); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	start := time.Now()
+	c := f.client(lwm2mclient.Config{Endpoint: "patient", PSKIdentity: "patient", PSK: lwm2m.PSK(secret)})
+	if waited := time.Since(start); waited < 500*time.Millisecond {
+		t.Fatalf("handshake took %v: the stalled one did not hold the only slot", waited)
+	}
+	// Connected but never registered: closed after idle_timeout, so the
+	// next request finds no session.
+	time.Sleep(2500 * time.Millisecond)
+	if err := c.Register(context.Background()); err == nil {
+		t.Fatal("an idle unregistered DTLS session was kept open")
+	}
+	// A session that carries a registration outlives idle_timeout: a
+	// sleeping device wakes up into it.
+	c2 := f.client(lwm2mclient.Config{Endpoint: "patient", PSKIdentity: "patient", PSK: lwm2m.PSK(secret)})
+	if err := c2.Register(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2500 * time.Millisecond)
+	if err := c2.Update(context.Background()); err != nil {
+		t.Fatalf("update of a registered session after idle_timeout: %v", err)
+	}
+}
+
+// TestLwM2MRebootedDeviceHandshakesAgain: a DTLS device that lost power
+// (no close_notify, no De-register) and comes back from the same address
+// and port gets a new session and registration at once, instead of
+// waiting for its old session to end (the mux's routing policy is tested
+// in dtlsmux_test.go).
+func TestLwM2MRebootedDeviceHandshakesAgain(t *testing.T) {
+	f := newFixture(t, nil)
+	d := f.device("reboot", true)
+	ctx := context.Background()
+	cfg := lwm2mclient.Config{Endpoint: "reboot", PSKIdentity: "reboot", PSK: lwm2m.PSK(secret)}
+	c := f.client(cfg)
+	if err := c.Register(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Let the platform's /19/0/0 observation complete: retransmissions of
+	// the old session that reach the new one mid-handshake upset pion's
+	// client (devices' DTLS stacks drop such records).
+	eventually(t, "the /19/0/0 observation", func() bool { return c.Observed("/19/0/0") })
+	first, _ := f.srv.Registration(d.DeviceID)
+	c.Drop()
+
+	cfg.LocalAddr = c.LocalAddr().String()
+	c2 := f.client(cfg)
+	if err := c2.Register(ctx); err != nil {
+		t.Fatalf("register after reboot: %v", err)
+	}
+	second, _ := f.srv.Registration(d.DeviceID)
+	if second.ID == first.ID {
+		t.Fatal("registration not replaced")
+	}
+	f.waitCommand(d.DeviceID, f.command(d.DeviceID, "LwM2M", "READ", `{"path":"/3/0/0"}`, true), registry.AsyncSuccessful)
+}
+
+// TestLwM2MImeiEndpoint: a Qualcomm-style endpoint urn:imei:<digits>
+// reaches the device whose node_id is the digits, over NoSec and DTLS
+// (PSK identity in the same form).
+func TestLwM2MImeiEndpoint(t *testing.T) {
+	f := newFixture(t, nil)
+	plain := f.device("861234567890123", false)
+	secure := f.device("861234567890124", true)
+	ctx := context.Background()
+	if err := f.client(lwm2mclient.Config{Endpoint: "urn:imei:861234567890123"}).Register(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c := f.client(lwm2mclient.Config{Endpoint: "urn:imei:861234567890124", PSKIdentity: "urn:imei:861234567890124", PSK: lwm2m.PSK(secret)})
+	if err := c.Register(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []*registry.Device{plain, secure} {
+		if s := f.status(d.DeviceID); s != registry.StatusOnline {
+			t.Errorf("%s is %s", d.DeviceID, s)
+		}
+	}
+}

@@ -65,10 +65,12 @@ func (c serverConfig) common(cfg *config.Common[*udpClient.Conn]) {
 	cfg.Ctx = c.s.ctx
 	cfg.Errors = func(err error) { c.s.log.Debug("coap", "secure", c.secure, "err", err) }
 	cfg.ProcessReceivedMessage = processReceived
-	// Retransmissions and idle checks run on this tick.
+	// Retransmissions and idle checks run on this tick (go-coap's default
+	// is 4 s, too coarse for its 2 s acknowledgement timeout). Each tick
+	// visits every connection, so it is not made finer.
 	cfg.PeriodicRunner = func(f func(now time.Time) bool) {
 		go func() {
-			t := time.NewTicker(500 * time.Millisecond)
+			t := time.NewTicker(time.Second)
 			defer t.Stop()
 			for f(time.Now()) {
 				<-t.C

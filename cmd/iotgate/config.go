@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/iotgate/iotgate/lwm2m"
 	"gopkg.in/yaml.v3"
 )
 
@@ -22,6 +23,10 @@ type Config struct {
 	CoAP      CoAPConfig `yaml:"coap"`
 	MQTT      MQTTConfig `yaml:"mqtt"`
 	Registry  RegConfig  `yaml:"registry"`
+
+	// DebugListen serves /debug/vars and /debug/pprof, unauthenticated
+	// (debug.go); empty, the default, disables it.
+	DebugListen string `yaml:"debug_listen"`
 }
 
 // APIConfig configures the REST API listener.
@@ -99,14 +104,21 @@ type RegConfig struct {
 	MaxSubDevicesPerRequest int   `yaml:"max_sub_devices_per_request"`
 }
 
+// defaultCoAPConfig is the LwM2M server's defaults (package lwm2m's).
+func defaultCoAPConfig() CoAPConfig {
+	return CoAPConfig{Listen: ":5683", DTLSListen: ":5684",
+		LifetimeMin: lwm2m.DefaultMinLifetime, LifetimeMax: lwm2m.DefaultMaxLifetime,
+		QueueWindow: lwm2m.DefaultQueueWindow, RequestTimeout: lwm2m.DefaultRequestTimeout,
+		HandshakeTimeout: lwm2m.DefaultHandshakeTimeout, MaxHandshakes: lwm2m.DefaultMaxHandshakes,
+		IdleTimeout: lwm2m.DefaultIdleTimeout, SweepInterval: lwm2m.DefaultSweepInterval}
+}
+
 func defaultConfig() Config {
 	return Config{
 		DataDir:  "./data",
 		LogLevel: "info",
 		API:      APIConfig{Listen: ":8080", MaxClockSkew: 15 * time.Minute},
-		CoAP: CoAPConfig{Listen: ":5683", DTLSListen: ":5684", LifetimeMin: 10 * time.Second, LifetimeMax: 30 * 24 * time.Hour,
-			QueueWindow: 93 * time.Second, RequestTimeout: time.Minute, HandshakeTimeout: 10 * time.Second, MaxHandshakes: 64,
-			IdleTimeout: 2 * time.Minute, SweepInterval: time.Second},
+		CoAP:     defaultCoAPConfig(),
 		MQTT:     MQTTConfig{Listen: ":1883", TLSListen: ":8883", TimestampSkew: time.Hour},
 		Registry: RegConfig{SweepInterval: time.Second, CacheEntries: 1 << 18,
 			MaxDevicesPerProduct: 500_000, MaxSubDevicesPerGateway: 1_500, MaxClientIDsPerDevice: 5, MaxSubDevicesPerRequest: 30},

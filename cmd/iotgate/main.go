@@ -105,6 +105,15 @@ func run(configPath string) error {
 	httpErr := make(chan error, 1)
 	go func() { httpErr <- httpSrv.Serve(ln) }()
 	log.Info("api listening", "addr", ln.Addr().String())
+	if cfg.DebugListen != "" {
+		dbg, dln, err := debugServer(cfg.DebugListen)
+		if err != nil {
+			return err
+		}
+		go func() { _ = dbg.Serve(dln) }()
+		defer dbg.Close()
+		log.Warn("debug listener serving /debug/vars and /debug/pprof without authentication", "addr", dln.Addr().String())
+	}
 
 	regDone := make(chan struct{})
 	regCtx, stopReg := context.WithCancel(context.Background())

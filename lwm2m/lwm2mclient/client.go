@@ -57,6 +57,8 @@ type Config struct {
 	ConnectionID bool
 	// RequestTimeout bounds one request; 0 means 10 s.
 	RequestTimeout time.Duration
+	// LocalAddr is the local UDP address to bind ("" picks one).
+	LocalAddr string
 	// ExtraQuery is appended to the Register query ("Q", "sms=...").
 	ExtraQuery []string
 	Logger     *slog.Logger
@@ -93,6 +95,7 @@ var ErrTimeout = errors.New("lwm2mclient: no response")
 type Client struct {
 	cfg  Config
 	conn net.Conn
+	udp  *net.UDPConn
 	log  *slog.Logger
 
 	mid      atomic.Uint32
@@ -155,11 +158,17 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	udp, err := net.DialUDP("udp", nil, raddr)
+	var laddr *net.UDPAddr
+	if cfg.LocalAddr != "" {
+		if laddr, err = net.ResolveUDPAddr("udp", cfg.LocalAddr); err != nil {
+			return nil, err
+		}
+	}
+	udp, err := net.DialUDP("udp", laddr, raddr)
 	if err != nil {
 		return nil, err
 	}
-	c.conn = udp
+	c.conn, c.udp = udp, udp
 	if cfg.PSK != nil {
 		dc := &dtls.Config{
 			PSK:                  func([]byte) ([]byte, error) { return cfg.PSK, nil },
@@ -224,6 +233,15 @@ func (c *Client) Close() error {
 		c.closeErr = c.conn.Close()
 	})
 	return c.closeErr
+}
+
+// Drop ends the client the way a power cut does: the socket closes and the
+// server is told nothing (no DTLS close_notify, no De-register).
+func (c *Client) Drop() {
+	c.once.Do(func() {
+		close(c.closed)
+		c.closeErr = c.udp.Close()
+	})
 }
 
 // Sleep makes the client deaf, like a device in power saving mode: the

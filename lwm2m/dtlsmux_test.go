@@ -1,0 +1,95 @@
+package lwm2m
+
+import (
+	"net"
+	"net/netip"
+	"testing"
+
+	"github.com/pion/dtls/v2/pkg/protocol"
+)
+
+// record builds a DTLS record: content type, epoch, body.
+func record(ct protocol.ContentType, epoch uint16, body ...byte) []byte {
+	b := []byte{byte(ct), 0xfe, 0xfd, byte(epoch >> 8), byte(epoch), 0, 0, 0, 0, 0, 1, byte(len(body) >> 8), byte(len(body))}
+	return append(b, body...)
+}
+
+// clientHello builds a ClientHello record, with or without a cookie.
+func clientHello(cookie bool) []byte {
+	body := make([]byte, 12+2+32) // handshake header, version, random
+	body[0] = 1                   // client_hello
+	body = append(body, 0)        // session id length
+	if cookie {
+		body = append(body, 2, 0xaa, 0xbb)
+	} else {
+		body = append(body, 0)
+	}
+	return record(protocol.ContentTypeHandshake, 0, body...)
+}
+
+func TestLwM2MMuxRouting(t *testing.T) {
+	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &udpMux{pc: pc, cidLen: 2, byAddr: map[netip.AddrPort]*muxConn{}, pending: map[netip.AddrPort]*muxConn{},
+		byCID: map[string]*muxConn{}, accept: make(chan *muxConn, 4), done: make(chan struct{})}
+	defer pc.Close()
+	dev := netip.MustParseAddrPort("10.0.0.1:5000")
+	appData := record(protocol.ContentTypeApplicationData, 1, 1, 2, 3)
+
+	if c, _ := m.route(appData, dev); c != nil {
+		t.Fatal("application data from an unknown address opened a session")
+	}
+	s1, _ := m.route(clientHello(false), dev)
+	if s1 == nil || len(m.accept) != 1 {
+		t.Fatal("a ClientHello did not open a session")
+	}
+	if c, _ := m.route(clientHello(true), dev); c != s1 {
+		t.Fatal("the second ClientHello of a handshake went elsewhere")
+	}
+	m.established(s1)
+	m.byCID["id"], s1.cid = s1, "id"
+
+	// The device reboots: a fresh ClientHello opens a pending session
+	// beside the established one, which keeps the application data.
+	s2, _ := m.route(clientHello(false), dev)
+	if s2 == nil || s2 == s1 || m.pending[dev] != s2 {
+		t.Fatal("a ClientHello from an established address did not open a pending session")
+	}
+	if c, _ := m.route(appData, dev); c != s1 {
+		t.Fatal("application data left the established session")
+	}
+	if c, _ := m.route(clientHello(true), dev); c != s2 {
+		t.Fatal("the cookie ClientHello did not reach the pending session")
+	}
+	if c, _ := m.route(record(protocol.ContentTypeHandshake, 1, 9, 9), dev); c != s2 {
+		t.Fatal("handshake records did not reach the pending session")
+	}
+	// Another fresh ClientHello abandons the pending handshake.
+	s3, abandoned := m.route(clientHello(false), dev)
+	if abandoned != s2 || s3 == nil || m.pending[dev] != s3 {
+		t.Fatal("a fresh ClientHello did not replace the pending handshake")
+	}
+	_ = abandoned.Close()
+	// Its handshake completes: the address moves to it; the old session
+	// keeps its Connection ID.
+	m.established(s3)
+	if c, _ := m.route(appData, dev); c != s3 {
+		t.Fatal("the address did not move to the new session")
+	}
+	// A record with the old session's Connection ID reaches it from any
+	// address (its NAT binding moved).
+	cidRecord := []byte{byte(protocol.ContentTypeConnectionID), 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0, 2, 'i', 'd', 0, 3, 1, 2, 3}
+	if c, _ := m.route(cidRecord, netip.MustParseAddrPort("10.0.0.2:7000")); c != s1 {
+		t.Fatal("a Connection ID record was not routed by its ID")
+	}
+	if c, _ := m.route(appData, netip.MustParseAddrPort("10.9.9.9:1")); c != nil {
+		t.Fatal("application data from a stranger opened a session")
+	}
+	_ = s1.Close()
+	_ = s3.Close()
+	if len(m.byAddr) != 0 || len(m.pending) != 0 || len(m.byCID) != 0 || m.open != 0 {
+		t.Fatalf("closed sessions still routed: %v %v %v %d", m.byAddr, m.pending, m.byCID, m.open)
+	}
+}
