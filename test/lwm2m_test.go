@@ -37,8 +37,8 @@ func TestLwM2MRegisterReadAndUplink(t *testing.T) {
 	waitDeviceStatus(t, g, dev, "ONLINE")
 
 	// An awake device takes an "immediately" command at once: SENT, or
-	// still PENDING when a delivery started by the Register itself (the
-	// /19/0/0 observation) is running at that moment and picks it up next.
+	// still PENDING when the delivery pass the Register itself started is
+	// running at that moment (it picks the command up when it loops).
 	created := g.MustDo(http.StatusCreated, "POST", g.P("/devices/"+dev+"/async-commands"), map[string]any{
 		"service_id": "LwM2M", "command_name": "READ", "paras": map[string]any{"path": "/3/0/0"}, "send_strategy": "immediately"})
 	if (created["status"] != "SENT" && created["status"] != "PENDING") || created["expire_time"] != float64(86400) || created["send_strategy"] != "immediately" {
