@@ -573,17 +573,7 @@ func (r *Registry) SweepAsyncCommands(ctx context.Context) (int, error) {
 	total := 0
 	for {
 		now := r.now()
-		var due []string
-		err := r.store.View(func(rd Reader) error {
-			return rd.Scan(asyncDeadlinePrefix, nil, false, func(k, _ []byte) (bool, error) {
-				at, id, ok := parseAsyncDeadlineKey(k)
-				if !ok || at.After(now) {
-					return false, nil
-				}
-				due = append(due, id)
-				return len(due) < sweepBatch, nil
-			})
-		})
+		due, err := r.dueIDs(asyncDeadlinePrefix, parseAsyncDeadlineKey, now)
 		if err != nil || len(due) == 0 {
 			return total, err
 		}

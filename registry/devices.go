@@ -625,68 +625,62 @@ const (
 // ResetSecret sets (or, when secret is empty, generates) a device secret.
 // With forceDisconnect the device's live sessions are dropped.
 func (r *Registry) ResetSecret(ctx context.Context, project, id string, slot SecretSlot, secret string, forceDisconnect bool) (string, error) {
-	if slot == "" {
-		slot = Primary
-	}
-	if slot != Primary && slot != Secondary {
-		return "", invalid("secret_type", "must be PRIMARY or SECONDARY")
-	}
 	if secret == "" {
 		secret = NewSecret()
 	} else if err := checkSecret("secret", secret); err != nil {
 		return "", err
 	}
-	_, err := r.mutateDevice(ctx, project, id, func(d *Device) error {
-		if d.Auth.Type != AuthSecret {
-			return invalid("secret", "device %s authenticates with certificates", id)
-		}
-		if slot == Primary {
-			d.Auth.Secret = secret
+	err := r.resetCredential(ctx, project, id, slot, "secret", AuthSecret, forceDisconnect, func(a *AuthInfo, primary bool) {
+		if primary {
+			a.Secret = secret
 		} else {
-			d.Auth.SecondarySecret = secret
+			a.SecondarySecret = secret
 		}
-		return nil
 	})
-	if err != nil {
-		return "", err
-	}
-	if forceDisconnect {
-		r.kick(id, "secret reset")
-	}
-	return secret, nil
+	return secret, err
 }
 
 // ResetFingerprint sets or (fp empty) clears a certificate fingerprint; a
 // cleared primary fingerprint is learned again at the next connection.
 func (r *Registry) ResetFingerprint(ctx context.Context, project, id string, slot SecretSlot, fp string, forceDisconnect bool) (string, error) {
-	if slot == "" {
-		slot = Primary
-	}
-	if slot != Primary && slot != Secondary {
-		return "", invalid("fingerprint_type", "must be PRIMARY or SECONDARY")
-	}
 	fp, err := normFingerprint("fingerprint", fp)
 	if err != nil {
 		return "", err
 	}
-	_, err = r.mutateDevice(ctx, project, id, func(d *Device) error {
-		if d.Auth.Type != AuthCertificates {
-			return invalid("fingerprint", "device %s authenticates with a secret", id)
-		}
-		if slot == Primary {
-			d.Auth.Fingerprint = fp
+	err = r.resetCredential(ctx, project, id, slot, "fingerprint", AuthCertificates, forceDisconnect, func(a *AuthInfo, primary bool) {
+		if primary {
+			a.Fingerprint = fp
 		} else {
-			d.Auth.SecondaryFingerprint = fp
+			a.SecondaryFingerprint = fp
 		}
+	})
+	return fp, err
+}
+
+// resetCredential replaces the primary or secondary credential (what)
+// of a device that authenticates with typ.
+func (r *Registry) resetCredential(ctx context.Context, project, id string, slot SecretSlot, what string, typ AuthType,
+	forceDisconnect bool, set func(a *AuthInfo, primary bool)) error {
+	if slot == "" {
+		slot = Primary
+	}
+	if slot != Primary && slot != Secondary {
+		return invalid(what+"_type", "must be PRIMARY or SECONDARY")
+	}
+	_, err := r.mutateDevice(ctx, project, id, func(d *Device) error {
+		if d.Auth.Type != typ {
+			return invalid(what, "device %s does not authenticate with a %s (auth_type %s)", id, what, d.Auth.Type)
+		}
+		set(&d.Auth, slot == Primary)
 		return nil
 	})
 	if err != nil {
-		return "", err
+		return err
 	}
 	if forceDisconnect {
-		r.kick(id, "fingerprint reset")
+		r.kick(id, what+" reset")
 	}
-	return fp, nil
+	return nil
 }
 
 // LearnFingerprint records the fingerprint of the first certificate a

@@ -18,17 +18,7 @@ func (r *Registry) SweepExpired(ctx context.Context) (int, error) {
 	total := 0
 	for {
 		now := r.now()
-		var due []string
-		err := r.store.View(func(rd Reader) error {
-			return rd.Scan(expiryPrefix, nil, false, func(k, _ []byte) (bool, error) {
-				at, id, ok := parseExpiryKey(k)
-				if !ok || at.After(now) {
-					return false, nil
-				}
-				due = append(due, id)
-				return len(due) < sweepBatch, nil
-			})
-		})
+		due, err := r.dueIDs(expiryPrefix, parseExpiryKey, now)
 		if err != nil || len(due) == 0 {
 			return total, err
 		}
@@ -78,4 +68,23 @@ func (r *Registry) SweepExpired(ctx context.Context) (int, error) {
 			return total, nil
 		}
 	}
+}
+
+// dueIDs reads an ordered deadline index (keys prefix + big-endian time +
+// id) from its start and returns the ids due at now, at most sweepBatch:
+// it stops at the first deadline still in the future, so a sweep costs
+// what is due, not what is stored.
+func (r *Registry) dueIDs(prefix []byte, parse func([]byte) (time.Time, string, bool), now time.Time) ([]string, error) {
+	var due []string
+	err := r.store.View(func(rd Reader) error {
+		return rd.Scan(prefix, nil, false, func(k, _ []byte) (bool, error) {
+			at, id, ok := parse(k)
+			if !ok || at.After(now) {
+				return false, nil
+			}
+			due = append(due, id)
+			return len(due) < sweepBatch, nil
+		})
+	})
+	return due, err
 }
