@@ -1,14 +1,9 @@
 package api
 
 import (
-	"crypto/md5"
-	"crypto/sha1"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"hash"
 	"net/http"
-	"strings"
 
 	"github.com/iotgate/iotgate/registry"
 	"github.com/labstack/echo/v4"
@@ -43,19 +38,6 @@ func (s *Server) registrationRoutes(e *echo.Echo) {
 	e.POST("/auth/register/device", s.registerDevice)
 }
 
-// hmacByName maps Alibaba's sign method names, in any case.
-func hmacByName(name string) func() hash.Hash {
-	switch strings.ToLower(name) {
-	case "hmacmd5":
-		return md5.New
-	case "hmacsha1":
-		return sha1.New
-	case "hmacsha256":
-		return sha256.New
-	}
-	return nil
-}
-
 func (s *Server) registerDevice(c echo.Context) error {
 	reply := func(code int, msg string, data any) error {
 		return c.JSON(http.StatusOK, aliReply{Code: code, Data: data, Message: msg})
@@ -75,8 +57,8 @@ func (s *Server) registerDevice(c echo.Context) error {
 	if method == "" {
 		method = "hmacmd5"
 	}
-	h := hmacByName(method)
-	if h == nil {
+	h, ok := registry.SignMethod(method)
+	if !ok {
 		return reply(aliBadSignMethod, "sign method "+method+" is not supported (hmacmd5, hmacsha1, hmacsha256)", nil)
 	}
 	mac, err := hex.DecodeString(sign)

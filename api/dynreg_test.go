@@ -107,7 +107,7 @@ func TestDynamicRegistrationHTTPS(t *testing.T) {
 }
 
 func hmacHex(alg, key, msg string) string {
-	h := hmacByName("hmac" + alg)
+	h, _ := registry.SignMethod("hmac" + alg)
 	m := hmac.New(h, []byte(key))
 	m.Write([]byte(msg))
 	return hex.EncodeToString(m.Sum(nil))

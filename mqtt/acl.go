@@ -7,10 +7,11 @@ import (
 	mochi "github.com/mochi-mqtt/server/v2"
 )
 
-// aclHook confines every device to its own topics (see topics.go): it
-// may publish its uplink topics and subscribe to filters that can match
-// its downlink topics, and nothing else. There is no allow-by-default
-// case: a topic no rule grants is refused.
+// aclHook confines every connection to the topic spaces of its identity
+// (see topics.go, alitopics.go, conn.go): it may publish its uplink
+// topics and subscribe to filters that can match its downlink topics, and
+// nothing else. There is no allow-by-default case: a topic no rule grants
+// is refused, and a registration connection is granted nothing.
 //
 // mochi turns a refusal into SUBACK 0x80 (MQTT 5: 0x87) for a
 // subscription; for a PUBLISH into a silent drop at QoS 0, PUBACK 0x87 for
@@ -18,7 +19,8 @@ import (
 // closing the connection (MQTT-3.3.5-2). Refusals are counted.
 type aclHook struct {
 	mochi.HookBase
-	log *slog.Logger
+	conns *conns
+	log   *slog.Logger
 
 	deniedPublishes     atomic.Uint64
 	deniedSubscriptions atomic.Uint64
@@ -28,21 +30,23 @@ func (h *aclHook) ID() string { return "iotgate-acl" }
 
 func (h *aclHook) Provides(b byte) bool { return b == mochi.OnACLCheck }
 
-// OnACLCheck decides for a device's PUBLISH (write) or SUBSCRIBE, and for
-// every message routed to it. The client id is the device id (authHook).
+// OnACLCheck decides for a connection's PUBLISH (write) or SUBSCRIBE.
 func (h *aclHook) OnACLCheck(cl *mochi.Client, topic string, write bool) bool {
+	c := h.conns.get(cl)
 	if write {
-		if mayPublish(cl.ID, topic) {
-			return true
+		if c != nil {
+			if _, _, ok := c.mayPublish(topic); ok {
+				return true
+			}
 		}
 		h.deniedPublishes.Add(1)
-		h.log.Debug("publish refused", "device", cl.ID, "topic", topic)
+		h.log.Debug("publish refused", "client", cl.ID, "topic", topic)
 		return false
 	}
-	if mayReceive(cl.ID, topic) {
+	if c != nil && c.mayReceive(topic) {
 		return true
 	}
 	h.deniedSubscriptions.Add(1)
-	h.log.Debug("subscription refused", "device", cl.ID, "filter", topic)
+	h.log.Debug("subscription refused", "client", cl.ID, "filter", topic)
 	return false
 }

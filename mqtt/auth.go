@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	mochi "github.com/mochi-mqtt/server/v2"
@@ -18,7 +17,7 @@ import (
 	"github.com/iotgate/iotgate/registry"
 )
 
-// Keepalive bounds IoTDA accepts, in seconds.
+// Keepalive bounds IoTDA and Alibaba accept, in seconds.
 const (
 	minKeepalive = 30
 	maxKeepalive = 1200
@@ -33,30 +32,42 @@ type authRegistry interface {
 	Device(ctx context.Context, id string) (*registry.Device, error)
 	LearnFingerprint(ctx context.Context, id, fp string) error
 	VerifiedCAPool(ctx context.Context, project string) (*x509.CertPool, error)
+	aliAuthRegistry
 }
 
-// authHook authenticates a CONNECT the IoTDA way: the ClientId and
-// username name the device, which proves itself with an HMAC of its
-// secret as password or, on MQTTS, with a client certificate.
+// authHook authenticates a CONNECT in one of two wire formats, told
+// apart by their shape (an Alibaba ClientId has '|', its username '&';
+// neither can appear in an IoTDA device id):
+//
+//   - IoTDA: the ClientId and username name the device, which proves
+//     itself with an HMAC of its secret as password or, on MQTTS, with a
+//     client certificate (below);
+//   - Alibaba: clientId|k=v,...| and username DeviceName&ProductKey, for a
+//     device secret, a DeviceToken, or a dynamic registration
+//     (aliauth.go).
+//
+// Both check secrets through the registry (Device.MatchSecret), and both
+// end in a conn: the identity and topic spaces every other hook reads.
 //
 // The whole check runs in OnConnect because only there can a hook answer
 // with its own CONNACK code (mochi's OnConnectAuthenticate can only say
 // "bad username or password", and maps it to 0x05 for MQTT 3).
-// OnConnectAuthenticate then admits exactly the clients OnConnect passed.
+// OnConnectAuthenticate then admits exactly the clients OnConnect passed:
+// those with a conn. No OnConnect hook runs after this one, so every
+// admitted client reaches OnSessionEstablish and, eventually,
+// statusHook's end, which drops its conn.
 //
-// A client that passes gets its device id as mochi client id. mochi keys
+// A device connection gets its device id as mochi client id. mochi keys
 // sessions on the client id, so this is what makes a device's new
-// connection take over its old one, whatever ClientId timestamp each
-// used, and what the other hooks read as the device's identity.
+// connection take over its old one, whatever ClientId it used.
 type authHook struct {
 	mochi.HookBase
-	reg  authRegistry
-	log  *slog.Logger
-	ctx  context.Context // ends at shutdown
-	skew time.Duration
-	now  func() time.Time
-
-	passed sync.Map // *mochi.Client that passed OnConnect → struct{}
+	reg   authRegistry
+	conns *conns
+	log   *slog.Logger
+	ctx   context.Context // ends at shutdown
+	skew  time.Duration
+	now   func() time.Time
 }
 
 func (h *authHook) ID() string { return "iotgate-auth" }
@@ -68,7 +79,13 @@ func (h *authHook) Provides(b byte) bool {
 func (h *authHook) OnConnect(cl *mochi.Client, pk packets.Packet) error {
 	ctx, cancel := context.WithTimeout(h.ctx, authTimeout)
 	defer cancel()
-	id, r := h.authenticate(ctx, cl, pk)
+	var c *conn
+	var r *refusal
+	if isAlibaba(pk.Connect.ClientIdentifier, pk.Connect.Username) {
+		c, r = h.authenticateAlibaba(ctx, cl, pk)
+	} else {
+		c, r = h.authenticate(ctx, cl, pk)
+	}
 	if r != nil {
 		h.log.Warn("mqtt connection refused", "client_id", pk.Connect.ClientIdentifier,
 			"username", string(pk.Connect.Username), "remote", cl.Net.Remote, "listener", cl.Net.Listener,
@@ -78,58 +95,70 @@ func (h *authHook) OnConnect(cl *mochi.Client, pk packets.Packet) error {
 		}
 		return r.code.v5
 	}
-	cl.ID = id
-	h.passed.Store(cl, struct{}{})
+	cl.ID = c.device
+	if c.registration != nil {
+		cl.ID = registrationClientID()
+	}
+	h.conns.put(cl, c)
 	return nil
 }
 
 func (h *authHook) OnConnectAuthenticate(cl *mochi.Client, _ packets.Packet) bool {
-	_, ok := h.passed.LoadAndDelete(cl)
-	return ok
+	return h.conns.get(cl) != nil
 }
 
-// authenticate checks a CONNECT and returns the device id, or why not.
-// Credentials are checked before the device's state, so a client that
-// cannot prove it is the device learns nothing about it.
-func (h *authHook) authenticate(ctx context.Context, cl *mochi.Client, pk packets.Packet) (string, *refusal) {
-	if ka := pk.Connect.Keepalive; ka < minKeepalive || ka > maxKeepalive {
-		return "", refuse(identifierRejected, "keepalive %d s is outside %d–%d s", ka, minKeepalive, maxKeepalive)
+// authenticate checks an IoTDA CONNECT and returns the device's
+// connection, or why not. Credentials are checked before the device's
+// state, so a client that cannot prove it is the device learns nothing
+// about it.
+func (h *authHook) authenticate(ctx context.Context, cl *mochi.Client, pk packets.Packet) (*conn, *refusal) {
+	if r := checkKeepalive(pk); r != nil {
+		return nil, r
 	}
 	cid, err := parseClientID(pk.Connect.ClientIdentifier)
 	if err != nil {
-		return "", refuse(identifierRejected, "malformed client id: %v", err)
+		return nil, refuse(identifierRejected, "malformed client id: %v", err)
 	}
 	if string(pk.Connect.Username) != cid.DeviceID {
-		return "", refuse(identifierRejected, "username is not the client id's device id")
+		return nil, refuse(identifierRejected, "username is not the client id's device id")
 	}
 	if cid.TimeChecked {
 		err := checkTimestamp(cid.Timestamp, h.now().UTC(), h.skew)
 		if errors.Is(err, errStaleTimestamp) {
-			return "", refuse(badCredentials, "sign_type 1 timestamp %s is more than %v from platform time", cid.Timestamp, h.skew)
+			return nil, refuse(badCredentials, "sign_type 1 timestamp %s is more than %v from platform time", cid.Timestamp, h.skew)
 		}
 		if err != nil {
-			return "", refuse(identifierRejected, "malformed client id: %v", err)
+			return nil, refuse(identifierRejected, "malformed client id: %v", err)
 		}
 	}
 	d, err := h.reg.Device(ctx, cid.DeviceID)
 	if errors.Is(err, registry.ErrNotFound) {
-		return "", refuse(badCredentials, "unknown device")
+		return nil, refuse(badCredentials, "unknown device")
 	}
 	if err != nil {
-		return "", refuse(serverUnavailable, "device lookup: %v", err)
+		return nil, refuse(serverUnavailable, "device lookup: %v", err)
 	}
-	conn := tlsState(cl)
+	tc := tlsState(cl)
 	if d.Auth.Type == registry.AuthCertificates {
-		if r := h.checkCertificate(ctx, d, conn); r != nil {
-			return "", r
+		if r := h.checkCertificate(ctx, d, tc); r != nil {
+			return nil, r
 		}
-	} else if r := h.checkSecret(d, cid, pk.Connect.Password, conn != nil); r != nil {
-		return "", r
+	} else if r := h.checkSecret(d, cid, pk.Connect.Password, tc != nil); r != nil {
+		return nil, r
 	}
 	if d.Frozen {
-		return "", refuse(notAuthorized, "device is frozen")
+		return nil, refuse(notAuthorized, "device is frozen")
 	}
-	return d.DeviceID, nil
+	return &conn{device: d.DeviceID, project: d.ProjectID, self: owner{a: d.DeviceID}, spaces: huaweiSpaces}, nil
+}
+
+// checkKeepalive refuses a keepalive outside 30–1200 s (IoTDA and
+// Alibaba alike) as identifier rejected.
+func checkKeepalive(pk packets.Packet) *refusal {
+	if ka := pk.Connect.Keepalive; ka < minKeepalive || ka > maxKeepalive {
+		return refuse(identifierRejected, "keepalive %d s is outside %d–%d s", ka, minKeepalive, maxKeepalive)
+	}
+	return nil
 }
 
 // checkSecret verifies the password: lowercase or uppercase hex of

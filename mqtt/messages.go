@@ -22,11 +22,11 @@ func (s *Server) SendMessage(ctx context.Context, d *registry.Device, m registry
 	topic := m.Topic
 	if topic == "" {
 		topic = messagesDownTopic(d.DeviceID)
-	} else if !mochi.IsValidFilter(topic, true) || !mayReceive(d.DeviceID, topic) {
+	} else if !mochi.IsValidFilter(topic, true) || !huaweiMayReceive(d.DeviceID, topic) {
 		return &registry.ValidationError{Field: "topic",
 			Reason: fmt.Sprintf("%q is not a downlink topic of device %s ($oc/devices/%[2]s/user/...)", topic, d.DeviceID)}
 	}
-	if suffix, _ := ownSuffix(d.DeviceID, topic); !strings.HasPrefix(suffix, "sys/") && !s.subscribed(d.DeviceID, topic) {
+	if suffix, _ := huaweiOwnSuffix(d.DeviceID, topic); !strings.HasPrefix(suffix, "sys/") && !s.subscribed(d.DeviceID, topic) {
 		if _, online := s.session(d.DeviceID); !online {
 			return registry.ErrNotConnected
 		}

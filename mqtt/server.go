@@ -23,6 +23,7 @@ type Registry interface {
 	authRegistry
 	statusRegistry
 	uplinkRegistry
+	gatewayRegistry
 }
 
 var _ Registry = (*registry.Registry)(nil)
@@ -50,6 +51,8 @@ type Options struct {
 // registry.MessageSender and registry.Kicker.
 type Server struct {
 	broker   *mochi.Server
+	reg      Registry
+	conns    *conns
 	log      *slog.Logger
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -58,6 +61,7 @@ type Server struct {
 	commands *pendingCommands
 	acl      *aclHook
 	uplink   *uplinkHook
+	register *registrationHook
 	shutdown sync.Once
 	stopped  chan struct{} // closed once Shutdown has finished
 }
@@ -90,7 +94,8 @@ func New(o Options) (*Server, error) {
 	}
 	log := o.Logger
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Server{log: log, ctx: ctx, cancel: cancel, commands: newPendingCommands(), stopped: make(chan struct{})}
+	s := &Server{reg: o.Registry, conns: &conns{}, log: log, ctx: ctx, cancel: cancel,
+		commands: newPendingCommands(), stopped: make(chan struct{})}
 	s.broker = mochi.New(&mochi.Options{
 		Capabilities: capabilities(),
 		Logger:       slog.New(demoted{log.Handler()}).With("component", "mochi"),
@@ -98,13 +103,19 @@ func New(o Options) (*Server, error) {
 		SysTopicResendInterval: math.MaxInt32,
 	})
 
-	s.acl = &aclHook{log: log}
-	s.uplink = &uplinkHook{reg: o.Registry, responses: s.commands, log: log, ctx: ctx}
+	s.acl = &aclHook{conns: s.conns, log: log}
+	s.uplink = &uplinkHook{reg: o.Registry, conns: s.conns, responses: s.commands, log: log, ctx: ctx}
+	s.register = &registrationHook{conns: s.conns, log: log, linger: registrationLinger}
+	// Order matters where several hooks provide an event: limits
+	// before auth (OnConnect), and gateway requests before the uplinks
+	// (OnPublish; the first to answer CodeSuccessIgnore ends the chain).
 	hooks := []mochi.Hook{
 		&limitsHook{log: log},
-		&authHook{reg: o.Registry, log: log, ctx: ctx, skew: o.TimestampSkew, now: o.Now},
+		&authHook{reg: o.Registry, conns: s.conns, log: log, ctx: ctx, skew: o.TimestampSkew, now: o.Now},
 		s.acl,
-		&statusHook{reg: o.Registry, log: log, ctx: ctx},
+		&statusHook{reg: o.Registry, conns: s.conns, log: log, ctx: ctx},
+		s.register,
+		&gatewayHook{reg: o.Registry, conns: s.conns, log: log, ctx: ctx},
 		s.uplink,
 	}
 	for _, h := range hooks {
@@ -225,8 +236,15 @@ func (s *Server) Stats() Stats {
 
 // Kick ends a device's session (registry.Kicker): it was frozen, deleted,
 // or its credentials were reset with force_disconnect. MQTT 5 clients are
-// told 0x98 administrative action.
+// told 0x98 administrative action. A sub-device logged in through a
+// gateway is logged out of it; the gateway stays connected.
 func (s *Server) Kick(deviceID, reason string) {
+	if p, ok := s.conns.gatewayOf(deviceID); ok {
+		if sub, ok := s.conns.logout(p.conn, p.owner); ok {
+			s.reg.Disconnected(sub.device, sub.session)
+			s.log.Info("sub-device logged out of its gateway", "device", deviceID, "gateway", p.conn.device, "reason", reason)
+		}
+	}
 	cl, ok := s.session(deviceID)
 	if !ok {
 		return

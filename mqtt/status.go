@@ -3,7 +3,6 @@ package mqtt
 import (
 	"context"
 	"log/slog"
-	"sync"
 
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -20,7 +19,10 @@ type statusRegistry interface {
 // statusHook tells the registry when a device's session starts
 // (activation, ONLINE) and ends (DISCONNECT, network loss, keepalive
 // expiry, takeover, kick: OFFLINE unless a newer session of the device is
-// current).
+// current). When a gateway's connection ends, so do the sessions of the
+// sub-devices it had logged in. Registration connections speak for no
+// device and are not reported. statusHook is also where a connection's
+// shared state (conns) ends.
 //
 // A session is reported as it is established, just before its CONNACK
 // and before it takes over the device's previous session: reported any
@@ -30,11 +32,10 @@ type statusRegistry interface {
 // OnClientExpired ends the session instead.
 type statusHook struct {
 	mochi.HookBase
-	reg statusRegistry
-	log *slog.Logger
-	ctx context.Context // ends at shutdown
-
-	sessions sync.Map // *mochi.Client → registry.Session
+	reg   statusRegistry
+	conns *conns
+	log   *slog.Logger
+	ctx   context.Context // ends at shutdown
 }
 
 func (h *statusHook) ID() string { return "iotgate-status" }
@@ -44,16 +45,22 @@ func (h *statusHook) Provides(b byte) bool {
 }
 
 func (h *statusHook) OnSessionEstablish(cl *mochi.Client, _ packets.Packet) {
-	s, err := h.reg.Connected(h.ctx, cl.ID)
+	c := h.conns.get(cl)
+	if c == nil || c.device == "" {
+		return
+	}
+	s, err := h.reg.Connected(h.ctx, c.device)
 	if err != nil {
 		// Frozen or deleted since the CONNECT was authenticated: the
 		// closed connection gets no CONNACK.
-		h.log.Warn("device session not recorded; closing it", "device", cl.ID, "err", err)
+		h.log.Warn("device session not recorded; closing it", "device", c.device, "err", err)
 		cl.Stop(packets.ErrNotAuthorized)
 		return
 	}
-	h.sessions.Store(cl, s)
-	h.log.Info("device connected", "device", cl.ID, "remote", cl.Net.Remote, "listener", cl.Net.Listener,
+	c.mu.Lock()
+	c.session = s
+	c.mu.Unlock()
+	h.log.Info("device connected", "device", c.device, "remote", cl.Net.Remote, "listener", cl.Net.Listener,
 		"mqtt_version", cl.Properties.ProtocolVersion)
 }
 
@@ -68,10 +75,20 @@ func (h *statusHook) OnDisconnect(cl *mochi.Client, err error, _ bool) {
 func (h *statusHook) OnClientExpired(cl *mochi.Client) { h.end(cl, cl.StopCause()) }
 
 func (h *statusHook) end(cl *mochi.Client, cause error) {
-	s, ok := h.sessions.LoadAndDelete(cl)
-	if !ok {
+	c, subs := h.conns.remove(cl)
+	if c == nil {
 		return
 	}
-	h.reg.Disconnected(cl.ID, s.(registry.Session))
-	h.log.Info("device disconnected", "device", cl.ID, "remote", cl.Net.Remote, "cause", cause)
+	for _, s := range subs {
+		h.reg.Disconnected(s.device, s.session)
+		h.log.Info("sub-device logged out with its gateway", "device", s.device, "gateway", c.device)
+	}
+	c.mu.Lock()
+	s := c.session
+	c.mu.Unlock()
+	if s == 0 {
+		return // a registration connection, or never established
+	}
+	h.reg.Disconnected(c.device, s)
+	h.log.Info("device disconnected", "device", c.device, "remote", cl.Net.Remote, "cause", cause)
 }

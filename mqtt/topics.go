@@ -2,126 +2,64 @@ package mqtt
 
 import "strings"
 
-// IoTDA topics (reference §4.3). Every topic of a device lives under
-// $oc/devices/{device_id}/; what follows names the exchange. A device may
-// publish only its uplink topics and subscribe only to filters that can
-// match its downlink topics; nothing else is ever allowed. The functions
-// here do not allocate: they run for every PUBLISH and SUBSCRIBE.
+// The ACL engine. Every topic a device may use lives in a topic space: a
+// family of topics whose first levels name their owner (IoTDA:
+// $oc/devices/{device_id}/..., Alibaba: /sys/{pk}/{dn}/... and others),
+// followed by a suffix that names the exchange. A space says which
+// suffixes its owner may publish (and what kind of uplink each is) and
+// which downlink suffixes it may subscribe to; nothing else is ever
+// allowed. A connection may use the spaces of its wire format (dialect)
+// for itself and, in the spaces a gateway may proxy, for the sub-devices
+// it has logged in (see conn.go). The functions here do not allocate: they
+// run for every PUBLISH and SUBSCRIBE.
 
-const devicesPrefix = "$oc/devices/"
+// owner is the identity a topic names: {device_id} for IoTDA topics,
+// {ProductKey, DeviceName} for Alibaba topics.
+type owner struct{ a, b string }
 
-// ownSuffix returns what follows "$oc/devices/{deviceID}/" in topic (a
-// topic name or filter), and whether topic is under that prefix. The
-// device part must be literal: "$oc/devices/+/..." belongs to nobody.
-func ownSuffix(deviceID, topic string) (string, bool) {
-	rest, ok := strings.CutPrefix(topic, devicesPrefix)
-	if !ok || deviceID == "" {
-		return "", false
-	}
-	rest, ok = strings.CutPrefix(rest, deviceID)
-	if !ok {
-		return "", false
-	}
-	return strings.CutPrefix(rest, "/")
+// rule maps a suffix pattern to the kind of uplink it is.
+type rule struct {
+	pattern string
+	kind    uplink
 }
 
-// uplink is the kind of a device-to-platform topic.
-type uplink uint8
-
-const (
-	notUplink                   uplink = iota
-	uplinkMessage                      // sys/messages/up
-	uplinkProperties                   // sys/properties/report
-	uplinkCommandResponse              // sys/commands/response/request_id={id}
-	uplinkEvent                        // sys/events/up
-	uplinkPropertiesSetResponse        // sys/properties/set/response/request_id={id}
-	uplinkPropertiesGetResponse        // sys/properties/get/response/request_id={id}
-	uplinkShadowGet                    // sys/shadow/get/request_id={id}
-	uplinkUser                         // user/{suffix}: a custom topic
-)
-
-func (u uplink) String() string {
-	return [...]string{"none", "message", "properties report", "command response", "event",
-		"properties set response", "properties get response", "shadow get", "custom message"}[u]
+// space is one family of topics.
+type space struct {
+	// split cuts a topic (or filter) into the owner its prefix names and
+	// the suffix after it. The owner levels must be literal: a filter
+	// with a wildcard there names the owner "+" and so nobody's topics.
+	split func(topic string) (owner, string, bool)
+	// publish classifies the suffixes the owner may publish; the first
+	// matching rule wins.
+	publish []rule
+	// receive are the downlink suffixes the owner may subscribe to.
+	receive []string
+	// proxied: a gateway may use the space for its logged-in
+	// sub-devices.
+	proxied bool
 }
 
-// parseUplink classifies the part of a topic after the device prefix. For
-// request/response topics it also returns the request id.
-func parseUplink(suffix string) (uplink, string) {
-	switch suffix {
-	case "sys/messages/up":
-		return uplinkMessage, ""
-	case "sys/properties/report":
-		return uplinkProperties, ""
-	case "sys/events/up":
-		return uplinkEvent, ""
-	}
-	for _, r := range [...]struct {
-		prefix string
-		kind   uplink
-	}{
-		{"sys/commands/response/", uplinkCommandResponse},
-		{"sys/properties/set/response/", uplinkPropertiesSetResponse},
-		{"sys/properties/get/response/", uplinkPropertiesGetResponse},
-		{"sys/shadow/get/", uplinkShadowGet},
-	} {
-		if id, ok := requestID(suffix, r.prefix); ok {
-			return r.kind, id
+// Patterns are MQTT topic levels: a level ending in '*' matches any
+// non-empty level with that prefix; "**" as the last level matches the
+// rest of the topic, which must not be empty (so "user/**" matches
+// "user/x" and "user/x/y", not "user/").
+
+// classify returns the kind of uplink a published suffix is, or
+// notUplink if the owner may not publish it.
+func (sp *space) classify(suffix string) uplink {
+	for _, r := range sp.publish {
+		if overlaps(suffix, r.pattern) {
+			return r.kind
 		}
 	}
-	if rest, ok := strings.CutPrefix(suffix, "user/"); ok && rest != "" {
-		return uplinkUser, ""
-	}
-	return notUplink, ""
+	return notUplink
 }
 
-// requestID matches prefix + "request_id={id}" with id one non-empty
-// topic level.
-func requestID(s, prefix string) (string, bool) {
-	rest, ok := strings.CutPrefix(s, prefix)
-	if !ok {
-		return "", false
-	}
-	id, ok := strings.CutPrefix(rest, "request_id=")
-	if !ok || id == "" || strings.IndexByte(id, '/') >= 0 {
-		return "", false
-	}
-	return id, true
-}
-
-// downlinks are the platform-to-device topics, after the device prefix,
-// as level patterns: a level ending in '*' matches any non-empty level
-// with that prefix; "**" matches one or more levels.
-var downlinks = [...]string{
-	"sys/messages/down",
-	"sys/commands/request_id=*",
-	"sys/properties/set/request_id=*",
-	"sys/properties/get/request_id=*",
-	"sys/shadow/get/response/request_id=*",
-	"sys/events/down",
-	"user/**",
-}
-
-// mayPublish reports whether a device may publish to topic.
-func mayPublish(deviceID, topic string) bool {
-	suffix, ok := ownSuffix(deviceID, topic)
-	if !ok {
-		return false
-	}
-	kind, _ := parseUplink(suffix)
-	return kind != notUplink
-}
-
-// mayReceive reports whether a device may subscribe to filter (or be sent
-// a message on topic): it must be under the device's own prefix and able
-// to match one of its downlink topics.
-func mayReceive(deviceID, filter string) bool {
-	suffix, ok := ownSuffix(deviceID, filter)
-	if !ok {
-		return false
-	}
-	for _, p := range downlinks {
-		if overlaps(suffix, p) {
+// mayReceive reports whether the owner may subscribe to a filter suffix:
+// some topic it matches is one of the space's downlinks.
+func (sp *space) mayReceive(filter string) bool {
+	for _, p := range sp.receive {
+		if overlaps(filter, p) {
 			return true
 		}
 	}
@@ -129,7 +67,7 @@ func mayReceive(deviceID, filter string) bool {
 }
 
 // overlaps reports whether some topic matches both the MQTT filter (with
-// '+' and '#') and the downlink pattern.
+// '+' and '#'; a topic name is a filter without them) and the pattern.
 func overlaps(filter, pattern string) bool {
 	for {
 		f, frest, fmore := strings.Cut(filter, "/")
@@ -138,7 +76,7 @@ func overlaps(filter, pattern string) bool {
 		}
 		p, prest, pmore := strings.Cut(pattern, "/")
 		if p == "**" {
-			return true // the filter has at least this level left
+			return filter != ""
 		}
 		if !levelOverlaps(f, p) {
 			return false
@@ -166,6 +104,104 @@ func levelOverlaps(f, p string) bool {
 	default:
 		return f == p
 	}
+}
+
+// cutLevel cuts s at its first '/' and requires a non-empty first level.
+func cutLevel(s string) (level, rest string, ok bool) {
+	level, rest, ok = strings.Cut(s, "/")
+	return level, rest, ok && level != ""
+}
+
+// uplink is the kind of a device-to-platform topic.
+type uplink uint8
+
+const (
+	notUplink uplink = iota
+	// IoTDA
+	uplinkMessage               // sys/messages/up
+	uplinkProperties            // sys/properties/report
+	uplinkCommandResponse       // sys/commands/response/request_id={id}
+	uplinkEvent                 // sys/events/up
+	uplinkPropertiesSetResponse // sys/properties/set/response/request_id={id}
+	uplinkPropertiesGetResponse // sys/properties/get/response/request_id={id}
+	uplinkShadowGet             // sys/shadow/get/request_id={id}
+	uplinkUser                  // user/{suffix}: a custom topic (IoTDA and Alibaba)
+	// Alibaba
+	uplinkAlinkProperties // /sys/{pk}/{dn}/thing/event/property/post
+	uplinkAlinkOther      // any other /sys/{pk}/{dn}/ topic
+	uplinkSubRegister     // /sys/{pk}/{dn}/thing/sub/register
+	uplinkTopoAdd         // /sys/{pk}/{dn}/thing/topo/add
+	uplinkLogin           // /ext/session/{pk}/{dn}/combine/login
+	uplinkBatchLogin      // .../combine/batch_login
+	uplinkLogout          // .../combine/logout
+	uplinkBatchLogout     // .../combine/batch_logout
+)
+
+func (u uplink) String() string {
+	return [...]string{"none", "message", "properties report", "command response", "event",
+		"properties set response", "properties get response", "shadow get", "custom message",
+		"alink property post", "alink message", "sub-device register", "topology add",
+		"sub-device login", "sub-device batch login", "sub-device logout", "sub-device batch logout"}[u]
+}
+
+// IoTDA topics (reference §4.3): everything under
+// $oc/devices/{device_id}/.
+
+const devicesPrefix = "$oc/devices/"
+
+var huaweiSpace = &space{
+	split: func(topic string) (owner, string, bool) {
+		rest, ok := strings.CutPrefix(topic, devicesPrefix)
+		if !ok {
+			return owner{}, "", false
+		}
+		id, suffix, ok := cutLevel(rest)
+		return owner{a: id}, suffix, ok
+	},
+	publish: []rule{
+		{"sys/messages/up", uplinkMessage},
+		{"sys/properties/report", uplinkProperties},
+		{"sys/events/up", uplinkEvent},
+		{"sys/commands/response/request_id=*", uplinkCommandResponse},
+		{"sys/properties/set/response/request_id=*", uplinkPropertiesSetResponse},
+		{"sys/properties/get/response/request_id=*", uplinkPropertiesGetResponse},
+		{"sys/shadow/get/request_id=*", uplinkShadowGet},
+		{"user/**", uplinkUser},
+	},
+	receive: []string{
+		"sys/messages/down",
+		"sys/commands/request_id=*",
+		"sys/properties/set/request_id=*",
+		"sys/properties/get/request_id=*",
+		"sys/shadow/get/response/request_id=*",
+		"sys/events/down",
+		"user/**",
+	},
+}
+
+// huaweiSpaces are the spaces of a connection authenticated the IoTDA way.
+var huaweiSpaces = []*space{huaweiSpace}
+
+// requestID returns the {id} of a suffix ending in request_id={id}.
+func requestID(suffix string) string {
+	i := strings.LastIndex(suffix, "request_id=")
+	if i < 0 {
+		return ""
+	}
+	return suffix[i+len("request_id="):]
+}
+
+// huaweiOwnSuffix returns what follows $oc/devices/{deviceID}/ in topic.
+func huaweiOwnSuffix(deviceID, topic string) (string, bool) {
+	o, suffix, ok := huaweiSpace.split(topic)
+	return suffix, ok && o == owner{a: deviceID}
+}
+
+// huaweiMayReceive reports whether an IoTDA device may be sent a message
+// on topic (or subscribe to it).
+func huaweiMayReceive(deviceID, topic string) bool {
+	suffix, ok := huaweiOwnSuffix(deviceID, topic)
+	return ok && huaweiSpace.mayReceive(suffix)
 }
 
 // The topics the platform publishes to.

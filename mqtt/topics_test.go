@@ -67,8 +67,14 @@ func TestMQTTCheckTimestamp(t *testing.T) {
 	}
 }
 
+// huaweiConn is an IoTDA device's connection state, as authHook makes it.
+func huaweiConn(id string) *conn {
+	return &conn{device: id, self: owner{a: id}, spaces: huaweiSpaces}
+}
+
 func TestMQTTTopicACL(t *testing.T) {
 	const me = "dev_1"
+	c := huaweiConn(me)
 	pub := []struct {
 		topic string
 		ok    bool
@@ -95,7 +101,7 @@ func TestMQTTTopicACL(t *testing.T) {
 		{"", false},
 	}
 	for _, tt := range pub {
-		if got := mayPublish(me, tt.topic); got != tt.ok {
+		if _, _, got := c.mayPublish(tt.topic); got != tt.ok {
 			t.Errorf("mayPublish(%q) = %v, want %v", tt.topic, got, tt.ok)
 		}
 	}
@@ -121,6 +127,7 @@ func TestMQTTTopicACL(t *testing.T) {
 		{"$oc/devices/dev_1/sys/commands/response/#", false},
 		{"$oc/devices/dev_1/sys/commands/request_id=7/x", false},
 		{"$oc/devices/dev_1/user", false},
+		{"$oc/devices/dev_1/user/", false},
 		{"$oc/devices/dev_1/other/#", false},
 		{"$oc/devices/dev_2/sys/#", false},
 		{"$oc/devices/+/sys/#", false},
@@ -132,27 +139,35 @@ func TestMQTTTopicACL(t *testing.T) {
 		{"$SYS/#", false},
 	}
 	for _, tt := range sub {
-		if got := mayReceive(me, tt.filter); got != tt.ok {
+		if got := c.mayReceive(tt.filter); got != tt.ok {
 			t.Errorf("mayReceive(%q) = %v, want %v", tt.filter, got, tt.ok)
 		}
 	}
 }
 
 func TestMQTTParseUplink(t *testing.T) {
-	kind, id := parseUplink("sys/commands/response/request_id=c-1")
-	if kind != uplinkCommandResponse || id != "c-1" {
-		t.Fatalf("got %v %q", kind, id)
+	c := huaweiConn("dev_1")
+	r, kind, _ := c.mayPublish("$oc/devices/dev_1/sys/commands/response/request_id=c-1")
+	if kind != uplinkCommandResponse || requestID(r.suffix) != "c-1" || r.device != "dev_1" {
+		t.Fatalf("got %v %+v", kind, r)
 	}
-	if kind, _ := parseUplink("user/x"); kind != uplinkUser {
+	if _, kind, _ := c.mayPublish("$oc/devices/dev_1/user/x"); kind != uplinkUser {
 		t.Fatalf("user topic: %v", kind)
 	}
 }
 
 func TestMQTTACLAllocatesNothing(t *testing.T) {
+	c := huaweiConn("dev_1")
+	gw := &conn{device: "gw", self: owner{"pk", "gw"}, spaces: aliGatewaySpaces, gateway: true,
+		subs: map[owner]subSession{{"pk", "s1"}: {device: "pk_s1"}}}
 	n := testing.AllocsPerRun(100, func() {
-		mayPublish("dev_1", "$oc/devices/dev_1/sys/commands/response/request_id=abc")
-		mayReceive("dev_1", "$oc/devices/dev_1/sys/shadow/get/response/#")
-		mayReceive("dev_1", "$oc/devices/+/sys/#")
+		c.mayPublish("$oc/devices/dev_1/sys/commands/response/request_id=abc")
+		c.mayReceive("$oc/devices/dev_1/sys/shadow/get/response/#")
+		c.mayReceive("$oc/devices/+/sys/#")
+		gw.mayPublish("/sys/pk/s1/thing/event/property/post")
+		gw.mayPublish("/pk/gw/user/up")
+		gw.mayReceive("/ext/session/pk/gw/combine/#")
+		gw.mayReceive("/sys/pk/+/#")
 	})
 	if n != 0 {
 		t.Fatalf("ACL checks allocate %v times per run", n)

@@ -23,10 +23,15 @@ type uplinkRegistry interface {
 
 // uplinkHook consumes what devices publish: the platform, not other
 // clients, is the receiver of every device topic. Property reports update
-// the shadow, messages (sys/messages/up and custom user/ topics) are kept
-// per device, command responses complete the waiting command. Other
-// uplinks the ACL admits (events, property set/get responses, shadow
-// requests) are acknowledged and discarded: nothing consumes them yet.
+// the shadow (IoTDA sys/properties/report; Alibaba
+// thing/event/property/post, mapped as alink.go says, and answered on its
+// _reply topic), messages (IoTDA sys/messages/up, custom user/ topics of
+// both dialects) are kept per device, command responses complete the
+// waiting command. A gateway's publishes on a logged-in sub-device's
+// topics count as that sub-device's. Other uplinks the ACL admits
+// (events, property set/get responses, shadow requests, other Alink
+// topics) are acknowledged and discarded: nothing consumes them yet.
+// Gateway requests are gatewayHook's.
 //
 // Each publish is then marked to be ignored by mochi: acknowledged per
 // its QoS but never routed or retained, so no device ever receives
@@ -35,6 +40,7 @@ type uplinkRegistry interface {
 type uplinkHook struct {
 	mochi.HookBase
 	reg       uplinkRegistry
+	conns     *conns
 	responses *pendingCommands
 	log       *slog.Logger
 	ctx       context.Context // ends at shutdown
@@ -50,24 +56,30 @@ func (h *uplinkHook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Pac
 	if cl.Net.Inline {
 		return pk, nil // the platform's own downlink: route it
 	}
-	suffix, _ := ownSuffix(cl.ID, pk.TopicName) // the ACL has admitted it
-	kind, reqID := parseUplink(suffix)
+	c := h.conns.get(cl)
+	if c == nil {
+		return pk, packets.CodeSuccessIgnore // the ACL refused it already
+	}
+	r, kind, _ := c.mayPublish(pk.TopicName) // the ACL has admitted it
 	var err error
 	switch kind {
 	case uplinkProperties:
-		err = h.reportProperties(cl.ID, pk.Payload)
+		err = h.reportProperties(r.device, pk.Payload)
 	case uplinkMessage, uplinkUser:
-		err = h.reg.AddMessage(h.ctx, cl.ID, registry.Message{Topic: pk.TopicName, Payload: pk.Payload})
+		err = h.reg.AddMessage(h.ctx, r.device, registry.Message{Topic: pk.TopicName, Payload: pk.Payload})
 	case uplinkCommandResponse:
-		if !h.responses.resolve(cl.ID, reqID, pk.Payload) {
-			h.log.Info("command response for no waiting command (late or unknown)", "device", cl.ID, "request_id", reqID)
+		reqID := requestID(r.suffix)
+		if !h.responses.resolve(r.device, reqID, pk.Payload) {
+			h.log.Info("command response for no waiting command (late or unknown)", "device", r.device, "request_id", reqID)
 		}
+	case uplinkAlinkProperties:
+		err = h.postProperties(cl, r.device, pk)
 	default:
-		h.log.Debug("uplink discarded: nothing consumes it", "device", cl.ID, "kind", kind, "topic", pk.TopicName)
+		h.log.Debug("uplink discarded: nothing consumes it", "device", r.device, "kind", kind, "topic", pk.TopicName)
 	}
 	if err != nil {
 		h.rejected.Add(1)
-		h.log.Info("uplink rejected", "device", cl.ID, "kind", kind, "topic", pk.TopicName, "err", err)
+		h.log.Info("uplink rejected", "device", r.device, "kind", kind, "topic", pk.TopicName, "err", err)
 	}
 	return pk, packets.CodeSuccessIgnore
 }
@@ -104,4 +116,38 @@ func (h *uplinkHook) reportProperties(deviceID string, payload []byte) error {
 		}
 	}
 	return h.reg.ReportProperties(h.ctx, deviceID, out)
+}
+
+// postProperties stores an Alink property post in the shadow and answers
+// it on its _reply topic (unless the request asked for no reply): 200, or
+// 460 for a body that does not map.
+func (h *uplinkHook) postProperties(cl *mochi.Client, deviceID string, pk packets.Packet) error {
+	req, err := parseAlinkRequest(pk.Payload)
+	if err != nil {
+		h.reply(cl, pk.TopicName, alinkRequest{}, alinkError(aliBadParams, err.Error()))
+		return err
+	}
+	reports, err := alinkProperties(req.Params)
+	if err == nil {
+		err = h.reg.ReportProperties(h.ctx, deviceID, reports)
+	}
+	var verr *registry.ValidationError
+	switch {
+	case err == nil:
+		h.reply(cl, pk.TopicName, req, alinkOK(struct{}{}))
+	case errors.As(err, &verr), errors.Is(err, errAlinkParams):
+		h.reply(cl, pk.TopicName, req, alinkError(aliBadParams, err.Error()))
+	default:
+		h.reply(cl, pk.TopicName, req, alinkError(aliSystemError, "system error"))
+	}
+	return err
+}
+
+func (h *uplinkHook) reply(cl *mochi.Client, topic string, req alinkRequest, a alinkAnswer) {
+	if !req.wantsReply() {
+		return
+	}
+	if err := writeAlinkReply(cl, replyTopic(topic), req, a); err != nil {
+		h.log.Debug("alink reply not written", "client", cl.ID, "topic", topic, "err", err)
+	}
 }
