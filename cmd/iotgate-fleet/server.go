@@ -1,0 +1,144 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// probe reads the server's resource use: resident memory and threads
+// from /proc/{pid}/status (any server on this machine), goroutines and
+// Go heap from its /debug/vars (iotgate with debug_listen set, and the
+// baseline servers), and CPU and heap profiles from its /debug/pprof.
+type probe struct {
+	pid      int
+	debugURL string // http://host:port, "" when the server has none
+	http     *http.Client
+}
+
+// ServerSample is the server's resource use at one moment; -1 when not
+// known.
+type ServerSample struct {
+	RSSBytes       int64 `json:"rss_bytes"`
+	Threads        int64 `json:"threads"`
+	Goroutines     int64 `json:"goroutines"`
+	HeapInuseBytes int64 `json:"heap_inuse_bytes"`
+	StackBytes     int64 `json:"stack_inuse_bytes"`
+}
+
+func (p *probe) sample(ctx context.Context) ServerSample {
+	s := ServerSample{RSSBytes: -1, Threads: -1, Goroutines: -1, HeapInuseBytes: -1, StackBytes: -1}
+	if p.pid > 0 {
+		if f, err := os.Open(fmt.Sprintf("/proc/%d/status", p.pid)); err == nil {
+			sc := bufio.NewScanner(f)
+			for sc.Scan() {
+				k, v, _ := strings.Cut(sc.Text(), ":")
+				fs := strings.Fields(v)
+				if len(fs) == 0 {
+					continue
+				}
+				n, _ := strconv.ParseInt(fs[0], 10, 64)
+				switch k {
+				case "VmRSS":
+					s.RSSBytes = n << 10 // kB
+				case "Threads":
+					s.Threads = n
+				}
+			}
+			f.Close()
+		}
+	}
+	if p.debugURL != "" {
+		var vars struct {
+			Goroutines int64 `json:"goroutines"`
+			MemStats   struct {
+				HeapInuse  int64
+				StackInuse int64
+			} `json:"memstats"`
+		}
+		if err := p.get(ctx, "/debug/vars", func(r io.Reader) error { return json.NewDecoder(r).Decode(&vars) }); err == nil {
+			s.Goroutines, s.HeapInuseBytes, s.StackBytes = vars.Goroutines, vars.MemStats.HeapInuse, vars.MemStats.StackInuse
+		}
+	}
+	return s
+}
+
+func (p *probe) get(ctx context.Context, path string, read func(io.Reader) error) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.debugURL+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := p.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: HTTP %d", path, resp.StatusCode)
+	}
+	return read(resp.Body)
+}
+
+// profile saves a pprof profile ("profile?seconds=N" for CPU, "heap")
+// into dir/name.
+func (p *probe) profile(ctx context.Context, kind, dir, name string) error {
+	f, err := os.Create(filepath.Join(dir, name))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return p.get(ctx, "/debug/pprof/"+kind, func(r io.Reader) error { _, err := io.Copy(f, r); return err })
+}
+
+// cpuProfile starts a CPU profile of the next seconds and returns a
+// function that waits for it to be saved.
+func (p *probe) cpuProfile(ctx context.Context, seconds int, dir, name string) (wait func()) {
+	if p.debugURL == "" || dir == "" || seconds <= 0 {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		ctx, cancel := context.WithTimeout(ctx, time.Duration(seconds+30)*time.Second)
+		defer cancel()
+		if err := p.profile(ctx, fmt.Sprintf("profile?seconds=%d", seconds), dir, name); err != nil {
+			fmt.Fprintf(os.Stderr, "iotgate-fleet: cpu profile %s: %v\n", name, err)
+		}
+	}()
+	return func() { <-done }
+}
+
+// perDevice is a per-device resource figure at the plateau.
+type perDevice struct {
+	Before         ServerSample `json:"before"`
+	Plateau        ServerSample `json:"plateau"`
+	Devices        int          `json:"devices"`
+	RSSBytes       float64      `json:"rss_bytes_per_device"`
+	HeapBytes      float64      `json:"heap_bytes_per_device,omitempty"`
+	GoroutinesEach float64      `json:"goroutines_per_device,omitempty"`
+}
+
+func perDeviceOf(before, plateau ServerSample, n int) *perDevice {
+	pd := &perDevice{Before: before, Plateau: plateau, Devices: n}
+	if n == 0 {
+		return pd
+	}
+	if before.RSSBytes >= 0 && plateau.RSSBytes >= 0 {
+		pd.RSSBytes = round3(float64(plateau.RSSBytes-before.RSSBytes) / float64(n))
+	}
+	if before.HeapInuseBytes >= 0 && plateau.HeapInuseBytes >= 0 {
+		pd.HeapBytes = round3(float64(plateau.HeapInuseBytes+plateau.StackBytes-before.HeapInuseBytes-before.StackBytes) / float64(n))
+	}
+	if before.Goroutines >= 0 && plateau.Goroutines >= 0 {
+		pd.GoroutinesEach = round3(float64(plateau.Goroutines-before.Goroutines) / float64(n))
+	}
+	return pd
+}
