@@ -25,15 +25,16 @@ func benchSizes() []int {
 	return out
 }
 
-// filledRegistry opens an on-disk registry holding n devices of a CoAP
-// product, each with a fingerprint, created through the normal write path.
+// filledRegistry opens an on-disk registry holding n devices of one CoAP
+// product, created through the normal write path.
 func filledRegistry(b *testing.B, n int) (*Registry, Store) {
 	b.Helper()
 	s, err := OpenBadger(BadgerOptions{Dir: b.TempDir()})
 	if err != nil {
 		b.Fatal(err)
 	}
-	r, err := New(Options{Store: s, MasterKey: bytes.Repeat([]byte{1}, 32)})
+	// One product holds the whole fleet, so lift its device quota.
+	r, err := New(Options{Store: s, MasterKey: bytes.Repeat([]byte{1}, 32), Quotas: Quotas{DevicesPerProduct: int64(n)}})
 	if err != nil {
 		b.Fatal(err)
 	}
