@@ -141,3 +141,40 @@ func BenchmarkCreateDevice(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkReconnect measures the registry's share of a reconnect storm:
+// an authentication lookup, Connected and Disconnected for an activated
+// device, with the periodic status flush that follows.
+func BenchmarkReconnect(b *testing.B) {
+	const n = 10_000
+	r, _ := filledRegistry(b, n)
+	ctx := context.Background()
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("nb_imei%09d", i)
+		if _, err := r.Connected(ctx, ids[i]); err != nil { // activate
+			b.Fatal(err)
+		}
+	}
+	if err := r.flushStatus(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		id := ids[i%n]
+		if _, err := r.Device(ctx, id); err != nil {
+			b.Fatal(err)
+		}
+		s, err := r.Connected(ctx, id)
+		if err != nil {
+			b.Fatal(err)
+		}
+		r.Disconnected(id, s)
+		if i%1000 == 999 { // Run flushes about once a second
+			if err := r.flushStatus(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}

@@ -428,6 +428,7 @@ func (r *Registry) ProjectDevice(ctx context.Context, project, id string) (*Devi
 	if d.ProjectID != project {
 		return nil, &NotFoundError{Kind: "device", ID: id}
 	}
+	r.withStatusTime(d)
 	return d, nil
 }
 
@@ -608,6 +609,9 @@ func (r *Registry) deleteDevice(w Writer, d *Device) error {
 		return err
 	}
 	if err := deleteDeviceData(w, d.DeviceID); err != nil {
+		return err
+	}
+	if err := w.Delete(statusTimeKey(d.DeviceID)); err != nil {
 		return err
 	}
 	return r.putDevice(w, d, nil)

@@ -22,6 +22,7 @@ import (
 //	#/{project}                   device count of a project
 //	#p/{product_id}               device count of a product
 //	#g/{gateway_id}               sub-device count of a gateway
+//	t/{device_id}                 last connection-status change (unix ns)
 const sep = 0
 
 func key(prefix string, parts ...string) []byte {
@@ -76,3 +77,8 @@ func parseExpiryKey(k []byte) (time.Time, string, bool) {
 	ns := binary.BigEndian.Uint64(k[len(expiryPrefix):])
 	return time.Unix(0, int64(ns)), string(k[len(expiryPrefix)+9:]), true
 }
+
+// statusTimeKey holds a device's last status change apart from its
+// record, so connects and disconnects never rewrite (and re-seal, and
+// evict from the cache) the record itself.
+func statusTimeKey(id string) []byte { return key("t", id) }

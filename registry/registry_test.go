@@ -164,6 +164,14 @@ func TestDeleteRemovesEveryIndex(t *testing.T) {
 	if err := r.AddMessage(ctx, d.DeviceID, Message{Payload: []byte("hi")}); err != nil {
 		t.Fatal(err)
 	}
+	s1, err := r.Connected(ctx, d.DeviceID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Disconnected(d.DeviceID, s1)
+	if err := r.flushStatus(ctx); err != nil { // writes the status-time key
+		t.Fatal(err)
+	}
 	if err := r.DeleteProduct(ctx, "proj", "c1"); !errors.Is(err, ErrHasDevices) {
 		t.Fatalf("product with devices deleted: %v", err)
 	}
@@ -278,9 +286,16 @@ func TestConnectedLifecycle(t *testing.T) {
 	if got, _ := r.Device(ctx, d.DeviceID); got.Status != StatusOnline {
 		t.Fatalf("old session's disconnect took the new one offline: %s", got.Status)
 	}
+	before := time.Now()
 	r.Disconnected(d.DeviceID, s2)
 	if got, _ := r.Device(ctx, d.DeviceID); got.Status != StatusOffline {
 		t.Fatalf("want OFFLINE, got %s", got.Status)
+	}
+	if err := r.flushStatus(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := r.ProjectDevice(ctx, "proj", d.DeviceID); got.StatusTime.Before(before) {
+		t.Fatalf("persisted status time %v is older than the disconnect at %v", got.StatusTime, before)
 	}
 	if err := r.SetFrozen(ctx, "proj", d.DeviceID, true); err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"hash/maphash"
 	"sync"
@@ -161,7 +162,8 @@ func (r *Registry) queueStatus(id string, at time.Time) {
 	r.statusMu.Unlock()
 }
 
-// flushStatus persists queued status change times in one write.
+// flushStatus persists queued status change times in one write, each
+// under the device's small status key (see statusTimeKey).
 func (r *Registry) flushStatus(ctx context.Context) error {
 	r.statusMu.Lock()
 	q := r.statusQ
@@ -173,22 +175,32 @@ func (r *Registry) flushStatus(ctx context.Context) error {
 	r.statusMu.Unlock()
 	return r.write(ctx, func(w Writer) error {
 		for id, at := range q {
-			d, err := r.getDevice(w, id)
-			if errors.Is(err, ErrNotFound) {
+			if _, err := w.Get(deviceKey(id)); errors.Is(err, ErrNoKey) {
 				continue // deleted meanwhile
-			}
-			if err != nil {
+			} else if err != nil {
 				return err
 			}
-			if !at.After(d.StatusTime) {
-				continue
-			}
-			old := *d
-			d.StatusTime = at
-			if err := r.putDevice(w, &old, d); err != nil {
+			if err := w.Set(statusTimeKey(id), binary.BigEndian.AppendUint64(nil, uint64(at.UnixNano()))); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
+}
+
+// withStatusTime fills in the persisted status change time of a device
+// read for display (REST); the authentication paths do not need it.
+func (r *Registry) withStatusTime(d *Device) {
+	var at time.Time
+	_ = r.store.View(func(rd Reader) error {
+		v, err := rd.Get(statusTimeKey(d.DeviceID))
+		if err == nil && len(v) == 8 {
+			at = time.Unix(0, int64(binary.BigEndian.Uint64(v))).UTC()
+		}
+		return nil
+	})
+	if at.After(d.StatusTime) {
+		d.StatusTime = at
+	}
+	r.fillStatus(d)
 }
