@@ -138,3 +138,32 @@ func TestClientIDs(t *testing.T) {
 		t.Fatalf("register after clear: %v", err)
 	}
 }
+
+// TestProductCacheFollowsWrites: a product read after an acknowledged
+// update or delete is never the cached old one.
+func TestProductCacheFollowsWrites(t *testing.T) {
+	r, _ := newTestRegistry(t, nil)
+	ctx := context.Background()
+	mustProduct(t, r, "p", "pk", "MQTT")
+	if p, err := r.Product(ctx, "p", "pk"); err != nil || p.DynamicRegistration {
+		t.Fatalf("initial: %v %+v", err, p)
+	}
+	on := true
+	if _, err := r.UpdateProduct(ctx, "p", "pk", ProductUpdate{DynamicRegistration: &on}); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := r.ProductByID(ctx, "pk"); !p.DynamicRegistration {
+		t.Fatal("cached product served after an update")
+	}
+	p, _ := r.ProductByID(ctx, "pk")
+	p.Name = "mutated by a caller"
+	if q, _ := r.ProductByID(ctx, "pk"); q.Name == p.Name {
+		t.Fatal("callers share the cached product")
+	}
+	if err := r.DeleteProduct(ctx, "p", "pk"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.ProductByID(ctx, "pk"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("deleted product still served: %v", err)
+	}
+}

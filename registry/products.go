@@ -128,7 +128,21 @@ func (r *Registry) Product(ctx context.Context, project, id string) (*Product, e
 
 // ProductByID returns a product of any project, with its product secret;
 // device-side authentication (which carries no project) uses it.
+//
+// Every device view and authentication by product secret reads a product,
+// so decoded products are cached like devices (the committer invalidates
+// them on every write).
 func (r *Registry) ProductByID(ctx context.Context, id string) (*Product, error) {
+	k := productKey(id)
+	var gen uint64
+	if r.cache != nil {
+		v, g, ok := r.cache.get(k)
+		if ok {
+			p := *v.(*Product)
+			return &p, nil
+		}
+		gen = g
+	}
 	var p *Product
 	err := r.store.View(func(rd Reader) error {
 		var err error
@@ -140,6 +154,10 @@ func (r *Registry) ProductByID(ctx context.Context, id string) (*Product, error)
 	}
 	if err := r.openProduct(p); err != nil {
 		return nil, err
+	}
+	if r.cache != nil {
+		cp := *p
+		r.cache.put(k, &cp, gen)
 	}
 	return p, nil
 }
