@@ -8,15 +8,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 )
 
-var (
-	fleetOnce sync.Once
-	fleetPath string
-	fleetErr  error
-)
+var fleetBin builtBinary
 
 // fleetBinary builds ./cmd/iotgate-fleet once per test run. It is built
 // without the race detector even under -race: the fleet's unit tests
@@ -24,22 +19,7 @@ var (
 // server, which the harness builds with it.
 func fleetBinary(t testing.TB) string {
 	t.Helper()
-	fleetOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "iotgate-fleet-bin")
-		if err != nil {
-			fleetErr = err
-			return
-		}
-		fleetPath = filepath.Join(dir, "iotgate-fleet")
-		out, err := exec.Command("go", "build", "-o", fleetPath, "../cmd/iotgate-fleet").CombinedOutput()
-		if err != nil {
-			fleetErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if fleetErr != nil {
-		t.Fatal(fleetErr)
-	}
-	return fleetPath
+	return fleetBin.get(t, "../cmd/iotgate-fleet", "iotgate-fleet", false)
 }
 
 // fleetSummary is the part of iotgate-fleet's JSON summary the smoke test
