@@ -168,6 +168,38 @@ func decodeLwM2MJSON(base Path, payload []byte, m Model) ([]Record, error) {
 	return resolveSenML(lwm2mJSONName, base, recs, m)
 }
 
+// flatObject reads one JSON object of scalar fields (a SenML record or an
+// LwM2M JSON entry); what, n and label name it in errors.
+func (r *jsonReader) flatObject(what string, n int, label string) ([]senmlField, error) {
+	if err := r.expect('{'); err != nil {
+		return nil, err
+	}
+	var fields []senmlField
+	seen := map[string]bool{}
+	for {
+		k, ok, err := r.key()
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return fields, nil
+		}
+		if seen[k] {
+			return nil, r.errorf("%s %d: duplicate %s %q", what, n, label, clip(k))
+		}
+		seen[k] = true
+		t, err := r.scalar(k)
+		if err != nil {
+			return nil, err
+		}
+		f, err := r.field(k, t)
+		if err != nil {
+			return nil, err
+		}
+		fields = append(fields, f)
+	}
+}
+
 // lwm2mEntries reads the "e" array of flat entry objects.
 func (r *jsonReader) lwm2mEntries() ([][]senmlField, error) {
 	if err := r.expect('['); err != nil {
@@ -175,32 +207,9 @@ func (r *jsonReader) lwm2mEntries() ([][]senmlField, error) {
 	}
 	var entries [][]senmlField
 	for r.dec.More() {
-		if err := r.expect('{'); err != nil {
+		fields, err := r.flatObject("entry", len(entries), "key")
+		if err != nil {
 			return nil, err
-		}
-		var fields []senmlField
-		seen := map[string]bool{}
-		for {
-			k, ok, err := r.key()
-			if err != nil {
-				return nil, err
-			}
-			if !ok {
-				break
-			}
-			if seen[k] {
-				return nil, r.errorf("entry %d: duplicate key %q", len(entries), clip(k))
-			}
-			seen[k] = true
-			t, err := r.scalar(k)
-			if err != nil {
-				return nil, err
-			}
-			f, err := r.field(k, t)
-			if err != nil {
-				return nil, err
-			}
-			fields = append(fields, f)
 		}
 		entries = append(entries, fields)
 	}

@@ -29,32 +29,9 @@ func readSenMLJSON(payload []byte) ([]senmlRecord, error) {
 	}
 	b := &senmlBuilder{format: senmlJSONName}
 	for r.dec.More() {
-		if err := r.expect('{'); err != nil {
+		fields, err := r.flatObject("record", len(b.recs), "label")
+		if err != nil {
 			return nil, err
-		}
-		var fields []senmlField
-		seen := map[string]bool{}
-		for {
-			k, ok, err := r.key()
-			if err != nil {
-				return nil, err
-			}
-			if !ok {
-				break
-			}
-			if seen[k] {
-				return nil, r.errorf("record %d: duplicate label %q", len(b.recs), clip(k))
-			}
-			seen[k] = true
-			t, err := r.scalar(k)
-			if err != nil {
-				return nil, err
-			}
-			f, err := r.field(k, t)
-			if err != nil {
-				return nil, err
-			}
-			fields = append(fields, f)
 		}
 		if err := b.add(fields); err != nil {
 			return nil, err
