@@ -114,34 +114,6 @@ func BenchmarkLookup(b *testing.B) {
 	}
 }
 
-// BenchmarkCreateDevice measures durable creates from 64 concurrent
-// callers through the group committer.
-func BenchmarkCreateDevice(b *testing.B) {
-	s, err := OpenBadger(BadgerOptions{Dir: b.TempDir()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	r, err := New(Options{Store: s, MasterKey: bytes.Repeat([]byte{1}, 32)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer func() { r.Close(); s.Close() }()
-	ctx := context.Background()
-	if _, err := r.CreateProduct(ctx, Product{ProjectID: "p", ProductID: "m", Name: "m", DeviceType: "x", ProtocolType: "MQTT"}); err != nil {
-		b.Fatal(err)
-	}
-	var next atomic.Int64
-	b.SetParallelism(32) // 64 goroutines on 2 cores
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			if _, err := r.CreateDevice(ctx, NewDevice{ProjectID: "p", ProductID: "m", NodeID: fmt.Sprintf("n%d", next.Add(1))}); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-}
-
 // BenchmarkReconnect measures the registry's share of a reconnect storm:
 // an authentication lookup, Connected and Disconnected for an activated
 // device, with the periodic status flush that follows.
