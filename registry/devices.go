@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -47,9 +48,33 @@ func (r *Registry) CreateDevice(ctx context.Context, n NewDevice) (*Device, erro
 		d.ExpireAt = now.Add(time.Duration(d.Auth.Timeout) * time.Second)
 	}
 	d.Seq = r.seq.next(now)
-	err := r.write(ctx, func(w Writer) error {
-		p, err := getProduct(w, d.ProductID)
-		if err != nil || p.ProjectID != d.ProjectID {
+	// The committer runs every write of the node on one goroutine, so the
+	// CPU work of a create (decoding its product, sealing and encoding the
+	// record) is done here, concurrently; inside the commit only the
+	// checks that need the current state remain.
+	p, err := r.ProductByID(ctx, d.ProductID)
+	if err != nil {
+		var nf *NotFoundError
+		if errors.As(err, &nf) {
+			return nil, &NotFoundError{Kind: "product", ID: d.ProductID}
+		}
+		return nil, err
+	}
+	rec, err := r.encodeDevice(&d)
+	if err != nil {
+		return nil, err
+	}
+	err = r.write(ctx, func(w Writer) error {
+		p := p
+		// The product may have changed since it was read (its protocol may
+		// change while it has no devices, or it may be deleted): then
+		// decide on the stored one.
+		if b, err := w.Get(productKey(d.ProductID)); err != nil || !bytes.Equal(b, p.stored) {
+			if p, err = getProduct(w, d.ProductID); err != nil {
+				return &NotFoundError{Kind: "product", ID: d.ProductID}
+			}
+		}
+		if p.ProjectID != d.ProjectID {
 			return &NotFoundError{Kind: "product", ID: d.ProductID}
 		}
 		if p.IsCoAP() && d.Auth.Type == AuthSecret && !isHex(d.Auth.Secret) {
@@ -122,7 +147,7 @@ func (r *Registry) CreateDevice(ctx context.Context, n NewDevice) (*Device, erro
 				return err
 			}
 		}
-		return r.putDevice(w, nil, &d)
+		return r.putDeviceRecord(w, nil, &d, rec)
 	})
 	if err != nil {
 		return nil, err
@@ -256,6 +281,18 @@ func readCount(rd Reader, k []byte) (int64, error) {
 // creation (fingerprints, expiry) in step with it. old is the stored
 // version or nil; d nil deletes.
 func (r *Registry) putDevice(w Writer, old, d *Device) error {
+	var rec []byte
+	if d != nil {
+		var err error
+		if rec, err = r.encodeDevice(d); err != nil {
+			return err
+		}
+	}
+	return r.putDeviceRecord(w, old, d, rec)
+}
+
+// putDeviceRecord is putDevice with d already encoded (rec).
+func (r *Registry) putDeviceRecord(w Writer, old, d *Device, rec []byte) error {
 	var oldFP, newFP [2]string
 	var oldExp, newExp time.Time
 	if old != nil {
@@ -295,6 +332,12 @@ func (r *Registry) putDevice(w Writer, old, d *Device) error {
 	if d == nil {
 		return w.Delete(deviceKey(old.DeviceID))
 	}
+	return w.Set(deviceKey(d.DeviceID), rec)
+}
+
+// encodeDevice seals d's secrets and encodes the record putDeviceRecord
+// stores.
+func (r *Registry) encodeDevice(d *Device) ([]byte, error) {
 	rec := deviceRecord{Device: *d}
 	if len(d.ClientIDs) > 0 {
 		rec.ClientIDs = append([]ClientID(nil), d.ClientIDs...)
@@ -304,9 +347,9 @@ func (r *Registry) putDevice(w Writer, old, d *Device) error {
 	rec.Secondary = r.seal.seal(d.Auth.SecondarySecret, d.DeviceID+"/secondary")
 	b, err := json.Marshal(&rec)
 	if err != nil {
-		return fmt.Errorf("encode device %s: %w", d.DeviceID, err)
+		return nil, fmt.Errorf("encode device %s: %w", d.DeviceID, err)
 	}
-	return w.Set(deviceKey(d.DeviceID), b)
+	return b, nil
 }
 
 // getDevice reads and unseals a device record; Status is not filled in.

@@ -36,6 +36,12 @@ type Product struct {
 	// NodeType is ENDPOINT or GATEWAY; gateways may register and log in
 	// sub-devices.
 	NodeType string `json:"node_type,omitempty"`
+
+	// stored is the record this product was decoded from. A device create
+	// reads its product (from the cache) outside the commit and, inside,
+	// only checks the stored bytes are still these: decoding a product
+	// on the committer's single goroutine was half of its work per create.
+	stored []byte
 }
 
 // Node types of a product.

@@ -100,6 +100,7 @@ func getProduct(rd Reader, id string) (*Product, error) {
 	if err := json.Unmarshal(b, &p); err != nil {
 		return nil, fmt.Errorf("decode product %s: %w", id, err)
 	}
+	p.stored = b
 	return &p, nil
 }
 

@@ -517,3 +517,56 @@ func TestLargeWritesSplitCommits(t *testing.T) {
 		}
 	}
 }
+
+// A create reads its product before it is queued for the commit; a change
+// of the product committed in between (here: in the same batch, just
+// before it) must still decide the create.
+func TestCreateDeviceSeesProductChangedBeforeItsCommit(t *testing.T) {
+	r, _ := newTestRegistry(t, nil)
+	ctx := context.Background()
+	mustProduct(t, r, "proj", "p", "MQTT")
+	if _, err := r.ProductByID(ctx, "p"); err != nil { // cached as MQTT
+		t.Fatal(err)
+	}
+
+	// Hold the committer so the update and the create share the next batch.
+	running, release := make(chan struct{}), make(chan struct{})
+	go r.write(ctx, func(Writer) error { close(running); <-release; return nil })
+	<-running
+	waitQueued := func(n int) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); len(r.ops) < n; {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d writes queued, want %d", len(r.ops), n)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	coap := "CoAP"
+	updated := make(chan error, 1)
+	go func() {
+		_, err := r.UpdateProduct(ctx, "proj", "p", ProductUpdate{ProtocolType: &coap})
+		updated <- err
+	}()
+	waitQueued(1)
+	created := make(chan error, 1)
+	go func() {
+		// Not hexadecimal: fine for MQTT, refused for CoAP (it is a PSK).
+		_, err := r.CreateDevice(ctx, NewDevice{ProjectID: "proj", ProductID: "p", NodeID: "n1",
+			Auth: AuthInfo{Secret: "not-hex-secret-0123"}})
+		created <- err
+	}()
+	waitQueued(2)
+	close(release)
+
+	if err := <-updated; err != nil {
+		t.Fatalf("update: %v", err)
+	}
+	var inv *ValidationError
+	if err := <-created; !errors.As(err, &inv) || inv.Field != "auth_info.secret" {
+		t.Fatalf("create after the product became CoAP: %v, want an auth_info.secret error", err)
+	}
+	if _, err := r.DeviceByProductNode(ctx, "p", "n1"); err == nil {
+		t.Fatal("the refused device was stored")
+	}
+}
