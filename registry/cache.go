@@ -67,6 +67,21 @@ func (c *cache) put(k []byte, v any, gen uint64) {
 	sh.m[string(k)] = v
 }
 
+// set caches v under k unconditionally. Only the committer calls it, for
+// values it has just committed (after invalidating k).
+func (c *cache) set(k string, v any) {
+	sh := c.shard([]byte(k))
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if _, ok := sh.m[k]; !ok && len(sh.m) >= c.max {
+		for old := range sh.m { // evict an arbitrary entry
+			delete(sh.m, old)
+			break
+		}
+	}
+	sh.m[k] = v
+}
+
 func (c *cache) invalidate(k string) {
 	sh := c.shard([]byte(k))
 	sh.mu.Lock()

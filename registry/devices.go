@@ -147,7 +147,21 @@ func (r *Registry) CreateDevice(ctx context.Context, n NewDevice) (*Device, erro
 				return err
 			}
 		}
-		return r.putDeviceRecord(w, nil, &d, rec)
+		if err := r.putDeviceRecord(w, nil, &d, rec); err != nil {
+			return err
+		}
+		// A device is usually created to connect soon.
+		idx = idx[:1] // the (product, node) entry; the listings are not cached
+		if p.IsCoAP() {
+			idx = append(idx, nodeKey(d.NodeID))
+		}
+		for _, fp := range []string{d.Auth.Fingerprint, d.Auth.SecondaryFingerprint} {
+			if fp != "" {
+				idx = append(idx, fingerprintKey(fp))
+			}
+		}
+		cacheDevice(w, &d, idx...)
+		return nil
 	})
 	if err != nil {
 		return nil, err
@@ -361,11 +375,17 @@ func (r *Registry) getDevice(rd Reader, id string) (*Device, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read device %s: %w", id, err)
 	}
+	return r.decodeDevice(id, b)
+}
+
+// decodeDevice decodes and unseals the stored record b of device id.
+func (r *Registry) decodeDevice(id string, b []byte) (*Device, error) {
 	var rec deviceRecord
 	if err := json.Unmarshal(b, &rec); err != nil {
 		return nil, fmt.Errorf("decode device %s: %w", id, err)
 	}
 	d := rec.Device
+	var err error
 	if d.Auth.Secret, err = r.seal.open(rec.Secret, id+"/secret"); err != nil {
 		return nil, fmt.Errorf("device %s: %w", id, err)
 	}
@@ -552,32 +572,92 @@ func (r *Registry) UpdateDevice(ctx context.Context, project, id string, u Devic
 
 // mutateDevice applies fn to the stored device in one durable write. An
 // empty project skips the tenant check (listener calls).
+//
+// The committer runs every write of the node on one goroutine, so the
+// record is read, decoded, changed and re-encoded here, concurrently with
+// other callers; inside the commit only a comparison with the stored bytes
+// remains. If the record changed in between, fn runs again on the stored
+// one, inside the commit. fn must therefore only change the device it is
+// given.
 func (r *Registry) mutateDevice(ctx context.Context, project, id string, fn func(*Device) error) (*Device, error) {
-	var out *Device
-	err := r.write(ctx, func(w Writer) error {
-		old, err := r.getDevice(w, id)
-		if err != nil {
-			return err
-		}
+	// change applies fn to a copy of old and checks what it changed.
+	change := func(w Reader, old *Device) (*Device, error) {
 		if project != "" && old.ProjectID != project {
-			return &NotFoundError{Kind: "device", ID: id}
+			return nil, &NotFoundError{Kind: "device", ID: id}
 		}
 		d := *old
 		if err := fn(&d); err != nil {
-			return err
+			return nil, err
 		}
 		for _, fp := range []string{d.Auth.Fingerprint, d.Auth.SecondaryFingerprint} {
 			if fp == "" || fp == old.Auth.Fingerprint || fp == old.Auth.SecondaryFingerprint {
 				continue
 			}
 			if err := absent(w, fingerprintKey(fp), "fingerprint", fp); err != nil {
+				return nil, err
+			}
+		}
+		return &d, nil
+	}
+
+	var (
+		read     []byte // the record as read outside the commit
+		old, out *Device
+		rec      []byte
+	)
+	err := r.store.View(func(rd Reader) error {
+		var err error
+		if read, err = rd.Get(deviceKey(id)); err != nil {
+			return err
+		}
+		if old, err = r.decodeDevice(id, read); err != nil {
+			return err
+		}
+		if out, err = change(rd, old); err != nil {
+			return err
+		}
+		rec, err = r.encodeDevice(out)
+		return err
+	})
+	if errors.Is(err, ErrNoKey) {
+		return nil, &NotFoundError{Kind: "device", ID: id}
+	}
+	if err != nil {
+		return nil, err
+	}
+	err = r.write(ctx, func(w Writer) error {
+		cur, err := w.Get(deviceKey(id))
+		if errors.Is(err, ErrNoKey) {
+			return &NotFoundError{Kind: "device", ID: id}
+		}
+		if err != nil {
+			return fmt.Errorf("read device %s: %w", id, err)
+		}
+		if bytes.Equal(cur, read) {
+			// Only fingerprints are unique among the changes fn may make.
+			for _, fp := range []string{out.Auth.Fingerprint, out.Auth.SecondaryFingerprint} {
+				if fp == "" || fp == old.Auth.Fingerprint || fp == old.Auth.SecondaryFingerprint {
+					continue
+				}
+				if err := absent(w, fingerprintKey(fp), "fingerprint", fp); err != nil {
+					return err
+				}
+			}
+		} else { // changed since it was read: decide on the stored record
+			if old, err = r.decodeDevice(id, cur); err != nil {
+				return err
+			}
+			if out, err = change(w, old); err != nil {
+				return err
+			}
+			if rec, err = r.encodeDevice(out); err != nil {
 				return err
 			}
 		}
-		if err := r.putDevice(w, old, &d); err != nil {
+		if err := r.putDeviceRecord(w, old, out, rec); err != nil {
 			return err
 		}
-		out = &d
+		cacheDevice(w, out)
 		return nil
 	})
 	if err != nil {

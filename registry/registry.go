@@ -279,9 +279,10 @@ const maxTxnBytes = 4 << 20
 func (r *Registry) commit(batch []*op) int {
 	results := make([]error, len(batch))
 	var written []string
+	var fills []cacheFill
 	taken := 0
 	err := r.store.Update(func(w Writer) error {
-		written, taken = written[:0], 0
+		written, fills, taken = written[:0], fills[:0], 0
 		size := 0
 		for i, o := range batch {
 			st := newStaged(w)
@@ -299,6 +300,7 @@ func (r *Registry) commit(batch []*op) int {
 			}
 			size += st.size
 			written = append(written, st.keys...)
+			fills = append(fills, st.fills...)
 		}
 		return nil
 	})
@@ -308,6 +310,13 @@ func (r *Registry) commit(batch []*op) int {
 	if r.cache != nil {
 		for _, k := range written {
 			r.cache.invalidate(k)
+		}
+		if err == nil {
+			// What was just written is what the next reads want (the first
+			// connect after a create, the reconnect after an activation).
+			for _, f := range fills {
+				r.cache.set(f.key, f.value)
+			}
 		}
 	}
 	if taken == 0 { // the store failed before any op ran
@@ -330,6 +339,35 @@ type staged struct {
 	keys   []string
 	values map[string][]byte // nil value: delete
 	size   int               // bytes of keys and values staged
+	fills  []cacheFill       // decoded values for the cache, once committed
+}
+
+// cacheFill is a decoded value (*Device, or the device id of an index
+// entry) to cache under key once its write has committed.
+type cacheFill struct {
+	key   string
+	value any
+}
+
+// cacheAfterCommit caches v under k if and when this op's writes commit.
+func (s *staged) cacheAfterCommit(k string, v any) {
+	s.fills = append(s.fills, cacheFill{key: k, value: v})
+}
+
+// cacheDevice has the committer cache d (and the index entries given)
+// once the write w belongs to has committed; w's writes must include d's
+// record. A no-op for writers that are not the committer's.
+func cacheDevice(w Writer, d *Device, index ...[]byte) {
+	s, ok := w.(*staged)
+	if !ok {
+		return
+	}
+	cp := *d
+	cp.Status = "" // as read from the store: fillStatus sets it per read
+	s.cacheAfterCommit(string(deviceKey(d.DeviceID)), &cp)
+	for _, k := range index {
+		s.cacheAfterCommit(string(k), d.DeviceID)
+	}
 }
 
 func newStaged(w Writer) *staged { return &staged{w: w, values: make(map[string][]byte, 8)} }

@@ -530,18 +530,7 @@ func TestCreateDeviceSeesProductChangedBeforeItsCommit(t *testing.T) {
 	}
 
 	// Hold the committer so the update and the create share the next batch.
-	running, release := make(chan struct{}), make(chan struct{})
-	go r.write(ctx, func(Writer) error { close(running); <-release; return nil })
-	<-running
-	waitQueued := func(n int) {
-		t.Helper()
-		for deadline := time.Now().Add(5 * time.Second); len(r.ops) < n; {
-			if time.Now().After(deadline) {
-				t.Fatalf("%d writes queued, want %d", len(r.ops), n)
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}
+	waitQueued, release := holdCommitter(t, r)
 	coap := "CoAP"
 	updated := make(chan error, 1)
 	go func() {
@@ -557,7 +546,7 @@ func TestCreateDeviceSeesProductChangedBeforeItsCommit(t *testing.T) {
 		created <- err
 	}()
 	waitQueued(2)
-	close(release)
+	release()
 
 	if err := <-updated; err != nil {
 		t.Fatalf("update: %v", err)
@@ -568,5 +557,89 @@ func TestCreateDeviceSeesProductChangedBeforeItsCommit(t *testing.T) {
 	}
 	if _, err := r.DeviceByProductNode(ctx, "p", "n1"); err == nil {
 		t.Fatal("the refused device was stored")
+	}
+}
+
+// holdCommitter blocks the committer until the returned release is
+// called, so the writes queued meanwhile share its next batch.
+func holdCommitter(t *testing.T, r *Registry) (waitQueued func(n int), release func()) {
+	t.Helper()
+	running, rel := make(chan struct{}), make(chan struct{})
+	go r.write(context.Background(), func(Writer) error { close(running); <-rel; return nil })
+	<-running
+	waitQueued = func(n int) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); len(r.ops) < n; {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d writes queued, want %d", len(r.ops), n)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	return waitQueued, func() { close(rel) }
+}
+
+// A change prepared outside the commit must not undo a change committed
+// after it was read: it is applied again to the stored record.
+func TestMutateDeviceReappliesToChangedRecord(t *testing.T) {
+	r, _ := newTestRegistry(t, nil)
+	ctx := context.Background()
+	mustProduct(t, r, "proj", "p", "MQTT")
+	d, err := r.CreateDevice(ctx, NewDevice{ProjectID: "proj", ProductID: "p", NodeID: "n1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitQueued, release := holdCommitter(t, r)
+	frozen := make(chan error, 1)
+	go func() { frozen <- r.SetFrozen(ctx, "proj", d.DeviceID, true) }()
+	waitQueued(1)
+	renamed := make(chan error, 1)
+	name := "renamed"
+	go func() {
+		_, err := r.UpdateDevice(ctx, "proj", d.DeviceID, DeviceUpdate{DeviceName: &name})
+		renamed <- err
+	}()
+	waitQueued(2)
+	release()
+	if err := <-frozen; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-renamed; err != nil {
+		t.Fatal(err)
+	}
+	got, err := r.Device(ctx, d.DeviceID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Frozen || got.DeviceName != name {
+		t.Fatalf("frozen=%v name=%q, want both changes kept", got.Frozen, got.DeviceName)
+	}
+}
+
+// The committer caches what it has just written, so the first connect
+// after a create and the reconnect after an activation do not decode the
+// record again; the cached copy is the committed one.
+func TestCommitterCachesWrittenDevices(t *testing.T) {
+	r, _ := newTestRegistry(t, nil)
+	ctx := context.Background()
+	mustProduct(t, r, "proj", "nb", "CoAP")
+	d, err := r.CreateDevice(ctx, NewDevice{ProjectID: "proj", ProductID: "nb", NodeID: "imei1", Auth: AuthInfo{Secret: "00112233445566778899"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range [][]byte{deviceKey(d.DeviceID), nodeKey("imei1"), productNodeKey("nb", "imei1")} {
+		if _, _, ok := r.cache.get(k); !ok {
+			t.Fatalf("%q not cached after the create", k)
+		}
+	}
+	if _, err := r.Connected(ctx, d.DeviceID); err != nil {
+		t.Fatal(err)
+	}
+	v, _, ok := r.cache.get(deviceKey(d.DeviceID))
+	if !ok {
+		t.Fatal("device not cached after its activation")
+	}
+	if c := v.(*Device); c.ActiveTime.IsZero() || c.Auth.Secret != "00112233445566778899" || c.Status != "" {
+		t.Fatalf("cached after activation: active=%v secret=%q status=%q", c.ActiveTime, c.Auth.Secret, c.Status)
 	}
 }
