@@ -31,7 +31,7 @@ type Options struct {
 	// MaxBatch bounds how many writes share one commit. Zero means 256.
 	MaxBatch int
 	// CacheEntries bounds the in-memory cache of device records and index
-	// entries. Zero means 262144; negative disables the cache.
+	// entries. Zero means 2097152 (about a million devices); negative disables the cache.
 	CacheEntries int
 	// Quotas; zero fields take DefaultQuotas' values.
 	Quotas Quotas
@@ -140,7 +140,7 @@ func New(o Options) (*Registry, error) {
 	}
 	switch {
 	case o.CacheEntries == 0:
-		r.cache = newCache(1 << 18)
+		r.cache = newCache(1 << 21)
 	case o.CacheEntries > 0:
 		r.cache = newCache(o.CacheEntries)
 	}

@@ -120,7 +120,7 @@ func defaultConfig() Config {
 		API:      APIConfig{Listen: ":8080", MaxClockSkew: 15 * time.Minute},
 		CoAP:     defaultCoAPConfig(),
 		MQTT:     MQTTConfig{Listen: ":1883", TLSListen: ":8883", TimestampSkew: time.Hour},
-		Registry: RegConfig{SweepInterval: time.Second, CacheEntries: 1 << 18,
+		Registry: RegConfig{SweepInterval: time.Second, CacheEntries: 1 << 21,
 			MaxDevicesPerProduct: 500_000, MaxSubDevicesPerGateway: 1_500, MaxClientIDsPerDevice: 5, MaxSubDevicesPerRequest: 30},
 	}
 }
