@@ -97,8 +97,9 @@ func New(o Options) (*Server, error) {
 	s := &Server{reg: o.Registry, conns: &conns{}, log: log, ctx: ctx, cancel: cancel,
 		commands: newPendingCommands(), stopped: make(chan struct{})}
 	s.broker = mochi.New(&mochi.Options{
-		Capabilities: capabilities(),
-		Logger:       slog.New(demoted{log.Handler()}).With("component", "mochi"),
+		Capabilities:            capabilities(),
+		ClientNetReadBufferSize: ClientReadBufferSize,
+		Logger:                  slog.New(demoted{log.Handler()}).With("component", "mochi"),
 		// $SYS topics are of no use to devices, which may not read them.
 		SysTopicResendInterval: math.MaxInt32,
 	})
@@ -150,11 +151,27 @@ func capabilities() *mochi.Capabilities {
 	c.SharedSubAvailable = 0
 	// mochi checks a publish's ACL before resolving its topic alias.
 	c.TopicAliasMaximum = 0
-	// mochi allocates this write queue per connection up front (8 bytes
-	// a slot); devices receive little, so keep it small.
-	c.MaximumClientWritesPending = 128
+	c.MaximumClientWritesPending = ClientWritesPending
 	return c
 }
+
+// What mochi allocates for every connection up front, sized for idle
+// devices (the benchmark's baseline mochi is configured alike).
+const (
+	// ClientReadBufferSize is the connection's read buffer (mochi's
+	// default: 2 KiB). A CONNECT, a PINGREQ or a property report fits
+	// in it; a larger packet is read straight into its own slice
+	// (mochi reads a packet's body with io.ReadFull, and bufio bypasses
+	// its buffer for reads at least its size), so a 1 MiB publish costs
+	// no extra copy.
+	ClientReadBufferSize = 512
+	// ClientWritesPending is the capacity of the connection's queue of
+	// publishes mochi routes to it (8 bytes a slot; mochi's default,
+	// 8,192, is 64 KiB). Nothing is routed to devices here: every uplink
+	// hook answers CodeSuccessIgnore and downlinks are written directly
+	// (deliver), so the queue only has to exist.
+	ClientWritesPending = 8
+)
 
 // Start binds the listeners and returns once they accept connections.
 func (s *Server) Start(ctx context.Context) error {

@@ -35,6 +35,8 @@ import (
 	coapNet "github.com/plgd-dev/go-coap/v3/net"
 	coapOptions "github.com/plgd-dev/go-coap/v3/options"
 	"github.com/plgd-dev/go-coap/v3/udp"
+
+	"github.com/iotgate/iotgate/mqtt"
 )
 
 // The baselines are the bare libraries iotgate is built on, each doing
@@ -60,7 +62,8 @@ func baselineMain(args []string) error {
 	fs := flag.NewFlagSet("iotgate-fleet baseline "+kind, flag.ContinueOnError)
 	listen := fs.String("listen", "127.0.0.1:0", "address to serve")
 	debug := fs.String("debug", "", "address for /debug/vars and /debug/pprof (empty: none)")
-	writesPending := fs.Int("writes-pending", 0, "mochi: MaximumClientWritesPending (0: mochi's default)")
+	writesPending := fs.Int("writes-pending", mqtt.ClientWritesPending, "mochi: MaximumClientWritesPending (0: mochi's default; default: iotgate's)")
+	readBuffer := fs.Int("read-buffer", mqtt.ClientReadBufferSize, "mochi: ClientNetReadBufferSize in bytes (0: mochi's default; default: iotgate's)")
 	prefix := fs.String("prefix", "fleet", "dtls: node id prefix (as given to the fleet)")
 	seed := fs.String("seed", "iotgate-fleet", "dtls: secret seed (as given to the fleet)")
 	if err := fs.Parse(args[1:]); err != nil {
@@ -80,7 +83,7 @@ func baselineMain(args []string) error {
 	var err error
 	switch kind {
 	case "mochi":
-		addr, shutdown, err = serveMochi(*listen, *writesPending)
+		addr, shutdown, err = serveMochiSized(*listen, *writesPending, *readBuffer)
 	case "coap":
 		addr, shutdown, err = serveCoAP(*listen)
 	case "dtls":
@@ -117,8 +120,16 @@ func publishGoroutines() {
 	})
 }
 
+// serveMochi runs bare mochi with iotgate's read buffer size.
 func serveMochi(addr string, writesPending int) (string, func(), error) {
-	opts := &mochi.Options{Logger: slog.New(slog.DiscardHandler)}
+	return serveMochiSized(addr, writesPending, mqtt.ClientReadBufferSize)
+}
+
+// serveMochiSized runs bare mochi with the given per-connection buffer
+// sizes (0: mochi's defaults); the baseline command defaults them to
+// iotgate's, so that memory per connection compares alike.
+func serveMochiSized(addr string, writesPending, readBuffer int) (string, func(), error) {
+	opts := &mochi.Options{Logger: slog.New(slog.DiscardHandler), ClientNetReadBufferSize: readBuffer}
 	if writesPending > 0 {
 		opts.Capabilities = mochi.NewDefaultServerCapabilities()
 		opts.Capabilities.MaximumClientWritesPending = int32(writesPending)

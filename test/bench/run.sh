@@ -136,9 +136,10 @@ fleet iotgate-mqtt "${GATE_API[@]}" -protocols mqtt -n "$MQTT_N" -mqtt "127.0.0.
   -server-pid "$GATE" -debug-url "http://127.0.0.1:$DEBUG_PORT" -pprof "$OUT/pprof/iotgate"
 stop "$GATE"
 
-# mochi as iotgate configures it (MaximumClientWritesPending 128; mochi's
-# default, 8192, preallocates 64 KiB more per connection).
-start_baseline mochi "$MOCHI_PORT" -writes-pending 128
+# Bare mochi with iotgate's per-connection sizes (iotgate-fleet baseline
+# defaults to them: an 8-slot write queue and a 512-byte read buffer;
+# mochi's defaults, 8,192 slots and 2 KiB, preallocate 66 KiB more).
+start_baseline mochi "$MOCHI_PORT"
 fleet mochi-mqtt -api "" -protocols mqtt -n "$MQTT_N" -mqtt "127.0.0.1:$MOCHI_PORT" "${MQTT_HOLD[@]}" \
   -server-pid "$BASE" -debug-url "http://127.0.0.1:$BASE_DEBUG_PORT" -pprof "$OUT/pprof/mochi"
 stop "$BASE"
