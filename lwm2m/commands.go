@@ -41,7 +41,7 @@ func (s *Server) AsyncCommandQueued(ctx context.Context, deviceID string, now bo
 func (s *Server) wake(e *entry) {
 	e.lastUplink.Store(s.now().UnixNano())
 	if e.pending.Load() {
-		go s.dispatch(s.ctx, e)
+		s.work.run(func() { s.dispatch(s.ctx, e) })
 	}
 }
 
@@ -67,7 +67,7 @@ func (s *Server) dispatch(ctx context.Context, e *entry) {
 	e.delivering = true
 	e.mu.Unlock()
 	started := make(chan struct{})
-	go s.deliverLoop(e, started)
+	s.work.run(func() { s.deliverLoop(e, started) })
 	select {
 	case <-started:
 	case <-ctx.Done():

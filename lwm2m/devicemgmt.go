@@ -58,13 +58,34 @@ func (s *Server) reach(e *entry) (*udpClient.Conn, error) {
 	return s.udp.NewConn(addr)
 }
 
+// hold returns the connection to send a request to e on, marked busy so
+// the idle monitor leaves it open until release is called.
+func (s *Server) hold(e *entry) (cc *udpClient.Conn, release func(), err error) {
+	for range 3 { // a NoSec connection closed meanwhile is made again
+		if cc, err = s.reach(e); err != nil {
+			return nil, nil, err
+		}
+		st := stateOf(cc)
+		if st == nil {
+			return cc, func() {}, nil
+		}
+		st.busy.Add(1)
+		if cc.Context().Err() == nil {
+			return cc, func() { st.busy.Add(-1) }, nil
+		}
+		st.busy.Add(-1)
+	}
+	return nil, nil, errUnreachable
+}
+
 // exchange sends the request build makes on e's connection and returns
 // the answer. A client that answers counts as awake.
 func (s *Server) exchange(ctx context.Context, e *entry, build func(*udpClient.Conn) (*pool.Message, error)) (*Response, error) {
-	cc, err := s.reach(e)
+	cc, release, err := s.hold(e)
 	if err != nil {
 		return nil, err
 	}
+	defer release()
 	req, err := build(cc)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", errBadOperation, err)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"hash/maphash"
 	"sync"
+	"sync/atomic"
 
 	"github.com/iotgate/iotgate/lwm2m/format"
 	"github.com/iotgate/iotgate/registry"
@@ -24,6 +25,9 @@ type observation struct {
 	token string
 	path  format.Path
 	e     *entry
+	// lastMID is the message ID of the last notification (-1: none yet),
+	// to drop retransmissions whichever connection they arrive on.
+	lastMID atomic.Int32
 }
 
 // obsIndex finds an observation by token. Tokens are random, so a
@@ -78,6 +82,7 @@ func (s *Server) startObservation(e *entry, path format.Path) *observation {
 	var tok [8]byte
 	_, _ = rand.Read(tok[:])
 	o := &observation{token: string(tok[:]), path: path, e: e}
+	o.lastMID.Store(-1)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.removed.Load() {
@@ -154,6 +159,15 @@ func (s *Server) handleNotification(cc *udpClient.Conn, r *pool.Message) {
 		return
 	}
 	s.wake(e)
+	if t := r.Type(); t == message.Confirmable || t == message.NonConfirmable {
+		// A retransmission (our acknowledgement was lost): go-coap
+		// acknowledges it again, it is not stored twice. go-coap's own
+		// response cache does not see it when it arrives on a new
+		// connection (see idleMonitor).
+		if o.lastMID.Swap(r.MessageID()) == r.MessageID() {
+			return
+		}
+	}
 	if r.Code() != codes.Content && r.Code() != codes.Changed {
 		// RFC 7641 §3.2: an error ends the observation.
 		s.endObservation(o)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"time"
 
@@ -44,6 +45,16 @@ func (s *Server) register(w mux.ResponseWriter, r *mux.Message, cc *udpClient.Co
 	if err != nil {
 		respond(w, codes.BadRequest, err.Error())
 		return
+	}
+	if !st.secure {
+		// A retransmitted Register (its 2.01 was lost) gets the
+		// registration it made rather than a second one: go-coap's response
+		// cache, which would have answered it, leaves with the idle
+		// connection (see idleMonitor).
+		if e := s.store.endpoint(p.Endpoint); e != nil && e.retransmits(cc.RemoteAddr().String(), r.MessageID(), s.now()) {
+			respondRegistered(w, e.id)
+			return
+		}
 	}
 	if !supportedVersion(p.Version) {
 		respond(w, codes.PreconditionFailed, "unsupported LwM2M version "+p.Version+"; this server speaks 1.x")
@@ -95,22 +106,33 @@ func (s *Server) register(w mux.ResponseWriter, r *mux.Message, cc *udpClient.Co
 		reg.Binding = "U"
 	}
 	e := newEntry(reg, st.secure, session)
+	e.regMID = r.MessageID()
 	s.bind(e, cc, st)
 	e.lastUplink.Store(now.UnixNano())
+	replaced := ""
 	if old := s.store.add(e, now.Add(lifetime)); old != nil {
-		s.retire(old, "replaced by a new registration", old.conn.Load() != cc)
+		// Logged with the new registration below: a reconnect storm
+		// replaces every registration, and one line each is enough.
+		s.end(old, "replaced by a new registration", old.conn.Load() != cc, slog.LevelDebug)
+		replaced = old.id
 	}
 	s.log.Info("lwm2m registered", "endpoint", p.Endpoint, "device_id", d.DeviceID, "registration", reg.ID,
-		"secure", st.secure, "binding", reg.Binding, "queue", reg.QueueMode, "lifetime", lifetime, "addr", reg.Addr)
-	respond(w, codes.Created, "",
-		message.Option{ID: message.LocationPath, Value: []byte("rd")},
-		message.Option{ID: message.LocationPath, Value: []byte(reg.ID)})
-	runAfterResponse(r.Message, func() {
+		"secure", st.secure, "binding", reg.Binding, "queue", reg.QueueMode, "lifetime", lifetime, "addr", reg.Addr,
+		"replaced", replaced)
+	respondRegistered(w, reg.ID)
+	s.runAfterResponse(r.Message, func() {
 		if hasObject(objects, 19) {
 			s.observeAppData(e)
 		}
 		s.uplink(e)
 	})
+}
+
+// respondRegistered answers a Register with its registration's location.
+func respondRegistered(w mux.ResponseWriter, id string) {
+	respond(w, codes.Created, "",
+		message.Option{ID: message.LocationPath, Value: []byte("rd")},
+		message.Option{ID: message.LocationPath, Value: []byte(id)})
 }
 
 // checkLifetime returns why a requested lifetime (0 = not given) is
@@ -244,6 +266,9 @@ func (s *Server) serveRegistration(w mux.ResponseWriter, r *mux.Message) {
 		if s.store.remove(e) {
 			s.retire(e, "de-registered", false)
 		}
+		// The NoSec connection is left to the idle monitor: closed now, it
+		// would drop the client's next datagram (a Register after a
+		// reboot) if that raced the close.
 		respond(w, codes.Deleted, "")
 		return
 	}
@@ -299,7 +324,7 @@ func (s *Server) update(w mux.ResponseWriter, r *mux.Message, cc *udpClient.Conn
 	e.lastUplink.Store(now.UnixNano())
 	s.log.Debug("lwm2m registration updated", "endpoint", next.Endpoint, "registration", e.id, "lifetime", next.Lifetime, "addr", next.Addr)
 	respond(w, codes.Changed, "")
-	runAfterResponse(r.Message, func() {
+	s.runAfterResponse(r.Message, func() {
 		if hasObject(next.Objects, 19) && !hasObject(old.Objects, 19) {
 			s.observeAppData(e)
 		}

@@ -42,6 +42,8 @@ type entry struct {
 	id, deviceID string
 	secure       bool
 	session      registry.Session
+	// regMID is the message ID of the Register that made the entry.
+	regMID int32
 
 	reg atomic.Pointer[Registration]
 	// conn is the DTLS session of a secure client; nil for NoSec ones,
@@ -74,6 +76,18 @@ func newEntry(r *Registration, secure bool, session registry.Session) *entry {
 	e.reg.Store(r)
 	e.pending.Store(true) // commands may have been queued while it was away
 	return e
+}
+
+// exchangeLifetime is how long a CoAP peer may retransmit a confirmable
+// message (RFC 7252 §4.8.2, EXCHANGE_LIFETIME).
+const exchangeLifetime = 247 * time.Second
+
+// retransmits reports whether a Register with message ID mid from addr
+// is a retransmission of the one that made e: same address, same message
+// ID, within the exchange lifetime (what a CoAP response cache matches).
+func (e *entry) retransmits(addr string, mid int32, now time.Time) bool {
+	r := e.reg.Load()
+	return !e.secure && e.regMID == mid && r.Addr == addr && now.Sub(r.RegisteredAt) < exchangeLifetime
 }
 
 // awake reports whether the client can take a request now: always for a

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/iotgate/iotgate/registry"
@@ -38,8 +39,12 @@ const (
 	DefaultHandshakeTimeout = 10 * time.Second
 	DefaultMaxHandshakes    = 64
 	DefaultIdleTimeout      = 2 * time.Minute
+	DefaultNoSecIdleTimeout = 5 * time.Second
 	DefaultSweepInterval    = time.Second
 )
+
+// workerIdle is how long a pooled worker waits for its next job.
+const workerIdle = 10 * time.Second
 
 // Options configures a Server. Zero durations and counts take the
 // defaults above.
@@ -65,9 +70,14 @@ type Options struct {
 	// run at once.
 	HandshakeTimeout time.Duration
 	MaxHandshakes    int
-	// IdleTimeout closes a connection (a DTLS session in particular) that
-	// carries no registration and has been silent this long.
+	// IdleTimeout closes a DTLS session that carries no registration and
+	// has been silent this long.
 	IdleTimeout time.Duration
+	// NoSecIdleTimeout closes go-coap's connection to a NoSec client's
+	// address once it has been silent this long, with nothing in flight.
+	// The registration stays; the next datagram or request to the address
+	// makes a new connection.
+	NoSecIdleTimeout time.Duration
 	// SweepInterval is how often expired registrations are removed.
 	SweepInterval time.Duration
 	// Now is the clock; nil means time.Now.
@@ -85,6 +95,10 @@ type Server struct {
 	now   func() time.Time
 	store *regStore
 	obs   *obsIndex
+	work  *workers
+	// conns counts go-coap's open connections (NoSec addresses and DTLS
+	// sessions).
+	conns atomic.Int64
 
 	udp     *udpServer.Server
 	dtls    *dtlsServer.Server
@@ -112,6 +126,7 @@ func New(o Options) (*Server, error) {
 	def(&o.RequestTimeout, DefaultRequestTimeout)
 	def(&o.HandshakeTimeout, DefaultHandshakeTimeout)
 	def(&o.IdleTimeout, DefaultIdleTimeout)
+	def(&o.NoSecIdleTimeout, DefaultNoSecIdleTimeout)
 	def(&o.SweepInterval, DefaultSweepInterval)
 	if o.MaxHandshakes <= 0 {
 		o.MaxHandshakes = DefaultMaxHandshakes
@@ -131,6 +146,7 @@ func New(o Options) (*Server, error) {
 		s.now = time.Now
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.work = newWorkers(workerIdle, s.ctx.Done())
 	return s, nil
 }
 
@@ -139,7 +155,7 @@ func New(o Options) (*Server, error) {
 func (s *Server) Start(ctx context.Context) error {
 	router := s.router()
 	if s.o.Listen != "" {
-		l, err := coapNet.NewListenUDP("udp", s.o.Listen)
+		l, err := listenUDP(s.o.Listen)
 		if err != nil {
 			return fmt.Errorf("lwm2m: coap listen %s: %w", s.o.Listen, err)
 		}
@@ -162,6 +178,29 @@ func (s *Server) Start(ctx context.Context) error {
 	s.wg.Add(1)
 	go s.sweepLoop()
 	return nil
+}
+
+// udpReadBuffer is the NoSec socket's receive buffer. go-coap reads it
+// on one goroutine; when a fleet comes back after an outage, a burst of
+// Registers (and the answers to their observations) overflows the
+// kernel's default (208 KiB), and every dropped Register costs its client
+// a retransmission timeout (1-2 s). Linux caps it at net.core.rmem_max.
+const udpReadBuffer = 4 << 20
+
+func listenUDP(addr string) (*coapNet.UDPConn, error) {
+	ua, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return nil, err
+	}
+	c, err := net.ListenUDP("udp", ua)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.SetReadBuffer(udpReadBuffer); err != nil {
+		_ = c.Close()
+		return nil, fmt.Errorf("receive buffer: %w", err)
+	}
+	return coapNet.NewUDPConn("udp", c), nil
 }
 
 func (s *Server) serve(fn func() error) {
@@ -274,6 +313,11 @@ func (s *Server) sweep() int {
 // offline (unless it registered again meanwhile), its observations are
 // forgotten and, with closeConn, its DTLS session is closed.
 func (s *Server) retire(e *entry, reason string, closeConn bool) {
+	s.end(e, reason, closeConn, slog.LevelInfo)
+}
+
+// end is retire, logged at level.
+func (s *Server) end(e *entry, reason string, closeConn bool, level slog.Level) {
 	s.reg.Disconnected(e.deviceID, e.session)
 	e.mu.Lock()
 	for tok := range e.observations {
@@ -290,5 +334,5 @@ func (s *Server) retire(e *entry, reason string, closeConn bool) {
 		}
 	}
 	r := e.reg.Load()
-	s.log.Info("lwm2m registration ended", "endpoint", r.Endpoint, "device_id", e.deviceID, "registration", e.id, "reason", reason)
+	s.log.Log(s.ctx, level, "lwm2m registration ended", "endpoint", r.Endpoint, "device_id", e.deviceID, "registration", e.id, "reason", reason)
 }

@@ -29,6 +29,9 @@ type connState struct {
 	// entry is the registration this DTLS session carries; it keeps the
 	// session open beyond the idle timeout.
 	entry atomic.Pointer[entry]
+	// busy counts the messages being handled and the requests in flight
+	// on the connection; the idle monitor leaves a busy connection open.
+	busy atomic.Int32
 }
 
 type connStateKey struct{}
@@ -64,10 +67,11 @@ func (s *Server) serverConfig(router *mux.Router, secure bool) serverConfig {
 func (c serverConfig) common(cfg *config.Common[*udpClient.Conn]) {
 	cfg.Ctx = c.s.ctx
 	cfg.Errors = func(err error) { c.s.log.Debug("coap", "secure", c.secure, "err", err) }
-	cfg.ProcessReceivedMessage = processReceived
+	cfg.ProcessReceivedMessage = c.processReceived
 	// Retransmissions and idle checks run on this tick (go-coap's default
 	// is 4 s, too coarse for its 2 s acknowledgement timeout). Each tick
-	// visits every connection, so it is not made finer.
+	// visits every connection: the DTLS sessions and the NoSec addresses
+	// heard from in the last NoSecIdleTimeout, not every registered one.
 	cfg.PeriodicRunner = func(f func(now time.Time) bool) {
 		go func() {
 			t := time.NewTicker(time.Second)
@@ -87,10 +91,15 @@ func (c serverConfig) onNewConn(cc *udpClient.Conn) {
 		}
 	}
 	cc.SetContextValue(connStateKey{}, st)
+	c.s.conns.Add(1)
+	cc.AddOnClose(func() { c.s.conns.Add(-1) })
 }
 
 func (c serverConfig) monitor() udpClient.InactivityMonitor {
-	m := &idleMonitor{idle: c.s.o.IdleTimeout, keepRegistered: c.secure}
+	m := &idleMonitor{idle: c.s.o.NoSecIdleTimeout, keepRegistered: c.secure}
+	if c.secure {
+		m.idle = c.s.o.IdleTimeout
+	}
 	m.Notify()
 	return m
 }
@@ -111,11 +120,16 @@ func (c serverConfig) DTLSServerApply(cfg *dtlsServer.Config) {
 	cfg.CreateInactivityMonitor = c.monitor
 }
 
-// idleMonitor closes a connection that has been silent for idle. A NoSec
-// connection is only go-coap's view of a peer address and is made again
-// when needed. A DTLS session that carries a registration is kept: it
-// lives as long as the registration, so a sleeping NB-IoT device wakes up
-// into its session without a new handshake.
+// idleMonitor closes a connection that has been silent for idle and is
+// not busy. A NoSec connection is only go-coap's view of a peer address
+// (a goroutine, buffers, caches: ~10 KiB) and is made again by the next
+// datagram or request, so it goes after a few seconds (NoSecIdleTimeout)
+// rather than staying with every registered client; what go-coap's
+// per-connection response cache did for retransmitted requests, Register
+// and notifications do by message ID (see register and
+// handleNotification). A DTLS session that carries a registration is
+// kept: it lives as long as the registration, so a sleeping NB-IoT device
+// wakes up into its session without a new handshake.
 type idleMonitor struct {
 	last           atomic.Int64
 	idle           time.Duration
@@ -128,10 +142,12 @@ func (m *idleMonitor) CheckInactivity(now time.Time, cc *udpClient.Conn) {
 	if now.UnixNano()-m.last.Load() < int64(m.idle) {
 		return
 	}
-	if m.keepRegistered {
-		if st := stateOf(cc); st != nil && st.entry.Load() != nil {
-			return
-		}
+	st := stateOf(cc)
+	if st != nil && st.busy.Load() > 0 {
+		return
+	}
+	if m.keepRegistered && st != nil && st.entry.Load() != nil {
+		return
 	}
 	_ = cc.Close()
 }
@@ -143,26 +159,43 @@ type afterResponse struct{ fn func() }
 
 type afterResponseKey struct{}
 
-func processReceived(req *pool.Message, cc *udpClient.Conn, h config.HandlerFunc[*udpClient.Conn]) {
-	if c := req.Code(); c < codes.GET || c > codes.DELETE {
+// processReceived hands every message go-coap queued for a connection to
+// a pooled worker (see workers) and waits until its response is sent, so
+// a connection's messages are still handled one at a time and in order,
+// while go-coap's goroutine for the connection keeps a minimal stack.
+// Work a handler left for after its response runs on the same worker once
+// the connection's goroutine is released.
+func (c serverConfig) processReceived(req *pool.Message, cc *udpClient.Conn, h config.HandlerFunc[*udpClient.Conn]) {
+	var a *afterResponse
+	if code := req.Code(); code >= codes.GET && code <= codes.DELETE {
+		a = &afterResponse{}
+		req.SetContext(context.WithValue(req.Context(), afterResponseKey{}, a))
+	}
+	st := stateOf(cc)
+	if st != nil {
+		st.busy.Add(1)
+	}
+	done := make(chan struct{})
+	c.s.work.run(func() {
 		cc.ProcessReceivedMessageWithHandler(req, h)
-		return
-	}
-	a := &afterResponse{}
-	req.SetContext(context.WithValue(req.Context(), afterResponseKey{}, a))
-	cc.ProcessReceivedMessageWithHandler(req, h)
-	if a.fn != nil {
-		go a.fn()
-	}
+		if st != nil {
+			st.busy.Add(-1)
+		}
+		close(done)
+		if a != nil && a.fn != nil {
+			a.fn()
+		}
+	})
+	<-done
 }
 
 // runAfterResponse schedules fn for when r's response has been sent.
-func runAfterResponse(r *pool.Message, fn func()) {
+func (s *Server) runAfterResponse(r *pool.Message, fn func()) {
 	if a, ok := r.Context().Value(afterResponseKey{}).(*afterResponse); ok {
 		a.fn = fn
 		return
 	}
-	go fn()
+	s.work.run(fn)
 }
 
 // router is the registration interface's routing.
