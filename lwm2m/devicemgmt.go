@@ -26,6 +26,12 @@ type Response struct {
 	Payload       []byte
 	// Location is the Location-Path of a Create's 2.01, e.g. "/1024/1".
 	Location string
+
+	// separateMID is the message ID of a response that came in its own
+	// confirmable or non-confirmable message (not piggybacked on the
+	// ACK), -1 otherwise: an observation's first notification may answer
+	// the Observe itself, and its retransmissions must be recognised.
+	separateMID int32
 }
 
 // Errors of the device management client.
@@ -100,7 +106,10 @@ func (s *Server) exchange(ctx context.Context, e *entry, build func(*udpClient.C
 	}
 	defer cc.ReleaseMessage(resp)
 	e.lastUplink.Store(s.now().UnixNano())
-	out := &Response{Code: resp.Code(), ContentFormat: -1}
+	out := &Response{Code: resp.Code(), ContentFormat: -1, separateMID: -1}
+	if t := resp.Type(); t == message.Confirmable || t == message.NonConfirmable {
+		out.separateMID = resp.MessageID()
+	}
 	if mt, err := resp.ContentFormat(); err == nil {
 		out.ContentFormat = int(mt)
 	}
@@ -221,6 +230,8 @@ func (s *Server) observe(ctx context.Context, e *entry, path format.Path, accept
 	})
 	if err != nil || resp.Code != codes.Content {
 		s.endObservation(o)
+	} else if resp.separateMID >= 0 {
+		o.lastMID.Store(resp.separateMID)
 	}
 	return resp, err
 }

@@ -57,10 +57,9 @@ func dtlsConfig(sec SecurityStore, handshakeTimeout time.Duration, log *slog.Log
 // address), each handshaken by pion's dtls.Server. go-coap's own DTLS
 // listener routes datagrams by source address only.
 //
-// Handshakes run on a fixed pool of workers: at most that many run at
-// once, each bounded by the config's handshake timeout. Datagrams that
-// would open more sessions than the mux's backlog are dropped, and
-// clients retry.
+// At most max handshakes run at once (a goroutine each), each bounded by
+// the config's handshake timeout. Datagrams that would open more sessions
+// than the mux's backlog are dropped, and clients retry.
 type dtlsListener struct {
 	mux    *udpMux
 	cfg    *dtls.Config
@@ -68,11 +67,12 @@ type dtlsListener struct {
 	done   chan struct{}
 	once   sync.Once
 	wg     sync.WaitGroup
+	slots  chan struct{} // one per handshake in progress
 	log    *slog.Logger
-	closed chan struct{} // closed when every worker has stopped
+	closed chan struct{} // closed when the accept loop and every handshake have stopped
 }
 
-func listenDTLS(addr string, cfg *dtls.Config, workers int, log *slog.Logger) (*dtlsListener, error) {
+func listenDTLS(addr string, cfg *dtls.Config, maxHandshakes int, log *slog.Logger) (*dtlsListener, error) {
 	ua, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("dtls listen %s: %w", addr, err)
@@ -81,19 +81,24 @@ func listenDTLS(addr string, cfg *dtls.Config, workers int, log *slog.Logger) (*
 	if err != nil {
 		return nil, fmt.Errorf("dtls listen %s: %w", addr, err)
 	}
+	// One goroutine reads every session's records (see udpMux); a storm
+	// of handshakes must queue in the kernel rather than be dropped (a
+	// dropped flight costs its client a 1 s retransmission).
+	if err := pc.SetReadBuffer(udpReadBuffer); err != nil {
+		_ = pc.Close()
+		return nil, fmt.Errorf("dtls listen %s: receive buffer: %w", addr, err)
+	}
 	cidLen := 0
 	if cfg.ConnectionIDGenerator != nil {
 		cidLen = len(cfg.ConnectionIDGenerator())
 	}
-	if workers < 1 {
-		workers = 1
+	if maxHandshakes < 1 {
+		maxHandshakes = 1
 	}
 	l := &dtlsListener{mux: newUDPMux(pc, cidLen), cfg: cfg, conns: make(chan net.Conn), done: make(chan struct{}),
-		log: log, closed: make(chan struct{})}
-	l.wg.Add(workers)
-	for i := 0; i < workers; i++ {
-		go l.acceptLoop()
-	}
+		slots: make(chan struct{}, maxHandshakes), log: log, closed: make(chan struct{})}
+	l.wg.Add(1)
+	go l.acceptLoop()
 	go func() { l.wg.Wait(); close(l.closed) }()
 	return l, nil
 }
@@ -101,28 +106,45 @@ func listenDTLS(addr string, cfg *dtls.Config, workers int, log *slog.Logger) (*
 // Addr is the bound UDP address.
 func (l *dtlsListener) Addr() net.Addr { return l.mux.pc.LocalAddr() }
 
+// acceptLoop starts a handshake for each new session from the mux, once
+// a slot is free (until then new sessions wait in the mux's backlog).
 func (l *dtlsListener) acceptLoop() {
 	defer l.wg.Done()
 	for {
-		mc, err := l.mux.Accept()
-		if err != nil {
-			return // closed
-		}
-		c, err := dtls.Server(mc, mc.raddr, l.cfg)
-		if err != nil {
-			// Wrong key, unknown identity, timeout, garbage: the
-			// client's problem, not the listener's.
-			_ = mc.Close()
-			l.log.Debug("dtls handshake failed", "addr", mc.raddr.String(), "err", err)
-			continue
-		}
-		l.mux.established(mc)
 		select {
-		case l.conns <- c:
+		case l.slots <- struct{}{}:
 		case <-l.done:
-			_ = c.Close()
 			return
 		}
+		mc, err := l.mux.Accept()
+		if err != nil {
+			<-l.slots
+			return // closed
+		}
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			defer func() { <-l.slots }()
+			l.handshake(mc)
+		}()
+	}
+}
+
+// handshake runs one server handshake and hands the session to go-coap.
+func (l *dtlsListener) handshake(mc *muxConn) {
+	c, err := dtls.Server(mc, mc.raddr, l.cfg)
+	if err != nil {
+		// Wrong key, unknown identity, timeout, garbage: the client's
+		// problem, not the listener's.
+		_ = mc.Close()
+		l.log.Debug("dtls handshake failed", "addr", mc.raddr.String(), "err", err)
+		return
+	}
+	l.mux.established(mc)
+	select {
+	case l.conns <- c:
+	case <-l.done:
+		_ = c.Close()
 	}
 }
 

@@ -159,6 +159,12 @@ func (s *Server) handleNotification(cc *udpClient.Conn, r *pool.Message) {
 		return
 	}
 	s.wake(e)
+	if r.Type() == message.Acknowledgement {
+		// A piggybacked answer to an Observe we no longer wait for (it
+		// timed out, or was sent again): the notifications that follow
+		// are confirmable or not, never ACKs (RFC 7641 §4.5).
+		return
+	}
 	if t := r.Type(); t == message.Confirmable || t == message.NonConfirmable {
 		// A retransmission (our acknowledgement was lost): go-coap
 		// acknowledges it again, it is not stored twice. go-coap's own

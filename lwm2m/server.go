@@ -37,7 +37,7 @@ const (
 	DefaultQueueWindow      = 93 * time.Second // CoAP MAX_TRANSMIT_WAIT, as LwM2M 1.1 §6.4
 	DefaultRequestTimeout   = 60 * time.Second
 	DefaultHandshakeTimeout = 10 * time.Second
-	DefaultMaxHandshakes    = 64
+	DefaultMaxHandshakes    = 1024
 	DefaultIdleTimeout      = 2 * time.Minute
 	DefaultNoSecIdleTimeout = 5 * time.Second
 	DefaultSweepInterval    = time.Second
