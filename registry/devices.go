@@ -589,13 +589,8 @@ func (r *Registry) mutateDevice(ctx context.Context, project, id string, fn func
 		if err := fn(&d); err != nil {
 			return nil, err
 		}
-		for _, fp := range []string{d.Auth.Fingerprint, d.Auth.SecondaryFingerprint} {
-			if fp == "" || fp == old.Auth.Fingerprint || fp == old.Auth.SecondaryFingerprint {
-				continue
-			}
-			if err := absent(w, fingerprintKey(fp), "fingerprint", fp); err != nil {
-				return nil, err
-			}
+		if err := newFingerprintsFree(w, old, &d); err != nil {
+			return nil, err
 		}
 		return &d, nil
 	}
@@ -635,13 +630,8 @@ func (r *Registry) mutateDevice(ctx context.Context, project, id string, fn func
 		}
 		if bytes.Equal(cur, read) {
 			// Only fingerprints are unique among the changes fn may make.
-			for _, fp := range []string{out.Auth.Fingerprint, out.Auth.SecondaryFingerprint} {
-				if fp == "" || fp == old.Auth.Fingerprint || fp == old.Auth.SecondaryFingerprint {
-					continue
-				}
-				if err := absent(w, fingerprintKey(fp), "fingerprint", fp); err != nil {
-					return err
-				}
+			if err := newFingerprintsFree(w, old, out); err != nil {
+				return err
 			}
 		} else { // changed since it was read: decide on the stored record
 			if old, err = r.decodeDevice(id, cur); err != nil {
@@ -665,6 +655,20 @@ func (r *Registry) mutateDevice(ctx context.Context, project, id string, fn func
 	}
 	r.fillStatus(out)
 	return out, nil
+}
+
+// newFingerprintsFree checks that the fingerprints d gained over old
+// belong to no other device.
+func newFingerprintsFree(rd Reader, old, d *Device) error {
+	for _, fp := range []string{d.Auth.Fingerprint, d.Auth.SecondaryFingerprint} {
+		if fp == "" || fp == old.Auth.Fingerprint || fp == old.Auth.SecondaryFingerprint {
+			continue
+		}
+		if err := absent(rd, fingerprintKey(fp), "fingerprint", fp); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // DeleteDevice removes a device, its indexes and its sessions. A gateway
