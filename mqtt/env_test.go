@@ -19,6 +19,8 @@ import (
 	"math/big"
 	"net"
 	"os"
+	"runtime/pprof"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -94,6 +96,10 @@ func newEnv(t *testing.T) *env {
 		defer cancel()
 		if err := srv.Shutdown(sctx); err != nil {
 			t.Error(err)
+			// Say what is still running, so a hang can be diagnosed.
+			var b strings.Builder
+			_ = pprof.Lookup("goroutine").WriteTo(&b, 1)
+			t.Logf("goroutines:\n%s", b.String())
 		}
 		if t.Failed() {
 			t.Logf("server log:\n%s", logs.String())
