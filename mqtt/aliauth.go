@@ -110,17 +110,9 @@ func (h *authHook) aliSecret(ctx context.Context, cid aliClientID, pk, dn string
 	case cid.SecureMode != "2" && cid.SecureMode != "3":
 		return nil, refuse(identifierRejected, "securemode %q is not supported (2 TLS, 3 TCP, -2 token)", cid.SecureMode)
 	}
-	method := cid.SignMethod
-	if method == "" {
-		method = "hmacmd5"
-	}
-	hash, ok := registry.SignMethod(method)
-	if !ok {
-		return nil, refuse(identifierRejected, "signmethod %q is not supported (hmacmd5, hmacsha1, hmacsha256)", cid.SignMethod)
-	}
-	mac, ok := decodeSign(string(password), hash)
-	if !ok {
-		return nil, refuse(badCredentials, "password is not a hex %s sign", method)
+	hash, mac, why := readSign(cid.SignMethod, password)
+	if why != nil {
+		return nil, why
 	}
 	d, r := h.aliDevice(ctx, pk, dn)
 	if r != nil {
@@ -195,17 +187,9 @@ func (h *authHook) aliRegistration(ctx context.Context, cid aliClientID, pk, dn 
 	if cid.Random == "" {
 		return nil, refuse(identifierRejected, "registration without random")
 	}
-	method := cid.SignMethod
-	if method == "" {
-		method = "hmacmd5"
-	}
-	hash, ok := registry.SignMethod(method)
-	if !ok {
-		return nil, refuse(identifierRejected, "signmethod %q is not supported (hmacmd5, hmacsha1, hmacsha256)", cid.SignMethod)
-	}
-	mac, ok := decodeSign(string(password), hash)
-	if !ok {
-		return nil, refuse(badCredentials, "password is not a hex %s sign", method)
+	hash, mac, why := readSign(cid.SignMethod, password)
+	if why != nil {
+		return nil, why
 	}
 	proof := signProof(hash, signContent(signParam{"deviceName", dn}, signParam{"productKey", pk}, signParam{"random", cid.Random}))
 	verify := func(p *registry.Product) bool { return p.MatchProductSecret(proof, mac) }

@@ -43,3 +43,21 @@ func decodeSign(sign string, h func() hash.Hash) ([]byte, bool) {
 	}
 	return mac, true
 }
+
+// readSign resolves a ClientId's signmethod (hmacmd5 when it names none)
+// and decodes the hex sign the password carries.
+func readSign(signMethod string, password []byte) (func() hash.Hash, []byte, *refusal) {
+	method := signMethod
+	if method == "" {
+		method = "hmacmd5"
+	}
+	h, ok := registry.SignMethod(method)
+	if !ok {
+		return nil, nil, refuse(identifierRejected, "signmethod %q is not supported (hmacmd5, hmacsha1, hmacsha256)", signMethod)
+	}
+	mac, ok := decodeSign(string(password), h)
+	if !ok {
+		return nil, nil, refuse(badCredentials, "password is not a hex %s sign", method)
+	}
+	return h, mac, nil
+}
