@@ -68,7 +68,7 @@ func TestFleetSmoke(t *testing.T) {
 		t.Skip("starts 4,000 device sessions")
 	}
 	fleet := fleetBinary(t)
-	debug := freePort(t, "tcp")
+	debug := freePorts(t, "tcp")[0]
 	g := StartGate(t, GateOptions{Extra: fmt.Sprintf("debug_listen: %q\n", debug)})
 	const n = 1000
 	out := filepath.Join(t.TempDir(), "summary.json")

@@ -85,22 +85,31 @@ type GateOptions struct {
 	Extra   string // YAML appended to the generated config
 }
 
-func freePort(t testing.TB, network string) string {
+// freePorts returns a free loopback address for each network ("tcp" or
+// "udp"). All are held open until every one is chosen, so one call never
+// returns the same port twice (the kernel may hand a port just closed to
+// the next request).
+func freePorts(t testing.TB, networks ...string) []string {
 	t.Helper()
-	if network == "udp" {
-		c, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
+	addrs := make([]string, len(networks))
+	for i, network := range networks {
+		var c io.Closer
+		if network == "udp" {
+			pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, addrs[i] = pc, pc.LocalAddr().String()
+		} else {
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, addrs[i] = l, l.Addr().String()
 		}
 		defer c.Close()
-		return c.LocalAddr().String()
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+	return addrs
 }
 
 // StartGate starts iotgate and waits until /healthz answers 200.
@@ -111,9 +120,9 @@ func StartGate(t testing.TB, o GateOptions) *Gate {
 	if g.DataDir == "" {
 		g.DataDir = t.TempDir()
 	}
-	g.API = "http://" + freePort(t, "tcp")
-	g.MQTT, g.MQTTS = freePort(t, "tcp"), freePort(t, "tcp")
-	g.CoAP, g.DTLS = freePort(t, "udp"), freePort(t, "udp")
+	ports := freePorts(t, "tcp", "tcp", "tcp", "udp", "udp")
+	g.API = "http://" + ports[0]
+	g.MQTT, g.MQTTS, g.CoAP, g.DTLS = ports[1], ports[2], ports[3], ports[4]
 	g.Config = filepath.Join(g.DataDir, "iotgate.yaml")
 	cfg := fmt.Sprintf(`data_dir: %q
 log_level: debug
