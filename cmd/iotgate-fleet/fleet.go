@@ -131,9 +131,12 @@ func (f *fleet) restPhase(ctx context.Context, proto, name string, fn func(conte
 	s := newSamples()
 	var ok, failed atomic.Int64
 	stop := f.prog.start(proto+" "+name, f.o.n, func() progress { return progress{OK: ok.Load(), Failed: failed.Load()} })
+	cpu := f.probe.startCPU()
 	d := forEach(ctx, f.o.n, f.o.createConns, s, &ok, &failed, fn)
+	use := cpu.per(int(ok.Load()))
 	stop(progress{OK: ok.Load(), Failed: failed.Load()})
 	out := s.outcome(d)
+	out.CPU = use
 	return &out
 }
 

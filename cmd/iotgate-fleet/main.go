@@ -267,7 +267,10 @@ func runFleet(ctx context.Context, o *options) (*Summary, error) {
 		probe: &probe{pid: o.serverPID, debugURL: strings.TrimRight(o.debugURL, "/"), http: &http.Client{Timeout: time.Minute}},
 		prog:  newProgress(os.Stderr)}
 	if o.api != "" {
-		f.rest = newRESTClient(strings.TrimRight(o.api, "/"), o.project, o.token, max(o.createConns, o.commandConns), o.timeout)
+		var err error
+		if f.rest, err = newRESTClient(strings.TrimRight(o.api, "/"), o.project, o.token, max(o.createConns, o.commandConns), o.timeout); err != nil {
+			return sum, err
+		}
 	}
 	var runErr error
 	for _, p := range o.protocolList() {

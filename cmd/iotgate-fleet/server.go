@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -141,4 +142,72 @@ func perDeviceOf(before, plateau ServerSample, n int) *perDevice {
 		pd.GoroutinesEach = round3(float64(plateau.Goroutines-before.Goroutines) / float64(n))
 	}
 	return pd
+}
+
+// cpuTime is the server's processor time so far (user and system, from
+// /proc/{pid}/stat), or -1 when it cannot be read.
+func (p *probe) cpuTime() time.Duration {
+	if p.pid <= 0 {
+		return -1
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.pid))
+	if err != nil {
+		return -1
+	}
+	// The command name (field 2) may hold spaces; the fields after it
+	// start at the last ')'. utime and stime are fields 14 and 15.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return -1
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return -1
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return -1
+	}
+	// Linux reports them in USER_HZ, 100 per second on every
+	// architecture Go supports.
+	return time.Duration(ut+st) * (time.Second / 100)
+}
+
+// selfCPUTime is this process's processor time so far.
+func selfCPUTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return -1
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// cpuMeter measures the processor time of a phase, the server's and
+// this process's.
+type cpuMeter struct {
+	p              *probe
+	start          time.Time
+	server, client time.Duration
+}
+
+func (p *probe) startCPU() *cpuMeter {
+	return &cpuMeter{p: p, start: time.Now(), server: p.cpuTime(), client: selfCPUTime()}
+}
+
+// per returns the CPU used since startCPU per each of ops operations.
+func (m *cpuMeter) per(ops int) *CPUUse {
+	if ops <= 0 {
+		return nil
+	}
+	wall := time.Since(m.start)
+	u := &CPUUse{ServerMicros: -1, ServerCores: -1, ClientMicros: -1}
+	if s := m.p.cpuTime(); s >= 0 && m.server >= 0 {
+		u.ServerMicros = round3(float64((s - m.server).Microseconds()) / float64(ops))
+		u.ServerCores = round3((s - m.server).Seconds() / wall.Seconds())
+	}
+	if c := selfCPUTime(); c >= 0 && m.client >= 0 {
+		u.ClientMicros = round3(float64((c - m.client).Microseconds()) / float64(ops))
+	}
+	return u
 }

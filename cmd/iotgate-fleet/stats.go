@@ -92,6 +92,21 @@ type Outcome struct {
 	PerSecond float64        `json:"per_second"` // successes per second of wall time
 	Latency   *Latency       `json:"latency,omitempty"`
 	Failures  map[string]int `json:"failures,omitempty"`
+	// CPU is what the phase cost in processor time, where it was
+	// measured: on a machine whose cores the fleet shares with the
+	// server, the rate is bounded by the two together.
+	CPU *CPUUse `json:"cpu,omitempty"`
+}
+
+// CPUUse is processor time (user and system) per successful operation.
+type CPUUse struct {
+	// ServerMicros is the server's (from /proc/{pid}/stat; needs
+	// -server-pid), -1 when not known.
+	ServerMicros float64 `json:"server_us_per_op"`
+	// ServerCores is the server's CPU time over the phase's wall time.
+	ServerCores float64 `json:"server_cores"`
+	// ClientMicros is this process's: the fleet's own cost.
+	ClientMicros float64 `json:"client_us_per_op"`
 }
 
 // outcome summarises s over wall-clock time d.

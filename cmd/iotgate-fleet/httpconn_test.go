@@ -1,0 +1,171 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// cannedServer answers each request read from a connection with the next
+// of answers (raw HTTP), then does what after says: "" keeps the
+// connection, "close" closes it after the answer.
+func cannedServer(t *testing.T, answers []string, closeAfter map[int]bool) (addr string, requests *atomic.Int64, conns *atomic.Int64) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	requests, conns = new(atomic.Int64), new(atomic.Int64)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns.Add(1)
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					io.Copy(io.Discard, req.Body)
+					i := int(requests.Add(1) - 1)
+					if i >= len(answers) {
+						return
+					}
+					io.WriteString(c, answers[i])
+					if closeAfter[i] {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String(), requests, conns
+}
+
+func TestHTTPConnsReadsEveryBodyFraming(t *testing.T) {
+	tests := []struct {
+		name       string
+		answer     string
+		wantStatus int
+		wantBody   string
+	}{
+		{"content-length", "HTTP/1.1 201 Created\r\nContent-Length: 11\r\n\r\n{\"a\":\"bcd\"}", 201, `{"a":"bcd"}`},
+		{"chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{\"a\"\r\n7;ext=1\r\n:\"bcd\"}\r\n0\r\nX-Trailer: 1\r\n\r\n", 200, `{"a":"bcd"}`},
+		{"no content", "HTTP/1.1 204 No Content\r\n\r\n", 204, ""},
+		{"header case", "HTTP/1.1 400 Bad Request\r\ncontent-length: 2\r\n\r\n{}", 400, "{}"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// The same answer twice on one connection: the framing must
+			// leave the reader exactly at the second answer.
+			addr, _, conns := cannedServer(t, []string{tt.answer, tt.answer}, nil)
+			p := newHTTPConns(addr, 1, 5*time.Second)
+			for range 2 {
+				err := p.do(context.Background(), "POST", "/x", []string{"X-Auth-Token", "t"}, []byte("{}"), func(a httpAnswer) error {
+					if a.Status != tt.wantStatus || string(a.Body) != tt.wantBody {
+						return fmt.Errorf("got %d %q, want %d %q", a.Status, a.Body, tt.wantStatus, tt.wantBody)
+					}
+					return nil
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			if n := conns.Load(); n != 1 {
+				t.Errorf("%d connections, want 1 kept alive", n)
+			}
+		})
+	}
+}
+
+func TestHTTPConnsReconnectsAfterClose(t *testing.T) {
+	ok := "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+	// Answer 0 says Connection: close; answer 1 comes on a connection the
+	// server closes without saying so, which the next request finds stale.
+	addr, requests, conns := cannedServer(t,
+		[]string{"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", ok, ok},
+		map[int]bool{0: true, 1: true})
+	p := newHTTPConns(addr, 1, 5*time.Second)
+	for i := range 3 {
+		if err := p.do(context.Background(), "GET", "/", nil, nil, func(a httpAnswer) error { return nil }); err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+	}
+	if r, c := requests.Load(), conns.Load(); r != 3 || c != 3 {
+		t.Errorf("%d requests on %d connections, want 3 on 3", r, c)
+	}
+}
+
+func TestHTTPConnsErrors(t *testing.T) {
+	tests := []struct {
+		name, answer, want string
+	}{
+		{"not http", "SSH-2.0-OpenSSH\r\n", "malformed status line"},
+		{"bad length", "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", "malformed Content-Length"},
+		{"short body", "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", "read body"},
+		{"no answer", "", "without an answer"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			addr, _, _ := cannedServer(t, []string{tt.answer}, map[int]bool{0: true})
+			p := newHTTPConns(addr, 1, 5*time.Second)
+			err := p.do(context.Background(), "GET", "/", nil, nil, func(httpAnswer) error { return nil })
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want one containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestHTTPConnsCancelEndsRequestInFlight(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() { // accepts and never answers
+		c, err := ln.Accept()
+		if err == nil {
+			defer c.Close()
+			io.Copy(io.Discard, c)
+		}
+	}()
+	p := newHTTPConns(ln.Addr().String(), 1, time.Minute)
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(100*time.Millisecond, cancel)
+	start := time.Now()
+	err = p.do(ctx, "GET", "/", nil, nil, func(httpAnswer) error { return nil })
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("cancel took %v", d)
+	}
+}
+
+func TestAppendJSONString(t *testing.T) {
+	for in, want := range map[string]string{
+		"plain-1":   `"plain-1"`,
+		`a"b\c`:     `"a\"b\\c"`,
+		"tab\tnl\n": `"tab\u0009nl\u000a"`,
+		"ünï":       `"ünï"`,
+	} {
+		if got := string(appendJSONString(nil, in)); got != want {
+			t.Errorf("appendJSONString(%q) = %s, want %s", in, got, want)
+		}
+	}
+}
