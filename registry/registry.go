@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -93,6 +94,21 @@ type Registry struct {
 
 	kickMu  sync.RWMutex
 	kickers []Kicker
+
+	commits, committed atomic.Uint64 // durable transactions, ops they carried
+}
+
+// CommitStats counts the committer's durable transactions since start and
+// the writes decided in them (applied, or refused by their own checks):
+// Ops/Commits is how many writes share one sync to disk (group commit).
+type CommitStats struct {
+	Commits uint64 `json:"commits"`
+	Ops     uint64 `json:"ops"`
+}
+
+// CommitStats reports the group commit so far.
+func (r *Registry) CommitStats() CommitStats {
+	return CommitStats{Commits: r.commits.Load(), Ops: r.committed.Load()}
 }
 
 // Kicker is implemented by listeners that hold device sessions; the
@@ -321,6 +337,10 @@ func (r *Registry) commit(batch []*op) int {
 	}
 	if taken == 0 { // the store failed before any op ran
 		taken = len(batch)
+	}
+	if err == nil {
+		r.commits.Add(1)
+		r.committed.Add(uint64(taken))
 	}
 	for i, o := range batch[:taken] {
 		if err != nil {

@@ -643,3 +643,38 @@ func TestCommitterCachesWrittenDevices(t *testing.T) {
 		t.Fatalf("cached after activation: active=%v secret=%q status=%q", c.ActiveTime, c.Auth.Secret, c.Status)
 	}
 }
+
+// CommitStats counts transactions and the writes decided in them, so an
+// operator can see how many writes share one sync to disk.
+func TestCommitStatsCountSharedCommits(t *testing.T) {
+	r, _ := newTestRegistry(t, nil)
+	ctx := context.Background()
+	mustProduct(t, r, "proj", "p", "MQTT")
+	waitQueued, release := holdCommitter(t, r)
+	before := r.CommitStats() // the product's commit; the held one is not done
+	const n = 5
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			// Device 0's node id twice: one create is refused, and still
+			// decided in the shared commit.
+			_, err := r.CreateDevice(ctx, NewDevice{ProjectID: "proj", ProductID: "p", NodeID: fmt.Sprint("n", max(i-1, 0))})
+			errs <- err
+		}()
+		waitQueued(i + 1)
+	}
+	release()
+	refused := 0
+	for range n {
+		if err := <-errs; errors.Is(err, ErrAlreadyExists) {
+			refused++
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	after := r.CommitStats()
+	// The held write's commit, then one commit for the n creates.
+	if c, o := after.Commits-before.Commits, after.Ops-before.Ops; refused != 1 || c != 2 || o != n+1 {
+		t.Fatalf("%d commits of %d writes (%d refused), want 2 commits of %d writes, 1 refused", c, o, refused, n+1)
+	}
+}

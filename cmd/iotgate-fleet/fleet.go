@@ -131,12 +131,16 @@ func (f *fleet) restPhase(ctx context.Context, proto, name string, fn func(conte
 	s := newSamples()
 	var ok, failed atomic.Int64
 	stop := f.prog.start(proto+" "+name, f.o.n, func() progress { return progress{OK: ok.Load(), Failed: failed.Load()} })
+	c0, ops0, hasCommits := f.probe.commitStats(ctx)
 	cpu := f.probe.startCPU()
 	d := forEach(ctx, f.o.n, f.o.createConns, s, &ok, &failed, fn)
 	use := cpu.per(int(ok.Load()))
 	stop(progress{OK: ok.Load(), Failed: failed.Load()})
 	out := s.outcome(d)
 	out.CPU = use
+	if c1, ops1, ok := f.probe.commitStats(ctx); ok && hasCommits && c1 > c0 {
+		out.OpsPerCommit = round3(float64(ops1-ops0) / float64(c1-c0))
+	}
 	return &out
 }
 

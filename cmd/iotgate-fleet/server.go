@@ -211,3 +211,21 @@ func (m *cpuMeter) per(ops int) *CPUUse {
 	}
 	return u
 }
+
+// commitStats reads iotgate's group commit counters from /debug/vars;
+// ok is false for a server that has none.
+func (p *probe) commitStats(ctx context.Context) (commits, ops uint64, ok bool) {
+	if p.debugURL == "" {
+		return 0, 0, false
+	}
+	var vars struct {
+		Commits *struct {
+			Commits uint64 `json:"commits"`
+			Ops     uint64 `json:"ops"`
+		} `json:"registry_commits"`
+	}
+	if err := p.get(ctx, "/debug/vars", func(r io.Reader) error { return json.NewDecoder(r).Decode(&vars) }); err != nil || vars.Commits == nil {
+		return 0, 0, false
+	}
+	return vars.Commits.Commits, vars.Commits.Ops, true
+}

@@ -96,6 +96,9 @@ type Outcome struct {
 	// measured: on a machine whose cores the fleet shares with the
 	// server, the rate is bounded by the two together.
 	CPU *CPUUse `json:"cpu,omitempty"`
+	// OpsPerCommit is how many of the phase's writes shared one durable
+	// commit in iotgate's registry (group commit), where it reports it.
+	OpsPerCommit float64 `json:"ops_per_commit,omitempty"`
 }
 
 // CPUUse is processor time (user and system) per successful operation.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"expvar"
 	"fmt"
 	"net"
@@ -12,21 +13,33 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/iotgate/iotgate/registry"
 )
 
 // debugServer serves what an operator (or cmd/iotgate-fleet) reads to
 // size a node, on its own address, off by default: /debug/vars (expvar:
-// Go memory statistics, "goroutines", "rss_bytes") and /debug/pprof.
-// It has no authentication, so debug_listen must be a loopback address
-// or otherwise reachable only by the operator.
-func debugServer(addr string) (*http.Server, net.Listener, error) {
+// Go memory statistics, "goroutines", "rss_bytes", and the registry's
+// group commit, "registry_commits") and /debug/pprof. It has no
+// authentication, so debug_listen must be a loopback address or
+// otherwise reachable only by the operator.
+func debugServer(addr string, reg *registry.Registry) (*http.Server, net.Listener, error) {
 	publishDebugVars()
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("debug listen %s: %w", addr, err)
 	}
 	m := http.NewServeMux()
-	m.Handle("/debug/vars", expvar.Handler())
+	m.HandleFunc("/debug/vars", func(w http.ResponseWriter, r *http.Request) {
+		// expvar's own handler, plus this node's registry, which is not
+		// published process-wide: expvar names are global, registries
+		// are not.
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		fmt.Fprintf(w, "{\n")
+		expvar.Do(func(kv expvar.KeyValue) { fmt.Fprintf(w, "%q: %s,\n", kv.Key, kv.Value) })
+		stats, _ := json.Marshal(reg.CommitStats())
+		fmt.Fprintf(w, "%q: %s\n}\n", "registry_commits", stats)
+	})
 	m.HandleFunc("/debug/pprof/", pprof.Index)
 	m.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	m.HandleFunc("/debug/pprof/profile", pprof.Profile)

@@ -106,7 +106,7 @@ func run(configPath string) error {
 	go func() { httpErr <- httpSrv.Serve(ln) }()
 	log.Info("api listening", "addr", ln.Addr().String())
 	if cfg.DebugListen != "" {
-		dbg, dln, err := debugServer(cfg.DebugListen)
+		dbg, dln, err := debugServer(cfg.DebugListen, reg)
 		if err != nil {
 			return err
 		}
