@@ -1,7 +1,6 @@
 package api
 
 import (
-	"bytes"
 	"crypto/subtle"
 	"errors"
 	"io"
@@ -11,7 +10,33 @@ import (
 	"github.com/labstack/echo/v4"
 )
 
-const credentialKey = "iotgate.credential"
+const (
+	credentialKey = "iotgate.credential"
+	bodyKey       = "iotgate.body" // []byte: the request body, read by authenticate
+)
+
+// readBody reads a request body of at most maxBody bytes, into a buffer
+// of exactly the announced size when there is one.
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	rd := http.MaxBytesReader(w, r.Body, maxBody)
+	var body []byte
+	var err error
+	if n := r.ContentLength; n >= 0 && n <= maxBody {
+		// net/http's body ends after Content-Length bytes.
+		body = make([]byte, n)
+		_, err = io.ReadFull(rd, body)
+	} else {
+		body, err = io.ReadAll(rd)
+	}
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		return nil, &apiError{Status: http.StatusRequestEntityTooLarge, Code: codeBadFormat, Msg: "request body exceeds 2 MB"}
+	case err != nil:
+		return nil, &apiError{Status: http.StatusBadRequest, Code: codeBadFormat, Msg: "request body could not be read: " + err.Error()}
+	}
+	return body, nil
+}
 
 // authenticate accepts a request signed with a configured AK/SK or
 // carrying a configured X-Auth-Token, and only for the credential's own
@@ -19,11 +44,13 @@ const credentialKey = "iotgate.credential"
 func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
-		body, err := io.ReadAll(http.MaxBytesReader(c.Response(), r.Body, maxBody))
+		body, err := readBody(c.Response(), r)
 		if err != nil {
-			return &apiError{Status: http.StatusRequestEntityTooLarge, Code: codeBadFormat, Msg: "request body exceeds 2 MB"}
+			return err
 		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
+		// The signature covers the body, so it is read here, once; the
+		// handlers decode these bytes (bodyKey) rather than read again.
+		c.Set(bodyKey, body)
 
 		var cred *Credential
 		if tok := r.Header.Get("X-Auth-Token"); tok != "" {

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -24,9 +23,12 @@ func decode(c echo.Context, v any) error { return decodeBody(c, v, true) }
 func decodeOptional(c echo.Context, v any) error { return decodeBody(c, v, false) }
 
 func decodeBody(c echo.Context, v any, required bool) error {
-	body, err := io.ReadAll(c.Request().Body)
-	if err != nil {
-		return err
+	body, ok := c.Get(bodyKey).([]byte)
+	if !ok { // a route outside authenticate
+		var err error
+		if body, err = readBody(c.Response(), c.Request()); err != nil {
+			return err
+		}
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
 		if !required {
@@ -34,7 +36,7 @@ func decodeBody(c echo.Context, v any, required bool) error {
 		}
 		return &apiError{Status: http.StatusBadRequest, Code: codeBadFormat, Msg: "request body is required"}
 	}
-	err = json.Unmarshal(body, v)
+	err := json.Unmarshal(body, v)
 	var te *json.UnmarshalTypeError
 	var se *json.SyntaxError
 	switch {

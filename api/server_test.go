@@ -126,3 +126,43 @@ func TestCommandsNeedOnlineDevice(t *testing.T) {
 		}
 	}
 }
+
+// The body is read once (the signature covers it) with the size the
+// request announces, or to its end when it announces none, and refused
+// past 2 MB or when it ends early.
+func TestRequestBodies(t *testing.T) {
+	s, _ := newTestServer(t)
+	product := `{"product_id":"pb","name":"pb","device_type":"t","protocol_type":"MQTT","data_format":"json",` +
+		`"service_capabilities":[{"service_id":"s","service_type":"s"}]}`
+	if st, out := call(s, "tok1", "POST", "/v5/iot/p1/products", product); st != 201 {
+		t.Fatalf("product: %d %v", st, out)
+	}
+	device := `{"node_id":"n1","product_id":"pb"}`
+	huge := `{"node_id":"n2","product_id":"pb","description":"` + strings.Repeat("x", 2<<20) + `"}`
+	for _, tc := range []struct {
+		name   string
+		body   string
+		length int64 // -1: chunked, no Content-Length
+		status int
+		code   string
+	}{
+		{"announced", device, int64(len(device)), 201, ""},
+		{"not announced", strings.Replace(device, "n1", "n3", 1), -1, 201, ""},
+		{"over 2 MB announced", huge, int64(len(huge)), 413, codeBadFormat},
+		{"over 2 MB not announced", huge, -1, 413, codeBadFormat},
+		{"shorter than announced", device, int64(len(device)) + 10, 400, codeBadFormat},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req := httptest.NewRequest("POST", "/v5/iot/p1/devices", strings.NewReader(tc.body))
+			req.ContentLength = tc.length
+			req.Header.Set("X-Auth-Token", "tok1")
+			rec := httptest.NewRecorder()
+			s.ServeHTTP(rec, req)
+			var out map[string]any
+			_ = json.Unmarshal(rec.Body.Bytes(), &out)
+			if rec.Code != tc.status || (tc.code != "" && out["error_code"] != tc.code) {
+				t.Fatalf("got %d %v, want %d %s", rec.Code, out, tc.status, tc.code)
+			}
+		})
+	}
+}
