@@ -221,6 +221,7 @@ func (f *fleet) phase(ctx context.Context, runners []runner, proto, name string,
 	})
 	results := make([]phaseResult, w)
 	errs := make([]error, w)
+	cpu := f.probe.startCPU()
 	var wg sync.WaitGroup
 	for k, r := range runners {
 		wg.Add(1)
@@ -267,6 +268,15 @@ func (f *fleet) phase(ctx context.Context, runners []runner, proto, name string,
 	}
 	d := end.Sub(start)
 	o := ops.outcome(d)
+	var client time.Duration
+	for _, r := range results {
+		if r.CPU < 0 || client < 0 {
+			client = -1
+			continue
+		}
+		client += r.CPU
+	}
+	o.CPU = cpu.perWithClient(o.OK, client)
 	m.ops = &o
 	if hn, _ := hs.counts(); hn > 0 {
 		o := hs.outcome(d)

@@ -171,6 +171,13 @@ func TestFleetAgainstBaselines(t *testing.T) {
 				t.Errorf("%s %s: %+v", p.Protocol, name, out)
 			}
 		}
+		// Worker processes report their CPU; the server's is read from
+		// /proc in ticks of 10 ms, so it may round to zero here.
+		if p.Reconnect != nil {
+			if c := p.Reconnect.CPU; c == nil || c.ClientMicros <= 0 || c.ServerMicros < 0 {
+				t.Errorf("%s reconnect: CPU %+v", p.Protocol, c)
+			}
+		}
 		if p.Memory == nil || p.Memory.Plateau.RSSBytes <= 0 {
 			t.Errorf("%s: no memory sample: %+v", p.Protocol, p.Memory)
 		}

@@ -195,8 +195,19 @@ func (p *probe) startCPU() *cpuMeter {
 	return &cpuMeter{p: p, start: time.Now(), server: p.cpuTime(), client: selfCPUTime()}
 }
 
-// per returns the CPU used since startCPU per each of ops operations.
+// per returns the CPU used since startCPU per each of ops operations:
+// the server's, and this process's.
 func (m *cpuMeter) per(ops int) *CPUUse {
+	c := selfCPUTime()
+	if c >= 0 && m.client >= 0 {
+		c -= m.client
+	}
+	return m.perWithClient(ops, c)
+}
+
+// perWithClient is per for a fleet whose clients ran elsewhere (worker
+// processes) and used client CPU in all (-1: not known).
+func (m *cpuMeter) perWithClient(ops int, client time.Duration) *CPUUse {
 	if ops <= 0 {
 		return nil
 	}
@@ -206,8 +217,8 @@ func (m *cpuMeter) per(ops int) *CPUUse {
 		u.ServerMicros = round3(float64((s - m.server).Microseconds()) / float64(ops))
 		u.ServerCores = round3((s - m.server).Seconds() / wall.Seconds())
 	}
-	if c := selfCPUTime(); c >= 0 && m.client >= 0 {
-		u.ClientMicros = round3(float64((c - m.client).Microseconds()) / float64(ops))
+	if client >= 0 {
+		u.ClientMicros = round3(float64(client.Microseconds()) / float64(ops))
 	}
 	return u
 }

@@ -66,7 +66,10 @@ type phaseResult struct {
 	UplinksSkipped  int64    `json:"uplinks_skipped"` // LwM2M: not observed (yet)
 	UplinkAcks      *samples `json:"uplink_acks,omitempty"`
 	CommandsHandled int64    `json:"commands_handled"`
-	Err             string   `json:"err,omitempty"`
+	// CPU is the worker's processor time in the phase (for a worker in
+	// the coordinator's process, the whole process's).
+	CPU time.Duration `json:"cpu_ns"`
+	Err string        `json:"err,omitempty"`
 }
 
 // progress is a worker's running count in the current phase.
@@ -152,6 +155,7 @@ func (w *worker) run(ctx context.Context, req phaseReq) phaseResult {
 	w.acked.Store(0)
 	w.commands.Store(0)
 	res := phaseResult{Start: time.Now(), Ops: newSamples()}
+	cpu := selfCPUTime()
 	switch req.Phase {
 	case "connect":
 		res.Handshake, res.Register = newSamples(), newSamples()
@@ -172,6 +176,11 @@ func (w *worker) run(ctx context.Context, req phaseReq) phaseResult {
 		res.Err = fmt.Sprintf("unknown phase %q", req.Phase)
 	}
 	res.End = time.Now()
+	if c := selfCPUTime(); c >= 0 && cpu >= 0 {
+		res.CPU = c - cpu
+	} else {
+		res.CPU = -1
+	}
 	return res
 }
 
