@@ -59,20 +59,24 @@ type Config struct {
 	RequestTimeout time.Duration
 	// LocalAddr is the local UDP address to bind ("" picks one).
 	LocalAddr string
+	// MaxDatagram is the largest datagram (for DTLS, record) the client
+	// reads; larger ones are dropped, as a constrained device drops them.
+	// 0 means 64 KiB. A fleet of thousands sets it near the path MTU: the
+	// read buffer is held for the client's lifetime.
+	MaxDatagram int
 	// ExtraQuery is appended to the Register query ("Q", "sms=...").
 	ExtraQuery []string
 	Logger     *slog.Logger
 }
 
-// Request is a server request the client handled, for tests to observe.
-type Request struct {
+// request is a server request as the client parsed it.
+type request struct {
 	Code          codes.Code
 	Path          string
 	ContentFormat int // -1 when absent
 	Payload       []byte
 	Queries       []string
 	Observe       int // -1 when absent
-	Response      codes.Code
 }
 
 // CodeError is a server response that was not the success expected.
@@ -115,8 +119,6 @@ type Client struct {
 	recent    map[int32][]byte     // responses to recent server requests, for dedup
 	recentQ   []int32
 	location  string
-
-	requests chan Request
 }
 
 type observer struct {
@@ -145,8 +147,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	c := &Client{cfg: cfg, log: cfg.Logger, closed: make(chan struct{}),
 		values: make(map[format.Path]format.Value), instances: make(map[format.Path]bool),
 		attrs: make(map[format.Path][]string), observers: make(map[string]*observer),
-		pending: make(map[int32]*exchange), byToken: make(map[string]*exchange), recent: make(map[int32][]byte),
-		requests: make(chan Request, 256)}
+		pending: make(map[int32]*exchange), byToken: make(map[string]*exchange), recent: make(map[int32][]byte)}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
@@ -211,9 +212,6 @@ func (c *Client) setDefaults() {
 	set(format.OpaqueValue(nil), 19, 0, 0)
 	set(format.OpaqueValue(nil), 19, 1, 0)
 }
-
-// Requests delivers every server request the client handled.
-func (c *Client) Requests() <-chan Request { return c.requests }
 
 // LocalAddr is the client's UDP address.
 func (c *Client) LocalAddr() net.Addr { return c.conn.LocalAddr() }
@@ -464,7 +462,14 @@ func (c *Client) Do(ctx context.Context, code codes.Code, path string, query []s
 }
 
 func (c *Client) readLoop() {
-	buf := make([]byte, 64*1024)
+	size := c.cfg.MaxDatagram
+	if size <= 0 {
+		size = 64 << 10
+	}
+	buf := make([]byte, size+1) // a datagram that fills it was truncated
+	// Decoded options point into buf; receive gets copies, so one
+	// options slice serves every datagram.
+	decoded := make(message.Options, 0, maxOptions)
 	for {
 		n, err := c.conn.Read(buf)
 		if err != nil {
@@ -481,7 +486,11 @@ func (c *Client) readLoop() {
 		if c.asleep.Load() {
 			continue
 		}
-		m := message.Message{Options: make(message.Options, 0, maxOptions)}
+		if n > size {
+			c.log.Debug("lwm2mclient: datagram larger than MaxDatagram dropped", "max", size)
+			continue
+		}
+		m := message.Message{Options: decoded[:0]}
 		if _, err := coder.DefaultCoder.Decode(buf[:n], &m); err != nil {
 			c.log.Debug("lwm2mclient: undecodable datagram", "err", err)
 			continue

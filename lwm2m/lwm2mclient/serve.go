@@ -13,7 +13,7 @@ import (
 // recentKept is how many responses are kept to answer retransmissions.
 const recentKept = 64
 
-// serve answers one server request and reports it on Requests.
+// serve answers one server request.
 func (c *Client) serve(m message.Message) {
 	c.mu.Lock()
 	if raw, ok := c.recent[m.MessageID]; ok && m.Type == message.Confirmable {
@@ -27,7 +27,7 @@ func (c *Client) serve(m message.Message) {
 
 	path, _ := m.Options.Path()
 	path = "/" + strings.Trim(path, "/")
-	req := Request{Code: m.Code, Path: path, ContentFormat: -1, Payload: m.Payload, Observe: -1}
+	req := request{Code: m.Code, Path: path, ContentFormat: -1, Payload: m.Payload, Observe: -1}
 	if ct, err := m.Options.ContentFormat(); err == nil {
 		req.ContentFormat = int(ct)
 	}
@@ -46,7 +46,6 @@ func (c *Client) serve(m message.Message) {
 	} else {
 		c.handle(m, &req, p, &resp)
 	}
-	req.Response = resp.Code
 
 	if size, err := coder.DefaultCoder.Size(resp); err == nil {
 		raw := make([]byte, size)
@@ -64,14 +63,10 @@ func (c *Client) serve(m message.Message) {
 			c.writeMu.Unlock()
 		}
 	}
-	select {
-	case c.requests <- req:
-	default:
-	}
 }
 
 // handle performs the LwM2M operation the request carries.
-func (c *Client) handle(m message.Message, req *Request, p format.Path, resp *message.Message) {
+func (c *Client) handle(m message.Message, req *request, p format.Path, resp *message.Message) {
 	switch m.Code {
 	case codes.GET:
 		accept := -1
@@ -175,7 +170,7 @@ func (c *Client) readLocked(p format.Path, accept int) (message.MediaType, []byt
 }
 
 // writeValues stores the values of a Write (replace) or partial update.
-func (c *Client) writeValues(p format.Path, req *Request, replace bool) codes.Code {
+func (c *Client) writeValues(p format.Path, req *request, replace bool) codes.Code {
 	if req.ContentFormat < 0 {
 		return codes.BadRequest
 	}
@@ -204,7 +199,7 @@ func (c *Client) writeValues(p format.Path, req *Request, replace bool) codes.Co
 }
 
 // create makes a new object instance from a TLV (or other) payload.
-func (c *Client) create(p format.Path, req *Request, resp *message.Message) {
+func (c *Client) create(p format.Path, req *request, resp *message.Message) {
 	if req.ContentFormat < 0 {
 		resp.Code = codes.BadRequest
 		return
