@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -23,8 +24,7 @@ import (
 
 // httpConns is a bounded pool of keep-alive connections to one server.
 type httpConns struct {
-	addr    string // host:port
-	host    string // the Host header
+	addr    string // host:port, also the Host header
 	timeout time.Duration
 	slots   chan struct{}  // one per connection that may exist
 	idle    chan *httpConn // connections ready for a request
@@ -32,7 +32,7 @@ type httpConns struct {
 
 func newHTTPConns(addr string, conns int, timeout time.Duration) *httpConns {
 	conns = max(conns, 1)
-	return &httpConns{addr: addr, host: addr, timeout: timeout,
+	return &httpConns{addr: addr, timeout: timeout,
 		slots: make(chan struct{}, conns), idle: make(chan *httpConn, conns)}
 }
 
@@ -77,7 +77,7 @@ func (p *httpConns) do(ctx context.Context, method, path string, headers []strin
 			}
 			hc = &httpConn{c: c, r: bufio.NewReaderSize(c, 4096)}
 		}
-		a, keep, err := hc.roundTrip(ctx, p.host, method, path, headers, body, p.timeout)
+		a, keep, err := hc.roundTrip(ctx, p.addr, method, path, headers, body, p.timeout)
 		if err == nil {
 			err = read(a)
 		}
@@ -91,9 +91,6 @@ func (p *httpConns) do(ctx context.Context, method, path string, headers []strin
 				continue
 			}
 			err = errors.New("server closed the connection without an answer")
-		}
-		if err == nil {
-			return nil
 		}
 		return err
 	}
@@ -195,7 +192,7 @@ func (hc *httpConn) readAnswer(method string) (a httpAnswer, keep bool, err erro
 			return a, false, err
 		}
 	case length >= 0:
-		hc.body = grow(hc.body, length)
+		hc.body = slices.Grow(hc.body, length)[:length]
 		if _, err := io.ReadFull(hc.r, hc.body); err != nil {
 			return a, false, fmt.Errorf("read body: %w", err)
 		}
@@ -233,7 +230,7 @@ func (hc *httpConn) readChunks() error {
 			}
 		}
 		start := len(hc.body)
-		hc.body = grow(hc.body, start+int(n))
+		hc.body = slices.Grow(hc.body, int(n))[:start+int(n)]
 		if _, err := io.ReadFull(hc.r, hc.body[start:]); err != nil {
 			return fmt.Errorf("read chunk: %w", err)
 		}
@@ -254,12 +251,4 @@ func (hc *httpConn) line() ([]byte, error) {
 		return l, err
 	}
 	return bytes.TrimRight(l, "\r\n"), nil
-}
-
-// grow returns b resized to n bytes, reusing its array when it can.
-func grow(b []byte, n int) []byte {
-	if cap(b) >= n {
-		return b[:n]
-	}
-	return append(b[:cap(b)], make([]byte, n-cap(b))...)
 }

@@ -17,8 +17,8 @@ import (
 
 // restClient calls the IoTDA v5 REST API with an X-Auth-Token.
 type restClient struct {
-	prefix  string // /v5/iot/{project}
-	headers []string
+	prefix  string   // /v5/iot/{project}
+	headers []string // X-Auth-Token, then Content-Type (only with a body): name, value pairs
 	conns   *httpConns
 }
 

@@ -69,10 +69,9 @@ type Config struct {
 	Logger     *slog.Logger
 }
 
-// request is a server request as the client parsed it.
+// request is what the client parsed of a server request beyond its code
+// and path.
 type request struct {
-	Code          codes.Code
-	Path          string
 	ContentFormat int // -1 when absent
 	Payload       []byte
 	Queries       []string

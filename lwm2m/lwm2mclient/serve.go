@@ -27,7 +27,7 @@ func (c *Client) serve(m message.Message) {
 
 	path, _ := m.Options.Path()
 	path = "/" + strings.Trim(path, "/")
-	req := request{Code: m.Code, Path: path, ContentFormat: -1, Payload: m.Payload, Observe: -1}
+	req := request{ContentFormat: -1, Payload: m.Payload, Observe: -1}
 	if ct, err := m.Options.ContentFormat(); err == nil {
 		req.ContentFormat = int(ct)
 	}
