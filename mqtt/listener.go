@@ -8,7 +8,9 @@ import (
 	"sync"
 	"time"
 
+	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 // connectTimeout bounds the TLS handshake and the CONNECT packet of a new
@@ -136,4 +138,23 @@ func (l *tcpListener) Close(closeClients listeners.CloseFn) {
 		c.Close()
 	}
 	l.mu.Unlock()
+}
+
+// CloseBroker shuts b down as b.Close does, but closes the sessions of
+// each listener itself. mochi v2.7.9's closer, Clients.GetByListener,
+// read-locks the client map twice; a client connecting or leaving
+// between the two locks queues a writer that the second lock waits
+// behind, and the broker hangs for good (mochi-mqtt/server#488; a
+// reconnect storm ending as the server stops hits it). This closer takes
+// the lock once. With every listener closed first, b.Close finds none
+// left to close and only stops the hooks.
+func CloseBroker(b *mochi.Server) error {
+	b.Listeners.CloseAll(func(listener string) {
+		for _, cl := range b.Clients.GetAll() {
+			if cl.Net.Listener == listener && !cl.Closed() {
+				_ = b.DisconnectClient(cl, packets.ErrServerShuttingDown)
+			}
+		}
+	})
+	return b.Close()
 }

@@ -202,7 +202,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.shutdown.Do(func() {
 		s.cancel()
 		go func() {
-			_ = s.broker.Close()
+			_ = CloseBroker(s.broker)
 			s.broker.Listeners.ClientsWg.Wait()
 			close(s.stopped)
 		}()

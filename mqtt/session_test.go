@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -220,4 +221,42 @@ func TestMQTTShutdown(t *testing.T) {
 	if _, err := idle.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("idle connection still open: %v", err)
 	}
+}
+
+// Shutdown must not deadlock while clients come and go: mochi v2.7.9's
+// own session closer (Clients.GetByListener) read-locks the client map
+// twice, and a client joining or leaving between the two locks hangs the
+// broker for good (mochi-mqtt/server#488). Writers on the client map are
+// kept pending all through the shutdown, so that closer would hang.
+func TestMQTTShutdownWhileClientsComeAndGo(t *testing.T) {
+	e := newEnv(t)
+	e.secretDevice("dev_churn", "secret-cccc", "", false)
+	c := e.mustConnect(dial{id: "dev_churn", secret: "secret-cccc"})
+	e.ready("dev_churn")
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+					e.srv.broker.Clients.Delete("ghost") // what a leaving client does
+				}
+			}
+		}()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := e.srv.Shutdown(ctx)
+	close(stop)
+	if err != nil {
+		// The writers are stuck behind the deadlock: not waited for.
+		t.Fatalf("shutdown while clients come and go: %v", err)
+	}
+	wg.Wait()
+	c.waitLost(t)
 }

@@ -151,7 +151,9 @@ func serveMochiSized(addr string, writesPending, readBuffer int) (string, func()
 	if err := s.Serve(); err != nil {
 		return "", nil, err
 	}
-	return bound, func() { _ = s.Close() }, nil
+	// Not s.Close alone: it can deadlock when clients leave as it runs
+	// (see mqtt.CloseBroker).
+	return bound, func() { _ = mqtt.CloseBroker(s) }, nil
 }
 
 func serveCoAP(addr string) (string, func(), error) {
