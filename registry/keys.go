@@ -45,6 +45,7 @@ func prefixKey(prefix string, parts ...string) []byte {
 }
 
 func deviceKey(id string) []byte                   { return key("d", id) }
+func isDeviceKey(k string) bool                    { return len(k) > 1 && k[0] == 'd' && k[1] == sep }
 func nodeKey(node string) []byte                   { return key("n", node) }
 func productNodeKey(product, node string) []byte   { return key("m", product, node) }
 func fingerprintKey(fp string) []byte              { return key("f", fp) }

@@ -96,6 +96,10 @@ type Registry struct {
 	kickers []Kicker
 
 	commits, committed atomic.Uint64 // durable transactions, ops they carried
+
+	// txnDevices holds the device record keys the ops of the transaction
+	// being built have written so far (committer goroutine only).
+	txnDevices map[string]struct{}
 }
 
 // CommitStats counts the committer's durable transactions since start and
@@ -141,6 +145,8 @@ func New(o Options) (*Registry, error) {
 		stop:     make(chan struct{}),
 		presence: newPresence(),
 		statusQ:  make(map[string]time.Time),
+
+		txnDevices: make(map[string]struct{}),
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
@@ -299,9 +305,11 @@ func (r *Registry) commit(batch []*op) int {
 	taken := 0
 	err := r.store.Update(func(w Writer) error {
 		written, fills, taken = written[:0], fills[:0], 0
+		clear(r.txnDevices)
 		size := 0
 		for i, o := range batch {
 			st := newStaged(w)
+			st.cache, st.earlier = r.cache, r.txnDevices
 			err := o.fn(st)
 			if err == nil && taken > 0 && size+st.size > maxTxnBytes {
 				break
@@ -315,6 +323,11 @@ func (r *Registry) commit(batch []*op) int {
 				return err
 			}
 			size += st.size
+			for _, k := range st.keys {
+				if isDeviceKey(k) {
+					r.txnDevices[k] = struct{}{}
+				}
+			}
 			written = append(written, st.keys...)
 			fills = append(fills, st.fills...)
 		}
@@ -360,6 +373,12 @@ type staged struct {
 	values map[string][]byte // nil value: delete
 	size   int               // bytes of keys and values staged
 	fills  []cacheFill       // decoded values for the cache, once committed
+
+	// cache and earlier let deviceExists answer from the cache: it holds
+	// what is committed, and earlier names the device records the ops
+	// before this one in the transaction wrote (which it does not show).
+	cache   *cache
+	earlier map[string]struct{}
 }
 
 // cacheFill is a decoded value (*Device, or the device id of an index
@@ -388,6 +407,31 @@ func cacheDevice(w Writer, d *Device, index ...[]byte) {
 	for _, k := range index {
 		s.cacheAfterCommit(string(k), d.DeviceID)
 	}
+}
+
+// deviceExists reports whether device id exists as seen by an op of the
+// committer: from the cache when it holds the record and no earlier op of
+// this transaction wrote it, else from the store (through w, so this op's
+// and the transaction's own writes count). A cached record is committed
+// and nothing but the committer changes it, so the answer is the store's.
+func deviceExists(w Reader, id string) (bool, error) {
+	k := deviceKey(id)
+	if s, ok := w.(*staged); ok && s.cache != nil {
+		if _, written := s.values[string(k)]; !written {
+			if _, earlier := s.earlier[string(k)]; !earlier {
+				if v, _, ok := s.cache.get(k); ok {
+					if _, isDevice := v.(*Device); isDevice {
+						return true, nil
+					}
+				}
+			}
+		}
+	}
+	_, err := w.Get(k)
+	if errors.Is(err, ErrNoKey) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 func newStaged(w Writer) *staged { return &staged{w: w, values: make(map[string][]byte, 8)} }

@@ -678,3 +678,72 @@ func TestCommitStatsCountSharedCommits(t *testing.T) {
 		t.Fatalf("%d commits of %d writes (%d refused), want 2 commits of %d writes, 1 refused", c, o, refused, n+1)
 	}
 }
+
+// TestStatusFlushSkipsDeletedDevices: the status flush decides whether a
+// device still exists from the cache when it can, but never writes a
+// status time for a device deleted before it, whether that delete
+// committed earlier or is an earlier write of the flush's own transaction
+// (which the cache does not show yet).
+func TestStatusFlushSkipsDeletedDevices(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		delete        bool // delete the device first
+		sameTxn       bool // in the flush's transaction
+		wantStatusKey bool
+	}{
+		{name: "kept device", wantStatusKey: true},
+		{name: "deleted in an earlier transaction", delete: true},
+		{name: "deleted earlier in the same transaction", delete: true, sameTxn: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, s := newTestRegistry(t, nil)
+			ctx := context.Background()
+			mustProduct(t, r, "proj", "m1", "MQTT")
+			d, err := r.CreateDevice(ctx, NewDevice{ProjectID: "proj", NodeID: "n", ProductID: "m1"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := r.Connected(ctx, d.DeviceID); err != nil { // activates, caches the record
+				t.Fatal(err)
+			}
+			q := map[string]time.Time{d.DeviceID: time.Now()}
+			del := func(w Writer) error {
+				dd, err := r.getDevice(w, d.DeviceID)
+				if err != nil {
+					return err
+				}
+				return r.deleteDevice(w, dd)
+			}
+			switch {
+			case tc.delete && tc.sameTxn:
+				// The committer is idle (every write above was answered),
+				// so this goroutine may run a transaction of two ops.
+				ops := []*op{{fn: del, done: make(chan error, 1)}, {fn: statusWrites(q), done: make(chan error, 1)}}
+				if n := r.commit(ops); n != 2 {
+					t.Fatalf("one transaction took %d ops", n)
+				}
+				for _, o := range ops {
+					if err := <-o.done; err != nil {
+						t.Fatal(err)
+					}
+				}
+			case tc.delete:
+				if err := r.DeleteDevice(ctx, "proj", d.DeviceID); err != nil {
+					t.Fatal(err)
+				}
+				fallthrough
+			default:
+				if err := r.write(ctx, statusWrites(q)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			err = s.View(func(rd Reader) error {
+				_, err := rd.Get(statusTimeKey(d.DeviceID))
+				return err
+			})
+			if got := err == nil; got != tc.wantStatusKey {
+				t.Fatalf("status key stored: %v, want %v (%v)", got, tc.wantStatusKey, err)
+			}
+		})
+	}
+}

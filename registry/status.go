@@ -3,7 +3,6 @@ package registry
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"hash/maphash"
 	"sync"
 	"sync/atomic"
@@ -173,19 +172,25 @@ func (r *Registry) flushStatus(ctx context.Context) error {
 	}
 	r.statusQ = make(map[string]time.Time)
 	r.statusMu.Unlock()
-	return r.write(ctx, func(w Writer) error {
+	return r.write(ctx, statusWrites(q))
+}
+
+// statusWrites persists status change times of the devices that still
+// exist.
+func statusWrites(q map[string]time.Time) func(Writer) error {
+	return func(w Writer) error {
 		for id, at := range q {
-			if _, err := w.Get(deviceKey(id)); errors.Is(err, ErrNoKey) {
-				continue // deleted meanwhile
-			} else if err != nil {
+			if ok, err := deviceExists(w, id); err != nil {
 				return err
+			} else if !ok {
+				continue // deleted meanwhile
 			}
 			if err := w.Set(statusTimeKey(id), binary.BigEndian.AppendUint64(nil, uint64(at.UnixNano()))); err != nil {
 				return err
 			}
 		}
 		return nil
-	})
+	}
 }
 
 // withStatusTime fills in the persisted status change time of a device
