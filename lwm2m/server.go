@@ -41,6 +41,7 @@ const (
 	DefaultIdleTimeout      = 2 * time.Minute
 	DefaultNoSecIdleTimeout = 5 * time.Second
 	DefaultSweepInterval    = time.Second
+	DefaultAckTimeout       = 2 * time.Second // RFC 7252 §4.8
 )
 
 // workerIdle is how long a pooled worker waits for its next job.
@@ -80,6 +81,11 @@ type Options struct {
 	NoSecIdleTimeout time.Duration
 	// SweepInterval is how often expired registrations are removed.
 	SweepInterval time.Duration
+	// AckTimeout is CoAP's ACK_TIMEOUT for the requests the server sends
+	// on its own (the Observe after a registration): the first wait for
+	// an answer, 1 to 1.5 times this, doubled at each of the 4
+	// retransmissions.
+	AckTimeout time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -128,6 +134,7 @@ func New(o Options) (*Server, error) {
 	def(&o.IdleTimeout, DefaultIdleTimeout)
 	def(&o.NoSecIdleTimeout, DefaultNoSecIdleTimeout)
 	def(&o.SweepInterval, DefaultSweepInterval)
+	def(&o.AckTimeout, DefaultAckTimeout)
 	if o.MaxHandshakes <= 0 {
 		o.MaxHandshakes = DefaultMaxHandshakes
 	}
@@ -320,8 +327,9 @@ func (s *Server) retire(e *entry, reason string, closeConn bool) {
 func (s *Server) end(e *entry, reason string, closeConn bool, level slog.Level) {
 	s.reg.Disconnected(e.deviceID, e.session)
 	e.mu.Lock()
-	for tok := range e.observations {
+	for tok, o := range e.observations {
 		s.obs.remove(tok)
+		o.settle()
 	}
 	clear(e.observations)
 	e.mu.Unlock()

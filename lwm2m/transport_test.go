@@ -227,3 +227,110 @@ func TestLwM2MConnectionGoroutinesStaySmall(t *testing.T) {
 		t.Fatalf("%d bytes of stack per connection, want at most 8 KiB", per)
 	}
 }
+
+// within returns the next datagram if one comes within d.
+func (p *rawPeer) within(d time.Duration) (message.Message, bool) {
+	p.t.Helper()
+	buf := make([]byte, 2048)
+	_ = p.conn.SetReadDeadline(time.Now().Add(d))
+	n, err := p.conn.Read(buf)
+	if err != nil {
+		return message.Message{}, false
+	}
+	m := message.Message{Options: make(message.Options, 0, 16)}
+	if _, err := coder.DefaultCoder.Decode(buf[:n], &m); err != nil {
+		p.t.Fatal(err)
+	}
+	return m, true
+}
+
+// The Observe of /19/0/0 that follows a registration is retransmitted
+// with CoAP's back-off until it is answered (piggybacked, or by a
+// separate response), and given up after four retransmissions.
+func TestLwM2MAppDataObserveRetransmitted(t *testing.T) {
+	const ack = 100 * time.Millisecond
+	for _, tc := range []struct {
+		name   string
+		ignore int  // transmissions left unanswered; 5 = all of them
+		split  bool // an empty ACK, then the answer in its own CON
+	}{
+		{name: "answered at once"},
+		{name: "first transmission lost", ignore: 1},
+		{name: "three transmissions lost", ignore: 3},
+		{name: "separate response", split: true},
+		{name: "never answered", ignore: 5},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, func(o *lwm2m.Options) { o.AckTimeout = ack; o.NoSecIdleTimeout = time.Minute })
+			d := f.device("rexmit", false)
+			p := newRawPeer(t, f.srv.UDPAddr())
+			p.send(register(t, "rexmit", 1, "</1/0>,</3/0>,</19/0>"))
+			p.registered(1)
+			var first message.Message
+			var gaps []time.Duration
+			last := time.Now()
+			for i := 0; i <= tc.ignore && i < 5; i++ {
+				obs, ok := p.within(5 * time.Second)
+				if !ok {
+					t.Fatalf("transmission %d of the Observe did not come", i+1)
+				}
+				if obs.Code != codes.GET || obs.Type != message.Confirmable {
+					t.Fatalf("transmission %d: %v %v", i+1, obs.Type, obs.Code)
+				}
+				if o, err := obs.Options.Observe(); err != nil || o != 0 {
+					t.Fatalf("transmission %d: observe option %d, %v", i+1, o, err)
+				}
+				if i == 0 {
+					first = obs
+				} else if obs.MessageID != first.MessageID || string(obs.Token) != string(first.Token) {
+					t.Fatalf("retransmission %d changed message id or token", i)
+				}
+				gaps = append(gaps, time.Since(last))
+				last = time.Now()
+			}
+			// Each wait at least doubles the previous one (RFC 7252 §4.2).
+			for i := 2; i < len(gaps); i++ {
+				if gaps[i] < gaps[i-1]*3/2 {
+					t.Errorf("waits %v do not back off", gaps)
+				}
+			}
+			content := func(typ message.Type, mid int32, payload string) []byte {
+				m := message.Message{Type: typ, Code: codes.Content, MessageID: mid, Token: first.Token, Payload: []byte(payload)}
+				m.Options = m.Options.Add(message.Option{ID: message.Observe, Value: []byte{1}})
+				m.Options = m.Options.Add(message.Option{ID: message.ContentFormat, Value: []byte{byte(message.AppOctets)}})
+				return encode(t, m)
+			}
+			switch {
+			case tc.ignore == 5:
+				// The last wait is 16 to 24 times ack; then it gives up.
+				if m, ok := p.within(30 * ack); ok {
+					t.Fatalf("a sixth transmission: %v %v", m.Type, m.Code)
+				}
+				// The observation is over: a late notification is not kept.
+				p.send(content(message.Confirmable, 900, "late"))
+			case tc.split:
+				p.send(encode(t, message.Message{Type: message.Acknowledgement, Code: codes.Empty, MessageID: first.MessageID}))
+				p.send(content(message.Confirmable, 901, "first value"))
+				if r, ok := p.within(time.Second); !ok || r.Type != message.Acknowledgement || r.MessageID != 901 {
+					t.Fatalf("the separate response was not acknowledged: %v %v", r.Type, r.MessageID)
+				}
+			default:
+				p.send(content(message.Acknowledgement, first.MessageID, "first value"))
+			}
+			if tc.ignore < 5 {
+				eventually(t, "the first value to be stored", func() bool {
+					msgs, err := f.reg.Messages(context.Background(), "p", d.DeviceID, 10)
+					return err == nil && len(msgs) == 1 && string(msgs[0].Payload) == "first value"
+				})
+				if m, ok := p.within(8 * ack); ok {
+					t.Fatalf("sent again after the answer: %v %v", m.Type, m.Code)
+				}
+				return
+			}
+			time.Sleep(200 * time.Millisecond)
+			if msgs, err := f.reg.Messages(context.Background(), "p", d.DeviceID, 10); err != nil || len(msgs) != 0 {
+				t.Fatalf("after the observation was given up: %d messages stored (%v)", len(msgs), err)
+			}
+		})
+	}
+}
