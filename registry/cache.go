@@ -82,6 +82,23 @@ func (c *cache) set(k string, v any) {
 	sh.m[k] = v
 }
 
+// cacheable reports whether keys like k are ever cached: device records
+// (d), the node, product-node and fingerprint indexes (n, m, f) and
+// products (p). The committer invalidates only those: invalidating bumps
+// the shard's generation, which refuses every fill racing with it, and
+// the status times, counters and messages a storm writes would otherwise
+// keep the cache from filling while it is needed most.
+func cacheable(k string) bool {
+	if len(k) < 2 || k[1] != sep {
+		return false
+	}
+	switch k[0] {
+	case 'd', 'n', 'm', 'f', 'p':
+		return true
+	}
+	return false
+}
+
 func (c *cache) invalidate(k string) {
 	sh := c.shard([]byte(k))
 	sh.mu.Lock()

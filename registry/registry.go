@@ -338,7 +338,9 @@ func (r *Registry) commit(batch []*op) int {
 	// commit nothing changed, but invalidating is harmless.)
 	if r.cache != nil {
 		for _, k := range written {
-			r.cache.invalidate(k)
+			if cacheable(k) {
+				r.cache.invalidate(k)
+			}
 		}
 		if err == nil {
 			// What was just written is what the next reads want (the first

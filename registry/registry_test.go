@@ -747,3 +747,70 @@ func TestStatusFlushSkipsDeletedDevices(t *testing.T) {
 		})
 	}
 }
+
+// TestCacheFillsSurviveUncachedWrites: a lookup that misses the cache
+// fills it unless a write to the same shard raced with it, and only writes
+// of cached key families count. A storm writes status times, counters and
+// messages all the time; if those refused fills, the devices a reconnect
+// storm looks up would keep coming from the store.
+func TestCacheFillsSurviveUncachedWrites(t *testing.T) {
+	for _, tc := range []struct {
+		key       []byte
+		cacheable bool
+	}{
+		{deviceKey("dev"), true},
+		{nodeKey("imei1"), true},
+		{productNodeKey("prod", "n1"), true},
+		{fingerprintKey("ab12"), true},
+		{productKey("prod"), true},
+		{statusTimeKey("dev"), false},
+		{productCountKey("prod"), false},
+		{projectCountKey("proj"), false},
+		{projectDeviceKey("proj", "0001"), false},
+		{asyncKey("cmd"), false},
+		{expiryKey(time.Unix(1, 0), "dev"), false},
+	} {
+		if got := cacheable(string(tc.key)); got != tc.cacheable {
+			t.Errorf("cacheable(%q) = %v, want %v", tc.key, got, tc.cacheable)
+		}
+	}
+
+	r, _ := newTestRegistry(t, nil)
+	ctx := context.Background()
+	k := deviceKey("some-device")
+	if _, _, ok := r.cache.get(k); ok {
+		t.Fatal("cached before any read")
+	}
+	_, gen, _ := r.cache.get(k) // a lookup's miss, before its store read
+	// Meanwhile the committer writes status times across every shard.
+	if err := r.write(ctx, func(w Writer) error {
+		for i := range 1000 {
+			if err := w.Set(statusTimeKey(fmt.Sprint("other-", i)), []byte{1}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	r.cache.put(k, &Device{DeviceID: "some-device"}, gen) // the lookup's fill
+	if _, _, ok := r.cache.get(k); !ok {
+		t.Fatal("a fill was refused because of writes to keys that are never cached")
+	}
+	// A write of a cached key to the same shard still refuses it.
+	_, gen, _ = r.cache.get(deviceKey("other"))
+	if err := r.write(ctx, func(w Writer) error {
+		for i := range 1000 {
+			if err := w.Set(deviceKey(fmt.Sprint("written-", i)), []byte("{}")); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	r.cache.put(deviceKey("other"), &Device{DeviceID: "other"}, gen)
+	if _, _, ok := r.cache.get(deviceKey("other")); ok {
+		t.Fatal("a fill raced with a write to its shard and was kept")
+	}
+}
