@@ -452,10 +452,16 @@ func (r *Registry) ListAsyncCommands(ctx context.Context, project, deviceID stri
 // PendingAsyncCommands returns up to limit of a device's PENDING commands
 // that have not expired, oldest first: the order they must be delivered in.
 func (r *Registry) PendingAsyncCommands(ctx context.Context, deviceID string, limit int) ([]*AsyncCommand, error) {
+	mark, may := r.pending.may(deviceID)
+	if !may {
+		return nil, nil
+	}
 	now := r.now()
 	var out []*AsyncCommand
+	entries := 0
 	err := r.store.View(func(rd Reader) error {
 		return rd.Scan(prefixKey("ap", deviceID), nil, false, func(_, v []byte) (bool, error) {
+			entries++
 			c, err := getAsyncCommand(rd, string(v))
 			if errors.Is(err, ErrNotFound) {
 				return true, nil
@@ -469,6 +475,9 @@ func (r *Registry) PendingAsyncCommands(ctx context.Context, deviceID string, li
 			return len(out) < limit, nil
 		})
 	})
+	if err == nil && entries == 0 {
+		r.pending.clear(deviceID, mark)
+	}
 	return out, err
 }
 

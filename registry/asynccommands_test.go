@@ -1,9 +1,11 @@
 package registry
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -231,5 +233,119 @@ func TestAsyncCommandsDeletedWithDevice(t *testing.T) {
 	})
 	if found {
 		t.Fatal("command keys survive the device")
+	}
+}
+
+// scanCounter is a Store that counts the scans of a device's pending
+// commands.
+type scanCounter struct {
+	Store
+	scans atomic.Int64
+}
+
+func (s *scanCounter) View(fn func(Reader) error) error {
+	return s.Store.View(func(rd Reader) error { return fn(countingReader{rd, s}) })
+}
+
+type countingReader struct {
+	Reader
+	s *scanCounter
+}
+
+func (c countingReader) Scan(prefix, from []byte, reverse bool, fn func(k, v []byte) (bool, error)) error {
+	if bytes.HasPrefix(prefix, []byte("ap\x00")) {
+		c.s.scans.Add(1)
+	}
+	return c.Reader.Scan(prefix, from, reverse, fn)
+}
+
+// The look for a device's pending commands at each registration reads the
+// store only for devices that may have some; a pending command is never
+// missed, also after a restart.
+func TestPendingCommandsLookSkipsDevicesWithout(t *testing.T) {
+	base, err := OpenBadger(BadgerOptions{InMemory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer base.Close()
+	s := &scanCounter{Store: base}
+	open := func() *Registry {
+		r, err := New(Options{Store: s, MasterKey: bytes.Repeat([]byte{7}, 32)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { r.Close() })
+		return r
+	}
+	r := open()
+	mustProduct(t, r, "proj", "nb", "CoAP")
+	ctx := context.Background()
+	for _, n := range []string{"n1", "n2"} {
+		if _, err := r.CreateDevice(ctx, NewDevice{ProjectID: "proj", NodeID: n, ProductID: "nb"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pending := func(r *Registry, dev string, want int, wantScans int64) {
+		t.Helper()
+		before := s.scans.Load()
+		got, err := r.PendingAsyncCommands(ctx, dev, 10)
+		if err != nil || len(got) != want {
+			t.Fatalf("%s: %d pending (%v), want %d", dev, len(got), err, want)
+		}
+		if scans := s.scans.Load() - before; scans != wantScans {
+			t.Fatalf("%s: %d scans of the store, want %d", dev, scans, wantScans)
+		}
+	}
+	pending(r, "nb_n1", 0, 0) // never had a command: no store read
+	c, err := r.CreateAsyncCommand(ctx, "proj", "nb_n1", NewAsyncCommand{Paras: json.RawMessage(`{"path":"/3/0/0"}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pending(r, "nb_n1", 1, 1)
+	pending(r, "nb_n2", 0, 0)
+
+	// After a restart the command is still found.
+	r.Close()
+	r = open()
+	pending(r, "nb_n1", 1, 1)
+	pending(r, "nb_n2", 0, 0)
+
+	// Once it is sent the next look finds nothing and forgets the device;
+	// the one after that does not read the store.
+	if _, err := r.StartAsyncCommand(ctx, c.CommandID, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	pending(r, "nb_n1", 0, 1)
+	pending(r, "nb_n1", 0, 0)
+	// A new command marks the device again.
+	if _, err := r.CreateAsyncCommand(ctx, "proj", "nb_n1", NewAsyncCommand{Paras: json.RawMessage(`{"path":"/3/0/1"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	pending(r, "nb_n1", 1, 1)
+}
+
+// A look that finds nothing does not forget a device marked while it
+// looked (a command created meanwhile).
+func TestPendingHintKeepsMarkMadeDuringLook(t *testing.T) {
+	h := newPendingHint()
+	h.mark("d")
+	g, ok := h.may("d")
+	if !ok {
+		t.Fatal("marked device not reported")
+	}
+	h.mark("d") // a command committed while the look ran
+	h.clear("d", g)
+	if _, ok := h.may("d"); !ok {
+		t.Fatal("a mark made during the look was cleared")
+	}
+	g, _ = h.may("d")
+	h.clear("d", g)
+	if _, ok := h.may("d"); ok {
+		t.Fatal("mark not cleared after a look that found nothing")
+	}
+	for k, want := range map[string]string{"ap\x00dev1\x00000001": "dev1", "a\x00cmd": "", "al\x00dev\x00001": "", "ap\x00nosep": ""} {
+		if dev, _ := pendingKeyDevice(k); dev != want {
+			t.Errorf("pendingKeyDevice(%q) = %q, want %q", k, dev, want)
+		}
 	}
 }

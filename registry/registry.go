@@ -97,6 +97,8 @@ type Registry struct {
 
 	commits, committed atomic.Uint64 // durable transactions, ops they carried
 
+	pending *pendingHint // devices that may have PENDING async commands
+
 	// txnDevices holds the device record keys the ops of the transaction
 	// being built have written so far (committer goroutine only).
 	txnDevices map[string]struct{}
@@ -147,6 +149,7 @@ func New(o Options) (*Registry, error) {
 		statusQ:  make(map[string]time.Time),
 
 		txnDevices: make(map[string]struct{}),
+		pending:    newPendingHint(),
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
@@ -167,6 +170,9 @@ func New(o Options) (*Registry, error) {
 		r.cache = newCache(o.CacheEntries)
 	}
 	r.seq = newSeqGen(r.now())
+	if err := r.loadPendingHint(); err != nil {
+		return nil, fmt.Errorf("registry: pending commands: %w", err)
+	}
 	r.wg.Add(1)
 	go r.commitLoop()
 	return r, nil
@@ -300,11 +306,11 @@ const maxTxnBytes = 4 << 20
 // against the new state, in the next transaction).
 func (r *Registry) commit(batch []*op) int {
 	results := make([]error, len(batch))
-	var written []string
+	var written, marks []string
 	var fills []cacheFill
 	taken := 0
 	err := r.store.Update(func(w Writer) error {
-		written, fills, taken = written[:0], fills[:0], 0
+		written, marks, fills, taken = written[:0], marks[:0], fills[:0], 0
 		clear(r.txnDevices)
 		size := 0
 		for i, o := range batch {
@@ -326,6 +332,8 @@ func (r *Registry) commit(batch []*op) int {
 			for _, k := range st.keys {
 				if isDeviceKey(k) {
 					r.txnDevices[k] = struct{}{}
+				} else if dev, ok := pendingKeyDevice(k); ok && st.values[k] != nil {
+					marks = append(marks, dev)
 				}
 			}
 			written = append(written, st.keys...)
@@ -348,6 +356,13 @@ func (r *Registry) commit(batch []*op) int {
 			for _, f := range fills {
 				r.cache.set(f.key, f.value)
 			}
+		}
+	}
+	if err == nil {
+		// Before the acknowledgement: whoever learns of a new pending
+		// command can already find it.
+		for _, dev := range marks {
+			r.pending.mark(dev)
 		}
 	}
 	if taken == 0 { // the store failed before any op ran
