@@ -162,13 +162,17 @@ func (s *Server) observationOf(e *entry, path format.Path) *observation {
 // matches its token), and a timer retransmits the request until then.
 // Through go-coap's client (one blocking exchange: a goroutine, channels,
 // two handler maps) this Observe was a sixth of the server's CPU in a
-// re-register storm of 100,000 devices.
-func (s *Server) observeAppData(e *entry) {
+// re-register storm of 100,000 devices. cc is the connection the client
+// just registered on (the one reach would find again).
+func (s *Server) observeAppData(e *entry, cc *udpClient.Conn) {
 	o := s.startObservation(e, appDataPath)
 	if o == nil {
 		return
 	}
-	cc, err := s.reach(e)
+	var err error
+	if cc == nil || cc.Context().Err() != nil {
+		cc, err = s.reach(e)
+	}
 	if err != nil {
 		s.endObservation(o)
 		s.log.Warn("lwm2m: observe failed", "device_id", e.deviceID, "path", o.path.String(), "err", err)

@@ -122,7 +122,7 @@ func (s *Server) register(w mux.ResponseWriter, r *mux.Message, cc *udpClient.Co
 	respondRegistered(w, reg.ID)
 	s.runAfterResponse(r.Message, func() {
 		if hasObject(objects, 19) {
-			s.observeAppData(e)
+			s.observeAppData(e, cc)
 		}
 		s.uplink(e)
 	})
@@ -326,7 +326,7 @@ func (s *Server) update(w mux.ResponseWriter, r *mux.Message, cc *udpClient.Conn
 	respond(w, codes.Changed, "")
 	s.runAfterResponse(r.Message, func() {
 		if hasObject(next.Objects, 19) && !hasObject(old.Objects, 19) {
-			s.observeAppData(e)
+			s.observeAppData(e, cc)
 		}
 		s.uplink(e)
 	})
