@@ -163,14 +163,14 @@ func (s *Server) observationOf(e *entry, path format.Path) *observation {
 // Through go-coap's client (one blocking exchange: a goroutine, channels,
 // two handler maps) this Observe was a sixth of the server's CPU in a
 // re-register storm of 100,000 devices. cc is the connection the client
-// just registered on (the one reach would find again).
+// just registered on (the one reach would find again, unless it closed).
 func (s *Server) observeAppData(e *entry, cc *udpClient.Conn) {
 	o := s.startObservation(e, appDataPath)
 	if o == nil {
 		return
 	}
 	var err error
-	if cc == nil || cc.Context().Err() != nil {
+	if cc.Context().Err() != nil {
 		cc, err = s.reach(e)
 	}
 	if err != nil {

@@ -483,6 +483,9 @@ func (r *Registry) PendingAsyncCommands(ctx context.Context, deviceID string, li
 
 // HasPendingAsyncCommands reports whether a device has a PENDING command.
 func (r *Registry) HasPendingAsyncCommands(ctx context.Context, deviceID string) (bool, error) {
+	if _, may := r.pending.may(deviceID); !may {
+		return false, nil
+	}
 	found := false
 	err := r.store.View(func(rd Reader) error {
 		return rd.Scan(prefixKey("ap", deviceID), nil, false, func(_, _ []byte) (bool, error) {

@@ -89,11 +89,8 @@ func (c *cache) set(k string, v any) {
 // the status times, counters and messages a storm writes would otherwise
 // keep the cache from filling while it is needed most.
 func cacheable(k string) bool {
-	if len(k) < 2 || k[1] != sep {
-		return false
-	}
-	switch k[0] {
-	case 'd', 'n', 'm', 'f', 'p':
+	switch family, _, _ := cutPart(k); family {
+	case "d", "n", "m", "f", "p":
 		return true
 	}
 	return false

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"encoding/binary"
+	"strings"
 	"time"
 )
 
@@ -39,13 +40,19 @@ func key(prefix string, parts ...string) []byte {
 	return b
 }
 
+// cutPart splits the first part off a key made by key: for the whole key
+// that is its prefix, the family ("d" for device records, "ap" for
+// pending commands...). ok is false if there is no separator.
+func cutPart(k string) (first, rest string, ok bool) {
+	return strings.Cut(k, string(rune(sep)))
+}
+
 // prefixKey is key(...) plus a trailing separator, for scanning children.
 func prefixKey(prefix string, parts ...string) []byte {
 	return append(key(prefix, parts...), sep)
 }
 
 func deviceKey(id string) []byte                   { return key("d", id) }
-func isDeviceKey(k string) bool                    { return len(k) > 1 && k[0] == 'd' && k[1] == sep }
 func nodeKey(node string) []byte                   { return key("n", node) }
 func productNodeKey(product, node string) []byte   { return key("m", product, node) }
 func fingerprintKey(fp string) []byte              { return key("f", fp) }

@@ -3,7 +3,6 @@ package registry
 import (
 	"bytes"
 	"fmt"
-	"strings"
 	"sync"
 )
 
@@ -53,11 +52,11 @@ func (h *pendingHint) clear(dev string, g uint64) {
 // pendingKeyDevice returns the device of an asynchronous command's
 // pending entry (ap/{device_id}/{seq}), or false for other keys.
 func pendingKeyDevice(k string) (string, bool) {
-	rest, ok := strings.CutPrefix(k, "ap\x00")
-	if !ok {
+	family, rest, _ := cutPart(k)
+	if family != "ap" {
 		return "", false
 	}
-	dev, _, ok := strings.Cut(rest, "\x00")
+	dev, _, ok := cutPart(rest)
 	if !ok {
 		return "", false
 	}
@@ -67,9 +66,8 @@ func pendingKeyDevice(k string) (string, bool) {
 // loadPendingHint marks every device with a pending entry in the store
 // (at start-up: one scan of the pending entries, not of the devices).
 func (r *Registry) loadPendingHint() error {
-	prefix := []byte{'a', 'p', sep}
 	return r.store.View(func(rd Reader) error {
-		return rd.Scan(prefix, nil, false, func(k, _ []byte) (bool, error) {
+		return rd.Scan(prefixKey("ap"), nil, false, func(k, _ []byte) (bool, error) {
 			dev, ok := pendingKeyDevice(string(k))
 			if !ok {
 				return false, fmt.Errorf("corrupt pending command key %q", bytes.Clone(k))

@@ -330,7 +330,7 @@ func (r *Registry) commit(batch []*op) int {
 			}
 			size += st.size
 			for _, k := range st.keys {
-				if isDeviceKey(k) {
+				if family, _, _ := cutPart(k); family == "d" {
 					r.txnDevices[k] = struct{}{}
 				} else if dev, ok := pendingKeyDevice(k); ok && st.values[k] != nil {
 					marks = append(marks, dev)
@@ -433,22 +433,32 @@ func cacheDevice(w Writer, d *Device, index ...[]byte) {
 // and nothing but the committer changes it, so the answer is the store's.
 func deviceExists(w Reader, id string) (bool, error) {
 	k := deviceKey(id)
-	if s, ok := w.(*staged); ok && s.cache != nil {
-		if _, written := s.values[string(k)]; !written {
-			if _, earlier := s.earlier[string(k)]; !earlier {
-				if v, _, ok := s.cache.get(k); ok {
-					if _, isDevice := v.(*Device); isDevice {
-						return true, nil
-					}
-				}
-			}
-		}
+	if s, ok := w.(*staged); ok && s.cachedUnwritten(k) {
+		return true, nil
 	}
 	_, err := w.Get(k)
 	if errors.Is(err, ErrNoKey) {
 		return false, nil
 	}
 	return err == nil, err
+}
+
+// cachedUnwritten reports whether the cache holds k's committed device
+// record and no write of the transaction so far (this op's or an earlier
+// op's) has touched k.
+func (s *staged) cachedUnwritten(k []byte) bool {
+	if s.cache == nil {
+		return false
+	}
+	if _, ok := s.values[string(k)]; ok {
+		return false
+	}
+	if _, ok := s.earlier[string(k)]; ok {
+		return false
+	}
+	v, _, ok := s.cache.get(k)
+	_, isDevice := v.(*Device)
+	return ok && isDevice
 }
 
 func newStaged(w Writer) *staged { return &staged{w: w, values: make(map[string][]byte, 8)} }
