@@ -22,7 +22,7 @@ import (
 type Registry interface {
 	NodeFinder
 	Connected(ctx context.Context, id string) (registry.Session, error)
-	Disconnected(id string, s registry.Session)
+	Disconnected(id string, s registry.Session) (superseded bool)
 	AddMessage(ctx context.Context, deviceID string, m registry.Message) error
 	PendingAsyncCommands(ctx context.Context, deviceID string, limit int) ([]*registry.AsyncCommand, error)
 	StartAsyncCommand(ctx context.Context, commandID string, answerWithin time.Duration) (*registry.AsyncCommand, error)

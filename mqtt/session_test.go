@@ -15,6 +15,7 @@ import (
 	"time"
 
 	paho5 "github.com/eclipse/paho.golang/paho"
+	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/iotgate/iotgate/registry"
@@ -92,6 +93,58 @@ func TestMQTTKick(t *testing.T) {
 	e.waitStatus("dev_r", registry.StatusOffline)
 	e.refused(dial{id: "dev_r", secret: "secret-kick"}, 0x04)
 	e.mustConnect(dial{id: "dev_r", secret: "secret-new1"})
+}
+
+// A takeover leaves the new session in mochi's client map. In mochi
+// v2.7.9 the old connection's goroutine checks "not taken over" before the
+// new connection marks it so, and if it loses that race it deletes the
+// client by ID after the new session was added: the device stays ONLINE
+// but no downlink finds its session. Both goroutines pass through mochi's
+// unsubscribe hook inside that window, so a hook that holds the first
+// (the new connection's) for 50 ms and the second (the old one's) for
+// 300 ms makes the race lose every time without the status hook's wait.
+func TestMQTTTakeoverKeepsNewSession(t *testing.T) {
+	e := newEnv(t)
+	e.secretDevice("dev_to", "secret-take", "", false)
+	slow := &slowUnsubscribe{id: "dev_to", holds: []time.Duration{50 * time.Millisecond, 300 * time.Millisecond}}
+	if err := e.srv.broker.AddHook(slow, nil); err != nil {
+		t.Fatal(err)
+	}
+	old := e.mustConnect(dial{id: "dev_to", secret: "secret-take"})
+	e.ready("dev_to")
+	e.mustConnect(dial{id: "dev_to", secret: "secret-take"})
+	old.waitLost(t)
+	time.Sleep(500 * time.Millisecond) // past every hold
+	if _, live := e.srv.session("dev_to"); !live {
+		t.Fatal("after the takeover mochi has no live session for the device")
+	}
+	e.ready("dev_to")
+}
+
+// slowUnsubscribe holds the first calls of mochi's OnUnsubscribed for one
+// client ID, each for its own duration.
+type slowUnsubscribe struct {
+	mochi.HookBase
+	id    string
+	mu    sync.Mutex
+	holds []time.Duration
+}
+
+func (h *slowUnsubscribe) ID() string { return "test-slow-unsubscribe" }
+
+func (h *slowUnsubscribe) Provides(b byte) bool { return b == mochi.OnUnsubscribed }
+
+func (h *slowUnsubscribe) OnUnsubscribed(cl *mochi.Client, _ packets.Packet) {
+	if cl.ID != h.id {
+		return
+	}
+	h.mu.Lock()
+	var d time.Duration
+	if len(h.holds) > 0 {
+		d, h.holds = h.holds[0], h.holds[1:]
+	}
+	h.mu.Unlock()
+	time.Sleep(d)
 }
 
 // TestLimits: QoS 2 publishes and payloads over 1 MiB close the

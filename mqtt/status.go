@@ -3,6 +3,7 @@ package mqtt
 import (
 	"context"
 	"log/slog"
+	"time"
 
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -13,7 +14,7 @@ import (
 // statusRegistry is what status reporting needs from the registry.
 type statusRegistry interface {
 	Connected(ctx context.Context, id string) (registry.Session, error)
-	Disconnected(id string, s registry.Session)
+	Disconnected(id string, s registry.Session) (superseded bool)
 }
 
 // statusHook tells the registry when a device's session starts
@@ -64,20 +65,24 @@ func (h *statusHook) OnSessionEstablish(cl *mochi.Client, _ packets.Packet) {
 		"mqtt_version", cl.Properties.ProtocolVersion)
 }
 
-func (h *statusHook) OnDisconnect(cl *mochi.Client, err error, _ bool) {
+func (h *statusHook) OnDisconnect(cl *mochi.Client, err error, expire bool) {
 	cause := err
 	if c := cl.StopCause(); c != nil {
 		cause = c
 	}
-	h.end(cl, cause)
+	if superseded := h.end(cl, cause); superseded && expire && !awaitTakeover(cl, takeoverWait) {
+		h.log.Debug("session superseded without a takeover", "device", cl.ID, "remote", cl.Net.Remote)
+	}
 }
 
 func (h *statusHook) OnClientExpired(cl *mochi.Client) { h.end(cl, cl.StopCause()) }
 
-func (h *statusHook) end(cl *mochi.Client, cause error) {
+// end ends the connection's sessions and reports whether a newer session
+// of its device is current.
+func (h *statusHook) end(cl *mochi.Client, cause error) (superseded bool) {
 	c, subs := h.conns.remove(cl)
 	if c == nil {
-		return
+		return false
 	}
 	for _, s := range subs {
 		h.reg.Disconnected(s.device, s.session)
@@ -87,8 +92,35 @@ func (h *statusHook) end(cl *mochi.Client, cause error) {
 	s := c.session
 	c.mu.Unlock()
 	if s == 0 {
-		return // a registration connection, or never established
+		return false // a registration connection, or never established
 	}
-	h.reg.Disconnected(c.device, s)
+	superseded = h.reg.Disconnected(c.device, s)
 	h.log.Info("device disconnected", "device", c.device, "remote", cl.Net.Remote, "cause", cause)
+	return superseded
+}
+
+// takeoverWait bounds awaitTakeover. The window it closes lasts
+// microseconds; a session superseded otherwise (the device logged in
+// through a gateway) is never marked and must not hold a goroutine long.
+const takeoverWait = time.Second
+
+// awaitTakeover holds an ending connection's goroutine until the
+// connection taking over its session has marked it taken over, or until
+// limit. mochi v2.7.9 (attachClient) deletes an ending clean session from
+// its client map by client ID unless it is marked taken over, and the new
+// connection (inheritClientSession) marks it only after closing it and
+// unsubscribing it. An old goroutine that checks in between deletes the
+// new session, added meanwhile: the device shows ONLINE but no downlink
+// finds it. A newer session in the registry tells that a connection is
+// in that window, since OnSessionEstablish records it just before mochi
+// inherits the old session.
+func awaitTakeover(cl *mochi.Client, limit time.Duration) bool {
+	deadline := time.Now().Add(limit)
+	for !cl.IsTakenOver() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+	return true
 }

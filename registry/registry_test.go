@@ -282,14 +282,21 @@ func TestConnectedLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.Disconnected(d.DeviceID, s1) // the old connection's late close
+	if !r.Disconnected(d.DeviceID, s1) { // the old connection's late close
+		t.Fatal("the old session's end did not report the newer session")
+	}
 	if got, _ := r.Device(ctx, d.DeviceID); got.Status != StatusOnline {
 		t.Fatalf("old session's disconnect took the new one offline: %s", got.Status)
 	}
 	before := time.Now()
-	r.Disconnected(d.DeviceID, s2)
+	if r.Disconnected(d.DeviceID, s2) {
+		t.Fatal("the current session's end reported a newer one")
+	}
 	if got, _ := r.Device(ctx, d.DeviceID); got.Status != StatusOffline {
 		t.Fatalf("want OFFLINE, got %s", got.Status)
+	}
+	if r.Disconnected(d.DeviceID, s1) {
+		t.Fatal("an end with no session current reported a newer one")
 	}
 	if err := r.flushStatus(ctx); err != nil {
 		t.Fatal(err)

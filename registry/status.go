@@ -55,16 +55,22 @@ func (p *presence) set(id string, at time.Time) Session {
 	return s
 }
 
-// end removes the session if it is still the device's current one.
-func (p *presence) end(id string, s Session) bool {
+// end removes the session if it is still the device's current one;
+// otherwise it reports whether another (newer) session is current.
+func (p *presence) end(id string, s Session) (ended, superseded bool) {
 	sh := p.shard(id)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if cur, ok := sh.m[id]; ok && cur.id == s {
+	cur, ok := sh.m[id]
+	switch {
+	case !ok:
+		return false, false
+	case cur.id == s:
 		delete(sh.m, id)
-		return true
+		return true, false
+	default:
+		return false, true
 	}
-	return false
 }
 
 func (p *presence) drop(id string) {
@@ -146,11 +152,13 @@ func (r *Registry) Connected(ctx context.Context, id string) (Session, error) {
 }
 
 // Disconnected ends a session. It is a no-op if the device has connected
-// again since (the new session is current).
-func (r *Registry) Disconnected(id string, s Session) {
-	if r.presence.end(id, s) {
+// again since (the new session is current), and then reports so.
+func (r *Registry) Disconnected(id string, s Session) (superseded bool) {
+	ended, superseded := r.presence.end(id, s)
+	if ended {
 		r.queueStatus(id, r.now().UTC())
 	}
+	return superseded
 }
 
 // queueStatus remembers a status change time to persist in the next
