@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/iotgate/iotgate/registry"
-	dtlsServer "github.com/plgd-dev/go-coap/v3/dtls/server"
 	coapNet "github.com/plgd-dev/go-coap/v3/net"
 	udpServer "github.com/plgd-dev/go-coap/v3/udp/server"
 )
@@ -107,7 +106,7 @@ type Server struct {
 	conns atomic.Int64
 
 	udp     *udpServer.Server
-	dtls    *dtlsServer.Server
+	dtls    *coapsServer
 	udpConn *coapNet.UDPConn
 	dtlsLn  *dtlsListener
 
@@ -178,7 +177,7 @@ func (s *Server) Start(ctx context.Context) error {
 			return fmt.Errorf("lwm2m: %w", err)
 		}
 		s.dtlsLn = l
-		s.dtls = dtlsServer.New(s.serverConfig(router, true))
+		s.dtls = newCoAPSServer(s.serverConfig(router, true))
 		s.serve(func() error { return s.dtls.Serve(l) })
 		s.log.Info("lwm2m coaps (dtls) listening", "addr", l.Addr().String())
 	}

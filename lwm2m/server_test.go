@@ -558,7 +558,8 @@ func TestLwM2MHandshakesAreBounded(t *testing.T) {
 // waiting for its old session to end (the mux's routing policy is tested
 // in dtlsmux_test.go).
 func TestLwM2MRebootedDeviceHandshakesAgain(t *testing.T) {
-	f := newFixture(t, nil)
+	// Long enough for a retransmission (after 2-3 s) to be answered.
+	f := newFixture(t, func(o *lwm2m.Options) { o.RequestTimeout = 8 * time.Second })
 	d := f.device("reboot", true)
 	ctx := context.Background()
 	cfg := lwm2mclient.Config{Endpoint: "reboot", PSKIdentity: "reboot", PSK: lwm2m.PSK(secret)}
@@ -583,6 +584,16 @@ func TestLwM2MRebootedDeviceHandshakesAgain(t *testing.T) {
 		t.Fatal("registration not replaced")
 	}
 	f.waitCommand(d.DeviceID, f.command(d.DeviceID, "LwM2M", "READ", `{"path":"/3/0/0"}`, true), registry.AsyncSuccessful)
+
+	// The new session is looked after like any other: a request whose
+	// first transmission is lost is sent again. (go-coap's DTLS server
+	// keyed its sessions by address, so the old session's end dropped
+	// the new one, which then had no retransmissions.)
+	c2.Sleep()
+	read := f.command(d.DeviceID, "LwM2M", "READ", `{"path":"/3/0/0"}`, true)
+	time.Sleep(500 * time.Millisecond)
+	c2.Wake()
+	f.waitCommand(d.DeviceID, read, registry.AsyncSuccessful)
 }
 
 // TestLwM2MImeiEndpoint: a Qualcomm-style endpoint urn:imei:<digits>

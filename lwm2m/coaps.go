@@ -1,0 +1,157 @@
+package lwm2m
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	dtlsServer "github.com/plgd-dev/go-coap/v3/dtls/server"
+	"github.com/plgd-dev/go-coap/v3/message"
+	"github.com/plgd-dev/go-coap/v3/message/pool"
+	coapNet "github.com/plgd-dev/go-coap/v3/net"
+	"github.com/plgd-dev/go-coap/v3/net/blockwise"
+	udpClient "github.com/plgd-dev/go-coap/v3/udp/client"
+)
+
+// coapsServer serves CoAP on the DTLS sessions a dtlsListener accepts,
+// built from go-coap's parts (its DTLS session and UDP connection) with
+// our serverConfig.
+//
+// It stands in for go-coap's dtls/server.Server, which keeps its sessions
+// in a map keyed by the peer's address and drives their periodic checks
+// (retransmission of our requests, the idle monitor) from that map. Two
+// sessions can have one address here: a device that reboots handshakes
+// again from the same address (see udpMux), the new session's entry
+// replaced the old one's, and the old session's end then deleted it, so
+// the new session never retransmitted a request. And a Connection ID
+// session whose address changes was deleted under its new address, which
+// left the entry, and the whole session, in the map for good. Here
+// sessions are kept by identity.
+type coapsServer struct {
+	cfg    dtlsServer.Config
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu       sync.Mutex
+	sessions map[*udpClient.Conn]struct{}
+	// sweep is reused by checkExpirations (only the periodic runner's
+	// goroutine calls it).
+	sweep []*udpClient.Conn
+	wg    sync.WaitGroup
+}
+
+func newCoAPSServer(c serverConfig) *coapsServer {
+	cfg := dtlsServer.DefaultConfig
+	c.DTLSServerApply(&cfg)
+	if cfg.GetToken == nil {
+		cfg.GetToken = message.GetToken
+	}
+	if cfg.MessagePool == nil {
+		cfg.MessagePool = pool.New(0, 0)
+	}
+	errs := cfg.Errors
+	cfg.Errors = func(err error) {
+		if !coapNet.IsCancelOrCloseError(err) {
+			errs(fmt.Errorf("dtls: %w", err))
+		}
+	}
+	ctx, cancel := context.WithCancel(cfg.Ctx)
+	return &coapsServer{cfg: cfg, ctx: ctx, cancel: cancel, sessions: make(map[*udpClient.Conn]struct{})}
+}
+
+// Serve accepts sessions until Stop, then closes the listener and the
+// sessions and waits for their goroutines.
+func (s *coapsServer) Serve(l *dtlsListener) error {
+	defer s.wg.Wait()
+	defer s.closeAll()
+	defer l.Close()
+	s.cfg.PeriodicRunner(func(now time.Time) bool {
+		s.checkExpirations(now)
+		return s.ctx.Err() == nil
+	})
+	for {
+		nc, err := l.AcceptWithContext(s.ctx)
+		if err != nil {
+			if errors.Is(err, coapNet.ErrListenerIsClosed) || s.ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("dtls accept: %w", err)
+		}
+		cc := s.newConn(coapNet.NewConn(nc))
+		s.cfg.OnNewConn(cc)
+		s.mu.Lock()
+		s.sessions[cc] = struct{}{}
+		s.mu.Unlock()
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if err := cc.Run(); err != nil {
+				s.cfg.Errors(fmt.Errorf("%v: %w", cc.RemoteAddr(), err))
+			}
+			s.mu.Lock()
+			delete(s.sessions, cc)
+			s.mu.Unlock()
+		}()
+	}
+}
+
+// Stop ends Serve (and closes its listener) without waiting for it.
+func (s *coapsServer) Stop() { s.cancel() }
+
+// newConn is go-coap's DTLS server connection: a session over the DTLS
+// connection and the CoAP-over-UDP machinery on top.
+func (s *coapsServer) newConn(nc *coapNet.Conn) *udpClient.Conn {
+	session := dtlsServer.NewSession(s.ctx, nc, s.cfg.MaxMessageSize, s.cfg.MTU, true)
+	cfg := udpClient.DefaultConfig
+	cfg.TransmissionNStart = s.cfg.TransmissionNStart
+	cfg.TransmissionAcknowledgeTimeout = s.cfg.TransmissionAcknowledgeTimeout
+	cfg.TransmissionMaxRetransmit = s.cfg.TransmissionMaxRetransmit
+	cfg.Handler = s.cfg.Handler
+	cfg.BlockwiseSZX = s.cfg.BlockwiseSZX
+	cfg.Errors = s.cfg.Errors
+	cfg.GetMID = s.cfg.GetMID
+	cfg.GetToken = s.cfg.GetToken
+	cfg.MessagePool = s.cfg.MessagePool
+	cfg.ReceivedMessageQueueSize = s.cfg.ReceivedMessageQueueSize
+	cfg.ProcessReceivedMessage = s.cfg.ProcessReceivedMessage
+	bw := func(*udpClient.Conn) *blockwise.BlockWise[*udpClient.Conn] { return nil }
+	if s.cfg.BlockwiseEnable {
+		bw = func(cc *udpClient.Conn) *blockwise.BlockWise[*udpClient.Conn] {
+			return blockwise.New(cc, s.cfg.BlockwiseTransferTimeout, s.cfg.Errors,
+				func(token message.Token) (*pool.Message, bool) { return cc.GetObservationRequest(token) })
+		}
+	}
+	return udpClient.NewConnWithOpts(session, &cfg,
+		udpClient.WithBlockWise(bw),
+		udpClient.WithInactivityMonitor(s.cfg.CreateInactivityMonitor()),
+		udpClient.WithRequestMonitor(s.cfg.RequestMonitor))
+}
+
+// checkExpirations runs go-coap's periodic work on every open session:
+// retransmissions, the idle monitor, cache expiry.
+func (s *coapsServer) checkExpirations(now time.Time) {
+	s.mu.Lock()
+	for cc := range s.sessions {
+		s.sweep = append(s.sweep, cc)
+	}
+	s.mu.Unlock()
+	for i, cc := range s.sweep {
+		cc.CheckExpirations(now)
+		s.sweep[i] = nil
+	}
+	s.sweep = s.sweep[:0]
+}
+
+func (s *coapsServer) closeAll() {
+	s.mu.Lock()
+	open := make([]*udpClient.Conn, 0, len(s.sessions))
+	for cc := range s.sessions {
+		open = append(open, cc)
+	}
+	s.mu.Unlock()
+	for _, cc := range open {
+		_ = cc.Close()
+	}
+}
