@@ -4,8 +4,8 @@
 //
 // It is split the way Eclipse Leshan splits a server:
 //
-//   - transport (transport.go, dtls.go): the go-coap UDP and DTLS servers;
-//     DTLS with PSKs from the security store, Connection IDs (RFC 9146),
+//   - transport (transport.go, coaps.go, dtls.go, dtlsmux.go): go-coap's
+//     UDP server, and CoAP over DTLS sessions kept by identity; DTLS with PSKs from the security store, Connection IDs (RFC 9146),
 //     HelloVerifyRequest cookies and bounded handshakes;
 //   - security store (security.go): who may register, backed by the
 //     registry (endpoint name = node_id, PSK identity = node_id);

@@ -52,7 +52,7 @@ func dtlsConfig(sec SecurityStore, handshakeTimeout time.Duration, log *slog.Log
 	}
 }
 
-// dtlsListener is the listener go-coap's DTLS server accepts: sessions
+// dtlsListener is the listener coapsServer accepts: sessions
 // from our udpMux (Connection ID routing, re-handshakes from a known
 // address), each handshaken by pion's dtls.Server. go-coap's own DTLS
 // listener routes datagrams by source address only.
