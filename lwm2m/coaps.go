@@ -28,18 +28,21 @@ import (
 // the new session never retransmitted a request. And a Connection ID
 // session whose address changes was deleted under its new address, which
 // left the entry, and the whole session, in the map for good. Here
-// sessions are kept by identity.
+// sessions are kept by identity, and swept by sessionSweep.
 type coapsServer struct {
 	cfg    dtlsServer.Config
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	mu       sync.Mutex
-	sessions map[*udpClient.Conn]struct{}
-	// sweep is reused by checkExpirations (only the periodic runner's
-	// goroutine calls it).
-	sweep []*udpClient.Conn
-	wg    sync.WaitGroup
+	sessions *sessionSweep[*udpClient.Conn]
+	wg       sync.WaitGroup
+}
+
+// fullSweepEvery is how often every session is checked: often enough for
+// the idle timeout of an unregistered session, rarely enough that a
+// fleet of idle sessions costs little.
+func fullSweepEvery(idle time.Duration) int {
+	return int(min(max(idle/4, coapTick), 10*time.Second) / coapTick)
 }
 
 func newCoAPSServer(c serverConfig) *coapsServer {
@@ -58,7 +61,10 @@ func newCoAPSServer(c serverConfig) *coapsServer {
 		}
 	}
 	ctx, cancel := context.WithCancel(cfg.Ctx)
-	return &coapsServer{cfg: cfg, ctx: ctx, cancel: cancel, sessions: make(map[*udpClient.Conn]struct{})}
+	sessions := newSessionSweep(fullSweepEvery(c.s.o.IdleTimeout),
+		func(cc *udpClient.Conn, now time.Time) { cc.CheckExpirations(now) },
+		func(cc *udpClient.Conn) bool { st := stateOf(cc); return st != nil && st.busy.Load() > 0 })
+	return &coapsServer{cfg: cfg, ctx: ctx, cancel: cancel, sessions: sessions}
 }
 
 // Serve accepts sessions until Stop, then closes the listener and the
@@ -68,7 +74,7 @@ func (s *coapsServer) Serve(l *dtlsListener) error {
 	defer s.closeAll()
 	defer l.Close()
 	s.cfg.PeriodicRunner(func(now time.Time) bool {
-		s.checkExpirations(now)
+		s.sessions.run(now)
 		return s.ctx.Err() == nil
 	})
 	for {
@@ -81,18 +87,14 @@ func (s *coapsServer) Serve(l *dtlsListener) error {
 		}
 		cc := s.newConn(coapNet.NewConn(nc))
 		s.cfg.OnNewConn(cc)
-		s.mu.Lock()
-		s.sessions[cc] = struct{}{}
-		s.mu.Unlock()
+		s.sessions.add(cc)
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
 			if err := cc.Run(); err != nil {
 				s.cfg.Errors(fmt.Errorf("%v: %w", cc.RemoteAddr(), err))
 			}
-			s.mu.Lock()
-			delete(s.sessions, cc)
-			s.mu.Unlock()
+			s.sessions.remove(cc)
 		}()
 	}
 }
@@ -129,29 +131,12 @@ func (s *coapsServer) newConn(nc *coapNet.Conn) *udpClient.Conn {
 		udpClient.WithRequestMonitor(s.cfg.RequestMonitor))
 }
 
-// checkExpirations runs go-coap's periodic work on every open session:
-// retransmissions, the idle monitor, cache expiry.
-func (s *coapsServer) checkExpirations(now time.Time) {
-	s.mu.Lock()
-	for cc := range s.sessions {
-		s.sweep = append(s.sweep, cc)
-	}
-	s.mu.Unlock()
-	for i, cc := range s.sweep {
-		cc.CheckExpirations(now)
-		s.sweep[i] = nil
-	}
-	s.sweep = s.sweep[:0]
-}
-
 func (s *coapsServer) closeAll() {
-	s.mu.Lock()
-	open := make([]*udpClient.Conn, 0, len(s.sessions))
-	for cc := range s.sessions {
-		open = append(open, cc)
-	}
-	s.mu.Unlock()
-	for _, cc := range open {
+	for _, cc := range s.sessions.snapshot() {
 		_ = cc.Close()
 	}
 }
+
+// requestStarted has cc checked every tick while busy, so the request
+// just made busy on it is retransmitted on time.
+func (s *coapsServer) requestStarted(cc *udpClient.Conn) { s.sessions.markHot(cc) }

@@ -77,6 +77,9 @@ func (s *Server) hold(e *entry) (cc *udpClient.Conn, release func(), err error) 
 		}
 		st.busy.Add(1)
 		if cc.Context().Err() == nil {
+			if st.secure && s.dtls != nil {
+				s.dtls.requestStarted(cc)
+			}
 			return cc, func() { st.busy.Add(-1) }, nil
 		}
 		st.busy.Add(-1)

@@ -64,17 +64,21 @@ func (s *Server) serverConfig(router *mux.Router, secure bool) serverConfig {
 	}}
 }
 
+// coapTick is the period of go-coap's periodic work (see common).
+const coapTick = time.Second
+
 func (c serverConfig) common(cfg *config.Common[*udpClient.Conn]) {
 	cfg.Ctx = c.s.ctx
 	cfg.Errors = func(err error) { c.s.log.Debug("coap", "secure", c.secure, "err", err) }
 	cfg.ProcessReceivedMessage = c.processReceived
 	// Retransmissions and idle checks run on this tick (go-coap's default
-	// is 4 s, too coarse for its 2 s acknowledgement timeout). Each tick
-	// visits every connection: the DTLS sessions and the NoSec addresses
-	// heard from in the last NoSecIdleTimeout, not every registered one.
+	// is 4 s, too coarse for its 2 s acknowledgement timeout). A NoSec
+	// tick visits the addresses heard from in the last NoSecIdleTimeout,
+	// not every registered one; a DTLS tick, the sessions that need it
+	// (see sessionSweep).
 	cfg.PeriodicRunner = func(f func(now time.Time) bool) {
 		go func() {
-			t := time.NewTicker(time.Second)
+			t := time.NewTicker(coapTick)
 			defer t.Stop()
 			for f(time.Now()) {
 				<-t.C
