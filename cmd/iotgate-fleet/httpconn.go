@@ -10,6 +10,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"syscall"
 	"time"
 )
 
@@ -132,6 +133,9 @@ func (hc *httpConn) roundTrip(ctx context.Context, host, method, path string, he
 	b = append(b, body...)
 	hc.req = b
 	if _, err := hc.c.Write(b); err != nil {
+		if errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) {
+			return a, false, errStaleConn
+		}
 		return a, false, fmt.Errorf("write request: %w", err)
 	}
 	a, keep, err = hc.readAnswer(method)
@@ -145,7 +149,10 @@ func (hc *httpConn) roundTrip(ctx context.Context, host, method, path string, he
 func (hc *httpConn) readAnswer(method string) (a httpAnswer, keep bool, err error) {
 	line, err := hc.line()
 	if err != nil {
-		if errors.Is(err, io.EOF) && len(line) == 0 {
+		if len(line) == 0 && (errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)) {
+			// EOF: the server closed the connection before our request
+			// came. Reset: it closed it as our request came, with the
+			// request unread (the keep-alive race), so not handled.
 			return a, false, errStaleConn
 		}
 		return a, false, fmt.Errorf("read status line: %w", err)

@@ -17,7 +17,16 @@ import (
 // cannedServer answers each request read from a connection with the next
 // of answers (raw HTTP), then does what after says: "" keeps the
 // connection, "close" closes it after the answer.
-func cannedServer(t *testing.T, answers []string, closeAfter map[int]bool) (addr string, requests *atomic.Int64, conns *atomic.Int64) {
+// closeHow is what cannedServer does after an answer.
+type closeHow int
+
+const (
+	keepOpen closeHow = iota
+	closeConn
+	resetConn // close with SO_LINGER 0: the peer gets a reset, as from a server closing with a request unread
+)
+
+func cannedServer(t *testing.T, answers []string, closeAfter map[int]closeHow) (addr string, requests *atomic.Int64, conns *atomic.Int64) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -46,7 +55,12 @@ func cannedServer(t *testing.T, answers []string, closeAfter map[int]bool) (addr
 						return
 					}
 					io.WriteString(c, answers[i])
-					if closeAfter[i] {
+					switch closeAfter[i] {
+					case closeConn:
+						return
+					case resetConn:
+						time.Sleep(50 * time.Millisecond) // the answer is read first
+						c.(*net.TCPConn).SetLinger(0)
 						return
 					}
 				}
@@ -95,18 +109,23 @@ func TestHTTPConnsReadsEveryBodyFraming(t *testing.T) {
 func TestHTTPConnsReconnectsAfterClose(t *testing.T) {
 	ok := "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
 	// Answer 0 says Connection: close; answer 1 comes on a connection the
-	// server closes without saying so, which the next request finds stale.
+	// server closes without saying so, which the next request finds stale
+	// (EOF); answer 2's connection is reset, as when a server closes a
+	// kept-alive connection just as a request comes.
 	addr, requests, conns := cannedServer(t,
-		[]string{"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", ok, ok},
-		map[int]bool{0: true, 1: true})
+		[]string{"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", ok, ok, ok},
+		map[int]closeHow{0: closeConn, 1: closeConn, 2: resetConn})
 	p := newHTTPConns(addr, 1, 5*time.Second)
-	for i := range 3 {
+	for i := range 4 {
 		if err := p.do(context.Background(), "GET", "/", nil, nil, func(a httpAnswer) error { return nil }); err != nil {
 			t.Fatalf("request %d: %v", i, err)
 		}
+		if i == 2 {
+			time.Sleep(100 * time.Millisecond) // past the reset
+		}
 	}
-	if r, c := requests.Load(), conns.Load(); r != 3 || c != 3 {
-		t.Errorf("%d requests on %d connections, want 3 on 3", r, c)
+	if r, c := requests.Load(), conns.Load(); r != 4 || c != 4 {
+		t.Errorf("%d requests on %d connections, want 4 on 4", r, c)
 	}
 }
 
@@ -121,7 +140,7 @@ func TestHTTPConnsErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			addr, _, _ := cannedServer(t, []string{tt.answer}, map[int]bool{0: true})
+			addr, _, _ := cannedServer(t, []string{tt.answer}, map[int]closeHow{0: closeConn})
 			p := newHTTPConns(addr, 1, 5*time.Second)
 			err := p.do(context.Background(), "GET", "/", nil, nil, func(httpAnswer) error { return nil })
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
