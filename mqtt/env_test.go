@@ -33,7 +33,7 @@ import (
 // env is a real registry over the in-memory store with a Server on
 // loopback ports, driven by real MQTT clients.
 type env struct {
-	t       *testing.T
+	t       testing.TB
 	reg     *registry.Registry
 	srv     *Server
 	roots   *x509.CertPool // trusts the server certificate
@@ -44,7 +44,14 @@ type env struct {
 
 const testProject, testProduct = "proj1", "prod1"
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
+	t.Helper()
+	return newEnvLogging(t, slog.LevelDebug)
+}
+
+// newEnvLogging is newEnv with the server logging from level (benchmarks
+// log as in production, from Info).
+func newEnvLogging(t testing.TB, level slog.Level) *env {
 	t.Helper()
 	store, err := registry.OpenBadger(registry.BadgerOptions{InMemory: true})
 	if err != nil {
@@ -77,7 +84,6 @@ func newEnv(t *testing.T) *env {
 	roots.AppendCertsFromPEM(caPEM)
 
 	logs := &syncBuffer{}
-	level := slog.LevelDebug
 	srv, err := New(Options{
 		Registry:  reg,
 		Listen:    "127.0.0.1:0",
@@ -346,7 +352,7 @@ func (c *client) waitLost(t *testing.T) {
 	}
 }
 
-func eventually(t *testing.T, cond func() bool, format string, a ...any) {
+func eventually(t testing.TB, cond func() bool, format string, a ...any) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for !cond() {
@@ -401,7 +407,7 @@ func (ca *testCA) pem() string {
 }
 
 // issue signs a client certificate valid from notBefore to notAfter.
-func (ca *testCA) issue(t *testing.T, cn string, notBefore, notAfter time.Time) tls.Certificate {
+func (ca *testCA) issue(t testing.TB, cn string, notBefore, notAfter time.Time) tls.Certificate {
 	t.Helper()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
@@ -415,7 +421,7 @@ func (ca *testCA) issue(t *testing.T, cn string, notBefore, notAfter time.Time) 
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
 }
 
-func (ca *testCA) client(t *testing.T, cn string) tls.Certificate {
+func (ca *testCA) client(t testing.TB, cn string) tls.Certificate {
 	return ca.issue(t, cn, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
 }
 
