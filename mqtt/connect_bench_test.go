@@ -45,7 +45,7 @@ func BenchmarkConnect(b *testing.B) {
 		for i := range devices {
 			id := fmt.Sprintf("bench_%02d", i)
 			e.secretDevice(id, "secret-bench", "", false)
-			if err := session(e.srv.Addr(), connects[i]); err != nil { // activates the device
+			if err := session(net.Dialer{}, e.srv.Addr(), connects[i]); err != nil { // activates the device
 				b.Fatal(err)
 			}
 		}
@@ -82,9 +82,14 @@ func runSessions(b *testing.B, addr string, connects [][]byte) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
-		connect := connects[next.Add(1)%int64(len(connects))]
+		n := next.Add(1)
+		connect := connects[n%int64(len(connects))]
+		// Each client dials from its own loopback address: a session's
+		// socket stays in TIME_WAIT for a minute after it closes, and a
+		// few runs' worth from one address would use up its ports.
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 1, byte(n))}}
 		for pb.Next() {
-			if err := session(addr, connect); err != nil {
+			if err := session(d, addr, connect); err != nil {
 				b.Error(err)
 				return
 			}
@@ -93,8 +98,8 @@ func runSessions(b *testing.B, addr string, connects [][]byte) {
 }
 
 // session connects, expects CONNACK 0 and disconnects.
-func session(addr string, connect []byte) error {
-	c, err := net.Dial("tcp", addr)
+func session(d net.Dialer, addr string, connect []byte) error {
+	c, err := d.Dial("tcp", addr)
 	if err != nil {
 		return err
 	}
