@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -13,9 +14,81 @@ import (
 const MessagesKept = 100
 
 // u/{device_id}/{seq}   uplink message
-// #u/{device_id}        number of kept messages
+// #u/{device_id}        number of kept messages and the oldest's seq
 func messageKey(dev, seq string) []byte { return key("u", dev, seq) }
 func messageCountKey(dev string) []byte { return key("#u", dev) }
+
+// messageMeta is a device's #u record: how many messages it keeps, and
+// the seq of the oldest, so that dropping the oldest seeks straight to
+// it. A scan from the start of the device's messages walked every
+// message dropped before (Badger keeps their tombstones until a
+// compaction drops them), and each add cost more the more the device had
+// ever sent: 0.33 ms at 1,000 adds, 1.8 ms on average over 40,000
+// (BenchmarkAddMessage), every add of every device waiting behind it in
+// the committer.
+type messageMeta struct {
+	n int64
+	// oldest is the oldest kept message's seq; "" when not known (no
+	// messages, or a record written before it was kept).
+	oldest string
+}
+
+func readMessageMeta(rd Reader, dev string) (messageMeta, error) {
+	v, err := rd.Get(messageCountKey(dev))
+	if errors.Is(err, ErrNoKey) {
+		return messageMeta{}, nil
+	}
+	if err != nil {
+		return messageMeta{}, err
+	}
+	var m messageMeta
+	count, oldest, _ := strings.Cut(string(v), " ")
+	if m.n, err = strconv.ParseInt(count, 10, 64); err != nil {
+		return messageMeta{}, fmt.Errorf("message count of %s: %w", dev, err)
+	}
+	m.oldest = oldest
+	return m, nil
+}
+
+func (m messageMeta) encode() []byte {
+	b := strconv.AppendInt(nil, m.n, 10)
+	if m.oldest != "" {
+		b = append(append(b, ' '), m.oldest...)
+	}
+	return b
+}
+
+// dropOldestMessage deletes dev's oldest message and returns m for what
+// is left.
+func dropOldestMessage(w Writer, dev string, m messageMeta) (messageMeta, error) {
+	prefix := prefixKey("u", dev)
+	from := prefix
+	if m.oldest != "" {
+		from = messageKey(dev, m.oldest)
+	}
+	// The oldest and the one after it, which becomes the oldest.
+	var keys [2][]byte
+	found := 0
+	if err := w.Scan(prefix, from, false, func(k, _ []byte) (bool, error) {
+		keys[found] = append([]byte(nil), k...)
+		found++
+		return found < len(keys), nil
+	}); err != nil {
+		return m, err
+	}
+	m.oldest = ""
+	if found == 0 {
+		return m, nil
+	}
+	if err := w.Delete(keys[0]); err != nil {
+		return m, err
+	}
+	m.n--
+	if found == 2 {
+		m.oldest = string(keys[1][len(prefix):])
+	}
+	return m, nil
+}
 
 // AddMessage stores an uplink message of a device, dropping its oldest
 // beyond MessagesKept.
@@ -39,29 +112,25 @@ func (r *Registry) AddMessage(ctx context.Context, deviceID string, m Message) e
 			}
 			return err
 		}
-		n, err := readCount(w, messageCountKey(deviceID))
+		m, err := readMessageMeta(w, deviceID)
 		if err != nil {
 			return err
 		}
-		if n >= MessagesKept {
-			var oldest []byte
-			if err := w.Scan(prefixKey("u", deviceID), nil, false, func(k, _ []byte) (bool, error) {
-				oldest = append([]byte(nil), k...)
-				return false, nil
-			}); err != nil {
+		if m.n >= MessagesKept {
+			if m, err = dropOldestMessage(w, deviceID, m); err != nil {
 				return err
 			}
-			if oldest != nil {
-				if err := w.Delete(oldest); err != nil {
-					return err
-				}
-				n--
-			}
+		}
+		if m.n == 0 || m.oldest != "" && seq < m.oldest {
+			// The first, or older than the oldest (the clock went back:
+			// seqs lead with the time).
+			m.oldest = seq
 		}
 		if err := w.Set(messageKey(deviceID, seq), b); err != nil {
 			return err
 		}
-		return w.Set(messageCountKey(deviceID), strconv.AppendInt(nil, n+1, 10))
+		m.n++
+		return w.Set(messageCountKey(deviceID), m.encode())
 	})
 }
 

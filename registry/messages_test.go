@@ -1,0 +1,183 @@
+package registry
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// scanRecorder records where the scans of one key prefix start, in
+// read-write transactions.
+type scanRecorder struct {
+	Store
+	prefix []byte
+
+	mu    sync.Mutex
+	froms [][]byte
+}
+
+func (s *scanRecorder) Update(fn func(Writer) error) error {
+	return s.Store.Update(func(w Writer) error { return fn(recordingWriter{w, s}) })
+}
+
+type recordingWriter struct {
+	Writer
+	s *scanRecorder
+}
+
+func (w recordingWriter) Scan(prefix, from []byte, reverse bool, fn func(k, v []byte) (bool, error)) error {
+	if bytes.Equal(prefix, w.s.prefix) {
+		w.s.mu.Lock()
+		w.s.froms = append(w.s.froms, append([]byte(nil), from...))
+		w.s.mu.Unlock()
+	}
+	return w.Writer.Scan(prefix, from, reverse, fn)
+}
+
+func keptPayloads(t *testing.T, r *Registry, project, dev string) []string {
+	t.Helper()
+	msgs, err := r.Messages(context.Background(), project, dev, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, m := range msgs {
+		out = append(out, string(m.Payload))
+	}
+	return out
+}
+
+// wantNewest is the payloads "from".."to" newest first, as Messages lists them.
+func wantNewest(from, to int) string {
+	var s []string
+	for i := to; i >= from; i-- {
+		s = append(s, fmt.Sprint(i))
+	}
+	return strings.Join(s, ",")
+}
+
+// Dropping a device's oldest message seeks to it instead of scanning from
+// the start of the device's messages, where Badger keeps the tombstones
+// of every message dropped before.
+func TestDroppingOldestMessageSeeksToIt(t *testing.T) {
+	base, err := OpenBadger(BadgerOptions{InMemory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer base.Close()
+	rec := &scanRecorder{Store: base}
+	r, err := New(Options{Store: rec, MasterKey: bytes.Repeat([]byte{7}, 32)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	ctx := context.Background()
+	mustProduct(t, r, "proj", "m1", "MQTT")
+	d, err := r.CreateDevice(ctx, NewDevice{ProjectID: "proj", NodeID: "n", ProductID: "m1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.prefix = prefixKey("u", d.DeviceID)
+	const extra = 30
+	for i := range MessagesKept + extra {
+		if err := r.AddMessage(ctx, d.DeviceID, Message{Payload: []byte(fmt.Sprint(i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(rec.froms) != extra {
+		t.Fatalf("%d scans of the messages for %d drops", len(rec.froms), extra)
+	}
+	for i, from := range rec.froms {
+		if !bytes.HasPrefix(from, rec.prefix) || len(from) == len(rec.prefix) {
+			t.Fatalf("drop %d scanned from %q, not from the oldest message", i, from)
+		}
+	}
+	if got := strings.Join(keptPayloads(t, r, "proj", d.DeviceID), ","); got != wantNewest(extra, MessagesKept+extra-1) {
+		t.Fatalf("kept %s", got)
+	}
+}
+
+// A count record written before the oldest was kept in it ("100") still
+// drops the oldest, and from then on records it.
+func TestMessageCountRecordWithoutOldest(t *testing.T) {
+	r, st := newTestRegistry(t, nil)
+	ctx := context.Background()
+	mustProduct(t, r, "proj", "m1", "MQTT")
+	d, err := r.CreateDevice(ctx, NewDevice{ProjectID: "proj", NodeID: "n", ProductID: "m1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range MessagesKept {
+		if err := r.AddMessage(ctx, d.DeviceID, Message{Payload: []byte(fmt.Sprint(i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.Update(func(w Writer) error {
+		return w.Set(messageCountKey(d.DeviceID), []byte(fmt.Sprint(MessagesKept)))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for i := MessagesKept; i < MessagesKept+3; i++ {
+		if err := r.AddMessage(ctx, d.DeviceID, Message{Payload: []byte(fmt.Sprint(i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := strings.Join(keptPayloads(t, r, "proj", d.DeviceID), ","); got != wantNewest(3, MessagesKept+2) {
+		t.Fatalf("kept %s", got)
+	}
+	var m messageMeta
+	if err := st.View(func(rd Reader) (err error) { m, err = readMessageMeta(rd, d.DeviceID); return err }); err != nil {
+		t.Fatal(err)
+	}
+	var oldest string
+	if err := st.View(func(rd Reader) error {
+		return rd.Scan(prefixKey("u", d.DeviceID), nil, false, func(k, _ []byte) (bool, error) {
+			oldest = string(k[len(prefixKey("u", d.DeviceID)):])
+			return false, nil
+		})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if m.n != MessagesKept || m.oldest != oldest {
+		t.Fatalf("count record %+v, oldest kept message %s", m, oldest)
+	}
+}
+
+// A message stored after the clock went back has the smallest seq: it is
+// the oldest, in the record as in the key order, and is dropped first.
+func TestMessageStoredAfterClockWentBack(t *testing.T) {
+	clock := &fakeClock{t: time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)}
+	r, _ := newTestRegistry(t, clock)
+	ctx := context.Background()
+	mustProduct(t, r, "proj", "m1", "MQTT")
+	d, err := r.CreateDevice(ctx, NewDevice{ProjectID: "proj", NodeID: "n", ProductID: "m1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	add := func(payload string) {
+		t.Helper()
+		if err := r.AddMessage(ctx, d.DeviceID, Message{Payload: []byte(payload)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	add("before")
+	clock.Advance(-time.Hour)
+	add("after")
+	for i := 2; i < MessagesKept; i++ {
+		add(fmt.Sprint(i))
+	}
+	add("last") // drops "after", the smallest seq
+	got := keptPayloads(t, r, "proj", d.DeviceID)
+	if len(got) != MessagesKept || got[len(got)-1] != "2" || got[0] != "before" {
+		t.Fatalf("kept %d messages, newest %q, oldest %q", len(got), got[0], got[len(got)-1])
+	}
+	for _, p := range got {
+		if p == "after" {
+			t.Fatal(`"after" was kept; another message was dropped`)
+		}
+	}
+}
