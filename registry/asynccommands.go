@@ -579,15 +579,22 @@ func (r *Registry) FinishAsyncCommand(ctx context.Context, commandID string, sta
 
 // SweepAsyncCommands marks PENDING commands past their expire time EXPIRED
 // and SENT or DELIVERED ones whose adapter never reported an outcome
-// TIMEOUT, reading the ordered deadline index from its start: the cost is
+// TIMEOUT, reading the ordered deadline index from its floor: the cost is
 // proportional to the commands due. It returns how many it changed.
 func (r *Registry) SweepAsyncCommands(ctx context.Context) (int, error) {
+	f := r.asyncFloor
+	f.sweep.Lock()
+	defer f.sweep.Unlock()
 	total := 0
 	for {
 		now := r.now()
-		due, err := r.dueIDs(asyncDeadlinePrefix, parseAsyncDeadlineKey, now)
-		if err != nil || len(due) == 0 {
+		due, next, err := r.dueIDs(f, parseAsyncDeadlineKey, now)
+		if err != nil {
 			return total, err
+		}
+		if len(due) == 0 {
+			f.raise(next)
+			return total, nil
 		}
 		changed := 0
 		err = r.write(ctx, func(w Writer) error {
@@ -623,6 +630,7 @@ func (r *Registry) SweepAsyncCommands(ctx context.Context) (int, error) {
 		}
 		total += changed
 		if len(due) < sweepBatch {
+			f.raise(next)
 			return total, nil
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // benchSizes are the fleet sizes the lookup benchmarks compare; set
@@ -148,5 +149,45 @@ func BenchmarkReconnect(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
+	}
+}
+
+// BenchmarkSweepAfterActivations is an idle expiry sweep (nothing due)
+// after n devices created with a deadline have connected, which deletes
+// their deadlines: what the sweep still reads of those (Badger keeps
+// their tombstones until a compaction) is what grows with n.
+func BenchmarkSweepAfterActivations(b *testing.B) {
+	for _, n := range []int{0, 1000, 20000} {
+		b.Run(fmt.Sprintf("activated=%d", n), func(b *testing.B) {
+			clock := &fakeClock{t: time.Now()}
+			r, _ := newTestRegistry(b, clock)
+			ctx := context.Background()
+			mustProduct(b, r, "p", "nb", "CoAP")
+			// One device that never connects keeps a deadline ahead.
+			if _, err := r.CreateDevice(ctx, NewDevice{ProjectID: "p", ProductID: "nb", NodeID: "late",
+				Auth: AuthInfo{Timeout: 86400}}); err != nil {
+				b.Fatal(err)
+			}
+			for i := range n {
+				d, err := r.CreateDevice(ctx, NewDevice{ProjectID: "p", ProductID: "nb", NodeID: fmt.Sprintf("n%06d", i),
+					Auth: AuthInfo{Timeout: 60}})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := r.Connected(ctx, d.DeviceID); err != nil {
+					b.Fatal(err)
+				}
+			}
+			clock.Advance(2 * time.Minute)
+			if _, err := r.SweepExpired(ctx); err != nil { // the first after start-up reads from the start
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if k, err := r.SweepExpired(ctx); err != nil || k != 0 {
+					b.Fatal(k, err)
+				}
+			}
+		})
 	}
 }

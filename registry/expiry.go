@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"errors"
+	"math"
 	"time"
 )
 
@@ -10,17 +11,24 @@ import (
 const sweepBatch = 256
 
 // SweepExpired deletes every device whose unconnected-registration
-// deadline has passed, reading the ordered deadline index from its start
+// deadline has passed, reading the ordered deadline index from its floor
 // and stopping at the first deadline still in the future: the cost is
 // proportional to the devices due, not to the fleet. It returns how many
 // devices it deleted.
 func (r *Registry) SweepExpired(ctx context.Context) (int, error) {
+	f := r.expiryFloor
+	f.sweep.Lock()
+	defer f.sweep.Unlock()
 	total := 0
 	for {
 		now := r.now()
-		due, err := r.dueIDs(expiryPrefix, parseExpiryKey, now)
-		if err != nil || len(due) == 0 {
+		due, next, err := r.dueIDs(f, parseExpiryKey, now)
+		if err != nil {
 			return total, err
+		}
+		if len(due) == 0 {
+			f.raise(next)
+			return total, nil
 		}
 		var deleted []string
 		err = r.write(ctx, func(w Writer) error {
@@ -65,26 +73,39 @@ func (r *Registry) SweepExpired(ctx context.Context) (int, error) {
 		}
 		total += len(deleted)
 		if len(due) < sweepBatch {
+			f.raise(next)
 			return total, nil
 		}
 	}
 }
 
-// dueIDs reads an ordered deadline index (keys prefix + big-endian time +
-// id) from its start and returns the ids due at now, at most sweepBatch:
-// it stops at the first deadline still in the future, so a sweep costs
-// what is due, not what is stored.
-func (r *Registry) dueIDs(prefix []byte, parse func([]byte) (time.Time, string, bool), now time.Time) ([]string, error) {
-	var due []string
-	err := r.store.View(func(rd Reader) error {
-		return rd.Scan(prefix, nil, false, func(k, _ []byte) (bool, error) {
+// dueIDs reads the ordered deadline index of f from f's floor and returns
+// the ids due at now, at most sweepBatch, and the deadline of the first
+// entry not due (math.MaxInt64 when there is none, math.MinInt64 when it
+// is not known): it stops there, so a sweep costs what is due, not what
+// is stored nor what was deleted before (see deadlineFloor). The caller
+// holds f.sweep.
+func (r *Registry) dueIDs(f *deadlineFloor, parse func([]byte) (time.Time, string, bool), now time.Time) (due []string, next int64, err error) {
+	from := f.read()
+	next = math.MaxInt64
+	err = r.store.View(func(rd Reader) error {
+		return rd.Scan(f.prefix, from, false, func(k, _ []byte) (bool, error) {
 			at, id, ok := parse(k)
-			if !ok || at.After(now) {
+			if !ok {
+				next = math.MinInt64
+				return false, nil
+			}
+			if at.After(now) {
+				next = at.UnixNano()
 				return false, nil
 			}
 			due = append(due, id)
-			return len(due) < sweepBatch, nil
+			if len(due) == sweepBatch {
+				next = math.MinInt64
+				return false, nil
+			}
+			return true, nil
 		})
 	})
-	return due, err
+	return due, next, err
 }

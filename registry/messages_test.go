@@ -10,8 +10,7 @@ import (
 	"time"
 )
 
-// scanRecorder records where the scans of one key prefix start, in
-// read-write transactions.
+// scanRecorder records where the scans of one key prefix start.
 type scanRecorder struct {
 	Store
 	prefix []byte
@@ -24,17 +23,45 @@ func (s *scanRecorder) Update(fn func(Writer) error) error {
 	return s.Store.Update(func(w Writer) error { return fn(recordingWriter{w, s}) })
 }
 
+func (s *scanRecorder) View(fn func(Reader) error) error {
+	return s.Store.View(func(rd Reader) error { return fn(recordingReader{rd, s}) })
+}
+
+func (s *scanRecorder) record(prefix, from []byte) {
+	if bytes.Equal(prefix, s.prefix) {
+		s.mu.Lock()
+		s.froms = append(s.froms, append([]byte(nil), from...))
+		s.mu.Unlock()
+	}
+}
+
+// lastFrom is where the last recorded scan started.
+func (s *scanRecorder) lastFrom() []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.froms) == 0 {
+		return nil
+	}
+	return s.froms[len(s.froms)-1]
+}
+
+type recordingReader struct {
+	Reader
+	s *scanRecorder
+}
+
+func (r recordingReader) Scan(prefix, from []byte, reverse bool, fn func(k, v []byte) (bool, error)) error {
+	r.s.record(prefix, from)
+	return r.Reader.Scan(prefix, from, reverse, fn)
+}
+
 type recordingWriter struct {
 	Writer
 	s *scanRecorder
 }
 
 func (w recordingWriter) Scan(prefix, from []byte, reverse bool, fn func(k, v []byte) (bool, error)) error {
-	if bytes.Equal(prefix, w.s.prefix) {
-		w.s.mu.Lock()
-		w.s.froms = append(w.s.froms, append([]byte(nil), from...))
-		w.s.mu.Unlock()
-	}
+	w.s.record(prefix, from)
 	return w.Writer.Scan(prefix, from, reverse, fn)
 }
 

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -99,6 +100,10 @@ type Registry struct {
 
 	pending *pendingHint // devices that may have PENDING async commands
 
+	// expiryFloor and asyncFloor are where the sweeps of the two deadline
+	// indexes start (see deadlineFloor).
+	expiryFloor, asyncFloor *deadlineFloor
+
 	// txnDevices holds the device record keys the ops of the transaction
 	// being built have written so far (committer goroutine only).
 	txnDevices map[string]struct{}
@@ -150,6 +155,9 @@ func New(o Options) (*Registry, error) {
 
 		txnDevices: make(map[string]struct{}),
 		pending:    newPendingHint(),
+
+		expiryFloor: newDeadlineFloor(expiryPrefix),
+		asyncFloor:  newDeadlineFloor(asyncDeadlinePrefix),
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
@@ -309,8 +317,11 @@ func (r *Registry) commit(batch []*op) int {
 	var written, marks []string
 	var fills []cacheFill
 	taken := 0
+	floors := [...]*deadlineFloor{r.expiryFloor, r.asyncFloor}
+	var deadlines [len(floors)]int64 // the lowest each index was given
 	err := r.store.Update(func(w Writer) error {
 		written, marks, fills, taken = written[:0], marks[:0], fills[:0], 0
+		deadlines = [len(floors)]int64{math.MaxInt64, math.MaxInt64}
 		clear(r.txnDevices)
 		size := 0
 		for i, o := range batch {
@@ -334,6 +345,11 @@ func (r *Registry) commit(batch []*op) int {
 					r.txnDevices[k] = struct{}{}
 				} else if dev, ok := pendingKeyDevice(k); ok && st.values[k] != nil {
 					marks = append(marks, dev)
+				}
+				for i, f := range floors {
+					if ns, ok := f.deadline(k); ok && st.values[k] != nil {
+						deadlines[i] = min(deadlines[i], ns)
+					}
 				}
 			}
 			written = append(written, st.keys...)
@@ -363,6 +379,11 @@ func (r *Registry) commit(batch []*op) int {
 		// command can already find it.
 		for _, dev := range marks {
 			r.pending.mark(dev)
+		}
+		for i, f := range floors {
+			if deadlines[i] != math.MaxInt64 {
+				f.lower(deadlines[i])
+			}
 		}
 	}
 	if taken == 0 { // the store failed before any op ran
