@@ -23,12 +23,12 @@ import (
 const secret = "00112233445566778899aabbccddeeff"
 
 type fixture struct {
-	t   *testing.T
+	t   testing.TB
 	reg *registry.Registry
 	srv *lwm2m.Server
 }
 
-func newFixture(t *testing.T, mod func(*lwm2m.Options)) *fixture {
+func newFixture(t testing.TB, mod func(*lwm2m.Options)) *fixture {
 	t.Helper()
 	st, err := registry.OpenBadger(registry.BadgerOptions{InMemory: true})
 	if err != nil {
