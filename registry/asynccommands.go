@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 )
 
@@ -235,8 +234,16 @@ func (r *Registry) CreateAsyncCommand(ctx context.Context, project, deviceID str
 			return fmt.Errorf("%w: asynchronous commands are for CoAP/LwM2M devices, device %s is %s",
 				ErrUnsupported, deviceID, p.ProtocolType)
 		}
-		pending := 0
-		if err := w.Scan(prefixKey("ap", deviceID), nil, false, func(_, _ []byte) (bool, error) {
+		m, err := readAsyncMeta(w, deviceID)
+		if err != nil {
+			return err
+		}
+		apPrefix := prefixKey("ap", deviceID)
+		pending, firstPending := 0, ""
+		if err := w.Scan(apPrefix, m.from(apPrefix, m.oldestPending), false, func(k, _ []byte) (bool, error) {
+			if pending == 0 {
+				firstPending = string(k[len(apPrefix):])
+			}
 			pending++
 			return pending < MaxPendingAsyncCommands, nil
 		}); err != nil {
@@ -245,13 +252,33 @@ func (r *Registry) CreateAsyncCommand(ctx context.Context, project, deviceID str
 		if pending >= MaxPendingAsyncCommands {
 			return fmt.Errorf("%w: device %s already has %d pending commands", ErrQuota, deviceID, pending)
 		}
-		if err := r.trimAsyncCommands(w, deviceID); err != nil {
+		if !m.known {
+			// A record of an earlier version: both lists were just read,
+			// or are read here, from their start.
+			m.oldestPending = firstPending
+			if m.oldest, err = seqAfter(w, prefixKey("al", deviceID), ""); err != nil {
+				return err
+			}
+			m.known = true
+		}
+		if m, err = r.trimAsyncCommands(w, deviceID, m); err != nil {
 			return err
 		}
 		if err := w.Set(asyncDeviceKey(deviceID, c.Seq), []byte(c.CommandID)); err != nil {
 			return err
 		}
 		if err := w.Set(asyncPendingKey(deviceID, c.Seq), []byte(c.CommandID)); err != nil {
+			return err
+		}
+		// The first, or older than the oldest (the clock went back: seqs
+		// lead with the time).
+		if m.oldest == "" || c.Seq < m.oldest {
+			m.oldest = c.Seq
+		}
+		if m.oldestPending == "" || c.Seq < m.oldestPending {
+			m.oldestPending = c.Seq
+		}
+		if err := w.Set(asyncCountKey(deviceID), m.encode()); err != nil {
 			return err
 		}
 		return putAsyncCommand(w, nil, c)
@@ -263,15 +290,13 @@ func (r *Registry) CreateAsyncCommand(ctx context.Context, project, deviceID str
 }
 
 // trimAsyncCommands makes room for one more command of the device by
-// dropping its oldest finished one once it keeps AsyncCommandsKept.
-func (r *Registry) trimAsyncCommands(w Writer, dev string) error {
-	n, err := readCount(w, asyncCountKey(dev))
-	if err != nil {
-		return err
-	}
-	if n >= AsyncCommandsKept {
+// dropping its oldest finished one once it keeps AsyncCommandsKept, and
+// returns m counting the one to come.
+func (r *Registry) trimAsyncCommands(w Writer, dev string, m asyncMeta) (asyncMeta, error) {
+	if m.kept >= AsyncCommandsKept {
+		alPrefix := prefixKey("al", dev)
 		var victim *AsyncCommand
-		err := w.Scan(prefixKey("al", dev), nil, false, func(_, v []byte) (bool, error) {
+		err := w.Scan(alPrefix, m.from(alPrefix, m.oldest), false, func(_, v []byte) (bool, error) {
 			c, err := getAsyncCommand(w, string(v))
 			if err != nil {
 				return false, err
@@ -283,16 +308,22 @@ func (r *Registry) trimAsyncCommands(w Writer, dev string) error {
 			return true, nil
 		})
 		if err != nil {
-			return err
+			return m, err
 		}
 		if victim != nil {
 			if err := deleteAsyncCommand(w, victim); err != nil {
-				return err
+				return m, err
 			}
-			n--
+			m.kept--
+			if victim.Seq == m.oldest {
+				if m.oldest, err = seqAfter(w, alPrefix, victim.Seq); err != nil {
+					return m, err
+				}
+			}
 		}
 	}
-	return w.Set(asyncCountKey(dev), strconv.AppendInt(nil, n+1, 10))
+	m.kept++
+	return m, nil
 }
 
 func deleteAsyncCommand(w Writer, c *AsyncCommand) error {
@@ -341,6 +372,9 @@ func putAsyncCommand(w Writer, old, c *AsyncCommand) error {
 			if err := w.Delete(asyncPendingKey(c.DeviceID, c.Seq)); err != nil {
 				return err
 			}
+			if err := pendingLeft(w, c); err != nil {
+				return err
+			}
 		}
 	}
 	if !oldDeadline.Equal(c.Deadline) {
@@ -360,6 +394,19 @@ func putAsyncCommand(w Writer, old, c *AsyncCommand) error {
 		return fmt.Errorf("encode command %s: %w", c.CommandID, err)
 	}
 	return w.Set(asyncKey(c.CommandID), b)
+}
+
+// pendingLeft moves the device's oldest PENDING seq on when c, which
+// just left PENDING, was the oldest.
+func pendingLeft(w Writer, c *AsyncCommand) error {
+	m, err := readAsyncMeta(w, c.DeviceID)
+	if err != nil || !m.known || m.oldestPending != c.Seq {
+		return err
+	}
+	if m.oldestPending, err = seqAfter(w, prefixKey("ap", c.DeviceID), c.Seq); err != nil {
+		return err
+	}
+	return w.Set(asyncCountKey(c.DeviceID), m.encode())
 }
 
 func getAsyncCommand(rd Reader, id string) (*AsyncCommand, error) {
@@ -460,7 +507,11 @@ func (r *Registry) PendingAsyncCommands(ctx context.Context, deviceID string, li
 	var out []*AsyncCommand
 	entries := 0
 	err := r.store.View(func(rd Reader) error {
-		return rd.Scan(prefixKey("ap", deviceID), nil, false, func(_, v []byte) (bool, error) {
+		from, some, err := pendingFrom(rd, deviceID)
+		if err != nil || !some {
+			return err
+		}
+		return rd.Scan(prefixKey("ap", deviceID), from, false, func(_, v []byte) (bool, error) {
 			entries++
 			c, err := getAsyncCommand(rd, string(v))
 			if errors.Is(err, ErrNotFound) {
@@ -488,12 +539,29 @@ func (r *Registry) HasPendingAsyncCommands(ctx context.Context, deviceID string)
 	}
 	found := false
 	err := r.store.View(func(rd Reader) error {
-		return rd.Scan(prefixKey("ap", deviceID), nil, false, func(_, _ []byte) (bool, error) {
+		from, some, err := pendingFrom(rd, deviceID)
+		if err != nil || !some {
+			return err
+		}
+		return rd.Scan(prefixKey("ap", deviceID), from, false, func(_, _ []byte) (bool, error) {
 			found = true
 			return false, nil
 		})
 	})
 	return found, err
+}
+
+// pendingFrom returns where a scan of the device's PENDING commands
+// starts, or false when its record says it has none.
+func pendingFrom(rd Reader, dev string) (from []byte, some bool, err error) {
+	m, err := readAsyncMeta(rd, dev)
+	if err != nil {
+		return nil, false, err
+	}
+	if m.known && m.oldestPending == "" {
+		return nil, false, nil
+	}
+	return m.from(prefixKey("ap", dev), m.oldestPending), true, nil
 }
 
 // StartAsyncCommand moves a PENDING command to SENT just before the adapter
