@@ -210,3 +210,32 @@ func BenchmarkPendingAfterHistory(b *testing.B) {
 		})
 	}
 }
+
+// Pending commands that expire in one sweep, the younger first, leave
+// the record at the oldest still pending, not at one the sweep dropped.
+func TestPendingStartAfterOneSweepExpiresSeveral(t *testing.T) {
+	r, clock := newAsyncFixture(t)
+	ctx := context.Background()
+	first := mustCommand(t, r, 10)
+	_ = mustCommand(t, r, 5) // due first, so the sweep handles it first
+	last := mustCommand(t, r, 3600)
+	clock.Advance(11 * time.Second)
+	if n, err := r.SweepAsyncCommands(ctx); err != nil || n != 2 {
+		t.Fatalf("sweep: %d %v", n, err)
+	}
+	var m asyncMeta
+	if err := r.store.View(func(rd Reader) (err error) { m, err = readAsyncMeta(rd, "nb_n1"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	c, err := r.AsyncCommand(ctx, "proj", "nb_n1", last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.oldestPending != c.Seq {
+		f, _ := r.AsyncCommand(ctx, "proj", "nb_n1", first)
+		t.Fatalf("oldest pending %s, want %s (the first was %s)", m.oldestPending, c.Seq, f.Seq)
+	}
+	if got := pendingIDs(t, r, "nb_n1"); len(got) != 1 || got[0] != last {
+		t.Fatalf("pending: %v", got)
+	}
+}

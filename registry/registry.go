@@ -494,10 +494,17 @@ func (s *staged) Get(k []byte) ([]byte, error) {
 	return s.w.Get(k)
 }
 
-// Scan sees the batch's committed-so-far state but not this op's own
-// staged writes; no op scans what it has just written.
+// Scan sees the batch's committed-so-far state less the keys this op
+// has deleted (an op that drops list entries one by one looks for the
+// next live one), but not the values this op has set: no op scans what
+// it has just written.
 func (s *staged) Scan(prefix, from []byte, reverse bool, fn func(k, v []byte) (bool, error)) error {
-	return s.w.Scan(prefix, from, reverse, fn)
+	return s.w.Scan(prefix, from, reverse, func(k, v []byte) (bool, error) {
+		if staged, ok := s.values[string(k)]; ok && staged == nil {
+			return true, nil
+		}
+		return fn(k, v)
+	})
 }
 
 func (s *staged) Set(k, v []byte) error {
