@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"log/slog"
 	"net"
 	"time"
 
@@ -111,12 +110,12 @@ func (s *Server) register(w mux.ResponseWriter, r *mux.Message, cc *udpClient.Co
 	e.lastUplink.Store(now.UnixNano())
 	replaced := ""
 	if old := s.store.add(e, now.Add(lifetime)); old != nil {
-		// Logged with the new registration below: a reconnect storm
-		// replaces every registration, and one line each is enough.
-		s.end(old, "replaced by a new registration", old.conn.Load() != cc, slog.LevelDebug)
+		s.retire(old, "replaced by a new registration", old.conn.Load() != cc)
 		replaced = old.id
 	}
-	s.log.Info("lwm2m registered", "endpoint", p.Endpoint, "device_id", d.DeviceID, "registration", reg.ID,
+	// At debug, as every session's start and end: a fleet re-registering
+	// after an outage would write a line per device (see log_level).
+	s.log.Debug("lwm2m registered", "endpoint", p.Endpoint, "device_id", d.DeviceID, "registration", reg.ID,
 		"secure", st.secure, "binding", reg.Binding, "queue", reg.QueueMode, "lifetime", lifetime, "addr", reg.Addr,
 		"replaced", replaced)
 	respondRegistered(w, reg.ID)

@@ -272,7 +272,7 @@ func (s *Server) Kick(deviceID, reason string) {
 	if e == nil || !s.store.remove(e) {
 		return
 	}
-	s.retire(e, reason, true)
+	s.end(e, reason, true, slog.LevelInfo) // the platform's doing: worth a line
 }
 
 // Registration returns the device's current registration, if any.
@@ -317,9 +317,10 @@ func (s *Server) sweep() int {
 
 // retire ends a registration that has left the store: the device goes
 // offline (unless it registered again meanwhile), its observations are
-// forgotten and, with closeConn, its DTLS session is closed.
+// forgotten and, with closeConn, its DTLS session is closed. Logged at
+// debug, as every session's start and end (see log_level).
 func (s *Server) retire(e *entry, reason string, closeConn bool) {
-	s.end(e, reason, closeConn, slog.LevelInfo)
+	s.end(e, reason, closeConn, slog.LevelDebug)
 }
 
 // end is retire, logged at level.

@@ -302,7 +302,7 @@ func (h *gatewayHook) connect(c *conn, subs []subSign, devs []*registry.Device) 
 		if replaced {
 			h.reg.Disconnected(old.device, old.session)
 		}
-		h.log.Info("sub-device logged in through its gateway", "device", d.DeviceID, "gateway", c.device)
+		h.log.Debug("sub-device logged in through its gateway", "device", d.DeviceID, "gateway", c.device)
 	}
 	return nil
 }
@@ -407,7 +407,7 @@ func (h *gatewayHook) disconnect(c *conn, subs []subName) *alinkAnswer {
 	for _, s := range subs {
 		if sess, ok := h.conns.logout(c, s.owner()); ok {
 			h.reg.Disconnected(sess.device, sess.session)
-			h.log.Info("sub-device logged out through its gateway", "device", sess.device, "gateway", c.device)
+			h.log.Debug("sub-device logged out through its gateway", "device", sess.device, "gateway", c.device)
 		}
 	}
 	return nil

@@ -61,7 +61,9 @@ func (h *statusHook) OnSessionEstablish(cl *mochi.Client, _ packets.Packet) {
 	c.mu.Lock()
 	c.session = s
 	c.mu.Unlock()
-	h.log.Info("device connected", "device", c.device, "remote", cl.Net.Remote, "listener", cl.Net.Listener,
+	// Sessions start and end at debug: a reconnect storm of a fleet would
+	// write two lines per device at info (see log_level).
+	h.log.Debug("device connected", "device", c.device, "remote", cl.Net.Remote, "listener", cl.Net.Listener,
 		"mqtt_version", cl.Properties.ProtocolVersion)
 }
 
@@ -86,7 +88,7 @@ func (h *statusHook) end(cl *mochi.Client, cause error) (superseded bool) {
 	}
 	for _, s := range subs {
 		h.reg.Disconnected(s.device, s.session)
-		h.log.Info("sub-device logged out with its gateway", "device", s.device, "gateway", c.device)
+		h.log.Debug("sub-device logged out with its gateway", "device", s.device, "gateway", c.device)
 	}
 	c.mu.Lock()
 	s := c.session
@@ -95,7 +97,7 @@ func (h *statusHook) end(cl *mochi.Client, cause error) (superseded bool) {
 		return false // a registration connection, or never established
 	}
 	superseded = h.reg.Disconnected(c.device, s)
-	h.log.Info("device disconnected", "device", c.device, "remote", cl.Net.Remote, "cause", cause)
+	h.log.Debug("device disconnected", "device", c.device, "remote", cl.Net.Remote, "cause", cause)
 	return superseded
 }
 
