@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"time"
 
@@ -115,9 +116,12 @@ func (s *Server) register(w mux.ResponseWriter, r *mux.Message, cc *udpClient.Co
 	}
 	// At debug, as every session's start and end: a fleet re-registering
 	// after an outage would write a line per device (see log_level).
-	s.log.Debug("lwm2m registered", "endpoint", p.Endpoint, "device_id", d.DeviceID, "registration", reg.ID,
-		"secure", st.secure, "binding", reg.Binding, "queue", reg.QueueMode, "lifetime", lifetime, "addr", reg.Addr,
-		"replaced", replaced)
+	// Checked first, as the arguments allocate even when it is not written.
+	if s.log.Enabled(s.ctx, slog.LevelDebug) {
+		s.log.Debug("lwm2m registered", "endpoint", p.Endpoint, "device_id", d.DeviceID, "registration", reg.ID,
+			"secure", st.secure, "binding", reg.Binding, "queue", reg.QueueMode, "lifetime", lifetime, "addr", reg.Addr,
+			"replaced", replaced)
+	}
 	respondRegistered(w, reg.ID)
 	s.runAfterResponse(r.Message, func() {
 		if hasObject(objects, 19) {

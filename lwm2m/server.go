@@ -341,6 +341,8 @@ func (s *Server) end(e *entry, reason string, closeConn bool, level slog.Level) 
 			_ = c.Close()
 		}
 	}
-	r := e.reg.Load()
-	s.log.Log(s.ctx, level, "lwm2m registration ended", "endpoint", r.Endpoint, "device_id", e.deviceID, "registration", e.id, "reason", reason)
+	if s.log.Enabled(s.ctx, level) {
+		r := e.reg.Load()
+		s.log.Log(s.ctx, level, "lwm2m registration ended", "endpoint", r.Endpoint, "device_id", e.deviceID, "registration", e.id, "reason", reason)
+	}
 }

@@ -62,9 +62,12 @@ func (h *statusHook) OnSessionEstablish(cl *mochi.Client, _ packets.Packet) {
 	c.session = s
 	c.mu.Unlock()
 	// Sessions start and end at debug: a reconnect storm of a fleet would
-	// write two lines per device at info (see log_level).
-	h.log.Debug("device connected", "device", c.device, "remote", cl.Net.Remote, "listener", cl.Net.Listener,
-		"mqtt_version", cl.Properties.ProtocolVersion)
+	// write two lines per device at info (see log_level). Checked first,
+	// as the arguments allocate even when the line is not written.
+	if h.log.Enabled(h.ctx, slog.LevelDebug) {
+		h.log.Debug("device connected", "device", c.device, "remote", cl.Net.Remote, "listener", cl.Net.Listener,
+			"mqtt_version", cl.Properties.ProtocolVersion)
+	}
 }
 
 func (h *statusHook) OnDisconnect(cl *mochi.Client, err error, expire bool) {
@@ -97,7 +100,9 @@ func (h *statusHook) end(cl *mochi.Client, cause error) (superseded bool) {
 		return false // a registration connection, or never established
 	}
 	superseded = h.reg.Disconnected(c.device, s)
-	h.log.Debug("device disconnected", "device", c.device, "remote", cl.Net.Remote, "cause", cause)
+	if h.log.Enabled(h.ctx, slog.LevelDebug) {
+		h.log.Debug("device disconnected", "device", c.device, "remote", cl.Net.Remote, "cause", cause)
+	}
 	return superseded
 }
 
