@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"math/rand/v2"
 	"testing"
 	"time"
 )
@@ -237,5 +239,70 @@ func TestPendingStartAfterOneSweepExpiresSeveral(t *testing.T) {
 	}
 	if got := pendingIDs(t, r, "nb_n1"); len(got) != 1 || got[0] != last {
 		t.Fatalf("pending: %v", got)
+	}
+}
+
+// Random sequences of creates, sends out of order, answers, expiries and
+// sweeps: after each step, the look that seeks from the device's record
+// finds the same pending commands, in the same order, as a read of the
+// whole pending list from its start.
+func TestPendingLookMatchesFullScan(t *testing.T) {
+	r, clock := newAsyncFixture(t)
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(13, 2026))
+	fullScan := func() []string {
+		var ids []string
+		now := r.now()
+		if err := r.store.View(func(rd Reader) error {
+			return rd.Scan(prefixKey("ap", "nb_n1"), nil, false, func(_, v []byte) (bool, error) {
+				c, err := getAsyncCommand(rd, string(v))
+				if err != nil {
+					return false, err
+				}
+				if c.Status == AsyncPending && c.Deadline.After(now) {
+					ids = append(ids, c.CommandID)
+				}
+				return true, nil
+			})
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return ids
+	}
+	var sent []string
+	for step := range 600 {
+		switch op := rng.IntN(10); {
+		case op < 4:
+			if _, err := r.CreateAsyncCommand(ctx, "proj", "nb_n1",
+				NewAsyncCommand{Paras: json.RawMessage(`{}`), ExpireTime: 1 + rng.Int64N(30)}); err != nil && !errors.Is(err, ErrQuota) {
+				t.Fatal(err)
+			}
+		case op < 6: // send any pending one, not only the oldest
+			if p := fullScan(); len(p) > 0 {
+				id := p[rng.IntN(len(p))]
+				if _, err := r.StartAsyncCommand(ctx, id, time.Duration(1+rng.IntN(5))*time.Second); err != nil {
+					t.Fatal(err)
+				}
+				sent = append(sent, id)
+			}
+		case op < 7:
+			if len(sent) > 0 {
+				i := rng.IntN(len(sent))
+				err := r.FinishAsyncCommand(ctx, sent[i], AsyncSuccessful, nil)
+				if err != nil && !errors.Is(err, ErrNotSent) {
+					t.Fatal(err)
+				}
+				sent = append(sent[:i], sent[i+1:]...)
+			}
+		case op < 9:
+			clock.Advance(time.Duration(rng.IntN(4000)) * time.Millisecond)
+		default:
+			if _, err := r.SweepAsyncCommands(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if want, got := fullScan(), pendingIDs(t, r, "nb_n1"); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("step %d: the look found %v, the whole list %v", step, got, want)
+		}
 	}
 }
