@@ -79,6 +79,8 @@ func (s *Server) hold(e *entry) (cc *udpClient.Conn, release func(), err error) 
 		if cc.Context().Err() == nil {
 			if st.secure { // only the DTLS server makes secure connections
 				s.dtls.requestStarted(cc)
+			} else {
+				s.udp.requestStarted(cc)
 			}
 			return cc, func() { st.busy.Add(-1) }, nil
 		}

@@ -4,9 +4,11 @@
 //
 // It is split the way Eclipse Leshan splits a server:
 //
-//   - transport (transport.go, coaps.go, dtls.go, dtlsmux.go): go-coap's
-//     UDP server, and CoAP over DTLS sessions kept by identity; DTLS with PSKs from the security store, Connection IDs (RFC 9146),
-//     HelloVerifyRequest cookies and bounded handshakes;
+//   - transport (transport.go, coap.go, coaps.go, sweep.go, dtls.go,
+//     dtlsmux.go): go-coap's connections fed by our own loops, NoSec
+//     ones by peer address and DTLS sessions by identity, checked by a
+//     periodic sweep; DTLS with PSKs from the security store, Connection
+//     IDs (RFC 9146), HelloVerifyRequest cookies and bounded handshakes;
 //   - security store (security.go): who may register, backed by the
 //     registry (endpoint name = node_id, PSK identity = node_id);
 //   - registration interface (rd.go, query.go, objects.go): Register,

@@ -13,7 +13,6 @@ import (
 
 	"github.com/iotgate/iotgate/registry"
 	coapNet "github.com/plgd-dev/go-coap/v3/net"
-	udpServer "github.com/plgd-dev/go-coap/v3/udp/server"
 )
 
 // Registry is what the server needs of iotgate's registry; a
@@ -105,7 +104,7 @@ type Server struct {
 	// sessions).
 	conns atomic.Int64
 
-	udp     *udpServer.Server
+	udp     *coapServer
 	dtls    *coapsServer
 	udpConn *coapNet.UDPConn
 	dtlsLn  *dtlsListener
@@ -166,8 +165,8 @@ func (s *Server) Start(ctx context.Context) error {
 			return fmt.Errorf("lwm2m: coap listen %s: %w", s.o.Listen, err)
 		}
 		s.udpConn = l
-		s.udp = udpServer.New(s.serverConfig(router, false))
-		s.serve(func() error { return s.udp.Serve(l) })
+		s.udp = newCoAPServer(s.serverConfig(router, false), l)
+		s.serve(s.udp.Serve)
 		s.log.Info("lwm2m coap listening", "addr", l.LocalAddr().String())
 	}
 	if s.o.DTLSListen != "" {

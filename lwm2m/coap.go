@@ -1,0 +1,258 @@
+package lwm2m
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/plgd-dev/go-coap/v3/message"
+	"github.com/plgd-dev/go-coap/v3/message/pool"
+	coapNet "github.com/plgd-dev/go-coap/v3/net"
+	"github.com/plgd-dev/go-coap/v3/net/blockwise"
+	udpClient "github.com/plgd-dev/go-coap/v3/udp/client"
+	"github.com/plgd-dev/go-coap/v3/udp/coder"
+	udpServer "github.com/plgd-dev/go-coap/v3/udp/server"
+)
+
+// coapServer serves NoSec CoAP on one UDP socket: a read loop of ours
+// hands each datagram to go-coap's connection of its sender's address,
+// made on the first datagram (or request of ours) and closed when idle.
+//
+// It stands in for go-coap's udp/server.Server, which at every datagram
+// also checked the whole response cache of the sender's connection: the
+// answer to every confirmable request, kept 247 s (EXCHANGE_LIFETIME) to
+// answer retransmissions. A datagram's cost grew with how many requests
+// its address had sent in that time, on the one goroutine that reads the
+// socket for every client: after 20,000 requests from one address each
+// of its datagrams took 1.2 ms instead of 55 µs (BenchmarkChattyAddress),
+// so one chatty or hostile client could stall the listener. Here only
+// the periodic sweep expires the caches, as it does for DTLS sessions
+// (sessionSweep).
+type coapServer struct {
+	cfg    udpServer.Config
+	l      *coapNet.UDPConn
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu       sync.Mutex
+	conns    map[string]*udpClient.Conn // by peer address
+	sessions *sessionSweep[*udpClient.Conn]
+}
+
+func newCoAPServer(c serverConfig, l *coapNet.UDPConn) *coapServer {
+	cfg := udpServer.DefaultConfig
+	c.UDPServerApply(&cfg)
+	if cfg.GetToken == nil {
+		cfg.GetToken = message.GetToken
+	}
+	if cfg.MessagePool == nil {
+		cfg.MessagePool = pool.New(0, 0)
+	}
+	ctx, cancel := context.WithCancel(cfg.Ctx)
+	sessions := newSessionSweep(fullSweepEvery(c.s.o.NoSecIdleTimeout),
+		func(cc *udpClient.Conn, now time.Time) { cc.CheckExpirations(now) },
+		func(cc *udpClient.Conn) bool { st := stateOf(cc); return st != nil && st.busy.Load() > 0 })
+	return &coapServer{cfg: cfg, l: l, ctx: ctx, cancel: cancel, conns: make(map[string]*udpClient.Conn), sessions: sessions}
+}
+
+// Serve reads datagrams until Stop, then closes the connections.
+func (s *coapServer) Serve() error {
+	defer s.closeAll()
+	s.cfg.PeriodicRunner(func(now time.Time) bool {
+		s.sessions.run(now)
+		return s.ctx.Err() == nil
+	})
+	buf := make([]byte, s.cfg.MaxMessageSize)
+	for {
+		var raddr *net.UDPAddr
+		var cm *coapNet.ControlMessage
+		n, err := s.l.ReadWithOptions(buf, coapNet.WithContext(s.ctx), coapNet.WithGetControlMessage(&cm), coapNet.WithGetRemoteAddr(&raddr))
+		if err != nil {
+			if s.ctx.Err() != nil || coapNet.IsCancelOrCloseError(err) {
+				return nil
+			}
+			return fmt.Errorf("coap read: %w", err)
+		}
+		cc := s.conn(raddr)
+		cc.InactivityMonitor().Notify()
+		// Process decodes the datagram into a message of its own: buf is
+		// free for the next read when it returns.
+		if err := cc.Process(cm, buf[:n]); err != nil {
+			_ = cc.Close()
+			s.cfg.Errors(fmt.Errorf("%v: cannot process datagram: %w", raddr, err))
+		}
+	}
+}
+
+// Stop ends Serve (closing the socket) without waiting for it.
+func (s *coapServer) Stop() {
+	s.cancel()
+	_ = s.l.Close()
+}
+
+// NewConn returns the connection to addr, made if there is none, to send
+// a request on.
+func (s *coapServer) NewConn(addr *net.UDPAddr) (*udpClient.Conn, error) {
+	if s.ctx.Err() != nil {
+		return nil, errors.New("coap server stopped")
+	}
+	return s.conn(addr), nil
+}
+
+// requestStarted has cc checked every tick while busy, so that a request
+// of ours is retransmitted on time.
+func (s *coapServer) requestStarted(cc *udpClient.Conn) { s.sessions.markHot(cc) }
+
+// conn returns the open connection of raddr, or a new one.
+func (s *coapServer) conn(raddr *net.UDPAddr) *udpClient.Conn {
+	key := raddr.String()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cc := s.conns[key]; cc != nil && cc.Context().Err() == nil {
+		return cc
+	}
+	sess := newUDPSession(s.ctx, s.l, raddr, s.cfg.MaxMessageSize)
+	cc := s.newConn(sess)
+	s.conns[key] = cc
+	// Under the lock, so nobody gets the connection before it has its
+	// state.
+	s.cfg.OnNewConn(cc)
+	s.sessions.add(cc)
+	cc.AddOnClose(func() {
+		s.mu.Lock()
+		if s.conns[key] == cc {
+			delete(s.conns, key)
+		}
+		s.mu.Unlock()
+		s.sessions.remove(cc)
+	})
+	return cc
+}
+
+// newConn is go-coap's CoAP-over-UDP machinery on a session.
+func (s *coapServer) newConn(sess *udpSession) *udpClient.Conn {
+	cfg := udpClient.DefaultConfig
+	cfg.TransmissionNStart = s.cfg.TransmissionNStart
+	cfg.TransmissionAcknowledgeTimeout = s.cfg.TransmissionAcknowledgeTimeout
+	cfg.TransmissionMaxRetransmit = s.cfg.TransmissionMaxRetransmit
+	cfg.Handler = s.cfg.Handler
+	cfg.BlockwiseSZX = s.cfg.BlockwiseSZX
+	cfg.Errors = s.cfg.Errors
+	cfg.GetMID = s.cfg.GetMID
+	cfg.GetToken = s.cfg.GetToken
+	cfg.MessagePool = s.cfg.MessagePool
+	cfg.ReceivedMessageQueueSize = s.cfg.ReceivedMessageQueueSize
+	cfg.ProcessReceivedMessage = s.cfg.ProcessReceivedMessage
+	bw := func(*udpClient.Conn) *blockwise.BlockWise[*udpClient.Conn] { return nil }
+	if s.cfg.BlockwiseEnable {
+		bw = func(cc *udpClient.Conn) *blockwise.BlockWise[*udpClient.Conn] {
+			return blockwise.New(cc, s.cfg.BlockwiseTransferTimeout, s.cfg.Errors,
+				func(token message.Token) (*pool.Message, bool) { return cc.GetObservationRequest(token) })
+		}
+	}
+	return udpClient.NewConnWithOpts(sess, &cfg,
+		udpClient.WithBlockWise(bw),
+		udpClient.WithInactivityMonitor(s.cfg.CreateInactivityMonitor()),
+		udpClient.WithRequestMonitor(s.cfg.RequestMonitor))
+}
+
+func (s *coapServer) closeAll() {
+	for _, cc := range s.sessions.snapshot() {
+		_ = cc.Close()
+	}
+}
+
+// udpSession is one peer address on the shared socket, as go-coap's
+// connection sees it. Closing it ends the connection at once: its close
+// handlers run and Done closes (go-coap's own UDP session leaves that to
+// its server's loop).
+type udpSession struct {
+	ctx    atomic.Pointer[context.Context]
+	cancel context.CancelFunc
+	done   chan struct{}
+	l      *coapNet.UDPConn
+	raddr  *net.UDPAddr
+	max    uint32
+
+	mu      sync.Mutex
+	onClose []udpClient.EventFunc
+	closed  bool
+}
+
+var _ udpClient.Session = (*udpSession)(nil)
+
+func newUDPSession(ctx context.Context, l *coapNet.UDPConn, raddr *net.UDPAddr, maxMessageSize uint32) *udpSession {
+	ctx, cancel := context.WithCancel(ctx)
+	s := &udpSession{cancel: cancel, done: make(chan struct{}), l: l, raddr: raddr, max: maxMessageSize}
+	s.ctx.Store(&ctx)
+	return s
+}
+
+func (s *udpSession) Context() context.Context { return *s.ctx.Load() }
+
+func (s *udpSession) SetContextValue(key, val any) {
+	ctx := context.WithValue(s.Context(), key, val)
+	s.ctx.Store(&ctx)
+}
+
+func (s *udpSession) Close() error {
+	s.cancel()
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	fns := s.onClose
+	s.onClose = nil
+	s.mu.Unlock()
+	for _, f := range fns {
+		f()
+	}
+	close(s.done)
+	return nil
+}
+
+func (s *udpSession) AddOnClose(f udpClient.EventFunc) {
+	s.mu.Lock()
+	if !s.closed {
+		s.onClose = append(s.onClose, f)
+		s.mu.Unlock()
+		return
+	}
+	s.mu.Unlock()
+	f() // closed already: as if it had been added before
+}
+
+func (s *udpSession) Done() <-chan struct{}  { return s.done }
+func (s *udpSession) MaxMessageSize() uint32 { return s.max }
+func (s *udpSession) RemoteAddr() net.Addr   { return s.raddr }
+func (s *udpSession) LocalAddr() net.Addr    { return s.l.LocalAddr() }
+func (s *udpSession) NetConn() net.Conn      { return s.l.NetConn() }
+
+func (s *udpSession) WriteMessage(req *pool.Message) error {
+	data, err := req.MarshalWithEncoder(coder.DefaultCoder)
+	if err != nil {
+		return fmt.Errorf("cannot marshal: %w", err)
+	}
+	return s.l.WriteWithOptions(data, coapNet.WithContext(req.Context()), coapNet.WithRemoteAddr(s.raddr),
+		coapNet.WithControlMessage(req.ControlMessage()))
+}
+
+func (s *udpSession) WriteMulticastMessage(req *pool.Message, address *net.UDPAddr, opts ...coapNet.MulticastOption) error {
+	data, err := req.MarshalWithEncoder(coder.DefaultCoder)
+	if err != nil {
+		return fmt.Errorf("cannot marshal: %w", err)
+	}
+	return s.l.WriteMulticast(req.Context(), address, data, opts...)
+}
+
+// Run is for a connection that reads its own socket; the server reads
+// this one's.
+func (s *udpSession) Run(*udpClient.Conn) error {
+	return errors.New("lwm2m: a server session is fed by the server's read loop")
+}
