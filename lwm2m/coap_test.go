@@ -7,6 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/iotgate/iotgate/lwm2m"
+	"github.com/iotgate/iotgate/lwm2m/lwm2mclient"
+	"github.com/iotgate/iotgate/registry"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 	"github.com/plgd-dev/go-coap/v3/udp"
 )
@@ -89,4 +92,26 @@ func TestChattyAddressStaysCheap(t *testing.T) {
 	if later := chunks(); later > 4*first {
 		t.Fatalf("200 requests took %v after 22,000 from the address, %v at first", later, first)
 	}
+}
+
+// A NoSec request whose first transmission is lost is sent again on
+// time, also when idle connections are checked only every 10 s (a long
+// NoSecIdleTimeout): the connection is checked every second while the
+// request is in flight.
+func TestNoSecRequestRetransmittedBetweenSweeps(t *testing.T) {
+	f := newFixture(t, func(o *lwm2m.Options) {
+		o.RequestTimeout = 8 * time.Second
+		o.NoSecIdleTimeout = time.Minute
+	})
+	d := f.device("resend", false)
+	c := f.client(lwm2mclient.Config{Endpoint: "resend"})
+	if err := c.Register(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the /19/0/0 observation", func() bool { return c.Observed("/19/0/0") })
+	c.Sleep()
+	read := f.command(d.DeviceID, "LwM2M", "READ", `{"path":"/3/0/0"}`, true)
+	time.Sleep(500 * time.Millisecond)
+	c.Wake()
+	f.waitCommand(d.DeviceID, read, registry.AsyncSuccessful)
 }
