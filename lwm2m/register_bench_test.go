@@ -47,10 +47,11 @@ func BenchmarkRegister(b *testing.B) {
 // runRegisters registers 64 clients per goroutine once (a first
 // registration activates the device), then times re-registrations, each
 // goroutine going round its clients. Many clients keep each address's
-// traffic near a fleet's: go-coap checks a connection's whole response
-// cache (an entry per request in the last 247 s) at every datagram from
-// its address, so a few clients registering again and again measure that
-// cache, in both servers, rather than the registration.
+// traffic near a fleet's: go-coap's UDP server (the baseline's) checks a
+// connection's whole response cache (an entry per request in the last
+// 247 s) at every datagram from its address, so a few clients
+// registering again and again would measure that cache rather than the
+// registration.
 func runRegisters(b *testing.B, server string, device func(ep string)) {
 	const parallelism, perGoroutine = 8, 64
 	clients := make([]*lwm2mclient.Client, parallelism*runtime.GOMAXPROCS(0)*perGoroutine)
