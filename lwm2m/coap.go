@@ -78,7 +78,6 @@ func (s *coapServer) Serve() error {
 			return fmt.Errorf("coap read: %w", err)
 		}
 		cc := s.conn(raddr)
-		cc.InactivityMonitor().Notify()
 		// Process decodes the datagram into a message of its own: buf is
 		// free for the next read when it returns.
 		if err := cc.Process(cm, buf[:n]); err != nil {
