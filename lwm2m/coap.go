@@ -9,10 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/pool"
 	coapNet "github.com/plgd-dev/go-coap/v3/net"
-	"github.com/plgd-dev/go-coap/v3/net/blockwise"
 	udpClient "github.com/plgd-dev/go-coap/v3/udp/client"
 	"github.com/plgd-dev/go-coap/v3/udp/coder"
 	udpServer "github.com/plgd-dev/go-coap/v3/udp/server"
@@ -44,14 +42,7 @@ type coapServer struct {
 }
 
 func newCoAPServer(c serverConfig, l *coapNet.UDPConn) *coapServer {
-	cfg := udpServer.DefaultConfig
-	c.UDPServerApply(&cfg)
-	if cfg.GetToken == nil {
-		cfg.GetToken = message.GetToken
-	}
-	if cfg.MessagePool == nil {
-		cfg.MessagePool = pool.New(0, 0)
-	}
+	cfg := c.goCoAP()
 	ctx, cancel := context.WithCancel(cfg.Ctx)
 	sessions := newSessionSweep(fullSweepEvery(c.s.o.NoSecIdleTimeout),
 		func(cc *udpClient.Conn, now time.Time) { cc.CheckExpirations(now) },
@@ -115,7 +106,7 @@ func (s *coapServer) conn(raddr *net.UDPAddr) *udpClient.Conn {
 		return cc
 	}
 	sess := newUDPSession(s.ctx, s.l, raddr, s.cfg.MaxMessageSize)
-	cc := s.newConn(sess)
+	cc := newGoCoAPConn(&s.cfg, sess)
 	s.conns[key] = cc
 	// Under the lock, so nobody gets the connection before it has its
 	// state.
@@ -130,33 +121,6 @@ func (s *coapServer) conn(raddr *net.UDPAddr) *udpClient.Conn {
 		s.sessions.remove(cc)
 	})
 	return cc
-}
-
-// newConn is go-coap's CoAP-over-UDP machinery on a session.
-func (s *coapServer) newConn(sess *udpSession) *udpClient.Conn {
-	cfg := udpClient.DefaultConfig
-	cfg.TransmissionNStart = s.cfg.TransmissionNStart
-	cfg.TransmissionAcknowledgeTimeout = s.cfg.TransmissionAcknowledgeTimeout
-	cfg.TransmissionMaxRetransmit = s.cfg.TransmissionMaxRetransmit
-	cfg.Handler = s.cfg.Handler
-	cfg.BlockwiseSZX = s.cfg.BlockwiseSZX
-	cfg.Errors = s.cfg.Errors
-	cfg.GetMID = s.cfg.GetMID
-	cfg.GetToken = s.cfg.GetToken
-	cfg.MessagePool = s.cfg.MessagePool
-	cfg.ReceivedMessageQueueSize = s.cfg.ReceivedMessageQueueSize
-	cfg.ProcessReceivedMessage = s.cfg.ProcessReceivedMessage
-	bw := func(*udpClient.Conn) *blockwise.BlockWise[*udpClient.Conn] { return nil }
-	if s.cfg.BlockwiseEnable {
-		bw = func(cc *udpClient.Conn) *blockwise.BlockWise[*udpClient.Conn] {
-			return blockwise.New(cc, s.cfg.BlockwiseTransferTimeout, s.cfg.Errors,
-				func(token message.Token) (*pool.Message, bool) { return cc.GetObservationRequest(token) })
-		}
-	}
-	return udpClient.NewConnWithOpts(sess, &cfg,
-		udpClient.WithBlockWise(bw),
-		udpClient.WithInactivityMonitor(s.cfg.CreateInactivityMonitor()),
-		udpClient.WithRequestMonitor(s.cfg.RequestMonitor))
 }
 
 func (s *coapServer) closeAll() {

@@ -8,11 +8,9 @@ import (
 	"time"
 
 	dtlsServer "github.com/plgd-dev/go-coap/v3/dtls/server"
-	"github.com/plgd-dev/go-coap/v3/message"
-	"github.com/plgd-dev/go-coap/v3/message/pool"
 	coapNet "github.com/plgd-dev/go-coap/v3/net"
-	"github.com/plgd-dev/go-coap/v3/net/blockwise"
 	udpClient "github.com/plgd-dev/go-coap/v3/udp/client"
+	udpServer "github.com/plgd-dev/go-coap/v3/udp/server"
 )
 
 // coapsServer serves CoAP on the DTLS sessions a dtlsListener accepts,
@@ -30,7 +28,7 @@ import (
 // left the entry, and the whole session, in the map for good. Here
 // sessions are kept by identity, and swept by sessionSweep.
 type coapsServer struct {
-	cfg    dtlsServer.Config
+	cfg    udpServer.Config
 	ctx    context.Context
 	cancel context.CancelFunc
 
@@ -46,14 +44,7 @@ func fullSweepEvery(idle time.Duration) int {
 }
 
 func newCoAPSServer(c serverConfig) *coapsServer {
-	cfg := dtlsServer.DefaultConfig
-	c.DTLSServerApply(&cfg)
-	if cfg.GetToken == nil {
-		cfg.GetToken = message.GetToken
-	}
-	if cfg.MessagePool == nil {
-		cfg.MessagePool = pool.New(0, 0)
-	}
+	cfg := c.goCoAP()
 	errs := cfg.Errors
 	cfg.Errors = func(err error) {
 		if !coapNet.IsCancelOrCloseError(err) {
@@ -105,30 +96,7 @@ func (s *coapsServer) Stop() { s.cancel() }
 // newConn is go-coap's DTLS server connection: a session over the DTLS
 // connection and the CoAP-over-UDP machinery on top.
 func (s *coapsServer) newConn(nc *coapNet.Conn) *udpClient.Conn {
-	session := dtlsServer.NewSession(s.ctx, nc, s.cfg.MaxMessageSize, s.cfg.MTU, true)
-	cfg := udpClient.DefaultConfig
-	cfg.TransmissionNStart = s.cfg.TransmissionNStart
-	cfg.TransmissionAcknowledgeTimeout = s.cfg.TransmissionAcknowledgeTimeout
-	cfg.TransmissionMaxRetransmit = s.cfg.TransmissionMaxRetransmit
-	cfg.Handler = s.cfg.Handler
-	cfg.BlockwiseSZX = s.cfg.BlockwiseSZX
-	cfg.Errors = s.cfg.Errors
-	cfg.GetMID = s.cfg.GetMID
-	cfg.GetToken = s.cfg.GetToken
-	cfg.MessagePool = s.cfg.MessagePool
-	cfg.ReceivedMessageQueueSize = s.cfg.ReceivedMessageQueueSize
-	cfg.ProcessReceivedMessage = s.cfg.ProcessReceivedMessage
-	bw := func(*udpClient.Conn) *blockwise.BlockWise[*udpClient.Conn] { return nil }
-	if s.cfg.BlockwiseEnable {
-		bw = func(cc *udpClient.Conn) *blockwise.BlockWise[*udpClient.Conn] {
-			return blockwise.New(cc, s.cfg.BlockwiseTransferTimeout, s.cfg.Errors,
-				func(token message.Token) (*pool.Message, bool) { return cc.GetObservationRequest(token) })
-		}
-	}
-	return udpClient.NewConnWithOpts(session, &cfg,
-		udpClient.WithBlockWise(bw),
-		udpClient.WithInactivityMonitor(s.cfg.CreateInactivityMonitor()),
-		udpClient.WithRequestMonitor(s.cfg.RequestMonitor))
+	return newGoCoAPConn(&s.cfg, dtlsServer.NewSession(s.ctx, nc, s.cfg.MaxMessageSize, s.cfg.MTU, true))
 }
 
 func (s *coapsServer) closeAll() {

@@ -6,11 +6,11 @@ import (
 	"time"
 
 	"github.com/pion/dtls/v2"
-	dtlsServer "github.com/plgd-dev/go-coap/v3/dtls/server"
 	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 	"github.com/plgd-dev/go-coap/v3/message/pool"
 	"github.com/plgd-dev/go-coap/v3/mux"
+	"github.com/plgd-dev/go-coap/v3/net/blockwise"
 	"github.com/plgd-dev/go-coap/v3/net/responsewriter"
 	"github.com/plgd-dev/go-coap/v3/options/config"
 	udpClient "github.com/plgd-dev/go-coap/v3/udp/client"
@@ -41,9 +41,8 @@ func stateOf(cc *udpClient.Conn) *connState {
 	return st
 }
 
-// serverConfig is the go-coap configuration shared by the UDP and DTLS
-// servers: our handler, idle handling and logging. It is a go-coap server
-// option for both.
+// serverConfig is the go-coap configuration shared by the NoSec and
+// DTLS loops: our handler, idle handling and logging (see goCoAP).
 type serverConfig struct {
 	s       *Server
 	handler func(*responsewriter.ResponseWriter[*udpClient.Conn], *pool.Message)
@@ -108,20 +107,51 @@ func (c serverConfig) monitor() udpClient.InactivityMonitor {
 	return m
 }
 
-// UDPServerApply makes serverConfig a go-coap UDP server option.
-func (c serverConfig) UDPServerApply(cfg *udpServer.Config) {
+// goCoAP is the configuration of go-coap's connections for our NoSec
+// and DTLS loops (coapServer, coapsServer): go-coap's UDP server
+// defaults, which are its DTLS server's too, with ours.
+func (c serverConfig) goCoAP() udpServer.Config {
+	cfg := udpServer.DefaultConfig
 	c.common(&cfg.Common)
 	cfg.Handler = c.handler
 	cfg.OnNewConn = c.onNewConn
 	cfg.CreateInactivityMonitor = c.monitor
+	if cfg.GetToken == nil {
+		cfg.GetToken = message.GetToken
+	}
+	if cfg.MessagePool == nil {
+		cfg.MessagePool = pool.New(0, 0)
+	}
+	return cfg
 }
 
-// DTLSServerApply makes serverConfig a go-coap DTLS server option.
-func (c serverConfig) DTLSServerApply(cfg *dtlsServer.Config) {
-	c.common(&cfg.Common)
-	cfg.Handler = c.handler
-	cfg.OnNewConn = c.onNewConn
-	cfg.CreateInactivityMonitor = c.monitor
+// newGoCoAPConn is go-coap's CoAP-over-UDP machinery on a session (a
+// peer address on the NoSec socket, or a DTLS session), as go-coap's
+// servers make it.
+func newGoCoAPConn(cfg *udpServer.Config, sess udpClient.Session) *udpClient.Conn {
+	cc := udpClient.DefaultConfig
+	cc.TransmissionNStart = cfg.TransmissionNStart
+	cc.TransmissionAcknowledgeTimeout = cfg.TransmissionAcknowledgeTimeout
+	cc.TransmissionMaxRetransmit = cfg.TransmissionMaxRetransmit
+	cc.Handler = cfg.Handler
+	cc.BlockwiseSZX = cfg.BlockwiseSZX
+	cc.Errors = cfg.Errors
+	cc.GetMID = cfg.GetMID
+	cc.GetToken = cfg.GetToken
+	cc.MessagePool = cfg.MessagePool
+	cc.ReceivedMessageQueueSize = cfg.ReceivedMessageQueueSize
+	cc.ProcessReceivedMessage = cfg.ProcessReceivedMessage
+	bw := func(*udpClient.Conn) *blockwise.BlockWise[*udpClient.Conn] { return nil }
+	if cfg.BlockwiseEnable {
+		bw = func(c *udpClient.Conn) *blockwise.BlockWise[*udpClient.Conn] {
+			return blockwise.New(c, cfg.BlockwiseTransferTimeout, cfg.Errors,
+				func(token message.Token) (*pool.Message, bool) { return c.GetObservationRequest(token) })
+		}
+	}
+	return udpClient.NewConnWithOpts(sess, &cc,
+		udpClient.WithBlockWise(bw),
+		udpClient.WithInactivityMonitor(cfg.CreateInactivityMonitor()),
+		udpClient.WithRequestMonitor(cfg.RequestMonitor))
 }
 
 // idleMonitor closes a connection that has been silent for idle and is
