@@ -40,17 +40,7 @@ func pendingIDs(t *testing.T, r *Registry, dev string) []string {
 // one, past the entries of the commands sent before; commands leaving
 // PENDING out of order move the start only when the oldest leaves.
 func TestPendingLookSeeksToOldestPending(t *testing.T) {
-	base, err := OpenBadger(BadgerOptions{InMemory: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer base.Close()
-	rec := &scanRecorder{Store: base, prefix: prefixKey("ap", "nb_n1")}
-	r, err := New(Options{Store: rec, MasterKey: bytes.Repeat([]byte{7}, 32)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	r, rec := recordedRegistry(t, prefixKey("ap", "nb_n1"), nil)
 	ctx := context.Background()
 	mustProduct(t, r, "proj", "nb", "CoAP")
 	if _, err := r.CreateDevice(ctx, NewDevice{ProjectID: "proj", NodeID: "n1", ProductID: "nb"}); err != nil {
@@ -61,8 +51,8 @@ func TestPendingLookSeeksToOldestPending(t *testing.T) {
 	}
 	var c [3]*AsyncCommand
 	for i := range c {
-		id := mustCommand(t, r, 3600)
-		if c[i], err = r.AsyncCommand(ctx, "proj", "nb_n1", id); err != nil {
+		var err error
+		if c[i], err = r.AsyncCommand(ctx, "proj", "nb_n1", mustCommand(t, r, 3600)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -102,17 +92,7 @@ func TestPendingLookSeeksToOldestPending(t *testing.T) {
 
 // Dropping the oldest finished command seeks to the oldest kept one.
 func TestCommandTrimSeeksToOldestKept(t *testing.T) {
-	base, err := OpenBadger(BadgerOptions{InMemory: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer base.Close()
-	rec := &scanRecorder{Store: base, prefix: prefixKey("al", "nb_n1")}
-	r, err := New(Options{Store: rec, MasterKey: bytes.Repeat([]byte{7}, 32)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	r, rec := recordedRegistry(t, prefixKey("al", "nb_n1"), nil)
 	ctx := context.Background()
 	mustProduct(t, r, "proj", "nb", "CoAP")
 	if _, err := r.CreateDevice(ctx, NewDevice{ProjectID: "proj", NodeID: "n1", ProductID: "nb"}); err != nil {

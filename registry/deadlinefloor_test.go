@@ -62,18 +62,8 @@ func floorKey(prefix []byte, ns int64) []byte {
 // rather than reading the index from its start, where the deadlines
 // deleted by activations lie.
 func TestSweepSeeksPastDeletedDeadlines(t *testing.T) {
-	base, err := OpenBadger(BadgerOptions{InMemory: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer base.Close()
-	rec := &scanRecorder{Store: base, prefix: expiryPrefix}
 	clock := &fakeClock{t: time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)}
-	r, err := New(Options{Store: rec, MasterKey: bytes.Repeat([]byte{7}, 32), Now: clock.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	r, rec := recordedRegistry(t, expiryPrefix, clock)
 	ctx := context.Background()
 	mustProduct(t, r, "proj", "nb", "CoAP")
 	late, err := r.CreateDevice(ctx, NewDevice{ProjectID: "proj", NodeID: "late", ProductID: "nb", Auth: AuthInfo{Timeout: 86400}})

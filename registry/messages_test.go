@@ -65,6 +65,15 @@ func (w recordingWriter) Scan(prefix, from []byte, reverse bool, fn func(k, v []
 	return w.Writer.Scan(prefix, from, reverse, fn)
 }
 
+// recordedRegistry is a registry on an in-memory store whose scans of
+// prefix are recorded (nil prefix: set it later).
+func recordedRegistry(t *testing.T, prefix []byte, clock *fakeClock) (*Registry, *scanRecorder) {
+	t.Helper()
+	rec := &scanRecorder{prefix: prefix}
+	r, _ := newTestRegistryOn(t, clock, func(s Store) Store { rec.Store = s; return rec })
+	return r, rec
+}
+
 func keptPayloads(t *testing.T, r *Registry, project, dev string) []string {
 	t.Helper()
 	msgs, err := r.Messages(context.Background(), project, dev, 1000)
@@ -91,17 +100,7 @@ func wantNewest(from, to int) string {
 // the start of the device's messages, where Badger keeps the tombstones
 // of every message dropped before.
 func TestDroppingOldestMessageSeeksToIt(t *testing.T) {
-	base, err := OpenBadger(BadgerOptions{InMemory: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer base.Close()
-	rec := &scanRecorder{Store: base}
-	r, err := New(Options{Store: rec, MasterKey: bytes.Repeat([]byte{7}, 32)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	r, rec := recordedRegistry(t, nil, nil)
 	ctx := context.Background()
 	mustProduct(t, r, "proj", "m1", "MQTT")
 	d, err := r.CreateDevice(ctx, NewDevice{ProjectID: "proj", NodeID: "n", ProductID: "m1"})

@@ -22,10 +22,18 @@ func (c *fakeClock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.
 
 func newTestRegistry(t testing.TB, clock *fakeClock) (*Registry, Store) {
 	t.Helper()
-	s, err := OpenBadger(BadgerOptions{InMemory: true})
+	return newTestRegistryOn(t, clock, func(s Store) Store { return s })
+}
+
+// newTestRegistryOn is newTestRegistry on wrap(the in-memory store); it
+// returns the store wrap returned.
+func newTestRegistryOn(t testing.TB, clock *fakeClock, wrap func(Store) Store) (*Registry, Store) {
+	t.Helper()
+	base, err := OpenBadger(BadgerOptions{InMemory: true})
 	if err != nil {
 		t.Fatal(err)
 	}
+	s := wrap(base)
 	o := Options{Store: s, MasterKey: bytes.Repeat([]byte{7}, 32)}
 	if clock != nil {
 		o.Now = clock.Now
@@ -34,7 +42,7 @@ func newTestRegistry(t testing.TB, clock *fakeClock) (*Registry, Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { r.Close(); s.Close() })
+	t.Cleanup(func() { r.Close(); base.Close() })
 	return r, s
 }
 
