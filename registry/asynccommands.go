@@ -650,22 +650,9 @@ func (r *Registry) FinishAsyncCommand(ctx context.Context, commandID string, sta
 // TIMEOUT, reading the ordered deadline index from its floor: the cost is
 // proportional to the commands due. It returns how many it changed.
 func (r *Registry) SweepAsyncCommands(ctx context.Context) (int, error) {
-	f := r.asyncFloor
-	f.sweep.Lock()
-	defer f.sweep.Unlock()
-	total := 0
-	for {
-		now := r.now()
-		due, next, err := r.dueIDs(f, parseAsyncDeadlineKey, now)
-		if err != nil {
-			return total, err
-		}
-		if len(due) == 0 {
-			f.raise(next)
-			return total, nil
-		}
+	return r.sweep(r.asyncFloor, parseAsyncDeadlineKey, func(due []string, now time.Time) (int, error) {
 		changed := 0
-		err = r.write(ctx, func(w Writer) error {
+		err := r.write(ctx, func(w Writer) error {
 			changed = 0
 			for _, id := range due {
 				c, err := getAsyncCommand(w, id)
@@ -694,12 +681,8 @@ func (r *Registry) SweepAsyncCommands(ctx context.Context) (int, error) {
 			return nil
 		})
 		if err != nil {
-			return total, err
+			return 0, err
 		}
-		total += changed
-		if len(due) < sweepBatch {
-			f.raise(next)
-			return total, nil
-		}
-	}
+		return changed, nil
+	})
 }

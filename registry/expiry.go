@@ -16,22 +16,9 @@ const sweepBatch = 256
 // proportional to the devices due, not to the fleet. It returns how many
 // devices it deleted.
 func (r *Registry) SweepExpired(ctx context.Context) (int, error) {
-	f := r.expiryFloor
-	f.sweep.Lock()
-	defer f.sweep.Unlock()
-	total := 0
-	for {
-		now := r.now()
-		due, next, err := r.dueIDs(f, parseExpiryKey, now)
-		if err != nil {
-			return total, err
-		}
-		if len(due) == 0 {
-			f.raise(next)
-			return total, nil
-		}
+	return r.sweep(r.expiryFloor, parseExpiryKey, func(due []string, now time.Time) (int, error) {
 		var deleted []string
-		err = r.write(ctx, func(w Writer) error {
+		err := r.write(ctx, func(w Writer) error {
 			deleted = deleted[:0]
 			for _, id := range due {
 				d, err := r.getDevice(w, id)
@@ -65,13 +52,38 @@ func (r *Registry) SweepExpired(ctx context.Context) (int, error) {
 			return nil
 		})
 		if err != nil {
-			return total, err
+			return 0, err
 		}
 		for _, id := range deleted {
 			r.log.Info("device deleted: not connected within its timeout", "device_id", id)
 			r.kick(id, "registration timeout")
 		}
-		total += len(deleted)
+		return len(deleted), nil
+	})
+}
+
+// sweep hands the ids due in f's deadline index to apply, at most
+// sweepBatch at a time, until fewer are left, then raises f's floor to
+// the first deadline left (see deadlineFloor). It returns the sum of what
+// apply returned. Sweeps of one index take turns.
+func (r *Registry) sweep(f *deadlineFloor, parse func([]byte) (time.Time, string, bool),
+	apply func(due []string, now time.Time) (int, error)) (int, error) {
+	f.sweep.Lock()
+	defer f.sweep.Unlock()
+	total := 0
+	for {
+		now := r.now()
+		due, next, err := r.dueIDs(f, parse, now)
+		if err != nil {
+			return total, err
+		}
+		if len(due) > 0 {
+			n, err := apply(due, now)
+			total += n
+			if err != nil {
+				return total, err
+			}
+		}
 		if len(due) < sweepBatch {
 			f.raise(next)
 			return total, nil
