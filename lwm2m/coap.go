@@ -44,15 +44,13 @@ type coapServer struct {
 func newCoAPServer(c serverConfig, l *coapNet.UDPConn) *coapServer {
 	cfg := c.goCoAP()
 	ctx, cancel := context.WithCancel(cfg.Ctx)
-	sessions := newSessionSweep(fullSweepEvery(c.s.o.NoSecIdleTimeout),
-		func(cc *udpClient.Conn, now time.Time) { cc.CheckExpirations(now) },
-		func(cc *udpClient.Conn) bool { st := stateOf(cc); return st != nil && st.busy.Load() > 0 })
+	sessions := newConnSweep(c.s.o.NoSecIdleTimeout)
 	return &coapServer{cfg: cfg, l: l, ctx: ctx, cancel: cancel, conns: make(map[string]*udpClient.Conn), sessions: sessions}
 }
 
 // Serve reads datagrams until Stop, then closes the connections.
 func (s *coapServer) Serve() error {
-	defer s.closeAll()
+	defer closeConns(s.sessions)
 	s.cfg.PeriodicRunner(func(now time.Time) bool {
 		s.sessions.run(now)
 		return s.ctx.Err() == nil
@@ -121,12 +119,6 @@ func (s *coapServer) conn(raddr *net.UDPAddr) *udpClient.Conn {
 		s.sessions.remove(cc)
 	})
 	return cc
-}
-
-func (s *coapServer) closeAll() {
-	for _, cc := range s.sessions.snapshot() {
-		_ = cc.Close()
-	}
 }
 
 // udpSession is one peer address on the shared socket, as go-coap's

@@ -36,13 +36,6 @@ type coapsServer struct {
 	wg       sync.WaitGroup
 }
 
-// fullSweepEvery is how often every session is checked: often enough for
-// the idle timeout of an unregistered session, rarely enough that a
-// fleet of idle sessions costs little.
-func fullSweepEvery(idle time.Duration) int {
-	return int(min(max(idle/4, coapTick), 10*time.Second) / coapTick)
-}
-
 func newCoAPSServer(c serverConfig) *coapsServer {
 	cfg := c.goCoAP()
 	errs := cfg.Errors
@@ -52,9 +45,7 @@ func newCoAPSServer(c serverConfig) *coapsServer {
 		}
 	}
 	ctx, cancel := context.WithCancel(cfg.Ctx)
-	sessions := newSessionSweep(fullSweepEvery(c.s.o.IdleTimeout),
-		func(cc *udpClient.Conn, now time.Time) { cc.CheckExpirations(now) },
-		func(cc *udpClient.Conn) bool { st := stateOf(cc); return st != nil && st.busy.Load() > 0 })
+	sessions := newConnSweep(c.s.o.IdleTimeout)
 	return &coapsServer{cfg: cfg, ctx: ctx, cancel: cancel, sessions: sessions}
 }
 
@@ -62,7 +53,7 @@ func newCoAPSServer(c serverConfig) *coapsServer {
 // sessions and waits for their goroutines.
 func (s *coapsServer) Serve(l *dtlsListener) error {
 	defer s.wg.Wait()
-	defer s.closeAll()
+	defer closeConns(s.sessions)
 	defer l.Close()
 	s.cfg.PeriodicRunner(func(now time.Time) bool {
 		s.sessions.run(now)
@@ -97,12 +88,6 @@ func (s *coapsServer) Stop() { s.cancel() }
 // connection and the CoAP-over-UDP machinery on top.
 func (s *coapsServer) newConn(nc *coapNet.Conn) *udpClient.Conn {
 	return newGoCoAPConn(&s.cfg, dtlsServer.NewSession(s.ctx, nc, s.cfg.MaxMessageSize, s.cfg.MTU, true))
-}
-
-func (s *coapsServer) closeAll() {
-	for _, cc := range s.sessions.snapshot() {
-		_ = cc.Close()
-	}
 }
 
 // requestStarted has cc checked every tick while busy, so the request

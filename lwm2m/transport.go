@@ -125,6 +125,30 @@ func (c serverConfig) goCoAP() udpServer.Config {
 	return cfg
 }
 
+// fullSweepEvery is how often every connection is checked: often enough
+// for the idle timeout (of an unregistered DTLS session, of a NoSec
+// address), rarely enough that a fleet of idle sessions costs little.
+func fullSweepEvery(idle time.Duration) int {
+	return int(min(max(idle/4, coapTick), 10*time.Second) / coapTick)
+}
+
+// newConnSweep is the periodic check of go-coap connections idle after
+// idle: go-coap's CheckExpirations (retransmissions, the idle monitor,
+// caches), every tick for a connection busy with a message or a request
+// of ours.
+func newConnSweep(idle time.Duration) *sessionSweep[*udpClient.Conn] {
+	return newSessionSweep(fullSweepEvery(idle),
+		func(cc *udpClient.Conn, now time.Time) { cc.CheckExpirations(now) },
+		func(cc *udpClient.Conn) bool { st := stateOf(cc); return st != nil && st.busy.Load() > 0 })
+}
+
+// closeConns closes every connection w knows (at shutdown).
+func closeConns(w *sessionSweep[*udpClient.Conn]) {
+	for _, cc := range w.snapshot() {
+		_ = cc.Close()
+	}
+}
+
 // newGoCoAPConn is go-coap's CoAP-over-UDP machinery on a session (a
 // peer address on the NoSec socket, or a DTLS session), as go-coap's
 // servers make it.
