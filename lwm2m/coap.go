@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,15 +38,20 @@ type coapServer struct {
 	cancel context.CancelFunc
 
 	mu       sync.Mutex
-	conns    map[string]*udpClient.Conn // by peer address
+	conns    map[netip.AddrPort]*udpClient.Conn // by peer address
+	sock     *udpSocket
 	sessions *sessionSweep[*udpClient.Conn]
 }
 
-func newCoAPServer(c serverConfig, l *coapNet.UDPConn) *coapServer {
+func newCoAPServer(c serverConfig, l *coapNet.UDPConn) (*coapServer, error) {
+	sock, err := newUDPSocket(l)
+	if err != nil {
+		return nil, err
+	}
 	cfg := c.goCoAP()
 	ctx, cancel := context.WithCancel(cfg.Ctx)
 	sessions := newConnSweep(c.s.o.NoSecIdleTimeout)
-	return &coapServer{cfg: cfg, l: l, ctx: ctx, cancel: cancel, conns: make(map[string]*udpClient.Conn), sessions: sessions}
+	return &coapServer{cfg: cfg, l: l, sock: sock, ctx: ctx, cancel: cancel, conns: make(map[netip.AddrPort]*udpClient.Conn), sessions: sessions}, nil
 }
 
 // Serve reads datagrams until Stop, then closes the connections.
@@ -57,21 +63,19 @@ func (s *coapServer) Serve() error {
 	})
 	buf := make([]byte, s.cfg.MaxMessageSize)
 	for {
-		var raddr *net.UDPAddr
-		var cm *coapNet.ControlMessage
-		n, err := s.l.ReadWithOptions(buf, coapNet.WithContext(s.ctx), coapNet.WithGetControlMessage(&cm), coapNet.WithGetRemoteAddr(&raddr))
+		n, from, cm, err := s.sock.read(buf)
 		if err != nil {
 			if s.ctx.Err() != nil || coapNet.IsCancelOrCloseError(err) {
 				return nil
 			}
 			return fmt.Errorf("coap read: %w", err)
 		}
-		cc := s.conn(raddr)
+		cc := s.conn(from)
 		// Process decodes the datagram into a message of its own: buf is
 		// free for the next read when it returns.
 		if err := cc.Process(cm, buf[:n]); err != nil {
 			_ = cc.Close()
-			s.cfg.Errors(fmt.Errorf("%v: cannot process datagram: %w", raddr, err))
+			s.cfg.Errors(fmt.Errorf("%v: cannot process datagram: %w", from, err))
 		}
 	}
 }
@@ -88,32 +92,32 @@ func (s *coapServer) NewConn(addr *net.UDPAddr) (*udpClient.Conn, error) {
 	if s.ctx.Err() != nil {
 		return nil, errors.New("coap server stopped")
 	}
-	return s.conn(addr), nil
+	return s.conn(unmapped(addr.AddrPort())), nil
 }
 
 // requestStarted has cc checked every tick while busy, so that a request
 // of ours is retransmitted on time.
 func (s *coapServer) requestStarted(cc *udpClient.Conn) { s.sessions.markHot(cc) }
 
-// conn returns the open connection of raddr, or a new one.
-func (s *coapServer) conn(raddr *net.UDPAddr) *udpClient.Conn {
-	key := raddr.String()
+// conn returns the open connection of the peer at addr (unmapped), or
+// a new one.
+func (s *coapServer) conn(addr netip.AddrPort) *udpClient.Conn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if cc := s.conns[key]; cc != nil && cc.Context().Err() == nil {
+	if cc := s.conns[addr]; cc != nil && cc.Context().Err() == nil {
 		return cc
 	}
-	sess := newUDPSession(s.ctx, s.l, raddr, s.cfg.MaxMessageSize)
+	sess := newUDPSession(s.ctx, s.l, s.sock, addr, s.cfg.MaxMessageSize)
 	cc := newGoCoAPConn(&s.cfg, sess)
-	s.conns[key] = cc
+	s.conns[addr] = cc
 	// Under the lock, so nobody gets the connection before it has its
 	// state.
 	s.cfg.OnNewConn(cc)
 	s.sessions.add(cc)
 	cc.AddOnClose(func() {
 		s.mu.Lock()
-		if s.conns[key] == cc {
-			delete(s.conns, key)
+		if s.conns[addr] == cc {
+			delete(s.conns, addr)
 		}
 		s.mu.Unlock()
 		s.sessions.remove(cc)
@@ -130,7 +134,9 @@ type udpSession struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	l      *coapNet.UDPConn
-	raddr  *net.UDPAddr
+	sock   *udpSocket
+	to     netip.AddrPort
+	raddr  *net.UDPAddr // to, as go-coap asks for it
 	max    uint32
 
 	mu      sync.Mutex
@@ -140,9 +146,9 @@ type udpSession struct {
 
 var _ udpClient.Session = (*udpSession)(nil)
 
-func newUDPSession(ctx context.Context, l *coapNet.UDPConn, raddr *net.UDPAddr, maxMessageSize uint32) *udpSession {
+func newUDPSession(ctx context.Context, l *coapNet.UDPConn, sock *udpSocket, to netip.AddrPort, maxMessageSize uint32) *udpSession {
 	ctx, cancel := context.WithCancel(ctx)
-	s := &udpSession{cancel: cancel, done: make(chan struct{}), l: l, raddr: raddr, max: maxMessageSize}
+	s := &udpSession{cancel: cancel, done: make(chan struct{}), l: l, sock: sock, to: to, raddr: net.UDPAddrFromAddrPort(to), max: maxMessageSize}
 	s.ctx.Store(&ctx)
 	return s
 }
@@ -194,8 +200,7 @@ func (s *udpSession) WriteMessage(req *pool.Message) error {
 	if err != nil {
 		return fmt.Errorf("cannot marshal: %w", err)
 	}
-	return s.l.WriteWithOptions(data, coapNet.WithContext(req.Context()), coapNet.WithRemoteAddr(s.raddr),
-		coapNet.WithControlMessage(req.ControlMessage()))
+	return s.sock.write(req.Context(), data, s.to, req.ControlMessage())
 }
 
 func (s *udpSession) WriteMulticastMessage(req *pool.Message, address *net.UDPAddr, opts ...coapNet.MulticastOption) error {

@@ -164,8 +164,12 @@ func (s *Server) Start(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("lwm2m: coap listen %s: %w", s.o.Listen, err)
 		}
-		s.udpConn = l
-		s.udp = newCoAPServer(s.serverConfig(router, false), l)
+		udp, err := newCoAPServer(s.serverConfig(router, false), l)
+		if err != nil {
+			_ = l.Close()
+			return fmt.Errorf("lwm2m: coap listen %s: %w", s.o.Listen, err)
+		}
+		s.udpConn, s.udp = l, udp
 		s.serve(s.udp.Serve)
 		s.log.Info("lwm2m coap listening", "addr", l.LocalAddr().String())
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math"
 	"net"
@@ -615,5 +616,41 @@ func TestLwM2MImeiEndpoint(t *testing.T) {
 		if s := f.status(d.DeviceID); s != registry.StatusOnline {
 			t.Errorf("%s is %s", d.DeviceID, s)
 		}
+	}
+}
+
+// On a wildcard address (the default ":5683", a dual-stack socket) the
+// server answers IPv4 clients as well as IPv6 ones. go-coap's UDP socket
+// sent its answers to an IPv4 peer there with IPv6 packet information,
+// which Linux refuses (EINVAL): no IPv4 client could register.
+func TestLwM2MNoSecOnWildcardAddress(t *testing.T) {
+	f := newFixture(t, func(o *lwm2m.Options) { o.Listen = ":0" })
+	port := f.srv.UDPAddr().(*net.UDPAddr).Port
+	for i, host := range []string{"127.0.0.1", "::1"} {
+		t.Run(host, func(t *testing.T) {
+			if host == "::1" {
+				if l, err := net.ListenPacket("udp", "[::1]:0"); err != nil {
+					t.Skipf("no IPv6 loopback here: %v", err)
+				} else {
+					l.Close()
+				}
+			}
+			ep := fmt.Sprintf("wild%d", i)
+			d := f.device(ep, false)
+			c := f.client(lwm2mclient.Config{Server: net.JoinHostPort(host, fmt.Sprint(port)), Endpoint: ep, Lifetime: 300})
+			ctx := context.Background()
+			if err := c.Register(ctx); err != nil {
+				t.Fatalf("register over %s: %v", host, err)
+			}
+			if s := f.status(d.DeviceID); s != registry.StatusOnline {
+				t.Fatalf("status after register: %s", s)
+			}
+			if err := c.Update(ctx, "lt=600"); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Deregister(ctx); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }

@@ -34,6 +34,7 @@ func TestStartsOnDefaults(t *testing.T) {
 		}
 		c.Close()
 	}
+	coapClient := interopTool(t, "coap-client-notls", "apt-get install libcoap3-bin")
 	dir := t.TempDir()
 	run := func() string {
 		cmd := exec.Command(binary(t))
@@ -84,6 +85,12 @@ func TestStartsOnDefaults(t *testing.T) {
 		resp.Body.Close()
 		if st, err := os.Stat(filepath.Join(dir, "data", "master.key")); err != nil || st.Mode().Perm() != 0o600 {
 			t.Fatalf("master key missing or not 0600: %v", err)
+		}
+		// NoSec answers an IPv4 client on the default ":5683", a
+		// dual-stack socket (it did not, until iotgate wrote its own
+		// answers: go-coap's were refused by the kernel).
+		if got := runTool(t, coapClient, "-m", "get", "coap://127.0.0.1:5683/nothing"); !strings.Contains(got, "4.04") {
+			t.Fatalf("coap-client over IPv4 to the default :5683 got %q, want a 4.04", got)
 		}
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		_ = cmd.Wait()
