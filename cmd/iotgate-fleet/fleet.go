@@ -1,11 +1,13 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -77,17 +79,7 @@ func (f *fleet) runProtocol(ctx context.Context, proto string) (*ProtocolSummary
 		return ps, err
 	}
 	if o.reconnect && ctx.Err() == nil {
-		waitProfile := f.probe.cpuProfile(ctx, o.pprofSeconds, o.pprofDir, proto+"-reconnect.cpu.pprof")
-		res, err = f.phase(ctx, runners, proto, "reconnect", phaseReq{Phase: "connect",
-			Concurrency: o.concurrency, Rate: o.rate})
-		waitProfile()
-		ps.Reconnect, ps.ReconnectHandshake, ps.ReconnectRegister = res.ops, res.handshake, res.register
-		if err != nil {
-			return ps, err
-		}
-		res, err = f.phase(dctx, runners, proto, "disconnect", phaseReq{Phase: "disconnect", Concurrency: o.concurrency, Graceful: o.graceful})
-		ps.FinalDisconnect = res.ops
-		if err != nil {
+		if err := f.reconnectStorms(ctx, runners, proto, ps); err != nil {
 			return ps, err
 		}
 	}
@@ -97,6 +89,77 @@ func (f *fleet) runProtocol(ctx context.Context, proto string) (*ProtocolSummary
 		})
 	}
 	return ps, ctx.Err()
+}
+
+// reconnectStorms reconnects the whole fleet at once, -rounds times,
+// each storm followed by a disconnect and -settle. One storm's rate moves
+// with a garbage collection or a neighbour's burst; the summary's
+// Reconnect is the median storm by rate (with its handshake and
+// register split), and ReconnectRounds has them all.
+func (f *fleet) reconnectStorms(ctx context.Context, runners []runner, proto string, ps *ProtocolSummary) error {
+	dctx := context.WithoutCancel(ctx)
+	var storms []merged
+	rounds := max(f.o.rounds, 1)
+	for round := range rounds {
+		if ctx.Err() != nil {
+			break
+		}
+		if round > 0 {
+			time.Sleep(f.o.settle)
+		}
+		waitProfile := func() {}
+		if round == 0 { // the profile covers the first storm only
+			waitProfile = f.probe.cpuProfile(ctx, f.o.pprofSeconds, f.o.pprofDir, proto+"-reconnect.cpu.pprof")
+		}
+		name := "reconnect"
+		if rounds > 1 {
+			name = fmt.Sprintf("reconnect %d/%d", round+1, rounds)
+		}
+		res, err := f.phase(ctx, runners, proto, name, phaseReq{Phase: "connect",
+			Concurrency: f.o.concurrency, Rate: f.o.rate})
+		waitProfile()
+		storms = append(storms, res)
+		if err != nil {
+			f.summariseStorms(ps, storms)
+			return err
+		}
+		res, err = f.phase(dctx, runners, proto, "disconnect", phaseReq{Phase: "disconnect", Concurrency: f.o.concurrency, Graceful: f.o.graceful})
+		ps.FinalDisconnect = res.ops
+		if err != nil {
+			f.summariseStorms(ps, storms)
+			return err
+		}
+	}
+	f.summariseStorms(ps, storms)
+	return nil
+}
+
+func (f *fleet) summariseStorms(ps *ProtocolSummary, storms []merged) {
+	if len(storms) == 0 {
+		return
+	}
+	m := medianStorm(storms)
+	ps.Reconnect, ps.ReconnectHandshake, ps.ReconnectRegister = m.ops, m.handshake, m.register
+	if len(storms) > 1 {
+		for _, s := range storms {
+			ps.ReconnectRounds = append(ps.ReconnectRounds, s.ops)
+		}
+	}
+}
+
+// medianStorm is the storm of median rate (the lower of the middle two
+// of an even count).
+func medianStorm(storms []merged) merged {
+	sorted := slices.Clone(storms)
+	slices.SortStableFunc(sorted, func(a, b merged) int { return cmp.Compare(rateOf(a.ops), rateOf(b.ops)) })
+	return sorted[(len(sorted)-1)/2]
+}
+
+func rateOf(o *Outcome) float64 {
+	if o == nil {
+		return 0
+	}
+	return o.PerSecond
 }
 
 // createDevices ensures the protocol's product and creates its devices.

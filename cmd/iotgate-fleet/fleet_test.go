@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -127,6 +128,33 @@ func TestFleetPercentiles(t *testing.T) {
 	}
 }
 
+// The summary's reconnect storm is the median one by rate, and the
+// storms keep their order.
+func TestMedianStorm(t *testing.T) {
+	storm := func(rate float64) merged { return merged{ops: &Outcome{PerSecond: rate}} }
+	for _, tc := range []struct {
+		rates []float64
+		want  float64
+	}{
+		{[]float64{5}, 5},
+		{[]float64{9, 3}, 3},
+		{[]float64{7, 2, 5}, 5},
+		{[]float64{1, 8, 4, 6}, 4},
+		{[]float64{3, 3, 9}, 3},
+	} {
+		var storms []merged
+		for _, r := range tc.rates {
+			storms = append(storms, storm(r))
+		}
+		if got := medianStorm(storms).ops.PerSecond; got != tc.want {
+			t.Errorf("median of %v: %v, want %v", tc.rates, got, tc.want)
+		}
+		if storms[0].ops.PerSecond != tc.rates[0] {
+			t.Errorf("median of %v reordered the storms", tc.rates)
+		}
+	}
+}
+
 // TestFleetAgainstBaselines runs the whole cycle against the bare
 // servers in this process: MQTT against mochi, LwM2M against the go-coap
 // /rd handler, DTLS handshakes against pion; with two worker processes
@@ -149,7 +177,7 @@ func TestFleetAgainstBaselines(t *testing.T) {
 	defer stopDTLS()
 	o, err := parseOptions([]string{"-api", "", "-protocols", "mqtt,lwm2m,dtls", "-handshake-only",
 		"-mqtt", mq, "-coap", cp, "-dtls", dt, "-n", "60", "-per-process", "30", "-hold", "1500ms",
-		"-uplink-interval", "500ms", "-settle", "0s", "-timeout", "10s", "-deadline", "2m",
+		"-uplink-interval", "500ms", "-settle", "0s", "-timeout", "10s", "-deadline", "2m", "-rounds", "3",
 		"-server-pid", fmt.Sprint(os.Getpid()), "-json", os.DevNull})
 	if err != nil {
 		t.Fatal(err)
@@ -169,6 +197,24 @@ func TestFleetAgainstBaselines(t *testing.T) {
 			"reconnect": p.Reconnect, "final disconnect": p.FinalDisconnect} {
 			if out == nil || out.OK != 60 || out.Failed != 0 {
 				t.Errorf("%s %s: %+v", p.Protocol, name, out)
+			}
+		}
+		if len(p.ReconnectRounds) != 3 {
+			t.Errorf("%s: %d reconnect storms, want 3", p.Protocol, len(p.ReconnectRounds))
+		} else {
+			var above, below int
+			for _, r := range p.ReconnectRounds {
+				if r.OK != 60 || r.Failed != 0 {
+					t.Errorf("%s reconnect storm: %+v", p.Protocol, r)
+				}
+				if r.PerSecond > p.Reconnect.PerSecond {
+					above++
+				} else if r.PerSecond < p.Reconnect.PerSecond {
+					below++
+				}
+			}
+			if above > 1 || below > 1 || !slices.Contains(p.ReconnectRounds, p.Reconnect) {
+				t.Errorf("%s: reconnect %.0f/s is not the median storm of %v", p.Protocol, p.Reconnect.PerSecond, p.ReconnectRounds)
 			}
 		}
 		// Worker processes report their CPU; the server's is read from

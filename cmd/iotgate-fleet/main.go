@@ -73,6 +73,7 @@ type options struct {
 	qos                         int
 	commands, commandConns      int
 	reconnect, graceful         bool
+	rounds                      int
 	timeout                     time.Duration
 	keepalive, lifetime         int
 	caFile                      string
@@ -115,6 +116,7 @@ func parseOptions(args []string) (*options, error) {
 	fs.IntVar(&o.commands, "commands", 0, "commands sent through the API to random held devices")
 	fs.IntVar(&o.commandConns, "command-concurrency", 8, "commands in flight at once")
 	fs.BoolVar(&o.reconnect, "reconnect", true, "after the first disconnect, reconnect the whole fleet at once and measure that storm too")
+	fs.IntVar(&o.rounds, "rounds", 1, "reconnect storms (each followed by a disconnect); the summary's reconnect is the median one by rate")
 	fs.BoolVar(&o.graceful, "graceful", true, "disconnect as a device that shuts down does (MQTT DISCONNECT, LwM2M De-register); false: drop the sockets, as an outage does")
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "bound on one connect, request or disconnect")
 	fs.IntVar(&o.keepalive, "keepalive", 300, "MQTT keepalive, seconds (iotgate accepts 30-1200)")
@@ -215,8 +217,11 @@ type ProtocolSummary struct {
 	Reconnect          *Outcome `json:"reconnect,omitempty"`
 	ReconnectHandshake *Outcome `json:"reconnect_handshake,omitempty"`
 	ReconnectRegister  *Outcome `json:"reconnect_register,omitempty"`
-	FinalDisconnect    *Outcome `json:"final_disconnect,omitempty"`
-	Delete             *Outcome `json:"delete,omitempty"`
+	// ReconnectRounds are all the storms, in order, when there were
+	// several (-rounds); Reconnect is the median one by rate.
+	ReconnectRounds []*Outcome `json:"reconnect_rounds,omitempty"`
+	FinalDisconnect *Outcome   `json:"final_disconnect,omitempty"`
+	Delete          *Outcome   `json:"delete,omitempty"`
 }
 
 // Hold is what happened while the fleet was held.

@@ -6,14 +6,16 @@
 #
 #   test/bench/run.sh                 # the full comparison (about 9 minutes here)
 #   QUICK=1 test/bench/run.sh         # small fleets, to check the script
+#   ROUNDS=1 test/bench/run.sh        # one reconnect storm per server (default 3)
 #
 # It installs mosquitto if missing, builds iotgate and iotgate-fleet,
 # then runs:
 #   1. MQTT: $MQTT_N devices created through the REST API (the REST
 #      storm, 64 clients), connected (first connect), held with uplinks
 #      and commands, disconnected and reconnected at once (the storm after
-#      an outage); the same storm against bare mochi-mqtt (allow-all) and
-#      against mosquitto with a password file holding the same devices.
+#      an outage; $ROUNDS storms, the median one compared); the same
+#      against bare mochi-mqtt (allow-all) and against mosquitto with a
+#      password file holding the same devices.
 #   2. MQTTS: $MQTTS_N devices, TLS and secret auth (no baseline).
 #   3. LwM2M NoSec: $LWM2M_N registrations held, the re-register storm;
 #      the same against a bare go-coap /rd handler.
@@ -36,6 +38,8 @@ LWM2M_N=${LWM2M_N:-100000}
 DTLS_N=${DTLS_N:-5000}
 REG_MAX=${REG_MAX:-1000000}
 HOLD=${HOLD:-10s}
+# Reconnect storms per server: each ratio compares the median storms.
+ROUNDS=${ROUNDS:-3}
 OUT=${OUT:-$(mktemp -d /tmp/iotgate-bench.XXXXXX)}
 mkdir -p "$OUT/pprof" "$OUT/bin"
 echo "run.sh: results in $OUT" >&2
@@ -128,7 +132,7 @@ GATE_API=(-api "http://127.0.0.1:$API_PORT" -project bench -token "$TOKEN")
 # At most 96 connects in flight: mosquitto listens with a backlog of 100,
 # and a storm that overflows it measures SYN retransmission timers (1 s),
 # not the broker.
-MQTT_HOLD=(-uplink-interval 60s -commands 200 -concurrency 96)
+MQTT_HOLD=(-uplink-interval 60s -commands 200 -concurrency 96 -rounds "$ROUNDS")
 
 # 1. MQTT: iotgate, bare mochi, mosquitto.
 start_iotgate
@@ -169,7 +173,7 @@ stop "$GATE"
 # 3. LwM2M NoSec: 100,000 registrations over several fleet processes.
 # The fleet drops its sockets without de-registering (-graceful=false),
 # as modules do when a cell goes down, then re-registers all at once.
-LWM2M_HOLD=(-uplink-interval 300s -commands 100 -lifetime 3600 -concurrency 256 -graceful=false -hold 5s)
+LWM2M_HOLD=(-uplink-interval 300s -commands 100 -lifetime 3600 -concurrency 256 -graceful=false -hold 5s -rounds "$ROUNDS")
 start_iotgate
 fleet iotgate-lwm2m "${GATE_API[@]}" -protocols lwm2m -n "$LWM2M_N" -coap "127.0.0.1:$COAP_PORT" "${LWM2M_HOLD[@]}" \
   -server-pid "$GATE" -debug-url "http://127.0.0.1:$DEBUG_PORT" -pprof "$OUT/pprof/iotgate"
@@ -183,10 +187,10 @@ stop "$BASE"
 # against pion.
 start_iotgate
 fleet iotgate-dtls "${GATE_API[@]}" -protocols dtls -n "$DTLS_N" -dtls "127.0.0.1:$DTLS_PORT" -uplink-interval 300s \
-  -commands 20 -server-pid "$GATE" -debug-url "http://127.0.0.1:$DEBUG_PORT" -pprof "$OUT/pprof/iotgate"
+  -commands 20 -rounds "$ROUNDS" -server-pid "$GATE" -debug-url "http://127.0.0.1:$DEBUG_PORT" -pprof "$OUT/pprof/iotgate"
 stop "$GATE"
 start_baseline dtls "$PION_PORT"
-fleet pion-dtls -api "" -protocols dtls -handshake-only -n "$DTLS_N" -dtls "127.0.0.1:$PION_PORT" \
+fleet pion-dtls -api "" -protocols dtls -handshake-only -n "$DTLS_N" -dtls "127.0.0.1:$PION_PORT" -rounds "$ROUNDS" \
   -server-pid "$BASE" -debug-url "http://127.0.0.1:$BASE_DEBUG_PORT" -pprof "$OUT/pprof/pion"
 stop "$BASE"
 

@@ -36,15 +36,16 @@ type summary struct {
 }
 
 type protocol struct {
-	Protocol           string   `json:"protocol"`
-	Devices            int      `json:"devices"`
-	Create             *outcome `json:"create"`
-	Connect            *outcome `json:"connect"`
-	Handshake          *outcome `json:"handshake"`
-	Register           *outcome `json:"register"`
-	Reconnect          *outcome `json:"reconnect"`
-	ReconnectHandshake *outcome `json:"reconnect_handshake"`
-	ReconnectRegister  *outcome `json:"reconnect_register"`
+	Protocol           string     `json:"protocol"`
+	Devices            int        `json:"devices"`
+	Create             *outcome   `json:"create"`
+	Connect            *outcome   `json:"connect"`
+	Handshake          *outcome   `json:"handshake"`
+	Register           *outcome   `json:"register"`
+	Reconnect          *outcome   `json:"reconnect"`
+	ReconnectHandshake *outcome   `json:"reconnect_handshake"`
+	ReconnectRegister  *outcome   `json:"reconnect_register"`
+	ReconnectRounds    []*outcome `json:"reconnect_rounds"`
 	Memory             *struct {
 		RSS        float64 `json:"rss_bytes_per_device"`
 		Goroutines float64 `json:"goroutines_per_device"`
@@ -69,6 +70,9 @@ type outcome struct {
 		Client float64 `json:"client_us_per_op"`
 	} `json:"cpu"`
 	OpsPerCommit float64 `json:"ops_per_commit"`
+	// storms are all the reconnect storms of which this one (their
+	// median by rate) stands for, when there were several.
+	storms []*outcome
 }
 
 type latency struct {
@@ -93,7 +97,11 @@ func load(dir, name string) (*protocol, error) {
 	if len(s.Protocols) == 0 {
 		return nil, fmt.Errorf("%s: no protocol run (%s)", name, s.Error)
 	}
-	return &s.Protocols[0], nil
+	p := &s.Protocols[0]
+	if p.Reconnect != nil && len(p.ReconnectRounds) > 1 {
+		p.Reconnect.storms = p.ReconnectRounds
+	}
+	return p, nil
 }
 
 // row is one line of the table.
@@ -121,7 +129,19 @@ func rate(o *outcome) string {
 	if o.Failed > 0 {
 		s += fmt.Sprintf(" (%d failed: %v)", o.Failed, o.Failures)
 	}
+	if len(o.storms) > 1 {
+		s += " (median; storms " + joinEach(o.storms, func(r *outcome) string { return fmt.Sprintf("%.0f", r.PerSecond) }) + ")"
+	}
 	return s
+}
+
+// joinEach is f of each storm, in order, joined with " / ".
+func joinEach(storms []*outcome, f func(*outcome) string) string {
+	parts := make([]string, len(storms))
+	for i, r := range storms {
+		parts[i] = f(r)
+	}
+	return strings.Join(parts, " / ")
 }
 
 func lat(o *outcome) string {
@@ -169,6 +189,14 @@ func cpu(o *outcome) string {
 	s := fmt.Sprintf("%.0f µs (%.2f cores)", o.CPU.Server, o.CPU.Cores)
 	if o.CPU.Client >= 0 {
 		s += fmt.Sprintf(", fleet %.0f µs", o.CPU.Client)
+	}
+	if len(o.storms) > 1 {
+		s += "; storms " + joinEach(o.storms, func(r *outcome) string {
+			if r.CPU == nil || r.CPU.Server < 0 {
+				return "–"
+			}
+			return fmt.Sprintf("%.0f", r.CPU.Server)
+		}) + " µs"
 	}
 	return s
 }
