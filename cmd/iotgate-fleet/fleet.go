@@ -92,7 +92,7 @@ func (f *fleet) runProtocol(ctx context.Context, proto string) (*ProtocolSummary
 }
 
 // reconnectStorms reconnects the whole fleet at once, -rounds times,
-// each storm followed by a disconnect and -settle. One storm's rate moves
+// each storm -settle after a disconnect and followed by one. One storm's rate moves
 // with a garbage collection or a neighbour's burst; the summary's
 // Reconnect is the median storm by rate (with its handshake and
 // register split), and ReconnectRounds has them all.
@@ -104,9 +104,10 @@ func (f *fleet) reconnectStorms(ctx context.Context, runners []runner, proto str
 		if ctx.Err() != nil {
 			break
 		}
-		if round > 0 {
-			time.Sleep(f.o.settle)
-		}
+		// Every storm starts -settle after the disconnect before it, so
+		// that none runs beside the tail of the server's disconnect work
+		// and the storms are alike.
+		time.Sleep(f.o.settle)
 		waitProfile := func() {}
 		if round == 0 { // the profile covers the first storm only
 			waitProfile = f.probe.cpuProfile(ctx, f.o.pprofSeconds, f.o.pprofDir, proto+"-reconnect.cpu.pprof")
