@@ -38,7 +38,7 @@ type coapServer struct {
 	cancel context.CancelFunc
 
 	mu       sync.Mutex
-	conns    map[netip.AddrPort]*udpClient.Conn // by peer address
+	conns    map[netip.AddrPort]udpPeer // by peer address
 	sock     *udpSocket
 	sessions *sessionSweep[*udpClient.Conn]
 }
@@ -51,7 +51,7 @@ func newCoAPServer(c serverConfig, l *coapNet.UDPConn) (*coapServer, error) {
 	cfg := c.goCoAP()
 	ctx, cancel := context.WithCancel(cfg.Ctx)
 	sessions := newConnSweep(c.s.o.NoSecIdleTimeout)
-	return &coapServer{cfg: cfg, l: l, sock: sock, ctx: ctx, cancel: cancel, conns: make(map[netip.AddrPort]*udpClient.Conn), sessions: sessions}, nil
+	return &coapServer{cfg: cfg, l: l, sock: sock, ctx: ctx, cancel: cancel, conns: make(map[netip.AddrPort]udpPeer), sessions: sessions}, nil
 }
 
 // Serve reads datagrams until Stop, then closes the connections.
@@ -63,14 +63,22 @@ func (s *coapServer) Serve() error {
 	})
 	buf := make([]byte, s.cfg.MaxMessageSize)
 	for {
-		n, from, cm, err := s.sock.read(buf)
+		n, from, path, err := s.sock.read(buf)
 		if err != nil {
 			if s.ctx.Err() != nil || coapNet.IsCancelOrCloseError(err) {
 				return nil
 			}
 			return fmt.Errorf("coap read: %w", err)
 		}
-		cc := s.conn(from)
+		p := s.conn(from)
+		var cm *coapNet.ControlMessage
+		if path != nil {
+			cm = path.cm
+			if p.sess.path.Load() != path {
+				p.sess.path.Store(path)
+			}
+		}
+		cc := p.cc
 		// Process decodes the datagram into a message of its own: buf is
 		// free for the next read when it returns.
 		if err := cc.Process(cm, buf[:n]); err != nil {
@@ -92,37 +100,44 @@ func (s *coapServer) NewConn(addr *net.UDPAddr) (*udpClient.Conn, error) {
 	if s.ctx.Err() != nil {
 		return nil, errors.New("coap server stopped")
 	}
-	return s.conn(unmapped(addr.AddrPort())), nil
+	return s.conn(unmapped(addr.AddrPort())).cc, nil
 }
 
 // requestStarted has cc checked every tick while busy, so that a request
 // of ours is retransmitted on time.
 func (s *coapServer) requestStarted(cc *udpClient.Conn) { s.sessions.markHot(cc) }
 
+// udpPeer is the connection of one peer address and its session.
+type udpPeer struct {
+	cc   *udpClient.Conn
+	sess *udpSession
+}
+
 // conn returns the open connection of the peer at addr (unmapped), or
 // a new one.
-func (s *coapServer) conn(addr netip.AddrPort) *udpClient.Conn {
+func (s *coapServer) conn(addr netip.AddrPort) udpPeer {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if cc := s.conns[addr]; cc != nil && cc.Context().Err() == nil {
-		return cc
+	if p := s.conns[addr]; p.cc != nil && p.cc.Context().Err() == nil {
+		return p
 	}
 	sess := newUDPSession(s.ctx, s.l, s.sock, addr, s.cfg.MaxMessageSize)
 	cc := newGoCoAPConn(&s.cfg, sess)
-	s.conns[addr] = cc
+	p := udpPeer{cc: cc, sess: sess}
+	s.conns[addr] = p
 	// Under the lock, so nobody gets the connection before it has its
 	// state.
 	s.cfg.OnNewConn(cc)
 	s.sessions.add(cc)
 	cc.AddOnClose(func() {
 		s.mu.Lock()
-		if s.conns[addr] == cc {
+		if s.conns[addr].cc == cc {
 			delete(s.conns, addr)
 		}
 		s.mu.Unlock()
 		s.sessions.remove(cc)
 	})
-	return cc
+	return p
 }
 
 // udpSession is one peer address on the shared socket, as go-coap's
@@ -138,6 +153,9 @@ type udpSession struct {
 	to     netip.AddrPort
 	raddr  *net.UDPAddr // to, as go-coap asks for it
 	max    uint32
+	// path is how the peer's last datagram came (nil before the first):
+	// what we send it goes out the same way back.
+	path atomic.Pointer[answerPath]
 
 	mu      sync.Mutex
 	onClose []udpClient.EventFunc
@@ -200,7 +218,7 @@ func (s *udpSession) WriteMessage(req *pool.Message) error {
 	if err != nil {
 		return fmt.Errorf("cannot marshal: %w", err)
 	}
-	return s.sock.write(req.Context(), data, s.to, req.ControlMessage())
+	return s.sock.write(req.Context(), data, s.to, s.path.Load(), req.ControlMessage())
 }
 
 func (s *udpSession) WriteMulticastMessage(req *pool.Message, address *net.UDPAddr, opts ...coapNet.MulticastOption) error {

@@ -620,13 +620,16 @@ func TestLwM2MImeiEndpoint(t *testing.T) {
 }
 
 // On a wildcard address (the default ":5683", a dual-stack socket) the
-// server answers IPv4 clients as well as IPv6 ones. go-coap's UDP socket
-// sent its answers to an IPv4 peer there with IPv6 packet information,
-// which Linux refuses (EINVAL): no IPv4 client could register.
+// server answers IPv4 clients as well as IPv6 ones, and from the address
+// each client sends to (127.0.0.3 is not the one the kernel would pick;
+// the client's socket is connected, so it takes nothing from another).
+// go-coap's UDP socket sent its answers to an IPv4 peer there with IPv6
+// packet information, which Linux refuses (EINVAL): no IPv4 client could
+// register; and it left the source address to the kernel.
 func TestLwM2MNoSecOnWildcardAddress(t *testing.T) {
 	f := newFixture(t, func(o *lwm2m.Options) { o.Listen = ":0" })
 	port := f.srv.UDPAddr().(*net.UDPAddr).Port
-	for i, host := range []string{"127.0.0.1", "::1"} {
+	for i, host := range []string{"127.0.0.1", "::1", "127.0.0.3"} {
 		t.Run(host, func(t *testing.T) {
 			if host == "::1" {
 				if l, err := net.ListenPacket("udp", "[::1]:0"); err != nil {
@@ -645,6 +648,9 @@ func TestLwM2MNoSecOnWildcardAddress(t *testing.T) {
 			if s := f.status(d.DeviceID); s != registry.StatusOnline {
 				t.Fatalf("status after register: %s", s)
 			}
+			// A request of the server's (not an answer) reaches the
+			// client too: from the address the client sends to.
+			eventually(t, "the platform to observe /19/0/0", func() bool { return c.Observed("/19/0/0") })
 			if err := c.Update(ctx, "lt=600"); err != nil {
 				t.Fatal(err)
 			}

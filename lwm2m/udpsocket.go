@@ -6,21 +6,28 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"sync/atomic"
+	"syscall"
 
 	coapNet "github.com/plgd-dev/go-coap/v3/net"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
 )
 
-// udpSocket reads and writes the NoSec socket's datagrams as go-coap's
-// UDPConn does, each read with its control message (the interface the
-// datagram came in on, which go-coap answers on), but through the net
-// package's AddrPort methods, a reused control buffer and the last
-// control message kept: go-coap's read made 16 allocations a datagram
-// (the sender's address, the control message in three shapes, the
-// options, our connection map's string key) and its write 7; here a
-// datagram costs one (the control message's parse) and a write none.
+// udpSocket reads and writes the NoSec socket's datagrams. Each read
+// comes with its control message: the interface the datagram came in on
+// and the address it was sent to. Everything sent to that peer afterwards
+// (answers, and requests of ours such as the Observe) goes out from that
+// address and interface. On a host with several addresses, a client
+// on a connected socket (lwIP, libcoap, this package's client) or behind
+// a NAT only takes datagrams from the address it sent to; go-coap's
+// UDPConn kept only the interface, and the kernel chose the source.
+//
+// It reads with the net package's AddrPort methods, a reused control
+// buffer and the control data of the last datagram kept while datagrams
+// keep arriving alike: a datagram costs one allocation (the control
+// message's parse), a write none. go-coap's read made 16 (the sender's
+// address, the control message in three shapes, the options, our
+// connection map's string key) and its write 7.
 //
 // The socket's control messages were switched on by go-coap's
 // coapNet.NewUDPConn, which made it.
@@ -29,24 +36,25 @@ type udpSocket struct {
 	ipv6 bool
 
 	// The reader's (only Serve reads): the control buffer, the parsed
-	// control messages and the last one handed on, given again while the
-	// datagrams come in on the same interface and address. go-coap only
-	// reads the control message it keeps with a request.
+	// control messages and the last answer path handed on.
 	oob  []byte
 	c4   ipv4.ControlMessage
 	c6   ipv6.ControlMessage
-	last *coapNet.ControlMessage
-
-	// lastOut is the last control data written without a source,
-	// reused while the answers go out on the same interface and IP
-	// version (writers are concurrent).
-	lastOut atomic.Pointer[outControl]
+	last *answerPath
 }
 
-type outControl struct {
-	ifIndex int
-	ipv6    bool
-	oob     []byte
+// answerPath is how datagrams from one peer arrived, and so how to send
+// to it. It is shared by every peer whose datagrams arrive alike, and
+// never changed.
+type answerPath struct {
+	// cm is the control message go-coap keeps with a request (it reads
+	// only the interface).
+	cm *coapNet.ControlMessage
+	// peer4: the peer is IPv4 (on a dual-stack socket too).
+	peer4 bool
+	// oob is the control data of a datagram to the peer: from the address
+	// it sent to, out of the interface it came in on.
+	oob []byte
 }
 
 func newUDPSocket(l *coapNet.UDPConn) (*udpSocket, error) {
@@ -69,15 +77,15 @@ func newUDPSocket(l *coapNet.UDPConn) (*udpSocket, error) {
 }
 
 // read reads one datagram into buf: its length, its sender (an IPv4
-// sender unmapped, so that it is one key however it comes) and its
-// control message (nil when it has none), which its reader must not
-// change.
-func (u *udpSocket) read(buf []byte) (int, netip.AddrPort, *coapNet.ControlMessage, error) {
+// sender unmapped, so that it is one key however it comes) and how to
+// answer it (nil when the datagram had no control message).
+func (u *udpSocket) read(buf []byte) (int, netip.AddrPort, *answerPath, error) {
 	n, oobn, _, from, err := u.conn.ReadMsgUDPAddrPort(buf, u.oob)
 	if err != nil {
 		return 0, netip.AddrPort{}, nil, err
 	}
-	return n, unmapped(from), u.control(u.oob[:oobn]), nil
+	from = unmapped(from)
+	return n, from, u.answerPath(u.oob[:oobn], from.Addr().Is4()), nil
 }
 
 // unmapped is ap with an IPv4-mapped IPv6 address as the IPv4 address:
@@ -86,9 +94,9 @@ func unmapped(ap netip.AddrPort) netip.AddrPort {
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
 
-// control is the control message of the datagram just read: its
-// interface and destination address, as go-coap's read gives them.
-func (u *udpSocket) control(oob []byte) *coapNet.ControlMessage {
+// answerPath is the answer path of the datagram just read, from its
+// control data.
+func (u *udpSocket) answerPath(oob []byte, peer4 bool) *answerPath {
 	if len(oob) == 0 {
 		return nil
 	}
@@ -113,24 +121,66 @@ func (u *udpSocket) control(oob []byte) *coapNet.ControlMessage {
 	if ifIndex == 0 {
 		return nil
 	}
-	if u.last != nil && u.last.IfIndex == ifIndex && u.last.Dst.Equal(dst) {
-		return u.last
+	if p := u.last; p != nil && p.cm.IfIndex == ifIndex && p.cm.Dst.Equal(dst) && p.peer4 == peer4 {
+		return p
 	}
-	u.last = &coapNet.ControlMessage{Dst: append(net.IP(nil), dst...), IfIndex: ifIndex}
+	dst = append(net.IP(nil), dst...)
+	u.last = &answerPath{
+		cm:    &coapNet.ControlMessage{Dst: dst, IfIndex: ifIndex},
+		peer4: peer4,
+		oob:   u.marshal(replySource(dst), ifIndex, peer4),
+	}
 	return u.last
 }
 
-// write sends b to to, out of the interface cm names (as go-coap's
-// write: it answers a request on the interface it came in on).
-func (u *udpSocket) write(ctx context.Context, b []byte, to netip.AddrPort, cm *coapNet.ControlMessage) error {
+// replySource is the address to answer a datagram sent to dst from: dst
+// itself, unless it is a group address (multicast, or IPv4's limited
+// broadcast; a subnet's broadcast address is caught by write).
+func replySource(dst net.IP) net.IP {
+	a, ok := netip.AddrFromSlice(dst)
+	if !ok {
+		return nil
+	}
+	a = a.Unmap()
+	if a.IsMulticast() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}) || a.IsUnspecified() {
+		return nil
+	}
+	return net.IP(a.AsSlice())
+}
+
+// marshal is control data naming a source address (nil: the kernel's
+// choice) and an interface, of the IP version of the peer's datagrams.
+// On a dual-stack socket an IPv4 peer needs IPv4 packet information:
+// Linux refuses IPv6 packet information whose source is not an
+// IPv4-mapped address (EINVAL), which is what go-coap's write sent, so
+// its server never answered an IPv4 client on the default ":5683".
+func (u *udpSocket) marshal(src net.IP, ifIndex int, peer4 bool) []byte {
+	if u.ipv6 && !peer4 {
+		return (&ipv6.ControlMessage{Src: src, IfIndex: ifIndex}).Marshal()
+	}
+	return (&ipv4.ControlMessage{Src: src.To4(), IfIndex: ifIndex}).Marshal()
+}
+
+// write sends b to the peer at to: along path when the peer has sent us
+// something (nil: by the kernel's route, and out of the interface cm
+// names if it names one).
+func (u *udpSocket) write(ctx context.Context, b []byte, to netip.AddrPort, path *answerPath, cm *coapNet.ControlMessage) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	var oob []byte
-	if cm != nil && (cm.Src != nil || cm.IfIndex > 0) {
-		oob = u.outControl(cm, u.ipv6 && !to.Addr().Is4())
+	if path != nil {
+		oob = path.oob
+	} else if cm != nil && (cm.Src != nil || cm.IfIndex > 0) {
+		oob = u.marshal(cm.Src, cm.IfIndex, to.Addr().Is4())
 	}
 	n, _, err := u.conn.WriteMsgUDPAddrPort(b, oob, to)
+	if oob != nil && refusedSource(err) {
+		// A source the kernel will not send from (the datagram came to a
+		// subnet's broadcast address, or the address has gone since): as
+		// go-coap sent, by the kernel's route.
+		n, _, err = u.conn.WriteMsgUDPAddrPort(b, nil, to)
+	}
 	if err != nil {
 		if errors.Is(err, net.ErrClosed) {
 			return coapNet.ErrConnectionIsClosed
@@ -143,28 +193,9 @@ func (u *udpSocket) write(ctx context.Context, b []byte, to netip.AddrPort, cm *
 	return nil
 }
 
-// outControl is the control data naming cm's interface (and source,
-// if it has one) for a datagram sent over IPv6, or over IPv4 — also on
-// a dual-stack socket (the default ":5683"), where Linux sends to an
-// IPv4 peer only with IPv4 packet information: an IPv6 one, whose source
-// is not an IPv4-mapped address, fails with EINVAL. (go-coap's write
-// sends the IPv6 kind there, so its server never answered an IPv4
-// client on a wildcard address.)
-func (u *udpSocket) outControl(cm *coapNet.ControlMessage, ipv6Packet bool) []byte {
-	if cm.Src != nil {
-		return marshalControl(cm, ipv6Packet)
-	}
-	if out := u.lastOut.Load(); out != nil && out.ifIndex == cm.IfIndex && out.ipv6 == ipv6Packet {
-		return out.oob
-	}
-	out := &outControl{ifIndex: cm.IfIndex, ipv6: ipv6Packet, oob: marshalControl(cm, ipv6Packet)}
-	u.lastOut.Store(out)
-	return out.oob
-}
-
-func marshalControl(cm *coapNet.ControlMessage, ipv6Packet bool) []byte {
-	if ipv6Packet {
-		return (&ipv6.ControlMessage{Src: cm.Src, IfIndex: cm.IfIndex}).Marshal()
-	}
-	return (&ipv4.ControlMessage{Src: cm.Src.To4(), IfIndex: cm.IfIndex}).Marshal()
+// refusedSource: a send's source address was refused (Linux: ENETUNREACH
+// for an IPv4 address not the host's, a broadcast address included;
+// EINVAL for an IPv6 one, and for a group or unspecified address).
+func refusedSource(err error) bool {
+	return errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.ENETUNREACH)
 }

@@ -12,45 +12,37 @@ import (
 
 // listenSocket is a NoSec socket as the server makes it (go-coap's
 // UDPConn switches its control messages on), and our reader of it.
-func listenSocket(t *testing.T, addr string) (*udpSocket, netip.AddrPort) {
+func listenSocket(t *testing.T, network, addr string) (*udpSocket, netip.AddrPort) {
 	t.Helper()
-	l, err := listenUDP(addr)
+	ua, err := net.ResolveUDPAddr(network, addr)
 	if err != nil {
-		t.Skipf("cannot listen on %s here: %v", addr, err)
+		t.Fatal(err)
 	}
+	c, err := net.ListenUDP(network, ua)
+	if err != nil {
+		t.Skipf("cannot listen on %s %s here: %v", network, addr, err)
+	}
+	l := coapNet.NewUDPConn(network, c)
 	t.Cleanup(func() { _ = l.Close() })
 	u, err := newUDPSocket(l)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return u, l.LocalAddr().(*net.UDPAddr).AddrPort()
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	return u, c.LocalAddr().(*net.UDPAddr).AddrPort()
 }
 
-// peer is a client socket sending to one address. It is not connected:
-// the server answers from the address its kernel picks, which on a
-// wildcard socket need not be the one the datagram went to (as with
-// go-coap, only the interface is kept).
-type peer struct {
-	*net.UDPConn
-	to netip.AddrPort
-}
-
-func dialPeer(t *testing.T, from string, to netip.AddrPort) peer {
+// dialPeer is a client on a connected socket: it takes datagrams only
+// from the address it sends to, as lwIP's, libcoap's and NATs do.
+func dialPeer(t *testing.T, to netip.AddrPort) *net.UDPConn {
 	t.Helper()
-	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(from)))
+	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(to))
 	if err != nil {
-		t.Skipf("cannot send from %s here: %v", from, err)
+		t.Skipf("cannot send to %v here: %v", to, err)
 	}
 	t.Cleanup(func() { _ = c.Close() })
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	return peer{c, to}
-}
-
-func (p peer) Write(b []byte) (int, error) { return p.WriteToUDPAddrPort(b, p.to) }
-
-func (p peer) Read(b []byte) (int, error) {
-	n, _, err := p.ReadFromUDPAddrPort(b)
-	return n, err
+	return c
 }
 
 func loopbackIndex(t *testing.T) int {
@@ -70,104 +62,99 @@ func loopbackIndex(t *testing.T) int {
 
 // A datagram comes with its sender (unmapped on a dual-stack socket, so
 // the connection map has one key per peer), the interface it came in on
-// and the address it was sent to, as go-coap's read gives them; and the
-// answer written with that control message reaches the sender.
-func TestUDPSocketReadsSenderAndControl(t *testing.T) {
+// and the address it was sent to; and the answer sent along its path
+// reaches a client that takes datagrams only from that address, also
+// when it is not the one the kernel would have picked (127.0.0.3).
+func TestUDPSocketAnswersFromTheAddressSentTo(t *testing.T) {
 	lo := loopbackIndex(t)
 	for _, tc := range []struct {
-		name, listen, peer, to string
-		wantDst                netip.Addr
+		name, network, listen, to string
 	}{
-		{name: "wildcard 0.0.0.0 (Go makes it dual-stack)", listen: "0.0.0.0:0", peer: "127.0.0.1:0", to: "127.0.0.1", wantDst: netip.MustParseAddr("127.0.0.1")},
-		{name: "wildcard, another loopback address", listen: "0.0.0.0:0", peer: "127.0.0.1:0", to: "127.0.0.3", wantDst: netip.MustParseAddr("127.0.0.3")},
-		{name: "bound to an ipv4 address", listen: "127.0.0.1:0", peer: "127.0.0.1:0", to: "127.0.0.1", wantDst: netip.MustParseAddr("127.0.0.1")},
-		{name: "wildcard [::], ipv6 peer", listen: "[::]:0", peer: "[::1]:0", to: "::1", wantDst: netip.MustParseAddr("::1")},
-		{name: "bound to an ipv6 address", listen: "[::1]:0", peer: "[::1]:0", to: "::1", wantDst: netip.MustParseAddr("::1")},
-		{name: "wildcard [::], ipv4 peer", listen: "[::]:0", peer: "127.0.0.1:0", to: "127.0.0.1", wantDst: netip.MustParseAddr("127.0.0.1")},
+		{"wildcard 0.0.0.0 (Go makes it dual-stack)", "udp", "0.0.0.0:0", "127.0.0.1"},
+		{"wildcard 0.0.0.0, another address of the host", "udp", "0.0.0.0:0", "127.0.0.3"},
+		{"IPv4-only wildcard, another address of the host", "udp4", "0.0.0.0:0", "127.0.0.3"},
+		{"bound to an IPv4 address", "udp", "127.0.0.1:0", "127.0.0.1"},
+		{"wildcard [::], IPv4 peer", "udp", "[::]:0", "127.0.0.3"},
+		{"wildcard [::], IPv6 peer", "udp", "[::]:0", "::1"},
+		{"bound to an IPv6 address", "udp", "[::1]:0", "::1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			u, at := listenSocket(t, tc.listen)
-			peer := dialPeer(t, tc.peer, netip.AddrPortFrom(netip.MustParseAddr(tc.to), at.Port()))
+			u, at := listenSocket(t, tc.network, tc.listen)
+			to := netip.MustParseAddr(tc.to)
+			peer := dialPeer(t, netip.AddrPortFrom(to, at.Port()))
 			if _, err := peer.Write([]byte("ping")); err != nil {
 				t.Fatal(err)
 			}
-			_ = u.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 			buf := make([]byte, 64)
-			n, from, cm, err := u.read(buf)
+			n, from, path, err := u.read(buf)
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := peer.LocalAddr().(*net.UDPAddr).AddrPort()
-			want = netip.AddrPortFrom(want.Addr().Unmap(), want.Port())
-			if string(buf[:n]) != "ping" || from != want {
+			if want := unmapped(peer.LocalAddr().(*net.UDPAddr).AddrPort()); string(buf[:n]) != "ping" || from != want {
 				t.Fatalf("read %q from %v, want \"ping\" from %v", buf[:n], from, want)
 			}
-			if tc.wantDst.IsValid() {
-				if cm == nil {
-					t.Fatal("no control message")
-				}
-				dst, _ := netip.AddrFromSlice(cm.Dst)
-				if cm.IfIndex != lo || dst.Unmap() != tc.wantDst {
-					t.Fatalf("control message %+v, want interface %d and destination %v", cm, lo, tc.wantDst)
-				}
+			if path == nil {
+				t.Fatal("no answer path")
 			}
-			if err := u.write(context.Background(), []byte("pong"), from, cm); err != nil {
+			if dst, _ := netip.AddrFromSlice(path.cm.Dst); path.cm.IfIndex != lo || dst.Unmap() != to {
+				t.Fatalf("control message %+v, want interface %d and destination %v", path.cm, lo, to)
+			}
+			if err := u.write(context.Background(), []byte("pong"), from, path, nil); err != nil {
 				t.Fatal(err)
 			}
-			n, err = peer.Read(buf)
-			if err != nil || string(buf[:n]) != "pong" {
-				t.Fatalf("peer read %q, %v; want \"pong\"", buf[:n], err)
+			if n, err := peer.Read(buf); err != nil || string(buf[:n]) != "pong" {
+				t.Fatalf("peer read %q, %v; want \"pong\" from %v", buf[:n], err, to)
 			}
 		})
 	}
 }
 
-// The control message handed on is the last one while datagrams come in
-// on the same interface and address (go-coap only reads it), and a new
-// one when the address changes; and reading a datagram costs at most
-// one allocation, writing the answer none.
-func TestUDPSocketReusesControlMessages(t *testing.T) {
-	u, at := listenSocket(t, "0.0.0.0:0")
-	_ = u.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	one := dialPeer(t, "127.0.0.1:0", netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), at.Port()))
-	other := dialPeer(t, "127.0.0.1:0", netip.AddrPortFrom(netip.MustParseAddr("127.0.0.2"), at.Port()))
+// The answer path handed on is the last one while datagrams come alike
+// (to the same address, on the same interface), and a new one when the
+// address changes; reading a datagram costs at most one allocation and
+// writing to a peer none.
+func TestUDPSocketReusesAnswerPaths(t *testing.T) {
+	u, at := listenSocket(t, "udp", "0.0.0.0:0")
+	one := dialPeer(t, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), at.Port()))
+	other := dialPeer(t, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.2"), at.Port()))
 	buf := make([]byte, 64)
-	roundTrip := func(peer peer) *coapNet.ControlMessage {
+	roundTrip := func(peer *net.UDPConn) (netip.AddrPort, *answerPath) {
 		if _, err := peer.Write([]byte("ping")); err != nil {
 			t.Fatal(err)
 		}
-		_, from, cm, err := u.read(buf)
+		_, from, path, err := u.read(buf)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := u.write(context.Background(), []byte("pong"), from, cm); err != nil {
+		if err := u.write(context.Background(), []byte("pong"), from, path, nil); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := peer.Read(buf); err != nil {
 			t.Fatal(err)
 		}
-		return cm
+		return from, path
 	}
-	first := roundTrip(one)
-	if again := roundTrip(one); again != first {
-		t.Fatalf("second datagram to the same address got a new control message %+v", again)
+	_, first := roundTrip(one)
+	if _, again := roundTrip(one); again != first {
+		t.Fatalf("second datagram to the same address got a new path %+v", again)
 	}
-	moved := roundTrip(other)
-	if moved == first || moved.Dst.Equal(first.Dst) {
+	if _, moved := roundTrip(other); moved == first || moved.cm.Dst.Equal(first.cm.Dst) {
 		t.Fatalf("datagram to another address got %+v, the first got %+v", moved, first)
 	}
-	if first.Dst.String() != "127.0.0.1" {
-		t.Fatalf("the first control message changed: %+v", first)
+	if first.cm.Dst.String() != "127.0.0.1" {
+		t.Fatalf("the first path changed: %+v", first.cm)
 	}
 
+	if raceEnabled {
+		return // the allocation counts below are without the race detector
+	}
+	from, path := roundTrip(one)
 	if _, err := one.Write([]byte("ping")); err != nil {
 		t.Fatal(err)
 	}
-	var from netip.AddrPort
-	var cm *coapNet.ControlMessage
 	if allocs := testing.AllocsPerRun(50, func() {
 		var err error
-		if _, from, cm, err = u.read(buf); err != nil {
+		if _, from, path, err = u.read(buf); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := one.Write([]byte("ping")); err != nil {
@@ -177,7 +164,7 @@ func TestUDPSocketReusesControlMessages(t *testing.T) {
 		t.Errorf("a read made %.1f allocations, want at most 1", allocs)
 	}
 	if allocs := testing.AllocsPerRun(50, func() {
-		if err := u.write(context.Background(), []byte("pong"), from, cm); err != nil {
+		if err := u.write(context.Background(), []byte("pong"), from, path, nil); err != nil {
 			t.Fatal(err)
 		}
 	}); allocs > 0 {
@@ -185,11 +172,50 @@ func TestUDPSocketReusesControlMessages(t *testing.T) {
 	}
 }
 
+// A source address the kernel will not send from (as a datagram that
+// came to a subnet's broadcast address would give) does not lose the
+// answer: it goes out by the kernel's route, as go-coap sent it.
+func TestUDPSocketFallsBackToTheRoute(t *testing.T) {
+	lo := loopbackIndex(t)
+	for _, tc := range []struct {
+		name, network, listen, peer string
+		notOurs                     net.IP
+	}{
+		{"IPv4", "udp4", "0.0.0.0:0", "127.0.0.1:0", net.IPv4(192, 0, 2, 1)},
+		{"IPv4 broadcast", "udp4", "0.0.0.0:0", "127.0.0.1:0", net.IPv4(127, 255, 255, 255)},
+		{"IPv6", "udp", "[::]:0", "[::1]:0", net.ParseIP("2001:db8::1")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			u, at := listenSocket(t, tc.network, tc.listen)
+			peer, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(tc.peer)))
+			if err != nil {
+				t.Skipf("no %s loopback here: %v", tc.name, err)
+			}
+			defer peer.Close()
+			_ = peer.SetDeadline(time.Now().Add(5 * time.Second))
+			to := peer.LocalAddr().(*net.UDPAddr).AddrPort()
+			path := &answerPath{cm: &coapNet.ControlMessage{}, peer4: to.Addr().Is4(),
+				oob: u.marshal(tc.notOurs, lo, to.Addr().Is4())}
+			if err := u.write(context.Background(), []byte("pong"), to, path, nil); err != nil {
+				t.Fatal(err)
+			}
+			buf := make([]byte, 8)
+			n, src, err := peer.ReadFromUDPAddrPort(buf)
+			if err != nil || string(buf[:n]) != "pong" {
+				t.Fatalf("peer read %q, %v", buf[:n], err)
+			}
+			if src.Port() != at.Port() {
+				t.Fatalf("answer from %v, want the socket's port %d", src, at.Port())
+			}
+		})
+	}
+}
+
 func TestUDPSocketWriteHonoursContext(t *testing.T) {
-	u, at := listenSocket(t, "127.0.0.1:0")
+	u, at := listenSocket(t, "udp", "127.0.0.1:0")
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := u.write(ctx, []byte("x"), at, nil); err != context.Canceled {
+	if err := u.write(ctx, []byte("x"), at, nil, nil); err != context.Canceled {
 		t.Fatalf("write with a cancelled context: %v, want %v", err, context.Canceled)
 	}
 }

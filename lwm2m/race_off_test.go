@@ -1,0 +1,5 @@
+//go:build !race
+
+package lwm2m
+
+const raceEnabled = false
