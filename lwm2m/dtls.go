@@ -58,8 +58,9 @@ func dtlsConfig(sec SecurityStore, handshakeTimeout time.Duration, log *slog.Log
 // listener routes datagrams by source address only.
 //
 // At most max handshakes run at once (a goroutine each), each bounded by
-// the config's handshake timeout. Datagrams that would open more sessions
-// than the mux's backlog are dropped, and clients retry.
+// the config's handshake timeout, and as many new sessions wait in the
+// mux for theirs to start; ClientHellos that would open more are dropped,
+// and clients retry.
 type dtlsListener struct {
 	mux    *udpMux
 	cfg    *dtls.Config
@@ -95,7 +96,12 @@ func listenDTLS(addr string, cfg *dtls.Config, maxHandshakes int, log *slog.Logg
 	if maxHandshakes < 1 {
 		maxHandshakes = 1
 	}
-	l := &dtlsListener{mux: newUDPMux(pc, cidLen), cfg: cfg, conns: make(chan net.Conn), done: make(chan struct{}),
+	// A fleet coming back sends its first flights at once, faster than
+	// one accept loop on a loaded machine starts handshakes: the mux holds
+	// as many new sessions as may handshake at once. With 128, 1–4% of
+	// a 5,000-device re-register storm lost its ClientHello and waited a
+	// second for the retransmission.
+	l := &dtlsListener{mux: newUDPMux(pc, cidLen, maxHandshakes), cfg: cfg, conns: make(chan net.Conn), done: make(chan struct{}),
 		slots: make(chan struct{}, maxHandshakes), log: log, closed: make(chan struct{})}
 	l.wg.Add(1)
 	go l.acceptLoop()

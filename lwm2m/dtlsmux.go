@@ -47,17 +47,16 @@ type udpMux struct {
 	done   chan struct{}
 }
 
-// muxBacklog bounds sessions waiting for a handshake worker; datagrams
-// that would open more are dropped (their clients retransmit).
-const muxBacklog = 128
-
 // muxQueue bounds the datagrams waiting for one session.
 const muxQueue = 64
 
-func newUDPMux(pc *net.UDPConn, cidLen int) *udpMux {
+// newUDPMux reads pc's datagrams into sessions. backlog bounds the new
+// sessions waiting for their handshake to start; a ClientHello that would
+// open more is dropped (its client retransmits it after a second).
+func newUDPMux(pc *net.UDPConn, cidLen, backlog int) *udpMux {
 	m := &udpMux{pc: pc, cidLen: cidLen, byAddr: make(map[netip.AddrPort]*muxConn),
 		pending: make(map[netip.AddrPort]*muxConn), byCID: make(map[string]*muxConn),
-		accept: make(chan *muxConn, muxBacklog), done: make(chan struct{})}
+		accept: make(chan *muxConn, backlog), done: make(chan struct{})}
 	go m.readLoop()
 	return m
 }
