@@ -4,7 +4,7 @@
 # iotgate-fleet on loopback, one server at a time, so every ratio in the
 # table compares figures measured minutes apart on the same machine.
 #
-#   test/bench/run.sh                 # the full comparison (about 9 minutes here)
+#   test/bench/run.sh                 # the full comparison (about 7 minutes here)
 #   QUICK=1 test/bench/run.sh         # small fleets, to check the script
 #   ROUNDS=1 test/bench/run.sh        # one reconnect storm per server (default 3)
 #
