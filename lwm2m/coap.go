@@ -44,7 +44,11 @@ type coapServer struct {
 }
 
 func newCoAPServer(c serverConfig, l *coapNet.UDPConn) (*coapServer, error) {
-	sock, err := newUDPSocket(l)
+	conn, ok := l.NetConn().(*net.UDPConn)
+	if !ok {
+		return nil, fmt.Errorf("coap socket is a %T, not a UDP socket", l.NetConn())
+	}
+	sock, err := newUDPSocket(conn)
 	if err != nil {
 		return nil, err
 	}
@@ -218,7 +222,11 @@ func (s *udpSession) WriteMessage(req *pool.Message) error {
 	if err != nil {
 		return fmt.Errorf("cannot marshal: %w", err)
 	}
-	return s.sock.write(req.Context(), data, s.to, s.path.Load(), req.ControlMessage())
+	err = s.sock.write(req.Context(), data, s.to, s.path.Load(), req.ControlMessage())
+	if errors.Is(err, net.ErrClosed) {
+		return coapNet.ErrConnectionIsClosed // as go-coap's own session says it
+	}
+	return err
 }
 
 func (s *udpSession) WriteMulticastMessage(req *pool.Message, address *net.UDPAddr, opts ...coapNet.MulticastOption) error {

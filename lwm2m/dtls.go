@@ -101,7 +101,12 @@ func listenDTLS(addr string, cfg *dtls.Config, maxHandshakes int, log *slog.Logg
 	// as many new sessions as may handshake at once. With 128, 1–4% of
 	// a 5,000-device re-register storm lost its ClientHello and waited a
 	// second for the retransmission.
-	l := &dtlsListener{mux: newUDPMux(pc, cidLen, maxHandshakes), cfg: cfg, conns: make(chan net.Conn), done: make(chan struct{}),
+	mux, err := newUDPMux(pc, cidLen, maxHandshakes)
+	if err != nil {
+		_ = pc.Close()
+		return nil, fmt.Errorf("dtls listen %s: %w", addr, err)
+	}
+	l := &dtlsListener{mux: mux, cfg: cfg, conns: make(chan net.Conn), done: make(chan struct{}),
 		slots: make(chan struct{}, maxHandshakes), log: log, closed: make(chan struct{})}
 	l.wg.Add(1)
 	go l.acceptLoop()

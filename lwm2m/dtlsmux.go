@@ -1,10 +1,12 @@
 package lwm2m
 
 import (
+	"context"
 	"errors"
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/dtls/v2/pkg/protocol"
@@ -34,6 +36,7 @@ import (
 // Connection ID until the new registration replaces and closes it.
 type udpMux struct {
 	pc     *net.UDPConn
+	sock   *udpSocket // pc's datagrams with their answer paths
 	cidLen int
 
 	mu      sync.Mutex
@@ -53,31 +56,34 @@ const muxQueue = 64
 // newUDPMux reads pc's datagrams into sessions. backlog bounds the new
 // sessions waiting for their handshake to start; a ClientHello that would
 // open more is dropped (its client retransmits it after a second).
-func newUDPMux(pc *net.UDPConn, cidLen, backlog int) *udpMux {
-	m := &udpMux{pc: pc, cidLen: cidLen, byAddr: make(map[netip.AddrPort]*muxConn),
+func newUDPMux(pc *net.UDPConn, cidLen, backlog int) (*udpMux, error) {
+	sock, err := newUDPSocket(pc)
+	if err != nil {
+		return nil, err
+	}
+	m := &udpMux{pc: pc, sock: sock, cidLen: cidLen, byAddr: make(map[netip.AddrPort]*muxConn),
 		pending: make(map[netip.AddrPort]*muxConn), byCID: make(map[string]*muxConn),
 		accept: make(chan *muxConn, backlog), done: make(chan struct{})}
 	go m.readLoop()
-	return m
+	return m, nil
 }
 
 func (m *udpMux) readLoop() {
 	buf := make([]byte, 8192)
 	for {
-		n, from, err := m.pc.ReadFromUDPAddrPort(buf)
+		n, from, path, err := m.sock.read(buf)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
 			continue
 		}
-		from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
 		c, abandoned := m.route(buf[:n], from)
 		if abandoned != nil {
 			_ = abandoned.Close()
 		}
 		if c != nil {
-			c.deliver(buf[:n], from)
+			c.deliver(buf[:n], from, path)
 		}
 	}
 }
@@ -301,12 +307,18 @@ type muxConn struct {
 	once  sync.Once
 
 	readDeadline *deadline.Deadline
+	// path is how the session's last datagram came: what it sends goes
+	// out the same way back (see udpSocket).
+	path atomic.Pointer[answerPath]
 	// established and cid are guarded by m.mu.
 	established bool
 	cid         string
 }
 
-func (c *muxConn) deliver(b []byte, from netip.AddrPort) {
+func (c *muxConn) deliver(b []byte, from netip.AddrPort, path *answerPath) {
+	if path != nil && c.path.Load() != path {
+		c.path.Store(path)
+	}
 	select {
 	case c.in <- datagram{b: append([]byte(nil), b...), from: from}:
 	default: // a full queue drops, as a full socket buffer would
@@ -346,7 +358,14 @@ func (c *muxConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 			}
 		}
 	}
-	return c.m.pc.WriteTo(b, addr)
+	ua, ok := addr.(*net.UDPAddr)
+	if !ok {
+		return c.m.pc.WriteTo(b, addr)
+	}
+	if err := c.m.sock.write(context.Background(), b, unmapped(ua.AddrPort()), c.path.Load(), nil); err != nil {
+		return 0, err
+	}
+	return len(b), nil
 }
 
 // Close ends the session's view; the socket stays for the others.

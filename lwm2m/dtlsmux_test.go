@@ -114,8 +114,11 @@ func TestLwM2MMuxHoldsABurstOfClientHellos(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := newUDPMux(pc, 0, cap(l.mux.accept))
 	defer pc.Close()
+	m, err := newUDPMux(pc, 0, cap(l.mux.accept))
+	if err != nil {
+		t.Fatal(err)
+	}
 	for i := range maxHandshakes {
 		from := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), 5000)
 		if c, _ := m.route(clientHello(false), from); c == nil {

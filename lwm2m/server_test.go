@@ -619,44 +619,62 @@ func TestLwM2MImeiEndpoint(t *testing.T) {
 	}
 }
 
-// On a wildcard address (the default ":5683", a dual-stack socket) the
-// server answers IPv4 clients as well as IPv6 ones, and from the address
-// each client sends to (127.0.0.3 is not the one the kernel would pick;
-// the client's socket is connected, so it takes nothing from another).
-// go-coap's UDP socket sent its answers to an IPv4 peer there with IPv6
-// packet information, which Linux refuses (EINVAL): no IPv4 client could
-// register; and it left the source address to the kernel.
-func TestLwM2MNoSecOnWildcardAddress(t *testing.T) {
-	f := newFixture(t, func(o *lwm2m.Options) { o.Listen = ":0" })
-	port := f.srv.UDPAddr().(*net.UDPAddr).Port
-	for i, host := range []string{"127.0.0.1", "::1", "127.0.0.3"} {
-		t.Run(host, func(t *testing.T) {
-			if host == "::1" {
-				if l, err := net.ListenPacket("udp", "[::1]:0"); err != nil {
-					t.Skipf("no IPv6 loopback here: %v", err)
-				} else {
-					l.Close()
+// On wildcard addresses (the defaults ":5683" and ":5684", dual-stack
+// sockets) the server answers IPv4 clients as well as IPv6 ones, and from
+// the address each client sends to (127.0.0.3 is not the one the kernel
+// would pick; the client's socket is connected, so it takes nothing from
+// another), both over NoSec and over DTLS. go-coap's UDP socket sent its
+// answers to an IPv4 peer there with IPv6 packet information, which
+// Linux refuses (EINVAL): no IPv4 client could register; and go-coap's,
+// like pion's, left the source address to the kernel.
+func TestLwM2MOnWildcardAddresses(t *testing.T) {
+	f := newFixture(t, func(o *lwm2m.Options) { o.Listen, o.DTLSListen = ":0", ":0" })
+	n := 0
+	for _, secure := range []bool{false, true} {
+		for _, host := range []string{"127.0.0.1", "::1", "127.0.0.3"} {
+			name := "nosec/" + host
+			port := f.srv.UDPAddr().(*net.UDPAddr).Port
+			if secure {
+				name, port = "dtls/"+host, f.srv.DTLSAddr().(*net.UDPAddr).Port
+			}
+			t.Run(name, func(t *testing.T) {
+				if host == "::1" {
+					if l, err := net.ListenPacket("udp", "[::1]:0"); err != nil {
+						t.Skipf("no IPv6 loopback here: %v", err)
+					} else {
+						l.Close()
+					}
 				}
-			}
-			ep := fmt.Sprintf("wild%d", i)
-			d := f.device(ep, false)
-			c := f.client(lwm2mclient.Config{Server: net.JoinHostPort(host, fmt.Sprint(port)), Endpoint: ep, Lifetime: 300})
-			ctx := context.Background()
-			if err := c.Register(ctx); err != nil {
-				t.Fatalf("register over %s: %v", host, err)
-			}
-			if s := f.status(d.DeviceID); s != registry.StatusOnline {
-				t.Fatalf("status after register: %s", s)
-			}
-			// A request of the server's (not an answer) reaches the
-			// client too: from the address the client sends to.
-			eventually(t, "the platform to observe /19/0/0", func() bool { return c.Observed("/19/0/0") })
-			if err := c.Update(ctx, "lt=600"); err != nil {
-				t.Fatal(err)
-			}
-			if err := c.Deregister(ctx); err != nil {
-				t.Fatal(err)
-			}
-		})
+				n++
+				ep := fmt.Sprintf("wild%d", n)
+				d := f.device(ep, secure)
+				cfg := lwm2mclient.Config{Server: net.JoinHostPort(host, fmt.Sprint(port)), Endpoint: ep, Lifetime: 300}
+				if secure {
+					cfg.PSKIdentity, cfg.PSK = ep, lwm2m.PSK(secret)
+				}
+				cfg.RequestTimeout = 3 * time.Second
+				ctx := context.Background()
+				c, err := lwm2mclient.Dial(ctx, cfg)
+				if err != nil {
+					t.Fatalf("dial %s: %v", host, err)
+				}
+				defer c.Close()
+				if err := c.Register(ctx); err != nil {
+					t.Fatalf("register over %s: %v", host, err)
+				}
+				if s := f.status(d.DeviceID); s != registry.StatusOnline {
+					t.Fatalf("status after register: %s", s)
+				}
+				// A request of the server's (not an answer) reaches the
+				// client too: from the address the client sends to.
+				eventually(t, "the platform to observe /19/0/0", func() bool { return c.Observed("/19/0/0") })
+				if err := c.Update(ctx, "lt=600"); err != nil {
+					t.Fatal(err)
+				}
+				if err := c.Deregister(ctx); err != nil {
+					t.Fatal(err)
+				}
+			})
+		}
 	}
 }

@@ -13,7 +13,7 @@ import (
 	"golang.org/x/net/ipv6"
 )
 
-// udpSocket reads and writes the NoSec socket's datagrams. Each read
+// udpSocket reads and writes a CoAP socket's datagrams. Each read
 // comes with its control message: the interface the datagram came in on
 // and the address it was sent to. Everything sent to that peer afterwards
 // (answers, and requests of ours such as the Observe) goes out from that
@@ -29,13 +29,12 @@ import (
 // address, the control message in three shapes, the options, our
 // connection map's string key) and its write 7.
 //
-// The socket's control messages were switched on by go-coap's
-// coapNet.NewUDPConn, which made it.
+// The DTLS socket layer (udpMux) uses it too, for the same reasons.
 type udpSocket struct {
 	conn *net.UDPConn
 	ipv6 bool
 
-	// The reader's (only Serve reads): the control buffer, the parsed
+	// The reader's (one goroutine reads): the control buffer, the parsed
 	// control messages and the last answer path handed on.
 	oob  []byte
 	c4   ipv4.ControlMessage
@@ -57,20 +56,24 @@ type answerPath struct {
 	oob []byte
 }
 
-func newUDPSocket(l *coapNet.UDPConn) (*udpSocket, error) {
-	conn, ok := l.NetConn().(*net.UDPConn)
-	if !ok {
-		return nil, fmt.Errorf("coap socket is a %T, not a UDP socket", l.NetConn())
-	}
+// newUDPSocket reads and writes conn, whose control messages (the
+// destination address and interface of each datagram) it switches on.
+// Where the system cannot give them, datagrams go out by the kernel's
+// route, as go-coap's did.
+func newUDPSocket(conn *net.UDPConn) (*udpSocket, error) {
 	laddr, ok := conn.LocalAddr().(*net.UDPAddr)
 	if !ok {
-		return nil, fmt.Errorf("coap socket's address is a %T", conn.LocalAddr())
+		return nil, fmt.Errorf("socket address is a %T, not a UDP address", conn.LocalAddr())
 	}
-	// Decided as go-coap decides which control messages to ask for.
+	// IPv6 or IPv4 control messages as the socket's family, decided as
+	// go-coap decides: a wildcard socket is dual-stack, and then its IPv4
+	// datagrams come with IPv6 packet information.
 	u := &udpSocket{conn: conn, ipv6: coapNet.IsIPv6(laddr.IP)}
 	if u.ipv6 {
+		_ = ipv6.NewPacketConn(conn).SetControlMessage(ipv6.FlagDst|ipv6.FlagInterface, true)
 		u.oob = ipv6.NewControlMessage(ipv6.FlagTrafficClass | ipv6.FlagHopLimit | ipv6.FlagSrc | ipv6.FlagDst | ipv6.FlagInterface | ipv6.FlagPathMTU)
 	} else {
+		_ = ipv4.NewPacketConn(conn).SetControlMessage(ipv4.FlagDst|ipv4.FlagInterface, true)
 		u.oob = ipv4.NewControlMessage(ipv4.FlagTTL | ipv4.FlagSrc | ipv4.FlagDst | ipv4.FlagInterface)
 	}
 	return u, nil
@@ -182,9 +185,6 @@ func (u *udpSocket) write(ctx context.Context, b []byte, to netip.AddrPort, path
 		n, _, err = u.conn.WriteMsgUDPAddrPort(b, nil, to)
 	}
 	if err != nil {
-		if errors.Is(err, net.ErrClosed) {
-			return coapNet.ErrConnectionIsClosed
-		}
 		return err
 	}
 	if n != len(b) {

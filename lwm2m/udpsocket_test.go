@@ -10,8 +10,8 @@ import (
 	coapNet "github.com/plgd-dev/go-coap/v3/net"
 )
 
-// listenSocket is a NoSec socket as the server makes it (go-coap's
-// UDPConn switches its control messages on), and our reader of it.
+// listenSocket is a plain UDP socket and our reader of it (which
+// switches its control messages on).
 func listenSocket(t *testing.T, network, addr string) (*udpSocket, netip.AddrPort) {
 	t.Helper()
 	ua, err := net.ResolveUDPAddr(network, addr)
@@ -22,9 +22,8 @@ func listenSocket(t *testing.T, network, addr string) (*udpSocket, netip.AddrPor
 	if err != nil {
 		t.Skipf("cannot listen on %s %s here: %v", network, addr, err)
 	}
-	l := coapNet.NewUDPConn(network, c)
-	t.Cleanup(func() { _ = l.Close() })
-	u, err := newUDPSocket(l)
+	t.Cleanup(func() { _ = c.Close() })
+	u, err := newUDPSocket(c)
 	if err != nil {
 		t.Fatal(err)
 	}
