@@ -75,12 +75,10 @@ func (s *coapServer) Serve() error {
 			return fmt.Errorf("coap read: %w", err)
 		}
 		p := s.conn(from)
+		p.sess.path.note(path)
 		var cm *coapNet.ControlMessage
 		if path != nil {
 			cm = path.cm
-			if p.sess.path.Load() != path {
-				p.sess.path.Store(path)
-			}
 		}
 		cc := p.cc
 		// Process decodes the datagram into a message of its own: buf is
@@ -157,9 +155,9 @@ type udpSession struct {
 	to     netip.AddrPort
 	raddr  *net.UDPAddr // to, as go-coap asks for it
 	max    uint32
-	// path is how the peer's last datagram came (nil before the first):
-	// what we send it goes out the same way back.
-	path atomic.Pointer[answerPath]
+	// path is how the peer's last datagram came (none before the
+	// first): what we send it goes out the same way back.
+	path lastPath
 
 	mu      sync.Mutex
 	onClose []udpClient.EventFunc
@@ -222,7 +220,7 @@ func (s *udpSession) WriteMessage(req *pool.Message) error {
 	if err != nil {
 		return fmt.Errorf("cannot marshal: %w", err)
 	}
-	err = s.sock.write(req.Context(), data, s.to, s.path.Load(), req.ControlMessage())
+	err = s.sock.write(req.Context(), data, s.to, s.path.get())
 	if errors.Is(err, net.ErrClosed) {
 		return coapNet.ErrConnectionIsClosed // as go-coap's own session says it
 	}

@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/netip"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/pion/dtls/v2/pkg/protocol"
@@ -309,16 +308,14 @@ type muxConn struct {
 	readDeadline *deadline.Deadline
 	// path is how the session's last datagram came: what it sends goes
 	// out the same way back (see udpSocket).
-	path atomic.Pointer[answerPath]
+	path lastPath
 	// established and cid are guarded by m.mu.
 	established bool
 	cid         string
 }
 
 func (c *muxConn) deliver(b []byte, from netip.AddrPort, path *answerPath) {
-	if path != nil && c.path.Load() != path {
-		c.path.Store(path)
-	}
+	c.path.note(path)
 	select {
 	case c.in <- datagram{b: append([]byte(nil), b...), from: from}:
 	default: // a full queue drops, as a full socket buffer would
@@ -362,7 +359,7 @@ func (c *muxConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 	if !ok {
 		return c.m.pc.WriteTo(b, addr)
 	}
-	if err := c.m.sock.write(context.Background(), b, unmapped(ua.AddrPort()), c.path.Load(), nil); err != nil {
+	if err := c.m.sock.write(context.Background(), b, unmapped(ua.AddrPort()), c.path.get()); err != nil {
 		return 0, err
 	}
 	return len(b), nil

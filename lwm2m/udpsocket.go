@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"syscall"
 
 	coapNet "github.com/plgd-dev/go-coap/v3/net"
@@ -60,6 +61,20 @@ type answerPath struct {
 // destination address and interface of each datagram) it switches on.
 // Where the system cannot give them, datagrams go out by the kernel's
 // route, as go-coap's did.
+// lastPath is a peer's answer path, set by the reader from each datagram
+// and read by the writers.
+type lastPath struct{ p atomic.Pointer[answerPath] }
+
+// note records the path of the peer's latest datagram (nil: it had no
+// control message, and the last known path stays).
+func (l *lastPath) note(p *answerPath) {
+	if p != nil && l.p.Load() != p {
+		l.p.Store(p)
+	}
+}
+
+func (l *lastPath) get() *answerPath { return l.p.Load() }
+
 func newUDPSocket(conn *net.UDPConn) (*udpSocket, error) {
 	laddr, ok := conn.LocalAddr().(*net.UDPAddr)
 	if !ok {
@@ -164,18 +179,16 @@ func (u *udpSocket) marshal(src net.IP, ifIndex int, peer4 bool) []byte {
 	return (&ipv4.ControlMessage{Src: src.To4(), IfIndex: ifIndex}).Marshal()
 }
 
-// write sends b to the peer at to: along path when the peer has sent us
-// something (nil: by the kernel's route, and out of the interface cm
-// names if it names one).
-func (u *udpSocket) write(ctx context.Context, b []byte, to netip.AddrPort, path *answerPath, cm *coapNet.ControlMessage) error {
+// write sends b to the peer at to: along path, the way the peer's last
+// datagram came (nil: by the kernel's route, as for a peer that has sent
+// nothing since the server started).
+func (u *udpSocket) write(ctx context.Context, b []byte, to netip.AddrPort, path *answerPath) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	var oob []byte
 	if path != nil {
 		oob = path.oob
-	} else if cm != nil && (cm.Src != nil || cm.IfIndex > 0) {
-		oob = u.marshal(cm.Src, cm.IfIndex, to.Addr().Is4())
 	}
 	n, _, err := u.conn.WriteMsgUDPAddrPort(b, oob, to)
 	if oob != nil && refusedSource(err) {

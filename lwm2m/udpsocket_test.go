@@ -98,7 +98,7 @@ func TestUDPSocketAnswersFromTheAddressSentTo(t *testing.T) {
 			if dst, _ := netip.AddrFromSlice(path.cm.Dst); path.cm.IfIndex != lo || dst.Unmap() != to {
 				t.Fatalf("control message %+v, want interface %d and destination %v", path.cm, lo, to)
 			}
-			if err := u.write(context.Background(), []byte("pong"), from, path, nil); err != nil {
+			if err := u.write(context.Background(), []byte("pong"), from, path); err != nil {
 				t.Fatal(err)
 			}
 			if n, err := peer.Read(buf); err != nil || string(buf[:n]) != "pong" {
@@ -125,7 +125,7 @@ func TestUDPSocketReusesAnswerPaths(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := u.write(context.Background(), []byte("pong"), from, path, nil); err != nil {
+		if err := u.write(context.Background(), []byte("pong"), from, path); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := peer.Read(buf); err != nil {
@@ -163,7 +163,7 @@ func TestUDPSocketReusesAnswerPaths(t *testing.T) {
 		t.Errorf("a read made %.1f allocations, want at most 1", allocs)
 	}
 	if allocs := testing.AllocsPerRun(50, func() {
-		if err := u.write(context.Background(), []byte("pong"), from, path, nil); err != nil {
+		if err := u.write(context.Background(), []byte("pong"), from, path); err != nil {
 			t.Fatal(err)
 		}
 	}); allocs > 0 {
@@ -195,7 +195,7 @@ func TestUDPSocketFallsBackToTheRoute(t *testing.T) {
 			to := peer.LocalAddr().(*net.UDPAddr).AddrPort()
 			path := &answerPath{cm: &coapNet.ControlMessage{}, peer4: to.Addr().Is4(),
 				oob: u.marshal(tc.notOurs, lo, to.Addr().Is4())}
-			if err := u.write(context.Background(), []byte("pong"), to, path, nil); err != nil {
+			if err := u.write(context.Background(), []byte("pong"), to, path); err != nil {
 				t.Fatal(err)
 			}
 			buf := make([]byte, 8)
@@ -214,7 +214,7 @@ func TestUDPSocketWriteHonoursContext(t *testing.T) {
 	u, at := listenSocket(t, "udp", "127.0.0.1:0")
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := u.write(ctx, []byte("x"), at, nil, nil); err != context.Canceled {
+	if err := u.write(ctx, []byte("x"), at, nil); err != context.Canceled {
 		t.Fatalf("write with a cancelled context: %v, want %v", err, context.Canceled)
 	}
 }
