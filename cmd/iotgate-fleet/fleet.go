@@ -92,13 +92,14 @@ func (f *fleet) runProtocol(ctx context.Context, proto string) (*ProtocolSummary
 }
 
 // reconnectStorms reconnects the whole fleet at once, -rounds times,
-// each storm -settle after a disconnect and followed by one. One storm's rate moves
-// with a garbage collection or a neighbour's burst; the summary's
-// Reconnect is the median storm by rate (with its handshake and
-// register split), and ReconnectRounds has them all.
+// each storm -settle after a disconnect and followed by one. Consecutive
+// storms against one server process differ by tens of percent; the
+// summary's Reconnect is the median storm by rate (with its handshake
+// and register split), and ReconnectRounds has them all.
 func (f *fleet) reconnectStorms(ctx context.Context, runners []runner, proto string, ps *ProtocolSummary) error {
 	dctx := context.WithoutCancel(ctx)
 	var storms []merged
+	defer func() { f.summariseStorms(ps, storms) }() // also those before an error
 	rounds := max(f.o.rounds, 1)
 	for round := range rounds {
 		if ctx.Err() != nil {
@@ -121,17 +122,14 @@ func (f *fleet) reconnectStorms(ctx context.Context, runners []runner, proto str
 		waitProfile()
 		storms = append(storms, res)
 		if err != nil {
-			f.summariseStorms(ps, storms)
 			return err
 		}
 		res, err = f.phase(dctx, runners, proto, "disconnect", phaseReq{Phase: "disconnect", Concurrency: f.o.concurrency, Graceful: f.o.graceful})
 		ps.FinalDisconnect = res.ops
 		if err != nil {
-			f.summariseStorms(ps, storms)
 			return err
 		}
 	}
-	f.summariseStorms(ps, storms)
 	return nil
 }
 

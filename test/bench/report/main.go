@@ -70,8 +70,8 @@ type outcome struct {
 		Client float64 `json:"client_us_per_op"`
 	} `json:"cpu"`
 	OpsPerCommit float64 `json:"ops_per_commit"`
-	// storms are all the reconnect storms of which this one (their
-	// median by rate) stands for, when there were several.
+	// storms are the reconnect storms this one stands for (it is their
+	// median by rate), when there were several.
 	storms []*outcome
 }
 
