@@ -26,9 +26,10 @@ import (
 // It reads with the net package's AddrPort methods, a reused control
 // buffer and the control data of the last datagram kept while datagrams
 // keep arriving alike: a datagram costs one allocation (the control
-// message's parse), a write none. go-coap's read made 16 (the sender's
-// address, the control message in three shapes, the options, our
-// connection map's string key) and its write 7.
+// message's parse), a write none. go-coap's read made about 16 (the
+// sender's address, the control message in three shapes, the options, our
+// connection map's string key) and its write about 7 (allocation profile
+// of BenchmarkRegister).
 //
 // The DTLS socket layer (udpMux) uses it too, for the same reasons.
 type udpSocket struct {
@@ -55,6 +56,10 @@ type answerPath struct {
 	// oob is the control data of a datagram to the peer: from the address
 	// it sent to, out of the interface it came in on.
 	oob []byte
+	// refused: the kernel would not send from that address (it was a
+	// subnet's broadcast address, or it has gone); datagrams along this
+	// path go by the kernel's route, without a failed send first.
+	refused atomic.Bool
 }
 
 // newUDPSocket reads and writes conn, whose control messages (the
@@ -187,14 +192,14 @@ func (u *udpSocket) write(ctx context.Context, b []byte, to netip.AddrPort, path
 		return err
 	}
 	var oob []byte
-	if path != nil {
+	if path != nil && !path.refused.Load() {
 		oob = path.oob
 	}
 	n, _, err := u.conn.WriteMsgUDPAddrPort(b, oob, to)
 	if oob != nil && refusedSource(err) {
-		// A source the kernel will not send from (the datagram came to a
-		// subnet's broadcast address, or the address has gone since): as
-		// go-coap sent, by the kernel's route.
+		// A source the kernel will not send from: as go-coap sent, by the
+		// kernel's route, from now on.
+		path.refused.Store(true)
 		n, _, err = u.conn.WriteMsgUDPAddrPort(b, nil, to)
 	}
 	if err != nil {

@@ -206,6 +206,17 @@ func TestUDPSocketFallsBackToTheRoute(t *testing.T) {
 			if src.Port() != at.Port() {
 				t.Fatalf("answer from %v, want the socket's port %d", src, at.Port())
 			}
+			// The path remembers the refusal: later datagrams go by the
+			// route at once.
+			if !path.refused.Load() {
+				t.Fatal("the refused source is tried again at the next write")
+			}
+			if err := u.write(context.Background(), []byte("pong"), to, path); err != nil {
+				t.Fatal(err)
+			}
+			if n, _, err := peer.ReadFromUDPAddrPort(buf); err != nil || string(buf[:n]) != "pong" {
+				t.Fatalf("second answer: %q, %v", buf[:n], err)
+			}
 		})
 	}
 }
