@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/plgd-dev/go-coap/v3/message/pool"
 	coapNet "github.com/plgd-dev/go-coap/v3/net"
@@ -61,10 +60,7 @@ func newCoAPServer(c serverConfig, l *coapNet.UDPConn) (*coapServer, error) {
 // Serve reads datagrams until Stop, then closes the connections.
 func (s *coapServer) Serve() error {
 	defer closeConns(s.sessions)
-	s.cfg.PeriodicRunner(func(now time.Time) bool {
-		s.sessions.run(now)
-		return s.ctx.Err() == nil
-	})
+	sweepConns(s.ctx, &s.cfg, s.sessions)
 	buf := make([]byte, s.cfg.MaxMessageSize)
 	for {
 		n, from, path, err := s.sock.read(buf)

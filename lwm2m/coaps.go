@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"time"
 
 	dtlsServer "github.com/plgd-dev/go-coap/v3/dtls/server"
 	coapNet "github.com/plgd-dev/go-coap/v3/net"
@@ -55,10 +54,7 @@ func (s *coapsServer) Serve(l *dtlsListener) error {
 	defer s.wg.Wait()
 	defer closeConns(s.sessions)
 	defer l.Close()
-	s.cfg.PeriodicRunner(func(now time.Time) bool {
-		s.sessions.run(now)
-		return s.ctx.Err() == nil
-	})
+	sweepConns(s.ctx, &s.cfg, s.sessions)
 	for {
 		nc, err := l.AcceptWithContext(s.ctx)
 		if err != nil {

@@ -142,6 +142,15 @@ func newConnSweep(idle time.Duration) *sessionSweep[*udpClient.Conn] {
 		func(cc *udpClient.Conn) bool { st := stateOf(cc); return st != nil && st.busy.Load() > 0 })
 }
 
+// sweepConns has cfg's periodic runner (go-coap's one-second tick) run
+// w while ctx lives.
+func sweepConns(ctx context.Context, cfg *udpServer.Config, w *sessionSweep[*udpClient.Conn]) {
+	cfg.PeriodicRunner(func(now time.Time) bool {
+		w.run(now)
+		return ctx.Err() == nil
+	})
+}
+
 // closeConns closes every connection w knows (at shutdown).
 func closeConns(w *sessionSweep[*udpClient.Conn]) {
 	for _, cc := range w.snapshot() {
