@@ -49,6 +49,9 @@ func dtlsConfig(sec SecurityStore, handshakeTimeout time.Duration, log *slog.Log
 		ConnectContextMaker: func() (context.Context, func()) {
 			return context.WithTimeout(context.Background(), handshakeTimeout)
 		},
+		// One logger for every session, into the platform's log
+		// (pionlog.go).
+		LoggerFactory: newPionLogger(log),
 	}
 }
 
