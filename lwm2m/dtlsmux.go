@@ -49,8 +49,11 @@ type udpMux struct {
 	done   chan struct{}
 }
 
-// muxQueue bounds the datagrams waiting for one session.
-const muxQueue = 64
+// muxQueue bounds the datagrams waiting for one session. A client's
+// flight is a few records, and the session's reader takes each datagram
+// as it comes; the queue, a fixed 56 bytes a slot, is held by every
+// session for its life (64 slots were 4 KiB of a session's 43).
+const muxQueue = 16
 
 // newUDPMux reads pc's datagrams into sessions. backlog bounds the new
 // sessions waiting for their handshake to start; a ClientHello that would
