@@ -325,10 +325,15 @@ func (c *muxConn) deliver(b []byte, from netip.AddrPort, path *answerPath) {
 	}
 }
 
-// ReadFrom returns the session's next datagram.
+// ReadFrom returns the session's next datagram. The address is the
+// session's own unless the datagram came from elsewhere (a Connection ID
+// record after the device's address changed), so a read allocates none.
 func (c *muxConn) ReadFrom(b []byte) (int, net.Addr, error) {
 	select {
 	case d := <-c.in:
+		if d.from == c.key {
+			return copy(b, d.b), c.raddr, nil
+		}
 		return copy(b, d.b), net.UDPAddrFromAddrPort(d.from), nil
 	case <-c.readDeadline.Done():
 		return 0, nil, errDeadline

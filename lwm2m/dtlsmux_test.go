@@ -167,3 +167,44 @@ func TestLwM2MMuxSessionFootprint(t *testing.T) {
 	}
 	runtime.KeepAlive(m)
 }
+
+// pion reads every datagram of a session through ReadFrom; one from the
+// session's own address costs no allocation.
+func TestLwM2MMuxReadAllocatesNothing(t *testing.T) {
+	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	m, err := newUDPMux(pc, 0, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev := netip.MustParseAddrPort("10.0.0.1:5000")
+	c, _ := m.route(clientHello(false), dev)
+	if c == nil {
+		t.Fatal("a ClientHello did not open a session")
+	}
+	in, out := []byte{1, 2, 3}, make([]byte, 16)
+	read := func(from netip.AddrPort) net.Addr {
+		c.in <- datagram{b: in, from: from}
+		n, addr, err := c.ReadFrom(out)
+		if err != nil || n != len(in) {
+			t.Fatalf("ReadFrom: %d, %v", n, err)
+		}
+		return addr
+	}
+	if got := read(dev).String(); got != dev.String() {
+		t.Errorf("a datagram from the session's address read as from %s", got)
+	}
+	moved := netip.MustParseAddrPort("10.0.0.2:7000")
+	if got := read(moved).String(); got != moved.String() {
+		t.Errorf("a datagram from %s read as from %s", moved, got)
+	}
+	if raceEnabled {
+		return
+	}
+	if n := testing.AllocsPerRun(100, func() { read(dev) }); n != 0 {
+		t.Errorf("a read allocates %.0f times, want 0", n)
+	}
+}
