@@ -62,10 +62,6 @@ type answerPath struct {
 	refused atomic.Bool
 }
 
-// newUDPSocket reads and writes conn, whose control messages (the
-// destination address and interface of each datagram) it switches on.
-// Where the system cannot give them, datagrams go out by the kernel's
-// route, as go-coap's did.
 // lastPath is a peer's answer path, set by the reader from each datagram
 // and read by the writers.
 type lastPath struct{ p atomic.Pointer[answerPath] }
@@ -80,6 +76,10 @@ func (l *lastPath) note(p *answerPath) {
 
 func (l *lastPath) get() *answerPath { return l.p.Load() }
 
+// newUDPSocket reads and writes conn, whose control messages (the
+// destination address and interface of each datagram) it switches on.
+// Where the system cannot give them, datagrams go out by the kernel's
+// route, as go-coap's did.
 func newUDPSocket(conn *net.UDPConn) (*udpSocket, error) {
 	laddr, ok := conn.LocalAddr().(*net.UDPAddr)
 	if !ok {
