@@ -23,7 +23,7 @@ import (
 
 // Options configures the engine.
 type Options struct {
-	Dir      string // data directory; ignored when InMemory
+	Dir string // data directory; ignored when InMemory
 	// InMemory is for tests: nothing touches the disk. Values must then be
 	// under 1 MiB (Badger keeps larger ones in its value log, which an
 	// in-memory store lacks); larger ones are refused with ErrValueTooLarge.
@@ -63,7 +63,7 @@ type Store struct {
 	stopOnce sync.Once
 	closeErr error
 
-	stats Stats
+	stats  Stats
 	statMu sync.Mutex
 }
 

@@ -251,4 +251,3 @@ func (e *eagerHooks) Update(ctx context.Context, fn func(kv.Txn) error) error {
 type eagerTxn struct{ kv.Txn }
 
 func (eagerTxn) OnCommit(f func()) { f() }
-
