@@ -26,8 +26,8 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
-
 	"github.com/iotgate/iotgate/registry"
+	"github.com/iotgate/iotgate/registry/kv/badgerkv"
 )
 
 // env is a real registry over the in-memory store with a Server on
@@ -53,7 +53,7 @@ func newEnv(t testing.TB) *env {
 // log as in production, from Info).
 func newEnvLogging(t testing.TB, level slog.Level) *env {
 	t.Helper()
-	store, err := registry.OpenBadger(registry.BadgerOptions{InMemory: true})
+	store, err := badgerkv.Open(badgerkv.Options{InMemory: true, Queues: registry.Queues()})
 	if err != nil {
 		t.Fatal(err)
 	}

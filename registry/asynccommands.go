@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/iotgate/iotgate/registry/kv"
 )
 
 // Asynchronous commands are IoTDA's way to reach NB-IoT (LwM2M) devices,
@@ -411,7 +413,7 @@ func pendingLeft(w Writer, c *AsyncCommand) error {
 
 func getAsyncCommand(rd Reader, id string) (*AsyncCommand, error) {
 	b, err := rd.Get(asyncKey(id))
-	if errors.Is(err, ErrNoKey) {
+	if errors.Is(err, kv.ErrNotFound) {
 		return nil, &NotFoundError{Kind: "command", ID: id}
 	}
 	if err != nil {
@@ -430,7 +432,7 @@ func (r *Registry) AsyncCommand(ctx context.Context, project, deviceID, commandI
 		return nil, err
 	}
 	var c *AsyncCommand
-	err := r.store.View(func(rd Reader) error {
+	err := r.view(ctx, func(rd Reader) error {
 		var err error
 		c, err = getAsyncCommand(rd, commandID)
 		return err
@@ -466,7 +468,7 @@ func (r *Registry) ListAsyncCommands(ctx context.Context, project, deviceID stri
 		return nil, err
 	}
 	out := &AsyncCommandList{}
-	err := r.store.View(func(rd Reader) error {
+	err := r.view(ctx, func(rd Reader) error {
 		prefix := prefixKey("al", deviceID)
 		skip := pg.Offset
 		return rd.Scan(prefix, nil, true, func(k, v []byte) (bool, error) {
@@ -506,7 +508,7 @@ func (r *Registry) PendingAsyncCommands(ctx context.Context, deviceID string, li
 	now := r.now()
 	var out []*AsyncCommand
 	entries := 0
-	err := r.store.View(func(rd Reader) error {
+	err := r.view(ctx, func(rd Reader) error {
 		from, some, err := pendingFrom(rd, deviceID)
 		if err != nil || !some {
 			return err
@@ -538,7 +540,7 @@ func (r *Registry) HasPendingAsyncCommands(ctx context.Context, deviceID string)
 		return false, nil
 	}
 	found := false
-	err := r.store.View(func(rd Reader) error {
+	err := r.view(ctx, func(rd Reader) error {
 		from, some, err := pendingFrom(rd, deviceID)
 		if err != nil || !some {
 			return err
@@ -650,7 +652,7 @@ func (r *Registry) FinishAsyncCommand(ctx context.Context, commandID string, sta
 // TIMEOUT, reading the ordered deadline index from its floor: the cost is
 // proportional to the commands due. It returns how many it changed.
 func (r *Registry) SweepAsyncCommands(ctx context.Context) (int, error) {
-	return r.sweep(r.asyncFloor, parseAsyncDeadlineKey, func(due []string, now time.Time) (int, error) {
+	return r.sweep(ctx, asyncDeadlinePrefix, parseAsyncDeadlineKey, func(due []string, now time.Time) (int, error) {
 		changed := 0
 		err := r.write(ctx, func(w Writer) error {
 			changed = 0

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+
+	"github.com/iotgate/iotgate/registry/kv"
 )
 
 // NewDevice is what a caller supplies to create a device.
@@ -255,7 +257,7 @@ func absent(w Reader, k []byte, field, value string) error {
 	if err == nil {
 		return &ConflictError{Field: field, Value: value}
 	}
-	if errors.Is(err, ErrNoKey) {
+	if errors.Is(err, kv.ErrNotFound) {
 		return nil
 	}
 	return err
@@ -270,7 +272,7 @@ func addCount(w Writer, k []byte, delta int64) error {
 		if err != nil {
 			return fmt.Errorf("corrupt counter %q: %w", k, err)
 		}
-	case !errors.Is(err, ErrNoKey):
+	case !errors.Is(err, kv.ErrNotFound):
 		return err
 	}
 	n += delta
@@ -282,7 +284,7 @@ func addCount(w Writer, k []byte, delta int64) error {
 
 func readCount(rd Reader, k []byte) (int64, error) {
 	v, err := rd.Get(k)
-	if errors.Is(err, ErrNoKey) {
+	if errors.Is(err, kv.ErrNotFound) {
 		return 0, nil
 	}
 	if err != nil {
@@ -369,7 +371,7 @@ func (r *Registry) encodeDevice(d *Device) ([]byte, error) {
 // getDevice reads and unseals a device record; Status is not filled in.
 func (r *Registry) getDevice(rd Reader, id string) (*Device, error) {
 	b, err := rd.Get(deviceKey(id))
-	if errors.Is(err, ErrNoKey) {
+	if errors.Is(err, kv.ErrNotFound) {
 		return nil, &NotFoundError{Kind: "device", ID: id}
 	}
 	if err != nil {
@@ -399,31 +401,31 @@ func (r *Registry) decodeDevice(id string, b []byte) (*Device, error) {
 }
 
 // lookup resolves an index entry to its device.
-func (r *Registry) lookup(k []byte, kind, id string) (*Device, error) {
+func (r *Registry) lookup(ctx context.Context, k []byte, kind, id string) (*Device, error) {
 	if r.cache != nil {
 		if v, gen, ok := r.cache.get(k); ok {
-			return r.cachedDevice(v.(string))
+			return r.cachedDevice(ctx, v.(string))
 		} else {
 			var devID []byte
-			err := r.store.View(func(rd Reader) error {
+			err := r.view(ctx, func(rd Reader) error {
 				var err error
 				devID, err = rd.Get(k)
 				return err
 			})
-			if errors.Is(err, ErrNoKey) {
+			if errors.Is(err, kv.ErrNotFound) {
 				return nil, &NotFoundError{Kind: kind, ID: id}
 			}
 			if err != nil {
 				return nil, err
 			}
 			r.cache.put(k, string(devID), gen)
-			return r.cachedDevice(string(devID))
+			return r.cachedDevice(ctx, string(devID))
 		}
 	}
 	var d *Device
-	err := r.store.View(func(rd Reader) error {
+	err := r.view(ctx, func(rd Reader) error {
 		devID, err := rd.Get(k)
-		if errors.Is(err, ErrNoKey) {
+		if errors.Is(err, kv.ErrNotFound) {
 			return &NotFoundError{Kind: kind, ID: id}
 		}
 		if err != nil {
@@ -441,12 +443,12 @@ func (r *Registry) lookup(k []byte, kind, id string) (*Device, error) {
 
 // cachedDevice returns a copy of the device, from the cache when it is
 // there. Callers may modify the copy.
-func (r *Registry) cachedDevice(id string) (*Device, error) {
+func (r *Registry) cachedDevice(ctx context.Context, id string) (*Device, error) {
 	k := deviceKey(id)
 	v, gen, ok := r.cache.get(k)
 	if !ok {
 		var d *Device
-		err := r.store.View(func(rd Reader) error {
+		err := r.view(ctx, func(rd Reader) error {
 			var err error
 			d, err = r.getDevice(rd, id)
 			return err
@@ -466,10 +468,10 @@ func (r *Registry) cachedDevice(id string) (*Device, error) {
 // it to authenticate; the REST API uses ProjectDevice.
 func (r *Registry) Device(ctx context.Context, id string) (*Device, error) {
 	if r.cache != nil {
-		return r.cachedDevice(id)
+		return r.cachedDevice(ctx, id)
 	}
 	var d *Device
-	err := r.store.View(func(rd Reader) error {
+	err := r.view(ctx, func(rd Reader) error {
 		var err error
 		d, err = r.getDevice(rd, id)
 		return err
@@ -491,19 +493,19 @@ func (r *Registry) ProjectDevice(ctx context.Context, project, id string) (*Devi
 	if d.ProjectID != project {
 		return nil, &NotFoundError{Kind: "device", ID: id}
 	}
-	r.withStatusTime(d)
+	r.withStatusTime(ctx, d)
 	return d, nil
 }
 
 // DeviceByNodeID finds a device of a CoAP/LwM2M product by node id (the
 // LwM2M endpoint name, which carries no product).
 func (r *Registry) DeviceByNodeID(ctx context.Context, nodeID string) (*Device, error) {
-	return r.lookup(nodeKey(nodeID), "node", nodeID)
+	return r.lookup(ctx, nodeKey(nodeID), "node", nodeID)
 }
 
 // DeviceByProductNode finds a device by product and node id.
 func (r *Registry) DeviceByProductNode(ctx context.Context, productID, nodeID string) (*Device, error) {
-	return r.lookup(productNodeKey(productID, nodeID), "node", productID+"/"+nodeID)
+	return r.lookup(ctx, productNodeKey(productID, nodeID), "node", productID+"/"+nodeID)
 }
 
 // DeviceByFingerprint finds the device whose primary or secondary
@@ -513,7 +515,7 @@ func (r *Registry) DeviceByFingerprint(ctx context.Context, fp string) (*Device,
 	if err != nil {
 		return nil, err
 	}
-	return r.lookup(fingerprintKey(fp), "fingerprint", fp)
+	return r.lookup(ctx, fingerprintKey(fp), "fingerprint", fp)
 }
 
 // DeviceUpdate holds the fields PUT /devices/{id} may change; nil means
@@ -600,7 +602,7 @@ func (r *Registry) mutateDevice(ctx context.Context, project, id string, fn func
 		old, out *Device
 		rec      []byte
 	)
-	err := r.store.View(func(rd Reader) error {
+	err := r.view(ctx, func(rd Reader) error {
 		var err error
 		if read, err = rd.Get(deviceKey(id)); err != nil {
 			return err
@@ -614,7 +616,7 @@ func (r *Registry) mutateDevice(ctx context.Context, project, id string, fn func
 		rec, err = r.encodeDevice(out)
 		return err
 	})
-	if errors.Is(err, ErrNoKey) {
+	if errors.Is(err, kv.ErrNotFound) {
 		return nil, &NotFoundError{Kind: "device", ID: id}
 	}
 	if err != nil {
@@ -622,7 +624,7 @@ func (r *Registry) mutateDevice(ctx context.Context, project, id string, fn func
 	}
 	err = r.write(ctx, func(w Writer) error {
 		cur, err := w.Get(deviceKey(id))
-		if errors.Is(err, ErrNoKey) {
+		if errors.Is(err, kv.ErrNotFound) {
 			return &NotFoundError{Kind: "device", ID: id}
 		}
 		if err != nil {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+
+	"github.com/iotgate/iotgate/registry/kv"
 )
 
 // Gateways in Alibaba's style: a device of a GATEWAY product obtains the
@@ -66,7 +68,7 @@ func (r *Registry) gatewayOf(w Reader, gatewayID string) (*Device, error) {
 func (r *Registry) subDevice(w Reader, gw *Device, sub ProductNode) (*Device, error) {
 	notFound := &SubDeviceError{Sub: sub, Err: &NotFoundError{Kind: "device", ID: sub.String()}}
 	id, err := w.Get(productNodeKey(sub.ProductID, sub.NodeID))
-	if errors.Is(err, ErrNoKey) {
+	if errors.Is(err, kv.ErrNotFound) {
 		return nil, notFound
 	}
 	if err != nil {

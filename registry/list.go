@@ -30,7 +30,7 @@ type DeviceList struct {
 // reads that index only; a device_name filter reads the candidates' records.
 func (r *Registry) ListDevices(ctx context.Context, project string, f DeviceFilter, pg Page) (*DeviceList, error) {
 	out := &DeviceList{}
-	err := r.store.View(func(rd Reader) error {
+	err := r.view(ctx, func(rd Reader) error {
 		var prefix, countKey []byte
 		switch {
 		case f.GatewayID != "":
@@ -108,7 +108,7 @@ type ProductList struct {
 // exact product name.
 func (r *Registry) ListProducts(ctx context.Context, project, name string, pg Page) (*ProductList, error) {
 	out := &ProductList{}
-	err := r.store.View(func(rd Reader) error {
+	err := r.view(ctx, func(rd Reader) error {
 		prefix := prefixKey("k", project)
 		skip := pg.Offset
 		return rd.Scan(prefix, nil, true, func(k, v []byte) (bool, error) {

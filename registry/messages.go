@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/iotgate/iotgate/registry/kv"
 )
 
 // MessagesKept is how many recent uplink messages a device keeps.
@@ -35,7 +37,7 @@ type messageMeta struct {
 
 func readMessageMeta(rd Reader, dev string) (messageMeta, error) {
 	v, err := rd.Get(messageCountKey(dev))
-	if errors.Is(err, ErrNoKey) {
+	if errors.Is(err, kv.ErrNotFound) {
 		return messageMeta{}, nil
 	}
 	if err != nil {
@@ -107,7 +109,7 @@ func (r *Registry) AddMessage(ctx context.Context, deviceID string, m Message) e
 	}
 	return r.write(ctx, func(w Writer) error {
 		if _, err := w.Get(deviceKey(deviceID)); err != nil {
-			if errors.Is(err, ErrNoKey) {
+			if errors.Is(err, kv.ErrNotFound) {
 				return &NotFoundError{Kind: "device", ID: deviceID}
 			}
 			return err
@@ -140,7 +142,7 @@ func (r *Registry) Messages(ctx context.Context, project, deviceID string, limit
 		return nil, err
 	}
 	var out []Message
-	err := r.store.View(func(rd Reader) error {
+	err := r.view(ctx, func(rd Reader) error {
 		return rd.Scan(prefixKey("u", deviceID), nil, true, func(_, v []byte) (bool, error) {
 			var m Message
 			if err := json.Unmarshal(v, &m); err != nil {
@@ -174,7 +176,7 @@ func (r *Registry) ReportProperties(ctx context.Context, deviceID string, report
 	now := r.now().UTC()
 	return r.write(ctx, func(w Writer) error {
 		if _, err := w.Get(deviceKey(deviceID)); err != nil {
-			if errors.Is(err, ErrNoKey) {
+			if errors.Is(err, kv.ErrNotFound) {
 				return &NotFoundError{Kind: "device", ID: deviceID}
 			}
 			return err
@@ -216,7 +218,7 @@ func (r *Registry) ReportProperties(ctx context.Context, deviceID string, report
 func getShadow(rd Reader, dev string) (*Shadow, error) {
 	sh := &Shadow{DeviceID: dev}
 	b, err := rd.Get(shadowKey(dev))
-	if errors.Is(err, ErrNoKey) {
+	if errors.Is(err, kv.ErrNotFound) {
 		return sh, nil
 	}
 	if err != nil {
@@ -234,7 +236,7 @@ func (r *Registry) DeviceShadow(ctx context.Context, project, deviceID string) (
 		return nil, err
 	}
 	var sh *Shadow
-	err := r.store.View(func(rd Reader) error {
+	err := r.view(ctx, func(rd Reader) error {
 		var err error
 		sh, err = getShadow(rd, deviceID)
 		return err

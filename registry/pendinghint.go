@@ -2,6 +2,7 @@ package registry
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"sync"
 )
@@ -65,8 +66,8 @@ func pendingKeyDevice(k string) (string, bool) {
 
 // loadPendingHint marks every device with a pending entry in the store
 // (at start-up: one scan of the pending entries, not of the devices).
-func (r *Registry) loadPendingHint() error {
-	return r.store.View(func(rd Reader) error {
+func (r *Registry) loadPendingHint(ctx context.Context) error {
+	return r.view(ctx, func(rd Reader) error {
 		return rd.Scan(prefixKey("ap"), nil, false, func(k, _ []byte) (bool, error) {
 			dev, ok := pendingKeyDevice(string(k))
 			if !ok {

@@ -203,9 +203,9 @@ func statusWrites(q map[string]time.Time) func(Writer) error {
 
 // withStatusTime fills in the persisted status change time of a device
 // read for display (REST); the authentication paths do not need it.
-func (r *Registry) withStatusTime(d *Device) {
+func (r *Registry) withStatusTime(ctx context.Context, d *Device) {
 	var at time.Time
-	_ = r.store.View(func(rd Reader) error {
+	_ = r.view(ctx, func(rd Reader) error {
 		v, err := rd.Get(statusTimeKey(d.DeviceID))
 		if err == nil && len(v) == 8 {
 			at = time.Unix(0, int64(binary.BigEndian.Uint64(v))).UTC()

@@ -18,6 +18,7 @@ import (
 
 	"github.com/iotgate/iotgate/api"
 	"github.com/iotgate/iotgate/registry"
+	"github.com/iotgate/iotgate/registry/kv/badgerkv"
 )
 
 func main() {
@@ -63,7 +64,7 @@ func run(configPath string) error {
 	if err != nil {
 		return err
 	}
-	store, err := registry.OpenBadger(registry.BadgerOptions{Dir: cfg.DataDir + "/db", Logger: log})
+	store, err := badgerkv.Open(badgerkv.Options{Dir: cfg.DataDir + "/db", Logger: log, Queues: registry.Queues()})
 	if err != nil {
 		return err
 	}
@@ -106,7 +107,7 @@ func run(configPath string) error {
 	go func() { httpErr <- httpSrv.Serve(ln) }()
 	log.Info("api listening", "addr", ln.Addr().String())
 	if cfg.DebugListen != "" {
-		dbg, dln, err := debugServer(cfg.DebugListen, reg)
+		dbg, dln, err := debugServer(cfg.DebugListen, store.Stats)
 		if err != nil {
 			return err
 		}

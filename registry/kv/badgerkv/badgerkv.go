@@ -312,3 +312,6 @@ func (b badgerLogger) Errorf(f string, a ...any)   { b.log().Error(fmt.Sprintf(f
 func (b badgerLogger) Warningf(f string, a ...any) { b.log().Warn(fmt.Sprintf(f, a...)) }
 func (b badgerLogger) Infof(f string, a ...any)    { b.log().Debug(fmt.Sprintf(f, a...)) }
 func (b badgerLogger) Debugf(f string, a ...any)   { b.log().Debug(fmt.Sprintf(f, a...)) }
+
+// Queued reports how many Updates wait for the committer.
+func (s *Store) Queued() int { return len(s.ops) }

@@ -88,3 +88,15 @@ func (f *floor) raise(first []byte, since uint64) {
 	}
 	f.key, f.empty = target, empty
 }
+
+// QueueFloor returns where a scan of the queue with the given prefix from
+// its start seeks (nil: its start; for tests and diagnostics).
+func (s *Store) QueueFloor(prefix []byte) []byte {
+	for _, f := range s.floors {
+		if string(f.prefix) == string(prefix) {
+			k, _ := f.start()
+			return k
+		}
+	}
+	return nil
+}
