@@ -2,7 +2,6 @@ package registry
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -139,35 +138,6 @@ type AsyncCommandDispatcher interface {
 	AsyncCommandQueued(ctx context.Context, deviceID string, now bool)
 }
 
-// Key layout of asynchronous commands:
-//
-//	a/{command_id}            command record
-//	al/{device_id}/{seq}      command_id (a device's commands, oldest first)
-//	ap/{device_id}/{seq}      command_id (its PENDING commands, oldest first)
-//	ax/{deadline}/{command_id} nil       (expiry/timeout deadlines, ordered)
-//	#a/{device_id}            number of commands the device keeps
-func asyncKey(id string) []byte              { return key("a", id) }
-func asyncDeviceKey(dev, seq string) []byte  { return key("al", dev, seq) }
-func asyncPendingKey(dev, seq string) []byte { return key("ap", dev, seq) }
-func asyncCountKey(dev string) []byte        { return key("#a", dev) }
-func asyncDeadlineKey(at time.Time, id string) []byte {
-	b := make([]byte, 0, len(asyncDeadlinePrefix)+9+len(id))
-	b = append(b, asyncDeadlinePrefix...)
-	b = binary.BigEndian.AppendUint64(b, uint64(at.UnixNano()))
-	b = append(b, sep)
-	return append(b, id...)
-}
-
-var asyncDeadlinePrefix = []byte{'a', 'x', sep}
-
-func parseAsyncDeadlineKey(k []byte) (time.Time, string, bool) {
-	n := len(asyncDeadlinePrefix)
-	if len(k) < n+9 {
-		return time.Time{}, "", false
-	}
-	return time.Unix(0, int64(binary.BigEndian.Uint64(k[n:]))), string(k[n+9:]), true
-}
-
 func (n *NewAsyncCommand) validate() error {
 	if err := checkText("service_id", n.ServiceID, 64); err != nil {
 		return err
@@ -240,7 +210,7 @@ func (r *Registry) CreateAsyncCommand(ctx context.Context, project, deviceID str
 		if err != nil {
 			return err
 		}
-		apPrefix := prefixKey("ap", deviceID)
+		apPrefix := asyncPendingPrefix(deviceID)
 		pending, firstPending := 0, ""
 		if err := w.Scan(apPrefix, m.from(apPrefix, m.oldestPending), false, func(k, _ []byte) (bool, error) {
 			if pending == 0 {
@@ -258,7 +228,7 @@ func (r *Registry) CreateAsyncCommand(ctx context.Context, project, deviceID str
 			// A record of an earlier version: both lists were just read,
 			// or are read here, from their start.
 			m.oldestPending = firstPending
-			if m.oldest, err = seqAfter(w, prefixKey("al", deviceID), ""); err != nil {
+			if m.oldest, err = seqAfter(w, asyncDevicePrefix(deviceID), ""); err != nil {
 				return err
 			}
 			m.known = true
@@ -296,7 +266,7 @@ func (r *Registry) CreateAsyncCommand(ctx context.Context, project, deviceID str
 // returns m counting the one to come.
 func (r *Registry) trimAsyncCommands(w Writer, dev string, m asyncMeta) (asyncMeta, error) {
 	if m.kept >= AsyncCommandsKept {
-		alPrefix := prefixKey("al", dev)
+		alPrefix := asyncDevicePrefix(dev)
 		var victim *AsyncCommand
 		err := w.Scan(alPrefix, m.from(alPrefix, m.oldest), false, func(_, v []byte) (bool, error) {
 			c, err := getAsyncCommand(w, string(v))
@@ -343,7 +313,7 @@ func deleteAsyncCommand(w Writer, c *AsyncCommand) error {
 // deleteAsyncCommands removes every command of a device (device deletion).
 func deleteAsyncCommands(w Writer, dev string) error {
 	var ids []string
-	if err := w.Scan(prefixKey("al", dev), nil, false, func(_, v []byte) (bool, error) {
+	if err := w.Scan(asyncDevicePrefix(dev), nil, false, func(_, v []byte) (bool, error) {
 		ids = append(ids, string(v))
 		return true, nil
 	}); err != nil {
@@ -405,7 +375,7 @@ func pendingLeft(w Writer, c *AsyncCommand) error {
 	if err != nil || !m.known || m.oldestPending != c.Seq {
 		return err
 	}
-	if m.oldestPending, err = seqAfter(w, prefixKey("ap", c.DeviceID), c.Seq); err != nil {
+	if m.oldestPending, err = seqAfter(w, asyncPendingPrefix(c.DeviceID), c.Seq); err != nil {
 		return err
 	}
 	return w.Set(asyncCountKey(c.DeviceID), m.encode())
@@ -469,7 +439,7 @@ func (r *Registry) ListAsyncCommands(ctx context.Context, project, deviceID stri
 	}
 	out := &AsyncCommandList{}
 	err := r.view(ctx, func(rd Reader) error {
-		prefix := prefixKey("al", deviceID)
+		prefix := asyncDevicePrefix(deviceID)
 		skip := pg.Offset
 		return rd.Scan(prefix, nil, true, func(k, v []byte) (bool, error) {
 			if pg.Marker != "" && string(k[len(prefix):]) >= pg.Marker {
@@ -513,7 +483,7 @@ func (r *Registry) PendingAsyncCommands(ctx context.Context, deviceID string, li
 		if err != nil || !some {
 			return err
 		}
-		return rd.Scan(prefixKey("ap", deviceID), from, false, func(_, v []byte) (bool, error) {
+		return rd.Scan(asyncPendingPrefix(deviceID), from, false, func(_, v []byte) (bool, error) {
 			entries++
 			c, err := getAsyncCommand(rd, string(v))
 			if errors.Is(err, ErrNotFound) {
@@ -545,7 +515,7 @@ func (r *Registry) HasPendingAsyncCommands(ctx context.Context, deviceID string)
 		if err != nil || !some {
 			return err
 		}
-		return rd.Scan(prefixKey("ap", deviceID), from, false, func(_, _ []byte) (bool, error) {
+		return rd.Scan(asyncPendingPrefix(deviceID), from, false, func(_, _ []byte) (bool, error) {
 			found = true
 			return false, nil
 		})
@@ -563,7 +533,7 @@ func pendingFrom(rd Reader, dev string) (from []byte, some bool, err error) {
 	if m.known && m.oldestPending == "" {
 		return nil, false, nil
 	}
-	return m.from(prefixKey("ap", dev), m.oldestPending), true, nil
+	return m.from(asyncPendingPrefix(dev), m.oldestPending), true, nil
 }
 
 // StartAsyncCommand moves a PENDING command to SENT just before the adapter

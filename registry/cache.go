@@ -90,7 +90,7 @@ func (c *cache) set(k string, v any) {
 // keep the cache from filling while it is needed most.
 func cacheable(k string) bool {
 	switch family, _, _ := cutPart(k); family {
-	case "d", "n", "m", "f", "p":
+	case famDevice, famNode, famProductNode, famFingerprint, famProduct:
 		return true
 	}
 	return false

@@ -70,7 +70,7 @@ func (r *Registry) AddCACert(ctx context.Context, project, content string) (*CAC
 	}
 	err = r.write(ctx, func(w Writer) error {
 		n := 0
-		if err := w.Scan(prefixKey("c", project), nil, false, func(_, v []byte) (bool, error) {
+		if err := w.Scan(certsPrefix(project), nil, false, func(_, v []byte) (bool, error) {
 			var other CACert
 			if err := json.Unmarshal(v, &other); err != nil {
 				return false, err
@@ -132,7 +132,7 @@ func (r *Registry) CACert(ctx context.Context, project, id string) (*CACert, err
 func (r *Registry) CACerts(ctx context.Context, project string) ([]*CACert, error) {
 	var out []*CACert
 	err := r.view(ctx, func(rd Reader) error {
-		return rd.Scan(prefixKey("c", project), nil, false, func(_, v []byte) (bool, error) {
+		return rd.Scan(certsPrefix(project), nil, false, func(_, v []byte) (bool, error) {
 			var c CACert
 			if err := json.Unmarshal(v, &c); err != nil {
 				return false, err

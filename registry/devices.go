@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/iotgate/iotgate/registry/kv"
@@ -121,14 +120,14 @@ func (r *Registry) CreateDevice(ctx context.Context, n NewDevice) (*Device, erro
 			} else if n >= r.quotas.SubDevicesPerGateway {
 				return fmt.Errorf("gateway %s already has %d sub-devices, its quota: %w", d.GatewayID, n, ErrQuota)
 			}
-			if err := addCount(w, gatewayCountKey(d.GatewayID), 1); err != nil {
+			if err := addCount(w, gatewayCountKey(d.GatewayID), d.DeviceID, 1); err != nil {
 				return err
 			}
 		}
-		if err := addCount(w, projectCountKey(d.ProjectID), 1); err != nil {
+		if err := addCount(w, projectCountKey(d.ProjectID), d.DeviceID, 1); err != nil {
 			return err
 		}
-		if err := addCount(w, productCountKey(d.ProductID), 1); err != nil {
+		if err := addCount(w, productCountKey(d.ProductID), d.DeviceID, 1); err != nil {
 			return err
 		}
 		if p.IsCoAP() {
@@ -261,36 +260,6 @@ func absent(w Reader, k []byte, field, value string) error {
 		return nil
 	}
 	return err
-}
-
-func addCount(w Writer, k []byte, delta int64) error {
-	var n int64
-	v, err := w.Get(k)
-	switch {
-	case err == nil:
-		n, err = strconv.ParseInt(string(v), 10, 64)
-		if err != nil {
-			return fmt.Errorf("corrupt counter %q: %w", k, err)
-		}
-	case !errors.Is(err, kv.ErrNotFound):
-		return err
-	}
-	n += delta
-	if n <= 0 {
-		return w.Delete(k)
-	}
-	return w.Set(k, strconv.AppendInt(nil, n, 10))
-}
-
-func readCount(rd Reader, k []byte) (int64, error) {
-	v, err := rd.Get(k)
-	if errors.Is(err, kv.ErrNotFound) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, err
-	}
-	return strconv.ParseInt(string(v), 10, 64)
 }
 
 // putDevice writes d's record and keeps the indexes that can change after
@@ -698,7 +667,7 @@ var errHasSubDevices = errors.New("gateway still has sub-devices")
 
 func (r *Registry) deleteDevice(w Writer, d *Device) error {
 	hasChildren := false
-	if err := w.Scan(prefixKey("g", d.DeviceID), nil, false, func(_, _ []byte) (bool, error) {
+	if err := w.Scan(gatewayDevicesPrefix(d.DeviceID), nil, false, func(_, _ []byte) (bool, error) {
 		hasChildren = true
 		return false, nil
 	}); err != nil {
@@ -720,7 +689,7 @@ func (r *Registry) deleteDevice(w Writer, d *Device) error {
 		if err := w.Delete(gatewayDeviceKey(d.GatewayID, d.Seq)); err != nil {
 			return err
 		}
-		if err := addCount(w, gatewayCountKey(d.GatewayID), -1); err != nil {
+		if err := addCount(w, gatewayCountKey(d.GatewayID), d.DeviceID, -1); err != nil {
 			return err
 		}
 	}
@@ -731,10 +700,10 @@ func (r *Registry) deleteDevice(w Writer, d *Device) error {
 			return err
 		}
 	}
-	if err := addCount(w, projectCountKey(d.ProjectID), -1); err != nil {
+	if err := addCount(w, projectCountKey(d.ProjectID), d.DeviceID, -1); err != nil {
 		return err
 	}
-	if err := addCount(w, productCountKey(d.ProductID), -1); err != nil {
+	if err := addCount(w, productCountKey(d.ProductID), d.DeviceID, -1); err != nil {
 		return err
 	}
 	if err := deleteDeviceData(w, d.DeviceID); err != nil {

@@ -192,7 +192,7 @@ func (r *Registry) AttachSubDevices(ctx context.Context, gatewayID string, subs 
 			if d.Frozen {
 				return &SubDeviceError{Sub: sub, Err: ErrFrozen}
 			}
-			if err := w.Scan(prefixKey("g", d.DeviceID), nil, false, func(_, _ []byte) (bool, error) {
+			if err := w.Scan(gatewayDevicesPrefix(d.DeviceID), nil, false, func(_, _ []byte) (bool, error) {
 				return false, &SubDeviceError{Sub: sub, Err: invalid("params", "%s has sub-devices of its own", sub)}
 			}); err != nil {
 				return err
@@ -213,7 +213,7 @@ func (r *Registry) AttachSubDevices(ctx context.Context, gatewayID string, subs 
 		if added == 0 {
 			return nil
 		}
-		return addCount(w, gatewayCountKey(gatewayID), int64(added))
+		return addCount(w, gatewayCountKey(gatewayID), gatewayID, int64(added))
 	})
 	if err != nil {
 		return nil, err

@@ -15,11 +15,6 @@ import (
 // MessagesKept is how many recent uplink messages a device keeps.
 const MessagesKept = 100
 
-// u/{device_id}/{seq}   uplink message
-// #u/{device_id}        number of kept messages and the oldest's seq
-func messageKey(dev, seq string) []byte { return key("u", dev, seq) }
-func messageCountKey(dev string) []byte { return key("#u", dev) }
-
 // messageMeta is a device's #u record: how many messages it keeps, and
 // the seq of the oldest, so that dropping the oldest seeks straight to
 // it. A scan from the start of the device's messages walked every
@@ -63,7 +58,7 @@ func (m messageMeta) encode() []byte {
 // dropOldestMessage deletes dev's oldest message and returns m for what
 // is left.
 func dropOldestMessage(w Writer, dev string, m messageMeta) (messageMeta, error) {
-	prefix := prefixKey("u", dev)
+	prefix := messagesPrefix(dev)
 	from := prefix
 	if m.oldest != "" {
 		from = messageKey(dev, m.oldest)
@@ -143,7 +138,7 @@ func (r *Registry) Messages(ctx context.Context, project, deviceID string, limit
 	}
 	var out []Message
 	err := r.view(ctx, func(rd Reader) error {
-		return rd.Scan(prefixKey("u", deviceID), nil, true, func(_, v []byte) (bool, error) {
+		return rd.Scan(messagesPrefix(deviceID), nil, true, func(_, v []byte) (bool, error) {
 			var m Message
 			if err := json.Unmarshal(v, &m); err != nil {
 				return false, err
@@ -167,8 +162,6 @@ type Shadow struct {
 	DeviceID string               `json:"device_id"`
 	Services []*ServiceProperties `json:"services"`
 }
-
-func shadowKey(dev string) []byte { return key("s", dev) }
 
 // ReportProperties merges reported properties into the device shadow; a
 // property reported again replaces its old value.
@@ -247,7 +240,7 @@ func (r *Registry) DeviceShadow(ctx context.Context, project, deviceID string) (
 // deleteDeviceData removes a device's messages and shadow.
 func deleteDeviceData(w Writer, dev string) error {
 	var keys [][]byte
-	if err := w.Scan(prefixKey("u", dev), nil, false, func(k, _ []byte) (bool, error) {
+	if err := w.Scan(messagesPrefix(dev), nil, false, func(k, _ []byte) (bool, error) {
 		keys = append(keys, append([]byte(nil), k...))
 		return true, nil
 	}); err != nil {
