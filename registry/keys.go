@@ -152,9 +152,11 @@ func parseDeadlineKey(prefix, k []byte) (time.Time, string, bool) {
 	return time.Unix(0, int64(binary.BigEndian.Uint64(k[n:]))), string(k[n+9:]), true
 }
 
-func expiryKey(at time.Time, id string) []byte           { return deadlineKey(expiryPrefix, at, id) }
+func expiryKey(at time.Time, id string) []byte          { return deadlineKey(expiryPrefix, at, id) }
 func parseExpiryKey(k []byte) (time.Time, string, bool) { return parseDeadlineKey(expiryPrefix, k) }
-func asyncDeadlineKey(at time.Time, id string) []byte   { return deadlineKey(asyncDeadlinePrefix, at, id) }
+func asyncDeadlineKey(at time.Time, id string) []byte {
+	return deadlineKey(asyncDeadlinePrefix, at, id)
+}
 func parseAsyncDeadlineKey(k []byte) (time.Time, string, bool) {
 	return parseDeadlineKey(asyncDeadlinePrefix, k)
 }
