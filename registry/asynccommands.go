@@ -188,7 +188,7 @@ func (r *Registry) CreateAsyncCommand(ctx context.Context, project, deviceID str
 		Status:       AsyncPending,
 		CreatedTime:  now,
 		Deadline:     now.Add(time.Duration(n.ExpireTime) * time.Second),
-		Seq:          r.seq.next(now),
+		Seq:          r.ids.Next(now),
 	}
 	err := r.write(ctx, func(w Writer) error {
 		d, err := r.getDevice(w, deviceID)

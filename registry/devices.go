@@ -48,7 +48,7 @@ func (r *Registry) CreateDevice(ctx context.Context, n NewDevice) (*Device, erro
 	if d.Auth.Timeout > 0 {
 		d.ExpireAt = now.Add(time.Duration(d.Auth.Timeout) * time.Second)
 	}
-	d.Seq = r.seq.next(now)
+	d.Seq = r.ids.Next(now)
 	// The committer runs every write of the node on one goroutine, so the
 	// CPU work of a create (decoding its product, sealing and encoding the
 	// record) is done here, concurrently; inside the commit only the
@@ -658,7 +658,7 @@ func (r *Registry) DeleteDevice(ctx context.Context, project, id string) error {
 	if err != nil {
 		return err
 	}
-	r.presence.drop(id)
+	r.presence.Drop(id)
 	r.kick(id, "device deleted")
 	return nil
 }
@@ -814,7 +814,7 @@ func (r *Registry) SetFrozen(ctx context.Context, project, id string, frozen boo
 		return nil
 	})
 	if err == nil && frozen {
-		r.presence.drop(id)
+		r.presence.Drop(id)
 		r.kick(id, "device frozen")
 	}
 	return err

@@ -94,7 +94,7 @@ func (r *Registry) AddMessage(ctx context.Context, deviceID string, m Message) e
 	if m.Time.IsZero() {
 		m.Time = now
 	}
-	seq := r.seq.next(now)
+	seq := r.ids.Next(now)
 	if m.MessageID == "" {
 		m.MessageID = seq
 	}

@@ -63,7 +63,7 @@ func (r *Registry) CreateProduct(ctx context.Context, p Product) (*Product, erro
 	}
 	now := r.now().UTC()
 	p.CreateTime = now
-	p.Seq = r.seq.next(now)
+	p.Seq = r.ids.Next(now)
 	err := r.write(ctx, func(w Writer) error {
 		if err := absent(w, productKey(p.ProductID), "product_id", p.ProductID); err != nil {
 			return err

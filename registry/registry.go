@@ -36,8 +36,21 @@ type Options struct {
 	// CacheEntries bounds the in-memory cache of device records and index
 	// entries. Zero means 2097152 (about a million devices); negative disables the cache.
 	CacheEntries int
+	// CacheMaxAge bounds how long a cached record is trusted without a
+	// store read: on a cluster, a lost invalidation costs at most this
+	// much staleness. Zero means 10 minutes.
+	CacheMaxAge time.Duration
 	// Quotas; zero fields take DefaultQuotas' values.
 	Quotas Quotas
+
+	// Node names this node in a cluster ("" on a single node).
+	Node string
+	// Node-local state (see node.go); nil fields take the single node's
+	// in-memory implementations.
+	Presence    Presence
+	Invalidator Invalidator // nil: no other node to tell
+	IDs         IDGenerator
+	Lease       Lease
 }
 
 // Quotas bound what one product or gateway may hold. Over quota, a write
@@ -78,14 +91,16 @@ type Registry struct {
 	seal     *sealer
 	log      *slog.Logger
 	now      func() time.Time
-	seq      *seqGen
+	ids      IDGenerator
 	sweepInt time.Duration
 	quotas   Quotas
 
 	cache  *cache // nil when disabled
 	closed atomic.Bool
 
-	presence *presence
+	presence Presence
+	inval    Invalidator // nil on a single node
+	lease    Lease
 	statusMu sync.Mutex
 	statusQ  map[string]time.Time // device_id -> status change to persist
 
@@ -119,7 +134,10 @@ func New(o Options) (*Registry, error) {
 		now:      o.Now,
 		sweepInt: o.SweepInterval,
 		quotas:   o.Quotas.withDefaults(),
-		presence: newPresence(),
+		presence: o.Presence,
+		inval:    o.Invalidator,
+		ids:      o.IDs,
+		lease:    o.Lease,
 		statusQ:  make(map[string]time.Time),
 		pending:  newPendingHint(),
 	}
@@ -132,13 +150,28 @@ func New(o Options) (*Registry, error) {
 	if r.sweepInt <= 0 {
 		r.sweepInt = time.Second
 	}
+	if r.presence == nil {
+		r.presence = NewLocalPresence(o.Node, r.now())
+	}
+	if r.ids == nil {
+		r.ids = NewNodeIDs(o.Node, r.now())
+	}
+	if r.lease == nil {
+		r.lease = LocalLease{}
+	}
+	maxAge := o.CacheMaxAge
+	if maxAge <= 0 {
+		maxAge = 10 * time.Minute
+	}
 	switch {
 	case o.CacheEntries == 0:
-		r.cache = newCache(1 << 21)
+		r.cache = newCache(1<<21, maxAge, r.now())
 	case o.CacheEntries > 0:
-		r.cache = newCache(o.CacheEntries)
+		r.cache = newCache(o.CacheEntries, maxAge, r.now())
 	}
-	r.seq = newSeqGen(r.now())
+	if r.inval != nil {
+		r.inval.Subscribe(r.invalidated)
+	}
 	if err := r.loadPendingHint(context.Background()); err != nil {
 		return nil, fmt.Errorf("registry: pending commands: %w", err)
 	}
@@ -163,24 +196,57 @@ func (r *Registry) kick(deviceID, reason string) {
 // Run sweeps expired devices and persists status changes until ctx ends.
 // It sweeps once before its first wait, so devices whose deadline passed
 // while the platform was down are gone as soon as Run starts.
+//
+// The sweeps run on the node that holds the "sweeps" lease (on a single
+// node, always); every node persists its own status changes.
 func (r *Registry) Run(ctx context.Context) error {
 	t := time.NewTicker(r.sweepInt)
 	defer t.Stop()
 	for {
+		r.housekeep(ctx)
+		select {
+		case <-ctx.Done():
+			_ = r.flushStatus(context.Background())
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// housekeep is one round of Run's periodic work. It reports whether this
+// node held the sweeps' lease.
+func (r *Registry) housekeep(ctx context.Context) (swept bool) {
+	if r.cache != nil {
+		r.cache.tick(r.now())
+	}
+	held, err := r.lease.Hold(ctx, "sweeps", 3*r.sweepInt)
+	if err != nil && ctx.Err() == nil {
+		r.log.Error("sweep lease failed", "err", err)
+	}
+	if held {
 		if _, err := r.SweepExpired(ctx); err != nil && ctx.Err() == nil {
 			r.log.Error("expiry sweep failed", "err", err)
 		}
 		if _, err := r.SweepAsyncCommands(ctx); err != nil && ctx.Err() == nil {
 			r.log.Error("async command sweep failed", "err", err)
 		}
-		if err := r.flushStatus(ctx); err != nil && ctx.Err() == nil {
-			r.log.Error("status flush failed", "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			_ = r.flushStatus(context.Background())
-			return nil
-		case <-t.C:
+	}
+	if err := r.flushStatus(ctx); err != nil && ctx.Err() == nil {
+		r.log.Error("status flush failed", "err", err)
+	}
+	return held
+}
+
+// invalidated applies another node's committed write to this node's
+// state: its cached records and its pending-command hint.
+func (r *Registry) invalidated(keys []string) {
+	for _, k := range keys {
+		if cacheable(k) {
+			if r.cache != nil {
+				r.cache.invalidate(k)
+			}
+		} else if dev, ok := pendingKeyDevice(k); ok {
+			r.pending.mark(dev)
 		}
 	}
 }

@@ -11,6 +11,7 @@ type tracked struct {
 	r       *Registry
 	changed []string    // cacheable keys set or deleted
 	marks   []string    // devices given a pending async command
+	pending []string    // the pending-command keys set
 	fills   []cacheFill // decoded values to cache once committed
 }
 
@@ -23,7 +24,7 @@ type cacheFill struct {
 
 func (t *tracked) reset(txn kv.Txn) {
 	t.Txn = txn
-	t.changed, t.marks, t.fills = t.changed[:0], t.marks[:0], t.fills[:0]
+	t.changed, t.marks, t.pending, t.fills = t.changed[:0], t.marks[:0], t.pending[:0], t.fills[:0]
 }
 
 func (t *tracked) Set(k, v []byte) error {
@@ -48,6 +49,7 @@ func (t *tracked) note(key []byte, set bool) {
 		t.changed = append(t.changed, k)
 	} else if dev, ok := pendingKeyDevice(k); ok && set {
 		t.marks = append(t.marks, dev)
+		t.pending = append(t.pending, k)
 	}
 }
 
@@ -71,6 +73,9 @@ func (t *tracked) committed() {
 	// Whoever learns of a new pending command can already find it.
 	for _, dev := range t.marks {
 		r.pending.mark(dev)
+	}
+	if r.inval != nil && len(t.changed)+len(t.pending) > 0 {
+		r.inval.Publish(append(t.changed, t.pending...))
 	}
 }
 
