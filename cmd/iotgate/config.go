@@ -97,6 +97,9 @@ type RegConfig struct {
 	// CacheEntries bounds the in-memory cache of device records used by
 	// authentication lookups.
 	CacheEntries int `yaml:"cache_entries"`
+	// CacheMaxAge bounds how long a cached record is trusted without a
+	// store read.
+	CacheMaxAge time.Duration `yaml:"cache_max_age"`
 	// Quotas; over quota a request is refused and nothing is written.
 	MaxDevicesPerProduct    int64 `yaml:"max_devices_per_product"`
 	MaxSubDevicesPerGateway int64 `yaml:"max_sub_devices_per_gateway"`
@@ -120,7 +123,7 @@ func defaultConfig() Config {
 		API:      APIConfig{Listen: ":8080", MaxClockSkew: 15 * time.Minute},
 		CoAP:     defaultCoAPConfig(),
 		MQTT:     MQTTConfig{Listen: ":1883", TLSListen: ":8883", TimestampSkew: time.Hour},
-		Registry: RegConfig{SweepInterval: time.Second, CacheEntries: 1 << 21,
+		Registry: RegConfig{SweepInterval: time.Second, CacheEntries: 1 << 21, CacheMaxAge: 10 * time.Minute,
 			MaxDevicesPerProduct: 500_000, MaxSubDevicesPerGateway: 1_500, MaxClientIDsPerDevice: 5, MaxSubDevicesPerRequest: 30},
 	}
 }

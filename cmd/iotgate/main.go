@@ -71,7 +71,7 @@ func run(configPath string) error {
 	defer store.Close()
 	rc := cfg.Registry
 	reg, err := registry.New(registry.Options{Store: store, MasterKey: key, Logger: log, SweepInterval: rc.SweepInterval,
-		CacheEntries: rc.CacheEntries, Quotas: registry.Quotas{DevicesPerProduct: rc.MaxDevicesPerProduct,
+		CacheEntries: rc.CacheEntries, CacheMaxAge: rc.CacheMaxAge, Quotas: registry.Quotas{DevicesPerProduct: rc.MaxDevicesPerProduct,
 			SubDevicesPerGateway: rc.MaxSubDevicesPerGateway, ClientIDsPerDevice: rc.MaxClientIDsPerDevice,
 			SubDevicesPerRequest: rc.MaxSubDevicesPerRequest}})
 	if err != nil {
