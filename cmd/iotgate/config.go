@@ -17,16 +17,27 @@ type Config struct {
 	DataDir string `yaml:"data_dir"`
 	// MasterKey seals secrets at rest (64 hex characters). Empty: taken
 	// from $IOTGATE_MASTER_KEY, else generated into data_dir/master.key.
-	MasterKey string     `yaml:"master_key"`
-	LogLevel  string     `yaml:"log_level"`
-	API       APIConfig  `yaml:"api"`
-	CoAP      CoAPConfig `yaml:"coap"`
-	MQTT      MQTTConfig `yaml:"mqtt"`
-	Registry  RegConfig  `yaml:"registry"`
+	MasterKey string      `yaml:"master_key"`
+	LogLevel  string      `yaml:"log_level"`
+	API       APIConfig   `yaml:"api"`
+	CoAP      CoAPConfig  `yaml:"coap"`
+	MQTT      MQTTConfig  `yaml:"mqtt"`
+	Registry  RegConfig   `yaml:"registry"`
+	Store     StoreConfig `yaml:"store"`
 
 	// DebugListen serves /debug/vars and /debug/pprof, unauthenticated
 	// (debug.go); empty, the default, disables it.
 	DebugListen string `yaml:"debug_listen"`
+}
+
+// StoreConfig configures the storage engine.
+type StoreConfig struct {
+	// MinFreeBytes: below this much free space in data_dir's filesystem,
+	// writes are refused (503) so the engine never faults on a full disk.
+	MinFreeBytes int64 `yaml:"min_free_bytes"`
+	// BallastBytes: the file kept beside the database and deleted by a
+	// start on a full disk, so the database can open.
+	BallastBytes int64 `yaml:"ballast_bytes"`
 }
 
 // APIConfig configures the REST API listener.
@@ -125,6 +136,7 @@ func defaultConfig() Config {
 		MQTT:     MQTTConfig{Listen: ":1883", TLSListen: ":8883", TimestampSkew: time.Hour},
 		Registry: RegConfig{SweepInterval: time.Second, CacheEntries: 1 << 21, CacheMaxAge: 10 * time.Minute,
 			MaxDevicesPerProduct: 500_000, MaxSubDevicesPerGateway: 1_500, MaxClientIDsPerDevice: 5, MaxSubDevicesPerRequest: 30},
+		Store: StoreConfig{MinFreeBytes: 256 << 20, BallastBytes: 64 << 20},
 	}
 }
 

@@ -64,7 +64,8 @@ func run(configPath string) error {
 	if err != nil {
 		return err
 	}
-	store, err := badgerkv.Open(badgerkv.Options{Dir: cfg.DataDir + "/db", Logger: log, Queues: registry.Queues()})
+	store, err := badgerkv.Open(badgerkv.Options{Dir: cfg.DataDir + "/db", Logger: log, Queues: registry.Queues(),
+		MinFreeBytes: cfg.Store.MinFreeBytes, BallastBytes: cfg.Store.BallastBytes})
 	if err != nil {
 		return err
 	}
