@@ -24,6 +24,10 @@ import (
 //	#p/{product_id}               device count of a product
 //	#g/{gateway_id}               sub-device count of a gateway
 //	t/{device_id}                 last connection-status change (unix ns)
+//	dm/{device_id}/{message_id}   downlink message record (downlinks.go)
+//	dl/{device_id}/{seq}          message_id (a device's downlink messages)
+//	dh/{device_id}/{seq}          message_id (its PENDING ones, oldest first)
+//	dx/{deadline}/{device_id}/{message_id} nil (PENDING message deadlines, ordered)
 const sep = 0
 
 func key(prefix string, parts ...string) []byte {
@@ -90,3 +94,31 @@ func parseExpiryKey(k []byte) (time.Time, string, bool) {
 // record, so connects and disconnects never rewrite (and re-seal, and
 // evict from the cache) the record itself.
 func statusTimeKey(id string) []byte { return key("t", id) }
+
+func downlinkKey(dev, id string) []byte      { return key("dm", dev, id) }
+func downlinkListKey(dev, seq string) []byte { return key("dl", dev, seq) }
+func downlinkHeldKey(dev, seq string) []byte { return key("dh", dev, seq) }
+
+var downlinkDeadlinePrefix = []byte{'d', 'x', sep}
+
+// downlinkDeadlineKey orders PENDING messages by their deadline
+// (big-endian unix nanoseconds), so the sweep stops at the first not due.
+func downlinkDeadlineKey(at time.Time, dev, id string) []byte {
+	b := make([]byte, 0, len(downlinkDeadlinePrefix)+9+len(dev)+1+len(id))
+	b = append(b, downlinkDeadlinePrefix...)
+	b = binary.BigEndian.AppendUint64(b, uint64(at.UnixNano()))
+	b = append(b, sep)
+	b = append(b, dev...)
+	b = append(b, sep)
+	return append(b, id...)
+}
+
+func parseDownlinkDeadlineKey(k []byte) (at time.Time, dev, id string, ok bool) {
+	n := len(downlinkDeadlinePrefix)
+	if len(k) < n+9 {
+		return time.Time{}, "", "", false
+	}
+	at = time.Unix(0, int64(binary.BigEndian.Uint64(k[n:])))
+	dev, id, ok = strings.Cut(string(k[n+9:]), string(rune(sep)))
+	return at, dev, id, ok
+}

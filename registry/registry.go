@@ -100,6 +100,8 @@ type Registry struct {
 
 	pending *pendingHint // devices that may have PENDING async commands
 
+	router *Router // delivers applications' requests to devices
+
 	// expiryFloor and asyncFloor are where the sweeps of the two deadline
 	// indexes start (see deadlineFloor).
 	expiryFloor, asyncFloor *deadlineFloor
@@ -181,6 +183,10 @@ func New(o Options) (*Registry, error) {
 	if err := r.loadPendingHint(); err != nil {
 		return nil, fmt.Errorf("registry: pending commands: %w", err)
 	}
+	r.router = newRouter(r)
+	if err := r.router.loadHeld(); err != nil {
+		return nil, fmt.Errorf("registry: held messages: %w", err)
+	}
 	r.wg.Add(1)
 	go r.commitLoop()
 	return r, nil
@@ -213,6 +219,9 @@ func (r *Registry) Run(ctx context.Context) error {
 		}
 		if _, err := r.SweepAsyncCommands(ctx); err != nil && ctx.Err() == nil {
 			r.log.Error("async command sweep failed", "err", err)
+		}
+		if _, err := r.sweepDownlinks(ctx); err != nil && ctx.Err() == nil {
+			r.log.Error("downlink message sweep failed", "err", err)
 		}
 		if err := r.flushStatus(ctx); err != nil && ctx.Err() == nil {
 			r.log.Error("status flush failed", "err", err)

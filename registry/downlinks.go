@@ -1,0 +1,432 @@
+package registry
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Downlink messages (IoTDA's CreateMessage) are kept durably from the
+// moment an application sends one, so a message to an MQTT device that is
+// offline is held and delivered when it connects (IoTDA's delayed message
+// delivery), and every message's outcome can be read back
+// (ShowDeviceMessage, ListDeviceMessages). The registry owns the records
+// and their lifecycle
+//
+//	PENDING ─┬─> DELIVERED
+//	         ├─> FAILED    (the adapter refused it: not subscribed, ...)
+//	         └─> TIMEOUT   (still PENDING when its ttl ran out)
+//
+// and the Router moves them along it. A device's PENDING messages are
+// delivered in creation order (see Router.flushHeld).
+
+// MessageStatus is the status of a downlink message.
+type MessageStatus string
+
+// The statuses of IoTDA's downlink messages.
+const (
+	// MessagePending: held by the platform, not yet delivered.
+	MessagePending MessageStatus = "PENDING"
+	// MessageDelivered: written to the device's session.
+	MessageDelivered MessageStatus = "DELIVERED"
+	// MessageFailed: the device's session refused it (see ErrorCode).
+	MessageFailed MessageStatus = "FAILED"
+	// MessageTimeout: its ttl ran out before the device connected.
+	MessageTimeout MessageStatus = "TIMEOUT"
+)
+
+// Limits of downlink messages (IoTDA's).
+const (
+	// DownlinksKept is how many downlink messages a device keeps; the
+	// oldest finished one makes room for a new one.
+	DownlinksKept = 20
+	// DefaultMessageTTL is the ttl, in minutes, used when none is given.
+	DefaultMessageTTL = 1440
+	// MaxMessageTTL is the largest ttl, in minutes (one day).
+	MaxMessageTTL = 1440
+	// messageTTLStep: a ttl is a multiple of 5 minutes.
+	messageTTLStep = 5
+	// uncachedGrace is how long a ttl-0 ("not cached") message sent to an
+	// online device may wait behind the device's earlier messages in the
+	// delivery under way before it times out.
+	uncachedGrace = 30 * time.Second
+)
+
+// Error codes a FAILED message carries (IoTDA's ErrorInfoDTO).
+const (
+	MessageErrNotOnline     = "IOTDA.014016"
+	MessageErrNotSubscribed = "IOTDA.014112"
+)
+
+// DownlinkMessage is one downlink message and its delivery state.
+type DownlinkMessage struct {
+	ProjectID string `json:"project"`
+	DeviceID  string `json:"device"`
+	MessageID string `json:"id"`
+	Name      string `json:"name,omitempty"`
+	// Message, Encoding, PayloadFormat and TopicSuffix are what the
+	// application sent, kept to show it back.
+	Message       json.RawMessage `json:"message"`
+	Encoding      string          `json:"encoding,omitempty"`
+	PayloadFormat string          `json:"payload_format,omitempty"`
+	// Topic is the full topic it goes out on; empty: the default one.
+	Topic string `json:"topic,omitempty"`
+	// Payload is what the device receives.
+	Payload []byte `json:"payload"`
+	TTL     int    `json:"ttl"` // minutes
+
+	Status       MessageStatus `json:"status"`
+	ErrorCode    string        `json:"error_code,omitempty"`
+	ErrorMsg     string        `json:"error_msg,omitempty"`
+	CreatedTime  time.Time     `json:"created"`
+	FinishedTime time.Time     `json:"finished,omitzero"`
+	// Deadline is when a PENDING message times out; zero once final.
+	Deadline time.Time `json:"deadline,omitzero"`
+	// Seq orders a device's messages.
+	Seq string `json:"seq"`
+}
+
+// wire is what the adapter sends.
+func (m *DownlinkMessage) wire() DownMessage {
+	return DownMessage{MessageID: m.MessageID, Name: m.Name, Payload: m.Payload, Topic: m.Topic}
+}
+
+// NewDownlinkMessage is what an application supplies to send a message.
+type NewDownlinkMessage struct {
+	MessageID     string // empty: one is generated
+	Name          string
+	Message       json.RawMessage
+	Encoding      string
+	PayloadFormat string
+	Topic         string // full topic; empty: the default downlink topic
+	Payload       []byte
+	// TTL is how long, in minutes, the message may be held for an
+	// offline device; nil means DefaultMessageTTL, 0 not at all.
+	TTL *int
+}
+
+func (n *NewDownlinkMessage) validate() error {
+	if n.MessageID == "" {
+		n.MessageID = randomHex(16)
+	} else if err := checkID("message_id", n.MessageID, 100, true); err != nil {
+		return err
+	}
+	if err := checkText("name", n.Name, 128); err != nil {
+		return err
+	}
+	if n.TTL != nil {
+		if t := *n.TTL; t < 0 || t > MaxMessageTTL || t%messageTTLStep != 0 {
+			return invalid("ttl", "must be a multiple of %d from 0 to %d minutes", messageTTLStep, MaxMessageTTL)
+		}
+	}
+	return nil
+}
+
+func (n *NewDownlinkMessage) ttl() int {
+	if n.TTL == nil {
+		return DefaultMessageTTL
+	}
+	return *n.TTL
+}
+
+// Key layout of downlink messages (see keys.go):
+//
+//	dm/{device_id}/{message_id}  message record
+//	dl/{device_id}/{seq}         message_id (a device's messages, oldest first)
+//	dh/{device_id}/{seq}         message_id (its PENDING ones, oldest first)
+//	dx/{deadline}/{device_id}/{message_id} nil (PENDING deadlines, ordered)
+
+// createDownlink stores a new PENDING message of a device of project,
+// dropping the device's oldest finished message once it keeps
+// DownlinksKept (ErrQuota when all it keeps are PENDING).
+func (r *Registry) createDownlink(ctx context.Context, project, deviceID string, n NewDownlinkMessage) (*DownlinkMessage, error) {
+	if err := n.validate(); err != nil {
+		return nil, err
+	}
+	now := r.now().UTC()
+	m := &DownlinkMessage{
+		ProjectID: project, DeviceID: deviceID, MessageID: n.MessageID, Name: n.Name,
+		Message: n.Message, Encoding: n.Encoding, PayloadFormat: n.PayloadFormat,
+		Topic: n.Topic, Payload: n.Payload, TTL: n.ttl(),
+		Status: MessagePending, CreatedTime: now, Seq: r.seq.next(now),
+	}
+	m.Deadline = now.Add(time.Duration(m.TTL) * time.Minute)
+	if m.TTL == 0 {
+		m.Deadline = now.Add(uncachedGrace)
+	}
+	err := r.write(ctx, func(w Writer) error {
+		d, err := r.getDevice(w, deviceID)
+		if err != nil {
+			return err
+		}
+		if d.ProjectID != project {
+			return &NotFoundError{Kind: "device", ID: deviceID}
+		}
+		if _, err := w.Get(downlinkKey(deviceID, m.MessageID)); err == nil {
+			return &ConflictError{Field: "message_id", Value: m.MessageID}
+		} else if !errors.Is(err, ErrNoKey) {
+			return err
+		}
+		if err := trimDownlinks(w, deviceID); err != nil {
+			return err
+		}
+		for _, k := range [][]byte{downlinkListKey(deviceID, m.Seq), downlinkHeldKey(deviceID, m.Seq)} {
+			if err := w.Set(k, []byte(m.MessageID)); err != nil {
+				return err
+			}
+		}
+		if err := w.Set(downlinkDeadlineKey(m.Deadline, deviceID, m.MessageID), nil); err != nil {
+			return err
+		}
+		if err := putDownlink(w, m); err != nil {
+			return err
+		}
+		return r.messageStatusChanged(w, m)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// trimDownlinks makes room for one more message of dev by dropping its
+// oldest finished message once it keeps DownlinksKept.
+func trimDownlinks(w Writer, dev string) error {
+	var ids []string
+	if err := w.Scan(prefixKey("dl", dev), nil, false, func(_, v []byte) (bool, error) {
+		ids = append(ids, string(v))
+		return true, nil
+	}); err != nil {
+		return err
+	}
+	if len(ids) < DownlinksKept {
+		return nil
+	}
+	for _, id := range ids {
+		m, err := getDownlink(w, dev, id)
+		if err != nil {
+			return err
+		}
+		if m.Status != MessagePending {
+			return deleteDownlink(w, m)
+		}
+	}
+	return fmt.Errorf("%w: device %s already holds %d pending messages", ErrQuota, dev, len(ids))
+}
+
+func putDownlink(w Writer, m *DownlinkMessage) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("encode message %s: %w", m.MessageID, err)
+	}
+	return w.Set(downlinkKey(m.DeviceID, m.MessageID), b)
+}
+
+func getDownlink(rd Reader, dev, id string) (*DownlinkMessage, error) {
+	b, err := rd.Get(downlinkKey(dev, id))
+	if errors.Is(err, ErrNoKey) {
+		return nil, &NotFoundError{Kind: "message", ID: id}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read message %s: %w", id, err)
+	}
+	var m DownlinkMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("decode message %s: %w", id, err)
+	}
+	return &m, nil
+}
+
+func deleteDownlink(w Writer, m *DownlinkMessage) error {
+	keys := [][]byte{downlinkListKey(m.DeviceID, m.Seq), downlinkHeldKey(m.DeviceID, m.Seq), downlinkKey(m.DeviceID, m.MessageID)}
+	if !m.Deadline.IsZero() {
+		keys = append(keys, downlinkDeadlineKey(m.Deadline, m.DeviceID, m.MessageID))
+	}
+	for _, k := range keys {
+		if err := w.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// deleteDownlinks removes every message of a device (device deletion).
+func deleteDownlinks(w Writer, dev string) error {
+	var ids []string
+	if err := w.Scan(prefixKey("dl", dev), nil, false, func(_, v []byte) (bool, error) {
+		ids = append(ids, string(v))
+		return true, nil
+	}); err != nil {
+		return err
+	}
+	for _, id := range ids {
+		m, err := getDownlink(w, dev, id)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if err := deleteDownlink(w, m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// finishDownlink moves a PENDING message to a final status (with IoTDA's
+// error code and message when FAILED). It returns the message as it is
+// now; ok is false when it was no longer PENDING (timed out, or another
+// delivery finished it) and so was left alone.
+func (r *Registry) finishDownlink(ctx context.Context, dev, id string, status MessageStatus, code, msg string) (m *DownlinkMessage, ok bool, err error) {
+	now := r.now().UTC()
+	err = r.write(ctx, func(w Writer) error {
+		ok = false
+		m, err = getDownlink(w, dev, id)
+		if err != nil || m.Status != MessagePending {
+			return err
+		}
+		if err := w.Delete(downlinkHeldKey(dev, m.Seq)); err != nil {
+			return err
+		}
+		if err := w.Delete(downlinkDeadlineKey(m.Deadline, dev, id)); err != nil {
+			return err
+		}
+		m.Status, m.ErrorCode, m.ErrorMsg = status, code, msg
+		m.FinishedTime, m.Deadline = now, time.Time{}
+		ok = true
+		if err := putDownlink(w, m); err != nil {
+			return err
+		}
+		return r.messageStatusChanged(w, m)
+	})
+	return m, ok, err
+}
+
+// messageStatusChanged is called in the transaction that creates a
+// downlink message or changes its status, so an event written here
+// commits with the change (an outbox).
+//
+// EVENTS: the durable-events work connects here, recording IoTDA's
+// device.message.status/update (message_id, name, device_id, status,
+// timestamp) for m. Until then it records nothing.
+func (r *Registry) messageStatusChanged(w Writer, m *DownlinkMessage) error {
+	_, _ = w, m
+	return nil
+}
+
+// heldDownlinks returns up to limit of a device's PENDING messages,
+// oldest first: the order they must be delivered in.
+func (r *Registry) heldDownlinks(dev string, limit int) ([]*DownlinkMessage, error) {
+	var out []*DownlinkMessage
+	err := r.store.View(func(rd Reader) error {
+		return rd.Scan(prefixKey("dh", dev), nil, false, func(_, v []byte) (bool, error) {
+			m, err := getDownlink(rd, dev, string(v))
+			if errors.Is(err, ErrNotFound) {
+				return true, nil
+			}
+			if err != nil {
+				return false, err
+			}
+			if m.Status == MessagePending {
+				out = append(out, m)
+			}
+			return len(out) < limit, nil
+		})
+	})
+	return out, err
+}
+
+// heldDevices calls fn for each device that has a PENDING message.
+func (r *Registry) heldDevices(fn func(dev string)) error {
+	return r.store.View(func(rd Reader) error {
+		last := ""
+		return rd.Scan(prefixKey("dh"), nil, false, func(k, _ []byte) (bool, error) {
+			_, rest, _ := cutPart(string(k))
+			dev, _, ok := cutPart(rest)
+			if !ok {
+				return false, fmt.Errorf("corrupt held message key %q", k)
+			}
+			if dev != last {
+				fn(dev)
+				last = dev
+			}
+			return true, nil
+		})
+	})
+}
+
+// DownlinkMessage returns a message sent to a device of project.
+func (r *Registry) DownlinkMessage(ctx context.Context, project, deviceID, messageID string) (*DownlinkMessage, error) {
+	if _, err := r.ProjectDevice(ctx, project, deviceID); err != nil {
+		return nil, err
+	}
+	var m *DownlinkMessage
+	err := r.store.View(func(rd Reader) error {
+		var err error
+		m, err = getDownlink(rd, deviceID, messageID)
+		return err
+	})
+	return m, err
+}
+
+// DownlinkMessages returns the messages a device of project keeps
+// (at most DownlinksKept), oldest first.
+func (r *Registry) DownlinkMessages(ctx context.Context, project, deviceID string) ([]*DownlinkMessage, error) {
+	if _, err := r.ProjectDevice(ctx, project, deviceID); err != nil {
+		return nil, err
+	}
+	out := []*DownlinkMessage{}
+	err := r.store.View(func(rd Reader) error {
+		return rd.Scan(prefixKey("dl", deviceID), nil, false, func(_, v []byte) (bool, error) {
+			m, err := getDownlink(rd, deviceID, string(v))
+			if err != nil {
+				return false, err
+			}
+			out = append(out, m)
+			return true, nil
+		})
+	})
+	return out, err
+}
+
+// sweepDownlinks marks PENDING messages whose ttl ran out TIMEOUT,
+// reading the ordered deadline index up to the first that is not due. It
+// returns how many it changed.
+func (r *Registry) sweepDownlinks(ctx context.Context) (int, error) {
+	now := r.now()
+	type due struct{ dev, id string }
+	var ds []due
+	err := r.store.View(func(rd Reader) error {
+		return rd.Scan(downlinkDeadlinePrefix, nil, false, func(k, _ []byte) (bool, error) {
+			at, dev, id, ok := parseDownlinkDeadlineKey(k)
+			if !ok {
+				return false, fmt.Errorf("corrupt message deadline key %q", k)
+			}
+			if at.After(now) {
+				return false, nil
+			}
+			ds = append(ds, due{dev, id})
+			return len(ds) < sweepBatch, nil
+		})
+	})
+	if err != nil {
+		return 0, err
+	}
+	changed := 0
+	for _, d := range ds {
+		_, ok, err := r.finishDownlink(ctx, d.dev, d.id, MessageTimeout, "", "")
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return changed, err
+		}
+		if ok {
+			changed++
+		}
+	}
+	return changed, nil
+}
