@@ -58,12 +58,12 @@ const maxBody = 2 << 20
 // New builds the API server.
 func New(o Options) *Server {
 	s := &Server{
-		reg:      o.Registry,
-		log:      o.Logger,
-		byAK:     make(map[string]*Credential),
-		byToken:  make(map[string]*Credential),
-		router:   o.Router,
-		cmdWait:  o.CommandTimeout,
+		reg:     o.Registry,
+		log:     o.Logger,
+		byAK:    make(map[string]*Credential),
+		byToken: make(map[string]*Credential),
+		router:  o.Router,
+		cmdWait: o.CommandTimeout,
 	}
 	if s.router == nil && s.reg != nil {
 		s.router = s.reg.Router()
