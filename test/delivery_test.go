@@ -113,6 +113,16 @@ func TestDelayedMessageDelivery(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("msg-4 not delivered")
 	}
+	// A custom topic the device has not subscribed to: refused with
+	// IoTDA's code, and the message FAILED with it.
+	st, out := g.Do("POST", g.P("/devices/"+d.id+"/messages"), map[string]any{"message_id": "msg-5", "message": "x", "topic": "display"})
+	if st != http.StatusBadRequest || out["error_code"] != "IOTDA.014112" {
+		t.Fatalf("unsubscribed custom topic: %d %v", st, out)
+	}
+	s, err = client.ShowDeviceMessage(&model.ShowDeviceMessageRequest{DeviceId: d.id, MessageId: "msg-5"})
+	if err != nil || *s.Status != "FAILED" || s.ErrorInfo == nil || *s.ErrorInfo.ErrorCode != "IOTDA.014112" {
+		t.Fatalf("unsubscribed message: %v %+v", err, s)
+	}
 	if st, out := g.Do("GET", g.P("/devices/"+d.id+"/messages/nope"), nil); st != http.StatusNotFound || out["error_code"] != "IOTDA.014101" {
 		t.Fatalf("unknown message: %d %v", st, out)
 	}
