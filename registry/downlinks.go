@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -188,6 +189,9 @@ func (r *Registry) createDownlink(ctx context.Context, project, deviceID string,
 	if err != nil {
 		return nil, err
 	}
+	// Committed: the sweep may no longer skip past its deadline (the
+	// committer does this for the other deadline indexes).
+	r.router.deadlines.lower(m.Deadline.UnixNano())
 	return m, nil
 }
 
@@ -283,26 +287,30 @@ func deleteDownlinks(w Writer, dev string) error {
 func (r *Registry) finishDownlink(ctx context.Context, dev, id string, status MessageStatus, code, msg string) (m *DownlinkMessage, ok bool, err error) {
 	now := r.now().UTC()
 	err = r.write(ctx, func(w Writer) error {
-		ok = false
-		m, err = getDownlink(w, dev, id)
-		if err != nil || m.Status != MessagePending {
-			return err
-		}
-		if err := w.Delete(downlinkHeldKey(dev, m.Seq)); err != nil {
-			return err
-		}
-		if err := w.Delete(downlinkDeadlineKey(m.Deadline, dev, id)); err != nil {
-			return err
-		}
-		m.Status, m.ErrorCode, m.ErrorMsg = status, code, msg
-		m.FinishedTime, m.Deadline = now, time.Time{}
-		ok = true
-		if err := putDownlink(w, m); err != nil {
-			return err
-		}
-		return r.messageStatusChanged(w, m)
+		m, ok, err = r.finishIn(w, dev, id, status, code, msg, now)
+		return err
 	})
 	return m, ok, err
+}
+
+// finishIn is finishDownlink within a write.
+func (r *Registry) finishIn(w Writer, dev, id string, status MessageStatus, code, msg string, now time.Time) (*DownlinkMessage, bool, error) {
+	m, err := getDownlink(w, dev, id)
+	if err != nil || m.Status != MessagePending {
+		return m, false, err
+	}
+	if err := w.Delete(downlinkHeldKey(dev, m.Seq)); err != nil {
+		return nil, false, err
+	}
+	if err := w.Delete(downlinkDeadlineKey(m.Deadline, dev, id)); err != nil {
+		return nil, false, err
+	}
+	m.Status, m.ErrorCode, m.ErrorMsg = status, code, msg
+	m.FinishedTime, m.Deadline = now, time.Time{}
+	if err := putDownlink(w, m); err != nil {
+		return nil, false, err
+	}
+	return m, true, r.messageStatusChanged(w, m)
 }
 
 // messageStatusChanged is called in the transaction that creates a
@@ -393,40 +401,39 @@ func (r *Registry) DownlinkMessages(ctx context.Context, project, deviceID strin
 }
 
 // sweepDownlinks marks PENDING messages whose ttl ran out TIMEOUT,
-// reading the ordered deadline index up to the first that is not due. It
-// returns how many it changed.
+// reading the ordered deadline index from its floor (see deadlineFloor):
+// the cost is proportional to the messages due, not to those delivered
+// before. It returns how many it changed.
 func (r *Registry) sweepDownlinks(ctx context.Context) (int, error) {
-	now := r.now()
-	type due struct{ dev, id string }
-	var ds []due
-	err := r.store.View(func(rd Reader) error {
-		return rd.Scan(downlinkDeadlinePrefix, nil, false, func(k, _ []byte) (bool, error) {
-			at, dev, id, ok := parseDownlinkDeadlineKey(k)
-			if !ok {
-				return false, fmt.Errorf("corrupt message deadline key %q", k)
+	return r.sweep(r.router.deadlines, parseDownlinkDeadlineRef, func(due []string, now time.Time) (int, error) {
+		changed := 0
+		err := r.write(ctx, func(w Writer) error {
+			changed = 0
+			for _, ref := range due {
+				dev, id, _ := strings.Cut(ref, string(rune(sep)))
+				_, ok, err := r.finishIn(w, dev, id, MessageTimeout, "", "", now.UTC())
+				if errors.Is(err, ErrNotFound) {
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				if ok {
+					changed++
+				}
 			}
-			if at.After(now) {
-				return false, nil
-			}
-			ds = append(ds, due{dev, id})
-			return len(ds) < sweepBatch, nil
+			return nil
 		})
-	})
-	if err != nil {
-		return 0, err
-	}
-	changed := 0
-	for _, d := range ds {
-		_, ok, err := r.finishDownlink(ctx, d.dev, d.id, MessageTimeout, "", "")
-		if errors.Is(err, ErrNotFound) {
-			continue
-		}
 		if err != nil {
-			return changed, err
+			return 0, err
 		}
-		if ok {
-			changed++
-		}
-	}
-	return changed, nil
+		return changed, nil
+	})
+}
+
+// parseDownlinkDeadlineRef is parseDownlinkDeadlineKey for the sweep: the
+// message is named "{device_id}\x00{message_id}".
+func parseDownlinkDeadlineRef(k []byte) (time.Time, string, bool) {
+	at, dev, id, ok := parseDownlinkDeadlineKey(k)
+	return at, dev + string(rune(sep)) + id, ok
 }

@@ -125,6 +125,9 @@ type Router struct {
 
 	// sendTimeout bounds the write of one message to a device.
 	sendTimeout time.Duration
+
+	// deadlines is where the sweep of held messages' deadlines starts.
+	deadlines *deadlineFloor
 }
 
 // messageSendTimeout bounds the write of one downlink message: a device
@@ -134,7 +137,8 @@ const messageSendTimeout = 10 * time.Second
 
 func newRouter(r *Registry) *Router {
 	return &Router{reg: r, log: r.log, adapters: make(map[Protocol]Adapter), held: newPendingHint(),
-		flushing: make(map[string]*flushRun), sendTimeout: messageSendTimeout}
+		flushing: make(map[string]*flushRun), sendTimeout: messageSendTimeout,
+		deadlines: newDeadlineFloor(downlinkDeadlinePrefix)}
 }
 
 // loadHeld marks every device with a PENDING message (at start-up).

@@ -445,3 +445,39 @@ func TestHeldMessagesSurviveRestart(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// The sweep of held messages seeks to the first deadline it left, past
+// those of messages delivered since (deleted, but their tombstones stay
+// in the store until a compaction), and still finds a deadline written
+// below its floor.
+func TestDownlinkSweepFloor(t *testing.T) {
+	clock := &fakeClock{t: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)}
+	r, rec := recordedRegistry(t, downlinkDeadlinePrefix, clock)
+	f := setUpRouter(t, r, clock, true)
+	ctx := context.Background()
+	far := f.send(t, "mq_m1", "far") // a day
+	f.connect(t, "mq_m1")            // delivers far: its deadline is deleted
+	f.send(t, "mq_m1", "now")        // delivered at once
+	f.r.presence.drop("mq_m1")
+	left := f.send(t, "mq_m1", "left") // held, a day
+	for range 2 {
+		if n, err := r.sweepDownlinks(ctx); err != nil || n != 0 {
+			t.Fatalf("sweep: %d %v", n, err)
+		}
+	}
+	if from, want := rec.lastFrom(), floorKey(downlinkDeadlinePrefix, left.Deadline.UnixNano()); !bytes.Equal(from, want) {
+		t.Fatalf("second sweep read from %q, want %q (far's deadline was %v)", from, want, far.Deadline)
+	}
+	five := 5
+	near, err := f.r.Router().SendMessage(ctx, "proj", f.device(t, "mq_m1"), NewDownlinkMessage{MessageID: "near", Message: json.RawMessage(`1`), TTL: &five})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(6 * time.Minute)
+	if n, err := r.sweepDownlinks(ctx); err != nil || n != 1 {
+		t.Fatalf("sweep after near's ttl: %d %v", n, err)
+	}
+	if m := f.status(t, "mq_m1", near.MessageID); m.Status != MessageTimeout {
+		t.Fatalf("near: %s", m.Status)
+	}
+}
