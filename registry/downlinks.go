@@ -138,6 +138,7 @@ func (n *NewDownlinkMessage) ttl() int {
 //	dl/{device_id}/{seq}         message_id (a device's messages, oldest first)
 //	dh/{device_id}/{seq}         message_id (its PENDING ones, oldest first)
 //	dx/{deadline}/{device_id}/{message_id} nil (PENDING deadlines, ordered)
+//	#dm/{device_id}              oldest seqs of dl and dh (downlinkmeta.go)
 
 // createDownlink stores a new PENDING message of a device of project,
 // dropping the device's oldest finished message once it keeps
@@ -170,13 +171,21 @@ func (r *Registry) createDownlink(ctx context.Context, project, deviceID string,
 		} else if !errors.Is(err, ErrNoKey) {
 			return err
 		}
-		if err := trimDownlinks(w, deviceID); err != nil {
+		meta, err := readDownlinkMeta(w, deviceID)
+		if err != nil {
+			return err
+		}
+		if meta, err = trimDownlinks(w, deviceID, meta); err != nil {
 			return err
 		}
 		for _, k := range [][]byte{downlinkListKey(deviceID, m.Seq), downlinkHeldKey(deviceID, m.Seq)} {
 			if err := w.Set(k, []byte(m.MessageID)); err != nil {
 				return err
 			}
+		}
+		meta.added(m.Seq)
+		if err := w.Set(downlinkMetaKey(deviceID), meta.encode()); err != nil {
+			return err
 		}
 		if err := w.Set(downlinkDeadlineKey(m.Deadline, deviceID, m.MessageID), nil); err != nil {
 			return err
@@ -196,28 +205,37 @@ func (r *Registry) createDownlink(ctx context.Context, project, deviceID string,
 }
 
 // trimDownlinks makes room for one more message of dev by dropping its
-// oldest finished message once it keeps DownlinksKept.
-func trimDownlinks(w Writer, dev string) error {
+// oldest finished message once it keeps DownlinksKept, and returns m
+// as it is then.
+func trimDownlinks(w Writer, dev string, m downlinkMeta) (downlinkMeta, error) {
+	prefix := prefixKey("dl", dev)
 	var ids []string
-	if err := w.Scan(prefixKey("dl", dev), nil, false, func(_, v []byte) (bool, error) {
+	if err := w.Scan(prefix, m.from(prefix, m.oldest), false, func(_, v []byte) (bool, error) {
 		ids = append(ids, string(v))
 		return true, nil
 	}); err != nil {
-		return err
+		return m, err
 	}
 	if len(ids) < DownlinksKept {
-		return nil
+		return m, nil
 	}
 	for _, id := range ids {
-		m, err := getDownlink(w, dev, id)
+		victim, err := getDownlink(w, dev, id)
 		if err != nil {
-			return err
+			return m, err
 		}
-		if m.Status != MessagePending {
-			return deleteDownlink(w, m)
+		if victim.Status == MessagePending {
+			continue
 		}
+		if err := deleteDownlink(w, victim); err != nil {
+			return m, err
+		}
+		if victim.Seq == m.oldest {
+			m.oldest, err = seqAfter(w, prefix, victim.Seq)
+		}
+		return m, err
 	}
-	return fmt.Errorf("%w: device %s already holds %d pending messages", ErrQuota, dev, len(ids))
+	return m, fmt.Errorf("%w: device %s already holds %d pending messages", ErrQuota, dev, len(ids))
 }
 
 func putDownlink(w Writer, m *DownlinkMessage) error {
@@ -277,7 +295,7 @@ func deleteDownlinks(w Writer, dev string) error {
 			return err
 		}
 	}
-	return nil
+	return w.Delete(downlinkMetaKey(dev))
 }
 
 // finishDownlink moves a PENDING message to a final status (with IoTDA's
@@ -310,7 +328,23 @@ func (r *Registry) finishIn(w Writer, dev, id string, status MessageStatus, code
 	if err := putDownlink(w, m); err != nil {
 		return nil, false, err
 	}
+	if err := heldLeft(w, m); err != nil {
+		return nil, false, err
+	}
 	return m, true, r.messageStatusChanged(w, m)
+}
+
+// heldLeft moves the device's oldest held seq on when m, which just left
+// PENDING, was the oldest.
+func heldLeft(w Writer, m *DownlinkMessage) error {
+	meta, err := readDownlinkMeta(w, m.DeviceID)
+	if err != nil || !meta.known || meta.oldestHeld != m.Seq {
+		return err
+	}
+	if meta.oldestHeld, err = seqAfter(w, prefixKey("dh", m.DeviceID), m.Seq); err != nil {
+		return err
+	}
+	return w.Set(downlinkMetaKey(m.DeviceID), meta.encode())
 }
 
 // messageStatusChanged is called in the transaction that creates a
@@ -330,7 +364,12 @@ func (r *Registry) messageStatusChanged(w Writer, m *DownlinkMessage) error {
 func (r *Registry) heldDownlinks(dev string, limit int) ([]*DownlinkMessage, error) {
 	var out []*DownlinkMessage
 	err := r.store.View(func(rd Reader) error {
-		return rd.Scan(prefixKey("dh", dev), nil, false, func(_, v []byte) (bool, error) {
+		meta, err := readDownlinkMeta(rd, dev)
+		if err != nil || meta.noneHeld() {
+			return err
+		}
+		prefix := prefixKey("dh", dev)
+		return rd.Scan(prefix, meta.from(prefix, meta.oldestHeld), false, func(_, v []byte) (bool, error) {
 			m, err := getDownlink(rd, dev, string(v))
 			if errors.Is(err, ErrNotFound) {
 				return true, nil
@@ -388,7 +427,12 @@ func (r *Registry) DownlinkMessages(ctx context.Context, project, deviceID strin
 	}
 	out := []*DownlinkMessage{}
 	err := r.store.View(func(rd Reader) error {
-		return rd.Scan(prefixKey("dl", deviceID), nil, false, func(_, v []byte) (bool, error) {
+		meta, err := readDownlinkMeta(rd, deviceID)
+		if err != nil {
+			return err
+		}
+		prefix := prefixKey("dl", deviceID)
+		return rd.Scan(prefix, meta.from(prefix, meta.oldest), false, func(_, v []byte) (bool, error) {
 			m, err := getDownlink(rd, deviceID, string(v))
 			if err != nil {
 				return false, err

@@ -28,6 +28,7 @@ import (
 //	dl/{device_id}/{seq}          message_id (a device's downlink messages)
 //	dh/{device_id}/{seq}          message_id (its PENDING ones, oldest first)
 //	dx/{deadline}/{device_id}/{message_id} nil (PENDING message deadlines, ordered)
+//	#dm/{device_id}               oldest seq of its dl and dh lists (downlinkmeta.go)
 const sep = 0
 
 func key(prefix string, parts ...string) []byte {
@@ -98,6 +99,7 @@ func statusTimeKey(id string) []byte { return key("t", id) }
 func downlinkKey(dev, id string) []byte      { return key("dm", dev, id) }
 func downlinkListKey(dev, seq string) []byte { return key("dl", dev, seq) }
 func downlinkHeldKey(dev, seq string) []byte { return key("dh", dev, seq) }
+func downlinkMetaKey(dev string) []byte      { return key("#dm", dev) }
 
 var downlinkDeadlinePrefix = []byte{'d', 'x', sep}
 

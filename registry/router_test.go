@@ -481,3 +481,47 @@ func TestDownlinkSweepFloor(t *testing.T) {
 		t.Fatalf("near: %s", m.Status)
 	}
 }
+
+// The scans of a device's message lists seek to their oldest live entry,
+// past the entries trimmed or delivered before.
+func TestDownlinkListsSeekPastDeleted(t *testing.T) {
+	for _, tc := range []struct {
+		list string
+		scan func(f *routerFixture) error
+		// oldest is the seq the scan must start from.
+		oldest func(t *testing.T, f *routerFixture) string
+	}{
+		{"dl", func(f *routerFixture) error {
+			_, err := f.r.DownlinkMessages(context.Background(), "proj", "mq_m1")
+			return err
+		}, func(t *testing.T, f *routerFixture) string {
+			l, _ := f.r.DownlinkMessages(context.Background(), "proj", "mq_m1")
+			return l[0].Seq
+		}},
+		{"dh", func(f *routerFixture) error {
+			_, err := f.r.heldDownlinks("mq_m1", DownlinksKept)
+			return err
+		}, func(t *testing.T, f *routerFixture) string { return f.status(t, "mq_m1", "held").Seq }},
+	} {
+		t.Run(tc.list, func(t *testing.T) {
+			clock := &fakeClock{t: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)}
+			prefix := prefixKey(tc.list, "mq_m1")
+			r, rec := recordedRegistry(t, prefix, clock)
+			f := setUpRouter(t, r, clock, true)
+			if _, err := r.Connected(context.Background(), "mq_m1"); err != nil {
+				t.Fatal(err)
+			}
+			for i := range DownlinksKept + 5 { // delivered at once; the first 5 trimmed
+				f.send(t, "mq_m1", fmt.Sprint("m", i))
+			}
+			f.r.presence.drop("mq_m1")
+			f.send(t, "mq_m1", "held") // trims m5
+			if err := tc.scan(f); err != nil {
+				t.Fatal(err)
+			}
+			if from, want := rec.lastFrom(), append(prefix, tc.oldest(t, f)...); !bytes.Equal(from, want) {
+				t.Fatalf("scan from %q, want %q", from, want)
+			}
+		})
+	}
+}
