@@ -389,7 +389,9 @@ func (rt *Router) flushHeld(ctx context.Context, dev string) {
 		}
 		for _, m := range msgs {
 			if !m.Deadline.After(rt.reg.now()) {
-				rt.finish(ctx, m, MessageTimeout, "", "")
+				if !rt.finish(ctx, m, MessageTimeout, "", "") {
+					return
+				}
 				continue
 			}
 			if rt.locate(dev) != sessionLocal {
