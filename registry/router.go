@@ -98,6 +98,11 @@ func checkDelivery(kind Delivery, deviceID string, p *Product) error {
 
 // Adapter is what one protocol adapter can deliver; a nil field: that
 // kind is not delivered over Protocol by this process.
+//
+// Property get/set and kick/takeover join as fields here (each a small
+// interface beside CommandSender), with their Delivery kind and its rule
+// in Delivery.allows, when they are routed; kicks still go through
+// Registry.AddKicker today.
 type Adapter struct {
 	Protocol      Protocol
 	Commands      CommandSender
