@@ -80,31 +80,9 @@ func (s *Server) createAsyncCommand(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	// "immediately" means now or not at all: a device that is not
-	// registered cannot take it. (A registered device that is asleep
-	// keeps it until it wakes up.)
-	if n.SendStrategy == registry.SendImmediately && (d.Status != registry.StatusOnline || s.asyncCommands == nil) {
-		return fromRegistry(registry.ErrNotConnected)
-	}
-	if s.asyncCommands != nil {
-		if err := s.asyncCommands.CheckAsyncCommand(n); err != nil {
-			return err
-		}
-	}
-	cmd, err := s.reg.CreateAsyncCommand(ctx, project(c), d.DeviceID, n)
+	cmd, err := s.router.CreateAsyncCommand(ctx, project(c), d, n)
 	if err != nil {
 		return err
-	}
-	if s.asyncCommands != nil {
-		now := cmd.SendStrategy == registry.SendImmediately
-		s.asyncCommands.AsyncCommandQueued(ctx, d.DeviceID, now)
-		if now {
-			// Report what happened to it: SENT, or PENDING while the
-			// device sleeps or works through older commands.
-			if cur, err := s.reg.AsyncCommand(ctx, project(c), d.DeviceID, cmd.CommandID); err == nil {
-				cmd = cur
-			}
-		}
 	}
 	v := viewAsyncCommand(cmd)
 	v.Result, v.DeliveredTime, v.ResponseTime = nil, "", ""

@@ -1,7 +1,7 @@
 // Package api serves the IoTDA v5 REST API (products, devices, device CA
 // certificates, device data and commands) over echo. It is an adapter onto
-// the registry and reaches devices only through the registry's Sender
-// interfaces, never through a protocol package.
+// the registry and reaches devices only through the registry's delivery
+// Router, never through a protocol package.
 package api
 
 import (
@@ -31,16 +31,12 @@ type Options struct {
 	// MaxClockSkew bounds X-Sdk-Date; zero means 15 minutes.
 	MaxClockSkew time.Duration
 	Logger       *slog.Logger
-	// Commands and Messages reach connected devices; nil answers
-	// "not online" for every device.
-	Commands registry.CommandSender
-	Messages registry.MessageSender
+	// Router reaches devices (commands, messages); nil means the
+	// registry's own, Registry.Router().
+	Router *registry.Router
 	// CommandTimeout is how long a synchronous command waits; zero means
 	// IoTDA's 20 s.
 	CommandTimeout time.Duration
-	// AsyncCommands delivers queued asynchronous commands (LwM2M); nil
-	// keeps them PENDING until they expire and refuses "immediately".
-	AsyncCommands registry.AsyncCommandDispatcher
 }
 
 // Server is the REST API.
@@ -52,11 +48,8 @@ type Server struct {
 	byAK     map[string]*Credential
 	byToken  map[string]*Credential
 	ready    atomic.Bool
-	commands registry.CommandSender
-	messages registry.MessageSender
+	router   *registry.Router
 	cmdWait  time.Duration
-
-	asyncCommands registry.AsyncCommandDispatcher
 }
 
 // maxBody bounds request bodies (IoTDA's largest are 1 MB messages).
@@ -65,15 +58,15 @@ const maxBody = 2 << 20
 // New builds the API server.
 func New(o Options) *Server {
 	s := &Server{
-		reg:      o.Registry,
-		log:      o.Logger,
-		byAK:     make(map[string]*Credential),
-		byToken:  make(map[string]*Credential),
-		commands: o.Commands,
-		messages: o.Messages,
-		cmdWait:  o.CommandTimeout,
-
-		asyncCommands: o.AsyncCommands,
+		reg:     o.Registry,
+		log:     o.Logger,
+		byAK:    make(map[string]*Credential),
+		byToken: make(map[string]*Credential),
+		router:  o.Router,
+		cmdWait: o.CommandTimeout,
+	}
+	if s.router == nil && s.reg != nil {
+		s.router = s.reg.Router()
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -110,6 +103,7 @@ func New(o Options) *Server {
 	s.deviceRoutes(v5)
 	s.certRoutes(v5)
 	s.dataRoutes(v5)
+	s.messageRoutes(v5)
 	s.registrationRoutes(e)
 	s.asyncCommandRoutes(v5)
 	s.echo = e

@@ -13,9 +13,9 @@ import (
 	"github.com/iotgate/iotgate/registry"
 )
 
-// wiring builds the protocol listeners and hands the API the interfaces
-// they implement (command and message delivery). Each protocol adds
-// itself here and nowhere else.
+// wiring builds the protocol listeners and registers what each can
+// deliver with the registry's Router, which the API calls to reach a
+// device. Each protocol adds itself here and nowhere else.
 type wiring struct {
 	cfg *Config
 	log *slog.Logger
@@ -25,20 +25,26 @@ type wiring struct {
 func (w *wiring) listeners() ([]listener, api.Options, error) {
 	var ls []listener
 	var opts api.Options
+	router := w.reg.Router()
 	if m, err := w.mqtt(); err != nil {
 		return nil, opts, err
 	} else if m != nil {
 		ls = append(ls, m)
 		w.reg.AddKicker(m)
-		opts.Commands, opts.Messages = m, m
+		if err := router.Register(registry.Adapter{Protocol: registry.ProtocolMQTT, Commands: m, Messages: m}); err != nil {
+			return nil, opts, err
+		}
 	}
 	if l, err := w.lwm2m(); err != nil {
 		return nil, opts, err
 	} else if l != nil {
 		ls = append(ls, l)
 		w.reg.AddKicker(l)
-		opts.AsyncCommands = l
+		if err := router.Register(registry.Adapter{Protocol: registry.ProtocolLwM2M, AsyncCommands: l}); err != nil {
+			return nil, opts, err
+		}
 	}
+	opts.Router = router
 	return ls, opts, nil
 }
 
