@@ -74,7 +74,7 @@ func (s *Server) registerDevice(c echo.Context) error {
 	case err == nil:
 		s.log.Info("device registered dynamically", "product_id", pk, "node_id", dn, "device_id", d.DeviceID)
 		return reply(aliOK, "success", map[string]string{"productKey": pk, "deviceName": dn, "deviceSecret": d.Auth.Secret})
-	case errors.As(err, &nf) && nf.Kind == "product":
+	case errors.As(err, &nf) && nf.Kind == registry.EntityProduct:
 		return reply(aliProductAbsent, "product not found", nil)
 	case errors.As(err, &nf):
 		return reply(aliDeviceAbsent, "device not found", nil)

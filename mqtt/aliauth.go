@@ -216,7 +216,7 @@ func (h *authHook) aliRegistration(ctx context.Context, cid aliClientID, pk, dn 
 	case err == nil:
 		h.log.Info("device registered dynamically over MQTT", "product_id", pk, "node_id", dn, "auth_type", cid.AuthType)
 		return &conn{registration: &res}, nil
-	case errors.As(err, &nf) && nf.Kind == "product":
+	case errors.As(err, &nf) && nf.Kind == registry.EntityProduct:
 		return nil, refuse(badCredentials, "unknown product")
 	case errors.Is(err, registry.ErrSignature):
 		return nil, refuse(badCredentials, "wrong product-secret sign")

@@ -160,7 +160,7 @@ func (f fakeAuthRegistry) DeviceByProductNode(_ context.Context, pk, dn string) 
 		d := *f.dev
 		return &d, nil
 	}
-	return nil, &registry.NotFoundError{Kind: "device", ID: pk + "/" + dn}
+	return nil, &registry.NotFoundError{Kind: registry.EntityDevice, ID: pk + "/" + dn}
 }
 
 func (f fakeAuthRegistry) ProductByID(_ context.Context, id string) (*registry.Product, error) {

@@ -56,7 +56,7 @@ func (r *Registry) CreateDevice(ctx context.Context, n NewDevice) (*Device, erro
 	if err != nil {
 		var nf *NotFoundError
 		if errors.As(err, &nf) {
-			return nil, &NotFoundError{Kind: "product", ID: d.ProductID}
+			return nil, &NotFoundError{Kind: EntityProduct, ID: d.ProductID}
 		}
 		return nil, err
 	}
@@ -71,23 +71,23 @@ func (r *Registry) CreateDevice(ctx context.Context, n NewDevice) (*Device, erro
 		// decide on the stored one.
 		if b, err := w.Get(productKey(d.ProductID)); err != nil || !bytes.Equal(b, p.stored) {
 			if p, err = getProduct(w, d.ProductID); err != nil {
-				return &NotFoundError{Kind: "product", ID: d.ProductID}
+				return &NotFoundError{Kind: EntityProduct, ID: d.ProductID}
 			}
 		}
 		if p.ProjectID != d.ProjectID {
-			return &NotFoundError{Kind: "product", ID: d.ProductID}
+			return &NotFoundError{Kind: EntityProduct, ID: d.ProductID}
 		}
 		if p.IsCoAP() && d.Auth.Type == AuthSecret && !isHex(d.Auth.Secret) {
 			return invalid("auth_info.secret", "must be hexadecimal for %s devices (it is their DTLS pre-shared key)", p.ProtocolType)
 		}
-		if err := absent(w, deviceKey(d.DeviceID), "device_id", d.DeviceID); err != nil {
+		if err := absent(w, deviceKey(d.DeviceID), UniqueDeviceID, d.DeviceID); err != nil {
 			return err
 		}
-		if err := absent(w, productNodeKey(d.ProductID, d.NodeID), "node_id", d.NodeID); err != nil {
+		if err := absent(w, productNodeKey(d.ProductID, d.NodeID), UniqueNodeID, d.NodeID); err != nil {
 			return err
 		}
 		if p.IsCoAP() {
-			if err := absent(w, nodeKey(d.NodeID), "node_id", d.NodeID); err != nil {
+			if err := absent(w, nodeKey(d.NodeID), UniqueNodeID, d.NodeID); err != nil {
 				return err
 			}
 		}
@@ -95,7 +95,7 @@ func (r *Registry) CreateDevice(ctx context.Context, n NewDevice) (*Device, erro
 			if fp == "" {
 				continue
 			}
-			if err := absent(w, fingerprintKey(fp), "fingerprint", fp); err != nil {
+			if err := absent(w, fingerprintKey(fp), UniqueFingerprint, fp); err != nil {
 				return err
 			}
 		}
@@ -250,7 +250,7 @@ func isHex(s string) bool {
 	return err == nil
 }
 
-func absent(w Reader, k []byte, field, value string) error {
+func absent(w Reader, k []byte, field UniqueField, value string) error {
 	_, err := w.Get(k)
 	if err == nil {
 		return &ConflictError{Field: field, Value: value}
@@ -370,7 +370,7 @@ func (r *Registry) encodeDevice(d *Device) ([]byte, error) {
 func (r *Registry) getDevice(rd Reader, id string) (*Device, error) {
 	b, err := rd.Get(deviceKey(id))
 	if errors.Is(err, ErrNoKey) {
-		return nil, &NotFoundError{Kind: "device", ID: id}
+		return nil, &NotFoundError{Kind: EntityDevice, ID: id}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read device %s: %w", id, err)
@@ -399,7 +399,7 @@ func (r *Registry) decodeDevice(id string, b []byte) (*Device, error) {
 }
 
 // lookup resolves an index entry to its device.
-func (r *Registry) lookup(k []byte, kind, id string) (*Device, error) {
+func (r *Registry) lookup(k []byte, kind Entity, id string) (*Device, error) {
 	if r.cache != nil {
 		if v, gen, ok := r.cache.get(k); ok {
 			return r.cachedDevice(v.(string))
@@ -489,7 +489,7 @@ func (r *Registry) ProjectDevice(ctx context.Context, project, id string) (*Devi
 		return nil, err
 	}
 	if d.ProjectID != project {
-		return nil, &NotFoundError{Kind: "device", ID: id}
+		return nil, &NotFoundError{Kind: EntityDevice, ID: id}
 	}
 	r.withStatusTime(d)
 	return d, nil
@@ -498,12 +498,12 @@ func (r *Registry) ProjectDevice(ctx context.Context, project, id string) (*Devi
 // DeviceByNodeID finds a device of a CoAP/LwM2M product by node id (the
 // LwM2M endpoint name, which carries no product).
 func (r *Registry) DeviceByNodeID(ctx context.Context, nodeID string) (*Device, error) {
-	return r.lookup(nodeKey(nodeID), "node", nodeID)
+	return r.lookup(nodeKey(nodeID), EntityNode, nodeID)
 }
 
 // DeviceByProductNode finds a device by product and node id.
 func (r *Registry) DeviceByProductNode(ctx context.Context, productID, nodeID string) (*Device, error) {
-	return r.lookup(productNodeKey(productID, nodeID), "node", productID+"/"+nodeID)
+	return r.lookup(productNodeKey(productID, nodeID), EntityNode, productID+"/"+nodeID)
 }
 
 // DeviceByFingerprint finds the device whose primary or secondary
@@ -513,7 +513,7 @@ func (r *Registry) DeviceByFingerprint(ctx context.Context, fp string) (*Device,
 	if err != nil {
 		return nil, err
 	}
-	return r.lookup(fingerprintKey(fp), "fingerprint", fp)
+	return r.lookup(fingerprintKey(fp), EntityFingerprint, fp)
 }
 
 // DeviceUpdate holds the fields PUT /devices/{id} may change; nil means
@@ -583,7 +583,7 @@ func (r *Registry) mutateDevice(ctx context.Context, project, id string, fn func
 	// change applies fn to a copy of old and checks what it changed.
 	change := func(w Reader, old *Device) (*Device, error) {
 		if project != "" && old.ProjectID != project {
-			return nil, &NotFoundError{Kind: "device", ID: id}
+			return nil, &NotFoundError{Kind: EntityDevice, ID: id}
 		}
 		d := *old
 		if err := fn(&d); err != nil {
@@ -615,7 +615,7 @@ func (r *Registry) mutateDevice(ctx context.Context, project, id string, fn func
 		return err
 	})
 	if errors.Is(err, ErrNoKey) {
-		return nil, &NotFoundError{Kind: "device", ID: id}
+		return nil, &NotFoundError{Kind: EntityDevice, ID: id}
 	}
 	if err != nil {
 		return nil, err
@@ -623,7 +623,7 @@ func (r *Registry) mutateDevice(ctx context.Context, project, id string, fn func
 	err = r.write(ctx, func(w Writer) error {
 		cur, err := w.Get(deviceKey(id))
 		if errors.Is(err, ErrNoKey) {
-			return &NotFoundError{Kind: "device", ID: id}
+			return &NotFoundError{Kind: EntityDevice, ID: id}
 		}
 		if err != nil {
 			return fmt.Errorf("read device %s: %w", id, err)
@@ -664,7 +664,7 @@ func newFingerprintsFree(rd Reader, old, d *Device) error {
 		if fp == "" || fp == old.Auth.Fingerprint || fp == old.Auth.SecondaryFingerprint {
 			continue
 		}
-		if err := absent(rd, fingerprintKey(fp), "fingerprint", fp); err != nil {
+		if err := absent(rd, fingerprintKey(fp), UniqueFingerprint, fp); err != nil {
 			return err
 		}
 	}
@@ -680,7 +680,7 @@ func (r *Registry) DeleteDevice(ctx context.Context, project, id string) error {
 			return err
 		}
 		if project != "" && d.ProjectID != project {
-			return &NotFoundError{Kind: "device", ID: id}
+			return &NotFoundError{Kind: EntityDevice, ID: id}
 		}
 		return r.deleteDevice(w, d)
 	})

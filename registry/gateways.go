@@ -64,7 +64,7 @@ func (r *Registry) gatewayOf(w Reader, gatewayID string) (*Device, error) {
 // subDevice resolves a sub-device named by a gateway. A device of another
 // project does not exist as far as the gateway is concerned.
 func (r *Registry) subDevice(w Reader, gw *Device, sub ProductNode) (*Device, error) {
-	notFound := &SubDeviceError{Sub: sub, Err: &NotFoundError{Kind: "device", ID: sub.String()}}
+	notFound := &SubDeviceError{Sub: sub, Err: &NotFoundError{Kind: EntityDevice, ID: sub.String()}}
 	id, err := w.Get(productNodeKey(sub.ProductID, sub.NodeID))
 	if errors.Is(err, ErrNoKey) {
 		return nil, notFound
