@@ -26,7 +26,7 @@ type Credential struct {
 
 // Options configures the API server.
 type Options struct {
-	Registry    *registry.Registry
+	Registry    Registry
 	Credentials []Credential
 	// MaxClockSkew bounds X-Sdk-Date; zero means 15 minutes.
 	MaxClockSkew time.Duration
@@ -45,7 +45,7 @@ type Options struct {
 
 // Server is the REST API.
 type Server struct {
-	reg      *registry.Registry
+	reg      Registry
 	log      *slog.Logger
 	echo     *echo.Echo
 	verifier *aksk.Verifier

@@ -13,6 +13,9 @@ import (
 	"github.com/iotgate/iotgate/registry"
 )
 
+// The API reaches the registry only through the interface it declares.
+var _ api.Registry = (*registry.Registry)(nil)
+
 // wiring builds the protocol listeners and hands the API the interfaces
 // they implement (command and message delivery). Each protocol adds
 // itself here and nowhere else.
