@@ -57,15 +57,13 @@ func currentProduct(rd Reader, p *Product, d *Device) (*Product, error) {
 // checkUnique refuses d if its id, its node id (in the entries of idx
 // that resolve it) or one of its certificate fingerprints is another
 // device's.
-func checkUnique(rd Reader, d *Device, idx []indexEntry) error {
+func checkUnique(rd Reader, d *Device, idx deviceIndexes) error {
 	if err := absent(rd, deviceKey(d.DeviceID), UniqueDeviceID, d.DeviceID); err != nil {
 		return err
 	}
-	for _, e := range idx {
-		if e.node {
-			if err := absent(rd, e.key, UniqueNodeID, d.NodeID); err != nil {
-				return err
-			}
+	for _, k := range idx.keys[:idx.nodes] {
+		if err := absent(rd, k, UniqueNodeID, d.NodeID); err != nil {
+			return err
 		}
 	}
 	for _, fp := range [...]string{d.Auth.Fingerprint, d.Auth.SecondaryFingerprint} {
@@ -117,15 +115,10 @@ func (r *Registry) checkGateway(rd Reader, d *Device) error {
 }
 
 // createdLookups are the keys a device presents when it connects (its
-// node id entries of idx, its fingerprints): a create caches them, since
-// a new device usually connects soon.
-func createdLookups(d *Device, idx []indexEntry) [][]byte {
-	keys := make([][]byte, 0, 4)
-	for _, e := range idx {
-		if e.node {
-			keys = append(keys, e.key)
-		}
-	}
+// node id entries, its fingerprints): a create caches them, since a new
+// device usually connects soon.
+func createdLookups(d *Device, idx deviceIndexes) [][]byte {
+	keys := idx.keys[:idx.nodes:idx.nodes] // appending copies
 	for _, fp := range [...]string{d.Auth.Fingerprint, d.Auth.SecondaryFingerprint} {
 		if fp != "" {
 			keys = append(keys, fingerprintKey(fp))

@@ -10,32 +10,39 @@ import "errors"
 // and delete as on every change; messages, commands and status times are
 // written later and removed by deleteDevice's other steps.
 
-// indexEntry is an index key whose value is the owning device's id.
-type indexEntry struct {
-	key []byte
-	// node: the entry resolves the device's node id, a value no other
-	// device may hold there. A create checks it is free, and caches it
-	// because a new device usually connects soon; the listings (keyed by
-	// the device's sequence number) need neither.
-	node bool
+// deviceIndexes are the index entries a device owns: keys whose value is
+// the device's id.
+type deviceIndexes struct {
+	keys [][]byte
+	// nodes: keys[:nodes] resolve the device's node id, a value no other
+	// device may hold there. A create checks they are free, and caches
+	// them because a new device usually connects soon; the listings
+	// (keyed by the device's sequence number) that follow need neither.
+	nodes int
 }
 
 // ownedIndexes lists the index entries d owns. coap: d's product speaks
 // CoAP, whose node ids (the LwM2M endpoint names) are unique
 // platform-wide and have an index of their own.
-func ownedIndexes(d *Device, coap bool) []indexEntry {
-	idx := make([]indexEntry, 0, 5)
-	idx = append(idx, indexEntry{key: productNodeKey(d.ProductID, d.NodeID), node: true})
+func ownedIndexes(d *Device, coap bool) deviceIndexes {
+	n := 3
 	if coap {
-		idx = append(idx, indexEntry{key: nodeKey(d.NodeID), node: true})
+		n++
 	}
-	idx = append(idx,
-		indexEntry{key: projectDeviceKey(d.ProjectID, d.Seq)},
-		indexEntry{key: productDeviceKey(d.ProductID, d.Seq)})
 	if d.GatewayID != "" {
-		idx = append(idx, indexEntry{key: gatewayDeviceKey(d.GatewayID, d.Seq)})
+		n++
 	}
-	return idx
+	keys := make([][]byte, 0, n)
+	keys = append(keys, productNodeKey(d.ProductID, d.NodeID))
+	if coap {
+		keys = append(keys, nodeKey(d.NodeID))
+	}
+	nodes := len(keys)
+	keys = append(keys, projectDeviceKey(d.ProjectID, d.Seq), productDeviceKey(d.ProductID, d.Seq))
+	if d.GatewayID != "" {
+		keys = append(keys, gatewayDeviceKey(d.GatewayID, d.Seq))
+	}
+	return deviceIndexes{keys: keys, nodes: nodes}
 }
 
 // ownsNodeIndex reports whether the platform-wide node index points at
@@ -53,9 +60,9 @@ func ownsNodeIndex(rd Reader, d *Device) (bool, error) {
 }
 
 // writeIndexes sets every entry of idx to d's id.
-func writeIndexes(w Writer, d *Device, idx []indexEntry) error {
-	for _, e := range idx {
-		if err := w.Set(e.key, []byte(d.DeviceID)); err != nil {
+func writeIndexes(w Writer, d *Device, idx deviceIndexes) error {
+	for _, k := range idx.keys {
+		if err := w.Set(k, []byte(d.DeviceID)); err != nil {
 			return err
 		}
 	}
@@ -63,9 +70,9 @@ func writeIndexes(w Writer, d *Device, idx []indexEntry) error {
 }
 
 // deleteIndexes removes every entry of idx.
-func deleteIndexes(w Writer, idx []indexEntry) error {
-	for _, e := range idx {
-		if err := w.Delete(e.key); err != nil {
+func deleteIndexes(w Writer, idx deviceIndexes) error {
+	for _, k := range idx.keys {
+		if err := w.Delete(k); err != nil {
 			return err
 		}
 	}
