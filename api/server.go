@@ -1,7 +1,8 @@
 // Package api serves the IoTDA v5 REST API (products, devices, device CA
 // certificates, device data and commands) over echo. It is an adapter onto
-// the registry and reaches devices only through the registry's Sender
-// interfaces, never through a protocol package.
+// the registry, which it uses through the Registry interface it declares,
+// and reaches devices only through the registry's Sender interfaces,
+// never through a protocol package.
 package api
 
 import (
