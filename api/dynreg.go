@@ -1,11 +1,11 @@
 package api
 
 import (
-	"encoding/hex"
 	"errors"
 	"net/http"
 
 	"github.com/iotgate/iotgate/registry"
+	"github.com/iotgate/iotgate/registry/alisign"
 	"github.com/labstack/echo/v4"
 )
 
@@ -55,19 +55,17 @@ func (s *Server) registerDevice(c echo.Context) error {
 	}
 	method := f.Get("signMethod")
 	if method == "" {
-		method = "hmacmd5"
+		method = alisign.DefaultMethod
 	}
-	h, ok := registry.SignMethod(method)
+	h, ok := alisign.Method(method)
 	if !ok {
 		return reply(aliBadSignMethod, "sign method "+method+" is not supported (hmacmd5, hmacsha1, hmacsha256)", nil)
 	}
-	mac, err := hex.DecodeString(sign)
-	if err != nil {
+	mac, ok := alisign.Decode(sign, h)
+	if !ok {
 		return reply(aliSignFailed, "sign check failed", nil)
 	}
-	// Sorted parameters except sign and signMethod, name+value.
-	proof := registry.HMACProof{Hash: h, SecretIsKey: true,
-		Data: []byte("deviceName" + dn + "productKey" + pk + "random" + random)}
+	proof := alisign.RegistrationProof(h, pk, dn, random)
 	d, err := s.reg.DynamicRegister(c.Request().Context(), pk, dn, func(p *registry.Product) bool {
 		return p.MatchProductSecret(proof, mac)
 	})
@@ -76,7 +74,7 @@ func (s *Server) registerDevice(c echo.Context) error {
 	case err == nil:
 		s.log.Info("device registered dynamically", "product_id", pk, "node_id", dn, "device_id", d.DeviceID)
 		return reply(aliOK, "success", map[string]string{"productKey": pk, "deviceName": dn, "deviceSecret": d.Auth.Secret})
-	case errors.As(err, &nf) && nf.Kind == "product":
+	case errors.As(err, &nf) && nf.Kind == registry.EntityProduct:
 		return reply(aliProductAbsent, "product not found", nil)
 	case errors.As(err, &nf):
 		return reply(aliDeviceAbsent, "device not found", nil)

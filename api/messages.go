@@ -68,9 +68,9 @@ func messageError(err error) error {
 	var nf *registry.NotFoundError
 	var ce *registry.ConflictError
 	switch {
-	case errors.As(err, &nf) && nf.Kind == "message":
+	case errors.As(err, &nf) && nf.Kind == registry.EntityMessage:
 		return &apiError{Status: http.StatusNotFound, Code: codeMessageNotFound, Msg: nf.Error()}
-	case errors.As(err, &ce) && ce.Field == "message_id":
+	case errors.As(err, &ce) && ce.Field == registry.UniqueMessageID:
 		return badInput("invalid message_id: %s for this device", ce.Error())
 	}
 	return err

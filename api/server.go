@@ -1,7 +1,8 @@
 // Package api serves the IoTDA v5 REST API (products, devices, device CA
 // certificates, device data and commands) over echo. It is an adapter onto
-// the registry and reaches devices only through the registry's delivery
-// Router, never through a protocol package.
+// the registry, which it uses through the Registry interface it declares,
+// and reaches devices only through the registry's Sender interfaces,
+// never through a protocol package.
 package api
 
 import (
@@ -11,7 +12,6 @@ import (
 	"time"
 
 	"github.com/iotgate/iotgate/api/aksk"
-	"github.com/iotgate/iotgate/registry"
 	"github.com/labstack/echo/v4"
 )
 
@@ -26,14 +26,14 @@ type Credential struct {
 
 // Options configures the API server.
 type Options struct {
-	Registry    *registry.Registry
+	Registry    Registry
 	Credentials []Credential
 	// MaxClockSkew bounds X-Sdk-Date; zero means 15 minutes.
 	MaxClockSkew time.Duration
 	Logger       *slog.Logger
-	// Router reaches devices (commands, messages); nil means the
-	// registry's own, Registry.Router().
-	Router *registry.Router
+	// Router reaches devices (commands, messages): the registry's
+	// delivery router.
+	Router Deliverer
 	// CommandTimeout is how long a synchronous command waits; zero means
 	// IoTDA's 20 s.
 	CommandTimeout time.Duration
@@ -41,14 +41,14 @@ type Options struct {
 
 // Server is the REST API.
 type Server struct {
-	reg      *registry.Registry
+	reg      Registry
 	log      *slog.Logger
 	echo     *echo.Echo
 	verifier *aksk.Verifier
 	byAK     map[string]*Credential
 	byToken  map[string]*Credential
 	ready    atomic.Bool
-	router   *registry.Router
+	router   Deliverer
 	cmdWait  time.Duration
 }
 
@@ -64,9 +64,6 @@ func New(o Options) *Server {
 		byToken: make(map[string]*Credential),
 		router:  o.Router,
 		cmdWait: o.CommandTimeout,
-	}
-	if s.router == nil && s.reg != nil {
-		s.router = s.reg.Router()
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)

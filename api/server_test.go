@@ -24,7 +24,7 @@ func newTestServer(t *testing.T) (*Server, *registry.Registry) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { reg.Close(); st.Close() })
-	s := New(Options{Registry: reg, Credentials: []Credential{{ProjectID: "p1", Token: "tok1"}, {ProjectID: "p2", Token: "tok2"}}})
+	s := New(Options{Registry: reg, Router: reg.Router(), Credentials: []Credential{{ProjectID: "p1", Token: "tok1"}, {ProjectID: "p2", Token: "tok2"}}})
 	return s, reg
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/iotgate/iotgate/registry"
+	"github.com/iotgate/iotgate/registry/alisign"
 )
 
 // aliAuthRegistry is what Alibaba authentication needs from the registry.
@@ -118,17 +119,17 @@ func (h *authHook) aliSecret(ctx context.Context, cid aliClientID, pk, dn string
 	if r != nil {
 		return nil, r
 	}
-	params := []signParam{{"deviceName", dn}, {"productKey", pk}}
+	params := []alisign.Param{{Name: "deviceName", Value: dn}, {Name: "productKey", Value: pk}}
 	if cid.HasTimestamp {
-		params = append(params, signParam{"timestamp", cid.Timestamp})
+		params = append(params, alisign.Param{Name: "timestamp", Value: cid.Timestamp})
 	}
 	matched := false
 	if cid.ClientID == "" {
-		_, matched = d.MatchSecret(signProof(hash, signContent(params...)), mac)
+		_, matched = d.MatchSecret(alisign.Proof(hash, params...), mac)
 	}
 	if !matched {
-		params = append(params, signParam{"clientId", cid.ClientID})
-		_, matched = d.MatchSecret(signProof(hash, signContent(params...)), mac)
+		params = append(params, alisign.Param{Name: "clientId", Value: cid.ClientID})
+		_, matched = d.MatchSecret(alisign.Proof(hash, params...), mac)
 	}
 	if !matched {
 		return nil, refuse(notAuthorized, "wrong sign")
@@ -191,7 +192,7 @@ func (h *authHook) aliRegistration(ctx context.Context, cid aliClientID, pk, dn 
 	if why != nil {
 		return nil, why
 	}
-	proof := signProof(hash, signContent(signParam{"deviceName", dn}, signParam{"productKey", pk}, signParam{"random", cid.Random}))
+	proof := alisign.RegistrationProof(hash, pk, dn, cid.Random)
 	verify := func(p *registry.Product) bool { return p.MatchProductSecret(proof, mac) }
 
 	var res registrationResult
@@ -215,7 +216,7 @@ func (h *authHook) aliRegistration(ctx context.Context, cid aliClientID, pk, dn 
 	case err == nil:
 		h.log.Info("device registered dynamically over MQTT", "product_id", pk, "node_id", dn, "auth_type", cid.AuthType)
 		return &conn{registration: &res}, nil
-	case errors.As(err, &nf) && nf.Kind == "product":
+	case errors.As(err, &nf) && nf.Kind == registry.EntityProduct:
 		return nil, refuse(badCredentials, "unknown product")
 	case errors.Is(err, registry.ErrSignature):
 		return nil, refuse(badCredentials, "wrong product-secret sign")

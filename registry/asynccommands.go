@@ -198,7 +198,7 @@ func (r *Registry) CreateAsyncCommand(ctx context.Context, project, deviceID str
 			return err
 		}
 		if d.ProjectID != project {
-			return &NotFoundError{Kind: "device", ID: deviceID}
+			return &NotFoundError{Kind: EntityDevice, ID: deviceID}
 		}
 		p, err := getProduct(w, d.ProductID)
 		if err != nil {
@@ -385,7 +385,7 @@ func pendingLeft(w Writer, c *AsyncCommand) error {
 func getAsyncCommand(rd Reader, id string) (*AsyncCommand, error) {
 	b, err := rd.Get(asyncKey(id))
 	if errors.Is(err, kv.ErrNotFound) {
-		return nil, &NotFoundError{Kind: "command", ID: id}
+		return nil, &NotFoundError{Kind: EntityCommand, ID: id}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read command %s: %w", id, err)
@@ -412,7 +412,7 @@ func (r *Registry) AsyncCommand(ctx context.Context, project, deviceID, commandI
 		return nil, err
 	}
 	if c.DeviceID != deviceID {
-		return nil, &NotFoundError{Kind: "command", ID: commandID}
+		return nil, &NotFoundError{Kind: EntityCommand, ID: commandID}
 	}
 	return c, nil
 }

@@ -166,10 +166,10 @@ func (r *Registry) createDownlink(ctx context.Context, project, deviceID string,
 			return err
 		}
 		if d.ProjectID != project {
-			return &NotFoundError{Kind: "device", ID: deviceID}
+			return &NotFoundError{Kind: EntityDevice, ID: deviceID}
 		}
 		if _, err := w.Get(downlinkKey(deviceID, m.MessageID)); err == nil {
-			return &ConflictError{Field: "message_id", Value: m.MessageID}
+			return &ConflictError{Field: UniqueMessageID, Value: m.MessageID}
 		} else if !errors.Is(err, kv.ErrNotFound) {
 			return err
 		}
@@ -248,7 +248,7 @@ func putDownlink(w Writer, m *DownlinkMessage) error {
 func getDownlink(rd Reader, dev, id string) (*DownlinkMessage, error) {
 	b, err := rd.Get(downlinkKey(dev, id))
 	if errors.Is(err, kv.ErrNotFound) {
-		return nil, &NotFoundError{Kind: "message", ID: id}
+		return nil, &NotFoundError{Kind: EntityMessage, ID: id}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read message %s: %w", id, err)

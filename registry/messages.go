@@ -105,7 +105,7 @@ func (r *Registry) AddMessage(ctx context.Context, deviceID string, m Message) e
 	return r.write(ctx, func(w Writer) error {
 		if _, err := w.Get(deviceKey(deviceID)); err != nil {
 			if errors.Is(err, kv.ErrNotFound) {
-				return &NotFoundError{Kind: "device", ID: deviceID}
+				return &NotFoundError{Kind: EntityDevice, ID: deviceID}
 			}
 			return err
 		}
@@ -170,7 +170,7 @@ func (r *Registry) ReportProperties(ctx context.Context, deviceID string, report
 	return r.write(ctx, func(w Writer) error {
 		if _, err := w.Get(deviceKey(deviceID)); err != nil {
 			if errors.Is(err, kv.ErrNotFound) {
-				return &NotFoundError{Kind: "device", ID: deviceID}
+				return &NotFoundError{Kind: EntityDevice, ID: deviceID}
 			}
 			return err
 		}

@@ -382,7 +382,7 @@ func TestDownlinkMessageLimits(t *testing.T) {
 	f.mqtt.checkErr = nil
 	f.send(t, "mq_m1", "dup")
 	var ce *ConflictError
-	if _, err := rt.SendMessage(ctx, "proj", d, NewDownlinkMessage{MessageID: "dup"}); !errors.As(err, &ce) || ce.Field != "message_id" {
+	if _, err := rt.SendMessage(ctx, "proj", d, NewDownlinkMessage{MessageID: "dup"}); !errors.As(err, &ce) || ce.Field != UniqueMessageID {
 		t.Fatalf("duplicate message_id: %v", err)
 	}
 	// 20 held: the 21st is refused rather than dropping one held.

@@ -13,9 +13,12 @@ import (
 	"github.com/iotgate/iotgate/registry"
 )
 
-// wiring builds the protocol listeners and registers what each can
-// deliver with the registry's Router, which the API calls to reach a
-// device. Each protocol adds itself here and nowhere else.
+// The API reaches the registry only through the interface it declares.
+var _ api.Registry = (*registry.Registry)(nil)
+
+// wiring builds the protocol listeners and hands the API the interfaces
+// they implement (command and message delivery). Each protocol adds
+// itself here and nowhere else.
 type wiring struct {
 	cfg *Config
 	log *slog.Logger
