@@ -49,6 +49,7 @@ func (r *Registry) CreateDevice(ctx context.Context, n NewDevice) (*Device, erro
 	if err != nil {
 		return nil, err
 	}
+	countExactly := r.mustCount(ctx, d.ProductID)
 	err = r.write(ctx, func(w Writer) error {
 		p, err := currentProduct(w, p, d)
 		if err != nil {
@@ -58,8 +59,10 @@ func (r *Registry) CreateDevice(ctx context.Context, n NewDevice) (*Device, erro
 		if err := checkUnique(w, d, idx); err != nil {
 			return err
 		}
-		if err := r.checkProductQuota(w, d); err != nil {
-			return err
+		if countExactly {
+			if err := r.checkProductQuota(w, d); err != nil {
+				return err
+			}
 		}
 		if err := r.checkGateway(w, d); err != nil {
 			return err

@@ -109,6 +109,8 @@ type Registry struct {
 	kickers []Kicker
 
 	pending *pendingHint // devices that may have PENDING async commands
+	room    quotaRoom    // recent device counts of products (see mustCount)
+	writing writingDevices
 
 	router *Router // delivers applications' requests to devices
 }
@@ -299,6 +301,7 @@ func (r *Registry) write(ctx context.Context, fn func(Writer) error) error {
 			t.OnCommit(tw.committed)
 			return nil
 		})
+		tw.release()
 		switch {
 		case err == nil:
 			return nil
