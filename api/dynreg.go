@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/iotgate/iotgate/registry"
 	"github.com/labstack/echo/v4"
@@ -26,6 +27,7 @@ const (
 	aliDeviceAbsent  = 6100
 	aliDisabled      = 6204
 	aliSystem        = 500
+	aliThrottled     = 429 // Alibaba's "too many requests"
 )
 
 type aliReply struct {
@@ -41,6 +43,12 @@ func (s *Server) registrationRoutes(e *echo.Echo) {
 func (s *Server) registerDevice(c echo.Context) error {
 	reply := func(code int, msg string, data any) error {
 		return c.JSON(http.StatusOK, aliReply{Code: code, Data: data, Message: msg})
+	}
+	// Every registration request costs a token of its address's
+	// unauthenticated bucket, before the form is parsed or a sign checked.
+	if ok, wait := s.unauth.take(clientAddr(c.Request().RemoteAddr), time.Now()); !ok {
+		setRetryAfter(c, wait)
+		return c.JSON(http.StatusTooManyRequests, aliReply{Code: aliThrottled, Message: "too many requests"})
 	}
 	c.Request().Body = http.MaxBytesReader(c.Response(), c.Request().Body, 64<<10)
 	if err := c.Request().ParseForm(); err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/iotgate/iotgate/api/aksk"
 	"github.com/iotgate/iotgate/registry"
 	"github.com/labstack/echo/v4"
+	"golang.org/x/time/rate"
 )
 
 // Credential lets one tenant call the API: AK/SK signing, or a static
@@ -41,6 +42,9 @@ type Options struct {
 	// AsyncCommands delivers queued asynchronous commands (LwM2M); nil
 	// keeps them PENDING until they expire and refuses "immediately".
 	AsyncCommands registry.AsyncCommandDispatcher
+	// Limits bound request rates, sizes and timeouts; the zero value has
+	// no rate limits and the default sizes and timeouts.
+	Limits Limits
 }
 
 // Server is the REST API.
@@ -57,10 +61,13 @@ type Server struct {
 	cmdWait  time.Duration
 
 	asyncCommands registry.AsyncCommandDispatcher
-}
 
-// maxBody bounds request bodies (IoTDA's largest are 1 MB messages).
-const maxBody = 2 << 20
+	limits Limits
+	// byCred holds each credential's token bucket (nil map: no limit);
+	// unauth the per-address buckets of unauthenticated requests.
+	byCred map[*Credential]*rate.Limiter
+	unauth *addrLimiter
+}
 
 // New builds the API server.
 func New(o Options) *Server {
@@ -74,6 +81,8 @@ func New(o Options) *Server {
 		cmdWait:  o.CommandTimeout,
 
 		asyncCommands: o.AsyncCommands,
+
+		limits: o.Limits.withDefaults(),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -90,6 +99,13 @@ func New(o Options) *Server {
 			s.byToken[c.Token] = c
 		}
 	}
+	if l := s.limits; l.Rate > 0 {
+		s.byCred = make(map[*Credential]*rate.Limiter, len(o.Credentials))
+		for i := range o.Credentials {
+			s.byCred[&o.Credentials[i]] = rate.NewLimiter(rate.Limit(l.Rate), max(l.Burst, 1))
+		}
+	}
+	s.unauth = newAddrLimiter(s.limits.UnauthenticatedRate, s.limits.UnauthenticatedBurst, maxTrackedAddrs)
 	s.verifier = &aksk.Verifier{
 		Lookup: func(ak string) ([]byte, bool) {
 			c, ok := s.byAK[ak]
