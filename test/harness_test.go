@@ -66,6 +66,7 @@ type Gate struct {
 	DataDir string
 	Config  string
 	API     string // http://127.0.0.1:port
+	APIS    string // https://localhost:port (the generated certificate's name)
 	MQTT    string // 127.0.0.1:port
 	MQTTS   string
 	CoAP    string
@@ -120,14 +121,16 @@ func StartGate(t testing.TB, o GateOptions) *Gate {
 	if g.DataDir == "" {
 		g.DataDir = t.TempDir()
 	}
-	ports := freePorts(t, "tcp", "tcp", "tcp", "udp", "udp")
+	ports := freePorts(t, "tcp", "tcp", "tcp", "udp", "udp", "tcp")
 	g.API = "http://" + ports[0]
 	g.MQTT, g.MQTTS, g.CoAP, g.DTLS = ports[1], ports[2], ports[3], ports[4]
+	g.APIS = "https://localhost:" + strings.TrimPrefix(ports[5], "127.0.0.1:")
 	g.Config = filepath.Join(g.DataDir, "iotgate.yaml")
 	cfg := fmt.Sprintf(`data_dir: %q
 log_level: debug
 api:
   listen: %q
+  tls_listen: %q
   credentials:
     - project_id: %s
       access_key: %s
@@ -141,7 +144,7 @@ coap:
 mqtt:
   listen: %q
   tls_listen: %q
-%s`, filepath.Join(g.DataDir, "data"), strings.TrimPrefix(g.API, "http://"), g.Project, g.AK, g.SK, g.Token,
+%s`, filepath.Join(g.DataDir, "data"), strings.TrimPrefix(g.API, "http://"), ports[5], g.Project, g.AK, g.SK, g.Token,
 		g.CoAP, g.DTLS, g.MQTT, g.MQTTS, o.Extra)
 	if err := os.WriteFile(g.Config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
