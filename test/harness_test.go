@@ -217,6 +217,14 @@ func (g *Gate) Kill() {
 	g.cmd = nil
 }
 
+// signal sends the running process a signal.
+func (g *Gate) signal(sig os.Signal) {
+	g.t.Helper()
+	if err := g.cmd.Process.Signal(sig); err != nil {
+		g.t.Fatal(err)
+	}
+}
+
 // Restart starts the process again on the same ports and data.
 func (g *Gate) Restart() { g.start() }
 
