@@ -5,6 +5,7 @@ package test
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -84,7 +85,15 @@ type Gate struct {
 type GateOptions struct {
 	DataDir string // reuse a data dir (restart tests)
 	Extra   string // YAML appended to the generated config
+	// APILimits are the lines of the config's limits.api block. Empty:
+	// noRateLimits, since the tests call as fast as they can, with one
+	// credential, from one address.
+	APILimits string
 }
+
+// noRateLimits switches the REST API's rate limits off (its timeouts and
+// caps keep their defaults).
+const noRateLimits = "rate: 0\nunauthenticated_rate: 0\n"
 
 // freePorts returns a free loopback address for each network ("tcp" or
 // "udp"). All are held open until every one is chosen, so one call never
@@ -144,8 +153,10 @@ coap:
 mqtt:
   listen: %q
   tls_listen: %q
-%s`, filepath.Join(g.DataDir, "data"), strings.TrimPrefix(g.API, "http://"), ports[5], g.Project, g.AK, g.SK, g.Token,
-		g.CoAP, g.DTLS, g.MQTT, g.MQTTS, o.Extra)
+limits:
+  api:
+%s%s`, filepath.Join(g.DataDir, "data"), strings.TrimPrefix(g.API, "http://"), ports[5], g.Project, g.AK, g.SK, g.Token,
+		g.CoAP, g.DTLS, g.MQTT, g.MQTTS, indent(cmp.Or(o.APILimits, noRateLimits), "    "), o.Extra)
 	if err := os.WriteFile(g.Config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -293,6 +304,12 @@ func (g *Gate) CreateProduct(id, protocol string) {
 		"product_id": id, "name": "Product " + id, "device_type": "Sensor", "protocol_type": protocol,
 		"data_format": "json", "service_capabilities": []any{map[string]any{"service_id": "Basic", "service_type": "Basic"}},
 	})
+}
+
+// indent prefixes every line of s.
+func indent(s, prefix string) string {
+	lines := strings.SplitAfter(strings.TrimSuffix(s, "\n"), "\n")
+	return prefix + strings.Join(lines, prefix) + "\n"
 }
 
 type lockedWriter struct {

@@ -58,7 +58,7 @@ func TestHuaweiSDK(t *testing.T) {
 // TestHuaweiSDKThrottled: over its credential's rate the SDK gets IoTDA's
 // throttling error as a ServiceResponseError (429, IOTDA.021101).
 func TestHuaweiSDKThrottled(t *testing.T) {
-	g := StartGate(t, GateOptions{Extra: "limits:\n  api:\n    rate: 0.001\n    burst: 3\n"})
+	g := StartGate(t, GateOptions{APILimits: "rate: 0.001\nburst: 3\n"})
 	cred := basic.NewCredentialsBuilder().WithAk(g.AK).WithSk(g.SK).WithProjectId(g.Project).Build()
 	client := iotda.NewIoTDAClient(iotda.IoTDAClientBuilder().WithEndpoint(g.APIS).WithCredential(cred).
 		WithHttpConfig(config.DefaultHttpConfig().WithHttpTransport(&http.Transport{TLSClientConfig: g.tlsConfig()})).Build())

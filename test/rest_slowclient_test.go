@@ -104,7 +104,7 @@ func (g *Gate) legitLoad(ctx context.Context, workers int, every time.Duration) 
 // max_conns_per_address are closed at once, and a normal client from
 // another address is served throughout.
 func TestRESTSlowClients(t *testing.T) {
-	g := StartGate(t, GateOptions{Extra: "limits:\n  api:\n    read_header_timeout: 1s\n    max_conns_per_address: 20\n"})
+	g := StartGate(t, GateOptions{APILimits: "read_header_timeout: 1s\nmax_conns_per_address: 20\n"})
 	to := strings.TrimPrefix(g.API, "http://")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -167,16 +167,20 @@ func TestRESTSlowClientFlood(t *testing.T) {
 		duration = 20 * time.Second
 		nofile   = 4096
 	)
-	off := "limits:\n  api:\n    read_header_timeout: 1h\n    read_timeout: 1h\n    max_conns_per_address: 0\n"
+	// The built-in defaults (configs/iotgate.yaml), and everything off.
+	const (
+		defaults = "rate: 50\nburst: 100\nunauthenticated_rate: 5\nunauthenticated_burst: 20\n"
+		off      = noRateLimits + "read_header_timeout: 1h\nread_timeout: 1h\nmax_conns_per_address: 0\n"
+	)
 	for _, sc := range []struct {
-		name, extra string
-		attack      bool
+		name, limits string
+		attack       bool
 	}{
-		{"no attack", "", false},
-		{"flood, default limits", "", true},
+		{"no attack", defaults, false},
+		{"flood, default limits", defaults, true},
 		{"flood, limits off", off, true},
 	} {
-		g := StartGate(t, GateOptions{Extra: sc.extra})
+		g := StartGate(t, GateOptions{APILimits: sc.limits})
 		lim := unix.Rlimit{Cur: nofile, Max: nofile}
 		if err := unix.Prlimit(g.cmd.Process.Pid, unix.RLIMIT_NOFILE, &lim, nil); err != nil {
 			t.Fatal(err)
