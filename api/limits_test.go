@@ -206,6 +206,10 @@ func TestAddrLimiterBoundedTable(t *testing.T) {
 	now := time.Now()
 	a, b, c, d := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2"),
 		netip.MustParseAddr("192.0.2.3"), netip.MustParseAddr("192.0.2.4")
+	// Looking is free: an address that only passes leaves no bucket.
+	if blocked, _ := l.blocked(a, now); blocked || len(l.buckets) != 0 {
+		t.Fatalf("blocked %v, %d buckets after a look", blocked, len(l.buckets))
+	}
 	for _, x := range []netip.Addr{a, b} {
 		if ok, _ := l.take(x, now); !ok {
 			t.Fatalf("%s: first request refused", x)
@@ -220,6 +224,11 @@ func TestAddrLimiterBoundedTable(t *testing.T) {
 	}
 	if len(l.buckets) != 2 {
 		t.Fatalf("%d buckets, want 2", len(l.buckets))
+	}
+	// While the table is full, an unknown address is judged by the
+	// overflow bucket before it is let in.
+	if blocked, _ := l.blocked(netip.MustParseAddr("192.0.2.5"), now); !blocked {
+		t.Fatal("an unknown address is not blocked by the spent overflow bucket")
 	}
 	// Once a and b have refilled, they are dropped for new addresses.
 	later := now.Add(2 * time.Second)

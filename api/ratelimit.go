@@ -73,11 +73,21 @@ func newAddrLimiter(r float64, burst, capacity int) *addrLimiter {
 		buckets: make(map[netip.Addr]*rate.Limiter), overflow: rate.NewLimiter(rate.Limit(r), burst)}
 }
 
-func (l *addrLimiter) bucket(a netip.Addr, now time.Time) *rate.Limiter {
+// bucket returns a's bucket, making one when it has none and create is
+// set. Without create, an address with no bucket gets nil (a full
+// bucket, which is what a new one would be), or the overflow bucket
+// while the table is full.
+func (l *addrLimiter) bucket(a netip.Addr, now time.Time, create bool) *rate.Limiter {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if b := l.buckets[a]; b != nil {
 		return b
+	}
+	if !create {
+		if len(l.buckets) >= l.capacity {
+			return l.overflow
+		}
+		return nil
 	}
 	if len(l.buckets) >= l.capacity && !now.Before(l.nextSweep) {
 		l.nextSweep = now.Add(time.Second)
@@ -96,12 +106,17 @@ func (l *addrLimiter) bucket(a netip.Addr, now time.Time) *rate.Limiter {
 }
 
 // blocked reports, without taking a token, whether a's bucket is empty,
-// and when it will hold one again.
+// and when it will hold one again. An address without a bucket is not
+// given one: well-behaved clients leave no state.
 func (l *addrLimiter) blocked(a netip.Addr, now time.Time) (bool, time.Duration) {
 	if l == nil {
 		return false, 0
 	}
-	return empty(l.bucket(a, now), now)
+	b := l.bucket(a, now, false)
+	if b == nil {
+		return false, 0
+	}
+	return empty(b, now)
 }
 
 // take takes a token from a's bucket; false (and the wait) when empty.
@@ -109,7 +124,7 @@ func (l *addrLimiter) take(a netip.Addr, now time.Time) (bool, time.Duration) {
 	if l == nil {
 		return true, 0
 	}
-	return take(l.bucket(a, now), now)
+	return take(l.bucket(a, now, true), now)
 }
 
 func take(b *rate.Limiter, now time.Time) (bool, time.Duration) {

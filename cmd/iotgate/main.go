@@ -50,6 +50,11 @@ func run(configPath string) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// SIGHUP reloads the TLS certificates once serving; caught from the
+	// start so that one sent early does not end the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
@@ -107,11 +112,8 @@ func run(configPath string) error {
 		go l.serve(httpErr)
 		log.Info("api listening", "addr", l.ln.Addr().String(), "tls", l.srv.TLSConfig != nil)
 	}
-	// Certificates are renewed in place: on SIGHUP, and when their files
-	// change (polled).
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+	// Certificates are renewed in place: on SIGHUP (see hup), and when
+	// their files change (polled).
 	certs.Watch(ctx, cfg.TLSReloadInterval)
 	if cfg.DebugListen != "" {
 		dbg, dln, err := debugServer(cfg.DebugListen, reg)
