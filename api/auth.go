@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/iotgate/iotgate/api/aksk"
@@ -69,18 +70,23 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 		now := time.Now()
 		addr := clientAddr(r.RemoteAddr)
 		if blocked, wait := s.unauth.blocked(addr, now); blocked {
+			s.refusals.refused(now, "api request refused: address over its unauthenticated rate", "addr", addr)
 			return rateLimited(c, wait)
 		}
 		if r.ContentLength > s.limits.MaxBodyBytes {
+			s.refusals.refused(now, "api request refused: body too large", "addr", addr, "content_length", r.ContentLength)
 			return s.bodyTooLarge()
 		}
 		cred, body, err := s.credential(c)
 		if err != nil {
 			s.unauth.take(addr, now)
+			// The access key names who was claimed; a token is a secret.
+			s.refusals.refused(now, "api authentication failed", "addr", addr, "err", err, "access_key", claimedAK(r))
 			return err
 		}
 		if b := s.byCred[cred]; b != nil {
 			if ok, wait := take(b, now); !ok {
+				s.refusals.refused(now, "api request refused: credential over its rate", "addr", addr, "project_id", cred.ProjectID)
 				return rateLimited(c, wait)
 			}
 		}
@@ -126,6 +132,20 @@ func (s *Server) credential(c echo.Context) (*Credential, []byte, error) {
 		return nil, nil, &apiError{Status: http.StatusUnauthorized, Code: codeUnauthorized, Msg: msg}
 	}
 	return s.byAK[ak], body, nil
+}
+
+// claimedAK is the Access= of an Authorization header, for the log only
+// (bounded, so a forged header cannot make long lines).
+func claimedAK(r *http.Request) string {
+	_, after, ok := strings.Cut(r.Header.Get("Authorization"), "Access=")
+	if !ok {
+		return ""
+	}
+	ak, _, _ := strings.Cut(after, ",")
+	if len(ak) > 64 {
+		ak = ak[:64]
+	}
+	return strings.TrimSpace(ak)
 }
 
 // tokenCredential finds a token in constant time per configured token, so

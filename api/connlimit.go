@@ -1,26 +1,33 @@
 package api
 
 import (
+	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
+	"time"
 )
 
 // LimitConnsPerAddress wraps ln so that at most max connections from one
 // source address (IPv4 address, IPv6 /64) are open at once; a
 // connection over the cap is closed as soon as it is accepted, before a
 // byte is read, so a client holding many slow connections cannot take
-// the server's sockets from everyone else. max <= 0 returns ln.
-func LimitConnsPerAddress(ln net.Listener, max int) net.Listener {
+// the server's sockets from everyone else. Refusals are logged to log at
+// info, at most a line a second (nil: not logged). max <= 0 returns ln.
+func LimitConnsPerAddress(ln net.Listener, max int, log *slog.Logger) net.Listener {
 	if max <= 0 {
 		return ln
 	}
-	return &addrCapListener{Listener: ln, limit: max, open: make(map[netip.Addr]int)}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &addrCapListener{Listener: ln, limit: max, open: make(map[netip.Addr]int), refusals: &refusalLog{log: log}}
 }
 
 type addrCapListener struct {
 	net.Listener
-	limit int
+	limit    int
+	refusals *refusalLog
 
 	mu   sync.Mutex
 	open map[netip.Addr]int // only addresses with open connections
@@ -41,6 +48,7 @@ func (l *addrCapListener) Accept() (net.Conn, error) {
 		l.mu.Unlock()
 		if n >= l.limit {
 			c.Close()
+			l.refusals.refused(time.Now(), "api connection refused: address has max_conns_per_address open", "addr", a, "open", n)
 			continue
 		}
 		return &cappedConn{Conn: c, l: l, addr: a}, nil

@@ -46,7 +46,9 @@ func (s *Server) registerDevice(c echo.Context) error {
 	}
 	// Every registration request costs a token of its address's
 	// unauthenticated bucket, before the form is parsed or a sign checked.
-	if ok, wait := s.unauth.take(clientAddr(c.Request().RemoteAddr), time.Now()); !ok {
+	now, addr := time.Now(), clientAddr(c.Request().RemoteAddr)
+	if ok, wait := s.unauth.take(addr, now); !ok {
+		s.refusals.refused(now, "device registration refused: address over its unauthenticated rate", "addr", addr)
 		setRetryAfter(c, wait)
 		return c.JSON(http.StatusTooManyRequests, aliReply{Code: aliThrottled, Message: "too many requests"})
 	}

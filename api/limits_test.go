@@ -3,12 +3,14 @@ package api
 import (
 	"bytes"
 	"io"
+	"log/slog"
 	"net"
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +18,11 @@ import (
 )
 
 func newLimitedServer(t *testing.T, l Limits) *Server {
+	t.Helper()
+	return newLoggedServer(t, l, nil)
+}
+
+func newLoggedServer(t *testing.T, l Limits, log *slog.Logger) *Server {
 	t.Helper()
 	st, err := registry.OpenBadger(registry.BadgerOptions{InMemory: true})
 	if err != nil {
@@ -26,7 +33,7 @@ func newLimitedServer(t *testing.T, l Limits) *Server {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { reg.Close(); st.Close() })
-	return New(Options{Registry: reg, Limits: l, Credentials: []Credential{
+	return New(Options{Registry: reg, Limits: l, Logger: log, Credentials: []Credential{
 		{ProjectID: "p1", AccessKey: "AKP1", SecretKey: "SKP1", Token: "tok1"}, {ProjectID: "p2", Token: "tok2"}}})
 }
 
@@ -94,7 +101,8 @@ func TestForgedRequestsDoNotSpendTheNamedCredential(t *testing.T) {
 }
 
 func TestUnauthenticatedRateLimitPerAddress(t *testing.T) {
-	s := newLimitedServer(t, Limits{UnauthenticatedRate: slowRate, UnauthenticatedBurst: 3})
+	var logs strings.Builder
+	s := newLoggedServer(t, Limits{UnauthenticatedRate: slowRate, UnauthenticatedBurst: 3}, slog.New(slog.NewTextHandler(&logs, nil)))
 	for _, tc := range []struct {
 		addr, token string
 		status      int
@@ -127,6 +135,11 @@ func TestUnauthenticatedRateLimitPerAddress(t *testing.T) {
 		if st != tc.status || (st == 429 && body != throttledBody) {
 			t.Fatalf("%s token %q: %d %s, want %d", tc.addr, tc.token, st, body, tc.status)
 		}
+	}
+	// The first failure is logged with its address (later ones within
+	// the second are counted in the next line), never with the token.
+	if !strings.Contains(logs.String(), `msg="api authentication failed" addr=192.0.2.7`) || strings.Contains(logs.String(), "wrong") {
+		t.Fatalf("log:\n%s", logs.String())
 	}
 }
 
@@ -245,7 +258,9 @@ func TestLimitConnsPerAddress(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln := LimitConnsPerAddress(raw, 2)
+	logs := &strings.Builder{}
+	var mu sync.Mutex
+	ln := LimitConnsPerAddress(raw, 2, slog.New(slog.NewTextHandler(lockedWriter{&mu, logs}, nil)))
 	defer ln.Close()
 	accepted := make(chan net.Conn, 10)
 	go func() {
@@ -289,6 +304,12 @@ func TestLimitConnsPerAddress(t *testing.T) {
 	if third := dial("127.0.0.1"); !closedByServer(third) {
 		t.Fatal("a third connection from 127.0.0.1 was kept open")
 	}
+	mu.Lock()
+	if !strings.Contains(logs.String(), "api connection refused: address has max_conns_per_address open") ||
+		!strings.Contains(logs.String(), "addr=127.0.0.1 open=2") {
+		t.Errorf("the refusal is not logged: %s", logs)
+	}
+	mu.Unlock()
 	// Another address has its own allowance.
 	dial("127.0.0.2")
 	next()
@@ -296,4 +317,31 @@ func TestLimitConnsPerAddress(t *testing.T) {
 	first.Close()
 	dial("127.0.0.1")
 	next()
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (w lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.w.Write(p)
+}
+
+func TestRefusalLogAtMostOneLineASecond(t *testing.T) {
+	var b strings.Builder
+	r := &refusalLog{log: slog.New(slog.NewTextHandler(&b, nil))}
+	now := time.Now()
+	r.refused(now, "refused", "addr", "192.0.2.1")
+	for i := range 1000 {
+		r.refused(now.Add(time.Duration(i)*time.Millisecond/2), "refused", "addr", "192.0.2.1")
+	}
+	r.refused(now.Add(time.Second), "refused", "addr", "192.0.2.2")
+	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[0], "refusals_not_logged=0") ||
+		!strings.Contains(lines[1], "addr=192.0.2.2 refusals_not_logged=1000") {
+		t.Fatalf("log:\n%s", b.String())
+	}
 }

@@ -67,6 +67,8 @@ type Server struct {
 	// unauth the per-address buckets of unauthenticated requests.
 	byCred map[*Credential]*rate.Limiter
 	unauth *addrLimiter
+	// refusals logs what the limits and authentication refuse.
+	refusals *refusalLog
 }
 
 // New builds the API server.
@@ -87,6 +89,7 @@ func New(o Options) *Server {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
+	s.refusals = &refusalLog{log: s.log}
 	if s.cmdWait <= 0 {
 		s.cmdWait = 20 * time.Second
 	}

@@ -30,7 +30,7 @@ func (w *wiring) apiListeners(srv *api.Server) ([]*apiListener, error) {
 		if err != nil {
 			return fmt.Errorf("%s listen %s: %w", name, addr, err)
 		}
-		out = append(out, &apiListener{name: name, ln: api.LimitConnsPerAddress(ln, limits.MaxConnsPerAddress),
+		out = append(out, &apiListener{name: name, ln: api.LimitConnsPerAddress(ln, limits.MaxConnsPerAddress, w.log.With("listener", name)),
 			srv: srv.HTTPServer(tc)})
 		return nil
 	}
