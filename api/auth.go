@@ -28,8 +28,9 @@ func (s *Server) bodyTooLarge() *apiError {
 }
 
 // readBody reads a request body of at most MaxBodyBytes, into a buffer of
-// exactly the announced size when there is one. A Content-Length over
-// the limit is refused before a byte of the body is read.
+// exactly the announced size when there is one; the result is not nil,
+// even for an empty body (authenticate relies on it). A Content-Length
+// over the limit is refused before a byte of the body is read.
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	limit := s.limits.MaxBodyBytes
 	if r.ContentLength > limit {
@@ -94,7 +95,7 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 			return &apiError{Status: http.StatusForbidden, Code: codeForbidden,
 				Msg: "The credential is not authorized for project " + c.Param("project_id") + "."}
 		}
-		if body == nil {
+		if body == nil { // a token request: its body is read only now
 			if body, err = s.readBody(c.Response(), r); err != nil {
 				return err
 			}
