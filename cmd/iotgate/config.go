@@ -17,13 +17,13 @@ type Config struct {
 	DataDir string `yaml:"data_dir"`
 	// MasterKey seals secrets at rest (64 hex characters). Empty: taken
 	// from $IOTGATE_MASTER_KEY, else generated into data_dir/master.key.
-	MasterKey string     `yaml:"master_key"`
-	LogLevel  string     `yaml:"log_level"`
-	API       APIConfig  `yaml:"api"`
-	CoAP      CoAPConfig `yaml:"coap"`
-	MQTT      MQTTConfig `yaml:"mqtt"`
-	Registry  RegConfig  `yaml:"registry"`
-	Limits    Limits     `yaml:"limits"`
+	MasterKey string       `yaml:"master_key"`
+	LogLevel  string       `yaml:"log_level"`
+	API       APIConfig    `yaml:"api"`
+	CoAP      CoAPConfig   `yaml:"coap"`
+	MQTT      MQTTConfig   `yaml:"mqtt"`
+	Registry  RegConfig    `yaml:"registry"`
+	Limits    LimitsConfig `yaml:"limits"`
 
 	// TLSReloadInterval is how often the TLS certificate files (MQTTS,
 	// API) are checked for changes and reloaded; 0 disables polling
@@ -136,7 +136,7 @@ func defaultConfig() Config {
 		MQTT:     MQTTConfig{Listen: ":1883", TLSListen: ":8883", TimestampSkew: time.Hour},
 		Registry: RegConfig{SweepInterval: time.Second, CacheEntries: 1 << 21,
 			MaxDevicesPerProduct: 500_000, MaxSubDevicesPerGateway: 1_500, MaxClientIDsPerDevice: 5, MaxSubDevicesPerRequest: 30},
-		Limits:            Limits{API: defaultAPILimits()},
+		Limits:            LimitsConfig{API: defaultAPILimits()},
 		TLSReloadInterval: time.Minute,
 	}
 }

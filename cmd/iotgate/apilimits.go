@@ -7,15 +7,14 @@ import (
 	"github.com/iotgate/iotgate/api"
 )
 
-// Limits groups the abuse limits of every front end (configs/iotgate.yaml
-// `limits:`).
-type Limits struct {
-	API APILimits `yaml:"api"`
+// LimitsConfig groups the abuse limits (configs/iotgate.yaml `limits:`).
+type LimitsConfig struct {
+	API APILimitsConfig `yaml:"api"`
 }
 
-// APILimits bound what one REST client can make the API do or hold
-// (api.Limits has the details).
-type APILimits struct {
+// APILimitsConfig bounds what one REST client can make the API do or
+// hold (api.Limits has the details).
+type APILimitsConfig struct {
 	// Rate (requests a second) and Burst per credential; rate 0
 	// disables.
 	Rate  float64 `yaml:"rate"`
@@ -37,11 +36,11 @@ type APILimits struct {
 	MaxConnsPerAddress int `yaml:"max_conns_per_address"`
 }
 
-func defaultAPILimits() APILimits { return APILimits(api.DefaultLimits()) }
+func defaultAPILimits() APILimitsConfig { return APILimitsConfig(api.DefaultLimits()) }
 
-func (l APILimits) api() api.Limits { return api.Limits(l) }
+func (l APILimitsConfig) api() api.Limits { return api.Limits(l) }
 
-func (l APILimits) validate() error {
+func (l APILimitsConfig) validate() error {
 	switch {
 	case l.Rate < 0 || l.UnauthenticatedRate < 0:
 		return errors.New("config: limits.api rates must not be negative (0 disables)")
