@@ -46,11 +46,14 @@ func (s *Server) registerDevice(c echo.Context) error {
 	}
 	// Every registration request costs a token of its address's
 	// unauthenticated bucket, before the form is parsed or a sign checked.
+	// Over it: Alibaba's 429 "too many requests", in the body of an HTTP
+	// 200 like every other answer here (an SDK turns another status into
+	// a transport error and never shows the code), with Retry-After.
 	now, addr := time.Now(), clientAddr(c.Request().RemoteAddr)
 	if ok, wait := s.unauth.take(addr, now); !ok {
 		s.refusals.refused(now, "device registration refused: address over its unauthenticated rate", "addr", addr)
 		setRetryAfter(c, wait)
-		return c.JSON(http.StatusTooManyRequests, aliReply{Code: aliThrottled, Message: "too many requests"})
+		return reply(aliThrottled, "too many requests", nil)
 	}
 	c.Request().Body = http.MaxBytesReader(c.Response(), c.Request().Body, 64<<10)
 	if err := c.Request().ParseForm(); err != nil {
