@@ -3,6 +3,7 @@ package api
 import (
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/iotgate/iotgate/registry"
 	"github.com/iotgate/iotgate/registry/alisign"
@@ -26,6 +27,7 @@ const (
 	aliDeviceAbsent  = 6100
 	aliDisabled      = 6204
 	aliSystem        = 500
+	aliThrottled     = 429 // Alibaba's "too many requests"
 )
 
 type aliReply struct {
@@ -41,6 +43,17 @@ func (s *Server) registrationRoutes(e *echo.Echo) {
 func (s *Server) registerDevice(c echo.Context) error {
 	reply := func(code int, msg string, data any) error {
 		return c.JSON(http.StatusOK, aliReply{Code: code, Data: data, Message: msg})
+	}
+	// Every registration request costs a token of its address's
+	// unauthenticated bucket, before the form is parsed or a sign checked.
+	// Over it: Alibaba's 429 "too many requests", in the body of an HTTP
+	// 200 like every other answer here (an SDK turns another status into
+	// a transport error and never shows the code), with Retry-After.
+	now, addr := time.Now(), clientAddr(c.Request().RemoteAddr)
+	if ok, wait := s.unauth.take(addr, now); !ok {
+		s.refusals.refused(now, "device registration refused: address over its unauthenticated rate", "addr", addr)
+		setRetryAfter(c, wait)
+		return reply(aliThrottled, "too many requests", nil)
 	}
 	c.Request().Body = http.MaxBytesReader(c.Response(), c.Request().Body, 64<<10)
 	if err := c.Request().ParseForm(); err != nil {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/iotgate/iotgate/api/aksk"
 	"github.com/labstack/echo/v4"
+	"golang.org/x/time/rate"
 )
 
 // Credential lets one tenant call the API: AK/SK signing, or a static
@@ -37,6 +38,9 @@ type Options struct {
 	// CommandTimeout is how long a synchronous command waits; zero means
 	// IoTDA's 20 s.
 	CommandTimeout time.Duration
+	// Limits bound request rates, sizes and timeouts; the zero value has
+	// no rate limits and the default sizes and timeouts.
+	Limits Limits
 }
 
 // Server is the REST API.
@@ -50,10 +54,15 @@ type Server struct {
 	ready    atomic.Bool
 	router   Deliverer
 	cmdWait  time.Duration
-}
 
-// maxBody bounds request bodies (IoTDA's largest are 1 MB messages).
-const maxBody = 2 << 20
+	limits Limits
+	// byCred holds each credential's token bucket (nil map: no limit);
+	// unauth the per-address buckets of unauthenticated requests.
+	byCred map[*Credential]*rate.Limiter
+	unauth *addrLimiter
+	// refusals logs what the limits and authentication refuse.
+	refusals *refusalLog
+}
 
 // New builds the API server.
 func New(o Options) *Server {
@@ -64,10 +73,12 @@ func New(o Options) *Server {
 		byToken: make(map[string]*Credential),
 		router:  o.Router,
 		cmdWait: o.CommandTimeout,
+		limits:  o.Limits.withDefaults(),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
+	s.refusals = &refusalLog{log: s.log}
 	if s.cmdWait <= 0 {
 		s.cmdWait = 20 * time.Second
 	}
@@ -80,6 +91,13 @@ func New(o Options) *Server {
 			s.byToken[c.Token] = c
 		}
 	}
+	if l := s.limits; l.Rate > 0 {
+		s.byCred = make(map[*Credential]*rate.Limiter, len(o.Credentials))
+		for i := range o.Credentials {
+			s.byCred[&o.Credentials[i]] = rate.NewLimiter(rate.Limit(l.Rate), max(l.Burst, 1))
+		}
+	}
+	s.unauth = newAddrLimiter(s.limits.UnauthenticatedRate, s.limits.UnauthenticatedBurst, maxTrackedAddrs)
 	s.verifier = &aksk.Verifier{
 		Lookup: func(ak string) ([]byte, bool) {
 			c, ok := s.byAK[ak]

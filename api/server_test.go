@@ -149,8 +149,8 @@ func TestRequestBodies(t *testing.T) {
 	}{
 		{"announced", device, int64(len(device)), 201, ""},
 		{"not announced", strings.Replace(device, "n1", "n3", 1), -1, 201, ""},
-		{"over 2 MB announced", huge, int64(len(huge)), 413, codeBadFormat},
-		{"over 2 MB not announced", huge, -1, 413, codeBadFormat},
+		{"over 2 MB announced", huge, int64(len(huge)), 413, codeBodyTooLarge},
+		{"over 2 MB not announced", huge, -1, 413, codeBodyTooLarge},
 		{"shorter than announced", device, int64(len(device)) + 10, 400, codeBadFormat},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

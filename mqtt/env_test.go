@@ -28,6 +28,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/iotgate/iotgate/registry"
 	"github.com/iotgate/iotgate/registry/kv/badgerkv"
+	"github.com/iotgate/iotgate/servercert"
 )
 
 // env is a real registry over the in-memory store with a Server on
@@ -68,7 +69,7 @@ func newEnvLogging(t testing.TB, level slog.Level) *env {
 		t.Fatal(err)
 	}
 
-	gen, err := LoadOrCreateServerCert(t.TempDir(), time.Now())
+	gen, err := servercert.LoadOrCreate(t.TempDir(), time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,8 +4,6 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
-	"path/filepath"
-	"time"
 
 	"github.com/iotgate/iotgate/api"
 	"github.com/iotgate/iotgate/lwm2m"
@@ -20,9 +18,10 @@ var _ api.Registry = (*registry.Registry)(nil)
 // they implement (command and message delivery). Each protocol adds
 // itself here and nowhere else.
 type wiring struct {
-	cfg *Config
-	log *slog.Logger
-	reg *registry.Registry
+	cfg   *Config
+	log   *slog.Logger
+	reg   *registry.Registry
+	certs *serverCerts
 }
 
 func (w *wiring) listeners() ([]listener, api.Options, error) {
@@ -82,21 +81,10 @@ func (w *wiring) mqtt() (*mqtt.Server, error) {
 	}
 	var tc *tls.Config
 	if c.TLSListen != "" {
-		certFile, keyFile := c.TLSCertFile, c.TLSKeyFile
-		if certFile == "" {
-			g, err := mqtt.LoadOrCreateServerCert(filepath.Join(w.cfg.DataDir, "tls"), time.Now())
-			if err != nil {
-				return nil, err
-			}
-			certFile, keyFile = g.CertFile, g.KeyFile
-			w.log.Info("mqtts uses a generated certificate; clients must trust its CA",
-				"ca_file", g.CAFile, "cert_file", g.CertFile, "key_file", g.KeyFile, "created", g.Created)
-		}
-		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-		if err != nil {
+		var err error
+		if tc, err = w.certs.tlsConfig("mqtts", c.TLSCertFile, c.TLSKeyFile); err != nil {
 			return nil, fmt.Errorf("mqtt: server certificate: %w", err)
 		}
-		tc = &tls.Config{Certificates: []tls.Certificate{cert}}
 	}
 	return mqtt.New(mqtt.Options{
 		Registry:      w.reg,
