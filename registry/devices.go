@@ -305,7 +305,8 @@ func (r *Registry) putDevice(w Writer, old, d *Device) error {
 	return r.putDeviceRecord(w, old, d, rec)
 }
 
-// putDeviceRecord is putDevice with d already encoded (rec).
+// putDeviceRecord is putDevice with d already encoded (rec). It records
+// the device event of the change.
 func (r *Registry) putDeviceRecord(w Writer, old, d *Device, rec []byte) error {
 	var oldFP, newFP [2]string
 	var oldExp, newExp time.Time
@@ -342,6 +343,9 @@ func (r *Registry) putDeviceRecord(w Writer, old, d *Device, rec []byte) error {
 				return err
 			}
 		}
+	}
+	if err := r.deviceEvent(w, old, d); err != nil {
+		return err
 	}
 	if d == nil {
 		return w.Delete(deviceKey(old.DeviceID))

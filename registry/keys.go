@@ -24,6 +24,13 @@ import (
 //	#p/{product_id}               device count of a product
 //	#g/{gateway_id}               sub-device count of a gateway
 //	t/{device_id}                 last connection-status change (unix ns)
+//	e/{position}                  event time (unix ns) and project (the stream, in commit order)
+//	ep/{project}/{position}       event record (a project's events, in commit order)
+//	es/{device_id}                the device's last event seq
+//	eh/{project}                  highest position trimmed from the project's events
+//	ec/{project}/{name}           event consumer (its acknowledged cursor)
+//
+// Positions are 8 bytes big-endian, so the ordered keys are the stream.
 const sep = 0
 
 func key(prefix string, parts ...string) []byte {
@@ -90,3 +97,19 @@ func parseExpiryKey(k []byte) (time.Time, string, bool) {
 // record, so connects and disconnects never rewrite (and re-seal, and
 // evict from the cache) the record itself.
 func statusTimeKey(id string) []byte { return key("t", id) }
+
+var eventStreamPrefix = []byte{'e', sep}
+
+// eventStreamKey is the stream entry of the event at pos.
+func eventStreamKey(pos uint64) []byte {
+	return binary.BigEndian.AppendUint64(append([]byte(nil), eventStreamPrefix...), pos)
+}
+
+// eventKey is the record of a project's event at pos.
+func eventKey(project string, pos uint64) []byte {
+	return binary.BigEndian.AppendUint64(prefixKey("ep", project), pos)
+}
+
+func eventSeqKey(dev string) []byte                  { return key("es", dev) }
+func eventHorizonKey(project string) []byte          { return key("eh", project) }
+func eventConsumerKey(project, name string) []byte   { return key("ec", project, name) }

@@ -7,6 +7,12 @@
 // at that moment into one durable transaction (group commit) and
 // acknowledges each only after that transaction is on disk. A write that
 // fails its own checks stages nothing, so it never spoils its batch.
+//
+// Every change a consumer may care about is also recorded, in the same
+// transaction, as an event in a durable stream that named consumers read
+// in order and acknowledge (events.go, eventstream.go). Stream positions
+// come from one node-local counter today; eventstream.go says what a
+// multi-node engine must supply instead.
 package registry
 
 import (
@@ -37,6 +43,8 @@ type Options struct {
 	CacheEntries int
 	// Quotas; zero fields take DefaultQuotas' values.
 	Quotas Quotas
+	// Events bounds the event backlog.
+	Events EventOptions
 }
 
 // Quotas bound what one product or gateway may hold. Over quota, a write
@@ -103,6 +111,8 @@ type Registry struct {
 	// expiryFloor and asyncFloor are where the sweeps of the two deadline
 	// indexes start (see deadlineFloor).
 	expiryFloor, asyncFloor *deadlineFloor
+
+	events *eventLog // the durable event stream's node state
 
 	// txnDevices holds the device record keys the ops of the transaction
 	// being built have written so far (committer goroutine only).
@@ -181,6 +191,9 @@ func New(o Options) (*Registry, error) {
 	if err := r.loadPendingHint(); err != nil {
 		return nil, fmt.Errorf("registry: pending commands: %w", err)
 	}
+	if r.events, err = openEventLog(r.store, o.Events); err != nil {
+		return nil, fmt.Errorf("registry: %w", err)
+	}
 	r.wg.Add(1)
 	go r.commitLoop()
 	return r, nil
@@ -201,7 +214,8 @@ func (r *Registry) kick(deviceID, reason string) {
 	}
 }
 
-// Run sweeps expired devices and persists status changes until ctx ends.
+// Run sweeps expired devices, persists status changes and trims the
+// event stream until ctx ends.
 // It sweeps once before its first wait, so devices whose deadline passed
 // while the platform was down are gone as soon as Run starts.
 func (r *Registry) Run(ctx context.Context) error {
@@ -216,6 +230,9 @@ func (r *Registry) Run(ctx context.Context) error {
 		}
 		if err := r.flushStatus(ctx); err != nil && ctx.Err() == nil {
 			r.log.Error("status flush failed", "err", err)
+		}
+		if _, err := r.SweepEvents(ctx); err != nil && ctx.Err() == nil {
+			r.log.Error("event trim failed", "err", err)
 		}
 		select {
 		case <-ctx.Done():

@@ -1,0 +1,354 @@
+package registry
+
+import (
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+	"unicode/utf8"
+)
+
+// Durable events: every change a consumer may care about is recorded as
+// an Event in the same transaction as the change (an outbox), so an event
+// exists exactly when its change does. Resources and events are IoTDA's
+// data-forwarding names, and Body is the body IoTDA pushes for them.
+
+// Event resources (IoTDA's rule subjects).
+const (
+	ResourceDevice              = "device"                // create, update, delete
+	ResourceDeviceStatus        = "device.status"         // update
+	ResourceDeviceMessage       = "device.message"        // report
+	ResourceDeviceProperty      = "device.property"       // report
+	ResourceDeviceCommandStatus = "device.command.status" // update
+	ResourceDeviceMessageStatus = "device.message.status" // update
+)
+
+// Event names.
+const (
+	EventCreate = "create"
+	EventUpdate = "update"
+	EventDelete = "delete"
+	EventReport = "report"
+)
+
+// Event is one recorded change of a device.
+type Event struct {
+	// ID is unique among all events.
+	ID string
+	// Position is the event's place in the stream: it increases in
+	// commit order (with gaps) and is the cursor readers resume from.
+	Position uint64
+	// Seq numbers the device's events from 1 with no gap and no repeat;
+	// a device deleted and created again starts over.
+	Seq       uint64
+	ProjectID string
+	Time      time.Time
+	Resource  string
+	Event     string
+	Header    EventHeader
+	// Body is IoTDA's push body for Resource/Event, as JSON.
+	Body json.RawMessage
+}
+
+// EventHeader is IoTDA's notify_data.header: the device an event is about.
+type EventHeader struct {
+	AppID     string     `json:"app_id"`
+	DeviceID  string     `json:"device_id"`
+	NodeID    string     `json:"node_id"`
+	ProductID string     `json:"product_id"`
+	GatewayID string     `json:"gateway_id"`
+	Tags      []EventTag `json:"tags"`
+}
+
+// EventTag is a device tag as IoTDA pushes it.
+type EventTag struct {
+	Key   string `json:"tag_key"`
+	Value string `json:"tag_value"`
+}
+
+// IoTDA's time formats in push bodies.
+const (
+	compactTime = "20060102T150405Z"
+	isoMillis   = "2006-01-02T15:04:05.000Z"
+)
+
+func compactOrEmpty(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(compactTime)
+}
+
+// newDeviceEvent builds an event about d; body is encoded as JSON. Seq and
+// Position are assigned by appendEvent.
+func newDeviceEvent(d *Device, resource, event string, at time.Time, body any) (Event, error) {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return Event{}, fmt.Errorf("encode %s %s event body: %w", resource, event, err)
+	}
+	return Event{
+		ID: randomHex(12), ProjectID: d.ProjectID, Time: at.UTC(), Resource: resource, Event: event, Body: b,
+		Header: EventHeader{AppID: d.ProjectID, DeviceID: d.DeviceID, NodeID: d.NodeID, ProductID: d.ProductID,
+			GatewayID: d.EffectiveGatewayID(), Tags: []EventTag{}},
+	}, nil
+}
+
+// storedEvent is the stored form of an Event, after an 8-byte seq; the
+// position is the key's.
+type storedEvent struct {
+	ID       string          `json:"id"`
+	Time     time.Time       `json:"time"`
+	Resource string          `json:"resource"`
+	Event    string          `json:"event"`
+	Header   EventHeader     `json:"header"`
+	Body     json.RawMessage `json:"body"`
+}
+
+// encodedEvent is an event encoded outside the committer, waiting for
+// its seq and position.
+type encodedEvent struct {
+	project, device string
+	at              time.Time
+	rec             []byte // 8 bytes for the seq, then the storedEvent
+}
+
+func encodeEvent(ev Event) (encodedEvent, error) {
+	js, err := json.Marshal(storedEvent{ID: ev.ID, Time: ev.Time, Resource: ev.Resource, Event: ev.Event, Header: ev.Header, Body: ev.Body})
+	if err != nil {
+		return encodedEvent{}, fmt.Errorf("encode event: %w", err)
+	}
+	rec := make([]byte, 8, 8+len(js))
+	return encodedEvent{project: ev.ProjectID, device: ev.Header.DeviceID, at: ev.Time, rec: append(rec, js...)}, nil
+}
+
+func decodeEvent(project string, pos uint64, v []byte) (Event, error) {
+	if len(v) < 8 {
+		return Event{}, fmt.Errorf("event %d of %s: record too short", pos, project)
+	}
+	var s storedEvent
+	if err := json.Unmarshal(v[8:], &s); err != nil {
+		return Event{}, fmt.Errorf("decode event %d of %s: %w", pos, project, err)
+	}
+	return Event{ID: s.ID, Position: pos, Seq: binary.BigEndian.Uint64(v), ProjectID: project, Time: s.Time,
+		Resource: s.Resource, Event: s.Event, Header: s.Header, Body: s.Body}, nil
+}
+
+// appendEvent records ev in w's transaction: it takes the device's next
+// seq (read and written under w, so concurrent writes never share one)
+// and the next stream position. Call it from a write function, after the
+// checks that may refuse the write: a refused write keeps no event.
+// ev.Header.DeviceID and ev.ProjectID must be set (newDeviceEvent does).
+func (r *Registry) appendEvent(w Writer, ev Event) error {
+	e, err := encodeEvent(ev)
+	if err != nil {
+		return err
+	}
+	return r.appendEncoded(w, e)
+}
+
+// appendEncoded is appendEvent for an event encoded before the write, so
+// the committer only numbers and stores it.
+func (r *Registry) appendEncoded(w Writer, e encodedEvent) error {
+	seq, err := lastEventSeq(w, e.device)
+	if err != nil {
+		return err
+	}
+	seq++
+	var n [8]byte
+	binary.BigEndian.PutUint64(n[:], seq)
+	if err := w.Set(eventSeqKey(e.device), n[:]); err != nil {
+		return err
+	}
+	// The record is set under a copy: the op may run again (in the next
+	// transaction) with another seq.
+	rec := append([]byte(nil), e.rec...)
+	binary.BigEndian.PutUint64(rec, seq)
+	pos := r.events.nextPosition()
+	if err := w.Set(eventKey(e.project, pos), rec); err != nil {
+		return err
+	}
+	entry := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(e.project)), uint64(e.at.UnixNano()))
+	return w.Set(eventStreamKey(pos), append(entry, e.project...))
+}
+
+func lastEventSeq(rd Reader, dev string) (uint64, error) {
+	v, err := rd.Get(eventSeqKey(dev))
+	if errors.Is(err, ErrNoKey) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read event seq of %s: %w", dev, err)
+	}
+	if len(v) != 8 {
+		return 0, fmt.Errorf("event seq of %s: corrupt (%d bytes)", dev, len(v))
+	}
+	return binary.BigEndian.Uint64(v), nil
+}
+
+// deviceEventBody is IoTDA's QueryDeviceBase, the body of device
+// create/update/delete pushes. Secrets are never in it.
+type deviceEventBody struct {
+	AppID         string          `json:"app_id"`
+	DeviceID      string          `json:"device_id"`
+	NodeID        string          `json:"node_id"`
+	GatewayID     string          `json:"gateway_id"`
+	DeviceName    string          `json:"device_name,omitempty"`
+	Description   string          `json:"description,omitempty"`
+	ProductID     string          `json:"product_id"`
+	Status        Status          `json:"status"`
+	CreateTime    string          `json:"create_time"`
+	ActiveTime    string          `json:"active_time,omitempty"`
+	AuthInfo      deviceEventAuth `json:"auth_info"`
+	ExtensionInfo json.RawMessage `json:"extension_info,omitempty"`
+	Tags          []EventTag      `json:"tags"`
+}
+
+type deviceEventAuth struct {
+	AuthType     AuthType `json:"auth_type"`
+	SecureAccess bool     `json:"secure_access"`
+	Timeout      *int64   `json:"timeout,omitempty"`
+}
+
+// deviceEvent records the change of a device record from old to d (nil
+// old: created; nil d: deleted). Status is the one a read would report.
+func (r *Registry) deviceEvent(w Writer, old, d *Device) error {
+	event, cur := EventUpdate, d
+	switch {
+	case old == nil:
+		event = EventCreate
+	case d == nil:
+		event, cur = EventDelete, old
+	}
+	v := *cur
+	r.fillStatus(&v)
+	body := deviceEventBody{AppID: v.ProjectID, DeviceID: v.DeviceID, NodeID: v.NodeID, GatewayID: v.EffectiveGatewayID(),
+		DeviceName: v.DeviceName, Description: v.Description, ProductID: v.ProductID,
+		Status: v.Status, CreateTime: compactOrEmpty(v.CreateTime), ActiveTime: compactOrEmpty(v.ActiveTime),
+		AuthInfo:      deviceEventAuth{AuthType: v.Auth.Type, SecureAccess: v.Auth.SecureAccess},
+		ExtensionInfo: v.ExtensionInfo, Tags: []EventTag{}}
+	if v.Auth.TimeoutSet {
+		t := v.Auth.Timeout
+		body.AuthInfo.Timeout = &t
+	}
+	ev, err := newDeviceEvent(&v, ResourceDevice, event, r.now(), body)
+	if err != nil {
+		return err
+	}
+	if err := r.appendEvent(w, ev); err != nil {
+		return err
+	}
+	if d == nil {
+		// The seq belongs to this device; one created again under its id
+		// starts over (its create event has seq 1).
+		return w.Delete(eventSeqKey(old.DeviceID))
+	}
+	return nil
+}
+
+// messageEventBody is the body of device.message report: the message's
+// id and topic, and its content as JSON when it is JSON, else as text,
+// else base64 (encoding says which).
+type messageEventBody struct {
+	ID       string          `json:"id"`
+	Topic    string          `json:"topic,omitempty"`
+	Content  json.RawMessage `json:"content"`
+	Encoding string          `json:"encoding"`
+}
+
+func messageEvent(d *Device, m *Message, at time.Time) (encodedEvent, error) {
+	b := messageEventBody{ID: m.MessageID, Topic: m.Topic, Encoding: "none"}
+	switch {
+	case json.Valid(m.Payload):
+		b.Content = m.Payload
+	case utf8.Valid(m.Payload):
+		b.Content, _ = json.Marshal(string(m.Payload))
+	default:
+		b.Content, _ = json.Marshal(base64.StdEncoding.EncodeToString(m.Payload))
+		b.Encoding = "base64"
+	}
+	ev, err := newDeviceEvent(d, ResourceDeviceMessage, EventReport, at, b)
+	if err != nil {
+		return encodedEvent{}, err
+	}
+	return encodeEvent(ev)
+}
+
+// propertyEventBody is the body of device.property report.
+type propertyEventBody struct {
+	Services []propertyEventService `json:"services"`
+}
+
+type propertyEventService struct {
+	ServiceID  string                     `json:"service_id"`
+	Properties map[string]json.RawMessage `json:"properties"`
+	EventTime  string                     `json:"event_time"`
+}
+
+// propertyEvent encodes a property report whose event times are filled in.
+func propertyEvent(d *Device, reports []ServiceProperties, at time.Time) (encodedEvent, error) {
+	b := propertyEventBody{Services: make([]propertyEventService, 0, len(reports))}
+	for _, rep := range reports {
+		b.Services = append(b.Services, propertyEventService{ServiceID: rep.ServiceID, Properties: rep.Properties,
+			EventTime: compactOrEmpty(rep.EventTime)})
+	}
+	ev, err := newDeviceEvent(d, ResourceDeviceProperty, EventReport, at, b)
+	if err != nil {
+		return encodedEvent{}, err
+	}
+	return encodeEvent(ev)
+}
+
+// commandStatusEventBody is the body of device.command.status update.
+type commandStatusEventBody struct {
+	CommandID     string          `json:"command_id"`
+	ServiceID     string          `json:"service_id,omitempty"`
+	CommandName   string          `json:"command_name,omitempty"`
+	Status        AsyncStatus     `json:"status"`
+	Result        json.RawMessage `json:"result,omitempty"`
+	CreatedTime   string          `json:"created_time"`
+	SentTime      string          `json:"sent_time,omitempty"`
+	DeliveredTime string          `json:"delivered_time,omitempty"`
+	ResponseTime  string          `json:"response_time,omitempty"`
+}
+
+// commandEvent records an asynchronous command's status change from old
+// (nil: just created, PENDING) to c; nothing when the status is unchanged.
+func (r *Registry) commandEvent(w Writer, old, c *AsyncCommand) error {
+	if old != nil && old.Status == c.Status {
+		return nil
+	}
+	d, ok, err := r.eventDevice(w, c.DeviceID)
+	if err != nil || !ok {
+		return err
+	}
+	ev, err := newDeviceEvent(d, ResourceDeviceCommandStatus, EventUpdate, r.now(), commandStatusEventBody{
+		CommandID: c.CommandID, ServiceID: c.ServiceID, CommandName: c.CommandName, Status: c.Status, Result: c.Result,
+		CreatedTime: compactOrEmpty(c.CreatedTime), SentTime: compactOrEmpty(c.SentTime),
+		DeliveredTime: compactOrEmpty(c.DeliveredTime), ResponseTime: compactOrEmpty(c.ResponseTime)})
+	if err != nil {
+		return err
+	}
+	return r.appendEvent(w, ev)
+}
+
+// eventDevice reads the device an event is about, as the committer sees
+// it: from the cache when it holds the committed record and nothing in the
+// transaction wrote it since (see deviceExists), else through w. ok is
+// false when the device does not exist.
+func (r *Registry) eventDevice(w Reader, id string) (d *Device, ok bool, err error) {
+	if s, isStaged := w.(*staged); isStaged && s.cachedUnwritten(deviceKey(id)) {
+		if v, _, hit := s.cache.get(deviceKey(id)); hit {
+			if cd, isDev := v.(*Device); isDev {
+				cp := *cd
+				return &cp, true, nil
+			}
+		}
+	}
+	d, err = r.getDevice(w, id)
+	if errors.Is(err, ErrNotFound) {
+		return nil, false, nil
+	}
+	return d, err == nil, err
+}
