@@ -110,6 +110,6 @@ func eventKey(project string, pos uint64) []byte {
 	return binary.BigEndian.AppendUint64(prefixKey("ep", project), pos)
 }
 
-func eventSeqKey(dev string) []byte                  { return key("es", dev) }
-func eventHorizonKey(project string) []byte          { return key("eh", project) }
-func eventConsumerKey(project, name string) []byte   { return key("ec", project, name) }
+func eventSeqKey(dev string) []byte                { return key("es", dev) }
+func eventHorizonKey(project string) []byte        { return key("eh", project) }
+func eventConsumerKey(project, name string) []byte { return key("ec", project, name) }
