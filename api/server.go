@@ -112,6 +112,7 @@ func New(o Options) *Server {
 	s.dataRoutes(v5)
 	s.registrationRoutes(e)
 	s.asyncCommandRoutes(v5)
+	s.eventRoutes(v5)
 	s.echo = e
 	return s
 }
