@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/iotgate/iotgate/lwm2m"
+	"github.com/iotgate/iotgate/registry"
 	"gopkg.in/yaml.v3"
 )
 
@@ -17,12 +18,13 @@ type Config struct {
 	DataDir string `yaml:"data_dir"`
 	// MasterKey seals secrets at rest (64 hex characters). Empty: taken
 	// from $IOTGATE_MASTER_KEY, else generated into data_dir/master.key.
-	MasterKey string     `yaml:"master_key"`
-	LogLevel  string     `yaml:"log_level"`
-	API       APIConfig  `yaml:"api"`
-	CoAP      CoAPConfig `yaml:"coap"`
-	MQTT      MQTTConfig `yaml:"mqtt"`
-	Registry  RegConfig  `yaml:"registry"`
+	MasterKey string       `yaml:"master_key"`
+	LogLevel  string       `yaml:"log_level"`
+	API       APIConfig    `yaml:"api"`
+	CoAP      CoAPConfig   `yaml:"coap"`
+	MQTT      MQTTConfig   `yaml:"mqtt"`
+	Registry  RegConfig    `yaml:"registry"`
+	Events    EventsConfig `yaml:"events"`
 
 	// DebugListen serves /debug/vars and /debug/pprof, unauthenticated
 	// (debug.go); empty, the default, disables it.
@@ -104,6 +106,15 @@ type RegConfig struct {
 	MaxSubDevicesPerRequest int   `yaml:"max_sub_devices_per_request"`
 }
 
+// EventsConfig bounds the durable event stream (GET .../events and
+// event consumers): events are kept until every consumer of their project
+// has acknowledged them, but never longer than Retention nor beyond the
+// last MaxEvents.
+type EventsConfig struct {
+	Retention time.Duration `yaml:"retention"`
+	MaxEvents uint64        `yaml:"max_events"`
+}
+
 // defaultCoAPConfig is the LwM2M server's defaults (package lwm2m's).
 func defaultCoAPConfig() CoAPConfig {
 	return CoAPConfig{Listen: ":5683", DTLSListen: ":5684",
@@ -122,6 +133,7 @@ func defaultConfig() Config {
 		MQTT:     MQTTConfig{Listen: ":1883", TLSListen: ":8883", TimestampSkew: time.Hour},
 		Registry: RegConfig{SweepInterval: time.Second, CacheEntries: 1 << 21,
 			MaxDevicesPerProduct: 500_000, MaxSubDevicesPerGateway: 1_500, MaxClientIDsPerDevice: 5, MaxSubDevicesPerRequest: 30},
+		Events: EventsConfig{Retention: registry.DefaultEventRetention, MaxEvents: registry.DefaultMaxEvents},
 	}
 }
 
@@ -187,6 +199,12 @@ func (c *Config) validate() error {
 	}
 	if c.Registry.SweepInterval <= 0 {
 		c.Registry.SweepInterval = time.Second
+	}
+	if c.Events.Retention <= 0 {
+		return errors.New("config: events.retention must be positive")
+	}
+	if c.Events.MaxEvents == 0 {
+		return errors.New("config: events.max_events must be positive")
 	}
 	return nil
 }
