@@ -61,10 +61,10 @@ func (g *Gate) huaweiConnect(deviceID, secret string) paho.Client {
 	ts := time.Now().UTC().Format("2006010215")
 	m := hmac.New(sha256.New, []byte(ts))
 	m.Write([]byte(secret))
-	o := paho.NewClientOptions().AddBroker("tcp://"+g.MQTT).SetClientID(deviceID+"_0_0_"+ts).
+	o := paho.NewClientOptions().AddBroker("tcp://" + g.MQTT).SetClientID(deviceID + "_0_0_" + ts).
 		SetUsername(deviceID).SetPassword(hex.EncodeToString(m.Sum(nil))).SetProtocolVersion(4).
-		SetKeepAlive(60*time.Second).SetAutoReconnect(false).SetConnectRetry(false).SetCleanSession(true).
-		SetConnectTimeout(5*time.Second).SetWriteTimeout(5*time.Second).SetOrderMatters(false)
+		SetKeepAlive(60 * time.Second).SetAutoReconnect(false).SetConnectRetry(false).SetCleanSession(true).
+		SetConnectTimeout(5 * time.Second).SetWriteTimeout(5 * time.Second).SetOrderMatters(false)
 	c := paho.NewClient(o)
 	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		g.t.Fatalf("connect %s: %v; logs:\n%s", deviceID, tok.Error(), g.Logs())
