@@ -1,8 +1,10 @@
 package registry
 
 import (
+	"crypto/rand"
 	"encoding/base64"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -88,11 +90,22 @@ func newDeviceEvent(d *Device, resource, event string, at time.Time, body any) (
 	if err != nil {
 		return Event{}, fmt.Errorf("encode %s %s event body: %w", resource, event, err)
 	}
-	return Event{
-		ID: randomHex(12), ProjectID: d.ProjectID, Time: at.UTC(), Resource: resource, Event: event, Body: b,
-		Header: EventHeader{AppID: d.ProjectID, DeviceID: d.DeviceID, NodeID: d.NodeID, ProductID: d.ProductID,
-			GatewayID: d.EffectiveGatewayID(), Tags: []EventTag{}},
-	}, nil
+	return Event{ID: newEventID(), ProjectID: d.ProjectID, Time: at.UTC(), Resource: resource, Event: event,
+		Header: deviceEventHeader(d), Body: b}, nil
+}
+
+func deviceEventHeader(d *Device) EventHeader {
+	return EventHeader{AppID: d.ProjectID, DeviceID: d.DeviceID, NodeID: d.NodeID, ProductID: d.ProductID,
+		GatewayID: d.EffectiveGatewayID(), Tags: []EventTag{}}
+}
+
+// newEventID returns 24 random hex characters.
+func newEventID() string {
+	var b [12]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic("crypto/rand failed: " + err.Error())
+	}
+	return hex.EncodeToString(b[:])
 }
 
 // storedEvent is the stored form of an Event, after an 8-byte seq; the
@@ -106,21 +119,44 @@ type storedEvent struct {
 	Body     json.RawMessage `json:"body"`
 }
 
-// encodedEvent is an event encoded outside the committer, waiting for
-// its seq and position.
+// eventRecord encodes a storedEvent with its body not yet encoded, so an
+// event costs one encoding.
+type eventRecord struct {
+	ID       string      `json:"id"`
+	Time     time.Time   `json:"time"`
+	Resource string      `json:"resource"`
+	Event    string      `json:"event"`
+	Header   EventHeader `json:"header"`
+	Body     any         `json:"body"`
+}
+
+// encodedEvent is an event encoded before the committer numbers it: its
+// seq and position are assigned by appendEncoded.
 type encodedEvent struct {
 	project, device string
 	at              time.Time
 	rec             []byte // 8 bytes for the seq, then the storedEvent
 }
 
-func encodeEvent(ev Event) (encodedEvent, error) {
-	js, err := json.Marshal(storedEvent{ID: ev.ID, Time: ev.Time, Resource: ev.Resource, Event: ev.Event, Header: ev.Header, Body: ev.Body})
+func encodeRecord(project, device string, at time.Time, rec eventRecord) (encodedEvent, error) {
+	js, err := json.Marshal(rec)
 	if err != nil {
-		return encodedEvent{}, fmt.Errorf("encode event: %w", err)
+		return encodedEvent{}, fmt.Errorf("encode %s %s event: %w", rec.Resource, rec.Event, err)
 	}
-	rec := make([]byte, 8, 8+len(js))
-	return encodedEvent{project: ev.ProjectID, device: ev.Header.DeviceID, at: ev.Time, rec: append(rec, js...)}, nil
+	b := make([]byte, 8, 8+len(js))
+	return encodedEvent{project: project, device: device, at: at, rec: append(b, js...)}, nil
+}
+
+func encodeEvent(ev Event) (encodedEvent, error) {
+	return encodeRecord(ev.ProjectID, ev.Header.DeviceID, ev.Time, eventRecord{ID: ev.ID, Time: ev.Time,
+		Resource: ev.Resource, Event: ev.Event, Header: ev.Header, Body: ev.Body})
+}
+
+// encodeDeviceEvent encodes an event about d with body in one go.
+func encodeDeviceEvent(d *Device, resource, event string, at time.Time, body any) (encodedEvent, error) {
+	at = at.UTC()
+	return encodeRecord(d.ProjectID, d.DeviceID, at, eventRecord{ID: newEventID(), Time: at, Resource: resource,
+		Event: event, Header: deviceEventHeader(d), Body: body})
 }
 
 func decodeEvent(project string, pos uint64, v []byte) (Event, error) {
@@ -232,11 +268,11 @@ func (r *Registry) deviceEvent(w Writer, old, d *Device) error {
 		t := v.Auth.Timeout
 		body.AuthInfo.Timeout = &t
 	}
-	ev, err := newDeviceEvent(&v, ResourceDevice, event, r.now(), body)
+	ev, err := encodeDeviceEvent(&v, ResourceDevice, event, r.now(), body)
 	if err != nil {
 		return err
 	}
-	if err := r.appendEvent(w, ev); err != nil {
+	if err := r.appendEncoded(w, ev); err != nil {
 		return err
 	}
 	if d == nil {
@@ -268,11 +304,7 @@ func messageEvent(d *Device, m *Message, at time.Time) (encodedEvent, error) {
 		b.Content, _ = json.Marshal(base64.StdEncoding.EncodeToString(m.Payload))
 		b.Encoding = "base64"
 	}
-	ev, err := newDeviceEvent(d, ResourceDeviceMessage, EventReport, at, b)
-	if err != nil {
-		return encodedEvent{}, err
-	}
-	return encodeEvent(ev)
+	return encodeDeviceEvent(d, ResourceDeviceMessage, EventReport, at, b)
 }
 
 // propertyEventBody is the body of device.property report.
@@ -293,11 +325,7 @@ func propertyEvent(d *Device, reports []ServiceProperties, at time.Time) (encode
 		b.Services = append(b.Services, propertyEventService{ServiceID: rep.ServiceID, Properties: rep.Properties,
 			EventTime: compactOrEmpty(rep.EventTime)})
 	}
-	ev, err := newDeviceEvent(d, ResourceDeviceProperty, EventReport, at, b)
-	if err != nil {
-		return encodedEvent{}, err
-	}
-	return encodeEvent(ev)
+	return encodeDeviceEvent(d, ResourceDeviceProperty, EventReport, at, b)
 }
 
 // commandStatusEventBody is the body of device.command.status update.
@@ -323,14 +351,14 @@ func (r *Registry) commandEvent(w Writer, old, c *AsyncCommand) error {
 	if err != nil || !ok {
 		return err
 	}
-	ev, err := newDeviceEvent(d, ResourceDeviceCommandStatus, EventUpdate, r.now(), commandStatusEventBody{
+	ev, err := encodeDeviceEvent(d, ResourceDeviceCommandStatus, EventUpdate, r.now(), commandStatusEventBody{
 		CommandID: c.CommandID, ServiceID: c.ServiceID, CommandName: c.CommandName, Status: c.Status, Result: c.Result,
 		CreatedTime: compactOrEmpty(c.CreatedTime), SentTime: compactOrEmpty(c.SentTime),
 		DeliveredTime: compactOrEmpty(c.DeliveredTime), ResponseTime: compactOrEmpty(c.ResponseTime)})
 	if err != nil {
 		return err
 	}
-	return r.appendEvent(w, ev)
+	return r.appendEncoded(w, ev)
 }
 
 // eventDevice reads the device an event is about, as the committer sees
@@ -351,4 +379,48 @@ func (r *Registry) eventDevice(w Reader, id string) (d *Device, ok bool, err err
 		return nil, false, nil
 	}
 	return d, err == nil, err
+}
+
+// DownlinkStatus is a downlink message's status change, for the
+// device.message.status event (IoTDA's statuses: PENDING, DELIVERED,
+// FAILED, TIMEOUT...).
+type DownlinkStatus struct {
+	MessageID string
+	Name      string
+	Topic     string
+	Status    string
+	At        time.Time
+	// ErrorCode and ErrorMsg explain a failure (e.g. IOTDA.014112).
+	ErrorCode, ErrorMsg string
+}
+
+// downlinkStatusEventBody is the body of device.message.status update.
+type downlinkStatusEventBody struct {
+	MessageID string               `json:"message_id"`
+	Name      string               `json:"name,omitempty"`
+	Topic     string               `json:"topic,omitempty"`
+	Status    string               `json:"status"`
+	Timestamp string               `json:"timestamp"`
+	ErrorInfo *downlinkStatusError `json:"error_info,omitempty"`
+}
+
+type downlinkStatusError struct {
+	ErrorCode string `json:"error_code"`
+	ErrorMsg  string `json:"error_msg"`
+}
+
+// downlinkStatusEvent records a downlink message's status change of
+// device d in w's transaction; the write that changes the message's
+// stored status calls it.
+func (r *Registry) downlinkStatusEvent(w Writer, d *Device, s DownlinkStatus) error {
+	b := downlinkStatusEventBody{MessageID: s.MessageID, Name: s.Name, Topic: s.Topic, Status: s.Status,
+		Timestamp: compactOrEmpty(s.At)}
+	if s.ErrorCode != "" || s.ErrorMsg != "" {
+		b.ErrorInfo = &downlinkStatusError{ErrorCode: s.ErrorCode, ErrorMsg: s.ErrorMsg}
+	}
+	ev, err := newDeviceEvent(d, ResourceDeviceMessageStatus, EventUpdate, s.At, b)
+	if err != nil {
+		return err
+	}
+	return r.appendEvent(w, ev)
 }

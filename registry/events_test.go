@@ -452,3 +452,49 @@ func TestEventTrimBounds(t *testing.T) {
 		t.Fatalf("after restart: %+v", page.Events)
 	}
 }
+
+// The hook the downlink message lifecycle calls records its event, in
+// sequence with the device's other events, and nothing if its write fails.
+func TestDownlinkStatusEvent(t *testing.T) {
+	clock := &fakeClock{t: time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)}
+	r := newEventRegistry(t, memStore(t), clock, EventOptions{})
+	ctx := context.Background()
+	mustProduct(t, r, "proj", "m", "MQTT")
+	d, err := r.CreateDevice(ctx, NewDevice{ProjectID: "proj", NodeID: "n", ProductID: "m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	change := func(s DownlinkStatus, fail error) error {
+		return r.write(ctx, func(w Writer) error {
+			if err := r.downlinkStatusEvent(w, d, s); err != nil {
+				return err
+			}
+			return fail
+		})
+	}
+	if err := change(DownlinkStatus{MessageID: "m1", Name: "hello", Topic: "t", Status: "PENDING", At: clock.Now()}, nil); err != nil {
+		t.Fatal(err)
+	}
+	refused := errors.New("refused")
+	if err := change(DownlinkStatus{MessageID: "m1", Status: "DELIVERED", At: clock.Now()}, refused); !errors.Is(err, refused) {
+		t.Fatal(err)
+	}
+	if err := change(DownlinkStatus{MessageID: "m1", Status: "FAILED", At: clock.Now(), ErrorCode: "IOTDA.014112",
+		ErrorMsg: "device not subscribed"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	evs := allEvents(t, r, "proj")
+	checkSeqs(t, evs)
+	if len(evs) != 3 {
+		t.Fatalf("%d events, want the create and 2 status changes", len(evs))
+	}
+	want := []string{
+		`{"message_id":"m1","name":"hello","topic":"t","status":"PENDING","timestamp":"20260301T080000Z"}`,
+		`{"message_id":"m1","status":"FAILED","timestamp":"20260301T080000Z","error_info":{"error_code":"IOTDA.014112","error_msg":"device not subscribed"}}`,
+	}
+	for i, e := range evs[1:] {
+		if e.Resource != ResourceDeviceMessageStatus || e.Event != EventUpdate || string(e.Body) != want[i] {
+			t.Errorf("event %d: %s %s %s", i+1, e.Resource, e.Event, e.Body)
+		}
+	}
+}

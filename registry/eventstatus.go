@@ -82,12 +82,12 @@ func (r *Registry) statusEvents(w Writer, changes []statusChange) error {
 		if !ok {
 			continue // deleted meanwhile
 		}
-		ev, err := newDeviceEvent(d, ResourceDeviceStatus, EventUpdate, c.at, statusEventBody{Status: c.status,
+		ev, err := encodeDeviceEvent(d, ResourceDeviceStatus, EventUpdate, c.at, statusEventBody{Status: c.status,
 			LastOnlineTime: compactOrEmpty(c.lastOnline), StatusUpdateTime: c.at.UTC().Format(isoMillis)})
 		if err != nil {
 			return err
 		}
-		if err := r.appendEvent(w, ev); err != nil {
+		if err := r.appendEncoded(w, ev); err != nil {
 			return err
 		}
 	}
