@@ -352,8 +352,12 @@ func TestEventTrimRespectsConsumers(t *testing.T) {
 	if err := r.AckEvents(ctx, "proj", "a", evs[7].Position); err != nil {
 		t.Fatal(err)
 	}
+	commits := r.CommitStats().Commits
 	if n, err := r.SweepEvents(ctx); err != nil || n != 0 {
 		t.Fatalf("trimmed %d (%v) while consumer b acknowledged nothing", n, err)
+	}
+	if c := r.CommitStats().Commits; c != commits {
+		t.Errorf("a sweep with nothing to trim made %d commits", c-commits)
 	}
 	if err := r.AckEvents(ctx, "proj", "b", evs[4].Position); err != nil {
 		t.Fatal(err)

@@ -11,9 +11,12 @@ import (
 // SweepEvents trims the stream: first what is past the backlog bounds
 // (older than the retention, or more than MaxEvents positions behind the
 // newest), oldest first; then, per project with consumers, what all of
-// them acknowledged. Each walk resumes where the last stopped and each
-// write deletes at most eventTrimBatch events, so a sweep costs what it
-// trims. It returns how many events it deleted.
+// them acknowledged. Each walk reads from where the last stopped and
+// each write deletes at most eventTrimBatch events, so a sweep costs what
+// it trims; one with nothing to trim writes nothing. Events are never
+// rewritten and only the sweep, which takes turns with itself, deletes
+// them, so what a walk reads is still there when its write deletes it.
+// It returns how many events it deleted.
 func (r *Registry) SweepEvents(ctx context.Context) (int, error) {
 	l := r.events
 	l.sweep.Lock()
@@ -59,9 +62,8 @@ func (r *Registry) trimBounds(ctx context.Context) (int, bool, error) {
 	}
 	var victims []trimmed
 	var next uint64
-	err := r.write(ctx, func(w Writer) error {
-		victims, next = victims[:0], 0
-		if err := w.Scan(eventStreamPrefix, eventStreamKey(l.streamFloor), false, func(k, v []byte) (bool, error) {
+	err := r.store.View(func(rd Reader) error {
+		return rd.Scan(eventStreamPrefix, eventStreamKey(l.streamFloor), false, func(k, v []byte) (bool, error) {
 			pos := streamPosition(k)
 			if len(v) < 8 {
 				return false, fmt.Errorf("event stream entry %d: corrupt", pos)
@@ -72,11 +74,11 @@ func (r *Registry) trimBounds(ctx context.Context) (int, bool, error) {
 			}
 			victims = append(victims, trimmed{pos: pos, project: string(v[8:])})
 			return len(victims) < eventTrimBatch, nil
-		}); err != nil {
-			return err
-		}
-		return deleteEvents(w, victims)
+		})
 	})
+	if err == nil && len(victims) > 0 {
+		err = r.write(ctx, func(w Writer) error { return deleteEvents(w, victims) })
+	}
 	if err != nil || len(victims) == 0 {
 		return 0, false, err
 	}
@@ -97,20 +99,19 @@ func (r *Registry) trimAcked(ctx context.Context, project string, upTo uint64) (
 	}
 	prefix := prefixKey("ep", project)
 	var victims []trimmed
-	err := r.write(ctx, func(w Writer) error {
-		victims = victims[:0]
-		if err := w.Scan(prefix, eventKey(project, from), false, func(k, _ []byte) (bool, error) {
+	err := r.store.View(func(rd Reader) error {
+		return rd.Scan(prefix, eventKey(project, from), false, func(k, _ []byte) (bool, error) {
 			pos := binary.BigEndian.Uint64(k[len(prefix):])
 			if pos > upTo {
 				return false, nil
 			}
 			victims = append(victims, trimmed{pos: pos, project: project})
 			return len(victims) < eventTrimBatch, nil
-		}); err != nil {
-			return err
-		}
-		return deleteEvents(w, victims)
+		})
 	})
+	if err == nil && len(victims) > 0 {
+		err = r.write(ctx, func(w Writer) error { return deleteEvents(w, victims) })
+	}
 	if err != nil {
 		return 0, false, err
 	}
