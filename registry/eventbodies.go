@@ -65,7 +65,7 @@ func (r *Registry) deviceEvent(w Writer, old, d *Device) error {
 	if d == nil {
 		// The seq belongs to this device; one created again under its id
 		// starts over (its create event has seq 1).
-		return w.Delete(eventSeqKey(old.DeviceID))
+		return r.events.deleteSeq(w, old.DeviceID)
 	}
 	return nil
 }

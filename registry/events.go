@@ -185,14 +185,12 @@ func (r *Registry) appendEvent(w Writer, ev Event) error {
 // appendEncoded is appendEvent for an event encoded before the write, so
 // the committer only numbers and stores it.
 func (r *Registry) appendEncoded(w Writer, e encodedEvent) error {
-	seq, err := lastEventSeq(w, e.device)
+	seq, err := r.events.lastSeq(w, e.device)
 	if err != nil {
 		return err
 	}
 	seq++
-	var n [8]byte
-	binary.BigEndian.PutUint64(n[:], seq)
-	if err := w.Set(eventSeqKey(e.device), n[:]); err != nil {
+	if err := r.events.setSeq(w, e.device, seq); err != nil {
 		return err
 	}
 	// The record is set under a copy: the op may run again (in the next
@@ -205,20 +203,6 @@ func (r *Registry) appendEncoded(w Writer, e encodedEvent) error {
 	}
 	entry := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(e.project)), uint64(e.at.UnixNano()))
 	return w.Set(eventStreamKey(pos), append(entry, e.project...))
-}
-
-func lastEventSeq(rd Reader, dev string) (uint64, error) {
-	v, err := rd.Get(eventSeqKey(dev))
-	if errors.Is(err, ErrNoKey) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("read event seq of %s: %w", dev, err)
-	}
-	if len(v) != 8 {
-		return 0, fmt.Errorf("event seq of %s: corrupt (%d bytes)", dev, len(v))
-	}
-	return binary.BigEndian.Uint64(v), nil
 }
 
 // eventDevice reads the device an event is about, as the committer sees

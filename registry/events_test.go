@@ -502,3 +502,51 @@ func TestDownlinkStatusEvent(t *testing.T) {
 		}
 	}
 }
+
+// The seq cache answers only for what is committed: within one
+// transaction, a write refused after taking a seq gives it back, and
+// writes after an accepted one see its seq, not the cached one.
+func TestEventSeqCacheWithinTransaction(t *testing.T) {
+	clock := &fakeClock{t: time.Now()}
+	r := newEventRegistry(t, memStore(t), clock, EventOptions{})
+	ctx := context.Background()
+	mustProduct(t, r, "proj", "m", "MQTT")
+	d, err := r.CreateDevice(ctx, NewDevice{ProjectID: "proj", NodeID: "n", ProductID: "m"}) // seq 1, cached
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := errors.New("refused")
+	appendOp := func(fail error) *op {
+		return &op{done: make(chan error, 1), fn: func(w Writer) error {
+			ev, err := messageEvent(d, &Message{MessageID: "x", Payload: []byte("{}")}, clock.Now())
+			if err != nil {
+				return err
+			}
+			if err := r.appendEncoded(w, ev); err != nil {
+				return err
+			}
+			return fail
+		}}
+	}
+	// The committer is idle (every write above was answered), so this
+	// goroutine may run transactions of its own.
+	for _, batch := range [][]error{{refused, nil, nil, refused, nil}, {nil, refused}, {nil}} {
+		ops := make([]*op, len(batch))
+		for i, fail := range batch {
+			ops[i] = appendOp(fail)
+		}
+		if n := r.commit(ops); n != len(ops) {
+			t.Fatalf("one transaction took %d of %d ops", n, len(ops))
+		}
+		for i, o := range ops {
+			if err := <-o.done; !errors.Is(err, batch[i]) {
+				t.Fatalf("op %d: %v", i, err)
+			}
+		}
+	}
+	evs := allEvents(t, r, "proj")
+	checkSeqs(t, evs)
+	if len(evs) != 6 { // the create and the 5 accepted
+		t.Fatalf("%d events, want 6", len(evs))
+	}
+}

@@ -83,6 +83,11 @@ type eventLog struct {
 	// registry's statusMu, in step with its statusQ.
 	status []statusChange
 
+	// seqTxn and seqTouched serve the per-device seq cache (eventseq.go);
+	// committer goroutine only.
+	seqTxn     Writer
+	seqTouched map[string]struct{}
+
 	// sweep makes trims take turns; the floors below are where the walks
 	// of the stream (streamFloor) and of each project's events (ackFloor)
 	// resume, so a trim never steps again over what it deleted.
@@ -94,7 +99,7 @@ type eventLog struct {
 // openEventLog restores the position counter above every position stored
 // or trimmed, so positions keep increasing across restarts.
 func openEventLog(s Store, o EventOptions) (*eventLog, error) {
-	l := &eventLog{opts: o.withDefaults(), ackFloor: make(map[string]uint64)}
+	l := &eventLog{opts: o.withDefaults(), ackFloor: make(map[string]uint64), seqTouched: make(map[string]struct{})}
 	var last uint64
 	err := s.View(func(rd Reader) error {
 		if err := rd.Scan(eventStreamPrefix, nil, true, func(k, _ []byte) (bool, error) {
