@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -549,4 +550,49 @@ func TestEventSeqCacheWithinTransaction(t *testing.T) {
 	if len(evs) != 6 { // the create and the 5 accepted
 		t.Fatalf("%d events, want 6", len(evs))
 	}
+}
+
+// seqReadCounter counts the reads of event seq keys that reach the store.
+type seqReadCounter struct {
+	Store
+	n *atomic.Int64
+}
+
+func (s seqReadCounter) Update(fn func(Writer) error) error {
+	return s.Store.Update(func(w Writer) error { return fn(seqReadWriter{w, s.n}) })
+}
+
+type seqReadWriter struct {
+	Writer
+	n *atomic.Int64
+}
+
+func (w seqReadWriter) Get(k []byte) ([]byte, error) {
+	if bytes.HasPrefix(k, []byte("es\x00")) {
+		w.n.Add(1)
+	}
+	return w.Writer.Get(k)
+}
+
+// A device's uplinks take their seqs from the cache: the store is read
+// for a seq only when the cache cannot know it.
+func TestUplinksReadNoSeqFromStore(t *testing.T) {
+	var reads atomic.Int64
+	r, _ := newTestRegistryOn(t, nil, func(s Store) Store { return seqReadCounter{s, &reads} })
+	ctx := context.Background()
+	mustProduct(t, r, "proj", "m", "MQTT")
+	d, err := r.CreateDevice(ctx, NewDevice{ProjectID: "proj", NodeID: "n", ProductID: "m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := reads.Load() // the create found no seq cached
+	for range 20 {
+		if err := r.AddMessage(ctx, d.DeviceID, Message{Payload: []byte("x")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := reads.Load() - before; n != 0 {
+		t.Errorf("20 uplinks read the seq from the store %d times", n)
+	}
+	checkSeqs(t, allEvents(t, r, "proj"))
 }
