@@ -64,6 +64,10 @@ func (r *Registry) CreateDevice(ctx context.Context, n NewDevice) (*Device, erro
 	if err != nil {
 		return nil, err
 	}
+	ev, err := r.encodeDeviceChange(nil, &d)
+	if err != nil {
+		return nil, err
+	}
 	err = r.write(ctx, func(w Writer) error {
 		p := p
 		// The product may have changed since it was read (its protocol may
@@ -147,7 +151,7 @@ func (r *Registry) CreateDevice(ctx context.Context, n NewDevice) (*Device, erro
 				return err
 			}
 		}
-		if err := r.putDeviceRecord(w, nil, &d, rec); err != nil {
+		if err := r.putDeviceRecord(w, nil, &d, rec, &ev); err != nil {
 			return err
 		}
 		// A device is usually created to connect soon.
@@ -302,12 +306,12 @@ func (r *Registry) putDevice(w Writer, old, d *Device) error {
 			return err
 		}
 	}
-	return r.putDeviceRecord(w, old, d, rec)
+	return r.putDeviceRecord(w, old, d, rec, nil)
 }
 
 // putDeviceRecord is putDevice with d already encoded (rec). It records
-// the device event of the change.
-func (r *Registry) putDeviceRecord(w Writer, old, d *Device, rec []byte) error {
+// the device event of the change: ev, or when nil, encoded here.
+func (r *Registry) putDeviceRecord(w Writer, old, d *Device, rec []byte, ev *encodedEvent) error {
 	var oldFP, newFP [2]string
 	var oldExp, newExp time.Time
 	if old != nil {
@@ -344,7 +348,7 @@ func (r *Registry) putDeviceRecord(w Writer, old, d *Device, rec []byte) error {
 			}
 		}
 	}
-	if err := r.deviceEvent(w, old, d); err != nil {
+	if err := r.deviceEvent(w, old, d, ev); err != nil {
 		return err
 	}
 	if d == nil {
@@ -603,6 +607,7 @@ func (r *Registry) mutateDevice(ctx context.Context, project, id string, fn func
 		read     []byte // the record as read outside the commit
 		old, out *Device
 		rec      []byte
+		ev       encodedEvent // out's device event
 	)
 	err := r.store.View(func(rd Reader) error {
 		var err error
@@ -615,7 +620,10 @@ func (r *Registry) mutateDevice(ctx context.Context, project, id string, fn func
 		if out, err = change(rd, old); err != nil {
 			return err
 		}
-		rec, err = r.encodeDevice(out)
+		if rec, err = r.encodeDevice(out); err != nil {
+			return err
+		}
+		ev, err = r.encodeDeviceChange(old, out)
 		return err
 	})
 	if errors.Is(err, ErrNoKey) {
@@ -647,8 +655,11 @@ func (r *Registry) mutateDevice(ctx context.Context, project, id string, fn func
 			if rec, err = r.encodeDevice(out); err != nil {
 				return err
 			}
+			if ev, err = r.encodeDeviceChange(old, out); err != nil {
+				return err
+			}
 		}
-		if err := r.putDeviceRecord(w, old, out, rec); err != nil {
+		if err := r.putDeviceRecord(w, old, out, rec, &ev); err != nil {
 			return err
 		}
 		cacheDevice(w, out)

@@ -34,9 +34,10 @@ type deviceEventAuth struct {
 	Timeout      *int64   `json:"timeout,omitempty"`
 }
 
-// deviceEvent records the change of a device record from old to d (nil
-// old: created; nil d: deleted). Status is the one a read would report.
-func (r *Registry) deviceEvent(w Writer, old, d *Device) error {
+// encodeDeviceChange encodes the event of a device record's change from
+// old to d (nil old: created; nil d: deleted). Its status is the one a
+// read would report.
+func (r *Registry) encodeDeviceChange(old, d *Device) (encodedEvent, error) {
 	event, cur := EventUpdate, d
 	switch {
 	case old == nil:
@@ -55,11 +56,21 @@ func (r *Registry) deviceEvent(w Writer, old, d *Device) error {
 		t := v.Auth.Timeout
 		body.AuthInfo.Timeout = &t
 	}
-	ev, err := encodeDeviceEvent(&v, ResourceDevice, event, r.now(), body)
-	if err != nil {
-		return err
+	return encodeDeviceEvent(&v, ResourceDevice, event, r.now(), body)
+}
+
+// deviceEvent records the change of a device record from old to d. ev is
+// the change's event if the caller encoded it before the write (with
+// encodeDeviceChange of the same old and d), else nil.
+func (r *Registry) deviceEvent(w Writer, old, d *Device, ev *encodedEvent) error {
+	if ev == nil {
+		e, err := r.encodeDeviceChange(old, d)
+		if err != nil {
+			return err
+		}
+		ev = &e
 	}
-	if err := r.appendEncoded(w, ev); err != nil {
+	if err := r.appendEncoded(w, *ev); err != nil {
 		return err
 	}
 	if d == nil {

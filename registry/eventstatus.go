@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -33,14 +34,27 @@ const statusFlushChunk = 512
 
 // writeStatus persists the queued status times q and the transitions
 // changes, in writes of at most statusFlushChunk devices; each device's
-// time and events share one write.
+// time and events share one write. The events are encoded here, before
+// the writes, so the committer only numbers and stores them.
 func (r *Registry) writeStatus(ctx context.Context, q map[string]time.Time, changes []statusChange) error {
-	byDevice := make(map[string][]statusChange, len(changes))
+	byDevice := make(map[string][]encodedEvent, len(changes))
 	for _, c := range changes {
-		byDevice[c.device] = append(byDevice[c.device], c)
+		d, err := r.Device(ctx, c.device)
+		if errors.Is(err, ErrNotFound) {
+			continue // deleted meanwhile
+		}
+		if err != nil {
+			return err
+		}
+		ev, err := encodeDeviceEvent(d, ResourceDeviceStatus, EventUpdate, c.at, statusEventBody{Status: c.status,
+			LastOnlineTime: compactOrEmpty(c.lastOnline), StatusUpdateTime: c.at.UTC().Format(isoMillis)})
+		if err != nil {
+			return err
+		}
+		byDevice[c.device] = append(byDevice[c.device], ev)
 	}
 	chunk := make(map[string]time.Time, min(len(q), statusFlushChunk))
-	var events []statusChange
+	var events []encodedEvent
 	flush := func() error {
 		if len(chunk) == 0 && len(events) == 0 {
 			return nil
@@ -65,27 +79,20 @@ func (r *Registry) writeStatus(ctx context.Context, q map[string]time.Time, chan
 			}
 		}
 	}
-	for _, cs := range byDevice { // transitions of no queued time (none today)
-		events = append(events, cs...)
+	for _, evs := range byDevice { // transitions of no queued time (none today)
+		events = append(events, evs...)
 	}
 	return flush()
 }
 
-// statusEvents records transitions of the devices that still exist, in
-// the order they happened per device.
-func (r *Registry) statusEvents(w Writer, changes []statusChange) error {
-	for _, c := range changes {
-		d, ok, err := r.eventDevice(w, c.device)
-		if err != nil {
+// statusEvents records the status events of the devices that still
+// exist, in the order given (per device, the order of the transitions).
+func (r *Registry) statusEvents(w Writer, evs []encodedEvent) error {
+	for _, ev := range evs {
+		if ok, err := deviceExists(w, ev.device); err != nil {
 			return err
-		}
-		if !ok {
+		} else if !ok {
 			continue // deleted meanwhile
-		}
-		ev, err := encodeDeviceEvent(d, ResourceDeviceStatus, EventUpdate, c.at, statusEventBody{Status: c.status,
-			LastOnlineTime: compactOrEmpty(c.lastOnline), StatusUpdateTime: c.at.UTC().Format(isoMillis)})
-		if err != nil {
-			return err
 		}
 		if err := r.appendEncoded(w, ev); err != nil {
 			return err
