@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/iotgate/iotgate/lwm2m"
+	"github.com/iotgate/iotgate/registry"
 	"gopkg.in/yaml.v3"
 )
 
@@ -23,6 +24,7 @@ type Config struct {
 	CoAP      CoAPConfig   `yaml:"coap"`
 	MQTT      MQTTConfig   `yaml:"mqtt"`
 	Registry  RegConfig    `yaml:"registry"`
+	Events    EventsConfig `yaml:"events"`
 	Limits    LimitsConfig `yaml:"limits"`
 	Store     StoreConfig  `yaml:"store"`
 
@@ -132,6 +134,15 @@ type RegConfig struct {
 	MaxSubDevicesPerRequest int   `yaml:"max_sub_devices_per_request"`
 }
 
+// EventsConfig bounds the durable event stream (GET .../events and
+// event consumers): events are kept until every consumer of their project
+// has acknowledged them, but never longer than Retention nor beyond the
+// last MaxEvents.
+type EventsConfig struct {
+	Retention time.Duration `yaml:"retention"`
+	MaxEvents uint64        `yaml:"max_events"`
+}
+
 // defaultCoAPConfig is the LwM2M server's defaults (package lwm2m's).
 func defaultCoAPConfig() CoAPConfig {
 	return CoAPConfig{Listen: ":5683", DTLSListen: ":5684",
@@ -153,6 +164,7 @@ func defaultConfig() Config {
 		Store:             StoreConfig{MinFreeBytes: 256 << 20, BallastBytes: 64 << 20},
 		Limits:            LimitsConfig{API: defaultAPILimits()},
 		TLSReloadInterval: time.Minute,
+		Events:            EventsConfig{Retention: registry.DefaultEventRetention, MaxEvents: registry.DefaultMaxEvents},
 	}
 }
 
@@ -227,6 +239,12 @@ func (c *Config) validate() error {
 	}
 	if c.Registry.SweepInterval <= 0 {
 		c.Registry.SweepInterval = time.Second
+	}
+	if c.Events.Retention <= 0 {
+		return errors.New("config: events.retention must be positive")
+	}
+	if c.Events.MaxEvents == 0 {
+		return errors.New("config: events.max_events must be positive")
 	}
 	return nil
 }
