@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/iotgate/iotgate/lwm2m/transport"
 	"github.com/iotgate/iotgate/registry"
 	coapNet "github.com/plgd-dev/go-coap/v3/net"
 )
@@ -104,10 +105,10 @@ type Server struct {
 	// sessions).
 	conns atomic.Int64
 
-	udp     *coapServer
-	dtls    *coapsServer
+	udp     *transport.UDPServer
+	dtls    *transport.DTLSServer
 	udpConn *coapNet.UDPConn
-	dtlsLn  *dtlsListener
+	dtlsLn  *transport.DTLSListener
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -160,11 +161,11 @@ func New(o Options) (*Server, error) {
 func (s *Server) Start(ctx context.Context) error {
 	router := s.router()
 	if s.o.Listen != "" {
-		l, err := listenUDP(s.o.Listen)
+		l, err := transport.ListenUDP(s.o.Listen)
 		if err != nil {
 			return fmt.Errorf("lwm2m: coap listen %s: %w", s.o.Listen, err)
 		}
-		udp, err := newCoAPServer(s.serverConfig(router, false), l)
+		udp, err := transport.NewUDPServer(s.serverConfig(router, false).goCoAP(), l, s.connSweep(s.o.NoSecIdleTimeout))
 		if err != nil {
 			_ = l.Close()
 			return fmt.Errorf("lwm2m: coap listen %s: %w", s.o.Listen, err)
@@ -174,42 +175,19 @@ func (s *Server) Start(ctx context.Context) error {
 		s.log.Info("lwm2m coap listening", "addr", l.LocalAddr().String())
 	}
 	if s.o.DTLSListen != "" {
-		l, err := listenDTLS(s.o.DTLSListen, dtlsConfig(s.sec, s.o.HandshakeTimeout, s.log), s.o.MaxHandshakes, s.log)
+		l, err := transport.ListenDTLS(s.o.DTLSListen, dtlsConfig(s.sec, s.o.HandshakeTimeout, s.log), s.o.MaxHandshakes, s.log)
 		if err != nil {
 			s.stopListeners()
 			return fmt.Errorf("lwm2m: %w", err)
 		}
 		s.dtlsLn = l
-		s.dtls = newCoAPSServer(s.serverConfig(router, true))
+		s.dtls = transport.NewDTLSServer(s.serverConfig(router, true).goCoAP(), s.connSweep(s.o.IdleTimeout))
 		s.serve(func() error { return s.dtls.Serve(l) })
 		s.log.Info("lwm2m coaps (dtls) listening", "addr", l.Addr().String())
 	}
 	s.wg.Add(1)
 	go s.sweepLoop()
 	return nil
-}
-
-// udpReadBuffer is the NoSec socket's receive buffer. go-coap reads it
-// on one goroutine; when a fleet comes back after an outage, a burst of
-// Registers (and the answers to their observations) overflows the
-// kernel's default (208 KiB), and every dropped Register costs its client
-// a retransmission timeout (1-2 s). Linux caps it at net.core.rmem_max.
-const udpReadBuffer = 4 << 20
-
-func listenUDP(addr string) (*coapNet.UDPConn, error) {
-	ua, err := net.ResolveUDPAddr("udp", addr)
-	if err != nil {
-		return nil, err
-	}
-	c, err := net.ListenUDP("udp", ua)
-	if err != nil {
-		return nil, err
-	}
-	if err := c.SetReadBuffer(udpReadBuffer); err != nil {
-		_ = c.Close()
-		return nil, fmt.Errorf("receive buffer: %w", err)
-	}
-	return coapNet.NewUDPConn("udp", c), nil
 }
 
 func (s *Server) serve(fn func() error) {

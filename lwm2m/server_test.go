@@ -557,7 +557,7 @@ func TestLwM2MHandshakesAreBounded(t *testing.T) {
 // (no close_notify, no De-register) and comes back from the same address
 // and port gets a new session and registration at once, instead of
 // waiting for its old session to end (the mux's routing policy is tested
-// in dtlsmux_test.go).
+// in transport/dtlsmux_test.go).
 func TestLwM2MRebootedDeviceHandshakesAgain(t *testing.T) {
 	// Long enough for a retransmission (after 2-3 s) to be answered.
 	f := newFixture(t, func(o *lwm2m.Options) { o.RequestTimeout = 8 * time.Second })

@@ -1,4 +1,4 @@
-package lwm2m
+package transport
 
 import (
 	"log/slog"
@@ -105,7 +105,7 @@ func TestLwM2MMuxRouting(t *testing.T) {
 // re-register storm waited that second.
 func TestLwM2MMuxHoldsABurstOfClientHellos(t *testing.T) {
 	const maxHandshakes = 300
-	l, err := listenDTLS("127.0.0.1:0", &dtls.Config{}, maxHandshakes, slog.New(slog.DiscardHandler))
+	l, err := ListenDTLS("127.0.0.1:0", &dtls.Config{}, maxHandshakes, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
