@@ -55,12 +55,40 @@ func (s *Server) serverConfig(router *mux.Router, secure bool) serverConfig {
 		switch c := r.Code(); {
 		case c > codes.Empty && c < codes.Created: // a request (class 0)
 			requests(w, r)
+			if !secure {
+				noLargerThan(w.Message(), r)
+			}
 		case c >= codes.Created:
 			// A response nobody waits for: a notification of one of our
 			// observations (go-coap hands us what it cannot match).
 			s.handleNotification(w.Conn(), r)
 		}
 	}}
+}
+
+// noLargerThan drops the diagnostic payload of a NoSec answer that would
+// be larger than its request. A NoSec source address proves nothing, and
+// an answer larger than a spoofed request would make the server an
+// amplifier (RFC 9175 §2.4); without a payload an answer is its header,
+// the request's token and its options, which only a 2.01 to a Register
+// (larger still) carries.
+func noLargerThan(resp, req *pool.Message) {
+	if !resp.IsModified() || resp.Body() == nil || coapSize(resp) <= coapSize(req) {
+		return
+	}
+	resp.SetBody(nil)
+	resp.Remove(message.ContentFormat)
+}
+
+// coapSize is m's size as a CoAP-over-UDP datagram (RFC 7252 §3).
+func coapSize(m *pool.Message) int {
+	n := 4 + len(m.Token())
+	opts, _ := m.Options().Marshal(nil) // the size, with ErrTooSmall
+	n += opts
+	if body, err := m.BodySize(); err == nil && body > 0 {
+		n += 1 + int(body)
+	}
+	return n
 }
 
 func (c serverConfig) common(cfg *config.Common[*udpClient.Conn]) {

@@ -6,7 +6,9 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"time"
 
+	"github.com/iotgate/iotgate/lwm2m/ratelog"
 	"github.com/pion/dtls/v2"
 	coapNet "github.com/plgd-dev/go-coap/v3/net"
 )
@@ -21,20 +23,36 @@ import (
 // mux for theirs to start; ClientHellos that would open more are dropped,
 // and clients retry.
 type DTLSListener struct {
-	mux    *udpMux
-	cfg    *dtls.Config
-	conns  chan net.Conn
-	done   chan struct{}
-	once   sync.Once
-	wg     sync.WaitGroup
-	slots  chan struct{} // one per handshake in progress
-	log    *slog.Logger
-	closed chan struct{} // closed when the accept loop and every handshake have stopped
+	mux   *udpMux
+	cfg   *dtls.Config
+	conns chan net.Conn
+	done  chan struct{}
+	once  sync.Once
+	wg    sync.WaitGroup
+	slots chan struct{} // one per handshake in progress
+	log   *slog.Logger
+	// failures logs failed handshakes, under a budget.
+	failures *ratelog.Logger
+	closed   chan struct{} // closed when the accept loop and every handshake have stopped
 }
 
-// ListenDTLS binds addr and handshakes its clients with cfg, at most
-// maxHandshakes at once.
-func ListenDTLS(addr string, cfg *dtls.Config, maxHandshakes int, log *slog.Logger) (*DTLSListener, error) {
+// DTLSLimits bound the handshakes of a DTLSListener.
+type DTLSLimits struct {
+	// MaxHandshakes is how many handshakes run at once (a goroutine and
+	// pion's state each); as many new sessions wait for theirs to start.
+	MaxHandshakes int
+	// MaxUnverified is how many handshakes may wait for their client to
+	// echo the cookie of pion's HelloVerifyRequest; one more ends the
+	// oldest. CookieWait is how long one may wait.
+	MaxUnverified int
+	CookieWait    time.Duration
+}
+
+// ListenDTLS binds addr and handshakes its clients with cfg within lim.
+// failures logs the failed handshakes of clients that proved their
+// address, under its budget.
+func ListenDTLS(addr string, cfg *dtls.Config, lim DTLSLimits, failures *ratelog.Logger, log *slog.Logger) (*DTLSListener, error) {
+	maxHandshakes := lim.MaxHandshakes
 	ua, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("dtls listen %s: %w", addr, err)
@@ -62,13 +80,13 @@ func ListenDTLS(addr string, cfg *dtls.Config, maxHandshakes int, log *slog.Logg
 	// as many new sessions as may handshake at once. With 128, 1–4% of
 	// a 5,000-device re-register storm lost its ClientHello and waited a
 	// second for the retransmission.
-	mux, err := newUDPMux(pc, cidLen, maxHandshakes)
+	mux, err := newUDPMux(pc, cidLen, maxHandshakes, lim.MaxUnverified, lim.CookieWait)
 	if err != nil {
 		_ = pc.Close()
 		return nil, fmt.Errorf("dtls listen %s: %w", addr, err)
 	}
 	l := &DTLSListener{mux: mux, cfg: cfg, conns: make(chan net.Conn), done: make(chan struct{}),
-		slots: make(chan struct{}, maxHandshakes), log: log, closed: make(chan struct{})}
+		slots: make(chan struct{}, maxHandshakes), failures: failures, log: log, closed: make(chan struct{})}
 	l.wg.Add(1)
 	go l.acceptLoop()
 	go func() { l.wg.Wait(); close(l.closed) }()
@@ -109,7 +127,13 @@ func (l *DTLSListener) handshake(mc *muxConn) {
 		// Wrong key, unknown identity, timeout, garbage: the client's
 		// problem, not the listener's.
 		_ = mc.Close()
-		l.log.Debug("dtls handshake failed", "addr", mc.raddr.String(), "err", err)
+		if mc.provedAddress() {
+			l.failures.Info("dtls handshake failed", "addr", mc.raddr.String(), "identity", mc.identity(), "err", err)
+		} else {
+			// Never echoed the cookie: a spoofed address, or nobody
+			// there; nothing for an operator.
+			l.log.Debug("dtls handshake abandoned before the cookie", "addr", mc.raddr.String(), "err", err)
+		}
 		return
 	}
 	l.mux.established(mc)

@@ -1,11 +1,14 @@
 package transport
 
 import (
+	"bytes"
+	"container/list"
 	"context"
 	"errors"
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/dtls/v2/pkg/protocol"
@@ -44,6 +47,12 @@ type udpMux struct {
 	byCID   map[string]*muxConn
 	open    int // sessions not yet closed
 	closing bool
+	// unverified holds the sessions pion has sent a HelloVerifyRequest
+	// whose client has not echoed its cookie yet, oldest first: at most
+	// maxUnverified, each for at most cookieWait (see answer).
+	unverified    list.List
+	maxUnverified int
+	cookieWait    time.Duration
 
 	accept chan *muxConn
 	done   chan struct{}
@@ -58,16 +67,27 @@ const muxQueue = 16
 // newUDPMux reads pc's datagrams into sessions. backlog bounds the new
 // sessions waiting for their handshake to start; a ClientHello that would
 // open more is dropped (its client retransmits it after a second).
-func newUDPMux(pc *net.UDPConn, cidLen, backlog int) (*udpMux, error) {
+//
+// maxUnverified and cookieWait bound the handshakes waiting for their
+// client to prove its address (by echoing the cookie of pion's
+// HelloVerifyRequest): one more ends the oldest, and one whose cookie
+// has not come back within cookieWait ends.
+func newUDPMux(pc *net.UDPConn, cidLen, backlog, maxUnverified int, cookieWait time.Duration) (*udpMux, error) {
 	sock, err := newUDPSocket(pc)
 	if err != nil {
 		return nil, err
 	}
-	m := &udpMux{pc: pc, sock: sock, cidLen: cidLen, byAddr: make(map[netip.AddrPort]*muxConn),
-		pending: make(map[netip.AddrPort]*muxConn), byCID: make(map[string]*muxConn),
-		accept: make(chan *muxConn, backlog), done: make(chan struct{})}
+	m := newMux(pc, cidLen, backlog, maxUnverified, cookieWait)
+	m.sock = sock
 	go m.readLoop()
 	return m, nil
+}
+
+func newMux(pc *net.UDPConn, cidLen, backlog, maxUnverified int, cookieWait time.Duration) *udpMux {
+	return &udpMux{pc: pc, cidLen: cidLen, byAddr: make(map[netip.AddrPort]*muxConn),
+		pending: make(map[netip.AddrPort]*muxConn), byCID: make(map[string]*muxConn),
+		accept: make(chan *muxConn, backlog), done: make(chan struct{}),
+		maxUnverified: max(maxUnverified, 1), cookieWait: cookieWait}
 }
 
 func (m *udpMux) readLoop() {
@@ -80,9 +100,9 @@ func (m *udpMux) readLoop() {
 			}
 			continue
 		}
-		c, abandoned := m.route(buf[:n], from)
-		if abandoned != nil {
-			_ = abandoned.Close()
+		c, ended := m.route(buf[:n], from, time.Now())
+		for _, e := range ended {
+			_ = e.Close()
 		}
 		if c != nil {
 			c.deliver(buf[:n], from, path)
@@ -90,67 +110,141 @@ func (m *udpMux) readLoop() {
 	}
 }
 
-// route picks the session a datagram belongs to, opening one if it starts
-// a handshake; nil drops it. abandoned is a pending handshake that a fresh
-// ClientHello from the same address replaces, for the caller to close.
-func (m *udpMux) route(b []byte, from netip.AddrPort) (c, abandoned *muxConn) {
+// route picks the session a datagram received at now belongs to, opening
+// one if it starts a handshake; nil drops it. ended are sessions the
+// datagram ends, for the caller to close: a pending handshake that a
+// fresh ClientHello from the same address replaces, unverified ones
+// beyond the bounds.
+func (m *udpMux) route(b []byte, from netip.AddrPort, now time.Time) (c *muxConn, ended []*muxConn) {
 	first, hello, cookie := classify(b)
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	ended = m.expireLocked(now, ended)
 	if m.cidLen > 0 && first == protocol.ContentTypeConnectionID {
 		if cid, ok := recordCID(b, m.cidLen); ok {
 			if c := m.byCID[cid]; c != nil {
-				return c, nil
+				return c, ended
 			}
 		}
 	}
 	c = m.byAddr[from]
 	switch {
 	case c == nil:
-		if first != protocol.ContentTypeHandshake || m.closing {
-			return nil, nil
+		// Only a first ClientHello starts a handshake: pion could do
+		// nothing with a later one, nor with any other record.
+		if !hello || cookie != nil || m.closing {
+			return nil, ended
 		}
-		c = m.newConnLocked(from)
+		c, ended = m.newConnLocked(from, now, ended)
 		if c != nil {
 			m.byAddr[from] = c
 		}
-		return c, nil
+		return c, ended
 	case c.established && hello:
 		p := m.pending[from]
-		if p != nil && cookie {
-			return p, nil // the second ClientHello of that handshake
+		if p != nil && cookie != nil {
+			m.verifyLocked(p, cookie)
+			return p, ended // the second ClientHello of that handshake
+		}
+		if cookie != nil {
+			return nil, ended // no handshake of its own to go to
 		}
 		// A first ClientHello: a new handshake, which replaces one that
 		// a client gave up on.
 		if p != nil {
 			delete(m.pending, from)
-			abandoned = p
+			m.unlistLocked(p)
+			ended = append(ended, p)
 		}
 		if m.closing {
-			return nil, abandoned
+			return nil, ended
 		}
-		if p = m.newConnLocked(from); p != nil {
+		if p, ended = m.newConnLocked(from, now, ended); p != nil {
 			m.pending[from] = p
 		}
-		return p, abandoned
+		return p, ended
 	case first == protocol.ContentTypeHandshake || first == protocol.ContentTypeChangeCipherSpec:
 		if p := m.pending[from]; p != nil {
-			return p, nil
+			c = p
 		}
 	}
-	return c, nil
+	if hello && cookie != nil {
+		m.verifyLocked(c, cookie)
+	}
+	return c, ended
 }
 
-func (m *udpMux) newConnLocked(from netip.AddrPort) *muxConn {
+// verifyLocked marks c verified if cookie is the one pion sent it: its
+// client has proved it receives at its address.
+func (m *udpMux) verifyLocked(c *muxConn, cookie []byte) {
+	if c != nil && c.cookie != nil && bytes.Equal(c.cookie, cookie) {
+		m.unlistLocked(c)
+		c.verified = true
+	}
+}
+
+// unlistLocked takes c out of the unverified list.
+func (m *udpMux) unlistLocked(c *muxConn) {
+	if c.elem != nil {
+		m.unverified.Remove(c.elem)
+		c.elem = nil
+	}
+}
+
+// expireLocked ends the unverified sessions older than cookieWait.
+func (m *udpMux) expireLocked(now time.Time, ended []*muxConn) []*muxConn {
+	for e := m.unverified.Front(); e != nil; e = m.unverified.Front() {
+		c := e.Value.(*muxConn)
+		if now.Sub(c.born) < m.cookieWait {
+			break
+		}
+		ended = append(ended, m.evictLocked(c))
+	}
+	return ended
+}
+
+// evictLocked takes an unverified session out of the routing, for the
+// caller to close.
+func (m *udpMux) evictLocked(c *muxConn) *muxConn {
+	m.unlistLocked(c)
+	if m.byAddr[c.key] == c {
+		delete(m.byAddr, c.key)
+	}
+	if m.pending[c.key] == c {
+		delete(m.pending, c.key)
+	}
+	return c
+}
+
+// newConnLocked opens a session for a first ClientHello.
+func (m *udpMux) newConnLocked(from netip.AddrPort, _ time.Time, ended []*muxConn) (*muxConn, []*muxConn) {
 	c := &muxConn{m: m, raddr: net.UDPAddrFromAddrPort(from), key: from, in: make(chan datagram, muxQueue),
 		done: make(chan struct{}), readDeadline: deadline.New()}
 	select {
 	case m.accept <- c:
 		m.open++
-		return c
+		return c, ended
 	default:
-		return nil // backlog full
+		return nil, ended // backlog full
 	}
+}
+
+// awaitCookieLocked lists c, just sent a HelloVerifyRequest at now, as
+// waiting for its cookie, ending the oldest waiting session if there are
+// maxUnverified already. A flood of ClientHellos from spoofed addresses,
+// which never echo a cookie, then holds at most maxUnverified of pion's
+// handshakes past their first flight, while a real client echoes its
+// cookie within a round trip and leaves the list.
+func (m *udpMux) awaitCookieLocked(c *muxConn, now time.Time) (ended *muxConn) {
+	if c.elem != nil {
+		return nil // a retransmitted ClientHello answered again
+	}
+	if m.unverified.Len() >= m.maxUnverified {
+		ended = m.evictLocked(m.unverified.Front().Value.(*muxConn))
+	}
+	c.born = now
+	c.elem = m.unverified.PushBack(c)
+	return ended
 }
 
 // established records that c completed its handshake: it becomes its
@@ -204,6 +298,7 @@ func (m *udpMux) Close() error {
 func (m *udpMux) remove(c *muxConn) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.unlistLocked(c)
 	if m.byAddr[c.key] == c {
 		delete(m.byAddr, c.key)
 		if p := m.pending[c.key]; p != nil {
@@ -224,26 +319,19 @@ func (m *udpMux) remove(c *muxConn) {
 	}
 }
 
-// classify reads the first record of a datagram: its content type,
-// whether it is an epoch-0 ClientHello, and whether that carries a cookie
-// (the second ClientHello of a handshake, after HelloVerifyRequest).
-func classify(b []byte) (ct protocol.ContentType, hello, cookie bool) {
-	const rec, hs = recordlayer.FixedHeaderSize, handshake.HeaderLength
-	if len(b) < rec {
-		return 0, false, false
+// classify reads a datagram: the content type of its first record,
+// whether it carries an epoch-0 ClientHello, and that hello's cookie (nil
+// in a first ClientHello; the second of a handshake echoes the cookie of
+// the server's HelloVerifyRequest).
+func classify(b []byte) (ct protocol.ContentType, hello bool, cookie []byte) {
+	if len(b) < recordlayer.FixedHeaderSize {
+		return 0, false, nil
 	}
-	ct = protocol.ContentType(b[0])
-	epoch := uint16(b[3])<<8 | uint16(b[4])
-	if ct != protocol.ContentTypeHandshake || epoch != 0 || len(b) <= rec || handshake.Type(b[rec]) != handshake.TypeClientHello {
-		return ct, false, false
+	hello, cookie = firstHello(b)
+	if len(cookie) == 0 {
+		cookie = nil
 	}
-	// ClientHello: version (2), random (32), session id, cookie.
-	sid := rec + hs + 2 + 32
-	if len(b) <= sid {
-		return ct, true, false
-	}
-	ck := sid + 1 + int(b[sid])
-	return ct, true, len(b) > ck && b[ck] > 0
+	return protocol.ContentType(b[0]), hello, cookie
 }
 
 // recordCID extracts the Connection ID of the first tls12_cid record.
@@ -312,13 +400,37 @@ type muxConn struct {
 	// path is how the session's last datagram came: what it sends goes
 	// out the same way back (see udpSocket).
 	path lastPath
-	// established and cid are guarded by m.mu.
+	// established, cid and the fields below are guarded by m.mu.
 	established bool
 	cid         string
+	// born is when pion sent its HelloVerifyRequest; elem is the
+	// session's place in the unverified list until its client echoes
+	// cookie, the one pion sent it, which makes it verified. hellos counts the first
+	// ClientHellos delivered and not yet answered: pion answers each
+	// with a HelloVerifyRequest, and sends no more than that, so an
+	// unverified address gets no more datagrams than it sent.
+	born     time.Time
+	elem     *list.Element
+	cookie   []byte
+	verified bool
+	hellos   int
+	// identity is the PSK identity of the client's ClientKeyExchange,
+	// for the log of a failed handshake.
+	ident atomic.Pointer[string]
 }
 
 func (c *muxConn) deliver(b []byte, from netip.AddrPort, path *answerPath) {
 	c.path.note(path)
+	if c.ident.Load() == nil {
+		if id, ok := clientIdentity(b); ok {
+			c.ident.Store(&id)
+		}
+	}
+	if hello, cookie := firstHello(b); hello && len(cookie) == 0 {
+		c.m.mu.Lock()
+		c.hellos++
+		c.m.mu.Unlock()
+	}
 	select {
 	case c.in <- datagram{b: append([]byte(nil), b...), from: from}:
 	default: // a full queue drops, as a full socket buffer would
@@ -350,6 +462,13 @@ func (c *muxConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 		return 0, net.ErrClosed
 	default:
 	}
+	ok, ended := c.answer(b)
+	if ended != nil {
+		_ = ended.Close()
+	}
+	if !ok {
+		return len(b), nil // an unasked-for HelloVerifyRequest: dropped
+	}
 	if c.m.cidLen > 0 {
 		c.m.mu.Lock()
 		known := c.cid != ""
@@ -371,6 +490,48 @@ func (c *muxConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 		return 0, err
 	}
 	return len(b), nil
+}
+
+// answer reports whether b may go out: a HelloVerifyRequest to an
+// unverified client only in answer to a ClientHello (pion's flight
+// retransmissions would send a spoofed address several), and the mux
+// learns its cookie.
+// ended is a session the answer's waiting for its cookie evicted, for
+// the caller to close.
+func (c *muxConn) answer(b []byte) (ok bool, ended *muxConn) {
+	c.m.mu.Lock()
+	defer c.m.mu.Unlock()
+	if c.verified || c.established {
+		return true, nil
+	}
+	cookie, isHVR := sentCookie(b)
+	if !isHVR {
+		return true, nil
+	}
+	if c.hellos == 0 {
+		return false, nil
+	}
+	c.hellos--
+	c.cookie = append(c.cookie[:0], cookie...)
+	return true, c.m.awaitCookieLocked(c, time.Now())
+}
+
+// identity is the PSK identity the client presented ("" before its
+// ClientKeyExchange).
+func (c *muxConn) identity() string {
+	if id := c.ident.Load(); id != nil {
+		return *id
+	}
+	return ""
+}
+
+// provedAddress reports whether the client echoed pion's cookie: a
+// handshake that fails before that came from an address nobody answers
+// at, or from a spoofed one.
+func (c *muxConn) provedAddress() bool {
+	c.m.mu.Lock()
+	defer c.m.mu.Unlock()
+	return c.verified || c.established
 }
 
 // Close ends the session's view; the socket stays for the others.
