@@ -1,49 +1,57 @@
 package transport
 
 import (
-	"net"
 	"net/netip"
 	"testing"
 	"time"
 )
 
 // A flood of first ClientHellos from spoofed addresses never echoes a
-// cookie: the sessions pion has answered wait for theirs at most
-// maxUnverified at a time and cookieWait long, get one HelloVerifyRequest
-// per ClientHello, and a client that echoes its cookie leaves the bound.
+// cookie: at most maxUnverified handshakes wait for theirs, each at most
+// cookieWait; at the bound a new one ends the oldest once pion has
+// answered it and its client has had a quarter of cookieWait, and is
+// dropped until then; an address gets one
+// HelloVerifyRequest per ClientHello; a client that echoes its cookie
+// leaves the bound.
 func TestMuxBoundsHandshakesAwaitingTheirCookie(t *testing.T) {
-	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
 	const wait = time.Minute
-	m := newMux(pc, 0, 8, 2, wait)
+	m := newMux(nil, 0, 8, 2, wait)
 	t0 := time.Now()
-	open := func(addr string) *muxConn {
+	openAt := func(addr string, at time.Time) *muxConn {
+		t.Helper()
 		from := netip.MustParseAddrPort(addr)
-		c, _ := m.route(clientHello(false), from, t0)
-		if c == nil {
-			t.Fatalf("a first ClientHello from %s opened no session", addr)
+		c, _ := m.route(clientHello(false), from, at)
+		if c != nil {
+			c.deliver(clientHello(false), from, nil)
 		}
-		c.deliver(clientHello(false), from, nil)
 		return c
 	}
-	a, b, c := open("10.0.0.1:1"), open("10.0.0.2:1"), open("10.0.0.3:1")
-	for _, s := range []*muxConn{a, b} {
-		if ok, ended := s.answer(verifyRequest([]byte{1, byte(s.key.Port())})); !ok || ended != nil {
-			t.Fatalf("the first HelloVerifyRequest: sent %v, ended %v", ok, ended)
-		}
+	open := func(addr string) *muxConn { return openAt(addr, t0) }
+	a, b := open("10.0.0.1:1"), open("10.0.0.2:1")
+	if a == nil || b == nil {
+		t.Fatal("first ClientHellos within the bound opened no session")
 	}
-	if ok, _ := a.answer(verifyRequest([]byte{1})); ok {
+	if open("10.0.0.3:1") != nil {
+		t.Fatal("a ClientHello beyond the bound, pion having answered none, opened a session")
+	}
+	if !a.answer(verifyRequest([]byte{1, 1})) {
+		t.Fatal("the HelloVerifyRequest answering a ClientHello was dropped")
+	}
+	if a.answer(verifyRequest([]byte{1, 1})) {
 		t.Error("a second HelloVerifyRequest for one ClientHello was sent (a retransmission to a spoofed address)")
 	}
-	ok, ended := c.answer(verifyRequest(testCookie))
-	if !ok || ended != a {
-		t.Fatalf("a third session awaiting its cookie: sent %v, ended %v, want the oldest ended", ok, ended)
+	if open("10.0.0.3:1") != nil {
+		t.Fatal("at the bound, a ClientHello ended a handshake answered a moment ago")
 	}
-	if m.byAddr[a.key] != nil {
-		t.Error("the evicted session is still routed")
+	c := openAt("10.0.0.3:1", t0.Add(wait/evictAfter))
+	if c == nil {
+		t.Fatal("at the bound, a ClientHello did not end the oldest answered handshake")
+	}
+	if m.byAddr[a.key] != nil || m.unverified.Len() != 2 {
+		t.Error("the evicted session is still routed or counted")
+	}
+	if !c.answer(verifyRequest(testCookie)) {
+		t.Fatal("c's HelloVerifyRequest was dropped")
 	}
 	// c's client echoes a wrong cookie, then the right one.
 	m.route(helloWith([]byte{9, 9}), c.key, t0)
@@ -56,10 +64,10 @@ func TestMuxBoundsHandshakesAwaitingTheirCookie(t *testing.T) {
 	if !c.provedAddress() || b.provedAddress() {
 		t.Error("provedAddress disagrees with the cookies echoed")
 	}
-	// b never echoes: it ends cookieWait after its HelloVerifyRequest.
-	_, ended2 := m.route(clientHello(false), netip.MustParseAddrPort("10.0.0.9:1"), time.Now().Add(wait))
-	if len(ended2) != 1 || ended2[0] != b {
-		t.Fatalf("expired: %v, want b", ended2)
+	// b never echoes: it ends cookieWait after its ClientHello.
+	_, ended := m.route(clientHello(false), netip.MustParseAddrPort("10.0.0.9:1"), t0.Add(wait))
+	if len(ended) != 1 || ended[0] != b {
+		t.Fatalf("expired: %v, want b", ended)
 	}
 	if m.byAddr[c.key] != c {
 		t.Error("the verified session was expired")
@@ -85,5 +93,38 @@ func TestMuxReadsThePSKIdentity(t *testing.T) {
 	c.deliver(cke, from, nil)
 	if got := c.identity(); got != "nb-01" {
 		t.Errorf("identity %q, want nb-01", got)
+	}
+}
+
+// A client from the address of one that completed a handshake does not
+// queue behind a flood: its ClientHello skips the unverified bound.
+func TestMuxKnownAddressSkipsTheBound(t *testing.T) {
+	m := newMux(nil, 0, 8, 1, time.Minute)
+	now := time.Now()
+	dev := netip.MustParseAddrPort("10.0.0.1:1")
+	c, _ := m.route(clientHello(false), dev, now)
+	m.established(c)
+	if s, _ := m.route(clientHello(false), netip.MustParseAddrPort("10.9.0.1:1"), now); s == nil {
+		t.Fatal("the first stranger was refused")
+	}
+	if s, _ := m.route(clientHello(false), netip.MustParseAddrPort("10.9.0.2:1"), now); s != nil {
+		t.Fatal("a stranger beyond the bound opened a session")
+	}
+	// The device comes back from a new port (a new socket, a NAT
+	// binding) while the bound is full.
+	if s, _ := m.route(clientHello(false), netip.MustParseAddrPort("10.0.0.1:2"), now); s == nil {
+		t.Fatal("a known address queued behind the strangers")
+	}
+}
+
+func TestKnownAddrsForgetsTheLeastRecent(t *testing.T) {
+	k := newKnownAddrs(2)
+	a, b, c := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2"), netip.MustParseAddr("10.0.0.3")
+	k.add(a)
+	k.add(b)
+	k.add(a) // a is the most recent now
+	k.add(c)
+	if !k.has(a) || k.has(b) || !k.has(c) || k.order.Len() != 2 || len(k.at) != 2 {
+		t.Fatalf("known: a %v b %v c %v (%d, %d)", k.has(a), k.has(b), k.has(c), k.order.Len(), len(k.at))
 	}
 }

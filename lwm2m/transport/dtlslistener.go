@@ -43,7 +43,8 @@ type DTLSLimits struct {
 	MaxHandshakes int
 	// MaxUnverified is how many handshakes may wait for their client to
 	// echo the cookie of pion's HelloVerifyRequest; one more ends the
-	// oldest. CookieWait is how long one may wait.
+	// oldest (0: MaxHandshakes). CookieWait is how long one may wait
+	// (0: 3 s).
 	MaxUnverified int
 	CookieWait    time.Duration
 }
@@ -80,6 +81,12 @@ func ListenDTLS(addr string, cfg *dtls.Config, lim DTLSLimits, failures *ratelog
 	// as many new sessions as may handshake at once. With 128, 1–4% of
 	// a 5,000-device re-register storm lost its ClientHello and waited a
 	// second for the retransmission.
+	if lim.MaxUnverified <= 0 {
+		lim.MaxUnverified = maxHandshakes
+	}
+	if lim.CookieWait <= 0 {
+		lim.CookieWait = 3 * time.Second
+	}
 	mux, err := newUDPMux(pc, cidLen, maxHandshakes, lim.MaxUnverified, lim.CookieWait)
 	if err != nil {
 		_ = pc.Close()

@@ -47,16 +47,30 @@ type udpMux struct {
 	byCID   map[string]*muxConn
 	open    int // sessions not yet closed
 	closing bool
-	// unverified holds the sessions pion has sent a HelloVerifyRequest
-	// whose client has not echoed its cookie yet, oldest first: at most
-	// maxUnverified, each for at most cookieWait (see answer).
+	// unverified holds the sessions whose client has not echoed the
+	// cookie of pion's HelloVerifyRequest yet, oldest first: at most
+	// maxUnverified, each for at most cookieWait (see newConnLocked).
 	unverified    list.List
 	maxUnverified int
 	cookieWait    time.Duration
+	// known are the addresses of clients that completed a handshake:
+	// theirs skip the unverified bound.
+	known *knownAddrs
 
 	accept chan *muxConn
 	done   chan struct{}
 }
+
+// evictAfter: at the bound, a new handshake ends the oldest unverified
+// one only if that has had a quarter of cookieWait (750 ms by default,
+// many round trips), so that a flood churns through pion's handshakes at
+// most maxUnverified*evictAfter/cookieWait a second (170): each leaves
+// pion's garbage, which grows the heap until the next GC.
+const evictAfter = 4
+
+// maxKnownAddrs bounds the addresses remembered for having completed a
+// handshake (knownAddrs): about 100 bytes each.
+const maxKnownAddrs = 1 << 16
 
 // muxQueue bounds the datagrams waiting for one session. A client's
 // flight is a few records, and the session's reader takes each datagram
@@ -68,10 +82,9 @@ const muxQueue = 16
 // sessions waiting for their handshake to start; a ClientHello that would
 // open more is dropped (its client retransmits it after a second).
 //
-// maxUnverified and cookieWait bound the handshakes waiting for their
-// client to prove its address (by echoing the cookie of pion's
-// HelloVerifyRequest): one more ends the oldest, and one whose cookie
-// has not come back within cookieWait ends.
+// maxUnverified and cookieWait bound the handshakes whose client has not
+// proved its address yet (by echoing the cookie of pion's
+// HelloVerifyRequest): see newConnLocked.
 func newUDPMux(pc *net.UDPConn, cidLen, backlog, maxUnverified int, cookieWait time.Duration) (*udpMux, error) {
 	sock, err := newUDPSocket(pc)
 	if err != nil {
@@ -87,7 +100,7 @@ func newMux(pc *net.UDPConn, cidLen, backlog, maxUnverified int, cookieWait time
 	return &udpMux{pc: pc, cidLen: cidLen, byAddr: make(map[netip.AddrPort]*muxConn),
 		pending: make(map[netip.AddrPort]*muxConn), byCID: make(map[string]*muxConn),
 		accept: make(chan *muxConn, backlog), done: make(chan struct{}),
-		maxUnverified: max(maxUnverified, 1), cookieWait: cookieWait}
+		maxUnverified: max(maxUnverified, 1), cookieWait: cookieWait, known: newKnownAddrs(maxKnownAddrs)}
 }
 
 func (m *udpMux) readLoop() {
@@ -216,35 +229,41 @@ func (m *udpMux) evictLocked(c *muxConn) *muxConn {
 	return c
 }
 
-// newConnLocked opens a session for a first ClientHello.
-func (m *udpMux) newConnLocked(from netip.AddrPort, _ time.Time, ended []*muxConn) (*muxConn, []*muxConn) {
+// newConnLocked opens a session for a first ClientHello, unverified
+// until its client echoes the cookie of pion's HelloVerifyRequest. Pion
+// does the work of a handshake (a key pair, a goroutine, buffers) before
+// it sends that cookie, so unverified sessions are bounded: at most
+// maxUnverified, each for cookieWait at most. At the bound, a new one
+// ends the oldest if pion has answered it and its client has had a
+// quarter of cookieWait to echo the cookie, and is dropped otherwise (the
+// client retransmits its ClientHello a second later). A flood of ClientHellos
+// from spoofed addresses, which never echo a cookie, then costs pion at
+// most maxUnverified handshakes at a time, while a real client echoes
+// its cookie within a round trip and leaves the bound.
+//
+// A client from the address of one that completed a handshake (known)
+// skips the bound: it does not queue behind the flood.
+func (m *udpMux) newConnLocked(from netip.AddrPort, now time.Time, ended []*muxConn) (*muxConn, []*muxConn) {
+	known := m.known.has(from.Addr())
+	if !known && m.unverified.Len() >= m.maxUnverified {
+		oldest := m.unverified.Front().Value.(*muxConn)
+		if oldest.cookie == nil || now.Sub(oldest.born) < m.cookieWait/evictAfter {
+			return nil, ended
+		}
+		ended = append(ended, m.evictLocked(oldest))
+	}
 	c := &muxConn{m: m, raddr: net.UDPAddrFromAddrPort(from), key: from, in: make(chan datagram, muxQueue),
-		done: make(chan struct{}), readDeadline: deadline.New()}
+		done: make(chan struct{}), readDeadline: deadline.New(), born: now}
 	select {
 	case m.accept <- c:
 		m.open++
+		if !known {
+			c.elem = m.unverified.PushBack(c)
+		}
 		return c, ended
 	default:
 		return nil, ended // backlog full
 	}
-}
-
-// awaitCookieLocked lists c, just sent a HelloVerifyRequest at now, as
-// waiting for its cookie, ending the oldest waiting session if there are
-// maxUnverified already. A flood of ClientHellos from spoofed addresses,
-// which never echo a cookie, then holds at most maxUnverified of pion's
-// handshakes past their first flight, while a real client echoes its
-// cookie within a round trip and leaves the list.
-func (m *udpMux) awaitCookieLocked(c *muxConn, now time.Time) (ended *muxConn) {
-	if c.elem != nil {
-		return nil // a retransmitted ClientHello answered again
-	}
-	if m.unverified.Len() >= m.maxUnverified {
-		ended = m.evictLocked(m.unverified.Front().Value.(*muxConn))
-	}
-	c.born = now
-	c.elem = m.unverified.PushBack(c)
-	return ended
 }
 
 // established records that c completed its handshake: it becomes its
@@ -253,6 +272,8 @@ func (m *udpMux) established(c *muxConn) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	c.established = true
+	m.unlistLocked(c)
+	m.known.add(c.key.Addr())
 	if m.pending[c.key] == c {
 		delete(m.pending, c.key)
 		m.byAddr[c.key] = c
@@ -403,9 +424,9 @@ type muxConn struct {
 	// established, cid and the fields below are guarded by m.mu.
 	established bool
 	cid         string
-	// born is when pion sent its HelloVerifyRequest; elem is the
-	// session's place in the unverified list until its client echoes
-	// cookie, the one pion sent it, which makes it verified. hellos counts the first
+	// born is when the first ClientHello came; elem is the session's
+	// place in the unverified list until its client echoes cookie, the
+	// one pion sent it (nil until then), which makes it verified. hellos counts the first
 	// ClientHellos delivered and not yet answered: pion answers each
 	// with a HelloVerifyRequest, and sends no more than that, so an
 	// unverified address gets no more datagrams than it sent.
@@ -462,11 +483,7 @@ func (c *muxConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 		return 0, net.ErrClosed
 	default:
 	}
-	ok, ended := c.answer(b)
-	if ended != nil {
-		_ = ended.Close()
-	}
-	if !ok {
+	if !c.answer(b) {
 		return len(b), nil // an unasked-for HelloVerifyRequest: dropped
 	}
 	if c.m.cidLen > 0 {
@@ -496,24 +513,22 @@ func (c *muxConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 // unverified client only in answer to a ClientHello (pion's flight
 // retransmissions would send a spoofed address several), and the mux
 // learns its cookie.
-// ended is a session the answer's waiting for its cookie evicted, for
-// the caller to close.
-func (c *muxConn) answer(b []byte) (ok bool, ended *muxConn) {
+func (c *muxConn) answer(b []byte) bool {
 	c.m.mu.Lock()
 	defer c.m.mu.Unlock()
 	if c.verified || c.established {
-		return true, nil
+		return true
 	}
 	cookie, isHVR := sentCookie(b)
 	if !isHVR {
-		return true, nil
+		return true
 	}
 	if c.hellos == 0 {
-		return false, nil
+		return false
 	}
 	c.hellos--
 	c.cookie = append(c.cookie[:0], cookie...)
-	return true, c.m.awaitCookieLocked(c, time.Now())
+	return true
 }
 
 // identity is the PSK identity the client presented ("" before its

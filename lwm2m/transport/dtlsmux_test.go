@@ -144,7 +144,7 @@ func TestLwM2MMuxHoldsABurstOfClientHellos(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pc.Close()
-	m, err := newUDPMux(pc, 0, cap(l.mux.accept), 1, time.Minute)
+	m, err := newUDPMux(pc, 0, cap(l.mux.accept), l.mux.maxUnverified, time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +172,7 @@ func TestLwM2MMuxSessionFootprint(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pc.Close()
-	m, err := newUDPMux(pc, 0, sessions, 1, time.Minute)
+	m, err := newUDPMux(pc, 0, sessions, sessions, time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
