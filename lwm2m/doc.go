@@ -23,6 +23,9 @@
 //   - command queue (commands.go): delivers the registry's asynchronous
 //     commands in order, holding them while a queue-mode client sleeps.
 //
+// Lines a flood could repeat (refused Registers, failed handshakes) are
+// written under the budget of the sub-package ratelog.
+//
 // Payloads are converted by the sibling package format. Nothing here is
 // known to the REST API: it sees the registry's interfaces only.
 package lwm2m

@@ -55,11 +55,11 @@ func TestMuxBoundsHandshakesAwaitingTheirCookie(t *testing.T) {
 	}
 	// c's client echoes a wrong cookie, then the right one.
 	m.route(helloWith([]byte{9, 9}), c.key, t0)
-	if c.verified || m.unverified.Len() != 2 {
+	if c.proven.Load() || m.unverified.Len() != 2 {
 		t.Fatal("a wrong cookie verified the session")
 	}
-	if s, _ := m.route(clientHello(true), c.key, t0); s != c || !c.verified || m.unverified.Len() != 1 {
-		t.Fatalf("the echoed cookie did not verify the session (routed to %p, verified %v)", s, c.verified)
+	if s, _ := m.route(clientHello(true), c.key, t0); s != c || !c.proven.Load() || m.unverified.Len() != 1 {
+		t.Fatalf("the echoed cookie did not verify the session (routed to %p, verified %v)", s, c.proven.Load())
 	}
 	if !c.provedAddress() || b.provedAddress() {
 		t.Error("provedAddress disagrees with the cookies echoed")

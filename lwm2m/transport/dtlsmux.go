@@ -36,6 +36,14 @@ import (
 // cut a device off; once the new handshake completes (it proved the key),
 // the address moves to the new session, and the old one keeps only its
 // Connection ID until the new registration replaces and closes it.
+//
+// And it bounds what ClientHellos from spoofed addresses cost: pion makes
+// its HelloVerifyRequest cookie inside a handshake of its own, so every
+// first ClientHello it sees costs a handshake (goroutines, buffers, a key
+// pair). The mux lets pion see few of them: handshakes whose client has
+// not echoed the cookie are bounded in number, age and churn, addresses
+// that completed a handshake before skip that bound, and each ClientHello
+// gets one HelloVerifyRequest at most (see newConnLocked, answer).
 type udpMux struct {
 	pc     *net.UDPConn
 	sock   *udpSocket // pc's datagrams with their answer paths
@@ -192,7 +200,7 @@ func (m *udpMux) route(b []byte, from netip.AddrPort, now time.Time) (c *muxConn
 func (m *udpMux) verifyLocked(c *muxConn, cookie []byte) {
 	if c != nil && c.cookie != nil && bytes.Equal(c.cookie, cookie) {
 		m.unlistLocked(c)
-		c.verified = true
+		c.proven.Store(true)
 	}
 }
 
@@ -272,6 +280,7 @@ func (m *udpMux) established(c *muxConn) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	c.established = true
+	c.proven.Store(true)
 	m.unlistLocked(c)
 	m.known.add(c.key.Addr())
 	if m.pending[c.key] == c {
@@ -421,20 +430,23 @@ type muxConn struct {
 	// path is how the session's last datagram came: what it sends goes
 	// out the same way back (see udpSocket).
 	path lastPath
-	// established, cid and the fields below are guarded by m.mu.
+	// established, cid, born, elem, cookie and hellos are guarded by
+	// m.mu.
 	established bool
 	cid         string
 	// born is when the first ClientHello came; elem is the session's
 	// place in the unverified list until its client echoes cookie, the
-	// one pion sent it (nil until then), which makes it verified. hellos counts the first
+	// one pion sent it (nil until then). hellos counts the first
 	// ClientHellos delivered and not yet answered: pion answers each
 	// with a HelloVerifyRequest, and sends no more than that, so an
 	// unverified address gets no more datagrams than it sent.
-	born     time.Time
-	elem     *list.Element
-	cookie   []byte
-	verified bool
-	hellos   int
+	born   time.Time
+	elem   *list.Element
+	cookie []byte
+	hellos int
+	// proven: the client echoed its cookie or completed the handshake
+	// (read without the lock by every write).
+	proven atomic.Bool
 	// identity is the PSK identity of the client's ClientKeyExchange,
 	// for the log of a failed handshake.
 	ident atomic.Pointer[string]
@@ -514,15 +526,15 @@ func (c *muxConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 // retransmissions would send a spoofed address several), and the mux
 // learns its cookie.
 func (c *muxConn) answer(b []byte) bool {
-	c.m.mu.Lock()
-	defer c.m.mu.Unlock()
-	if c.verified || c.established {
+	if c.proven.Load() {
 		return true
 	}
 	cookie, isHVR := sentCookie(b)
 	if !isHVR {
 		return true
 	}
+	c.m.mu.Lock()
+	defer c.m.mu.Unlock()
 	if c.hellos == 0 {
 		return false
 	}
@@ -543,11 +555,7 @@ func (c *muxConn) identity() string {
 // provedAddress reports whether the client echoed pion's cookie: a
 // handshake that fails before that came from an address nobody answers
 // at, or from a spoofed one.
-func (c *muxConn) provedAddress() bool {
-	c.m.mu.Lock()
-	defer c.m.mu.Unlock()
-	return c.verified || c.established
-}
+func (c *muxConn) provedAddress() bool { return c.proven.Load() }
 
 // Close ends the session's view; the socket stays for the others.
 func (c *muxConn) Close() error {
