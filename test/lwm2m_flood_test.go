@@ -33,7 +33,8 @@ const (
 // of which ever answers a HelloVerifyRequest) while 20 DTLS devices and
 // libcoap's coap-client register. Every legitimate device registers; the
 // handshakes the flood holds stay bounded (goroutines) and the gate's
-// RSS stays within 20 MB of idle. The figures go to SECURITY.md.
+// RSS stays within 20 MB of idle (without -race). The figures go to
+// SECURITY.md.
 func TestLwM2MSpoofedClientHelloFlood(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a 20,000-datagram flood")
@@ -93,7 +94,9 @@ func TestLwM2MSpoofedClientHelloFlood(t *testing.T) {
 	if stormy.ok != legitDevices {
 		t.Errorf("%d of %d legitimate devices registered during the flood: %v", stormy.ok, legitDevices, stormy.errs)
 	}
-	if grew := during.RSS - idle.RSS; grew > 20<<20 {
+	// The race detector's shadow memory grows with every allocation: the
+	// RSS bound holds for the plain binary only.
+	if grew := during.RSS - idle.RSS; grew > 20<<20 && !raceEnabled {
 		t.Errorf("RSS grew by %.1f MB during the flood, want at most 20", mb(grew))
 	}
 	// A handshake costs a few goroutines while pion runs it; the flood
