@@ -174,3 +174,39 @@ func firstClientHello() []byte {
 	hs := append([]byte{1, 0, byte(n >> 8), byte(n), 0, 0, 0, 0, 0, 0, byte(n >> 8), byte(n)}, body...)
 	return append([]byte{22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, byte(len(hs) >> 8), byte(len(hs))}, hs...)
 }
+
+// TestLwM2MDTLSOneHelloVerifyRequestPerClientHello: a ClientHello from an
+// address that never echoes the cookie (a spoofed one) gets one
+// HelloVerifyRequest, smaller than itself, and nothing more (RFC 6347
+// §4.2.1: a server does not retransmit it; the client retransmits its
+// ClientHello): the DTLS port does not amplify a spoofed request.
+func TestLwM2MDTLSOneHelloVerifyRequestPerClientHello(t *testing.T) {
+	f := newFixture(t, nil)
+	c, err := net.Dial("udp", f.srv.DTLSAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	hello := firstClientHello()
+	if _, err := c.Write(hello); err != nil {
+		t.Fatal(err)
+	}
+	var got [][]byte
+	buf := make([]byte, 2048)
+	_ = c.SetReadDeadline(time.Now().Add(3500 * time.Millisecond))
+	for {
+		n, err := c.Read(buf)
+		if err != nil {
+			break
+		}
+		got = append(got, append([]byte(nil), buf[:n]...))
+	}
+	if len(got) != 1 {
+		t.Fatalf("%d datagrams in answer to one ClientHello, want one HelloVerifyRequest", len(got))
+	}
+	if hvr := got[0]; len(hvr) < 26 || hvr[0] != 22 || hvr[13] != 3 {
+		t.Fatalf("answer %x is not a HelloVerifyRequest", hvr)
+	} else if len(hvr) >= len(hello) {
+		t.Errorf("a %d-byte HelloVerifyRequest answers a %d-byte ClientHello", len(hvr), len(hello))
+	}
+}

@@ -42,8 +42,7 @@ import (
 // first ClientHello it sees costs a handshake (goroutines, buffers, a key
 // pair). The mux lets pion see few of them: handshakes whose client has
 // not echoed the cookie are bounded in number, age and churn, addresses
-// that completed a handshake before skip that bound, and each ClientHello
-// gets one HelloVerifyRequest at most (see newConnLocked, answer).
+// that completed a handshake before skip that bound (see newConnLocked).
 type udpMux struct {
 	pc     *net.UDPConn
 	sock   *udpSocket // pc's datagrams with their answer paths
@@ -430,20 +429,15 @@ type muxConn struct {
 	// path is how the session's last datagram came: what it sends goes
 	// out the same way back (see udpSocket).
 	path lastPath
-	// established, cid, born, elem, cookie and hellos are guarded by
-	// m.mu.
+	// established, cid, born, elem and cookie are guarded by m.mu.
 	established bool
 	cid         string
 	// born is when the first ClientHello came; elem is the session's
 	// place in the unverified list until its client echoes cookie, the
-	// one pion sent it (nil until then). hellos counts the first
-	// ClientHellos delivered and not yet answered: pion answers each
-	// with a HelloVerifyRequest, and sends no more than that, so an
-	// unverified address gets no more datagrams than it sent.
+	// one pion sent it (nil until then).
 	born   time.Time
 	elem   *list.Element
 	cookie []byte
-	hellos int
 	// proven: the client echoed its cookie or completed the handshake
 	// (read without the lock by every write).
 	proven atomic.Bool
@@ -458,11 +452,6 @@ func (c *muxConn) deliver(b []byte, from netip.AddrPort, path *answerPath) {
 		if id, ok := clientIdentity(b); ok {
 			c.ident.Store(&id)
 		}
-	}
-	if hello, cookie := firstHello(b); hello && len(cookie) == 0 {
-		c.m.mu.Lock()
-		c.hellos++
-		c.m.mu.Unlock()
 	}
 	select {
 	case c.in <- datagram{b: append([]byte(nil), b...), from: from}:
@@ -495,9 +484,7 @@ func (c *muxConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 		return 0, net.ErrClosed
 	default:
 	}
-	if !c.answer(b) {
-		return len(b), nil // an unasked-for HelloVerifyRequest: dropped
-	}
+	c.learnCookie(b)
 	if c.m.cidLen > 0 {
 		c.m.mu.Lock()
 		known := c.cid != ""
@@ -521,26 +508,19 @@ func (c *muxConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 	return len(b), nil
 }
 
-// answer reports whether b may go out: a HelloVerifyRequest to an
-// unverified client only in answer to a ClientHello (pion's flight
-// retransmissions would send a spoofed address several), and the mux
-// learns its cookie.
-func (c *muxConn) answer(b []byte) bool {
+// learnCookie notes the cookie of a HelloVerifyRequest pion sends an
+// unverified client, which its next ClientHello must echo.
+func (c *muxConn) learnCookie(b []byte) {
 	if c.proven.Load() {
-		return true
+		return
 	}
-	cookie, isHVR := sentCookie(b)
-	if !isHVR {
-		return true
+	cookie, ok := sentCookie(b)
+	if !ok {
+		return
 	}
 	c.m.mu.Lock()
-	defer c.m.mu.Unlock()
-	if c.hellos == 0 {
-		return false
-	}
-	c.hellos--
 	c.cookie = append(c.cookie[:0], cookie...)
-	return true
+	c.m.mu.Unlock()
 }
 
 // identity is the PSK identity the client presented ("" before its

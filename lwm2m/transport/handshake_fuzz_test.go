@@ -33,7 +33,7 @@ func FuzzHandshakeParsers(f *testing.F) {
 		from := netip.MustParseAddrPort("10.0.0.1:1")
 		if c, _ := m.route(b, from, time.Now()); c != nil {
 			c.deliver(b, from, nil)
-			_ = c.answer(b)
+			c.learnCookie(b)
 		}
 	})
 }
