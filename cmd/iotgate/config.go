@@ -93,6 +93,14 @@ type CoAPConfig struct {
 	// run at once.
 	HandshakeTimeout time.Duration `yaml:"handshake_timeout"`
 	MaxHandshakes    int           `yaml:"max_handshakes"`
+	// MaxUnverified bounds the handshakes whose client has not echoed its
+	// HelloVerifyRequest cookie yet; CookieWait how long one may wait.
+	MaxUnverified int           `yaml:"max_unverified_handshakes"`
+	CookieWait    time.Duration `yaml:"cookie_wait"`
+	// LogPerSecond and LogBurst bound the info lines of refused Registers
+	// and failed DTLS handshakes (a flood cannot fill the disk).
+	LogPerSecond float64 `yaml:"refusal_logs_per_second"`
+	LogBurst     int     `yaml:"refusal_log_burst"`
 	// IdleTimeout closes a connection (DTLS session) that carries no
 	// registration after this much silence.
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
@@ -149,6 +157,8 @@ func defaultCoAPConfig() CoAPConfig {
 		LifetimeMin: lwm2m.DefaultMinLifetime, LifetimeMax: lwm2m.DefaultMaxLifetime,
 		QueueWindow: lwm2m.DefaultQueueWindow, RequestTimeout: lwm2m.DefaultRequestTimeout,
 		HandshakeTimeout: lwm2m.DefaultHandshakeTimeout, MaxHandshakes: lwm2m.DefaultMaxHandshakes,
+		MaxUnverified: lwm2m.DefaultMaxUnverified, CookieWait: lwm2m.DefaultCookieWait,
+		LogPerSecond: 10, LogBurst: 50,
 		IdleTimeout: lwm2m.DefaultIdleTimeout, SweepInterval: lwm2m.DefaultSweepInterval}
 }
 
