@@ -209,13 +209,16 @@ func parseDownlinkDeadlineKey(k []byte) (at time.Time, dev, id string, ok bool) 
 // device it counts); a read sums them.
 const counterShards = 16
 
+// shardDigits names the shards.
+const shardDigits = "0123456789abcdef"
+
 // counterShard names the shard of k that counts the device id.
 func counterShard(k []byte, id string) []byte {
 	h := uint32(2166136261) // FNV-1a: the same shard on every node
 	for i := 0; i < len(id); i++ {
 		h = (h ^ uint32(id[i])) * 16777619
 	}
-	return append(append(k[:len(k):len(k)], sep), "0123456789abcdef"[h%counterShards])
+	return append(append(k[:len(k):len(k)], sep), shardDigits[h%counterShards])
 }
 
 // addCount adds delta to the counter k, in the shard of device id. A
@@ -242,30 +245,38 @@ func addCount(w Writer, k []byte, id string, delta int64) error {
 }
 
 // readCount sums the counter k's shards and its unsharded key (written
-// by versions before sharding).
+// by versions before sharding). It reads them one by one rather than
+// scanning their prefix: inside a write transaction a scan makes the
+// engine merge every write of the transaction's batch, a point read does
+// not.
 func readCount(rd Reader, k []byte) (int64, error) {
 	var total int64
-	add := func(v []byte) error {
+	read := func(key []byte) error {
+		v, err := rd.Get(key)
+		if errors.Is(err, kv.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
 		n, err := strconv.ParseInt(string(v), 10, 64)
 		if err != nil {
-			return fmt.Errorf("corrupt counter %q: %w", k, err)
+			return fmt.Errorf("corrupt counter %q: %w", key, err)
 		}
 		total += n
 		return nil
 	}
-	v, err := rd.Get(k)
-	switch {
-	case err == nil:
-		if err := add(v); err != nil {
-			return 0, err
-		}
-	case !errors.Is(err, kv.ErrNotFound):
+	if err := read(k); err != nil {
 		return 0, err
 	}
-	err = rd.Scan(append(k[:len(k):len(k)], sep), nil, false, func(_, v []byte) (bool, error) {
-		return true, add(v)
-	})
-	return total, err
+	shard := append(append(k[:len(k):len(k)], sep), 0)
+	for i := range counterShards {
+		shard[len(shard)-1] = shardDigits[i]
+		if err := read(shard); err != nil {
+			return 0, err
+		}
+	}
+	return total, nil
 }
 
 var eventStreamPrefix = []byte{'e', sep}
