@@ -14,6 +14,7 @@ require (
 	github.com/pion/transport/v3 v3.0.2
 	github.com/plgd-dev/go-coap/v3 v3.3.4
 	golang.org/x/net v0.56.0
+	golang.org/x/time v0.16.0
 	gopkg.in/yaml.v3 v3.0.1
 )
 
