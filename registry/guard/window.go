@@ -103,3 +103,8 @@ func addressKey(a netip.Addr) netip.Prefix {
 	p, _ := a.Prefix(bits)
 	return p
 }
+
+// AddressKey is the prefix an address is counted and banned by: the
+// address itself for IPv4 (and IPv4-mapped IPv6), its /64 for IPv6.
+// Adapters use it to cap per-address resources the same way.
+func AddressKey(a netip.Addr) netip.Prefix { return addressKey(a) }
