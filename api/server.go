@@ -12,6 +12,7 @@ import (
 
 	"github.com/iotgate/iotgate/api/aksk"
 	"github.com/iotgate/iotgate/registry"
+	"github.com/iotgate/iotgate/registry/guard"
 	"github.com/labstack/echo/v4"
 )
 
@@ -41,6 +42,9 @@ type Options struct {
 	// AsyncCommands delivers queued asynchronous commands (LwM2M); nil
 	// keeps them PENDING until they expire and refuses "immediately".
 	AsyncCommands registry.AsyncCommandDispatcher
+	// Bans is the ban list served at /banned (banned.go); nil: no such
+	// routes.
+	Bans guard.Guard
 }
 
 // Server is the REST API.
@@ -57,6 +61,7 @@ type Server struct {
 	cmdWait  time.Duration
 
 	asyncCommands registry.AsyncCommandDispatcher
+	bans          guard.Guard
 }
 
 // maxBody bounds request bodies (IoTDA's largest are 1 MB messages).
@@ -74,6 +79,7 @@ func New(o Options) *Server {
 		cmdWait:  o.CommandTimeout,
 
 		asyncCommands: o.AsyncCommands,
+		bans:          o.Bans,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -112,6 +118,7 @@ func New(o Options) *Server {
 	s.dataRoutes(v5)
 	s.registrationRoutes(e)
 	s.asyncCommandRoutes(v5)
+	s.banRoutes(v5)
 	s.echo = e
 	return s
 }
