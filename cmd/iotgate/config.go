@@ -23,6 +23,8 @@ type Config struct {
 	CoAP      CoAPConfig `yaml:"coap"`
 	MQTT      MQTTConfig `yaml:"mqtt"`
 	Registry  RegConfig  `yaml:"registry"`
+	// Limits are the abuse controls (limits.go).
+	Limits LimitsConfig `yaml:"limits"`
 
 	// DebugListen serves /debug/vars and /debug/pprof, unauthenticated
 	// (debug.go); empty, the default, disables it.
@@ -122,6 +124,7 @@ func defaultConfig() Config {
 		MQTT:     MQTTConfig{Listen: ":1883", TLSListen: ":8883", TimestampSkew: time.Hour},
 		Registry: RegConfig{SweepInterval: time.Second, CacheEntries: 1 << 21,
 			MaxDevicesPerProduct: 500_000, MaxSubDevicesPerGateway: 1_500, MaxClientIDsPerDevice: 5, MaxSubDevicesPerRequest: 30},
+		Limits: defaultLimits(),
 	}
 }
 
@@ -188,5 +191,5 @@ func (c *Config) validate() error {
 	if c.Registry.SweepInterval <= 0 {
 		c.Registry.SweepInterval = time.Second
 	}
-	return nil
+	return c.Limits.validate()
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/iotgate/iotgate/lwm2m"
 	"github.com/iotgate/iotgate/mqtt"
 	"github.com/iotgate/iotgate/registry"
+	"github.com/iotgate/iotgate/registry/guard"
 )
 
 // wiring builds the protocol listeners and hands the API the interfaces
@@ -20,11 +21,18 @@ type wiring struct {
 	cfg *Config
 	log *slog.Logger
 	reg *registry.Registry
+	// guard holds the abuse controls every listener and the ban API
+	// share (node-local: this process's memory).
+	guard guard.Guard
 }
 
 func (w *wiring) listeners() ([]listener, api.Options, error) {
 	var ls []listener
 	var opts api.Options
+	if w.guard == nil {
+		w.guard = guard.NewLocal(w.cfg.Limits.guardConfig())
+	}
+	opts.Bans = w.guard
 	if m, err := w.mqtt(); err != nil {
 		return nil, opts, err
 	} else if m != nil {
@@ -95,6 +103,8 @@ func (w *wiring) mqtt() (*mqtt.Server, error) {
 		TLSListen:     c.TLSListen,
 		TLS:           tc,
 		TimestampSkew: c.TimestampSkew,
+		Guard:         w.guard,
+		Limits:        w.cfg.Limits.mqttLimits(),
 		Logger:        w.log.With("component", "mqtt"),
 	})
 }
