@@ -60,7 +60,9 @@ func (a *admission) admit(listener string, c net.Conn, lim *rate.Limiter) (done 
 	}
 	if a.guard.AddressBanned(addr) {
 		a.stats.bannedConnects.Add(1)
-		a.logs.refused("connection refused: address banned", "listener", listener, "remote", addr)
+		if ok, n := a.logs.allow(); ok {
+			a.logs.write(n, "connection refused: address banned", "listener", listener, "remote", addr)
+		}
 		return nil, false
 	}
 	key := guard.AddressKey(addr)

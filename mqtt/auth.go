@@ -113,9 +113,11 @@ func (h *authHook) OnConnect(cl *mochi.Client, pk packets.Packet) error {
 		}
 		// No secret is logged: the password never is, and the ClientId
 		// and username carry none.
-		h.logs.refused("mqtt connection refused", "client_id", truncate(pk.Connect.ClientIdentifier),
-			"username", truncate(identity), "remote", addr, "listener", cl.Net.Listener,
-			"code", fmt.Sprintf("0x%02x", r.code.byteFor(cl)), "reason", r.reason)
+		if ok, n := h.logs.allow(); ok {
+			h.logs.write(n, "mqtt connection refused", "client_id", truncate(pk.Connect.ClientIdentifier),
+				"username", truncate(identity), "remote", addr, "listener", cl.Net.Listener,
+				"code", fmt.Sprintf("0x%02x", r.code.byteFor(cl)), "reason", r.reason)
+		}
 		if err := r.code.send(cl); err != nil {
 			h.log.Debug("connack not sent", "remote", cl.Net.Remote, "err", err)
 		}
@@ -136,16 +138,23 @@ func (h *authHook) screen(pk packets.Packet, identity string, addr netip.Addr) (
 	switch {
 	case h.guard.AddressBanned(addr):
 		h.stats.bannedConnects.Add(1)
-		return nil, refuse(notAuthorized, "address banned")
+		return nil, bannedAddress
 	case h.guard.IdentityBanned(identity):
 		h.stats.bannedConnects.Add(1)
-		return nil, refuse(notAuthorized, "identity banned")
+		return nil, bannedIdentity
 	case len(pk.Properties.User) > h.limits.MaxUserProperties:
 		h.stats.oversizedConnects.Add(1)
 		return nil, refuse(tooLarge, "%d user properties, at most %d", len(pk.Properties.User), h.limits.MaxUserProperties)
 	}
 	return nil, nil
 }
+
+// The refusals of banned clients, made once: a flood of them allocates
+// nothing for its answers.
+var (
+	bannedAddress  = &refusal{code: notAuthorized, reason: "address banned"}
+	bannedIdentity = &refusal{code: notAuthorized, reason: "identity banned"}
+)
 
 // connectIdentity is what the guard counts and bans a CONNECT by: its
 // username (IoTDA: the device id, which must be the ClientId's;
@@ -299,10 +308,19 @@ func (c connackCode) byteFor(cl *mochi.Client) byte {
 	return c.v3
 }
 
-// send writes the refusing CONNACK. mochi closes the connection after.
+// send writes the refusing CONNACK (session present 0, no properties),
+// straight to the connection: nothing else writes to it before the
+// CONNACK, and a flood of refusals then costs no encoding. mochi closes
+// the connection after.
 func (c connackCode) send(cl *mochi.Client) error {
-	return cl.WritePacket(packets.Packet{
-		FixedHeader: packets.FixedHeader{Type: packets.Connack},
-		ReasonCode:  c.byteFor(cl),
-	})
+	if cl.Net.Conn == nil {
+		return mochi.ErrConnectionClosed
+	}
+	b := [...]byte{0x20, 2, 0, c.byteFor(cl), 0}
+	n := 4
+	if cl.Properties.ProtocolVersion == 5 {
+		b[1], n = 3, 5 // and a zero properties length
+	}
+	_, err := cl.Net.Conn.Write(b[:n])
+	return err
 }

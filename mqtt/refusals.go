@@ -21,13 +21,23 @@ func newRefusalLog(log *slog.Logger, perSecond float64, burst int) *refusalLog {
 }
 
 func (l *refusalLog) refused(msg string, args ...any) {
+	if ok, n := l.allow(); ok {
+		l.write(n, msg, args...)
+	}
+}
+
+// allow reports whether a line may be written, and how many were
+// suppressed before it. Hot paths call it before building the line's
+// arguments, so a suppressed line costs no allocation.
+func (l *refusalLog) allow() (ok bool, suppressed uint64) {
 	if !l.log.Enabled(context.Background(), slog.LevelInfo) {
-		return
+		return false, 0
 	}
-	ok, suppressed := l.throttle.Allow()
-	if !ok {
-		return
-	}
+	return l.throttle.Allow()
+}
+
+// write writes a line allow admitted.
+func (l *refusalLog) write(suppressed uint64, msg string, args ...any) {
 	if suppressed > 0 {
 		args = append(args, "suppressed_before", suppressed)
 	}

@@ -69,6 +69,7 @@ type Server struct {
 	acl      *aclHook
 	uplink   *uplinkHook
 	register *registrationHook
+	auth     *authHook
 	stats    *counters
 	shutdown sync.Once
 	stopped  chan struct{} // closed once Shutdown has finished
@@ -125,10 +126,11 @@ func New(o Options) (*Server, error) {
 	// before auth (OnConnect), limits before gateway requests before
 	// the uplinks (OnPublish; the first to answer CodeSuccessIgnore or
 	// ErrRejectPacket ends the chain).
+	s.auth = &authHook{reg: o.Registry, conns: s.conns, log: log, ctx: ctx, skew: o.TimestampSkew, now: o.Now,
+		guard: o.Guard, limits: limits, logs: refusals, stats: s.stats}
 	hooks := []mochi.Hook{
 		&limitsHook{limits: limits, conns: s.conns, logs: refusals, stats: s.stats, log: log},
-		&authHook{reg: o.Registry, conns: s.conns, log: log, ctx: ctx, skew: o.TimestampSkew, now: o.Now,
-			guard: o.Guard, limits: limits, logs: refusals, stats: s.stats},
+		s.auth,
 		s.acl,
 		&statusHook{reg: o.Registry, conns: s.conns, log: log, ctx: ctx},
 		s.register,

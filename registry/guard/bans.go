@@ -100,17 +100,19 @@ func newBanList(maxAuto, maxManual int) *banList {
 
 func (e entry) live(now int64) bool { return e.expires == 0 || e.expires > now }
 
-func (l *banList) identityBanned(id string, now int64) bool {
+// identityBanned and addressBanned read the clock only on a hit (to
+// check its expiry): a miss costs a map lookup, no more.
+func (l *banList) identityBanned(id string, now func() time.Time) bool {
 	if l.n.Load() == 0 {
 		return false
 	}
 	l.mu.RLock()
 	e, ok := l.ids[id]
 	l.mu.RUnlock()
-	return ok && e.live(now)
+	return ok && e.live(now().UnixNano())
 }
 
-func (l *banList) addressBanned(a netip.Addr, now int64) bool {
+func (l *banList) addressBanned(a netip.Addr, now func() time.Time) bool {
 	if l.n.Load() == 0 || !a.IsValid() {
 		return false
 	}
@@ -126,7 +128,7 @@ func (l *banList) addressBanned(a netip.Addr, now int64) bool {
 			continue
 		}
 		p, _ := a.Prefix(bits)
-		if e, ok := l.nets[p]; ok && e.live(now) {
+		if e, ok := l.nets[p]; ok && e.live(now().UnixNano()) {
 			return true
 		}
 	}

@@ -45,11 +45,11 @@ func NewLocal(cfg Config) *Local {
 }
 
 func (g *Local) AddressBanned(addr netip.Addr) bool {
-	return g.bans.addressBanned(addr, g.now().UnixNano())
+	return g.bans.addressBanned(addr, g.now)
 }
 
 func (g *Local) IdentityBanned(identity string) bool {
-	return g.bans.identityBanned(identity, g.now().UnixNano())
+	return g.bans.identityBanned(identity, g.now)
 }
 
 // Reasons of automatic bans, as the ban list shows them.
