@@ -1,7 +1,6 @@
 package mqtt
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -99,60 +98,61 @@ var (
 )
 
 // readConnect reads the connection's first packet, which must be a
-// CONNECT of at most max bytes (fixed header included), and returns the
-// connection with those bytes put back in front of it. A TLS connection
-// completes its handshake here.
+// CONNECT of at most maxBytes bytes (fixed header included), and returns
+// the connection with the bytes read put back in front of it. A TLS
+// connection completes its handshake here. The buffer starts at 512
+// bytes (one read takes a whole CONNECT of a device) and grows only as
+// bytes arrive, never past the size the header claims.
 func readConnect(c net.Conn, maxBytes int) (net.Conn, error) {
-	r := bufio.NewReaderSize(c, 16) // bufio's minimum: only the fixed header goes through it
-	first, err := r.ReadByte()
-	if err != nil {
-		return nil, err
-	}
-	if first>>4 != 1 { // packets.Connect
-		return nil, errNotConnect
-	}
-	head := []byte{first}
-	var remaining int
-	for i := 0; ; i++ {
-		b, err := r.ReadByte()
-		if err != nil {
-			return nil, err
-		}
-		head = append(head, b)
-		remaining |= int(b&0x7f) << (7 * i)
-		if b&0x80 == 0 {
-			break
-		}
-		if i == 3 {
-			return nil, errors.New("malformed remaining length")
-		}
-	}
-	if total := len(head) + remaining; total > maxBytes {
-		return nil, fmt.Errorf("%w: %d bytes claimed, at most %d", errConnectTooLarge, total, maxBytes)
-	}
-	// Grows with the bytes received, not with the length claimed.
-	buf := append(head, make([]byte, 0, min(remaining, 512))...)
-	for len(buf) < len(head)+remaining {
+	buf := make([]byte, 0, 512)
+	total := -1 // the CONNECT's size once its fixed header is in
+	for total < 0 || len(buf) < total {
 		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
+			grown := make([]byte, len(buf), min(2*cap(buf), total))
+			copy(grown, buf)
+			buf = grown
 		}
-		want := min(cap(buf), len(head)+remaining)
-		n, err := r.Read(buf[len(buf):want])
+		n, err := c.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
-		if err != nil {
-			if errors.Is(err, io.EOF) {
+		if total < 0 && len(buf) > 0 {
+			var herr error
+			if total, herr = connectSize(buf); herr != nil {
+				return nil, herr
+			}
+			if total > maxBytes {
+				return nil, fmt.Errorf("%w: %d bytes claimed, at most %d", errConnectTooLarge, total, maxBytes)
+			}
+		}
+		if err != nil && (total < 0 || len(buf) < total) {
+			if errors.Is(err, io.EOF) && len(buf) > 0 {
 				err = io.ErrUnexpectedEOF
 			}
 			return nil, err
 		}
 	}
-	// Whatever bufio read past the CONNECT (a client may send its
-	// SUBSCRIBE in the same segment) belongs to mochi too.
-	if n := r.Buffered(); n > 0 {
-		rest, _ := r.Peek(n)
-		buf = append(buf, rest...)
-	}
+	// Bytes past the CONNECT (a client may send its SUBSCRIBE in the same
+	// segment) are mochi's too.
 	return &primedConn{Conn: c, pre: buf}, nil
+}
+
+// connectSize reads the fixed header at the start of b: the size of the
+// whole packet, which must be a CONNECT, or -1 if b does not hold the
+// whole header yet.
+func connectSize(b []byte) (int, error) {
+	if b[0]>>4 != 1 { // packets.Connect
+		return 0, errNotConnect
+	}
+	remaining := 0
+	for i := 1; i < len(b); i++ {
+		remaining |= int(b[i]&0x7f) << (7 * (i - 1))
+		if b[i]&0x80 == 0 {
+			return i + 1 + remaining, nil
+		}
+		if i == 4 {
+			return 0, errors.New("malformed remaining length")
+		}
+	}
+	return -1, nil
 }
 
 // primedConn is a connection whose first bytes were read already.

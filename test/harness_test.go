@@ -81,8 +81,9 @@ type Gate struct {
 
 // GateOptions tweak a started gate.
 type GateOptions struct {
-	DataDir string // reuse a data dir (restart tests)
-	Extra   string // YAML appended to the generated config
+	DataDir  string // reuse a data dir (restart tests)
+	Extra    string // YAML appended to the generated config
+	LogLevel string // default debug
 }
 
 // freePorts returns a free loopback address for each network ("tcp" or
@@ -124,8 +125,11 @@ func StartGate(t testing.TB, o GateOptions) *Gate {
 	g.API = "http://" + ports[0]
 	g.MQTT, g.MQTTS, g.CoAP, g.DTLS = ports[1], ports[2], ports[3], ports[4]
 	g.Config = filepath.Join(g.DataDir, "iotgate.yaml")
+	if o.LogLevel == "" {
+		o.LogLevel = "debug"
+	}
 	cfg := fmt.Sprintf(`data_dir: %q
-log_level: debug
+log_level: %s
 api:
   listen: %q
   credentials:
@@ -141,7 +145,7 @@ coap:
 mqtt:
   listen: %q
   tls_listen: %q
-%s`, filepath.Join(g.DataDir, "data"), strings.TrimPrefix(g.API, "http://"), g.Project, g.AK, g.SK, g.Token,
+%s`, filepath.Join(g.DataDir, "data"), o.LogLevel, strings.TrimPrefix(g.API, "http://"), g.Project, g.AK, g.SK, g.Token,
 		g.CoAP, g.DTLS, g.MQTT, g.MQTTS, o.Extra)
 	if err := os.WriteFile(g.Config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
