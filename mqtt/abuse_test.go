@@ -379,3 +379,23 @@ func TestMQTTFlappingIsBanned(t *testing.T) {
 		}
 	}
 }
+
+// A listener over its connect rate closes new connections at accept.
+func TestMQTTConnectRate(t *testing.T) {
+	e := newEnvWith(t, slog.LevelInfo, func(o *Options) { o.Limits = Limits{ConnectRate: 0.001, ConnectBurst: 2} })
+	for i := range 2 {
+		if closedSoon(dialFrom(t, "127.0.11.1", e.srv.Addr()), 100*time.Millisecond) {
+			t.Fatalf("connection %d within the burst was closed", i+1)
+		}
+	}
+	if !closedSoon(dialFrom(t, "127.0.11.2", e.srv.Addr()), 2*time.Second) {
+		t.Fatal("a connection over the listener's rate was held")
+	}
+	// The rate is the listener's: MQTTS has its own budget.
+	if closedSoon(dialFrom(t, "127.0.11.2", e.srv.TLSAddr()), 100*time.Millisecond) {
+		t.Fatal("the MQTTS listener refused a connection within its own budget")
+	}
+	if n := e.srv.Stats().RefusedConnections; n != 1 {
+		t.Fatalf("%d refused connections counted, want 1", n)
+	}
+}
