@@ -82,6 +82,8 @@ type banList struct {
 	lens6  [129]int32
 	auto   int // automatic entries held
 	manual int
+	// swept is when makeRoom last swept the whole list.
+	swept int64
 
 	maxAuto, maxManual int
 }
@@ -200,8 +202,9 @@ func (l *banList) drop(t Target, e entry) {
 
 // makeRoom makes room for one more ban of source s: expired entries go
 // first, then (automatic bans only) the one that expires soonest among
-// a sample. The sweep is O(bans) but runs only when the list is full,
-// and it frees every expired entry at once.
+// a sample. The sweep is O(bans), so it runs only when the list is full
+// and at most once a second: an attacker keeping the list full of live
+// bans gets sampled evictions, O(1) each.
 func (l *banList) makeRoom(s Source, now int64) error {
 	full := func() bool {
 		if s == SourceAuto {
@@ -212,9 +215,12 @@ func (l *banList) makeRoom(s Source, now int64) error {
 	if !full() {
 		return nil
 	}
-	l.sweep(now)
-	if !full() {
-		return nil
+	if now-l.swept >= int64(time.Second) {
+		l.swept = now
+		l.sweep(now)
+		if !full() {
+			return nil
+		}
 	}
 	if s == SourceManual {
 		return ErrFull

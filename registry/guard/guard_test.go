@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/netip"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -311,5 +312,43 @@ func BenchmarkChecks(b *testing.B) {
 	for b.Loop() {
 		g.AddressBanned(addrA)
 		g.IdentityBanned("dev1")
+	}
+}
+
+// A long identity is kept by its first MaxIdentityBytes bytes, so each
+// tracked key stays small; its ban applies to the long form.
+func TestLongIdentities(t *testing.T) {
+	g, _ := newTestGuard(t, nil)
+	long := strings.Repeat("x", 8<<10)
+	for range 15 {
+		g.AuthFailed(long, netip.Addr{})
+	}
+	if !g.IdentityBanned(long) {
+		t.Fatal("a long identity was not banned")
+	}
+	for k := range g.bans.ids {
+		if len(k) > MaxIdentityBytes {
+			t.Fatalf("a %d-byte identity is held", len(k))
+		}
+	}
+	err := g.Ban(context.Background(), Ban{Target: Target{Identity: long}})
+	var ie *InvalidBanError
+	if !errors.As(err, &ie) {
+		t.Fatalf("a manual ban of a long identity: %v", err)
+	}
+}
+
+// With the list full of live bans, new automatic bans evict sampled old
+// ones instead of sweeping the whole list each time.
+func TestFullBanListEvicts(t *testing.T) {
+	g, c := newTestGuard(t, func(cfg *Config) { cfg.MaxBans = 10 })
+	for i := range 100 {
+		for range 15 {
+			g.AuthFailed("dev"+strconv.Itoa(i), netip.Addr{})
+		}
+		c.advance(time.Millisecond)
+	}
+	if g.bans.auto != 10 || !g.IdentityBanned("dev99") {
+		t.Fatalf("%d automatic bans held (want 10), latest banned: %v", g.bans.auto, g.IdentityBanned("dev99"))
 	}
 }

@@ -2,7 +2,9 @@ package guard
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
+	"strings"
 	"time"
 )
 
@@ -49,6 +51,9 @@ func (g *Local) AddressBanned(addr netip.Addr) bool {
 }
 
 func (g *Local) IdentityBanned(identity string) bool {
+	if len(identity) > MaxIdentityBytes {
+		identity = identity[:MaxIdentityBytes]
+	}
 	return g.bans.identityBanned(identity, g.now)
 }
 
@@ -59,7 +64,23 @@ const (
 	ReasonFlapping         = "too many connections of this identity (flapping)"
 )
 
+// MaxIdentityBytes is the longest identity the guard keeps: a longer one
+// is counted and banned by its first MaxIdentityBytes bytes, so that an
+// attacker's long usernames cannot make each tracked key large. No
+// protocol's identities come near it.
+const MaxIdentityBytes = 256
+
+// trackable is identity as the guard stores it: at most MaxIdentityBytes,
+// in memory of its own (not pinning a packet a long identity came in).
+func trackable(identity string) string {
+	if len(identity) <= MaxIdentityBytes {
+		return identity
+	}
+	return strings.Clone(identity[:MaxIdentityBytes])
+}
+
 func (g *Local) AuthFailed(identity string, addr netip.Addr) bool {
+	identity = trackable(identity)
 	now := g.now().UnixNano()
 	banned := false
 	if w := g.cfg.IdentityFailures; identity != "" && w.enabled() {
@@ -83,6 +104,7 @@ func (g *Local) Connected(identity string) bool {
 	if identity == "" || !w.enabled() {
 		return true
 	}
+	identity = trackable(identity)
 	now := g.now().UnixNano()
 	if g.connects.add(identity, now) < w.Max {
 		return true
@@ -132,6 +154,8 @@ func normalize(t Target) (Target, error) {
 	switch {
 	case t.Identity != "" && t.Prefix.IsValid():
 		return t, &InvalidBanError{Field: "target", Problem: "names both an identity and an address"}
+	case len(t.Identity) > MaxIdentityBytes:
+		return t, &InvalidBanError{Field: "identity", Problem: fmt.Sprintf("is longer than %d bytes", MaxIdentityBytes)}
 	case t.Identity != "":
 		return t, nil
 	case !t.Prefix.IsValid():
