@@ -121,7 +121,7 @@ func (h *authHook) OnConnect(cl *mochi.Client, pk packets.Packet) error {
 		if err := r.code.send(cl); err != nil {
 			h.log.Debug("connack not sent", "remote", cl.Net.Remote, "err", err)
 		}
-		return r.code.v5
+		return r.code.err
 	}
 	cl.ID = c.device
 	if c.registration != nil {
@@ -158,12 +158,18 @@ var (
 
 // connectIdentity is what the guard counts and bans a CONNECT by: its
 // username (IoTDA: the device id, which must be the ClientId's;
-// Alibaba: DeviceName&ProductKey), or its ClientId if it has none.
+// Alibaba: DeviceName&ProductKey), or its ClientId if it has none. An
+// IoTDA ClientId starts with the username, which is then taken from it
+// without a copy (the guard copies what it keeps).
 func connectIdentity(pk packets.Packet) string {
-	if len(pk.Connect.Username) > 0 {
-		return string(pk.Connect.Username)
+	u, cid := pk.Connect.Username, pk.Connect.ClientIdentifier
+	switch {
+	case len(u) == 0:
+		return cid
+	case len(cid) >= len(u) && cid[:len(u)] == string(u):
+		return cid[:len(u)]
 	}
-	return pk.Connect.ClientIdentifier
+	return string(u)
 }
 
 func (h *authHook) OnConnectAuthenticate(cl *mochi.Client, _ packets.Packet) bool {
@@ -286,19 +292,23 @@ func reject(c connackCode, format string, a ...any) *refusal {
 }
 
 // connackCode is a refusal as MQTT 3.1.1 return code and MQTT 5 reason
-// code.
+// code, the latter also as the error OnConnect returns (boxed once, so
+// returning it does not allocate).
 type connackCode struct {
-	v3 byte
-	v5 packets.Code
+	v3  byte
+	v5  packets.Code
+	err error
 }
 
+func newConnackCode(v3 byte, v5 packets.Code) connackCode { return connackCode{v3, v5, v5} }
+
 var (
-	identifierRejected = connackCode{0x02, packets.ErrClientIdentifierNotValid} // 0x85
-	serverUnavailable  = connackCode{0x03, packets.ErrServerUnavailable}        // 0x88
-	badCredentials     = connackCode{0x04, packets.ErrBadUsernameOrPassword}    // 0x86
-	notAuthorized      = connackCode{0x05, packets.ErrNotAuthorized}            // 0x87
+	identifierRejected = newConnackCode(0x02, packets.ErrClientIdentifierNotValid) // 0x85
+	serverUnavailable  = newConnackCode(0x03, packets.ErrServerUnavailable)        // 0x88
+	badCredentials     = newConnackCode(0x04, packets.ErrBadUsernameOrPassword)    // 0x86
+	notAuthorized      = newConnackCode(0x05, packets.ErrNotAuthorized)            // 0x87
 	// tooLarge refuses what only MQTT 5 can send (user properties).
-	tooLarge = connackCode{0x03, packets.ErrPacketTooLarge} // 0x95
+	tooLarge = newConnackCode(0x03, packets.ErrPacketTooLarge) // 0x95
 )
 
 func (c connackCode) byteFor(cl *mochi.Client) byte {

@@ -111,7 +111,7 @@ func (l *banList) identityBanned(id string, now func() time.Time) bool {
 	l.mu.RLock()
 	e, ok := l.ids[id]
 	l.mu.RUnlock()
-	return ok && e.live(now().UnixNano())
+	return ok && (e.expires == 0 || e.expires > now().UnixNano())
 }
 
 func (l *banList) addressBanned(a netip.Addr, now func() time.Time) bool {
@@ -130,7 +130,7 @@ func (l *banList) addressBanned(a netip.Addr, now func() time.Time) bool {
 			continue
 		}
 		p, _ := a.Prefix(bits)
-		if e, ok := l.nets[p]; ok && e.live(now().UnixNano()) {
+		if e, ok := l.nets[p]; ok && (e.expires == 0 || e.expires > now().UnixNano()) {
 			return true
 		}
 	}

@@ -40,9 +40,9 @@ func NewLocal(cfg Config) *Local {
 		cfg:      cfg,
 		now:      cfg.Now,
 		bans:     newBanList(cfg.MaxBans, cfg.MaxManualBans),
-		idFails:  newCounters[string](cfg.IdentityFailures, cfg.MaxTracked),
-		netFails: newCounters[netip.Prefix](cfg.AddressFailures, cfg.MaxTracked),
-		connects: newCounters[string](cfg.Flapping, cfg.MaxTracked),
+		idFails:  newCounters(cfg.IdentityFailures, cfg.MaxTracked, strings.Clone),
+		netFails: newCounters(cfg.AddressFailures, cfg.MaxTracked, func(p netip.Prefix) netip.Prefix { return p }),
+		connects: newCounters(cfg.Flapping, cfg.MaxTracked, strings.Clone),
 	}
 }
 
@@ -70,13 +70,11 @@ const (
 // protocol's identities come near it.
 const MaxIdentityBytes = 256
 
-// trackable is identity as the guard stores it: at most MaxIdentityBytes,
-// in memory of its own (not pinning a packet a long identity came in).
+// trackable is identity as the guard counts and bans it: at most
+// MaxIdentityBytes. Stored keys are copied (counters.keep, autoBan), so
+// they never pin a packet the identity was sliced from.
 func trackable(identity string) string {
-	if len(identity) <= MaxIdentityBytes {
-		return identity
-	}
-	return strings.Clone(identity[:MaxIdentityBytes])
+	return identity[:min(len(identity), MaxIdentityBytes)]
 }
 
 func (g *Local) AuthFailed(identity string, addr netip.Addr) bool {
@@ -115,6 +113,7 @@ func (g *Local) Connected(identity string) bool {
 }
 
 func (g *Local) autoBan(t Target, reason string, w Window, now int64) bool {
+	t.Identity = strings.Clone(t.Identity)
 	e := entry{reason: reason, source: SourceAuto, created: now, expires: now + int64(w.Ban)}
 	return g.bans.put(t, e, now) == nil
 }

@@ -13,7 +13,15 @@ import (
 type Throttle struct {
 	lim        *rate.Limiter
 	suppressed atomic.Uint64
+	// While the bucket is empty only every checkEvery-th line asks it
+	// (reading the clock): a flood's suppressed lines cost an atomic
+	// add. The bucket still admits every line written, so the rate
+	// holds; a line is at most checkEvery-1 lines late.
+	empty atomic.Bool
+	calls atomic.Uint32
 }
+
+const checkEvery = 16
 
 // NewThrottle admits perSecond lines a second on average, in bursts of
 // up to burst; perSecond ≤ 0 admits every line.
@@ -27,9 +35,15 @@ func NewThrottle(perSecond float64, burst int) *Throttle {
 // Allow reports whether to write the line, and how many lines were
 // suppressed since the last one written (to be logged with it).
 func (t *Throttle) Allow() (ok bool, suppressed uint64) {
-	if !t.lim.Allow() {
+	if t.empty.Load() && t.calls.Add(1)%checkEvery != 0 {
 		t.suppressed.Add(1)
 		return false, 0
 	}
+	if !t.lim.Allow() {
+		t.empty.Store(true)
+		t.suppressed.Add(1)
+		return false, 0
+	}
+	t.empty.Store(false)
 	return true, t.suppressed.Swap(0)
 }

@@ -13,6 +13,9 @@ import (
 type counters[K comparable] struct {
 	span int64 // window, in nanoseconds
 	max  int
+	// keep makes a new key's own copy (a caller's string may alias a
+	// whole packet, which the table must not pin).
+	keep func(K) K
 
 	mu sync.Mutex
 	m  map[K]slot
@@ -24,8 +27,8 @@ type slot struct {
 	cur, prev uint32
 }
 
-func newCounters[K comparable](w Window, max int) *counters[K] {
-	return &counters[K]{span: int64(w.Window), max: max, m: make(map[K]slot)}
+func newCounters[K comparable](w Window, max int, keep func(K) K) *counters[K] {
+	return &counters[K]{span: int64(w.Window), max: max, keep: keep, m: make(map[K]slot)}
 }
 
 // add counts one event for k at now and returns the events in the
@@ -34,8 +37,11 @@ func (c *counters[K]) add(k K, now int64) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s, ok := c.m[k]
-	if !ok && len(c.m) >= c.max {
-		c.evict(now)
+	if !ok {
+		if len(c.m) >= c.max {
+			c.evict(now)
+		}
+		k = c.keep(k)
 	}
 	s = s.advance(now, c.span)
 	s.cur++
