@@ -10,11 +10,12 @@ import (
 	"testing"
 
 	"github.com/iotgate/iotgate/registry"
+	"github.com/iotgate/iotgate/registry/kv/badgerkv"
 )
 
 func newTestServer(t *testing.T) (*Server, *registry.Registry) {
 	t.Helper()
-	st, err := registry.OpenBadger(registry.BadgerOptions{InMemory: true})
+	st, err := badgerkv.Open(badgerkv.Options{InMemory: true, Queues: registry.Queues()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/iotgate/iotgate/lwm2m/format"
 	"github.com/iotgate/iotgate/lwm2m/lwm2mclient"
 	"github.com/iotgate/iotgate/registry"
+	"github.com/iotgate/iotgate/registry/kv/badgerkv"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 )
 
@@ -31,7 +32,7 @@ type fixture struct {
 
 func newFixture(t testing.TB, mod func(*lwm2m.Options)) *fixture {
 	t.Helper()
-	st, err := registry.OpenBadger(registry.BadgerOptions{InMemory: true})
+	st, err := badgerkv.Open(badgerkv.Options{InMemory: true, Queues: registry.Queues()})
 	if err != nil {
 		t.Fatal(err)
 	}

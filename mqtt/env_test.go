@@ -26,8 +26,8 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
-
 	"github.com/iotgate/iotgate/registry"
+	"github.com/iotgate/iotgate/registry/kv/badgerkv"
 )
 
 // env is a real registry over the in-memory store with a Server on
@@ -59,7 +59,7 @@ func newEnvLogging(t testing.TB, level slog.Level) *env {
 // newEnvWith is newEnvLogging with the server's options changed by mod.
 func newEnvWith(t testing.TB, level slog.Level, mod func(*Options)) *env {
 	t.Helper()
-	store, err := registry.OpenBadger(registry.BadgerOptions{InMemory: true})
+	store, err := badgerkv.Open(badgerkv.Options{InMemory: true, Queues: registry.Queues()})
 	if err != nil {
 		t.Fatal(err)
 	}

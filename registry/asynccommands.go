@@ -2,11 +2,12 @@ package registry
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/iotgate/iotgate/registry/kv"
 )
 
 // Asynchronous commands are IoTDA's way to reach NB-IoT (LwM2M) devices,
@@ -137,35 +138,6 @@ type AsyncCommandDispatcher interface {
 	AsyncCommandQueued(ctx context.Context, deviceID string, now bool)
 }
 
-// Key layout of asynchronous commands:
-//
-//	a/{command_id}            command record
-//	al/{device_id}/{seq}      command_id (a device's commands, oldest first)
-//	ap/{device_id}/{seq}      command_id (its PENDING commands, oldest first)
-//	ax/{deadline}/{command_id} nil       (expiry/timeout deadlines, ordered)
-//	#a/{device_id}            number of commands the device keeps
-func asyncKey(id string) []byte              { return key("a", id) }
-func asyncDeviceKey(dev, seq string) []byte  { return key("al", dev, seq) }
-func asyncPendingKey(dev, seq string) []byte { return key("ap", dev, seq) }
-func asyncCountKey(dev string) []byte        { return key("#a", dev) }
-func asyncDeadlineKey(at time.Time, id string) []byte {
-	b := make([]byte, 0, len(asyncDeadlinePrefix)+9+len(id))
-	b = append(b, asyncDeadlinePrefix...)
-	b = binary.BigEndian.AppendUint64(b, uint64(at.UnixNano()))
-	b = append(b, sep)
-	return append(b, id...)
-}
-
-var asyncDeadlinePrefix = []byte{'a', 'x', sep}
-
-func parseAsyncDeadlineKey(k []byte) (time.Time, string, bool) {
-	n := len(asyncDeadlinePrefix)
-	if len(k) < n+9 {
-		return time.Time{}, "", false
-	}
-	return time.Unix(0, int64(binary.BigEndian.Uint64(k[n:]))), string(k[n+9:]), true
-}
-
 func (n *NewAsyncCommand) validate() error {
 	if err := checkText("service_id", n.ServiceID, 64); err != nil {
 		return err
@@ -216,7 +188,7 @@ func (r *Registry) CreateAsyncCommand(ctx context.Context, project, deviceID str
 		Status:       AsyncPending,
 		CreatedTime:  now,
 		Deadline:     now.Add(time.Duration(n.ExpireTime) * time.Second),
-		Seq:          r.seq.next(now),
+		Seq:          r.ids.Next(now),
 	}
 	err := r.write(ctx, func(w Writer) error {
 		d, err := r.getDevice(w, deviceID)
@@ -238,7 +210,7 @@ func (r *Registry) CreateAsyncCommand(ctx context.Context, project, deviceID str
 		if err != nil {
 			return err
 		}
-		apPrefix := prefixKey("ap", deviceID)
+		apPrefix := asyncPendingPrefix(deviceID)
 		pending, firstPending := 0, ""
 		if err := w.Scan(apPrefix, m.from(apPrefix, m.oldestPending), false, func(k, _ []byte) (bool, error) {
 			if pending == 0 {
@@ -256,7 +228,7 @@ func (r *Registry) CreateAsyncCommand(ctx context.Context, project, deviceID str
 			// A record of an earlier version: both lists were just read,
 			// or are read here, from their start.
 			m.oldestPending = firstPending
-			if m.oldest, err = seqAfter(w, prefixKey("al", deviceID), ""); err != nil {
+			if m.oldest, err = seqAfter(w, asyncDevicePrefix(deviceID), ""); err != nil {
 				return err
 			}
 			m.known = true
@@ -294,7 +266,7 @@ func (r *Registry) CreateAsyncCommand(ctx context.Context, project, deviceID str
 // returns m counting the one to come.
 func (r *Registry) trimAsyncCommands(w Writer, dev string, m asyncMeta) (asyncMeta, error) {
 	if m.kept >= AsyncCommandsKept {
-		alPrefix := prefixKey("al", dev)
+		alPrefix := asyncDevicePrefix(dev)
 		var victim *AsyncCommand
 		err := w.Scan(alPrefix, m.from(alPrefix, m.oldest), false, func(_, v []byte) (bool, error) {
 			c, err := getAsyncCommand(w, string(v))
@@ -341,7 +313,7 @@ func deleteAsyncCommand(w Writer, c *AsyncCommand) error {
 // deleteAsyncCommands removes every command of a device (device deletion).
 func deleteAsyncCommands(w Writer, dev string) error {
 	var ids []string
-	if err := w.Scan(prefixKey("al", dev), nil, false, func(_, v []byte) (bool, error) {
+	if err := w.Scan(asyncDevicePrefix(dev), nil, false, func(_, v []byte) (bool, error) {
 		ids = append(ids, string(v))
 		return true, nil
 	}); err != nil {
@@ -403,7 +375,7 @@ func pendingLeft(w Writer, c *AsyncCommand) error {
 	if err != nil || !m.known || m.oldestPending != c.Seq {
 		return err
 	}
-	if m.oldestPending, err = seqAfter(w, prefixKey("ap", c.DeviceID), c.Seq); err != nil {
+	if m.oldestPending, err = seqAfter(w, asyncPendingPrefix(c.DeviceID), c.Seq); err != nil {
 		return err
 	}
 	return w.Set(asyncCountKey(c.DeviceID), m.encode())
@@ -411,7 +383,7 @@ func pendingLeft(w Writer, c *AsyncCommand) error {
 
 func getAsyncCommand(rd Reader, id string) (*AsyncCommand, error) {
 	b, err := rd.Get(asyncKey(id))
-	if errors.Is(err, ErrNoKey) {
+	if errors.Is(err, kv.ErrNotFound) {
 		return nil, &NotFoundError{Kind: "command", ID: id}
 	}
 	if err != nil {
@@ -430,7 +402,7 @@ func (r *Registry) AsyncCommand(ctx context.Context, project, deviceID, commandI
 		return nil, err
 	}
 	var c *AsyncCommand
-	err := r.store.View(func(rd Reader) error {
+	err := r.view(ctx, func(rd Reader) error {
 		var err error
 		c, err = getAsyncCommand(rd, commandID)
 		return err
@@ -466,8 +438,8 @@ func (r *Registry) ListAsyncCommands(ctx context.Context, project, deviceID stri
 		return nil, err
 	}
 	out := &AsyncCommandList{}
-	err := r.store.View(func(rd Reader) error {
-		prefix := prefixKey("al", deviceID)
+	err := r.view(ctx, func(rd Reader) error {
+		prefix := asyncDevicePrefix(deviceID)
 		skip := pg.Offset
 		return rd.Scan(prefix, nil, true, func(k, v []byte) (bool, error) {
 			if pg.Marker != "" && string(k[len(prefix):]) >= pg.Marker {
@@ -506,12 +478,12 @@ func (r *Registry) PendingAsyncCommands(ctx context.Context, deviceID string, li
 	now := r.now()
 	var out []*AsyncCommand
 	entries := 0
-	err := r.store.View(func(rd Reader) error {
+	err := r.view(ctx, func(rd Reader) error {
 		from, some, err := pendingFrom(rd, deviceID)
 		if err != nil || !some {
 			return err
 		}
-		return rd.Scan(prefixKey("ap", deviceID), from, false, func(_, v []byte) (bool, error) {
+		return rd.Scan(asyncPendingPrefix(deviceID), from, false, func(_, v []byte) (bool, error) {
 			entries++
 			c, err := getAsyncCommand(rd, string(v))
 			if errors.Is(err, ErrNotFound) {
@@ -538,12 +510,12 @@ func (r *Registry) HasPendingAsyncCommands(ctx context.Context, deviceID string)
 		return false, nil
 	}
 	found := false
-	err := r.store.View(func(rd Reader) error {
+	err := r.view(ctx, func(rd Reader) error {
 		from, some, err := pendingFrom(rd, deviceID)
 		if err != nil || !some {
 			return err
 		}
-		return rd.Scan(prefixKey("ap", deviceID), from, false, func(_, _ []byte) (bool, error) {
+		return rd.Scan(asyncPendingPrefix(deviceID), from, false, func(_, _ []byte) (bool, error) {
 			found = true
 			return false, nil
 		})
@@ -561,7 +533,7 @@ func pendingFrom(rd Reader, dev string) (from []byte, some bool, err error) {
 	if m.known && m.oldestPending == "" {
 		return nil, false, nil
 	}
-	return m.from(prefixKey("ap", dev), m.oldestPending), true, nil
+	return m.from(asyncPendingPrefix(dev), m.oldestPending), true, nil
 }
 
 // StartAsyncCommand moves a PENDING command to SENT just before the adapter
@@ -650,7 +622,7 @@ func (r *Registry) FinishAsyncCommand(ctx context.Context, commandID string, sta
 // TIMEOUT, reading the ordered deadline index from its floor: the cost is
 // proportional to the commands due. It returns how many it changed.
 func (r *Registry) SweepAsyncCommands(ctx context.Context) (int, error) {
-	return r.sweep(r.asyncFloor, parseAsyncDeadlineKey, func(due []string, now time.Time) (int, error) {
+	return r.sweep(ctx, asyncDeadlinePrefix, parseAsyncDeadlineKey, func(due []string, now time.Time) (int, error) {
 		changed := 0
 		err := r.write(ctx, func(w Writer) error {
 			changed = 0

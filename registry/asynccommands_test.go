@@ -8,6 +8,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/iotgate/iotgate/registry/kv"
+	"github.com/iotgate/iotgate/registry/kv/badgerkv"
 )
 
 func newAsyncFixture(t *testing.T) (*Registry, *fakeClock) {
@@ -223,7 +226,7 @@ func TestAsyncCommandsDeletedWithDevice(t *testing.T) {
 		t.Fatal(err)
 	}
 	found := false
-	_ = r.store.View(func(rd Reader) error {
+	_ = r.view(ctx, func(rd Reader) error {
 		for _, k := range [][]byte{asyncKey(c.CommandID), asyncPendingKey("nb_n1", c.Seq), asyncDeviceKey("nb_n1", c.Seq), asyncDeadlineKey(c.Deadline, c.CommandID), asyncCountKey("nb_n1")} {
 			if _, err := rd.Get(k); err == nil {
 				found = true
@@ -236,15 +239,15 @@ func TestAsyncCommandsDeletedWithDevice(t *testing.T) {
 	}
 }
 
-// scanCounter is a Store that counts the scans of a device's pending
+// scanCounter is a kv.Store that counts the scans of a device's pending
 // commands.
 type scanCounter struct {
-	Store
+	kv.Store
 	scans atomic.Int64
 }
 
-func (s *scanCounter) View(fn func(Reader) error) error {
-	return s.Store.View(func(rd Reader) error { return fn(countingReader{rd, s}) })
+func (s *scanCounter) View(ctx context.Context, fn func(Reader) error) error {
+	return s.Store.View(ctx, func(rd Reader) error { return fn(countingReader{rd, s}) })
 }
 
 type countingReader struct {
@@ -263,7 +266,7 @@ func (c countingReader) Scan(prefix, from []byte, reverse bool, fn func(k, v []b
 // store only for devices that may have some; a pending command is never
 // missed, also after a restart.
 func TestPendingCommandsLookSkipsDevicesWithout(t *testing.T) {
-	base, err := OpenBadger(BadgerOptions{InMemory: true})
+	base, err := badgerkv.Open(badgerkv.Options{InMemory: true, Queues: Queues()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/iotgate/iotgate/registry/kv"
 )
 
 // asyncMeta is a device's #a record: how many commands it keeps, and the
@@ -29,7 +31,7 @@ type asyncMeta struct {
 
 func readAsyncMeta(rd Reader, dev string) (asyncMeta, error) {
 	v, err := rd.Get(asyncCountKey(dev))
-	if errors.Is(err, ErrNoKey) {
+	if errors.Is(err, kv.ErrNotFound) {
 		return asyncMeta{known: true}, nil
 	}
 	if err != nil {

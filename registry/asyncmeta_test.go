@@ -9,6 +9,8 @@ import (
 	"math/rand/v2"
 	"testing"
 	"time"
+
+	"github.com/iotgate/iotgate/registry/kv"
 )
 
 // sendAndFinish takes a device's command through SENT to SUCCESSFUL.
@@ -138,7 +140,7 @@ func TestAsyncCountRecordWithoutSeqs(t *testing.T) {
 	sent := mustCommand(t, r, 3600)
 	sendAndFinish(t, r, sent)
 	first := mustCommand(t, r, 3600)
-	if err := st.Update(func(w Writer) error { return w.Set(asyncCountKey("nb_n1"), []byte("2")) }); err != nil {
+	if err := st.Update(context.Background(), func(w kv.Txn) error { return w.Set(asyncCountKey("nb_n1"), []byte("2")) }); err != nil {
 		t.Fatal(err)
 	}
 	if got := pendingIDs(t, r, "nb_n1"); len(got) != 1 || got[0] != first {
@@ -146,7 +148,7 @@ func TestAsyncCountRecordWithoutSeqs(t *testing.T) {
 	}
 	second := mustCommand(t, r, 3600)
 	var m asyncMeta
-	if err := st.View(func(rd Reader) (err error) { m, err = readAsyncMeta(rd, "nb_n1"); return err }); err != nil {
+	if err := st.View(context.Background(), func(rd Reader) (err error) { m, err = readAsyncMeta(rd, "nb_n1"); return err }); err != nil {
 		t.Fatal(err)
 	}
 	cmd := func(id string) *AsyncCommand {
@@ -206,7 +208,7 @@ func TestPendingStartAfterOneSweepExpiresSeveral(t *testing.T) {
 		t.Fatalf("sweep: %d %v", n, err)
 	}
 	var m asyncMeta
-	if err := r.store.View(func(rd Reader) (err error) { m, err = readAsyncMeta(rd, "nb_n1"); return err }); err != nil {
+	if err := r.view(ctx, func(rd Reader) (err error) { m, err = readAsyncMeta(rd, "nb_n1"); return err }); err != nil {
 		t.Fatal(err)
 	}
 	c, err := r.AsyncCommand(ctx, "proj", "nb_n1", last)
@@ -233,7 +235,7 @@ func TestPendingLookMatchesFullScan(t *testing.T) {
 	fullScan := func() []string {
 		var ids []string
 		now := r.now()
-		if err := r.store.View(func(rd Reader) error {
+		if err := r.view(ctx, func(rd Reader) error {
 			return rd.Scan(prefixKey("ap", "nb_n1"), nil, false, func(_, v []byte) (bool, error) {
 				c, err := getAsyncCommand(rd, string(v))
 				if err != nil {

@@ -11,6 +11,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/iotgate/iotgate/registry/kv"
+	"github.com/iotgate/iotgate/registry/kv/badgerkv"
 )
 
 // The benchmarks of this file answer the sizing questions of the fleet
@@ -29,7 +32,7 @@ type benchFleet struct {
 	n     int
 	dir   string
 	key   []byte
-	store Store
+	store kv.Store
 	reg   *Registry
 	skew  atomic.Int64 // nanoseconds added to the clock
 	shut  bool
@@ -46,7 +49,7 @@ func (f *benchFleet) close() {
 
 func (f *benchFleet) now() time.Time { return time.Now().Add(time.Duration(f.skew.Load())) }
 
-func (f *benchFleet) options(s Store, cacheEntries int) Options {
+func (f *benchFleet) options(s kv.Store, cacheEntries int) Options {
 	return Options{Store: s, MasterKey: f.key, Now: f.now, CacheEntries: cacheEntries,
 		// One product holds half the fleet: lift its quota.
 		Quotas: Quotas{DevicesPerProduct: int64(f.n) + 1}}
@@ -75,7 +78,7 @@ const benchSecret = "00112233445566778899aabbccddeeff"
 func newBenchFleet(b *testing.B, n int) *benchFleet {
 	b.Helper()
 	f := &benchFleet{n: n, dir: b.TempDir(), key: bytes.Repeat([]byte{1}, 32)}
-	s, err := OpenBadger(BadgerOptions{Dir: f.dir})
+	s, err := badgerkv.Open(badgerkv.Options{Dir: f.dir, Queues: Queues()})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -280,7 +283,7 @@ func BenchmarkAuthPaths(b *testing.B) {
 				if err := f.store.Close(); err != nil {
 					b.Fatal(err)
 				}
-				s, err := OpenBadger(BadgerOptions{Dir: f.dir})
+				s, err := badgerkv.Open(badgerkv.Options{Dir: f.dir, Queues: Queues()})
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -308,11 +311,11 @@ func BenchmarkAuthPaths(b *testing.B) {
 func BenchmarkCreateBatch(b *testing.B) {
 	for _, batch := range []int{1, 256} {
 		b.Run(fmt.Sprintf("max_batch=%d", batch), func(b *testing.B) {
-			s, err := OpenBadger(BadgerOptions{Dir: b.TempDir()})
+			s, err := badgerkv.Open(badgerkv.Options{Dir: b.TempDir(), Queues: Queues(), MaxBatch: batch})
 			if err != nil {
 				b.Fatal(err)
 			}
-			r, err := New(Options{Store: s, MasterKey: bytes.Repeat([]byte{1}, 32), MaxBatch: batch})
+			r, err := New(Options{Store: s, MasterKey: bytes.Repeat([]byte{1}, 32)})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -10,6 +10,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/iotgate/iotgate/registry/kv"
+	"github.com/iotgate/iotgate/registry/kv/badgerkv"
 )
 
 // benchSizes are the fleet sizes the lookup benchmarks compare; set
@@ -28,9 +31,9 @@ func benchSizes() []int {
 
 // filledRegistry opens an on-disk registry holding n devices of one CoAP
 // product, created through the normal write path.
-func filledRegistry(b *testing.B, n int) (*Registry, Store) {
+func filledRegistry(b *testing.B, n int) (*Registry, kv.Store) {
 	b.Helper()
-	s, err := OpenBadger(BadgerOptions{Dir: b.TempDir()})
+	s, err := badgerkv.Open(badgerkv.Options{Dir: b.TempDir(), Queues: Queues()})
 	if err != nil {
 		b.Fatal(err)
 	}

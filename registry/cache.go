@@ -3,38 +3,55 @@ package registry
 import (
 	"hash/maphash"
 	"sync"
+	"sync/atomic"
+	"time"
 )
 
 // cache keeps decoded device records and index entries in memory, keyed by
 // their store key, so the protocols' authentication lookups cost a map
 // read instead of a store read, a JSON decode and an AES-GCM open.
 //
-// Every write goes through the committer, which invalidates the keys it
-// wrote before acknowledging the write. A reader fills the cache only if
+// Every write of this node invalidates the keys it wrote once it has
+// committed, before it is acknowledged (Registry.write); writes of other
+// nodes arrive through the Invalidator. A reader fills the cache only if
 // no invalidation reached that shard between its store read and its fill
 // (a generation check), so a slow reader never installs a stale value.
+// An entry older than maxAge is a miss, which bounds what a lost
+// invalidation costs; age is kept in seconds of a clock that Run ticks,
+// so a hit reads no clock.
 type cache struct {
 	seed   maphash.Seed
-	max    int // entries per shard
+	max    int   // entries per shard
+	maxAge int64 // seconds
+	now    atomic.Int64
 	shards [64]cacheShard
 }
 
 type cacheShard struct {
 	mu  sync.Mutex
 	gen uint64
-	m   map[string]any // *Device or string (device id)
+	m   map[string]cacheEntry
 }
 
-func newCache(maxEntries int) *cache {
-	c := &cache{seed: maphash.MakeSeed(), max: maxEntries / 64}
+type cacheEntry struct {
+	v  any   // *Device, *Product or string (device id)
+	at int64 // the cache clock when it was filled
+}
+
+func newCache(maxEntries int, maxAge time.Duration, now time.Time) *cache {
+	c := &cache{seed: maphash.MakeSeed(), max: maxEntries / 64, maxAge: max(int64(maxAge/time.Second), 1)}
+	c.now.Store(now.Unix())
 	if c.max < 1 {
 		c.max = 1
 	}
 	for i := range c.shards {
-		c.shards[i].m = make(map[string]any)
+		c.shards[i].m = make(map[string]cacheEntry)
 	}
 	return c
 }
+
+// tick advances the cache's clock.
+func (c *cache) tick(now time.Time) { c.now.Store(now.Unix()) }
 
 func (c *cache) shard(k []byte) *cacheShard {
 	return &c.shards[maphash.Bytes(c.seed, k)%uint64(len(c.shards))]
@@ -45,10 +62,14 @@ func (c *cache) shard(k []byte) *cacheShard {
 func (c *cache) get(k []byte) (any, uint64, bool) {
 	sh := c.shard(k)
 	sh.mu.Lock()
-	v, ok := sh.m[string(k)]
+	e, ok := sh.m[string(k)]
+	if ok && c.now.Load()-e.at > c.maxAge {
+		delete(sh.m, string(k))
+		ok = false
+	}
 	gen := sh.gen
 	sh.mu.Unlock()
-	return v, gen, ok
+	return e.v, gen, ok
 }
 
 func (c *cache) put(k []byte, v any, gen uint64) {
@@ -64,11 +85,11 @@ func (c *cache) put(k []byte, v any, gen uint64) {
 			break
 		}
 	}
-	sh.m[string(k)] = v
+	sh.m[string(k)] = cacheEntry{v: v, at: c.now.Load()}
 }
 
-// set caches v under k unconditionally. Only the committer calls it, for
-// values it has just committed (after invalidating k).
+// set caches v under k unconditionally. Only a write's commit hook calls
+// it, for values it has just committed (after invalidating k).
 func (c *cache) set(k string, v any) {
 	sh := c.shard([]byte(k))
 	sh.mu.Lock()
@@ -79,7 +100,7 @@ func (c *cache) set(k string, v any) {
 			break
 		}
 	}
-	sh.m[k] = v
+	sh.m[k] = cacheEntry{v: v, at: c.now.Load()}
 }
 
 // cacheable reports whether keys like k are ever cached: device records
@@ -90,7 +111,7 @@ func (c *cache) set(k string, v any) {
 // keep the cache from filling while it is needed most.
 func cacheable(k string) bool {
 	switch family, _, _ := cutPart(k); family {
-	case "d", "n", "m", "f", "p":
+	case famDevice, famNode, famProductNode, famFingerprint, famProduct:
 		return true
 	}
 	return false

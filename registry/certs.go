@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/iotgate/iotgate/registry/kv"
 )
 
 // MaxCACertsPerProject is IoTDA's limit of device CA certificates.
@@ -68,7 +70,7 @@ func (r *Registry) AddCACert(ctx context.Context, project, content string) (*CAC
 	}
 	err = r.write(ctx, func(w Writer) error {
 		n := 0
-		if err := w.Scan(prefixKey("c", project), nil, false, func(_, v []byte) (bool, error) {
+		if err := w.Scan(certsPrefix(project), nil, false, func(_, v []byte) (bool, error) {
 			var other CACert
 			if err := json.Unmarshal(v, &other); err != nil {
 				return false, err
@@ -102,7 +104,7 @@ func putCert(w Writer, c *CACert) error {
 
 func getCert(rd Reader, project, id string) (*CACert, error) {
 	b, err := rd.Get(certKey(project, id))
-	if errors.Is(err, ErrNoKey) {
+	if errors.Is(err, kv.ErrNotFound) {
 		return nil, &NotFoundError{Kind: "certificate", ID: id}
 	}
 	if err != nil {
@@ -118,7 +120,7 @@ func getCert(rd Reader, project, id string) (*CACert, error) {
 // CACert returns one of the project's CA certificates.
 func (r *Registry) CACert(ctx context.Context, project, id string) (*CACert, error) {
 	var c *CACert
-	err := r.store.View(func(rd Reader) error {
+	err := r.view(ctx, func(rd Reader) error {
 		var err error
 		c, err = getCert(rd, project, id)
 		return err
@@ -129,8 +131,8 @@ func (r *Registry) CACert(ctx context.Context, project, id string) (*CACert, err
 // CACerts lists the project's CA certificates, oldest first.
 func (r *Registry) CACerts(ctx context.Context, project string) ([]*CACert, error) {
 	var out []*CACert
-	err := r.store.View(func(rd Reader) error {
-		return rd.Scan(prefixKey("c", project), nil, false, func(_, v []byte) (bool, error) {
+	err := r.view(ctx, func(rd Reader) error {
+		return rd.Scan(certsPrefix(project), nil, false, func(_, v []byte) (bool, error) {
 			var c CACert
 			if err := json.Unmarshal(v, &c); err != nil {
 				return false, err

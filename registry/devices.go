@@ -7,8 +7,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
+
+	"github.com/iotgate/iotgate/registry/kv"
 )
 
 // NewDevice is what a caller supplies to create a device.
@@ -47,7 +48,7 @@ func (r *Registry) CreateDevice(ctx context.Context, n NewDevice) (*Device, erro
 	if d.Auth.Timeout > 0 {
 		d.ExpireAt = now.Add(time.Duration(d.Auth.Timeout) * time.Second)
 	}
-	d.Seq = r.seq.next(now)
+	d.Seq = r.ids.Next(now)
 	// The committer runs every write of the node on one goroutine, so the
 	// CPU work of a create (decoding its product, sealing and encoding the
 	// record) is done here, concurrently; inside the commit only the
@@ -119,14 +120,14 @@ func (r *Registry) CreateDevice(ctx context.Context, n NewDevice) (*Device, erro
 			} else if n >= r.quotas.SubDevicesPerGateway {
 				return fmt.Errorf("gateway %s already has %d sub-devices, its quota: %w", d.GatewayID, n, ErrQuota)
 			}
-			if err := addCount(w, gatewayCountKey(d.GatewayID), 1); err != nil {
+			if err := addCount(w, gatewayCountKey(d.GatewayID), d.DeviceID, 1); err != nil {
 				return err
 			}
 		}
-		if err := addCount(w, projectCountKey(d.ProjectID), 1); err != nil {
+		if err := addCount(w, projectCountKey(d.ProjectID), d.DeviceID, 1); err != nil {
 			return err
 		}
-		if err := addCount(w, productCountKey(d.ProductID), 1); err != nil {
+		if err := addCount(w, productCountKey(d.ProductID), d.DeviceID, 1); err != nil {
 			return err
 		}
 		if p.IsCoAP() {
@@ -255,40 +256,10 @@ func absent(w Reader, k []byte, field, value string) error {
 	if err == nil {
 		return &ConflictError{Field: field, Value: value}
 	}
-	if errors.Is(err, ErrNoKey) {
+	if errors.Is(err, kv.ErrNotFound) {
 		return nil
 	}
 	return err
-}
-
-func addCount(w Writer, k []byte, delta int64) error {
-	var n int64
-	v, err := w.Get(k)
-	switch {
-	case err == nil:
-		n, err = strconv.ParseInt(string(v), 10, 64)
-		if err != nil {
-			return fmt.Errorf("corrupt counter %q: %w", k, err)
-		}
-	case !errors.Is(err, ErrNoKey):
-		return err
-	}
-	n += delta
-	if n <= 0 {
-		return w.Delete(k)
-	}
-	return w.Set(k, strconv.AppendInt(nil, n, 10))
-}
-
-func readCount(rd Reader, k []byte) (int64, error) {
-	v, err := rd.Get(k)
-	if errors.Is(err, ErrNoKey) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, err
-	}
-	return strconv.ParseInt(string(v), 10, 64)
 }
 
 // putDevice writes d's record and keeps the indexes that can change after
@@ -369,7 +340,7 @@ func (r *Registry) encodeDevice(d *Device) ([]byte, error) {
 // getDevice reads and unseals a device record; Status is not filled in.
 func (r *Registry) getDevice(rd Reader, id string) (*Device, error) {
 	b, err := rd.Get(deviceKey(id))
-	if errors.Is(err, ErrNoKey) {
+	if errors.Is(err, kv.ErrNotFound) {
 		return nil, &NotFoundError{Kind: "device", ID: id}
 	}
 	if err != nil {
@@ -399,31 +370,31 @@ func (r *Registry) decodeDevice(id string, b []byte) (*Device, error) {
 }
 
 // lookup resolves an index entry to its device.
-func (r *Registry) lookup(k []byte, kind, id string) (*Device, error) {
+func (r *Registry) lookup(ctx context.Context, k []byte, kind, id string) (*Device, error) {
 	if r.cache != nil {
 		if v, gen, ok := r.cache.get(k); ok {
-			return r.cachedDevice(v.(string))
+			return r.cachedDevice(ctx, v.(string))
 		} else {
 			var devID []byte
-			err := r.store.View(func(rd Reader) error {
+			err := r.view(ctx, func(rd Reader) error {
 				var err error
 				devID, err = rd.Get(k)
 				return err
 			})
-			if errors.Is(err, ErrNoKey) {
+			if errors.Is(err, kv.ErrNotFound) {
 				return nil, &NotFoundError{Kind: kind, ID: id}
 			}
 			if err != nil {
 				return nil, err
 			}
 			r.cache.put(k, string(devID), gen)
-			return r.cachedDevice(string(devID))
+			return r.cachedDevice(ctx, string(devID))
 		}
 	}
 	var d *Device
-	err := r.store.View(func(rd Reader) error {
+	err := r.view(ctx, func(rd Reader) error {
 		devID, err := rd.Get(k)
-		if errors.Is(err, ErrNoKey) {
+		if errors.Is(err, kv.ErrNotFound) {
 			return &NotFoundError{Kind: kind, ID: id}
 		}
 		if err != nil {
@@ -441,12 +412,12 @@ func (r *Registry) lookup(k []byte, kind, id string) (*Device, error) {
 
 // cachedDevice returns a copy of the device, from the cache when it is
 // there. Callers may modify the copy.
-func (r *Registry) cachedDevice(id string) (*Device, error) {
+func (r *Registry) cachedDevice(ctx context.Context, id string) (*Device, error) {
 	k := deviceKey(id)
 	v, gen, ok := r.cache.get(k)
 	if !ok {
 		var d *Device
-		err := r.store.View(func(rd Reader) error {
+		err := r.view(ctx, func(rd Reader) error {
 			var err error
 			d, err = r.getDevice(rd, id)
 			return err
@@ -466,10 +437,10 @@ func (r *Registry) cachedDevice(id string) (*Device, error) {
 // it to authenticate; the REST API uses ProjectDevice.
 func (r *Registry) Device(ctx context.Context, id string) (*Device, error) {
 	if r.cache != nil {
-		return r.cachedDevice(id)
+		return r.cachedDevice(ctx, id)
 	}
 	var d *Device
-	err := r.store.View(func(rd Reader) error {
+	err := r.view(ctx, func(rd Reader) error {
 		var err error
 		d, err = r.getDevice(rd, id)
 		return err
@@ -491,19 +462,19 @@ func (r *Registry) ProjectDevice(ctx context.Context, project, id string) (*Devi
 	if d.ProjectID != project {
 		return nil, &NotFoundError{Kind: "device", ID: id}
 	}
-	r.withStatusTime(d)
+	r.withStatusTime(ctx, d)
 	return d, nil
 }
 
 // DeviceByNodeID finds a device of a CoAP/LwM2M product by node id (the
 // LwM2M endpoint name, which carries no product).
 func (r *Registry) DeviceByNodeID(ctx context.Context, nodeID string) (*Device, error) {
-	return r.lookup(nodeKey(nodeID), "node", nodeID)
+	return r.lookup(ctx, nodeKey(nodeID), "node", nodeID)
 }
 
 // DeviceByProductNode finds a device by product and node id.
 func (r *Registry) DeviceByProductNode(ctx context.Context, productID, nodeID string) (*Device, error) {
-	return r.lookup(productNodeKey(productID, nodeID), "node", productID+"/"+nodeID)
+	return r.lookup(ctx, productNodeKey(productID, nodeID), "node", productID+"/"+nodeID)
 }
 
 // DeviceByFingerprint finds the device whose primary or secondary
@@ -513,7 +484,7 @@ func (r *Registry) DeviceByFingerprint(ctx context.Context, fp string) (*Device,
 	if err != nil {
 		return nil, err
 	}
-	return r.lookup(fingerprintKey(fp), "fingerprint", fp)
+	return r.lookup(ctx, fingerprintKey(fp), "fingerprint", fp)
 }
 
 // DeviceUpdate holds the fields PUT /devices/{id} may change; nil means
@@ -600,7 +571,7 @@ func (r *Registry) mutateDevice(ctx context.Context, project, id string, fn func
 		old, out *Device
 		rec      []byte
 	)
-	err := r.store.View(func(rd Reader) error {
+	err := r.view(ctx, func(rd Reader) error {
 		var err error
 		if read, err = rd.Get(deviceKey(id)); err != nil {
 			return err
@@ -614,7 +585,7 @@ func (r *Registry) mutateDevice(ctx context.Context, project, id string, fn func
 		rec, err = r.encodeDevice(out)
 		return err
 	})
-	if errors.Is(err, ErrNoKey) {
+	if errors.Is(err, kv.ErrNotFound) {
 		return nil, &NotFoundError{Kind: "device", ID: id}
 	}
 	if err != nil {
@@ -622,7 +593,7 @@ func (r *Registry) mutateDevice(ctx context.Context, project, id string, fn func
 	}
 	err = r.write(ctx, func(w Writer) error {
 		cur, err := w.Get(deviceKey(id))
-		if errors.Is(err, ErrNoKey) {
+		if errors.Is(err, kv.ErrNotFound) {
 			return &NotFoundError{Kind: "device", ID: id}
 		}
 		if err != nil {
@@ -687,7 +658,7 @@ func (r *Registry) DeleteDevice(ctx context.Context, project, id string) error {
 	if err != nil {
 		return err
 	}
-	r.presence.drop(id)
+	r.presence.Drop(id)
 	r.kick(id, "device deleted")
 	return nil
 }
@@ -696,7 +667,7 @@ var errHasSubDevices = errors.New("gateway still has sub-devices")
 
 func (r *Registry) deleteDevice(w Writer, d *Device) error {
 	hasChildren := false
-	if err := w.Scan(prefixKey("g", d.DeviceID), nil, false, func(_, _ []byte) (bool, error) {
+	if err := w.Scan(gatewayDevicesPrefix(d.DeviceID), nil, false, func(_, _ []byte) (bool, error) {
 		hasChildren = true
 		return false, nil
 	}); err != nil {
@@ -718,7 +689,7 @@ func (r *Registry) deleteDevice(w Writer, d *Device) error {
 		if err := w.Delete(gatewayDeviceKey(d.GatewayID, d.Seq)); err != nil {
 			return err
 		}
-		if err := addCount(w, gatewayCountKey(d.GatewayID), -1); err != nil {
+		if err := addCount(w, gatewayCountKey(d.GatewayID), d.DeviceID, -1); err != nil {
 			return err
 		}
 	}
@@ -729,10 +700,10 @@ func (r *Registry) deleteDevice(w Writer, d *Device) error {
 			return err
 		}
 	}
-	if err := addCount(w, projectCountKey(d.ProjectID), -1); err != nil {
+	if err := addCount(w, projectCountKey(d.ProjectID), d.DeviceID, -1); err != nil {
 		return err
 	}
-	if err := addCount(w, productCountKey(d.ProductID), -1); err != nil {
+	if err := addCount(w, productCountKey(d.ProductID), d.DeviceID, -1); err != nil {
 		return err
 	}
 	if err := deleteDeviceData(w, d.DeviceID); err != nil {
@@ -843,7 +814,7 @@ func (r *Registry) SetFrozen(ctx context.Context, project, id string, frozen boo
 		return nil
 	})
 	if err == nil && frozen {
-		r.presence.drop(id)
+		r.presence.Drop(id)
 		r.kick(id, "device frozen")
 	}
 	return err

@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/subtle"
 	"errors"
+
+	"github.com/iotgate/iotgate/registry/kv"
 )
 
 // Dynamic registration (Alibaba's one-product-one-secret): every device of
@@ -65,7 +67,7 @@ func (r *Registry) DynamicRegister(ctx context.Context, productID, nodeID string
 	var out *Device
 	err = r.write(ctx, func(w Writer) error {
 		id, err := w.Get(productNodeKey(productID, nodeID))
-		if errors.Is(err, ErrNoKey) {
+		if errors.Is(err, kv.ErrNotFound) {
 			return &NotFoundError{Kind: "device", ID: productID + "/" + nodeID}
 		}
 		if err != nil {

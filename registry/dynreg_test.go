@@ -7,6 +7,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"testing"
+
+	"github.com/iotgate/iotgate/registry/kv/badgerkv"
 )
 
 func TestProductSecretSealedAndMatched(t *testing.T) {
@@ -16,7 +18,7 @@ func TestProductSecretSealedAndMatched(t *testing.T) {
 		ProtocolType: "MQTT", ProductSecret: "prodSecretABC"}); err != nil {
 		t.Fatal(err)
 	}
-	_ = s.View(func(rd Reader) error {
+	_ = s.View(context.Background(), func(rd Reader) error {
 		return rd.Scan(nil, nil, false, func(k, v []byte) (bool, error) {
 			if bytes.Contains(v, []byte("prodSecretABC")) {
 				t.Errorf("product secret in plaintext under %q", k)
@@ -44,7 +46,7 @@ func TestProductSecretSealedAndMatched(t *testing.T) {
 }
 
 func TestQuotas(t *testing.T) {
-	s, _ := OpenBadger(BadgerOptions{InMemory: true})
+	s, _ := badgerkv.Open(badgerkv.Options{InMemory: true, Queues: Queues()})
 	r, _ := New(Options{Store: s, MasterKey: make([]byte, 32), Quotas: Quotas{DevicesPerProduct: 3, SubDevicesPerGateway: 1}})
 	defer func() { r.Close(); s.Close() }()
 	ctx := context.Background()

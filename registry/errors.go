@@ -3,6 +3,8 @@ package registry
 import (
 	"errors"
 	"fmt"
+
+	"github.com/iotgate/iotgate/registry/kv"
 )
 
 // Sentinel errors; adapters map them to their protocol's codes.
@@ -13,6 +15,9 @@ var (
 	ErrQuota         = errors.New("quota exceeded")
 	ErrFrozen        = errors.New("device is frozen")
 	ErrClosed        = errors.New("registry is closed")
+	// ErrStorageFull: the store refuses writes until space is freed;
+	// nothing was written (the engine's kv.ErrFull).
+	ErrStorageFull = kv.ErrFull
 )
 
 // ValidationError names the field whose value is invalid.

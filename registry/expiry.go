@@ -1,9 +1,10 @@
 package registry
 
 import (
+	"bytes"
 	"context"
 	"errors"
-	"math"
+	"fmt"
 	"time"
 )
 
@@ -16,7 +17,7 @@ const sweepBatch = 256
 // proportional to the devices due, not to the fleet. It returns how many
 // devices it deleted.
 func (r *Registry) SweepExpired(ctx context.Context) (int, error) {
-	return r.sweep(r.expiryFloor, parseExpiryKey, func(due []string, now time.Time) (int, error) {
+	return r.sweep(ctx, expiryPrefix, parseExpiryKey, func(due []string, now time.Time) (int, error) {
 		var deleted []string
 		err := r.write(ctx, func(w Writer) error {
 			deleted = deleted[:0]
@@ -62,18 +63,15 @@ func (r *Registry) SweepExpired(ctx context.Context) (int, error) {
 	})
 }
 
-// sweep hands the ids due in f's deadline index to apply, at most
-// sweepBatch at a time, until fewer are left, then raises f's floor to
-// the first deadline left (see deadlineFloor). It returns the sum of what
-// apply returned. Sweeps of one index take turns.
-func (r *Registry) sweep(f *deadlineFloor, parse func([]byte) (time.Time, string, bool),
+// sweep hands the ids due in the ordered deadline index under prefix to
+// apply, at most sweepBatch at a time, until fewer are left. It returns
+// the sum of what apply returned.
+func (r *Registry) sweep(ctx context.Context, prefix []byte, parse func([]byte) (time.Time, string, bool),
 	apply func(due []string, now time.Time) (int, error)) (int, error) {
-	f.sweep.Lock()
-	defer f.sweep.Unlock()
 	total := 0
 	for {
 		now := r.now()
-		due, next, err := r.dueIDs(f, parse, now)
+		due, err := r.dueIDs(ctx, prefix, parse, now)
 		if err != nil {
 			return total, err
 		}
@@ -85,39 +83,28 @@ func (r *Registry) sweep(f *deadlineFloor, parse func([]byte) (time.Time, string
 			}
 		}
 		if len(due) < sweepBatch {
-			f.raise(next)
 			return total, nil
 		}
 	}
 }
 
-// dueIDs reads the ordered deadline index of f from f's floor and returns
-// the ids due at now, at most sweepBatch, and the deadline of the first
-// entry not due (math.MaxInt64 when there is none, math.MinInt64 when it
-// is not known): it stops there, so a sweep costs what is due, not what
-// is stored nor what was deleted before (see deadlineFloor). The caller
-// holds f.sweep.
-func (r *Registry) dueIDs(f *deadlineFloor, parse func([]byte) (time.Time, string, bool), now time.Time) (due []string, next int64, err error) {
-	from := f.read()
-	next = math.MaxInt64
-	err = r.store.View(func(rd Reader) error {
-		return rd.Scan(f.prefix, from, false, func(k, _ []byte) (bool, error) {
+// dueIDs reads the ordered deadline index under prefix from its start and
+// returns the ids due at now, at most sweepBatch: it stops at the first
+// entry not due, so a sweep costs what is due, not what is stored. (What
+// was deleted before is the engine's to skip: see badgerkv's queues.)
+func (r *Registry) dueIDs(ctx context.Context, prefix []byte, parse func([]byte) (time.Time, string, bool), now time.Time) (due []string, err error) {
+	err = r.view(ctx, func(rd Reader) error {
+		return rd.Scan(prefix, nil, false, func(k, _ []byte) (bool, error) {
 			at, id, ok := parse(k)
 			if !ok {
-				next = math.MinInt64
-				return false, nil
+				return false, fmt.Errorf("corrupt deadline key %q", bytes.Clone(k))
 			}
 			if at.After(now) {
-				next = at.UnixNano()
 				return false, nil
 			}
 			due = append(due, id)
-			if len(due) == sweepBatch {
-				next = math.MinInt64
-				return false, nil
-			}
-			return true, nil
+			return len(due) < sweepBatch, nil
 		})
 	})
-	return due, next, err
+	return due, err
 }

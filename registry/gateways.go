@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+
+	"github.com/iotgate/iotgate/registry/kv"
 )
 
 // Gateways in Alibaba's style: a device of a GATEWAY product obtains the
@@ -66,7 +68,7 @@ func (r *Registry) gatewayOf(w Reader, gatewayID string) (*Device, error) {
 func (r *Registry) subDevice(w Reader, gw *Device, sub ProductNode) (*Device, error) {
 	notFound := &SubDeviceError{Sub: sub, Err: &NotFoundError{Kind: "device", ID: sub.String()}}
 	id, err := w.Get(productNodeKey(sub.ProductID, sub.NodeID))
-	if errors.Is(err, ErrNoKey) {
+	if errors.Is(err, kv.ErrNotFound) {
 		return nil, notFound
 	}
 	if err != nil {
@@ -190,7 +192,7 @@ func (r *Registry) AttachSubDevices(ctx context.Context, gatewayID string, subs 
 			if d.Frozen {
 				return &SubDeviceError{Sub: sub, Err: ErrFrozen}
 			}
-			if err := w.Scan(prefixKey("g", d.DeviceID), nil, false, func(_, _ []byte) (bool, error) {
+			if err := w.Scan(gatewayDevicesPrefix(d.DeviceID), nil, false, func(_, _ []byte) (bool, error) {
 				return false, &SubDeviceError{Sub: sub, Err: invalid("params", "%s has sub-devices of its own", sub)}
 			}); err != nil {
 				return err
@@ -211,7 +213,7 @@ func (r *Registry) AttachSubDevices(ctx context.Context, gatewayID string, subs 
 		if added == 0 {
 			return nil
 		}
-		return addCount(w, gatewayCountKey(gatewayID), int64(added))
+		return addCount(w, gatewayCountKey(gatewayID), gatewayID, int64(added))
 	})
 	if err != nil {
 		return nil, err

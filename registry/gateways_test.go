@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"testing"
+
+	"github.com/iotgate/iotgate/registry/kv/badgerkv"
 )
 
 // gatewayFixture: project p with a GATEWAY product gwp (gateway gw), a
@@ -11,7 +13,7 @@ import (
 // ENDPOINT product plain (e).
 func gatewayFixture(t *testing.T, q Quotas) *Registry {
 	t.Helper()
-	s, err := OpenBadger(BadgerOptions{InMemory: true})
+	s, err := badgerkv.Open(badgerkv.Options{InMemory: true, Queues: Queues()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,29 +2,70 @@ package registry
 
 import (
 	"encoding/binary"
+	"errors"
+	"fmt"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/iotgate/iotgate/registry/kv"
 )
 
-// Key layout. Ids are [A-Za-z0-9_-], so a 0 byte separates parts safely.
-// Every index entry is written in the same transaction as its record.
+// Key layout: every key family the registry stores, and nowhere else.
+// Ids are [A-Za-z0-9_-], so a 0 byte separates parts safely. Every index
+// entry is written in the same transaction as its record.
 //
-//	d/{device_id}                 device record
-//	n/{node_id}                   device_id (CoAP products: platform-wide node ids)
-//	m/{product_id}/{node_id}      device_id
-//	f/{fingerprint}               device_id
-//	l/{project}/{seq}             device_id (project listing, newest last)
-//	q/{product_id}/{seq}          device_id (product listing; "has devices")
-//	g/{gateway_id}/{seq}          device_id (sub-devices)
-//	x/{deadline}/{device_id}      nil (unconnected-registration expiry, ordered)
-//	p/{product_id}                product record
-//	k/{project}/{seq}             product_id
-//	c/{project}/{certificate_id}  CA certificate record
-//	#/{project}                   device count of a project
-//	#p/{product_id}               device count of a product
-//	#g/{gateway_id}               sub-device count of a gateway
-//	t/{device_id}                 last connection-status change (unix ns)
+//	d/{device_id}                  device record
+//	n/{node_id}                    device_id (CoAP products: platform-wide node ids)
+//	m/{product_id}/{node_id}       device_id
+//	f/{fingerprint}                device_id
+//	l/{project}/{seq}              device_id (project listing, newest last)
+//	q/{product_id}/{seq}           device_id (product listing; "has devices")
+//	g/{gateway_id}/{seq}           device_id (sub-devices)
+//	x/{deadline}/{device_id}       nil (unconnected-registration expiry, ordered)
+//	t/{device_id}                  last connection-status change (unix ns)
+//	p/{product_id}                 product record
+//	k/{project}/{seq}              product_id
+//	c/{project}/{certificate_id}   CA certificate record
+//	#/{project}/{shard}            device count of a project (sharded, see addCount)
+//	#p/{product_id}/{shard}        device count of a product (sharded)
+//	#g/{gateway_id}/{shard}        sub-device count of a gateway (sharded)
+//	a/{command_id}                 asynchronous command record
+//	al/{device_id}/{seq}           command_id (a device's commands, oldest first)
+//	ap/{device_id}/{seq}           command_id (its PENDING commands, oldest first)
+//	ax/{deadline}/{command_id}     nil (command expiry/timeout deadlines, ordered)
+//	#a/{device_id}                 number of commands the device keeps
+//	u/{device_id}/{seq}            uplink message
+//	#u/{device_id}                 number of kept messages and the oldest's seq
+//	s/{device_id}                  device shadow (reported properties)
+//	L/{name}                       lease record (singleton work, see Lease)
 const sep = 0
+
+// The families.
+const (
+	famDevice        = "d"
+	famNode          = "n"
+	famProductNode   = "m"
+	famFingerprint   = "f"
+	famProjectDevice = "l"
+	famProductDevice = "q"
+	famGatewayDevice = "g"
+	famStatusTime    = "t"
+	famProduct       = "p"
+	famProjectProd   = "k"
+	famCert          = "c"
+	famProjectCount  = "#"
+	famProductCount  = "#p"
+	famGatewayCount  = "#g"
+	famAsync         = "a"
+	famAsyncDevice   = "al"
+	famAsyncPending  = "ap"
+	famAsyncCount    = "#a"
+	famMessage       = "u"
+	famMessageCount  = "#u"
+	famShadow        = "s"
+	famLease         = "L"
+)
 
 func key(prefix string, parts ...string) []byte {
 	n := len(prefix) + 1
@@ -52,41 +93,136 @@ func prefixKey(prefix string, parts ...string) []byte {
 	return append(key(prefix, parts...), sep)
 }
 
-func deviceKey(id string) []byte                   { return key("d", id) }
-func nodeKey(node string) []byte                   { return key("n", node) }
-func productNodeKey(product, node string) []byte   { return key("m", product, node) }
-func fingerprintKey(fp string) []byte              { return key("f", fp) }
-func projectDeviceKey(project, seq string) []byte  { return key("l", project, seq) }
-func productDeviceKey(product, seq string) []byte  { return key("q", product, seq) }
-func gatewayDeviceKey(gw, seq string) []byte       { return key("g", gw, seq) }
-func productKey(id string) []byte                  { return key("p", id) }
-func projectProductKey(project, seq string) []byte { return key("k", project, seq) }
-func certKey(project, id string) []byte            { return key("c", project, id) }
-func projectCountKey(project string) []byte        { return key("#", project) }
-func productCountKey(product string) []byte        { return key("#p", product) }
-func gatewayCountKey(gw string) []byte             { return key("#g", gw) }
+func deviceKey(id string) []byte                   { return key(famDevice, id) }
+func nodeKey(node string) []byte                   { return key(famNode, node) }
+func productNodeKey(product, node string) []byte   { return key(famProductNode, product, node) }
+func fingerprintKey(fp string) []byte              { return key(famFingerprint, fp) }
+func projectDeviceKey(project, seq string) []byte  { return key(famProjectDevice, project, seq) }
+func projectDevicesPrefix(project string) []byte   { return prefixKey(famProjectDevice, project) }
+func productDeviceKey(product, seq string) []byte  { return key(famProductDevice, product, seq) }
+func productDevicesPrefix(product string) []byte   { return prefixKey(famProductDevice, product) }
+func gatewayDeviceKey(gw, seq string) []byte       { return key(famGatewayDevice, gw, seq) }
+func gatewayDevicesPrefix(gw string) []byte        { return prefixKey(famGatewayDevice, gw) }
+func productKey(id string) []byte                  { return key(famProduct, id) }
+func projectProductKey(project, seq string) []byte { return key(famProjectProd, project, seq) }
+func projectProductsPrefix(project string) []byte  { return prefixKey(famProjectProd, project) }
+func certKey(project, id string) []byte            { return key(famCert, project, id) }
+func certsPrefix(project string) []byte            { return prefixKey(famCert, project) }
+func projectCountKey(project string) []byte        { return key(famProjectCount, project) }
+func productCountKey(product string) []byte        { return key(famProductCount, product) }
+func gatewayCountKey(gw string) []byte             { return key(famGatewayCount, gw) }
+func asyncKey(id string) []byte                    { return key(famAsync, id) }
+func asyncDeviceKey(dev, seq string) []byte        { return key(famAsyncDevice, dev, seq) }
+func asyncDevicePrefix(dev string) []byte          { return prefixKey(famAsyncDevice, dev) }
+func asyncPendingKey(dev, seq string) []byte       { return key(famAsyncPending, dev, seq) }
+func asyncPendingPrefix(dev string) []byte         { return prefixKey(famAsyncPending, dev) }
+func asyncCountKey(dev string) []byte              { return key(famAsyncCount, dev) }
+func messageKey(dev, seq string) []byte            { return key(famMessage, dev, seq) }
+func messagesPrefix(dev string) []byte             { return prefixKey(famMessage, dev) }
+func messageCountKey(dev string) []byte            { return key(famMessageCount, dev) }
+func shadowKey(dev string) []byte                  { return key(famShadow, dev) }
+func leaseKey(name string) []byte                  { return key(famLease, name) }
 
-var expiryPrefix = []byte{'x', sep}
+// statusTimeKey holds a device's last status change apart from its
+// record, so connects and disconnects never rewrite (and re-seal, and
+// evict from the cache) the record itself.
+func statusTimeKey(id string) []byte { return key(famStatusTime, id) }
 
-// expiryKey orders deadlines by big-endian unix nanoseconds so a sweep
+// The ordered deadline indexes (see Queues).
+var (
+	expiryPrefix        = []byte{'x', sep}
+	asyncDeadlinePrefix = []byte{'a', 'x', sep}
+)
+
+// deadlineKey orders deadlines by big-endian unix nanoseconds so a sweep
 // reads the due ones first and stops at the first that is not due.
-func expiryKey(at time.Time, id string) []byte {
-	b := make([]byte, 0, len(expiryPrefix)+8+1+len(id))
-	b = append(b, expiryPrefix...)
+func deadlineKey(prefix []byte, at time.Time, id string) []byte {
+	b := make([]byte, 0, len(prefix)+8+1+len(id))
+	b = append(b, prefix...)
 	b = binary.BigEndian.AppendUint64(b, uint64(at.UnixNano()))
 	b = append(b, sep)
 	return append(b, id...)
 }
 
-func parseExpiryKey(k []byte) (time.Time, string, bool) {
-	if len(k) < len(expiryPrefix)+9 {
+func parseDeadlineKey(prefix, k []byte) (time.Time, string, bool) {
+	n := len(prefix)
+	if len(k) < n+9 || string(k[:n]) != string(prefix) {
 		return time.Time{}, "", false
 	}
-	ns := binary.BigEndian.Uint64(k[len(expiryPrefix):])
-	return time.Unix(0, int64(ns)), string(k[len(expiryPrefix)+9:]), true
+	return time.Unix(0, int64(binary.BigEndian.Uint64(k[n:]))), string(k[n+9:]), true
 }
 
-// statusTimeKey holds a device's last status change apart from its
-// record, so connects and disconnects never rewrite (and re-seal, and
-// evict from the cache) the record itself.
-func statusTimeKey(id string) []byte { return key("t", id) }
+func expiryKey(at time.Time, id string) []byte          { return deadlineKey(expiryPrefix, at, id) }
+func parseExpiryKey(k []byte) (time.Time, string, bool) { return parseDeadlineKey(expiryPrefix, k) }
+func asyncDeadlineKey(at time.Time, id string) []byte {
+	return deadlineKey(asyncDeadlinePrefix, at, id)
+}
+func parseAsyncDeadlineKey(k []byte) (time.Time, string, bool) {
+	return parseDeadlineKey(asyncDeadlinePrefix, k)
+}
+
+// counterShards is how many keys one shared counter is spread over: every
+// create and delete rewrites the counters of its project, product (and
+// gateway), and on an engine shared by several nodes one key each would
+// make them all contend for it. A write changes one shard (chosen by the
+// device it counts); a read sums them.
+const counterShards = 16
+
+// counterShard names the shard of k that counts the device id.
+func counterShard(k []byte, id string) []byte {
+	h := uint32(2166136261) // FNV-1a: the same shard on every node
+	for i := 0; i < len(id); i++ {
+		h = (h ^ uint32(id[i])) * 16777619
+	}
+	return append(append(k[:len(k):len(k)], sep), "0123456789abcdef"[h%counterShards])
+}
+
+// addCount adds delta to the counter k, in the shard of device id. A
+// shard may go below zero (a device counted in another shard, or in the
+// unsharded key of earlier versions, left); the sum is the count.
+func addCount(w Writer, k []byte, id string, delta int64) error {
+	sk := counterShard(k, id)
+	var n int64
+	v, err := w.Get(sk)
+	switch {
+	case err == nil:
+		n, err = strconv.ParseInt(string(v), 10, 64)
+		if err != nil {
+			return fmt.Errorf("corrupt counter %q: %w", sk, err)
+		}
+	case !errors.Is(err, kv.ErrNotFound):
+		return err
+	}
+	n += delta
+	if n == 0 {
+		return w.Delete(sk)
+	}
+	return w.Set(sk, strconv.AppendInt(nil, n, 10))
+}
+
+// readCount sums the counter k's shards and its unsharded key (written
+// by versions before sharding).
+func readCount(rd Reader, k []byte) (int64, error) {
+	var total int64
+	add := func(v []byte) error {
+		n, err := strconv.ParseInt(string(v), 10, 64)
+		if err != nil {
+			return fmt.Errorf("corrupt counter %q: %w", k, err)
+		}
+		total += n
+		return nil
+	}
+	v, err := rd.Get(k)
+	switch {
+	case err == nil:
+		if err := add(v); err != nil {
+			return 0, err
+		}
+	case !errors.Is(err, kv.ErrNotFound):
+		return 0, err
+	}
+	err = rd.Scan(append(k[:len(k):len(k)], sep), nil, false, func(_, v []byte) (bool, error) {
+		return true, add(v)
+	})
+	return total, err
+}

@@ -30,15 +30,15 @@ type DeviceList struct {
 // reads that index only; a device_name filter reads the candidates' records.
 func (r *Registry) ListDevices(ctx context.Context, project string, f DeviceFilter, pg Page) (*DeviceList, error) {
 	out := &DeviceList{}
-	err := r.store.View(func(rd Reader) error {
+	err := r.view(ctx, func(rd Reader) error {
 		var prefix, countKey []byte
 		switch {
 		case f.GatewayID != "":
-			prefix = prefixKey("g", f.GatewayID)
+			prefix = gatewayDevicesPrefix(f.GatewayID)
 		case f.ProductID != "":
-			prefix, countKey = prefixKey("q", f.ProductID), productCountKey(f.ProductID)
+			prefix, countKey = productDevicesPrefix(f.ProductID), productCountKey(f.ProductID)
 		default:
-			prefix, countKey = prefixKey("l", project), projectCountKey(project)
+			prefix, countKey = projectDevicesPrefix(project), projectCountKey(project)
 		}
 		// Only the index's own counter is exact without reading records.
 		exactCount := countKey != nil && f.NodeID == "" && f.DeviceName == ""
@@ -108,8 +108,8 @@ type ProductList struct {
 // exact product name.
 func (r *Registry) ListProducts(ctx context.Context, project, name string, pg Page) (*ProductList, error) {
 	out := &ProductList{}
-	err := r.store.View(func(rd Reader) error {
-		prefix := prefixKey("k", project)
+	err := r.view(ctx, func(rd Reader) error {
+		prefix := projectProductsPrefix(project)
 		skip := pg.Offset
 		return rd.Scan(prefix, nil, true, func(k, v []byte) (bool, error) {
 			if pg.Marker != "" && string(k[len(prefix):]) >= pg.Marker {

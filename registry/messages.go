@@ -8,15 +8,12 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/iotgate/iotgate/registry/kv"
 )
 
 // MessagesKept is how many recent uplink messages a device keeps.
 const MessagesKept = 100
-
-// u/{device_id}/{seq}   uplink message
-// #u/{device_id}        number of kept messages and the oldest's seq
-func messageKey(dev, seq string) []byte { return key("u", dev, seq) }
-func messageCountKey(dev string) []byte { return key("#u", dev) }
 
 // messageMeta is a device's #u record: how many messages it keeps, and
 // the seq of the oldest, so that dropping the oldest seeks straight to
@@ -35,7 +32,7 @@ type messageMeta struct {
 
 func readMessageMeta(rd Reader, dev string) (messageMeta, error) {
 	v, err := rd.Get(messageCountKey(dev))
-	if errors.Is(err, ErrNoKey) {
+	if errors.Is(err, kv.ErrNotFound) {
 		return messageMeta{}, nil
 	}
 	if err != nil {
@@ -61,7 +58,7 @@ func (m messageMeta) encode() []byte {
 // dropOldestMessage deletes dev's oldest message and returns m for what
 // is left.
 func dropOldestMessage(w Writer, dev string, m messageMeta) (messageMeta, error) {
-	prefix := prefixKey("u", dev)
+	prefix := messagesPrefix(dev)
 	from := prefix
 	if m.oldest != "" {
 		from = messageKey(dev, m.oldest)
@@ -97,7 +94,7 @@ func (r *Registry) AddMessage(ctx context.Context, deviceID string, m Message) e
 	if m.Time.IsZero() {
 		m.Time = now
 	}
-	seq := r.seq.next(now)
+	seq := r.ids.Next(now)
 	if m.MessageID == "" {
 		m.MessageID = seq
 	}
@@ -107,7 +104,7 @@ func (r *Registry) AddMessage(ctx context.Context, deviceID string, m Message) e
 	}
 	return r.write(ctx, func(w Writer) error {
 		if _, err := w.Get(deviceKey(deviceID)); err != nil {
-			if errors.Is(err, ErrNoKey) {
+			if errors.Is(err, kv.ErrNotFound) {
 				return &NotFoundError{Kind: "device", ID: deviceID}
 			}
 			return err
@@ -140,8 +137,8 @@ func (r *Registry) Messages(ctx context.Context, project, deviceID string, limit
 		return nil, err
 	}
 	var out []Message
-	err := r.store.View(func(rd Reader) error {
-		return rd.Scan(prefixKey("u", deviceID), nil, true, func(_, v []byte) (bool, error) {
+	err := r.view(ctx, func(rd Reader) error {
+		return rd.Scan(messagesPrefix(deviceID), nil, true, func(_, v []byte) (bool, error) {
 			var m Message
 			if err := json.Unmarshal(v, &m); err != nil {
 				return false, err
@@ -166,15 +163,13 @@ type Shadow struct {
 	Services []*ServiceProperties `json:"services"`
 }
 
-func shadowKey(dev string) []byte { return key("s", dev) }
-
 // ReportProperties merges reported properties into the device shadow; a
 // property reported again replaces its old value.
 func (r *Registry) ReportProperties(ctx context.Context, deviceID string, reports []ServiceProperties) error {
 	now := r.now().UTC()
 	return r.write(ctx, func(w Writer) error {
 		if _, err := w.Get(deviceKey(deviceID)); err != nil {
-			if errors.Is(err, ErrNoKey) {
+			if errors.Is(err, kv.ErrNotFound) {
 				return &NotFoundError{Kind: "device", ID: deviceID}
 			}
 			return err
@@ -216,7 +211,7 @@ func (r *Registry) ReportProperties(ctx context.Context, deviceID string, report
 func getShadow(rd Reader, dev string) (*Shadow, error) {
 	sh := &Shadow{DeviceID: dev}
 	b, err := rd.Get(shadowKey(dev))
-	if errors.Is(err, ErrNoKey) {
+	if errors.Is(err, kv.ErrNotFound) {
 		return sh, nil
 	}
 	if err != nil {
@@ -234,7 +229,7 @@ func (r *Registry) DeviceShadow(ctx context.Context, project, deviceID string) (
 		return nil, err
 	}
 	var sh *Shadow
-	err := r.store.View(func(rd Reader) error {
+	err := r.view(ctx, func(rd Reader) error {
 		var err error
 		sh, err = getShadow(rd, deviceID)
 		return err
@@ -245,7 +240,7 @@ func (r *Registry) DeviceShadow(ctx context.Context, project, deviceID string) (
 // deleteDeviceData removes a device's messages and shadow.
 func deleteDeviceData(w Writer, dev string) error {
 	var keys [][]byte
-	if err := w.Scan(prefixKey("u", dev), nil, false, func(k, _ []byte) (bool, error) {
+	if err := w.Scan(messagesPrefix(dev), nil, false, func(k, _ []byte) (bool, error) {
 		keys = append(keys, append([]byte(nil), k...))
 		return true, nil
 	}); err != nil {

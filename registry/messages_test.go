@@ -8,23 +8,25 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/iotgate/iotgate/registry/kv"
 )
 
 // scanRecorder records where the scans of one key prefix start.
 type scanRecorder struct {
-	Store
+	kv.Store
 	prefix []byte
 
 	mu    sync.Mutex
 	froms [][]byte
 }
 
-func (s *scanRecorder) Update(fn func(Writer) error) error {
-	return s.Store.Update(func(w Writer) error { return fn(recordingWriter{w, s}) })
+func (s *scanRecorder) Update(ctx context.Context, fn func(kv.Txn) error) error {
+	return s.Store.Update(ctx, func(w kv.Txn) error { return fn(recordingWriter{w, s}) })
 }
 
-func (s *scanRecorder) View(fn func(Reader) error) error {
-	return s.Store.View(func(rd Reader) error { return fn(recordingReader{rd, s}) })
+func (s *scanRecorder) View(ctx context.Context, fn func(Reader) error) error {
+	return s.Store.View(ctx, func(rd Reader) error { return fn(recordingReader{rd, s}) })
 }
 
 func (s *scanRecorder) record(prefix, from []byte) {
@@ -56,13 +58,13 @@ func (r recordingReader) Scan(prefix, from []byte, reverse bool, fn func(k, v []
 }
 
 type recordingWriter struct {
-	Writer
+	kv.Txn
 	s *scanRecorder
 }
 
 func (w recordingWriter) Scan(prefix, from []byte, reverse bool, fn func(k, v []byte) (bool, error)) error {
 	w.s.record(prefix, from)
-	return w.Writer.Scan(prefix, from, reverse, fn)
+	return w.Txn.Scan(prefix, from, reverse, fn)
 }
 
 // recordedRegistry is a registry on an in-memory store whose scans of
@@ -70,7 +72,7 @@ func (w recordingWriter) Scan(prefix, from []byte, reverse bool, fn func(k, v []
 func recordedRegistry(t *testing.T, prefix []byte, clock *fakeClock) (*Registry, *scanRecorder) {
 	t.Helper()
 	rec := &scanRecorder{prefix: prefix}
-	r, _ := newTestRegistryOn(t, clock, func(s Store) Store { rec.Store = s; return rec })
+	r, _ := newTestRegistryOn(t, clock, func(s kv.Store) kv.Store { rec.Store = s; return rec })
 	return r, rec
 }
 
@@ -142,7 +144,7 @@ func TestMessageCountRecordWithoutOldest(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := st.Update(func(w Writer) error {
+	if err := st.Update(context.Background(), func(w kv.Txn) error {
 		return w.Set(messageCountKey(d.DeviceID), []byte(fmt.Sprint(MessagesKept)))
 	}); err != nil {
 		t.Fatal(err)
@@ -156,11 +158,11 @@ func TestMessageCountRecordWithoutOldest(t *testing.T) {
 		t.Fatalf("kept %s", got)
 	}
 	var m messageMeta
-	if err := st.View(func(rd Reader) (err error) { m, err = readMessageMeta(rd, d.DeviceID); return err }); err != nil {
+	if err := st.View(context.Background(), func(rd Reader) (err error) { m, err = readMessageMeta(rd, d.DeviceID); return err }); err != nil {
 		t.Fatal(err)
 	}
 	var oldest string
-	if err := st.View(func(rd Reader) error {
+	if err := st.View(context.Background(), func(rd Reader) error {
 		return rd.Scan(prefixKey("u", d.DeviceID), nil, false, func(k, _ []byte) (bool, error) {
 			oldest = string(k[len(prefixKey("u", d.DeviceID)):])
 			return false, nil

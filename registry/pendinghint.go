@@ -2,6 +2,7 @@ package registry
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"sync"
 )
@@ -53,7 +54,7 @@ func (h *pendingHint) clear(dev string, g uint64) {
 // pending entry (ap/{device_id}/{seq}), or false for other keys.
 func pendingKeyDevice(k string) (string, bool) {
 	family, rest, _ := cutPart(k)
-	if family != "ap" {
+	if family != famAsyncPending {
 		return "", false
 	}
 	dev, _, ok := cutPart(rest)
@@ -65,9 +66,9 @@ func pendingKeyDevice(k string) (string, bool) {
 
 // loadPendingHint marks every device with a pending entry in the store
 // (at start-up: one scan of the pending entries, not of the devices).
-func (r *Registry) loadPendingHint() error {
-	return r.store.View(func(rd Reader) error {
-		return rd.Scan(prefixKey("ap"), nil, false, func(k, _ []byte) (bool, error) {
+func (r *Registry) loadPendingHint(ctx context.Context) error {
+	return r.view(ctx, func(rd Reader) error {
+		return rd.Scan(prefixKey(famAsyncPending), nil, false, func(k, _ []byte) (bool, error) {
 			dev, ok := pendingKeyDevice(string(k))
 			if !ok {
 				return false, fmt.Errorf("corrupt pending command key %q", bytes.Clone(k))

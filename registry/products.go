@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+
+	"github.com/iotgate/iotgate/registry/kv"
 )
 
 // ServiceCapability is the part of a product's service model the registry
@@ -61,7 +63,7 @@ func (r *Registry) CreateProduct(ctx context.Context, p Product) (*Product, erro
 	}
 	now := r.now().UTC()
 	p.CreateTime = now
-	p.Seq = r.seq.next(now)
+	p.Seq = r.ids.Next(now)
 	err := r.write(ctx, func(w Writer) error {
 		if err := absent(w, productKey(p.ProductID), "product_id", p.ProductID); err != nil {
 			return err
@@ -90,7 +92,7 @@ func (r *Registry) putProduct(w Writer, p *Product) error {
 
 func getProduct(rd Reader, id string) (*Product, error) {
 	b, err := rd.Get(productKey(id))
-	if errors.Is(err, ErrNoKey) {
+	if errors.Is(err, kv.ErrNotFound) {
 		return nil, &NotFoundError{Kind: "product", ID: id}
 	}
 	if err != nil {
@@ -145,7 +147,7 @@ func (r *Registry) ProductByID(ctx context.Context, id string) (*Product, error)
 		gen = g
 	}
 	var p *Product
-	err := r.store.View(func(rd Reader) error {
+	err := r.view(ctx, func(rd Reader) error {
 		var err error
 		p, err = getProduct(rd, id)
 		return err
@@ -166,7 +168,7 @@ func (r *Registry) ProductByID(ctx context.Context, id string) (*Product, error)
 // ProductDeviceCount returns how many devices a product has.
 func (r *Registry) ProductDeviceCount(ctx context.Context, id string) (int64, error) {
 	var n int64
-	err := r.store.View(func(rd Reader) error {
+	err := r.view(ctx, func(rd Reader) error {
 		var err error
 		n, err = readCount(rd, productCountKey(id))
 		return err

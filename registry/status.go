@@ -14,50 +14,53 @@ import (
 // does not mark the new one offline.
 type Session uint64
 
-// presence is the in-memory set of connected devices. Connection status is
-// live state: after a restart nobody is connected, so it is not stored
-// (only its change time is, lazily). Sharded to keep connect storms from
-// contending on one lock.
-type presence struct {
+// LocalPresence is the single node's Presence: the in-memory set of
+// connected devices. Connection status is live state: after a restart
+// nobody is connected, so it is not stored (only its change time is,
+// lazily). Sharded to keep connect storms from contending on one lock.
+type LocalPresence struct {
 	seed   maphash.Seed
+	node   string
 	next   atomic.Uint64
 	shards [64]presenceShard
 }
 
+var _ Presence = (*LocalPresence)(nil)
+
 type presenceShard struct {
 	mu sync.Mutex
-	m  map[string]liveSession
+	m  map[string]LiveSession
 }
 
-type liveSession struct {
-	id    Session
-	since time.Time
-}
-
-func newPresence() *presence {
-	p := &presence{seed: maphash.MakeSeed()}
+// NewLocalPresence returns an empty presence for the named node. Its
+// sessions are numbered from the node's name and the clock, so that they
+// differ from other nodes' and from this node's before a restart.
+func NewLocalPresence(node string, now time.Time) *LocalPresence {
+	p := &LocalPresence{seed: maphash.MakeSeed(), node: node}
+	p.next.Store(nodeHash(node)<<40 | uint64(now.UnixNano())&(1<<40-1))
 	for i := range p.shards {
-		p.shards[i].m = make(map[string]liveSession)
+		p.shards[i].m = make(map[string]LiveSession)
 	}
 	return p
 }
 
-func (p *presence) shard(id string) *presenceShard {
+func (p *LocalPresence) shard(id string) *presenceShard {
 	return &p.shards[maphash.String(p.seed, id)%uint64(len(p.shards))]
 }
 
-func (p *presence) set(id string, at time.Time) Session {
+// Connect records a new session held by this node.
+func (p *LocalPresence) Connect(id string, at time.Time) Session {
 	s := Session(p.next.Add(1))
 	sh := p.shard(id)
 	sh.mu.Lock()
-	sh.m[id] = liveSession{id: s, since: at}
+	sh.m[id] = LiveSession{Session: s, Node: p.node, Since: at}
 	sh.mu.Unlock()
 	return s
 }
 
-// end removes the session if it is still the device's current one;
-// otherwise it reports whether another (newer) session is current.
-func (p *presence) end(id string, s Session) (ended, superseded bool) {
+// Disconnect removes the session if it is still the device's current
+// one; otherwise it reports whether another (newer) session is current.
+func (p *LocalPresence) Disconnect(id string, s Session) (ended, superseded bool) {
 	sh := p.shard(id)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -65,7 +68,7 @@ func (p *presence) end(id string, s Session) (ended, superseded bool) {
 	switch {
 	case !ok:
 		return false, false
-	case cur.id == s:
+	case cur.Session == s:
 		delete(sh.m, id)
 		return true, false
 	default:
@@ -73,14 +76,16 @@ func (p *presence) end(id string, s Session) (ended, superseded bool) {
 	}
 }
 
-func (p *presence) drop(id string) {
+// Drop forgets the device's session.
+func (p *LocalPresence) Drop(id string) {
 	sh := p.shard(id)
 	sh.mu.Lock()
 	delete(sh.m, id)
 	sh.mu.Unlock()
 }
 
-func (p *presence) get(id string) (liveSession, bool) {
+// Lookup returns the device's current session.
+func (p *LocalPresence) Lookup(id string) (LiveSession, bool) {
 	sh := p.shard(id)
 	sh.mu.Lock()
 	s, ok := sh.m[id]
@@ -88,17 +93,20 @@ func (p *presence) get(id string) (liveSession, bool) {
 	return s, ok
 }
 
-// Online reports how many devices are connected.
-func (r *Registry) Online() int {
+// Online counts the connected devices.
+func (p *LocalPresence) Online() int {
 	n := 0
-	for i := range r.presence.shards {
-		sh := &r.presence.shards[i]
+	for i := range p.shards {
+		sh := &p.shards[i]
 		sh.mu.Lock()
 		n += len(sh.m)
 		sh.mu.Unlock()
 	}
 	return n
 }
+
+// Online reports how many devices are connected.
+func (r *Registry) Online() int { return r.presence.Online() }
 
 func (r *Registry) fillStatus(d *Device) {
 	switch {
@@ -108,10 +116,10 @@ func (r *Registry) fillStatus(d *Device) {
 		d.Status = StatusInactive
 	default:
 		d.Status = StatusOffline
-		if s, ok := r.presence.get(d.DeviceID); ok {
+		if s, ok := r.presence.Lookup(d.DeviceID); ok {
 			d.Status = StatusOnline
-			if s.since.After(d.StatusTime) {
-				d.StatusTime = s.since
+			if s.Since.After(d.StatusTime) {
+				d.StatusTime = s.Since
 			}
 		}
 	}
@@ -148,13 +156,13 @@ func (r *Registry) Connected(ctx context.Context, id string) (Session, error) {
 	} else {
 		r.queueStatus(id, now)
 	}
-	return r.presence.set(id, now), nil
+	return r.presence.Connect(id, now), nil
 }
 
 // Disconnected ends a session. It is a no-op if the device has connected
 // again since (the new session is current), and then reports so.
 func (r *Registry) Disconnected(id string, s Session) (superseded bool) {
-	ended, superseded := r.presence.end(id, s)
+	ended, superseded := r.presence.Disconnect(id, s)
 	if ended {
 		r.queueStatus(id, r.now().UTC())
 	}
@@ -203,9 +211,9 @@ func statusWrites(q map[string]time.Time) func(Writer) error {
 
 // withStatusTime fills in the persisted status change time of a device
 // read for display (REST); the authentication paths do not need it.
-func (r *Registry) withStatusTime(d *Device) {
+func (r *Registry) withStatusTime(ctx context.Context, d *Device) {
 	var at time.Time
-	_ = r.store.View(func(rd Reader) error {
+	_ = r.view(ctx, func(rd Reader) error {
 		v, err := rd.Get(statusTimeKey(d.DeviceID))
 		if err == nil && len(v) == 8 {
 			at = time.Unix(0, int64(binary.BigEndian.Uint64(v))).UTC()

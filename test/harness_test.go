@@ -145,14 +145,23 @@ coap:
 mqtt:
   listen: %q
   tls_listen: %q
-%s`, filepath.Join(g.DataDir, "data"), o.LogLevel, strings.TrimPrefix(g.API, "http://"), g.Project, g.AK, g.SK, g.Token,
-		g.CoAP, g.DTLS, g.MQTT, g.MQTTS, o.Extra)
+%s%s`, filepath.Join(g.DataDir, "data"), o.LogLevel, strings.TrimPrefix(g.API, "http://"), g.Project, g.AK, g.SK, g.Token,
+		g.CoAP, g.DTLS, g.MQTT, g.MQTTS, testStore(o.Extra), o.Extra)
 	if err := os.WriteFile(g.Config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	g.start()
 	t.Cleanup(func() { g.Stop() })
 	return g
+}
+
+// testStore keeps the store's free-space reserve small, so the tests run
+// on a machine with little disk left, unless extra configures the store.
+func testStore(extra string) string {
+	if strings.HasPrefix(extra, "store:") || strings.Contains(extra, "\nstore:") {
+		return ""
+	}
+	return "store:\n  min_free_bytes: 16777216\n  ballast_bytes: 1048576\n"
 }
 
 func (g *Gate) start() {

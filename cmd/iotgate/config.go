@@ -17,18 +17,29 @@ type Config struct {
 	DataDir string `yaml:"data_dir"`
 	// MasterKey seals secrets at rest (64 hex characters). Empty: taken
 	// from $IOTGATE_MASTER_KEY, else generated into data_dir/master.key.
-	MasterKey string     `yaml:"master_key"`
-	LogLevel  string     `yaml:"log_level"`
-	API       APIConfig  `yaml:"api"`
-	CoAP      CoAPConfig `yaml:"coap"`
-	MQTT      MQTTConfig `yaml:"mqtt"`
-	Registry  RegConfig  `yaml:"registry"`
+	MasterKey string      `yaml:"master_key"`
+	LogLevel  string      `yaml:"log_level"`
+	API       APIConfig   `yaml:"api"`
+	CoAP      CoAPConfig  `yaml:"coap"`
+	MQTT      MQTTConfig  `yaml:"mqtt"`
+	Registry  RegConfig   `yaml:"registry"`
+	Store     StoreConfig `yaml:"store"`
 	// Limits are the abuse controls (limits.go).
 	Limits LimitsConfig `yaml:"limits"`
 
 	// DebugListen serves /debug/vars and /debug/pprof, unauthenticated
 	// (debug.go); empty, the default, disables it.
 	DebugListen string `yaml:"debug_listen"`
+}
+
+// StoreConfig configures the storage engine.
+type StoreConfig struct {
+	// MinFreeBytes: below this much free space in data_dir's filesystem,
+	// writes are refused (503) so the engine never faults on a full disk.
+	MinFreeBytes int64 `yaml:"min_free_bytes"`
+	// BallastBytes: the file kept beside the database and deleted by a
+	// start on a full disk, so the database can open.
+	BallastBytes int64 `yaml:"ballast_bytes"`
 }
 
 // APIConfig configures the REST API listener.
@@ -99,6 +110,9 @@ type RegConfig struct {
 	// CacheEntries bounds the in-memory cache of device records used by
 	// authentication lookups.
 	CacheEntries int `yaml:"cache_entries"`
+	// CacheMaxAge bounds how long a cached record is trusted without a
+	// store read.
+	CacheMaxAge time.Duration `yaml:"cache_max_age"`
 	// Quotas; over quota a request is refused and nothing is written.
 	MaxDevicesPerProduct    int64 `yaml:"max_devices_per_product"`
 	MaxSubDevicesPerGateway int64 `yaml:"max_sub_devices_per_gateway"`
@@ -122,8 +136,9 @@ func defaultConfig() Config {
 		API:      APIConfig{Listen: ":8080", MaxClockSkew: 15 * time.Minute},
 		CoAP:     defaultCoAPConfig(),
 		MQTT:     MQTTConfig{Listen: ":1883", TLSListen: ":8883", TimestampSkew: time.Hour},
-		Registry: RegConfig{SweepInterval: time.Second, CacheEntries: 1 << 21,
+		Registry: RegConfig{SweepInterval: time.Second, CacheEntries: 1 << 21, CacheMaxAge: 10 * time.Minute,
 			MaxDevicesPerProduct: 500_000, MaxSubDevicesPerGateway: 1_500, MaxClientIDsPerDevice: 5, MaxSubDevicesPerRequest: 30},
+		Store:  StoreConfig{MinFreeBytes: 256 << 20, BallastBytes: 64 << 20},
 		Limits: defaultLimits(),
 	}
 }

@@ -14,7 +14,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/iotgate/iotgate/registry"
+	"github.com/iotgate/iotgate/registry/kv/badgerkv"
 )
 
 // debugServer serves what an operator (or cmd/iotgate-fleet) reads to
@@ -23,7 +23,7 @@ import (
 // group commit, "registry_commits") and /debug/pprof. It has no
 // authentication, so debug_listen must be a loopback address or
 // otherwise reachable only by the operator.
-func debugServer(addr string, reg *registry.Registry) (*http.Server, net.Listener, error) {
+func debugServer(addr string, commits func() badgerkv.Stats) (*http.Server, net.Listener, error) {
 	publishDebugVars()
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -31,13 +31,13 @@ func debugServer(addr string, reg *registry.Registry) (*http.Server, net.Listene
 	}
 	m := http.NewServeMux()
 	m.HandleFunc("/debug/vars", func(w http.ResponseWriter, r *http.Request) {
-		// expvar's own handler, plus this node's registry, which is not
-		// published process-wide: expvar names are global, registries
-		// are not.
+		// expvar's own handler, plus this node's store's group commit,
+		// which is not published process-wide: expvar names are global,
+		// stores are not.
 		w.Header().Set("Content-Type", "application/json; charset=utf-8")
 		fmt.Fprintf(w, "{\n")
 		expvar.Do(func(kv expvar.KeyValue) { fmt.Fprintf(w, "%q: %s,\n", kv.Key, kv.Value) })
-		stats, _ := json.Marshal(reg.CommitStats())
+		stats, _ := json.Marshal(commits())
 		fmt.Fprintf(w, "%q: %s\n}\n", "registry_commits", stats)
 	})
 	m.HandleFunc("/debug/pprof/", pprof.Index)

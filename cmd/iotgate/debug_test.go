@@ -7,10 +7,11 @@ import (
 	"testing"
 
 	"github.com/iotgate/iotgate/registry"
+	"github.com/iotgate/iotgate/registry/kv/badgerkv"
 )
 
 func TestDebugVarsReportGroupCommit(t *testing.T) {
-	store, err := registry.OpenBadger(registry.BadgerOptions{InMemory: true})
+	store, err := badgerkv.Open(badgerkv.Options{InMemory: true, Queues: registry.Queues()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -24,7 +25,7 @@ func TestDebugVarsReportGroupCommit(t *testing.T) {
 	if _, err := reg.CreateProduct(ctx, registry.Product{ProjectID: "p", ProductID: "m", Name: "m", DeviceType: "x", ProtocolType: "MQTT"}); err != nil {
 		t.Fatal(err)
 	}
-	srv, ln, err := debugServer("127.0.0.1:0", reg)
+	srv, ln, err := debugServer("127.0.0.1:0", store.Stats)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +39,7 @@ func TestDebugVarsReportGroupCommit(t *testing.T) {
 	var vars struct {
 		Goroutines int                         `json:"goroutines"`
 		MemStats   *struct{ HeapInuse uint64 } `json:"memstats"`
-		Commits    *registry.CommitStats       `json:"registry_commits"`
+		Commits    *badgerkv.Stats             `json:"registry_commits"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&vars); err != nil {
 		t.Fatalf("/debug/vars is not JSON: %v", err)

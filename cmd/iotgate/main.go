@@ -18,6 +18,7 @@ import (
 
 	"github.com/iotgate/iotgate/api"
 	"github.com/iotgate/iotgate/registry"
+	"github.com/iotgate/iotgate/registry/kv/badgerkv"
 )
 
 func main() {
@@ -63,14 +64,15 @@ func run(configPath string) error {
 	if err != nil {
 		return err
 	}
-	store, err := registry.OpenBadger(registry.BadgerOptions{Dir: cfg.DataDir + "/db", Logger: log})
+	store, err := badgerkv.Open(badgerkv.Options{Dir: cfg.DataDir + "/db", Logger: log, Queues: registry.Queues(),
+		MinFreeBytes: cfg.Store.MinFreeBytes, BallastBytes: cfg.Store.BallastBytes})
 	if err != nil {
 		return err
 	}
 	defer store.Close()
 	rc := cfg.Registry
 	reg, err := registry.New(registry.Options{Store: store, MasterKey: key, Logger: log, SweepInterval: rc.SweepInterval,
-		CacheEntries: rc.CacheEntries, Quotas: registry.Quotas{DevicesPerProduct: rc.MaxDevicesPerProduct,
+		CacheEntries: rc.CacheEntries, CacheMaxAge: rc.CacheMaxAge, Quotas: registry.Quotas{DevicesPerProduct: rc.MaxDevicesPerProduct,
 			SubDevicesPerGateway: rc.MaxSubDevicesPerGateway, ClientIDsPerDevice: rc.MaxClientIDsPerDevice,
 			SubDevicesPerRequest: rc.MaxSubDevicesPerRequest}})
 	if err != nil {
@@ -106,7 +108,7 @@ func run(configPath string) error {
 	go func() { httpErr <- httpSrv.Serve(ln) }()
 	log.Info("api listening", "addr", ln.Addr().String())
 	if cfg.DebugListen != "" {
-		dbg, dln, err := debugServer(cfg.DebugListen, reg)
+		dbg, dln, err := debugServer(cfg.DebugListen, store.Stats)
 		if err != nil {
 			return err
 		}

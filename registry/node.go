@@ -1,0 +1,71 @@
+package registry
+
+import (
+	"context"
+	"time"
+)
+
+// State that belongs to one node. A registry on one node keeps it in
+// memory (the Local... implementations, the defaults); a cluster hands
+// New implementations that share it between nodes (through the bus and
+// the store), and nothing else in the registry changes.
+
+// Presence is which node holds which device's live session. Sessions are
+// numbered so that a device that reconnected (perhaps to another node)
+// is not marked offline by its old connection's late disconnect.
+type Presence interface {
+	// Connect records a new session of the device, held by this node, and
+	// returns it. It supersedes any earlier session of the device.
+	Connect(deviceID string, at time.Time) Session
+	// Disconnect ends s if it is still the device's current session;
+	// otherwise it reports whether a newer session is current.
+	Disconnect(deviceID string, s Session) (ended, superseded bool)
+	// Drop forgets the device's session (the device was deleted).
+	Drop(deviceID string)
+	// Lookup returns the device's current session, if it has one.
+	Lookup(deviceID string) (LiveSession, bool)
+	// Online counts the devices with a live session.
+	Online() int
+}
+
+// LiveSession is one device's current session.
+type LiveSession struct {
+	Session Session
+	Node    string // the node holding it ("" on a single node)
+	Since   time.Time
+}
+
+// Invalidator tells the other nodes of a cluster which stored keys a
+// committed write changed, so they drop what they cached of them: a
+// write anywhere invalidates cached records everywhere. Cached records
+// also carry a bounded age (Options.CacheMaxAge), so a lost notice costs
+// staleness for at most that long.
+type Invalidator interface {
+	// Publish announces keys changed by a write that has committed. It is
+	// called in commit order, before the write is acknowledged, and must
+	// not block on the network.
+	Publish(keys []string)
+	// Subscribe has fn called with the keys other nodes' writes changed.
+	Subscribe(fn func(keys []string))
+}
+
+// IDGenerator makes the 24-hex-digit markers (IoTDA's format) that order
+// records by creation and name commands and messages: unique across the
+// nodes of a cluster without coordination, increasing within a node.
+type IDGenerator interface {
+	Next(now time.Time) string
+}
+
+// Lease elects one node for work that must run once in a cluster (the
+// expiry and lifetime sweeps).
+type Lease interface {
+	// Hold reports whether this node holds the named lease for the next
+	// ttl, taking or renewing it if it can.
+	Hold(ctx context.Context, name string, ttl time.Duration) (bool, error)
+}
+
+// LocalLease is the single node's Lease: it always holds.
+type LocalLease struct{}
+
+// Hold always holds.
+func (LocalLease) Hold(context.Context, string, time.Duration) (bool, error) { return true, nil }

@@ -1,0 +1,68 @@
+package test
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// The layers a reader sees in the folder list hold in the import graph:
+// only the Badger engine imports Badger; the domain imports no engine and
+// no adapter; the adapters (api, lwm2m, mqtt) import no engine and not
+// each other.
+func TestLayers(t *testing.T) {
+	const mod = "github.com/iotgate/iotgate/"
+	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, "../...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	imports := map[string][]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		imports[strings.TrimPrefix(f[0], mod)] = f[1:]
+	}
+	if len(imports) < 10 {
+		t.Fatalf("go list found %d packages", len(imports))
+	}
+	deps := func(pkg string) []string {
+		out, err := exec.Command("go", "list", "-deps", mod+pkg).Output()
+		if err != nil {
+			t.Fatalf("go list -deps %s: %v", pkg, err)
+		}
+		return strings.Fields(string(out))
+	}
+	for pkg, imps := range imports {
+		for _, imp := range imps {
+			if strings.HasPrefix(imp, "github.com/dgraph-io/badger") && pkg != "registry/kv/badgerkv" {
+				t.Errorf("%s imports Badger; only registry/kv/badgerkv may", pkg)
+			}
+		}
+	}
+	layer := func(p string) string {
+		p = strings.TrimPrefix(p, mod)
+		for _, l := range []string{"registry/kv/badgerkv", "api", "lwm2m", "mqtt", "registry"} {
+			if p == l || strings.HasPrefix(p, l+"/") {
+				return l
+			}
+		}
+		return ""
+	}
+	forbidden := map[string][]string{
+		"registry": {"registry/kv/badgerkv", "api", "lwm2m", "mqtt"},
+		"api":      {"registry/kv/badgerkv", "lwm2m", "mqtt"},
+		"lwm2m":    {"registry/kv/badgerkv", "api", "mqtt"},
+		"mqtt":     {"registry/kv/badgerkv", "api", "lwm2m"},
+	}
+	for _, pkg := range []string{"registry", "api", "lwm2m", "mqtt"} {
+		for _, d := range deps(pkg) {
+			if strings.HasPrefix(d, "github.com/dgraph-io/badger") {
+				t.Errorf("%s depends on Badger", pkg)
+			}
+			for _, f := range forbidden[pkg] {
+				if layer(d) == f {
+					t.Errorf("%s depends on %s (through %s)", pkg, f, d)
+				}
+			}
+		}
+	}
+}
