@@ -399,3 +399,38 @@ func TestMQTTConnectRate(t *testing.T) {
 		t.Fatalf("%d refused connections counted, want 1", n)
 	}
 }
+
+// A flood of refused CONNECTs leaves nothing behind: after a GC the heap
+// in use is where it was (what a flood raises RSS by is the collector's
+// headroom over short-lived garbage, not memory held).
+func TestMQTTRefusedFloodHoldsNoMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("10,000 connections")
+	}
+	e := newEnvLogging(t, slog.LevelInfo)
+	e.secretDevice("leak_1", "s3cret-pw", "", false)
+	ts := hourStamp(time.Now())
+	wrong := connectPacket(t, 4, "leak_1", ts, huaweiPassword("wrong-pw", ts), 0)
+	flood := func(n int) {
+		for i := range n {
+			// Not dialFrom: its cleanups would keep every client socket.
+			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.12." + itoa(1+i%50))}}
+			c, err := d.Dial("tcp", e.srv.Addr())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := connack(t, c, wrong); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	flood(200) // the ban, and the first of everything
+	before := heapInUse()
+	flood(10_000)
+	eventually(t, func() bool { return e.srv.Stats().BannedConnects >= 10_000 }, "the refusals counted")
+	after := heapInUse()
+	t.Logf("heap in use before %.1f MB, after 10,000 refused CONNECTs %.1f MB", mb(before), mb(after))
+	if after > before+2<<20 {
+		t.Fatalf("the heap grew by %.1f MB", mb(after-before))
+	}
+}

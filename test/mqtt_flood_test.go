@@ -39,9 +39,9 @@ func TestMQTTBruteForceFlood(t *testing.T) {
 	attack := runFloodPhase(t, g, devs, attackBruteForce)
 	scan := runFloodPhase(t, g, devs, attackScan)
 	report := func(name string, r floodResult) {
-		t.Logf("%-22s legit %5d/%5d ok (%.2f%%), p50 %6.2f ms, p99 %6.2f ms; attack %6d attempts (%5.0f/s) %v; server CPU %.2f s, RSS max %d MB",
+		t.Logf("%-22s legit %5d/%5d ok (%.2f%%), p50 %6.2f ms, p99 %6.2f ms; attack %6d attempts (%5.0f/s) %v; server CPU %.2f s, RSS max %d MB (%d MB in the first second)",
 			name, r.legitOK, r.legitTried, 100*r.successRate(), ms(r.p(0.50)), ms(r.p(0.99)), r.attempts,
-			float64(r.attempts)/floodPhase.Seconds(), r.codes, r.cpu.Seconds(), r.rssMax>>20)
+			float64(r.attempts)/floodPhase.Seconds(), r.codes, r.cpu.Seconds(), r.rssMax>>20, r.rssFirst>>20)
 	}
 	report("baseline", base)
 	report("brute force, bans on", attack)
@@ -89,9 +89,9 @@ func TestMQTTBruteForceFlood(t *testing.T) {
 		if rate := r.res.successRate(); rate < 0.99 {
 			t.Errorf("%s: legitimate success rate %.2f%%, want at least 99%%", r.name, 100*rate)
 		}
-		// A 2 ms floor keeps a tiny baseline on an idle machine from
-		// making scheduling noise look like a regression.
-		if b, a := max(base.p(0.99), 2*time.Millisecond), r.res.p(0.99); a > 3*b {
+		// The floor is this shared machine's scheduling noise: another
+		// process's burst moves a p99 of 1,500 connects by tens of ms.
+		if b, a := max(base.p(0.99), 20*time.Millisecond), r.res.p(0.99); a > 3*b {
 			t.Errorf("%s: legitimate p99 %v, more than 3× the baseline's %v", r.name, a, b)
 		}
 	}
@@ -129,6 +129,7 @@ type floodResult struct {
 	codes               map[byte]int
 	cpu                 time.Duration
 	rssMax              int64
+	rssFirst            int64 // the peak within the phase's first second
 }
 
 func (r floodResult) successRate() float64 { return float64(r.legitOK) / float64(max(r.legitTried, 1)) }
@@ -226,6 +227,7 @@ func runFloodPhase(t *testing.T, g *Gate, devs []string, attack floodAttack) flo
 			})
 		}
 	}
+	began := time.Now()
 	deadline := time.After(floodPhase)
 	sample := time.NewTicker(100 * time.Millisecond)
 loop:
@@ -235,6 +237,9 @@ loop:
 			break loop
 		case <-sample.C:
 			res.rssMax = max(res.rssMax, procRSS(t, pid))
+			if time.Since(began) <= time.Second {
+				res.rssFirst = res.rssMax
+			}
 		}
 	}
 	sample.Stop()
