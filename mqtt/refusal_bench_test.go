@@ -16,17 +16,22 @@ import (
 // BenchmarkConnectRefusal is the server's work to refuse one decoded
 // CONNECT in authHook.OnConnect, the CONNACK write included (to a
 // connection that discards it): a wrong password (registry lookup from
-// the cache, HMAC), against the same CONNECT for an identity banned
+// the cache, HMAC) or an unknown device (a store read that finds
+// nothing), against the same CONNECT for an identity banned
 // automatically after 15 such failures (a map lookup). Decoding the CONNECT and accepting the socket, which both
 // pay, are mochi's and the kernel's; a banned address pays neither.
 // SECURITY.md gives the figures.
 func BenchmarkConnectRefusal(b *testing.B) {
-	for _, banned := range []bool{false, true} {
-		name := "wrong-password"
-		if banned {
-			name = "banned"
-		}
-		b.Run(name, func(b *testing.B) {
+	for _, bc := range []struct {
+		name           string
+		banned, exists bool
+	}{
+		{"wrong-password", false, true},
+		{"unknown-device", false, false},
+		{"banned", true, true},
+	} {
+		banned := bc.banned
+		b.Run(bc.name, func(b *testing.B) {
 			cfg := guard.Defaults()
 			cfg.AddressFailures.Max = 0
 			if !banned {
@@ -34,7 +39,9 @@ func BenchmarkConnectRefusal(b *testing.B) {
 			}
 			g := guard.NewLocal(cfg)
 			e := newEnvWith(b, slog.LevelInfo, func(o *Options) { o.Guard = g })
-			e.secretDevice("bench_refused", "right-secret", "", false)
+			if bc.exists {
+				e.secretDevice("bench_refused", "right-secret", "", false)
+			}
 			if banned {
 				for range cfg.IdentityFailures.Max {
 					g.AuthFailed("bench_refused", netip.Addr{})
@@ -61,7 +68,7 @@ func BenchmarkConnectRefusal(b *testing.B) {
 			// CPU time, unlike ns/op, does not count the time other
 			// processes on a shared machine take from this one.
 			b.ReportMetric(float64(processCPU(b)-cpu0)/float64(b.N), "cpu-ns/op")
-			if n := e.srv.Stats().CredentialChecks - checks; banned != (n == 0) {
+			if n := e.srv.Stats().CredentialChecks - checks; (banned || !bc.exists) != (n == 0) {
 				b.Fatalf("%d credential checks", n)
 			}
 		})
