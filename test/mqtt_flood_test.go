@@ -39,8 +39,8 @@ func TestMQTTBruteForceFlood(t *testing.T) {
 	attack := runFloodPhase(t, g, devs, attackBruteForce)
 	scan := runFloodPhase(t, g, devs, attackScan)
 	report := func(name string, r floodResult) {
-		t.Logf("%-22s legit %5d/%5d ok (%.2f%%), p50 %6.2f ms, p99 %6.2f ms; attack %6d attempts (%5.0f/s) %v; server CPU %.2f s, RSS max %d MB (%d MB in the first second)",
-			name, r.legitOK, r.legitTried, 100*r.successRate(), ms(r.p(0.50)), ms(r.p(0.99)), r.attempts,
+		t.Logf("%-22s legit %5d/%5d ok (%.2f%%), p50 %6.2f ms, p99 %6.2f ms (after the first second %6.2f ms); attack %6d attempts (%5.0f/s) %v; server CPU %.2f s, RSS max %d MB (%d MB in the first second)",
+			name, r.legitOK, r.legitTried, 100*r.successRate(), ms(r.p(0.50)), ms(r.p(0.99)), ms(quantile(r.late, 0.99)), r.attempts,
 			float64(r.attempts)/floodPhase.Seconds(), r.codes, r.cpu.Seconds(), r.rssMax>>20, r.rssFirst>>20)
 	}
 	report("baseline", base)
@@ -125,6 +125,7 @@ func floodDevices(t *testing.T, g *Gate, n int) []string {
 type floodResult struct {
 	legitTried, legitOK int
 	latencies           []time.Duration
+	late                []time.Duration // of connects begun after the phase's first second
 	attempts            int
 	codes               map[byte]int
 	cpu                 time.Duration
@@ -134,11 +135,13 @@ type floodResult struct {
 
 func (r floodResult) successRate() float64 { return float64(r.legitOK) / float64(max(r.legitTried, 1)) }
 
-func (r floodResult) p(q float64) time.Duration {
-	if len(r.latencies) == 0 {
+func (r floodResult) p(q float64) time.Duration { return quantile(r.latencies, q) }
+
+func quantile(sorted []time.Duration, q float64) time.Duration {
+	if len(sorted) == 0 {
 		return 0
 	}
-	return r.latencies[min(len(r.latencies)-1, int(q*float64(len(r.latencies))))]
+	return sorted[min(len(sorted)-1, int(q*float64(len(sorted))))]
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
@@ -171,6 +174,7 @@ func runFloodPhase(t *testing.T, g *Gate, devs []string, attack floodAttack) flo
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 
+	began := time.Now()
 	var next atomic.Int64
 	for w := range 8 {
 		wg.Go(func() {
@@ -192,6 +196,9 @@ func runFloodPhase(t *testing.T, g *Gate, devs []string, attack floodAttack) flo
 				if err == nil && code == 0 {
 					res.legitOK++
 					res.latencies = append(res.latencies, d)
+					if start.Sub(began) > time.Second {
+						res.late = append(res.late, d)
+					}
 				}
 				mu.Unlock()
 			}
@@ -227,7 +234,6 @@ func runFloodPhase(t *testing.T, g *Gate, devs []string, attack floodAttack) flo
 			})
 		}
 	}
-	began := time.Now()
 	deadline := time.After(floodPhase)
 	sample := time.NewTicker(100 * time.Millisecond)
 loop:
@@ -247,6 +253,7 @@ loop:
 	wg.Wait()
 	res.cpu = procCPU(t, pid) - cpu0
 	slices.Sort(res.latencies)
+	slices.Sort(res.late)
 	return res
 }
 
