@@ -11,6 +11,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/iotgate/iotgate/registry"
+	"github.com/iotgate/iotgate/registry/alisign"
 )
 
 // aliAuthRegistry is what Alibaba authentication needs from the registry.
@@ -119,17 +120,17 @@ func (h *authHook) aliSecret(ctx context.Context, cid aliClientID, pk, dn string
 		return nil, r
 	}
 	h.stats.credentialChecks.Add(1)
-	params := []signParam{{"deviceName", dn}, {"productKey", pk}}
+	params := []alisign.Param{{Name: "deviceName", Value: dn}, {Name: "productKey", Value: pk}}
 	if cid.HasTimestamp {
-		params = append(params, signParam{"timestamp", cid.Timestamp})
+		params = append(params, alisign.Param{Name: "timestamp", Value: cid.Timestamp})
 	}
 	matched := false
 	if cid.ClientID == "" {
-		_, matched = d.MatchSecret(signProof(hash, signContent(params...)), mac)
+		_, matched = d.MatchSecret(alisign.Proof(hash, params...), mac)
 	}
 	if !matched {
-		params = append(params, signParam{"clientId", cid.ClientID})
-		_, matched = d.MatchSecret(signProof(hash, signContent(params...)), mac)
+		params = append(params, alisign.Param{Name: "clientId", Value: cid.ClientID})
+		_, matched = d.MatchSecret(alisign.Proof(hash, params...), mac)
 	}
 	if !matched {
 		return nil, reject(notAuthorized, "wrong sign")
@@ -193,7 +194,7 @@ func (h *authHook) aliRegistration(ctx context.Context, cid aliClientID, pk, dn 
 	if why != nil {
 		return nil, why
 	}
-	proof := signProof(hash, signContent(signParam{"deviceName", dn}, signParam{"productKey", pk}, signParam{"random", cid.Random}))
+	proof := alisign.RegistrationProof(hash, pk, dn, cid.Random)
 	verify := func(p *registry.Product) bool {
 		h.stats.credentialChecks.Add(1)
 		return p.MatchProductSecret(proof, mac)
@@ -220,7 +221,7 @@ func (h *authHook) aliRegistration(ctx context.Context, cid aliClientID, pk, dn 
 	case err == nil:
 		h.log.Info("device registered dynamically over MQTT", "product_id", pk, "node_id", dn, "auth_type", cid.AuthType)
 		return &conn{registration: &res}, nil
-	case errors.As(err, &nf) && nf.Kind == "product":
+	case errors.As(err, &nf) && nf.Kind == registry.EntityProduct:
 		return nil, reject(badCredentials, "unknown product")
 	case errors.Is(err, registry.ErrSignature):
 		return nil, reject(badCredentials, "wrong product-secret sign")

@@ -28,6 +28,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/iotgate/iotgate/registry"
 	"github.com/iotgate/iotgate/registry/kv/badgerkv"
+	"github.com/iotgate/iotgate/servercert"
 )
 
 // env is a real registry over the in-memory store with a Server on
@@ -74,7 +75,7 @@ func newEnvWith(t testing.TB, level slog.Level, mod func(*Options)) *env {
 		t.Fatal(err)
 	}
 
-	gen, err := LoadOrCreateServerCert(t.TempDir(), time.Now())
+	gen, err := servercert.LoadOrCreate(t.TempDir(), time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

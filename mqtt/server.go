@@ -25,6 +25,7 @@ type Registry interface {
 	statusRegistry
 	uplinkRegistry
 	gatewayRegistry
+	readyRegistry
 }
 
 var _ Registry = (*registry.Registry)(nil)
@@ -136,6 +137,7 @@ func New(o Options) (*Server, error) {
 		s.register,
 		&gatewayHook{reg: o.Registry, conns: s.conns, log: log, ctx: ctx},
 		s.uplink,
+		&readyHook{reg: o.Registry, conns: s.conns, ctx: ctx},
 	}
 	for _, h := range hooks {
 		if err := s.broker.AddHook(h, nil); err != nil {

@@ -121,8 +121,8 @@ type NewAsyncCommand struct {
 }
 
 // AsyncCommandDispatcher is implemented by the protocol adapter that
-// carries asynchronous commands (lwm2m/); cmd/iotgate hands it to the
-// REST API.
+// carries asynchronous commands (lwm2m/); cmd/iotgate registers it with
+// the Router.
 type AsyncCommandDispatcher interface {
 	// CheckAsyncCommand validates what the adapter will have to make of a
 	// command (its paras for the named operation) before it is queued; a
@@ -169,8 +169,10 @@ func (n *NewAsyncCommand) validate() error {
 }
 
 // CreateAsyncCommand queues a PENDING command for a device of project. The
-// device must belong to a CoAP/LwM2M product and have fewer than
-// MaxPendingAsyncCommands PENDING commands (else ErrQuota).
+// device must belong to a CoAP/LwM2M product (else the Router's
+// *RefusedError) and have fewer than MaxPendingAsyncCommands PENDING
+// commands (else ErrQuota). Applications go through Router.CreateAsyncCommand,
+// which also tells the adapter.
 func (r *Registry) CreateAsyncCommand(ctx context.Context, project, deviceID string, n NewAsyncCommand) (*AsyncCommand, error) {
 	if err := n.validate(); err != nil {
 		return nil, err
@@ -196,15 +198,14 @@ func (r *Registry) CreateAsyncCommand(ctx context.Context, project, deviceID str
 			return err
 		}
 		if d.ProjectID != project {
-			return &NotFoundError{Kind: "device", ID: deviceID}
+			return &NotFoundError{Kind: EntityDevice, ID: deviceID}
 		}
 		p, err := getProduct(w, d.ProductID)
 		if err != nil {
 			return err
 		}
-		if !p.IsCoAP() {
-			return fmt.Errorf("%w: asynchronous commands are for CoAP/LwM2M devices, device %s is %s",
-				ErrUnsupported, deviceID, p.ProtocolType)
+		if err := checkDelivery(DeliverAsyncCommand, deviceID, p); err != nil {
+			return err
 		}
 		m, err := readAsyncMeta(w, deviceID)
 		if err != nil {
@@ -384,7 +385,7 @@ func pendingLeft(w Writer, c *AsyncCommand) error {
 func getAsyncCommand(rd Reader, id string) (*AsyncCommand, error) {
 	b, err := rd.Get(asyncKey(id))
 	if errors.Is(err, kv.ErrNotFound) {
-		return nil, &NotFoundError{Kind: "command", ID: id}
+		return nil, &NotFoundError{Kind: EntityCommand, ID: id}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read command %s: %w", id, err)
@@ -411,7 +412,7 @@ func (r *Registry) AsyncCommand(ctx context.Context, project, deviceID, commandI
 		return nil, err
 	}
 	if c.DeviceID != deviceID {
-		return nil, &NotFoundError{Kind: "command", ID: commandID}
+		return nil, &NotFoundError{Kind: EntityCommand, ID: commandID}
 	}
 	return c, nil
 }

@@ -38,6 +38,11 @@ import (
 //	u/{device_id}/{seq}            uplink message
 //	#u/{device_id}                 number of kept messages and the oldest's seq
 //	s/{device_id}                  device shadow (reported properties)
+//	dm/{device_id}/{message_id}    downlink message record (downlinks.go)
+//	dl/{device_id}/{seq}           message_id (a device's downlink messages)
+//	dh/{device_id}/{seq}           message_id (its PENDING ones, oldest first)
+//	dx/{deadline}/{device_id}/{message_id} nil (PENDING message deadlines, ordered)
+//	#dm/{device_id}                oldest seq of its dl and dh lists (downlinkmeta.go)
 //	L/{name}                       lease record (singleton work, see Lease)
 const sep = 0
 
@@ -64,6 +69,10 @@ const (
 	famMessage       = "u"
 	famMessageCount  = "#u"
 	famShadow        = "s"
+	famDownlink      = "dm"
+	famDownlinkList  = "dl"
+	famDownlinkHeld  = "dh"
+	famDownlinkMeta  = "#dm"
 	famLease         = "L"
 )
 
@@ -121,6 +130,10 @@ func messageKey(dev, seq string) []byte            { return key(famMessage, dev,
 func messagesPrefix(dev string) []byte             { return prefixKey(famMessage, dev) }
 func messageCountKey(dev string) []byte            { return key(famMessageCount, dev) }
 func shadowKey(dev string) []byte                  { return key(famShadow, dev) }
+func downlinkKey(dev, id string) []byte            { return key(famDownlink, dev, id) }
+func downlinkListKey(dev, seq string) []byte       { return key(famDownlinkList, dev, seq) }
+func downlinkHeldKey(dev, seq string) []byte       { return key(famDownlinkHeld, dev, seq) }
+func downlinkMetaKey(dev string) []byte            { return key(famDownlinkMeta, dev) }
 func leaseKey(name string) []byte                  { return key(famLease, name) }
 
 // statusTimeKey holds a device's last status change apart from its
@@ -130,8 +143,9 @@ func statusTimeKey(id string) []byte { return key(famStatusTime, id) }
 
 // The ordered deadline indexes (see Queues).
 var (
-	expiryPrefix        = []byte{'x', sep}
-	asyncDeadlinePrefix = []byte{'a', 'x', sep}
+	expiryPrefix           = []byte{'x', sep}
+	asyncDeadlinePrefix    = []byte{'a', 'x', sep}
+	downlinkDeadlinePrefix = []byte{'d', 'x', sep}
 )
 
 // deadlineKey orders deadlines by big-endian unix nanoseconds so a sweep
@@ -159,6 +173,21 @@ func asyncDeadlineKey(at time.Time, id string) []byte {
 }
 func parseAsyncDeadlineKey(k []byte) (time.Time, string, bool) {
 	return parseDeadlineKey(asyncDeadlinePrefix, k)
+}
+
+// downlinkDeadlineKey orders PENDING messages by their deadline, so the
+// sweep stops at the first not due.
+func downlinkDeadlineKey(at time.Time, dev, id string) []byte {
+	return deadlineKey(downlinkDeadlinePrefix, at, dev+string(rune(sep))+id)
+}
+
+func parseDownlinkDeadlineKey(k []byte) (at time.Time, dev, id string, ok bool) {
+	at, ref, ok := parseDeadlineKey(downlinkDeadlinePrefix, k)
+	if !ok {
+		return time.Time{}, "", "", false
+	}
+	dev, id, ok = strings.Cut(ref, string(rune(sep)))
+	return at, dev, id, ok
 }
 
 // counterShards is how many keys one shared counter is spread over: every

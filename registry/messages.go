@@ -105,7 +105,7 @@ func (r *Registry) AddMessage(ctx context.Context, deviceID string, m Message) e
 	return r.write(ctx, func(w Writer) error {
 		if _, err := w.Get(deviceKey(deviceID)); err != nil {
 			if errors.Is(err, kv.ErrNotFound) {
-				return &NotFoundError{Kind: "device", ID: deviceID}
+				return &NotFoundError{Kind: EntityDevice, ID: deviceID}
 			}
 			return err
 		}
@@ -170,7 +170,7 @@ func (r *Registry) ReportProperties(ctx context.Context, deviceID string, report
 	return r.write(ctx, func(w Writer) error {
 		if _, err := w.Get(deviceKey(deviceID)); err != nil {
 			if errors.Is(err, kv.ErrNotFound) {
-				return &NotFoundError{Kind: "device", ID: deviceID}
+				return &NotFoundError{Kind: EntityDevice, ID: deviceID}
 			}
 			return err
 		}
@@ -237,7 +237,8 @@ func (r *Registry) DeviceShadow(ctx context.Context, project, deviceID string) (
 	return sh, err
 }
 
-// deleteDeviceData removes a device's messages and shadow.
+// deleteDeviceData removes a device's messages (both ways), shadow and
+// commands.
 func deleteDeviceData(w Writer, dev string) error {
 	var keys [][]byte
 	if err := w.Scan(messagesPrefix(dev), nil, false, func(k, _ []byte) (bool, error) {
@@ -251,6 +252,9 @@ func deleteDeviceData(w Writer, dev string) error {
 		if err := w.Delete(k); err != nil {
 			return err
 		}
+	}
+	if err := deleteDownlinks(w, dev); err != nil {
+		return err
 	}
 	return deleteAsyncCommands(w, dev)
 }

@@ -98,6 +98,7 @@ type Registry struct {
 	cache  *cache // nil when disabled
 	closed atomic.Bool
 
+	node     string // this node's id ("" on a single node)
 	presence Presence
 	inval    Invalidator // nil on a single node
 	lease    Lease
@@ -108,6 +109,10 @@ type Registry struct {
 	kickers []Kicker
 
 	pending *pendingHint // devices that may have PENDING async commands
+	room    quotaRoom    // recent device counts of products (see mustCount)
+	writing writingDevices
+
+	router *Router // delivers applications' requests to devices
 }
 
 // Kicker is implemented by listeners that hold device sessions; the
@@ -134,6 +139,7 @@ func New(o Options) (*Registry, error) {
 		now:      o.Now,
 		sweepInt: o.SweepInterval,
 		quotas:   o.Quotas.withDefaults(),
+		node:     o.Node,
 		presence: o.Presence,
 		inval:    o.Invalidator,
 		ids:      o.IDs,
@@ -174,6 +180,10 @@ func New(o Options) (*Registry, error) {
 	}
 	if err := r.loadPendingHint(context.Background()); err != nil {
 		return nil, fmt.Errorf("registry: pending commands: %w", err)
+	}
+	r.router = newRouter(r)
+	if err := r.router.loadHeld(context.Background()); err != nil {
+		return nil, fmt.Errorf("registry: held messages: %w", err)
 	}
 	return r, nil
 }
@@ -230,6 +240,9 @@ func (r *Registry) housekeep(ctx context.Context) (swept bool) {
 		if _, err := r.SweepAsyncCommands(ctx); err != nil && ctx.Err() == nil {
 			r.log.Error("async command sweep failed", "err", err)
 		}
+		if _, err := r.sweepDownlinks(ctx); err != nil && ctx.Err() == nil {
+			r.log.Error("downlink message sweep failed", "err", err)
+		}
 	}
 	if err := r.flushStatus(ctx); err != nil && ctx.Err() == nil {
 		r.log.Error("status flush failed", "err", err)
@@ -262,7 +275,7 @@ func (r *Registry) Close() error {
 // indexes, whose entries are deleted from the front as they fall due. An
 // engine that can make such scans cheaper (badgerkv.Options.Queues) takes
 // them from here.
-func Queues() [][]byte { return [][]byte{expiryPrefix, asyncDeadlinePrefix} }
+func Queues() [][]byte { return [][]byte{expiryPrefix, asyncDeadlinePrefix, downlinkDeadlinePrefix} }
 
 // maxConflictRetries bounds how often a write is re-run after the engine
 // reported a conflict with a concurrent transaction (another node's).
@@ -288,6 +301,7 @@ func (r *Registry) write(ctx context.Context, fn func(Writer) error) error {
 			t.OnCommit(tw.committed)
 			return nil
 		})
+		tw.release()
 		switch {
 		case err == nil:
 			return nil

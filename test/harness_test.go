@@ -5,6 +5,7 @@ package test
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -66,6 +67,7 @@ type Gate struct {
 	DataDir string
 	Config  string
 	API     string // http://127.0.0.1:port
+	APIS    string // https://localhost:port (the generated certificate's name)
 	MQTT    string // 127.0.0.1:port
 	MQTTS   string
 	CoAP    string
@@ -81,10 +83,21 @@ type Gate struct {
 
 // GateOptions tweak a started gate.
 type GateOptions struct {
-	DataDir  string // reuse a data dir (restart tests)
-	Extra    string // YAML appended to the generated config
+	DataDir string // reuse a data dir (restart tests)
+	Extra   string // YAML appended to the generated config
+	// APILimits are the lines of the config's limits.api block. Empty:
+	// noRateLimits, since the tests call as fast as they can, with one
+	// credential, from one address.
+	APILimits string
+	// Limits are further lines of the config's limits block (the
+	// guard's, limits.mqtt); empty: the defaults.
+	Limits   string
 	LogLevel string // default debug
 }
+
+// noRateLimits switches the REST API's rate limits off (its timeouts and
+// caps keep their defaults).
+const noRateLimits = "rate: 0\nunauthenticated_rate: 0\n"
 
 // freePorts returns a free loopback address for each network ("tcp" or
 // "udp"). All are held open until every one is chosen, so one call never
@@ -121,17 +134,23 @@ func StartGate(t testing.TB, o GateOptions) *Gate {
 	if g.DataDir == "" {
 		g.DataDir = t.TempDir()
 	}
-	ports := freePorts(t, "tcp", "tcp", "tcp", "udp", "udp")
+	ports := freePorts(t, "tcp", "tcp", "tcp", "udp", "udp", "tcp")
 	g.API = "http://" + ports[0]
 	g.MQTT, g.MQTTS, g.CoAP, g.DTLS = ports[1], ports[2], ports[3], ports[4]
+	g.APIS = "https://localhost:" + strings.TrimPrefix(ports[5], "127.0.0.1:")
 	g.Config = filepath.Join(g.DataDir, "iotgate.yaml")
 	if o.LogLevel == "" {
 		o.LogLevel = "debug"
+	}
+	var limits string
+	if o.Limits != "" {
+		limits = indent(o.Limits, "  ")
 	}
 	cfg := fmt.Sprintf(`data_dir: %q
 log_level: %s
 api:
   listen: %q
+  tls_listen: %q
   credentials:
     - project_id: %s
       access_key: %s
@@ -145,8 +164,11 @@ coap:
 mqtt:
   listen: %q
   tls_listen: %q
-%s%s`, filepath.Join(g.DataDir, "data"), o.LogLevel, strings.TrimPrefix(g.API, "http://"), g.Project, g.AK, g.SK, g.Token,
-		g.CoAP, g.DTLS, g.MQTT, g.MQTTS, testStore(o.Extra), o.Extra)
+limits:
+%s  api:
+%s%s%s`, filepath.Join(g.DataDir, "data"), o.LogLevel, strings.TrimPrefix(g.API, "http://"), ports[5], g.Project, g.AK, g.SK, g.Token,
+		g.CoAP, g.DTLS, g.MQTT, g.MQTTS, limits, indent(cmp.Or(o.APILimits, noRateLimits), "    "),
+		testStore(o.Extra), o.Extra)
 	if err := os.WriteFile(g.Config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -227,6 +249,14 @@ func (g *Gate) Kill() {
 	g.cmd = nil
 }
 
+// signal sends the running process a signal.
+func (g *Gate) signal(sig os.Signal) {
+	g.t.Helper()
+	if err := g.cmd.Process.Signal(sig); err != nil {
+		g.t.Fatal(err)
+	}
+}
+
 // Restart starts the process again on the same ports and data.
 func (g *Gate) Restart() { g.start() }
 
@@ -295,6 +325,12 @@ func (g *Gate) CreateProduct(id, protocol string) {
 		"product_id": id, "name": "Product " + id, "device_type": "Sensor", "protocol_type": protocol,
 		"data_format": "json", "service_capabilities": []any{map[string]any{"service_id": "Basic", "service_type": "Basic"}},
 	})
+}
+
+// indent prefixes every line of s.
+func indent(s, prefix string) string {
+	lines := strings.SplitAfter(strings.TrimSuffix(s, "\n"), "\n")
+	return prefix + strings.Join(lines, prefix) + "\n"
 }
 
 type lockedWriter struct {

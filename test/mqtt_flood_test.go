@@ -58,7 +58,7 @@ func TestMQTTBruteForceFlood(t *testing.T) {
 
 	// The same flood with bans off: every attempt is a full authentication.
 	off := StartGate(t, GateOptions{LogLevel: "info",
-		Extra: "limits:\n  auth_failures:\n    max: 0\n  address_auth_failures:\n    max: 0\n"})
+		Limits: "auth_failures:\n  max: 0\naddress_auth_failures:\n  max: 0\n"})
 	offDevs := floodDevices(t, off, 200)
 	full := runFloodPhase(t, off, offDevs, attackBruteForce)
 	report("brute force, bans off", full)

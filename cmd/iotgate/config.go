@@ -17,15 +17,19 @@ type Config struct {
 	DataDir string `yaml:"data_dir"`
 	// MasterKey seals secrets at rest (64 hex characters). Empty: taken
 	// from $IOTGATE_MASTER_KEY, else generated into data_dir/master.key.
-	MasterKey string      `yaml:"master_key"`
-	LogLevel  string      `yaml:"log_level"`
-	API       APIConfig   `yaml:"api"`
-	CoAP      CoAPConfig  `yaml:"coap"`
-	MQTT      MQTTConfig  `yaml:"mqtt"`
-	Registry  RegConfig   `yaml:"registry"`
-	Store     StoreConfig `yaml:"store"`
-	// Limits are the abuse controls (limits.go).
-	Limits LimitsConfig `yaml:"limits"`
+	MasterKey string       `yaml:"master_key"`
+	LogLevel  string       `yaml:"log_level"`
+	API       APIConfig    `yaml:"api"`
+	CoAP      CoAPConfig   `yaml:"coap"`
+	MQTT      MQTTConfig   `yaml:"mqtt"`
+	Registry  RegConfig    `yaml:"registry"`
+	Limits    LimitsConfig `yaml:"limits"`
+	Store     StoreConfig  `yaml:"store"`
+
+	// TLSReloadInterval is how often the TLS certificate files (MQTTS,
+	// API) are checked for changes and reloaded; 0 disables polling
+	// (SIGHUP still reloads).
+	TLSReloadInterval time.Duration `yaml:"tls_reload_interval"`
 
 	// DebugListen serves /debug/vars and /debug/pprof, unauthenticated
 	// (debug.go); empty, the default, disables it.
@@ -42,9 +46,17 @@ type StoreConfig struct {
 	BallastBytes int64 `yaml:"ballast_bytes"`
 }
 
-// APIConfig configures the REST API listener.
+// APIConfig configures the REST API listeners.
 type APIConfig struct {
-	Listen      string       `yaml:"listen"`
+	// Listen (HTTP) and TLSListen (HTTPS) are TCP addresses; empty
+	// disables one, and one is required.
+	Listen    string `yaml:"listen"`
+	TLSListen string `yaml:"tls_listen"`
+	// TLSCertFile and TLSKeyFile are the HTTPS server certificate (PEM,
+	// chain first) and key. Empty: the generated certificate under
+	// data_dir/tls (the one MQTTS uses when it has none either).
+	TLSCertFile string       `yaml:"tls_cert_file"`
+	TLSKeyFile  string       `yaml:"tls_key_file"`
 	Credentials []Credential `yaml:"credentials"`
 	// MaxClockSkew bounds how far X-Sdk-Date may be from our clock.
 	MaxClockSkew time.Duration `yaml:"max_clock_skew"`
@@ -133,13 +145,14 @@ func defaultConfig() Config {
 	return Config{
 		DataDir:  "./data",
 		LogLevel: "info",
-		API:      APIConfig{Listen: ":8080", MaxClockSkew: 15 * time.Minute},
+		API:      APIConfig{Listen: ":8080", TLSListen: ":8443", MaxClockSkew: 15 * time.Minute},
 		CoAP:     defaultCoAPConfig(),
 		MQTT:     MQTTConfig{Listen: ":1883", TLSListen: ":8883", TimestampSkew: time.Hour},
 		Registry: RegConfig{SweepInterval: time.Second, CacheEntries: 1 << 21, CacheMaxAge: 10 * time.Minute,
 			MaxDevicesPerProduct: 500_000, MaxSubDevicesPerGateway: 1_500, MaxClientIDsPerDevice: 5, MaxSubDevicesPerRequest: 30},
-		Store:  StoreConfig{MinFreeBytes: 256 << 20, BallastBytes: 64 << 20},
-		Limits: defaultLimits(),
+		Store:             StoreConfig{MinFreeBytes: 256 << 20, BallastBytes: 64 << 20},
+		Limits:            defaultLimits(),
+		TLSReloadInterval: time.Minute,
 	}
 }
 
@@ -167,8 +180,17 @@ func (c *Config) validate() error {
 	if c.DataDir == "" {
 		return errors.New("config: data_dir is required")
 	}
-	if c.API.Listen == "" {
-		return errors.New("config: api.listen is required")
+	if c.API.Listen == "" && c.API.TLSListen == "" {
+		return errors.New("config: api.listen or api.tls_listen is required")
+	}
+	if (c.API.TLSCertFile == "") != (c.API.TLSKeyFile == "") {
+		return errors.New("config: api.tls_cert_file and api.tls_key_file go together")
+	}
+	if c.TLSReloadInterval < 0 {
+		return errors.New("config: tls_reload_interval must not be negative")
+	}
+	if err := c.Limits.API.validate(); err != nil {
+		return err
 	}
 	seen := map[string]bool{}
 	for i, cr := range c.API.Credentials {

@@ -8,7 +8,9 @@ import (
 	"github.com/iotgate/iotgate/registry/guard"
 )
 
-// LimitsConfig holds the abuse controls (configs/iotgate.yaml, limits:).
+// LimitsConfig holds the abuse controls (configs/iotgate.yaml, limits:):
+// the guard's (failed authentications, flapping, bans) and each
+// protocol's (API: apilimits.go).
 type LimitsConfig struct {
 	// AuthFailures and AddressAuthFailures ban an identity, or a source
 	// address (IPv4 address, IPv6 /64), for Ban once Max failed
@@ -28,6 +30,7 @@ type LimitsConfig struct {
 	RefusalLogRate  float64          `yaml:"refusal_log_rate"`
 	RefusalLogBurst int              `yaml:"refusal_log_burst"`
 	MQTT            MQTTLimitsConfig `yaml:"mqtt"`
+	API             APILimitsConfig  `yaml:"api"`
 }
 
 // WindowConfig is guard.Window in the configuration.
@@ -59,6 +62,7 @@ func defaultLimits() LimitsConfig {
 		AuthFailures: w(g.IdentityFailures), AddressAuthFailures: w(g.AddressFailures), Flapping: w(g.Flapping),
 		MaxTrackedKeys: g.MaxTracked, MaxBans: g.MaxBans, MaxManualBans: g.MaxManualBans,
 		RefusalLogRate: m.RefusalLogRate, RefusalLogBurst: m.RefusalLogBurst,
+		API: defaultAPILimits(),
 		MQTT: MQTTLimitsConfig{
 			MaxConnectBytes: m.MaxConnectBytes, MaxPending: m.MaxPending, MaxPendingPerAddress: m.MaxPendingPerAddress,
 			ConnectRate: m.ConnectRate, ConnectBurst: m.ConnectBurst, MaxUserProperties: m.MaxUserProperties,

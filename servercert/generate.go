@@ -1,4 +1,4 @@
-package mqtt
+package servercert
 
 import (
 	"crypto/ecdsa"
@@ -17,10 +17,10 @@ import (
 	"time"
 )
 
-// GeneratedCert names the files of a generated server certificate.
-type GeneratedCert struct {
+// Generated names the files of a generated server certificate.
+type Generated struct {
 	// CAFile is the self-signed CA that signed the server certificate:
-	// give it to clients (mosquitto --cafile).
+	// give it to clients (mosquitto --cafile, NODE_EXTRA_CA_CERTS).
 	CAFile   string
 	CertFile string
 	KeyFile  string
@@ -36,20 +36,21 @@ const (
 	renewBefore    = 30 * 24 * time.Hour
 )
 
-// LoadOrCreateServerCert makes sure dir holds a self-signed CA (ca.pem,
+// LoadOrCreate makes sure dir holds a self-signed CA (ca.pem,
 // ca-key.pem) and a server certificate it signed (server.pem,
 // server-key.pem) for localhost, 127.0.0.1 and ::1, for deployments that
 // configure no certificate of their own. Files from an earlier start are
-// reused, so clients keep trusting the CA across restarts.
-func LoadOrCreateServerCert(dir string, now time.Time) (GeneratedCert, error) {
-	g := GeneratedCert{
+// reused, so clients keep trusting the CA across restarts; calling it
+// again on a running server renews a server certificate near its end.
+func LoadOrCreate(dir string, now time.Time) (Generated, error) {
+	g := Generated{
 		CAFile:   filepath.Join(dir, "ca.pem"),
 		CertFile: filepath.Join(dir, "server.pem"),
 		KeyFile:  filepath.Join(dir, "server-key.pem"),
 	}
 	caKeyFile := filepath.Join(dir, "ca-key.pem")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return g, fmt.Errorf("mqtt: certificate directory: %w", err)
+		return g, fmt.Errorf("servercert: certificate directory: %w", err)
 	}
 	ca, caKey, err := loadPair(g.CAFile, caKeyFile)
 	if errors.Is(err, os.ErrNotExist) {
@@ -60,21 +61,21 @@ func LoadOrCreateServerCert(dir string, now time.Time) (GeneratedCert, error) {
 		g.Created = true
 	}
 	if err != nil {
-		return g, fmt.Errorf("mqtt: CA certificate: %w", err)
+		return g, fmt.Errorf("servercert: CA certificate: %w", err)
 	}
 	srv, _, err := loadPair(g.CertFile, g.KeyFile)
 	if err == nil && srv.CheckSignatureFrom(ca) == nil && now.Add(renewBefore).Before(srv.NotAfter) {
 		return g, nil
 	}
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return g, fmt.Errorf("mqtt: server certificate: %w", err)
+		return g, fmt.Errorf("servercert: server certificate: %w", err)
 	}
 	der, key, err := newServerCert(ca, caKey, now)
 	if err == nil {
 		err = writePair(g.CertFile, g.KeyFile, der, key)
 	}
 	if err != nil {
-		return g, fmt.Errorf("mqtt: server certificate: %w", err)
+		return g, fmt.Errorf("servercert: server certificate: %w", err)
 	}
 	g.Created = true
 	return g, nil
