@@ -146,7 +146,7 @@ func TestUnauthenticatedRateLimitPerAddress(t *testing.T) {
 
 func TestDynamicRegistrationRateLimitPerAddress(t *testing.T) {
 	s := newLimitedServer(t, Limits{UnauthenticatedRate: slowRate, UnauthenticatedBurst: 2})
-	form := url.Values{"productKey": {"pk"}, "deviceName": {"dn"}, "random": {"r"}, "sign": {"00"}}.Encode()
+	form := url.Values{"productKey": {"pk"}, "deviceName": {"dn"}, "random": {"r"}, "sign": {strings.Repeat("0", 32)}}.Encode() // an hmacmd5 sign, the default
 	post := func(addr string) (int, string, string) {
 		return send(s, addr, "", "POST", "/auth/register/device", form, "Content-Type", "application/x-www-form-urlencoded")
 	}

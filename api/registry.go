@@ -18,6 +18,7 @@ type Registry interface {
 	dataRegistry
 	asyncCommandRegistry
 	messageRegistry
+	eventRegistry
 	dynRegRegistry
 }
 
@@ -81,6 +82,15 @@ type asyncCommandRegistry interface {
 type messageRegistry interface {
 	DownlinkMessages(ctx context.Context, project, deviceID string) ([]*registry.DownlinkMessage, error)
 	DownlinkMessage(ctx context.Context, project, deviceID, messageID string) (*registry.DownlinkMessage, error)
+}
+
+// eventRegistry serves the event stream and its consumers.
+type eventRegistry interface {
+	Events(ctx context.Context, project string, cursor uint64, limit int) (*registry.EventPage, error)
+	AddEventConsumer(ctx context.Context, project, name string) (*registry.EventConsumer, error)
+	EventConsumer(ctx context.Context, project, name string) (*registry.EventConsumer, error)
+	AckEvents(ctx context.Context, project, name string, cursor uint64) error
+	DeleteEventConsumer(ctx context.Context, project, name string) error
 }
 
 // dynRegRegistry serves Alibaba's HTTPS dynamic registration, which

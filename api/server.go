@@ -127,6 +127,7 @@ func New(o Options) *Server {
 	s.messageRoutes(v5)
 	s.registrationRoutes(e)
 	s.asyncCommandRoutes(v5)
+	s.eventRoutes(v5)
 	s.banRoutes(v5)
 	s.echo = e
 	return s

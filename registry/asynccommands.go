@@ -254,7 +254,10 @@ func (r *Registry) CreateAsyncCommand(ctx context.Context, project, deviceID str
 		if err := w.Set(asyncCountKey(deviceID), m.encode()); err != nil {
 			return err
 		}
-		return putAsyncCommand(w, nil, c)
+		if err := putAsyncCommand(w, nil, c); err != nil {
+			return err
+		}
+		return r.commandEvent(w, nil, c)
 	})
 	if err != nil {
 		return nil, err
@@ -558,12 +561,15 @@ func (r *Registry) StartAsyncCommand(ctx context.Context, commandID string, answ
 		if !c.Deadline.After(now) {
 			c.Status, c.Deadline = AsyncExpired, time.Time{}
 			expired = true
-			return putAsyncCommand(w, &old, c)
+		} else {
+			c.Status, c.SentTime = AsyncSent, now
+			c.Deadline = now.Add(answerWithin + asyncTimeoutGrace)
+			out = c
 		}
-		c.Status, c.SentTime = AsyncSent, now
-		c.Deadline = now.Add(answerWithin + asyncTimeoutGrace)
-		out = c
-		return putAsyncCommand(w, &old, c)
+		if err := putAsyncCommand(w, &old, c); err != nil {
+			return err
+		}
+		return r.commandEvent(w, &old, c)
 	})
 	if err != nil {
 		return nil, err
@@ -614,7 +620,10 @@ func (r *Registry) FinishAsyncCommand(ctx context.Context, commandID string, sta
 		case AsyncTimeout:
 			c.Deadline = time.Time{}
 		}
-		return putAsyncCommand(w, &old, c)
+		if err := putAsyncCommand(w, &old, c); err != nil {
+			return err
+		}
+		return r.commandEvent(w, &old, c)
 	})
 }
 
@@ -647,6 +656,9 @@ func (r *Registry) SweepAsyncCommands(ctx context.Context) (int, error) {
 				}
 				c.Deadline = time.Time{}
 				if err := putAsyncCommand(w, &old, c); err != nil {
+					return err
+				}
+				if err := r.commandEvent(w, &old, c); err != nil {
 					return err
 				}
 				changed++

@@ -119,6 +119,9 @@ func TestDeleteLeavesNoKeyBehind(t *testing.T) {
 
 	after := storeKeys(t, s)
 	for family, keys := range after {
+		if family == famEventStream || family == famEvent {
+			continue // the event stream is history, trimmed by its own bounds
+		}
 		if !slices.Equal(keys, before[family]) {
 			t.Errorf("family %q: %q left behind (before the creates: %q)", family, keys, before[family])
 		}

@@ -50,6 +50,10 @@ func (r *Registry) CreateDevice(ctx context.Context, n NewDevice) (*Device, erro
 		return nil, err
 	}
 	countExactly := r.mustCount(ctx, d.ProductID)
+	ev, err := r.encodeDeviceChange(nil, d)
+	if err != nil {
+		return nil, err
+	}
 	err = r.write(ctx, func(w Writer) error {
 		p, err := currentProduct(w, p, d)
 		if err != nil {
@@ -67,7 +71,7 @@ func (r *Registry) CreateDevice(ctx context.Context, n NewDevice) (*Device, erro
 		if err := r.checkGateway(w, d); err != nil {
 			return err
 		}
-		if err := r.putDeviceRecord(w, nil, d, rec); err != nil {
+		if err := r.putDeviceRecord(w, nil, d, rec, &ev); err != nil {
 			return err
 		}
 		if err := writeIndexes(w, d, idx); err != nil {
@@ -188,11 +192,12 @@ func (r *Registry) putDevice(w Writer, old, d *Device) error {
 			return err
 		}
 	}
-	return r.putDeviceRecord(w, old, d, rec)
+	return r.putDeviceRecord(w, old, d, rec, nil)
 }
 
-// putDeviceRecord is putDevice with d already encoded (rec).
-func (r *Registry) putDeviceRecord(w Writer, old, d *Device, rec []byte) error {
+// putDeviceRecord is putDevice with d already encoded (rec). It records
+// the device event of the change: ev, or when nil, encoded here.
+func (r *Registry) putDeviceRecord(w Writer, old, d *Device, rec []byte, ev *encodedEvent) error {
 	var oldFP, newFP [2]string
 	var oldExp, newExp time.Time
 	if old != nil {
@@ -228,6 +233,9 @@ func (r *Registry) putDeviceRecord(w Writer, old, d *Device, rec []byte) error {
 				return err
 			}
 		}
+	}
+	if err := r.deviceEvent(w, old, d, ev); err != nil {
+		return err
 	}
 	if d == nil {
 		return w.Delete(deviceKey(old.DeviceID))
@@ -485,6 +493,7 @@ func (r *Registry) mutateDevice(ctx context.Context, project, id string, fn func
 		read     []byte // the record as read outside the commit
 		old, out *Device
 		rec      []byte
+		ev       encodedEvent // out's device event
 	)
 	err := r.view(ctx, func(rd Reader) error {
 		var err error
@@ -497,7 +506,10 @@ func (r *Registry) mutateDevice(ctx context.Context, project, id string, fn func
 		if out, err = change(rd, old); err != nil {
 			return err
 		}
-		rec, err = r.encodeDevice(out)
+		if rec, err = r.encodeDevice(out); err != nil {
+			return err
+		}
+		ev, err = r.encodeDeviceChange(old, out)
 		return err
 	})
 	if errors.Is(err, kv.ErrNotFound) {
@@ -529,8 +541,11 @@ func (r *Registry) mutateDevice(ctx context.Context, project, id string, fn func
 			if rec, err = r.encodeDevice(out); err != nil {
 				return err
 			}
+			if ev, err = r.encodeDeviceChange(old, out); err != nil {
+				return err
+			}
 		}
-		if err := r.putDeviceRecord(w, old, out, rec); err != nil {
+		if err := r.putDeviceRecord(w, old, out, rec, &ev); err != nil {
 			return err
 		}
 		cacheDevice(w, out)

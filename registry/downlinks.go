@@ -347,15 +347,20 @@ func heldLeft(w Writer, m *DownlinkMessage) error {
 }
 
 // messageStatusChanged is called in the transaction that creates a
-// downlink message or changes its status, so an event written here
-// commits with the change (an outbox).
-//
-// EVENTS: the durable-events work connects here, recording IoTDA's
-// device.message.status/update (message_id, name, device_id, status,
-// timestamp) for m. Until then it records nothing.
+// downlink message or changes its status: it records IoTDA's
+// device.message.status update event, which commits with the change (an
+// outbox).
 func (r *Registry) messageStatusChanged(w Writer, m *DownlinkMessage) error {
-	_, _ = w, m
-	return nil
+	d, ok, err := r.eventDevice(w, m.DeviceID)
+	if err != nil || !ok {
+		return err
+	}
+	at := m.FinishedTime
+	if at.IsZero() {
+		at = m.CreatedTime
+	}
+	return r.downlinkStatusEvent(w, d, DownlinkStatus{MessageID: m.MessageID, Name: m.Name, Topic: m.Topic,
+		Status: string(m.Status), At: at, ErrorCode: m.ErrorCode, ErrorMsg: m.ErrorMsg})
 }
 
 // heldDownlinks returns up to limit of a device's PENDING messages,

@@ -94,14 +94,15 @@ type Entity uint8
 // other than its id is missing as that key (EntityNode,
 // EntityFingerprint), so the message names what the caller gave.
 const (
-	EntityDevice      Entity = iota + 1 // by device id
-	EntityNode                          // a device by node id (with or without its product)
-	EntityFingerprint                   // a device by certificate fingerprint
-	EntityProduct                       // a product
-	EntityCertificate                   // a device CA certificate
-	EntityCommand                       // an asynchronous command
-	EntityClientID                      // a preregistration-free device's ClientID
-	EntityMessage                       // a downlink message
+	EntityDevice        Entity = iota + 1 // by device id
+	EntityNode                            // a device by node id (with or without its product)
+	EntityFingerprint                     // a device by certificate fingerprint
+	EntityProduct                         // a product
+	EntityCertificate                     // a device CA certificate
+	EntityCommand                         // an asynchronous command
+	EntityClientID                        // a preregistration-free device's ClientID
+	EntityMessage                         // a downlink message
+	EntityEventConsumer                   // an event consumer
 )
 
 // String is the entity's name in messages.
@@ -123,6 +124,8 @@ func (e Entity) String() string {
 		return "client_id"
 	case EntityMessage:
 		return "message"
+	case EntityEventConsumer:
+		return "event consumer"
 	}
 	return fmt.Sprintf("Entity(%d)", uint8(e))
 }

@@ -43,7 +43,14 @@ import (
 //	dh/{device_id}/{seq}           message_id (its PENDING ones, oldest first)
 //	dx/{deadline}/{device_id}/{message_id} nil (PENDING message deadlines, ordered)
 //	#dm/{device_id}                oldest seq of its dl and dh lists (downlinkmeta.go)
+//	e/{position}                   event time (unix ns) and project (the stream, in commit order)
+//	ep/{project}/{position}        event record (a project's events, in commit order)
+//	es/{device_id}                 the device's last event seq
+//	eh/{project}                   highest position trimmed from the project's events
+//	ec/{project}/{name}            event consumer (its acknowledged cursor)
 //	L/{name}                       lease record (singleton work, see Lease)
+//
+// Positions are 8 bytes big-endian, so the ordered keys are the stream.
 const sep = 0
 
 // The families.
@@ -73,6 +80,11 @@ const (
 	famDownlinkList  = "dl"
 	famDownlinkHeld  = "dh"
 	famDownlinkMeta  = "#dm"
+	famEventStream   = "e"
+	famEvent         = "ep"
+	famEventSeq      = "es"
+	famEventHorizon  = "eh"
+	famEventConsumer = "ec"
 	famLease         = "L"
 )
 
@@ -255,3 +267,19 @@ func readCount(rd Reader, k []byte) (int64, error) {
 	})
 	return total, err
 }
+
+var eventStreamPrefix = []byte{'e', sep}
+
+// eventStreamKey is the stream entry of the event at pos.
+func eventStreamKey(pos uint64) []byte {
+	return binary.BigEndian.AppendUint64(append([]byte(nil), eventStreamPrefix...), pos)
+}
+
+// eventKey is the record of a project's event at pos.
+func eventKey(project string, pos uint64) []byte {
+	return binary.BigEndian.AppendUint64(prefixKey(famEvent, project), pos)
+}
+
+func eventSeqKey(dev string) []byte                { return key(famEventSeq, dev) }
+func eventHorizonKey(project string) []byte        { return key(famEventHorizon, project) }
+func eventConsumerKey(project, name string) []byte { return key(famEventConsumer, project, name) }

@@ -102,6 +102,14 @@ func (r *Registry) AddMessage(ctx context.Context, deviceID string, m Message) e
 	if err != nil {
 		return fmt.Errorf("encode message: %w", err)
 	}
+	d, err := r.Device(ctx, deviceID)
+	if err != nil {
+		return err
+	}
+	ev, err := messageEvent(d, &m, now)
+	if err != nil {
+		return err
+	}
 	return r.write(ctx, func(w Writer) error {
 		if _, err := w.Get(deviceKey(deviceID)); err != nil {
 			if errors.Is(err, kv.ErrNotFound) {
@@ -127,7 +135,10 @@ func (r *Registry) AddMessage(ctx context.Context, deviceID string, m Message) e
 			return err
 		}
 		m.n++
-		return w.Set(messageCountKey(deviceID), m.encode())
+		if err := w.Set(messageCountKey(deviceID), m.encode()); err != nil {
+			return err
+		}
+		return r.appendEncoded(w, ev)
 	})
 }
 
@@ -167,6 +178,20 @@ type Shadow struct {
 // property reported again replaces its old value.
 func (r *Registry) ReportProperties(ctx context.Context, deviceID string, reports []ServiceProperties) error {
 	now := r.now().UTC()
+	d, err := r.Device(ctx, deviceID)
+	if err != nil {
+		return err
+	}
+	reports = append([]ServiceProperties(nil), reports...)
+	for i := range reports {
+		if reports[i].EventTime.IsZero() {
+			reports[i].EventTime = now
+		}
+	}
+	ev, err := propertyEvent(d, reports, now)
+	if err != nil {
+		return err
+	}
 	return r.write(ctx, func(w Writer) error {
 		if _, err := w.Get(deviceKey(deviceID)); err != nil {
 			if errors.Is(err, kv.ErrNotFound) {
@@ -204,7 +229,10 @@ func (r *Registry) ReportProperties(ctx context.Context, deviceID string, report
 		if err != nil {
 			return fmt.Errorf("encode shadow: %w", err)
 		}
-		return w.Set(shadowKey(deviceID), b)
+		if err := w.Set(shadowKey(deviceID), b); err != nil {
+			return err
+		}
+		return r.appendEncoded(w, ev)
 	})
 }
 

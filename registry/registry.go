@@ -9,6 +9,12 @@
 // step once it has committed. State that belongs to one node (presence,
 // the cache and its invalidation, id generation, the sweeps' lease) is
 // named in node.go behind interfaces, so a cluster is a wiring change.
+//
+// Every change a consumer may care about is also recorded, in the same
+// transaction, as an event in a durable stream that named consumers read
+// in order and acknowledge (events.go, eventstream.go). Stream positions
+// come from one node-local counter today; eventstream.go says what a
+// multi-node engine must supply instead.
 package registry
 
 import (
@@ -42,6 +48,8 @@ type Options struct {
 	CacheMaxAge time.Duration
 	// Quotas; zero fields take DefaultQuotas' values.
 	Quotas Quotas
+	// Events bounds the event backlog.
+	Events EventOptions
 
 	// Node names this node in a cluster ("" on a single node).
 	Node string
@@ -113,6 +121,8 @@ type Registry struct {
 	writing writingDevices
 
 	router *Router // delivers applications' requests to devices
+
+	events *eventLog // the durable event stream's node state
 }
 
 // Kicker is implemented by listeners that hold device sessions; the
@@ -185,6 +195,9 @@ func New(o Options) (*Registry, error) {
 	if err := r.router.loadHeld(context.Background()); err != nil {
 		return nil, fmt.Errorf("registry: held messages: %w", err)
 	}
+	if r.events, err = openEventLog(r.store, o.Events); err != nil {
+		return nil, fmt.Errorf("registry: %w", err)
+	}
 	return r, nil
 }
 
@@ -203,7 +216,8 @@ func (r *Registry) kick(deviceID, reason string) {
 	}
 }
 
-// Run sweeps expired devices and persists status changes until ctx ends.
+// Run sweeps expired devices, persists status changes and trims the
+// event stream until ctx ends.
 // It sweeps once before its first wait, so devices whose deadline passed
 // while the platform was down are gone as soon as Run starts.
 //
@@ -246,6 +260,11 @@ func (r *Registry) housekeep(ctx context.Context) (swept bool) {
 	}
 	if err := r.flushStatus(ctx); err != nil && ctx.Err() == nil {
 		r.log.Error("status flush failed", "err", err)
+	}
+	if held {
+		if _, err := r.SweepEvents(ctx); err != nil && ctx.Err() == nil {
+			r.log.Error("event trim failed", "err", err)
+		}
 	}
 	return held
 }

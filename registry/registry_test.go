@@ -189,10 +189,12 @@ func TestDeleteRemovesEveryIndex(t *testing.T) {
 	if err := r.DeleteDevice(ctx, "proj", d.DeviceID); err != nil {
 		t.Fatal(err)
 	}
-	// Only the product and its listing entry may remain.
+	// Only the product and its listing entry may remain, and the device's
+	// events: the stream is history, trimmed by its own bounds.
 	_ = s.View(context.Background(), func(rd Reader) error {
 		return rd.Scan(nil, nil, false, func(k, v []byte) (bool, error) {
-			if !bytes.HasPrefix(k, []byte("p\x00")) && !bytes.HasPrefix(k, []byte("k\x00")) {
+			if !bytes.HasPrefix(k, []byte("p\x00")) && !bytes.HasPrefix(k, []byte("k\x00")) &&
+				!bytes.HasPrefix(k, eventStreamPrefix) && !bytes.HasPrefix(k, []byte("ep\x00")) {
 				t.Errorf("left behind after delete: %q", k)
 			}
 			return true, nil

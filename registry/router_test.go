@@ -246,6 +246,26 @@ func TestHeldMessagesDeliveredInOrderOnConnect(t *testing.T) {
 	if l, _ := f.r.DownlinkMessages(context.Background(), "proj", "mq_m1"); len(l) != 4 || l[0].MessageID != "m1" || l[3].MessageID != "m4" {
 		t.Fatalf("listing: %v", l)
 	}
+	// Each status change is an event, in order: PENDING at creation, then
+	// DELIVERED (m4 too: it is stored, then written to the online device).
+	var got []string
+	for _, ev := range allEvents(t, f.r, "proj") {
+		if ev.Resource != ResourceDeviceMessageStatus {
+			continue
+		}
+		var b struct {
+			MessageID string `json:"message_id"`
+			Status    string `json:"status"`
+		}
+		if err := json.Unmarshal(ev.Body, &b); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, b.MessageID+":"+b.Status)
+	}
+	want := "[m1:PENDING m2:PENDING m3:PENDING m1:DELIVERED m2:DELIVERED m3:DELIVERED m4:PENDING m4:DELIVERED]"
+	if fmt.Sprint(got) != want {
+		t.Fatalf("message status events %v, want %s", got, want)
+	}
 }
 
 // A write that finds the session gone leaves that message and every later

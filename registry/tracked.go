@@ -17,7 +17,7 @@ type tracked struct {
 	marks   []string    // devices given a pending async command
 	pending []string    // the pending-command keys set
 	fills   []cacheFill // decoded values to cache once committed
-	devices []string    // device records written, noted in r.writing
+	devices []string    // device records (and event seqs) written, noted in r.writing
 }
 
 // cacheFill is a decoded value (*Device, or the device id of an index
@@ -100,6 +100,20 @@ func (t *tracked) committed() {
 	}
 }
 
+// cacheAfterCommit has the write w belongs to cache v under k once it has
+// committed, and marks k as being written until then (Registry.writing).
+// For keys that are not cacheable (never invalidated): each write of k
+// must call it, so the cache holds the last committed value.
+func cacheAfterCommit(w Writer, k []byte, v any) {
+	t, ok := w.(*tracked)
+	if !ok {
+		return
+	}
+	t.r.writing.add(string(k))
+	t.devices = append(t.devices, string(k))
+	t.fills = append(t.fills, cacheFill{key: string(k), value: v})
+}
+
 // cacheDevice has the write w belongs to cache d (and the index entries
 // given) once it has committed; w's writes must include d's record.
 func cacheDevice(w Writer, d *Device, index ...[]byte) {
@@ -140,8 +154,8 @@ func deviceExists(w Reader, id string) (bool, error) {
 	return false, err
 }
 
-// writingDevices counts, per device record key, the writes in flight that
-// write it.
+// writingDevices counts, per key, the writes in flight that write it:
+// device records, and the event seqs kept in the cache.
 type writingDevices struct {
 	mu sync.Mutex
 	m  map[string]int

@@ -22,7 +22,7 @@ import (
 // wrong-password CONNECT flood for one device while legitimate devices
 // connect at a steady pace, against a baseline without the attack, and
 // the same flood against a server whose bans are off (every attempt a
-// full authentication). Each phase is bounded (floodPhase); the figures
+// full authentication). Each phase is bounded (mqttFloodPhase); the figures
 // it logs are those of SECURITY.md.
 func TestMQTTBruteForceFlood(t *testing.T) {
 	if testing.Short() {
@@ -41,7 +41,7 @@ func TestMQTTBruteForceFlood(t *testing.T) {
 	report := func(name string, r floodResult) {
 		t.Logf("%-22s legit %5d/%5d ok (%.2f%%), p50 %6.2f ms, p99 %6.2f ms (after the first second %6.2f ms); attack %6d attempts (%5.0f/s) %v; server CPU %.2f s, RSS max %d MB (%d MB in the first second)",
 			name, r.legitOK, r.legitTried, 100*r.successRate(), ms(r.p(0.50)), ms(r.p(0.99)), ms(quantile(r.late, 0.99)), r.attempts,
-			float64(r.attempts)/floodPhase.Seconds(), r.codes, r.cpu.Seconds(), r.rssMax>>20, r.rssFirst>>20)
+			float64(r.attempts)/mqttFloodPhase.Seconds(), r.codes, r.cpu.Seconds(), r.rssMax>>20, r.rssFirst>>20)
 	}
 	report("baseline", base)
 	report("brute force, bans on", attack)
@@ -97,11 +97,11 @@ func TestMQTTBruteForceFlood(t *testing.T) {
 	}
 }
 
-// floodPhase is how long each phase lasts; floodRate caps the attack's
+// mqttFloodPhase is how long each phase lasts; mqttFloodRate caps the attack's
 // CONNECTs a second.
 const (
-	floodPhase = 5 * time.Second
-	floodRate  = 2000
+	mqttFloodPhase = 5 * time.Second
+	mqttFloodRate  = 2000
 )
 
 const floodSecret = "floodSecret0001"
@@ -159,10 +159,10 @@ const (
 	attackScan
 )
 
-// runFloodPhase runs floodPhase of legitimate connects (8 clients, one
+// runFloodPhase runs mqttFloodPhase of legitimate connects (8 clients, one
 // connect every 25 ms each, each device at most a few times a minute:
 // under the flapping limit) and of the attack: 8 attackers sending
-// CONNECTs as fast as they are answered, up to floodRate in all. The
+// CONNECTs as fast as they are answered, up to mqttFloodRate in all. The
 // clients share the server's two cores; an unpaced attack would measure
 // how the kernel schedules them more than the server.
 func runFloodPhase(t *testing.T, g *Gate, devs []string, attack floodAttack) floodResult {
@@ -208,7 +208,7 @@ func runFloodPhase(t *testing.T, g *Gate, devs []string, attack floodAttack) flo
 		wrong := floodConnect("flood_victim", "wrongSecret0001")
 		for a := range 8 {
 			wg.Go(func() {
-				pace := time.NewTicker(8 * time.Second / floodRate)
+				pace := time.NewTicker(8 * time.Second / mqttFloodRate)
 				defer pace.Stop()
 				for i := 0; ; i++ {
 					select {
@@ -234,7 +234,7 @@ func runFloodPhase(t *testing.T, g *Gate, devs []string, attack floodAttack) flo
 			})
 		}
 	}
-	deadline := time.After(floodPhase)
+	deadline := time.After(mqttFloodPhase)
 	sample := time.NewTicker(100 * time.Millisecond)
 loop:
 	for {

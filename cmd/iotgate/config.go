@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/iotgate/iotgate/lwm2m"
+	"github.com/iotgate/iotgate/registry"
 	"gopkg.in/yaml.v3"
 )
 
@@ -23,6 +24,7 @@ type Config struct {
 	CoAP      CoAPConfig   `yaml:"coap"`
 	MQTT      MQTTConfig   `yaml:"mqtt"`
 	Registry  RegConfig    `yaml:"registry"`
+	Events    EventsConfig `yaml:"events"`
 	Limits    LimitsConfig `yaml:"limits"`
 	Store     StoreConfig  `yaml:"store"`
 
@@ -91,6 +93,14 @@ type CoAPConfig struct {
 	// run at once.
 	HandshakeTimeout time.Duration `yaml:"handshake_timeout"`
 	MaxHandshakes    int           `yaml:"max_handshakes"`
+	// MaxUnverified bounds the handshakes whose client has not echoed its
+	// HelloVerifyRequest cookie yet; CookieWait how long one may wait.
+	MaxUnverified int           `yaml:"max_unverified_handshakes"`
+	CookieWait    time.Duration `yaml:"cookie_wait"`
+	// LogPerSecond and LogBurst bound the info lines of refused Registers
+	// and failed DTLS handshakes (a flood cannot fill the disk).
+	LogPerSecond float64 `yaml:"refusal_logs_per_second"`
+	LogBurst     int     `yaml:"refusal_log_burst"`
 	// IdleTimeout closes a connection (DTLS session) that carries no
 	// registration after this much silence.
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
@@ -132,12 +142,23 @@ type RegConfig struct {
 	MaxSubDevicesPerRequest int   `yaml:"max_sub_devices_per_request"`
 }
 
+// EventsConfig bounds the durable event stream (GET .../events and
+// event consumers): events are kept until every consumer of their project
+// has acknowledged them, but never longer than Retention nor beyond the
+// last MaxEvents.
+type EventsConfig struct {
+	Retention time.Duration `yaml:"retention"`
+	MaxEvents uint64        `yaml:"max_events"`
+}
+
 // defaultCoAPConfig is the LwM2M server's defaults (package lwm2m's).
 func defaultCoAPConfig() CoAPConfig {
 	return CoAPConfig{Listen: ":5683", DTLSListen: ":5684",
 		LifetimeMin: lwm2m.DefaultMinLifetime, LifetimeMax: lwm2m.DefaultMaxLifetime,
 		QueueWindow: lwm2m.DefaultQueueWindow, RequestTimeout: lwm2m.DefaultRequestTimeout,
 		HandshakeTimeout: lwm2m.DefaultHandshakeTimeout, MaxHandshakes: lwm2m.DefaultMaxHandshakes,
+		MaxUnverified: lwm2m.DefaultMaxUnverified, CookieWait: lwm2m.DefaultCookieWait,
+		LogPerSecond: 10, LogBurst: 50,
 		IdleTimeout: lwm2m.DefaultIdleTimeout, SweepInterval: lwm2m.DefaultSweepInterval}
 }
 
@@ -153,6 +174,7 @@ func defaultConfig() Config {
 		Store:             StoreConfig{MinFreeBytes: 256 << 20, BallastBytes: 64 << 20},
 		Limits:            defaultLimits(),
 		TLSReloadInterval: time.Minute,
+		Events:            EventsConfig{Retention: registry.DefaultEventRetention, MaxEvents: registry.DefaultMaxEvents},
 	}
 }
 
@@ -227,6 +249,12 @@ func (c *Config) validate() error {
 	}
 	if c.Registry.SweepInterval <= 0 {
 		c.Registry.SweepInterval = time.Second
+	}
+	if c.Events.Retention <= 0 {
+		return errors.New("config: events.retention must be positive")
+	}
+	if c.Events.MaxEvents == 0 {
+		return errors.New("config: events.max_events must be positive")
 	}
 	return c.Limits.validate()
 }

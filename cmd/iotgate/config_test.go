@@ -52,6 +52,8 @@ func TestConfigErrors(t *testing.T) {
 		{"api:\n  credentials:\n    - access_key: a\n      secret_key: b\n", "project_id"},
 		{"api:\n  credentials:\n    - project_id: p\n      access_key: a\n", "go together"},
 		{"api:\n  credentials:\n    - project_id: p\n", "needs"},
+		{"events:\n  retention: 0s\n", "events.retention"},
+		{"events:\n  max_events: 0\n", "events.max_events"},
 	} {
 		path := filepath.Join(t.TempDir(), "c.yaml")
 		if err := os.WriteFile(path, []byte(tc.yaml), 0o600); err != nil {

@@ -78,7 +78,8 @@ func run(configPath string) error {
 	reg, err := registry.New(registry.Options{Store: store, MasterKey: key, Logger: log, SweepInterval: rc.SweepInterval,
 		CacheEntries: rc.CacheEntries, CacheMaxAge: rc.CacheMaxAge, Quotas: registry.Quotas{DevicesPerProduct: rc.MaxDevicesPerProduct,
 			SubDevicesPerGateway: rc.MaxSubDevicesPerGateway, ClientIDsPerDevice: rc.MaxClientIDsPerDevice,
-			SubDevicesPerRequest: rc.MaxSubDevicesPerRequest}})
+			SubDevicesPerRequest: rc.MaxSubDevicesPerRequest},
+		Events: registry.EventOptions{Retention: cfg.Events.Retention, MaxEvents: cfg.Events.MaxEvents}})
 	if err != nil {
 		return err
 	}

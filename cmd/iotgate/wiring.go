@@ -76,6 +76,10 @@ func (w *wiring) lwm2m() (*lwm2m.Server, error) {
 		RequestTimeout:   c.RequestTimeout,
 		HandshakeTimeout: c.HandshakeTimeout,
 		MaxHandshakes:    c.MaxHandshakes,
+		MaxUnverified:    c.MaxUnverified,
+		CookieWait:       c.CookieWait,
+		LogPerSecond:     c.LogPerSecond,
+		LogBurst:         c.LogBurst,
 		IdleTimeout:      c.IdleTimeout,
 		SweepInterval:    c.SweepInterval,
 	})

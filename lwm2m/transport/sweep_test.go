@@ -1,4 +1,4 @@
-package lwm2m
+package transport
 
 import (
 	"testing"
@@ -58,7 +58,7 @@ func TestFullSweepEvery(t *testing.T) {
 		want int
 	}{
 		{1500 * time.Millisecond, 1},
-		{DefaultIdleTimeout, 10},
+		{2 * time.Minute, 10},
 		{20 * time.Second, 5},
 		{time.Hour, 10},
 	} {

@@ -1,11 +1,14 @@
-package lwm2m
+package transport
 
 import (
+	"bytes"
+	"container/list"
 	"context"
 	"errors"
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/dtls/v2/pkg/protocol"
@@ -33,6 +36,13 @@ import (
 // cut a device off; once the new handshake completes (it proved the key),
 // the address moves to the new session, and the old one keeps only its
 // Connection ID until the new registration replaces and closes it.
+//
+// And it bounds what ClientHellos from spoofed addresses cost: pion makes
+// its HelloVerifyRequest cookie inside a handshake of its own, so every
+// first ClientHello it sees costs a handshake (goroutines, buffers, a key
+// pair). The mux lets pion see few of them: handshakes whose client has
+// not echoed the cookie are bounded in number, age and churn, addresses
+// that completed a handshake before skip that bound (see newConnLocked).
 type udpMux struct {
 	pc     *net.UDPConn
 	sock   *udpSocket // pc's datagrams with their answer paths
@@ -44,10 +54,30 @@ type udpMux struct {
 	byCID   map[string]*muxConn
 	open    int // sessions not yet closed
 	closing bool
+	// unverified holds the sessions whose client has not echoed the
+	// cookie of pion's HelloVerifyRequest yet, oldest first: at most
+	// maxUnverified, each for at most cookieWait (see newConnLocked).
+	unverified    list.List
+	maxUnverified int
+	cookieWait    time.Duration
+	// known are the addresses of clients that completed a handshake:
+	// theirs skip the unverified bound.
+	known *knownAddrs
 
 	accept chan *muxConn
 	done   chan struct{}
 }
+
+// evictAfter: at the bound, a new handshake ends the oldest unverified
+// one only if that has had a quarter of cookieWait (750 ms by default,
+// many round trips), so that a flood churns through pion's handshakes at
+// most maxUnverified*evictAfter/cookieWait a second (170): each leaves
+// pion's garbage, which grows the heap until the next GC.
+const evictAfter = 4
+
+// maxKnownAddrs bounds the addresses remembered for having completed a
+// handshake (knownAddrs): about 100 bytes each.
+const maxKnownAddrs = 1 << 16
 
 // muxQueue bounds the datagrams waiting for one session. A client's
 // flight is a few records, and the session's reader takes each datagram
@@ -58,16 +88,26 @@ const muxQueue = 16
 // newUDPMux reads pc's datagrams into sessions. backlog bounds the new
 // sessions waiting for their handshake to start; a ClientHello that would
 // open more is dropped (its client retransmits it after a second).
-func newUDPMux(pc *net.UDPConn, cidLen, backlog int) (*udpMux, error) {
+//
+// maxUnverified and cookieWait bound the handshakes whose client has not
+// proved its address yet (by echoing the cookie of pion's
+// HelloVerifyRequest): see newConnLocked.
+func newUDPMux(pc *net.UDPConn, cidLen, backlog, maxUnverified int, cookieWait time.Duration) (*udpMux, error) {
 	sock, err := newUDPSocket(pc)
 	if err != nil {
 		return nil, err
 	}
-	m := &udpMux{pc: pc, sock: sock, cidLen: cidLen, byAddr: make(map[netip.AddrPort]*muxConn),
-		pending: make(map[netip.AddrPort]*muxConn), byCID: make(map[string]*muxConn),
-		accept: make(chan *muxConn, backlog), done: make(chan struct{})}
+	m := newMux(pc, cidLen, backlog, maxUnverified, cookieWait)
+	m.sock = sock
 	go m.readLoop()
 	return m, nil
+}
+
+func newMux(pc *net.UDPConn, cidLen, backlog, maxUnverified int, cookieWait time.Duration) *udpMux {
+	return &udpMux{pc: pc, cidLen: cidLen, byAddr: make(map[netip.AddrPort]*muxConn),
+		pending: make(map[netip.AddrPort]*muxConn), byCID: make(map[string]*muxConn),
+		accept: make(chan *muxConn, backlog), done: make(chan struct{}),
+		maxUnverified: max(maxUnverified, 1), cookieWait: cookieWait, known: newKnownAddrs(maxKnownAddrs)}
 }
 
 func (m *udpMux) readLoop() {
@@ -80,9 +120,9 @@ func (m *udpMux) readLoop() {
 			}
 			continue
 		}
-		c, abandoned := m.route(buf[:n], from)
-		if abandoned != nil {
-			_ = abandoned.Close()
+		c, ended := m.route(buf[:n], from, time.Now())
+		for _, e := range ended {
+			_ = e.Close()
 		}
 		if c != nil {
 			c.deliver(buf[:n], from, path)
@@ -90,66 +130,146 @@ func (m *udpMux) readLoop() {
 	}
 }
 
-// route picks the session a datagram belongs to, opening one if it starts
-// a handshake; nil drops it. abandoned is a pending handshake that a fresh
-// ClientHello from the same address replaces, for the caller to close.
-func (m *udpMux) route(b []byte, from netip.AddrPort) (c, abandoned *muxConn) {
+// route picks the session a datagram received at now belongs to, opening
+// one if it starts a handshake; nil drops it. ended are sessions the
+// datagram ends, for the caller to close: a pending handshake that a
+// fresh ClientHello from the same address replaces, unverified ones
+// beyond the bounds.
+func (m *udpMux) route(b []byte, from netip.AddrPort, now time.Time) (c *muxConn, ended []*muxConn) {
 	first, hello, cookie := classify(b)
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	ended = m.expireLocked(now, ended)
 	if m.cidLen > 0 && first == protocol.ContentTypeConnectionID {
 		if cid, ok := recordCID(b, m.cidLen); ok {
 			if c := m.byCID[cid]; c != nil {
-				return c, nil
+				return c, ended
 			}
 		}
 	}
 	c = m.byAddr[from]
 	switch {
 	case c == nil:
-		if first != protocol.ContentTypeHandshake || m.closing {
-			return nil, nil
+		// Only a first ClientHello starts a handshake: pion could do
+		// nothing with a later one, nor with any other record.
+		if !hello || cookie != nil || m.closing {
+			return nil, ended
 		}
-		c = m.newConnLocked(from)
+		c, ended = m.newConnLocked(from, now, ended)
 		if c != nil {
 			m.byAddr[from] = c
 		}
-		return c, nil
+		return c, ended
 	case c.established && hello:
 		p := m.pending[from]
-		if p != nil && cookie {
-			return p, nil // the second ClientHello of that handshake
+		if p != nil && cookie != nil {
+			m.verifyLocked(p, cookie)
+			return p, ended // the second ClientHello of that handshake
+		}
+		if cookie != nil {
+			return nil, ended // no handshake of its own to go to
 		}
 		// A first ClientHello: a new handshake, which replaces one that
 		// a client gave up on.
 		if p != nil {
 			delete(m.pending, from)
-			abandoned = p
+			m.unlistLocked(p)
+			ended = append(ended, p)
 		}
 		if m.closing {
-			return nil, abandoned
+			return nil, ended
 		}
-		if p = m.newConnLocked(from); p != nil {
+		if p, ended = m.newConnLocked(from, now, ended); p != nil {
 			m.pending[from] = p
 		}
-		return p, abandoned
+		return p, ended
 	case first == protocol.ContentTypeHandshake || first == protocol.ContentTypeChangeCipherSpec:
 		if p := m.pending[from]; p != nil {
-			return p, nil
+			c = p
 		}
 	}
-	return c, nil
+	if hello && cookie != nil {
+		m.verifyLocked(c, cookie)
+	}
+	return c, ended
 }
 
-func (m *udpMux) newConnLocked(from netip.AddrPort) *muxConn {
+// verifyLocked marks c verified if cookie is the one pion sent it: its
+// client has proved it receives at its address.
+func (m *udpMux) verifyLocked(c *muxConn, cookie []byte) {
+	if c != nil && c.cookie != nil && bytes.Equal(c.cookie, cookie) {
+		m.unlistLocked(c)
+		c.proven.Store(true)
+	}
+}
+
+// unlistLocked takes c out of the unverified list.
+func (m *udpMux) unlistLocked(c *muxConn) {
+	if c.elem != nil {
+		m.unverified.Remove(c.elem)
+		c.elem = nil
+	}
+}
+
+// expireLocked ends the unverified sessions older than cookieWait.
+func (m *udpMux) expireLocked(now time.Time, ended []*muxConn) []*muxConn {
+	for e := m.unverified.Front(); e != nil; e = m.unverified.Front() {
+		c := e.Value.(*muxConn)
+		if now.Sub(c.born) < m.cookieWait {
+			break
+		}
+		ended = append(ended, m.evictLocked(c))
+	}
+	return ended
+}
+
+// evictLocked takes an unverified session out of the routing, for the
+// caller to close.
+func (m *udpMux) evictLocked(c *muxConn) *muxConn {
+	m.unlistLocked(c)
+	if m.byAddr[c.key] == c {
+		delete(m.byAddr, c.key)
+	}
+	if m.pending[c.key] == c {
+		delete(m.pending, c.key)
+	}
+	return c
+}
+
+// newConnLocked opens a session for a first ClientHello, unverified
+// until its client echoes the cookie of pion's HelloVerifyRequest. Pion
+// does the work of a handshake (a key pair, a goroutine, buffers) before
+// it sends that cookie, so unverified sessions are bounded: at most
+// maxUnverified, each for cookieWait at most. At the bound, a new one
+// ends the oldest if pion has answered it and its client has had a
+// quarter of cookieWait to echo the cookie, and is dropped otherwise (the
+// client retransmits its ClientHello a second later). A flood of ClientHellos
+// from spoofed addresses, which never echo a cookie, then costs pion at
+// most maxUnverified handshakes at a time, while a real client echoes
+// its cookie within a round trip and leaves the bound.
+//
+// A client from the address of one that completed a handshake (known)
+// skips the bound: it does not queue behind the flood.
+func (m *udpMux) newConnLocked(from netip.AddrPort, now time.Time, ended []*muxConn) (*muxConn, []*muxConn) {
+	known := m.known.has(from.Addr())
+	if !known && m.unverified.Len() >= m.maxUnverified {
+		oldest := m.unverified.Front().Value.(*muxConn)
+		if oldest.cookie == nil || now.Sub(oldest.born) < m.cookieWait/evictAfter {
+			return nil, ended
+		}
+		ended = append(ended, m.evictLocked(oldest))
+	}
 	c := &muxConn{m: m, raddr: net.UDPAddrFromAddrPort(from), key: from, in: make(chan datagram, muxQueue),
-		done: make(chan struct{}), readDeadline: deadline.New()}
+		done: make(chan struct{}), readDeadline: deadline.New(), born: now}
 	select {
 	case m.accept <- c:
 		m.open++
-		return c
+		if !known {
+			c.elem = m.unverified.PushBack(c)
+		}
+		return c, ended
 	default:
-		return nil // backlog full
+		return nil, ended // backlog full
 	}
 }
 
@@ -159,6 +279,9 @@ func (m *udpMux) established(c *muxConn) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	c.established = true
+	c.proven.Store(true)
+	m.unlistLocked(c)
+	m.known.add(c.key.Addr())
 	if m.pending[c.key] == c {
 		delete(m.pending, c.key)
 		m.byAddr[c.key] = c
@@ -204,6 +327,7 @@ func (m *udpMux) Close() error {
 func (m *udpMux) remove(c *muxConn) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.unlistLocked(c)
 	if m.byAddr[c.key] == c {
 		delete(m.byAddr, c.key)
 		if p := m.pending[c.key]; p != nil {
@@ -224,26 +348,19 @@ func (m *udpMux) remove(c *muxConn) {
 	}
 }
 
-// classify reads the first record of a datagram: its content type,
-// whether it is an epoch-0 ClientHello, and whether that carries a cookie
-// (the second ClientHello of a handshake, after HelloVerifyRequest).
-func classify(b []byte) (ct protocol.ContentType, hello, cookie bool) {
-	const rec, hs = recordlayer.FixedHeaderSize, handshake.HeaderLength
-	if len(b) < rec {
-		return 0, false, false
+// classify reads a datagram: the content type of its first record,
+// whether it carries an epoch-0 ClientHello, and that hello's cookie (nil
+// in a first ClientHello; the second of a handshake echoes the cookie of
+// the server's HelloVerifyRequest).
+func classify(b []byte) (ct protocol.ContentType, hello bool, cookie []byte) {
+	if len(b) < recordlayer.FixedHeaderSize {
+		return 0, false, nil
 	}
-	ct = protocol.ContentType(b[0])
-	epoch := uint16(b[3])<<8 | uint16(b[4])
-	if ct != protocol.ContentTypeHandshake || epoch != 0 || len(b) <= rec || handshake.Type(b[rec]) != handshake.TypeClientHello {
-		return ct, false, false
+	hello, cookie = firstHello(b)
+	if len(cookie) == 0 {
+		cookie = nil
 	}
-	// ClientHello: version (2), random (32), session id, cookie.
-	sid := rec + hs + 2 + 32
-	if len(b) <= sid {
-		return ct, true, false
-	}
-	ck := sid + 1 + int(b[sid])
-	return ct, true, len(b) > ck && b[ck] > 0
+	return protocol.ContentType(b[0]), hello, cookie
 }
 
 // recordCID extracts the Connection ID of the first tls12_cid record.
@@ -312,13 +429,30 @@ type muxConn struct {
 	// path is how the session's last datagram came: what it sends goes
 	// out the same way back (see udpSocket).
 	path lastPath
-	// established and cid are guarded by m.mu.
+	// established, cid, born, elem and cookie are guarded by m.mu.
 	established bool
 	cid         string
+	// born is when the first ClientHello came; elem is the session's
+	// place in the unverified list until its client echoes cookie, the
+	// one pion sent it (nil until then).
+	born   time.Time
+	elem   *list.Element
+	cookie []byte
+	// proven: the client echoed its cookie or completed the handshake
+	// (read without the lock by every write).
+	proven atomic.Bool
+	// identity is the PSK identity of the client's ClientKeyExchange,
+	// for the log of a failed handshake.
+	ident atomic.Pointer[string]
 }
 
 func (c *muxConn) deliver(b []byte, from netip.AddrPort, path *answerPath) {
 	c.path.note(path)
+	if c.ident.Load() == nil {
+		if id, ok := clientIdentity(b); ok {
+			c.ident.Store(&id)
+		}
+	}
 	select {
 	case c.in <- datagram{b: append([]byte(nil), b...), from: from}:
 	default: // a full queue drops, as a full socket buffer would
@@ -350,6 +484,7 @@ func (c *muxConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 		return 0, net.ErrClosed
 	default:
 	}
+	c.learnCookie(b)
 	if c.m.cidLen > 0 {
 		c.m.mu.Lock()
 		known := c.cid != ""
@@ -372,6 +507,35 @@ func (c *muxConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 	}
 	return len(b), nil
 }
+
+// learnCookie notes the cookie of a HelloVerifyRequest pion sends an
+// unverified client, which its next ClientHello must echo.
+func (c *muxConn) learnCookie(b []byte) {
+	if c.proven.Load() {
+		return
+	}
+	cookie, ok := sentCookie(b)
+	if !ok {
+		return
+	}
+	c.m.mu.Lock()
+	c.cookie = append(c.cookie[:0], cookie...)
+	c.m.mu.Unlock()
+}
+
+// identity is the PSK identity the client presented ("" before its
+// ClientKeyExchange).
+func (c *muxConn) identity() string {
+	if id := c.ident.Load(); id != nil {
+		return *id
+	}
+	return ""
+}
+
+// provedAddress reports whether the client echoed pion's cookie: a
+// handshake that fails before that came from an address nobody answers
+// at, or from a spoofed one.
+func (c *muxConn) provedAddress() bool { return c.proven.Load() }
 
 // Close ends the session's view; the socket stays for the others.
 func (c *muxConn) Close() error {

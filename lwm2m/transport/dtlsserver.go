@@ -1,4 +1,4 @@
-package lwm2m
+package transport
 
 import (
 	"context"
@@ -12,9 +12,9 @@ import (
 	udpServer "github.com/plgd-dev/go-coap/v3/udp/server"
 )
 
-// coapsServer serves CoAP on the DTLS sessions a dtlsListener accepts,
+// DTLSServer serves CoAP on the DTLS sessions a DTLSListener accepts,
 // built from go-coap's parts (its DTLS session and UDP connection) with
-// our serverConfig.
+// the caller's configuration.
 //
 // It stands in for go-coap's dtls/server.Server, which keeps its sessions
 // in a map keyed by the peer's address and drives their periodic checks
@@ -26,7 +26,7 @@ import (
 // session whose address changes was deleted under its new address, which
 // left the entry, and the whole session, in the map for good. Here
 // sessions are kept by identity, and swept by sessionSweep.
-type coapsServer struct {
+type DTLSServer struct {
 	cfg    udpServer.Config
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -35,8 +35,9 @@ type coapsServer struct {
 	wg       sync.WaitGroup
 }
 
-func newCoAPSServer(c serverConfig) *coapsServer {
-	cfg := c.goCoAP()
+// NewDTLSServer serves the sessions of a DTLSListener with go-coap's
+// connections configured by cfg, checked as sw says.
+func NewDTLSServer(cfg udpServer.Config, sw Sweep) *DTLSServer {
 	errs := cfg.Errors
 	cfg.Errors = func(err error) {
 		if !coapNet.IsCancelOrCloseError(err) {
@@ -44,13 +45,13 @@ func newCoAPSServer(c serverConfig) *coapsServer {
 		}
 	}
 	ctx, cancel := context.WithCancel(cfg.Ctx)
-	sessions := newConnSweep(c.s.o.IdleTimeout)
-	return &coapsServer{cfg: cfg, ctx: ctx, cancel: cancel, sessions: sessions}
+	sessions := newConnSweep(sw)
+	return &DTLSServer{cfg: cfg, ctx: ctx, cancel: cancel, sessions: sessions}
 }
 
 // Serve accepts sessions until Stop, then closes the listener and the
 // sessions and waits for their goroutines.
-func (s *coapsServer) Serve(l *dtlsListener) error {
+func (s *DTLSServer) Serve(l *DTLSListener) error {
 	defer s.wg.Wait()
 	defer closeConns(s.sessions)
 	defer l.Close()
@@ -78,14 +79,14 @@ func (s *coapsServer) Serve(l *dtlsListener) error {
 }
 
 // Stop ends Serve (and closes its listener) without waiting for it.
-func (s *coapsServer) Stop() { s.cancel() }
+func (s *DTLSServer) Stop() { s.cancel() }
 
 // newConn is go-coap's DTLS server connection: a session over the DTLS
 // connection and the CoAP-over-UDP machinery on top.
-func (s *coapsServer) newConn(nc *coapNet.Conn) *udpClient.Conn {
+func (s *DTLSServer) newConn(nc *coapNet.Conn) *udpClient.Conn {
 	return newGoCoAPConn(&s.cfg, dtlsServer.NewSession(s.ctx, nc, s.cfg.MaxMessageSize, s.cfg.MTU, true))
 }
 
-// requestStarted has cc checked every tick while busy, so the request
+// RequestStarted has cc checked every tick while busy, so the request
 // just made busy on it is retransmitted on time.
-func (s *coapsServer) requestStarted(cc *udpClient.Conn) { s.sessions.markHot(cc) }
+func (s *DTLSServer) RequestStarted(cc *udpClient.Conn) { s.sessions.markHot(cc) }

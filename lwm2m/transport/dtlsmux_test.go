@@ -1,6 +1,10 @@
-package lwm2m
+package transport
 
 import (
+	"time"
+
+	"github.com/iotgate/iotgate/lwm2m/ratelog"
+	"github.com/pion/dtls/v2/pkg/protocol/handshake"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -17,17 +21,42 @@ func record(ct protocol.ContentType, epoch uint16, body ...byte) []byte {
 	return append(b, body...)
 }
 
-// clientHello builds a ClientHello record, with or without a cookie.
-func clientHello(cookie bool) []byte {
-	body := make([]byte, 12+2+32) // handshake header, version, random
-	body[0] = 1                   // client_hello
-	body = append(body, 0)        // session id length
-	if cookie {
-		body = append(body, 2, 0xaa, 0xbb)
-	} else {
-		body = append(body, 0)
+// handshakeMsg builds a whole (unfragmented) handshake message.
+func handshakeMsg(typ handshake.Type, seq uint16, body ...byte) []byte {
+	n := len(body)
+	h := []byte{byte(typ), byte(n >> 16), byte(n >> 8), byte(n), byte(seq >> 8), byte(seq), 0, 0, 0, byte(n >> 16), byte(n >> 8), byte(n)}
+	return append(h, body...)
+}
+
+// helloWith builds a ClientHello record with the given cookie.
+func helloWith(cookie []byte) []byte {
+	body := make([]byte, 2+32) // version, random
+	body = append(body, 0)     // session id length
+	body = append(body, byte(len(cookie)))
+	body = append(body, cookie...)
+	body = append(body, 0, 2, 0xc0, 0xa8, 1, 0) // a cipher suite, null compression
+	seq := uint16(0)
+	if len(cookie) > 0 {
+		seq = 1
 	}
-	return record(protocol.ContentTypeHandshake, 0, body...)
+	return record(protocol.ContentTypeHandshake, 0, handshakeMsg(handshake.TypeClientHello, seq, body...)...)
+}
+
+// testCookie is the cookie the tests' second ClientHellos echo.
+var testCookie = []byte{0xaa, 0xbb}
+
+// clientHello builds a ClientHello record, with or without testCookie.
+func clientHello(cookie bool) []byte {
+	if cookie {
+		return helloWith(testCookie)
+	}
+	return helloWith(nil)
+}
+
+// verifyRequest builds a HelloVerifyRequest record with cookie.
+func verifyRequest(cookie []byte) []byte {
+	body := append([]byte{0xfe, 0xfd, byte(len(cookie))}, cookie...)
+	return record(protocol.ContentTypeHandshake, 0, handshakeMsg(handshake.TypeHelloVerifyRequest, 0, body...)...)
 }
 
 func TestLwM2MMuxRouting(t *testing.T) {
@@ -35,20 +64,19 @@ func TestLwM2MMuxRouting(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := &udpMux{pc: pc, cidLen: 2, byAddr: map[netip.AddrPort]*muxConn{}, pending: map[netip.AddrPort]*muxConn{},
-		byCID: map[string]*muxConn{}, accept: make(chan *muxConn, 4), done: make(chan struct{})}
+	m := newMux(pc, 2, 4, 4, time.Minute)
 	defer pc.Close()
 	dev := netip.MustParseAddrPort("10.0.0.1:5000")
 	appData := record(protocol.ContentTypeApplicationData, 1, 1, 2, 3)
 
-	if c, _ := m.route(appData, dev); c != nil {
+	if c, _ := m.route(appData, dev, time.Now()); c != nil {
 		t.Fatal("application data from an unknown address opened a session")
 	}
-	s1, _ := m.route(clientHello(false), dev)
+	s1, _ := m.route(clientHello(false), dev, time.Now())
 	if s1 == nil || len(m.accept) != 1 {
 		t.Fatal("a ClientHello did not open a session")
 	}
-	if c, _ := m.route(clientHello(true), dev); c != s1 {
+	if c, _ := m.route(clientHello(true), dev, time.Now()); c != s1 {
 		t.Fatal("the second ClientHello of a handshake went elsewhere")
 	}
 	m.established(s1)
@@ -56,38 +84,38 @@ func TestLwM2MMuxRouting(t *testing.T) {
 
 	// The device reboots: a fresh ClientHello opens a pending session
 	// beside the established one, which keeps the application data.
-	s2, _ := m.route(clientHello(false), dev)
+	s2, _ := m.route(clientHello(false), dev, time.Now())
 	if s2 == nil || s2 == s1 || m.pending[dev] != s2 {
 		t.Fatal("a ClientHello from an established address did not open a pending session")
 	}
-	if c, _ := m.route(appData, dev); c != s1 {
+	if c, _ := m.route(appData, dev, time.Now()); c != s1 {
 		t.Fatal("application data left the established session")
 	}
-	if c, _ := m.route(clientHello(true), dev); c != s2 {
+	if c, _ := m.route(clientHello(true), dev, time.Now()); c != s2 {
 		t.Fatal("the cookie ClientHello did not reach the pending session")
 	}
-	if c, _ := m.route(record(protocol.ContentTypeHandshake, 1, 9, 9), dev); c != s2 {
+	if c, _ := m.route(record(protocol.ContentTypeHandshake, 1, 9, 9), dev, time.Now()); c != s2 {
 		t.Fatal("handshake records did not reach the pending session")
 	}
 	// Another fresh ClientHello abandons the pending handshake.
-	s3, abandoned := m.route(clientHello(false), dev)
-	if abandoned != s2 || s3 == nil || m.pending[dev] != s3 {
+	s3, abandoned := m.route(clientHello(false), dev, time.Now())
+	if len(abandoned) != 1 || abandoned[0] != s2 || s3 == nil || m.pending[dev] != s3 {
 		t.Fatal("a fresh ClientHello did not replace the pending handshake")
 	}
-	_ = abandoned.Close()
+	_ = abandoned[0].Close()
 	// Its handshake completes: the address moves to it; the old session
 	// keeps its Connection ID.
 	m.established(s3)
-	if c, _ := m.route(appData, dev); c != s3 {
+	if c, _ := m.route(appData, dev, time.Now()); c != s3 {
 		t.Fatal("the address did not move to the new session")
 	}
 	// A record with the old session's Connection ID reaches it from any
 	// address (its NAT binding moved).
 	cidRecord := []byte{byte(protocol.ContentTypeConnectionID), 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0, 2, 'i', 'd', 0, 3, 1, 2, 3}
-	if c, _ := m.route(cidRecord, netip.MustParseAddrPort("10.0.0.2:7000")); c != s1 {
+	if c, _ := m.route(cidRecord, netip.MustParseAddrPort("10.0.0.2:7000"), time.Now()); c != s1 {
 		t.Fatal("a Connection ID record was not routed by its ID")
 	}
-	if c, _ := m.route(appData, netip.MustParseAddrPort("10.9.9.9:1")); c != nil {
+	if c, _ := m.route(appData, netip.MustParseAddrPort("10.9.9.9:1"), time.Now()); c != nil {
 		t.Fatal("application data from a stranger opened a session")
 	}
 	_ = s1.Close()
@@ -105,7 +133,7 @@ func TestLwM2MMuxRouting(t *testing.T) {
 // re-register storm waited that second.
 func TestLwM2MMuxHoldsABurstOfClientHellos(t *testing.T) {
 	const maxHandshakes = 300
-	l, err := listenDTLS("127.0.0.1:0", &dtls.Config{}, maxHandshakes, slog.New(slog.DiscardHandler))
+	l, err := ListenDTLS("127.0.0.1:0", &dtls.Config{}, DTLSLimits{MaxHandshakes: maxHandshakes}, ratelog.New(slog.New(slog.DiscardHandler), 0, 0, nil), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,17 +144,17 @@ func TestLwM2MMuxHoldsABurstOfClientHellos(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pc.Close()
-	m, err := newUDPMux(pc, 0, cap(l.mux.accept))
+	m, err := newUDPMux(pc, 0, cap(l.mux.accept), l.mux.maxUnverified, time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i := range maxHandshakes {
 		from := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), 5000)
-		if c, _ := m.route(clientHello(false), from); c == nil {
+		if c, _ := m.route(clientHello(false), from, time.Now()); c == nil {
 			t.Fatalf("ClientHello %d of a burst of %d dropped", i+1, maxHandshakes)
 		}
 	}
-	if c, _ := m.route(clientHello(false), netip.MustParseAddrPort("10.1.0.1:5000")); c != nil {
+	if c, _ := m.route(clientHello(false), netip.MustParseAddrPort("10.1.0.1:5000"), time.Now()); c != nil {
 		t.Fatal("a ClientHello beyond the backlog opened a session")
 	}
 }
@@ -144,7 +172,7 @@ func TestLwM2MMuxSessionFootprint(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pc.Close()
-	m, err := newUDPMux(pc, 0, sessions)
+	m, err := newUDPMux(pc, 0, sessions, sessions, time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +182,7 @@ func TestLwM2MMuxSessionFootprint(t *testing.T) {
 	runtime.ReadMemStats(&before)
 	for i := range sessions {
 		from := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), 5000)
-		if c, _ := m.route(hello, from); c == nil {
+		if c, _ := m.route(hello, from, time.Now()); c == nil {
 			t.Fatalf("ClientHello %d dropped", i+1)
 		}
 	}
@@ -176,12 +204,12 @@ func TestLwM2MMuxReadAllocatesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pc.Close()
-	m, err := newUDPMux(pc, 0, 4)
+	m, err := newUDPMux(pc, 0, 4, 1, time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
 	dev := netip.MustParseAddrPort("10.0.0.1:5000")
-	c, _ := m.route(clientHello(false), dev)
+	c, _ := m.route(clientHello(false), dev, time.Now())
 	if c == nil {
 		t.Fatal("a ClientHello did not open a session")
 	}

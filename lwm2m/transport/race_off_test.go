@@ -1,5 +1,5 @@
 //go:build !race
 
-package lwm2m
+package transport
 
 const raceEnabled = false

@@ -1,4 +1,4 @@
-package lwm2m
+package transport
 
 import (
 	"context"
@@ -16,7 +16,7 @@ import (
 	udpServer "github.com/plgd-dev/go-coap/v3/udp/server"
 )
 
-// coapServer serves NoSec CoAP on one UDP socket: a read loop of ours
+// UDPServer serves CoAP (NoSec) on one UDP socket: a read loop of ours
 // hands each datagram to go-coap's connection of its sender's address,
 // made on the first datagram (or request of ours) and closed when idle.
 //
@@ -30,7 +30,7 @@ import (
 // so one chatty or hostile client could stall the listener. Here only
 // the periodic sweep expires the caches, as it does for DTLS sessions
 // (sessionSweep).
-type coapServer struct {
+type UDPServer struct {
 	cfg    udpServer.Config
 	l      *coapNet.UDPConn
 	ctx    context.Context
@@ -42,7 +42,10 @@ type coapServer struct {
 	sessions *sessionSweep[*udpClient.Conn]
 }
 
-func newCoAPServer(c serverConfig, l *coapNet.UDPConn) (*coapServer, error) {
+// NewUDPServer serves l with go-coap's connections configured by cfg
+// (its Handler, OnNewConn and CreateInactivityMonitor included), checked
+// as sw says.
+func NewUDPServer(cfg udpServer.Config, l *coapNet.UDPConn, sw Sweep) (*UDPServer, error) {
 	conn, ok := l.NetConn().(*net.UDPConn)
 	if !ok {
 		return nil, fmt.Errorf("coap socket is a %T, not a UDP socket", l.NetConn())
@@ -51,14 +54,13 @@ func newCoAPServer(c serverConfig, l *coapNet.UDPConn) (*coapServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg := c.goCoAP()
 	ctx, cancel := context.WithCancel(cfg.Ctx)
-	sessions := newConnSweep(c.s.o.NoSecIdleTimeout)
-	return &coapServer{cfg: cfg, l: l, sock: sock, ctx: ctx, cancel: cancel, conns: make(map[netip.AddrPort]udpPeer), sessions: sessions}, nil
+	sessions := newConnSweep(sw)
+	return &UDPServer{cfg: cfg, l: l, sock: sock, ctx: ctx, cancel: cancel, conns: make(map[netip.AddrPort]udpPeer), sessions: sessions}, nil
 }
 
 // Serve reads datagrams until Stop, then closes the connections.
-func (s *coapServer) Serve() error {
+func (s *UDPServer) Serve() error {
 	defer closeConns(s.sessions)
 	sweepConns(s.ctx, &s.cfg, s.sessions)
 	buf := make([]byte, s.cfg.MaxMessageSize)
@@ -87,23 +89,23 @@ func (s *coapServer) Serve() error {
 }
 
 // Stop ends Serve (closing the socket) without waiting for it.
-func (s *coapServer) Stop() {
+func (s *UDPServer) Stop() {
 	s.cancel()
 	_ = s.l.Close()
 }
 
 // NewConn returns the connection to addr, made if there is none, to send
 // a request on.
-func (s *coapServer) NewConn(addr *net.UDPAddr) (*udpClient.Conn, error) {
+func (s *UDPServer) NewConn(addr *net.UDPAddr) (*udpClient.Conn, error) {
 	if s.ctx.Err() != nil {
 		return nil, errors.New("coap server stopped")
 	}
 	return s.conn(unmapped(addr.AddrPort())).cc, nil
 }
 
-// requestStarted has cc checked every tick while busy, so that a request
+// RequestStarted has cc checked every tick while busy, so that a request
 // of ours is retransmitted on time.
-func (s *coapServer) requestStarted(cc *udpClient.Conn) { s.sessions.markHot(cc) }
+func (s *UDPServer) RequestStarted(cc *udpClient.Conn) { s.sessions.markHot(cc) }
 
 // udpPeer is the connection of one peer address and its session.
 type udpPeer struct {
@@ -113,7 +115,7 @@ type udpPeer struct {
 
 // conn returns the open connection of the peer at addr (unmapped), or
 // a new one.
-func (s *coapServer) conn(addr netip.AddrPort) udpPeer {
+func (s *UDPServer) conn(addr netip.AddrPort) udpPeer {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if p := s.conns[addr]; p.cc != nil && p.cc.Context().Err() == nil {
@@ -234,5 +236,30 @@ func (s *udpSession) WriteMulticastMessage(req *pool.Message, address *net.UDPAd
 // Run is for a connection that reads its own socket; the server reads
 // this one's.
 func (s *udpSession) Run(*udpClient.Conn) error {
-	return errors.New("lwm2m: a server session is fed by the server's read loop")
+	return errors.New("transport: a server session is fed by the server's read loop")
+}
+
+// ReadBuffer is the receive buffer of the NoSec and DTLS sockets, each
+// read by one goroutine. When a fleet comes back after an outage, a burst
+// of Registers or handshakes (and the answers to our observations)
+// overflows the kernel's default (208 KiB), and every dropped datagram
+// costs its client a retransmission timeout (1-2 s). Linux caps it at
+// net.core.rmem_max.
+const ReadBuffer = 4 << 20
+
+// ListenUDP binds a NoSec CoAP socket with a ReadBuffer receive buffer.
+func ListenUDP(addr string) (*coapNet.UDPConn, error) {
+	ua, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return nil, err
+	}
+	c, err := net.ListenUDP("udp", ua)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.SetReadBuffer(ReadBuffer); err != nil {
+		_ = c.Close()
+		return nil, fmt.Errorf("receive buffer: %w", err)
+	}
+	return coapNet.NewUDPConn("udp", c), nil
 }

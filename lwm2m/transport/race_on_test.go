@@ -1,6 +1,6 @@
 //go:build race
 
-package lwm2m
+package transport
 
 // raceEnabled: the race detector instruments allocations too, so the
 // allocation counts tests assert hold only without it.
