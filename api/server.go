@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/iotgate/iotgate/api/aksk"
+	"github.com/iotgate/iotgate/registry/guard"
 	"github.com/labstack/echo/v4"
 	"golang.org/x/time/rate"
 )
@@ -41,6 +42,9 @@ type Options struct {
 	// Limits bound request rates, sizes and timeouts; the zero value has
 	// no rate limits and the default sizes and timeouts.
 	Limits Limits
+	// Bans is the ban list served at /banned (banned.go); nil: no such
+	// routes.
+	Bans guard.Guard
 }
 
 // Server is the REST API.
@@ -62,6 +66,7 @@ type Server struct {
 	unauth *addrLimiter
 	// refusals logs what the limits and authentication refuse.
 	refusals *refusalLog
+	bans     guard.Guard
 }
 
 // New builds the API server.
@@ -74,6 +79,7 @@ func New(o Options) *Server {
 		router:  o.Router,
 		cmdWait: o.CommandTimeout,
 		limits:  o.Limits.withDefaults(),
+		bans:    o.Bans,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -122,6 +128,7 @@ func New(o Options) *Server {
 	s.registrationRoutes(e)
 	s.asyncCommandRoutes(v5)
 	s.eventRoutes(v5)
+	s.banRoutes(v5)
 	s.echo = e
 	return s
 }

@@ -119,6 +119,7 @@ func (h *authHook) aliSecret(ctx context.Context, cid aliClientID, pk, dn string
 	if r != nil {
 		return nil, r
 	}
+	h.stats.credentialChecks.Add(1)
 	params := []alisign.Param{{Name: "deviceName", Value: dn}, {Name: "productKey", Value: pk}}
 	if cid.HasTimestamp {
 		params = append(params, alisign.Param{Name: "timestamp", Value: cid.Timestamp})
@@ -132,7 +133,7 @@ func (h *authHook) aliSecret(ctx context.Context, cid aliClientID, pk, dn string
 		_, matched = d.MatchSecret(alisign.Proof(hash, params...), mac)
 	}
 	if !matched {
-		return nil, refuse(notAuthorized, "wrong sign")
+		return nil, reject(notAuthorized, "wrong sign")
 	}
 	return d, nil
 }
@@ -143,14 +144,15 @@ func (h *authHook) aliToken(ctx context.Context, cid aliClientID, pk, dn string,
 	if len(password) == 0 || cid.ClientID == "" {
 		return nil, refuse(badCredentials, "connwl needs the ClientID as clientId and the DeviceToken as password")
 	}
+	h.stats.credentialChecks.Add(1)
 	d, err := h.reg.CheckClientToken(ctx, pk, dn, cid.ClientID, string(password))
 	switch {
 	case err == nil:
 		return d, nil
 	case errors.Is(err, registry.ErrNotFound):
-		return nil, refuse(notAuthorized, "unknown device")
+		return nil, reject(notAuthorized, "unknown device")
 	case errors.Is(err, registry.ErrClientIDRefused):
-		return nil, refuse(notAuthorized, "ClientID or DeviceToken refused")
+		return nil, reject(notAuthorized, "ClientID or DeviceToken refused")
 	}
 	return nil, refuse(serverUnavailable, "device lookup: %v", err)
 }
@@ -158,7 +160,7 @@ func (h *authHook) aliToken(ctx context.Context, cid aliClientID, pk, dn string,
 func (h *authHook) aliDevice(ctx context.Context, pk, dn string) (*registry.Device, *refusal) {
 	d, err := h.reg.DeviceByProductNode(ctx, pk, dn)
 	if errors.Is(err, registry.ErrNotFound) {
-		return nil, refuse(notAuthorized, "unknown device")
+		return nil, reject(notAuthorized, "unknown device")
 	}
 	if err != nil {
 		return nil, refuse(serverUnavailable, "device lookup: %v", err)
@@ -193,7 +195,10 @@ func (h *authHook) aliRegistration(ctx context.Context, cid aliClientID, pk, dn 
 		return nil, why
 	}
 	proof := alisign.RegistrationProof(hash, pk, dn, cid.Random)
-	verify := func(p *registry.Product) bool { return p.MatchProductSecret(proof, mac) }
+	verify := func(p *registry.Product) bool {
+		h.stats.credentialChecks.Add(1)
+		return p.MatchProductSecret(proof, mac)
+	}
 
 	var res registrationResult
 	var err error
@@ -217,11 +222,11 @@ func (h *authHook) aliRegistration(ctx context.Context, cid aliClientID, pk, dn 
 		h.log.Info("device registered dynamically over MQTT", "product_id", pk, "node_id", dn, "auth_type", cid.AuthType)
 		return &conn{registration: &res}, nil
 	case errors.As(err, &nf) && nf.Kind == registry.EntityProduct:
-		return nil, refuse(badCredentials, "unknown product")
+		return nil, reject(badCredentials, "unknown product")
 	case errors.Is(err, registry.ErrSignature):
-		return nil, refuse(badCredentials, "wrong product-secret sign")
+		return nil, reject(badCredentials, "wrong product-secret sign")
 	case errors.Is(err, registry.ErrNotFound):
-		return nil, refuse(notAuthorized, "no such pre-registered device")
+		return nil, reject(notAuthorized, "no such pre-registered device")
 	case errors.Is(err, registry.ErrDynRegDisabled):
 		return nil, refuse(notAuthorized, "%v", err)
 	case errors.Is(err, registry.ErrAlreadyActive), errors.Is(err, registry.ErrFrozen),

@@ -174,7 +174,8 @@ func (f fakeAuthRegistry) ProductByID(_ context.Context, id string) (*registry.P
 // in each sign method and hex case.
 func TestMQTTAliConnectDocVectors(t *testing.T) {
 	h := &authHook{reg: fakeAuthRegistry{dev: &registry.Device{DeviceID: "pk_device", ProjectID: "p", ProductID: "pk",
-		NodeID: "device", Auth: registry.AuthInfo{Type: registry.AuthSecret, Secret: "secret"}}}}
+		NodeID: "device", Auth: registry.AuthInfo{Type: registry.AuthSecret, Secret: "secret"}}},
+		stats: &counters{}}
 	cl := &mochi.Client{} // no connection: plain TCP
 	connect := func(clientID, password string) packets.Packet {
 		return packets.Packet{Connect: packets.ConnectParams{ClientIdentifier: clientID, Keepalive: 60,

@@ -54,6 +54,12 @@ func newEnv(t testing.TB) *env {
 // log as in production, from Info).
 func newEnvLogging(t testing.TB, level slog.Level) *env {
 	t.Helper()
+	return newEnvWith(t, level, nil)
+}
+
+// newEnvWith is newEnvLogging with the server's options changed by mod.
+func newEnvWith(t testing.TB, level slog.Level, mod func(*Options)) *env {
+	t.Helper()
 	store, err := badgerkv.Open(badgerkv.Options{InMemory: true, Queues: registry.Queues()})
 	if err != nil {
 		t.Fatal(err)
@@ -85,13 +91,17 @@ func newEnvLogging(t testing.TB, level slog.Level) *env {
 	roots.AppendCertsFromPEM(caPEM)
 
 	logs := &syncBuffer{}
-	srv, err := New(Options{
+	o := Options{
 		Registry:  reg,
 		Listen:    "127.0.0.1:0",
 		TLSListen: "127.0.0.1:0",
 		TLS:       &tls.Config{Certificates: []tls.Certificate{cert}},
 		Logger:    slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: level})),
-	})
+	}
+	if mod != nil {
+		mod(&o)
+	}
+	srv, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -89,6 +89,10 @@ type GateOptions struct {
 	// noRateLimits, since the tests call as fast as they can, with one
 	// credential, from one address.
 	APILimits string
+	// Limits are further lines of the config's limits block (the
+	// guard's, limits.mqtt); empty: the defaults.
+	Limits   string
+	LogLevel string // default debug
 }
 
 // noRateLimits switches the REST API's rate limits off (its timeouts and
@@ -135,8 +139,15 @@ func StartGate(t testing.TB, o GateOptions) *Gate {
 	g.MQTT, g.MQTTS, g.CoAP, g.DTLS = ports[1], ports[2], ports[3], ports[4]
 	g.APIS = "https://localhost:" + strings.TrimPrefix(ports[5], "127.0.0.1:")
 	g.Config = filepath.Join(g.DataDir, "iotgate.yaml")
+	if o.LogLevel == "" {
+		o.LogLevel = "debug"
+	}
+	var limits string
+	if o.Limits != "" {
+		limits = indent(o.Limits, "  ")
+	}
 	cfg := fmt.Sprintf(`data_dir: %q
-log_level: debug
+log_level: %s
 api:
   listen: %q
   tls_listen: %q
@@ -154,9 +165,10 @@ mqtt:
   listen: %q
   tls_listen: %q
 limits:
-  api:
-%s%s%s`, filepath.Join(g.DataDir, "data"), strings.TrimPrefix(g.API, "http://"), ports[5], g.Project, g.AK, g.SK, g.Token,
-		g.CoAP, g.DTLS, g.MQTT, g.MQTTS, indent(cmp.Or(o.APILimits, noRateLimits), "    "), testStore(o.Extra), o.Extra)
+%s  api:
+%s%s%s`, filepath.Join(g.DataDir, "data"), o.LogLevel, strings.TrimPrefix(g.API, "http://"), ports[5], g.Project, g.AK, g.SK, g.Token,
+		g.CoAP, g.DTLS, g.MQTT, g.MQTTS, limits, indent(cmp.Or(o.APILimits, noRateLimits), "    "),
+		testStore(o.Extra), o.Extra)
 	if err := os.WriteFile(g.Config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -7,11 +7,6 @@ import (
 	"github.com/iotgate/iotgate/api"
 )
 
-// LimitsConfig groups the abuse limits (configs/iotgate.yaml `limits:`).
-type LimitsConfig struct {
-	API APILimitsConfig `yaml:"api"`
-}
-
 // APILimitsConfig bounds what one REST client can make the API do or
 // hold (api.Limits has the details).
 type APILimitsConfig struct {

@@ -172,7 +172,7 @@ func defaultConfig() Config {
 		Registry: RegConfig{SweepInterval: time.Second, CacheEntries: 1 << 21, CacheMaxAge: 10 * time.Minute,
 			MaxDevicesPerProduct: 500_000, MaxSubDevicesPerGateway: 1_500, MaxClientIDsPerDevice: 5, MaxSubDevicesPerRequest: 30},
 		Store:             StoreConfig{MinFreeBytes: 256 << 20, BallastBytes: 64 << 20},
-		Limits:            LimitsConfig{API: defaultAPILimits()},
+		Limits:            defaultLimits(),
 		TLSReloadInterval: time.Minute,
 		Events:            EventsConfig{Retention: registry.DefaultEventRetention, MaxEvents: registry.DefaultMaxEvents},
 	}
@@ -256,5 +256,5 @@ func (c *Config) validate() error {
 	if c.Events.MaxEvents == 0 {
 		return errors.New("config: events.max_events must be positive")
 	}
-	return nil
+	return c.Limits.validate()
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/iotgate/iotgate/lwm2m"
 	"github.com/iotgate/iotgate/mqtt"
 	"github.com/iotgate/iotgate/registry"
+	"github.com/iotgate/iotgate/registry/guard"
 )
 
 // The API reaches the registry only through the interface it declares.
@@ -22,11 +23,18 @@ type wiring struct {
 	log   *slog.Logger
 	reg   *registry.Registry
 	certs *serverCerts
+	// guard holds the abuse controls every listener and the ban API
+	// share (node-local: this process's memory).
+	guard guard.Guard
 }
 
 func (w *wiring) listeners() ([]listener, api.Options, error) {
 	var ls []listener
 	var opts api.Options
+	if w.guard == nil {
+		w.guard = guard.NewLocal(w.cfg.Limits.guardConfig())
+	}
+	opts.Bans = w.guard
 	router := w.reg.Router()
 	if m, err := w.mqtt(); err != nil {
 		return nil, opts, err
@@ -96,6 +104,8 @@ func (w *wiring) mqtt() (*mqtt.Server, error) {
 		TLSListen:     c.TLSListen,
 		TLS:           tc,
 		TimestampSkew: c.TimestampSkew,
+		Guard:         w.guard,
+		Limits:        w.cfg.Limits.mqttLimits(),
 		Logger:        w.log.With("component", "mqtt"),
 	})
 }
