@@ -1,0 +1,240 @@
+// Package pgkv is the shared storage engine of iotgate: kv.Store on
+// PostgreSQL (through pgx), for several nodes on one database.
+//
+// Why a key-value table: the registry's storage seam is an ordered,
+// transactional key-value store (see registry/kv), and its key families
+// (records, every index, deadline queues, sharded counters; see
+// registry/keys.go) are laid out so that each is a key range. Here they
+// all live in one table, kv (key bytea primary key, value bytea), so each
+// family is a range of that table's primary-key B-tree: a hot-path lookup
+// (a device by id, by node id, by fingerprint) is one index lookup, a
+// listing or a deadline sweep is one index range scan, and the rules
+// that keep records and their index entries in agreement stay in the
+// domain, once, for every engine. bytea compares byte by byte, which is
+// the order the registry's keys are built for.
+//
+// Transactions: Update runs in a SERIALIZABLE transaction. Like the
+// Badger engine, one committer goroutine per Store packs the Updates
+// waiting at that moment into one transaction (group commit): each
+// Update's reads go to the database inside that transaction, its writes
+// are staged in memory (and seen by its own reads and by the Updates
+// after it in the batch), and the writes of the Updates whose functions
+// succeeded are applied at the end with two batched statements (an
+// upsert from unnest arrays and a DELETE ... = ANY) before COMMIT. A View
+// runs in a REPEATABLE READ READ ONLY transaction: one snapshot, which
+// never conflicts. Scans are range queries on the primary key, fetched in
+// pages.
+//
+// Conflicts: Updates of one Store never race each other (one committer),
+// but Updates of several Stores on one database (several nodes) can. A
+// serialisation failure or a deadlock (SQLSTATE 40001, 40P01) fails the
+// whole batch: every Update in it returns kv.ErrConflict, nothing of the
+// batch is kept, and the registry re-runs each write. Other failures are
+// never reported as success: a lost connection or a refusal before
+// COMMIT returns an error (ErrUnavailable when the database could not be
+// reached) with nothing written, and a connection lost while COMMIT was
+// in flight returns ErrCommitUnknown, since the write may or may not have
+// been kept.
+//
+// Supported: PostgreSQL 13 or later, with the server's defaults for
+// durability (fsync and synchronous_commit on: an acknowledged Update is
+// on disk). The SQL is kept to the subset CockroachDB and YugabyteDB also
+// run: no LISTEN/NOTIFY, no advisory locks in the data path (one is taken
+// only while the embedded migrations are applied at Open), no stored
+// procedures. Neither is tested in CI.
+package pgkv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/iotgate/iotgate/registry/kv"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Options configures the engine.
+type Options struct {
+	// URL is the database's connection string, in pgx syntax (a URL or
+	// key=value pairs; several hosts and target_session_attrs=read-write
+	// for failover).
+	URL string
+	// MaxConns bounds the connection pool. Zero keeps the URL's
+	// pool_max_conns, or pgx's default (the greater of 4 and the number
+	// of CPUs). The committer holds one connection per batch; Views
+	// share the rest.
+	MaxConns int32
+	// MaxBatch bounds how many Updates share one transaction. Zero means
+	// 128. Larger batches amortise more round trips and commits, but a
+	// conflict with another node fails the whole batch.
+	MaxBatch int
+	// BatchTimeout bounds one group-commit transaction, from BEGIN to
+	// COMMIT. Zero means 30 s.
+	BatchTimeout time.Duration
+	Logger       *slog.Logger
+}
+
+// ErrUnavailable wraps a failure to reach the database (a lost or
+// refused connection, a timeout, a server shutting down) before COMMIT
+// was sent: nothing of the Update was written.
+var ErrUnavailable = errors.New("pgkv: database unavailable")
+
+// ErrCommitUnknown wraps the loss of the connection while COMMIT was in
+// flight: the Update may or may not have been kept.
+var ErrCommitUnknown = errors.New("pgkv: commit outcome unknown")
+
+// Store is kv.Store on PostgreSQL.
+type Store struct {
+	pool     *pgxpool.Pool
+	log      *slog.Logger
+	maxBatch int
+	timeout  time.Duration
+
+	ops      chan *op
+	stop     chan struct{}
+	loopDone chan struct{}
+	stopOnce sync.Once
+	closed   atomic.Bool
+
+	statMu sync.Mutex
+	stats  Stats
+}
+
+var _ kv.Store = (*Store)(nil)
+
+// Stats counts the committer's transactions since the store was opened:
+// Ops/Commits is how many Updates share one commit; Conflicts counts the
+// batches that failed with kv.ErrConflict.
+type Stats struct {
+	Commits   uint64 `json:"commits"`
+	Ops       uint64 `json:"ops"`
+	Conflicts uint64 `json:"conflicts"`
+}
+
+// Open connects to the database, applies the embedded migrations it
+// lacks, and starts the committer.
+func Open(ctx context.Context, o Options) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(o.URL)
+	if err != nil {
+		// pgx's parse errors quote the URL, redacting passwords only on a
+		// best-effort basis: name the problem, not the text.
+		return nil, errors.New("pgkv: the database URL does not parse (not repeated here: it may hold a password)")
+	}
+	if o.MaxConns > 0 {
+		cfg.MaxConns = o.MaxConns
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("pgkv: connect: %w", err)
+	}
+	if err := migrate(ctx, pool); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	s := &Store{
+		pool:     pool,
+		log:      o.Logger,
+		maxBatch: o.MaxBatch,
+		timeout:  o.BatchTimeout,
+		ops:      make(chan *op, 1024),
+		stop:     make(chan struct{}),
+		loopDone: make(chan struct{}),
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.maxBatch <= 0 {
+		s.maxBatch = 128
+	}
+	if s.timeout <= 0 {
+		s.timeout = 30 * time.Second
+	}
+	go s.commitLoop()
+	return s, nil
+}
+
+// Stats reports the group commit so far.
+func (s *Store) Stats() Stats {
+	s.statMu.Lock()
+	defer s.statMu.Unlock()
+	return s.stats
+}
+
+// Close stops the committer after the batch it is running (Updates still
+// queued get kv.ErrClosed), then closes the pool once the Views in
+// progress end.
+func (s *Store) Close() error {
+	s.stopOnce.Do(func() {
+		s.closed.Store(true)
+		close(s.stop)
+		<-s.loopDone
+		s.pool.Close()
+	})
+	return nil
+}
+
+// View runs fn in a read-only transaction on one snapshot.
+func (s *Store) View(ctx context.Context, fn func(kv.Reader) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if s.closed.Load() {
+		return kv.ErrClosed
+	}
+	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		if s.closed.Load() {
+			return kv.ErrClosed
+		}
+		return dbError("begin view", err)
+	}
+	r := &reader{ctx: ctx, tx: tx}
+	if err := fn(r); err != nil {
+		_ = tx.Rollback(context.WithoutCancel(ctx))
+		return err
+	}
+	if r.err != nil { // fn swallowed a failed read
+		_ = tx.Rollback(context.WithoutCancel(ctx))
+		return r.err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return dbError("end view", err)
+	}
+	return nil
+}
+
+// Update queues fn for the committer and waits for its outcome.
+func (s *Store) Update(ctx context.Context, fn func(kv.Txn) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	o := &op{fn: fn, done: make(chan error, 1)}
+	select {
+	case s.ops <- o:
+	case <-s.stop:
+		return kv.ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	// Once queued the write may commit, so wait for the outcome even if
+	// ctx ends: the caller must never be told "failed" for a kept write.
+	select {
+	case err := <-o.done:
+		return err
+	case <-s.loopDone:
+		select {
+		case err := <-o.done:
+			return err
+		default:
+			return kv.ErrClosed
+		}
+	}
+}
+
+// Queued reports how many Updates wait for the committer.
+func (s *Store) Queued() int { return len(s.ops) }

@@ -1,0 +1,247 @@
+package pgkv
+
+import (
+	"context"
+	"errors"
+	"slices"
+
+	"github.com/iotgate/iotgate/registry/kv"
+	"github.com/jackc/pgx/v5"
+)
+
+// reader reads a View's snapshot.
+type reader struct {
+	ctx context.Context
+	tx  pgx.Tx
+	err error // the first failed read, classified
+}
+
+var _ kv.Reader = (*reader)(nil)
+
+func (r *reader) fail(what string, err error) error {
+	if r.err == nil {
+		r.err = dbError(what, err)
+	}
+	return r.err
+}
+
+func (r *reader) Get(key []byte) ([]byte, error) {
+	v, found, err := getDB(r.ctx, r.tx, key)
+	if err != nil {
+		return nil, r.fail("get", err)
+	}
+	if !found {
+		return nil, kv.ErrNotFound
+	}
+	return v, nil
+}
+
+func (r *reader) Scan(prefix, from []byte, reverse bool, fn func(k, v []byte) (bool, error)) error {
+	lo, hi, ok := scanRange(prefix, from, reverse)
+	if !ok {
+		return nil
+	}
+	var fnErr error
+	err := scanDB(r.ctx, r.tx, lo, hi, reverse, func(k, v []byte) (bool, error) {
+		more, err := fn(k, v)
+		fnErr = err
+		return more, err
+	})
+	if err != nil && err != fnErr {
+		return r.fail("scan", err)
+	}
+	return err
+}
+
+// getDB reads one key; the value is the caller's (never nil when found).
+func getDB(ctx context.Context, tx pgx.Tx, key []byte) ([]byte, bool, error) {
+	var v []byte
+	err := tx.QueryRow(ctx, sqlGet, key).Scan(&v)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	if v == nil {
+		v = []byte{}
+	}
+	return v, true, nil
+}
+
+// batch is the state of one group-commit transaction: what its Updates
+// read from the database and what those that succeeded wrote.
+type batch struct {
+	reader
+	// read caches the database's answers: the transaction's snapshot is
+	// fixed and its own writes are held in writes until the end, so a key
+	// read once reads the same again (hot keys such as counters are read
+	// once per batch).
+	read   map[string]cached
+	writes map[string][]byte // nil: delete
+	order  []string          // keys of writes, in the order first written
+	hooks  []func()
+}
+
+type cached struct {
+	v     []byte
+	found bool
+}
+
+func newBatch(ctx context.Context, tx pgx.Tx) *batch {
+	return &batch{
+		reader: reader{ctx: ctx, tx: tx},
+		read:   make(map[string]cached),
+		writes: make(map[string][]byte),
+	}
+}
+
+// get reads key as the batch's writes so far leave it; the value is
+// shared (callers copy it).
+func (b *batch) get(key []byte) ([]byte, bool, error) {
+	if v, ok := b.writes[string(key)]; ok {
+		return v, v != nil, nil
+	}
+	if c, ok := b.read[string(key)]; ok {
+		return c.v, c.found, nil
+	}
+	v, found, err := getDB(b.ctx, b.tx, key)
+	if err != nil {
+		return nil, false, b.fail("get", err)
+	}
+	b.read[string(key)] = cached{v, found}
+	return v, found, nil
+}
+
+// keep adds the writes and hooks of an Update whose fn succeeded.
+func (b *batch) keep(t *txn) {
+	for _, k := range t.keys {
+		if _, ok := b.writes[k]; !ok {
+			b.order = append(b.order, k)
+		}
+		b.writes[k] = t.values[k]
+	}
+	b.hooks = append(b.hooks, t.hooks...)
+}
+
+// flush applies the batch's writes with one upsert and one delete, sent
+// together.
+func (b *batch) flush() error {
+	var setK, setV, delK [][]byte
+	for _, k := range b.order {
+		if v := b.writes[k]; v != nil {
+			setK, setV = append(setK, []byte(k)), append(setV, v)
+		} else {
+			delK = append(delK, []byte(k))
+		}
+	}
+	var q pgx.Batch
+	if len(setK) > 0 {
+		q.Queue(sqlUpsert, setK, setV)
+	}
+	if len(delK) > 0 {
+		q.Queue(sqlDeleteMany, delK)
+	}
+	if q.Len() == 0 {
+		return nil
+	}
+	return b.tx.SendBatch(b.ctx, &q).Close()
+}
+
+// txn is one Update's view of the batch: its own writes staged apart (so
+// a failing fn spoils nothing), over the batch's writes, over the
+// database.
+type txn struct {
+	b      *batch
+	keys   []string
+	values map[string][]byte // nil: delete
+	hooks  []func()
+}
+
+var _ kv.Txn = (*txn)(nil)
+
+func (b *batch) newTxn() *txn { return &txn{b: b, values: make(map[string][]byte, 8)} }
+
+func (t *txn) Get(key []byte) ([]byte, error) {
+	v, ok := t.values[string(key)]
+	if !ok {
+		var found bool
+		var err error
+		if v, found, err = t.b.get(key); err != nil {
+			return nil, err
+		}
+		if !found {
+			v = nil
+		}
+	}
+	if v == nil {
+		return nil, kv.ErrNotFound
+	}
+	return append(make([]byte, 0, len(v)), v...), nil
+}
+
+// Scan sees the database merged with the batch's writes so far and this
+// Update's own, in key order.
+func (t *txn) Scan(prefix, from []byte, reverse bool, fn func(k, v []byte) (bool, error)) error {
+	lo, hi, ok := scanRange(prefix, from, reverse)
+	if !ok {
+		return nil
+	}
+	inRange := func(k string) bool {
+		return k >= string(lo) && (hi == nil || k < string(hi))
+	}
+	var own []string
+	for _, k := range t.b.order {
+		if inRange(k) {
+			own = append(own, k)
+		}
+	}
+	for _, k := range t.keys {
+		if _, ok := t.b.writes[k]; !ok && inRange(k) {
+			own = append(own, k)
+		}
+	}
+	slices.Sort(own)
+	if reverse {
+		slices.Reverse(own)
+	}
+	value := func(k string) []byte {
+		if v, ok := t.values[k]; ok {
+			return v
+		}
+		return t.b.writes[k]
+	}
+	var fnErr error
+	visit := func(k, v []byte) (bool, error) {
+		more, err := fn(k, v)
+		fnErr = err
+		return more, err
+	}
+	err := mergeScan(func(f func(k, v []byte) (bool, error)) error {
+		return scanDB(t.b.ctx, t.b.tx, lo, hi, reverse, f)
+	}, own, value, reverse, visit)
+	if err != nil && err != fnErr {
+		return t.b.fail("scan", err)
+	}
+	return err
+}
+
+func (t *txn) Set(key, value []byte) error {
+	// A copy, never nil (nil stages a delete).
+	t.put(string(key), append(make([]byte, 0, len(value)), value...))
+	return nil
+}
+
+func (t *txn) Delete(key []byte) error {
+	t.put(string(key), nil)
+	return nil
+}
+
+func (t *txn) OnCommit(f func()) { t.hooks = append(t.hooks, f) }
+
+func (t *txn) put(k string, v []byte) {
+	if _, ok := t.values[k]; !ok {
+		t.keys = append(t.keys, k)
+	}
+	t.values[k] = v
+}
