@@ -87,7 +87,7 @@ func startPostgres() (*pgServer, error) {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	if err := s.start(); err != nil {
+	if err := s.start(0); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
@@ -96,14 +96,18 @@ func startPostgres() (*pgServer, error) {
 
 func (s *pgServer) data() string { return filepath.Join(s.dir, "data") }
 
-// start starts the server on a free loopback port (a new one each time).
-func (s *pgServer) start() error {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
+// start starts the server on a loopback port: the given one, or a free
+// one when port is 0.
+func (s *pgServer) start(port int) error {
+	if port == 0 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		port = l.Addr().(*net.TCPAddr).Port
+		l.Close()
 	}
-	s.port = l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	s.port = port
 	opts := fmt.Sprintf("-c listen_addresses=127.0.0.1 -p %d -c unix_socket_directories=%s -c fsync=on -c synchronous_commit=on -c max_connections=300", s.port, s.dir)
 	return s.run("pg_ctl", "-D", s.data(), "-l", filepath.Join(s.dir, "log"), "-w", "-t", "60", "-o", opts, "start")
 }

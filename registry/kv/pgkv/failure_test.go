@@ -1,0 +1,327 @@
+package pgkv_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/iotgate/iotgate/registry/kv"
+	"github.com/iotgate/iotgate/registry/kv/pgkv"
+)
+
+// cutProxy relays TCP connections to PostgreSQL and can break them: all
+// at once (cutAll), or the one carrying the next COMMIT, after the
+// server has it but before its answer reaches the client (cutAtCommit).
+type cutProxy struct {
+	l        net.Listener
+	target   string
+	atCommit atomic.Bool
+	mu       sync.Mutex
+	conns    []net.Conn
+}
+
+func newCutProxy(t *testing.T, target string) *cutProxy {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &cutProxy{l: l, target: target}
+	t.Cleanup(func() { l.Close(); p.cutAll() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go p.relay(c)
+		}
+	}()
+	return p
+}
+
+func (p *cutProxy) addr() string { return p.l.Addr().String() }
+
+func (p *cutProxy) track(c ...net.Conn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.conns = append(p.conns, c...)
+}
+
+// cutAll closes every relayed connection.
+func (p *cutProxy) cutAll() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+// cutAtCommit arms the proxy for the next COMMIT.
+func (p *cutProxy) cutAtCommit() { p.atCommit.Store(true) }
+
+func (p *cutProxy) relay(client net.Conn) {
+	server, err := net.Dial("tcp", p.target)
+	if err != nil {
+		client.Close()
+		return
+	}
+	p.track(client, server)
+	var mute atomic.Bool // drop the server's answers
+	go func() {
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := server.Read(buf)
+			if n > 0 && !mute.Load() {
+				if _, err := client.Write(buf[:n]); err != nil {
+					break
+				}
+			}
+			if err != nil {
+				break
+			}
+		}
+		client.Close()
+		server.Close()
+	}()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := client.Read(buf)
+		if n > 0 {
+			// pgx ends a transaction with the simple query "commit".
+			cut := bytes.Contains(buf[:n], []byte("commit\x00")) && p.atCommit.CompareAndSwap(true, false)
+			if cut {
+				mute.Store(true)
+			}
+			if _, err := server.Write(buf[:n]); err != nil {
+				break
+			}
+			if cut {
+				client.Close()
+				// Let the server answer (and so commit) before it sees EOF.
+				time.Sleep(200 * time.Millisecond)
+				break
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
+	client.Close()
+	server.Close()
+}
+
+// openThroughProxy opens a store on a fresh database, through a proxy.
+func openThroughProxy(t *testing.T) (*pgkv.Store, *cutProxy) {
+	srv := needServer(t)
+	u, err := srv.database(testContext(t), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newCutProxy(t, "127.0.0.1:"+strconv.Itoa(srv.port))
+	pu, _ := url.Parse(u)
+	pu.Host = p.addr()
+	s, err := pgkv.Open(testContext(t), pgkv.Options{URL: pu.String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, p
+}
+
+func mustGet(t *testing.T, s kv.Store, k string) (string, error) {
+	t.Helper()
+	var v []byte
+	err := s.View(testContext(t), func(r kv.Reader) error {
+		var err error
+		v, err = r.Get([]byte(k))
+		return err
+	})
+	return string(v), err
+}
+
+// Retry until the store answers again: the pool drops dead connections
+// as it meets them.
+func eventually(t *testing.T, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %v", what, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// A connection lost in the middle of an Update fails it with
+// ErrUnavailable and keeps none of its writes; the store then recovers.
+func TestConnectionLostBeforeCommit(t *testing.T) {
+	s, p := openThroughProxy(t)
+	ctx := testContext(t)
+	if err := s.Update(ctx, func(t kv.Txn) error { return t.Set([]byte("a"), []byte("1")) }); err != nil {
+		t.Fatal(err)
+	}
+	err := s.Update(ctx, func(tx kv.Txn) error {
+		if err := tx.Set([]byte("b"), []byte("2")); err != nil {
+			return err
+		}
+		p.cutAll()
+		_, err := tx.Get([]byte("a"))
+		if err == nil {
+			return errors.New("a read over a cut connection succeeded")
+		}
+		return nil // even if fn ignores the failed read, the Update must fail
+	})
+	if !errors.Is(err, pgkv.ErrUnavailable) {
+		t.Fatalf("Update over a cut connection: %v, want pgkv.ErrUnavailable", err)
+	}
+	eventually(t, "update after the cut", func() error {
+		return s.Update(ctx, func(t kv.Txn) error { return t.Set([]byte("c"), []byte("3")) })
+	})
+	if _, err := mustGet(t, s, "b"); !errors.Is(err, kv.ErrNotFound) {
+		t.Fatalf("the write of the failed Update: %v, want kv.ErrNotFound", err)
+	}
+	if v, err := mustGet(t, s, "c"); err != nil || v != "3" {
+		t.Fatalf("write after recovery: %q, %v", v, err)
+	}
+	// A View over a cut connection fails too.
+	err = s.View(ctx, func(r kv.Reader) error {
+		p.cutAll()
+		_, err := r.Get([]byte("a"))
+		return err
+	})
+	if !errors.Is(err, pgkv.ErrUnavailable) {
+		t.Fatalf("View over a cut connection: %v, want pgkv.ErrUnavailable", err)
+	}
+}
+
+// A connection lost while COMMIT is in flight is never reported as
+// success nor as a plain failure: the write may be kept (here it was).
+func TestConnectionLostDuringCommit(t *testing.T) {
+	s, p := openThroughProxy(t)
+	ctx := testContext(t)
+	p.cutAtCommit()
+	hook := false
+	err := s.Update(ctx, func(t kv.Txn) error {
+		t.OnCommit(func() { hook = true })
+		return t.Set([]byte("k"), []byte("v"))
+	})
+	if !errors.Is(err, pgkv.ErrCommitUnknown) {
+		t.Fatalf("Update whose COMMIT lost its answer: %v, want pgkv.ErrCommitUnknown", err)
+	}
+	if errors.Is(err, pgkv.ErrUnavailable) || errors.Is(err, kv.ErrConflict) {
+		t.Fatalf("an unknown outcome reported as a definite failure: %v", err)
+	}
+	if hook {
+		t.Fatal("OnCommit ran for a commit not known to have happened")
+	}
+	eventually(t, "read after the cut", func() error {
+		v, err := mustGet(t, s, "k")
+		if err == nil && v != "v" {
+			err = fmt.Errorf("value %q", v)
+		}
+		return err
+	})
+}
+
+// The server crashes (stopped with -m immediate: no checkpoint, as a
+// power cut loses nothing fsynced) during a burst of writes: every
+// acknowledged write is there after it restarts, none reported failed
+// is, and the same Store serves again without being reopened.
+func TestServerCrashDuringWrites(t *testing.T) {
+	needServer(t)
+	srv, err := startPostgres()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.remove()
+	u, err := srv.database(testContext(t), "crash")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := testContext(t)
+	s, err := pgkv.Open(ctx, pgkv.Options{URL: u})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var acked, failed, unknown sync.Map
+	var n atomic.Int64
+	var wg sync.WaitGroup
+	for w := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				k := fmt.Sprintf("w/%02d/%05d", w, i)
+				err := s.Update(ctx, func(t kv.Txn) error { return t.Set([]byte(k), []byte(k)) })
+				switch {
+				case err == nil:
+					acked.Store(k, true)
+					n.Add(1)
+				case errors.Is(err, pgkv.ErrCommitUnknown):
+					unknown.Store(k, true)
+				default:
+					failed.Store(k, err)
+				}
+				if err != nil {
+					return
+				}
+			}
+		}()
+	}
+	for n.Load() < 300 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := srv.stop("immediate"); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	if err := srv.start(srv.port); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "write after the restart", func() error {
+		return s.Update(ctx, func(t kv.Txn) error { return t.Set([]byte("after"), nil) })
+	})
+	var stored map[string]bool
+	eventually(t, "read after the restart", func() error {
+		stored = map[string]bool{}
+		return s.View(ctx, func(r kv.Reader) error {
+			return r.Scan([]byte("w/"), nil, false, func(k, _ []byte) (bool, error) {
+				stored[string(k)] = true
+				return true, nil
+			})
+		})
+	})
+	nAcked, nFailed, nUnknown := 0, 0, 0
+	acked.Range(func(k, _ any) bool {
+		nAcked++
+		if !stored[k.(string)] {
+			t.Errorf("acknowledged write %s lost in the crash", k)
+		}
+		return true
+	})
+	failed.Range(func(k, v any) bool {
+		nFailed++
+		if stored[k.(string)] {
+			t.Errorf("write %s reported failed (%v) was kept", k, v)
+		}
+		if !errors.Is(v.(error), pgkv.ErrUnavailable) {
+			t.Errorf("write %s failed with %v, want pgkv.ErrUnavailable", k, v)
+		}
+		return true
+	})
+	unknown.Range(func(_, _ any) bool { nUnknown++; return true })
+	t.Logf("%d acknowledged, %d failed, %d unknown; %d stored", nAcked, nFailed, nUnknown, len(stored))
+}
