@@ -2,6 +2,10 @@ package pgkv
 
 import (
 	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"time"
 
 	"github.com/iotgate/iotgate/registry/kv"
 	"github.com/jackc/pgx/v5"
@@ -103,11 +107,68 @@ func (s *Store) run(ctx context.Context, ops []*op, results []error) ([]func(), 
 		}
 		b.keep(t)
 	}
-	if err := b.flush(); err != nil {
+	marker := newMarker()
+	wrote, err := b.flush(marker, s.spent)
+	if err != nil {
 		return nil, dbError("write", err)
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return nil, commitError(err)
+		err = commitError(err)
+		if !wrote || !errors.Is(err, ErrCommitUnknown) {
+			return nil, err
+		}
+		committed, rerr := s.resolve(marker)
+		if rerr != nil {
+			return nil, fmt.Errorf("%w (and learning the outcome failed: %v)", err, rerr)
+		}
+		s.statMu.Lock()
+		s.stats.Resolved++
+		s.statMu.Unlock()
+		if !committed {
+			s.spent = append(s.spent, marker) // the fence's row
+			return nil, fmt.Errorf("pgkv commit: %w: the connection was lost and the transaction did not commit", ErrUnavailable)
+		}
+	}
+	if wrote {
+		// This transaction deleted the markers spent before it.
+		s.spent = append(s.spent[:0], marker)
 	}
 	return b.hooks, nil
+}
+
+// newMarker returns a batch's commit marker: random, so that no two
+// batches of any node share one.
+func newMarker() []byte {
+	m := make([]byte, 16)
+	_, _ = rand.Read(m) // never fails (crypto/rand)
+	return m
+}
+
+// resolve learns whether the batch with the given marker committed after
+// its connection was lost while COMMIT was in flight. It inserts the
+// marker itself: if the server still runs the transaction, the insert
+// waits for its end; a row already there means it committed, and a row
+// inserted means it did not and now never can (its own insert of the
+// marker would conflict). It retries while the database is unreachable,
+// for BatchTimeout at most or until the store closes.
+func (s *Store) resolve(marker []byte) (committed bool, err error) {
+	deadline := time.Now().Add(s.timeout)
+	wait := 50 * time.Millisecond
+	for {
+		ctx, cancel := context.WithDeadline(context.Background(), deadline)
+		tag, err := s.pool.Exec(ctx, sqlFence, marker)
+		cancel()
+		if err == nil {
+			return tag.RowsAffected() == 0, nil
+		}
+		if time.Until(deadline) < wait {
+			return false, err
+		}
+		select {
+		case <-s.stop:
+			return false, err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, time.Second)
+	}
 }

@@ -101,6 +101,11 @@ type Store struct {
 	stopOnce sync.Once
 	closed   atomic.Bool
 
+	// spent are the commit markers of batches known to have committed
+	// (or fenced off), deleted by the next batch that writes. Committer
+	// only.
+	spent [][]byte
+
 	statMu sync.Mutex
 	stats  Stats
 }
@@ -109,11 +114,14 @@ var _ kv.Store = (*Store)(nil)
 
 // Stats counts the committer's transactions since the store was opened:
 // Ops/Commits is how many Updates share one commit; Conflicts counts the
-// batches that failed with kv.ErrConflict.
+// batches that failed with kv.ErrConflict; Resolved counts the batches
+// whose connection was lost while COMMIT was in flight and whose outcome
+// was then learnt from their commit marker.
 type Stats struct {
 	Commits   uint64 `json:"commits"`
 	Ops       uint64 `json:"ops"`
 	Conflicts uint64 `json:"conflicts"`
+	Resolved  uint64 `json:"resolved"`
 }
 
 // Open connects to the database, applies the embedded migrations it
@@ -135,6 +143,11 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if err := migrate(ctx, pool); err != nil {
 		pool.Close()
 		return nil, err
+	}
+	// Markers the last batches of stopped nodes left behind.
+	if _, err := pool.Exec(ctx, sqlOldMarks); err != nil {
+		pool.Close()
+		return nil, dbError("delete old commit markers", err)
 	}
 	s := &Store{
 		pool:     pool,
@@ -193,19 +206,18 @@ func (s *Store) View(ctx context.Context, fn func(kv.Reader) error) error {
 		}
 		return dbError("begin view", err)
 	}
-	r := &reader{ctx: ctx, tx: tx}
-	if err := fn(r); err != nil {
-		_ = tx.Rollback(context.WithoutCancel(ctx))
-		return err
+	r := &reader{ctx: ctx, tx: tx, view: true}
+	err = fn(r)
+	// What fn read is valid whatever ending the read-only transaction
+	// meets (if it fails, pgx closes the connection); a caller that has
+	// gone does not stop it.
+	end, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	_ = tx.Rollback(end)
+	cancel()
+	if err == nil && r.err != nil { // fn swallowed a failed read
+		err = r.err
 	}
-	if r.err != nil { // fn swallowed a failed read
-		_ = tx.Rollback(context.WithoutCancel(ctx))
-		return r.err
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return dbError("end view", err)
-	}
-	return nil
+	return err
 }
 
 // Update queues fn for the committer and waits for its outcome.

@@ -21,6 +21,10 @@ const (
 	sqlDescOpen    = `SELECT key, value FROM kv WHERE key >= $1 ORDER BY key DESC LIMIT $2`
 	sqlUpsert      = `INSERT INTO kv (key, value) SELECT k, v FROM unnest($1::bytea[], $2::bytea[]) AS w(k, v) ON CONFLICT (key) DO UPDATE SET value = excluded.value`
 	sqlDeleteMany  = `DELETE FROM kv WHERE key = ANY($1::bytea[])`
+	sqlMark        = `INSERT INTO kv_commits (id) VALUES ($1)`
+	sqlUnmark      = `DELETE FROM kv_commits WHERE id = ANY($1::bytea[])`
+	sqlFence       = `INSERT INTO kv_commits (id) VALUES ($1) ON CONFLICT (id) DO NOTHING`
+	sqlOldMarks    = `DELETE FROM kv_commits WHERE at < now() - interval '1 hour'`
 	firstPageRows  = 32      // most scans stop early: a page of a listing, a sweep's front
 	maxPageRows    = 256     // a long scan fetches at most this many rows at once
 	targetPageSize = 4 << 20 // and shrinks its pages when rows are large

@@ -3,6 +3,7 @@ package pgkv
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 
 	"github.com/iotgate/iotgate/registry/kv"
@@ -13,14 +14,20 @@ import (
 type reader struct {
 	ctx context.Context
 	tx  pgx.Tx
-	err error // the first failed read, classified
+	// view: ctx is the caller's, and its end is not the database's fault.
+	view bool
+	err  error // the first failed read, classified
 }
 
 var _ kv.Reader = (*reader)(nil)
 
 func (r *reader) fail(what string, err error) error {
 	if r.err == nil {
-		r.err = dbError(what, err)
+		if r.view && r.ctx.Err() != nil {
+			r.err = fmt.Errorf("pgkv %s: %w", what, r.ctx.Err())
+		} else {
+			r.err = dbError(what, err)
+		}
 	}
 	return r.err
 }
@@ -125,8 +132,10 @@ func (b *batch) keep(t *txn) {
 }
 
 // flush applies the batch's writes with one upsert and one delete, sent
-// together.
-func (b *batch) flush() error {
+// together with the batch's commit marker (when it wrote) and the
+// deletion of the markers spent by earlier batches. It reports whether
+// the batch wrote anything.
+func (b *batch) flush(marker []byte, spent [][]byte) (bool, error) {
 	var setK, setV, delK [][]byte
 	for _, k := range b.order {
 		if v := b.writes[k]; v != nil {
@@ -143,9 +152,13 @@ func (b *batch) flush() error {
 		q.Queue(sqlDeleteMany, delK)
 	}
 	if q.Len() == 0 {
-		return nil
+		return false, nil
 	}
-	return b.tx.SendBatch(b.ctx, &q).Close()
+	q.Queue(sqlMark, marker)
+	if len(spent) > 0 {
+		q.Queue(sqlUnmark, spent)
+	}
+	return true, b.tx.SendBatch(b.ctx, &q).Close()
 }
 
 // txn is one Update's view of the batch: its own writes staged apart (so
