@@ -29,19 +29,29 @@
 // but Updates of several Stores on one database (several nodes) can. A
 // serialisation failure or a deadlock (SQLSTATE 40001, 40P01) fails the
 // whole batch: every Update in it returns kv.ErrConflict, nothing of the
-// batch is kept, and the registry re-runs each write. Other failures are
-// never reported as success: a lost connection or a refusal before
+// batch is kept, and the registry re-runs each write. (Updates that read
+// every shard of a sharded counter, as the device quota checks do, and
+// write one conflict across nodes: sharding spares a hot row, not the
+// serialisation.) Other failures are never reported as success: a lost connection or a refusal before
 // COMMIT returns an error (ErrUnavailable when the database could not be
-// reached) with nothing written, and a connection lost while COMMIT was
-// in flight returns ErrCommitUnknown, since the write may or may not have
-// been kept.
+// reached) with nothing written. When the connection is lost while
+// COMMIT is in flight, the committer learns the outcome: every batch that
+// writes also inserts a random marker row (kv_commits), and the committer
+// inserts the same marker again on a new connection, which waits for the
+// transaction if the server still runs it; a marker already there means
+// the batch committed (its Updates succeed, their OnCommit functions
+// run), one inserted means it did not and never will (ErrUnavailable).
+// Only when the database stays unreachable for BatchTimeout is the
+// outcome reported unknown (ErrCommitUnknown): the write may be kept.
 //
-// Supported: PostgreSQL 13 or later, with the server's defaults for
-// durability (fsync and synchronous_commit on: an acknowledged Update is
-// on disk). The SQL is kept to the subset CockroachDB and YugabyteDB also
-// run: no LISTEN/NOTIFY, no advisory locks in the data path (one is taken
-// only while the embedded migrations are applied at Open), no stored
-// procedures. Neither is tested in CI.
+// Supported: PostgreSQL 13 or later (the tests run on Debian's, 15
+// today), with the server's defaults for durability (fsync and
+// synchronous_commit on: an acknowledged Update is on disk). The SQL is
+// kept to the subset CockroachDB and YugabyteDB also run: plain tables,
+// INSERT ... ON CONFLICT, unnest and = ANY over arrays, no LISTEN/NOTIFY,
+// no stored procedures, and no advisory lock in the data path (one is
+// taken only while the embedded migrations are applied at Open). Neither
+// is tested in CI.
 package pgkv
 
 import (
@@ -74,7 +84,8 @@ type Options struct {
 	// conflict with another node fails the whole batch.
 	MaxBatch int
 	// BatchTimeout bounds one group-commit transaction, from BEGIN to
-	// COMMIT. Zero means 30 s.
+	// COMMIT, and then, if the connection was lost during COMMIT, how long
+	// the committer keeps trying to learn the outcome. Zero means 30 s.
 	BatchTimeout time.Duration
 	Logger       *slog.Logger
 }
@@ -85,7 +96,9 @@ type Options struct {
 var ErrUnavailable = errors.New("pgkv: database unavailable")
 
 // ErrCommitUnknown wraps the loss of the connection while COMMIT was in
-// flight: the Update may or may not have been kept.
+// flight when the database then stayed unreachable for BatchTimeout, so
+// that the outcome could not be learnt: the Update may or may not have
+// been kept, and its OnCommit functions have not run.
 var ErrCommitUnknown = errors.New("pgkv: commit outcome unknown")
 
 // Store is kv.Store on PostgreSQL.
