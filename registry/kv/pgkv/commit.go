@@ -44,18 +44,28 @@ func (s *Store) commitLoop() {
 				break fill
 			}
 		}
-		s.commit(batch)
+		for len(batch) > 0 {
+			n := s.commit(batch)
+			batch = batch[n:]
+		}
 	}
 }
 
-// commit runs the ops in one transaction and answers each: its own error
-// if its fn failed, nil if it committed, or the batch's error (nothing of
-// the batch kept, or for ErrCommitUnknown, perhaps all of it).
-func (s *Store) commit(ops []*op) {
+// commit runs a prefix of ops in one transaction and answers each: its
+// own error if its fn failed, nil if it committed, or the batch's error
+// (nothing of the batch kept, or for ErrCommitUnknown, perhaps all of
+// it). It returns how many ops it took: it stops before an op whose
+// writes would push the transaction past maxBytes (that op runs again,
+// against the new state, in the next transaction).
+func (s *Store) commit(ops []*op) int {
 	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
 	defer cancel()
 	results := make([]error, len(ops))
-	hooks, err := s.run(ctx, ops, results)
+	taken, hooks, err := s.run(ctx, ops, results)
+	if err != nil {
+		taken = len(ops) // the batch failed: every op is answered
+	}
+	ops = ops[:taken]
 	if err == nil {
 		for _, h := range hooks {
 			h()
@@ -80,27 +90,34 @@ func (s *Store) commit(ops []*op) {
 			o.done <- results[i]
 		}
 	}
+	return taken
 }
 
-// run executes the batch and commits it, returning the OnCommit hooks of
-// the Updates that succeeded, in order.
-func (s *Store) run(ctx context.Context, ops []*op, results []error) ([]func(), error) {
+// run executes a prefix of the ops (see commit) and commits it,
+// returning how many it took and the OnCommit hooks of those that
+// succeeded, in order.
+func (s *Store) run(ctx context.Context, ops []*op, results []error) (int, []func(), error) {
 	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.Serializable})
 	if err != nil {
-		return nil, dbError("begin", err)
+		return 0, nil, dbError("begin", err)
 	}
 	// After a failure the transaction is rolled back (or its connection
 	// closed); after COMMIT this does nothing.
 	defer func() { _ = tx.Rollback(ctx) }()
 	b := newBatch(ctx, tx)
+	taken := 0
 	for i, o := range ops {
 		t := b.newTxn()
 		err := o.fn(t)
 		if b.err != nil {
 			// A failed read aborts the database transaction, whatever fn
 			// made of it.
-			return nil, b.err
+			return 0, nil, b.err
 		}
+		if err == nil && taken > 0 && b.size+t.size > s.maxBytes {
+			break
+		}
+		taken++
 		if err != nil {
 			results[i] = err
 			continue
@@ -110,30 +127,30 @@ func (s *Store) run(ctx context.Context, ops []*op, results []error) ([]func(), 
 	marker := newMarker()
 	wrote, err := b.flush(marker, s.spent)
 	if err != nil {
-		return nil, dbError("write", err)
+		return 0, nil, dbError("write", err)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		err = commitError(err)
 		if !wrote || !errors.Is(err, ErrCommitUnknown) {
-			return nil, err
+			return 0, nil, err
 		}
 		committed, rerr := s.resolve(marker)
 		if rerr != nil {
-			return nil, fmt.Errorf("%w (and learning the outcome failed: %v)", err, rerr)
+			return 0, nil, fmt.Errorf("%w (and learning the outcome failed: %v)", err, rerr)
 		}
 		s.statMu.Lock()
 		s.stats.Resolved++
 		s.statMu.Unlock()
 		if !committed {
 			s.spent = append(s.spent, marker) // the fence's row
-			return nil, fmt.Errorf("pgkv commit: %w: the connection was lost and the transaction did not commit", ErrUnavailable)
+			return 0, nil, fmt.Errorf("pgkv commit: %w: the connection was lost and the transaction did not commit", ErrUnavailable)
 		}
 	}
 	if wrote {
 		// This transaction deleted the markers spent before it.
 		s.spent = append(s.spent[:0], marker)
 	}
-	return b.hooks, nil
+	return taken, b.hooks, nil
 }
 
 // newMarker returns a batch's commit marker: random, so that no two

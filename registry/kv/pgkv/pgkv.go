@@ -83,6 +83,10 @@ type Options struct {
 	// 128. Larger batches amortise more round trips and commits, but a
 	// conflict with another node fails the whole batch.
 	MaxBatch int
+	// MaxTxnBytes bounds the keys and values one transaction writes (an
+	// Update larger than it commits alone). Zero means 32 MiB, so that a
+	// batch of large values (1 MB messages) stays a modest statement.
+	MaxTxnBytes int
 	// BatchTimeout bounds one group-commit transaction, from BEGIN to
 	// COMMIT, and then, if the connection was lost during COMMIT, how long
 	// the committer keeps trying to learn the outcome. Zero means 30 s.
@@ -106,6 +110,7 @@ type Store struct {
 	pool     *pgxpool.Pool
 	log      *slog.Logger
 	maxBatch int
+	maxBytes int
 	timeout  time.Duration
 
 	ops      chan *op
@@ -166,6 +171,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		pool:     pool,
 		log:      o.Logger,
 		maxBatch: o.MaxBatch,
+		maxBytes: o.MaxTxnBytes,
 		timeout:  o.BatchTimeout,
 		ops:      make(chan *op, 1024),
 		stop:     make(chan struct{}),
@@ -176,6 +182,9 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	}
 	if s.maxBatch <= 0 {
 		s.maxBatch = 128
+	}
+	if s.maxBytes <= 0 {
+		s.maxBytes = 32 << 20
 	}
 	if s.timeout <= 0 {
 		s.timeout = 30 * time.Second

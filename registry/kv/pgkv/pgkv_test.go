@@ -49,6 +49,29 @@ func TestConformanceSmallBatches(t *testing.T) {
 	}
 }
 
+// A batch holds at most MaxTxnBytes: with a cap far below one of the
+// large-transaction check's Updates, each commits alone, and the checks
+// still pass.
+func TestConformanceSmallTransactions(t *testing.T) {
+	needServer(t)
+	s, err := openDir(t, t.TempDir(), pgkv.Options{MaxTxnBytes: 1 << 10, MaxBatch: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := kvtest.CheckLargeTransaction(testContext(t), s, "LargeTransaction/"); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.Stats(); st.Commits != st.Ops {
+		t.Fatalf("stats %+v: an Update above MaxTxnBytes shared its commit", st)
+	}
+	for _, name := range []string{"ConcurrentDisjoint", "Atomicity", "CounterRace"} {
+		if err := kvtest.Checks()[name](testContext(t), s, name+"/"); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
 // twoNodes is one store made of two pgkv Stores on one database (two
 // nodes): its Updates and Views alternate between them, so concurrent
 // writes race across the nodes as well as within each.

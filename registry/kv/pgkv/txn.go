@@ -87,6 +87,7 @@ type batch struct {
 	read   map[string]cached
 	writes map[string][]byte // nil: delete
 	order  []string          // keys of writes, in the order first written
+	size   int               // bytes of keys and values in writes, about
 	hooks  []func()
 }
 
@@ -128,6 +129,7 @@ func (b *batch) keep(t *txn) {
 		}
 		b.writes[k] = t.values[k]
 	}
+	b.size += t.size
 	b.hooks = append(b.hooks, t.hooks...)
 }
 
@@ -168,6 +170,7 @@ type txn struct {
 	b      *batch
 	keys   []string
 	values map[string][]byte // nil: delete
+	size   int               // bytes of keys and values staged
 	hooks  []func()
 }
 
@@ -257,4 +260,5 @@ func (t *txn) put(k string, v []byte) {
 		t.keys = append(t.keys, k)
 	}
 	t.values[k] = v
+	t.size += len(k) + len(v)
 }
