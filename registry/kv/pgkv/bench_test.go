@@ -91,3 +91,37 @@ func benchCreates(b *testing.B, s kv.Store) {
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "updates/s")
 }
+
+// BenchmarkViewGet is a cache miss on a hot path: one View reading one
+// key, one at a time.
+func BenchmarkViewGet(b *testing.B) {
+	run := func(b *testing.B, s kv.Store) {
+		ctx := context.Background()
+		k := []byte("bench/dev/d1")
+		if err := s.Update(ctx, func(t kv.Txn) error { return t.Set(k, make([]byte, 300)) }); err != nil {
+			b.Fatal(err)
+		}
+		b.ResetTimer()
+		for range b.N {
+			if err := s.View(ctx, func(r kv.Reader) error { _, err := r.Get(k); return err }); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.Run("engine=badgerkv", func(b *testing.B) {
+		s, err := badgerkv.Open(badgerkv.Options{Dir: b.TempDir()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer s.Close()
+		run(b, s)
+	})
+	b.Run("engine=pgkv", func(b *testing.B) {
+		s, err := openDir(b, b.TempDir(), pgkv.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer s.Close()
+		run(b, s)
+	})
+}

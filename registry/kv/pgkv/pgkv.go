@@ -64,7 +64,6 @@ import (
 	"time"
 
 	"github.com/iotgate/iotgate/registry/kv"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -221,21 +220,25 @@ func (s *Store) View(ctx context.Context, fn func(kv.Reader) error) error {
 	if s.closed.Load() {
 		return kv.ErrClosed
 	}
-	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		if s.closed.Load() {
 			return kv.ErrClosed
 		}
-		return dbError("begin view", err)
+		return dbError("view", err)
 	}
-	r := &reader{ctx: ctx, tx: tx, view: true}
+	// The pool drops a connection released inside a transaction, so one
+	// whose ROLLBACK failed is not reused.
+	defer conn.Release()
+	r := &reader{ctx: ctx, conn: conn, view: true}
 	err = fn(r)
-	// What fn read is valid whatever ending the read-only transaction
-	// meets (if it fails, pgx closes the connection); a caller that has
-	// gone does not stop it.
-	end, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	_ = tx.Rollback(end)
-	cancel()
+	if r.begun {
+		// What fn read is valid whatever ending the read-only transaction
+		// meets; a caller that has gone does not stop it.
+		end, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		_, _ = conn.Exec(end, "ROLLBACK")
+		cancel()
+	}
 	if err == nil && r.err != nil { // fn swallowed a failed read
 		err = r.err
 	}

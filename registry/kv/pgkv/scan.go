@@ -2,7 +2,6 @@ package pgkv
 
 import (
 	"bytes"
-	"context"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
@@ -14,6 +13,7 @@ import (
 // "$2 IS NULL OR key < $2" would leave the planner a filter, and a scan
 // of a sparse prefix would walk the index past its end).
 const (
+	sqlBeginView   = `BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY`
 	sqlGet         = `SELECT value FROM kv WHERE key = $1`
 	sqlAsc         = `SELECT key, value FROM kv WHERE key >= $1 AND key < $2 ORDER BY key LIMIT $3`
 	sqlAscOpen     = `SELECT key, value FROM kv WHERE key >= $1 ORDER BY key LIMIT $2`
@@ -88,7 +88,7 @@ func (p *page) row(i int) (k, v []byte) {
 // scanDB calls fn for the stored rows in [lo, hi), ascending or
 // descending, fetching them in pages, until fn returns false or an error.
 // Query errors are returned unclassified.
-func scanDB(ctx context.Context, tx pgx.Tx, lo, hi []byte, reverse bool, fn func(k, v []byte) (bool, error)) error {
+func scanDB(query querier, lo, hi []byte, reverse bool, fn func(k, v []byte) (bool, error)) error {
 	limit := firstPageRows
 	var p page
 	for {
@@ -96,13 +96,13 @@ func scanDB(ctx context.Context, tx pgx.Tx, lo, hi []byte, reverse bool, fn func
 		var err error
 		switch {
 		case hi != nil && !reverse:
-			rows, err = tx.Query(ctx, sqlAsc, lo, hi, limit)
+			rows, err = query(sqlAsc, lo, hi, limit)
 		case hi != nil:
-			rows, err = tx.Query(ctx, sqlDesc, lo, hi, limit)
+			rows, err = query(sqlDesc, lo, hi, limit)
 		case !reverse:
-			rows, err = tx.Query(ctx, sqlAscOpen, lo, limit)
+			rows, err = query(sqlAscOpen, lo, limit)
 		default:
-			rows, err = tx.Query(ctx, sqlDescOpen, lo, limit)
+			rows, err = query(sqlDescOpen, lo, limit)
 		}
 		if err != nil {
 			return err

@@ -2,18 +2,26 @@ package pgkv
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 
 	"github.com/iotgate/iotgate/registry/kv"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// reader reads a View's snapshot.
+// querier runs one statement in a reader's transaction.
+type querier func(sql string, args ...any) (pgx.Rows, error)
+
+// reader reads a View's snapshot, or (in a batch) the Update
+// transaction's.
 type reader struct {
 	ctx context.Context
-	tx  pgx.Tx
+	// tx is the batch's transaction; a View has conn instead, and begins
+	// its transaction with its first read.
+	tx    pgx.Tx
+	conn  *pgxpool.Conn
+	begun bool
 	// view: ctx is the caller's, and its end is not the database's fault.
 	view bool
 	err  error // the first failed read, classified
@@ -32,8 +40,59 @@ func (r *reader) fail(what string, err error) error {
 	return r.err
 }
 
+// query runs a statement in the reader's transaction. A View's first one
+// goes out in one round trip with the BEGIN (the snapshot is taken at
+// the first statement after it), and a View that reads nothing begins
+// nothing.
+func (r *reader) query(sql string, args ...any) (pgx.Rows, error) {
+	if r.tx != nil {
+		return r.tx.Query(r.ctx, sql, args...)
+	}
+	if r.begun {
+		return r.conn.Query(r.ctx, sql, args...)
+	}
+	r.begun = true
+	var b pgx.Batch
+	b.Queue(sqlBeginView)
+	b.Queue(sql, args...)
+	br := r.conn.SendBatch(r.ctx, &b)
+	if _, err := br.Exec(); err != nil {
+		_ = br.Close()
+		return nil, err
+	}
+	rows, err := br.Query()
+	if err != nil {
+		_ = br.Close()
+		return nil, err
+	}
+	return &batchRows{Rows: rows, br: br}, nil
+}
+
+// batchRows are the rows of a batch's last statement: closing them ends
+// the batch.
+type batchRows struct {
+	pgx.Rows
+	br  pgx.BatchResults
+	err error
+}
+
+func (b *batchRows) Close() {
+	b.Rows.Close()
+	if b.br != nil {
+		b.err = b.br.Close()
+		b.br = nil
+	}
+}
+
+func (b *batchRows) Err() error {
+	if err := b.Rows.Err(); err != nil {
+		return err
+	}
+	return b.err
+}
+
 func (r *reader) Get(key []byte) ([]byte, error) {
-	v, found, err := getDB(r.ctx, r.tx, key)
+	v, found, err := getDB(r.query, key)
 	if err != nil {
 		return nil, r.fail("get", err)
 	}
@@ -49,7 +108,7 @@ func (r *reader) Scan(prefix, from []byte, reverse bool, fn func(k, v []byte) (b
 		return nil
 	}
 	var fnErr error
-	err := scanDB(r.ctx, r.tx, lo, hi, reverse, func(k, v []byte) (bool, error) {
+	err := scanDB(r.query, lo, hi, reverse, func(k, v []byte) (bool, error) {
 		more, err := fn(k, v)
 		fnErr = err
 		return more, err
@@ -61,13 +120,21 @@ func (r *reader) Scan(prefix, from []byte, reverse bool, fn func(k, v []byte) (b
 }
 
 // getDB reads one key; the value is the caller's (never nil when found).
-func getDB(ctx context.Context, tx pgx.Tx, key []byte) ([]byte, bool, error) {
-	var v []byte
-	err := tx.QueryRow(ctx, sqlGet, key).Scan(&v)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, false, nil
-	}
+func getDB(query querier, key []byte) ([]byte, bool, error) {
+	rows, err := query(sqlGet, key)
 	if err != nil {
+		return nil, false, err
+	}
+	var v []byte
+	found := rows.Next()
+	if found {
+		err = rows.Scan(&v)
+	}
+	rows.Close()
+	if err == nil {
+		err = rows.Err()
+	}
+	if err != nil || !found {
 		return nil, false, err
 	}
 	if v == nil {
@@ -113,7 +180,7 @@ func (b *batch) get(key []byte) ([]byte, bool, error) {
 	if c, ok := b.read[string(key)]; ok {
 		return c.v, c.found, nil
 	}
-	v, found, err := getDB(b.ctx, b.tx, key)
+	v, found, err := getDB(b.query, key)
 	if err != nil {
 		return nil, false, b.fail("get", err)
 	}
@@ -234,7 +301,7 @@ func (t *txn) Scan(prefix, from []byte, reverse bool, fn func(k, v []byte) (bool
 		return more, err
 	}
 	err := mergeScan(func(f func(k, v []byte) (bool, error)) error {
-		return scanDB(t.b.ctx, t.b.tx, lo, hi, reverse, f)
+		return scanDB(t.b.query, lo, hi, reverse, f)
 	}, own, value, reverse, visit)
 	if err != nil && err != fnErr {
 		return t.b.fail("scan", err)
