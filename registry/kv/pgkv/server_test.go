@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -21,20 +22,24 @@ import (
 )
 
 // pgServer is a PostgreSQL server the tests start on a loopback port, in
-// a data directory of their own, with fsync on.
+// a data directory of their own, with fsync on. The postmaster is a child
+// of the test process and gets SIGINT (a fast shutdown) if the test
+// process dies, so a test killed by its timeout leaves no server behind.
 type pgServer struct {
-	bin  string // the directory holding initdb, pg_ctl, postgres
+	bin  string // the directory holding initdb and postgres
 	dir  string // temp dir: data/, the socket, the log
 	port int
-	// runAs is the OS user the server runs as ("" for the current one):
+	// cred is the OS user the server runs as (nil: the current one):
 	// PostgreSQL refuses to run as root.
-	runAs string
+	cred   *syscall.Credential
+	cmd    *exec.Cmd     // the running postmaster
+	exited chan struct{} // closed when it has exited
 }
 
 // findPostgres returns the directory of PostgreSQL's server binaries, or
 // why there is none.
 func findPostgres() (string, error) {
-	if p, err := exec.LookPath("pg_ctl"); err == nil {
+	if p, err := exec.LookPath("initdb"); err == nil {
 		if real, err := filepath.EvalSymlinks(p); err == nil {
 			p = real
 		}
@@ -43,7 +48,7 @@ func findPostgres() (string, error) {
 	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
 	slices.SortFunc(dirs, func(a, b string) int { return version(b) - version(a) }) // newest first
 	for _, d := range dirs {
-		if _, err := os.Stat(filepath.Join(d, "pg_ctl")); err == nil {
+		if _, err := os.Stat(filepath.Join(d, "initdb")); err == nil {
 			return d, nil
 		}
 	}
@@ -51,7 +56,7 @@ func findPostgres() (string, error) {
 }
 
 // errNotInstalled makes the tests skip rather than fail.
-var errNotInstalled = errors.New("PostgreSQL's initdb/pg_ctl are not installed (install Debian's postgresql package; CI lists it in .ci/packages)")
+var errNotInstalled = errors.New("PostgreSQL's initdb and postgres are not installed (install Debian's postgresql package; CI lists it in .ci/packages)")
 
 func version(binDir string) int {
 	n, _ := strconv.Atoi(filepath.Base(filepath.Dir(binDir)))
@@ -75,17 +80,18 @@ func startPostgres() (*pgServer, error) {
 			os.RemoveAll(dir)
 			return nil, fmt.Errorf("running as root, and there is no postgres user to run PostgreSQL as: %w", errNotInstalled)
 		}
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
-		if err := os.Chown(dir, uid, gid); err != nil {
+		uid, _ := strconv.ParseUint(u.Uid, 10, 32)
+		gid, _ := strconv.ParseUint(u.Gid, 10, 32)
+		if err := os.Chown(dir, int(uid), int(gid)); err != nil {
 			os.RemoveAll(dir)
 			return nil, err
 		}
-		s.runAs = "postgres"
+		s.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
 	}
-	if err := s.run("initdb", "-D", s.data(), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C"); err != nil {
+	initdb := s.command("initdb", "-D", s.data(), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C")
+	if out, err := initdb.CombinedOutput(); err != nil {
 		os.RemoveAll(dir)
-		return nil, err
+		return nil, fmt.Errorf("initdb: %w\n%s", err, out)
 	}
 	if err := s.start(0); err != nil {
 		os.RemoveAll(dir)
@@ -108,13 +114,63 @@ func (s *pgServer) start(port int) error {
 		l.Close()
 	}
 	s.port = port
-	opts := fmt.Sprintf("-c listen_addresses=127.0.0.1 -p %d -c unix_socket_directories=%s -c fsync=on -c synchronous_commit=on -c max_connections=300", s.port, s.dir)
-	return s.run("pg_ctl", "-D", s.data(), "-l", filepath.Join(s.dir, "log"), "-w", "-t", "60", "-o", opts, "start")
+	logf, err := os.OpenFile(filepath.Join(s.dir, "log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logf.Close() // the child has its own copy
+	cmd := s.command("postgres", "-D", s.data(), "-p", strconv.Itoa(port),
+		"-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories="+s.dir,
+		"-c", "fsync=on", "-c", "synchronous_commit=on", "-c", "max_connections=300")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start postgres: %w", err)
+	}
+	s.cmd, s.exited = cmd, make(chan struct{})
+	go func(exited chan struct{}) { _ = cmd.Wait(); close(exited) }(s.exited)
+	// Ready once it accepts a connection.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		conn, err := pgx.Connect(ctx, s.url("postgres"))
+		cancel()
+		if err == nil {
+			conn.Close(context.Background())
+			return nil
+		}
+		select {
+		case <-s.exited:
+			return fmt.Errorf("postgres exited: %v\n%s", err, s.log())
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			_ = s.stop("immediate")
+			return fmt.Errorf("postgres not ready after 60 s: %v\n%s", err, s.log())
+		}
+	}
 }
 
-// stop stops the server; mode "immediate" is a crash (no checkpoint).
+// stop stops the server: "fast" (SIGINT: clients disconnected, then a
+// checkpoint) or "immediate" (SIGQUIT: a crash, no checkpoint; the next
+// start recovers from the WAL).
 func (s *pgServer) stop(mode string) error {
-	return s.run("pg_ctl", "-D", s.data(), "-w", "-m", mode, "stop")
+	if s.cmd == nil {
+		return nil
+	}
+	sig := syscall.SIGINT
+	if mode == "immediate" {
+		sig = syscall.SIGQUIT
+	}
+	_ = s.cmd.Process.Signal(sig)
+	select {
+	case <-s.exited:
+	case <-time.After(60 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.exited
+		return fmt.Errorf("postgres did not stop (%s) within 60 s", mode)
+	}
+	s.cmd = nil
+	return nil
 }
 
 func (s *pgServer) remove() {
@@ -122,21 +178,18 @@ func (s *pgServer) remove() {
 	os.RemoveAll(s.dir)
 }
 
-func (s *pgServer) run(name string, args ...string) error {
-	path := filepath.Join(s.bin, name)
-	var cmd *exec.Cmd
-	if s.runAs != "" {
-		cmd = exec.Command("runuser", append([]string{"-u", s.runAs, "--", path}, args...)...)
-	} else {
-		cmd = exec.Command(path, args...)
-	}
+// command runs one of PostgreSQL's programs as the server's user, killed
+// if the test process dies.
+func (s *pgServer) command(name string, args ...string) *exec.Cmd {
+	cmd := exec.Command(filepath.Join(s.bin, name), args...)
 	cmd.Dir = s.dir
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		log, _ := os.ReadFile(filepath.Join(s.dir, "log"))
-		return fmt.Errorf("%s %v: %w\n%s\n%s", name, args, err, out, log)
-	}
-	return nil
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred, Pdeathsig: syscall.SIGINT}
+	return cmd
+}
+
+func (s *pgServer) log() string {
+	b, _ := os.ReadFile(filepath.Join(s.dir, "log"))
+	return string(b)
 }
 
 // url is the connection string of a database on the server.
