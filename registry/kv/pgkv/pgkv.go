@@ -90,12 +90,16 @@ type Options struct {
 	// COMMIT, and then, if the connection was lost during COMMIT, how long
 	// the committer keeps trying to learn the outcome. Zero means 30 s.
 	BatchTimeout time.Duration
-	Logger       *slog.Logger
+	// Logger gets a warning for each batch that fails other than by a
+	// conflict (nil: nothing is logged).
+	Logger *slog.Logger
 }
 
 // ErrUnavailable wraps a failure to reach the database (a lost or
-// refused connection, a timeout, a server shutting down) before COMMIT
-// was sent: nothing of the Update was written.
+// refused connection, a timeout, a server shutting down) that left
+// nothing of the Update written: it struck before COMMIT, or during
+// COMMIT and the committer then learnt that the transaction did not
+// commit.
 var ErrUnavailable = errors.New("pgkv: database unavailable")
 
 // ErrCommitUnknown wraps the loss of the connection while COMMIT was in
@@ -212,7 +216,8 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// View runs fn in a read-only transaction on one snapshot.
+// View runs fn in a read-only transaction on one snapshot, begun with
+// fn's first read.
 func (s *Store) View(ctx context.Context, fn func(kv.Reader) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
