@@ -20,10 +20,12 @@
 // are staged in memory (and seen by its own reads and by the Updates
 // after it in the batch), and the writes of the Updates whose functions
 // succeeded are applied at the end with two batched statements (an
-// upsert from unnest arrays and a DELETE ... = ANY) before COMMIT. A View
-// runs in a REPEATABLE READ READ ONLY transaction: one snapshot, which
-// never conflicts. Scans are range queries on the primary key, fetched in
-// pages.
+// upsert from unnest arrays and a DELETE ... = ANY, sent together) before
+// COMMIT. A View runs in a REPEATABLE READ READ ONLY transaction: one
+// snapshot, which never conflicts; its BEGIN goes out with its first
+// read. Scans are range queries on the primary key, fetched in pages (32
+// rows, doubling to 256, fewer when rows are large), so a scan that stops
+// early reads little and a long one never holds its whole range.
 //
 // Conflicts: Updates of one Store never race each other (one committer),
 // but Updates of several Stores on one database (several nodes) can. A
