@@ -9,6 +9,8 @@ import (
 
 	"github.com/iotgate/iotgate/registry/kv"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // op is one Update waiting for the committer.
@@ -97,14 +99,19 @@ func (s *Store) commit(ops []*op) int {
 // returning how many it took and the OnCommit hooks of those that
 // succeeded, in order.
 func (s *Store) run(ctx context.Context, ops []*op, results []error) (int, []func(), error) {
-	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.Serializable})
+	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
-		return 0, nil, dbError("begin", err)
+		return 0, nil, dbError("connect", err)
 	}
-	// After a failure the transaction is rolled back (or its connection
-	// closed); after COMMIT this does nothing.
-	defer func() { _ = tx.Rollback(ctx) }()
-	b := newBatch(ctx, tx)
+	// The pool drops a connection released inside a transaction.
+	defer conn.Release()
+	b := newBatch(ctx, conn)
+	// abort ends a transaction left open by a failure.
+	abort := func() {
+		if pc := conn.Conn().PgConn(); !pc.IsClosed() && pc.TxStatus() != 'I' {
+			_, _ = conn.Exec(ctx, sqlRollback)
+		}
+	}
 	taken := 0
 	for i, o := range ops {
 		t := b.newTxn()
@@ -112,6 +119,7 @@ func (s *Store) run(ctx context.Context, ops []*op, results []error) (int, []fun
 		if b.err != nil {
 			// A failed read aborts the database transaction, whatever fn
 			// made of it.
+			abort()
 			return 0, nil, b.err
 		}
 		if err == nil && taken > 0 && b.size+t.size > s.maxBytes {
@@ -125,25 +133,34 @@ func (s *Store) run(ctx context.Context, ops []*op, results []error) (int, []fun
 		b.keep(t)
 	}
 	marker := newMarker()
-	wrote, err := b.flush(marker, s.spent)
-	if err != nil {
-		return 0, nil, dbError("write", err)
+	var q pgx.Batch
+	wrote := b.queueEnd(&q, marker, s.spent)
+	if q.Len() == 0 {
+		return taken, b.hooks, nil // nothing read, nothing written
 	}
-	if err := tx.Commit(ctx); err != nil {
-		err = commitError(err)
-		if !wrote || !errors.Is(err, ErrCommitUnknown) {
-			return 0, nil, err
-		}
+	err = sendEnd(ctx, conn, &q)
+	var pe *pgconn.PgError
+	switch {
+	case err == nil:
+	case !wrote || (errors.As(err, &pe) && severity(pe) == "ERROR"):
+		// The server refused a write or COMMIT itself (a write refused
+		// aborts the transaction and the server skips the COMMIT after
+		// it), or the batch had nothing to keep.
+		abort()
+		return 0, nil, dbError("commit", err)
+	default:
+		// The connection failed somewhere in the last round trip: COMMIT
+		// may have run. Learn the outcome from the marker.
 		committed, rerr := s.resolve(marker)
 		if rerr != nil {
-			return 0, nil, fmt.Errorf("%w (and learning the outcome failed: %v)", err, rerr)
+			return 0, nil, fmt.Errorf("pgkv commit: %w: %w (and learning the outcome failed: %v)", ErrCommitUnknown, err, rerr)
 		}
 		s.statMu.Lock()
 		s.stats.Resolved++
 		s.statMu.Unlock()
 		if !committed {
 			s.spent = append(s.spent, marker) // the fence's row
-			return 0, nil, fmt.Errorf("pgkv commit: %w: the connection was lost and the transaction did not commit", ErrUnavailable)
+			return 0, nil, fmt.Errorf("pgkv commit: %w: the connection was lost and the transaction did not commit: %w", ErrUnavailable, err)
 		}
 	}
 	if wrote {
@@ -151,6 +168,23 @@ func (s *Store) run(ctx context.Context, ops []*op, results []error) (int, []fun
 		s.spent = append(s.spent[:0], marker)
 	}
 	return taken, b.hooks, nil
+}
+
+// sendEnd sends the batch's last statements (ending with COMMIT) in one
+// round trip and returns the first error.
+func sendEnd(ctx context.Context, conn *pgxpool.Conn, q *pgx.Batch) error {
+	n := q.Len()
+	br := conn.SendBatch(ctx, q)
+	var err error
+	for range n {
+		if _, err = br.Exec(); err != nil {
+			break
+		}
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // newMarker returns a batch's commit marker: random, so that no two

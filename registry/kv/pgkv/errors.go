@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	"github.com/iotgate/iotgate/registry/kv"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
@@ -39,24 +38,6 @@ func dbError(what string, err error) error {
 		return fmt.Errorf("pgkv %s: %w: %w", what, ErrUnavailable, err)
 	default:
 		return fmt.Errorf("pgkv %s: %w", what, err)
-	}
-}
-
-// commitError classifies an error returned by COMMIT. The server's own
-// refusal (an ERROR answer) means the transaction was rolled back, and an
-// error pgx met before sending anything means COMMIT never left; any
-// other failure may have struck after the server committed.
-func commitError(err error) error {
-	var pe *pgconn.PgError
-	switch {
-	case isConflict(err):
-		return fmt.Errorf("pgkv commit: %w: %w", kv.ErrConflict, err)
-	case errors.As(err, &pe) && severity(pe) == "ERROR", errors.Is(err, pgx.ErrTxCommitRollback):
-		return fmt.Errorf("pgkv commit refused: %w", err)
-	case pgconn.SafeToRetry(err):
-		return fmt.Errorf("pgkv commit: %w: %w", ErrUnavailable, err)
-	default:
-		return fmt.Errorf("pgkv commit: %w: %w", ErrCommitUnknown, err)
 	}
 }
 

@@ -17,7 +17,9 @@ import (
 )
 
 // cutProxy relays TCP connections to PostgreSQL and can break them: all
-// at once (cutAll), or the one carrying the next COMMIT (cutAtCommit):
+// at once (cutAll), or the one carrying the next COMMIT (cutAtCommit:
+// the batch's last round trip, which carries its writes, recognised by a
+// value written, and COMMIT):
 // after the server has it but before its answer reaches the client, or
 // before the server has it. While down, it refuses new connections.
 type cutProxy struct {
@@ -74,8 +76,12 @@ func (p *cutProxy) cutAll() {
 	p.conns = nil
 }
 
-// cutAtCommit arms the proxy for the next COMMIT.
+// cutAtCommit arms the proxy for the next COMMIT of a batch writing
+// commitValue.
 func (p *cutProxy) cutAtCommit(c commitCut) { p.atCommit.Store(int32(c)) }
+
+// commitValue is the value the tests that cut a COMMIT write.
+const commitValue = "value-sent-with-COMMIT"
 
 func (p *cutProxy) relay(client net.Conn) {
 	if p.down.Load() {
@@ -109,9 +115,8 @@ func (p *cutProxy) relay(client net.Conn) {
 	for {
 		n, err := client.Read(buf)
 		if n > 0 {
-			// pgx ends a transaction with the simple query "commit".
 			cut := noCut
-			if bytes.Contains(buf[:n], []byte("commit\x00")) {
+			if bytes.Contains(buf[:n], []byte(commitValue)) {
 				cut = commitCut(p.atCommit.Swap(int32(noCut)))
 			}
 			if cut == cutBeforeDelivery {
@@ -248,7 +253,7 @@ func TestConnectionLostDuringCommit(t *testing.T) {
 			hook := false
 			err := s.Update(ctx, func(t kv.Txn) error {
 				t.OnCommit(func() { hook = true })
-				return t.Set([]byte("k"), []byte("v"))
+				return t.Set([]byte("k"), []byte(commitValue))
 			})
 			if c.committed && (err != nil || !hook) {
 				t.Fatalf("Update whose COMMIT's answer was lost: %v (OnCommit ran: %v), want success", err, hook)
@@ -260,7 +265,7 @@ func TestConnectionLostDuringCommit(t *testing.T) {
 				t.Errorf("stats %+v: want one commit resolved", st)
 			}
 			v, err := mustGet(t, s, "k")
-			if c.committed && (err != nil || v != "v") {
+			if c.committed && (err != nil || v != commitValue) {
 				t.Fatalf("the committed write reads %q, %v", v, err)
 			}
 			if !c.committed && !errors.Is(err, kv.ErrNotFound) {
@@ -285,7 +290,7 @@ func TestCommitOutcomeUnknown(t *testing.T) {
 	hook := false
 	err := s.Update(ctx, func(t kv.Txn) error {
 		t.OnCommit(func() { hook = true })
-		return t.Set([]byte("k"), []byte("v"))
+		return t.Set([]byte("k"), []byte(commitValue))
 	})
 	if !errors.Is(err, pgkv.ErrCommitUnknown) || errors.Is(err, pgkv.ErrUnavailable) || errors.Is(err, kv.ErrConflict) {
 		t.Fatalf("Update whose outcome cannot be learnt: %v, want only pgkv.ErrCommitUnknown", err)
@@ -296,7 +301,7 @@ func TestCommitOutcomeUnknown(t *testing.T) {
 	p.down.Store(false)
 	eventually(t, "read after the database is back", func() error {
 		v, err := mustGet(t, s, "k")
-		if err == nil && v != "v" {
+		if err == nil && v != commitValue {
 			err = fmt.Errorf("value %q", v)
 		}
 		return err

@@ -20,10 +20,10 @@
 // are staged in memory (and seen by its own reads and by the Updates
 // after it in the batch), and the writes of the Updates whose functions
 // succeeded are applied at the end with two batched statements (an
-// upsert from unnest arrays and a DELETE ... = ANY, sent together) before
-// COMMIT. A View runs in a REPEATABLE READ READ ONLY transaction: one
-// snapshot, which never conflicts; its BEGIN goes out with its first
-// read. Scans are range queries on the primary key, fetched in pages (32
+// upsert from unnest arrays and a DELETE ... = ANY), sent with COMMIT in
+// one round trip; BEGIN goes out with the first read. A View runs in a
+// REPEATABLE READ READ ONLY transaction, begun the same way: one
+// snapshot, which never conflicts. Scans are range queries on the primary key, fetched in pages (32
 // rows, doubling to 256, fewer when rows are large), so a scan that stops
 // early reads little and a long one never holds its whole range.
 //
@@ -237,13 +237,13 @@ func (s *Store) View(ctx context.Context, fn func(kv.Reader) error) error {
 	// The pool drops a connection released inside a transaction, so one
 	// whose ROLLBACK failed is not reused.
 	defer conn.Release()
-	r := &reader{ctx: ctx, conn: conn, view: true}
+	r := &reader{ctx: ctx, conn: conn, begin: sqlBeginView, view: true}
 	err = fn(r)
 	if r.begun {
 		// What fn read is valid whatever ending the read-only transaction
 		// meets; a caller that has gone does not stop it.
 		end, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		_, _ = conn.Exec(end, "ROLLBACK")
+		_, _ = conn.Exec(end, sqlRollback)
 		cancel()
 	}
 	if err == nil && r.err != nil { // fn swallowed a failed read

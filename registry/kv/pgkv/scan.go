@@ -14,6 +14,9 @@ import (
 // of a sparse prefix would walk the index past its end).
 const (
 	sqlBeginView   = `BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY`
+	sqlBeginUpdate = `BEGIN ISOLATION LEVEL SERIALIZABLE`
+	sqlCommit      = `COMMIT`
+	sqlRollback    = `ROLLBACK`
 	sqlGet         = `SELECT value FROM kv WHERE key = $1`
 	sqlAsc         = `SELECT key, value FROM kv WHERE key >= $1 AND key < $2 ORDER BY key LIMIT $3`
 	sqlAscOpen     = `SELECT key, value FROM kv WHERE key >= $1 ORDER BY key LIMIT $2`

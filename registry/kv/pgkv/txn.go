@@ -16,11 +16,11 @@ type querier func(sql string, args ...any) (pgx.Rows, error)
 // reader reads a View's snapshot, or (in a batch) the Update
 // transaction's.
 type reader struct {
-	ctx context.Context
-	// tx is the batch's transaction; a View has conn instead, and begins
-	// its transaction with its first read.
-	tx    pgx.Tx
-	conn  *pgxpool.Conn
+	ctx  context.Context
+	conn *pgxpool.Conn
+	// begin starts the reader's transaction, sent with its first
+	// statement (the snapshot is taken at the first statement after it).
+	begin string
 	begun bool
 	// view: ctx is the caller's, and its end is not the database's fault.
 	view bool
@@ -40,20 +40,16 @@ func (r *reader) fail(what string, err error) error {
 	return r.err
 }
 
-// query runs a statement in the reader's transaction. A View's first one
-// goes out in one round trip with the BEGIN (the snapshot is taken at
-// the first statement after it), and a View that reads nothing begins
-// nothing.
+// query runs a statement in the reader's transaction. The first one goes
+// out in one round trip with the BEGIN, and a reader that reads nothing
+// begins nothing.
 func (r *reader) query(sql string, args ...any) (pgx.Rows, error) {
-	if r.tx != nil {
-		return r.tx.Query(r.ctx, sql, args...)
-	}
 	if r.begun {
 		return r.conn.Query(r.ctx, sql, args...)
 	}
 	r.begun = true
 	var b pgx.Batch
-	b.Queue(sqlBeginView)
+	b.Queue(r.begin)
 	b.Queue(sql, args...)
 	br := r.conn.SendBatch(r.ctx, &b)
 	if _, err := br.Exec(); err != nil {
@@ -163,9 +159,9 @@ type cached struct {
 	found bool
 }
 
-func newBatch(ctx context.Context, tx pgx.Tx) *batch {
+func newBatch(ctx context.Context, conn *pgxpool.Conn) *batch {
 	return &batch{
-		reader: reader{ctx: ctx, tx: tx},
+		reader: reader{ctx: ctx, conn: conn, begin: sqlBeginUpdate},
 		read:   make(map[string]cached),
 		writes: make(map[string][]byte),
 	}
@@ -200,11 +196,12 @@ func (b *batch) keep(t *txn) {
 	b.hooks = append(b.hooks, t.hooks...)
 }
 
-// flush applies the batch's writes with one upsert and one delete, sent
-// together with the batch's commit marker (when it wrote) and the
-// deletion of the markers spent by earlier batches. It reports whether
-// the batch wrote anything.
-func (b *batch) flush(marker []byte, spent [][]byte) (bool, error) {
+// queueEnd queues what ends the batch's transaction, in one round trip:
+// its BEGIN if no read sent it, the batch's writes (one upsert, one
+// delete), its commit marker and the deletion of the markers spent by
+// earlier batches when it wrote, and COMMIT. It reports whether the batch
+// wrote; a batch that neither read nor wrote queues nothing.
+func (b *batch) queueEnd(q *pgx.Batch, marker []byte, spent [][]byte) (wrote bool) {
 	var setK, setV, delK [][]byte
 	for _, k := range b.order {
 		if v := b.writes[k]; v != nil {
@@ -213,21 +210,27 @@ func (b *batch) flush(marker []byte, spent [][]byte) (bool, error) {
 			delK = append(delK, []byte(k))
 		}
 	}
-	var q pgx.Batch
+	wrote = len(setK)+len(delK) > 0
+	if !wrote && !b.begun {
+		return false
+	}
+	if !b.begun {
+		q.Queue(b.begin)
+	}
 	if len(setK) > 0 {
 		q.Queue(sqlUpsert, setK, setV)
 	}
 	if len(delK) > 0 {
 		q.Queue(sqlDeleteMany, delK)
 	}
-	if q.Len() == 0 {
-		return false, nil
+	if wrote {
+		q.Queue(sqlMark, marker)
+		if len(spent) > 0 {
+			q.Queue(sqlUnmark, spent)
+		}
 	}
-	q.Queue(sqlMark, marker)
-	if len(spent) > 0 {
-		q.Queue(sqlUnmark, spent)
-	}
-	return true, b.tx.SendBatch(b.ctx, &q).Close()
+	q.Queue(sqlCommit)
+	return wrote
 }
 
 // txn is one Update's view of the batch: its own writes staged apart (so
