@@ -2,17 +2,12 @@ package api
 
 import (
 	"encoding/json"
-	"errors"
 	"net/http"
 	"time"
 
 	"github.com/iotgate/iotgate/registry"
 	"github.com/labstack/echo/v4"
 )
-
-// codeCommandNotFound is not in the reference; chosen in IoTDA's numbering
-// next to the device codes and documented in the README.
-const codeCommandNotFound = "IOTDA.014100"
 
 // asyncCommandRoutes are IoTDA's asynchronous command APIs, the way
 // applications reach NB-IoT (LwM2M) devices.
@@ -49,16 +44,6 @@ func viewAsyncCommand(c *registry.AsyncCommand) asyncCommandView {
 	}
 }
 
-// commandError maps a missing command to its own code; other errors go to
-// the shared mapping.
-func commandError(err error) error {
-	var nf *registry.NotFoundError
-	if errors.As(err, &nf) && nf.Kind == "command" {
-		return &apiError{Status: http.StatusNotFound, Code: codeCommandNotFound, Msg: nf.Error()}
-	}
-	return err
-}
-
 func (s *Server) createAsyncCommand(c echo.Context) error {
 	var b struct {
 		ServiceID    *string         `json:"service_id"`
@@ -80,31 +65,9 @@ func (s *Server) createAsyncCommand(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	// "immediately" means now or not at all: a device that is not
-	// registered cannot take it. (A registered device that is asleep
-	// keeps it until it wakes up.)
-	if n.SendStrategy == registry.SendImmediately && (d.Status != registry.StatusOnline || s.asyncCommands == nil) {
-		return fromRegistry(registry.ErrNotConnected)
-	}
-	if s.asyncCommands != nil {
-		if err := s.asyncCommands.CheckAsyncCommand(n); err != nil {
-			return err
-		}
-	}
-	cmd, err := s.reg.CreateAsyncCommand(ctx, project(c), d.DeviceID, n)
+	cmd, err := s.router.CreateAsyncCommand(ctx, project(c), d, n)
 	if err != nil {
 		return err
-	}
-	if s.asyncCommands != nil {
-		now := cmd.SendStrategy == registry.SendImmediately
-		s.asyncCommands.AsyncCommandQueued(ctx, d.DeviceID, now)
-		if now {
-			// Report what happened to it: SENT, or PENDING while the
-			// device sleeps or works through older commands.
-			if cur, err := s.reg.AsyncCommand(ctx, project(c), d.DeviceID, cmd.CommandID); err == nil {
-				cmd = cur
-			}
-		}
 	}
 	v := viewAsyncCommand(cmd)
 	v.Result, v.DeliveredTime, v.ResponseTime = nil, "", ""
@@ -114,7 +77,7 @@ func (s *Server) createAsyncCommand(c echo.Context) error {
 func (s *Server) showAsyncCommand(c echo.Context) error {
 	cmd, err := s.reg.AsyncCommand(c.Request().Context(), project(c), c.Param("device_id"), c.Param("command_id"))
 	if err != nil {
-		return commandError(err)
+		return err
 	}
 	return c.JSON(http.StatusOK, viewAsyncCommand(cmd))
 }

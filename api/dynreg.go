@@ -1,11 +1,12 @@
 package api
 
 import (
-	"encoding/hex"
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/iotgate/iotgate/registry"
+	"github.com/iotgate/iotgate/registry/alisign"
 	"github.com/labstack/echo/v4"
 )
 
@@ -26,6 +27,7 @@ const (
 	aliDeviceAbsent  = 6100
 	aliDisabled      = 6204
 	aliSystem        = 500
+	aliThrottled     = 429 // Alibaba's "too many requests"
 )
 
 type aliReply struct {
@@ -42,6 +44,17 @@ func (s *Server) registerDevice(c echo.Context) error {
 	reply := func(code int, msg string, data any) error {
 		return c.JSON(http.StatusOK, aliReply{Code: code, Data: data, Message: msg})
 	}
+	// Every registration request costs a token of its address's
+	// unauthenticated bucket, before the form is parsed or a sign checked.
+	// Over it: Alibaba's 429 "too many requests", in the body of an HTTP
+	// 200 like every other answer here (an SDK turns another status into
+	// a transport error and never shows the code), with Retry-After.
+	now, addr := time.Now(), clientAddr(c.Request().RemoteAddr)
+	if ok, wait := s.unauth.take(addr, now); !ok {
+		s.refusals.refused(now, "device registration refused: address over its unauthenticated rate", "addr", addr)
+		setRetryAfter(c, wait)
+		return reply(aliThrottled, "too many requests", nil)
+	}
 	c.Request().Body = http.MaxBytesReader(c.Response(), c.Request().Body, 64<<10)
 	if err := c.Request().ParseForm(); err != nil {
 		return reply(aliBadParams, "request body is not a valid form: "+err.Error(), nil)
@@ -55,19 +68,17 @@ func (s *Server) registerDevice(c echo.Context) error {
 	}
 	method := f.Get("signMethod")
 	if method == "" {
-		method = "hmacmd5"
+		method = alisign.DefaultMethod
 	}
-	h, ok := registry.SignMethod(method)
+	h, ok := alisign.Method(method)
 	if !ok {
 		return reply(aliBadSignMethod, "sign method "+method+" is not supported (hmacmd5, hmacsha1, hmacsha256)", nil)
 	}
-	mac, err := hex.DecodeString(sign)
-	if err != nil {
+	mac, ok := alisign.Decode(sign, h)
+	if !ok {
 		return reply(aliSignFailed, "sign check failed", nil)
 	}
-	// Sorted parameters except sign and signMethod, name+value.
-	proof := registry.HMACProof{Hash: h, SecretIsKey: true,
-		Data: []byte("deviceName" + dn + "productKey" + pk + "random" + random)}
+	proof := alisign.RegistrationProof(h, pk, dn, random)
 	d, err := s.reg.DynamicRegister(c.Request().Context(), pk, dn, func(p *registry.Product) bool {
 		return p.MatchProductSecret(proof, mac)
 	})
@@ -76,7 +87,7 @@ func (s *Server) registerDevice(c echo.Context) error {
 	case err == nil:
 		s.log.Info("device registered dynamically", "product_id", pk, "node_id", dn, "device_id", d.DeviceID)
 		return reply(aliOK, "success", map[string]string{"productKey": pk, "deviceName": dn, "deviceSecret": d.Auth.Secret})
-	case errors.As(err, &nf) && nf.Kind == "product":
+	case errors.As(err, &nf) && nf.Kind == registry.EntityProduct:
 		return reply(aliProductAbsent, "product not found", nil)
 	case errors.As(err, &nf):
 		return reply(aliDeviceAbsent, "device not found", nil)

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/iotgate/iotgate/registry"
+	"github.com/iotgate/iotgate/registry/alisign"
 )
 
 func register(s *Server, form url.Values) map[string]any {
@@ -107,7 +108,7 @@ func TestDynamicRegistrationHTTPS(t *testing.T) {
 }
 
 func hmacHex(alg, key, msg string) string {
-	h, _ := registry.SignMethod("hmac" + alg)
+	h, _ := alisign.Method("hmac" + alg)
 	m := hmac.New(h, []byte(key))
 	m.Write([]byte(msg))
 	return hex.EncodeToString(m.Sum(nil))

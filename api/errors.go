@@ -41,6 +41,7 @@ const (
 	codeHasDevices      = "IOTDA.013008"
 	codeQuota           = "IOTDA.014308"
 	codeProductExists   = "IOTDA.013031"
+	codeCommandNotFound = "IOTDA.014100" // next to the device codes
 )
 
 func badInput(format string, a ...any) *apiError {
@@ -58,22 +59,23 @@ func fromRegistry(err error) *apiError {
 	case errors.As(err, &ve):
 		return badInput("%s", ve.Error())
 	case errors.As(err, &ce):
-		code := codeDeviceExists
 		switch ce.Field {
-		case "product_id":
-			code = codeProductExists
-		case "node_id", "device_id", "fingerprint":
-			msg := fmt.Sprintf("Invalid input. The device already exists: %s", ce.Error())
-			return &apiError{Status: http.StatusBadRequest, Code: code, Msg: msg}
+		case registry.UniqueProductID:
+			return &apiError{Status: http.StatusBadRequest, Code: codeProductExists, Msg: ce.Error()}
+		case registry.UniqueNodeID, registry.UniqueDeviceID, registry.UniqueFingerprint:
+			return &apiError{Status: http.StatusBadRequest, Code: codeDeviceExists,
+				Msg: "Invalid input. The device already exists: " + ce.Error()}
 		}
-		return &apiError{Status: http.StatusBadRequest, Code: code, Msg: ce.Error()}
+		return &apiError{Status: http.StatusBadRequest, Code: codeDeviceExists, Msg: ce.Error()}
 	case errors.As(err, &nf):
-		code := codeDeviceNotFound
+		code := codeDeviceNotFound // a device, by any of its keys
 		switch nf.Kind {
-		case "product":
+		case registry.EntityProduct:
 			code = codeProductNotFound
-		case "certificate":
+		case registry.EntityCertificate:
 			code = codeCertNotFound
+		case registry.EntityCommand:
+			code = codeCommandNotFound
 		}
 		return &apiError{Status: http.StatusNotFound, Code: code, Msg: nf.Error()}
 	case errors.Is(err, registry.ErrHasDevices):
@@ -87,6 +89,9 @@ func fromRegistry(err error) *apiError {
 		return &apiError{Status: http.StatusForbidden, Code: codeNotOnline, Msg: "Operation not allowed. The device is not online."}
 	case errors.Is(err, registry.ErrUnsupported):
 		return badInput("%s", err.Error())
+	case errors.Is(err, registry.ErrStorageFull):
+		return &apiError{Status: http.StatusServiceUnavailable, Code: codeInternal,
+			Msg: "Service unavailable: storage is full, writes are refused until space is freed. Nothing was written."}
 	}
 	return nil
 }

@@ -24,11 +24,8 @@ func decodeOptional(c echo.Context, v any) error { return decodeBody(c, v, false
 
 func decodeBody(c echo.Context, v any, required bool) error {
 	body, ok := c.Get(bodyKey).([]byte)
-	if !ok { // a route outside authenticate
-		var err error
-		if body, err = readBody(c.Response(), c.Request()); err != nil {
-			return err
-		}
+	if !ok { // only authenticate reads bodies (bounded)
+		return errors.New("api: request body decoded on a route without authenticate")
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
 		if !required {

@@ -1,7 +1,8 @@
 // Package api serves the IoTDA v5 REST API (products, devices, device CA
 // certificates, device data and commands) over echo. It is an adapter onto
-// the registry and reaches devices only through the registry's Sender
-// interfaces, never through a protocol package.
+// the registry, which it uses through the Registry interface it declares,
+// and reaches devices only through the registry's Sender interfaces,
+// never through a protocol package.
 package api
 
 import (
@@ -11,8 +12,9 @@ import (
 	"time"
 
 	"github.com/iotgate/iotgate/api/aksk"
-	"github.com/iotgate/iotgate/registry"
+	"github.com/iotgate/iotgate/registry/guard"
 	"github.com/labstack/echo/v4"
+	"golang.org/x/time/rate"
 )
 
 // Credential lets one tenant call the API: AK/SK signing, or a static
@@ -26,58 +28,63 @@ type Credential struct {
 
 // Options configures the API server.
 type Options struct {
-	Registry    *registry.Registry
+	Registry    Registry
 	Credentials []Credential
 	// MaxClockSkew bounds X-Sdk-Date; zero means 15 minutes.
 	MaxClockSkew time.Duration
 	Logger       *slog.Logger
-	// Commands and Messages reach connected devices; nil answers
-	// "not online" for every device.
-	Commands registry.CommandSender
-	Messages registry.MessageSender
+	// Router reaches devices (commands, messages): the registry's
+	// delivery router.
+	Router Deliverer
 	// CommandTimeout is how long a synchronous command waits; zero means
 	// IoTDA's 20 s.
 	CommandTimeout time.Duration
-	// AsyncCommands delivers queued asynchronous commands (LwM2M); nil
-	// keeps them PENDING until they expire and refuses "immediately".
-	AsyncCommands registry.AsyncCommandDispatcher
+	// Limits bound request rates, sizes and timeouts; the zero value has
+	// no rate limits and the default sizes and timeouts.
+	Limits Limits
+	// Bans is the ban list served at /banned (banned.go); nil: no such
+	// routes.
+	Bans guard.Guard
 }
 
 // Server is the REST API.
 type Server struct {
-	reg      *registry.Registry
+	reg      Registry
 	log      *slog.Logger
 	echo     *echo.Echo
 	verifier *aksk.Verifier
 	byAK     map[string]*Credential
 	byToken  map[string]*Credential
 	ready    atomic.Bool
-	commands registry.CommandSender
-	messages registry.MessageSender
+	router   Deliverer
 	cmdWait  time.Duration
 
-	asyncCommands registry.AsyncCommandDispatcher
+	limits Limits
+	// byCred holds each credential's token bucket (nil map: no limit);
+	// unauth the per-address buckets of unauthenticated requests.
+	byCred map[*Credential]*rate.Limiter
+	unauth *addrLimiter
+	// refusals logs what the limits and authentication refuse.
+	refusals *refusalLog
+	bans     guard.Guard
 }
-
-// maxBody bounds request bodies (IoTDA's largest are 1 MB messages).
-const maxBody = 2 << 20
 
 // New builds the API server.
 func New(o Options) *Server {
 	s := &Server{
-		reg:      o.Registry,
-		log:      o.Logger,
-		byAK:     make(map[string]*Credential),
-		byToken:  make(map[string]*Credential),
-		commands: o.Commands,
-		messages: o.Messages,
-		cmdWait:  o.CommandTimeout,
-
-		asyncCommands: o.AsyncCommands,
+		reg:     o.Registry,
+		log:     o.Logger,
+		byAK:    make(map[string]*Credential),
+		byToken: make(map[string]*Credential),
+		router:  o.Router,
+		cmdWait: o.CommandTimeout,
+		limits:  o.Limits.withDefaults(),
+		bans:    o.Bans,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
+	s.refusals = &refusalLog{log: s.log}
 	if s.cmdWait <= 0 {
 		s.cmdWait = 20 * time.Second
 	}
@@ -90,6 +97,13 @@ func New(o Options) *Server {
 			s.byToken[c.Token] = c
 		}
 	}
+	if l := s.limits; l.Rate > 0 {
+		s.byCred = make(map[*Credential]*rate.Limiter, len(o.Credentials))
+		for i := range o.Credentials {
+			s.byCred[&o.Credentials[i]] = rate.NewLimiter(rate.Limit(l.Rate), max(l.Burst, 1))
+		}
+	}
+	s.unauth = newAddrLimiter(s.limits.UnauthenticatedRate, s.limits.UnauthenticatedBurst, maxTrackedAddrs)
 	s.verifier = &aksk.Verifier{
 		Lookup: func(ak string) ([]byte, bool) {
 			c, ok := s.byAK[ak]
@@ -110,8 +124,11 @@ func New(o Options) *Server {
 	s.deviceRoutes(v5)
 	s.certRoutes(v5)
 	s.dataRoutes(v5)
+	s.messageRoutes(v5)
 	s.registrationRoutes(e)
 	s.asyncCommandRoutes(v5)
+	s.eventRoutes(v5)
+	s.banRoutes(v5)
 	s.echo = e
 	return s
 }

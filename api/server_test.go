@@ -24,7 +24,7 @@ func newTestServer(t *testing.T) (*Server, *registry.Registry) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { reg.Close(); st.Close() })
-	s := New(Options{Registry: reg, Credentials: []Credential{{ProjectID: "p1", Token: "tok1"}, {ProjectID: "p2", Token: "tok2"}}})
+	s := New(Options{Registry: reg, Router: reg.Router(), Credentials: []Credential{{ProjectID: "p1", Token: "tok1"}, {ProjectID: "p2", Token: "tok2"}}})
 	return s, reg
 }
 
@@ -149,8 +149,8 @@ func TestRequestBodies(t *testing.T) {
 	}{
 		{"announced", device, int64(len(device)), 201, ""},
 		{"not announced", strings.Replace(device, "n1", "n3", 1), -1, 201, ""},
-		{"over 2 MB announced", huge, int64(len(huge)), 413, codeBadFormat},
-		{"over 2 MB not announced", huge, -1, 413, codeBadFormat},
+		{"over 2 MB announced", huge, int64(len(huge)), 413, codeBodyTooLarge},
+		{"over 2 MB not announced", huge, -1, 413, codeBodyTooLarge},
 		{"shorter than announced", device, int64(len(device)) + 10, 400, codeBadFormat},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

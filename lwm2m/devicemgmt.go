@@ -78,9 +78,9 @@ func (s *Server) hold(e *entry) (cc *udpClient.Conn, release func(), err error) 
 		st.busy.Add(1)
 		if cc.Context().Err() == nil {
 			if st.secure { // only the DTLS server makes secure connections
-				s.dtls.requestStarted(cc)
+				s.dtls.RequestStarted(cc)
 			} else {
-				s.udp.requestStarted(cc)
+				s.udp.RequestStarted(cc)
 			}
 			return cc, func() { st.busy.Add(-1) }, nil
 		}

@@ -4,11 +4,12 @@
 //
 // It is split the way Eclipse Leshan splits a server:
 //
-//   - transport (transport.go, coap.go, coaps.go, sweep.go, dtls.go,
-//     dtlsmux.go): go-coap's connections fed by our own loops, NoSec
-//     ones by peer address and DTLS sessions by identity, checked by a
-//     periodic sweep; DTLS with PSKs from the security store, Connection
-//     IDs (RFC 9146), HelloVerifyRequest cookies and bounded handshakes;
+//   - transport (the sub-package transport): the UDP and DTLS sockets and
+//     go-coap's connections fed by our own loops, NoSec ones by peer
+//     address and DTLS sessions by identity, checked by a periodic sweep;
+//     here, what LwM2M asks of it (transport.go: per-connection state,
+//     the idle policy, the router; dtls.go: PSKs from the security store,
+//     Connection IDs (RFC 9146), HelloVerifyRequest cookies);
 //   - security store (security.go): who may register, backed by the
 //     registry (endpoint name = node_id, PSK identity = node_id);
 //   - registration interface (rd.go, query.go, objects.go): Register,
@@ -21,6 +22,9 @@
 //   - observations (observe.go): notifications become device messages;
 //   - command queue (commands.go): delivers the registry's asynchronous
 //     commands in order, holding them while a queue-mode client sleeps.
+//
+// Lines a flood could repeat (refused Registers, failed handshakes) are
+// written under the budget of the sub-package ratelog.
 //
 // Payloads are converted by the sibling package format. Nothing here is
 // known to the REST API: it sees the registry's interfaces only.

@@ -82,13 +82,13 @@ func (s *Server) register(w mux.ResponseWriter, r *mux.Message, cc *udpClient.Co
 	defer cancel()
 	d, refusal := s.authorize(ctx, st, p.Endpoint)
 	if refusal != nil {
-		s.refuse(w, cc, p.Endpoint, refusal)
+		s.refuse(w, cc, st, p.Endpoint, refusal)
 		return
 	}
 	session, err := s.reg.Connected(ctx, d.DeviceID)
 	if err != nil {
 		if errors.Is(err, registry.ErrFrozen) || errors.Is(err, registry.ErrNotFound) {
-			s.refuse(w, cc, p.Endpoint, errRefused("device "+d.DeviceID+" is frozen or was deleted"))
+			s.refuse(w, cc, st, p.Endpoint, errRefused("device "+d.DeviceID+" is frozen or was deleted"))
 			return
 		}
 		s.log.Error("lwm2m register: registry", "endpoint", p.Endpoint, "err", err)
@@ -150,17 +150,24 @@ func (s *Server) checkLifetime(lt time.Duration) string {
 	return ""
 }
 
-// refusal is a reason to answer 4.03: it is logged, and sent as the
-// diagnostic payload.
+// refusal is a reason to answer 4.03. It goes to the log only: every
+// refusal gets the same bare 4.03, so that a client learns nothing of
+// which endpoints exist, which require DTLS or which are frozen.
 type refusal struct{ reason string }
 
 func (r *refusal) Error() string { return r.reason }
 
 func errRefused(reason string) *refusal { return &refusal{reason: reason} }
 
-func (s *Server) refuse(w mux.ResponseWriter, cc *udpClient.Conn, endpoint string, why *refusal) {
-	s.log.Info("lwm2m registration refused", "endpoint", endpoint, "addr", cc.RemoteAddr().String(), "reason", why.reason)
-	respond(w, codes.Forbidden, why.reason)
+// refuse answers a refused Register: 4.03 without a payload, whatever the
+// cause (over NoSec the source address proves nothing, so a diagnostic
+// would tell anyone which node ids exist and in what state, and would
+// make the answer larger than a short request). The reason is logged at
+// info under the refusal budget, so that a flood cannot fill the disk.
+func (s *Server) refuse(w mux.ResponseWriter, cc *udpClient.Conn, st *connState, endpoint string, why *refusal) {
+	s.limited.Info("lwm2m registration refused", "endpoint", endpoint, "addr", cc.RemoteAddr().String(),
+		"secure", st.secure, "identity", st.identity, "reason", why.reason)
+	respond(w, codes.Forbidden, "")
 }
 
 // authorize decides whether this connection may register endpoint: the

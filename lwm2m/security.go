@@ -37,7 +37,7 @@ const imeiPrefix = "urn:imei:"
 // the whole name or just the digits (HiSilicon modules send those).
 func (s RegistrySecurity) DeviceByEndpoint(ctx context.Context, endpoint string) (*registry.Device, error) {
 	if endpoint == "" {
-		return nil, &registry.NotFoundError{Kind: "node", ID: endpoint}
+		return nil, &registry.NotFoundError{Kind: registry.EntityNode, ID: endpoint}
 	}
 	d, err := s.Registry.DeviceByNodeID(ctx, endpoint)
 	if err == nil || !errors.Is(err, registry.ErrNotFound) {

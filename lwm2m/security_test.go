@@ -15,7 +15,7 @@ func (m nodeMap) DeviceByNodeID(_ context.Context, node string) (*registry.Devic
 	if d, ok := m[node]; ok {
 		return d, nil
 	}
-	return nil, &registry.NotFoundError{Kind: "node", ID: node}
+	return nil, &registry.NotFoundError{Kind: registry.EntityNode, ID: node}
 }
 
 func TestLwM2MDeviceByEndpoint(t *testing.T) {

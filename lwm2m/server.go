@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/iotgate/iotgate/lwm2m/ratelog"
+	"github.com/iotgate/iotgate/lwm2m/transport"
 	"github.com/iotgate/iotgate/registry"
 	coapNet "github.com/plgd-dev/go-coap/v3/net"
 )
@@ -36,6 +38,8 @@ const (
 	DefaultRequestTimeout   = 60 * time.Second
 	DefaultHandshakeTimeout = 10 * time.Second
 	DefaultMaxHandshakes    = 1024
+	DefaultMaxUnverified    = 128
+	DefaultCookieWait       = 3 * time.Second
 	DefaultIdleTimeout      = 2 * time.Minute
 	DefaultNoSecIdleTimeout = 5 * time.Second
 	DefaultSweepInterval    = time.Second
@@ -69,6 +73,12 @@ type Options struct {
 	// run at once.
 	HandshakeTimeout time.Duration
 	MaxHandshakes    int
+	// MaxUnverified bounds the handshakes waiting for their client to
+	// echo the cookie of the HelloVerifyRequest (a client that sends
+	// ClientHellos from a spoofed address never does): one more ends the
+	// oldest. CookieWait is how long one may wait.
+	MaxUnverified int
+	CookieWait    time.Duration
 	// IdleTimeout closes a DTLS session that carries no registration and
 	// has been silent this long.
 	IdleTimeout time.Duration
@@ -84,6 +94,12 @@ type Options struct {
 	// an answer, 1 to 1.5 times this, doubled at each of the 4
 	// retransmissions.
 	AckTimeout time.Duration
+	// LogPerSecond and LogBurst bound the info lines of refused
+	// Registers and failed DTLS handshakes (a token bucket: LogBurst
+	// lines at once, LogPerSecond a second on average); the lines over
+	// it are counted, and the next line written says how many.
+	LogPerSecond float64
+	LogBurst     int
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -92,22 +108,25 @@ type Options struct {
 // cmd/iotgate (Start, Shutdown), registry.Kicker and
 // registry.AsyncCommandDispatcher.
 type Server struct {
-	o     Options
-	reg   Registry
-	sec   SecurityStore
-	log   *slog.Logger
-	now   func() time.Time
-	store *regStore
-	obs   *obsIndex
-	work  *workers
+	o   Options
+	reg Registry
+	sec SecurityStore
+	log *slog.Logger
+	// limited is the log under a budget, for lines a flood could
+	// repeat (refusals, failed handshakes).
+	limited *ratelog.Logger
+	now     func() time.Time
+	store   *regStore
+	obs     *obsIndex
+	work    *workers
 	// conns counts go-coap's open connections (NoSec addresses and DTLS
 	// sessions).
 	conns atomic.Int64
 
-	udp     *coapServer
-	dtls    *coapsServer
+	udp     *transport.UDPServer
+	dtls    *transport.DTLSServer
 	udpConn *coapNet.UDPConn
-	dtlsLn  *dtlsListener
+	dtlsLn  *transport.DTLSListener
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -133,8 +152,12 @@ func New(o Options) (*Server, error) {
 	def(&o.NoSecIdleTimeout, DefaultNoSecIdleTimeout)
 	def(&o.SweepInterval, DefaultSweepInterval)
 	def(&o.AckTimeout, DefaultAckTimeout)
+	def(&o.CookieWait, DefaultCookieWait)
 	if o.MaxHandshakes <= 0 {
 		o.MaxHandshakes = DefaultMaxHandshakes
+	}
+	if o.MaxUnverified <= 0 {
+		o.MaxUnverified = DefaultMaxUnverified
 	}
 	if o.MinLifetime > o.MaxLifetime {
 		return nil, fmt.Errorf("lwm2m: min lifetime %v exceeds max lifetime %v", o.MinLifetime, o.MaxLifetime)
@@ -150,6 +173,7 @@ func New(o Options) (*Server, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	s.limited = ratelog.New(s.log, o.LogPerSecond, o.LogBurst, nil)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.work = newWorkers(workerIdle, s.ctx.Done())
 	return s, nil
@@ -160,11 +184,11 @@ func New(o Options) (*Server, error) {
 func (s *Server) Start(ctx context.Context) error {
 	router := s.router()
 	if s.o.Listen != "" {
-		l, err := listenUDP(s.o.Listen)
+		l, err := transport.ListenUDP(s.o.Listen)
 		if err != nil {
 			return fmt.Errorf("lwm2m: coap listen %s: %w", s.o.Listen, err)
 		}
-		udp, err := newCoAPServer(s.serverConfig(router, false), l)
+		udp, err := transport.NewUDPServer(s.serverConfig(router, false).goCoAP(), l, s.connSweep(s.o.NoSecIdleTimeout))
 		if err != nil {
 			_ = l.Close()
 			return fmt.Errorf("lwm2m: coap listen %s: %w", s.o.Listen, err)
@@ -174,42 +198,21 @@ func (s *Server) Start(ctx context.Context) error {
 		s.log.Info("lwm2m coap listening", "addr", l.LocalAddr().String())
 	}
 	if s.o.DTLSListen != "" {
-		l, err := listenDTLS(s.o.DTLSListen, dtlsConfig(s.sec, s.o.HandshakeTimeout, s.log), s.o.MaxHandshakes, s.log)
+		l, err := transport.ListenDTLS(s.o.DTLSListen, dtlsConfig(s.sec, s.o.HandshakeTimeout, s.log), transport.DTLSLimits{
+			MaxHandshakes: s.o.MaxHandshakes, MaxUnverified: s.o.MaxUnverified, CookieWait: s.o.CookieWait,
+		}, s.limited, s.log)
 		if err != nil {
 			s.stopListeners()
 			return fmt.Errorf("lwm2m: %w", err)
 		}
 		s.dtlsLn = l
-		s.dtls = newCoAPSServer(s.serverConfig(router, true))
+		s.dtls = transport.NewDTLSServer(s.serverConfig(router, true).goCoAP(), s.connSweep(s.o.IdleTimeout))
 		s.serve(func() error { return s.dtls.Serve(l) })
 		s.log.Info("lwm2m coaps (dtls) listening", "addr", l.Addr().String())
 	}
 	s.wg.Add(1)
 	go s.sweepLoop()
 	return nil
-}
-
-// udpReadBuffer is the NoSec socket's receive buffer. go-coap reads it
-// on one goroutine; when a fleet comes back after an outage, a burst of
-// Registers (and the answers to their observations) overflows the
-// kernel's default (208 KiB), and every dropped Register costs its client
-// a retransmission timeout (1-2 s). Linux caps it at net.core.rmem_max.
-const udpReadBuffer = 4 << 20
-
-func listenUDP(addr string) (*coapNet.UDPConn, error) {
-	ua, err := net.ResolveUDPAddr("udp", addr)
-	if err != nil {
-		return nil, err
-	}
-	c, err := net.ListenUDP("udp", ua)
-	if err != nil {
-		return nil, err
-	}
-	if err := c.SetReadBuffer(udpReadBuffer); err != nil {
-		_ = c.Close()
-		return nil, fmt.Errorf("receive buffer: %w", err)
-	}
-	return coapNet.NewUDPConn("udp", c), nil
 }
 
 func (s *Server) serve(fn func() error) {

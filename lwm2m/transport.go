@@ -5,12 +5,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/iotgate/iotgate/lwm2m/transport"
 	"github.com/pion/dtls/v2"
 	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 	"github.com/plgd-dev/go-coap/v3/message/pool"
 	"github.com/plgd-dev/go-coap/v3/mux"
-	"github.com/plgd-dev/go-coap/v3/net/blockwise"
 	"github.com/plgd-dev/go-coap/v3/net/responsewriter"
 	"github.com/plgd-dev/go-coap/v3/options/config"
 	udpClient "github.com/plgd-dev/go-coap/v3/udp/client"
@@ -55,6 +55,9 @@ func (s *Server) serverConfig(router *mux.Router, secure bool) serverConfig {
 		switch c := r.Code(); {
 		case c > codes.Empty && c < codes.Created: // a request (class 0)
 			requests(w, r)
+			if !secure {
+				noLargerThan(w.Message(), r)
+			}
 		case c >= codes.Created:
 			// A response nobody waits for: a notification of one of our
 			// observations (go-coap hands us what it cannot match).
@@ -63,27 +66,49 @@ func (s *Server) serverConfig(router *mux.Router, secure bool) serverConfig {
 	}}
 }
 
-// coapTick is the period of go-coap's periodic work (see common).
-const coapTick = time.Second
+// noLargerThan drops the diagnostic payload of a NoSec answer that would
+// be larger than its request. A NoSec source address proves nothing, and
+// an answer larger than a spoofed request would make the server an
+// amplifier (RFC 9175 §2.4); without a payload an answer is its header,
+// the request's token and its options, which only a 2.01 to a Register
+// (larger still) carries.
+func noLargerThan(resp, req *pool.Message) {
+	if !resp.IsModified() || resp.Body() == nil || coapSize(resp) <= coapSize(req) {
+		return
+	}
+	resp.SetBody(nil)
+	resp.Remove(message.ContentFormat)
+}
+
+// coapSize is m's size as a CoAP-over-UDP datagram (RFC 7252 §3).
+func coapSize(m *pool.Message) int {
+	n := 4 + len(m.Token())
+	opts, _ := m.Options().Marshal(nil) // the size, with ErrTooSmall
+	n += opts
+	if body, err := m.BodySize(); err == nil && body > 0 {
+		n += 1 + int(body)
+	}
+	return n
+}
 
 func (c serverConfig) common(cfg *config.Common[*udpClient.Conn]) {
 	cfg.Ctx = c.s.ctx
 	cfg.Errors = func(err error) { c.s.log.Debug("coap", "secure", c.secure, "err", err) }
 	cfg.ProcessReceivedMessage = c.processReceived
-	// Retransmissions and idle checks run on this tick (go-coap's default
-	// is 4 s, too coarse for its 2 s acknowledgement timeout). A NoSec
-	// tick visits the addresses heard from in the last NoSecIdleTimeout,
-	// not every registered one; a DTLS tick, the sessions that need it
-	// (see sessionSweep).
-	cfg.PeriodicRunner = func(f func(now time.Time) bool) {
-		go func() {
-			t := time.NewTicker(coapTick)
-			defer t.Stop()
-			for f(time.Now()) {
-				<-t.C
-			}
-		}()
-	}
+	// Retransmissions and idle checks run on the transport's tick
+	// (go-coap's default is 4 s, too coarse for its 2 s acknowledgement
+	// timeout).
+	cfg.PeriodicRunner = transport.EveryTick
+}
+
+// connSweep is how a server of the transport checks its connections: a
+// connection with a message being handled or a request of ours in flight
+// every tick.
+func (s *Server) connSweep(idle time.Duration) transport.Sweep {
+	return transport.Sweep{Idle: idle, Busy: func(cc *udpClient.Conn) bool {
+		st := stateOf(cc)
+		return st != nil && st.busy.Load() > 0
+	}}
 }
 
 func (c serverConfig) onNewConn(cc *udpClient.Conn) {
@@ -108,7 +133,7 @@ func (c serverConfig) monitor() udpClient.InactivityMonitor {
 }
 
 // goCoAP is the configuration of go-coap's connections for our NoSec
-// and DTLS loops (coapServer, coapsServer): go-coap's UDP server
+// and DTLS loops (transport.UDPServer, transport.DTLSServer): go-coap's UDP server
 // defaults, which are its DTLS server's too, with ours.
 func (c serverConfig) goCoAP() udpServer.Config {
 	cfg := udpServer.DefaultConfig
@@ -123,68 +148,6 @@ func (c serverConfig) goCoAP() udpServer.Config {
 		cfg.MessagePool = pool.New(0, 0)
 	}
 	return cfg
-}
-
-// fullSweepEvery is how often every connection is checked: often enough
-// for the idle timeout (of an unregistered DTLS session, of a NoSec
-// address), rarely enough that a fleet of idle sessions costs little.
-func fullSweepEvery(idle time.Duration) int {
-	return int(min(max(idle/4, coapTick), 10*time.Second) / coapTick)
-}
-
-// newConnSweep is the periodic check of go-coap connections idle after
-// idle: go-coap's CheckExpirations (retransmissions, the idle monitor,
-// caches), every tick for a connection busy with a message or a request
-// of ours.
-func newConnSweep(idle time.Duration) *sessionSweep[*udpClient.Conn] {
-	return newSessionSweep(fullSweepEvery(idle),
-		func(cc *udpClient.Conn, now time.Time) { cc.CheckExpirations(now) },
-		func(cc *udpClient.Conn) bool { st := stateOf(cc); return st != nil && st.busy.Load() > 0 })
-}
-
-// sweepConns has cfg's periodic runner (go-coap's one-second tick) run
-// w while ctx lives.
-func sweepConns(ctx context.Context, cfg *udpServer.Config, w *sessionSweep[*udpClient.Conn]) {
-	cfg.PeriodicRunner(func(now time.Time) bool {
-		w.run(now)
-		return ctx.Err() == nil
-	})
-}
-
-// closeConns closes every connection w knows (at shutdown).
-func closeConns(w *sessionSweep[*udpClient.Conn]) {
-	for _, cc := range w.snapshot() {
-		_ = cc.Close()
-	}
-}
-
-// newGoCoAPConn is go-coap's CoAP-over-UDP machinery on a session (a
-// peer address on the NoSec socket, or a DTLS session), as go-coap's
-// servers make it.
-func newGoCoAPConn(cfg *udpServer.Config, sess udpClient.Session) *udpClient.Conn {
-	cc := udpClient.DefaultConfig
-	cc.TransmissionNStart = cfg.TransmissionNStart
-	cc.TransmissionAcknowledgeTimeout = cfg.TransmissionAcknowledgeTimeout
-	cc.TransmissionMaxRetransmit = cfg.TransmissionMaxRetransmit
-	cc.Handler = cfg.Handler
-	cc.BlockwiseSZX = cfg.BlockwiseSZX
-	cc.Errors = cfg.Errors
-	cc.GetMID = cfg.GetMID
-	cc.GetToken = cfg.GetToken
-	cc.MessagePool = cfg.MessagePool
-	cc.ReceivedMessageQueueSize = cfg.ReceivedMessageQueueSize
-	cc.ProcessReceivedMessage = cfg.ProcessReceivedMessage
-	bw := func(*udpClient.Conn) *blockwise.BlockWise[*udpClient.Conn] { return nil }
-	if cfg.BlockwiseEnable {
-		bw = func(c *udpClient.Conn) *blockwise.BlockWise[*udpClient.Conn] {
-			return blockwise.New(c, cfg.BlockwiseTransferTimeout, cfg.Errors,
-				func(token message.Token) (*pool.Message, bool) { return c.GetObservationRequest(token) })
-		}
-	}
-	return udpClient.NewConnWithOpts(sess, &cc,
-		udpClient.WithBlockWise(bw),
-		udpClient.WithInactivityMonitor(cfg.CreateInactivityMonitor()),
-		udpClient.WithRequestMonitor(cfg.RequestMonitor))
 }
 
 // idleMonitor closes a connection that has been silent for idle and is

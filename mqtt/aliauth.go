@@ -11,6 +11,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/iotgate/iotgate/registry"
+	"github.com/iotgate/iotgate/registry/alisign"
 )
 
 // aliAuthRegistry is what Alibaba authentication needs from the registry.
@@ -118,20 +119,21 @@ func (h *authHook) aliSecret(ctx context.Context, cid aliClientID, pk, dn string
 	if r != nil {
 		return nil, r
 	}
-	params := []signParam{{"deviceName", dn}, {"productKey", pk}}
+	h.stats.credentialChecks.Add(1)
+	params := []alisign.Param{{Name: "deviceName", Value: dn}, {Name: "productKey", Value: pk}}
 	if cid.HasTimestamp {
-		params = append(params, signParam{"timestamp", cid.Timestamp})
+		params = append(params, alisign.Param{Name: "timestamp", Value: cid.Timestamp})
 	}
 	matched := false
 	if cid.ClientID == "" {
-		_, matched = d.MatchSecret(signProof(hash, signContent(params...)), mac)
+		_, matched = d.MatchSecret(alisign.Proof(hash, params...), mac)
 	}
 	if !matched {
-		params = append(params, signParam{"clientId", cid.ClientID})
-		_, matched = d.MatchSecret(signProof(hash, signContent(params...)), mac)
+		params = append(params, alisign.Param{Name: "clientId", Value: cid.ClientID})
+		_, matched = d.MatchSecret(alisign.Proof(hash, params...), mac)
 	}
 	if !matched {
-		return nil, refuse(notAuthorized, "wrong sign")
+		return nil, reject(notAuthorized, "wrong sign")
 	}
 	return d, nil
 }
@@ -142,14 +144,15 @@ func (h *authHook) aliToken(ctx context.Context, cid aliClientID, pk, dn string,
 	if len(password) == 0 || cid.ClientID == "" {
 		return nil, refuse(badCredentials, "connwl needs the ClientID as clientId and the DeviceToken as password")
 	}
+	h.stats.credentialChecks.Add(1)
 	d, err := h.reg.CheckClientToken(ctx, pk, dn, cid.ClientID, string(password))
 	switch {
 	case err == nil:
 		return d, nil
 	case errors.Is(err, registry.ErrNotFound):
-		return nil, refuse(notAuthorized, "unknown device")
+		return nil, reject(notAuthorized, "unknown device")
 	case errors.Is(err, registry.ErrClientIDRefused):
-		return nil, refuse(notAuthorized, "ClientID or DeviceToken refused")
+		return nil, reject(notAuthorized, "ClientID or DeviceToken refused")
 	}
 	return nil, refuse(serverUnavailable, "device lookup: %v", err)
 }
@@ -157,7 +160,7 @@ func (h *authHook) aliToken(ctx context.Context, cid aliClientID, pk, dn string,
 func (h *authHook) aliDevice(ctx context.Context, pk, dn string) (*registry.Device, *refusal) {
 	d, err := h.reg.DeviceByProductNode(ctx, pk, dn)
 	if errors.Is(err, registry.ErrNotFound) {
-		return nil, refuse(notAuthorized, "unknown device")
+		return nil, reject(notAuthorized, "unknown device")
 	}
 	if err != nil {
 		return nil, refuse(serverUnavailable, "device lookup: %v", err)
@@ -191,8 +194,11 @@ func (h *authHook) aliRegistration(ctx context.Context, cid aliClientID, pk, dn 
 	if why != nil {
 		return nil, why
 	}
-	proof := signProof(hash, signContent(signParam{"deviceName", dn}, signParam{"productKey", pk}, signParam{"random", cid.Random}))
-	verify := func(p *registry.Product) bool { return p.MatchProductSecret(proof, mac) }
+	proof := alisign.RegistrationProof(hash, pk, dn, cid.Random)
+	verify := func(p *registry.Product) bool {
+		h.stats.credentialChecks.Add(1)
+		return p.MatchProductSecret(proof, mac)
+	}
 
 	var res registrationResult
 	var err error
@@ -215,12 +221,12 @@ func (h *authHook) aliRegistration(ctx context.Context, cid aliClientID, pk, dn 
 	case err == nil:
 		h.log.Info("device registered dynamically over MQTT", "product_id", pk, "node_id", dn, "auth_type", cid.AuthType)
 		return &conn{registration: &res}, nil
-	case errors.As(err, &nf) && nf.Kind == "product":
-		return nil, refuse(badCredentials, "unknown product")
+	case errors.As(err, &nf) && nf.Kind == registry.EntityProduct:
+		return nil, reject(badCredentials, "unknown product")
 	case errors.Is(err, registry.ErrSignature):
-		return nil, refuse(badCredentials, "wrong product-secret sign")
+		return nil, reject(badCredentials, "wrong product-secret sign")
 	case errors.Is(err, registry.ErrNotFound):
-		return nil, refuse(notAuthorized, "no such pre-registered device")
+		return nil, reject(notAuthorized, "no such pre-registered device")
 	case errors.Is(err, registry.ErrDynRegDisabled):
 		return nil, refuse(notAuthorized, "%v", err)
 	case errors.Is(err, registry.ErrAlreadyActive), errors.Is(err, registry.ErrFrozen),

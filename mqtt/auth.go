@@ -9,12 +9,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"time"
 
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/iotgate/iotgate/registry"
+	"github.com/iotgate/iotgate/registry/guard"
 )
 
 // Keepalive bounds IoTDA and Alibaba accept, in seconds.
@@ -60,14 +62,25 @@ type authRegistry interface {
 // A device connection gets its device id as mochi client id. mochi keys
 // sessions on the client id, so this is what makes a device's new
 // connection take over its old one, whatever ClientId it used.
+//
+// Before any of that, the guard: a CONNECT from a banned address or for
+// a banned identity, or with more user properties than the limit, is
+// refused with no cryptography and no store lookup; a refusal that
+// proves a credential wrong (or names an unknown device) is counted
+// against the identity and the address, and an accepted connect against
+// the identity's flapping budget.
 type authHook struct {
 	mochi.HookBase
-	reg   authRegistry
-	conns *conns
-	log   *slog.Logger
-	ctx   context.Context // ends at shutdown
-	skew  time.Duration
-	now   func() time.Time
+	reg    authRegistry
+	conns  *conns
+	log    *slog.Logger
+	ctx    context.Context // ends at shutdown
+	skew   time.Duration
+	now    func() time.Time
+	guard  guard.Guard
+	limits Limits
+	logs   *refusalLog
+	stats  *counters
 }
 
 func (h *authHook) ID() string { return "iotgate-auth" }
@@ -77,23 +90,38 @@ func (h *authHook) Provides(b byte) bool {
 }
 
 func (h *authHook) OnConnect(cl *mochi.Client, pk packets.Packet) error {
-	ctx, cancel := context.WithTimeout(h.ctx, authTimeout)
-	defer cancel()
-	var c *conn
-	var r *refusal
-	if isAlibaba(pk.Connect.ClientIdentifier, pk.Connect.Username) {
-		c, r = h.authenticateAlibaba(ctx, cl, pk)
-	} else {
-		c, r = h.authenticate(ctx, cl, pk)
+	identity := connectIdentity(pk)
+	addr := remoteAddr(cl.Net.Conn)
+	c, r := h.screen(pk, identity, addr)
+	if r == nil {
+		ctx, cancel := context.WithTimeout(h.ctx, authTimeout)
+		if isAlibaba(pk.Connect.ClientIdentifier, pk.Connect.Username) {
+			c, r = h.authenticateAlibaba(ctx, cl, pk)
+		} else {
+			c, r = h.authenticate(ctx, cl, pk)
+		}
+		cancel()
+	}
+	if r == nil && c.registration == nil && !h.guard.Connected(identity) {
+		r = refuse(notAuthorized, "banned: %s", guard.ReasonFlapping)
+		h.logs.refused("identity banned", "identity", truncate(identity), "remote", addr, "reason", guard.ReasonFlapping)
 	}
 	if r != nil {
-		h.log.Warn("mqtt connection refused", "client_id", pk.Connect.ClientIdentifier,
-			"username", string(pk.Connect.Username), "remote", cl.Net.Remote, "listener", cl.Net.Listener,
-			"code", fmt.Sprintf("0x%02x", r.code.byteFor(cl)), "reason", r.reason)
+		if r.failure && h.guard.AuthFailed(identity, addr) {
+			h.logs.refused("identity or address banned after failed authentications", "identity", truncate(identity),
+				"remote", addr, "listener", cl.Net.Listener)
+		}
+		// No secret is logged: the password never is, and the ClientId
+		// and username carry none.
+		if ok, n := h.logs.allow(); ok {
+			h.logs.write(n, "mqtt connection refused", "client_id", truncate(pk.Connect.ClientIdentifier),
+				"username", truncate(identity), "remote", addr, "listener", cl.Net.Listener,
+				"code", fmt.Sprintf("0x%02x", r.code.byteFor(cl)), "reason", r.reason)
+		}
 		if err := r.code.send(cl); err != nil {
 			h.log.Debug("connack not sent", "remote", cl.Net.Remote, "err", err)
 		}
-		return r.code.v5
+		return r.code.err
 	}
 	cl.ID = c.device
 	if c.registration != nil {
@@ -101,6 +129,47 @@ func (h *authHook) OnConnect(cl *mochi.Client, pk packets.Packet) error {
 	}
 	h.conns.put(cl, c)
 	return nil
+}
+
+// screen refuses, before any credential or store work, a CONNECT from a
+// banned address or for a banned identity (not authorized, the reason
+// for the log only) or with too many user properties.
+func (h *authHook) screen(pk packets.Packet, identity string, addr netip.Addr) (*conn, *refusal) {
+	switch {
+	case h.guard.AddressBanned(addr):
+		h.stats.bannedConnects.Add(1)
+		return nil, bannedAddress
+	case h.guard.IdentityBanned(identity):
+		h.stats.bannedConnects.Add(1)
+		return nil, bannedIdentity
+	case len(pk.Properties.User) > h.limits.MaxUserProperties:
+		h.stats.oversizedConnects.Add(1)
+		return nil, refuse(tooLarge, "%d user properties, at most %d", len(pk.Properties.User), h.limits.MaxUserProperties)
+	}
+	return nil, nil
+}
+
+// The refusals of banned clients, made once: a flood of them allocates
+// nothing for its answers.
+var (
+	bannedAddress  = &refusal{code: notAuthorized, reason: "address banned"}
+	bannedIdentity = &refusal{code: notAuthorized, reason: "identity banned"}
+)
+
+// connectIdentity is what the guard counts and bans a CONNECT by: its
+// username (IoTDA: the device id, which must be the ClientId's;
+// Alibaba: DeviceName&ProductKey), or its ClientId if it has none. An
+// IoTDA ClientId starts with the username, which is then taken from it
+// without a copy (the guard copies what it keeps).
+func connectIdentity(pk packets.Packet) string {
+	u, cid := pk.Connect.Username, pk.Connect.ClientIdentifier
+	switch {
+	case len(u) == 0:
+		return cid
+	case len(cid) >= len(u) && cid[:len(u)] == string(u):
+		return cid[:len(u)]
+	}
+	return string(u)
 }
 
 func (h *authHook) OnConnectAuthenticate(cl *mochi.Client, _ packets.Packet) bool {
@@ -125,7 +194,7 @@ func (h *authHook) authenticate(ctx context.Context, cl *mochi.Client, pk packet
 	if cid.TimeChecked {
 		err := checkTimestamp(cid.Timestamp, h.now().UTC(), h.skew)
 		if errors.Is(err, errStaleTimestamp) {
-			return nil, refuse(badCredentials, "sign_type 1 timestamp %s is more than %v from platform time", cid.Timestamp, h.skew)
+			return nil, reject(badCredentials, "sign_type 1 timestamp %s is more than %v from platform time", cid.Timestamp, h.skew)
 		}
 		if err != nil {
 			return nil, refuse(identifierRejected, "malformed client id: %v", err)
@@ -133,7 +202,7 @@ func (h *authHook) authenticate(ctx context.Context, cl *mochi.Client, pk packet
 	}
 	d, err := h.reg.Device(ctx, cid.DeviceID)
 	if errors.Is(err, registry.ErrNotFound) {
-		return nil, refuse(badCredentials, "unknown device")
+		return nil, reject(badCredentials, "unknown device")
 	}
 	if err != nil {
 		return nil, refuse(serverUnavailable, "device lookup: %v", err)
@@ -170,14 +239,15 @@ func (h *authHook) checkSecret(d *registry.Device, cid clientID, password []byte
 	}
 	var mac [sha256.Size]byte
 	if len(password) != hex.EncodedLen(len(mac)) {
-		return refuse(badCredentials, "wrong password")
+		return reject(badCredentials, "wrong password")
 	}
 	if _, err := hex.Decode(mac[:], password); err != nil {
-		return refuse(badCredentials, "wrong password")
+		return reject(badCredentials, "wrong password")
 	}
+	h.stats.credentialChecks.Add(1)
 	slot, ok := d.MatchSecret(registry.HMACProof{Hash: sha256.New, Data: []byte(cid.Timestamp)}, mac[:])
 	if !ok {
-		return refuse(badCredentials, "wrong password")
+		return reject(badCredentials, "wrong password")
 	}
 	if slot == registry.Secondary {
 		h.log.Debug("device authenticated with its secondary secret", "device", d.DeviceID)
@@ -188,7 +258,11 @@ func (h *authHook) checkSecret(d *registry.Device, cid clientID, password []byte
 // tlsState returns the TLS state of a client's connection, nil on plain
 // MQTT. The handshake is complete: mochi has read the CONNECT through it.
 func tlsState(cl *mochi.Client) *tls.ConnectionState {
-	c, ok := cl.Net.Conn.(*tls.Conn)
+	nc := cl.Net.Conn
+	if p, ok := nc.(*primedConn); ok {
+		nc = p.Conn
+	}
+	c, ok := nc.(*tls.Conn)
 	if !ok {
 		return nil
 	}
@@ -201,24 +275,40 @@ func tlsState(cl *mochi.Client) *tls.ConnectionState {
 type refusal struct {
 	code   connackCode
 	reason string
+	// failure: a failed authentication (a credential proven wrong, an
+	// unknown device), counted by the guard.
+	failure bool
 }
 
 func refuse(c connackCode, format string, a ...any) *refusal {
 	return &refusal{code: c, reason: fmt.Sprintf(format, a...)}
 }
 
-// connackCode is a refusal as MQTT 3.1.1 return code and MQTT 5 reason
-// code.
-type connackCode struct {
-	v3 byte
-	v5 packets.Code
+// reject is refuse for a failed authentication.
+func reject(c connackCode, format string, a ...any) *refusal {
+	r := refuse(c, format, a...)
+	r.failure = true
+	return r
 }
 
+// connackCode is a refusal as MQTT 3.1.1 return code and MQTT 5 reason
+// code, the latter also as the error OnConnect returns (boxed once, so
+// returning it does not allocate).
+type connackCode struct {
+	v3  byte
+	v5  packets.Code
+	err error
+}
+
+func newConnackCode(v3 byte, v5 packets.Code) connackCode { return connackCode{v3, v5, v5} }
+
 var (
-	identifierRejected = connackCode{0x02, packets.ErrClientIdentifierNotValid} // 0x85
-	serverUnavailable  = connackCode{0x03, packets.ErrServerUnavailable}        // 0x88
-	badCredentials     = connackCode{0x04, packets.ErrBadUsernameOrPassword}    // 0x86
-	notAuthorized      = connackCode{0x05, packets.ErrNotAuthorized}            // 0x87
+	identifierRejected = newConnackCode(0x02, packets.ErrClientIdentifierNotValid) // 0x85
+	serverUnavailable  = newConnackCode(0x03, packets.ErrServerUnavailable)        // 0x88
+	badCredentials     = newConnackCode(0x04, packets.ErrBadUsernameOrPassword)    // 0x86
+	notAuthorized      = newConnackCode(0x05, packets.ErrNotAuthorized)            // 0x87
+	// tooLarge refuses what only MQTT 5 can send (user properties).
+	tooLarge = newConnackCode(0x03, packets.ErrPacketTooLarge) // 0x95
 )
 
 func (c connackCode) byteFor(cl *mochi.Client) byte {
@@ -228,10 +318,19 @@ func (c connackCode) byteFor(cl *mochi.Client) byte {
 	return c.v3
 }
 
-// send writes the refusing CONNACK. mochi closes the connection after.
+// send writes the refusing CONNACK (session present 0, no properties),
+// straight to the connection: nothing else writes to it before the
+// CONNACK, and a flood of refusals then costs no encoding. mochi closes
+// the connection after.
 func (c connackCode) send(cl *mochi.Client) error {
-	return cl.WritePacket(packets.Packet{
-		FixedHeader: packets.FixedHeader{Type: packets.Connack},
-		ReasonCode:  c.byteFor(cl),
-	})
+	if cl.Net.Conn == nil {
+		return mochi.ErrConnectionClosed
+	}
+	b := [...]byte{0x20, 2, 0, c.byteFor(cl), 0}
+	n := 4
+	if cl.Properties.ProtocolVersion == 5 {
+		b[1], n = 3, 5 // and a zero properties length
+	}
+	_, err := cl.Net.Conn.Write(b[:n])
+	return err
 }

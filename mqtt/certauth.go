@@ -38,13 +38,14 @@ func (h *authHook) checkCertificate(ctx context.Context, d *registry.Device, con
 	for _, c := range conn.PeerCertificates[1:] {
 		intermediates.AddCert(c)
 	}
+	h.stats.credentialChecks.Add(1)
 	if _, err := leaf.Verify(x509.VerifyOptions{
 		Roots:         roots,
 		Intermediates: intermediates,
 		CurrentTime:   h.now(),
 		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	}); err != nil {
-		return refuse(notAuthorized, "client certificate not trusted: %v", err)
+		return reject(notAuthorized, "client certificate not trusted: %v", err)
 	}
 
 	s1 := sha1.Sum(leaf.Raw)
@@ -68,5 +69,5 @@ func (h *authHook) checkCertificate(ctx context.Context, d *registry.Device, con
 			return nil
 		}
 	}
-	return refuse(badCredentials, "certificate fingerprint %s is not one of the device's", fp1)
+	return reject(badCredentials, "certificate fingerprint %s is not one of the device's", fp1)
 }

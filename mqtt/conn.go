@@ -39,6 +39,9 @@ type conn struct {
 	subs map[owner]subSession
 	// ended: the connection is over; no sub-device may log in anymore.
 	ended bool
+
+	budgetOnce sync.Once
+	uplink     *uplinkBudget // see budget
 }
 
 // subSession is a sub-device logged in through a gateway connection.

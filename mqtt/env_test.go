@@ -28,6 +28,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/iotgate/iotgate/registry"
 	"github.com/iotgate/iotgate/registry/kv/badgerkv"
+	"github.com/iotgate/iotgate/servercert"
 )
 
 // env is a real registry over the in-memory store with a Server on
@@ -53,6 +54,12 @@ func newEnv(t testing.TB) *env {
 // log as in production, from Info).
 func newEnvLogging(t testing.TB, level slog.Level) *env {
 	t.Helper()
+	return newEnvWith(t, level, nil)
+}
+
+// newEnvWith is newEnvLogging with the server's options changed by mod.
+func newEnvWith(t testing.TB, level slog.Level, mod func(*Options)) *env {
+	t.Helper()
 	store, err := badgerkv.Open(badgerkv.Options{InMemory: true, Queues: registry.Queues()})
 	if err != nil {
 		t.Fatal(err)
@@ -68,7 +75,7 @@ func newEnvLogging(t testing.TB, level slog.Level) *env {
 		t.Fatal(err)
 	}
 
-	gen, err := LoadOrCreateServerCert(t.TempDir(), time.Now())
+	gen, err := servercert.LoadOrCreate(t.TempDir(), time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,13 +91,17 @@ func newEnvLogging(t testing.TB, level slog.Level) *env {
 	roots.AppendCertsFromPEM(caPEM)
 
 	logs := &syncBuffer{}
-	srv, err := New(Options{
+	o := Options{
 		Registry:  reg,
 		Listen:    "127.0.0.1:0",
 		TLSListen: "127.0.0.1:0",
 		TLS:       &tls.Config{Certificates: []tls.Certificate{cert}},
 		Logger:    slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: level})),
-	})
+	}
+	if mod != nil {
+		mod(&o)
+	}
+	srv, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}

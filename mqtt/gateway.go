@@ -11,6 +11,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/iotgate/iotgate/registry"
+	"github.com/iotgate/iotgate/registry/alisign"
 )
 
 // gatewayRegistry is what gateway requests need from the registry.
@@ -143,7 +144,7 @@ func (h *gatewayHook) verify(c *conn, s subSign, method string, wrongSign int) (
 	if s.SignMethod != "" {
 		method = s.SignMethod
 	}
-	hash, ok := registry.SignMethod(method)
+	hash, ok := alisign.Method(method)
 	if !ok {
 		return nil, refusalOf(aliBadParams, "sign method %q is not supported (hmacMd5, hmacSha1, hmacSha256)", method)
 	}
@@ -155,16 +156,16 @@ func (h *gatewayHook) verify(c *conn, s subSign, method string, wrongSign int) (
 		h.log.Error("sub-device lookup failed", "err", err)
 		return nil, refusalOf(aliSystemError, "system error")
 	}
-	params := []signParam{{"deviceName", s.DeviceName}, {"productKey", s.ProductKey}}
+	params := []alisign.Param{{Name: "deviceName", Value: s.DeviceName}, {Name: "productKey", Value: s.ProductKey}}
 	if s.ClientID != nil {
-		params = append(params, signParam{"clientId", string(*s.ClientID)})
+		params = append(params, alisign.Param{Name: "clientId", Value: string(*s.ClientID)})
 	}
 	if s.Timestamp != nil {
-		params = append(params, signParam{"timestamp", string(*s.Timestamp)})
+		params = append(params, alisign.Param{Name: "timestamp", Value: string(*s.Timestamp)})
 	}
-	mac, ok := decodeSign(s.Sign, hash)
+	mac, ok := alisign.Decode(s.Sign, hash)
 	if ok {
-		_, ok = d.MatchSecret(signProof(hash, signContent(params...)), mac)
+		_, ok = d.MatchSecret(alisign.Proof(hash, params...), mac)
 	}
 	if !ok {
 		return nil, refusalOf(wrongSign, "sign check failed for sub-device %s/%s", s.ProductKey, s.DeviceName)

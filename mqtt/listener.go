@@ -11,6 +11,7 @@ import (
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
+	"golang.org/x/time/rate"
 )
 
 // connectTimeout bounds the TLS handshake and the CONNECT packet of a new
@@ -21,12 +22,15 @@ const connectTimeout = 30 * time.Second
 // lacks for devices on open networks: a deadline for the handshake and
 // the CONNECT packet (mochi sets none before CONNECT, so a connection
 // that never sends one would hold its goroutine and socket for good),
+// admission control before mochi sees a connection (admission.go),
 // closing every connection at shutdown, established or not, and
 // surviving temporary accept errors such as running out of descriptors.
 type tcpListener struct {
 	id, address string
 	tls         *tls.Config // nil: plain TCP
 	log         *slog.Logger
+	admission   *admission
+	rate        *rate.Limiter // new connections a second; nil: unlimited
 
 	mu     sync.Mutex
 	ln     net.Listener
@@ -36,8 +40,9 @@ type tcpListener struct {
 
 var _ listeners.Listener = (*tcpListener)(nil)
 
-func newTCPListener(id, address string, tc *tls.Config) *tcpListener {
-	return &tcpListener{id: id, address: address, tls: tc, conns: make(map[net.Conn]struct{})}
+func newTCPListener(id, address string, tc *tls.Config, a *admission) *tcpListener {
+	return &tcpListener{id: id, address: address, tls: tc, admission: a, rate: a.connectLimiter(),
+		conns: make(map[net.Conn]struct{})}
 }
 
 func (l *tcpListener) ID() string { return l.id }
@@ -89,14 +94,26 @@ func (l *tcpListener) Serve(establish listeners.EstablishFn) {
 			continue
 		}
 		backoff = 5 * time.Millisecond
+		done, ok := l.admission.admit(l.id, conn, l.rate)
+		if !ok {
+			conn.Close()
+			continue
+		}
 		_ = conn.SetDeadline(time.Now().Add(connectTimeout))
 		if !l.track(conn) {
+			done()
 			conn.Close()
 			return
 		}
 		go func() {
 			defer l.untrack(conn)
-			if err := establish(l.id, conn); err != nil {
+			primed, err := readConnect(conn, l.admission.limits.MaxConnectBytes)
+			done()
+			if err != nil {
+				l.admission.connectFailed(l.id, conn, err)
+				return
+			}
+			if err := establish(l.id, primed); err != nil {
 				l.log.Debug("connection ended", "remote", conn.RemoteAddr().String(), "err", err)
 			}
 		}()

@@ -6,25 +6,40 @@ import (
 	"strings"
 
 	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/iotgate/iotgate/registry"
 )
 
-// SendMessage sends a downlink message at QoS 1 on m.Topic, or on
-// $oc/devices/{id}/sys/messages/down when it is empty. A named topic must
-// be one of the device's own downlink topics (in practice a custom
-// $oc/devices/{id}/user/... topic): anything else is a
+// CheckMessage validates a downlink message's topic before the registry
+// stores it (registry.MessageSender): a named topic must be one of the
+// device's own downlink topics (in practice a custom
+// $oc/devices/{id}/user/... topic); anything else is a
 // *registry.ValidationError, so no application can reach another device
-// through it. The device must be connected (registry.ErrNotConnected)
-// and, for topics outside sys/, subscribed to the topic, as on IoTDA
-// (registry.ErrNotSubscribed).
+// through it.
+func (s *Server) CheckMessage(d *registry.Device, m registry.DownMessage) error {
+	if m.Topic == "" {
+		return nil
+	}
+	if !mochi.IsValidFilter(m.Topic, true) || !huaweiMayReceive(d.DeviceID, m.Topic) {
+		return &registry.ValidationError{Field: "topic",
+			Reason: fmt.Sprintf("%q is not a downlink topic of device %s ($oc/devices/%[2]s/user/...)", m.Topic, d.DeviceID)}
+	}
+	return nil
+}
+
+// SendMessage sends a downlink message at QoS 1 on m.Topic, or on
+// $oc/devices/{id}/sys/messages/down when it is empty
+// (registry.MessageSender). The device must be connected
+// (registry.ErrNotConnected) and, for topics outside sys/, subscribed to
+// the topic, as on IoTDA (registry.ErrNotSubscribed).
 func (s *Server) SendMessage(ctx context.Context, d *registry.Device, m registry.DownMessage) error {
+	if err := s.CheckMessage(d, m); err != nil {
+		return err
+	}
 	topic := m.Topic
 	if topic == "" {
 		topic = messagesDownTopic(d.DeviceID)
-	} else if !mochi.IsValidFilter(topic, true) || !huaweiMayReceive(d.DeviceID, topic) {
-		return &registry.ValidationError{Field: "topic",
-			Reason: fmt.Sprintf("%q is not a downlink topic of device %s ($oc/devices/%[2]s/user/...)", topic, d.DeviceID)}
 	}
 	if suffix, _ := huaweiOwnSuffix(d.DeviceID, topic); !strings.HasPrefix(suffix, "sys/") && !s.subscribed(d.DeviceID, topic) {
 		if _, online := s.session(d.DeviceID); !online {
@@ -37,4 +52,34 @@ func (s *Server) SendMessage(ctx context.Context, d *registry.Device, m registry
 	}
 	s.log.Debug("message sent", "device", d.DeviceID, "message_id", m.MessageID, "topic", topic)
 	return nil
+}
+
+// readyRegistry is what readyHook needs from the registry.
+type readyRegistry interface {
+	// SessionReady starts delivering what the registry holds for the
+	// device (downlink messages sent while it was offline).
+	SessionReady(ctx context.Context, deviceID string)
+}
+
+// readyHook tells the registry when a device's session can take
+// downlinks: after its CONNACK is written (OnSessionEstablished), not
+// when the session is recorded (statusHook, before the CONNACK), since a
+// PUBLISH must not reach the device before its CONNACK. A device that
+// subscribes to custom topics after connecting gets messages for them
+// FAILED (not subscribed), as on IoTDA; sys/ topics need no subscription.
+type readyHook struct {
+	mochi.HookBase
+	reg   readyRegistry
+	conns *conns
+	ctx   context.Context
+}
+
+func (h *readyHook) ID() string { return "iotgate-ready" }
+
+func (h *readyHook) Provides(b byte) bool { return b == mochi.OnSessionEstablished }
+
+func (h *readyHook) OnSessionEstablished(cl *mochi.Client, _ packets.Packet) {
+	if c := h.conns.get(cl); c != nil && c.device != "" {
+		h.reg.SessionReady(h.ctx, c.device)
+	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/iotgate/iotgate/registry"
+	"github.com/iotgate/iotgate/registry/guard"
 )
 
 // Registry is what the MQTT front end needs from the device registry;
@@ -24,6 +25,7 @@ type Registry interface {
 	statusRegistry
 	uplinkRegistry
 	gatewayRegistry
+	readyRegistry
 }
 
 var _ Registry = (*registry.Registry)(nil)
@@ -41,7 +43,13 @@ type Options struct {
 	// TimestampSkew is how far a sign_type 1 ClientId timestamp may be
 	// from our clock; zero means one hour.
 	TimestampSkew time.Duration
-	Logger        *slog.Logger
+	// Guard holds the abuse controls (bans, failed-authentication and
+	// flapping counters), consulted before any cryptography or store
+	// lookup; nil: a node-local guard with guard.Defaults.
+	Guard guard.Guard
+	// Limits bound what clients can make the server hold or do.
+	Limits Limits
+	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -62,6 +70,8 @@ type Server struct {
 	acl      *aclHook
 	uplink   *uplinkHook
 	register *registrationHook
+	auth     *authHook
+	stats    *counters
 	shutdown sync.Once
 	stopped  chan struct{} // closed once Shutdown has finished
 }
@@ -92,10 +102,16 @@ func New(o Options) (*Server, error) {
 	if o.TimestampSkew <= 0 {
 		o.TimestampSkew = time.Hour
 	}
+	if o.Guard == nil {
+		o.Guard = guard.NewLocal(guard.Defaults())
+	}
+	limits := o.Limits.withDefaults()
 	log := o.Logger
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{reg: o.Registry, conns: &conns{}, log: log, ctx: ctx, cancel: cancel,
-		commands: newPendingCommands(), stopped: make(chan struct{})}
+		commands: newPendingCommands(), stopped: make(chan struct{}), stats: &counters{}}
+	refusals := newRefusalLog(log, limits.RefusalLogRate, limits.RefusalLogBurst)
+	admission := newAdmission(limits, o.Guard, refusals, s.stats)
 	s.broker = mochi.New(&mochi.Options{
 		Capabilities:            capabilities(),
 		ClientNetReadBufferSize: ClientReadBufferSize,
@@ -108,16 +124,20 @@ func New(o Options) (*Server, error) {
 	s.uplink = &uplinkHook{reg: o.Registry, conns: s.conns, responses: s.commands, log: log, ctx: ctx}
 	s.register = &registrationHook{conns: s.conns, log: log, linger: registrationLinger}
 	// Order matters where several hooks provide an event: limits
-	// before auth (OnConnect), and gateway requests before the uplinks
-	// (OnPublish; the first to answer CodeSuccessIgnore ends the chain).
+	// before auth (OnConnect), limits before gateway requests before
+	// the uplinks (OnPublish; the first to answer CodeSuccessIgnore or
+	// ErrRejectPacket ends the chain).
+	s.auth = &authHook{reg: o.Registry, conns: s.conns, log: log, ctx: ctx, skew: o.TimestampSkew, now: o.Now,
+		guard: o.Guard, limits: limits, logs: refusals, stats: s.stats}
 	hooks := []mochi.Hook{
-		&limitsHook{log: log},
-		&authHook{reg: o.Registry, conns: s.conns, log: log, ctx: ctx, skew: o.TimestampSkew, now: o.Now},
+		&limitsHook{limits: limits, conns: s.conns, logs: refusals, stats: s.stats, log: log},
+		s.auth,
 		s.acl,
 		&statusHook{reg: o.Registry, conns: s.conns, log: log, ctx: ctx},
 		s.register,
 		&gatewayHook{reg: o.Registry, conns: s.conns, log: log, ctx: ctx},
 		s.uplink,
+		&readyHook{reg: o.Registry, conns: s.conns, ctx: ctx},
 	}
 	for _, h := range hooks {
 		if err := s.broker.AddHook(h, nil); err != nil {
@@ -125,7 +145,7 @@ func New(o Options) (*Server, error) {
 		}
 	}
 	if o.Listen != "" {
-		s.plain = newTCPListener("mqtt", o.Listen, nil)
+		s.plain = newTCPListener("mqtt", o.Listen, nil, admission)
 	}
 	if o.TLSListen != "" {
 		tc := o.TLS.Clone()
@@ -133,7 +153,7 @@ func New(o Options) (*Server, error) {
 		// certificate is verified by authHook against the device's
 		// project CAs, which change at run time.
 		tc.ClientAuth = tls.RequestClientCert
-		s.secure = newTCPListener("mqtts", o.TLSListen, tc)
+		s.secure = newTCPListener("mqtts", o.TLSListen, tc, admission)
 	}
 	return s, nil
 }
@@ -240,6 +260,22 @@ type Stats struct {
 	// RejectedUplinks counts admitted publishes whose content the platform
 	// could not use (a malformed properties report, for instance).
 	RejectedUplinks uint64
+	// CredentialChecks counts CONNECTs whose credentials were verified
+	// (an HMAC, a certificate chain, a token): the work a ban saves.
+	CredentialChecks uint64
+	// BannedConnects counts connections and CONNECTs refused because
+	// their address or identity is banned.
+	BannedConnects uint64
+	// RefusedConnections counts connections closed at accept for the
+	// connect rate or the caps on connections before CONNECT.
+	RefusedConnections uint64
+	// OversizedConnects counts connections closed because their CONNECT
+	// claimed more than Limits.MaxConnectBytes (or, MQTT 5, carried too
+	// many user properties).
+	OversizedConnects uint64
+	// LimitedPublishes counts publishes refused by the limits (uplink
+	// budget, topic length, user properties, QoS 2, payload size).
+	LimitedPublishes uint64
 }
 
 // Stats returns the counters since start.
@@ -248,6 +284,11 @@ func (s *Server) Stats() Stats {
 		DeniedPublishes:     s.acl.deniedPublishes.Load(),
 		DeniedSubscriptions: s.acl.deniedSubscriptions.Load(),
 		RejectedUplinks:     s.uplink.rejected.Load(),
+		CredentialChecks:    s.stats.credentialChecks.Load(),
+		BannedConnects:      s.stats.bannedConnects.Load(),
+		RefusedConnections:  s.stats.refusedConnections.Load(),
+		OversizedConnects:   s.stats.oversizedConnects.Load(),
+		LimitedPublishes:    s.stats.limitedPublishes.Load(),
 	}
 }
 

@@ -121,8 +121,8 @@ type NewAsyncCommand struct {
 }
 
 // AsyncCommandDispatcher is implemented by the protocol adapter that
-// carries asynchronous commands (lwm2m/); cmd/iotgate hands it to the
-// REST API.
+// carries asynchronous commands (lwm2m/); cmd/iotgate registers it with
+// the Router.
 type AsyncCommandDispatcher interface {
 	// CheckAsyncCommand validates what the adapter will have to make of a
 	// command (its paras for the named operation) before it is queued; a
@@ -169,8 +169,10 @@ func (n *NewAsyncCommand) validate() error {
 }
 
 // CreateAsyncCommand queues a PENDING command for a device of project. The
-// device must belong to a CoAP/LwM2M product and have fewer than
-// MaxPendingAsyncCommands PENDING commands (else ErrQuota).
+// device must belong to a CoAP/LwM2M product (else the Router's
+// *RefusedError) and have fewer than MaxPendingAsyncCommands PENDING
+// commands (else ErrQuota). Applications go through Router.CreateAsyncCommand,
+// which also tells the adapter.
 func (r *Registry) CreateAsyncCommand(ctx context.Context, project, deviceID string, n NewAsyncCommand) (*AsyncCommand, error) {
 	if err := n.validate(); err != nil {
 		return nil, err
@@ -196,15 +198,14 @@ func (r *Registry) CreateAsyncCommand(ctx context.Context, project, deviceID str
 			return err
 		}
 		if d.ProjectID != project {
-			return &NotFoundError{Kind: "device", ID: deviceID}
+			return &NotFoundError{Kind: EntityDevice, ID: deviceID}
 		}
 		p, err := getProduct(w, d.ProductID)
 		if err != nil {
 			return err
 		}
-		if !p.IsCoAP() {
-			return fmt.Errorf("%w: asynchronous commands are for CoAP/LwM2M devices, device %s is %s",
-				ErrUnsupported, deviceID, p.ProtocolType)
+		if err := checkDelivery(DeliverAsyncCommand, deviceID, p); err != nil {
+			return err
 		}
 		m, err := readAsyncMeta(w, deviceID)
 		if err != nil {
@@ -253,7 +254,10 @@ func (r *Registry) CreateAsyncCommand(ctx context.Context, project, deviceID str
 		if err := w.Set(asyncCountKey(deviceID), m.encode()); err != nil {
 			return err
 		}
-		return putAsyncCommand(w, nil, c)
+		if err := putAsyncCommand(w, nil, c); err != nil {
+			return err
+		}
+		return r.commandEvent(w, nil, c)
 	})
 	if err != nil {
 		return nil, err
@@ -384,7 +388,7 @@ func pendingLeft(w Writer, c *AsyncCommand) error {
 func getAsyncCommand(rd Reader, id string) (*AsyncCommand, error) {
 	b, err := rd.Get(asyncKey(id))
 	if errors.Is(err, kv.ErrNotFound) {
-		return nil, &NotFoundError{Kind: "command", ID: id}
+		return nil, &NotFoundError{Kind: EntityCommand, ID: id}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read command %s: %w", id, err)
@@ -411,7 +415,7 @@ func (r *Registry) AsyncCommand(ctx context.Context, project, deviceID, commandI
 		return nil, err
 	}
 	if c.DeviceID != deviceID {
-		return nil, &NotFoundError{Kind: "command", ID: commandID}
+		return nil, &NotFoundError{Kind: EntityCommand, ID: commandID}
 	}
 	return c, nil
 }
@@ -557,12 +561,15 @@ func (r *Registry) StartAsyncCommand(ctx context.Context, commandID string, answ
 		if !c.Deadline.After(now) {
 			c.Status, c.Deadline = AsyncExpired, time.Time{}
 			expired = true
-			return putAsyncCommand(w, &old, c)
+		} else {
+			c.Status, c.SentTime = AsyncSent, now
+			c.Deadline = now.Add(answerWithin + asyncTimeoutGrace)
+			out = c
 		}
-		c.Status, c.SentTime = AsyncSent, now
-		c.Deadline = now.Add(answerWithin + asyncTimeoutGrace)
-		out = c
-		return putAsyncCommand(w, &old, c)
+		if err := putAsyncCommand(w, &old, c); err != nil {
+			return err
+		}
+		return r.commandEvent(w, &old, c)
 	})
 	if err != nil {
 		return nil, err
@@ -613,7 +620,10 @@ func (r *Registry) FinishAsyncCommand(ctx context.Context, commandID string, sta
 		case AsyncTimeout:
 			c.Deadline = time.Time{}
 		}
-		return putAsyncCommand(w, &old, c)
+		if err := putAsyncCommand(w, &old, c); err != nil {
+			return err
+		}
+		return r.commandEvent(w, &old, c)
 	})
 }
 
@@ -646,6 +656,9 @@ func (r *Registry) SweepAsyncCommands(ctx context.Context) (int, error) {
 				}
 				c.Deadline = time.Time{}
 				if err := putAsyncCommand(w, &old, c); err != nil {
+					return err
+				}
+				if err := r.commandEvent(w, &old, c); err != nil {
 					return err
 				}
 				changed++

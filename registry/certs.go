@@ -76,7 +76,7 @@ func (r *Registry) AddCACert(ctx context.Context, project, content string) (*CAC
 				return false, err
 			}
 			if other.PEM == c.PEM {
-				return false, &ConflictError{Field: "certificate", Value: other.CertificateID}
+				return false, &ConflictError{Field: UniqueCertificate, Value: other.CertificateID}
 			}
 			n++
 			return true, nil
@@ -105,7 +105,7 @@ func putCert(w Writer, c *CACert) error {
 func getCert(rd Reader, project, id string) (*CACert, error) {
 	b, err := rd.Get(certKey(project, id))
 	if errors.Is(err, kv.ErrNotFound) {
-		return nil, &NotFoundError{Kind: "certificate", ID: id}
+		return nil, &NotFoundError{Kind: EntityCertificate, ID: id}
 	}
 	if err != nil {
 		return nil, err

@@ -137,7 +137,7 @@ func (r *Registry) KeepClientID(ctx context.Context, project, deviceID, clientID
 				return nil
 			}
 		}
-		return &NotFoundError{Kind: "client_id", ID: clientID}
+		return &NotFoundError{Kind: EntityClientID, ID: clientID}
 	})
 	if err == nil {
 		r.kick(deviceID, "client id switched")

@@ -2,12 +2,8 @@ package registry
 
 import (
 	"crypto/hmac"
-	"crypto/md5"
-	"crypto/sha1"
-	"crypto/sha256"
 	"crypto/subtle"
 	"hash"
-	"strings"
 )
 
 // Devices that authenticate with a secret never send it: they send an HMAC
@@ -61,19 +57,4 @@ func (d *Device) MatchSecret(p HMACProof, mac []byte) (SecretSlot, bool) {
 		return Secondary, true
 	}
 	return "", false
-}
-
-// SignMethod returns the hash of an Alibaba sign method name (hmacmd5,
-// hmacsha1, hmacsha256, in any case: SDKs send "hmacsha1", documents
-// "HmacMD5", sub-device logins "hmacSha256").
-func SignMethod(name string) (func() hash.Hash, bool) {
-	switch strings.ToLower(name) {
-	case "hmacmd5":
-		return md5.New, true
-	case "hmacsha1":
-		return sha1.New, true
-	case "hmacsha256":
-		return sha256.New, true
-	}
-	return nil, false
 }

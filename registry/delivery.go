@@ -9,8 +9,9 @@ import (
 
 // The interfaces below are how an application's request reaches a device.
 // They are declared here, in the domain, and implemented by the protocol
-// adapters (mqtt/, lwm2m/); cmd/iotgate hands the implementations to the
-// REST API, so no adapter imports another.
+// adapters (mqtt/, lwm2m/); cmd/iotgate registers the implementations with
+// the Router (router.go), the one thing the REST API calls to reach a
+// device, so no adapter imports another.
 
 // Errors a Sender returns; the REST API maps them to IoTDA codes.
 var (
@@ -51,6 +52,13 @@ type DownMessage struct {
 
 // MessageSender delivers a downlink message to a connected device.
 type MessageSender interface {
+	// CheckMessage validates what the adapter will have to make of m
+	// (its topic) before it is stored, the device connected or not; a
+	// *ValidationError says what is wrong.
+	CheckMessage(d *Device, m DownMessage) error
+	// SendMessage writes m to the device's session: ErrNotConnected when
+	// it has none (the message stays held), ErrNotSubscribed when the
+	// device has not subscribed to m's topic.
 	SendMessage(ctx context.Context, d *Device, m DownMessage) error
 }
 

@@ -29,26 +29,10 @@ type NewDevice struct {
 // with a non-zero Auth.Timeout it is deleted if that does not happen in
 // time.
 func (r *Registry) CreateDevice(ctx context.Context, n NewDevice) (*Device, error) {
-	now := r.now().UTC()
-	d := Device{
-		ProjectID:     n.ProjectID,
-		DeviceID:      n.DeviceID,
-		NodeID:        n.NodeID,
-		ProductID:     n.ProductID,
-		GatewayID:     n.GatewayID,
-		DeviceName:    n.DeviceName,
-		Description:   n.Description,
-		ExtensionInfo: n.ExtensionInfo,
-		Auth:          n.Auth,
-		CreateTime:    now,
-	}
-	if err := d.validateNew(); err != nil {
+	d, err := r.newDevice(n)
+	if err != nil {
 		return nil, err
 	}
-	if d.Auth.Timeout > 0 {
-		d.ExpireAt = now.Add(time.Duration(d.Auth.Timeout) * time.Second)
-	}
-	d.Seq = r.ids.Next(now)
 	// The committer runs every write of the node on one goroutine, so the
 	// CPU work of a create (decoding its product, sealing and encoding the
 	// record) is done here, concurrently; inside the commit only the
@@ -57,118 +41,53 @@ func (r *Registry) CreateDevice(ctx context.Context, n NewDevice) (*Device, erro
 	if err != nil {
 		var nf *NotFoundError
 		if errors.As(err, &nf) {
-			return nil, &NotFoundError{Kind: "product", ID: d.ProductID}
+			return nil, &NotFoundError{Kind: EntityProduct, ID: d.ProductID}
 		}
 		return nil, err
 	}
-	rec, err := r.encodeDevice(&d)
+	rec, err := r.encodeDevice(d)
+	if err != nil {
+		return nil, err
+	}
+	countExactly := r.mustCount(ctx, d.ProductID)
+	ev, err := r.encodeDeviceChange(nil, d)
 	if err != nil {
 		return nil, err
 	}
 	err = r.write(ctx, func(w Writer) error {
-		p := p
-		// The product may have changed since it was read (its protocol may
-		// change while it has no devices, or it may be deleted): then
-		// decide on the stored one.
-		if b, err := w.Get(productKey(d.ProductID)); err != nil || !bytes.Equal(b, p.stored) {
-			if p, err = getProduct(w, d.ProductID); err != nil {
-				return &NotFoundError{Kind: "product", ID: d.ProductID}
-			}
-		}
-		if p.ProjectID != d.ProjectID {
-			return &NotFoundError{Kind: "product", ID: d.ProductID}
-		}
-		if p.IsCoAP() && d.Auth.Type == AuthSecret && !isHex(d.Auth.Secret) {
-			return invalid("auth_info.secret", "must be hexadecimal for %s devices (it is their DTLS pre-shared key)", p.ProtocolType)
-		}
-		if err := absent(w, deviceKey(d.DeviceID), "device_id", d.DeviceID); err != nil {
+		p, err := currentProduct(w, p, d)
+		if err != nil {
 			return err
 		}
-		if err := absent(w, productNodeKey(d.ProductID, d.NodeID), "node_id", d.NodeID); err != nil {
+		idx := ownedIndexes(d, p.IsCoAP())
+		if err := checkUnique(w, d, idx); err != nil {
 			return err
 		}
-		if p.IsCoAP() {
-			if err := absent(w, nodeKey(d.NodeID), "node_id", d.NodeID); err != nil {
+		if countExactly {
+			if err := r.checkProductQuota(w, d); err != nil {
 				return err
 			}
 		}
-		for _, fp := range []string{d.Auth.Fingerprint, d.Auth.SecondaryFingerprint} {
-			if fp == "" {
-				continue
-			}
-			if err := absent(w, fingerprintKey(fp), "fingerprint", fp); err != nil {
-				return err
-			}
-		}
-		if n, err := readCount(w, productCountKey(d.ProductID)); err != nil {
-			return err
-		} else if n >= r.quotas.DevicesPerProduct {
-			return fmt.Errorf("product %s already has %d devices, its quota: %w", d.ProductID, n, ErrQuota)
-		}
-		if d.GatewayID != "" {
-			gw, err := r.getDevice(w, d.GatewayID)
-			if err != nil || gw.ProjectID != d.ProjectID {
-				return invalid("gateway_id", "gateway %q does not exist", d.GatewayID)
-			}
-			if gw.GatewayID != "" {
-				if gg, err := r.getDevice(w, gw.GatewayID); err == nil && gg.GatewayID != "" {
-					return invalid("gateway_id", "sub-devices may be nested at most two levels deep")
-				}
-			}
-			if n, err := readCount(w, gatewayCountKey(d.GatewayID)); err != nil {
-				return err
-			} else if n >= r.quotas.SubDevicesPerGateway {
-				return fmt.Errorf("gateway %s already has %d sub-devices, its quota: %w", d.GatewayID, n, ErrQuota)
-			}
-			if err := addCount(w, gatewayCountKey(d.GatewayID), d.DeviceID, 1); err != nil {
-				return err
-			}
-		}
-		if err := addCount(w, projectCountKey(d.ProjectID), d.DeviceID, 1); err != nil {
+		if err := r.checkGateway(w, d); err != nil {
 			return err
 		}
-		if err := addCount(w, productCountKey(d.ProductID), d.DeviceID, 1); err != nil {
+		if err := r.putDeviceRecord(w, nil, d, rec, &ev); err != nil {
 			return err
 		}
-		if p.IsCoAP() {
-			if err := w.Set(nodeKey(d.NodeID), []byte(d.DeviceID)); err != nil {
-				return err
-			}
-		}
-		idx := [][]byte{
-			productNodeKey(d.ProductID, d.NodeID),
-			projectDeviceKey(d.ProjectID, d.Seq),
-			productDeviceKey(d.ProductID, d.Seq),
-		}
-		if d.GatewayID != "" {
-			idx = append(idx, gatewayDeviceKey(d.GatewayID, d.Seq))
-		}
-		for _, k := range idx {
-			if err := w.Set(k, []byte(d.DeviceID)); err != nil {
-				return err
-			}
-		}
-		if err := r.putDeviceRecord(w, nil, &d, rec); err != nil {
+		if err := writeIndexes(w, d, idx); err != nil {
 			return err
 		}
-		// A device is usually created to connect soon.
-		idx = idx[:1] // the (product, node) entry; the listings are not cached
-		if p.IsCoAP() {
-			idx = append(idx, nodeKey(d.NodeID))
+		if err := countDevice(w, d, 1); err != nil {
+			return err
 		}
-		for _, fp := range []string{d.Auth.Fingerprint, d.Auth.SecondaryFingerprint} {
-			if fp != "" {
-				idx = append(idx, fingerprintKey(fp))
-			}
-		}
-		cacheDevice(w, &d, idx...)
+		cacheDevice(w, d, createdLookups(d, idx)...)
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	d.Status = StatusInactive
-	return &d, nil
+	return d, nil
 }
 
 func (d *Device) validateNew() error {
@@ -251,7 +170,7 @@ func isHex(s string) bool {
 	return err == nil
 }
 
-func absent(w Reader, k []byte, field, value string) error {
+func absent(w Reader, k []byte, field UniqueField, value string) error {
 	_, err := w.Get(k)
 	if err == nil {
 		return &ConflictError{Field: field, Value: value}
@@ -273,11 +192,12 @@ func (r *Registry) putDevice(w Writer, old, d *Device) error {
 			return err
 		}
 	}
-	return r.putDeviceRecord(w, old, d, rec)
+	return r.putDeviceRecord(w, old, d, rec, nil)
 }
 
-// putDeviceRecord is putDevice with d already encoded (rec).
-func (r *Registry) putDeviceRecord(w Writer, old, d *Device, rec []byte) error {
+// putDeviceRecord is putDevice with d already encoded (rec). It records
+// the device event of the change: ev, or when nil, encoded here.
+func (r *Registry) putDeviceRecord(w Writer, old, d *Device, rec []byte, ev *encodedEvent) error {
 	var oldFP, newFP [2]string
 	var oldExp, newExp time.Time
 	if old != nil {
@@ -314,6 +234,9 @@ func (r *Registry) putDeviceRecord(w Writer, old, d *Device, rec []byte) error {
 			}
 		}
 	}
+	if err := r.deviceEvent(w, old, d, ev); err != nil {
+		return err
+	}
 	if d == nil {
 		return w.Delete(deviceKey(old.DeviceID))
 	}
@@ -341,7 +264,7 @@ func (r *Registry) encodeDevice(d *Device) ([]byte, error) {
 func (r *Registry) getDevice(rd Reader, id string) (*Device, error) {
 	b, err := rd.Get(deviceKey(id))
 	if errors.Is(err, kv.ErrNotFound) {
-		return nil, &NotFoundError{Kind: "device", ID: id}
+		return nil, &NotFoundError{Kind: EntityDevice, ID: id}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read device %s: %w", id, err)
@@ -370,7 +293,7 @@ func (r *Registry) decodeDevice(id string, b []byte) (*Device, error) {
 }
 
 // lookup resolves an index entry to its device.
-func (r *Registry) lookup(ctx context.Context, k []byte, kind, id string) (*Device, error) {
+func (r *Registry) lookup(ctx context.Context, k []byte, kind Entity, id string) (*Device, error) {
 	if r.cache != nil {
 		if v, gen, ok := r.cache.get(k); ok {
 			return r.cachedDevice(ctx, v.(string))
@@ -460,7 +383,7 @@ func (r *Registry) ProjectDevice(ctx context.Context, project, id string) (*Devi
 		return nil, err
 	}
 	if d.ProjectID != project {
-		return nil, &NotFoundError{Kind: "device", ID: id}
+		return nil, &NotFoundError{Kind: EntityDevice, ID: id}
 	}
 	r.withStatusTime(ctx, d)
 	return d, nil
@@ -469,12 +392,12 @@ func (r *Registry) ProjectDevice(ctx context.Context, project, id string) (*Devi
 // DeviceByNodeID finds a device of a CoAP/LwM2M product by node id (the
 // LwM2M endpoint name, which carries no product).
 func (r *Registry) DeviceByNodeID(ctx context.Context, nodeID string) (*Device, error) {
-	return r.lookup(ctx, nodeKey(nodeID), "node", nodeID)
+	return r.lookup(ctx, nodeKey(nodeID), EntityNode, nodeID)
 }
 
 // DeviceByProductNode finds a device by product and node id.
 func (r *Registry) DeviceByProductNode(ctx context.Context, productID, nodeID string) (*Device, error) {
-	return r.lookup(ctx, productNodeKey(productID, nodeID), "node", productID+"/"+nodeID)
+	return r.lookup(ctx, productNodeKey(productID, nodeID), EntityNode, productID+"/"+nodeID)
 }
 
 // DeviceByFingerprint finds the device whose primary or secondary
@@ -484,7 +407,7 @@ func (r *Registry) DeviceByFingerprint(ctx context.Context, fp string) (*Device,
 	if err != nil {
 		return nil, err
 	}
-	return r.lookup(ctx, fingerprintKey(fp), "fingerprint", fp)
+	return r.lookup(ctx, fingerprintKey(fp), EntityFingerprint, fp)
 }
 
 // DeviceUpdate holds the fields PUT /devices/{id} may change; nil means
@@ -554,7 +477,7 @@ func (r *Registry) mutateDevice(ctx context.Context, project, id string, fn func
 	// change applies fn to a copy of old and checks what it changed.
 	change := func(w Reader, old *Device) (*Device, error) {
 		if project != "" && old.ProjectID != project {
-			return nil, &NotFoundError{Kind: "device", ID: id}
+			return nil, &NotFoundError{Kind: EntityDevice, ID: id}
 		}
 		d := *old
 		if err := fn(&d); err != nil {
@@ -570,6 +493,7 @@ func (r *Registry) mutateDevice(ctx context.Context, project, id string, fn func
 		read     []byte // the record as read outside the commit
 		old, out *Device
 		rec      []byte
+		ev       encodedEvent // out's device event
 	)
 	err := r.view(ctx, func(rd Reader) error {
 		var err error
@@ -582,11 +506,14 @@ func (r *Registry) mutateDevice(ctx context.Context, project, id string, fn func
 		if out, err = change(rd, old); err != nil {
 			return err
 		}
-		rec, err = r.encodeDevice(out)
+		if rec, err = r.encodeDevice(out); err != nil {
+			return err
+		}
+		ev, err = r.encodeDeviceChange(old, out)
 		return err
 	})
 	if errors.Is(err, kv.ErrNotFound) {
-		return nil, &NotFoundError{Kind: "device", ID: id}
+		return nil, &NotFoundError{Kind: EntityDevice, ID: id}
 	}
 	if err != nil {
 		return nil, err
@@ -594,7 +521,7 @@ func (r *Registry) mutateDevice(ctx context.Context, project, id string, fn func
 	err = r.write(ctx, func(w Writer) error {
 		cur, err := w.Get(deviceKey(id))
 		if errors.Is(err, kv.ErrNotFound) {
-			return &NotFoundError{Kind: "device", ID: id}
+			return &NotFoundError{Kind: EntityDevice, ID: id}
 		}
 		if err != nil {
 			return fmt.Errorf("read device %s: %w", id, err)
@@ -614,8 +541,11 @@ func (r *Registry) mutateDevice(ctx context.Context, project, id string, fn func
 			if rec, err = r.encodeDevice(out); err != nil {
 				return err
 			}
+			if ev, err = r.encodeDeviceChange(old, out); err != nil {
+				return err
+			}
 		}
-		if err := r.putDeviceRecord(w, old, out, rec); err != nil {
+		if err := r.putDeviceRecord(w, old, out, rec, &ev); err != nil {
 			return err
 		}
 		cacheDevice(w, out)
@@ -635,7 +565,7 @@ func newFingerprintsFree(rd Reader, old, d *Device) error {
 		if fp == "" || fp == old.Auth.Fingerprint || fp == old.Auth.SecondaryFingerprint {
 			continue
 		}
-		if err := absent(rd, fingerprintKey(fp), "fingerprint", fp); err != nil {
+		if err := absent(rd, fingerprintKey(fp), UniqueFingerprint, fp); err != nil {
 			return err
 		}
 	}
@@ -651,7 +581,7 @@ func (r *Registry) DeleteDevice(ctx context.Context, project, id string) error {
 			return err
 		}
 		if project != "" && d.ProjectID != project {
-			return &NotFoundError{Kind: "device", ID: id}
+			return &NotFoundError{Kind: EntityDevice, ID: id}
 		}
 		return r.deleteDevice(w, d)
 	})
@@ -676,34 +606,14 @@ func (r *Registry) deleteDevice(w Writer, d *Device) error {
 	if hasChildren {
 		return invalid("device_id", "%s", errHasSubDevices)
 	}
-	for _, k := range [][]byte{
-		productNodeKey(d.ProductID, d.NodeID),
-		projectDeviceKey(d.ProjectID, d.Seq),
-		productDeviceKey(d.ProductID, d.Seq),
-	} {
-		if err := w.Delete(k); err != nil {
-			return err
-		}
-	}
-	if d.GatewayID != "" {
-		if err := w.Delete(gatewayDeviceKey(d.GatewayID, d.Seq)); err != nil {
-			return err
-		}
-		if err := addCount(w, gatewayCountKey(d.GatewayID), d.DeviceID, -1); err != nil {
-			return err
-		}
-	}
-	// The platform-wide node index belongs to this device only if it
-	// points at it (products of other protocols do not use it).
-	if v, err := w.Get(nodeKey(d.NodeID)); err == nil && string(v) == d.DeviceID {
-		if err := w.Delete(nodeKey(d.NodeID)); err != nil {
-			return err
-		}
-	}
-	if err := addCount(w, projectCountKey(d.ProjectID), d.DeviceID, -1); err != nil {
+	coap, err := ownsNodeIndex(w, d)
+	if err != nil {
 		return err
 	}
-	if err := addCount(w, productCountKey(d.ProductID), d.DeviceID, -1); err != nil {
+	if err := deleteIndexes(w, ownedIndexes(d, coap)); err != nil {
+		return err
+	}
+	if err := countDevice(w, d, -1); err != nil {
 		return err
 	}
 	if err := deleteDeviceData(w, d.DeviceID); err != nil {

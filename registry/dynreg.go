@@ -68,7 +68,7 @@ func (r *Registry) DynamicRegister(ctx context.Context, productID, nodeID string
 	err = r.write(ctx, func(w Writer) error {
 		id, err := w.Get(productNodeKey(productID, nodeID))
 		if errors.Is(err, kv.ErrNotFound) {
-			return &NotFoundError{Kind: "device", ID: productID + "/" + nodeID}
+			return &NotFoundError{Kind: EntityDevice, ID: productID + "/" + nodeID}
 		}
 		if err != nil {
 			return err

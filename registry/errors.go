@@ -3,6 +3,8 @@ package registry
 import (
 	"errors"
 	"fmt"
+
+	"github.com/iotgate/iotgate/registry/kv"
 )
 
 // Sentinel errors; adapters map them to their protocol's codes.
@@ -13,6 +15,9 @@ var (
 	ErrQuota         = errors.New("quota exceeded")
 	ErrFrozen        = errors.New("device is frozen")
 	ErrClosed        = errors.New("registry is closed")
+	// ErrStorageFull: the store refuses writes until space is freed;
+	// nothing was written (the engine's kv.ErrFull).
+	ErrStorageFull = kv.ErrFull
 )
 
 // ValidationError names the field whose value is invalid.
@@ -29,7 +34,7 @@ func invalid(field, format string, a ...any) error {
 
 // ConflictError says which unique value is already taken.
 type ConflictError struct {
-	Field string
+	Field UniqueField
 	Value string
 }
 
@@ -39,12 +44,88 @@ func (e *ConflictError) Error() string {
 
 func (e *ConflictError) Unwrap() error { return ErrAlreadyExists }
 
+// UniqueField names a value that at most one record may hold.
+type UniqueField uint8
+
+// The unique values a create or change may collide on.
+const (
+	UniqueDeviceID    UniqueField = iota + 1 // a device id
+	UniqueNodeID                             // a node id, within a product or (CoAP) platform-wide
+	UniqueFingerprint                        // a device certificate's fingerprint
+	UniqueProductID                          // a product id
+	UniqueCertificate                        // a device CA certificate's content, within a project
+	UniqueMessageID                          // a downlink message id, within a device
+)
+
+// String is the field's name in messages (the IoTDA JSON field where
+// there is one).
+func (f UniqueField) String() string {
+	switch f {
+	case UniqueDeviceID:
+		return "device_id"
+	case UniqueNodeID:
+		return "node_id"
+	case UniqueFingerprint:
+		return "fingerprint"
+	case UniqueProductID:
+		return "product_id"
+	case UniqueCertificate:
+		return "certificate"
+	case UniqueMessageID:
+		return "message_id"
+	}
+	return fmt.Sprintf("UniqueField(%d)", uint8(f))
+}
+
 // NotFoundError says which entity is missing.
 type NotFoundError struct {
-	Kind string // "device", "product", "certificate"
+	Kind Entity
 	ID   string
 }
 
 func (e *NotFoundError) Error() string { return fmt.Sprintf("%s %q does not exist", e.Kind, e.ID) }
 
 func (e *NotFoundError) Unwrap() error { return ErrNotFound }
+
+// Entity names what a NotFoundError did not find.
+type Entity uint8
+
+// The entities a lookup may miss. A device looked up by one of its keys
+// other than its id is missing as that key (EntityNode,
+// EntityFingerprint), so the message names what the caller gave.
+const (
+	EntityDevice        Entity = iota + 1 // by device id
+	EntityNode                            // a device by node id (with or without its product)
+	EntityFingerprint                     // a device by certificate fingerprint
+	EntityProduct                         // a product
+	EntityCertificate                     // a device CA certificate
+	EntityCommand                         // an asynchronous command
+	EntityClientID                        // a preregistration-free device's ClientID
+	EntityMessage                         // a downlink message
+	EntityEventConsumer                   // an event consumer
+)
+
+// String is the entity's name in messages.
+func (e Entity) String() string {
+	switch e {
+	case EntityDevice:
+		return "device"
+	case EntityNode:
+		return "node"
+	case EntityFingerprint:
+		return "fingerprint"
+	case EntityProduct:
+		return "product"
+	case EntityCertificate:
+		return "certificate"
+	case EntityCommand:
+		return "command"
+	case EntityClientID:
+		return "client_id"
+	case EntityMessage:
+		return "message"
+	case EntityEventConsumer:
+		return "event consumer"
+	}
+	return fmt.Sprintf("Entity(%d)", uint8(e))
+}

@@ -66,7 +66,7 @@ func (r *Registry) gatewayOf(w Reader, gatewayID string) (*Device, error) {
 // subDevice resolves a sub-device named by a gateway. A device of another
 // project does not exist as far as the gateway is concerned.
 func (r *Registry) subDevice(w Reader, gw *Device, sub ProductNode) (*Device, error) {
-	notFound := &SubDeviceError{Sub: sub, Err: &NotFoundError{Kind: "device", ID: sub.String()}}
+	notFound := &SubDeviceError{Sub: sub, Err: &NotFoundError{Kind: EntityDevice, ID: sub.String()}}
 	id, err := w.Get(productNodeKey(sub.ProductID, sub.NodeID))
 	if errors.Is(err, kv.ErrNotFound) {
 		return nil, notFound
@@ -208,12 +208,13 @@ func (r *Registry) AttachSubDevices(ctx context.Context, gatewayID string, subs 
 			if err := r.putDevice(w, &old, d); err != nil {
 				return err
 			}
+			// In the sub-device's shard, which its delete counts down.
+			if err := addCount(w, gatewayCountKey(gatewayID), d.DeviceID, 1); err != nil {
+				return err
+			}
 			added++
 		}
-		if added == 0 {
-			return nil
-		}
-		return addCount(w, gatewayCountKey(gatewayID), gatewayID, int64(added))
+		return nil
 	})
 	if err != nil {
 		return nil, err

@@ -38,7 +38,19 @@ import (
 //	u/{device_id}/{seq}            uplink message
 //	#u/{device_id}                 number of kept messages and the oldest's seq
 //	s/{device_id}                  device shadow (reported properties)
+//	dm/{device_id}/{message_id}    downlink message record (downlinks.go)
+//	dl/{device_id}/{seq}           message_id (a device's downlink messages)
+//	dh/{device_id}/{seq}           message_id (its PENDING ones, oldest first)
+//	dx/{deadline}/{device_id}/{message_id} nil (PENDING message deadlines, ordered)
+//	#dm/{device_id}                oldest seq of its dl and dh lists (downlinkmeta.go)
+//	e/{position}                   event time (unix ns) and project (the stream, in commit order)
+//	ep/{project}/{position}        event record (a project's events, in commit order)
+//	es/{device_id}                 the device's last event seq
+//	eh/{project}                   highest position trimmed from the project's events
+//	ec/{project}/{name}            event consumer (its acknowledged cursor)
 //	L/{name}                       lease record (singleton work, see Lease)
+//
+// Positions are 8 bytes big-endian, so the ordered keys are the stream.
 const sep = 0
 
 // The families.
@@ -64,6 +76,15 @@ const (
 	famMessage       = "u"
 	famMessageCount  = "#u"
 	famShadow        = "s"
+	famDownlink      = "dm"
+	famDownlinkList  = "dl"
+	famDownlinkHeld  = "dh"
+	famDownlinkMeta  = "#dm"
+	famEventStream   = "e"
+	famEvent         = "ep"
+	famEventSeq      = "es"
+	famEventHorizon  = "eh"
+	famEventConsumer = "ec"
 	famLease         = "L"
 )
 
@@ -121,6 +142,10 @@ func messageKey(dev, seq string) []byte            { return key(famMessage, dev,
 func messagesPrefix(dev string) []byte             { return prefixKey(famMessage, dev) }
 func messageCountKey(dev string) []byte            { return key(famMessageCount, dev) }
 func shadowKey(dev string) []byte                  { return key(famShadow, dev) }
+func downlinkKey(dev, id string) []byte            { return key(famDownlink, dev, id) }
+func downlinkListKey(dev, seq string) []byte       { return key(famDownlinkList, dev, seq) }
+func downlinkHeldKey(dev, seq string) []byte       { return key(famDownlinkHeld, dev, seq) }
+func downlinkMetaKey(dev string) []byte            { return key(famDownlinkMeta, dev) }
 func leaseKey(name string) []byte                  { return key(famLease, name) }
 
 // statusTimeKey holds a device's last status change apart from its
@@ -130,8 +155,9 @@ func statusTimeKey(id string) []byte { return key(famStatusTime, id) }
 
 // The ordered deadline indexes (see Queues).
 var (
-	expiryPrefix        = []byte{'x', sep}
-	asyncDeadlinePrefix = []byte{'a', 'x', sep}
+	expiryPrefix           = []byte{'x', sep}
+	asyncDeadlinePrefix    = []byte{'a', 'x', sep}
+	downlinkDeadlinePrefix = []byte{'d', 'x', sep}
 )
 
 // deadlineKey orders deadlines by big-endian unix nanoseconds so a sweep
@@ -161,6 +187,21 @@ func parseAsyncDeadlineKey(k []byte) (time.Time, string, bool) {
 	return parseDeadlineKey(asyncDeadlinePrefix, k)
 }
 
+// downlinkDeadlineKey orders PENDING messages by their deadline, so the
+// sweep stops at the first not due.
+func downlinkDeadlineKey(at time.Time, dev, id string) []byte {
+	return deadlineKey(downlinkDeadlinePrefix, at, dev+string(rune(sep))+id)
+}
+
+func parseDownlinkDeadlineKey(k []byte) (at time.Time, dev, id string, ok bool) {
+	at, ref, ok := parseDeadlineKey(downlinkDeadlinePrefix, k)
+	if !ok {
+		return time.Time{}, "", "", false
+	}
+	dev, id, ok = strings.Cut(ref, string(rune(sep)))
+	return at, dev, id, ok
+}
+
 // counterShards is how many keys one shared counter is spread over: every
 // create and delete rewrites the counters of its project, product (and
 // gateway), and on an engine shared by several nodes one key each would
@@ -168,13 +209,16 @@ func parseAsyncDeadlineKey(k []byte) (time.Time, string, bool) {
 // device it counts); a read sums them.
 const counterShards = 16
 
+// shardDigits names the shards.
+const shardDigits = "0123456789abcdef"
+
 // counterShard names the shard of k that counts the device id.
 func counterShard(k []byte, id string) []byte {
 	h := uint32(2166136261) // FNV-1a: the same shard on every node
 	for i := 0; i < len(id); i++ {
 		h = (h ^ uint32(id[i])) * 16777619
 	}
-	return append(append(k[:len(k):len(k)], sep), "0123456789abcdef"[h%counterShards])
+	return append(append(k[:len(k):len(k)], sep), shardDigits[h%counterShards])
 }
 
 // addCount adds delta to the counter k, in the shard of device id. A
@@ -201,28 +245,52 @@ func addCount(w Writer, k []byte, id string, delta int64) error {
 }
 
 // readCount sums the counter k's shards and its unsharded key (written
-// by versions before sharding).
+// by versions before sharding). It reads them one by one rather than
+// scanning their prefix: inside a write transaction a scan makes the
+// engine merge every write of the transaction's batch, a point read does
+// not.
 func readCount(rd Reader, k []byte) (int64, error) {
 	var total int64
-	add := func(v []byte) error {
+	read := func(key []byte) error {
+		v, err := rd.Get(key)
+		if errors.Is(err, kv.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
 		n, err := strconv.ParseInt(string(v), 10, 64)
 		if err != nil {
-			return fmt.Errorf("corrupt counter %q: %w", k, err)
+			return fmt.Errorf("corrupt counter %q: %w", key, err)
 		}
 		total += n
 		return nil
 	}
-	v, err := rd.Get(k)
-	switch {
-	case err == nil:
-		if err := add(v); err != nil {
-			return 0, err
-		}
-	case !errors.Is(err, kv.ErrNotFound):
+	if err := read(k); err != nil {
 		return 0, err
 	}
-	err = rd.Scan(append(k[:len(k):len(k)], sep), nil, false, func(_, v []byte) (bool, error) {
-		return true, add(v)
-	})
-	return total, err
+	shard := append(append(k[:len(k):len(k)], sep), 0)
+	for i := range counterShards {
+		shard[len(shard)-1] = shardDigits[i]
+		if err := read(shard); err != nil {
+			return 0, err
+		}
+	}
+	return total, nil
 }
+
+var eventStreamPrefix = []byte{'e', sep}
+
+// eventStreamKey is the stream entry of the event at pos.
+func eventStreamKey(pos uint64) []byte {
+	return binary.BigEndian.AppendUint64(append([]byte(nil), eventStreamPrefix...), pos)
+}
+
+// eventKey is the record of a project's event at pos.
+func eventKey(project string, pos uint64) []byte {
+	return binary.BigEndian.AppendUint64(prefixKey(famEvent, project), pos)
+}
+
+func eventSeqKey(dev string) []byte                { return key(famEventSeq, dev) }
+func eventHorizonKey(project string) []byte        { return key(famEventHorizon, project) }
+func eventConsumerKey(project, name string) []byte { return key(famEventConsumer, project, name) }

@@ -2,8 +2,10 @@ package registry
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
+	"time"
 )
 
 // A shared counter is spread over shards by the device it counts, read
@@ -87,5 +89,35 @@ func TestDeviceCountsAcrossShards(t *testing.T) {
 	}
 	if l.Count != 30 {
 		t.Fatalf("product count %d, want 30", l.Count)
+	}
+}
+
+// Creates far from their product's quota skip the exact count in their
+// transaction; near it, every create counts exactly, so the quota holds.
+func TestQuotaRoom(t *testing.T) {
+	clock := &fakeClock{t: time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)}
+	r, _ := newTestRegistry(t, clock)
+	r.quotas.DevicesPerProduct = 20_000 // margin 10,000
+	ctx := context.Background()
+	mustProduct(t, r, "proj", "prod", "MQTT")
+	if r.mustCount(ctx, "prod") {
+		t.Fatal("an empty product counts exactly")
+	}
+	// 19,999 devices (an earlier version's unsharded count).
+	if err := r.write(ctx, func(w Writer) error { return w.Set(productCountKey("prod"), []byte("19999")) }); err != nil {
+		t.Fatal(err)
+	}
+	if r.mustCount(ctx, "prod") {
+		t.Fatal("the count read a moment ago was not reused")
+	}
+	clock.Advance(2 * time.Second)
+	if !r.mustCount(ctx, "prod") {
+		t.Fatal("a product near its quota does not count exactly")
+	}
+	if _, err := r.CreateDevice(ctx, NewDevice{ProjectID: "proj", ProductID: "prod", NodeID: "last"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.CreateDevice(ctx, NewDevice{ProjectID: "proj", ProductID: "prod", NodeID: "over"}); !errors.Is(err, ErrQuota) {
+		t.Fatalf("create over the quota: %v", err)
 	}
 }

@@ -102,10 +102,18 @@ func (r *Registry) AddMessage(ctx context.Context, deviceID string, m Message) e
 	if err != nil {
 		return fmt.Errorf("encode message: %w", err)
 	}
+	d, err := r.Device(ctx, deviceID)
+	if err != nil {
+		return err
+	}
+	ev, err := messageEvent(d, &m, now)
+	if err != nil {
+		return err
+	}
 	return r.write(ctx, func(w Writer) error {
 		if _, err := w.Get(deviceKey(deviceID)); err != nil {
 			if errors.Is(err, kv.ErrNotFound) {
-				return &NotFoundError{Kind: "device", ID: deviceID}
+				return &NotFoundError{Kind: EntityDevice, ID: deviceID}
 			}
 			return err
 		}
@@ -127,7 +135,10 @@ func (r *Registry) AddMessage(ctx context.Context, deviceID string, m Message) e
 			return err
 		}
 		m.n++
-		return w.Set(messageCountKey(deviceID), m.encode())
+		if err := w.Set(messageCountKey(deviceID), m.encode()); err != nil {
+			return err
+		}
+		return r.appendEncoded(w, ev)
 	})
 }
 
@@ -167,10 +178,24 @@ type Shadow struct {
 // property reported again replaces its old value.
 func (r *Registry) ReportProperties(ctx context.Context, deviceID string, reports []ServiceProperties) error {
 	now := r.now().UTC()
+	d, err := r.Device(ctx, deviceID)
+	if err != nil {
+		return err
+	}
+	reports = append([]ServiceProperties(nil), reports...)
+	for i := range reports {
+		if reports[i].EventTime.IsZero() {
+			reports[i].EventTime = now
+		}
+	}
+	ev, err := propertyEvent(d, reports, now)
+	if err != nil {
+		return err
+	}
 	return r.write(ctx, func(w Writer) error {
 		if _, err := w.Get(deviceKey(deviceID)); err != nil {
 			if errors.Is(err, kv.ErrNotFound) {
-				return &NotFoundError{Kind: "device", ID: deviceID}
+				return &NotFoundError{Kind: EntityDevice, ID: deviceID}
 			}
 			return err
 		}
@@ -204,7 +229,10 @@ func (r *Registry) ReportProperties(ctx context.Context, deviceID string, report
 		if err != nil {
 			return fmt.Errorf("encode shadow: %w", err)
 		}
-		return w.Set(shadowKey(deviceID), b)
+		if err := w.Set(shadowKey(deviceID), b); err != nil {
+			return err
+		}
+		return r.appendEncoded(w, ev)
 	})
 }
 
@@ -237,7 +265,8 @@ func (r *Registry) DeviceShadow(ctx context.Context, project, deviceID string) (
 	return sh, err
 }
 
-// deleteDeviceData removes a device's messages and shadow.
+// deleteDeviceData removes a device's messages (both ways), shadow and
+// commands.
 func deleteDeviceData(w Writer, dev string) error {
 	var keys [][]byte
 	if err := w.Scan(messagesPrefix(dev), nil, false, func(k, _ []byte) (bool, error) {
@@ -251,6 +280,9 @@ func deleteDeviceData(w Writer, dev string) error {
 		if err := w.Delete(k); err != nil {
 			return err
 		}
+	}
+	if err := deleteDownlinks(w, dev); err != nil {
+		return err
 	}
 	return deleteAsyncCommands(w, dev)
 }

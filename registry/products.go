@@ -65,7 +65,7 @@ func (r *Registry) CreateProduct(ctx context.Context, p Product) (*Product, erro
 	p.CreateTime = now
 	p.Seq = r.ids.Next(now)
 	err := r.write(ctx, func(w Writer) error {
-		if err := absent(w, productKey(p.ProductID), "product_id", p.ProductID); err != nil {
+		if err := absent(w, productKey(p.ProductID), UniqueProductID, p.ProductID); err != nil {
 			return err
 		}
 		if err := r.putProduct(w, &p); err != nil {
@@ -93,7 +93,7 @@ func (r *Registry) putProduct(w Writer, p *Product) error {
 func getProduct(rd Reader, id string) (*Product, error) {
 	b, err := rd.Get(productKey(id))
 	if errors.Is(err, kv.ErrNotFound) {
-		return nil, &NotFoundError{Kind: "product", ID: id}
+		return nil, &NotFoundError{Kind: EntityProduct, ID: id}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read product %s: %w", id, err)
@@ -124,7 +124,7 @@ func (r *Registry) Product(ctx context.Context, project, id string) (*Product, e
 		return nil, err
 	}
 	if p.ProjectID != project {
-		return nil, &NotFoundError{Kind: "product", ID: id}
+		return nil, &NotFoundError{Kind: EntityProduct, ID: id}
 	}
 	return p, nil
 }
@@ -198,7 +198,7 @@ func (r *Registry) UpdateProduct(ctx context.Context, project, id string, u Prod
 	err := r.write(ctx, func(w Writer) error {
 		p, err := getProduct(w, id)
 		if err != nil || p.ProjectID != project {
-			return &NotFoundError{Kind: "product", ID: id}
+			return &NotFoundError{Kind: EntityProduct, ID: id}
 		}
 		wasCoAP := p.IsCoAP()
 		set := func(dst *string, src *string) {
@@ -268,7 +268,7 @@ func (r *Registry) DeleteProduct(ctx context.Context, project, id string) error 
 	return r.write(ctx, func(w Writer) error {
 		p, err := getProduct(w, id)
 		if err != nil || p.ProjectID != project {
-			return &NotFoundError{Kind: "product", ID: id}
+			return &NotFoundError{Kind: EntityProduct, ID: id}
 		}
 		n, err := readCount(w, productCountKey(id))
 		if err != nil {

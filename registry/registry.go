@@ -9,6 +9,12 @@
 // step once it has committed. State that belongs to one node (presence,
 // the cache and its invalidation, id generation, the sweeps' lease) is
 // named in node.go behind interfaces, so a cluster is a wiring change.
+//
+// Every change a consumer may care about is also recorded, in the same
+// transaction, as an event in a durable stream that named consumers read
+// in order and acknowledge (events.go, eventstream.go). Stream positions
+// come from one node-local counter today; eventstream.go says what a
+// multi-node engine must supply instead.
 package registry
 
 import (
@@ -42,6 +48,8 @@ type Options struct {
 	CacheMaxAge time.Duration
 	// Quotas; zero fields take DefaultQuotas' values.
 	Quotas Quotas
+	// Events bounds the event backlog.
+	Events EventOptions
 
 	// Node names this node in a cluster ("" on a single node).
 	Node string
@@ -98,6 +106,7 @@ type Registry struct {
 	cache  *cache // nil when disabled
 	closed atomic.Bool
 
+	node     string // this node's id ("" on a single node)
 	presence Presence
 	inval    Invalidator // nil on a single node
 	lease    Lease
@@ -108,6 +117,12 @@ type Registry struct {
 	kickers []Kicker
 
 	pending *pendingHint // devices that may have PENDING async commands
+	room    quotaRoom    // recent device counts of products (see mustCount)
+	writing writingDevices
+
+	router *Router // delivers applications' requests to devices
+
+	events *eventLog // the durable event stream's node state
 }
 
 // Kicker is implemented by listeners that hold device sessions; the
@@ -134,6 +149,7 @@ func New(o Options) (*Registry, error) {
 		now:      o.Now,
 		sweepInt: o.SweepInterval,
 		quotas:   o.Quotas.withDefaults(),
+		node:     o.Node,
 		presence: o.Presence,
 		inval:    o.Invalidator,
 		ids:      o.IDs,
@@ -175,6 +191,13 @@ func New(o Options) (*Registry, error) {
 	if err := r.loadPendingHint(context.Background()); err != nil {
 		return nil, fmt.Errorf("registry: pending commands: %w", err)
 	}
+	r.router = newRouter(r)
+	if err := r.router.loadHeld(context.Background()); err != nil {
+		return nil, fmt.Errorf("registry: held messages: %w", err)
+	}
+	if r.events, err = openEventLog(r.store, o.Events); err != nil {
+		return nil, fmt.Errorf("registry: %w", err)
+	}
 	return r, nil
 }
 
@@ -193,7 +216,8 @@ func (r *Registry) kick(deviceID, reason string) {
 	}
 }
 
-// Run sweeps expired devices and persists status changes until ctx ends.
+// Run sweeps expired devices, persists status changes and trims the
+// event stream until ctx ends.
 // It sweeps once before its first wait, so devices whose deadline passed
 // while the platform was down are gone as soon as Run starts.
 //
@@ -230,9 +254,17 @@ func (r *Registry) housekeep(ctx context.Context) (swept bool) {
 		if _, err := r.SweepAsyncCommands(ctx); err != nil && ctx.Err() == nil {
 			r.log.Error("async command sweep failed", "err", err)
 		}
+		if _, err := r.sweepDownlinks(ctx); err != nil && ctx.Err() == nil {
+			r.log.Error("downlink message sweep failed", "err", err)
+		}
 	}
 	if err := r.flushStatus(ctx); err != nil && ctx.Err() == nil {
 		r.log.Error("status flush failed", "err", err)
+	}
+	if held {
+		if _, err := r.SweepEvents(ctx); err != nil && ctx.Err() == nil {
+			r.log.Error("event trim failed", "err", err)
+		}
 	}
 	return held
 }
@@ -262,7 +294,7 @@ func (r *Registry) Close() error {
 // indexes, whose entries are deleted from the front as they fall due. An
 // engine that can make such scans cheaper (badgerkv.Options.Queues) takes
 // them from here.
-func Queues() [][]byte { return [][]byte{expiryPrefix, asyncDeadlinePrefix} }
+func Queues() [][]byte { return [][]byte{expiryPrefix, asyncDeadlinePrefix, downlinkDeadlinePrefix} }
 
 // maxConflictRetries bounds how often a write is re-run after the engine
 // reported a conflict with a concurrent transaction (another node's).
@@ -288,6 +320,7 @@ func (r *Registry) write(ctx context.Context, fn func(Writer) error) error {
 			t.OnCommit(tw.committed)
 			return nil
 		})
+		tw.release()
 		switch {
 		case err == nil:
 			return nil

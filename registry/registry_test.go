@@ -124,12 +124,12 @@ func TestUniquenessAndLookups(t *testing.T) {
 	conflicts := []struct {
 		name  string
 		in    NewDevice
-		field string
+		field UniqueField
 	}{
-		{"same node same product", NewDevice{NodeID: "dev1", ProductID: "m1", DeviceID: "other"}, "node_id"},
-		{"same device id", NewDevice{NodeID: "zzz", ProductID: "m2", DeviceID: "m1_dev1"}, "device_id"},
-		{"coap node is platform-wide", NewDevice{NodeID: "imei1", ProductID: "c2"}, "node_id"},
-		{"fingerprint taken", NewDevice{NodeID: "dev9", ProductID: "m2", Auth: AuthInfo{Type: AuthCertificates, Fingerprint: strings.ToLower(fp)}}, "fingerprint"},
+		{"same node same product", NewDevice{NodeID: "dev1", ProductID: "m1", DeviceID: "other"}, UniqueNodeID},
+		{"same device id", NewDevice{NodeID: "zzz", ProductID: "m2", DeviceID: "m1_dev1"}, UniqueDeviceID},
+		{"coap node is platform-wide", NewDevice{NodeID: "imei1", ProductID: "c2"}, UniqueNodeID},
+		{"fingerprint taken", NewDevice{NodeID: "dev9", ProductID: "m2", Auth: AuthInfo{Type: AuthCertificates, Fingerprint: strings.ToLower(fp)}}, UniqueFingerprint},
 	}
 	for _, tc := range conflicts {
 		tc.in.ProjectID = "proj"
@@ -189,10 +189,12 @@ func TestDeleteRemovesEveryIndex(t *testing.T) {
 	if err := r.DeleteDevice(ctx, "proj", d.DeviceID); err != nil {
 		t.Fatal(err)
 	}
-	// Only the product and its listing entry may remain.
+	// Only the product and its listing entry may remain, and the device's
+	// events: the stream is history, trimmed by its own bounds.
 	_ = s.View(context.Background(), func(rd Reader) error {
 		return rd.Scan(nil, nil, false, func(k, v []byte) (bool, error) {
-			if !bytes.HasPrefix(k, []byte("p\x00")) && !bytes.HasPrefix(k, []byte("k\x00")) {
+			if !bytes.HasPrefix(k, []byte("p\x00")) && !bytes.HasPrefix(k, []byte("k\x00")) &&
+				!bytes.HasPrefix(k, eventStreamPrefix) && !bytes.HasPrefix(k, []byte("ep\x00")) {
 				t.Errorf("left behind after delete: %q", k)
 			}
 			return true, nil

@@ -153,27 +153,29 @@ func (r *Registry) Connected(ctx context.Context, id string) (Session, error) {
 		if err != nil {
 			return 0, err
 		}
-	} else {
-		r.queueStatus(id, now)
 	}
+	r.queueStatus(statusChange{device: id, status: StatusOnline, at: now, lastOnline: now})
 	return r.presence.Connect(id, now), nil
 }
 
 // Disconnected ends a session. It is a no-op if the device has connected
 // again since (the new session is current), and then reports so.
 func (r *Registry) Disconnected(id string, s Session) (superseded bool) {
+	cur, _ := r.presence.Lookup(id)
 	ended, superseded := r.presence.Disconnect(id, s)
 	if ended {
-		r.queueStatus(id, r.now().UTC())
+		r.queueStatus(statusChange{device: id, status: StatusOffline, at: r.now().UTC(), lastOnline: cur.Since})
 	}
 	return superseded
 }
 
-// queueStatus remembers a status change time to persist in the next
-// flush; connects and disconnects do not wait for the disk.
-func (r *Registry) queueStatus(id string, at time.Time) {
+// queueStatus remembers a status change (its time and its event) to
+// persist in the next flush; connects and disconnects do not wait for the
+// disk.
+func (r *Registry) queueStatus(c statusChange) {
 	r.statusMu.Lock()
-	r.statusQ[id] = at
+	r.statusQ[c.device] = c.at
+	r.events.status = append(r.events.status, c)
 	r.statusMu.Unlock()
 }
 
@@ -181,14 +183,14 @@ func (r *Registry) queueStatus(id string, at time.Time) {
 // under the device's small status key (see statusTimeKey).
 func (r *Registry) flushStatus(ctx context.Context) error {
 	r.statusMu.Lock()
-	q := r.statusQ
-	if len(q) == 0 {
+	q, changes := r.statusQ, r.events.status
+	if len(q) == 0 && len(changes) == 0 {
 		r.statusMu.Unlock()
 		return nil
 	}
-	r.statusQ = make(map[string]time.Time)
+	r.statusQ, r.events.status = make(map[string]time.Time), nil
 	r.statusMu.Unlock()
-	return r.write(ctx, statusWrites(q))
+	return r.writeStatus(ctx, q, changes)
 }
 
 // statusWrites persists status change times of the devices that still

@@ -1,6 +1,10 @@
 package registry
 
-import "github.com/iotgate/iotgate/registry/kv"
+import (
+	"sync"
+
+	"github.com/iotgate/iotgate/registry/kv"
+)
 
 // tracked is the Writer a write's fn runs with: it passes reads and
 // writes to the engine's transaction and remembers, for once the
@@ -13,6 +17,7 @@ type tracked struct {
 	marks   []string    // devices given a pending async command
 	pending []string    // the pending-command keys set
 	fills   []cacheFill // decoded values to cache once committed
+	devices []string    // device records (and event seqs) written, noted in r.writing
 }
 
 // cacheFill is a decoded value (*Device, or the device id of an index
@@ -22,9 +27,21 @@ type cacheFill struct {
 	value any
 }
 
+// reset readies t for a run of the write's fn (an engine may run it more
+// than once).
 func (t *tracked) reset(txn kv.Txn) {
+	t.release()
 	t.Txn = txn
 	t.changed, t.marks, t.pending, t.fills = t.changed[:0], t.marks[:0], t.pending[:0], t.fills[:0]
+}
+
+// release forgets the device records this write was writing (once it has
+// committed and the cache has forgotten them, or has failed).
+func (t *tracked) release() {
+	for _, k := range t.devices {
+		t.r.writing.done(k)
+	}
+	t.devices = t.devices[:0]
 }
 
 func (t *tracked) Set(k, v []byte) error {
@@ -47,6 +64,10 @@ func (t *tracked) note(key []byte, set bool) {
 	k := string(key)
 	if cacheable(k) {
 		t.changed = append(t.changed, k)
+		if family, _, _ := cutPart(k); family == famDevice {
+			t.r.writing.add(k)
+			t.devices = append(t.devices, k)
+		}
 	} else if dev, ok := pendingKeyDevice(k); ok && set {
 		t.marks = append(t.marks, dev)
 		t.pending = append(t.pending, k)
@@ -79,6 +100,20 @@ func (t *tracked) committed() {
 	}
 }
 
+// cacheAfterCommit has the write w belongs to cache v under k once it has
+// committed, and marks k as being written until then (Registry.writing).
+// For keys that are not cacheable (never invalidated): each write of k
+// must call it, so the cache holds the last committed value.
+func cacheAfterCommit(w Writer, k []byte, v any) {
+	t, ok := w.(*tracked)
+	if !ok {
+		return
+	}
+	t.r.writing.add(string(k))
+	t.devices = append(t.devices, string(k))
+	t.fills = append(t.fills, cacheFill{key: string(k), value: v})
+}
+
 // cacheDevice has the write w belongs to cache d (and the index entries
 // given) once it has committed; w's writes must include d's record.
 func cacheDevice(w Writer, d *Device, index ...[]byte) {
@@ -95,9 +130,21 @@ func cacheDevice(w Writer, d *Device, index ...[]byte) {
 }
 
 // deviceExists reports whether device id exists, as the write's
-// transaction sees it.
+// transaction sees it. On a single node it answers from the cache when
+// that holds the record and no write in flight (this one's, or one that
+// may share its transaction) is writing it: the cache then holds what is
+// committed, since every write of the store is this node's. On a cluster
+// another node's delete may not have reached the cache yet, so it reads.
 func deviceExists(w Reader, id string) (bool, error) {
-	_, err := w.Get(deviceKey(id))
+	k := deviceKey(id)
+	if t, ok := w.(*tracked); ok && t.r.inval == nil && t.r.cache != nil && !t.r.writing.has(string(k)) {
+		if v, _, ok := t.r.cache.get(k); ok {
+			if _, isDevice := v.(*Device); isDevice {
+				return true, nil
+			}
+		}
+	}
+	_, err := w.Get(k)
 	if err == nil {
 		return true, nil
 	}
@@ -105,4 +152,37 @@ func deviceExists(w Reader, id string) (bool, error) {
 		return false, nil
 	}
 	return false, err
+}
+
+// writingDevices counts, per key, the writes in flight that write it:
+// device records, and the event seqs kept in the cache.
+type writingDevices struct {
+	mu sync.Mutex
+	m  map[string]int
+}
+
+func (w *writingDevices) add(k string) {
+	w.mu.Lock()
+	if w.m == nil {
+		w.m = make(map[string]int)
+	}
+	w.m[k]++
+	w.mu.Unlock()
+}
+
+func (w *writingDevices) done(k string) {
+	w.mu.Lock()
+	if w.m[k] <= 1 {
+		delete(w.m, k)
+	} else {
+		w.m[k]--
+	}
+	w.mu.Unlock()
+}
+
+func (w *writingDevices) has(k string) bool {
+	w.mu.Lock()
+	_, ok := w.m[k]
+	w.mu.Unlock()
+	return ok
 }

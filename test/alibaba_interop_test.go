@@ -14,7 +14,10 @@ import (
 
 // TestAliInteropNodeSDK: Alibaba's own Node device SDK, npm
 // alibabacloud-iot-device-sdk 1.2.8 unmodified (test/node, installed by
-// npm ci), registers over HTTPS at the platform's registerURL, connects
+// npm ci), registers over HTTPS at the platform's registerURL (the form
+// of its default, https://host/auth/register/device, on the gate's TLS
+// port; the SDK posts with axios and takes no TLS option, so node is
+// told to trust the gate's generated CA by NODE_EXTRA_CA_CERTS), connects
 // over plain MQTT (securemode 3) with the DeviceSecret it received, posts
 // properties, publishes on its own topic, and is refused a second
 // registration (6289). The SDK always signs with HMAC-SHA1, so it is
@@ -42,9 +45,17 @@ func TestAliInteropNodeSDK(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, node, script, g.API+"/auth/register/device", "mqtt://"+g.MQTT,
+	// The SDK verifies the server: without the CA it refuses the gate.
+	untrusting := exec.CommandContext(ctx, node, script, g.APIS+"/auth/register/device", "mqtt://"+g.MQTT,
+		"a1NodeSDK01", "prodSecretNode01", "node-dev1", "x")
+	untrusting.Dir, untrusting.Env = filepath.Dir(script), nodeEnv()
+	if out, err := untrusting.CombinedOutput(); err == nil || !strings.Contains(string(out), "unable to verify the first certificate") {
+		t.Fatalf("registration without trusting the CA: err %v, output %s", err, out)
+	}
+	cmd := exec.CommandContext(ctx, node, script, g.APIS+"/auth/register/device", "mqtt://"+g.MQTT,
 		"a1NodeSDK01", "prodSecretNode01", "node-dev1", "hello from the Alibaba SDK")
 	cmd.Dir = filepath.Dir(script)
+	cmd.Env = nodeEnv("NODE_EXTRA_CA_CERTS=" + filepath.Join(g.DataDir, "data", "tls", "ca.pem"))
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -89,4 +100,20 @@ func TestAliInteropNodeSDK(t *testing.T) {
 	if d["active_time"] == nil || d["active_time"] == "" || d["status"] == "INACTIVE" {
 		t.Fatalf("device after the SDK's session: %v", d)
 	}
+}
+
+// nodeEnv is this process's environment for a node script, plus extra,
+// without proxy variables: the SDK's axios 0.18 sends https:// requests to
+// $https_proxy and ignores $no_proxy, so loopback would go to the proxy.
+func nodeEnv(extra ...string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		switch strings.ToLower(k) {
+		case "https_proxy", "http_proxy", "no_proxy":
+			continue
+		}
+		env = append(env, kv)
+	}
+	return append(env, extra...)
 }

@@ -20,7 +20,7 @@ import (
 // generate and print one credential, serve /healthz on :8080 and accept
 // that credential; a second start must reuse the credential silently.
 func TestStartsOnDefaults(t *testing.T) {
-	for _, addr := range []string{":8080", ":1883", ":8883"} {
+	for _, addr := range []string{":8080", ":8443", ":1883", ":8883"} {
 		l, err := net.Listen("tcp", addr)
 		if err != nil {
 			t.Skipf("default port %s is busy on this machine: %v", addr, err)

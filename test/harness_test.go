@@ -5,6 +5,7 @@ package test
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -66,6 +67,7 @@ type Gate struct {
 	DataDir string
 	Config  string
 	API     string // http://127.0.0.1:port
+	APIS    string // https://localhost:port (the generated certificate's name)
 	MQTT    string // 127.0.0.1:port
 	MQTTS   string
 	CoAP    string
@@ -83,7 +85,19 @@ type Gate struct {
 type GateOptions struct {
 	DataDir string // reuse a data dir (restart tests)
 	Extra   string // YAML appended to the generated config
+	// APILimits are the lines of the config's limits.api block. Empty:
+	// noRateLimits, since the tests call as fast as they can, with one
+	// credential, from one address.
+	APILimits string
+	// Limits are further lines of the config's limits block (the
+	// guard's, limits.mqtt); empty: the defaults.
+	Limits   string
+	LogLevel string // default debug
 }
+
+// noRateLimits switches the REST API's rate limits off (its timeouts and
+// caps keep their defaults).
+const noRateLimits = "rate: 0\nunauthenticated_rate: 0\n"
 
 // freePorts returns a free loopback address for each network ("tcp" or
 // "udp"). All are held open until every one is chosen, so one call never
@@ -120,14 +134,23 @@ func StartGate(t testing.TB, o GateOptions) *Gate {
 	if g.DataDir == "" {
 		g.DataDir = t.TempDir()
 	}
-	ports := freePorts(t, "tcp", "tcp", "tcp", "udp", "udp")
+	ports := freePorts(t, "tcp", "tcp", "tcp", "udp", "udp", "tcp")
 	g.API = "http://" + ports[0]
 	g.MQTT, g.MQTTS, g.CoAP, g.DTLS = ports[1], ports[2], ports[3], ports[4]
+	g.APIS = "https://localhost:" + strings.TrimPrefix(ports[5], "127.0.0.1:")
 	g.Config = filepath.Join(g.DataDir, "iotgate.yaml")
+	if o.LogLevel == "" {
+		o.LogLevel = "debug"
+	}
+	var limits string
+	if o.Limits != "" {
+		limits = indent(o.Limits, "  ")
+	}
 	cfg := fmt.Sprintf(`data_dir: %q
-log_level: debug
+log_level: %s
 api:
   listen: %q
+  tls_listen: %q
   credentials:
     - project_id: %s
       access_key: %s
@@ -141,14 +164,26 @@ coap:
 mqtt:
   listen: %q
   tls_listen: %q
-%s`, filepath.Join(g.DataDir, "data"), strings.TrimPrefix(g.API, "http://"), g.Project, g.AK, g.SK, g.Token,
-		g.CoAP, g.DTLS, g.MQTT, g.MQTTS, o.Extra)
+limits:
+%s  api:
+%s%s%s`, filepath.Join(g.DataDir, "data"), o.LogLevel, strings.TrimPrefix(g.API, "http://"), ports[5], g.Project, g.AK, g.SK, g.Token,
+		g.CoAP, g.DTLS, g.MQTT, g.MQTTS, limits, indent(cmp.Or(o.APILimits, noRateLimits), "    "),
+		testStore(o.Extra), o.Extra)
 	if err := os.WriteFile(g.Config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	g.start()
 	t.Cleanup(func() { g.Stop() })
 	return g
+}
+
+// testStore keeps the store's free-space reserve small, so the tests run
+// on a machine with little disk left, unless extra configures the store.
+func testStore(extra string) string {
+	if strings.HasPrefix(extra, "store:") || strings.Contains(extra, "\nstore:") {
+		return ""
+	}
+	return "store:\n  min_free_bytes: 16777216\n  ballast_bytes: 1048576\n"
 }
 
 func (g *Gate) start() {
@@ -212,6 +247,14 @@ func (g *Gate) Kill() {
 	_ = g.cmd.Process.Kill()
 	_ = g.cmd.Wait()
 	g.cmd = nil
+}
+
+// signal sends the running process a signal.
+func (g *Gate) signal(sig os.Signal) {
+	g.t.Helper()
+	if err := g.cmd.Process.Signal(sig); err != nil {
+		g.t.Fatal(err)
+	}
 }
 
 // Restart starts the process again on the same ports and data.
@@ -282,6 +325,12 @@ func (g *Gate) CreateProduct(id, protocol string) {
 		"product_id": id, "name": "Product " + id, "device_type": "Sensor", "protocol_type": protocol,
 		"data_format": "json", "service_capabilities": []any{map[string]any{"service_id": "Basic", "service_type": "Basic"}},
 	})
+}
+
+// indent prefixes every line of s.
+func indent(s, prefix string) string {
+	lines := strings.SplitAfter(strings.TrimSuffix(s, "\n"), "\n")
+	return prefix + strings.Join(lines, prefix) + "\n"
 }
 
 type lockedWriter struct {

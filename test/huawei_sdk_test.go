@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/huaweicloud/huaweicloud-sdk-go-v3/core/auth/basic"
+	"github.com/huaweicloud/huaweicloud-sdk-go-v3/core/config"
 	"github.com/huaweicloud/huaweicloud-sdk-go-v3/core/region"
 	"github.com/huaweicloud/huaweicloud-sdk-go-v3/core/sdkerr"
 	iotda "github.com/huaweicloud/huaweicloud-sdk-go-v3/services/iotda/v5"
@@ -21,14 +22,22 @@ func TestHuaweiSDK(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		derived bool
-	}{{"basic", false}, {"derived", true}} {
+		https   bool
+	}{{"basic", false, false}, {"derived", true, false}, {"https", false, true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			cb := basic.NewCredentialsBuilder().WithAk(g.AK).WithSk(g.SK).WithProjectId(g.Project)
 			b := iotda.IoTDAClientBuilder()
-			if tc.derived {
+			switch {
+			case tc.derived:
 				cb = cb.WithDerivedPredicate(basic.DefaultDerivedPredicate)
 				b = b.WithRegion(region.NewRegion("local-1", g.API))
-			} else {
+			case tc.https:
+				// The SDK verifies the server (its IgnoreSSLVerification
+				// is false): it trusts the gate's generated CA, and only
+				// it, through its transport option.
+				b = b.WithEndpoint(g.APIS).WithHttpConfig(config.DefaultHttpConfig().
+					WithHttpTransport(&http.Transport{TLSClientConfig: g.tlsConfig()}))
+			default:
 				b = b.WithEndpoint(g.API)
 			}
 			client := iotda.NewIoTDAClient(b.WithCredential(cb.Build()).Build())
@@ -43,6 +52,26 @@ func TestHuaweiSDK(t *testing.T) {
 	var se *sdkerr.ServiceResponseError
 	if !errors.As(err, &se) || se.StatusCode != http.StatusUnauthorized || se.ErrorCode != "IOTDA.000002" {
 		t.Fatalf("wrong SK: want 401 IOTDA.000002, got %v", err)
+	}
+}
+
+// TestHuaweiSDKThrottled: over its credential's rate the SDK gets IoTDA's
+// throttling error as a ServiceResponseError (429, IOTDA.021101).
+func TestHuaweiSDKThrottled(t *testing.T) {
+	g := StartGate(t, GateOptions{APILimits: "rate: 0.001\nburst: 3\n"})
+	cred := basic.NewCredentialsBuilder().WithAk(g.AK).WithSk(g.SK).WithProjectId(g.Project).Build()
+	client := iotda.NewIoTDAClient(iotda.IoTDAClientBuilder().WithEndpoint(g.APIS).WithCredential(cred).
+		WithHttpConfig(config.DefaultHttpConfig().WithHttpTransport(&http.Transport{TLSClientConfig: g.tlsConfig()})).Build())
+	for i := range 3 {
+		if _, err := client.ListProducts(&model.ListProductsRequest{}); err != nil {
+			t.Fatalf("request %d within the burst: %v", i, err)
+		}
+	}
+	_, err := client.ListProducts(&model.ListProductsRequest{})
+	var se *sdkerr.ServiceResponseError
+	if !errors.As(err, &se) || se.StatusCode != http.StatusTooManyRequests || se.ErrorCode != "IOTDA.021101" ||
+		se.ErrorMessage != "Request reached the maximum rate limit." {
+		t.Fatalf("over the burst: want 429 IOTDA.021101, got %v", err)
 	}
 }
 

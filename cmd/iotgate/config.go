@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/iotgate/iotgate/lwm2m"
+	"github.com/iotgate/iotgate/registry"
 	"gopkg.in/yaml.v3"
 )
 
@@ -17,21 +18,47 @@ type Config struct {
 	DataDir string `yaml:"data_dir"`
 	// MasterKey seals secrets at rest (64 hex characters). Empty: taken
 	// from $IOTGATE_MASTER_KEY, else generated into data_dir/master.key.
-	MasterKey string     `yaml:"master_key"`
-	LogLevel  string     `yaml:"log_level"`
-	API       APIConfig  `yaml:"api"`
-	CoAP      CoAPConfig `yaml:"coap"`
-	MQTT      MQTTConfig `yaml:"mqtt"`
-	Registry  RegConfig  `yaml:"registry"`
+	MasterKey string       `yaml:"master_key"`
+	LogLevel  string       `yaml:"log_level"`
+	API       APIConfig    `yaml:"api"`
+	CoAP      CoAPConfig   `yaml:"coap"`
+	MQTT      MQTTConfig   `yaml:"mqtt"`
+	Registry  RegConfig    `yaml:"registry"`
+	Events    EventsConfig `yaml:"events"`
+	Limits    LimitsConfig `yaml:"limits"`
+	Store     StoreConfig  `yaml:"store"`
+
+	// TLSReloadInterval is how often the TLS certificate files (MQTTS,
+	// API) are checked for changes and reloaded; 0 disables polling
+	// (SIGHUP still reloads).
+	TLSReloadInterval time.Duration `yaml:"tls_reload_interval"`
 
 	// DebugListen serves /debug/vars and /debug/pprof, unauthenticated
 	// (debug.go); empty, the default, disables it.
 	DebugListen string `yaml:"debug_listen"`
 }
 
-// APIConfig configures the REST API listener.
+// StoreConfig configures the storage engine.
+type StoreConfig struct {
+	// MinFreeBytes: below this much free space in data_dir's filesystem,
+	// writes are refused (503) so the engine never faults on a full disk.
+	MinFreeBytes int64 `yaml:"min_free_bytes"`
+	// BallastBytes: the file kept beside the database and deleted by a
+	// start on a full disk, so the database can open.
+	BallastBytes int64 `yaml:"ballast_bytes"`
+}
+
+// APIConfig configures the REST API listeners.
 type APIConfig struct {
-	Listen      string       `yaml:"listen"`
+	// Listen (HTTP) and TLSListen (HTTPS) are TCP addresses; empty
+	// disables one, and one is required.
+	Listen    string `yaml:"listen"`
+	TLSListen string `yaml:"tls_listen"`
+	// TLSCertFile and TLSKeyFile are the HTTPS server certificate (PEM,
+	// chain first) and key. Empty: the generated certificate under
+	// data_dir/tls (the one MQTTS uses when it has none either).
+	TLSCertFile string       `yaml:"tls_cert_file"`
+	TLSKeyFile  string       `yaml:"tls_key_file"`
 	Credentials []Credential `yaml:"credentials"`
 	// MaxClockSkew bounds how far X-Sdk-Date may be from our clock.
 	MaxClockSkew time.Duration `yaml:"max_clock_skew"`
@@ -66,6 +93,14 @@ type CoAPConfig struct {
 	// run at once.
 	HandshakeTimeout time.Duration `yaml:"handshake_timeout"`
 	MaxHandshakes    int           `yaml:"max_handshakes"`
+	// MaxUnverified bounds the handshakes whose client has not echoed its
+	// HelloVerifyRequest cookie yet; CookieWait how long one may wait.
+	MaxUnverified int           `yaml:"max_unverified_handshakes"`
+	CookieWait    time.Duration `yaml:"cookie_wait"`
+	// LogPerSecond and LogBurst bound the info lines of refused Registers
+	// and failed DTLS handshakes (a flood cannot fill the disk).
+	LogPerSecond float64 `yaml:"refusal_logs_per_second"`
+	LogBurst     int     `yaml:"refusal_log_burst"`
 	// IdleTimeout closes a connection (DTLS session) that carries no
 	// registration after this much silence.
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
@@ -107,12 +142,23 @@ type RegConfig struct {
 	MaxSubDevicesPerRequest int   `yaml:"max_sub_devices_per_request"`
 }
 
+// EventsConfig bounds the durable event stream (GET .../events and
+// event consumers): events are kept until every consumer of their project
+// has acknowledged them, but never longer than Retention nor beyond the
+// last MaxEvents.
+type EventsConfig struct {
+	Retention time.Duration `yaml:"retention"`
+	MaxEvents uint64        `yaml:"max_events"`
+}
+
 // defaultCoAPConfig is the LwM2M server's defaults (package lwm2m's).
 func defaultCoAPConfig() CoAPConfig {
 	return CoAPConfig{Listen: ":5683", DTLSListen: ":5684",
 		LifetimeMin: lwm2m.DefaultMinLifetime, LifetimeMax: lwm2m.DefaultMaxLifetime,
 		QueueWindow: lwm2m.DefaultQueueWindow, RequestTimeout: lwm2m.DefaultRequestTimeout,
 		HandshakeTimeout: lwm2m.DefaultHandshakeTimeout, MaxHandshakes: lwm2m.DefaultMaxHandshakes,
+		MaxUnverified: lwm2m.DefaultMaxUnverified, CookieWait: lwm2m.DefaultCookieWait,
+		LogPerSecond: 10, LogBurst: 50,
 		IdleTimeout: lwm2m.DefaultIdleTimeout, SweepInterval: lwm2m.DefaultSweepInterval}
 }
 
@@ -120,11 +166,15 @@ func defaultConfig() Config {
 	return Config{
 		DataDir:  "./data",
 		LogLevel: "info",
-		API:      APIConfig{Listen: ":8080", MaxClockSkew: 15 * time.Minute},
+		API:      APIConfig{Listen: ":8080", TLSListen: ":8443", MaxClockSkew: 15 * time.Minute},
 		CoAP:     defaultCoAPConfig(),
 		MQTT:     MQTTConfig{Listen: ":1883", TLSListen: ":8883", TimestampSkew: time.Hour},
 		Registry: RegConfig{SweepInterval: time.Second, CacheEntries: 1 << 21, CacheMaxAge: 10 * time.Minute,
 			MaxDevicesPerProduct: 500_000, MaxSubDevicesPerGateway: 1_500, MaxClientIDsPerDevice: 5, MaxSubDevicesPerRequest: 30},
+		Store:             StoreConfig{MinFreeBytes: 256 << 20, BallastBytes: 64 << 20},
+		Limits:            defaultLimits(),
+		TLSReloadInterval: time.Minute,
+		Events:            EventsConfig{Retention: registry.DefaultEventRetention, MaxEvents: registry.DefaultMaxEvents},
 	}
 }
 
@@ -152,8 +202,17 @@ func (c *Config) validate() error {
 	if c.DataDir == "" {
 		return errors.New("config: data_dir is required")
 	}
-	if c.API.Listen == "" {
-		return errors.New("config: api.listen is required")
+	if c.API.Listen == "" && c.API.TLSListen == "" {
+		return errors.New("config: api.listen or api.tls_listen is required")
+	}
+	if (c.API.TLSCertFile == "") != (c.API.TLSKeyFile == "") {
+		return errors.New("config: api.tls_cert_file and api.tls_key_file go together")
+	}
+	if c.TLSReloadInterval < 0 {
+		return errors.New("config: tls_reload_interval must not be negative")
+	}
+	if err := c.Limits.API.validate(); err != nil {
+		return err
 	}
 	seen := map[string]bool{}
 	for i, cr := range c.API.Credentials {
@@ -191,5 +250,11 @@ func (c *Config) validate() error {
 	if c.Registry.SweepInterval <= 0 {
 		c.Registry.SweepInterval = time.Second
 	}
-	return nil
+	if c.Events.Retention <= 0 {
+		return errors.New("config: events.retention must be positive")
+	}
+	if c.Events.MaxEvents == 0 {
+		return errors.New("config: events.max_events must be positive")
+	}
+	return c.Limits.validate()
 }

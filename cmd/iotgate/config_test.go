@@ -41,10 +41,19 @@ func TestExampleConfigIsDefaults(t *testing.T) {
 func TestConfigErrors(t *testing.T) {
 	for _, tc := range []struct{ yaml, want string }{
 		{"data_dir: x\nunknown_key: 1\n", "unknown_key"},
-		{"api:\n  listen: \"\"\n", "api.listen"},
+		{"api:\n  listen: \"\"\n  tls_listen: \"\"\n", "api.listen or api.tls_listen"},
+		{"api:\n  tls_cert_file: a.pem\n", "go together"},
+		{"tls_reload_interval: -1s\n", "tls_reload_interval"},
+		{"limits:\n  api:\n    rate: -1\n", "must not be negative"},
+		{"limits:\n  api:\n    rate: 10\n    burst: 0\n", "bursts must be at least 1"},
+		{"limits:\n  api:\n    max_body_bytes: 0\n", "must be positive"},
+		{"limits:\n  api:\n    read_header_timeout: 0s\n", "timeouts must be positive"},
+		{"limits:\n  api:\n    max_conns_per_address: -1\n", "max_conns_per_address"},
 		{"api:\n  credentials:\n    - access_key: a\n      secret_key: b\n", "project_id"},
 		{"api:\n  credentials:\n    - project_id: p\n      access_key: a\n", "go together"},
 		{"api:\n  credentials:\n    - project_id: p\n", "needs"},
+		{"events:\n  retention: 0s\n", "events.retention"},
+		{"events:\n  max_events: 0\n", "events.max_events"},
 	} {
 		path := filepath.Join(t.TempDir(), "c.yaml")
 		if err := os.WriteFile(path, []byte(tc.yaml), 0o600); err != nil {

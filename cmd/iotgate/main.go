@@ -9,7 +9,6 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -52,6 +51,11 @@ func run(configPath string) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// SIGHUP reloads the TLS certificates once serving; caught from the
+	// start so that one sent early does not end the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
@@ -64,7 +68,8 @@ func run(configPath string) error {
 	if err != nil {
 		return err
 	}
-	store, err := badgerkv.Open(badgerkv.Options{Dir: cfg.DataDir + "/db", Logger: log, Queues: registry.Queues()})
+	store, err := badgerkv.Open(badgerkv.Options{Dir: cfg.DataDir + "/db", Logger: log, Queues: registry.Queues(),
+		MinFreeBytes: cfg.Store.MinFreeBytes, BallastBytes: cfg.Store.BallastBytes})
 	if err != nil {
 		return err
 	}
@@ -73,7 +78,8 @@ func run(configPath string) error {
 	reg, err := registry.New(registry.Options{Store: store, MasterKey: key, Logger: log, SweepInterval: rc.SweepInterval,
 		CacheEntries: rc.CacheEntries, CacheMaxAge: rc.CacheMaxAge, Quotas: registry.Quotas{DevicesPerProduct: rc.MaxDevicesPerProduct,
 			SubDevicesPerGateway: rc.MaxSubDevicesPerGateway, ClientIDsPerDevice: rc.MaxClientIDsPerDevice,
-			SubDevicesPerRequest: rc.MaxSubDevicesPerRequest}})
+			SubDevicesPerRequest: rc.MaxSubDevicesPerRequest},
+		Events: registry.EventOptions{Retention: cfg.Events.Retention, MaxEvents: cfg.Events.MaxEvents}})
 	if err != nil {
 		return err
 	}
@@ -90,22 +96,28 @@ func run(configPath string) error {
 	for i, c := range creds {
 		apiCreds[i] = api.Credential(c)
 	}
-	w := wiring{cfg: &cfg, log: log, reg: reg}
+	certs := newServerCerts(cfg.DataDir, log)
+	w := wiring{cfg: &cfg, log: log, reg: reg, certs: certs}
 	listeners, apiOpts, err := w.listeners()
 	if err != nil {
 		return err
 	}
 	apiOpts.Registry, apiOpts.Credentials, apiOpts.Logger, apiOpts.MaxClockSkew = reg, apiCreds, log, cfg.API.MaxClockSkew
+	apiOpts.Limits = cfg.Limits.API.api()
 	srv := api.New(apiOpts)
 
-	ln, err := net.Listen("tcp", cfg.API.Listen)
+	apiListeners, err := w.apiListeners(srv)
 	if err != nil {
-		return fmt.Errorf("api listen %s: %w", cfg.API.Listen, err)
+		return err
 	}
-	httpSrv := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
-	httpErr := make(chan error, 1)
-	go func() { httpErr <- httpSrv.Serve(ln) }()
-	log.Info("api listening", "addr", ln.Addr().String())
+	httpErr := make(chan error, len(apiListeners))
+	for _, l := range apiListeners {
+		go l.serve(httpErr)
+		log.Info("api listening", "addr", l.ln.Addr().String(), "tls", l.srv.TLSConfig != nil)
+	}
+	// Certificates are renewed in place: on SIGHUP (see hup), and when
+	// their files change (polled).
+	certs.Watch(ctx, cfg.TLSReloadInterval)
 	if cfg.DebugListen != "" {
 		dbg, dln, err := debugServer(cfg.DebugListen, store.Stats)
 		if err != nil {
@@ -131,11 +143,18 @@ func run(configPath string) error {
 	if startErr == nil {
 		srv.SetReady(true)
 		log.Info("iotgate ready")
-		select {
-		case <-ctx.Done():
-			log.Info("shutting down")
-		case err := <-httpErr:
-			startErr = fmt.Errorf("api server: %w", err)
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				log.Info("shutting down")
+				break wait
+			case <-hup:
+				log.Info("SIGHUP: reloading TLS certificates")
+				certs.Reload()
+			case startErr = <-httpErr:
+				break wait
+			}
 		}
 	}
 
@@ -149,8 +168,10 @@ func run(configPath string) error {
 			log.Warn("listener shutdown", "err", err)
 		}
 	}
-	if err := httpSrv.Shutdown(shutCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		log.Warn("api shutdown", "err", err)
+	for _, l := range apiListeners {
+		if err := l.shutdown(shutCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Warn("api shutdown", "listener", l.name, "err", err)
+		}
 	}
 	stopReg()
 	<-regDone

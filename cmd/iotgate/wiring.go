@@ -4,41 +4,57 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
-	"path/filepath"
-	"time"
 
 	"github.com/iotgate/iotgate/api"
 	"github.com/iotgate/iotgate/lwm2m"
 	"github.com/iotgate/iotgate/mqtt"
 	"github.com/iotgate/iotgate/registry"
+	"github.com/iotgate/iotgate/registry/guard"
 )
+
+// The API reaches the registry only through the interface it declares.
+var _ api.Registry = (*registry.Registry)(nil)
 
 // wiring builds the protocol listeners and hands the API the interfaces
 // they implement (command and message delivery). Each protocol adds
 // itself here and nowhere else.
 type wiring struct {
-	cfg *Config
-	log *slog.Logger
-	reg *registry.Registry
+	cfg   *Config
+	log   *slog.Logger
+	reg   *registry.Registry
+	certs *serverCerts
+	// guard holds the abuse controls every listener and the ban API
+	// share (node-local: this process's memory).
+	guard guard.Guard
 }
 
 func (w *wiring) listeners() ([]listener, api.Options, error) {
 	var ls []listener
 	var opts api.Options
+	if w.guard == nil {
+		w.guard = guard.NewLocal(w.cfg.Limits.guardConfig())
+	}
+	opts.Bans = w.guard
+	router := w.reg.Router()
 	if m, err := w.mqtt(); err != nil {
 		return nil, opts, err
 	} else if m != nil {
 		ls = append(ls, m)
 		w.reg.AddKicker(m)
-		opts.Commands, opts.Messages = m, m
+		if err := router.Register(registry.Adapter{Protocol: registry.ProtocolMQTT, Commands: m, Messages: m}); err != nil {
+			return nil, opts, err
+		}
 	}
 	if l, err := w.lwm2m(); err != nil {
 		return nil, opts, err
 	} else if l != nil {
 		ls = append(ls, l)
 		w.reg.AddKicker(l)
-		opts.AsyncCommands = l
+		if err := router.Register(registry.Adapter{Protocol: registry.ProtocolLwM2M, AsyncCommands: l}); err != nil {
+			return nil, opts, err
+		}
 	}
+	opts.Router = router
 	return ls, opts, nil
 }
 
@@ -60,6 +76,10 @@ func (w *wiring) lwm2m() (*lwm2m.Server, error) {
 		RequestTimeout:   c.RequestTimeout,
 		HandshakeTimeout: c.HandshakeTimeout,
 		MaxHandshakes:    c.MaxHandshakes,
+		MaxUnverified:    c.MaxUnverified,
+		CookieWait:       c.CookieWait,
+		LogPerSecond:     c.LogPerSecond,
+		LogBurst:         c.LogBurst,
 		IdleTimeout:      c.IdleTimeout,
 		SweepInterval:    c.SweepInterval,
 	})
@@ -73,21 +93,10 @@ func (w *wiring) mqtt() (*mqtt.Server, error) {
 	}
 	var tc *tls.Config
 	if c.TLSListen != "" {
-		certFile, keyFile := c.TLSCertFile, c.TLSKeyFile
-		if certFile == "" {
-			g, err := mqtt.LoadOrCreateServerCert(filepath.Join(w.cfg.DataDir, "tls"), time.Now())
-			if err != nil {
-				return nil, err
-			}
-			certFile, keyFile = g.CertFile, g.KeyFile
-			w.log.Info("mqtts uses a generated certificate; clients must trust its CA",
-				"ca_file", g.CAFile, "cert_file", g.CertFile, "key_file", g.KeyFile, "created", g.Created)
-		}
-		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-		if err != nil {
+		var err error
+		if tc, err = w.certs.tlsConfig("mqtts", c.TLSCertFile, c.TLSKeyFile); err != nil {
 			return nil, fmt.Errorf("mqtt: server certificate: %w", err)
 		}
-		tc = &tls.Config{Certificates: []tls.Certificate{cert}}
 	}
 	return mqtt.New(mqtt.Options{
 		Registry:      w.reg,
@@ -95,6 +104,8 @@ func (w *wiring) mqtt() (*mqtt.Server, error) {
 		TLSListen:     c.TLSListen,
 		TLS:           tc,
 		TimestampSkew: c.TimestampSkew,
+		Guard:         w.guard,
+		Limits:        w.cfg.Limits.mqttLimits(),
 		Logger:        w.log.With("component", "mqtt"),
 	})
 }

@@ -30,6 +30,11 @@ var ErrNotFound = errors.New("kv: key not found")
 // retried as it is: it runs again against the new state.
 var ErrConflict = errors.New("kv: transaction conflict")
 
+// ErrFull is returned by Store.Update when the engine refuses writes
+// because its storage is (nearly) full; nothing was written. Reads go on,
+// and writes are accepted again once space returns.
+var ErrFull = errors.New("kv: storage full, writes refused until space is freed")
+
 // ErrClosed is returned by a Store after Close.
 var ErrClosed = errors.New("kv: store is closed")
 

@@ -91,9 +91,15 @@ data_dir: $OUT/iotgate
 debug_listen: 127.0.0.1:$DEBUG_PORT
 api:
   listen: 127.0.0.1:$API_PORT
+  tls_listen: ""
   credentials:
     - project_id: bench
       token: $TOKEN
+# The REST storm measures throughput from one credential: its rate limit
+# (50/s by default) is off.
+limits:
+  api:
+    rate: 0
 coap:
   listen: 127.0.0.1:$COAP_PORT
   dtls_listen: 127.0.0.1:$DTLS_PORT

@@ -15,7 +15,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/iotgate/iotgate/registry/kv"
@@ -36,10 +38,19 @@ type Options struct {
 	// memtable), so large values (1 MB messages) cannot make a whole batch
 	// fail.
 	MaxTxnBytes int
+	// MinFreeBytes is the free space below which writes are refused with
+	// kv.ErrFull (see space). Zero means 256 MiB; negative disables the
+	// check. Ignored when InMemory.
+	MinFreeBytes int64
+	// BallastBytes is the size of the ballast file kept beside Dir for a
+	// start on a full disk. Zero means 64 MiB; negative keeps none.
+	BallastBytes int64
 	// Queues are prefixes of ordered indexes whose entries are deleted
 	// from the front (deadline queues). A forward scan of one from its
 	// start skips the deleted entries' tombstones (see floor).
 	Queues [][]byte
+
+	freeSpace func() (int64, error) // for tests: replaces statfs
 }
 
 // ErrValueTooLarge refuses a value an in-memory store cannot keep.
@@ -56,6 +67,7 @@ type Store struct {
 	maxBatch int
 	maxBytes int
 	floors   []*floor
+	space    *space // nil: no free-space check
 
 	ops      chan *op
 	stop     chan struct{}
@@ -88,8 +100,31 @@ func Open(o Options) (*Store, error) {
 		WithNumVersionsToKeep(1).
 		WithLogger(badgerLogger{o.Logger}).
 		WithMetricsEnabled(false)
+	var sp *space
 	if o.InMemory {
 		opts = opts.WithDir("").WithValueDir("").WithInMemory(true)
+	} else if o.MinFreeBytes >= 0 {
+		minFree, ballast := o.MinFreeBytes, o.BallastBytes
+		if minFree == 0 {
+			minFree = 256 << 20
+		}
+		if ballast == 0 {
+			ballast = 64 << 20
+		}
+		log := o.Logger
+		if log == nil {
+			log = slog.New(slog.DiscardHandler)
+		}
+		if err := os.MkdirAll(o.Dir, 0o700); err != nil {
+			return nil, fmt.Errorf("create %s: %w", o.Dir, err)
+		}
+		sp = newSpace(o.Dir, minFree, max(ballast, 0), log)
+		if o.freeSpace != nil {
+			sp.free = o.freeSpace
+		}
+		if err := sp.beforeOpen(); err != nil {
+			return nil, err
+		}
 	}
 	db, err := badger.Open(opts)
 	if err != nil {
@@ -97,6 +132,7 @@ func Open(o Options) (*Store, error) {
 	}
 	s := &Store{
 		db:       db,
+		space:    sp,
 		maxBatch: o.MaxBatch,
 		maxBytes: o.MaxTxnBytes,
 		ops:      make(chan *op, 1024),
@@ -217,6 +253,12 @@ func (s *Store) commitLoop() {
 			default:
 				break fill
 			}
+		}
+		if s.space != nil && !s.space.writable(time.Now()) {
+			for _, o := range batch {
+				o.done <- kv.ErrFull
+			}
+			continue
 		}
 		for len(batch) > 0 {
 			n := s.commit(batch)

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/iotgate/iotgate/registry/kv"
+	"golang.org/x/sync/errgroup"
 )
 
 // Opener opens the engine under test on dir (created by the suite, empty
@@ -91,6 +92,16 @@ func Run(t *testing.T, o Opener) {
 			}
 		})
 	}
+}
+
+// concurrently runs fn(0), ..., fn(n-1) on n goroutines and returns the
+// first error.
+func concurrently(n int, fn func(i int) error) error {
+	var g errgroup.Group
+	for i := range n {
+		g.Go(func() error { return fn(i) })
+	}
+	return g.Wait()
 }
 
 // update retries f on kv.ErrConflict, as the registry does.
@@ -356,35 +367,25 @@ func CheckAtomicity(ctx context.Context, s kv.Store, p string) error {
 		return err
 	}
 	refuse := errors.New("refused by its own check")
-	var wg sync.WaitGroup
-	errs := make(chan error, 64)
-	for i := range 32 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if i%2 == 0 {
-				err := update(ctx, s, func(t kv.Txn) error {
-					if err := t.Set([]byte(fmt.Sprintf("%sidx/%02d", p, i)), []byte("x")); err != nil {
-						return err
-					}
-					if err := t.Set([]byte(p+"rec"), []byte("new")); err != nil {
-						return err
-					}
-					return refuse
-				})
-				if !errors.Is(err, refuse) {
-					errs <- fmt.Errorf("failed update returned %v, want its own error", err)
-				}
-				return
+	err := concurrently(32, func(i int) error {
+		if i%2 == 1 {
+			return set(ctx, s, fmt.Sprintf("%sok/%02d", p, i), "x")
+		}
+		err := update(ctx, s, func(t kv.Txn) error {
+			if err := t.Set([]byte(fmt.Sprintf("%sidx/%02d", p, i)), []byte("x")); err != nil {
+				return err
 			}
-			if err := set(ctx, s, fmt.Sprintf("%sok/%02d", p, i), "x"); err != nil {
-				errs <- err
+			if err := t.Set([]byte(p+"rec"), []byte("new")); err != nil {
+				return err
 			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
+			return refuse
+		})
+		if !errors.Is(err, refuse) {
+			return fmt.Errorf("failed update returned %v, want its own error", err)
+		}
+		return nil
+	})
+	if err != nil {
 		return err
 	}
 	if v, err := get(ctx, s, p+"rec"); err != nil || v != "old" {
@@ -406,30 +407,23 @@ func CheckUniquenessRace(ctx context.Context, s kv.Store, p string) error {
 	for round := range 20 {
 		k := fmt.Sprintf("%snode/%d", p, round)
 		var wins atomic.Int32
-		var wg sync.WaitGroup
-		var failed atomic.Value
-		for i := range 16 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				err := update(ctx, s, func(t kv.Txn) error {
-					if _, err := t.Get([]byte(k)); err == nil {
-						return taken
-					} else if !errors.Is(err, kv.ErrNotFound) {
-						return err
-					}
-					return t.Set([]byte(k), []byte(fmt.Sprint(i)))
-				})
-				switch {
-				case err == nil:
-					wins.Add(1)
-				case !errors.Is(err, taken):
-					failed.Store(err)
+		err := concurrently(16, func(i int) error {
+			err := update(ctx, s, func(t kv.Txn) error {
+				if _, err := t.Get([]byte(k)); err == nil {
+					return taken
+				} else if !errors.Is(err, kv.ErrNotFound) {
+					return err
 				}
-			}()
-		}
-		wg.Wait()
-		if err, _ := failed.Load().(error); err != nil {
+				return t.Set([]byte(k), []byte(fmt.Sprint(i)))
+			})
+			if err == nil {
+				wins.Add(1)
+			} else if errors.Is(err, taken) {
+				err = nil
+			}
+			return err
+		})
+		if err != nil {
 			return err
 		}
 		if n := wins.Load(); n != 1 {
@@ -444,31 +438,24 @@ func CheckUniquenessRace(ctx context.Context, s kv.Store, p string) error {
 func CheckCounterRace(ctx context.Context, s kv.Store, p string) error {
 	const workers, each = 8, 25
 	k := []byte(p + "count")
-	var wg sync.WaitGroup
-	var failed atomic.Value
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for range each {
-				err := update(ctx, s, func(t kv.Txn) error {
-					var n uint64
-					if v, err := t.Get(k); err == nil {
-						n = binary.BigEndian.Uint64(v)
-					} else if !errors.Is(err, kv.ErrNotFound) {
-						return err
-					}
-					return t.Set(k, binary.BigEndian.AppendUint64(nil, n+1))
-				})
-				if err != nil {
-					failed.Store(err)
-					return
+	err := concurrently(workers, func(int) error {
+		for range each {
+			err := update(ctx, s, func(t kv.Txn) error {
+				var n uint64
+				if v, err := t.Get(k); err == nil {
+					n = binary.BigEndian.Uint64(v)
+				} else if !errors.Is(err, kv.ErrNotFound) {
+					return err
 				}
+				return t.Set(k, binary.BigEndian.AppendUint64(nil, n+1))
+			})
+			if err != nil {
+				return err
 			}
-		}()
-	}
-	wg.Wait()
-	if err, _ := failed.Load().(error); err != nil {
+		}
+		return nil
+	})
+	if err != nil {
 		return err
 	}
 	v, err := get(ctx, s, string(k))
@@ -492,32 +479,25 @@ func CheckWriteSkew(ctx context.Context, s kv.Store, p string) error {
 	for round := range 10 {
 		shard := func(i int) []byte { return []byte(fmt.Sprintf("%sq/%02d/%d", p, round, i)) }
 		var wins atomic.Int32
-		var failed atomic.Value
-		var wg sync.WaitGroup
-		for i := range shards {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				err := update(ctx, s, func(t kv.Txn) error {
-					for j := range shards {
-						if _, err := t.Get(shard(j)); err == nil {
-							return full
-						} else if !errors.Is(err, kv.ErrNotFound) {
-							return err
-						}
+		err := concurrently(shards, func(i int) error {
+			err := update(ctx, s, func(t kv.Txn) error {
+				for j := range shards {
+					if _, err := t.Get(shard(j)); err == nil {
+						return full
+					} else if !errors.Is(err, kv.ErrNotFound) {
+						return err
 					}
-					return t.Set(shard(i), []byte("1"))
-				})
-				switch {
-				case err == nil:
-					wins.Add(1)
-				case !errors.Is(err, full):
-					failed.Store(err)
 				}
-			}()
-		}
-		wg.Wait()
-		if err, _ := failed.Load().(error); err != nil {
+				return t.Set(shard(i), []byte("1"))
+			})
+			if err == nil {
+				wins.Add(1)
+			} else if errors.Is(err, full) {
+				err = nil
+			}
+			return err
+		})
+		if err != nil {
 			return err
 		}
 		if n := wins.Load(); n != 1 {
@@ -863,28 +843,18 @@ func CheckCancelledContext(ctx context.Context, s kv.Store, p string) error {
 // whole.
 func CheckLargeTransaction(ctx context.Context, s kv.Store, p string) error {
 	big := bytes.Repeat([]byte("m"), 900<<10)
-	var wg sync.WaitGroup
-	errs := make(chan error, 16)
-	for i := range 6 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs <- update(ctx, s, func(t kv.Txn) error {
-				for j := range 3 {
-					if err := t.Set([]byte(fmt.Sprintf("%sbig/%d/%d", p, i, j)), big); err != nil {
-						return err
-					}
+	err := concurrently(6, func(i int) error {
+		return update(ctx, s, func(t kv.Txn) error {
+			for j := range 3 {
+				if err := t.Set([]byte(fmt.Sprintf("%sbig/%d/%d", p, i, j)), big); err != nil {
+					return err
 				}
-				return t.Set([]byte(fmt.Sprintf("%ssmall/%d", p, i)), []byte("s"))
-			})
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			return fmt.Errorf("large update: %w", err)
-		}
+			}
+			return t.Set([]byte(fmt.Sprintf("%ssmall/%d", p, i)), []byte("s"))
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("large update: %w", err)
 	}
 	if keys, err := viewScan(ctx, s, p+"big/", "", false); err != nil || len(keys) != 18 {
 		return fmt.Errorf("large updates kept %d of 18 values (%v)", len(keys), err)
@@ -895,22 +865,15 @@ func CheckLargeTransaction(ctx context.Context, s kv.Store, p string) error {
 // CheckConcurrentDisjoint: many concurrent Updates of distinct keys all
 // commit and read back.
 func CheckConcurrentDisjoint(ctx context.Context, s kv.Store, p string) error {
-	var wg sync.WaitGroup
-	var failed atomic.Value
-	for w := range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range 50 {
-				if err := set(ctx, s, fmt.Sprintf("%sd/%02d/%03d", p, w, i), "v"); err != nil {
-					failed.Store(err)
-					return
-				}
+	err := concurrently(16, func(w int) error {
+		for i := range 50 {
+			if err := set(ctx, s, fmt.Sprintf("%sd/%02d/%03d", p, w, i), "v"); err != nil {
+				return err
 			}
-		}()
-	}
-	wg.Wait()
-	if err, _ := failed.Load().(error); err != nil {
+		}
+		return nil
+	})
+	if err != nil {
 		return err
 	}
 	keys, err := viewScan(ctx, s, p+"d/", "", false)

@@ -28,12 +28,20 @@ func isUnavailable(err error) bool {
 	return strings.HasPrefix(pe.Code, "08") || strings.HasPrefix(pe.Code, "53") || strings.HasPrefix(pe.Code, "57P")
 }
 
-// dbError classifies an error met before COMMIT was sent: nothing of the
-// transaction was kept.
+// isDiskFull reports the server's refusal to write for want of disk
+// space (SQLSTATE 53100).
+func isDiskFull(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "53100"
+}
+
+// dbError classifies an error that left nothing of the transaction kept.
 func dbError(what string, err error) error {
 	switch {
 	case isConflict(err):
 		return fmt.Errorf("pgkv %s: %w: %w", what, kv.ErrConflict, err)
+	case isDiskFull(err):
+		return fmt.Errorf("pgkv %s: %w: %w", what, kv.ErrFull, err)
 	case isUnavailable(err):
 		return fmt.Errorf("pgkv %s: %w: %w", what, ErrUnavailable, err)
 	default:

@@ -36,7 +36,8 @@
 // write one conflict across nodes: sharding spares a hot row, not the
 // serialisation.) Other failures are never reported as success: a lost connection or a refusal before
 // COMMIT returns an error (ErrUnavailable when the database could not be
-// reached) with nothing written. When the connection is lost while
+// reached, kv.ErrFull when the server is out of disk space) with nothing
+// written. When the connection is lost while
 // COMMIT is in flight, the committer learns the outcome: every batch that
 // writes also inserts a random marker row (kv_commits), and the committer
 // inserts the same marker again on a new connection, which waits for the

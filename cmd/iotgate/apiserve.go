@@ -1,0 +1,70 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+
+	"github.com/iotgate/iotgate/api"
+)
+
+// apiListener is one REST listener: HTTP or HTTPS, with the API's
+// limits (timeouts, header cap, connections per address).
+type apiListener struct {
+	name string // "api" or "api-tls", for the log
+	ln   net.Listener
+	srv  *http.Server
+}
+
+// apiListeners binds api.listen (HTTP) and api.tls_listen (HTTPS), each
+// that is set.
+func (w *wiring) apiListeners(srv *api.Server) ([]*apiListener, error) {
+	c := w.cfg.API
+	limits := w.cfg.Limits.API
+	var out []*apiListener
+	bind := func(name, addr string, tc *tls.Config) error {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("%s listen %s: %w", name, addr, err)
+		}
+		out = append(out, &apiListener{name: name, ln: api.LimitConnsPerAddress(ln, limits.MaxConnsPerAddress, w.log.With("listener", name)),
+			srv: srv.HTTPServer(tc)})
+		return nil
+	}
+	if c.Listen != "" {
+		if err := bind("api", c.Listen, nil); err != nil {
+			return nil, err
+		}
+	}
+	if c.TLSListen != "" {
+		tc, err := w.certs.tlsConfig("api-tls", c.TLSCertFile, c.TLSKeyFile)
+		if err == nil {
+			err = bind("api-tls", c.TLSListen, tc)
+		}
+		if err != nil {
+			for _, l := range out {
+				l.ln.Close()
+			}
+			return nil, fmt.Errorf("api: %w", err)
+		}
+	}
+	return out, nil
+}
+
+// serve runs until Shutdown; errc gets an unexpected end.
+func (l *apiListener) serve(errc chan<- error) {
+	var err error
+	if l.srv.TLSConfig != nil {
+		err = l.srv.ServeTLS(l.ln, "", "")
+	} else {
+		err = l.srv.Serve(l.ln)
+	}
+	if !errors.Is(err, http.ErrServerClosed) {
+		errc <- fmt.Errorf("%s server: %w", l.name, err)
+	}
+}
+
+func (l *apiListener) shutdown(ctx context.Context) error { return l.srv.Shutdown(ctx) }

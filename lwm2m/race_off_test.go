@@ -1,5 +1,0 @@
-//go:build !race
-
-package lwm2m
-
-const raceEnabled = false

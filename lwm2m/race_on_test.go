@@ -1,7 +1,0 @@
-//go:build race
-
-package lwm2m
-
-// raceEnabled: the race detector instruments allocations too, so the
-// allocation counts tests assert hold only without it.
-const raceEnabled = true

@@ -1,0 +1,227 @@
+package registry
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Durable events: every change a consumer may care about is recorded as
+// an Event in the same transaction as the change (an outbox), so an event
+// exists exactly when its change does. Resources and events are IoTDA's
+// data-forwarding names, and Body is the body IoTDA pushes for them.
+
+// Event resources (IoTDA's rule subjects).
+const (
+	ResourceDevice              = "device"                // create, update, delete
+	ResourceDeviceStatus        = "device.status"         // update
+	ResourceDeviceMessage       = "device.message"        // report
+	ResourceDeviceProperty      = "device.property"       // report
+	ResourceDeviceCommandStatus = "device.command.status" // update
+	ResourceDeviceMessageStatus = "device.message.status" // update
+)
+
+// Event names.
+const (
+	EventCreate = "create"
+	EventUpdate = "update"
+	EventDelete = "delete"
+	EventReport = "report"
+)
+
+// Event is one recorded change of a device.
+type Event struct {
+	// ID is unique among all events.
+	ID string
+	// Position is the event's place in the stream: it increases in
+	// commit order (with gaps) and is the cursor readers resume from.
+	Position uint64
+	// Seq numbers the device's events from 1 with no gap and no repeat;
+	// a device deleted and created again starts over.
+	Seq       uint64
+	ProjectID string
+	Time      time.Time
+	Resource  string
+	Event     string
+	Header    EventHeader
+	// Body is IoTDA's push body for Resource/Event, as JSON.
+	Body json.RawMessage
+}
+
+// EventHeader is IoTDA's notify_data.header: the device an event is about.
+type EventHeader struct {
+	AppID     string     `json:"app_id"`
+	DeviceID  string     `json:"device_id"`
+	NodeID    string     `json:"node_id"`
+	ProductID string     `json:"product_id"`
+	GatewayID string     `json:"gateway_id"`
+	Tags      []EventTag `json:"tags"`
+}
+
+// EventTag is a device tag as IoTDA pushes it.
+type EventTag struct {
+	Key   string `json:"tag_key"`
+	Value string `json:"tag_value"`
+}
+
+// IoTDA's time formats in push bodies.
+const (
+	compactTime = "20060102T150405Z"
+	isoMillis   = "2006-01-02T15:04:05.000Z"
+)
+
+func compactOrEmpty(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(compactTime)
+}
+
+// newDeviceEvent builds an event about d; body is encoded as JSON. Seq and
+// Position are assigned by appendEvent.
+func newDeviceEvent(d *Device, resource, event string, at time.Time, body any) (Event, error) {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return Event{}, fmt.Errorf("encode %s %s event body: %w", resource, event, err)
+	}
+	return Event{ID: newEventID(), ProjectID: d.ProjectID, Time: at.UTC(), Resource: resource, Event: event,
+		Header: deviceEventHeader(d), Body: b}, nil
+}
+
+func deviceEventHeader(d *Device) EventHeader {
+	return EventHeader{AppID: d.ProjectID, DeviceID: d.DeviceID, NodeID: d.NodeID, ProductID: d.ProductID,
+		GatewayID: d.EffectiveGatewayID(), Tags: []EventTag{}}
+}
+
+// newEventID returns 24 random hex characters.
+func newEventID() string {
+	var b [12]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic("crypto/rand failed: " + err.Error())
+	}
+	return hex.EncodeToString(b[:])
+}
+
+// storedEvent is the stored form of an Event, after an 8-byte seq; the
+// position is the key's.
+type storedEvent struct {
+	ID       string          `json:"id"`
+	Time     time.Time       `json:"time"`
+	Resource string          `json:"resource"`
+	Event    string          `json:"event"`
+	Header   EventHeader     `json:"header"`
+	Body     json.RawMessage `json:"body"`
+}
+
+// eventRecord encodes a storedEvent with its body not yet encoded, so an
+// event costs one encoding.
+type eventRecord struct {
+	ID       string      `json:"id"`
+	Time     time.Time   `json:"time"`
+	Resource string      `json:"resource"`
+	Event    string      `json:"event"`
+	Header   EventHeader `json:"header"`
+	Body     any         `json:"body"`
+}
+
+// encodedEvent is an event encoded before the committer numbers it: its
+// seq and position are assigned by appendEncoded.
+type encodedEvent struct {
+	project, device string
+	at              time.Time
+	rec             []byte // 8 bytes for the seq, then the storedEvent
+}
+
+func encodeRecord(project, device string, at time.Time, rec eventRecord) (encodedEvent, error) {
+	js, err := json.Marshal(rec)
+	if err != nil {
+		return encodedEvent{}, fmt.Errorf("encode %s %s event: %w", rec.Resource, rec.Event, err)
+	}
+	b := make([]byte, 8, 8+len(js))
+	return encodedEvent{project: project, device: device, at: at, rec: append(b, js...)}, nil
+}
+
+func encodeEvent(ev Event) (encodedEvent, error) {
+	return encodeRecord(ev.ProjectID, ev.Header.DeviceID, ev.Time, eventRecord{ID: ev.ID, Time: ev.Time,
+		Resource: ev.Resource, Event: ev.Event, Header: ev.Header, Body: ev.Body})
+}
+
+// encodeDeviceEvent encodes an event about d with body in one go.
+func encodeDeviceEvent(d *Device, resource, event string, at time.Time, body any) (encodedEvent, error) {
+	at = at.UTC()
+	return encodeRecord(d.ProjectID, d.DeviceID, at, eventRecord{ID: newEventID(), Time: at, Resource: resource,
+		Event: event, Header: deviceEventHeader(d), Body: body})
+}
+
+func decodeEvent(project string, pos uint64, v []byte) (Event, error) {
+	if len(v) < 8 {
+		return Event{}, fmt.Errorf("event %d of %s: record too short", pos, project)
+	}
+	var s storedEvent
+	if err := json.Unmarshal(v[8:], &s); err != nil {
+		return Event{}, fmt.Errorf("decode event %d of %s: %w", pos, project, err)
+	}
+	return Event{ID: s.ID, Position: pos, Seq: binary.BigEndian.Uint64(v), ProjectID: project, Time: s.Time,
+		Resource: s.Resource, Event: s.Event, Header: s.Header, Body: s.Body}, nil
+}
+
+// appendEvent records ev in w's transaction: it takes the device's next
+// seq (read and written under w, so concurrent writes never share one)
+// and the next stream position. Call it from a write function, after the
+// checks that may refuse the write: a refused write keeps no event.
+// ev.Header.DeviceID and ev.ProjectID must be set (newDeviceEvent does).
+func (r *Registry) appendEvent(w Writer, ev Event) error {
+	e, err := encodeEvent(ev)
+	if err != nil {
+		return err
+	}
+	return r.appendEncoded(w, e)
+}
+
+// appendEncoded is appendEvent for an event encoded before the write, so
+// the committer only numbers and stores it.
+func (r *Registry) appendEncoded(w Writer, e encodedEvent) error {
+	seq, err := r.events.lastSeq(w, e.device)
+	if err != nil {
+		return err
+	}
+	seq++
+	if err := r.events.setSeq(w, e.device, seq); err != nil {
+		return err
+	}
+	// The record is set under a copy: the op may run again (in the next
+	// transaction) with another seq.
+	rec := append([]byte(nil), e.rec...)
+	binary.BigEndian.PutUint64(rec, seq)
+	pos := r.events.nextPosition()
+	if err := w.Set(eventKey(e.project, pos), rec); err != nil {
+		return err
+	}
+	entry := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(e.project)), uint64(e.at.UnixNano()))
+	return w.Set(eventStreamKey(pos), append(entry, e.project...))
+}
+
+// eventDevice reads the device an event is about, as the write sees it:
+// on a single node from the cache when it holds the committed record and
+// no write in flight is writing it (see deviceExists), else through w. ok
+// is false when the device does not exist.
+func (r *Registry) eventDevice(w Reader, id string) (d *Device, ok bool, err error) {
+	k := deviceKey(id)
+	if _, isTracked := w.(*tracked); isTracked && r.inval == nil && r.cache != nil && !r.writing.has(string(k)) {
+		if v, _, hit := r.cache.get(k); hit {
+			if cd, isDev := v.(*Device); isDev {
+				cp := *cd
+				return &cp, true, nil
+			}
+		}
+	}
+	d, err = r.getDevice(w, id)
+	if errors.Is(err, ErrNotFound) {
+		return nil, false, nil
+	}
+	return d, err == nil, err
+}

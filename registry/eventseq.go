@@ -1,0 +1,70 @@
+package registry
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/iotgate/iotgate/registry/kv"
+)
+
+// A device's event seq lives in its own key (eventSeqKey), read and
+// rewritten by every write that records an event of the device, so two
+// writes never take the same seq and a refused write takes none.
+//
+// Reading that key from the store on every uplink would cost a lookup in
+// the store's tables; on a single node the registry keeps what was
+// committed in its cache instead, and answers from it when the cached
+// value must be the key's current one:
+//   - every write of the key caches its new value once (and only if) it
+//     has committed, in commit order (the commit hook of tracked), so a
+//     cached seq is the last committed one;
+//   - a write in flight (this one, or one that may share its transaction
+//     and be refused yet) may hold a newer, uncommitted seq: while any
+//     write is writing the key (Registry.writing), it is read through the
+//     transaction, which sees its own writes.
+//
+// On a cluster other nodes write seqs too, so it is always read.
+
+// lastSeq returns dev's last event seq as w's transaction sees it.
+func (l *eventLog) lastSeq(w Reader, dev string) (uint64, error) {
+	k := eventSeqKey(dev)
+	if t, ok := w.(*tracked); ok && t.r.inval == nil && t.r.cache != nil && !t.r.writing.has(string(k)) {
+		if v, _, hit := t.r.cache.get(k); hit {
+			if n, isSeq := v.(uint64); isSeq {
+				return n, nil
+			}
+		}
+	}
+	v, err := w.Get(k)
+	if errors.Is(err, kv.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read event seq of %s: %w", dev, err)
+	}
+	if len(v) != 8 {
+		return 0, fmt.Errorf("event seq of %s: corrupt (%d bytes)", dev, len(v))
+	}
+	return binary.BigEndian.Uint64(v), nil
+}
+
+// setSeq stages dev's new last seq.
+func (l *eventLog) setSeq(w Writer, dev string, seq uint64) error {
+	k := eventSeqKey(dev)
+	if err := w.Set(k, binary.BigEndian.AppendUint64(make([]byte, 0, 8), seq)); err != nil {
+		return err
+	}
+	cacheAfterCommit(w, k, seq)
+	return nil
+}
+
+// deleteSeq stages the deletion of dev's seq (the device is deleted).
+func (l *eventLog) deleteSeq(w Writer, dev string) error {
+	k := eventSeqKey(dev)
+	if err := w.Delete(k); err != nil {
+		return err
+	}
+	cacheAfterCommit(w, k, uint64(0))
+	return nil
+}
