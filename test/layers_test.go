@@ -7,9 +7,9 @@ import (
 )
 
 // The layers a reader sees in the folder list hold in the import graph:
-// only the Badger engine imports Badger; the domain imports no engine and
-// no adapter; the adapters (api, lwm2m, mqtt) import no engine and not
-// each other.
+// only the Badger engine imports Badger, only the PostgreSQL engine pgx;
+// the domain imports no engine and no adapter; the adapters (api, lwm2m,
+// mqtt) import no engine and not each other.
 func TestLayers(t *testing.T) {
 	const mod = "github.com/iotgate/iotgate/"
 	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, "../...").Output()
@@ -36,11 +36,14 @@ func TestLayers(t *testing.T) {
 			if strings.HasPrefix(imp, "github.com/dgraph-io/badger") && pkg != "registry/kv/badgerkv" {
 				t.Errorf("%s imports Badger; only registry/kv/badgerkv may", pkg)
 			}
+			if strings.HasPrefix(imp, "github.com/jackc/pgx") && pkg != "registry/kv/pgkv" {
+				t.Errorf("%s imports pgx; only registry/kv/pgkv may", pkg)
+			}
 		}
 	}
 	layer := func(p string) string {
 		p = strings.TrimPrefix(p, mod)
-		for _, l := range []string{"registry/kv/badgerkv", "api", "lwm2m", "mqtt", "registry"} {
+		for _, l := range []string{"registry/kv/badgerkv", "registry/kv/pgkv", "api", "lwm2m", "mqtt", "registry"} {
 			if p == l || strings.HasPrefix(p, l+"/") {
 				return l
 			}
@@ -48,15 +51,18 @@ func TestLayers(t *testing.T) {
 		return ""
 	}
 	forbidden := map[string][]string{
-		"registry": {"registry/kv/badgerkv", "api", "lwm2m", "mqtt"},
-		"api":      {"registry/kv/badgerkv", "lwm2m", "mqtt"},
-		"lwm2m":    {"registry/kv/badgerkv", "api", "mqtt"},
-		"mqtt":     {"registry/kv/badgerkv", "api", "lwm2m"},
+		"registry": {"registry/kv/badgerkv", "registry/kv/pgkv", "api", "lwm2m", "mqtt"},
+		"api":      {"registry/kv/badgerkv", "registry/kv/pgkv", "lwm2m", "mqtt"},
+		"lwm2m":    {"registry/kv/badgerkv", "registry/kv/pgkv", "api", "mqtt"},
+		"mqtt":     {"registry/kv/badgerkv", "registry/kv/pgkv", "api", "lwm2m"},
 	}
 	for _, pkg := range []string{"registry", "api", "lwm2m", "mqtt"} {
 		for _, d := range deps(pkg) {
 			if strings.HasPrefix(d, "github.com/dgraph-io/badger") {
 				t.Errorf("%s depends on Badger", pkg)
+			}
+			if strings.HasPrefix(d, "github.com/jackc/pgx") {
+				t.Errorf("%s depends on pgx", pkg)
 			}
 			for _, f := range forbidden[pkg] {
 				if layer(d) == f {

@@ -28,7 +28,7 @@ func TestSuiteCatchesBrokenEngines(t *testing.T) {
 		{"applies an update key by key", func(s kv.Store) kv.Store { return &keyByKey{Store: s} },
 			[]string{"SnapshotIsolation", "Atomicity"}},
 		{"commits on a stale read", func(s kv.Store) kv.Store { return &staleRead{Store: s} },
-			[]string{"UniquenessRace", "CounterRace"}},
+			[]string{"UniquenessRace", "CounterRace", "WriteSkew"}},
 		{"skips a queue's front for good", func(s kv.Store) kv.Store { return &stuckFloor{Store: s} },
 			[]string{"QueueFront"}},
 		{"runs OnCommit before committing", func(s kv.Store) kv.Store { return &eagerHooks{Store: s} },

@@ -1,0 +1,285 @@
+// Package pgkv is the shared storage engine of iotgate: kv.Store on
+// PostgreSQL (through pgx), for several nodes on one database.
+//
+// Why a key-value table: the registry's storage seam is an ordered,
+// transactional key-value store (see registry/kv), and its key families
+// (records, every index, deadline queues, sharded counters; see
+// registry/keys.go) are laid out so that each is a key range. Here they
+// all live in one table, kv (key bytea primary key, value bytea), so each
+// family is a range of that table's primary-key B-tree: a hot-path lookup
+// (a device by id, by node id, by fingerprint) is one index lookup, a
+// listing or a deadline sweep is one index range scan, and the rules
+// that keep records and their index entries in agreement stay in the
+// domain, once, for every engine. bytea compares byte by byte, which is
+// the order the registry's keys are built for.
+//
+// Transactions: Update runs in a SERIALIZABLE transaction. Like the
+// Badger engine, one committer goroutine per Store packs the Updates
+// waiting at that moment into one transaction (group commit): each
+// Update's reads go to the database inside that transaction, its writes
+// are staged in memory (and seen by its own reads and by the Updates
+// after it in the batch), and the writes of the Updates whose functions
+// succeeded are applied at the end with two batched statements (an
+// upsert from unnest arrays and a DELETE ... = ANY), sent with COMMIT in
+// one round trip; BEGIN goes out with the first read. A View runs in a
+// REPEATABLE READ READ ONLY transaction, begun the same way: one
+// snapshot, which never conflicts. Scans are range queries on the primary key, fetched in pages (32
+// rows, doubling to 256, fewer when rows are large), so a scan that stops
+// early reads little and a long one never holds its whole range.
+//
+// Conflicts: Updates of one Store never race each other (one committer),
+// but Updates of several Stores on one database (several nodes) can. A
+// serialisation failure or a deadlock (SQLSTATE 40001, 40P01) fails the
+// whole batch: every Update in it returns kv.ErrConflict, nothing of the
+// batch is kept, and the registry re-runs each write. (Updates that read
+// every shard of a sharded counter, as the device quota checks do, and
+// write one conflict across nodes: sharding spares a hot row, not the
+// serialisation.) Other failures are never reported as success: a lost connection or a refusal before
+// COMMIT returns an error (ErrUnavailable when the database could not be
+// reached, kv.ErrFull when the server is out of disk space) with nothing
+// written. When the connection is lost while
+// COMMIT is in flight, the committer learns the outcome: every batch that
+// writes also inserts a random marker row (kv_commits), and the committer
+// inserts the same marker again on a new connection, which waits for the
+// transaction if the server still runs it; a marker already there means
+// the batch committed (its Updates succeed, their OnCommit functions
+// run), one inserted means it did not and never will (ErrUnavailable).
+// Only when the database stays unreachable for BatchTimeout is the
+// outcome reported unknown (ErrCommitUnknown): the write may be kept.
+//
+// Supported: PostgreSQL 13 or later (the tests run on Debian's, 15
+// today), with the server's defaults for durability (fsync and
+// synchronous_commit on: an acknowledged Update is on disk). The SQL is
+// kept to the subset CockroachDB and YugabyteDB also run: plain tables,
+// INSERT ... ON CONFLICT, unnest and = ANY over arrays, no LISTEN/NOTIFY,
+// no stored procedures, and no advisory lock in the data path (one is
+// taken only while the embedded migrations are applied at Open). Neither
+// is tested in CI.
+package pgkv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/iotgate/iotgate/registry/kv"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Options configures the engine.
+type Options struct {
+	// URL is the database's connection string, in pgx syntax (a URL or
+	// key=value pairs; several hosts and target_session_attrs=read-write
+	// for failover).
+	URL string
+	// MaxConns bounds the connection pool. Zero keeps the URL's
+	// pool_max_conns, or pgx's default (the greater of 4 and the number
+	// of CPUs). The committer holds one connection per batch; Views
+	// share the rest.
+	MaxConns int32
+	// MaxBatch bounds how many Updates share one transaction. Zero means
+	// 128. Larger batches amortise more round trips and commits, but a
+	// conflict with another node fails the whole batch.
+	MaxBatch int
+	// MaxTxnBytes bounds the keys and values one transaction writes (an
+	// Update larger than it commits alone). Zero means 32 MiB, so that a
+	// batch of large values (1 MB messages) stays a modest statement.
+	MaxTxnBytes int
+	// BatchTimeout bounds one group-commit transaction, from BEGIN to
+	// COMMIT, and then, if the connection was lost during COMMIT, how long
+	// the committer keeps trying to learn the outcome. Zero means 30 s.
+	BatchTimeout time.Duration
+	// Logger gets a warning for each batch that fails other than by a
+	// conflict (nil: nothing is logged).
+	Logger *slog.Logger
+}
+
+// ErrUnavailable wraps a failure to reach the database (a lost or
+// refused connection, a timeout, a server shutting down) that left
+// nothing of the Update written: it struck before COMMIT, or during
+// COMMIT and the committer then learnt that the transaction did not
+// commit.
+var ErrUnavailable = errors.New("pgkv: database unavailable")
+
+// ErrCommitUnknown wraps the loss of the connection while COMMIT was in
+// flight when the database then stayed unreachable for BatchTimeout, so
+// that the outcome could not be learnt: the Update may or may not have
+// been kept, and its OnCommit functions have not run.
+var ErrCommitUnknown = errors.New("pgkv: commit outcome unknown")
+
+// Store is kv.Store on PostgreSQL.
+type Store struct {
+	pool     *pgxpool.Pool
+	log      *slog.Logger
+	maxBatch int
+	maxBytes int
+	timeout  time.Duration
+
+	ops      chan *op
+	stop     chan struct{}
+	loopDone chan struct{}
+	stopOnce sync.Once
+	closed   atomic.Bool
+
+	// spent are the commit markers of batches known to have committed
+	// (or fenced off), deleted by the next batch that writes. Committer
+	// only.
+	spent [][]byte
+
+	statMu sync.Mutex
+	stats  Stats
+}
+
+var _ kv.Store = (*Store)(nil)
+
+// Stats counts the committer's transactions since the store was opened:
+// Ops/Commits is how many Updates share one commit; Conflicts counts the
+// batches that failed with kv.ErrConflict; Resolved counts the batches
+// whose connection was lost while COMMIT was in flight and whose outcome
+// was then learnt from their commit marker.
+type Stats struct {
+	Commits   uint64 `json:"commits"`
+	Ops       uint64 `json:"ops"`
+	Conflicts uint64 `json:"conflicts"`
+	Resolved  uint64 `json:"resolved"`
+}
+
+// Open connects to the database, applies the embedded migrations it
+// lacks, and starts the committer.
+func Open(ctx context.Context, o Options) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(o.URL)
+	if err != nil {
+		// pgx's parse errors quote the URL, redacting passwords only on a
+		// best-effort basis: name the problem, not the text.
+		return nil, errors.New("pgkv: the database URL does not parse (not repeated here: it may hold a password)")
+	}
+	if o.MaxConns > 0 {
+		cfg.MaxConns = o.MaxConns
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("pgkv: connect: %w", err)
+	}
+	if err := migrate(ctx, pool); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	// Markers the last batches of stopped nodes left behind.
+	if _, err := pool.Exec(ctx, sqlOldMarks); err != nil {
+		pool.Close()
+		return nil, dbError("delete old commit markers", err)
+	}
+	s := &Store{
+		pool:     pool,
+		log:      o.Logger,
+		maxBatch: o.MaxBatch,
+		maxBytes: o.MaxTxnBytes,
+		timeout:  o.BatchTimeout,
+		ops:      make(chan *op, 1024),
+		stop:     make(chan struct{}),
+		loopDone: make(chan struct{}),
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.maxBatch <= 0 {
+		s.maxBatch = 128
+	}
+	if s.maxBytes <= 0 {
+		s.maxBytes = 32 << 20
+	}
+	if s.timeout <= 0 {
+		s.timeout = 30 * time.Second
+	}
+	go s.commitLoop()
+	return s, nil
+}
+
+// Stats reports the group commit so far.
+func (s *Store) Stats() Stats {
+	s.statMu.Lock()
+	defer s.statMu.Unlock()
+	return s.stats
+}
+
+// Close stops the committer after the batch it is running (Updates still
+// queued get kv.ErrClosed), then closes the pool once the Views in
+// progress end.
+func (s *Store) Close() error {
+	s.stopOnce.Do(func() {
+		s.closed.Store(true)
+		close(s.stop)
+		<-s.loopDone
+		s.pool.Close()
+	})
+	return nil
+}
+
+// View runs fn in a read-only transaction on one snapshot, begun with
+// fn's first read.
+func (s *Store) View(ctx context.Context, fn func(kv.Reader) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if s.closed.Load() {
+		return kv.ErrClosed
+	}
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		if s.closed.Load() {
+			return kv.ErrClosed
+		}
+		return dbError("view", err)
+	}
+	// The pool drops a connection released inside a transaction, so one
+	// whose ROLLBACK failed is not reused.
+	defer conn.Release()
+	r := &reader{ctx: ctx, conn: conn, begin: sqlBeginView, view: true}
+	err = fn(r)
+	if r.begun {
+		// What fn read is valid whatever ending the read-only transaction
+		// meets; a caller that has gone does not stop it.
+		end, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		_, _ = conn.Exec(end, sqlRollback)
+		cancel()
+	}
+	if err == nil && r.err != nil { // fn swallowed a failed read
+		err = r.err
+	}
+	return err
+}
+
+// Update queues fn for the committer and waits for its outcome.
+func (s *Store) Update(ctx context.Context, fn func(kv.Txn) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	o := &op{fn: fn, done: make(chan error, 1)}
+	select {
+	case s.ops <- o:
+	case <-s.stop:
+		return kv.ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	// Once queued the write may commit, so wait for the outcome even if
+	// ctx ends: the caller must never be told "failed" for a kept write.
+	select {
+	case err := <-o.done:
+		return err
+	case <-s.loopDone:
+		select {
+		case err := <-o.done:
+			return err
+		default:
+			return kv.ErrClosed
+		}
+	}
+}
+
+// Queued reports how many Updates wait for the committer.
+func (s *Store) Queued() int { return len(s.ops) }
