@@ -89,6 +89,12 @@ func fromRegistry(err error) *apiError {
 		return &apiError{Status: http.StatusForbidden, Code: codeNotOnline, Msg: "Operation not allowed. The device is not online."}
 	case errors.Is(err, registry.ErrUnsupported):
 		return badInput("%s", err.Error())
+	case errors.Is(err, registry.ErrOutcomeUnknown):
+		return &apiError{Status: http.StatusServiceUnavailable, Code: codeInternal,
+			Msg: "Service unavailable: the store was lost while the write committed; it may have been applied. Read before retrying."}
+	case errors.Is(err, registry.ErrUnavailable):
+		return &apiError{Status: http.StatusServiceUnavailable, Code: codeInternal,
+			Msg: "Service unavailable: the store cannot be reached. Nothing was written."}
 	case errors.Is(err, registry.ErrStorageFull):
 		return &apiError{Status: http.StatusServiceUnavailable, Code: codeInternal,
 			Msg: "Service unavailable: storage is full, writes are refused until space is freed. Nothing was written."}

@@ -18,6 +18,10 @@ var (
 	// ErrStorageFull: the store refuses writes until space is freed;
 	// nothing was written (the engine's kv.ErrFull).
 	ErrStorageFull = kv.ErrFull
+	// ErrUnavailable: the store could not be reached; nothing was
+	// written, or (ErrOutcomeUnknown) the write's outcome is unknown.
+	ErrUnavailable    = kv.ErrUnavailable
+	ErrOutcomeUnknown = kv.ErrOutcomeUnknown
 )
 
 // ValidationError names the field whose value is invalid.

@@ -3,6 +3,7 @@ package registry
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -357,5 +358,52 @@ func TestWritesRetryConflicts(t *testing.T) {
 	}
 	if c.conflicts.Load() < 6 {
 		t.Fatalf("only %d conflicts were reported", c.conflicts.Load())
+	}
+}
+
+// lostOutcome commits every Update but reports its outcome unknown, as an
+// engine does that lost its database during COMMIT: no OnCommit function
+// runs.
+type lostOutcome struct {
+	kv.Store
+	on atomic.Bool
+}
+
+func (l *lostOutcome) Update(ctx context.Context, fn func(kv.Txn) error) error {
+	if !l.on.Load() {
+		return l.Store.Update(ctx, fn)
+	}
+	err := l.Store.Update(ctx, func(t kv.Txn) error { return fn(hooklessTxn{t}) })
+	if err != nil {
+		return err
+	}
+	return fmt.Errorf("test engine: %w", kv.ErrOutcomeUnknown)
+}
+
+type hooklessTxn struct{ kv.Txn }
+
+func (hooklessTxn) OnCommit(func()) {}
+
+// A write whose outcome the engine could not learn may have committed: the
+// cache forgets what it changed, so the next read goes to the store.
+func TestUnknownOutcomeInvalidatesCache(t *testing.T) {
+	var l *lostOutcome
+	r, _ := newTestRegistryOn(t, nil, func(s kv.Store) kv.Store { l = &lostOutcome{Store: s}; return l })
+	ctx := context.Background()
+	mustProduct(t, r, "proj", "prod", "MQTT")
+	d, err := r.CreateDevice(ctx, NewDevice{ProjectID: "proj", ProductID: "prod", NodeID: "n1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := r.Device(ctx, d.DeviceID); err != nil || got.Frozen {
+		t.Fatalf("%+v %v", got, err)
+	}
+	l.on.Store(true)
+	if err := r.SetFrozen(ctx, "proj", d.DeviceID, true); !errors.Is(err, ErrOutcomeUnknown) {
+		t.Fatalf("freeze with a lost outcome: %v", err)
+	}
+	l.on.Store(false)
+	if got, err := r.Device(ctx, d.DeviceID); err != nil || !got.Frozen {
+		t.Fatalf("after a freeze that committed with its outcome lost, the device reads frozen=%v (%v)", got != nil && got.Frozen, err)
 	}
 }

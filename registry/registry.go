@@ -312,14 +312,22 @@ func (r *Registry) write(ctx context.Context, fn func(Writer) error) error {
 	}
 	for attempt := 0; ; attempt++ {
 		tw := &tracked{r: r}
+		var refused error // fn's own error, returned by the engine unchanged
 		err := r.store.Update(ctx, func(t kv.Txn) error {
 			tw.reset(t)
-			if err := fn(tw); err != nil {
-				return err
+			if refused = fn(tw); refused != nil {
+				return refused
 			}
 			t.OnCommit(tw.committed)
 			return nil
 		})
+		if err != nil && err != refused && r.cache != nil {
+			// The engine failed, perhaps after committing (an unknown
+			// outcome runs no commit hook): forget what the write changed.
+			for _, k := range tw.changed {
+				r.cache.invalidate(k)
+			}
+		}
 		tw.release()
 		switch {
 		case err == nil:

@@ -35,6 +35,17 @@ var ErrConflict = errors.New("kv: transaction conflict")
 // and writes are accepted again once space returns.
 var ErrFull = errors.New("kv: storage full, writes refused until space is freed")
 
+// ErrUnavailable is wrapped by an engine whose storage could not be
+// reached (a lost connection, a database shutting down); nothing of the
+// Update was written.
+var ErrUnavailable = errors.New("kv: storage unavailable")
+
+// ErrOutcomeUnknown is wrapped by an engine that lost its storage while a
+// commit was in flight and could not learn whether it happened: the
+// Update may or may not have been kept, and its OnCommit functions have
+// not run.
+var ErrOutcomeUnknown = errors.New("kv: commit outcome unknown")
+
 // ErrClosed is returned by a Store after Close.
 var ErrClosed = errors.New("kv: store is closed")
 

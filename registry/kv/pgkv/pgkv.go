@@ -103,13 +103,13 @@ type Options struct {
 // nothing of the Update written: it struck before COMMIT, or during
 // COMMIT and the committer then learnt that the transaction did not
 // commit.
-var ErrUnavailable = errors.New("pgkv: database unavailable")
+var ErrUnavailable = fmt.Errorf("pgkv: database unavailable: %w", kv.ErrUnavailable)
 
 // ErrCommitUnknown wraps the loss of the connection while COMMIT was in
 // flight when the database then stayed unreachable for BatchTimeout, so
 // that the outcome could not be learnt: the Update may or may not have
 // been kept, and its OnCommit functions have not run.
-var ErrCommitUnknown = errors.New("pgkv: commit outcome unknown")
+var ErrCommitUnknown = fmt.Errorf("pgkv: %w", kv.ErrOutcomeUnknown)
 
 // Store is kv.Store on PostgreSQL.
 type Store struct {
