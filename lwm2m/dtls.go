@@ -2,10 +2,12 @@ package lwm2m
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 
 	"github.com/iotgate/iotgate/lwm2m/transport"
+	"github.com/iotgate/iotgate/registry/guard"
 	"github.com/pion/dtls/v2"
 )
 
@@ -23,12 +25,19 @@ var pskCipherSuites = []dtls.CipherSuiteID{
 	dtls.TLS_PSK_WITH_AES_128_GCM_SHA256,
 }
 
+// errBannedIdentity fails the handshake of a banned PSK identity.
+var errBannedIdentity = errors.New("psk identity is banned")
+
 // dtlsConfig is the server side of DTLS 1.2 with PSKs from the security
 // store, Connection IDs and HelloVerifyRequest cookies (pion's default,
 // kept on: InsecureSkipVerifyHello stays false).
-func dtlsConfig(sec SecurityStore, handshakeTimeout time.Duration, log *slog.Logger) *dtls.Config {
+func dtlsConfig(sec SecurityStore, g guard.Guard, handshakeTimeout time.Duration, log *slog.Logger) *dtls.Config {
 	return &dtls.Config{
 		PSK: func(identity []byte) ([]byte, error) {
+			// A banned identity fails before its key is looked up.
+			if g.IdentityBanned(string(identity)) {
+				return nil, errBannedIdentity
+			}
 			ctx, cancel := context.WithTimeout(context.Background(), handshakeTimeout)
 			defer cancel()
 			key, err := pskLookup(ctx, sec, identity)

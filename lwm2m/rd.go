@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"time"
 
 	"github.com/iotgate/iotgate/registry"
@@ -80,8 +81,16 @@ func (s *Server) register(w mux.ResponseWriter, r *mux.Message, cc *udpClient.Co
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, s.o.RequestTimeout)
 	defer cancel()
+	addr := peerAddr(cc)
+	if s.o.Guard.AddressBanned(addr) || s.o.Guard.IdentityBanned(p.Endpoint) {
+		s.refuse(w, cc, st, p.Endpoint, errRefused("banned (endpoint or address)"))
+		return
+	}
 	d, refusal := s.authorize(ctx, st, p.Endpoint)
 	if refusal != nil {
+		if refusal.failedAuth {
+			s.o.Guard.AuthFailed(p.Endpoint, addr)
+		}
 		s.refuse(w, cc, st, p.Endpoint, refusal)
 		return
 	}
@@ -153,11 +162,27 @@ func (s *Server) checkLifetime(lt time.Duration) string {
 // refusal is a reason to answer 4.03. It goes to the log only: every
 // refusal gets the same bare 4.03, so that a client learns nothing of
 // which endpoints exist, which require DTLS or which are frozen.
-type refusal struct{ reason string }
+type refusal struct {
+	reason string
+	// failedAuth: the client named credentials that do not hold (an
+	// unknown endpoint, another PSK identity's, a secure-only device over
+	// NoSec); it counts towards a ban.
+	failedAuth bool
+}
 
 func (r *refusal) Error() string { return r.reason }
 
 func errRefused(reason string) *refusal { return &refusal{reason: reason} }
+
+func authRefused(reason string) *refusal { return &refusal{reason: reason, failedAuth: true} }
+
+// peerAddr is the client's address, for the guard (invalid if unknown).
+func peerAddr(cc *udpClient.Conn) netip.Addr {
+	if ua, ok := cc.RemoteAddr().(*net.UDPAddr); ok {
+		return ua.AddrPort().Addr().Unmap()
+	}
+	return netip.Addr{}
+}
 
 // refuse answers a refused Register: 4.03 without a payload, whatever the
 // cause (over NoSec the source address proves nothing, so a diagnostic
@@ -181,15 +206,15 @@ func (s *Server) authorize(ctx context.Context, st *connState, endpoint string) 
 			s.log.Error("lwm2m: security store", "endpoint", endpoint, "err", err)
 			return nil, errRefused("cannot check the endpoint now")
 		}
-		return nil, errRefused("unknown endpoint " + endpoint)
+		return nil, authRefused("unknown endpoint " + endpoint)
 	}
 	if st.secure {
 		id, err := s.identityDevice(ctx, st)
 		if err != nil || id != d.DeviceID {
-			return nil, errRefused("endpoint " + endpoint + " does not match the DTLS PSK identity " + st.identity)
+			return nil, authRefused("endpoint " + endpoint + " does not match the DTLS PSK identity " + st.identity)
 		}
 	} else if d.Auth.SecureAccess {
-		return nil, errRefused("device " + d.DeviceID + " requires DTLS (secure_access is true)")
+		return nil, authRefused("device " + d.DeviceID + " requires DTLS (secure_access is true)")
 	}
 	if d.Frozen {
 		return nil, errRefused("device " + d.DeviceID + " is frozen")

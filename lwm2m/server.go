@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/iotgate/iotgate/lwm2m/ratelog"
 	"github.com/iotgate/iotgate/lwm2m/transport"
 	"github.com/iotgate/iotgate/registry"
+	"github.com/iotgate/iotgate/registry/guard"
 	coapNet "github.com/plgd-dev/go-coap/v3/net"
 )
 
@@ -100,6 +102,13 @@ type Options struct {
 	// it are counted, and the next line written says how many.
 	LogPerSecond float64
 	LogBurst     int
+	// Guard holds the abuse controls shared with the other listeners:
+	// a banned address starts no DTLS handshake and is refused a NoSec
+	// Register before any lookup, a banned endpoint or PSK identity is
+	// refused before its credentials are read, and refused Registers and
+	// failed handshakes count towards bans. Nil: a node-local guard with
+	// the defaults.
+	Guard guard.Guard
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -167,6 +176,9 @@ func New(o Options) (*Server, error) {
 	if s.sec == nil {
 		s.sec = RegistrySecurity{Registry: o.Registry}
 	}
+	if s.o.Guard == nil {
+		s.o.Guard = guard.NewLocal(guard.Defaults())
+	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -198,8 +210,11 @@ func (s *Server) Start(ctx context.Context) error {
 		s.log.Info("lwm2m coap listening", "addr", l.LocalAddr().String())
 	}
 	if s.o.DTLSListen != "" {
-		l, err := transport.ListenDTLS(s.o.DTLSListen, dtlsConfig(s.sec, s.o.HandshakeTimeout, s.log), transport.DTLSLimits{
+		g := s.o.Guard
+		l, err := transport.ListenDTLS(s.o.DTLSListen, dtlsConfig(s.sec, g, s.o.HandshakeTimeout, s.log), transport.DTLSLimits{
 			MaxHandshakes: s.o.MaxHandshakes, MaxUnverified: s.o.MaxUnverified, CookieWait: s.o.CookieWait,
+			Admit:  func(a netip.Addr) bool { return !g.AddressBanned(a) },
+			Failed: func(identity string, a netip.Addr) { g.AuthFailed(identity, a) },
 		}, s.limited, s.log)
 		if err != nil {
 			s.stopListeners()

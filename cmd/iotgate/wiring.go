@@ -80,6 +80,7 @@ func (w *wiring) lwm2m() (*lwm2m.Server, error) {
 		CookieWait:       c.CookieWait,
 		LogPerSecond:     c.LogPerSecond,
 		LogBurst:         c.LogBurst,
+		Guard:            w.guard,
 		IdleTimeout:      c.IdleTimeout,
 		SweepInterval:    c.SweepInterval,
 	})

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -31,8 +32,10 @@ type DTLSListener struct {
 	wg    sync.WaitGroup
 	slots chan struct{} // one per handshake in progress
 	log   *slog.Logger
-	// failures logs failed handshakes, under a budget.
+	// failures logs failed handshakes, under a budget; failed is told of
+	// them (DTLSLimits.Failed).
 	failures *ratelog.Logger
+	failed   func(identity string, addr netip.Addr)
 	closed   chan struct{} // closed when the accept loop and every handshake have stopped
 }
 
@@ -47,6 +50,13 @@ type DTLSLimits struct {
 	// (0: 3 s).
 	MaxUnverified int
 	CookieWait    time.Duration
+	// Admit, when set, is asked before a ClientHello from an address
+	// starts a handshake; false drops it before any state is made for it
+	// (a banned address).
+	Admit func(netip.Addr) bool
+	// Failed, when set, is told of each failed handshake of a client
+	// that proved its address (its PSK identity, "" if it sent none).
+	Failed func(identity string, addr netip.Addr)
 }
 
 // ListenDTLS binds addr and handshakes its clients with cfg within lim.
@@ -87,13 +97,14 @@ func ListenDTLS(addr string, cfg *dtls.Config, lim DTLSLimits, failures *ratelog
 	if lim.CookieWait <= 0 {
 		lim.CookieWait = 3 * time.Second
 	}
-	mux, err := newUDPMux(pc, cidLen, maxHandshakes, lim.MaxUnverified, lim.CookieWait)
+	mux, err := newUDPMux(pc, cidLen, maxHandshakes, lim.MaxUnverified, lim.CookieWait, lim.Admit)
 	if err != nil {
 		_ = pc.Close()
 		return nil, fmt.Errorf("dtls listen %s: %w", addr, err)
 	}
 	l := &DTLSListener{mux: mux, cfg: cfg, conns: make(chan net.Conn), done: make(chan struct{}),
-		slots: make(chan struct{}, maxHandshakes), failures: failures, log: log, closed: make(chan struct{})}
+		slots: make(chan struct{}, maxHandshakes), failures: failures, log: log, closed: make(chan struct{}),
+		failed: lim.Failed}
 	l.wg.Add(1)
 	go l.acceptLoop()
 	go func() { l.wg.Wait(); close(l.closed) }()
@@ -136,6 +147,9 @@ func (l *DTLSListener) handshake(mc *muxConn) {
 		_ = mc.Close()
 		if mc.provedAddress() {
 			l.failures.Info("dtls handshake failed", "addr", mc.raddr.String(), "identity", mc.identity(), "err", err)
+			if l.failed != nil {
+				l.failed(mc.identity(), mc.raddr.AddrPort().Addr().Unmap())
+			}
 		} else {
 			// Never echoed the cookie: a spoofed address, or nobody
 			// there; nothing for an operator.

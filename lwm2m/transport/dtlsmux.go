@@ -66,6 +66,9 @@ type udpMux struct {
 
 	accept chan *muxConn
 	done   chan struct{}
+	// admit, when set, may refuse an address a new handshake (a ban)
+	// before anything is made for it.
+	admit func(netip.Addr) bool
 }
 
 // evictAfter: at the bound, a new handshake ends the oldest unverified
@@ -92,13 +95,13 @@ const muxQueue = 16
 // maxUnverified and cookieWait bound the handshakes whose client has not
 // proved its address yet (by echoing the cookie of pion's
 // HelloVerifyRequest): see newConnLocked.
-func newUDPMux(pc *net.UDPConn, cidLen, backlog, maxUnverified int, cookieWait time.Duration) (*udpMux, error) {
+func newUDPMux(pc *net.UDPConn, cidLen, backlog, maxUnverified int, cookieWait time.Duration, admit func(netip.Addr) bool) (*udpMux, error) {
 	sock, err := newUDPSocket(pc)
 	if err != nil {
 		return nil, err
 	}
 	m := newMux(pc, cidLen, backlog, maxUnverified, cookieWait)
-	m.sock = sock
+	m.sock, m.admit = sock, admit
 	go m.readLoop()
 	return m, nil
 }
@@ -152,7 +155,7 @@ func (m *udpMux) route(b []byte, from netip.AddrPort, now time.Time) (c *muxConn
 	case c == nil:
 		// Only a first ClientHello starts a handshake: pion could do
 		// nothing with a later one, nor with any other record.
-		if !hello || cookie != nil || m.closing {
+		if !hello || cookie != nil || m.closing || !m.admitted(from) {
 			return nil, ended
 		}
 		c, ended = m.newConnLocked(from, now, ended)
@@ -176,7 +179,7 @@ func (m *udpMux) route(b []byte, from netip.AddrPort, now time.Time) (c *muxConn
 			m.unlistLocked(p)
 			ended = append(ended, p)
 		}
-		if m.closing {
+		if m.closing || !m.admitted(from) {
 			return nil, ended
 		}
 		if p, ended = m.newConnLocked(from, now, ended); p != nil {
@@ -192,6 +195,11 @@ func (m *udpMux) route(b []byte, from netip.AddrPort, now time.Time) (c *muxConn
 		m.verifyLocked(c, cookie)
 	}
 	return c, ended
+}
+
+// admitted reports whether a handshake from addr may start.
+func (m *udpMux) admitted(from netip.AddrPort) bool {
+	return m.admit == nil || m.admit(from.Addr().Unmap())
 }
 
 // verifyLocked marks c verified if cookie is the one pion sent it: its
