@@ -233,10 +233,14 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// needServer skips the test when PostgreSQL is not available.
+// needServer skips the test when PostgreSQL is not installed, except
+// under CI=true, where it must be (.ci/packages lists it).
 func needServer(t testing.TB) *pgServer {
 	t.Helper()
 	if errors.Is(serverErr, errNotInstalled) {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("CI=%s and no PostgreSQL to test against: %v", os.Getenv("CI"), serverErr)
+		}
 		t.Skipf("no PostgreSQL to test against: %v", serverErr)
 	}
 	if serverErr != nil {
