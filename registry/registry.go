@@ -40,7 +40,7 @@ type Options struct {
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// CacheEntries bounds the in-memory cache of device records and index
-	// entries. Zero means 2097152 (about a million devices); negative disables the cache.
+	// entries. Zero means 4194304 (about a million devices, 3-4 entries each); negative disables the cache.
 	CacheEntries int
 	// CacheMaxAge bounds how long a cached record is trusted without a
 	// store read: on a cluster, a lost invalidation costs at most this
@@ -181,7 +181,7 @@ func New(o Options) (*Registry, error) {
 	}
 	switch {
 	case o.CacheEntries == 0:
-		r.cache = newCache(1<<21, maxAge, r.now())
+		r.cache = newCache(1<<22, maxAge, r.now())
 	case o.CacheEntries > 0:
 		r.cache = newCache(o.CacheEntries, maxAge, r.now())
 	}

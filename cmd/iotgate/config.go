@@ -169,7 +169,7 @@ func defaultConfig() Config {
 		API:      APIConfig{Listen: ":8080", TLSListen: ":8443", MaxClockSkew: 15 * time.Minute},
 		CoAP:     defaultCoAPConfig(),
 		MQTT:     MQTTConfig{Listen: ":1883", TLSListen: ":8883", TimestampSkew: time.Hour},
-		Registry: RegConfig{SweepInterval: time.Second, CacheEntries: 1 << 21, CacheMaxAge: 10 * time.Minute,
+		Registry: RegConfig{SweepInterval: time.Second, CacheEntries: 1 << 22, CacheMaxAge: 10 * time.Minute,
 			MaxDevicesPerProduct: 500_000, MaxSubDevicesPerGateway: 1_500, MaxClientIDsPerDevice: 5, MaxSubDevicesPerRequest: 30},
 		Store:             StoreConfig{MinFreeBytes: 256 << 20, BallastBytes: 64 << 20},
 		Limits:            defaultLimits(),
