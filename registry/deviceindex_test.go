@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -130,5 +131,58 @@ func TestDeleteLeavesNoKeyBehind(t *testing.T) {
 		if len(after[family]) == 0 {
 			t.Errorf("family %q: %q gone", family, keys)
 		}
+	}
+}
+
+// Check finds the store consistent after creates, changes and deletes of
+// every kind of device, and names each disagreement a broken write would
+// leave: an index entry missing or left behind, a counter off.
+func TestCheckFindsDisagreements(t *testing.T) {
+	r, s := newTestRegistry(t, nil)
+	ctx := context.Background()
+	mustProduct(t, r, "proj", "nb", "CoAP")
+	mustProduct(t, r, "proj", "mq", "MQTT")
+	for _, n := range []NewDevice{
+		{ProjectID: "proj", ProductID: "nb", NodeID: "imei1", Auth: AuthInfo{Secret: "00112233445566778899aabbccddeeff", Timeout: 600}},
+		{ProjectID: "proj", ProductID: "mq", NodeID: "gw"},
+		{ProjectID: "proj", ProductID: "mq", NodeID: "x509", Auth: AuthInfo{Type: AuthCertificates, Fingerprint: strings.Repeat("ab", 32)}},
+	} {
+		if _, err := r.CreateDevice(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := r.CreateDevice(ctx, NewDevice{ProjectID: "proj", ProductID: "mq", NodeID: "sub", GatewayID: "mq_gw"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.DeleteDevice(ctx, "proj", "mq_x509"); err != nil {
+		t.Fatal(err)
+	}
+	if problems, err := r.Check(ctx); err != nil || len(problems) != 0 {
+		t.Fatalf("a consistent store: %v %v", problems, err)
+	}
+	// Break it the ways a torn write would.
+	if err := s.Update(ctx, func(w kv.Txn) error {
+		if err := w.Delete(nodeKey("imei1")); err != nil { // a missing index entry
+			return err
+		}
+		if err := w.Set(productNodeKey("mq", "ghost"), []byte("mq_ghost")); err != nil { // an orphan
+			return err
+		}
+		return addCount(w, productCountKey("mq"), "mq_ghost", 1) // a counter off
+	}); err != nil {
+		t.Fatal(err)
+	}
+	problems, err := r.Check(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := fmt.Sprint(problems)
+	for _, want := range []string{`n\x00imei1`, "missing", `m\x00mq\x00ghost`, "no device owns", "counter says 3 devices, 2 found"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("problems %s lack %q", got, want)
+		}
+	}
+	if len(problems) != 3 {
+		t.Errorf("%d problems, want 3: %s", len(problems), got)
 	}
 }

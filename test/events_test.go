@@ -53,19 +53,25 @@ func (g *Gate) readEvents(cursor string) ([]streamEvent, string) {
 	}
 }
 
-// huaweiConnect connects a Paho client as a SECRET device in Huawei's
-// CONNECT format (sign_type 0), with no automatic reconnection: a publish
-// in flight when the server dies fails instead of being sent again.
-func (g *Gate) huaweiConnect(deviceID, secret string) paho.Client {
-	g.t.Helper()
+// huaweiOptions are a Paho client's options for a SECRET device in
+// Huawei's CONNECT format (sign_type 0), with no automatic reconnection:
+// a publish in flight when the server dies fails instead of being sent
+// again.
+func (g *Gate) huaweiOptions(deviceID, secret string) *paho.ClientOptions {
 	ts := time.Now().UTC().Format("2006010215")
 	m := hmac.New(sha256.New, []byte(ts))
 	m.Write([]byte(secret))
-	o := paho.NewClientOptions().AddBroker("tcp://" + g.MQTT).SetClientID(deviceID + "_0_0_" + ts).
+	return paho.NewClientOptions().AddBroker("tcp://" + g.MQTT).SetClientID(deviceID + "_0_0_" + ts).
 		SetUsername(deviceID).SetPassword(hex.EncodeToString(m.Sum(nil))).SetProtocolVersion(4).
 		SetKeepAlive(60 * time.Second).SetAutoReconnect(false).SetConnectRetry(false).SetCleanSession(true).
 		SetConnectTimeout(5 * time.Second).SetWriteTimeout(5 * time.Second).SetOrderMatters(false)
-	c := paho.NewClient(o)
+}
+
+// huaweiConnect connects a Paho client with huaweiOptions, or fails the
+// test.
+func (g *Gate) huaweiConnect(deviceID, secret string) paho.Client {
+	g.t.Helper()
+	c := paho.NewClient(g.huaweiOptions(deviceID, secret))
 	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		g.t.Fatalf("connect %s: %v; logs:\n%s", deviceID, tok.Error(), g.Logs())
 	}

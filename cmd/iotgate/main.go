@@ -22,10 +22,29 @@ import (
 
 func main() {
 	configPath := flag.String("config", "", "YAML configuration file (default: built-in defaults)")
+	flag.Usage = func() {
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: iotgate [-config file] [check]\n\n"+
+			"  (no command)  run the platform\n"+
+			"  check         verify, with the platform stopped, that the store's records, indexes and\n"+
+			"                counters agree; prints each disagreement and exits 1 if there is any\n\n")
+		flag.PrintDefaults()
+	}
 	flag.Parse()
-	if err := run(*configPath); err != nil {
+	var err error
+	switch cmd := flag.Arg(0); cmd {
+	case "":
+		err = run(*configPath)
+	case "check":
+		var ok bool
+		if ok, err = check(*configPath, os.Stdout); err == nil && !ok {
+			os.Exit(1)
+		}
+	default:
+		err = fmt.Errorf("unknown command %q (commands: check)", cmd)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "iotgate:", err)
-		os.Exit(1)
+		os.Exit(2)
 	}
 }
 
