@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -599,4 +600,87 @@ func TestUplinksReadNoSeqFromStore(t *testing.T) {
 		t.Errorf("20 uplinks read the seq from the store %d times", n)
 	}
 	checkSeqs(t, allEvents(t, r, "proj"))
+}
+
+// With an offline grace, a device that connects again within it is never
+// reported offline (neither event is recorded); one that stays away is,
+// once the grace has run out, with the time it left; a shutdown reports
+// every OFFLINE still held.
+func TestOfflineGrace(t *testing.T) {
+	clock := &fakeClock{t: time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)}
+	r := newEventRegistry(t, memStore(t), clock, EventOptions{OfflineGrace: 30 * time.Second})
+	ctx := context.Background()
+	mustProduct(t, r, "proj", "m", "MQTT")
+	for _, n := range []string{"flap", "gone", "late"} {
+		if _, err := r.CreateDevice(ctx, NewDevice{ProjectID: "proj", NodeID: n, ProductID: "m"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	statuses := func() []string {
+		t.Helper()
+		var out []string
+		for _, ev := range allEvents(t, r, "proj") {
+			if ev.Resource != ResourceDeviceStatus {
+				continue
+			}
+			var b struct {
+				Status string `json:"status"`
+			}
+			if err := json.Unmarshal(ev.Body, &b); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, ev.Header.DeviceID+":"+b.Status)
+		}
+		return out
+	}
+	sessions := map[string]Session{}
+	for _, id := range []string{"m_flap", "m_gone", "m_late"} {
+		s, err := r.Connected(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sessions[id] = s
+	}
+	if err := r.flushStatus(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r.Disconnected("m_flap", sessions["m_flap"])
+	r.Disconnected("m_gone", sessions["m_gone"])
+	leftAt := clock.Now()
+	clock.Advance(10 * time.Second)
+	if _, err := r.Connected(ctx, "m_flap"); err != nil { // back within the grace
+		t.Fatal(err)
+	}
+	if err := r.flushStatus(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := r.Device(ctx, "m_gone"); d.Status != StatusOffline {
+		t.Fatalf("REST status of a device that left: %s, want OFFLINE at once", d.Status)
+	}
+	want := "[m_flap:ONLINE m_gone:ONLINE m_late:ONLINE]"
+	if got := fmt.Sprint(statuses()); got != want {
+		t.Fatalf("within the grace: %s, want %s", got, want)
+	}
+	clock.Advance(25 * time.Second)
+	r.Disconnected("m_late", sessions["m_late"])
+	if err := r.flushStatus(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want = "[m_flap:ONLINE m_gone:ONLINE m_late:ONLINE m_gone:OFFLINE]"
+	if got := fmt.Sprint(statuses()); got != want {
+		t.Fatalf("after the grace: %s, want %s", got, want)
+	}
+	for _, ev := range allEvents(t, r, "proj") {
+		if ev.Resource == ResourceDeviceStatus && ev.Header.DeviceID == "m_gone" && strings.Contains(string(ev.Body), "OFFLINE") &&
+			!ev.Time.Equal(leftAt) {
+			t.Errorf("m_gone's OFFLINE at %v, want the time it left, %v", ev.Time, leftAt)
+		}
+	}
+	// A shutdown reports the OFFLINE still held.
+	if err := r.flushStatusDue(ctx, time.Unix(1<<40, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(statuses()); !strings.HasSuffix(got, "m_late:OFFLINE]") {
+		t.Fatalf("after a shutdown: %s", got)
+	}
 }

@@ -64,6 +64,13 @@ type EventOptions struct {
 	// MaxEvents: the stream keeps at most the last MaxEvents positions
 	// (fewer events, where positions were skipped).
 	MaxEvents uint64
+	// OfflineGrace delays a device's OFFLINE event: one that connects
+	// again within it is never reported offline (neither its OFFLINE nor
+	// its ONLINE event is recorded), as IoTDA reports an MQTT device
+	// OFFLINE about a minute after its disconnect. Zero reports every
+	// change at the next status flush. The device's status over REST is
+	// live either way.
+	OfflineGrace time.Duration
 }
 
 func (o EventOptions) withDefaults() EventOptions {
@@ -84,11 +91,11 @@ type eventLog struct {
 	// Status changes waiting for the next status flush; guarded by the
 	// registry's statusMu, in step with its statusQ.
 	status []statusChange
-
-	// seqTxn and seqTouched serve the per-device seq cache (eventseq.go);
-	// committer goroutine only.
-	seqTxn     Writer
-	seqTouched map[string]struct{}
+	// OFFLINE changes held for OfflineGrace, oldest first, and the time
+	// of each device's one still pending (a reconnect removes it from the
+	// map; the queue entry is then skipped when it comes due).
+	offlineQ []statusChange
+	offline  map[string]time.Time
 
 	// sweep makes trims take turns; the floors below are where the walks
 	// of the stream (streamFloor) and of each project's events (ackFloor)
@@ -101,7 +108,7 @@ type eventLog struct {
 // openEventLog restores the position counter above every position stored
 // or trimmed, so positions keep increasing across restarts.
 func openEventLog(s kv.Store, o EventOptions) (*eventLog, error) {
-	l := &eventLog{opts: o.withDefaults(), ackFloor: make(map[string]uint64), seqTouched: make(map[string]struct{})}
+	l := &eventLog{opts: o.withDefaults(), ackFloor: make(map[string]uint64), offline: make(map[string]time.Time)}
 	var last uint64
 	err := s.View(context.Background(), func(rd Reader) error {
 		if err := rd.Scan(eventStreamPrefix, nil, true, func(k, _ []byte) (bool, error) {

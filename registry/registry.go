@@ -230,7 +230,9 @@ func (r *Registry) Run(ctx context.Context) error {
 		r.housekeep(ctx)
 		select {
 		case <-ctx.Done():
-			_ = r.flushStatus(context.Background())
+			// Report every held OFFLINE now: nobody is connected after a
+			// restart.
+			_ = r.flushStatusDue(context.Background(), time.Unix(1<<40, 0))
 			return nil
 		case <-t.C:
 		}

@@ -173,16 +173,47 @@ func (r *Registry) Disconnected(id string, s Session) (superseded bool) {
 // persist in the next flush; connects and disconnects do not wait for the
 // disk.
 func (r *Registry) queueStatus(c statusChange) {
+	l := r.events
 	r.statusMu.Lock()
+	defer r.statusMu.Unlock()
 	r.statusQ[c.device] = c.at
-	r.events.status = append(r.events.status, c)
-	r.statusMu.Unlock()
+	switch {
+	case c.status == StatusOffline && l.opts.OfflineGrace > 0:
+		l.offline[c.device] = c.at
+		l.offlineQ = append(l.offlineQ, c)
+	case c.status == StatusOnline && !l.offline[c.device].IsZero():
+		// Back within the grace: never reported offline.
+		delete(l.offline, c.device)
+	default:
+		l.status = append(l.status, c)
+	}
 }
 
 // flushStatus persists queued status change times in one write, each
-// under the device's small status key (see statusTimeKey).
+// under the device's small status key (see statusTimeKey), with the
+// status events due: those queued, and the OFFLINE ones whose grace has
+// run out.
 func (r *Registry) flushStatus(ctx context.Context) error {
+	return r.flushStatusDue(ctx, r.now())
+}
+
+// flushStatusDue is flushStatus with the held OFFLINE changes due at
+// now (at shutdown, all of them).
+func (r *Registry) flushStatusDue(ctx context.Context, now time.Time) error {
+	l := r.events
 	r.statusMu.Lock()
+	for len(l.offlineQ) > 0 && !now.Before(l.offlineQ[0].at.Add(l.opts.OfflineGrace)) {
+		c := l.offlineQ[0]
+		l.offlineQ[0] = statusChange{}
+		l.offlineQ = l.offlineQ[1:]
+		if l.offline[c.device].Equal(c.at) { // not back since, nor gone again
+			delete(l.offline, c.device)
+			l.status = append(l.status, c)
+		}
+	}
+	if len(l.offlineQ) == 0 {
+		l.offlineQ = nil // let the drained array go
+	}
 	q, changes := r.statusQ, r.events.status
 	if len(q) == 0 && len(changes) == 0 {
 		r.statusMu.Unlock()

@@ -149,6 +149,9 @@ type RegConfig struct {
 type EventsConfig struct {
 	Retention time.Duration `yaml:"retention"`
 	MaxEvents uint64        `yaml:"max_events"`
+	// OfflineGrace delays OFFLINE events; a device back within it is
+	// never reported offline.
+	OfflineGrace time.Duration `yaml:"offline_grace"`
 }
 
 // defaultCoAPConfig is the LwM2M server's defaults (package lwm2m's).
@@ -174,7 +177,8 @@ func defaultConfig() Config {
 		Store:             StoreConfig{MinFreeBytes: 256 << 20, BallastBytes: 64 << 20},
 		Limits:            defaultLimits(),
 		TLSReloadInterval: time.Minute,
-		Events:            EventsConfig{Retention: registry.DefaultEventRetention, MaxEvents: registry.DefaultMaxEvents},
+		Events: EventsConfig{Retention: registry.DefaultEventRetention, MaxEvents: registry.DefaultMaxEvents,
+			OfflineGrace: 30 * time.Second},
 	}
 }
 
@@ -255,6 +259,9 @@ func (c *Config) validate() error {
 	}
 	if c.Events.MaxEvents == 0 {
 		return errors.New("config: events.max_events must be positive")
+	}
+	if c.Events.OfflineGrace < 0 {
+		return errors.New("config: events.offline_grace must not be negative")
 	}
 	return c.Limits.validate()
 }

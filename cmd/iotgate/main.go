@@ -98,7 +98,8 @@ func run(configPath string) error {
 		CacheEntries: rc.CacheEntries, CacheMaxAge: rc.CacheMaxAge, Quotas: registry.Quotas{DevicesPerProduct: rc.MaxDevicesPerProduct,
 			SubDevicesPerGateway: rc.MaxSubDevicesPerGateway, ClientIDsPerDevice: rc.MaxClientIDsPerDevice,
 			SubDevicesPerRequest: rc.MaxSubDevicesPerRequest},
-		Events: registry.EventOptions{Retention: cfg.Events.Retention, MaxEvents: cfg.Events.MaxEvents}})
+		Events: registry.EventOptions{Retention: cfg.Events.Retention, MaxEvents: cfg.Events.MaxEvents,
+			OfflineGrace: cfg.Events.OfflineGrace}})
 	if err != nil {
 		return err
 	}
