@@ -214,7 +214,14 @@ func (s *Server) Start(ctx context.Context) error {
 		l, err := transport.ListenDTLS(s.o.DTLSListen, dtlsConfig(s.sec, g, s.o.HandshakeTimeout, s.log), transport.DTLSLimits{
 			MaxHandshakes: s.o.MaxHandshakes, MaxUnverified: s.o.MaxUnverified, CookieWait: s.o.CookieWait,
 			Admit:  func(a netip.Addr) bool { return !g.AddressBanned(a) },
-			Failed: func(identity string, a netip.Addr) { g.AuthFailed(identity, a) },
+			// A failed handshake counts against its PSK identity only: it
+			// may be the network's doing (a timeout, a lost flight), and
+			// NB-IoT devices often share their carrier's few addresses.
+			Failed: func(identity string, _ netip.Addr) {
+				if identity != "" {
+					g.AuthFailed(identity, netip.Addr{})
+				}
+			},
 		}, s.limited, s.log)
 		if err != nil {
 			s.stopListeners()
