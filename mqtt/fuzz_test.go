@@ -92,7 +92,7 @@ func FuzzParseAliClientID(f *testing.F) {
 				t.Fatalf("parseAliClientID(%q): HasTimestamp %v", s, c.HasTimestamp)
 			}
 			for _, v := range []string{c.SecureMode, c.SignMethod, c.Timestamp, c.AuthType, c.Random} {
-				if !strings.Contains(s, "="+v) {
+				if v != "" && !strings.Contains(s, "="+v) {
 					t.Fatalf("parseAliClientID(%q): value %q was not sent", s, v)
 				}
 			}
