@@ -33,27 +33,26 @@ type connState struct {
 	// busy counts the messages being handled and the requests in flight
 	// on the connection; the idle monitor leaves a busy connection open.
 	busy atomic.Int32
-	// sizes: the NoSec requests answered lately, by message ID (see
+	// sizes: the NoSec requests handled lately, by message ID (see
 	// replaysNoLarger).
 	sizes requestSizes
 }
 
 // requestSizes remembers the size of each NoSec request by message ID
 // for as long as go-coap may answer a message with that ID from its
-// response cache (udpClient.ExchangeLifetime).
+// response cache (udpClient.ExchangeLifetime): in two generations, the
+// older dropped whole when the newer has lived a lifetime, so each
+// request costs O(1) and a chatty peer holds at most two lifetimes' IDs.
 type requestSizes struct {
-	mu   sync.Mutex
-	seen map[int32]sizeSeen
+	mu        sync.Mutex
+	cur, prev map[int32]sizeSeen
+	since     time.Time // when cur was started
 }
 
 type sizeSeen struct {
 	size int
 	at   time.Time
 }
-
-// maxTrackedSizes bounds the message IDs a connection remembers before
-// the expired ones are swept; there are at most 65,536.
-const maxTrackedSizes = 1024
 
 // replaysNoLarger reports whether req may be handled: go-coap answers a
 // message whose ID it has answered before from its response cache,
@@ -66,20 +65,17 @@ func (rs *requestSizes) replaysNoLarger(req *pool.Message, now time.Time) bool {
 	mid, size := req.MessageID(), coapSize(req)
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
-	if prev, ok := rs.seen[mid]; ok && now.Sub(prev.at) < udpClient.ExchangeLifetime {
+	if rs.cur == nil || now.Sub(rs.since) >= udpClient.ExchangeLifetime {
+		rs.prev, rs.cur, rs.since = rs.cur, map[int32]sizeSeen{}, now
+	}
+	prev, ok := rs.cur[mid]
+	if !ok {
+		prev, ok = rs.prev[mid]
+	}
+	if ok && now.Sub(prev.at) < udpClient.ExchangeLifetime {
 		return size >= prev.size
 	}
-	if rs.seen == nil {
-		rs.seen = map[int32]sizeSeen{}
-	}
-	if len(rs.seen) >= maxTrackedSizes {
-		for id, e := range rs.seen {
-			if now.Sub(e.at) >= udpClient.ExchangeLifetime {
-				delete(rs.seen, id)
-			}
-		}
-	}
-	rs.seen[mid] = sizeSeen{size: size, at: now}
+	rs.cur[mid] = sizeSeen{size: size, at: now}
 	return true
 }
 
