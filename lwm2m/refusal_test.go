@@ -228,7 +228,9 @@ func TestLwM2MNoSecShortReplayNotAnswered(t *testing.T) {
 		t.Fatal(err)
 	}
 	req = req[:n]
-	short := []byte{0x40, 0x01, 0x07, 0x77} // CON GET, same message ID
+	// CON GET, and a CON with an empty code and a token (not a ping, so
+	// go-coap looks it up in its cache too), with the same message ID.
+	shorts := [][]byte{{0x40, 0x01, 0x07, 0x77}, {0x41, 0x00, 0x07, 0x77, 0x37}}
 	c, err := net.Dial("udp", f.srv.UDPAddr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -251,10 +253,12 @@ func TestLwM2MNoSecShortReplayNotAnswered(t *testing.T) {
 			t.Fatalf("answer %x to a %d-byte request, want its 4.04 with a diagnostic", ans, len(d))
 		}
 	}
-	if _, err := c.Write(short); err != nil {
-		t.Fatal(err)
-	}
-	if ans := read(); len(ans) > len(short) {
-		t.Fatalf("answer %x of %d bytes to a %d-byte datagram reusing the message ID", ans, len(ans), len(short))
+	for _, short := range shorts {
+		if _, err := c.Write(short); err != nil {
+			t.Fatal(err)
+		}
+		if ans := read(); len(ans) > len(short) {
+			t.Fatalf("answer %x of %d bytes to the %d-byte datagram %x reusing the message ID", ans, len(ans), len(short), short)
+		}
 	}
 }

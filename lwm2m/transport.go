@@ -247,8 +247,7 @@ func (c serverConfig) processReceived(req *pool.Message, cc *udpClient.Conn, h c
 		req.SetContext(context.WithValue(req.Context(), afterResponseKey{}, a))
 	}
 	st := stateOf(cc)
-	if st != nil && !st.secure && req.Code() != codes.Empty &&
-		(req.Type() == message.Confirmable || req.Type() == message.NonConfirmable) &&
+	if st != nil && !st.secure && (req.Type() == message.Confirmable || req.Type() == message.NonConfirmable) &&
 		!st.sizes.replaysNoLarger(req, time.Now()) {
 		c.s.log.Debug("lwm2m: a NoSec message shorter than the one first sent with its message ID dropped",
 			"addr", cc.RemoteAddr().String(), "mid", req.MessageID())
