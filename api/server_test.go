@@ -13,7 +13,7 @@ import (
 	"github.com/iotgate/iotgate/registry/kv/badgerkv"
 )
 
-func newTestServer(t *testing.T) (*Server, *registry.Registry) {
+func newTestServer(t testing.TB) (*Server, *registry.Registry) {
 	t.Helper()
 	st, err := badgerkv.Open(badgerkv.Options{InMemory: true, Queues: registry.Queues()})
 	if err != nil {

@@ -210,3 +210,55 @@ func TestLwM2MDTLSOneHelloVerifyRequestPerClientHello(t *testing.T) {
 		t.Errorf("a %d-byte HelloVerifyRequest answers a %d-byte ClientHello", len(hvr), len(hello))
 	}
 }
+
+// TestLwM2MNoSecShortReplayNotAnswered: go-coap answers a message ID it
+// has answered before from its cache, whatever the message holds; a
+// datagram shorter than the request first sent with its ID must not draw
+// that request's (longer) answer, or a spoofer sends one long request and
+// then many short ones. A byte-identical retransmission is still
+// answered. (Found by FuzzLwM2MDatagram: a 13-byte POST /rd drew a
+// 67-byte 4.00.)
+func TestLwM2MNoSecShortReplayNotAnswered(t *testing.T) {
+	f := newFixture(t, nil)
+	long := message.Message{Code: codes.PUT, Type: message.Confirmable, MessageID: 0x0777, Payload: bytes.Repeat([]byte("x"), 60),
+		Options: message.Options{{ID: message.URIPath, Value: []byte("somewhere")}}}
+	req := make([]byte, 256)
+	n, err := coder.DefaultCoder.Encode(long, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req = req[:n]
+	// CON GET, and a CON with an empty code and a token (not a ping, so
+	// go-coap looks it up in its cache too), with the same message ID.
+	shorts := [][]byte{{0x40, 0x01, 0x07, 0x77}, {0x41, 0x00, 0x07, 0x77, 0x37}}
+	c, err := net.Dial("udp", f.srv.UDPAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	read := func() []byte {
+		_ = c.SetReadDeadline(time.Now().Add(time.Second))
+		buf := make([]byte, 2048)
+		n, err := c.Read(buf)
+		if err != nil {
+			return nil
+		}
+		return buf[:n]
+	}
+	for _, d := range [][]byte{req, req} { // the request, then its retransmission
+		if _, err := c.Write(d); err != nil {
+			t.Fatal(err)
+		}
+		if ans := read(); ans == nil || len(ans) <= 4 {
+			t.Fatalf("answer %x to a %d-byte request, want its 4.04 with a diagnostic", ans, len(d))
+		}
+	}
+	for _, short := range shorts {
+		if _, err := c.Write(short); err != nil {
+			t.Fatal(err)
+		}
+		if ans := read(); len(ans) > len(short) {
+			t.Fatalf("answer %x of %d bytes to the %d-byte datagram %x reusing the message ID", ans, len(ans), len(short), short)
+		}
+	}
+}

@@ -213,7 +213,7 @@ func (s *Server) Start(ctx context.Context) error {
 		g := s.o.Guard
 		l, err := transport.ListenDTLS(s.o.DTLSListen, dtlsConfig(s.sec, g, s.o.HandshakeTimeout, s.log), transport.DTLSLimits{
 			MaxHandshakes: s.o.MaxHandshakes, MaxUnverified: s.o.MaxUnverified, CookieWait: s.o.CookieWait,
-			Admit:  func(a netip.Addr) bool { return !g.AddressBanned(a) },
+			Admit: func(a netip.Addr) bool { return !g.AddressBanned(a) },
 			// A failed handshake counts against its PSK identity only: it
 			// may be the network's doing (a timeout, a lost flight), and
 			// NB-IoT devices often share their carrier's few addresses.

@@ -2,6 +2,7 @@ package lwm2m
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -32,6 +33,50 @@ type connState struct {
 	// busy counts the messages being handled and the requests in flight
 	// on the connection; the idle monitor leaves a busy connection open.
 	busy atomic.Int32
+	// sizes: the NoSec requests handled lately, by message ID (see
+	// replaysNoLarger).
+	sizes requestSizes
+}
+
+// requestSizes remembers the size of each NoSec request by message ID
+// for as long as go-coap may answer a message with that ID from its
+// response cache (udpClient.ExchangeLifetime): in two generations, the
+// older dropped whole when the newer has lived a lifetime, so each
+// request costs O(1) and a chatty peer holds at most two lifetimes' IDs.
+type requestSizes struct {
+	mu        sync.Mutex
+	cur, prev map[int32]sizeSeen
+	since     time.Time // when cur was started
+}
+
+type sizeSeen struct {
+	size int
+	at   time.Time
+}
+
+// replaysNoLarger reports whether req may be handled: go-coap answers a
+// message whose ID it has answered before from its response cache,
+// whatever the message holds, so a short datagram carrying the ID of a
+// long request would draw the long request's answer, an amplifier
+// towards a spoofed NoSec address (RFC 9175 §2.4). A real retransmission
+// is the same message (RFC 7252 §4.5), so one shorter than the request
+// first seen with its ID is dropped.
+func (rs *requestSizes) replaysNoLarger(req *pool.Message, now time.Time) bool {
+	mid, size := req.MessageID(), coapSize(req)
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if rs.cur == nil || now.Sub(rs.since) >= udpClient.ExchangeLifetime {
+		rs.prev, rs.cur, rs.since = rs.cur, map[int32]sizeSeen{}, now
+	}
+	prev, ok := rs.cur[mid]
+	if !ok {
+		prev, ok = rs.prev[mid]
+	}
+	if ok && now.Sub(prev.at) < udpClient.ExchangeLifetime {
+		return size >= prev.size
+	}
+	rs.cur[mid] = sizeSeen{size: size, at: now}
+	return true
 }
 
 type connStateKey struct{}
@@ -202,6 +247,13 @@ func (c serverConfig) processReceived(req *pool.Message, cc *udpClient.Conn, h c
 		req.SetContext(context.WithValue(req.Context(), afterResponseKey{}, a))
 	}
 	st := stateOf(cc)
+	if st != nil && !st.secure && (req.Type() == message.Confirmable || req.Type() == message.NonConfirmable) &&
+		!st.sizes.replaysNoLarger(req, time.Now()) {
+		c.s.log.Debug("lwm2m: a NoSec message shorter than the one first sent with its message ID dropped",
+			"addr", cc.RemoteAddr().String(), "mid", req.MessageID())
+		cc.ReleaseMessage(req)
+		return
+	}
 	if st != nil {
 		st.busy.Add(1)
 	}

@@ -173,6 +173,11 @@ func alinkProperties(params json.RawMessage) ([]registry.ServiceProperties, erro
 			s = &registry.ServiceProperties{ServiceID: service, Properties: map[string]json.RawMessage{}}
 			services[service] = s
 		}
+		if _, dup := s.Properties[name]; dup {
+			// "T" and "default:T" name one property: which value won
+			// would depend on map order.
+			return nil, fmt.Errorf("%w: property %s:%s is given twice", errAlinkParams, service, name)
+		}
 		v, at := timedValue(raw)
 		s.Properties[name] = v
 		if at.After(s.EventTime) {

@@ -114,7 +114,7 @@ func TestMQTTAlinkProperties(t *testing.T) {
 		!light.EventTime.Equal(time.UnixMilli(1524448723000)) {
 		t.Errorf("light %+v", light)
 	}
-	for _, bad := range []string{`[]`, `"x"`, `{}`, `null`, `{":x":1}`, `{"m:":1}`} {
+	for _, bad := range []string{`[]`, `"x"`, `{}`, `null`, `{":x":1}`, `{"m:":1}`, `{"T":1,"default:T":2}`} {
 		if _, err := alinkProperties(json.RawMessage(bad)); err == nil {
 			t.Errorf("params %s accepted", bad)
 		}
