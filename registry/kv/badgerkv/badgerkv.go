@@ -1,9 +1,9 @@
 // Package badgerkv is the embedded storage engine of iotgate: kv.Store on
 // Badger, for a single node. It is the only package that imports Badger.
 //
-// Badger is single-writer here: one committer goroutine packs the Updates
-// waiting at that moment into one durable transaction (group commit) and
-// acknowledges each only after that transaction is on disk. Each Update's
+// Badger is single-writer here: one committer goroutine (groupcommit)
+// packs the Updates waiting at that moment into one durable transaction
+// and acknowledges each only after that transaction is on disk. Each Update's
 // writes are staged apart, so one that fails its own checks stages
 // nothing and never spoils its batch; and since every transaction of the
 // process is built on that one goroutine, two Updates never race and
@@ -21,6 +21,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/iotgate/iotgate/registry/kv"
+	"github.com/iotgate/iotgate/registry/kv/groupcommit"
 )
 
 // Options configures the engine.
@@ -69,11 +70,9 @@ type Store struct {
 	floors   []*floor
 	space    *space // nil: no free-space check
 
-	ops      chan *op
-	stop     chan struct{}
-	loopDone chan struct{}
-	stopOnce sync.Once
-	closeErr error
+	q         *groupcommit.Queue
+	closeOnce sync.Once
+	closeErr  error
 
 	stats  Stats
 	statMu sync.Mutex
@@ -135,13 +134,11 @@ func Open(o Options) (*Store, error) {
 		space:    sp,
 		maxBatch: o.MaxBatch,
 		maxBytes: o.MaxTxnBytes,
-		ops:      make(chan *op, 1024),
-		stop:     make(chan struct{}),
-		loopDone: make(chan struct{}),
 	}
 	if s.maxBatch <= 0 {
 		s.maxBatch = 256
 	}
+	s.q = groupcommit.New(s.maxBatch)
 	if s.maxBytes <= 0 {
 		s.maxBytes = 4 << 20
 	}
@@ -151,7 +148,7 @@ func Open(o Options) (*Store, error) {
 	for _, p := range o.Queues {
 		s.floors = append(s.floors, newFloor(p))
 	}
-	go s.commitLoop()
+	go s.q.Run(s.commit)
 	return s, nil
 }
 
@@ -165,9 +162,8 @@ func (s *Store) Stats() Stats {
 // Close stops the committer after the writes already queued and closes
 // the database.
 func (s *Store) Close() error {
-	s.stopOnce.Do(func() {
-		close(s.stop)
-		<-s.loopDone
+	s.closeOnce.Do(func() {
+		s.q.Stop()
 		s.closeErr = s.db.Close()
 	})
 	return s.closeErr
@@ -194,84 +190,20 @@ func (s *Store) View(ctx context.Context, fn func(kv.Reader) error) error {
 
 // Update queues fn for the committer and waits for its outcome.
 func (s *Store) Update(ctx context.Context, fn func(kv.Txn) error) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	o := &op{fn: fn, done: make(chan error, 1)}
-	select {
-	case s.ops <- o:
-	case <-s.stop:
-		return kv.ErrClosed
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	// Once queued the write may commit, so wait for the outcome even if
-	// ctx ends: the caller must never be told "failed" for a kept write.
-	select {
-	case err := <-o.done:
-		return err
-	case <-s.loopDone:
-		// The committer has exited; it may still have answered us.
-		select {
-		case err := <-o.done:
-			return err
-		default:
-			return kv.ErrClosed
-		}
-	}
-}
-
-// op is one Update waiting for the committer.
-type op struct {
-	fn   func(kv.Txn) error
-	done chan error
-}
-
-func (s *Store) commitLoop() {
-	defer close(s.loopDone)
-	batch := make([]*op, 0, s.maxBatch)
-	for {
-		select {
-		case o := <-s.ops:
-			batch = append(batch[:0], o)
-		case <-s.stop:
-			// Refuse what is still queued rather than leave callers hanging.
-			for {
-				select {
-				case o := <-s.ops:
-					o.done <- kv.ErrClosed
-				default:
-					return
-				}
-			}
-		}
-	fill:
-		for len(batch) < s.maxBatch {
-			select {
-			case o := <-s.ops:
-				batch = append(batch, o)
-			default:
-				break fill
-			}
-		}
-		if s.space != nil && !s.space.writable(time.Now()) {
-			for _, o := range batch {
-				o.done <- kv.ErrFull
-			}
-			continue
-		}
-		for len(batch) > 0 {
-			n := s.commit(batch)
-			batch = batch[n:]
-		}
-	}
+	return s.q.Submit(ctx, fn)
 }
 
 // commit runs a prefix of batch in one durable transaction and answers
 // those ops; it returns how many it took. It stops before an op whose
 // writes would push the transaction past maxBytes (that op runs again,
 // against the new state, in the next transaction).
-func (s *Store) commit(batch []*op) int {
+func (s *Store) commit(batch []*groupcommit.Op) int {
+	if s.space != nil && !s.space.writable(time.Now()) {
+		for _, o := range batch {
+			o.Answer(kv.ErrFull)
+		}
+		return len(batch)
+	}
 	results := make([]error, len(batch))
 	var hooks []func()
 	lowest := make([][]byte, len(s.floors)) // the lowest key each queue was given
@@ -282,7 +214,7 @@ func (s *Store) commit(batch []*op) int {
 		size := 0
 		for i, o := range batch {
 			st := newStaged(txn, s.maxValue)
-			err := o.fn(st)
+			err := o.Fn(st)
 			if err == nil && taken > 0 && size+st.size > s.maxBytes {
 				break
 			}
@@ -330,11 +262,11 @@ func (s *Store) commit(batch []*op) int {
 	for i, o := range batch[:taken] {
 		switch {
 		case errors.Is(err, badger.ErrDBClosed):
-			o.done <- kv.ErrClosed
+			o.Answer(kv.ErrClosed)
 		case err != nil:
-			o.done <- fmt.Errorf("badger commit: %w", err)
+			o.Answer(fmt.Errorf("badger commit: %w", err))
 		default:
-			o.done <- results[i]
+			o.Answer(results[i])
 		}
 	}
 	return taken
@@ -356,4 +288,4 @@ func (b badgerLogger) Infof(f string, a ...any)    { b.log().Debug(fmt.Sprintf(f
 func (b badgerLogger) Debugf(f string, a ...any)   { b.log().Debug(fmt.Sprintf(f, a...)) }
 
 // Queued reports how many Updates wait for the committer.
-func (s *Store) Queued() int { return len(s.ops) }
+func (s *Store) Queued() int { return s.q.Queued() }

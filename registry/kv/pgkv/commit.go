@@ -7,51 +7,11 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/iotgate/iotgate/registry/kv"
+	"github.com/iotgate/iotgate/registry/kv/groupcommit"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
-
-// op is one Update waiting for the committer.
-type op struct {
-	fn   func(kv.Txn) error
-	done chan error
-}
-
-func (s *Store) commitLoop() {
-	defer close(s.loopDone)
-	batch := make([]*op, 0, s.maxBatch)
-	for {
-		select {
-		case o := <-s.ops:
-			batch = append(batch[:0], o)
-		case <-s.stop:
-			// Refuse what is still queued rather than leave callers hanging.
-			for {
-				select {
-				case o := <-s.ops:
-					o.done <- kv.ErrClosed
-				default:
-					return
-				}
-			}
-		}
-	fill:
-		for len(batch) < s.maxBatch {
-			select {
-			case o := <-s.ops:
-				batch = append(batch, o)
-			default:
-				break fill
-			}
-		}
-		for len(batch) > 0 {
-			n := s.commit(batch)
-			batch = batch[n:]
-		}
-	}
-}
 
 // commit runs a prefix of ops in one transaction and answers each: its
 // own error if its fn failed, nil if it committed, or the batch's error
@@ -59,7 +19,7 @@ func (s *Store) commitLoop() {
 // it). It returns how many ops it took: it stops before an op whose
 // writes would push the transaction past maxBytes (that op runs again,
 // against the new state, in the next transaction).
-func (s *Store) commit(ops []*op) int {
+func (s *Store) commit(ops []*groupcommit.Op) int {
 	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
 	defer cancel()
 	results := make([]error, len(ops))
@@ -87,9 +47,9 @@ func (s *Store) commit(ops []*op) int {
 	}
 	for i, o := range ops {
 		if err != nil {
-			o.done <- err
+			o.Answer(err)
 		} else {
-			o.done <- results[i]
+			o.Answer(results[i])
 		}
 	}
 	return taken
@@ -98,7 +58,7 @@ func (s *Store) commit(ops []*op) int {
 // run executes a prefix of the ops (see commit) and commits it,
 // returning how many it took and the OnCommit hooks of those that
 // succeeded, in order.
-func (s *Store) run(ctx context.Context, ops []*op, results []error) (int, []func(), error) {
+func (s *Store) run(ctx context.Context, ops []*groupcommit.Op, results []error) (int, []func(), error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return 0, nil, dbError("connect", err)
@@ -115,7 +75,7 @@ func (s *Store) run(ctx context.Context, ops []*op, results []error) (int, []fun
 	taken := 0
 	for i, o := range ops {
 		t := b.newTxn()
-		err := o.fn(t)
+		err := o.Fn(t)
 		if b.err != nil {
 			// A failed read aborts the database transaction, whatever fn
 			// made of it.
@@ -216,7 +176,7 @@ func (s *Store) resolve(marker []byte) (committed bool, err error) {
 			return false, err
 		}
 		select {
-		case <-s.stop:
+		case <-s.q.Stopping():
 			return false, err
 		case <-time.After(wait):
 		}

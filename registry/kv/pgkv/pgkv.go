@@ -67,6 +67,7 @@ import (
 	"time"
 
 	"github.com/iotgate/iotgate/registry/kv"
+	"github.com/iotgate/iotgate/registry/kv/groupcommit"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -119,11 +120,9 @@ type Store struct {
 	maxBytes int
 	timeout  time.Duration
 
-	ops      chan *op
-	stop     chan struct{}
-	loopDone chan struct{}
-	stopOnce sync.Once
-	closed   atomic.Bool
+	q         *groupcommit.Queue
+	closeOnce sync.Once
+	closed    atomic.Bool
 
 	// spent are the commit markers of batches known to have committed
 	// (or fenced off), deleted by the next batch that writes. Committer
@@ -179,9 +178,6 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		maxBatch: o.MaxBatch,
 		maxBytes: o.MaxTxnBytes,
 		timeout:  o.BatchTimeout,
-		ops:      make(chan *op, 1024),
-		stop:     make(chan struct{}),
-		loopDone: make(chan struct{}),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -195,7 +191,8 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if s.timeout <= 0 {
 		s.timeout = 30 * time.Second
 	}
-	go s.commitLoop()
+	s.q = groupcommit.New(s.maxBatch)
+	go s.q.Run(s.commit)
 	return s, nil
 }
 
@@ -210,10 +207,9 @@ func (s *Store) Stats() Stats {
 // queued get kv.ErrClosed), then closes the pool once the Views in
 // progress end.
 func (s *Store) Close() error {
-	s.stopOnce.Do(func() {
+	s.closeOnce.Do(func() {
 		s.closed.Store(true)
-		close(s.stop)
-		<-s.loopDone
+		s.q.Stop()
 		s.pool.Close()
 	})
 	return nil
@@ -255,31 +251,8 @@ func (s *Store) View(ctx context.Context, fn func(kv.Reader) error) error {
 
 // Update queues fn for the committer and waits for its outcome.
 func (s *Store) Update(ctx context.Context, fn func(kv.Txn) error) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	o := &op{fn: fn, done: make(chan error, 1)}
-	select {
-	case s.ops <- o:
-	case <-s.stop:
-		return kv.ErrClosed
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	// Once queued the write may commit, so wait for the outcome even if
-	// ctx ends: the caller must never be told "failed" for a kept write.
-	select {
-	case err := <-o.done:
-		return err
-	case <-s.loopDone:
-		select {
-		case err := <-o.done:
-			return err
-		default:
-			return kv.ErrClosed
-		}
-	}
+	return s.q.Submit(ctx, fn)
 }
 
 // Queued reports how many Updates wait for the committer.
-func (s *Store) Queued() int { return len(s.ops) }
+func (s *Store) Queued() int { return s.q.Queued() }
