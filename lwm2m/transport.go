@@ -40,18 +40,23 @@ type connState struct {
 
 // requestSizes remembers the size of each NoSec request by message ID
 // for as long as go-coap may answer a message with that ID from its
-// response cache (udpClient.ExchangeLifetime): in two generations, the
-// older dropped whole when the newer has lived a lifetime, so each
-// request costs O(1) and a chatty peer holds at most two lifetimes' IDs.
+// response cache (udpClient.ExchangeLifetime). A device sends a few
+// requests a lifetime (a Register, an Update), which the few slots held
+// inline keep without an allocation; a chattier peer's spill into maps of
+// two generations, the older dropped whole when the newer has lived a
+// lifetime, so each request costs O(1) and a peer holds at most two
+// lifetimes' IDs.
 type requestSizes struct {
 	mu        sync.Mutex
-	cur, prev map[int32]sizeSeen
-	since     time.Time // when cur was started
+	recent    [4]sizeSeen
+	cur, prev map[uint16]sizeSeen // nil until recent overflows
+	since     int64               // when cur was started (Unix ns)
 }
 
 type sizeSeen struct {
-	size int
-	at   time.Time
+	size int32
+	mid  uint16
+	at   int64 // Unix ns; 0: an empty slot
 }
 
 // replaysNoLarger reports whether req may be handled: go-coap answers a
@@ -62,20 +67,45 @@ type sizeSeen struct {
 // is the same message (RFC 7252 §4.5), so one shorter than the request
 // first seen with its ID is dropped.
 func (rs *requestSizes) replaysNoLarger(req *pool.Message, now time.Time) bool {
-	mid, size := req.MessageID(), coapSize(req)
+	return rs.admit(uint16(req.MessageID()), coapSize(req), now.UnixNano())
+}
+
+func (rs *requestSizes) admit(mid uint16, size int, now int64) bool {
+	const lifetime = int64(udpClient.ExchangeLifetime)
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
-	if rs.cur == nil || now.Sub(rs.since) >= udpClient.ExchangeLifetime {
-		rs.prev, rs.cur, rs.since = rs.cur, map[int32]sizeSeen{}, now
+	live := func(e sizeSeen) bool { return e.at != 0 && now-e.at < lifetime }
+	free := -1
+	for i, e := range rs.recent {
+		switch {
+		case live(e) && e.mid == mid:
+			return size >= int(e.size)
+		case !live(e) && free < 0:
+			free = i
+		}
 	}
-	prev, ok := rs.cur[mid]
-	if !ok {
-		prev, ok = rs.prev[mid]
+	if rs.cur != nil {
+		if now-rs.since >= lifetime {
+			rs.prev, rs.cur, rs.since = rs.cur, make(map[uint16]sizeSeen), now
+		}
+		e, ok := rs.cur[mid]
+		if !ok {
+			e = rs.prev[mid]
+		}
+		if live(e) {
+			return size >= int(e.size)
+		}
 	}
-	if ok && now.Sub(prev.at) < udpClient.ExchangeLifetime {
-		return size >= prev.size
+	e := sizeSeen{size: int32(size), mid: mid, at: now}
+	switch {
+	case free >= 0:
+		rs.recent[free] = e
+	default:
+		if rs.cur == nil {
+			rs.cur, rs.since = make(map[uint16]sizeSeen), now
+		}
+		rs.cur[mid] = e
 	}
-	rs.cur[mid] = sizeSeen{size: size, at: now}
 	return true
 }
 
@@ -125,15 +155,33 @@ func noLargerThan(resp, req *pool.Message) {
 	resp.Remove(message.ContentFormat)
 }
 
-// coapSize is m's size as a CoAP-over-UDP datagram (RFC 7252 §3).
+// coapSize is m's size as a CoAP-over-UDP datagram (RFC 7252 §3),
+// counted rather than marshalled: go-coap's Options.Marshal sizes a nil
+// buffer through an error per option, which is a per-request cost.
 func coapSize(m *pool.Message) int {
 	n := 4 + len(m.Token())
-	opts, _ := m.Options().Marshal(nil) // the size, with ErrTooSmall
-	n += opts
+	prev := message.OptionID(0)
+	for _, o := range m.Options() { // kept sorted by ID
+		n += 1 + optionExtSize(int(o.ID-prev)) + optionExtSize(len(o.Value)) + len(o.Value)
+		prev = o.ID
+	}
 	if body, err := m.BodySize(); err == nil && body > 0 {
 		n += 1 + int(body)
 	}
 	return n
+}
+
+// optionExtSize is how many extended bytes an option delta or length of
+// v takes (RFC 7252 §3.1).
+func optionExtSize(v int) int {
+	switch {
+	case v < 13:
+		return 0
+	case v < 269:
+		return 1
+	default:
+		return 2
+	}
 }
 
 func (c serverConfig) common(cfg *config.Common[*udpClient.Conn]) {

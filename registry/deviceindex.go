@@ -86,14 +86,14 @@ func deleteIndexes(w Writer, idx deviceIndexes) error {
 // countDevice adds delta to every counter d counts in: its project's and
 // its product's devices, and its gateway's sub-devices.
 func countDevice(w Writer, d *Device, delta int64) error {
-	if err := addCount(w, projectCountKey(d.ProjectID), d.DeviceID, delta); err != nil {
+	if err := addCount(w, projectCountKey(d.ProjectID), delta); err != nil {
 		return err
 	}
-	if err := addCount(w, productCountKey(d.ProductID), d.DeviceID, delta); err != nil {
+	if err := addCount(w, productCountKey(d.ProductID), delta); err != nil {
 		return err
 	}
 	if d.GatewayID != "" {
-		return addCount(w, gatewayCountKey(d.GatewayID), d.DeviceID, delta)
+		return addCount(w, gatewayCountKey(d.GatewayID), delta)
 	}
 	return nil
 }

@@ -70,7 +70,13 @@ func (r *Registry) deviceEvent(w Writer, old, d *Device, ev *encodedEvent) error
 		}
 		ev = &e
 	}
-	if err := r.appendEncoded(w, *ev); err != nil {
+	var err error
+	if old == nil {
+		err = r.appendAfter(w, *ev, 0)
+	} else {
+		err = r.appendEncoded(w, *ev)
+	}
+	if err != nil {
 		return err
 	}
 	if d == nil {

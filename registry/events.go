@@ -189,6 +189,13 @@ func (r *Registry) appendEncoded(w Writer, e encodedEvent) error {
 	if err != nil {
 		return err
 	}
+	return r.appendAfter(w, e, seq)
+}
+
+// appendAfter is appendEncoded when the caller knows the device's last
+// seq: a device created in this write has none (its deletion deleted it),
+// which spares the create a read of a key that is never there.
+func (r *Registry) appendAfter(w Writer, e encodedEvent, seq uint64) error {
 	seq++
 	if err := r.events.setSeq(w, e.device, seq); err != nil {
 		return err

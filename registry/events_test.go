@@ -686,3 +686,51 @@ func TestOfflineGrace(t *testing.T) {
 		t.Fatalf("after a shutdown: %s", got)
 	}
 }
+
+// A session that replaces a live one (a device re-registering from a new
+// address, an MQTT client taking over its own connection) moves the status
+// time but reports no status change: ONLINE, then OFFLINE only when the
+// last session ends.
+func TestTakeoverIsNoStatusChange(t *testing.T) {
+	for _, grace := range []time.Duration{0, 30 * time.Second} {
+		t.Run(fmt.Sprint("grace=", grace), func(t *testing.T) {
+			clock := &fakeClock{t: time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)}
+			r := newEventRegistry(t, memStore(t), clock, EventOptions{OfflineGrace: grace})
+			ctx := context.Background()
+			mustProduct(t, r, "proj", "m", "MQTT")
+			if _, err := r.CreateDevice(ctx, NewDevice{ProjectID: "proj", NodeID: "d", ProductID: "m"}); err != nil {
+				t.Fatal(err)
+			}
+			var last Session
+			for range 3 {
+				clock.Advance(time.Second)
+				old := last
+				s, err := r.Connected(ctx, "m_d")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if old != 0 && !r.Disconnected("m_d", old) {
+					t.Fatal("the replaced session was not reported superseded")
+				}
+				last = s
+			}
+			r.Disconnected("m_d", last)
+			if err := r.flushStatusDue(ctx, time.Unix(1<<40, 0)); err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, ev := range allEvents(t, r, "proj") {
+				if ev.Resource == ResourceDeviceStatus {
+					var b struct{ Status string }
+					if err := json.Unmarshal(ev.Body, &b); err != nil {
+						t.Fatal(err)
+					}
+					got = append(got, b.Status)
+				}
+			}
+			if fmt.Sprint(got) != "[ONLINE OFFLINE]" {
+				t.Fatalf("status events %v, want [ONLINE OFFLINE]", got)
+			}
+		})
+	}
+}

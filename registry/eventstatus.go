@@ -19,6 +19,9 @@ type statusChange struct {
 	at     time.Time
 	// lastOnline is when the device last came online.
 	lastOnline time.Time
+	// still: the status did not change (a session replaced a live one);
+	// only its time is persisted.
+	still bool
 }
 
 // statusEventBody is the body of device.status update.

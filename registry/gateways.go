@@ -209,7 +209,7 @@ func (r *Registry) AttachSubDevices(ctx context.Context, gatewayID string, subs 
 				return err
 			}
 			// In the sub-device's shard, which its delete counts down.
-			if err := addCount(w, gatewayCountKey(gatewayID), d.DeviceID, 1); err != nil {
+			if err := addCount(w, gatewayCountKey(gatewayID), 1); err != nil {
 				return err
 			}
 			added++

@@ -205,27 +205,34 @@ func parseDownlinkDeadlineKey(k []byte) (at time.Time, dev, id string, ok bool) 
 // counterShards is how many keys one shared counter is spread over: every
 // create and delete rewrites the counters of its project, product (and
 // gateway), and on an engine shared by several nodes one key each would
-// make them all contend for it. A write changes one shard (chosen by the
-// device it counts); a read sums them.
+// make them all contend for it. Each node writes its own shard (chosen by
+// its name), so one node's writes never conflict with another's unless
+// their names share a shard, and a node's batch of creates (group commit)
+// rewrites one key per counter, not one per device; a read sums them.
 const counterShards = 16
 
 // shardDigits names the shards.
 const shardDigits = "0123456789abcdef"
 
-// counterShard names the shard of k that counts the device id.
-func counterShard(k []byte, id string) []byte {
-	h := uint32(2166136261) // FNV-1a: the same shard on every node
-	for i := 0; i < len(id); i++ {
-		h = (h ^ uint32(id[i])) * 16777619
-	}
-	return append(append(k[:len(k):len(k)], sep), shardDigits[h%counterShards])
+// counterShardOf is the shard a node writes its counts to.
+func counterShardOf(node string) byte {
+	return shardDigits[nodeHash(node)%counterShards]
 }
 
-// addCount adds delta to the counter k, in the shard of device id. A
-// shard may go below zero (a device counted in another shard, or in the
+// counterShard names the shard of k that counts w's node's writes.
+func counterShard(w Writer, k []byte) []byte {
+	shard := shardDigits[0]
+	if t, ok := w.(*tracked); ok {
+		shard = t.r.countShard
+	}
+	return append(append(k[:len(k):len(k)], sep), shard)
+}
+
+// addCount adds delta to the counter k, in the writing node's shard. A
+// shard may go below zero (a device counted by another node, or in the
 // unsharded key of earlier versions, left); the sum is the count.
-func addCount(w Writer, k []byte, id string, delta int64) error {
-	sk := counterShard(k, id)
+func addCount(w Writer, k []byte, delta int64) error {
+	sk := counterShard(w, k)
 	var n int64
 	v, err := w.Get(sk)
 	switch {

@@ -6,38 +6,48 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/iotgate/iotgate/registry/kv"
 )
 
-// A shared counter is spread over shards by the device it counts, read
-// as their sum, and a count kept by earlier versions in the unsharded key
-// still counts (and is counted down by deletes of the devices in it).
+// A shared counter is spread over shards by the node that writes it
+// (so two nodes' creates do not contend for one key), read as their sum;
+// a count kept by earlier versions in the unsharded key still counts, and
+// is counted down by deletes of the devices in it.
 func TestShardedCounters(t *testing.T) {
-	r, s := newTestRegistry(t, nil)
+	a, b, s := twoNodes(t, nil)
 	ctx := context.Background()
 	k := productCountKey("prod")
 	// An earlier version's count of 3.
-	if err := r.write(ctx, func(w Writer) error { return w.Set(k, []byte("3")) }); err != nil {
+	if err := a.write(ctx, func(w Writer) error { return w.Set(k, []byte("3")) }); err != nil {
 		t.Fatal(err)
 	}
 	for i := range 40 {
-		if err := r.write(ctx, func(w Writer) error { return addCount(w, k, fmt.Sprint("dev-", i), 1) }); err != nil {
+		r := a
+		if i%2 == 1 {
+			r = b
+		}
+		if err := r.write(ctx, func(w Writer) error { return addCount(w, k, 1) }); err != nil {
 			t.Fatal(err)
 		}
 	}
-	// Two of the old devices are deleted: their shards go below zero.
-	for _, id := range []string{"old-1", "old-2"} {
-		if err := r.write(ctx, func(w Writer) error { return addCount(w, k, id, -1) }); err != nil {
+	// Two of the old devices are deleted through b: its shard goes to 18.
+	for range 2 {
+		if err := b.write(ctx, func(w Writer) error { return addCount(w, k, -1) }); err != nil {
 			t.Fatal(err)
 		}
 	}
 	var n int64
-	shards := 0
+	shards := map[string]string{}
 	err := s.View(ctx, func(rd Reader) error {
 		var err error
 		if n, err = readCount(rd, k); err != nil {
 			return err
 		}
-		return rd.Scan(append(k, sep), nil, false, func(_, _ []byte) (bool, error) { shards++; return true, nil })
+		return rd.Scan(append(k, sep), nil, false, func(key, v []byte) (bool, error) {
+			shards[string(key[len(key)-1:])] = string(v)
+			return true, nil
+		})
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -45,14 +55,24 @@ func TestShardedCounters(t *testing.T) {
 	if n != 41 {
 		t.Fatalf("count %d, want 41", n)
 	}
-	if shards < 8 || shards > counterShards {
-		t.Fatalf("40 devices counted in %d shards", shards)
+	want := map[string]string{string(a.countShard): "20", string(b.countShard): "18"}
+	if fmt.Sprint(shards) != fmt.Sprint(want) {
+		t.Fatalf("shards %v, want each node's count in its own: %v", shards, want)
 	}
 	// A counter back at zero in a shard leaves no key there.
-	if err := r.write(ctx, func(w Writer) error { return addCount(w, k, "dev-0", -1) }); err != nil {
-		t.Fatal(err)
+	for range 18 {
+		if err := b.write(ctx, func(w Writer) error { return addCount(w, k, -1) }); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if err := r.write(ctx, func(w Writer) error { return addCount(w, k, "dev-0", 1) }); err != nil {
+	err = s.View(ctx, func(rd Reader) error {
+		_, err := rd.Get(append(append(k[:len(k):len(k)], sep), b.countShard))
+		if !errors.Is(err, kv.ErrNotFound) {
+			return fmt.Errorf("node-b's shard at zero: %v, want no key", err)
+		}
+		return nil
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 }

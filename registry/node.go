@@ -15,8 +15,9 @@ import (
 // is not marked offline by its old connection's late disconnect.
 type Presence interface {
 	// Connect records a new session of the device, held by this node, and
-	// returns it. It supersedes any earlier session of the device.
-	Connect(deviceID string, at time.Time) Session
+	// returns it. It supersedes any earlier session of the device, and
+	// reports whether there was one (the device was online already).
+	Connect(deviceID string, at time.Time) (s Session, superseded bool)
 	// Disconnect ends s if it is still the device's current session;
 	// otherwise it reports whether a newer session is current.
 	Disconnect(deviceID string, s Session) (ended, superseded bool)

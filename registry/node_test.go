@@ -67,12 +67,13 @@ type presenceView struct {
 	node string
 }
 
-func (v presenceView) Connect(id string, at time.Time) Session {
+func (v presenceView) Connect(id string, at time.Time) (Session, bool) {
 	s := Session(v.p.next.Add(1))
 	v.p.mu.Lock()
+	_, was := v.p.m[id]
 	v.p.m[id] = LiveSession{Session: s, Node: v.node, Since: at}
 	v.p.mu.Unlock()
-	return s
+	return s, was
 }
 
 func (v presenceView) Disconnect(id string, s Session) (bool, bool) {

@@ -106,12 +106,13 @@ type Registry struct {
 	cache  *cache // nil when disabled
 	closed atomic.Bool
 
-	node     string // this node's id ("" on a single node)
-	presence Presence
-	inval    Invalidator // nil on a single node
-	lease    Lease
-	statusMu sync.Mutex
-	statusQ  map[string]time.Time // device_id -> status change to persist
+	node       string // this node's id ("" on a single node)
+	countShard byte   // the shard of shared counters this node writes
+	presence   Presence
+	inval      Invalidator // nil on a single node
+	lease      Lease
+	statusMu   sync.Mutex
+	statusQ    map[string]time.Time // device_id -> status change to persist
 
 	kickMu  sync.RWMutex
 	kickers []Kicker
@@ -143,19 +144,20 @@ func New(o Options) (*Registry, error) {
 		return nil, fmt.Errorf("registry: %w", err)
 	}
 	r := &Registry{
-		store:    o.Store,
-		seal:     s,
-		log:      o.Logger,
-		now:      o.Now,
-		sweepInt: o.SweepInterval,
-		quotas:   o.Quotas.withDefaults(),
-		node:     o.Node,
-		presence: o.Presence,
-		inval:    o.Invalidator,
-		ids:      o.IDs,
-		lease:    o.Lease,
-		statusQ:  make(map[string]time.Time),
-		pending:  newPendingHint(),
+		store:      o.Store,
+		seal:       s,
+		log:        o.Logger,
+		now:        o.Now,
+		sweepInt:   o.SweepInterval,
+		quotas:     o.Quotas.withDefaults(),
+		node:       o.Node,
+		countShard: counterShardOf(o.Node),
+		presence:   o.Presence,
+		inval:      o.Invalidator,
+		ids:        o.IDs,
+		lease:      o.Lease,
+		statusQ:    make(map[string]time.Time),
+		pending:    newPendingHint(),
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)

@@ -49,13 +49,14 @@ func (p *LocalPresence) shard(id string) *presenceShard {
 }
 
 // Connect records a new session held by this node.
-func (p *LocalPresence) Connect(id string, at time.Time) Session {
+func (p *LocalPresence) Connect(id string, at time.Time) (Session, bool) {
 	s := Session(p.next.Add(1))
 	sh := p.shard(id)
 	sh.mu.Lock()
+	_, was := sh.m[id]
 	sh.m[id] = LiveSession{Session: s, Node: p.node, Since: at}
 	sh.mu.Unlock()
-	return s
+	return s, was
 }
 
 // Disconnect removes the session if it is still the device's current
@@ -154,8 +155,12 @@ func (r *Registry) Connected(ctx context.Context, id string) (Session, error) {
 			return 0, err
 		}
 	}
-	r.queueStatus(statusChange{device: id, status: StatusOnline, at: now, lastOnline: now})
-	return r.presence.Connect(id, now), nil
+	s, superseded := r.presence.Connect(id, now)
+	// A session taking over a live one (a re-registration, a client
+	// reconnecting before its old connection is seen gone) changes the
+	// status time but not the status: no ONLINE event.
+	r.queueStatus(statusChange{device: id, status: StatusOnline, at: now, lastOnline: now, still: superseded})
+	return s, nil
 }
 
 // Disconnected ends a session. It is a no-op if the device has connected
@@ -178,6 +183,7 @@ func (r *Registry) queueStatus(c statusChange) {
 	defer r.statusMu.Unlock()
 	r.statusQ[c.device] = c.at
 	switch {
+	case c.still:
 	case c.status == StatusOffline && l.opts.OfflineGrace > 0:
 		l.offline[c.device] = c.at
 		l.offlineQ = append(l.offlineQ, c)

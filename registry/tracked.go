@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"bytes"
 	"sync"
 
 	"github.com/iotgate/iotgate/registry/kv"
@@ -61,6 +62,18 @@ func (t *tracked) Delete(k []byte) error {
 }
 
 func (t *tracked) note(key []byte, set bool) {
+	// Most keys a write sets (events, indexes, counters) are neither
+	// cached nor pending entries: those are told apart without copying
+	// the key.
+	family := key
+	if i := bytes.IndexByte(key, sep); i >= 0 {
+		family = key[:i]
+	}
+	switch string(family) {
+	case famDevice, famNode, famProductNode, famFingerprint, famProduct, famAsyncPending:
+	default:
+		return
+	}
 	k := string(key)
 	if cacheable(k) {
 		t.changed = append(t.changed, k)
