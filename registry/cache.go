@@ -117,6 +117,18 @@ func cacheable(k string) bool {
 	return false
 }
 
+// clear drops every entry: notices of other nodes' writes may have been
+// lost.
+func (c *cache) clear() {
+	for i := range c.shards {
+		sh := &c.shards[i]
+		sh.mu.Lock()
+		sh.gen++
+		clear(sh.m)
+		sh.mu.Unlock()
+	}
+}
+
 func (c *cache) invalidate(k string) {
 	sh := c.shard([]byte(k))
 	sh.mu.Lock()

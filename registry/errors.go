@@ -15,6 +15,9 @@ var (
 	ErrQuota         = errors.New("quota exceeded")
 	ErrFrozen        = errors.New("device is frozen")
 	ErrClosed        = errors.New("registry is closed")
+	// ErrNodeUnreachable: the node holding a device's session did not
+	// answer (a NodeLink refusal); the request was not delivered.
+	ErrNodeUnreachable = errors.New("node unreachable")
 	// ErrStorageFull: the store refuses writes until space is freed;
 	// nothing was written (the engine's kv.ErrFull).
 	ErrStorageFull = kv.ErrFull

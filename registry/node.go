@@ -46,8 +46,22 @@ type Invalidator interface {
 	// called in commit order, before the write is acknowledged, and must
 	// not block on the network.
 	Publish(keys []string)
-	// Subscribe has fn called with the keys other nodes' writes changed.
+	// Subscribe has fn called with the keys other nodes' writes changed,
+	// and with nil when notices may have been lost (the bus was down):
+	// the node then drops everything it cached.
 	Subscribe(fn func(keys []string))
+}
+
+// NodeLink carries a request from this node to another and brings its
+// answer back: how the router reaches the node holding a device's
+// session. Requests and answers are opaque to the link (the registry
+// encodes them).
+type NodeLink interface {
+	// Call sends req to node and waits for its answer, until ctx ends.
+	// It fails with ErrNodeUnreachable when no such node answers.
+	Call(ctx context.Context, node string, req []byte) ([]byte, error)
+	// Serve has fn answer the requests other nodes send to this one.
+	Serve(fn func(ctx context.Context, req []byte) []byte)
 }
 
 // IDGenerator makes the 24-hex-digit markers (IoTDA's format) that order

@@ -18,28 +18,35 @@ import (
 // test, as the cluster's bus is by its nodes: a node's publication
 // reaches every other node's subscription at once.
 type testBus struct {
-	mu   sync.Mutex
-	subs map[int]func([]string)
-	n    int
+	mu    sync.Mutex
+	subs  map[int]func([]string)
+	nodes map[int]*busNode
+	n     int
 }
 
 type busNode struct {
-	bus *testBus
-	id  int
+	bus  *testBus
+	id   int
+	deaf atomic.Bool // drops what others publish (a node cut off the bus)
 }
 
 func (b *testBus) node() *busNode {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.n++
-	return &busNode{bus: b, id: b.n}
+	n := &busNode{bus: b, id: b.n}
+	if b.nodes == nil {
+		b.nodes = map[int]*busNode{}
+	}
+	b.nodes[n.id] = n
+	return n
 }
 
 func (n *busNode) Publish(keys []string) {
 	n.bus.mu.Lock()
 	defer n.bus.mu.Unlock()
 	for id, fn := range n.bus.subs {
-		if id != n.id {
+		if id != n.id && !n.bus.nodes[id].deaf.Load() {
 			fn(keys)
 		}
 	}
@@ -406,5 +413,32 @@ func TestUnknownOutcomeInvalidatesCache(t *testing.T) {
 	l.on.Store(false)
 	if got, err := r.Device(ctx, d.DeviceID); err != nil || !got.Frozen {
 		t.Fatalf("after a freeze that committed with its outcome lost, the device reads frozen=%v (%v)", got != nil && got.Frozen, err)
+	}
+}
+
+// A nil notice (the bus lost some) drops everything cached: a change
+// whose notice was lost is seen at once after it.
+func TestLostNoticesDropTheCache(t *testing.T) {
+	a, b, _ := twoNodes(t, nil)
+	ctx := context.Background()
+	mustProduct(t, a, "proj", "m", "MQTT")
+	if _, err := a.CreateDevice(ctx, NewDevice{ProjectID: "proj", NodeID: "d", ProductID: "m"}); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := b.DeviceByProductNode(ctx, "m", "d"); err != nil || d.Frozen {
+		t.Fatalf("b's first lookup: %v %v", d, err)
+	}
+	b.DeviceByProductNode(ctx, "m", "d") // cached
+	b.inval.(*busNode).deaf.Store(true) // b misses the freeze's notice
+	if err := a.SetFrozen(ctx, "proj", "m_d", true); err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := b.DeviceByProductNode(ctx, "m", "d"); d.Frozen {
+		t.Fatal("the test bus did not drop the notice")
+	}
+	b.inval.(*busNode).deaf.Store(false)
+	b.invalidated(nil)
+	if d, err := b.DeviceByProductNode(ctx, "m", "d"); err != nil || !d.Frozen {
+		t.Fatalf("after the bus came back: %+v %v, want the frozen record", d, err)
 	}
 }

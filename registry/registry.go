@@ -276,6 +276,20 @@ func (r *Registry) housekeep(ctx context.Context) (swept bool) {
 // invalidated applies another node's committed write to this node's
 // state: its cached records and its pending-command hint.
 func (r *Registry) invalidated(keys []string) {
+	if keys == nil { // notices may have been lost: trust nothing cached
+		if r.cache != nil {
+			r.cache.clear()
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := r.loadPendingHint(ctx); err != nil {
+			r.log.Error("reload pending-command hints after lost invalidations", "err", err)
+		}
+		if err := r.router.loadHeld(ctx); err != nil {
+			r.log.Error("reload held downlink messages after lost invalidations", "err", err)
+		}
+		return
+	}
 	for _, k := range keys {
 		if cacheable(k) {
 			if r.cache != nil {
