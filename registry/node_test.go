@@ -429,7 +429,7 @@ func TestLostNoticesDropTheCache(t *testing.T) {
 		t.Fatalf("b's first lookup: %v %v", d, err)
 	}
 	b.DeviceByProductNode(ctx, "m", "d") // cached
-	b.inval.(*busNode).deaf.Store(true) // b misses the freeze's notice
+	b.inval.(*busNode).deaf.Store(true)  // b misses the freeze's notice
 	if err := a.SetFrozen(ctx, "proj", "m_d", true); err != nil {
 		t.Fatal(err)
 	}
