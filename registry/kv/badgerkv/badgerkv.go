@@ -208,12 +208,13 @@ func (s *Store) commit(batch []*groupcommit.Op) int {
 	var hooks []func()
 	lowest := make([][]byte, len(s.floors)) // the lowest key each queue was given
 	taken := 0
+	var a arena
 	txn := s.db.NewTransaction(true)
 	defer txn.Discard()
 	err := func() error {
 		size := 0
 		for i, o := range batch {
-			st := newStaged(txn, s.maxValue)
+			st := newStaged(txn, &a, s.maxValue)
 			err := o.Fn(st)
 			if err == nil && taken > 0 && size+st.size > s.maxBytes {
 				break
@@ -228,8 +229,9 @@ func (s *Store) commit(batch []*groupcommit.Op) int {
 			}
 			size += st.size
 			hooks = append(hooks, st.hooks...)
-			for _, k := range st.keys {
-				if st.values[k] == nil {
+			for _, w := range st.writes {
+				k := str(w.k)
+				if w.v == nil {
 					continue // deletes never lower a floor
 				}
 				for j, f := range s.floors {

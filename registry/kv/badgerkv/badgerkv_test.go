@@ -1,7 +1,9 @@
 package badgerkv_test
 
 import (
+	"errors"
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/iotgate/iotgate/registry/kv"
@@ -99,4 +101,91 @@ func TestQueueScanSeeksPastDeletedFront(t *testing.T) {
 	if got := scan(); got != "q\x00005" {
 		t.Fatalf("first live entry after a write before the floor: %q", got)
 	}
+}
+
+// An Update sees its own writes, overwrites and deletes through Get and
+// Scan whether it stages a few keys (found by comparing) or many (found
+// through an index built past linearKeys), and commits the last of each.
+func TestUpdateSeesItsOwnWrites(t *testing.T) {
+	for _, n := range []int{3, 32, 33, 100} {
+		t.Run(fmt.Sprint(n, " keys"), func(t *testing.T) {
+			s, err := badgerkv.Open(badgerkv.Options{InMemory: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			ctx := t.Context()
+			key := func(i int) []byte { return []byte(fmt.Sprintf("k/%03d", i)) }
+			// want: every key's final value ("" for deleted ones).
+			want := map[string]string{}
+			err = s.Update(ctx, func(w kv.Txn) error {
+				for i := range n {
+					if err := w.Set(key(i), []byte(fmt.Sprint("v", i))); err != nil {
+						return err
+					}
+				}
+				for i := 0; i < n; i += 3 { // overwritten
+					if err := w.Set(key(i), []byte(fmt.Sprint("w", i))); err != nil {
+						return err
+					}
+				}
+				for i := 1; i < n; i += 3 { // deleted
+					if err := w.Delete(key(i)); err != nil {
+						return err
+					}
+				}
+				for i := range n {
+					switch i % 3 {
+					case 0:
+						want[string(key(i))] = fmt.Sprint("w", i)
+					case 1:
+						want[string(key(i))] = ""
+					default:
+						want[string(key(i))] = fmt.Sprint("v", i)
+					}
+				}
+				return check(w, key, n, want)
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.View(ctx, func(rd kv.Reader) error { return check(rd, key, n, want) }); err != nil {
+				t.Fatalf("after the commit: %v", err)
+			}
+		})
+	}
+}
+
+func check(rd kv.Reader, key func(int) []byte, n int, want map[string]string) error {
+	for i := range n {
+		v, err := rd.Get(key(i))
+		if w := want[string(key(i))]; w == "" {
+			if !errors.Is(err, kv.ErrNotFound) {
+				return fmt.Errorf("deleted %s: %q %v", key(i), v, err)
+			}
+		} else if err != nil || string(v) != w {
+			return fmt.Errorf("get %s: %q %v, want %q", key(i), v, err, w)
+		}
+	}
+	var got []string
+	err := rd.Scan([]byte("k/"), nil, false, func(k, v []byte) (bool, error) {
+		if want[string(k)] != string(v) {
+			return false, fmt.Errorf("scan %s: %q, want %q", k, v, want[string(k)])
+		}
+		got = append(got, string(k))
+		return true, nil
+	})
+	if err != nil {
+		return err
+	}
+	live := 0
+	for _, v := range want {
+		if v != "" {
+			live++
+		}
+	}
+	if len(got) != live || !slices.IsSorted(got) {
+		return fmt.Errorf("scan saw %d keys %v, want %d in order", len(got), got, live)
+	}
+	return nil
 }

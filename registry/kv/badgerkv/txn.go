@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"unsafe"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/iotgate/iotgate/registry/kv"
@@ -98,21 +99,83 @@ func scan(txn *badger.Txn, prefix, from []byte, reverse bool, fn func(k, v []byt
 // transaction untouched. Reads see the Update's own writes first.
 type staged struct {
 	txn    *badger.Txn
-	keys   []string
-	values map[string][]byte // nil value: delete
-	size   int               // bytes of keys and values staged
+	arena  *arena
+	writes []write        // in the order first staged
+	index  map[string]int // position of each key, once there are many
+	size   int            // bytes of keys and values staged
 	hooks  []func()
 	maxVal int // 0: no limit
 }
 
+// arena holds the keys and values a batch stages, in chunks that are never
+// moved or rewritten: the map keys of its Updates and the slices handed to
+// Badger (which holds them until the commit) point into it, instead of
+// costing an allocation and a copy each, three times per key.
+type arena struct{ cur []byte }
+
+const arenaChunk = 32 << 10
+
+func (a *arena) copy(b []byte) []byte {
+	if len(b) == 0 {
+		return []byte{} // never nil: nil stages a delete
+	}
+	if len(b) > cap(a.cur)-len(a.cur) {
+		if len(b) > arenaChunk/8 {
+			return append([]byte(nil), b...)
+		}
+		a.cur = make([]byte, 0, arenaChunk)
+	}
+	n := len(a.cur)
+	a.cur = append(a.cur, b...)
+	return a.cur[n:len(a.cur):len(a.cur)]
+}
+
+// str views arena bytes as a string, without a copy: they are never
+// written again.
+func str(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
+}
+
+// write is one staged key (in the arena) and its value (nil: a delete).
+type write struct{ k, v []byte }
+
 var _ kv.Txn = (*staged)(nil)
 
-func newStaged(txn *badger.Txn, maxValue int) *staged {
-	return &staged{txn: txn, values: make(map[string][]byte, 8), maxVal: maxValue}
+func newStaged(txn *badger.Txn, a *arena, maxValue int) *staged {
+	return &staged{txn: txn, arena: a, maxVal: maxValue, writes: make([]write, 0, 16)}
+}
+
+// linearKeys: an Update staging at most this many keys (a create stages
+// about ten) finds them by comparing, without building a map.
+const linearKeys = 32
+
+// find returns k's position among the staged keys.
+func (s *staged) find(k []byte) (int, bool) {
+	if s.index != nil {
+		i, ok := s.index[string(k)]
+		return i, ok
+	}
+	for i, w := range s.writes {
+		if string(w.k) == string(k) {
+			return i, true
+		}
+	}
+	return 0, false
+}
+
+// value returns k's staged value (nil: a delete) and whether k is staged.
+func (s *staged) value(k []byte) ([]byte, bool) {
+	if i, ok := s.find(k); ok {
+		return s.writes[i].v, true
+	}
+	return nil, false
 }
 
 func (s *staged) Get(k []byte) ([]byte, error) {
-	if v, ok := s.values[string(k)]; ok {
+	if v, ok := s.value(k); ok {
 		if v == nil {
 			return nil, kv.ErrNotFound
 		}
@@ -134,7 +197,7 @@ func (s *staged) Scan(prefix, from []byte, reverse bool, fn func(k, v []byte) (b
 			if !last && (o == k || (!reverse && o > k) || (reverse && o < k)) {
 				break
 			}
-			if v := s.values[o]; v != nil {
+			if v, _ := s.value([]byte(o)); v != nil {
 				if more, err := fn([]byte(o), v); err != nil || !more {
 					i = len(own)
 					return false, err
@@ -150,7 +213,7 @@ func (s *staged) Scan(prefix, from []byte, reverse bool, fn func(k, v []byte) (b
 			stopped = true
 			return false, err
 		}
-		if staged, ok := s.values[string(k)]; ok {
+		if staged, ok := s.value(k); ok {
 			i += boolInt(i < len(own) && own[i] == string(k))
 			if staged == nil {
 				return true, nil
@@ -181,7 +244,8 @@ func boolInt(b bool) int {
 // in scan order.
 func (s *staged) ownInRange(prefix, from []byte, reverse bool) []string {
 	var own []string
-	for _, k := range s.keys {
+	for _, w := range s.writes {
+		k := str(w.k)
 		if len(k) < len(prefix) || k[:len(prefix)] != string(prefix) {
 			continue
 		}
@@ -201,34 +265,43 @@ func (s *staged) Set(k, v []byte) error {
 	if s.maxVal > 0 && len(v) > s.maxVal {
 		return fmt.Errorf("set %q: %d bytes: %w", k, len(v), ErrValueTooLarge)
 	}
-	// A copy, never nil (nil stages a delete).
-	s.put(string(k), append(make([]byte, 0, len(v)), v...))
+	s.put(k, s.arena.copy(v))
 	return nil
 }
 
 func (s *staged) Delete(k []byte) error {
-	s.put(string(k), nil)
+	s.put(k, nil)
 	return nil
 }
 
 func (s *staged) OnCommit(f func()) { s.hooks = append(s.hooks, f) }
 
-func (s *staged) put(k string, v []byte) {
-	if _, ok := s.values[k]; !ok {
-		s.keys = append(s.keys, k)
-	}
-	s.values[k] = v
+func (s *staged) put(k, v []byte) {
 	s.size += len(k) + len(v)
+	if i, ok := s.find(k); ok {
+		s.writes[i].v = v
+		return
+	}
+	k = s.arena.copy(k)
+	s.writes = append(s.writes, write{k, v})
+	switch {
+	case s.index != nil:
+		s.index[str(k)] = len(s.writes) - 1
+	case len(s.writes) > linearKeys:
+		s.index = make(map[string]int, 2*len(s.writes))
+		for i, w := range s.writes {
+			s.index[str(w.k)] = i
+		}
+	}
 }
 
 func (s *staged) apply() error {
-	for _, k := range s.keys {
-		v := s.values[k]
+	for _, w := range s.writes {
 		var err error
-		if v == nil {
-			err = s.txn.Delete([]byte(k))
+		if w.v == nil {
+			err = s.txn.Delete(w.k)
 		} else {
-			err = s.txn.Set([]byte(k), v)
+			err = s.txn.Set(w.k, w.v)
 		}
 		if err != nil {
 			return err
