@@ -193,8 +193,8 @@ func (r *Registry) appendEncoded(w Writer, e encodedEvent) error {
 }
 
 // appendAfter is appendEncoded when the caller knows the device's last
-// seq: a device created in this write has none (its deletion deleted it),
-// which spares the create a read of a key that is never there.
+// seq: a device created in this write has none (0), which spares the
+// create a read.
 func (r *Registry) appendAfter(w Writer, e encodedEvent, seq uint64) error {
 	seq++
 	if err := r.events.setSeq(w, e.device, seq); err != nil {

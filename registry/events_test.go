@@ -734,3 +734,44 @@ func TestTakeoverIsNoStatusChange(t *testing.T) {
 		})
 	}
 }
+
+// A create writes no seq key (its event is seq 1 by definition); the
+// device's second event writes it, and the numbering holds across a
+// delete and a create under the same id, through the cache or not.
+func TestCreateWritesNoSeqKey(t *testing.T) {
+	for _, cached := range []bool{true, false} {
+		t.Run(fmt.Sprint("cached=", cached), func(t *testing.T) {
+			r, s := newTestRegistry(t, nil)
+			if !cached {
+				r.cache = nil
+			}
+			ctx := context.Background()
+			mustProduct(t, r, "proj", "m", "MQTT")
+			seqKey := func() error {
+				return s.View(ctx, func(rd Reader) error { _, err := rd.Get(eventSeqKey("m_d")); return err })
+			}
+			for round := range 2 {
+				if _, err := r.CreateDevice(ctx, NewDevice{ProjectID: "proj", NodeID: "d", ProductID: "m"}); err != nil {
+					t.Fatal(err)
+				}
+				if err := seqKey(); !errors.Is(err, kv.ErrNotFound) {
+					t.Fatalf("round %d: seq key after a create: %v, want none", round, err)
+				}
+				if err := r.SetFrozen(ctx, "proj", "m_d", true); err != nil {
+					t.Fatal(err)
+				}
+				if err := seqKey(); err != nil {
+					t.Fatalf("round %d: seq key after the second event: %v", round, err)
+				}
+				if err := r.DeleteDevice(ctx, "proj", "m_d"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			evs := allEvents(t, r, "proj")
+			checkSeqs(t, evs)
+			if len(evs) != 6 {
+				t.Fatalf("%d events, want create, update, delete twice", len(evs))
+			}
+		})
+	}
+}

@@ -25,6 +25,11 @@ import (
 //     transaction, which sees its own writes.
 //
 // On a cluster other nodes write seqs too, so it is always read.
+//
+// A device's create event always has seq 1, so a create writes no seq
+// key: a device without one has had its create event only (seq 1), and
+// the key appears with its second event. The key is deleted with the
+// device, so one created again under the same id starts over.
 
 // lastSeq returns dev's last event seq as w's transaction sees it.
 func (l *eventLog) lastSeq(w Reader, dev string) (uint64, error) {
@@ -38,7 +43,7 @@ func (l *eventLog) lastSeq(w Reader, dev string) (uint64, error) {
 	}
 	v, err := w.Get(k)
 	if errors.Is(err, kv.ErrNotFound) {
-		return 0, nil
+		return createSeq, nil
 	}
 	if err != nil {
 		return 0, fmt.Errorf("read event seq of %s: %w", dev, err)
@@ -49,9 +54,16 @@ func (l *eventLog) lastSeq(w Reader, dev string) (uint64, error) {
 	return binary.BigEndian.Uint64(v), nil
 }
 
+// createSeq is the seq of a device's create event.
+const createSeq = 1
+
 // setSeq stages dev's new last seq.
 func (l *eventLog) setSeq(w Writer, dev string, seq uint64) error {
 	k := eventSeqKey(dev)
+	if seq == createSeq { // the create: no key (see above)
+		cacheAfterCommit(w, k, seq)
+		return nil
+	}
 	if err := w.Set(k, binary.BigEndian.AppendUint64(make([]byte, 0, 8), seq)); err != nil {
 		return err
 	}
@@ -65,6 +77,6 @@ func (l *eventLog) deleteSeq(w Writer, dev string) error {
 	if err := w.Delete(k); err != nil {
 		return err
 	}
-	cacheAfterCommit(w, k, uint64(0))
+	cacheAfterCommit(w, k, uint64(createSeq)) // what a read answers now
 	return nil
 }
