@@ -2,6 +2,7 @@ package natsbus
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -25,6 +26,8 @@ type invalidator struct {
 	quit  chan struct{}
 	done  chan struct{}
 	buf   []byte // the sender's encoding buffer
+	inc   uint64 // this bus's incarnation, random
+	seq   uint64 // the last message number the sender used
 
 	// lost: some of this node's notices may not have reached the other
 	// nodes; the sender sends a drop-all before its next notice.
@@ -33,12 +36,18 @@ type invalidator struct {
 	dropping atomic.Bool
 
 	published, lostKeys, received, dropAlls atomic.Uint64
+	lossLogged                              atomic.Int64 // unix nanos of the last loss warning
 
 	subsMu    sync.Mutex
 	subs      []func(keys []string)
-	deliverMu sync.Mutex // subscribers see notices one at a time
-	sub       *nats.Subscription
+	deliverMu sync.Mutex // subscribers see notices one at a time; guards peers
+	// peers holds the last message seen from each other node, to tell a
+	// missed one by the gap in numbers.
+	peers map[string]peerSeq
+	sub   *nats.Subscription
 }
+
+type peerSeq struct{ inc, seq uint64 }
 
 // Stats counts what the invalidator did since Open.
 type Stats struct {
@@ -64,6 +73,8 @@ func (b *Bus) Stats() Stats {
 func (v *invalidator) init(b *Bus, queue int) {
 	v.b = b
 	v.queue = make(chan []string, queue)
+	v.inc = rand.Uint64()
+	v.peers = map[string]peerSeq{}
 	v.quit = make(chan struct{})
 	v.done = make(chan struct{})
 }
@@ -80,6 +91,11 @@ func (v *invalidator) start() error {
 		return fmt.Errorf("natsbus: subscription limits: %w", err)
 	}
 	v.sub = sub
+	if v.b.nc.IsConnected() {
+		// Subscribed on the server when Open returns (best effort: a
+		// connection lost meanwhile resubscribes when it is back).
+		_ = v.b.nc.FlushTimeout(v.b.o.ConnectTimeout)
+	}
 	go v.run()
 	return nil
 }
@@ -100,9 +116,8 @@ func (b *Bus) Publish(keys []string) {
 	case v.queue <- slices.Clone(keys): // the caller may reuse its slice
 	default:
 		v.lostKeys.Add(uint64(len(keys)))
-		if !v.lost.Swap(true) {
-			b.log.Warn("natsbus: invalidation queue full; notices lost, a drop-all follows")
-		}
+		v.lost.Store(true)
+		v.logLoss("invalidation queue full", nil)
 	}
 }
 
@@ -124,22 +139,33 @@ func (b *Bus) resync() {
 	case v.queue <- nil: // wake the sender
 	default: // it is busy: it sends the drop-all before its next notice
 	}
-	v.dropLocal()
+	v.dropLocal(true)
 }
 
 // lostIncoming drops this node's cache: notices to it were dropped.
-func (v *invalidator) lostIncoming() { v.dropLocal() }
+func (v *invalidator) lostIncoming() { v.dropLocal(false) }
 
 // dropLocal has the subscribers drop everything, off the caller's
 // goroutine (a NATS callback); drops asked for while one is on its way
-// are the same drop.
-func (v *invalidator) dropLocal() {
+// are the same drop. After a reconnection it first waits for the server
+// to have our subscription back (a ping's round trip): a record cached
+// after the drop can then only miss a notice the subscription gets, and
+// the numbers of the notices missed before it are forgotten.
+func (v *invalidator) dropLocal(resubscribed bool) {
 	if v.dropping.Swap(true) {
 		return
 	}
 	go func() {
+		if resubscribed {
+			_ = v.b.nc.FlushTimeout(v.b.o.ConnectTimeout) // lost again: the next reconnection drops again
+		}
 		v.dropping.Store(false)
-		v.deliver(nil)
+		v.deliverMu.Lock()
+		defer v.deliverMu.Unlock()
+		if resubscribed {
+			clear(v.peers)
+		}
+		v.deliverLocked(nil)
 	}()
 }
 
@@ -148,24 +174,38 @@ func (v *invalidator) receive(m *nats.Msg) {
 		return
 	}
 	n, err := decodeNotice(m.Data)
+	v.deliverMu.Lock()
+	defer v.deliverMu.Unlock()
 	if err != nil {
 		v.b.log.Warn("natsbus: dropping the cache after a malformed notice", "err", err)
-		v.deliver(nil)
+		v.deliverLocked(nil)
 		return
 	}
 	if n.origin == v.b.o.Node {
 		return
 	}
+	last, known := v.peers[n.origin]
+	v.peers[n.origin] = peerSeq{n.inc, n.seq}
+	// A node seen for the first time (or restarted) starts the count.
+	if known && last.inc == n.inc && n.seq != last.seq+1 {
+		v.b.log.Warn("natsbus: invalidation notices missed; dropping the cache",
+			"from", n.origin, "missed", n.seq-last.seq-1)
+		v.deliverLocked(nil)
+		return
+	}
+	if n.keys == nil { // the origin lost notices
+		v.deliverLocked(nil)
+		return
+	}
 	v.received.Add(uint64(len(n.keys)))
-	v.deliver(n.keys)
+	v.deliverLocked(n.keys)
 }
 
-func (v *invalidator) deliver(keys []string) {
+// deliverLocked calls the subscribers; v.deliverMu is held.
+func (v *invalidator) deliverLocked(keys []string) {
 	v.subsMu.Lock()
 	subs := v.subs
 	v.subsMu.Unlock()
-	v.deliverMu.Lock()
-	defer v.deliverMu.Unlock()
 	if keys == nil {
 		v.dropAlls.Add(1)
 	}
@@ -223,17 +263,21 @@ func (v *invalidator) run() {
 }
 
 // send publishes a drop-all first if notices were lost, then batch.
+// Every message takes the next number, sent or not: a loss leaves a gap
+// the other nodes see even if the drop-all is lost too.
 func (v *invalidator) send(batch []string) {
 	nc := v.b.nc
 	if v.lost.Swap(false) {
-		if err := nc.Publish(v.b.inval, dropAllNotice(v.b.o.Node)); err != nil {
+		v.seq++
+		if err := nc.Publish(v.b.inval, dropAllNotice(v.b.o.Node, v.inc, v.seq)); err != nil {
 			v.lost.Store(true) // try again with the next notice or reconnection
 		}
 	}
 	if len(batch) == 0 {
 		return
 	}
-	v.buf = appendKeysNotice(v.buf[:0], v.b.o.Node, batch)
+	v.seq++
+	v.buf = appendKeysNotice(v.buf[:0], v.b.o.Node, v.inc, v.seq, batch)
 	err := error(nil)
 	if max := nc.MaxPayload(); max > 0 && int64(len(v.buf)) > max {
 		err = fmt.Errorf("a %d-byte notice is over the server's max_payload %d", len(v.buf), max)
@@ -242,12 +286,23 @@ func (v *invalidator) send(batch []string) {
 	}
 	if err != nil {
 		v.lostKeys.Add(uint64(len(batch)))
-		if !v.lost.Swap(true) {
-			v.b.log.Warn("natsbus: invalidation notice lost; a drop-all follows", "err", err, "keys", len(batch))
-		}
+		v.lost.Store(true)
+		v.logLoss("NATS refused a notice", err)
 		return
 	}
 	v.published.Add(uint64(len(batch)))
+}
+
+// logLoss warns of lost notices, at most every 10 s (Stats counts them
+// all).
+func (v *invalidator) logLoss(why string, err error) {
+	now := time.Now().UnixNano()
+	last := v.lossLogged.Load()
+	if now-last < int64(10*time.Second) || !v.lossLogged.CompareAndSwap(last, now) {
+		return
+	}
+	v.b.log.Warn("natsbus: invalidation notices lost; the other nodes will be told to drop their caches",
+		"why", why, "err", err, "lost_keys_total", v.lostKeys.Load())
 }
 
 // stop hands what is queued to NATS and stops the sender.

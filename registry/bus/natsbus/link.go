@@ -143,6 +143,10 @@ func (b *Bus) Serve(fn func(ctx context.Context, req []byte) []byte) {
 			// Only a closed connection or a bad subject fail here, and
 			// Open has checked the subject.
 			b.log.Error("natsbus: cannot serve requests", "err", l.subErr)
+			return
+		}
+		if b.nc.IsConnected() { // serving when Serve returns, as with Open
+			_ = b.nc.FlushTimeout(b.o.ConnectTimeout)
 		}
 	})
 }

@@ -11,6 +11,10 @@ import (
 //
 //	kind     1 byte: noticeKeys or noticeDropAll
 //	origin   uvarint length, then the publishing node's name
+//	inc      uvarint: the publishing bus's incarnation (random per Open)
+//	seq      uvarint: the message's number from that incarnation, 1, 2,
+//	         ...: a receiver that sees a number skipped knows it missed
+//	         a notice (or the sender lost one) and drops its cache
 //	keys     (noticeKeys only) uvarint count, then each key as
 //	         uvarint length and bytes
 const (
@@ -20,22 +24,23 @@ const (
 
 // notice is a decoded invalidation notice: keys is nil for a drop-all.
 type notice struct {
-	origin string
-	keys   []string
+	origin   string
+	inc, seq uint64
+	keys     []string
 }
 
 var errBadNotice = errors.New("malformed invalidation notice")
 
-// noticeSize is the encoded size of a keys notice from origin holding
-// keys, given their encoded size (see keySize).
+// noticeSize bounds the encoded size of a keys notice from origin
+// holding keys, given their encoded size (see keySize).
 func noticeSize(origin string, keysSize, count int) int {
-	return 1 + uvarintLen(len(origin)) + len(origin) + uvarintLen(count) + keysSize
+	return 1 + uvarintLen(len(origin)) + len(origin) + 2*binary.MaxVarintLen64 + uvarintLen(count) + keysSize
 }
 
 // keySize is what one key adds to a notice.
 func keySize(k string) int { return uvarintLen(len(k)) + len(k) }
 
-func uvarintLen(n int) int {
+func uvarintLen(n int) int { // n >= 0
 	l := 1
 	for n >= 0x80 {
 		n >>= 7
@@ -45,9 +50,8 @@ func uvarintLen(n int) int {
 }
 
 // appendKeysNotice appends the encoding of a keys notice to dst.
-func appendKeysNotice(dst []byte, origin string, keys []string) []byte {
-	dst = append(dst, noticeKeys)
-	dst = appendString(dst, origin)
+func appendKeysNotice(dst []byte, origin string, inc, seq uint64, keys []string) []byte {
+	dst = appendHeader(dst, noticeKeys, origin, inc, seq)
 	dst = binary.AppendUvarint(dst, uint64(len(keys)))
 	for _, k := range keys {
 		dst = appendString(dst, k)
@@ -56,8 +60,15 @@ func appendKeysNotice(dst []byte, origin string, keys []string) []byte {
 }
 
 // dropAllNotice encodes a drop-all from origin.
-func dropAllNotice(origin string) []byte {
-	return appendString([]byte{noticeDropAll}, origin)
+func dropAllNotice(origin string, inc, seq uint64) []byte {
+	return appendHeader(nil, noticeDropAll, origin, inc, seq)
+}
+
+func appendHeader(dst []byte, kind byte, origin string, inc, seq uint64) []byte {
+	dst = append(dst, kind)
+	dst = appendString(dst, origin)
+	dst = binary.AppendUvarint(dst, inc)
+	return binary.AppendUvarint(dst, seq)
 }
 
 func appendString(dst []byte, s string) []byte {
@@ -76,12 +87,22 @@ func decodeNotice(b []byte) (notice, error) {
 	if err != nil {
 		return notice{}, fmt.Errorf("%w: origin: %v", errBadNotice, err)
 	}
+	inc, l := binary.Uvarint(rest)
+	if l <= 0 {
+		return notice{}, fmt.Errorf("%w: incarnation", errBadNotice)
+	}
+	rest = rest[l:]
+	seq, l := binary.Uvarint(rest)
+	if l <= 0 {
+		return notice{}, fmt.Errorf("%w: sequence number", errBadNotice)
+	}
+	rest = rest[l:]
 	switch kind {
 	case noticeDropAll:
 		if len(rest) != 0 {
 			return notice{}, fmt.Errorf("%w: %d bytes after a drop-all", errBadNotice, len(rest))
 		}
-		return notice{origin: origin}, nil
+		return notice{origin: origin, inc: inc, seq: seq}, nil
 	case noticeKeys:
 	default:
 		return notice{}, fmt.Errorf("%w: kind %d", errBadNotice, kind)
@@ -107,7 +128,7 @@ func decodeNotice(b []byte) (notice, error) {
 	if len(rest) != 0 {
 		return notice{}, fmt.Errorf("%w: %d bytes after the keys", errBadNotice, len(rest))
 	}
-	return notice{origin: origin, keys: keys}, nil
+	return notice{origin: origin, inc: inc, seq: seq, keys: keys}, nil
 }
 
 func readString(b []byte) (string, []byte, error) {
