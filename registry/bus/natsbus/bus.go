@@ -141,6 +141,8 @@ func Open(ctx context.Context, o Options) (*Bus, error) {
 		nats.ConnectHandler(b.connected),
 		nats.ReconnectHandler(b.reconnected),
 		nats.DisconnectErrHandler(b.disconnected),
+		nats.ReconnectErrHandler(b.attemptFailed),
+		nats.DrainTimeout(o.DrainTimeout),
 		nats.ErrorHandler(b.asyncError),
 	)
 	if err != nil {
@@ -284,6 +286,9 @@ func redact(s string) string {
 // Healthy is nil while the bus is connected to a NATS server; otherwise
 // it wraps ErrDisconnected and says since when and why.
 func (b *Bus) Healthy() error {
+	if b.closed.Load() {
+		return fmt.Errorf("natsbus: %w: the bus is closed", ErrDisconnected)
+	}
 	if b.nc.IsConnected() {
 		return nil
 	}
@@ -355,6 +360,17 @@ func (b *Bus) disconnected(_ *nats.Conn, err error) {
 	b.lastErr = err
 	b.mu.Unlock()
 	b.log.Warn("natsbus: lost NATS; serving on, notices are buffered", "err", err)
+}
+
+// attemptFailed records why an attempt to (re)connect failed, for
+// Healthy; attempts repeat every ReconnectWait, so they are not logged.
+func (b *Bus) attemptFailed(_ *nats.Conn, err error) {
+	if err == nil {
+		return
+	}
+	b.mu.Lock()
+	b.lastErr = err
+	b.mu.Unlock()
 }
 
 func (b *Bus) markUp() {

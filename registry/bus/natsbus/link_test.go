@@ -230,3 +230,46 @@ func TestCallOverloaded(t *testing.T) {
 		t.Fatalf("Call after the slots were freed: %q %v", got, err)
 	}
 }
+
+// Close hands the queued notices to NATS and lets the requests in hand
+// finish and answer before it closes the connection.
+func TestCloseDrains(t *testing.T) {
+	srv := natstest.Start(t)
+	a := open(t, srv.URL(), "node-a")
+	b := open(t, srv.URL(), "node-b")
+	waitHealthy(t, a, true, 5*time.Second)
+	waitHealthy(t, b, true, 5*time.Second)
+	ra := subscribe(a)
+	entered := make(chan struct{})
+	b.Serve(func(ctx context.Context, req []byte) []byte {
+		close(entered)
+		time.Sleep(300 * time.Millisecond)
+		return []byte("finished")
+	})
+	answer := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		got, err := a.Call(ctx, "node-b", nil)
+		if err == nil && string(got) != "finished" {
+			err = errors.New("answered " + string(got))
+		}
+		answer <- err
+	}()
+	<-entered
+	keys := make([]string, 1000)
+	for i := range keys {
+		keys[i] = string(rune('a'+i%26)) + "-key"
+		b.Publish(keys[i : i+1])
+	}
+	b.Close()
+	if err := <-answer; err != nil {
+		t.Fatalf("the request in hand at Close: %v", err)
+	}
+	ra.await(t, 5*time.Second, "b's last notices", func(got []string, _ int) bool { return len(got) == len(keys) })
+	if err := b.Healthy(); err == nil {
+		t.Fatal("a closed bus says it is healthy")
+	}
+	callUnreachable(t, a, "node-b")
+	callUnreachable(t, b, "node-a")
+}
