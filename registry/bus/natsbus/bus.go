@@ -103,7 +103,9 @@ type Bus struct {
 
 	// awaitingFirst is set when Open returned before the first
 	// connection was made: when it comes, this node may have missed
-	// notices, as after a reconnection.
+	// notices, as after a reconnection. (A connection made between
+	// nats.Connect's return and the check finds it unset: nothing could
+	// be missed before Open returned.)
 	awaitingFirst atomic.Bool
 
 	invalidator
@@ -113,7 +115,8 @@ type Bus struct {
 // Open validates o and starts connecting to NATS in the background; it
 // fails only on bad options. The bus is usable at once: notices
 // published before the connection is up are buffered (see Publish), and
-// Calls fail with ErrNodeUnreachable until it is.
+// Calls fail with ErrNodeUnreachable until it is. Open does not wait on
+// ctx; request handlers' contexts inherit its values, not its end.
 func Open(ctx context.Context, o Options) (*Bus, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
