@@ -15,19 +15,6 @@ import (
 	"github.com/iotgate/iotgate/registry/kv/pgkv/pgtest"
 )
 
-func TestPgWhere(t *testing.T) {
-	for _, tc := range []struct{ url, want string }{
-		{"postgres://iotgate:s3cret@db1:5433/iotgate?sslmode=disable", "db1:5433/iotgate"},
-		{"postgres://iotgate:s3cret@db1,db2:5433/fleet?sslmode=disable&target_session_attrs=read-write", "db1:5432,db2:5433/fleet"},
-		{"host=10.0.0.7 user=iotgate password=s3cret dbname=iot sslmode=prefer", "10.0.0.7:5432/iot"},
-		{"postgres://[::1", "(store.postgres.url does not parse)"},
-	} {
-		if got := pgWhere(tc.url); got != tc.want {
-			t.Errorf("%q: %q, want %q", tc.url, got, tc.want)
-		}
-	}
-}
-
 // A database that does not answer is retried for start_timeout, each
 // failure logged, then the start fails naming the server, never the
 // password.

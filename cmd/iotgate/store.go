@@ -5,17 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"slices"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/iotgate/iotgate/registry"
 	"github.com/iotgate/iotgate/registry/kv"
 	"github.com/iotgate/iotgate/registry/kv/badgerkv"
 	"github.com/iotgate/iotgate/registry/kv/pgkv"
-	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // openedStore is the configured storage engine, open.
@@ -59,7 +54,7 @@ const (
 // than this binary) end the start at once. Errors name the server by
 // its hosts and database, never by the URL, which may hold a password.
 func openPostgres(ctx context.Context, c PostgresConfig, log *slog.Logger) (*pgkv.Store, error) {
-	where := pgWhere(c.URL)
+	where := pgkv.Where(c.URL)
 	deadline := time.Now().Add(c.StartTimeout)
 	backoff := pgFirstBackoff
 	for attempt := 1; ; attempt++ {
@@ -89,21 +84,4 @@ func openPostgres(ctx context.Context, c PostgresConfig, log *slog.Logger) (*pgk
 		}
 		backoff = min(2*backoff, pgMaxBackoff)
 	}
-}
-
-// pgWhere names the server(s) and database of a connection string for
-// messages: host:port[,host:port...]/database, without user or password.
-func pgWhere(url string) string {
-	cfg, err := pgxpool.ParseConfig(url)
-	if err != nil {
-		return "(store.postgres.url does not parse)"
-	}
-	cc := cfg.ConnConfig
-	hosts := []string{net.JoinHostPort(cc.Host, strconv.Itoa(int(cc.Port)))}
-	for _, f := range cc.Fallbacks { // sslmode=prefer repeats a host without TLS
-		if h := net.JoinHostPort(f.Host, strconv.Itoa(int(f.Port))); !slices.Contains(hosts, h) {
-			hosts = append(hosts, h)
-		}
-	}
-	return strings.Join(hosts, ",") + "/" + cc.Database
 }
