@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/iotgate/iotgate/api"
 	"github.com/iotgate/iotgate/registry"
 )
 
@@ -100,8 +101,8 @@ func (n *node) close() {
 	}
 }
 
-// busHealth is the api.BusHealth of the node: nil on a single node.
-func (n *node) busHealth() interface{ Healthy() error } {
+// busHealth is what /healthz probes of the bus: nil on a single node.
+func (n *node) busHealth() api.BusHealth {
 	if n.bus == nil {
 		return nil
 	}
