@@ -20,6 +20,7 @@ type Registry interface {
 	messageRegistry
 	eventRegistry
 	dynRegRegistry
+	clusterRegistry
 }
 
 // Deliverer reaches devices: the registry's delivery router, which

@@ -45,6 +45,12 @@ type Options struct {
 	// Bans is the ban list served at /banned (banned.go); nil: no such
 	// routes.
 	Bans guard.Guard
+	// Node names this node in /healthz (a cluster's node_id, or
+	// "local").
+	Node string
+	// Bus is the cluster's bus, probed by /healthz; nil on a single node
+	// (reported "disabled").
+	Bus BusHealth
 }
 
 // Server is the REST API.
@@ -67,6 +73,10 @@ type Server struct {
 	// refusals logs what the limits and authentication refuse.
 	refusals *refusalLog
 	bans     guard.Guard
+
+	node   string
+	bus    BusHealth
+	health healthProbe
 }
 
 // New builds the API server.
@@ -80,6 +90,8 @@ func New(o Options) *Server {
 		cmdWait: o.CommandTimeout,
 		limits:  o.Limits.withDefaults(),
 		bans:    o.Bans,
+		node:    o.Node,
+		bus:     o.Bus,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -129,6 +141,7 @@ func New(o Options) *Server {
 	s.asyncCommandRoutes(v5)
 	s.eventRoutes(v5)
 	s.banRoutes(v5)
+	s.clusterRoutes(v5)
 	s.echo = e
 	return s
 }
@@ -142,10 +155,3 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.Serv
 
 // SetReady flips /healthz to 200 once every listener is up.
 func (s *Server) SetReady(ok bool) { s.ready.Store(ok) }
-
-func (s *Server) healthz(c echo.Context) error {
-	if !s.ready.Load() {
-		return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "starting"})
-	}
-	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
-}

@@ -40,17 +40,6 @@ func call(s *Server, token, method, path, body string) (int, map[string]any) {
 	return rec.Code, out
 }
 
-func TestHealthz(t *testing.T) {
-	s, _ := newTestServer(t)
-	if st, _ := call(s, "", "GET", "/healthz", ""); st != 503 {
-		t.Fatalf("before ready: %d", st)
-	}
-	s.SetReady(true)
-	if st, _ := call(s, "", "GET", "/healthz", ""); st != 200 {
-		t.Fatalf("after ready: %d", st)
-	}
-}
-
 func TestPagingParams(t *testing.T) {
 	s, _ := newTestServer(t)
 	for _, tc := range []struct {

@@ -303,6 +303,9 @@ func (s *Server) Kick(deviceID, reason string) {
 	s.end(e, reason, true, slog.LevelInfo) // the platform's doing: worth a line
 }
 
+// Registered counts the live registrations.
+func (s *Server) Registered() int { return s.store.len() }
+
 // Registration returns the device's current registration, if any.
 func (s *Server) Registration(deviceID string) (*Registration, bool) {
 	e := s.store.device(deviceID)

@@ -185,6 +185,9 @@ func TestLwM2MRegisterNoSecUpdateDeregister(t *testing.T) {
 	if s := f.status(d.DeviceID); s != registry.StatusOnline {
 		t.Fatalf("status after register: %s", s)
 	}
+	if n := f.srv.Registered(); n != 1 {
+		t.Fatalf("Registered() = %d after a register, want 1", n)
+	}
 	r, ok := f.srv.Registration(d.DeviceID)
 	if !ok || r.Endpoint != "meter1" || r.Lifetime != 300*time.Second || r.Secure || r.QueueMode || len(r.Objects) == 0 {
 		t.Fatalf("registration %+v", r)
@@ -205,6 +208,9 @@ func TestLwM2MRegisterNoSecUpdateDeregister(t *testing.T) {
 	}
 	if s := f.status(d.DeviceID); s != registry.StatusOffline {
 		t.Fatalf("status after deregister: %s", s)
+	}
+	if n := f.srv.Registered(); n != 0 {
+		t.Fatalf("Registered() = %d after deregister, want 0", n)
 	}
 	if err := c.Update(ctx); codeOf(err) != codes.NotFound {
 		t.Fatalf("update after deregister: %v", err)

@@ -164,6 +164,7 @@ func TestMQTTTakeover(t *testing.T) {
 	if st := e.status("meter_t"); st != registry.StatusOnline {
 		t.Fatalf("after takeover: %s, want ONLINE", st)
 	}
+	waitConnected(t, e.srv, 1)
 	e.ready("meter_t")
 	// The new connection is the device's: it receives its downlinks.
 	d, _ := e.reg.Device(context.Background(), "meter_t")
@@ -175,4 +176,18 @@ func TestMQTTTakeover(t *testing.T) {
 	}
 	second.Disconnect(0)
 	e.waitStatus("meter_t", registry.StatusOffline)
+	waitConnected(t, e.srv, 0)
+}
+
+// waitConnected waits until the server counts n connected clients (a
+// closed connection's count goes once its goroutine has ended).
+func waitConnected(t *testing.T, s *Server, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for s.Connected() != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("Connected() = %d, want %d", s.Connected(), n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

@@ -292,6 +292,10 @@ func (s *Server) Stats() Stats {
 	}
 }
 
+// Connected counts the clients connected now (authenticated, CONNACK
+// sent or being sent); a gateway's sub-devices are not among them.
+func (s *Server) Connected() int { return int(atomic.LoadInt64(&s.broker.Info.ClientsConnected)) }
+
 // Kick ends a device's session (registry.Kicker): it was frozen, deleted,
 // or its credentials were reset with force_disconnect. MQTT 5 clients are
 // told 0x98 administrative action. A sub-device logged in through a

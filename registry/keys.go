@@ -49,6 +49,8 @@ import (
 //	eh/{project}                   highest position trimmed from the project's events
 //	ec/{project}/{name}            event consumer (its acknowledged cursor)
 //	L/{name}                       lease record (singleton work, see Lease)
+//	K/master                       the sealed master-key check (masterkey.go)
+//	nd/{node}                      a cluster node's heartbeat (nodes.go)
 //
 // Positions are 8 bytes big-endian, so the ordered keys are the stream.
 const sep = 0
@@ -86,6 +88,8 @@ const (
 	famEventHorizon  = "eh"
 	famEventConsumer = "ec"
 	famLease         = "L"
+	famKeyCheck      = "K"
+	famNodeBeat      = "nd"
 )
 
 func key(prefix string, parts ...string) []byte {
@@ -147,6 +151,9 @@ func downlinkListKey(dev, seq string) []byte       { return key(famDownlinkList,
 func downlinkHeldKey(dev, seq string) []byte       { return key(famDownlinkHeld, dev, seq) }
 func downlinkMetaKey(dev string) []byte            { return key(famDownlinkMeta, dev) }
 func leaseKey(name string) []byte                  { return key(famLease, name) }
+func keyCheckKey() []byte                          { return key(famKeyCheck, "master") }
+func nodeBeatKey(node string) []byte               { return key(famNodeBeat, node) }
+func nodeBeatsPrefix() []byte                      { return prefixKey(famNodeBeat) }
 
 // statusTimeKey holds a device's last status change apart from its
 // record, so connects and disconnects never rewrite (and re-seal, and

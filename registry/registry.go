@@ -124,6 +124,8 @@ type Registry struct {
 	router *Router // delivers applications' requests to devices
 
 	events *eventLog // the durable event stream's node state
+
+	beat atomic.Pointer[NodeInfo] // a single node's last heartbeat (nodes.go)
 }
 
 // Kicker is implemented by listeners that hold device sessions; the

@@ -7,11 +7,11 @@ import (
 	"log/slog"
 
 	"github.com/iotgate/iotgate/registry"
-	"github.com/iotgate/iotgate/registry/kv/badgerkv"
 )
 
-// check opens the store of the configuration at path (the platform must
-// be stopped: the store is locked while it runs) and reports whether its
+// check opens the store of the configuration at path (with Badger the
+// platform must be stopped: the store is locked while it runs; the check
+// reads one snapshot, so a PostgreSQL store may be live) and reports whether its
 // records, indexes and counters agree, printing each disagreement to out.
 func check(path string, out io.Writer) (bool, error) {
 	cfg, err := loadConfig(path)
@@ -22,8 +22,9 @@ func check(path string, out io.Writer) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	store, err := badgerkv.Open(badgerkv.Options{Dir: cfg.DataDir + "/db", Queues: registry.Queues(), MinFreeBytes: -1,
-		Logger: slog.New(slog.DiscardHandler)})
+	sc := cfg.Store
+	sc.MinFreeBytes = -1 // a check only reads
+	store, err := openStore(context.Background(), sc, cfg.DataDir, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return false, fmt.Errorf("open the store (is iotgate still running?): %w", err)
 	}

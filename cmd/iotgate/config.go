@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
+	"regexp"
 	"time"
 
 	"github.com/iotgate/iotgate/lwm2m"
@@ -18,15 +20,16 @@ type Config struct {
 	DataDir string `yaml:"data_dir"`
 	// MasterKey seals secrets at rest (64 hex characters). Empty: taken
 	// from $IOTGATE_MASTER_KEY, else generated into data_dir/master.key.
-	MasterKey string       `yaml:"master_key"`
-	LogLevel  string       `yaml:"log_level"`
-	API       APIConfig    `yaml:"api"`
-	CoAP      CoAPConfig   `yaml:"coap"`
-	MQTT      MQTTConfig   `yaml:"mqtt"`
-	Registry  RegConfig    `yaml:"registry"`
-	Events    EventsConfig `yaml:"events"`
-	Limits    LimitsConfig `yaml:"limits"`
-	Store     StoreConfig  `yaml:"store"`
+	MasterKey string        `yaml:"master_key"`
+	LogLevel  string        `yaml:"log_level"`
+	API       APIConfig     `yaml:"api"`
+	CoAP      CoAPConfig    `yaml:"coap"`
+	MQTT      MQTTConfig    `yaml:"mqtt"`
+	Registry  RegConfig     `yaml:"registry"`
+	Events    EventsConfig  `yaml:"events"`
+	Limits    LimitsConfig  `yaml:"limits"`
+	Store     StoreConfig   `yaml:"store"`
+	Cluster   ClusterConfig `yaml:"cluster"`
 
 	// TLSReloadInterval is how often the TLS certificate files (MQTTS,
 	// API) are checked for changes and reloaded; 0 disables polling
@@ -38,15 +41,54 @@ type Config struct {
 	DebugListen string `yaml:"debug_listen"`
 }
 
+// Storage engines (store.engine).
+const (
+	engineBadger   = "badger"
+	enginePostgres = "postgres"
+)
+
 // StoreConfig configures the storage engine.
 type StoreConfig struct {
-	// MinFreeBytes: below this much free space in data_dir's filesystem,
-	// writes are refused (503) so the engine never faults on a full disk.
+	// Engine is badger (embedded, in data_dir/db; one node) or postgres
+	// (shared by the nodes of a cluster).
+	Engine   string         `yaml:"engine"`
+	Postgres PostgresConfig `yaml:"postgres"`
+	// MinFreeBytes (Badger only): below this much free space in
+	// data_dir's filesystem, writes are refused (503) so the engine never
+	// faults on a full disk.
 	MinFreeBytes int64 `yaml:"min_free_bytes"`
-	// BallastBytes: the file kept beside the database and deleted by a
-	// start on a full disk, so the database can open.
+	// BallastBytes (Badger only): the file kept beside the database and
+	// deleted by a start on a full disk, so the database can open.
 	BallastBytes int64 `yaml:"ballast_bytes"`
 }
+
+// PostgresConfig configures the PostgreSQL engine (registry/kv/pgkv).
+type PostgresConfig struct {
+	// URL is the connection string, in pgx syntax.
+	URL string `yaml:"url"`
+	// MaxConns bounds the connection pool.
+	MaxConns int32 `yaml:"max_conns"`
+	// StartTimeout bounds how long a start keeps retrying a database
+	// that does not answer before iotgate exits.
+	StartTimeout time.Duration `yaml:"start_timeout"`
+}
+
+// ClusterConfig names this node in a cluster of nodes sharing one
+// PostgreSQL store and one NATS bus; the zero value is a single node.
+type ClusterConfig struct {
+	// NodeID names this node, unique in the cluster ([a-z0-9-]{1,32});
+	// empty: a single node.
+	NodeID string `yaml:"node_id"`
+	// NATSURL is the bus the nodes share (nats.go syntax, comma-separated
+	// servers).
+	NATSURL string `yaml:"nats_url"`
+	// Advertise gives, per listener, the address the other nodes use to
+	// reach this one (e.g. coap_forward: "127.0.0.1:7001").
+	Advertise map[string]string `yaml:"advertise"`
+}
+
+// clustered reports whether this node is one of a cluster.
+func (c ClusterConfig) clustered() bool { return c.NodeID != "" }
 
 // APIConfig configures the REST API listeners.
 type APIConfig struct {
@@ -174,7 +216,8 @@ func defaultConfig() Config {
 		MQTT:     MQTTConfig{Listen: ":1883", TLSListen: ":8883", TimestampSkew: time.Hour},
 		Registry: RegConfig{SweepInterval: time.Second, CacheEntries: 1 << 22, CacheMaxAge: 10 * time.Minute,
 			MaxDevicesPerProduct: 500_000, MaxSubDevicesPerGateway: 1_500, MaxClientIDsPerDevice: 5, MaxSubDevicesPerRequest: 30},
-		Store:             StoreConfig{MinFreeBytes: 256 << 20, BallastBytes: 64 << 20},
+		Store: StoreConfig{Engine: engineBadger, MinFreeBytes: 256 << 20, BallastBytes: 64 << 20,
+			Postgres: PostgresConfig{MaxConns: 32, StartTimeout: time.Minute}},
 		Limits:            defaultLimits(),
 		TLSReloadInterval: time.Minute,
 		Events: EventsConfig{Retention: registry.DefaultEventRetention, MaxEvents: registry.DefaultMaxEvents,
@@ -263,5 +306,59 @@ func (c *Config) validate() error {
 	if c.Events.OfflineGrace < 0 {
 		return errors.New("config: events.offline_grace must not be negative")
 	}
+	if err := c.validateStore(); err != nil {
+		return err
+	}
 	return c.Limits.validate()
+}
+
+// nodeIDPattern is what cluster.node_id may be: it names the node in
+// store keys, bus subjects and DTLS connection ids.
+var nodeIDPattern = regexp.MustCompile(`^[a-z0-9-]{1,32}$`)
+
+// advertiseName is what a cluster.advertise key may be.
+var advertiseName = regexp.MustCompile(`^[a-z0-9_]{1,32}$`)
+
+// validateStore checks store.* and cluster.*: a cluster needs a shared
+// store (PostgreSQL) and a bus.
+func (c *Config) validateStore() error {
+	s, cl := &c.Store, &c.Cluster
+	switch s.Engine {
+	case "":
+		s.Engine = engineBadger
+	case engineBadger, enginePostgres:
+	default:
+		return fmt.Errorf("config: store.engine: unknown engine %q (badger or postgres)", s.Engine)
+	}
+	if s.Engine == enginePostgres && s.Postgres.URL == "" {
+		return errors.New("config: store.postgres.url is required when store.engine is postgres")
+	}
+	if s.Postgres.MaxConns < 0 {
+		return errors.New("config: store.postgres.max_conns must not be negative")
+	}
+	if s.Postgres.StartTimeout <= 0 {
+		return errors.New("config: store.postgres.start_timeout must be positive")
+	}
+	if cl.NodeID != "" && !nodeIDPattern.MatchString(cl.NodeID) {
+		return fmt.Errorf("config: cluster.node_id %q: must be 1 to 32 characters of a-z, 0-9 and -", cl.NodeID)
+	}
+	switch {
+	case cl.NodeID != "" && s.Engine != enginePostgres:
+		return errors.New("config: cluster.node_id needs store.engine postgres: the nodes of a cluster share one store")
+	case cl.NATSURL != "" && cl.NodeID == "":
+		return errors.New("config: cluster.nats_url needs cluster.node_id (a single node has no bus)")
+	case cl.NodeID != "" && cl.NATSURL == "":
+		return errors.New("config: cluster.node_id needs cluster.nats_url: the nodes of a cluster share a NATS bus")
+	case len(cl.Advertise) > 0 && cl.NodeID == "":
+		return errors.New("config: cluster.advertise needs cluster.node_id")
+	}
+	for name, addr := range cl.Advertise {
+		if !advertiseName.MatchString(name) {
+			return fmt.Errorf("config: cluster.advertise: listener name %q must be 1 to 32 characters of a-z, 0-9 and _", name)
+		}
+		if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
+			return fmt.Errorf("config: cluster.advertise.%s: %q is not a host:port address", name, addr)
+		}
+	}
+	return nil
 }

@@ -33,8 +33,43 @@ func TestExampleConfigIsDefaults(t *testing.T) {
 	if len(got.API.Credentials) == 0 {
 		got.API.Credentials = nil // "credentials: []" documents the empty default
 	}
+	if len(got.Cluster.Advertise) == 0 {
+		got.Cluster.Advertise = nil // "advertise: {}" likewise
+	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("configs/iotgate.yaml differs from the built-in defaults:\n got %+v\nwant %+v", got, want)
+	}
+}
+
+// pgStore is a valid PostgreSQL store block.
+const pgStore = "store:\n  engine: postgres\n  postgres:\n    url: postgres://iotgate@127.0.0.1/iotgate\n"
+
+// Valid store and cluster settings load as written.
+func TestConfigStoreAndCluster(t *testing.T) {
+	for _, tc := range []struct {
+		yaml    string
+		engine  string
+		cluster ClusterConfig
+	}{
+		{"", engineBadger, ClusterConfig{}},
+		{"store:\n  engine: \"\"\n", engineBadger, ClusterConfig{}},
+		{pgStore, enginePostgres, ClusterConfig{}},
+		{pgStore + "cluster:\n  node_id: node-1\n  nats_url: nats://127.0.0.1:4222\n  advertise:\n    coap_forward: 127.0.0.1:7001\n",
+			enginePostgres, ClusterConfig{NodeID: "node-1", NATSURL: "nats://127.0.0.1:4222",
+				Advertise: map[string]string{"coap_forward": "127.0.0.1:7001"}}},
+	} {
+		path := filepath.Join(t.TempDir(), "c.yaml")
+		if err := os.WriteFile(path, []byte(tc.yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c, err := loadConfig(path)
+		if err != nil {
+			t.Errorf("%q: %v", tc.yaml, err)
+			continue
+		}
+		if c.Store.Engine != tc.engine || !reflect.DeepEqual(c.Cluster, tc.cluster) {
+			t.Errorf("%q: engine %q cluster %+v, want %q %+v", tc.yaml, c.Store.Engine, c.Cluster, tc.engine, tc.cluster)
+		}
 	}
 }
 
@@ -54,6 +89,19 @@ func TestConfigErrors(t *testing.T) {
 		{"api:\n  credentials:\n    - project_id: p\n", "needs"},
 		{"events:\n  retention: 0s\n", "events.retention"},
 		{"events:\n  max_events: 0\n", "events.max_events"},
+		{"store:\n  engine: sqlite\n", `store.engine: unknown engine "sqlite"`},
+		{"store:\n  engine: postgres\n", "store.postgres.url is required"},
+		{"store:\n  postgres:\n    max_conns: -1\n", "store.postgres.max_conns"},
+		{"store:\n  postgres:\n    start_timeout: 0s\n", "store.postgres.start_timeout"},
+		{pgStore + "cluster:\n  node_id: Node1\n  nats_url: nats://x\n", `cluster.node_id "Node1"`},
+		{pgStore + "cluster:\n  node_id: n_1\n  nats_url: nats://x\n", "cluster.node_id"},
+		{pgStore + "cluster:\n  node_id: " + strings.Repeat("a", 33) + "\n  nats_url: nats://x\n", "1 to 32"},
+		{pgStore + "cluster:\n  nats_url: nats://x\n", "cluster.nats_url needs cluster.node_id"},
+		{pgStore + "cluster:\n  node_id: n1\n", "cluster.node_id needs cluster.nats_url"},
+		{"cluster:\n  node_id: n1\n  nats_url: nats://x\n", "needs store.engine postgres"},
+		{pgStore + "cluster:\n  advertise:\n    coap_forward: 127.0.0.1:7001\n", "cluster.advertise needs cluster.node_id"},
+		{pgStore + "cluster:\n  node_id: n1\n  nats_url: nats://x\n  advertise:\n    coap_forward: nowhere\n", "cluster.advertise.coap_forward"},
+		{pgStore + "cluster:\n  node_id: n1\n  nats_url: nats://x\n  advertise:\n    Bad-Name: 127.0.0.1:1\n", "listener name"},
 	} {
 		path := filepath.Join(t.TempDir(), "c.yaml")
 		if err := os.WriteFile(path, []byte(tc.yaml), 0o600); err != nil {

@@ -13,8 +13,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/iotgate/iotgate/registry/kv/badgerkv"
 )
 
 // debugServer serves what an operator (or cmd/iotgate-fleet) reads to
@@ -23,7 +21,7 @@ import (
 // group commit, "registry_commits") and /debug/pprof. It has no
 // authentication, so debug_listen must be a loopback address or
 // otherwise reachable only by the operator.
-func debugServer(addr string, commits func() badgerkv.Stats) (*http.Server, net.Listener, error) {
+func debugServer(addr string, commits func() any) (*http.Server, net.Listener, error) {
 	publishDebugVars()
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {

@@ -25,7 +25,7 @@ func TestDebugVarsReportGroupCommit(t *testing.T) {
 	if _, err := reg.CreateProduct(ctx, registry.Product{ProjectID: "p", ProductID: "m", Name: "m", DeviceType: "x", ProtocolType: "MQTT"}); err != nil {
 		t.Fatal(err)
 	}
-	srv, ln, err := debugServer("127.0.0.1:0", store.Stats)
+	srv, ln, err := debugServer("127.0.0.1:0", func() any { return store.Stats() })
 	if err != nil {
 		t.Fatal(err)
 	}

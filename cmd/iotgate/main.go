@@ -17,7 +17,6 @@ import (
 
 	"github.com/iotgate/iotgate/api"
 	"github.com/iotgate/iotgate/registry"
-	"github.com/iotgate/iotgate/registry/kv/badgerkv"
 )
 
 func main() {
@@ -87,23 +86,12 @@ func run(configPath string) error {
 	if err != nil {
 		return err
 	}
-	store, err := badgerkv.Open(badgerkv.Options{Dir: cfg.DataDir + "/db", Logger: log, Queues: registry.Queues(),
-		MinFreeBytes: cfg.Store.MinFreeBytes, BallastBytes: cfg.Store.BallastBytes})
+	n, err := openNode(ctx, &cfg, key, log, noBus)
 	if err != nil {
 		return err
 	}
-	defer store.Close()
-	rc := cfg.Registry
-	reg, err := registry.New(registry.Options{Store: store, MasterKey: key, Logger: log, SweepInterval: rc.SweepInterval,
-		CacheEntries: rc.CacheEntries, CacheMaxAge: rc.CacheMaxAge, Quotas: registry.Quotas{DevicesPerProduct: rc.MaxDevicesPerProduct,
-			SubDevicesPerGateway: rc.MaxSubDevicesPerGateway, ClientIDsPerDevice: rc.MaxClientIDsPerDevice,
-			SubDevicesPerRequest: rc.MaxSubDevicesPerRequest},
-		Events: registry.EventOptions{Retention: cfg.Events.Retention, MaxEvents: cfg.Events.MaxEvents,
-			OfflineGrace: cfg.Events.OfflineGrace}})
-	if err != nil {
-		return err
-	}
-	defer reg.Close()
+	defer n.close()
+	reg := n.reg
 	// Devices whose deadline passed while we were down go before anything
 	// can connect.
 	if n, err := reg.SweepExpired(ctx); err != nil {
@@ -117,13 +105,14 @@ func run(configPath string) error {
 		apiCreds[i] = api.Credential(c)
 	}
 	certs := newServerCerts(cfg.DataDir, log)
-	w := wiring{cfg: &cfg, log: log, reg: reg, certs: certs}
+	w := wiring{cfg: &cfg, log: log, reg: reg, certs: certs, sessions: map[registry.Protocol]func() int{}}
 	listeners, apiOpts, err := w.listeners()
 	if err != nil {
 		return err
 	}
 	apiOpts.Registry, apiOpts.Credentials, apiOpts.Logger, apiOpts.MaxClockSkew = reg, apiCreds, log, cfg.API.MaxClockSkew
 	apiOpts.Limits = cfg.Limits.API.api()
+	apiOpts.Node, apiOpts.Bus = n.name, n.busHealth()
 	srv := api.New(apiOpts)
 
 	apiListeners, err := w.apiListeners(srv)
@@ -139,7 +128,7 @@ func run(configPath string) error {
 	// their files change (polled).
 	certs.Watch(ctx, cfg.TLSReloadInterval)
 	if cfg.DebugListen != "" {
-		dbg, dln, err := debugServer(cfg.DebugListen, store.Stats)
+		dbg, dln, err := debugServer(cfg.DebugListen, n.store.stats)
 		if err != nil {
 			return err
 		}
@@ -151,6 +140,8 @@ func run(configPath string) error {
 	regDone := make(chan struct{})
 	regCtx, stopReg := context.WithCancel(context.Background())
 	go func() { _ = reg.Run(regCtx); close(regDone) }()
+	beatDone := make(chan struct{})
+	go func() { heartbeats(regCtx, reg, time.Now(), w.sessionCounts, log); close(beatDone) }()
 
 	started := 0
 	var startErr error
@@ -195,6 +186,7 @@ func run(configPath string) error {
 	}
 	stopReg()
 	<-regDone
+	<-beatDone
 	log.Info("stopped")
 	return startErr
 }

@@ -26,6 +26,19 @@ type wiring struct {
 	// guard holds the abuse controls every listener and the ban API
 	// share (node-local: this process's memory).
 	guard guard.Guard
+	// sessions counts each protocol's live sessions on this node, for
+	// its heartbeat; listeners adds a counter per listener it builds.
+	sessions map[registry.Protocol]func() int
+}
+
+// sessionCounts is the heartbeat's device counts: every protocol named,
+// 0 for one whose listener is off.
+func (w *wiring) sessionCounts() map[string]int {
+	m := map[string]int{string(registry.ProtocolMQTT): 0, string(registry.ProtocolLwM2M): 0}
+	for p, count := range w.sessions {
+		m[string(p)] = count()
+	}
+	return m
 }
 
 func (w *wiring) listeners() ([]listener, api.Options, error) {
@@ -40,6 +53,7 @@ func (w *wiring) listeners() ([]listener, api.Options, error) {
 		return nil, opts, err
 	} else if m != nil {
 		ls = append(ls, m)
+		w.sessions[registry.ProtocolMQTT] = m.Connected
 		w.reg.AddKicker(m)
 		if err := router.Register(registry.Adapter{Protocol: registry.ProtocolMQTT, Commands: m, Messages: m}); err != nil {
 			return nil, opts, err
@@ -49,6 +63,7 @@ func (w *wiring) listeners() ([]listener, api.Options, error) {
 		return nil, opts, err
 	} else if l != nil {
 		ls = append(ls, l)
+		w.sessions[registry.ProtocolLwM2M] = l.Registered
 		w.reg.AddKicker(l)
 		if err := router.Register(registry.Adapter{Protocol: registry.ProtocolLwM2M, AsyncCommands: l}); err != nil {
 			return nil, opts, err

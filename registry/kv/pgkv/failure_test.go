@@ -14,6 +14,7 @@ import (
 
 	"github.com/iotgate/iotgate/registry/kv"
 	"github.com/iotgate/iotgate/registry/kv/pgkv"
+	"github.com/iotgate/iotgate/registry/kv/pgkv/pgtest"
 )
 
 // cutProxy relays TCP connections to PostgreSQL and can break them: all
@@ -146,11 +147,11 @@ func (p *cutProxy) relay(client net.Conn) {
 // openThroughProxy opens a store on a fresh database, through a proxy.
 func openThroughProxy(t *testing.T, o pgkv.Options) (*pgkv.Store, *cutProxy) {
 	srv := needServer(t)
-	u, err := srv.database(testContext(t), t.TempDir())
+	u, err := srv.Database(testContext(t), t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := newCutProxy(t, "127.0.0.1:"+strconv.Itoa(srv.port))
+	p := newCutProxy(t, "127.0.0.1:"+strconv.Itoa(srv.Port()))
 	pu, _ := url.Parse(u)
 	pu.Host = p.addr()
 	o.URL = pu.String()
@@ -316,12 +317,12 @@ func TestCommitOutcomeUnknown(t *testing.T) {
 // being reopened.
 func TestServerCrashDuringWrites(t *testing.T) {
 	needServer(t)
-	srv, err := startPostgres()
+	srv, err := pgtest.New()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer srv.remove()
-	u, err := srv.database(testContext(t), "crash")
+	defer srv.Remove()
+	u, err := srv.Database(testContext(t), "crash")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -358,11 +359,11 @@ func TestServerCrashDuringWrites(t *testing.T) {
 	for n.Load() < 300 {
 		time.Sleep(5 * time.Millisecond)
 	}
-	if err := srv.stop("immediate"); err != nil {
+	if err := srv.Stop(pgtest.Immediate); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(300 * time.Millisecond)
-	if err := srv.start(srv.port); err != nil {
+	if err := srv.Restart(); err != nil {
 		t.Fatal(err)
 	}
 	before := n.Load()

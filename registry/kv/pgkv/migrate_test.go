@@ -14,7 +14,7 @@ import (
 func TestMigrations(t *testing.T) {
 	srv := needServer(t)
 	ctx := testContext(t)
-	url, err := srv.database(ctx, t.TempDir())
+	url, err := srv.Database(ctx, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,7 @@ import (
 func openDir(t testing.TB, dir string, o pgkv.Options) (*pgkv.Store, error) {
 	srv := needServer(t)
 	ctx := testContext(t)
-	url, err := srv.database(ctx, dir)
+	url, err := srv.Database(ctx, dir)
 	if err != nil {
 		return nil, err
 	}
