@@ -86,7 +86,7 @@ func run(configPath string) error {
 	if err != nil {
 		return err
 	}
-	n, err := openNode(ctx, &cfg, key, log, noBus)
+	n, err := openNode(ctx, &cfg, key, log, natsBus)
 	if err != nil {
 		return err
 	}

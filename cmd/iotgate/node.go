@@ -9,6 +9,7 @@ import (
 
 	"github.com/iotgate/iotgate/api"
 	"github.com/iotgate/iotgate/registry"
+	"github.com/iotgate/iotgate/registry/bus/natsbus"
 )
 
 // clusterBus is what a node of a cluster needs of the bus the nodes
@@ -29,12 +30,22 @@ type clusterBus interface {
 // busOpener connects this node to cluster.nats_url.
 type busOpener func(ctx context.Context, c ClusterConfig, log *slog.Logger) (clusterBus, error)
 
-// errNoBus is noBus's refusal.
-var errNoBus = errors.New("config: cluster.nats_url: this build of iotgate has no NATS bus; run it without cluster.node_id")
+// natsBus joins the cluster's NATS (cluster.nats_url). It does not wait
+// for NATS: a node starts, and serves its own devices, while the bus is
+// down, and catches up when it comes (see natsbus).
+func natsBus(ctx context.Context, c ClusterConfig, log *slog.Logger) (clusterBus, error) {
+	b, err := natsbus.Open(ctx, natsbus.Options{URL: c.NATSURL, Node: c.NodeID, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("config: cluster.nats_url: %w", err)
+	}
+	return natsClusterBus{b}, nil
+}
 
-// noBus is the busOpener of a build without the NATS bus: a clustered
-// configuration is refused rather than run without cache invalidation.
-func noBus(context.Context, ClusterConfig, *slog.Logger) (clusterBus, error) { return nil, errNoBus }
+// natsClusterBus is a NATS bus in the roles a node gives it.
+type natsClusterBus struct{ *natsbus.Bus }
+
+func (b natsClusterBus) Invalidator() registry.Invalidator { return b.Bus }
+func (b natsClusterBus) Link() registry.NodeLink           { return b.Bus }
 
 // node is what this process serves from: the store, the bus (clustered)
 // and the registry over them.

@@ -72,8 +72,8 @@ func pgConfig(t *testing.T, url, nodeID string) *Config {
 
 // On PostgreSQL: a node whose master key differs from the one the store
 // was sealed with refuses to start, saying so; a clustered node is
-// named, joins the bus (and leaves it when closed); a build without a
-// bus refuses a clustered configuration.
+// named, joins the bus (and leaves it when closed), and starts while NATS
+// is down.
 func TestOpenNodePostgres(t *testing.T) {
 	srv := pgtest.Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -105,14 +105,21 @@ func TestOpenNodePostgres(t *testing.T) {
 		t.Fatal("closing the node left the bus open")
 	}
 
-	_, err = openNode(ctx, pgConfig(t, url, ""), keyB, log, noBus)
+	_, err = openNode(ctx, pgConfig(t, url, ""), keyB, log, natsBus)
 	if !errors.Is(err, registry.ErrMasterKeyMismatch) || !strings.Contains(err.Error(), "master key differs") {
 		t.Fatalf("another master key: %v, want the master key mismatch", err)
 	}
-	if _, err := openNode(ctx, pgConfig(t, url, "node-2"), keyA, log, noBus); !errors.Is(err, errNoBus) {
-		t.Fatalf("clustered without a bus: %v, want errNoBus", err)
+	// NATS down (nothing listens on the configured URL): the node starts
+	// and says the bus is unreachable.
+	n2, err := openNode(ctx, pgConfig(t, url, "node-2"), keyA, log, natsBus)
+	if err != nil {
+		t.Fatalf("clustered with NATS down: %v, want the node to start", err)
 	}
-	n, err = openNode(ctx, pgConfig(t, url, ""), keyA, log, noBus)
+	if err := n2.busHealth().Healthy(); err == nil {
+		t.Fatal("NATS down: the bus reports healthy")
+	}
+	n2.close()
+	n, err = openNode(ctx, pgConfig(t, url, ""), keyA, log, natsBus)
 	if err != nil {
 		t.Fatalf("the store's key, single node: %v", err)
 	}
