@@ -588,7 +588,7 @@ func (r *Registry) DeleteDevice(ctx context.Context, project, id string) error {
 	if err != nil {
 		return err
 	}
-	r.presence.Drop(id)
+	r.dropSession(ctx, id)
 	r.kick(id, "device deleted")
 	return nil
 }
@@ -724,7 +724,7 @@ func (r *Registry) SetFrozen(ctx context.Context, project, id string, frozen boo
 		return nil
 	})
 	if err == nil && frozen {
-		r.presence.Drop(id)
+		r.dropSession(ctx, id)
 		r.kick(id, "device frozen")
 	}
 	return err

@@ -49,6 +49,8 @@ import (
 //	eh/{project}                   highest position trimmed from the project's events
 //	ec/{project}/{name}            event consumer (its acknowledged cursor)
 //	L/{name}                       lease record (singleton work, see Lease)
+//	ps/{device_id}                 the device's session: node, epoch, since (cluster presence, presencestore.go)
+//	#e                             the last event position handed out (cluster event positions, eventstream.go)
 //
 // Positions are 8 bytes big-endian, so the ordered keys are the stream.
 const sep = 0
@@ -86,6 +88,8 @@ const (
 	famEventHorizon  = "eh"
 	famEventConsumer = "ec"
 	famLease         = "L"
+	famPresence      = "ps"
+	famEventPosition = "#e"
 )
 
 func key(prefix string, parts ...string) []byte {
@@ -147,6 +151,7 @@ func downlinkListKey(dev, seq string) []byte       { return key(famDownlinkList,
 func downlinkHeldKey(dev, seq string) []byte       { return key(famDownlinkHeld, dev, seq) }
 func downlinkMetaKey(dev string) []byte            { return key(famDownlinkMeta, dev) }
 func leaseKey(name string) []byte                  { return key(famLease, name) }
+func presenceKey(dev string) []byte                { return key(famPresence, dev) }
 
 // statusTimeKey holds a device's last status change apart from its
 // record, so connects and disconnects never rewrite (and re-seal, and
@@ -299,5 +304,9 @@ func eventKey(project string, pos uint64) []byte {
 }
 
 func eventSeqKey(dev string) []byte                { return key(famEventSeq, dev) }
+
+// eventPositionKey holds the last event position handed out, on a cluster.
+var eventPositionKey = []byte(famEventPosition)
+
 func eventHorizonKey(project string) []byte        { return key(famEventHorizon, project) }
 func eventConsumerKey(project, name string) []byte { return key(famEventConsumer, project, name) }

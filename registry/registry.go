@@ -59,6 +59,10 @@ type Options struct {
 	Invalidator Invalidator // nil: no other node to tell
 	IDs         IDGenerator
 	Lease       Lease
+	// Link carries requests to the node holding a device's session
+	// (nil: a single node, every session is this process's). New has it
+	// serve the other nodes' requests.
+	Link NodeLink
 }
 
 // Quotas bound what one product or gateway may hold. Over quota, a write
@@ -110,9 +114,10 @@ type Registry struct {
 	countShard byte   // the shard of shared counters this node writes
 	presence   Presence
 	inval      Invalidator // nil on a single node
+	link       NodeLink    // nil on a single node
 	lease      Lease
 	statusMu   sync.Mutex
-	statusQ    map[string]time.Time // device_id -> status change to persist
+	statusQ    map[string]statusTime // device_id -> status change to persist
 
 	kickMu  sync.RWMutex
 	kickers []Kicker
@@ -154,9 +159,10 @@ func New(o Options) (*Registry, error) {
 		countShard: counterShardOf(o.Node),
 		presence:   o.Presence,
 		inval:      o.Invalidator,
+		link:       o.Link,
 		ids:        o.IDs,
 		lease:      o.Lease,
-		statusQ:    make(map[string]time.Time),
+		statusQ:    make(map[string]statusTime),
 		pending:    newPendingHint(),
 	}
 	if r.log == nil {
@@ -168,7 +174,11 @@ func New(o Options) (*Registry, error) {
 	if r.sweepInt <= 0 {
 		r.sweepInt = time.Second
 	}
-	if r.presence == nil {
+	switch {
+	case r.presence != nil:
+	case o.Node != "":
+		r.presence = NewStorePresence(o.Store, o.Node)
+	default:
 		r.presence = NewLocalPresence(o.Node, r.now())
 	}
 	if r.ids == nil {
@@ -199,6 +209,9 @@ func New(o Options) (*Registry, error) {
 	}
 	if r.events, err = openEventLog(r.store, o.Events); err != nil {
 		return nil, fmt.Errorf("registry: %w", err)
+	}
+	if r.link != nil {
+		r.link.Serve(r.router.serve)
 	}
 	return r, nil
 }
