@@ -20,7 +20,7 @@ type statusChange struct {
 	device  string
 	session Session // the session that changed
 	status  Status
-	at     time.Time
+	at      time.Time
 	// lastOnline is when the device last came online.
 	lastOnline time.Time
 	// still: the status did not change (a session replaced a live one);

@@ -303,7 +303,7 @@ func eventKey(project string, pos uint64) []byte {
 	return binary.BigEndian.AppendUint64(prefixKey(famEvent, project), pos)
 }
 
-func eventSeqKey(dev string) []byte                { return key(famEventSeq, dev) }
+func eventSeqKey(dev string) []byte { return key(famEventSeq, dev) }
 
 // eventPositionKey holds the last event position handed out, on a cluster.
 var eventPositionKey = []byte(famEventPosition)

@@ -13,8 +13,8 @@
 // Every change a consumer may care about is also recorded, in the same
 // transaction, as an event in a durable stream that named consumers read
 // in order and acknowledge (events.go, eventstream.go). Stream positions
-// come from one node-local counter today; eventstream.go says what a
-// multi-node engine must supply instead.
+// come from a node-local counter on one node, from a counter in the store
+// on a cluster (eventstream.go).
 package registry
 
 import (
@@ -207,7 +207,7 @@ func New(o Options) (*Registry, error) {
 	if err := r.router.loadHeld(context.Background()); err != nil {
 		return nil, fmt.Errorf("registry: held messages: %w", err)
 	}
-	if r.events, err = openEventLog(r.store, o.Events); err != nil {
+	if r.events, err = openEventLog(r.store, o.Events, o.Node != ""); err != nil {
 		return nil, fmt.Errorf("registry: %w", err)
 	}
 	if r.link != nil {
