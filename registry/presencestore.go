@@ -111,12 +111,17 @@ func (p *StorePresence) Connect(ctx context.Context, id string, at time.Time) (s
 	}
 	sh := p.shard(id)
 	sh.mu.Lock()
+	defer sh.mu.Unlock()
 	// Two connects of one device on this node commit in number order but
-	// may get here in either.
-	if cur, ok := sh.m[id]; !ok || cur.Session < s {
+	// may get here in either; and another node may have taken the session
+	// over already (yield left its mark).
+	cur, ok := sh.m[id]
+	switch {
+	case !ok || cur.Session < s:
 		sh.m[id] = LiveSession{Session: s, Node: p.node, Since: at}
+	case cur.Node == "":
+		return 0, LiveSession{}, false, fmt.Errorf("session %d of %s: %w", s, id, ErrTakenOver)
 	}
-	sh.mu.Unlock()
 	return s, prev, superseded, nil
 }
 
@@ -131,7 +136,7 @@ func (p *StorePresence) Disconnect(ctx context.Context, id string, s Session) (e
 		sh.mu.Unlock()
 		return false, true, time.Time{}, nil
 	}
-	if ok && cur.Session == s {
+	if ok && cur.Session == s || ok && cur.Node == "" {
 		delete(sh.m, id)
 	}
 	sh.mu.Unlock()
@@ -191,7 +196,11 @@ func (p *StorePresence) Online() int {
 	for i := range p.shards {
 		sh := &p.shards[i]
 		sh.mu.Lock()
-		n += len(sh.m)
+		for _, s := range sh.m {
+			if s.Node != "" {
+				n++
+			}
+		}
 		sh.mu.Unlock()
 	}
 	return n
@@ -199,15 +208,17 @@ func (p *StorePresence) Online() int {
 
 // yield forgets this node's session of the device if it is older than
 // by, the session another node took it over with, and reports whether
-// it did: the caller then closes it.
+// there was one to close. It leaves a mark (an entry of no node) so that
+// a connect of this node that committed before by but has not finished
+// yet fails with ErrTakenOver instead of counting as live.
 func (p *StorePresence) yield(id string, by Session) bool {
 	sh := p.shard(id)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	cur, ok := sh.m[id]
-	if !ok || cur.Session >= by {
+	if ok && cur.Session >= by {
 		return false
 	}
-	delete(sh.m, id)
-	return true
+	sh.m[id] = LiveSession{Session: by}
+	return ok && cur.Node != ""
 }

@@ -310,6 +310,8 @@ func (r *Registry) invalidated(keys []string) {
 			}
 		} else if dev, ok := pendingKeyDevice(k); ok {
 			r.pending.mark(dev)
+		} else if dev, ok := heldKeyDevice(k); ok {
+			r.router.held.mark(dev)
 		}
 	}
 }
