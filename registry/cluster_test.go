@@ -542,3 +542,30 @@ func TestNodeWire(t *testing.T) {
 		t.Fatalf("%s %v", body, err)
 	}
 }
+
+// Deleting a device (the expiry sweep's path too) deletes its session
+// record with it, in the same write.
+func TestClusterDeleteDropsSessionRecord(t *testing.T) {
+	a, b, _, s := clusterNodes(t, nil)
+	ctx := context.Background()
+	mustProduct(t, a, "proj", "prod", "MQTT")
+	if _, err := a.CreateDevice(ctx, NewDevice{ProjectID: "proj", ProductID: "prod", NodeID: "n1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Connected(ctx, "prod_n1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.write(ctx, func(w Writer) error {
+		d, err := a.getDevice(w, "prod_n1")
+		if err != nil {
+			return err
+		}
+		return a.deleteDevice(w, d)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	err := s.View(ctx, func(rd kv.Reader) error { _, err := rd.Get(presenceKey("prod_n1")); return err })
+	if !errors.Is(err, kv.ErrNotFound) {
+		t.Fatalf("session record after the delete: %v", err)
+	}
+}

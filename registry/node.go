@@ -8,7 +8,10 @@ import (
 // State that belongs to one node. A registry on one node keeps it in
 // memory (the Local... implementations, the defaults); a cluster hands
 // New implementations that share it between nodes (through the bus and
-// the store), and nothing else in the registry changes.
+// the store), and nothing else in the registry changes. A named node
+// (Options.Node) keeps presence in the store by default (StorePresence);
+// Options.Link, when set, carries requests to the node holding a
+// device's session (forward.go).
 
 // Presence is which node holds which device's live session. Sessions are
 // numbered (the session's epoch) so that a device that reconnected

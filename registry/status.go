@@ -141,7 +141,7 @@ func (r *Registry) fillStatus(d *Device) {
 // On a cluster the new session wins wherever the old one is: the node
 // holding that one is asked to close it (see kickElsewhere).
 func (r *Registry) Connected(ctx context.Context, id string) (Session, error) {
-	d, err := r.Device(ctx, id)
+	d, err := r.device(ctx, id, false)
 	if err != nil {
 		return 0, err
 	}
