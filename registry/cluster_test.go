@@ -139,6 +139,10 @@ func TestClusterForwardsToTheSessionsNode(t *testing.T) {
 	if err != nil || m.Status != MessagePending {
 		t.Fatalf("message with b unreachable: %+v %v, want PENDING", m, err)
 	}
+	cmd, err = a.Router().CreateAsyncCommand(ctx, "proj", nb, NewAsyncCommand{Paras: json.RawMessage(`{}`), SendStrategy: SendImmediately})
+	if err != nil || cmd.Status != AsyncPending {
+		t.Fatalf("async command with b unreachable: %+v %v, want it stored PENDING", cmd, err)
+	}
 	hub.setDown("node-b", false)
 	// The device's connection to b drops; it comes back to b, which
 	// learned of the held message from the bus, not from a's request.
@@ -567,5 +571,38 @@ func TestClusterDeleteDropsSessionRecord(t *testing.T) {
 	err := s.View(ctx, func(rd kv.Reader) error { _, err := rd.Get(presenceKey("prod_n1")); return err })
 	if !errors.Is(err, kv.ErrNotFound) {
 		t.Fatalf("session record after the delete: %v", err)
+	}
+}
+
+// Freezing or deleting a device through one node closes its session on
+// the node that holds it.
+func TestClusterKicksReachTheSessionsNode(t *testing.T) {
+	a, b, _, _ := clusterNodes(t, nil)
+	ctx := context.Background()
+	mustProduct(t, a, "proj", "prod", "MQTT")
+	for _, n := range []string{"n1", "n2"} {
+		if _, err := a.CreateDevice(ctx, NewDevice{ProjectID: "proj", ProductID: "prod", NodeID: n}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ka, kb := &kickLog{}, &kickLog{}
+	a.AddKicker(ka)
+	b.AddKicker(kb)
+	for _, dev := range []string{"prod_n1", "prod_n2"} {
+		if _, err := b.Connected(ctx, dev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.SetFrozen(ctx, "proj", "prod_n1", true); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.DeleteDevice(ctx, "proj", "prod_n2"); err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(kb.got()); got != "[device frozen device deleted]" {
+		t.Fatalf("b's kicks: %s", got)
+	}
+	if b.Online() != 0 {
+		t.Fatalf("b still counts %d sessions", b.Online())
 	}
 }

@@ -585,6 +585,8 @@ func newFingerprintsFree(rd Reader, old, d *Device) error {
 // DeleteDevice removes a device, its indexes and its sessions. A gateway
 // with sub-devices cannot be deleted.
 func (r *Registry) DeleteDevice(ctx context.Context, project, id string) error {
+	// Read first: on a cluster the delete deletes the session record.
+	remote, isRemote := r.sessionElsewhere(ctx, id)
 	err := r.write(ctx, func(w Writer) error {
 		d, err := r.getDevice(w, id)
 		if err != nil {
@@ -599,7 +601,7 @@ func (r *Registry) DeleteDevice(ctx context.Context, project, id string) error {
 		return err
 	}
 	r.dropSession(ctx, id)
-	r.kick(id, "device deleted")
+	r.kickEverywhere(ctx, id, "device deleted", remote, isRemote)
 	return nil
 }
 
@@ -705,7 +707,8 @@ func (r *Registry) resetCredential(ctx context.Context, project, id string, slot
 		return err
 	}
 	if forceDisconnect {
-		r.kick(id, what+" reset")
+		remote, isRemote := r.sessionElsewhere(ctx, id)
+		r.kickEverywhere(ctx, id, what+" reset", remote, isRemote)
 	}
 	return nil
 }
@@ -739,8 +742,9 @@ func (r *Registry) SetFrozen(ctx context.Context, project, id string, frozen boo
 		return nil
 	})
 	if err == nil && frozen {
+		remote, isRemote := r.sessionElsewhere(ctx, id)
 		r.dropSession(ctx, id)
-		r.kick(id, "device frozen")
+		r.kickEverywhere(ctx, id, "device frozen", remote, isRemote)
 	}
 	return err
 }

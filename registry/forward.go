@@ -103,7 +103,11 @@ func (rt *Router) serve(ctx context.Context, b []byte) []byte {
 	case nodeMessages:
 		return answerOf(nil, rt.serveMessages(ctx, req))
 	case nodeKick:
-		rt.reg.yield(req.Device, req.Session)
+		reason := req.Reason
+		if reason == "" {
+			reason = reasonTakenOver
+		}
+		rt.reg.yield(req.Device, req.Session, reason)
 		return answerOf(nil, nil)
 	}
 	return answerOf(nil, fmt.Errorf("%w: unknown kind %q", ErrBadNodeRequest, req.Kind))
@@ -174,13 +178,45 @@ func (r *Registry) kickElsewhere(ctx context.Context, node, id string, s Session
 	}
 }
 
-// yield closes this node's session of the device that s, on another
-// node, took over; a newer session of this node is left alone.
-func (r *Registry) yield(id string, s Session) {
+// yield closes this node's sessions of the device older than s (which
+// another node took it over with, or the last one when the device lost
+// its right to a session); a newer session of this node is left alone.
+func (r *Registry) yield(id string, s Session, reason string) {
 	if sp, ok := r.presence.(*StorePresence); ok && !sp.yield(id, s) {
 		return
 	}
-	r.kick(id, reasonTakenOver)
+	r.kick(id, reason)
+}
+
+// sessionElsewhere returns the device's session when another node holds
+// it (never on a single node).
+func (r *Registry) sessionElsewhere(ctx context.Context, id string) (LiveSession, bool) {
+	if r.link == nil {
+		return LiveSession{}, false
+	}
+	s, ok, err := r.presence.Lookup(ctx, id)
+	if err != nil {
+		r.log.Error("looking up session", "device_id", id, "err", err)
+	}
+	return s, ok && s.Node != r.node
+}
+
+// kickEverywhere closes the device's sessions on this node and, when
+// elsewhere is another node's session (sessionElsewhere, read before the
+// change that ends it), on that node: the device was deleted or frozen,
+// or its credentials changed.
+func (r *Registry) kickEverywhere(ctx context.Context, id, reason string, elsewhere LiveSession, isElsewhere bool) {
+	r.kick(id, reason)
+	if !isElsewhere {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), kickTimeout)
+	defer cancel()
+	req := nodeRequest{Kind: nodeKick, Device: id, Session: elsewhere.Session + 1, Reason: reason}
+	if _, err := r.router.call(ctx, elsewhere.Node, req); err != nil {
+		r.log.Warn("could not ask the node holding the device's session to close it",
+			"device_id", id, "node", elsewhere.Node, "reason", reason, "err", err)
+	}
 }
 
 // dropSession forgets the device's session (it was deleted or frozen).

@@ -28,8 +28,10 @@ const (
 	// nodeMessages: the device has PENDING downlink messages (already
 	// stored); deliver them, and answer once the pass has ended.
 	nodeMessages nodeRequestKind = "messages"
-	// nodeKick: another node took the device's session over with Session;
-	// close this node's older one.
+	// nodeKick: close this node's sessions of the device older than
+	// Session: another node took the device over with Session (Reason
+	// empty), or the device was deleted, frozen or had its credentials
+	// changed (Reason says which).
 	nodeKick nodeRequestKind = "kick"
 )
 
@@ -41,7 +43,8 @@ type nodeRequest struct {
 	Command *Command        `json:"command,omitempty"`    // command
 	Timeout int64           `json:"timeout_ms,omitempty"` // command: how long the device may take
 	Now     bool            `json:"now,omitempty"`        // async_command: send_strategy immediately
-	Session Session         `json:"session,omitempty"`    // kick: the session that took over
+	Session Session         `json:"session,omitempty"`    // kick: sessions older than this close
+	Reason  string          `json:"reason,omitempty"`     // kick: what Kickers are told; "": taken over
 }
 
 // nodeAnswer is the answer to a request: Body (a command's response) or
