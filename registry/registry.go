@@ -54,7 +54,8 @@ type Options struct {
 	// Node names this node in a cluster ("" on a single node).
 	Node string
 	// Node-local state (see node.go); nil fields take the single node's
-	// in-memory implementations.
+	// in-memory implementations, except Presence on a named node, which
+	// is kept in the store (StorePresence).
 	Presence    Presence
 	Invalidator Invalidator // nil: no other node to tell
 	IDs         IDGenerator
