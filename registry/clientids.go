@@ -140,7 +140,8 @@ func (r *Registry) KeepClientID(ctx context.Context, project, deviceID, clientID
 		return &NotFoundError{Kind: EntityClientID, ID: clientID}
 	})
 	if err == nil {
-		r.kick(deviceID, "client id switched")
+		remote, isRemote := r.sessionElsewhere(ctx, deviceID)
+		r.kickEverywhere(ctx, deviceID, "client id switched", remote, isRemote)
 	}
 	return d, err
 }
@@ -153,7 +154,8 @@ func (r *Registry) ClearClientIDs(ctx context.Context, project, deviceID string)
 		return nil
 	})
 	if err == nil {
-		r.kick(deviceID, "client ids cleared")
+		remote, isRemote := r.sessionElsewhere(ctx, deviceID)
+		r.kickEverywhere(ctx, deviceID, "client ids cleared", remote, isRemote)
 	}
 	return d, err
 }

@@ -296,7 +296,7 @@ func (r *Registry) decodeDevice(id string, b []byte) (*Device, error) {
 func (r *Registry) lookup(ctx context.Context, k []byte, kind Entity, id string) (*Device, error) {
 	if r.cache != nil {
 		if v, gen, ok := r.cache.get(k); ok {
-			return r.cachedDevice(ctx, v.(string))
+			return r.cachedDevice(ctx, v.(string), true)
 		} else {
 			var devID []byte
 			err := r.view(ctx, func(rd Reader) error {
@@ -311,7 +311,7 @@ func (r *Registry) lookup(ctx context.Context, k []byte, kind Entity, id string)
 				return nil, err
 			}
 			r.cache.put(k, string(devID), gen)
-			return r.cachedDevice(ctx, string(devID))
+			return r.cachedDevice(ctx, string(devID), true)
 		}
 	}
 	var d *Device
@@ -334,8 +334,8 @@ func (r *Registry) lookup(ctx context.Context, k []byte, kind Entity, id string)
 }
 
 // cachedDevice returns a copy of the device, from the cache when it is
-// there. Callers may modify the copy.
-func (r *Registry) cachedDevice(ctx context.Context, id string) (*Device, error) {
+// there, with its status when fill. Callers may modify the copy.
+func (r *Registry) cachedDevice(ctx context.Context, id string, fill bool) (*Device, error) {
 	k := deviceKey(id)
 	v, gen, ok := r.cache.get(k)
 	if !ok {
@@ -352,15 +352,23 @@ func (r *Registry) cachedDevice(ctx context.Context, id string) (*Device, error)
 		v = d
 	}
 	d := *v.(*Device)
-	r.fillStatus(&d)
+	if fill {
+		r.fillStatus(&d)
+	}
 	return &d, nil
 }
 
 // Device returns the device with this id, in any project. Listeners use
 // it to authenticate; the REST API uses ProjectDevice.
 func (r *Registry) Device(ctx context.Context, id string) (*Device, error) {
+	return r.device(ctx, id, true)
+}
+
+// device is Device, filling in the status only when fill: the status of
+// a device about to connect is of no use, and on a cluster costs a read.
+func (r *Registry) device(ctx context.Context, id string, fill bool) (*Device, error) {
 	if r.cache != nil {
-		return r.cachedDevice(ctx, id)
+		return r.cachedDevice(ctx, id, fill)
 	}
 	var d *Device
 	err := r.view(ctx, func(rd Reader) error {
@@ -371,7 +379,9 @@ func (r *Registry) Device(ctx context.Context, id string) (*Device, error) {
 	if err != nil {
 		return nil, err
 	}
-	r.fillStatus(d)
+	if fill {
+		r.fillStatus(d)
+	}
 	return d, nil
 }
 
@@ -575,6 +585,8 @@ func newFingerprintsFree(rd Reader, old, d *Device) error {
 // DeleteDevice removes a device, its indexes and its sessions. A gateway
 // with sub-devices cannot be deleted.
 func (r *Registry) DeleteDevice(ctx context.Context, project, id string) error {
+	// Read first: on a cluster the delete deletes the session record.
+	remote, isRemote := r.sessionElsewhere(ctx, id)
 	err := r.write(ctx, func(w Writer) error {
 		d, err := r.getDevice(w, id)
 		if err != nil {
@@ -588,8 +600,8 @@ func (r *Registry) DeleteDevice(ctx context.Context, project, id string) error {
 	if err != nil {
 		return err
 	}
-	r.presence.Drop(id)
-	r.kick(id, "device deleted")
+	r.dropSession(ctx, id)
+	r.kickEverywhere(ctx, id, "device deleted", remote, isRemote)
 	return nil
 }
 
@@ -621,6 +633,11 @@ func (r *Registry) deleteDevice(w Writer, d *Device) error {
 	}
 	if err := w.Delete(statusTimeKey(d.DeviceID)); err != nil {
 		return err
+	}
+	if r.node != "" { // a cluster's session record (StorePresence) goes with it
+		if err := w.Delete(presenceKey(d.DeviceID)); err != nil {
+			return err
+		}
 	}
 	return r.putDevice(w, d, nil)
 }
@@ -690,7 +707,8 @@ func (r *Registry) resetCredential(ctx context.Context, project, id string, slot
 		return err
 	}
 	if forceDisconnect {
-		r.kick(id, what+" reset")
+		remote, isRemote := r.sessionElsewhere(ctx, id)
+		r.kickEverywhere(ctx, id, what+" reset", remote, isRemote)
 	}
 	return nil
 }
@@ -724,8 +742,9 @@ func (r *Registry) SetFrozen(ctx context.Context, project, id string, frozen boo
 		return nil
 	})
 	if err == nil && frozen {
-		r.presence.Drop(id)
-		r.kick(id, "device frozen")
+		remote, isRemote := r.sessionElsewhere(ctx, id)
+		r.dropSession(ctx, id)
+		r.kickEverywhere(ctx, id, "device frozen", remote, isRemote)
 	}
 	return err
 }

@@ -18,6 +18,9 @@ var (
 	// ErrNodeUnreachable: the node holding a device's session did not
 	// answer (a NodeLink refusal); the request was not delivered.
 	ErrNodeUnreachable = errors.New("node unreachable")
+	// ErrTakenOver: a connect lost to a newer one of the same device on
+	// another node before it finished; the adapter refuses it.
+	ErrTakenOver = errors.New("session taken over by a newer connection on another node")
 	// ErrStorageFull: the store refuses writes until space is freed;
 	// nothing was written (the engine's kv.ErrFull).
 	ErrStorageFull = kv.ErrFull

@@ -61,7 +61,9 @@ func (r *Registry) EventConsumer(ctx context.Context, project, name string) (*Ev
 // including cursor. Acknowledgements only move forward: an older cursor
 // than the stored one changes nothing.
 func (r *Registry) AckEvents(ctx context.Context, project, name string, cursor uint64) error {
-	if cursor > r.events.last.Load() {
+	if last, err := r.lastPosition(ctx); err != nil {
+		return err
+	} else if cursor > last {
 		return fmt.Errorf("%w: %d", ErrCursorAhead, cursor)
 	}
 	return r.write(ctx, func(w Writer) error {

@@ -204,7 +204,10 @@ func (r *Registry) appendAfter(w Writer, e encodedEvent, seq uint64) error {
 	// transaction) with another seq.
 	rec := append([]byte(nil), e.rec...)
 	binary.BigEndian.PutUint64(rec, seq)
-	pos := r.events.nextPosition()
+	pos, err := r.events.nextPosition(w)
+	if err != nil {
+		return err
+	}
 	if err := w.Set(eventKey(e.project, pos), rec); err != nil {
 		return err
 	}

@@ -27,15 +27,17 @@ import (
 // of writes that were refused or failed are skipped: positions have gaps,
 // per-device seqs have none.
 //
-// A multi-node engine cannot count locally: writes of several nodes
-// commit concurrently. It must supply positions from one source that
-// orders commits (a database sequence, a log offset, a commit timestamp)
-// and, because a later-numbered transaction may commit before an
-// earlier-numbered one, publish a visibility horizon: the highest
-// position below which every transaction has committed or aborted.
-// Readers then read only up to the horizon (Events would take it as an
-// upper bound), so a reader never steps past a position that is still to
-// commit. nextPosition is the one place that assigns positions.
+// Nodes of a cluster cannot count locally: writes of several nodes
+// commit concurrently. There (Options.Node set) the last position handed
+// out is a key of the store (eventPositionKey), read and rewritten by
+// every write that records an event, inside its transaction: the engines
+// run such writes serially (Badger's one committer, PostgreSQL's
+// SERIALIZABLE transactions, which conflict on that key and are re-run),
+// so positions are unique and increase in commit order, and no reader can
+// see a position whose predecessors are still to commit. A batch of the
+// group commit reads the key once from the store; its later writes read
+// the value the earlier ones staged. nextPosition is the one place that
+// assigns positions.
 
 // Event backlog defaults.
 const (
@@ -86,7 +88,9 @@ func (o EventOptions) withDefaults() EventOptions {
 // eventLog is the node's state of the stream.
 type eventLog struct {
 	opts EventOptions
-	last atomic.Uint64 // the last position handed out
+	last atomic.Uint64 // the last position handed out (on one node)
+	// shared: positions come from the store (a cluster), not from last.
+	shared bool
 
 	// Status changes waiting for the next status flush; guarded by the
 	// registry's statusMu, in step with its statusQ.
@@ -106,24 +110,48 @@ type eventLog struct {
 }
 
 // openEventLog restores the position counter above every position stored
-// or trimmed, so positions keep increasing across restarts.
-func openEventLog(s kv.Store, o EventOptions) (*eventLog, error) {
-	l := &eventLog{opts: o.withDefaults(), ackFloor: make(map[string]uint64), offline: make(map[string]time.Time)}
+// or trimmed, so positions keep increasing across restarts; on a cluster
+// (shared) it raises the stored counter there instead, in a transaction,
+// for a store that was a single node's until now.
+func openEventLog(s kv.Store, o EventOptions, shared bool) (*eventLog, error) {
+	l := &eventLog{opts: o.withDefaults(), ackFloor: make(map[string]uint64), offline: make(map[string]time.Time), shared: shared}
 	var last uint64
-	err := s.View(context.Background(), func(rd Reader) error {
+	restore := func(rd Reader) error {
+		last = 0
+		stored, err := readEventPosition(rd)
+		if err != nil {
+			return err
+		}
+		last = stored
 		if err := rd.Scan(eventStreamPrefix, nil, true, func(k, _ []byte) (bool, error) {
 			last = max(last, streamPosition(k))
 			return false, nil
 		}); err != nil {
 			return err
 		}
-		return rd.Scan(prefixKey("eh"), nil, false, func(_, v []byte) (bool, error) {
+		return rd.Scan(prefixKey(famEventHorizon), nil, false, func(_, v []byte) (bool, error) {
 			if len(v) == 8 {
 				last = max(last, binary.BigEndian.Uint64(v))
 			}
 			return true, nil
 		})
-	})
+	}
+	var err error
+	if shared {
+		for attempt := 0; ; attempt++ {
+			err = s.Update(context.Background(), func(t kv.Txn) error {
+				if err := restore(t); err != nil {
+					return err
+				}
+				return t.Set(eventPositionKey, binary.BigEndian.AppendUint64(nil, last))
+			})
+			if !errors.Is(err, kv.ErrConflict) || attempt >= maxConflictRetries {
+				break
+			}
+		}
+	} else {
+		err = s.View(context.Background(), restore)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("restore event position: %w", err)
 	}
@@ -131,10 +159,56 @@ func openEventLog(s kv.Store, o EventOptions) (*eventLog, error) {
 	return l, nil
 }
 
-// nextPosition hands out the next stream position. It is called only by
-// writes, which run in commit order on the committer (see the comment at
-// the top of this file for what a multi-node engine must do instead).
-func (l *eventLog) nextPosition() uint64 { return l.last.Add(1) }
+// readEventPosition reads the cluster's last position handed out (0 when
+// there is none: a single node's store).
+func readEventPosition(rd Reader) (uint64, error) {
+	v, err := rd.Get(eventPositionKey)
+	if errors.Is(err, kv.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read event position: %w", err)
+	}
+	if len(v) != 8 {
+		return 0, fmt.Errorf("event position: corrupt (%d bytes)", len(v))
+	}
+	return binary.BigEndian.Uint64(v), nil
+}
+
+// nextPosition hands out the next stream position to a write recording
+// an event. On one node writes run in commit order on the committer, so
+// a counter in memory does; on a cluster the counter is the store's (see
+// the comment at the top of this file).
+func (l *eventLog) nextPosition(w Writer) (uint64, error) {
+	if !l.shared {
+		return l.last.Add(1), nil
+	}
+	n, err := readEventPosition(w)
+	if err != nil {
+		return 0, err
+	}
+	n++
+	if err := w.Set(eventPositionKey, binary.BigEndian.AppendUint64(make([]byte, 0, 8), n)); err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// lastPosition is the last position handed out: on a cluster, by any
+// node.
+func (r *Registry) lastPosition(ctx context.Context) (uint64, error) {
+	l := r.events
+	if !l.shared {
+		return l.last.Load(), nil
+	}
+	var n uint64
+	err := r.view(ctx, func(rd Reader) error {
+		var err error
+		n, err = readEventPosition(rd)
+		return err
+	})
+	return n, err
+}
 
 func streamPosition(k []byte) uint64 {
 	if len(k) < len(eventStreamPrefix)+8 {
@@ -159,11 +233,15 @@ func (r *Registry) Events(ctx context.Context, project string, cursor uint64, li
 	if limit < 1 || limit > MaxEventsPage {
 		return nil, invalid("limit", "must be 1 to %d", MaxEventsPage)
 	}
-	if cursor > r.events.last.Load() {
+	last, err := r.lastPosition(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if cursor > last {
 		return nil, fmt.Errorf("%w: %d", ErrCursorAhead, cursor)
 	}
 	page := &EventPage{Next: cursor}
-	err := r.view(ctx, func(rd Reader) error {
+	err = r.view(ctx, func(rd Reader) error {
 		if cursor > 0 {
 			trimmed, err := readEventHorizon(rd, project)
 			if err != nil {

@@ -57,12 +57,16 @@ func (r *Registry) trimBounds(ctx context.Context) (int, bool, error) {
 	l := r.events
 	cutoff := r.now().Add(-l.opts.Retention).UnixNano()
 	var keepFrom uint64 // positions below it are past MaxEvents
-	if last := l.last.Load(); last > l.opts.MaxEvents {
+	last, err := r.lastPosition(ctx)
+	if err != nil {
+		return 0, false, err
+	}
+	if last > l.opts.MaxEvents {
 		keepFrom = last - l.opts.MaxEvents + 1
 	}
 	var victims []trimmed
 	var next uint64
-	err := r.view(ctx, func(rd Reader) error {
+	err = r.view(ctx, func(rd Reader) error {
 		return rd.Scan(eventStreamPrefix, eventStreamKey(l.streamFloor), false, func(k, v []byte) (bool, error) {
 			pos := streamPosition(k)
 			if len(v) < 8 {

@@ -51,6 +51,8 @@ import (
 //	L/{name}                       lease record (singleton work, see Lease)
 //	K/master                       the sealed master-key check (masterkey.go)
 //	nd/{node}                      a cluster node's heartbeat (nodes.go)
+//	ps/{device_id}                 the device's session: node, epoch, since (cluster presence, presencestore.go)
+//	#e                             the last event position handed out (cluster event positions, eventstream.go)
 //
 // Positions are 8 bytes big-endian, so the ordered keys are the stream.
 const sep = 0
@@ -90,6 +92,8 @@ const (
 	famLease         = "L"
 	famKeyCheck      = "K"
 	famNodeBeat      = "nd"
+	famPresence      = "ps"
+	famEventPosition = "#e"
 )
 
 func key(prefix string, parts ...string) []byte {
@@ -154,6 +158,7 @@ func leaseKey(name string) []byte                  { return key(famLease, name) 
 func keyCheckKey() []byte                          { return key(famKeyCheck, "master") }
 func nodeBeatKey(node string) []byte               { return key(famNodeBeat, node) }
 func nodeBeatsPrefix() []byte                      { return prefixKey(famNodeBeat) }
+func presenceKey(dev string) []byte                { return key(famPresence, dev) }
 
 // statusTimeKey holds a device's last status change apart from its
 // record, so connects and disconnects never rewrite (and re-seal, and
@@ -305,6 +310,10 @@ func eventKey(project string, pos uint64) []byte {
 	return binary.BigEndian.AppendUint64(prefixKey(famEvent, project), pos)
 }
 
-func eventSeqKey(dev string) []byte                { return key(famEventSeq, dev) }
+func eventSeqKey(dev string) []byte { return key(famEventSeq, dev) }
+
+// eventPositionKey holds the last event position handed out, on a cluster.
+var eventPositionKey = []byte(famEventPosition)
+
 func eventHorizonKey(project string) []byte        { return key(famEventHorizon, project) }
 func eventConsumerKey(project, name string) []byte { return key(famEventConsumer, project, name) }

@@ -8,24 +8,34 @@ import (
 // State that belongs to one node. A registry on one node keeps it in
 // memory (the Local... implementations, the defaults); a cluster hands
 // New implementations that share it between nodes (through the bus and
-// the store), and nothing else in the registry changes.
+// the store), and nothing else in the registry changes. A named node
+// (Options.Node) keeps presence in the store by default (StorePresence);
+// Options.Link, when set, carries requests to the node holding a
+// device's session (forward.go).
 
 // Presence is which node holds which device's live session. Sessions are
-// numbered so that a device that reconnected (perhaps to another node)
-// is not marked offline by its old connection's late disconnect.
+// numbered (the session's epoch) so that a device that reconnected
+// (perhaps to another node) is not marked offline by its old connection's
+// late disconnect, and so that only the newest session writes status.
+// Only the Registry calls it.
 type Presence interface {
 	// Connect records a new session of the device, held by this node, and
-	// returns it. It supersedes any earlier session of the device, and
-	// reports whether there was one (the device was online already).
-	Connect(deviceID string, at time.Time) (s Session, superseded bool)
-	// Disconnect ends s if it is still the device's current session;
-	// otherwise it reports whether a newer session is current.
-	Disconnect(deviceID string, s Session) (ended, superseded bool)
-	// Drop forgets the device's session (the device was deleted).
-	Drop(deviceID string)
-	// Lookup returns the device's current session, if it has one.
-	Lookup(deviceID string) (LiveSession, bool)
-	// Online counts the devices with a live session.
+	// returns it. It supersedes any earlier session of the device; prev is
+	// that session and superseded reports whether it was live (the device
+	// was online already, here or on another node).
+	Connect(ctx context.Context, deviceID string, at time.Time) (s Session, prev LiveSession, superseded bool, err error)
+	// Disconnect ends s if it is still the device's current session (and
+	// returns when it began); otherwise it reports whether a newer session
+	// is current.
+	Disconnect(ctx context.Context, deviceID string, s Session) (ended, superseded bool, since time.Time, err error)
+	// Drop forgets the device's session (the device was deleted or
+	// frozen).
+	Drop(ctx context.Context, deviceID string) error
+	// Lookup returns the device's current session, if it has one: the
+	// authoritative answer (on a cluster, the shared record).
+	Lookup(ctx context.Context, deviceID string) (LiveSession, bool, error)
+	// Online counts the devices with a live session (on a cluster, the
+	// sessions this node holds).
 	Online() int
 }
 

@@ -74,36 +74,41 @@ type presenceView struct {
 	node string
 }
 
-func (v presenceView) Connect(id string, at time.Time) (Session, bool) {
+func (v presenceView) Connect(_ context.Context, id string, at time.Time) (Session, LiveSession, bool, error) {
 	s := Session(v.p.next.Add(1))
 	v.p.mu.Lock()
-	_, was := v.p.m[id]
+	prev, was := v.p.m[id]
 	v.p.m[id] = LiveSession{Session: s, Node: v.node, Since: at}
 	v.p.mu.Unlock()
-	return s, was
+	return s, prev, was, nil
 }
 
-func (v presenceView) Disconnect(id string, s Session) (bool, bool) {
+func (v presenceView) Disconnect(_ context.Context, id string, s Session) (bool, bool, time.Time, error) {
 	v.p.mu.Lock()
 	defer v.p.mu.Unlock()
 	cur, ok := v.p.m[id]
 	if !ok {
-		return false, false
+		return false, false, time.Time{}, nil
 	}
 	if cur.Session != s {
-		return false, true
+		return false, true, time.Time{}, nil
 	}
 	delete(v.p.m, id)
-	return true, false
+	return true, false, cur.Since, nil
 }
 
-func (v presenceView) Drop(id string) { v.p.mu.Lock(); delete(v.p.m, id); v.p.mu.Unlock() }
+func (v presenceView) Drop(_ context.Context, id string) error {
+	v.p.mu.Lock()
+	delete(v.p.m, id)
+	v.p.mu.Unlock()
+	return nil
+}
 
-func (v presenceView) Lookup(id string) (LiveSession, bool) {
+func (v presenceView) Lookup(_ context.Context, id string) (LiveSession, bool, error) {
 	v.p.mu.Lock()
 	defer v.p.mu.Unlock()
 	s, ok := v.p.m[id]
-	return s, ok
+	return s, ok, nil
 }
 
 func (v presenceView) Online() int { v.p.mu.Lock(); defer v.p.mu.Unlock(); return len(v.p.m) }
@@ -210,7 +215,7 @@ func TestTwoNodesShareEachOthersPresence(t *testing.T) {
 	if err != nil || got.Status != StatusOnline {
 		t.Fatalf("b sees the device %q (%v), want ONLINE", got.Status, err)
 	}
-	if s, ok := b.presence.Lookup(d.DeviceID); !ok || s.Node != "node-a" {
+	if s, ok, _ := b.presence.Lookup(ctx, d.DeviceID); !ok || s.Node != "node-a" {
 		t.Fatalf("b sees the session held by %q, want node-a", s.Node)
 	}
 	if n := b.Online(); n != 1 {

@@ -52,9 +52,16 @@ func (h *pendingHint) clear(dev string, g uint64) {
 
 // pendingKeyDevice returns the device of an asynchronous command's
 // pending entry (ap/{device_id}/{seq}), or false for other keys.
-func pendingKeyDevice(k string) (string, bool) {
+func pendingKeyDevice(k string) (string, bool) { return entryDevice(k, famAsyncPending) }
+
+// heldKeyDevice returns the device of a held downlink message's entry
+// (dh/{device_id}/{seq}), or false for other keys.
+func heldKeyDevice(k string) (string, bool) { return entryDevice(k, famDownlinkHeld) }
+
+// entryDevice returns the device of an entry {family}/{device_id}/{seq}.
+func entryDevice(k, fam string) (string, bool) {
 	family, rest, _ := cutPart(k)
-	if family != famAsyncPending {
+	if family != fam {
 		return "", false
 	}
 	dev, _, ok := cutPart(rest)

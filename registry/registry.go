@@ -13,8 +13,8 @@
 // Every change a consumer may care about is also recorded, in the same
 // transaction, as an event in a durable stream that named consumers read
 // in order and acknowledge (events.go, eventstream.go). Stream positions
-// come from one node-local counter today; eventstream.go says what a
-// multi-node engine must supply instead.
+// come from a node-local counter on one node, from a counter in the store
+// on a cluster (eventstream.go).
 package registry
 
 import (
@@ -54,11 +54,16 @@ type Options struct {
 	// Node names this node in a cluster ("" on a single node).
 	Node string
 	// Node-local state (see node.go); nil fields take the single node's
-	// in-memory implementations.
+	// in-memory implementations, except Presence on a named node, which
+	// is kept in the store (StorePresence).
 	Presence    Presence
 	Invalidator Invalidator // nil: no other node to tell
 	IDs         IDGenerator
 	Lease       Lease
+	// Link carries requests to the node holding a device's session
+	// (nil: a single node, every session is this process's). New has it
+	// serve the other nodes' requests.
+	Link NodeLink
 }
 
 // Quotas bound what one product or gateway may hold. Over quota, a write
@@ -110,9 +115,10 @@ type Registry struct {
 	countShard byte   // the shard of shared counters this node writes
 	presence   Presence
 	inval      Invalidator // nil on a single node
+	link       NodeLink    // nil on a single node
 	lease      Lease
 	statusMu   sync.Mutex
-	statusQ    map[string]time.Time // device_id -> status change to persist
+	statusQ    map[string]statusTime // device_id -> status change to persist
 
 	kickMu  sync.RWMutex
 	kickers []Kicker
@@ -156,9 +162,10 @@ func New(o Options) (*Registry, error) {
 		countShard: counterShardOf(o.Node),
 		presence:   o.Presence,
 		inval:      o.Invalidator,
+		link:       o.Link,
 		ids:        o.IDs,
 		lease:      o.Lease,
-		statusQ:    make(map[string]time.Time),
+		statusQ:    make(map[string]statusTime),
 		pending:    newPendingHint(),
 	}
 	if r.log == nil {
@@ -170,7 +177,11 @@ func New(o Options) (*Registry, error) {
 	if r.sweepInt <= 0 {
 		r.sweepInt = time.Second
 	}
-	if r.presence == nil {
+	switch {
+	case r.presence != nil:
+	case o.Node != "":
+		r.presence = NewStorePresence(o.Store, o.Node)
+	default:
 		r.presence = NewLocalPresence(o.Node, r.now())
 	}
 	if r.ids == nil {
@@ -199,8 +210,11 @@ func New(o Options) (*Registry, error) {
 	if err := r.router.loadHeld(context.Background()); err != nil {
 		return nil, fmt.Errorf("registry: held messages: %w", err)
 	}
-	if r.events, err = openEventLog(r.store, o.Events); err != nil {
+	if r.events, err = openEventLog(r.store, o.Events, o.Node != ""); err != nil {
 		return nil, fmt.Errorf("registry: %w", err)
+	}
+	if r.link != nil {
+		r.link.Serve(r.router.serve)
 	}
 	return r, nil
 }
@@ -299,6 +313,8 @@ func (r *Registry) invalidated(keys []string) {
 			}
 		} else if dev, ok := pendingKeyDevice(k); ok {
 			r.pending.mark(dev)
+		} else if dev, ok := heldKeyDevice(k); ok {
+			r.router.held.mark(dev)
 		}
 	}
 }

@@ -727,7 +727,7 @@ func TestStatusFlushSkipsDeletedDevices(t *testing.T) {
 			if _, err := r.Connected(ctx, d.DeviceID); err != nil { // activates, caches the record
 				t.Fatal(err)
 			}
-			q := map[string]time.Time{d.DeviceID: time.Now()}
+			q := map[string]statusTime{d.DeviceID: {at: time.Now()}}
 			del := func(w Writer) error {
 				dd, err := r.getDevice(w, d.DeviceID)
 				if err != nil {

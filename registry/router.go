@@ -17,10 +17,10 @@ import (
 // adapter holding the device's live session, or keeps it for the device's
 // next connection (downlink messages) or uplink (asynchronous commands).
 //
-// One node holds every session today, so "the adapter holding the
-// session" is this process's adapter for the device's protocol, and the
-// registry's presence says whether there is a session (see locate: the
-// seam where the cluster work forwards to the node that holds it).
+// The registry's presence says whether there is a session and which node
+// holds it: this process's adapter for the device's protocol delivers to
+// a session held here; one held by another node of a cluster gets the
+// request over NodeLink (forward.go).
 
 // Protocol is how a device reaches the platform, as far as delivery goes.
 type Protocol string
@@ -168,21 +168,25 @@ func (rt *Router) adapter(p Protocol) Adapter {
 type sessionPlace int
 
 const (
-	sessionNone  sessionPlace = iota // no session: hold or refuse
-	sessionLocal                     // an adapter of this process holds it
+	sessionNone   sessionPlace = iota // no session: hold or refuse
+	sessionLocal                      // an adapter of this process holds it
+	sessionRemote                     // another node holds it (NodeLink)
 )
 
-// locate says where a device's session is. One node: this process's
-// presence.
-//
-// CLUSTER SEAM: with several nodes, presence names the node holding the
-// session; a sessionRemote place then forwards the request to that node's
-// router instead of a local adapter, and holds it when no node has one.
-func (rt *Router) locate(deviceID string) sessionPlace {
-	if s, ok := rt.reg.presence.Lookup(deviceID); ok && s.Node == rt.reg.node {
-		return sessionLocal
+// locate says where a device's session is and, when another node holds
+// it, which. Without a NodeLink, a session of another node counts as none.
+func (rt *Router) locate(ctx context.Context, deviceID string) (sessionPlace, string) {
+	s, ok, err := rt.reg.presence.Lookup(ctx, deviceID)
+	switch {
+	case err != nil:
+		rt.log.Error("looking up session", "device_id", deviceID, "err", err)
+	case !ok:
+	case s.Node == rt.reg.node:
+		return sessionLocal, ""
+	case rt.reg.link != nil:
+		return sessionRemote, s.Node
 	}
-	return sessionNone
+	return sessionNone, ""
 }
 
 // route returns the device's product protocol after refusing kind for it.
@@ -204,17 +208,23 @@ func (rt *Router) route(ctx context.Context, kind Delivery, d *Device) (Protocol
 
 // SendCommand delivers a synchronous command to a connected MQTT device
 // and waits, bounded by ctx, for its response. ErrNotConnected when the
-// device has no session, a *RefusedError for other protocols.
+// device has no session, a *RefusedError for other protocols; an error
+// unwrapping to ErrNodeUnreachable when the node holding the session
+// cannot be reached.
 func (rt *Router) SendCommand(ctx context.Context, d *Device, c Command) (json.RawMessage, error) {
 	p, err := rt.route(ctx, DeliverCommand, d)
 	if err != nil {
 		return nil, err
 	}
-	a := rt.adapter(p)
-	if a.Commands == nil || rt.locate(d.DeviceID) != sessionLocal {
-		return nil, ErrNotConnected
+	switch place, node := rt.locate(ctx, d.DeviceID); place {
+	case sessionLocal:
+		if a := rt.adapter(p).Commands; a != nil {
+			return a.SendCommand(ctx, d, c)
+		}
+	case sessionRemote:
+		return rt.forwardCommand(ctx, node, d, c)
 	}
-	return a.Commands.SendCommand(ctx, d, c)
+	return nil, ErrNotConnected
 }
 
 // CreateAsyncCommand queues an asynchronous command for an NB-IoT device
@@ -230,10 +240,11 @@ func (rt *Router) CreateAsyncCommand(ctx context.Context, project string, d *Dev
 	}
 	a := rt.adapter(p).AsyncCommands
 	now := n.SendStrategy == SendImmediately
+	place, node := rt.locate(ctx, d.DeviceID)
 	// "immediately" means now or not at all: a device that is not
 	// registered cannot take it. (A registered device that is asleep
 	// keeps it until it wakes up.)
-	if now && (a == nil || rt.locate(d.DeviceID) != sessionLocal) {
+	if now && place != sessionRemote && (a == nil || place != sessionLocal) {
 		return nil, ErrNotConnected
 	}
 	if a != nil {
@@ -241,11 +252,19 @@ func (rt *Router) CreateAsyncCommand(ctx context.Context, project string, d *Dev
 			return nil, err
 		}
 	}
+	// Stored before any node is told: a lost notice costs a delay only.
 	cmd, err := rt.reg.CreateAsyncCommand(ctx, project, d.DeviceID, n)
-	if err != nil || a == nil {
+	if err != nil {
 		return cmd, err
 	}
-	a.AsyncCommandQueued(ctx, d.DeviceID, now)
+	switch {
+	case place == sessionRemote:
+		rt.notify(ctx, node, nodeRequest{Kind: nodeAsyncCommand, Device: d.DeviceID, Now: now})
+	case a == nil:
+		return cmd, nil
+	default:
+		a.AsyncCommandQueued(ctx, d.DeviceID, now)
+	}
 	if now {
 		// Report what happened to it: SENT, or PENDING while the device
 		// sleeps or works through older commands.
@@ -272,7 +291,7 @@ func (rt *Router) SendMessage(ctx context.Context, project string, d *Device, n 
 			return nil, err
 		}
 	}
-	if n.ttl() == 0 && rt.locate(d.DeviceID) != sessionLocal {
+	if place, _ := rt.locate(ctx, d.DeviceID); n.ttl() == 0 && place == sessionNone {
 		return nil, ErrNotConnected
 	}
 	m, err := rt.reg.createDownlink(ctx, project, d.DeviceID, n)
@@ -282,12 +301,16 @@ func (rt *Router) SendMessage(ctx context.Context, project string, d *Device, n 
 	// Marked after the commit, then presence looked at: a connect either
 	// finds the mark or happened before the look, which starts delivery.
 	rt.held.mark(d.DeviceID)
-	if rt.locate(d.DeviceID) != sessionLocal {
+	switch place, node := rt.locate(ctx, d.DeviceID); place {
+	case sessionNone:
 		return m, nil
-	}
-	select {
-	case <-rt.flush(d.DeviceID):
-	case <-ctx.Done():
+	case sessionLocal:
+		select {
+		case <-rt.flush(d.DeviceID):
+		case <-ctx.Done():
+		}
+	case sessionRemote:
+		rt.notify(ctx, node, nodeRequest{Kind: nodeMessages, Device: d.DeviceID})
 	}
 	if cur, err := rt.reg.DownlinkMessage(ctx, project, d.DeviceID, m.MessageID); err == nil {
 		m = cur
@@ -395,7 +418,7 @@ func (rt *Router) flushHeld(ctx context.Context, dev string) {
 				}
 				continue
 			}
-			if rt.locate(dev) != sessionLocal {
+			if place, _ := rt.locate(ctx, dev); place != sessionLocal {
 				return
 			}
 			sctx, cancel := context.WithTimeout(ctx, rt.sendTimeout)

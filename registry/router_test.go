@@ -478,7 +478,7 @@ func TestDownlinkSweepFindsEarlierDeadlines(t *testing.T) {
 	f.send(t, "mq_m1", "far") // a day
 	f.connect(t, "mq_m1")     // delivers far: its deadline is deleted
 	f.send(t, "mq_m1", "now") // delivered at once
-	f.r.presence.Drop("mq_m1")
+	f.r.presence.Drop(context.Background(), "mq_m1")
 	f.send(t, "mq_m1", "left") // held, a day
 	for range 2 {
 		if n, err := r.sweepDownlinks(ctx); err != nil || n != 0 {
@@ -531,7 +531,7 @@ func TestDownlinkListsSeekPastDeleted(t *testing.T) {
 			for i := range DownlinksKept + 5 { // delivered at once; the first 5 trimmed
 				f.send(t, "mq_m1", fmt.Sprint("m", i))
 			}
-			f.r.presence.Drop("mq_m1")
+			f.r.presence.Drop(context.Background(), "mq_m1")
 			f.send(t, "mq_m1", "held") // trims m5
 			if err := tc.scan(f); err != nil {
 				t.Fatal(err)

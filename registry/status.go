@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
 	"hash/maphash"
 	"sync"
 	"sync/atomic"
@@ -49,49 +50,50 @@ func (p *LocalPresence) shard(id string) *presenceShard {
 }
 
 // Connect records a new session held by this node.
-func (p *LocalPresence) Connect(id string, at time.Time) (Session, bool) {
+func (p *LocalPresence) Connect(_ context.Context, id string, at time.Time) (Session, LiveSession, bool, error) {
 	s := Session(p.next.Add(1))
 	sh := p.shard(id)
 	sh.mu.Lock()
-	_, was := sh.m[id]
+	prev, was := sh.m[id]
 	sh.m[id] = LiveSession{Session: s, Node: p.node, Since: at}
 	sh.mu.Unlock()
-	return s, was
+	return s, prev, was, nil
 }
 
 // Disconnect removes the session if it is still the device's current
 // one; otherwise it reports whether another (newer) session is current.
-func (p *LocalPresence) Disconnect(id string, s Session) (ended, superseded bool) {
+func (p *LocalPresence) Disconnect(_ context.Context, id string, s Session) (ended, superseded bool, since time.Time, err error) {
 	sh := p.shard(id)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	cur, ok := sh.m[id]
 	switch {
 	case !ok:
-		return false, false
+		return false, false, time.Time{}, nil
 	case cur.Session == s:
 		delete(sh.m, id)
-		return true, false
+		return true, false, cur.Since, nil
 	default:
-		return false, true
+		return false, true, time.Time{}, nil
 	}
 }
 
 // Drop forgets the device's session.
-func (p *LocalPresence) Drop(id string) {
+func (p *LocalPresence) Drop(_ context.Context, id string) error {
 	sh := p.shard(id)
 	sh.mu.Lock()
 	delete(sh.m, id)
 	sh.mu.Unlock()
+	return nil
 }
 
 // Lookup returns the device's current session.
-func (p *LocalPresence) Lookup(id string) (LiveSession, bool) {
+func (p *LocalPresence) Lookup(_ context.Context, id string) (LiveSession, bool, error) {
 	sh := p.shard(id)
 	sh.mu.Lock()
 	s, ok := sh.m[id]
 	sh.mu.Unlock()
-	return s, ok
+	return s, ok, nil
 }
 
 // Online counts the connected devices.
@@ -106,7 +108,8 @@ func (p *LocalPresence) Online() int {
 	return n
 }
 
-// Online reports how many devices are connected.
+// Online reports how many devices are connected (on a cluster, to this
+// node).
 func (r *Registry) Online() int { return r.presence.Online() }
 
 func (r *Registry) fillStatus(d *Device) {
@@ -117,7 +120,11 @@ func (r *Registry) fillStatus(d *Device) {
 		d.Status = StatusInactive
 	default:
 		d.Status = StatusOffline
-		if s, ok := r.presence.Lookup(d.DeviceID); ok {
+		s, ok, err := r.presence.Lookup(context.Background(), d.DeviceID)
+		if err != nil {
+			r.log.Error("looking up session", "device_id", d.DeviceID, "err", err)
+		}
+		if ok {
 			d.Status = StatusOnline
 			if s.Since.After(d.StatusTime) {
 				d.StatusTime = s.Since
@@ -130,8 +137,11 @@ func (r *Registry) fillStatus(d *Device) {
 // protocol. The first one activates the device durably: it sets
 // active_time and cancels the unconnected-registration deadline for good.
 // A frozen or deleted device gets ErrFrozen / ErrNotFound.
+//
+// On a cluster the new session wins wherever the old one is: the node
+// holding that one is asked to close it (see kickElsewhere).
 func (r *Registry) Connected(ctx context.Context, id string) (Session, error) {
-	d, err := r.Device(ctx, id)
+	d, err := r.device(ctx, id, false)
 	if err != nil {
 		return 0, err
 	}
@@ -155,23 +165,43 @@ func (r *Registry) Connected(ctx context.Context, id string) (Session, error) {
 			return 0, err
 		}
 	}
-	s, superseded := r.presence.Connect(id, now)
-	// A session taking over a live one (a re-registration, a client
-	// reconnecting before its old connection is seen gone) changes the
-	// status time but not the status: no ONLINE event.
-	r.queueStatus(statusChange{device: id, status: StatusOnline, at: now, lastOnline: now, still: superseded})
+	s, prev, superseded, err := r.presence.Connect(ctx, id, now)
+	if err != nil {
+		return 0, fmt.Errorf("record session of %s: %w", id, err)
+	}
+	elsewhere := superseded && prev.Node != r.node
+	if elsewhere {
+		r.kickElsewhere(ctx, prev.Node, id, s)
+	}
+	// A session taking over a live one of this node (a re-registration, a
+	// client reconnecting before its old connection is seen gone) changes
+	// the status time but not the status: no ONLINE event. One taking
+	// over another node's reports ONLINE, which the status flush drops if
+	// the device's last recorded status is ONLINE already.
+	r.queueStatus(statusChange{device: id, session: s, status: StatusOnline, at: now, lastOnline: now,
+		still: superseded && !elsewhere})
 	return s, nil
 }
 
 // Disconnected ends a session. It is a no-op if the device has connected
 // again since (the new session is current), and then reports so.
 func (r *Registry) Disconnected(id string, s Session) (superseded bool) {
-	cur, _ := r.presence.Lookup(id)
-	ended, superseded := r.presence.Disconnect(id, s)
+	ended, superseded, since, err := r.presence.Disconnect(context.Background(), id, s)
+	if err != nil {
+		r.log.Error("recording disconnect", "device_id", id, "err", err)
+		return false
+	}
 	if ended {
-		r.queueStatus(statusChange{device: id, status: StatusOffline, at: r.now().UTC(), lastOnline: cur.Since})
+		r.queueStatus(statusChange{device: id, session: s, status: StatusOffline, at: r.now().UTC(), lastOnline: since})
 	}
 	return superseded
+}
+
+// statusTime is the status change time queued for a device, and the
+// session that made the change.
+type statusTime struct {
+	at      time.Time
+	session Session
 }
 
 // queueStatus remembers a status change (its time and its event) to
@@ -181,7 +211,7 @@ func (r *Registry) queueStatus(c statusChange) {
 	l := r.events
 	r.statusMu.Lock()
 	defer r.statusMu.Unlock()
-	r.statusQ[c.device] = c.at
+	r.statusQ[c.device] = statusTime{at: c.at, session: c.session}
 	switch {
 	case c.still:
 	case c.status == StatusOffline && l.opts.OfflineGrace > 0:
@@ -225,22 +255,22 @@ func (r *Registry) flushStatusDue(ctx context.Context, now time.Time) error {
 		r.statusMu.Unlock()
 		return nil
 	}
-	r.statusQ, r.events.status = make(map[string]time.Time), nil
+	r.statusQ, r.events.status = make(map[string]statusTime), nil
 	r.statusMu.Unlock()
 	return r.writeStatus(ctx, q, changes)
 }
 
 // statusWrites persists status change times of the devices that still
-// exist.
-func statusWrites(q map[string]time.Time) func(Writer) error {
+// exist (a single node: every change is the newest).
+func statusWrites(q map[string]statusTime) func(Writer) error {
 	return func(w Writer) error {
-		for id, at := range q {
+		for id, st := range q {
 			if ok, err := deviceExists(w, id); err != nil {
 				return err
 			} else if !ok {
 				continue // deleted meanwhile
 			}
-			if err := w.Set(statusTimeKey(id), binary.BigEndian.AppendUint64(nil, uint64(at.UnixNano()))); err != nil {
+			if err := w.Set(statusTimeKey(id), binary.BigEndian.AppendUint64(nil, uint64(st.at.UnixNano()))); err != nil {
 				return err
 			}
 		}
@@ -254,7 +284,7 @@ func (r *Registry) withStatusTime(ctx context.Context, d *Device) {
 	var at time.Time
 	_ = r.view(ctx, func(rd Reader) error {
 		v, err := rd.Get(statusTimeKey(d.DeviceID))
-		if err == nil && len(v) == 8 {
+		if err == nil && len(v) >= 8 { // a cluster's record goes on (see statusRecord)
 			at = time.Unix(0, int64(binary.BigEndian.Uint64(v))).UTC()
 		}
 		return nil

@@ -84,6 +84,7 @@ func openNode(ctx context.Context, cfg *Config, key []byte, log *slog.Logger, op
 		n.name = c.NodeID
 		o.Node = c.NodeID
 		o.Invalidator = n.bus.Invalidator()
+		o.Link = n.bus.Link()
 		o.Lease = registry.NewStoreLease(n.store, c.NodeID, nil)
 	}
 	if n.reg, err = registry.New(o); err != nil {
