@@ -89,6 +89,9 @@ func fromRegistry(err error) *apiError {
 		return &apiError{Status: http.StatusForbidden, Code: codeNotOnline, Msg: "Operation not allowed. The device is not online."}
 	case errors.Is(err, registry.ErrUnsupported):
 		return badInput("%s", err.Error())
+	case errors.Is(err, registry.ErrNodeUnreachable):
+		return &apiError{Status: http.StatusServiceUnavailable, Code: codeInternal,
+			Msg: "Service unavailable: the node holding the device's session cannot be reached. The command was not delivered."}
 	case errors.Is(err, registry.ErrOutcomeUnknown):
 		return &apiError{Status: http.StatusServiceUnavailable, Code: codeInternal,
 			Msg: "Service unavailable: the store was lost while the write committed; it may have been applied. Read before retrying."}

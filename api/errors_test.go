@@ -48,6 +48,8 @@ func TestRegistryErrorCodes(t *testing.T) {
 		{fmt.Errorf("full: %w", registry.ErrQuota), 400, codeQuota, "full: quota exceeded"},
 		{registry.ErrHasDevices, 400, codeHasDevices, "product still has devices"},
 		{registry.ErrNotConnected, 403, codeNotOnline, "Operation not allowed. The device is not online."},
+		{fmt.Errorf("send: %w", registry.ErrNodeUnreachable), 503, codeInternal,
+			"Service unavailable: the node holding the device's session cannot be reached. The command was not delivered."},
 		{errors.New("disk on fire"), 500, codeInternal, "Internal server error."},
 	}
 	for _, tt := range tests {
@@ -58,3 +60,4 @@ func TestRegistryErrorCodes(t *testing.T) {
 		}
 	}
 }
+

@@ -1,0 +1,219 @@
+package test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/huaweicloud/huaweicloud-sdk-go-v3/core/auth/basic"
+	iotda "github.com/huaweicloud/huaweicloud-sdk-go-v3/services/iotda/v5"
+	"github.com/huaweicloud/huaweicloud-sdk-go-v3/services/iotda/v5/model"
+
+	"github.com/iotgate/iotgate/registry/bus/natsbus/natstest"
+	"github.com/iotgate/iotgate/registry/kv/pgkv/pgtest"
+)
+
+// startCluster starts what a cluster of n iotgate nodes runs on, on
+// loopback ports of its own: PostgreSQL (one database for the test), a
+// 3-server NATS cluster, and the nodes, node-1..node-n, each on another
+// server of it, all with one master key. Everything stops with the test.
+func startCluster(t *testing.T, n int) (gates []*Gate, nats []*natstest.Server) {
+	t.Helper()
+	srv := pgtest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	url, err := srv.Database(ctx, t.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	nats = natstest.StartCluster(t, 3)
+	key := strings.Repeat("3c", 32)
+	for i := range n {
+		// Each node lists its own NATS server first, as an operator spreads
+		// nodes over the servers; the others are its failover.
+		urls := []string{nats[i%len(nats)].URL()}
+		for j, s := range nats {
+			if j != i%len(nats) {
+				urls = append(urls, s.URL())
+			}
+		}
+		extra := fmt.Sprintf("store:\n  engine: postgres\n  postgres:\n    url: %q\n    max_conns: 8\n"+
+			"cluster:\n  node_id: node-%d\n  nats_url: %q\nmaster_key: %q\n", url, i+1, strings.Join(urls, ","), key)
+		gates = append(gates, StartGate(t, GateOptions{Extra: extra, LogLevel: "info"}))
+	}
+	return gates, nats
+}
+
+// The issue's acceptance: an unmodified Huawei Go SDK creates a device on
+// node 1, an MQTT device (mosquitto_sub) connects to node 2, and a
+// synchronous command sent through node 3 reaches it and returns its
+// answer; every node lists the three nodes.
+func TestClusterSDKDeviceCommandAcrossNodes(t *testing.T) {
+	requireTool(t, "mosquitto_sub")
+	gates, _ := startCluster(t, 3)
+	g1, g2, g3 := gates[0], gates[1], gates[2]
+
+	client := iotda.NewIoTDAClient(iotda.IoTDAClientBuilder().WithEndpoint(g1.API).
+		WithCredential(basic.NewCredentialsBuilder().WithAk(g1.AK).WithSk(g1.SK).WithProjectId(g1.Project).Build()).Build())
+	product := "clustered"
+	if _, err := client.CreateProduct(&model.CreateProductRequest{Body: &model.AddProduct{
+		ProductId: &product, Name: "Clustered meter", DeviceType: "Meter", ProtocolType: "MQTT", DataFormat: "json",
+		ServiceCapabilities: []model.ServiceCapability{{ServiceId: "Power", ServiceType: "Power"}},
+	}}); err != nil {
+		t.Fatalf("CreateProduct on node 1: %v", err)
+	}
+	secret, plain := "interopSecret01", false // mosquitto connects without TLS
+	cr, err := client.AddDevice(&model.AddDeviceRequest{Body: &model.AddDevice{
+		NodeId: "m1", ProductId: product, AuthInfo: &model.AuthInfo{Secret: &secret, SecureAccess: &plain}}})
+	if err != nil {
+		t.Fatalf("AddDevice on node 1: %v", err)
+	}
+	d := &mqttDevice{id: *cr.DeviceId, secret: secret, g: g2}
+
+	// The device connects to node 2, subscribed to its commands.
+	topic := "$oc/devices/" + d.id + "/sys/commands/"
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	sub := exec.CommandContext(ctx, requireTool(t, "mosquitto_sub"),
+		append(d.args(false), "-v", "-C", "1", "-W", "50", "-t", topic+"#")...)
+	out, err := sub.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub.Stderr = os.Stderr
+	if err := sub.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Wait()
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("node 2:\n%s", g2.Logs())
+		}
+	})
+	waitOnline(t, g3, d.id) // node 3 sees node 2's session
+
+	type answer struct {
+		status int
+		body   map[string]any
+	}
+	resp := make(chan answer, 1)
+	go func() {
+		st, body := g3.Do("POST", g3.P("/devices/"+d.id+"/commands"),
+			map[string]any{"service_id": "Power", "command_name": "reboot", "paras": map[string]any{"delay": 1}})
+		resp <- answer{st, body}
+	}()
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatalf("the device on node 2 got no command sent through node 3: %v\nnode 3:\n%s", err, g3.Logs())
+	}
+	gotTopic, payload, _ := strings.Cut(strings.TrimSpace(line), " ")
+	requestID, ok := strings.CutPrefix(gotTopic, topic+"request_id=")
+	if !ok {
+		t.Fatalf("command on topic %q", gotTopic)
+	}
+	var cmd map[string]any
+	if err := json.Unmarshal([]byte(payload), &cmd); err != nil || cmd["command_name"] != "reboot" {
+		t.Fatalf("command body %q", payload)
+	}
+	mustRun(t, "mosquitto_pub", append(d.args(false), "-q", "1", "-t", topic+"response/request_id="+requestID,
+		"-m", `{"result_code":0,"response_name":"reboot","paras":{"done":true}}`)...)
+	a := <-resp
+	if a.status != 200 || a.body["command_id"] != requestID {
+		t.Fatalf("node 3's answer %d %v", a.status, a.body)
+	}
+	if r, _ := a.body["response"].(map[string]any); r["result_code"] != 0.0 {
+		t.Fatalf("response %v", a.body)
+	}
+
+	for i, g := range gates {
+		nodes := g.MustDo(200, "GET", g.P("/cluster/nodes"), nil)["nodes"].([]any)
+		if len(nodes) != 3 {
+			t.Fatalf("node %d lists %d nodes: %v", i+1, len(nodes), nodes)
+		}
+	}
+}
+
+// Expiry with three nodes: devices created through all three with a
+// short timeout, never connected, are each deleted exactly once (one
+// delete event each, whichever node holds the sweep's lease), and no
+// device with a long timeout is.
+func TestClusterExpiryDeletesOnce(t *testing.T) {
+	gates, _ := startCluster(t, 3)
+	g := gates[0]
+	g.CreateProduct("exp", "MQTT")
+	const short, long = 300, 30
+	for i := range short + long {
+		timeout := 5
+		if i >= short {
+			timeout = 3600
+		}
+		gi := gates[i%len(gates)]
+		gi.MustDo(201, "POST", gi.P("/devices"), map[string]any{"node_id": fmt.Sprint("e", i), "product_id": "exp",
+			"auth_info": map[string]any{"timeout": timeout}})
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		page := g.MustDo(200, "GET", g.P("/devices?product_id=exp&limit=1"), nil)
+		if n := page["page"].(map[string]any)["count"].(float64); n == long {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("%v devices left 30 s after their 5 s timeout, want %d", n, long)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	deletes := map[string]int{}
+	for _, g := range gates { // every node reads the one stream
+		evs, _ := g.readEvents("")
+		clear(deletes)
+		for _, e := range evs {
+			if e.Resource == "device" && e.Event == "delete" {
+				deletes[e.NotifyData.Header.DeviceID]++
+			}
+		}
+		if len(deletes) != short {
+			t.Fatalf("%d devices have delete events, want %d", len(deletes), short)
+		}
+		for id, n := range deletes {
+			if n != 1 {
+				t.Fatalf("device %s deleted %d times", id, n)
+			}
+		}
+	}
+}
+
+// A freeze through one node drops the device's session on the node that
+// holds it and refuses its reconnect there at once.
+func TestClusterFreezeReachesTheSessionsNode(t *testing.T) {
+	gates, _ := startCluster(t, 2)
+	g1, g2 := gates[0], gates[1]
+	d := createMQTTDevice(t, g1, "frz", "n1", false)
+	lost := make(chan struct{})
+	opts := g2.huaweiOptions(d.id, d.secret).SetConnectionLostHandler(func(paho.Client, error) { close(lost) })
+	c := paho.NewClient(opts)
+	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect to node 2: %v", tok.Error())
+	}
+	defer c.Disconnect(0)
+	waitOnline(t, g1, d.id)
+
+	if st, body := g1.Do("POST", g1.P("/devices/"+d.id+"/freeze"), nil); st != 204 {
+		t.Fatalf("freeze through node 1: %d %v", st, body)
+	}
+	select {
+	case <-lost:
+	case <-time.After(2 * time.Second):
+		t.Fatalf("node 2 kept the session of a device frozen through node 1; node 2:\n%s", g2.Logs())
+	}
+	again := paho.NewClient(g2.huaweiOptions(d.id, d.secret))
+	if tok := again.Connect(); tok.WaitTimeout(10*time.Second) && tok.Error() == nil {
+		again.Disconnect(0)
+		t.Fatal("node 2 accepted the frozen device")
+	}
+}
