@@ -60,4 +60,3 @@ func TestRegistryErrorCodes(t *testing.T) {
 		}
 	}
 }
-
