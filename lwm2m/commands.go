@@ -36,6 +36,21 @@ func (s *Server) AsyncCommandQueued(ctx context.Context, deviceID string, now bo
 	}
 }
 
+// AsyncCommandsMayWait marks a device ("": every device registered here)
+// as possibly having PENDING commands queued through another node, for
+// its next uplink to look (registry.AsyncCommandDispatcher).
+func (s *Server) AsyncCommandsMayWait(deviceID string) {
+	if deviceID == "" {
+		for _, e := range s.store.all() {
+			e.pending.Store(true)
+		}
+		return
+	}
+	if e := s.store.device(deviceID); e != nil {
+		e.pending.Store(true)
+	}
+}
+
 // wake records that e's client sent something and, if commands wait for
 // it, delivers them without holding up the caller (a read loop).
 func (s *Server) wake(e *entry) {

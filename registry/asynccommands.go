@@ -136,6 +136,13 @@ type AsyncCommandDispatcher interface {
 	// device's answer. Commands left PENDING go at the device's next
 	// uplink.
 	AsyncCommandQueued(ctx context.Context, deviceID string, now bool)
+	// AsyncCommandsMayWait tells the adapter, on a cluster, that another
+	// node may have queued commands for deviceID ("": for any device)
+	// without its request reaching this node (the bus's notice of the
+	// PENDING entry, or a reconnection after notices were lost): the
+	// adapter looks for them at the device's next uplink. It never
+	// blocks.
+	AsyncCommandsMayWait(deviceID string)
 }
 
 func (n *NewAsyncCommand) validate() error {

@@ -156,6 +156,82 @@ func TestClusterForwardsToTheSessionsNode(t *testing.T) {
 	}
 }
 
+// An asynchronous command queued through node a for a device whose
+// session is on node b reaches b's adapter even when a's request to b is
+// lost: through the bus's notice of the pending entry, else through the
+// reconnection that follows lost notices. And a request that arrives
+// before the notice still finds the command.
+func TestClusterAsyncCommandSurvivesALostRequest(t *testing.T) {
+	clock := &fakeClock{t: time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)}
+	a, b, hub, _ := clusterNodes(t, clock)
+	fa := setUpRouter(t, a, clock, true)
+	fb := setUpRouter(t, b, clock, false)
+	ctx := context.Background()
+	nb := fa.device(t, "nb_n1")
+	if _, err := b.Connected(ctx, "nb_n1"); err != nil {
+		t.Fatal(err)
+	}
+	mayWait := func() []string {
+		fb.nbio.mu.Lock()
+		defer fb.nbio.mu.Unlock()
+		return append([]string(nil), fb.nbio.mayWait...)
+	}
+
+	// b unreachable by request, on the bus: the notice names the device.
+	hub.setDown("node-b", true)
+	if _, err := a.Router().CreateAsyncCommand(ctx, "proj", nb, NewAsyncCommand{Paras: json.RawMessage(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if got := mayWait(); len(got) != 1 || got[0] != "nb_n1" {
+		t.Fatalf("b's adapter was told commands may wait for %q, want [nb_n1]", got)
+	}
+	if cmds, err := b.PendingAsyncCommands(ctx, "nb_n1", 10); err != nil || len(cmds) != 1 {
+		t.Fatalf("b's look at the next uplink: %d commands, %v", len(cmds), err)
+	}
+
+	// b off the bus too: nothing reaches it until its reconnection says
+	// notices were lost, which tells the adapter to look for every device.
+	buses := b.inval.(*busNode)
+	buses.deaf.Store(true)
+	if _, err := a.Router().CreateAsyncCommand(ctx, "proj", nb, NewAsyncCommand{Paras: json.RawMessage(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if got := mayWait(); len(got) != 1 {
+		t.Fatalf("a deaf node's adapter was told %q", got)
+	}
+	buses.deaf.Store(false)
+	b.invalidated(nil)
+	if got := mayWait(); len(got) != 2 || got[1] != "" {
+		t.Fatalf("after lost notices b's adapter was told %q, want every device", got)
+	}
+
+	// The request, with b deaf to the bus, arrives before any notice: the
+	// adapter's look finds the command all the same.
+	cmds, err := b.PendingAsyncCommands(ctx, "nb_n1", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cmds { // b delivers what waits
+		if _, err := b.StartAsyncCommand(ctx, c.CommandID, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if cmds, _ := b.PendingAsyncCommands(ctx, "nb_n1", 10); len(cmds) != 0 {
+		t.Fatalf("%d commands still pending", len(cmds))
+	}
+	hub.setDown("node-b", false)
+	buses.deaf.Store(true)
+	if _, err := a.Router().CreateAsyncCommand(ctx, "proj", nb, NewAsyncCommand{Paras: json.RawMessage(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, q, _ := fb.nbio.got(); len(q) != 1 || q[0] != "nb_n1" {
+		t.Fatalf("b's adapter was told of new commands for %q", q)
+	}
+	if cmds, err := b.PendingAsyncCommands(ctx, "nb_n1", 10); err != nil || len(cmds) != 1 {
+		t.Fatalf("b's look after a's request: %d commands, %v", len(cmds), err)
+	}
+}
+
 // Without a session anywhere a forwarded kind behaves as on one node: a
 // command is ErrNotConnected, a message is held.
 func TestClusterNoSessionAnywhere(t *testing.T) {

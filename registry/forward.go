@@ -147,8 +147,21 @@ func (rt *Router) serveAsyncCommand(ctx context.Context, req nodeRequest) error 
 	if a == nil {
 		return fmt.Errorf("%w: no adapter for %s on this node", ErrUnsupported, p)
 	}
+	// The sender's bus notice of the pending entry may arrive after this
+	// request: without the mark the adapter's look would find nothing.
+	rt.reg.pending.mark(req.Device)
 	a.AsyncCommandQueued(ctx, req.Device, req.Now)
 	return nil
+}
+
+// asyncCommandsMayWait passes the bus's word that another node may have
+// queued asynchronous commands for dev ("": any device) to this node's
+// adapter for them, so that a lost request (notify) costs the device only
+// the wait for its next uplink.
+func (rt *Router) asyncCommandsMayWait(dev string) {
+	if a := rt.adapter(ProtocolLwM2M).AsyncCommands; a != nil {
+		a.AsyncCommandsMayWait(dev)
+	}
 }
 
 func (rt *Router) serveMessages(ctx context.Context, req nodeRequest) error {

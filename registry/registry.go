@@ -200,13 +200,14 @@ func New(o Options) (*Registry, error) {
 	case o.CacheEntries > 0:
 		r.cache = newCache(o.CacheEntries, maxAge, r.now())
 	}
+	// The router first: a notice may arrive as soon as we subscribe.
+	r.router = newRouter(r)
 	if r.inval != nil {
 		r.inval.Subscribe(r.invalidated)
 	}
 	if err := r.loadPendingHint(context.Background()); err != nil {
 		return nil, fmt.Errorf("registry: pending commands: %w", err)
 	}
-	r.router = newRouter(r)
 	if err := r.router.loadHeld(context.Background()); err != nil {
 		return nil, fmt.Errorf("registry: held messages: %w", err)
 	}
@@ -304,6 +305,7 @@ func (r *Registry) invalidated(keys []string) {
 		if err := r.router.loadHeld(ctx); err != nil {
 			r.log.Error("reload held downlink messages after lost invalidations", "err", err)
 		}
+		r.router.asyncCommandsMayWait("")
 		return
 	}
 	for _, k := range keys {
@@ -313,6 +315,7 @@ func (r *Registry) invalidated(keys []string) {
 			}
 		} else if dev, ok := pendingKeyDevice(k); ok {
 			r.pending.mark(dev)
+			r.router.asyncCommandsMayWait(dev)
 		} else if dev, ok := heldKeyDevice(k); ok {
 			r.router.held.mark(dev)
 		}

@@ -19,6 +19,7 @@ type fakeAdapter struct {
 	mu       sync.Mutex
 	commands []string // device ids
 	queued   []string // device ids (async commands)
+	mayWait  []string // device ids, "" for all (AsyncCommandsMayWait)
 	messages []string // message ids, in the order written
 	sendErr  func(m DownMessage) error
 	checkErr error
@@ -37,6 +38,12 @@ func (f *fakeAdapter) AsyncCommandQueued(_ context.Context, dev string, _ bool) 
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.queued = append(f.queued, dev)
+}
+
+func (f *fakeAdapter) AsyncCommandsMayWait(dev string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.mayWait = append(f.mayWait, dev)
 }
 
 func (f *fakeAdapter) CheckMessage(*Device, DownMessage) error { return f.checkErr }
