@@ -98,6 +98,9 @@ func fromRegistry(err error) *apiError {
 	case errors.Is(err, registry.ErrUnavailable):
 		return &apiError{Status: http.StatusServiceUnavailable, Code: codeInternal,
 			Msg: "Service unavailable: the store cannot be reached. Nothing was written."}
+	case errors.Is(err, registry.ErrConflict):
+		return &apiError{Status: http.StatusServiceUnavailable, Code: codeInternal,
+			Msg: "Service unavailable: concurrent writes to the same data kept this one from committing. Nothing was written; retry."}
 	case errors.Is(err, registry.ErrStorageFull):
 		return &apiError{Status: http.StatusServiceUnavailable, Code: codeInternal,
 			Msg: "Service unavailable: storage is full, writes are refused until space is freed. Nothing was written."}

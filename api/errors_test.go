@@ -50,6 +50,8 @@ func TestRegistryErrorCodes(t *testing.T) {
 		{registry.ErrNotConnected, 403, codeNotOnline, "Operation not allowed. The device is not online."},
 		{fmt.Errorf("send: %w", registry.ErrNodeUnreachable), 503, codeInternal,
 			"Service unavailable: the node holding the device's session cannot be reached. The command was not delivered."},
+		{fmt.Errorf("pgkv commit: %w", registry.ErrConflict), 503, codeInternal,
+			"Service unavailable: concurrent writes to the same data kept this one from committing. Nothing was written; retry."},
 		{errors.New("disk on fire"), 500, codeInternal, "Internal server error."},
 	}
 	for _, tt := range tests {

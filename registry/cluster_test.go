@@ -232,6 +232,67 @@ func TestClusterAsyncCommandSurvivesALostRequest(t *testing.T) {
 	}
 }
 
+// onePoolStore is a store with one connection for views, as a pooled
+// engine with max_conns 1 (PostgreSQL's pgkv): a view waits for it, and
+// one that waits a second, as a view nested in a view waits for ever,
+// fails and is counted.
+type onePoolStore struct {
+	kv.Store
+	conn    chan struct{}
+	starved atomic.Int32
+}
+
+func (s *onePoolStore) View(ctx context.Context, fn func(kv.Reader) error) error {
+	select {
+	case s.conn <- struct{}{}:
+	case <-time.After(time.Second):
+		s.starved.Add(1)
+		return fmt.Errorf("no connection for a view: %w", kv.ErrUnavailable)
+	}
+	defer func() { <-s.conn }()
+	return s.Store.View(ctx, fn)
+}
+
+// A cluster node reads a device's status (its session in the store)
+// through the view it is in, never in a view of its own nested in it: a
+// pooled engine would give each a connection, and as many concurrent
+// callers as the pool has connections would wait for one another for
+// ever (found by a connect storm of one device on PostgreSQL).
+func TestClusterStatusReadInTheCallersView(t *testing.T) {
+	base, err := badgerkv.Open(badgerkv.Options{InMemory: true, Queues: Queues()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { base.Close() })
+	s := &onePoolStore{Store: base, conn: make(chan struct{}, 1)}
+	r, err := New(Options{Store: s, MasterKey: bytes.Repeat([]byte{7}, 32), Node: "node-a", SweepInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	ctx := context.Background()
+	mustProduct(t, r, "proj", "prod", "MQTT")
+	if _, err := r.CreateDevice(ctx, NewDevice{ProjectID: "proj", ProductID: "prod", NodeID: "n1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Connected(ctx, "prod_n1"); err != nil {
+		t.Fatal(err)
+	}
+	// A change of an active device encodes its event (status included)
+	// in the view that reads it.
+	name := "renamed"
+	if _, err := r.UpdateDevice(ctx, "proj", "prod_n1", DeviceUpdate{DeviceName: &name}); err != nil {
+		t.Fatal(err)
+	}
+	list, err := r.ListDevices(ctx, "proj", DeviceFilter{ProductID: "prod"}, Page{Limit: 10})
+	if err != nil || len(list.Devices) != 1 || list.Devices[0].Status != StatusOnline {
+		t.Fatalf("list: %+v %v", list, err)
+	}
+	if n := s.starved.Load(); n != 0 {
+		t.Fatalf("%d views waited for a connection held by the view they were nested in", n)
+	}
+}
+
 // Without a session anywhere a forwarded kind behaves as on one node: a
 // command is ErrNotConnected, a message is held.
 func TestClusterNoSessionAnywhere(t *testing.T) {

@@ -28,6 +28,10 @@ var (
 	// written, or (ErrOutcomeUnknown) the write's outcome is unknown.
 	ErrUnavailable    = kv.ErrUnavailable
 	ErrOutcomeUnknown = kv.ErrOutcomeUnknown
+	// ErrConflict: a write lost to concurrent writes (on a cluster, of
+	// other nodes) as many times as the registry re-runs it; nothing was
+	// written.
+	ErrConflict = kv.ErrConflict
 )
 
 // ValidationError names the field whose value is invalid.
