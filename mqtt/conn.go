@@ -34,6 +34,9 @@ type conn struct {
 	// session is the registry session of a device connection, set once
 	// it is established (see statusHook).
 	session registry.Session
+	// turn is the device's establishing turn while this connection holds
+	// it (see statusHook).
+	turn *turn
 	// subs are the sub-devices a gateway has logged in, by the owner
 	// their topics name.
 	subs map[owner]subSession

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	paho5 "github.com/eclipse/paho.golang/paho"
+	paho "github.com/eclipse/paho.mqtt.golang"
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
@@ -320,4 +321,62 @@ func shutdownWhileClientsComeAndGo(t *testing.T) {
 	}
 	wg.Wait()
 	c.waitLost(t)
+}
+
+// Concurrent connects of one device (a connect storm: clones, or a
+// client retrying over several connections) leave exactly one session
+// open. mochi adds each connection to its client map by ID after taking
+// over the one it finds there, so two connects between those steps at
+// once would both find the same old one and the later add would orphan
+// the earlier connection: open, ONLINE, out of reach of kicks and
+// downlinks.
+func TestMQTTConnectStormLeavesOneSession(t *testing.T) {
+	const workers, rounds = 16, 5
+	e := newEnv(t)
+	e.secretDevice("dev_storm", "secret-storm", "", false)
+	var mu sync.Mutex
+	var open []paho.Client
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := range rounds {
+				ts := hourStamp(time.Now().Add(-time.Duration(w*rounds+r) * time.Hour))
+				c := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + e.srv.Addr()).
+					SetClientID("dev_storm_0_0_" + ts).SetUsername("dev_storm").
+					SetPassword(huaweiPassword("secret-storm", ts)).SetProtocolVersion(4).
+					SetAutoReconnect(false).SetConnectRetry(false).SetCleanSession(true).SetConnectTimeout(5 * time.Second))
+				if tok := c.Connect(); tok.WaitTimeout(10*time.Second) && tok.Error() == nil {
+					mu.Lock()
+					open = append(open, c)
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	t.Cleanup(func() {
+		for _, c := range open {
+			c.Disconnect(0)
+		}
+	})
+	if len(open) == 0 {
+		t.Fatal("no connect was accepted")
+	}
+	live := func() int {
+		n := 0
+		for _, c := range open {
+			if c.IsConnectionOpen() {
+				n++
+			}
+		}
+		return n
+	}
+	eventually(t, func() bool { return live() == 1 && e.srv.Connected() == 1 },
+		"%d clients open, %d connections on the server after the storm, want 1", live(), e.srv.Connected())
+	if _, ok := e.srv.session("dev_storm"); !ok {
+		t.Fatal("the session left open is not the device's session")
+	}
+	e.ready("dev_storm")
 }

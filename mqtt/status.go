@@ -3,6 +3,7 @@ package mqtt
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"time"
 
 	mochi "github.com/mochi-mqtt/server/v2"
@@ -15,6 +16,7 @@ import (
 type statusRegistry interface {
 	Connected(ctx context.Context, id string) (registry.Session, error)
 	Disconnected(id string, s registry.Session) (superseded bool)
+	Superseded(id string, s registry.Session) bool
 }
 
 // statusHook tells the registry when a device's session starts
@@ -31,18 +33,28 @@ type statusRegistry interface {
 // moment during every takeover. If the CONNACK then cannot be written,
 // mochi skips OnDisconnect but expires the client a second later, and
 // OnClientExpired ends the session instead.
+//
+// One device's sessions are established one at a time (establishing),
+// from OnSessionEstablish to OnSessionEstablished, by which time mochi
+// has taken the previous connection over and added the new one to its
+// client map: it does the two in steps with nothing held between, so two
+// connects of a device at once could both take over the same old
+// connection, and the later add would orphan the earlier connection
+// (open, ONLINE, out of reach of kicks and downlinks).
 type statusHook struct {
 	mochi.HookBase
 	reg   statusRegistry
 	conns *conns
 	log   *slog.Logger
 	ctx   context.Context // ends at shutdown
+	est   establishing
 }
 
 func (h *statusHook) ID() string { return "iotgate-status" }
 
 func (h *statusHook) Provides(b byte) bool {
-	return b == mochi.OnSessionEstablish || b == mochi.OnDisconnect || b == mochi.OnClientExpired
+	return b == mochi.OnSessionEstablish || b == mochi.OnSessionEstablished ||
+		b == mochi.OnDisconnect || b == mochi.OnClientExpired
 }
 
 func (h *statusHook) OnSessionEstablish(cl *mochi.Client, _ packets.Packet) {
@@ -50,12 +62,17 @@ func (h *statusHook) OnSessionEstablish(cl *mochi.Client, _ packets.Packet) {
 	if c == nil || c.device == "" {
 		return
 	}
+	t := h.est.acquire(c.device)
+	c.mu.Lock()
+	c.turn = t
+	c.mu.Unlock()
 	s, err := h.reg.Connected(h.ctx, c.device)
 	if err != nil {
 		// Frozen or deleted since the CONNECT was authenticated: the
 		// closed connection gets no CONNACK.
 		h.log.Warn("device session not recorded; closing it", "device", c.device, "err", err)
 		cl.Stop(packets.ErrNotAuthorized)
+		h.endTurn(c)
 		return
 	}
 	c.mu.Lock()
@@ -67,6 +84,36 @@ func (h *statusHook) OnSessionEstablish(cl *mochi.Client, _ packets.Packet) {
 	if h.log.Enabled(h.ctx, slog.LevelDebug) {
 		h.log.Debug("device connected", "device", c.device, "remote", cl.Net.Remote, "listener", cl.Net.Listener,
 			"mqtt_version", cl.Properties.ProtocolVersion)
+	}
+}
+
+// OnSessionEstablished ends the connection's turn, mochi having added it
+// to its client map, and closes it if another node took the device's
+// session over meanwhile: that node's kick, sent while this connection
+// was not in the map yet, found nothing to close.
+func (h *statusHook) OnSessionEstablished(cl *mochi.Client, _ packets.Packet) {
+	c := h.conns.get(cl)
+	if c == nil || c.device == "" {
+		return
+	}
+	h.endTurn(c)
+	c.mu.Lock()
+	s := c.session
+	c.mu.Unlock()
+	if s != 0 && h.reg.Superseded(c.device, s) {
+		h.log.Debug("session taken over while it was established; closing it", "device", c.device, "remote", cl.Net.Remote)
+		cl.Stop(packets.ErrSessionTakenOver)
+	}
+}
+
+// endTurn lets the device's next connect be established (once).
+func (h *statusHook) endTurn(c *conn) {
+	c.mu.Lock()
+	t := c.turn
+	c.turn = nil
+	c.mu.Unlock()
+	if t != nil {
+		h.est.release(c.device, t)
 	}
 }
 
@@ -89,6 +136,7 @@ func (h *statusHook) end(cl *mochi.Client, cause error) (superseded bool) {
 	if c == nil {
 		return false
 	}
+	h.endTurn(c) // the CONNACK failed: no OnSessionEstablished
 	for _, s := range subs {
 		h.reg.Disconnected(s.device, s.session)
 		h.log.Debug("sub-device logged out with its gateway", "device", s.device, "gateway", c.device)
@@ -130,4 +178,43 @@ func awaitTakeover(cl *mochi.Client, limit time.Duration) bool {
 		time.Sleep(100 * time.Microsecond)
 	}
 	return true
+}
+
+// establishing holds the turns of the devices whose sessions are being
+// established: a connect of a device waits for the one before it;
+// connects of different devices never wait for each other.
+type establishing struct {
+	mu sync.Mutex
+	m  map[string]*turn
+}
+
+// turn is one device's: held by the connection being established.
+type turn struct {
+	mu   sync.Mutex
+	refs int // holders and waiters; guarded by establishing.mu
+}
+
+func (e *establishing) acquire(dev string) *turn {
+	e.mu.Lock()
+	if e.m == nil {
+		e.m = make(map[string]*turn)
+	}
+	t := e.m[dev]
+	if t == nil {
+		t = &turn{}
+		e.m[dev] = t
+	}
+	t.refs++
+	e.mu.Unlock()
+	t.mu.Lock()
+	return t
+}
+
+func (e *establishing) release(dev string, t *turn) {
+	t.mu.Unlock()
+	e.mu.Lock()
+	if t.refs--; t.refs == 0 {
+		delete(e.m, dev)
+	}
+	e.mu.Unlock()
 }

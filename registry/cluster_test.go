@@ -392,6 +392,11 @@ func TestClusterTakeover(t *testing.T) {
 	if sb <= sa {
 		t.Fatalf("b's session %d does not number above a's %d", sb, sa)
 	}
+	// a's adapter, still establishing sa when b's kick came, learns that
+	// sa lost; b's session is current.
+	if !a.Superseded(d.DeviceID, sa) || b.Superseded(d.DeviceID, sb) || a.Superseded(d.DeviceID, sb) {
+		t.Fatalf("superseded: a's %v, b's %v", a.Superseded(d.DeviceID, sa), b.Superseded(d.DeviceID, sb))
+	}
 	if got := ka.got(); len(got) != 1 || got[0] != reasonTakenOver {
 		t.Fatalf("a's kicks: %q, want one %q", got, reasonTakenOver)
 	}

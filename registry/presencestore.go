@@ -199,6 +199,17 @@ func (p *StorePresence) lookupIn(rd kv.Reader, id string) (LiveSession, bool, er
 	return LiveSession{Session: row.session, Node: row.node, Since: row.since}, true, nil
 }
 
+// superseded reports whether this node knows of a newer session of the
+// device than s: its own, or another node's that took it over (yield's
+// mark).
+func (p *StorePresence) superseded(id string, s Session) bool {
+	sh := p.shard(id)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	cur, ok := sh.m[id]
+	return ok && cur.Session > s
+}
+
 // Online counts the sessions this node holds.
 func (p *StorePresence) Online() int {
 	n := 0

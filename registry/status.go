@@ -150,6 +150,15 @@ func (r *Registry) fillStatusIn(rd Reader, d *Device) {
 	}
 }
 
+// Superseded reports whether a newer session of the device than s is
+// known here: on a cluster, one another node took the device over with
+// while s was being established (its kick may have found nothing to
+// close yet). On one node an adapter orders its own sessions: false.
+func (r *Registry) Superseded(id string, s Session) bool {
+	sp, ok := r.presence.(*StorePresence)
+	return ok && sp.superseded(id, s)
+}
+
 // Connected records a successful connection of a device over any
 // protocol. The first one activates the device durably: it sets
 // active_time and cancels the unconnected-registration deadline for good.

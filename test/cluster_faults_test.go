@@ -37,8 +37,8 @@ type faultCluster struct {
 
 // startFaultCluster is startCluster (cluster_test.go) that also returns
 // the PostgreSQL server; limits are lines of each node's limits block
-// (GateOptions.Limits).
-func startFaultCluster(t *testing.T, n int, limits string) *faultCluster {
+// (GateOptions.Limits), extra more of its configuration.
+func startFaultCluster(t *testing.T, n int, limits, extra string) *faultCluster {
 	t.Helper()
 	c := &faultCluster{pg: pgtest.Start(t)}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -56,14 +56,14 @@ func startFaultCluster(t *testing.T, n int, limits string) *faultCluster {
 				urls = append(urls, s.URL())
 			}
 		}
-		extra := fmt.Sprintf("store:\n  engine: postgres\n  postgres:\n    url: %q\n    max_conns: 8\n"+
-			"cluster:\n  node_id: node-%d\n  nats_url: %q\nmaster_key: %q\n", url, i+1, strings.Join(urls, ","), key)
-		c.gates = append(c.gates, StartGate(t, GateOptions{Extra: extra, LogLevel: "info", Limits: limits}))
+		cfg := fmt.Sprintf("store:\n  engine: postgres\n  postgres:\n    url: %q\n    max_conns: 8\n"+
+			"cluster:\n  node_id: node-%d\n  nats_url: %q\nmaster_key: %q\n", url, i+1, strings.Join(urls, ","), key) + extra
+		c.gates = append(c.gates, StartGate(t, GateOptions{Extra: cfg, LogLevel: "info", Limits: limits}))
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
 			for i, g := range c.gates {
-				t.Logf("node %d:\n%s", i+1, tail(g.Logs(), 2000000))
+				t.Logf("node %d:\n%s", i+1, tail(g.Logs(), 20000))
 			}
 		}
 	})
@@ -172,7 +172,7 @@ func TestClusterPostgresKilledDuringCreateBurst(t *testing.T) {
 		burstMax  = 40 * time.Second
 		recoverBy = 15 * time.Second
 	)
-	c := startFaultCluster(t, 3, "")
+	c := startFaultCluster(t, 3, "", "")
 	gates := c.gates
 	gates[0].CreateProduct("burst", "MQTT")
 	gates[0].CreateProduct("probe", "MQTT")
@@ -456,7 +456,7 @@ func checkRouting(t *testing.T, g1 *Gate, responder string, victim *mqttDevice, 
 // node 1 while no NATS server runs, is kept PENDING and delivered at
 // the device's next uplink once NATS is back.
 func TestClusterNATSRestarts(t *testing.T) {
-	c := startFaultCluster(t, 2, "")
+	c := startFaultCluster(t, 2, "", "")
 	g1, g2 := c.gates[0], c.gates[1]
 	g1.CreateProduct("nb", "CoAP")
 	responder := createMQTTDevice(t, g1, "natsr", "resp", false)
@@ -532,11 +532,13 @@ type stormClient struct {
 // with a ClientId of its own, keeping every client open: once the storm
 // settles exactly one client is connected, and both nodes say the device
 // is ONLINE. When that client disconnects too, both say OFFLINE and the
-// device's status events end with that OFFLINE.
+// device's status events (every change reported at once: no OFFLINE
+// grace) end with that OFFLINE.
 func TestClusterConnectStormOneSession(t *testing.T) {
 	const workers, rounds = 20, 10
-	// The storm is a flapping device by design: no ban for it.
-	c := startFaultCluster(t, 2, "flapping:\n  max: 0\n")
+	// The storm is a flapping device by design: no ban for it. Every
+	// status change is an event at once (no grace for OFFLINE).
+	c := startFaultCluster(t, 2, "flapping:\n  max: 0\n", "events:\n  offline_grace: 0s\n")
 	gates := c.gates
 	d := createMQTTDevice(t, gates[0], "storm", "s1", false)
 
