@@ -169,7 +169,7 @@ func TestClusterPostgresKilledDuringCreateBurst(t *testing.T) {
 		clients   = 64
 		killAfter = 0.3 // of total acknowledged
 		down      = 2 * time.Second
-		burstMax  = 40 * time.Second
+		burstMax  = 30 * time.Second
 		recoverBy = 15 * time.Second
 	)
 	c := startFaultCluster(t, 3, "", "")
