@@ -36,8 +36,8 @@ type deviceEventAuth struct {
 
 // encodeDeviceChange encodes the event of a device record's change from
 // old to d (nil old: created; nil d: deleted). Its status is the one a
-// read would report, read through rd (the caller's view; nil: none).
-func (r *Registry) encodeDeviceChange(rd Reader, old, d *Device) (encodedEvent, error) {
+// read would report.
+func (r *Registry) encodeDeviceChange(old, d *Device) (encodedEvent, error) {
 	event, cur := EventUpdate, d
 	switch {
 	case old == nil:
@@ -46,7 +46,7 @@ func (r *Registry) encodeDeviceChange(rd Reader, old, d *Device) (encodedEvent, 
 		event, cur = EventDelete, old
 	}
 	v := *cur
-	r.fillStatusIn(rd, &v)
+	r.fillStatus(&v)
 	body := deviceEventBody{AppID: v.ProjectID, DeviceID: v.DeviceID, NodeID: v.NodeID, GatewayID: v.EffectiveGatewayID(),
 		DeviceName: v.DeviceName, Description: v.Description, ProductID: v.ProductID,
 		Status: v.Status, CreateTime: compactOrEmpty(v.CreateTime), ActiveTime: compactOrEmpty(v.ActiveTime),
@@ -64,7 +64,7 @@ func (r *Registry) encodeDeviceChange(rd Reader, old, d *Device) (encodedEvent, 
 // encodeDeviceChange of the same old and d), else nil.
 func (r *Registry) deviceEvent(w Writer, old, d *Device, ev *encodedEvent) error {
 	if ev == nil {
-		e, err := r.encodeDeviceChange(nil, old, d) // in a write: its status is no part of it
+		e, err := r.encodeDeviceChange(old, d)
 		if err != nil {
 			return err
 		}

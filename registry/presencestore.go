@@ -190,15 +190,6 @@ func (p *StorePresence) Lookup(ctx context.Context, id string) (LiveSession, boo
 	return LiveSession{Session: row.session, Node: row.node, Since: row.since}, true, nil
 }
 
-// lookupIn is Lookup through a reader of p's store already open.
-func (p *StorePresence) lookupIn(rd kv.Reader, id string) (LiveSession, bool, error) {
-	row, ok, err := readPresence(rd, id)
-	if err != nil || !ok || !row.live() {
-		return LiveSession{}, false, err
-	}
-	return LiveSession{Session: row.session, Node: row.node, Since: row.since}, true, nil
-}
-
 // superseded reports whether this node knows of a newer session of the
 // device than s: its own, or another node's that took it over (yield's
 // mark).

@@ -108,28 +108,11 @@ func (p *LocalPresence) Online() int {
 	return n
 }
 
-// lookupSession is presence.Lookup for a caller inside a view (rd, or
-// nil): a StorePresence on the registry's store reads the row through rd
-// rather than in a view of its own, as a view nested in a view takes a
-// second connection of a pooled engine (PostgreSQL), and as many
-// concurrent callers as the pool has connections would each hold one
-// and wait for another, for ever.
-func (r *Registry) lookupSession(rd Reader, id string) (LiveSession, bool, error) {
-	if sp, ok := r.presence.(*StorePresence); ok && rd != nil && sp.store == r.store {
-		return sp.lookupIn(rd, id)
-	}
-	return r.presence.Lookup(context.Background(), id)
-}
-
 // Online reports how many devices are connected (on a cluster, to this
 // node).
 func (r *Registry) Online() int { return r.presence.Online() }
 
-func (r *Registry) fillStatus(d *Device) { r.fillStatusIn(nil, d) }
-
-// fillStatusIn is fillStatus for a caller inside a view, which passes
-// its reader (nil: none).
-func (r *Registry) fillStatusIn(rd Reader, d *Device) {
+func (r *Registry) fillStatus(d *Device) {
 	switch {
 	case d.Frozen:
 		d.Status = StatusFrozen
@@ -137,7 +120,7 @@ func (r *Registry) fillStatusIn(rd Reader, d *Device) {
 		d.Status = StatusInactive
 	default:
 		d.Status = StatusOffline
-		s, ok, err := r.lookupSession(rd, d.DeviceID)
+		s, ok, err := r.presence.Lookup(context.Background(), d.DeviceID)
 		if err != nil {
 			r.log.Error("looking up session", "device_id", d.DeviceID, "err", err)
 		}
