@@ -38,7 +38,8 @@ type Forwarder struct {
 	// dropped logs dropped datagrams and refused frames, under a budget.
 	dropped *ratelog.Logger
 	// unknown, when set, is told that a record named a node tag no known
-	// peer has: the peer list may be stale.
+	// peer has, or a frame came from an address no known peer has: the
+	// peer list may be stale.
 	unknown func()
 	bufs    sync.Pool
 	once    sync.Once
@@ -66,7 +67,7 @@ type peer struct {
 // ListenForward binds the forward listener of the node named node at
 // addr, an address the other nodes reach it at. dropped logs what it
 // drops; unknown (may be nil) is told when a record names a node tag no
-// peer has.
+// peer has, or a frame comes from an address no peer has.
 func ListenForward(addr, node string, dropped *ratelog.Logger, unknown func()) (*Forwarder, error) {
 	ua, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
@@ -210,7 +211,12 @@ func (f *Forwarder) readLoop(m *udpMux) {
 		src = unmapped(src)
 		p := f.peers.Load().byAddr[src]
 		if p == nil {
+			// A node that just joined, or a stranger: the peer list is
+			// read again (at most once a second) in case it is the former.
 			f.dropped.Info("forward frame from an unknown node refused", "from", src.String())
+			if f.unknown != nil {
+				f.unknown()
+			}
 			continue
 		}
 		k, dev, b, err := parseFrame(buf[:n])
