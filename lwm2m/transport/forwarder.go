@@ -32,6 +32,7 @@ import (
 // through the DTLS mux's routing like datagrams from its own socket.
 type Forwarder struct {
 	conn  *net.UDPConn
+	node  string
 	self  NodeTag
 	peers atomic.Pointer[peerTable]
 	mux   atomic.Pointer[udpMux]
@@ -81,7 +82,7 @@ func ListenForward(addr, node string, dropped *ratelog.Logger, unknown func()) (
 		_ = pc.Close()
 		return nil, fmt.Errorf("forward listen %s: receive buffer: %w", addr, err)
 	}
-	f := &Forwarder{conn: pc, self: TagOf(node), dropped: dropped, unknown: unknown}
+	f := &Forwarder{conn: pc, node: node, self: TagOf(node), dropped: dropped, unknown: unknown}
 	f.bufs.New = func() any { b := make([]byte, 0, fwdHeaderMax+maxDatagram); return &b }
 	f.peers.Store(&peerTable{})
 	return f, nil
@@ -111,17 +112,11 @@ func (f *Forwarder) SetPeers(peers []Peer) (clashes [][2]string) {
 		}
 		return 0
 	})
-	var self string
-	for _, p := range peers {
-		if TagOf(p.Node) == f.self {
-			self = p.Node
-		}
-	}
 	for _, p := range peers {
 		tag := TagOf(p.Node)
 		if tag == f.self {
-			if p.Node != self {
-				clashes = append(clashes, [2]string{self, p.Node})
+			if p.Node != f.node {
+				clashes = append(clashes, [2]string{f.node, p.Node})
 			}
 			continue
 		}
