@@ -134,14 +134,14 @@ func (m *udpMux) readLoop() {
 			}
 			continue
 		}
-		c, owner, ended := m.dispatch(buf[:n], from, time.Now(), m.fwd != nil)
+		c, owner, forward, ended := m.dispatch(buf[:n], from, time.Now(), m.fwd != nil)
 		for _, e := range ended {
 			_ = e.Close()
 		}
 		if c != nil {
 			c.deliver(buf[:n], from, path)
-		} else if owner != nil {
-			m.fwd.toOwner(buf[:n], from, *owner)
+		} else if forward {
+			m.fwd.toOwner(buf[:n], from, owner)
 		}
 	}
 }
@@ -150,7 +150,7 @@ func (m *udpMux) readLoop() {
 // the device at from and forwarded here; what its session sends goes
 // back along path, through that node.
 func (m *udpMux) forwarded(b []byte, from netip.AddrPort, path *answerPath) {
-	c, _, ended := m.dispatch(b, from, time.Now(), false)
+	c, _, _, ended := m.dispatch(b, from, time.Now(), false)
 	for _, e := range ended {
 		_ = e.Close()
 	}
@@ -165,19 +165,19 @@ func (m *udpMux) forwarded(b []byte, from netip.AddrPort, path *answerPath) {
 // fresh ClientHello from the same address replaces, unverified ones
 // beyond the bounds.
 func (m *udpMux) route(b []byte, from netip.AddrPort, now time.Time) (c *muxConn, ended []*muxConn) {
-	c, _, ended = m.dispatch(b, from, now, false)
+	c, _, _, ended = m.dispatch(b, from, now, false)
 	return c, ended
 }
 
 // dispatch is route on a node of a cluster: when mayForward, a datagram
 // with a record whose Connection ID another node issued, and that no
-// session here has, is that node's (owner: its tag, c nil).
+// session here has, is that node's (forward, owner its tag, c nil).
 //
 // Such a record may come first (tls12_cid, RFC 9146 §4), or after the
 // epoch-0 records of a client's last handshake flight, whose Finished is
 // already protected and carries the CID: that flight is forwarded when
 // no established session here has the address.
-func (m *udpMux) dispatch(b []byte, from netip.AddrPort, now time.Time, mayForward bool) (c *muxConn, owner *NodeTag, ended []*muxConn) {
+func (m *udpMux) dispatch(b []byte, from netip.AddrPort, now time.Time, mayForward bool) (c *muxConn, owner NodeTag, forward bool, ended []*muxConn) {
 	first, hello, cookie := classify(b)
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -185,10 +185,10 @@ func (m *udpMux) dispatch(b []byte, from netip.AddrPort, now time.Time, mayForwa
 	if m.cidLen > 0 && first == protocol.ContentTypeConnectionID {
 		if cid, ok := recordCID(b, m.cidLen); ok {
 			if c := m.byCID[cid]; c != nil {
-				return c, nil, ended
+				return c, 0, false, ended
 			}
 			if tag, ok := m.foreign(cid, mayForward); ok {
-				return nil, &tag, ended
+				return nil, tag, true, ended
 			}
 		}
 	}
@@ -196,11 +196,12 @@ func (m *udpMux) dispatch(b []byte, from netip.AddrPort, now time.Time, mayForwa
 	if mayForward && !hello && (c == nil || !c.established) && first == protocol.ContentTypeHandshake {
 		if cid, ok := recordCID(b, m.cidLen); ok && m.byCID[cid] == nil {
 			if tag, ok := m.foreign(cid, true); ok {
-				return nil, &tag, ended
+				return nil, tag, true, ended
 			}
 		}
 	}
-	return m.routeAddrLocked(c, from, now, first, hello, cookie, ended)
+	c, ended = m.routeAddrLocked(c, from, now, first, hello, cookie, ended)
+	return c, 0, false, ended
 }
 
 // foreign reports the tag of cid when another node issued it and the
@@ -219,27 +220,27 @@ func (m *udpMux) foreign(cid string, mayForward bool) (NodeTag, bool) {
 // routeAddrLocked routes by source address a datagram that no Connection
 // ID routed: to c, the address's session, or a new or pending handshake.
 func (m *udpMux) routeAddrLocked(c *muxConn, from netip.AddrPort, now time.Time,
-	first protocol.ContentType, hello bool, cookie []byte, ended []*muxConn) (*muxConn, *NodeTag, []*muxConn) {
+	first protocol.ContentType, hello bool, cookie []byte, ended []*muxConn) (*muxConn, []*muxConn) {
 	switch {
 	case c == nil:
 		// Only a first ClientHello starts a handshake: pion could do
 		// nothing with a later one, nor with any other record.
 		if !hello || cookie != nil || m.closing || !m.admitted(from) {
-			return nil, nil, ended
+			return nil, ended
 		}
 		c, ended = m.newConnLocked(from, now, ended)
 		if c != nil {
 			m.byAddr[from] = c
 		}
-		return c, nil, ended
+		return c, ended
 	case c.established && hello:
 		p := m.pending[from]
 		if p != nil && cookie != nil {
 			m.verifyLocked(p, cookie)
-			return p, nil, ended // the second ClientHello of that handshake
+			return p, ended // the second ClientHello of that handshake
 		}
 		if cookie != nil {
-			return nil, nil, ended // no handshake of its own to go to
+			return nil, ended // no handshake of its own to go to
 		}
 		// A first ClientHello: a new handshake, which replaces one that
 		// a client gave up on.
@@ -249,12 +250,12 @@ func (m *udpMux) routeAddrLocked(c *muxConn, from netip.AddrPort, now time.Time,
 			ended = append(ended, p)
 		}
 		if m.closing || !m.admitted(from) {
-			return nil, nil, ended
+			return nil, ended
 		}
 		if p, ended = m.newConnLocked(from, now, ended); p != nil {
 			m.pending[from] = p
 		}
-		return p, nil, ended
+		return p, ended
 	case first == protocol.ContentTypeHandshake || first == protocol.ContentTypeChangeCipherSpec:
 		if p := m.pending[from]; p != nil {
 			c = p
@@ -263,7 +264,7 @@ func (m *udpMux) routeAddrLocked(c *muxConn, from netip.AddrPort, now time.Time,
 	if hello && cookie != nil {
 		m.verifyLocked(c, cookie)
 	}
-	return c, nil, ended
+	return c, ended
 }
 
 // admitted reports whether a handshake from addr may start.

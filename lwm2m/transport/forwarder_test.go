@@ -119,12 +119,12 @@ func TestMuxForwardDecision(t *testing.T) {
 				c, _ := m.route(clientHello(false), from, time.Now())
 				m.established(c)
 			}
-			c, owner, _ := m.dispatch(tc.b, from, time.Now(), tc.mayForward)
-			if got := owner != nil; got != tc.forward {
-				t.Fatalf("forward %v, want %v (session %v)", got, tc.forward, c)
+			c, owner, forward, _ := m.dispatch(tc.b, from, time.Now(), tc.mayForward)
+			if forward != tc.forward {
+				t.Fatalf("forward %v, want %v (session %v)", forward, tc.forward, c)
 			}
-			if tc.forward && (*owner != other || c != nil) {
-				t.Fatalf("owner %04x session %v", uint16(*owner), c)
+			if tc.forward && (owner != other || c != nil) {
+				t.Fatalf("owner %04x session %v", uint16(owner), c)
 			}
 		})
 	}
@@ -135,8 +135,8 @@ func TestMuxForwardDecision(t *testing.T) {
 	s, _ := m.route(clientHello(false), from, time.Now())
 	m.established(s)
 	m.byCID[string(theirs)] = s
-	if c, owner, _ := m.dispatch(cidRecord(theirs, 1), netip.MustParseAddrPort("192.0.2.2:1"), time.Now(), true); c != s || owner != nil {
-		t.Fatalf("session %v owner %v", c, owner)
+	if c, _, forward, _ := m.dispatch(cidRecord(theirs, 1), netip.MustParseAddrPort("192.0.2.2:1"), time.Now(), true); c != s || forward {
+		t.Fatalf("session %v forward %v", c, forward)
 	}
 }
 
