@@ -66,18 +66,9 @@ func (s *Server) refreshPeers(f *transport.Forwarder) bool {
 		}
 		return false
 	}
-	peers := make([]transport.Peer, 0, len(nodes))
-	for _, n := range nodes {
-		p := transport.Peer{Node: n.Node}
-		if a := n.Advertise[AdvertiseCoAPForward]; a != "" {
-			ap, err := netip.ParseAddrPort(a)
-			if err != nil {
-				s.limited.Info("dtls forwarding: node advertises a bad forward address", "node", n.Node, "addr", a)
-				continue
-			}
-			p.Forward = ap
-		}
-		peers = append(peers, p)
+	peers, bad := forwardPeers(nodes)
+	for _, n := range bad {
+		s.limited.Info("dtls forwarding: node advertises a bad forward address", "node", n.Node, "addr", n.Advertise[AdvertiseCoAPForward])
 	}
 	for _, c := range f.SetPeers(peers) {
 		s.limited.Log(context.Background(), slog.LevelError, "dtls forwarding: two nodes share a connection id tag; rename one (cluster.node_id)",
@@ -104,4 +95,24 @@ func (s *Server) forwarder() (*transport.Forwarder, <-chan struct{}, error) {
 		return nil, nil, err
 	}
 	return f, miss, nil
+}
+
+// forwardPeers are the nodes with their forward addresses (none for a
+// node that advertises none), and the nodes whose advertised forward
+// address is not an IP address and a port, left out.
+func forwardPeers(nodes []registry.NodeInfo) (peers []transport.Peer, bad []registry.NodeInfo) {
+	peers = make([]transport.Peer, 0, len(nodes))
+	for _, n := range nodes {
+		p := transport.Peer{Node: n.Node}
+		if a := n.Advertise[AdvertiseCoAPForward]; a != "" {
+			ap, err := netip.ParseAddrPort(a)
+			if err != nil || ap.Port() == 0 {
+				bad = append(bad, n)
+				continue
+			}
+			p.Forward = ap
+		}
+		peers = append(peers, p)
+	}
+	return peers, bad
 }
