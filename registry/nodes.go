@@ -36,6 +36,10 @@ type NodeInfo struct {
 	// Devices counts the devices with a live session on the node, per
 	// protocol (Protocol's names: "MQTT", "LwM2M").
 	Devices map[string]int `json:"devices"`
+	// Advertise are the addresses the other nodes reach this one at, per
+	// listener (cluster.advertise: e.g. "coap_forward", its DTLS forward
+	// listener).
+	Advertise map[string]string `json:"advertise,omitempty"`
 }
 
 // Heartbeat records that this node is alive, with n's start time and

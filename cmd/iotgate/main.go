@@ -141,7 +141,10 @@ func run(configPath string) error {
 	regCtx, stopReg := context.WithCancel(context.Background())
 	go func() { _ = reg.Run(regCtx); close(regDone) }()
 	beatDone := make(chan struct{})
-	go func() { heartbeats(regCtx, reg, time.Now(), w.sessionCounts, log); close(beatDone) }()
+	go func() {
+		heartbeats(regCtx, reg, time.Now(), w.sessionCounts, cfg.Cluster.Advertise, log)
+		close(beatDone)
+	}()
 
 	started := 0
 	var startErr error

@@ -80,7 +80,14 @@ func (w *wiring) lwm2m() (*lwm2m.Server, error) {
 	if c.Listen == "" && c.DTLSListen == "" {
 		return nil, nil
 	}
+	var nodes lwm2m.NodeLister
+	if w.cfg.Cluster.clustered() {
+		nodes = w.reg
+	}
 	return lwm2m.New(lwm2m.Options{
+		Node:             w.cfg.Cluster.NodeID,
+		ForwardListen:    w.cfg.Cluster.Advertise[lwm2m.AdvertiseCoAPForward],
+		Nodes:            nodes,
 		Registry:         w.reg,
 		Listen:           c.Listen,
 		DTLSListen:       c.DTLSListen,
