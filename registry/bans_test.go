@@ -186,3 +186,21 @@ func TestBanWatchers(t *testing.T) {
 		t.Fatalf("told %d times after lost notices, want 3", told)
 	}
 }
+
+// A node that missed the notice of a ban (cut off the bus) reloads the
+// list when told notices were lost.
+func TestSharedBanAfterLostNotices(t *testing.T) {
+	ga, gb, _, b := sharedGuards(t, nil, guard.Config{})
+	ctx := context.Background()
+	b.inval.(*busNode).deaf.Store(true)
+	if err := ga.Ban(ctx, guard.Ban{Target: guard.Target{Identity: "dev_1"}}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if gb.IdentityBanned("dev_1") {
+		t.Fatal("a node cut off the bus learnt of the ban: the test would prove nothing")
+	}
+	b.inval.(*busNode).deaf.Store(false)
+	b.invalidated(nil) // what the bus reports when it is back
+	within(t, "the node that missed the notice enforces the ban", func() bool { return gb.IdentityBanned("dev_1") })
+}

@@ -293,6 +293,28 @@ func TestSharedManualWritesThrough(t *testing.T) {
 	}
 }
 
+// A manual ban past the cap is refused before anything is written.
+func TestSharedManualFull(t *testing.T) {
+	ctx := context.Background()
+	c := &clock{t: time.Date(2026, 12, 7, 1, 0, 0, 0, time.UTC)}
+	cfg := Defaults()
+	cfg.Now, cfg.MaxManualBans = c.now, 1
+	st := newFakeStore(c.now)
+	g := NewShared(cfg, st, SharedOptions{})
+	if err := g.Ban(ctx, Ban{Target: tDev}); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Ban(ctx, Ban{Target: tOther}); !errors.Is(err, ErrFull) {
+		t.Fatalf("second manual ban of a cap of 1: %v, want ErrFull", err)
+	}
+	if st.has(tOther) {
+		t.Fatal("a ban refused as over the cap was written to the store")
+	}
+	if err := g.Ban(ctx, Ban{Target: tDev, Reason: "again"}); err != nil {
+		t.Fatalf("replacing the one held: %v", err)
+	}
+}
+
 // Automatic bans hold at once and reach the store only through the
 // queue; a full queue drops (counted) and the ban still holds here.
 func TestSharedAutomaticQueued(t *testing.T) {
