@@ -132,6 +132,10 @@ type Registry struct {
 	events *eventLog // the durable event stream's node state
 
 	beat atomic.Pointer[NodeInfo] // a single node's last heartbeat (nodes.go)
+
+	banMu       sync.Mutex
+	banWatchers []func()     // told when the shared ban list changed (bans.go)
+	banSwept    atomic.Int64 // when expired bans were last swept (unix ns)
 }
 
 // Kicker is implemented by listeners that hold device sessions; the
@@ -285,14 +289,19 @@ func (r *Registry) housekeep(ctx context.Context) (swept bool) {
 		if _, err := r.SweepEvents(ctx); err != nil && ctx.Err() == nil {
 			r.log.Error("event trim failed", "err", err)
 		}
+		if _, err := r.sweepBans(ctx); err != nil && ctx.Err() == nil {
+			r.log.Error("ban sweep failed", "err", err)
+		}
 	}
 	return held
 }
 
 // invalidated applies another node's committed write to this node's
-// state: its cached records and its pending-command hint.
+// state: its cached records, its pending-command hint and (through its
+// watchers) its ban list.
 func (r *Registry) invalidated(keys []string) {
 	if keys == nil { // notices may have been lost: trust nothing cached
+		r.bansChanged()
 		if r.cache != nil {
 			r.cache.clear()
 		}
@@ -306,8 +315,11 @@ func (r *Registry) invalidated(keys []string) {
 		}
 		return
 	}
+	bans := false
 	for _, k := range keys {
-		if cacheable(k) {
+		if isBanKey(k) {
+			bans = true
+		} else if cacheable(k) {
 			if r.cache != nil {
 				r.cache.invalidate(k)
 			}
@@ -316,6 +328,9 @@ func (r *Registry) invalidated(keys []string) {
 		} else if dev, ok := heldKeyDevice(k); ok {
 			r.router.held.mark(dev)
 		}
+	}
+	if bans {
+		r.bansChanged()
 	}
 }
 
