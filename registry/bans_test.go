@@ -192,6 +192,13 @@ func TestBanWatchers(t *testing.T) {
 func TestSharedBanAfterLostNotices(t *testing.T) {
 	ga, gb, _, b := sharedGuards(t, nil, guard.Config{})
 	ctx := context.Background()
+	// Let b's guard finish its first load and the reload a notice starts,
+	// so that no reload of b's runs after it is cut off.
+	if err := ga.Ban(ctx, guard.Ban{Target: guard.Target{Identity: "warm_up"}}); err != nil {
+		t.Fatal(err)
+	}
+	within(t, "b learns of a ban through the bus", func() bool { return gb.IdentityBanned("warm_up") })
+	time.Sleep(100 * time.Millisecond)
 	b.inval.(*busNode).deaf.Store(true)
 	if err := ga.Ban(ctx, guard.Ban{Target: guard.Target{Identity: "dev_1"}}); err != nil {
 		t.Fatal(err)
