@@ -53,10 +53,14 @@ func (r *Registry) Heartbeat(ctx context.Context, n NodeInfo) error {
 	if err != nil {
 		return fmt.Errorf("encode heartbeat: %w", err)
 	}
-	if err := r.write(ctx, func(w Writer) error { return w.Set(nodeBeatKey(r.node), b) }); err != nil {
-		return fmt.Errorf("heartbeat: %w", err)
+	werr := r.write(ctx, func(w Writer) error { return w.Set(nodeBeatKey(r.node), b) })
+	// The membership that judges other nodes' sessions (liveness.go) is
+	// read with each heartbeat, written or not.
+	rerr := r.refreshMembers(ctx, n)
+	if werr != nil {
+		return fmt.Errorf("heartbeat: %w", werr)
 	}
-	return nil
+	return rerr
 }
 
 // Leave deletes this node's heartbeat (a planned shutdown), so the other

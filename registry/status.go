@@ -120,7 +120,7 @@ func (r *Registry) fillStatus(d *Device) {
 		d.Status = StatusInactive
 	default:
 		d.Status = StatusOffline
-		s, ok, err := r.presence.Lookup(context.Background(), d.DeviceID)
+		s, ok, err := r.liveSession(context.Background(), d.DeviceID)
 		if err != nil {
 			r.log.Error("looking up session", "device_id", d.DeviceID, "err", err)
 		}
@@ -170,7 +170,9 @@ func (r *Registry) Connected(ctx context.Context, id string) (Session, error) {
 		return 0, fmt.Errorf("record session of %s: %w", id, err)
 	}
 	elsewhere := superseded && prev.Node != r.node
-	if elsewhere {
+	// A dead node (liveness.go) is not asked: the call would wait for
+	// a node that cannot answer while the device's reconnect waits.
+	if elsewhere && r.sessionLive(ctx, prev) {
 		r.kickElsewhere(ctx, prev.Node, id, s)
 	}
 	// A session taking over a live one of this node (a re-registration, a
