@@ -1,0 +1,234 @@
+package registry
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/iotgate/iotgate/registry/kv"
+)
+
+// beat has each registry write its heartbeat (and read the membership).
+func beat(t *testing.T, started time.Time, rs ...*Registry) {
+	t.Helper()
+	for _, r := range rs {
+		if err := r.Heartbeat(context.Background(), NodeInfo{Started: started}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func statusOf(t *testing.T, r *Registry, id string) Status {
+	t.Helper()
+	d, err := r.ProjectDevice(context.Background(), "proj", id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d.Status
+}
+
+// A node killed without warning: its sessions stay live for NodeLiveness
+// after its last heartbeat (a command then fails as unreachable), then
+// count as none (OFFLINE, commands refused, messages and async commands
+// held, no call to the dead node, a reconnect elsewhere kicks nobody);
+// the sweeps' lease holder ends the rows still naming it with one
+// OFFLINE each and leaves the reconnected device's alone.
+func TestClusterDeadNodesSessions(t *testing.T) {
+	clock := &fakeClock{t: time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)}
+	a, b, hub, store := clusterNodes(t, clock)
+	fa := setUpRouter(t, a, clock, true)
+	setUpRouter(t, b, clock, false)
+	ctx := context.Background()
+	if _, err := a.CreateDevice(ctx, NewDevice{ProjectID: "proj", ProductID: "mq", NodeID: "m2"}); err != nil {
+		t.Fatal(err)
+	}
+	beat(t, clock.Now(), a, b)
+	clock.Advance(time.Second)
+	for _, id := range []string{"mq_m1", "mq_m2", "nb_n1"} {
+		(&routerFixture{r: b}).connect(t, id)
+	}
+	flushAll(t, b)
+	if s := statusOf(t, a, "mq_m1"); s != StatusOnline {
+		t.Fatalf("device on b, seen from a: %s", s)
+	}
+
+	// b dies (its last heartbeat was at 12:00:00).
+	hub.setDown("node-b", true)
+	clock.Advance(NodeLiveness - 2*time.Second)
+	beat(t, clock.Now().Add(-time.Minute), a)
+	if s := statusOf(t, a, "mq_m1"); s != StatusOnline {
+		t.Fatalf("within the liveness window: %s", s)
+	}
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := a.Router().SendCommand(cctx, fa.device(t, "mq_m1"), Command{CommandID: "c1"}); !errors.Is(err, ErrNodeUnreachable) {
+		t.Fatalf("command within the window: %v", err)
+	}
+	clock.Advance(2 * time.Second) // b's heartbeat is now older than NodeLiveness
+	calls := hub.calls.Load()
+	for _, id := range []string{"mq_m1", "mq_m2", "nb_n1"} {
+		if s := statusOf(t, a, id); s != StatusOffline {
+			t.Fatalf("%s on the dead node: %s, want OFFLINE", id, s)
+		}
+	}
+	if _, err := a.Router().SendCommand(cctx, fa.device(t, "mq_m1"), Command{CommandID: "c2"}); !errors.Is(err, ErrNotConnected) {
+		t.Fatalf("command to a device of the dead node: %v, want ErrNotConnected", err)
+	}
+	if m := fa.send(t, "mq_m1", "m1"); m.Status != MessagePending {
+		t.Fatalf("message: %s, want PENDING", m.Status)
+	}
+	cmd, err := a.Router().CreateAsyncCommand(ctx, "proj", fa.device(t, "nb_n1"), NewAsyncCommand{Paras: json.RawMessage(`{}`)})
+	if err != nil || cmd.Status != AsyncPending {
+		t.Fatalf("async command: %+v %v, want PENDING", cmd, err)
+	}
+	// mq_m2 comes back through a: its old session is not asked to close.
+	fa.connect(t, "mq_m2")
+	if n := hub.calls.Load(); n != calls {
+		t.Fatalf("%d calls to the dead node", n-calls)
+	}
+	if s := statusOf(t, a, "mq_m2"); s != StatusOnline {
+		t.Fatalf("reconnected device: %s", s)
+	}
+	if _, _, msgs := fa.mqtt.got(); len(msgs) != 0 {
+		t.Fatalf("a delivered %v to a device it does not hold", msgs)
+	}
+
+	if !a.housekeep(ctx) {
+		t.Fatal("a does not hold the sweeps' lease")
+	}
+	for id, want := range map[string]string{"mq_m1": "[ONLINE OFFLINE]", "nb_n1": "[ONLINE OFFLINE]", "mq_m2": "[ONLINE]"} {
+		if got := fmt.Sprint(statusHistory(t, a, id)); got != want {
+			t.Errorf("%s: status events %s, want %s", id, got, want)
+		}
+	}
+	d, err := a.ProjectDevice(ctx, "proj", "mq_m1")
+	if err != nil || d.Status != StatusOffline || !d.StatusTime.Equal(time.Date(2026, 12, 7, 12, 0, 1, 0, time.UTC)) {
+		t.Fatalf("swept device: %+v %v, want OFFLINE at its session's start (after b's last heartbeat)", d, err)
+	}
+	if s, ok, _ := a.presence.Lookup(ctx, "mq_m2"); !ok || s.Node != "node-a" {
+		t.Fatalf("reconnected device's row: %+v %v", s, ok)
+	}
+	if s, ok, _ := a.presence.Lookup(ctx, "mq_m1"); ok {
+		t.Fatalf("swept row still live: %+v", s)
+	}
+	err = store.View(ctx, func(rd kv.Reader) error {
+		_, err := rd.Get(nodeBeatKey("node-b"))
+		return err
+	})
+	if !errors.Is(err, kv.ErrNotFound) {
+		t.Fatalf("dead node's heartbeat after the sweep: %v, want it deleted", err)
+	}
+	if n, err := a.sweepDeadNodes(ctx); n != 0 || err != nil {
+		t.Fatalf("second sweep ended %d (%v)", n, err)
+	}
+	if got := fmt.Sprint(statusHistory(t, a, "mq_m1")); got != "[ONLINE OFFLINE]" {
+		t.Fatalf("after a second sweep: %s", got)
+	}
+}
+
+// A dead node's sweep ends only the rows of the session it scanned: a
+// device that reconnected to the dead node's name meanwhile (a restart)
+// keeps its session; rows are scanned in pages.
+func TestEndDeadSessionsSkipsChangedRows(t *testing.T) {
+	clock := &fakeClock{t: time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)}
+	a, b, _, _ := clusterNodes(t, clock)
+	setUpRouter(t, a, clock, true)
+	ctx := context.Background()
+	beat(t, clock.Now(), a, b)
+	for _, id := range []string{"mq_m1", "nb_n1"} {
+		if _, err := b.Connected(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	flushAll(t, b)
+	rows, next, n, err := a.deadRows(ctx, "node-b", nil)
+	if err != nil || len(rows) != 2 || next != nil || n != 2 {
+		t.Fatalf("scan: %d rows, next %q, scanned %d, %v", len(rows), next, n, err)
+	}
+	clock.Advance(time.Second)
+	if _, err := b.Connected(ctx, "mq_m1"); err != nil { // a newer session on the same node
+		t.Fatal(err)
+	}
+	ended, err := a.endDeadSessions(ctx, "node-b", time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC), rows)
+	if err != nil || ended != 1 {
+		t.Fatalf("ended %d (%v), want 1", ended, err)
+	}
+	if s, ok, _ := a.presence.Lookup(ctx, "mq_m1"); !ok || s.Node != "node-b" {
+		t.Fatalf("newer session: %+v %v", s, ok)
+	}
+	if _, ok, _ := a.presence.Lookup(ctx, "nb_n1"); ok {
+		t.Fatal("scanned session not ended")
+	}
+}
+
+// A node restarted under the same name (killed, back before the
+// liveness window ran out) no longer holds the sessions of its previous
+// run; a node no heartbeat names holds none; a node that joined since
+// the last heartbeat is found by a read of its record.
+func TestClusterSessionsOfRestartedAndUnknownNodes(t *testing.T) {
+	clock := &fakeClock{t: time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)}
+	a, b, _, store := clusterNodes(t, clock)
+	setUpRouter(t, a, clock, true)
+	ctx := context.Background()
+	beat(t, clock.Now().Add(-time.Second), a, b)
+	if _, err := b.Connected(ctx, "mq_m1"); err != nil {
+		t.Fatal(err)
+	}
+	if s := statusOf(t, a, "mq_m1"); s != StatusOnline {
+		t.Fatalf("before b's restart: %s", s)
+	}
+	clock.Advance(3 * time.Second)
+	beat(t, clock.Now(), b) // b's new run
+	beat(t, time.Time{}, a)
+	if s := statusOf(t, a, "mq_m1"); s != StatusOffline {
+		t.Fatalf("session of b's previous run: %s, want OFFLINE", s)
+	}
+
+	// node-c's session, before node-c has a heartbeat record (the device
+	// is activated through b, whose writes a hears of).
+	sb, err := b.Connected(ctx, "nb_n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Disconnected("nb_n1", sb)
+	c, err := New(Options{Store: store, MasterKey: bytes.Repeat([]byte{7}, 32), Node: "node-c", Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Connected(ctx, "nb_n1"); err != nil {
+		t.Fatal(err)
+	}
+	if s := statusOf(t, a, "nb_n1"); s != StatusOffline {
+		t.Fatalf("session of a node with no heartbeat: %s, want OFFLINE", s)
+	}
+	beat(t, clock.Now(), c)
+	if s := statusOf(t, a, "nb_n1"); s != StatusOffline {
+		t.Fatalf("a looked for node-c again at once: %s", s)
+	}
+	clock.Advance(unknownRecheck)
+	if s := statusOf(t, a, "nb_n1"); s != StatusOnline {
+		t.Fatalf("session of a node that joined since a's heartbeat: %s, want ONLINE", s)
+	}
+}
+
+// Before its first heartbeat a node judges no session (membership is not
+// running: registries wired without heartbeats, as most tests are).
+func TestClusterNoMembershipTrustsRows(t *testing.T) {
+	clock := &fakeClock{t: time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)}
+	a, b, _, _ := clusterNodes(t, clock)
+	setUpRouter(t, a, clock, true)
+	if _, err := b.Connected(context.Background(), "mq_m1"); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(time.Hour)
+	if s := statusOf(t, a, "mq_m1"); s != StatusOnline {
+		t.Fatalf("without membership: %s", s)
+	}
+	if n, err := a.sweepDeadNodes(context.Background()); n != 0 || err != nil {
+		t.Fatalf("sweep without membership: %d %v", n, err)
+	}
+}
