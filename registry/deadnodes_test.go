@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -230,5 +231,83 @@ func TestClusterNoMembershipTrustsRows(t *testing.T) {
 	}
 	if n, err := a.sweepDeadNodes(context.Background()); n != 0 || err != nil {
 		t.Fatalf("sweep without membership: %d %v", n, err)
+	}
+}
+
+// oneConnStore is a store with one connection, as an engine whose pool
+// is exhausted: a transaction begun inside another waits for a
+// connection its own caller holds, and fails.
+type oneConnStore struct {
+	kv.Store
+	conn   chan struct{}
+	nested *atomic.Int64 // transactions refused
+}
+
+func (s oneConnStore) take() error {
+	select {
+	case s.conn <- struct{}{}:
+		return nil
+	case <-time.After(time.Second):
+		s.nested.Add(1)
+		return errors.New("no free connection: a transaction began inside another")
+	}
+}
+
+func (s oneConnStore) View(ctx context.Context, fn func(kv.Reader) error) error {
+	if err := s.take(); err != nil {
+		return err
+	}
+	defer func() { <-s.conn }()
+	return s.Store.View(ctx, fn)
+}
+
+func (s oneConnStore) Update(ctx context.Context, fn func(kv.Txn) error) error {
+	if err := s.take(); err != nil {
+		return err
+	}
+	defer func() { <-s.conn }()
+	return s.Store.Update(ctx, fn)
+}
+
+// On a cluster, where presence and membership are in the store, a
+// device's first connection and a listing read them in the transaction
+// they run in, never in a second one beside it.
+func TestClusterNoTransactionInsideAnother(t *testing.T) {
+	clock := &fakeClock{t: time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)}
+	_, _, _, base := clusterNodes(t, clock)
+	s := oneConnStore{Store: base, conn: make(chan struct{}, 1), nested: &atomic.Int64{}}
+	r, err := New(Options{Store: s, MasterKey: bytes.Repeat([]byte{7}, 32), Node: "node-x", Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	mustProduct(t, r, "proj", "mq", "MQTT")
+	for _, n := range []string{"m1", "m2"} {
+		if _, err := r.CreateDevice(ctx, NewDevice{ProjectID: "proj", ProductID: "mq", NodeID: n}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	beat(t, clock.Now().Add(-time.Second), r)
+	if _, err := r.Connected(ctx, "mq_m2"); err != nil {
+		t.Fatal(err)
+	}
+	// mq_m2 moves to a node with no heartbeat: the listing reads it.
+	if _, _, _, err := NewStorePresence(base, "node-gone").Connect(ctx, "mq_m2", clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Connected(ctx, "mq_m1"); err != nil { // activates: a device event with its status
+		t.Fatalf("first connection: %v", err)
+	}
+	l, err := r.ListDevices(ctx, "proj", DeviceFilter{}, Page{Limit: 10})
+	if err != nil || len(l.Devices) != 2 {
+		t.Fatalf("list: %+v %v", l, err)
+	}
+	for _, d := range l.Devices {
+		if want := map[string]Status{"mq_m1": StatusOnline, "mq_m2": StatusOffline}[d.DeviceID]; d.Status != want {
+			t.Errorf("%s: %s, want %s", d.DeviceID, d.Status, want)
+		}
+	}
+	if n := s.nested.Load(); n != 0 {
+		t.Fatalf("%d transactions began inside another", n)
 	}
 }

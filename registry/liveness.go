@@ -45,7 +45,7 @@ type member struct {
 // heartbeat: a node not taking part in membership judges no session).
 type membership struct {
 	view atomic.Pointer[memberView]
-	mu   sync.Mutex // serializes on-demand reads of unknown nodes
+	mu   sync.Mutex // serializes replacing the view
 	// sweep is the dead node the sweeps' lease holder is ending the
 	// sessions of, and where its scan got to (housekeep's alone).
 	sweep deadSweep
@@ -94,21 +94,19 @@ func (r *Registry) refreshMembers(ctx context.Context, self NodeInfo) error {
 }
 
 // memberOf returns what the view says of node, reading its heartbeat
-// record when the view does not know it (a node that joined since the
-// last heartbeat) or knew it absent more than unknownRecheck ago.
-func (r *Registry) memberOf(ctx context.Context, v *memberView, node string) member {
+// record (through rd inside a transaction) when the view does not know
+// it (a node that joined since the last heartbeat) or knew it absent
+// more than unknownRecheck ago.
+func (r *Registry) memberOf(ctx context.Context, rd Reader, v *memberView, node string) member {
 	now := r.now()
 	if m, ok := v.nodes[node]; ok && (!m.absent || now.Sub(m.seen) < unknownRecheck) {
 		return m
 	}
-	r.members.mu.Lock()
-	defer r.members.mu.Unlock()
-	cur := r.members.view.Load()
-	if m, ok := cur.nodes[node]; ok && (!m.absent || now.Sub(m.seen) < unknownRecheck) {
-		return m
-	}
+	// Read without the lock: a reader inside a transaction holds a
+	// connection of the engine's pool, and one waiting for the lock
+	// would hold it while the lock's holder waits for a connection.
 	m := member{absent: true, seen: now}
-	err := r.view(ctx, func(rd Reader) error {
+	read := func(rd Reader) error {
 		b, err := rd.Get(nodeBeatKey(node))
 		if errors.Is(err, kv.ErrNotFound) {
 			return nil
@@ -122,11 +120,20 @@ func (r *Registry) memberOf(ctx context.Context, v *memberView, node string) mem
 		}
 		m = member{seen: n.Seen, started: n.Started}
 		return nil
-	})
+	}
+	var err error
+	if rd != nil {
+		err = read(rd)
+	} else {
+		err = r.view(ctx, read)
+	}
 	if err != nil {
 		r.log.Error("reading a node's heartbeat", "node", node, "err", err)
 		return member{seen: now} // unknown: trust the row
 	}
+	r.members.mu.Lock()
+	defer r.members.mu.Unlock()
+	cur := r.members.view.Load()
 	next := &memberView{read: cur.read, nodes: make(map[string]member, len(cur.nodes)+1)}
 	for k, x := range cur.nodes {
 		next.nodes[k] = x
@@ -141,11 +148,16 @@ func (r *Registry) memberOf(ctx context.Context, v *memberView, node string) mem
 // heartbeat, and while the view is too old to judge by (this node cannot
 // read the store; its lookups fail anyway).
 func (r *Registry) sessionLive(ctx context.Context, s LiveSession) bool {
+	return r.sessionLiveIn(ctx, nil, s)
+}
+
+// sessionLiveIn is sessionLive inside a transaction (rd; nil outside).
+func (r *Registry) sessionLiveIn(ctx context.Context, rd Reader, s LiveSession) bool {
 	v := r.members.view.Load()
 	if r.node == "" || v == nil || r.now().Sub(v.read) > NodeLiveness {
 		return true
 	}
-	m := r.memberOf(ctx, v, s.Node)
+	m := r.memberOf(ctx, rd, v, s.Node)
 	if m.absent || m.seen.Before(r.now().Add(-NodeLiveness)) && s.Node != r.node {
 		return false
 	}
@@ -155,11 +167,31 @@ func (r *Registry) sessionLive(ctx context.Context, s LiveSession) bool {
 // liveSession is the device's live session: Presence.Lookup, less a dead
 // node's (see sessionLive).
 func (r *Registry) liveSession(ctx context.Context, id string) (LiveSession, bool, error) {
-	s, ok, err := r.presence.Lookup(ctx, id)
+	return r.liveSessionIn(ctx, nil, id)
+}
+
+// liveSessionIn is liveSession inside a transaction: the store is read
+// through rd, never in a transaction of its own beside it (which would
+// need a second connection of the engine's pool, see
+// encodeDeviceChange). rd is nil outside a transaction.
+func (r *Registry) liveSessionIn(ctx context.Context, rd Reader, id string) (LiveSession, bool, error) {
+	var (
+		s   LiveSession
+		ok  bool
+		err error
+	)
+	if _, stored := r.presence.(*StorePresence); stored && rd != nil {
+		var row presenceRow
+		row, ok, err = readPresence(rd, id)
+		ok = ok && row.live()
+		s = LiveSession{Session: row.session, Node: row.node, Since: row.since}
+	} else {
+		s, ok, err = r.presence.Lookup(ctx, id)
+	}
 	if err != nil || !ok {
 		return LiveSession{}, false, err
 	}
-	if !r.sessionLive(ctx, s) {
+	if !r.sessionLiveIn(ctx, rd, s) {
 		return LiveSession{}, false, nil
 	}
 	return s, true, nil

@@ -112,7 +112,11 @@ func (p *LocalPresence) Online() int {
 // node).
 func (r *Registry) Online() int { return r.presence.Online() }
 
-func (r *Registry) fillStatus(d *Device) {
+func (r *Registry) fillStatus(d *Device) { r.fillStatusIn(nil, d) }
+
+// fillStatusIn is fillStatus inside a transaction: presence is read
+// through rd (see encodeDeviceChange).
+func (r *Registry) fillStatusIn(rd Reader, d *Device) {
 	switch {
 	case d.Frozen:
 		d.Status = StatusFrozen
@@ -120,7 +124,7 @@ func (r *Registry) fillStatus(d *Device) {
 		d.Status = StatusInactive
 	default:
 		d.Status = StatusOffline
-		s, ok, err := r.liveSession(context.Background(), d.DeviceID)
+		s, ok, err := r.liveSessionIn(context.Background(), rd, d.DeviceID)
 		if err != nil {
 			r.log.Error("looking up session", "device_id", d.DeviceID, "err", err)
 		}
