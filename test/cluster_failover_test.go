@@ -351,6 +351,11 @@ func TestClusterFailover(t *testing.T) {
 		}
 	}
 	t.Logf("devices of the dead node read OFFLINE %v after the kill", time.Since(killed).Round(time.Millisecond))
+	// A command to one is refused as to any offline device, at once.
+	if st, out := g3.Do("POST", g3.P("/devices/"+away[0]+"/commands"),
+		map[string]any{"service_id": "Basic", "command_name": "reboot", "paras": map[string]any{}}); st != http.StatusForbidden || out["error_code"] != "IOTDA.014016" {
+		t.Fatalf("command to a device of the dead node: %d %v, want 403 IOTDA.014016", st, out)
+	}
 	for _, id := range []string{mqttID(0), mqttID(1), lwID(0), lwID(1)} {
 		if st := deviceStatus(t, g2, id); st != "ONLINE" {
 			t.Fatalf("%s came back but reads %s", id, st)
