@@ -96,10 +96,14 @@ func answerCommands(t *testing.T, c paho.Client, id string) {
 // asynchronous READ sent through node 3 then reach devices that moved to
 // node 2; and the devices that never come back read OFFLINE on every
 // node once node 1's heartbeat is NodeLiveness old, with an OFFLINE
-// status event each.
+// status event each. Under the race detector the fleet is 200 of each.
 func TestClusterFailover(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a three-node cluster with 2,000 devices")
+	}
+	nMQTT, nLwM2M := failoverMQTT, failoverLwM2M
+	if raceEnabled { // three race-enabled nodes: the behaviour, on a smaller fleet
+		nMQTT, nLwM2M = 200, 200
 	}
 	gates, _ := startCluster(t, 3)
 	g1, g2, g3 := gates[0], gates[1], gates[2]
@@ -118,12 +122,12 @@ func TestClusterFailover(t *testing.T) {
 	// Created through one node: creates of one product racing on three
 	// nodes conflict on its device count (a matter for the create storm
 	// test, not this one).
-	err := parallel(failoverMQTT+failoverLwM2M, func(i int) error {
+	err := parallel(nMQTT+nLwM2M, func(i int) error {
 		g := g2
 		body := map[string]any{"node_id": fmt.Sprint("m", i), "product_id": "fo",
 			"auth_info": map[string]any{"secret": secret, "secure_access": false}}
-		if i >= failoverMQTT {
-			body = map[string]any{"node_id": fmt.Sprint("e", i-failoverMQTT), "product_id": "nb",
+		if i >= nMQTT {
+			body = map[string]any{"node_id": fmt.Sprint("e", i-nMQTT), "product_id": "nb",
 				"auth_info": map[string]any{"secret": pskSecret, "secure_access": false}}
 		}
 		if st, out := g.Do("POST", g.P("/devices"), body); st != http.StatusCreated {
@@ -134,13 +138,13 @@ func TestClusterFailover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("created %d devices in %v", failoverMQTT+failoverLwM2M, time.Since(start).Round(time.Millisecond))
+	t.Logf("created %d devices in %v", nMQTT+nLwM2M, time.Since(start).Round(time.Millisecond))
 
 	// Every device connects to node 1.
 	var (
 		mu      sync.Mutex
 		clients []paho.Client // every MQTT client, to disconnect at the end
-		lw      = make([]*lwm2mclient.Client, failoverLwM2M)
+		lw      = make([]*lwm2mclient.Client, nLwM2M)
 	)
 	t.Cleanup(func() {
 		mu.Lock()
@@ -154,10 +158,10 @@ func TestClusterFailover(t *testing.T) {
 			}
 		}
 	})
-	lost := make(chan int, failoverMQTT)
+	lost := make(chan int, nMQTT)
 	start = time.Now()
-	err = parallel(failoverMQTT+failoverLwM2M, func(i int) error {
-		if i < failoverMQTT {
+	err = parallel(nMQTT+nLwM2M, func(i int) error {
+		if i < nMQTT {
 			c, err := connectMQTT(g1, mqttID(i), secret, func() { lost <- i })
 			if err != nil {
 				return err
@@ -167,7 +171,7 @@ func TestClusterFailover(t *testing.T) {
 			mu.Unlock()
 			return nil
 		}
-		i -= failoverMQTT
+		i -= nMQTT
 		c, err := lwm2mclient.Dial(context.Background(), lwm2mclient.Config{Server: g1.CoAP,
 			Endpoint: fmt.Sprint("e", i), Lifetime: 300, RequestTimeout: 2 * time.Second})
 		if err != nil {
@@ -184,8 +188,8 @@ func TestClusterFailover(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v; node 1:\n%s", err, tail(g1.Logs(), 4000))
 	}
-	t.Logf("connected %d MQTT and %d LwM2M devices to node 1 in %v", failoverMQTT, failoverLwM2M, time.Since(start).Round(time.Millisecond))
-	for _, id := range []string{mqttID(0), lwID(0), mqttID(failoverMQTT - 1), lwID(failoverLwM2M - 1)} {
+	t.Logf("connected %d MQTT and %d LwM2M devices to node 1 in %v", nMQTT, nLwM2M, time.Since(start).Round(time.Millisecond))
+	for _, id := range []string{mqttID(0), lwID(0), mqttID(nMQTT - 1), lwID(nLwM2M - 1)} {
 		waitOnline(t, g3, id)
 	}
 
@@ -198,8 +202,8 @@ func TestClusterFailover(t *testing.T) {
 	var (
 		back     atomic.Int64
 		slowest  atomic.Int64 // ns after the kill
-		moved    = make([]paho.Client, failoverMQTT)
-		movedErr = make(chan error, failoverMQTT+failoverLwM2M)
+		moved    = make([]paho.Client, nMQTT)
+		movedErr = make(chan error, nMQTT+nLwM2M)
 	)
 	var timesMu sync.Mutex
 	times := map[string][]time.Duration{}
@@ -218,10 +222,10 @@ func TestClusterFailover(t *testing.T) {
 	jobs := make(chan int)
 	go func() {
 		defer close(jobs)
-		for range failoverMQTT {
+		for range nMQTT {
 			select {
 			case i := <-lost:
-				if i < failoverMQTT-failoverAway {
+				if i < nMQTT-failoverAway {
 					jobs <- i
 				}
 			case <-time.After(10 * time.Second):
@@ -253,7 +257,7 @@ func TestClusterFailover(t *testing.T) {
 	// Each device finds node 1 gone on its own (all at once); their
 	// re-registrations are bounded like the connects were.
 	registering := make(chan struct{}, failoverWorkers)
-	lwErr := parallelOn(failoverLwM2M, failoverLwM2M-failoverAway, func(i int) error {
+	lwErr := parallelOn(nLwM2M, nLwM2M-failoverAway, func(i int) error {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		err := lw[i].Update(ctx)
 		cancel()
@@ -304,7 +308,7 @@ func TestClusterFailover(t *testing.T) {
 		t.Logf("%s: %d back, median %v, 99th percentile %v, last %v after the kill", kind, len(ds),
 			ds[len(ds)/2].Round(time.Millisecond), ds[len(ds)*99/100].Round(time.Millisecond), ds[len(ds)-1].Round(time.Millisecond))
 	}
-	want := int64(failoverMQTT + failoverLwM2M - 2*failoverAway)
+	want := int64(nMQTT + nLwM2M - 2*failoverAway)
 	took := time.Duration(slowest.Load())
 	t.Logf("%d of %d devices back through nodes 2 and 3; the last %v after the kill", back.Load(), want, took.Round(time.Millisecond))
 	if back.Load() != want {
@@ -333,7 +337,7 @@ func TestClusterFailover(t *testing.T) {
 	// NodeLiveness old; a device that came back reads ONLINE.
 	var away []string
 	for i := range failoverAway {
-		away = append(away, mqttID(failoverMQTT-1-i), lwID(failoverLwM2M-1-i))
+		away = append(away, mqttID(nMQTT-1-i), lwID(nLwM2M-1-i))
 	}
 	deadline := killed.Add(failoverLiveness + 3*time.Second)
 	for _, g := range survivors {
