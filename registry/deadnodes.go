@@ -11,12 +11,15 @@ import (
 	"github.com/iotgate/iotgate/registry/kv"
 )
 
-// deadSweep is the dead node whose sessions are being ended, and how far
-// the scan of presence rows got.
+// deadSweep is a dead run of a node whose sessions are being ended, and
+// how far the scan of presence rows got.
 type deadSweep struct {
 	node string
-	seen time.Time // its last heartbeat
-	next []byte    // the presence key to resume at (nil: from the start)
+	seen time.Time // the run's last heartbeat
+	// before: only sessions begun before it are the dead run's (a later
+	// run of the node, after a restart, holds its own).
+	before time.Time
+	next   []byte // the presence key to resume at (nil: from the start)
 }
 
 const (
@@ -46,10 +49,10 @@ func (r *Registry) sweepDeadNodes(ctx context.Context) (int, error) {
 	}
 	sw := &r.members.sweep
 	if sw.node == "" {
-		cutoff := r.now().Add(-NodeLiveness)
+		now := r.now()
 		for node, m := range v.nodes {
-			if node != r.node && !m.absent && m.seen.Before(cutoff) {
-				*sw = deadSweep{node: node, seen: m.seen}
+			if node != r.node && !m.absent && m.seen.Before(now.Add(-NodeLiveness)) {
+				*sw = deadSweep{node: node, seen: m.seen, before: now}
 				break
 			}
 		}
@@ -58,32 +61,16 @@ func (r *Registry) sweepDeadNodes(ctx context.Context) (int, error) {
 		}
 	}
 	// The record may have been swept (by an earlier holder of the lease)
-	// or rewritten (the node came back) since the view was read.
+	// or rewritten (the node came back: it writes its heartbeat before
+	// it serves, so its new sessions begin after sw.before) since.
 	still, err := r.heartbeatIs(ctx, sw.node, sw.seen)
 	if err != nil || !still {
 		*sw = deadSweep{}
 		return 0, err
 	}
-	ended, scanned := 0, 0
-	for scanned < deadRowsPerRound {
-		rows, next, n, err := r.deadRows(ctx, sw.node, sw.next)
-		if err != nil {
-			return ended, err
-		}
-		scanned += n
-		if len(rows) > 0 {
-			k, err := r.endDeadSessions(ctx, sw.node, sw.seen, rows)
-			ended += k
-			if err != nil {
-				return ended, err
-			}
-		}
-		if sw.next = next; next == nil {
-			break
-		}
-	}
-	if sw.next != nil {
-		return ended, nil // resumed next round
+	ended, done, err := r.sweepRound(ctx, sw)
+	if err != nil || !done {
+		return ended, err
 	}
 	err = r.write(ctx, func(w Writer) error {
 		if still, err := heartbeatIs(w, sw.node, sw.seen); err != nil || !still {
@@ -91,12 +78,57 @@ func (r *Registry) sweepDeadNodes(ctx context.Context) (int, error) {
 		}
 		return w.Delete(nodeBeatKey(sw.node))
 	})
-	r.log.Info("ended the sessions of a dead node", "node", sw.node, "last_heartbeat", sw.seen, "sessions", ended)
+	r.log.Info("ended the sessions of a dead node", "node", sw.node, "last_heartbeat", sw.seen)
 	*sw = deadSweep{}
 	if err != nil {
 		return ended, fmt.Errorf("forget dead node: %w", err)
 	}
 	return ended, nil
+}
+
+// sweepPreviousRun ends the sessions of this node's previous run, when
+// it was killed and restarted before another node took it for dead (its
+// first heartbeat found the previous run's, see Heartbeat). Every node
+// runs it for itself, lease or not.
+func (r *Registry) sweepPreviousRun(ctx context.Context) (int, error) {
+	sw := &r.members.own
+	if sw.node == "" {
+		p := r.members.previous.Swap(nil)
+		if p == nil {
+			return 0, nil
+		}
+		*sw = *p
+	}
+	ended, done, err := r.sweepRound(ctx, sw)
+	if done {
+		r.log.Info("ended the sessions of this node's previous run", "last_heartbeat", sw.seen)
+		*sw = deadSweep{}
+	}
+	return ended, err
+}
+
+// sweepRound scans at most deadRowsPerRound presence rows from where sw
+// got to and ends the sessions of sw's dead run among them; done reports
+// that the scan reached the end.
+func (r *Registry) sweepRound(ctx context.Context, sw *deadSweep) (ended int, done bool, err error) {
+	for scanned := 0; scanned < deadRowsPerRound; {
+		rows, next, n, err := r.deadRows(ctx, sw.node, sw.before, sw.next)
+		if err != nil {
+			return ended, false, err
+		}
+		scanned += n
+		if len(rows) > 0 {
+			k, err := r.endDeadSessions(ctx, sw.node, sw.seen, rows)
+			ended += k
+			if err != nil {
+				return ended, false, err
+			}
+		}
+		if sw.next = next; next == nil {
+			return ended, true, nil
+		}
+	}
+	return ended, false, nil
 }
 
 // heartbeatIs reports whether node's heartbeat record is still the one
@@ -133,9 +165,9 @@ type deadRow struct {
 }
 
 // deadRows scans up to deadScanPage presence rows from from and returns
-// those naming node, the key to resume at (nil at the end) and how many
-// it scanned.
-func (r *Registry) deadRows(ctx context.Context, node string, from []byte) (rows []deadRow, next []byte, n int, err error) {
+// the live ones naming node begun before before, the key to resume at
+// (nil at the end) and how many it scanned.
+func (r *Registry) deadRows(ctx context.Context, node string, before time.Time, from []byte) (rows []deadRow, next []byte, n int, err error) {
 	prefix := prefixKey(famPresence)
 	err = r.view(ctx, func(rd Reader) error {
 		rows, next, n = nil, nil, 0
@@ -150,7 +182,7 @@ func (r *Registry) deadRows(ctx context.Context, node string, from []byte) (rows
 			}
 			id := string(k[len(prefix):])
 			row, ok, err := readPresenceValue(id, v)
-			if err != nil || !ok {
+			if err != nil || !ok || !row.since.Before(before) {
 				return err == nil, err
 			}
 			rows = append(rows, deadRow{device: id, row: row})

@@ -133,7 +133,8 @@ func TestClusterDeadNodesSessions(t *testing.T) {
 
 // A dead node's sweep ends only the rows of the session it scanned: a
 // device that reconnected to the dead node's name meanwhile (a restart)
-// keeps its session; rows are scanned in pages.
+// keeps its session, and one begun at or after the sweep's bound is not
+// scanned.
 func TestEndDeadSessionsSkipsChangedRows(t *testing.T) {
 	clock := &fakeClock{t: time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)}
 	a, b, _, _ := clusterNodes(t, clock)
@@ -146,9 +147,12 @@ func TestEndDeadSessionsSkipsChangedRows(t *testing.T) {
 		}
 	}
 	flushAll(t, b)
-	rows, next, n, err := a.deadRows(ctx, "node-b", nil)
+	rows, next, n, err := a.deadRows(ctx, "node-b", clock.Now().Add(time.Minute), nil)
 	if err != nil || len(rows) != 2 || next != nil || n != 2 {
 		t.Fatalf("scan: %d rows, next %q, scanned %d, %v", len(rows), next, n, err)
+	}
+	if rows, _, _, err := a.deadRows(ctx, "node-b", clock.Now(), nil); err != nil || len(rows) != 0 {
+		t.Fatalf("sessions begun at the sweep's bound: %d (%v), want none (a later run's)", len(rows), err)
 	}
 	clock.Advance(time.Second)
 	if _, err := b.Connected(ctx, "mq_m1"); err != nil { // a newer session on the same node
@@ -168,7 +172,8 @@ func TestEndDeadSessionsSkipsChangedRows(t *testing.T) {
 
 // A node restarted under the same name (killed, back before the
 // liveness window ran out) no longer holds the sessions of its previous
-// run; a node no heartbeat names holds none; a node that joined since
+// run, and ends them itself with OFFLINE events; a node no heartbeat
+// names holds none; a node that joined since
 // the last heartbeat is found by a read of its record.
 func TestClusterSessionsOfRestartedAndUnknownNodes(t *testing.T) {
 	clock := &fakeClock{t: time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)}
@@ -182,11 +187,27 @@ func TestClusterSessionsOfRestartedAndUnknownNodes(t *testing.T) {
 	if s := statusOf(t, a, "mq_m1"); s != StatusOnline {
 		t.Fatalf("before b's restart: %s", s)
 	}
+	flushAll(t, b)
 	clock.Advance(3 * time.Second)
 	beat(t, clock.Now(), b) // b's new run
 	beat(t, time.Time{}, a)
 	if s := statusOf(t, a, "mq_m1"); s != StatusOffline {
 		t.Fatalf("session of b's previous run: %s, want OFFLINE", s)
+	}
+	// b ends its previous run's sessions itself, and only those.
+	clock.Advance(time.Second)
+	if _, err := b.Connected(ctx, "ht_h1"); err != nil {
+		t.Fatal(err)
+	}
+	b.housekeep(ctx)
+	if got := fmt.Sprint(statusHistory(t, a, "mq_m1")); got != "[ONLINE OFFLINE]" {
+		t.Fatalf("status events of the previous run's device: %s", got)
+	}
+	if s, ok, _ := a.liveSession(ctx, "ht_h1"); !ok || s.Node != "node-b" {
+		t.Fatalf("session of b's new run: %+v %v", s, ok)
+	}
+	if n, err := b.sweepPreviousRun(ctx); n != 0 || err != nil {
+		t.Fatalf("second sweep of the previous run: %d %v", n, err)
 	}
 
 	// node-c's session, before node-c has a heartbeat record (the device

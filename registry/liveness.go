@@ -26,8 +26,10 @@ import (
 // naming that node (only those: a device that reconnected elsewhere has
 // a newer row) with an OFFLINE status event each, in bounded batches,
 // then deletes the dead node's heartbeat record, which marks the node as
-// swept. The OFFLINE is timed at the later of the node's last heartbeat
-// and the session's start: the last moment the session was known live.
+// swept. A node restarted before that finds its previous run's heartbeat
+// with its first one and ends that run's sessions itself. The OFFLINE is
+// timed at the later of the run's last heartbeat and the session's
+// start: the last moment the session was known live (deadnodes.go).
 
 // memberView is the cluster's membership as this node last read it.
 type memberView struct {
@@ -49,6 +51,11 @@ type membership struct {
 	// sweep is the dead node the sweeps' lease holder is ending the
 	// sessions of, and where its scan got to (housekeep's alone).
 	sweep deadSweep
+	// previous is this node's previous run, found by its first
+	// heartbeat, whose sessions are to be ended; own is that sweep once
+	// housekeep took it up (housekeep's alone).
+	previous atomic.Pointer[deadSweep]
+	own      deadSweep
 }
 
 // unknownRecheck bounds how often a node named by presence rows but with

@@ -282,6 +282,9 @@ func (r *Registry) housekeep(ctx context.Context) (swept bool) {
 			r.log.Error("dead node sweep failed", "err", err)
 		}
 	}
+	if _, err := r.sweepPreviousRun(ctx); err != nil && ctx.Err() == nil {
+		r.log.Error("sweep of this node's previous run failed", "err", err)
+	}
 	if err := r.flushStatus(ctx); err != nil && ctx.Err() == nil {
 		r.log.Error("status flush failed", "err", err)
 	}
