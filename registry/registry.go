@@ -131,7 +131,8 @@ type Registry struct {
 
 	events *eventLog // the durable event stream's node state
 
-	beat atomic.Pointer[NodeInfo] // a single node's last heartbeat (nodes.go)
+	beat    atomic.Pointer[NodeInfo] // a single node's last heartbeat (nodes.go)
+	members membership               // a cluster's, read with heartbeats (liveness.go)
 
 	banMu       sync.Mutex
 	banWatchers []func()     // told when the shared ban list changed (bans.go)
@@ -281,6 +282,12 @@ func (r *Registry) housekeep(ctx context.Context) (swept bool) {
 		if _, err := r.sweepDownlinks(ctx); err != nil && ctx.Err() == nil {
 			r.log.Error("downlink message sweep failed", "err", err)
 		}
+		if _, err := r.sweepDeadNodes(ctx); err != nil && ctx.Err() == nil {
+			r.log.Error("dead node sweep failed", "err", err)
+		}
+	}
+	if _, err := r.sweepPreviousRun(ctx); err != nil && ctx.Err() == nil {
+		r.log.Error("sweep of this node's previous run failed", "err", err)
 	}
 	if err := r.flushStatus(ctx); err != nil && ctx.Err() == nil {
 		r.log.Error("status flush failed", "err", err)
