@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -358,6 +359,23 @@ func Queues() [][]byte { return [][]byte{expiryPrefix, asyncDeadlinePrefix, down
 // reported a conflict with a concurrent transaction (another node's).
 const maxConflictRetries = 16
 
+// conflictBackoff waits before a write runs again after a conflict: a
+// random time up to 1 ms doubled per attempt, at most 64 ms, so that
+// nodes whose batches keep colliding (on the event position, or on a
+// PostgreSQL index page both insert into) fall out of step instead of
+// colliding again at once.
+func conflictBackoff(ctx context.Context, attempt int) error {
+	ceiling := time.Millisecond << min(attempt, 6)
+	t := time.NewTimer(rand.N(ceiling) + 1)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // write runs fn in one durable transaction and returns once it has
 // committed (or was refused). fn must do its checks before its writes or
 // return an error: on error nothing it wrote is kept. fn may run more
@@ -391,6 +409,9 @@ func (r *Registry) write(ctx context.Context, fn func(Writer) error) error {
 		case err == nil:
 			return nil
 		case errors.Is(err, kv.ErrConflict) && attempt < maxConflictRetries:
+			if err := conflictBackoff(ctx, attempt); err != nil {
+				return err
+			}
 			continue
 		case errors.Is(err, kv.ErrClosed):
 			return ErrClosed
