@@ -70,6 +70,12 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 		r := c.Request()
 		now := time.Now()
 		addr := clientAddr(r.RemoteAddr)
+		// A banned address (by hand, or for failing authentications on
+		// any listener) is refused before anything else is looked at.
+		if s.bans != nil && s.bans.AddressBanned(addr) {
+			s.refusals.refused(now, "api request refused: address banned", "addr", addr)
+			return errAddressBanned
+		}
 		if blocked, wait := s.unauth.blocked(addr, now); blocked {
 			s.refusals.refused(now, "api request refused: address over its unauthenticated rate", "addr", addr)
 			return rateLimited(c, wait)
@@ -81,6 +87,12 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 		cred, body, err := s.credential(c)
 		if err != nil {
 			s.unauth.take(addr, now)
+			// Failed authentications count against the address, as on
+			// the device listeners; not against the access key claimed,
+			// which anyone may name (a ban of it would lock its owner out).
+			if s.bans != nil && authFailure(err) && s.bans.AuthFailed("", addr) {
+				s.log.Info("api: address banned after failed authentications", "addr", addr)
+			}
 			// The access key names who was claimed; a token is a secret.
 			s.refusals.refused(now, "api authentication failed", "addr", addr, "err", err, "access_key", claimedAK(r))
 			return err
@@ -106,6 +118,16 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 		c.Set(credentialKey, cred)
 		return next(c)
 	}
+}
+
+// errAddressBanned answers every request from a banned address.
+var errAddressBanned = &apiError{Status: http.StatusForbidden, Code: codeForbidden, Msg: "The request is forbidden."}
+
+// authFailure reports whether err refused the request's credential (not
+// its body's size or an I/O error).
+func authFailure(err error) bool {
+	var ae *apiError
+	return errors.As(err, &ae) && (ae.Code == codeInvalidToken || ae.Code == codeUnauthorized)
 }
 
 // credential finds the request's credential: a token is checked before

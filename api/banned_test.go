@@ -1,6 +1,7 @@
 package api
 
 import (
+	"net/http/httptest"
 	"net/netip"
 	"testing"
 
@@ -89,5 +90,48 @@ func TestBanList(t *testing.T) {
 	// The routes are authenticated like the rest of the API.
 	if st, _ := call(s, "tok2", "GET", "/v5/iot/p1/banned", ""); st != 403 {
 		t.Fatalf("another project's token: %d", st)
+	}
+}
+
+// The REST API enforces address bans before authentication, and its
+// failed authentications count against the address (never against the
+// access key or token claimed): past the limit the address is banned,
+// its requests with a valid token are refused too, and other addresses
+// are served.
+func TestRESTAuthFailuresBanTheAddress(t *testing.T) {
+	s, _ := newTestServer(t)
+	cfg := guard.Defaults()
+	cfg.AddressFailures.Max = 5
+	g := guard.NewLocal(cfg)
+	s.bans = g
+	from := func(addr, token string) int {
+		req := httptest.NewRequest("GET", "/v5/iot/p1/products", nil)
+		req.RemoteAddr = addr + ":40000"
+		if token != "" {
+			req.Header.Set("X-Auth-Token", token)
+		}
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	if st := from("198.51.100.7", "tok1"); st != 200 {
+		t.Fatalf("before: %d", st)
+	}
+	for i := range cfg.AddressFailures.Max {
+		if st := from("198.51.100.7", "wrong-token"); st != 403 {
+			t.Fatalf("wrong token %d: %d", i, st)
+		}
+	}
+	if !g.AddressBanned(netip.MustParseAddr("198.51.100.7")) {
+		t.Fatal("failed authentications did not ban the address")
+	}
+	if st := from("198.51.100.7", "tok1"); st != 403 {
+		t.Fatalf("a banned address with a valid token: %d, want 403", st)
+	}
+	if st := from("198.51.100.8", "tok1"); st != 200 {
+		t.Fatalf("another address: %d", st)
+	}
+	if g.IdentityBanned("wrong-token") || g.IdentityBanned("") {
+		t.Fatal("a claimed credential was banned")
 	}
 }

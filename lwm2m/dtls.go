@@ -13,7 +13,8 @@ import (
 
 // cidLength is the length of the DTLS Connection IDs this server hands out.
 // The mux routes records by CID only when all CIDs have one length; 8 random
-// bytes make collisions between live sessions negligible.
+// bytes make collisions between live sessions negligible (6 on a cluster,
+// after the node tag: still negligible).
 const cidLength = 8
 
 // pskCipherSuites are the PSK suites offered: the two Huawei names plus the
@@ -31,7 +32,14 @@ var errBannedIdentity = errors.New("psk identity is banned")
 // dtlsConfig is the server side of DTLS 1.2 with PSKs from the security
 // store, Connection IDs and HelloVerifyRequest cookies (pion's default,
 // kept on: InsecureSkipVerifyHello stays false).
-func dtlsConfig(sec SecurityStore, g guard.Guard, handshakeTimeout time.Duration, log *slog.Logger) *dtls.Config {
+//
+// On a node of a cluster (node not ""), the Connection IDs begin with the
+// node's tag, so that any node can tell whose a record is.
+func dtlsConfig(sec SecurityStore, g guard.Guard, handshakeTimeout time.Duration, node string, log *slog.Logger) *dtls.Config {
+	cids := dtls.RandomCIDGenerator(cidLength)
+	if node != "" {
+		cids = transport.TaggedCIDGenerator(transport.TagOf(node), cidLength)
+	}
 	return &dtls.Config{
 		PSK: func(identity []byte) ([]byte, error) {
 			// A banned identity fails before its key is looked up.
@@ -51,7 +59,7 @@ func dtlsConfig(sec SecurityStore, g guard.Guard, handshakeTimeout time.Duration
 		PSKIdentityHint:       []byte("iotgate"),
 		CipherSuites:          pskCipherSuites,
 		ExtendedMasterSecret:  dtls.RequestExtendedMasterSecret,
-		ConnectionIDGenerator: dtls.RandomCIDGenerator(cidLength),
+		ConnectionIDGenerator: cids,
 		ConnectContextMaker: func() (context.Context, func()) {
 			return context.WithTimeout(context.Background(), handshakeTimeout)
 		},

@@ -2,12 +2,14 @@ package lwm2m_test
 
 import (
 	"context"
+	"net"
 	"net/netip"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/iotgate/iotgate/lwm2m"
+	"github.com/iotgate/iotgate/lwm2m/lwm2mclient"
 	"github.com/iotgate/iotgate/registry"
 	"github.com/iotgate/iotgate/registry/guard"
 	"github.com/plgd-dev/go-coap/v3/message"
@@ -81,5 +83,80 @@ func TestLwM2MGuardBansGuessedEndpoints(t *testing.T) {
 	}
 	if n := sec.n.Load() - before; n != 0 {
 		t.Fatalf("a banned address's Register made %d store lookups", n)
+	}
+}
+
+// DTLS: a banned PSK identity fails its handshake before its key is
+// looked up (the right key does not help), and a banned address gets no
+// answer at all to its ClientHello, not even a HelloVerifyRequest; both
+// handshake again once the ban is lifted.
+func TestLwM2MGuardBansDTLS(t *testing.T) {
+	g := guard.NewLocal(guard.Config{MaxTracked: 1000, MaxBans: 100, MaxManualBans: 10})
+	var sec *countingSecurity
+	f := newFixture(t, func(o *lwm2m.Options) {
+		o.Guard = g
+		sec = &countingSecurity{SecurityStore: lwm2m.RegistrySecurity{Registry: o.Registry}}
+		o.Security = sec
+	})
+	f.device("dtlsban", true)
+	ctx := context.Background()
+	cfg := lwm2mclient.Config{Endpoint: "dtlsban", PSKIdentity: "dtlsban", PSK: lwm2m.PSK(secret),
+		Server: f.srv.DTLSAddr().String(), RequestTimeout: 2 * time.Second}
+	handshake := func() error {
+		c, err := lwm2mclient.Dial(ctx, cfg)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}
+	if err := handshake(); err != nil {
+		t.Fatalf("before any ban: %v", err)
+	}
+	ban := func(target guard.Target) {
+		t.Helper()
+		if err := g.Ban(ctx, guard.Ban{Target: target, Reason: "test", Expires: time.Now().Add(time.Minute)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	ban(guard.Target{Identity: "dtlsban"})
+	before := sec.n.Load()
+	if err := handshake(); err == nil {
+		t.Fatal("a banned PSK identity completed its handshake")
+	}
+	if n := sec.n.Load() - before; n != 0 {
+		t.Fatalf("a banned identity's handshake made %d key lookups", n)
+	}
+	if err := g.Unban(ctx, guard.Target{Identity: "dtlsban"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := handshake(); err != nil {
+		t.Fatalf("after the identity's ban was lifted: %v", err)
+	}
+
+	// A banned address: its ClientHello is dropped unanswered.
+	addr := netip.MustParsePrefix("127.0.0.1/32")
+	ban(guard.Target{Prefix: addr})
+	conn, err := net.Dial("udp", f.srv.DTLSAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write(firstClientHello()); err != nil {
+		t.Fatal(err)
+	}
+	conn.SetReadDeadline(time.Now().Add(time.Second))
+	if n, err := conn.Read(make([]byte, 2048)); err == nil {
+		t.Fatalf("a banned address's ClientHello drew %d bytes", n)
+	}
+	if err := g.Unban(ctx, guard.Target{Prefix: addr}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Write(firstClientHello()); err != nil {
+		t.Fatal(err)
+	}
+	conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, err := conn.Read(make([]byte, 2048)); err != nil {
+		t.Fatalf("after the address's ban was lifted, the ClientHello drew no HelloVerifyRequest: %v", err)
 	}
 }

@@ -111,6 +111,17 @@ type Options struct {
 	Guard guard.Guard
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Node names this node of a cluster ("" on a single node): the DTLS
+	// Connection IDs it hands out then carry its tag (transport.TagOf).
+	Node string
+	// ForwardListen, on a node of a cluster, is the UDP address of its
+	// DTLS forward listener (cluster.advertise.coap_forward): a node that
+	// receives a record whose Connection ID this node issued forwards the
+	// datagram there (transport.Forwarder). Nodes lists the nodes and
+	// their forward addresses. Empty: records for other nodes' CIDs are
+	// dropped.
+	ForwardListen string
+	Nodes         NodeLister
 }
 
 // Server is the LwM2M server. It implements the listener interface of
@@ -211,7 +222,12 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	if s.o.DTLSListen != "" {
 		g := s.o.Guard
-		l, err := transport.ListenDTLS(s.o.DTLSListen, dtlsConfig(s.sec, g, s.o.HandshakeTimeout, s.log), transport.DTLSLimits{
+		fwd, miss, err := s.forwarder()
+		if err != nil {
+			s.stopListeners()
+			return fmt.Errorf("lwm2m: %w", err)
+		}
+		l, err := transport.ListenDTLS(s.o.DTLSListen, dtlsConfig(s.sec, g, s.o.HandshakeTimeout, s.o.Node, s.log), transport.DTLSLimits{
 			MaxHandshakes: s.o.MaxHandshakes, MaxUnverified: s.o.MaxUnverified, CookieWait: s.o.CookieWait,
 			Admit: func(a netip.Addr) bool { return !g.AddressBanned(a) },
 			// A failed handshake counts against its PSK identity only: it
@@ -222,6 +238,7 @@ func (s *Server) Start(ctx context.Context) error {
 					g.AuthFailed(identity, netip.Addr{})
 				}
 			},
+			Forward: fwd,
 		}, s.limited, s.log)
 		if err != nil {
 			s.stopListeners()
@@ -231,6 +248,11 @@ func (s *Server) Start(ctx context.Context) error {
 		s.dtls = transport.NewDTLSServer(s.serverConfig(router, true).goCoAP(), s.connSweep(s.o.IdleTimeout))
 		s.serve(func() error { return s.dtls.Serve(l) })
 		s.log.Info("lwm2m coaps (dtls) listening", "addr", l.Addr().String())
+		if fwd != nil {
+			s.wg.Add(1)
+			go s.peersLoop(fwd, miss)
+			s.log.Info("lwm2m dtls forward listening", "addr", fwd.Addr().String(), "node_tag", fmt.Sprintf("%04x", uint16(fwd.Tag())))
+		}
 	}
 	s.wg.Add(1)
 	go s.sweepLoop()

@@ -50,7 +50,7 @@ func (r *Registry) CreateDevice(ctx context.Context, n NewDevice) (*Device, erro
 		return nil, err
 	}
 	countExactly := r.mustCount(ctx, d.ProductID)
-	ev, err := r.encodeDeviceChange(nil, d)
+	ev, err := r.encodeDeviceChange(nil, nil, d)
 	if err != nil {
 		return nil, err
 	}
@@ -519,7 +519,7 @@ func (r *Registry) mutateDevice(ctx context.Context, project, id string, fn func
 		if rec, err = r.encodeDevice(out); err != nil {
 			return err
 		}
-		ev, err = r.encodeDeviceChange(old, out)
+		ev, err = r.encodeDeviceChange(rd, old, out)
 		return err
 	})
 	if errors.Is(err, kv.ErrNotFound) {
@@ -551,7 +551,7 @@ func (r *Registry) mutateDevice(ctx context.Context, project, id string, fn func
 			if rec, err = r.encodeDevice(out); err != nil {
 				return err
 			}
-			if ev, err = r.encodeDeviceChange(old, out); err != nil {
+			if ev, err = r.encodeDeviceChange(w, old, out); err != nil {
 				return err
 			}
 		}

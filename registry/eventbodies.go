@@ -36,8 +36,11 @@ type deviceEventAuth struct {
 
 // encodeDeviceChange encodes the event of a device record's change from
 // old to d (nil old: created; nil d: deleted). Its status is the one a
-// read would report.
-func (r *Registry) encodeDeviceChange(old, d *Device) (encodedEvent, error) {
+// read would report, read through rd when the caller is in a
+// transaction (nil otherwise): a second store read beside it would need
+// a second connection of the engine's pool, and a full pool would wait
+// on itself.
+func (r *Registry) encodeDeviceChange(rd Reader, old, d *Device) (encodedEvent, error) {
 	event, cur := EventUpdate, d
 	switch {
 	case old == nil:
@@ -46,7 +49,7 @@ func (r *Registry) encodeDeviceChange(old, d *Device) (encodedEvent, error) {
 		event, cur = EventDelete, old
 	}
 	v := *cur
-	r.fillStatus(&v)
+	r.fillStatusIn(rd, &v)
 	body := deviceEventBody{AppID: v.ProjectID, DeviceID: v.DeviceID, NodeID: v.NodeID, GatewayID: v.EffectiveGatewayID(),
 		DeviceName: v.DeviceName, Description: v.Description, ProductID: v.ProductID,
 		Status: v.Status, CreateTime: compactOrEmpty(v.CreateTime), ActiveTime: compactOrEmpty(v.ActiveTime),
@@ -64,7 +67,7 @@ func (r *Registry) encodeDeviceChange(old, d *Device) (encodedEvent, error) {
 // encodeDeviceChange of the same old and d), else nil.
 func (r *Registry) deviceEvent(w Writer, old, d *Device, ev *encodedEvent) error {
 	if ev == nil {
-		e, err := r.encodeDeviceChange(old, d)
+		e, err := r.encodeDeviceChange(w, old, d)
 		if err != nil {
 			return err
 		}

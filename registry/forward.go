@@ -207,7 +207,7 @@ func (r *Registry) sessionElsewhere(ctx context.Context, id string) (LiveSession
 	if r.link == nil {
 		return LiveSession{}, false
 	}
-	s, ok, err := r.presence.Lookup(ctx, id)
+	s, ok, err := r.liveSession(ctx, id)
 	if err != nil {
 		r.log.Error("looking up session", "device_id", id, "err", err)
 	}

@@ -53,6 +53,7 @@ import (
 //	nd/{node}                      a cluster node's heartbeat (nodes.go)
 //	ps/{device_id}                 the device's session: node, epoch, since (cluster presence, presencestore.go)
 //	#e                             the last event position handed out (cluster event positions, eventstream.go)
+//	bn/{kind}/{value}              a ban of the shared ban list: kind i (identity) or a (address prefix), the ban as JSON with its expiry (bans.go)
 //
 // Positions are 8 bytes big-endian, so the ordered keys are the stream.
 const sep = 0
@@ -94,6 +95,7 @@ const (
 	famNodeBeat      = "nd"
 	famPresence      = "ps"
 	famEventPosition = "#e"
+	famBan           = "bn"
 )
 
 func key(prefix string, parts ...string) []byte {
@@ -159,6 +161,7 @@ func keyCheckKey() []byte                          { return key(famKeyCheck, "ma
 func nodeBeatKey(node string) []byte               { return key(famNodeBeat, node) }
 func nodeBeatsPrefix() []byte                      { return prefixKey(famNodeBeat) }
 func presenceKey(dev string) []byte                { return key(famPresence, dev) }
+func bansPrefix() []byte                           { return prefixKey(famBan) }
 
 // statusTimeKey holds a device's last status change apart from its
 // record, so connects and disconnects never rewrite (and re-seal, and

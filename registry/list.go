@@ -79,7 +79,7 @@ func (r *Registry) ListDevices(ctx context.Context, project string, f DeviceFilt
 				return true, nil
 			}
 			if !full {
-				r.fillStatus(d)
+				r.fillStatusIn(rd, d)
 				out.Devices = append(out.Devices, d)
 				out.Marker = d.Seq
 			}

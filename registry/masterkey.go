@@ -36,10 +36,29 @@ const keyCheckSample = 256
 // not the store's.
 func (r *Registry) CheckMasterKey(ctx context.Context) error {
 	k := keyCheckKey()
-	return r.write(ctx, func(w Writer) error {
+	// A restart reads the record: it must work on a full disk too.
+	found := false
+	err := r.view(ctx, func(rd Reader) error {
+		v, err := rd.Get(k)
+		switch {
+		case errors.Is(err, kv.ErrNotFound):
+			return nil
+		case err != nil:
+			return fmt.Errorf("read the master key check: %w", err)
+		}
+		found = true
+		if _, err := r.seal.open(v, keyCheckAD); err != nil {
+			return ErrMasterKeyMismatch
+		}
+		return nil
+	})
+	if err != nil || found {
+		return err
+	}
+	err = r.write(ctx, func(w Writer) error {
 		v, err := w.Get(k)
 		switch {
-		case err == nil:
+		case err == nil: // another node wrote it meanwhile
 			if _, err := r.seal.open(v, keyCheckAD); err != nil {
 				return ErrMasterKeyMismatch
 			}
@@ -52,6 +71,13 @@ func (r *Registry) CheckMasterKey(ctx context.Context) error {
 		}
 		return w.Set(k, r.seal.seal(keyCheckText, keyCheckAD))
 	})
+	if errors.Is(err, ErrStorageFull) {
+		// The record waits for a start with room for it; the key is
+		// tried on the devices' secrets meanwhile.
+		r.log.Warn("master key check not recorded: storage full; checked against device secrets only")
+		return r.view(ctx, r.checkKeyOnDevices)
+	}
+	return err
 }
 
 // checkKeyOnDevices opens the first sealed device secret among the

@@ -64,3 +64,38 @@ func TestCheckMasterKeyOnOlderStore(t *testing.T) {
 		t.Fatalf("the store's key: %v", err)
 	}
 }
+
+// fullStore refuses every write as a full disk does.
+type fullStore struct{ kv.Store }
+
+func (fullStore) Update(context.Context, func(kv.Txn) error) error { return kv.ErrFull }
+
+// On a full disk a restart still checks the key (the record is read, not
+// written), and a store full before its first check is checked against
+// the devices' secrets without recording.
+func TestCheckMasterKeyOnAFullStore(t *testing.T) {
+	ctx := context.Background()
+	s := memStore(t)
+	if err := openWithKey(t, s, 1).CheckMasterKey(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := openWithKey(t, fullStore{s}, 1).CheckMasterKey(ctx); err != nil {
+		t.Fatalf("same key, full store: %v", err)
+	}
+	if err := openWithKey(t, fullStore{s}, 2).CheckMasterKey(ctx); !errors.Is(err, ErrMasterKeyMismatch) {
+		t.Fatalf("other key, full store: %v, want ErrMasterKeyMismatch", err)
+	}
+
+	fresh := memStore(t)
+	r := openWithKey(t, fresh, 1)
+	mustProduct(t, r, "p", "m", "MQTT")
+	if _, err := r.CreateDevice(ctx, NewDevice{ProjectID: "p", ProductID: "m", NodeID: "n"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := openWithKey(t, fullStore{fresh}, 1).CheckMasterKey(ctx); err != nil {
+		t.Fatalf("unrecorded store, full, same key: %v", err)
+	}
+	if err := openWithKey(t, fullStore{fresh}, 2).CheckMasterKey(ctx); !errors.Is(err, ErrMasterKeyMismatch) {
+		t.Fatalf("unrecorded store, full, other key: %v, want ErrMasterKeyMismatch", err)
+	}
+}

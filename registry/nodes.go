@@ -36,6 +36,10 @@ type NodeInfo struct {
 	// Devices counts the devices with a live session on the node, per
 	// protocol (Protocol's names: "MQTT", "LwM2M").
 	Devices map[string]int `json:"devices"`
+	// Advertise are the addresses the other nodes reach this one at, per
+	// listener (cluster.advertise: e.g. "coap_forward", its DTLS forward
+	// listener).
+	Advertise map[string]string `json:"advertise,omitempty"`
 }
 
 // Heartbeat records that this node is alive, with n's start time and
@@ -53,10 +57,31 @@ func (r *Registry) Heartbeat(ctx context.Context, n NodeInfo) error {
 	if err != nil {
 		return fmt.Errorf("encode heartbeat: %w", err)
 	}
-	if err := r.write(ctx, func(w Writer) error { return w.Set(nodeBeatKey(r.node), b) }); err != nil {
-		return fmt.Errorf("heartbeat: %w", err)
+	var prev *NodeInfo // a previous run's heartbeat, left by a crash
+	werr := r.write(ctx, func(w Writer) error {
+		prev = nil
+		switch v, err := w.Get(nodeBeatKey(r.node)); {
+		case errors.Is(err, kv.ErrNotFound):
+		case err != nil:
+			return err
+		default:
+			var old NodeInfo
+			if json.Unmarshal(v, &old) == nil && !old.Started.Equal(n.Started) {
+				prev = &old
+			}
+		}
+		return w.Set(nodeBeatKey(r.node), b)
+	})
+	if werr == nil && prev != nil {
+		r.members.previous.Store(&deadSweep{node: r.node, seen: prev.Seen, before: n.Started})
 	}
-	return nil
+	// The membership that judges other nodes' sessions (liveness.go) is
+	// read with each heartbeat, written or not.
+	rerr := r.refreshMembers(ctx, n)
+	if werr != nil {
+		return fmt.Errorf("heartbeat: %w", werr)
+	}
+	return rerr
 }
 
 // Leave deletes this node's heartbeat (a planned shutdown), so the other

@@ -68,6 +68,11 @@ func readPresence(rd Reader, id string) (row presenceRow, ok bool, err error) {
 	if err != nil {
 		return presenceRow{}, false, fmt.Errorf("read session of %s: %w", id, err)
 	}
+	return readPresenceValue(id, v)
+}
+
+// readPresenceValue decodes the device's stored row v.
+func readPresenceValue(id string, v []byte) (row presenceRow, ok bool, err error) {
 	if len(v) < 16 {
 		return presenceRow{}, false, fmt.Errorf("session of %s: corrupt (%d bytes)", id, len(v))
 	}

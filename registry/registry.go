@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -131,7 +132,12 @@ type Registry struct {
 
 	events *eventLog // the durable event stream's node state
 
-	beat atomic.Pointer[NodeInfo] // a single node's last heartbeat (nodes.go)
+	beat    atomic.Pointer[NodeInfo] // a single node's last heartbeat (nodes.go)
+	members membership               // a cluster's, read with heartbeats (liveness.go)
+
+	banMu       sync.Mutex
+	banWatchers []func()     // told when the shared ban list changed (bans.go)
+	banSwept    atomic.Int64 // when expired bans were last swept (unix ns)
 }
 
 // Kicker is implemented by listeners that hold device sessions; the
@@ -278,6 +284,12 @@ func (r *Registry) housekeep(ctx context.Context) (swept bool) {
 		if _, err := r.sweepDownlinks(ctx); err != nil && ctx.Err() == nil {
 			r.log.Error("downlink message sweep failed", "err", err)
 		}
+		if _, err := r.sweepDeadNodes(ctx); err != nil && ctx.Err() == nil {
+			r.log.Error("dead node sweep failed", "err", err)
+		}
+	}
+	if _, err := r.sweepPreviousRun(ctx); err != nil && ctx.Err() == nil {
+		r.log.Error("sweep of this node's previous run failed", "err", err)
 	}
 	if err := r.flushStatus(ctx); err != nil && ctx.Err() == nil {
 		r.log.Error("status flush failed", "err", err)
@@ -286,14 +298,19 @@ func (r *Registry) housekeep(ctx context.Context) (swept bool) {
 		if _, err := r.SweepEvents(ctx); err != nil && ctx.Err() == nil {
 			r.log.Error("event trim failed", "err", err)
 		}
+		if _, err := r.sweepBans(ctx); err != nil && ctx.Err() == nil {
+			r.log.Error("ban sweep failed", "err", err)
+		}
 	}
 	return held
 }
 
 // invalidated applies another node's committed write to this node's
-// state: its cached records and its pending-command hint.
+// state: its cached records, its pending-command hint and (through its
+// watchers) its ban list.
 func (r *Registry) invalidated(keys []string) {
 	if keys == nil { // notices may have been lost: trust nothing cached
+		r.bansChanged()
 		if r.cache != nil {
 			r.cache.clear()
 		}
@@ -308,8 +325,11 @@ func (r *Registry) invalidated(keys []string) {
 		r.router.asyncCommandsMayWait("")
 		return
 	}
+	bans := false
 	for _, k := range keys {
-		if cacheable(k) {
+		if isBanKey(k) {
+			bans = true
+		} else if cacheable(k) {
 			if r.cache != nil {
 				r.cache.invalidate(k)
 			}
@@ -319,6 +339,9 @@ func (r *Registry) invalidated(keys []string) {
 		} else if dev, ok := heldKeyDevice(k); ok {
 			r.router.held.mark(dev)
 		}
+	}
+	if bans {
+		r.bansChanged()
 	}
 }
 
@@ -338,6 +361,23 @@ func Queues() [][]byte { return [][]byte{expiryPrefix, asyncDeadlinePrefix, down
 // maxConflictRetries bounds how often a write is re-run after the engine
 // reported a conflict with a concurrent transaction (another node's).
 const maxConflictRetries = 16
+
+// conflictBackoff waits before a write runs again after a conflict: a
+// random time up to 1 ms doubled per attempt, at most 64 ms, so that
+// nodes whose batches keep colliding (on the event position, or on a
+// PostgreSQL index page both insert into) fall out of step instead of
+// colliding again at once.
+func conflictBackoff(ctx context.Context, attempt int) error {
+	ceiling := time.Millisecond << min(attempt, 6)
+	t := time.NewTimer(rand.N(ceiling) + 1)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
 
 // write runs fn in one durable transaction and returns once it has
 // committed (or was refused). fn must do its checks before its writes or
@@ -372,6 +412,9 @@ func (r *Registry) write(ctx context.Context, fn func(Writer) error) error {
 		case err == nil:
 			return nil
 		case errors.Is(err, kv.ErrConflict) && attempt < maxConflictRetries:
+			if err := conflictBackoff(ctx, attempt); err != nil {
+				return err
+			}
 			continue
 		case errors.Is(err, kv.ErrClosed):
 			return ErrClosed

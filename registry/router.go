@@ -176,7 +176,7 @@ const (
 // locate says where a device's session is and, when another node holds
 // it, which. Without a NodeLink, a session of another node counts as none.
 func (rt *Router) locate(ctx context.Context, deviceID string) (sessionPlace, string) {
-	s, ok, err := rt.reg.presence.Lookup(ctx, deviceID)
+	s, ok, err := rt.reg.liveSession(ctx, deviceID)
 	switch {
 	case err != nil:
 		rt.log.Error("looking up session", "device_id", deviceID, "err", err)

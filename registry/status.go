@@ -112,7 +112,11 @@ func (p *LocalPresence) Online() int {
 // node).
 func (r *Registry) Online() int { return r.presence.Online() }
 
-func (r *Registry) fillStatus(d *Device) {
+func (r *Registry) fillStatus(d *Device) { r.fillStatusIn(nil, d) }
+
+// fillStatusIn is fillStatus inside a transaction: presence is read
+// through rd (see encodeDeviceChange).
+func (r *Registry) fillStatusIn(rd Reader, d *Device) {
 	switch {
 	case d.Frozen:
 		d.Status = StatusFrozen
@@ -120,7 +124,7 @@ func (r *Registry) fillStatus(d *Device) {
 		d.Status = StatusInactive
 	default:
 		d.Status = StatusOffline
-		s, ok, err := r.presence.Lookup(context.Background(), d.DeviceID)
+		s, ok, err := r.liveSessionIn(context.Background(), rd, d.DeviceID)
 		if err != nil {
 			r.log.Error("looking up session", "device_id", d.DeviceID, "err", err)
 		}
@@ -179,7 +183,9 @@ func (r *Registry) Connected(ctx context.Context, id string) (Session, error) {
 		return 0, fmt.Errorf("record session of %s: %w", id, err)
 	}
 	elsewhere := superseded && prev.Node != r.node
-	if elsewhere {
+	// A dead node (liveness.go) is not asked: the call would wait for
+	// a node that cannot answer while the device's reconnect waits.
+	if elsewhere && r.sessionLive(ctx, prev) {
 		r.kickElsewhere(ctx, prev.Node, id, s)
 	}
 	// A session taking over a live one of this node (a re-registration, a

@@ -219,9 +219,16 @@ func TestMQTTInteropX509(t *testing.T) {
 func TestMQTTInteropCommand(t *testing.T) {
 	requireTool(t, "mosquitto_sub")
 	g := StartGate(t, GateOptions{})
-	d := createMQTTDevice(t, g, "meterc", "n1", false)
-	topic := "$oc/devices/" + d.id + "/sys/commands/"
+	commandRoundTrip(t, g, createMQTTDevice(t, g, "meterc", "n1", false))
+}
 
+// commandRoundTrip connects d (mosquitto_sub, to the gate d.g) to its
+// commands, sends it a synchronous command through the REST API of send
+// (another node of a cluster, or d.g), answers it with mosquitto_pub and
+// checks that the REST call returns the device's response.
+func commandRoundTrip(t *testing.T, send *Gate, d *mqttDevice) {
+	t.Helper()
+	topic := "$oc/devices/" + d.id + "/sys/commands/"
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	sub := exec.CommandContext(ctx, requireTool(t, "mosquitto_sub"),
@@ -235,7 +242,7 @@ func TestMQTTInteropCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sub.Wait()
-	waitOnline(t, g, d.id)
+	waitOnline(t, send, d.id)
 
 	type answer struct {
 		status int
@@ -243,14 +250,14 @@ func TestMQTTInteropCommand(t *testing.T) {
 	}
 	resp := make(chan answer, 1)
 	go func() {
-		st, body := g.Do("POST", g.P("/devices/"+d.id+"/commands"),
+		st, body := send.Do("POST", send.P("/devices/"+d.id+"/commands"),
 			map[string]any{"service_id": "Power", "command_name": "reboot", "paras": map[string]any{"delay": 1}})
 		resp <- answer{st, body}
 	}()
 
 	line, err := bufio.NewReader(out).ReadString('\n')
 	if err != nil {
-		t.Fatalf("mosquitto_sub got no command: %v", err)
+		t.Fatalf("mosquitto_sub got no command: %v\nsending gate:\n%s", err, send.Logs())
 	}
 	gotTopic, payload, _ := strings.Cut(strings.TrimSpace(line), " ")
 	requestID, ok := strings.CutPrefix(gotTopic, topic+"request_id=")

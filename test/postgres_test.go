@@ -17,6 +17,13 @@ import (
 // lines (for GateOptions.Extra) of a store on a fresh database of it.
 func postgresStore(t *testing.T) string {
 	t.Helper()
+	return postgresConfig(postgresDatabase(t))
+}
+
+// postgresDatabase starts a PostgreSQL server for t and returns the URL
+// of a fresh database of it.
+func postgresDatabase(t *testing.T) string {
+	t.Helper()
 	srv := pgtest.Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -24,6 +31,11 @@ func postgresStore(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return url
+}
+
+// postgresConfig is the store block of a config on the database at url.
+func postgresConfig(url string) string {
 	return fmt.Sprintf("store:\n  engine: postgres\n  postgres:\n    url: %q\n    max_conns: 8\n", url)
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"regexp"
 	"time"
@@ -358,6 +359,14 @@ func (c *Config) validateStore() error {
 		}
 		if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
 			return fmt.Errorf("config: cluster.advertise.%s: %q is not a host:port address", name, addr)
+		}
+	}
+	if a, ok := cl.Advertise[lwm2m.AdvertiseCoAPForward]; ok {
+		// The other nodes send to it and know this node's frames by it
+		// as their source: one literal address, bound as advertised.
+		ap, err := netip.ParseAddrPort(a)
+		if err != nil || ap.Port() == 0 || ap.Addr().IsUnspecified() || ap.Addr().IsMulticast() {
+			return fmt.Errorf("config: cluster.advertise.%s: %q must be an IP address and a port (no host name, no wildcard): this node binds it, and the other nodes send to it and accept frames only from it", lwm2m.AdvertiseCoAPForward, a)
 		}
 	}
 	return nil

@@ -102,6 +102,9 @@ func TestConfigErrors(t *testing.T) {
 		{pgStore + "cluster:\n  advertise:\n    coap_forward: 127.0.0.1:7001\n", "cluster.advertise needs cluster.node_id"},
 		{pgStore + "cluster:\n  node_id: n1\n  nats_url: nats://x\n  advertise:\n    coap_forward: nowhere\n", "cluster.advertise.coap_forward"},
 		{pgStore + "cluster:\n  node_id: n1\n  nats_url: nats://x\n  advertise:\n    Bad-Name: 127.0.0.1:1\n", "listener name"},
+		{pgStore + "cluster:\n  node_id: n1\n  nats_url: nats://x\n  advertise:\n    coap_forward: localhost:7001\n", "must be an IP address and a port"},
+		{pgStore + "cluster:\n  node_id: n1\n  nats_url: nats://x\n  advertise:\n    coap_forward: 0.0.0.0:7001\n", "no wildcard"},
+		{pgStore + "cluster:\n  node_id: n1\n  nats_url: nats://x\n  advertise:\n    coap_forward: 127.0.0.1:0\n", "cluster.advertise.coap_forward"},
 	} {
 		path := filepath.Join(t.TempDir(), "c.yaml")
 		if err := os.WriteFile(path, []byte(tc.yaml), 0o600); err != nil {

@@ -140,8 +140,12 @@ func run(configPath string) error {
 	regDone := make(chan struct{})
 	regCtx, stopReg := context.WithCancel(context.Background())
 	go func() { _ = reg.Run(regCtx); close(regDone) }()
+	bansDone := w.shareBans(regCtx)
 	beatDone := make(chan struct{})
-	go func() { heartbeats(regCtx, reg, time.Now(), w.sessionCounts, log); close(beatDone) }()
+	go func() {
+		heartbeats(regCtx, reg, time.Now(), w.sessionCounts, cfg.Cluster.Advertise, log)
+		close(beatDone)
+	}()
 
 	started := 0
 	var startErr error
@@ -187,6 +191,7 @@ func run(configPath string) error {
 	stopReg()
 	<-regDone
 	<-beatDone
+	bansDone()
 	log.Info("stopped")
 	return startErr
 }

@@ -123,12 +123,14 @@ func (n *node) busHealth() api.BusHealth {
 
 // heartbeats writes this node's heartbeat (registry.Heartbeat) at once
 // and every registry.HeartbeatInterval until ctx ends, then removes it
-// (a planned leave). devices counts the live sessions per protocol.
-func heartbeats(ctx context.Context, reg *registry.Registry, started time.Time, devices func() map[string]int, log *slog.Logger) {
+// (a planned leave). devices counts the live sessions per protocol;
+// advertise are the node's addresses for the other nodes
+// (cluster.advertise).
+func heartbeats(ctx context.Context, reg *registry.Registry, started time.Time, devices func() map[string]int, advertise map[string]string, log *slog.Logger) {
 	beat := func() {
 		bctx, cancel := context.WithTimeout(ctx, registry.HeartbeatInterval)
 		defer cancel()
-		if err := reg.Heartbeat(bctx, registry.NodeInfo{Started: started, Devices: devices()}); err != nil && ctx.Err() == nil {
+		if err := reg.Heartbeat(bctx, registry.NodeInfo{Started: started, Devices: devices(), Advertise: advertise}); err != nil && ctx.Err() == nil {
 			log.Warn("heartbeat not written", "err", err)
 		}
 	}

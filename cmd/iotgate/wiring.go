@@ -1,9 +1,11 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/iotgate/iotgate/api"
 	"github.com/iotgate/iotgate/lwm2m"
@@ -24,7 +26,7 @@ type wiring struct {
 	reg   *registry.Registry
 	certs *serverCerts
 	// guard holds the abuse controls every listener and the ban API
-	// share (node-local: this process's memory).
+	// share (see newGuard).
 	guard guard.Guard
 	// sessions counts each protocol's live sessions on this node, for
 	// its heartbeat; listeners adds a counter per listener it builds.
@@ -41,11 +43,42 @@ func (w *wiring) sessionCounts() map[string]int {
 	return m
 }
 
+// newGuard is the abuse controls' guard. On a node of a cluster its ban
+// list is the one every node shares, kept in the registry's store
+// (guard.Shared, started by shareBans); on a single node it is this
+// process's alone (guard.Local: nothing is written to the store).
+func (w *wiring) newGuard() guard.Guard {
+	cfg := w.cfg.Limits.guardConfig()
+	if w.cfg.Cluster.clustered() {
+		return guard.NewShared(cfg, w.reg, guard.SharedOptions{Logger: w.log.With("component", "bans")})
+	}
+	return guard.NewLocal(cfg)
+}
+
+// shareBans loads the cluster's ban list (before the listeners start, so
+// a node that restarts enforces it from its first connection) and keeps
+// it in step until ctx ends; it returns at once on a single node. The
+// returned function waits for it to stop.
+func (w *wiring) shareBans(ctx context.Context) (wait func()) {
+	s, ok := w.guard.(*guard.Shared)
+	if !ok {
+		return func() {}
+	}
+	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	if err := s.Reload(lctx); err != nil {
+		w.log.Warn("cluster ban list not loaded at start; retrying in the background", "err", err)
+	}
+	cancel()
+	done := make(chan struct{})
+	go func() { _ = s.Run(ctx); close(done) }()
+	return func() { <-done }
+}
+
 func (w *wiring) listeners() ([]listener, api.Options, error) {
 	var ls []listener
 	var opts api.Options
 	if w.guard == nil {
-		w.guard = guard.NewLocal(w.cfg.Limits.guardConfig())
+		w.guard = w.newGuard()
 	}
 	opts.Bans = w.guard
 	router := w.reg.Router()
@@ -80,7 +113,14 @@ func (w *wiring) lwm2m() (*lwm2m.Server, error) {
 	if c.Listen == "" && c.DTLSListen == "" {
 		return nil, nil
 	}
+	var nodes lwm2m.NodeLister
+	if w.cfg.Cluster.clustered() {
+		nodes = w.reg
+	}
 	return lwm2m.New(lwm2m.Options{
+		Node:             w.cfg.Cluster.NodeID,
+		ForwardListen:    w.cfg.Cluster.Advertise[lwm2m.AdvertiseCoAPForward],
+		Nodes:            nodes,
 		Registry:         w.reg,
 		Listen:           c.Listen,
 		DTLSListen:       c.DTLSListen,

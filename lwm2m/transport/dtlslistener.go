@@ -37,6 +37,7 @@ type DTLSListener struct {
 	failures *ratelog.Logger
 	failed   func(identity string, addr netip.Addr)
 	closed   chan struct{} // closed when the accept loop and every handshake have stopped
+	fwd      *Forwarder    // nil on a single node
 }
 
 // DTLSLimits bound the handshakes of a DTLSListener.
@@ -57,12 +58,25 @@ type DTLSLimits struct {
 	// Failed, when set, is told of each failed handshake of a client
 	// that proved its address (its PSK identity, "" if it sent none).
 	Failed func(identity string, addr netip.Addr)
+	// Forward, on a node of a cluster, forwards the records whose
+	// Connection ID another node issued to that node and takes the
+	// datagrams other nodes forward here; the config's
+	// ConnectionIDGenerator must then tag CIDs (TaggedCIDGenerator). The
+	// listener closes it.
+	Forward *Forwarder
 }
 
 // ListenDTLS binds addr and handshakes its clients with cfg within lim.
 // failures logs the failed handshakes of clients that proved their
 // address, under its budget.
-func ListenDTLS(addr string, cfg *dtls.Config, lim DTLSLimits, failures *ratelog.Logger, log *slog.Logger) (*DTLSListener, error) {
+func ListenDTLS(addr string, cfg *dtls.Config, lim DTLSLimits, failures *ratelog.Logger, log *slog.Logger) (_ *DTLSListener, err error) {
+	if lim.Forward != nil {
+		defer func() {
+			if err != nil {
+				_ = lim.Forward.Close()
+			}
+		}()
+	}
 	maxHandshakes := lim.MaxHandshakes
 	ua, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
@@ -97,12 +111,12 @@ func ListenDTLS(addr string, cfg *dtls.Config, lim DTLSLimits, failures *ratelog
 	if lim.CookieWait <= 0 {
 		lim.CookieWait = 3 * time.Second
 	}
-	mux, err := newUDPMux(pc, cidLen, maxHandshakes, lim.MaxUnverified, lim.CookieWait, lim.Admit)
+	mux, err := newUDPMux(pc, cidLen, maxHandshakes, lim.MaxUnverified, lim.CookieWait, lim.Admit, lim.Forward)
 	if err != nil {
 		_ = pc.Close()
 		return nil, fmt.Errorf("dtls listen %s: %w", addr, err)
 	}
-	l := &DTLSListener{mux: mux, cfg: cfg, conns: make(chan net.Conn), done: make(chan struct{}),
+	l := &DTLSListener{mux: mux, fwd: lim.Forward, cfg: cfg, conns: make(chan net.Conn), done: make(chan struct{}),
 		slots: make(chan struct{}, maxHandshakes), failures: failures, log: log, closed: make(chan struct{}),
 		failed: lim.Failed}
 	l.wg.Add(1)
@@ -185,6 +199,9 @@ func (l *DTLSListener) Close() error {
 	l.once.Do(func() {
 		close(l.done)
 		err = l.mux.Close()
+		if l.fwd != nil {
+			_ = l.fwd.Close()
+		}
 	})
 	return err
 }

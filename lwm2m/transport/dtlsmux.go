@@ -69,6 +69,10 @@ type udpMux struct {
 	// admit, when set, may refuse an address a new handshake (a ban)
 	// before anything is made for it.
 	admit func(netip.Addr) bool
+	// fwd, on a node of a cluster, forwards the records whose Connection
+	// ID another node issued, and brings the datagrams other nodes
+	// forward here (nil on a single node).
+	fwd *Forwarder
 }
 
 // evictAfter: at the bound, a new handshake ends the oldest unverified
@@ -95,13 +99,20 @@ const muxQueue = 16
 // maxUnverified and cookieWait bound the handshakes whose client has not
 // proved its address yet (by echoing the cookie of pion's
 // HelloVerifyRequest): see newConnLocked.
-func newUDPMux(pc *net.UDPConn, cidLen, backlog, maxUnverified int, cookieWait time.Duration, admit func(netip.Addr) bool) (*udpMux, error) {
+//
+// fwd, when set, makes the mux a node of a cluster (see Forwarder).
+func newUDPMux(pc *net.UDPConn, cidLen, backlog, maxUnverified int, cookieWait time.Duration, admit func(netip.Addr) bool, fwd *Forwarder) (*udpMux, error) {
 	sock, err := newUDPSocket(pc)
 	if err != nil {
 		return nil, err
 	}
 	m := newMux(pc, cidLen, backlog, maxUnverified, cookieWait)
-	m.sock, m.admit = sock, admit
+	m.sock, m.admit, m.fwd = sock, admit, fwd
+	if fwd != nil && cidLen >= NodeTagSize {
+		fwd.attach(m)
+	} else {
+		m.fwd = nil
+	}
 	go m.readLoop()
 	return m, nil
 }
@@ -123,13 +134,28 @@ func (m *udpMux) readLoop() {
 			}
 			continue
 		}
-		c, ended := m.route(buf[:n], from, time.Now())
+		c, owner, forward, ended := m.dispatch(buf[:n], from, time.Now(), m.fwd != nil)
 		for _, e := range ended {
 			_ = e.Close()
 		}
 		if c != nil {
 			c.deliver(buf[:n], from, path)
+		} else if forward {
+			m.fwd.toOwner(buf[:n], from, owner)
 		}
+	}
+}
+
+// forwarded takes a datagram another node of the cluster received from
+// the device at from and forwarded here; what its session sends goes
+// back along path, through that node.
+func (m *udpMux) forwarded(b []byte, from netip.AddrPort, path *answerPath) {
+	c, _, _, ended := m.dispatch(b, from, time.Now(), false)
+	for _, e := range ended {
+		_ = e.Close()
+	}
+	if c != nil {
+		c.deliver(b, from, path)
 	}
 }
 
@@ -139,6 +165,19 @@ func (m *udpMux) readLoop() {
 // fresh ClientHello from the same address replaces, unverified ones
 // beyond the bounds.
 func (m *udpMux) route(b []byte, from netip.AddrPort, now time.Time) (c *muxConn, ended []*muxConn) {
+	c, _, _, ended = m.dispatch(b, from, now, false)
+	return c, ended
+}
+
+// dispatch is route on a node of a cluster: when mayForward, a datagram
+// with a record whose Connection ID another node issued, and that no
+// session here has, is that node's (forward, owner its tag, c nil).
+//
+// Such a record may come first (tls12_cid, RFC 9146 §4), or after the
+// epoch-0 records of a client's last handshake flight, whose Finished is
+// already protected and carries the CID: that flight is forwarded when
+// no established session here has the address.
+func (m *udpMux) dispatch(b []byte, from netip.AddrPort, now time.Time, mayForward bool) (c *muxConn, owner NodeTag, forward bool, ended []*muxConn) {
 	first, hello, cookie := classify(b)
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -146,11 +185,42 @@ func (m *udpMux) route(b []byte, from netip.AddrPort, now time.Time) (c *muxConn
 	if m.cidLen > 0 && first == protocol.ContentTypeConnectionID {
 		if cid, ok := recordCID(b, m.cidLen); ok {
 			if c := m.byCID[cid]; c != nil {
-				return c, ended
+				return c, 0, false, ended
+			}
+			if tag, ok := m.foreign(cid, mayForward); ok {
+				return nil, tag, true, ended
 			}
 		}
 	}
 	c = m.byAddr[from]
+	if mayForward && !hello && (c == nil || !c.established) && first == protocol.ContentTypeHandshake {
+		if cid, ok := recordCID(b, m.cidLen); ok && m.byCID[cid] == nil {
+			if tag, ok := m.foreign(cid, true); ok {
+				return nil, tag, true, ended
+			}
+		}
+	}
+	c, ended = m.routeAddrLocked(c, from, now, first, hello, cookie, ended)
+	return c, 0, false, ended
+}
+
+// foreign reports the tag of cid when another node issued it and the
+// datagram may be forwarded.
+func (m *udpMux) foreign(cid string, mayForward bool) (NodeTag, bool) {
+	if !mayForward || m.fwd == nil {
+		return 0, false
+	}
+	tag, ok := cidTag(cid)
+	if !ok || m.fwd.owns(tag) {
+		return 0, false
+	}
+	return tag, true
+}
+
+// routeAddrLocked routes by source address a datagram that no Connection
+// ID routed: to c, the address's session, or a new or pending handshake.
+func (m *udpMux) routeAddrLocked(c *muxConn, from netip.AddrPort, now time.Time,
+	first protocol.ContentType, hello bool, cookie []byte, ended []*muxConn) (*muxConn, []*muxConn) {
 	switch {
 	case c == nil:
 		// Only a first ClientHello starts a handshake: pion could do
@@ -510,7 +580,16 @@ func (c *muxConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 	if !ok {
 		return c.m.pc.WriteTo(b, addr)
 	}
-	if err := c.m.sock.write(context.Background(), b, unmapped(ua.AddrPort()), c.path.get()); err != nil {
+	path := c.path.get()
+	if path != nil && path.via.IsValid() && c.m.fwd != nil {
+		// The device's last datagram came in at another node: the answer
+		// goes out there, from the address the device sent to.
+		if err := c.m.fwd.toDevice(b, unmapped(ua.AddrPort()), path.via); err != nil {
+			return 0, err
+		}
+		return len(b), nil
+	}
+	if err := c.m.sock.write(context.Background(), b, unmapped(ua.AddrPort()), path); err != nil {
 		return 0, err
 	}
 	return len(b), nil

@@ -144,7 +144,7 @@ func TestLwM2MMuxHoldsABurstOfClientHellos(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pc.Close()
-	m, err := newUDPMux(pc, 0, cap(l.mux.accept), l.mux.maxUnverified, time.Minute, nil)
+	m, err := newUDPMux(pc, 0, cap(l.mux.accept), l.mux.maxUnverified, time.Minute, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +172,7 @@ func TestLwM2MMuxSessionFootprint(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pc.Close()
-	m, err := newUDPMux(pc, 0, sessions, sessions, time.Minute, nil)
+	m, err := newUDPMux(pc, 0, sessions, sessions, time.Minute, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,7 +204,7 @@ func TestLwM2MMuxReadAllocatesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pc.Close()
-	m, err := newUDPMux(pc, 0, 4, 1, time.Minute, nil)
+	m, err := newUDPMux(pc, 0, 4, 1, time.Minute, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -60,6 +60,10 @@ type answerPath struct {
 	// subnet's broadcast address, or it has gone); datagrams along this
 	// path go by the kernel's route, without a failed send first.
 	refused atomic.Bool
+	// via, when valid, is the forward address of the cluster node the
+	// peer's datagram came in at: datagrams to the peer go through it
+	// (see Forwarder), and cm and oob are unset.
+	via netip.AddrPort
 }
 
 // lastPath is a peer's answer path, set by the reader from each datagram

@@ -93,6 +93,15 @@ type entry struct {
 	reason           string
 	source           Source
 	created, expires int64
+	// shared: the ban is known to be in the cluster's ban store (Shared),
+	// so its absence from the store means it was lifted elsewhere. An
+	// automatic ban is not shared until its write has committed.
+	shared bool
+}
+
+// same reports whether e and o are the same ban (sharing aside).
+func (e entry) same(o entry) bool {
+	return e.reason == o.reason && e.source == o.source && e.created == o.created && e.expires == o.expires
 }
 
 func newBanList(maxAuto, maxManual int) *banList {
@@ -137,15 +146,24 @@ func (l *banList) addressBanned(a netip.Addr, now func() time.Time) bool {
 	return false
 }
 
-// put adds or replaces a ban. An automatic ban never shortens or
-// replaces a manual one.
-func (l *banList) put(t Target, e entry, now int64) error {
+// put adds or replaces a ban and reports whether it did. An automatic
+// ban never shortens or replaces a manual one.
+func (l *banList) put(t Target, e entry, now int64) (bool, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	old, had := l.get(t)
 	if had && old.live(now) && old.source == SourceManual && e.source == SourceAuto {
-		return nil
+		return false, nil
 	}
+	if err := l.set(t, old, had, e, now); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// set puts e in place of t's entry old (had: there is one); the caller
+// holds the write lock.
+func (l *banList) set(t Target, old entry, had bool, e entry, now int64) error {
 	if !had {
 		if err := l.makeRoom(e.source, now); err != nil {
 			return err
@@ -311,4 +329,128 @@ func (e entry) ban(t Target) Ban {
 		b.Expires = time.Unix(0, e.expires).UTC()
 	}
 	return b
+}
+
+// Syncing with a cluster's ban store (Shared).
+
+// markShared records that the automatic ban e of t is in the store now,
+// if t's entry is still e.
+func (l *banList) markShared(t Target, e entry) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if cur, ok := l.get(t); ok && cur.same(e) {
+		cur.shared = true
+		l.store(t, cur)
+	}
+}
+
+// holds reports whether t's entry is e (it was neither replaced nor
+// lifted).
+func (l *banList) holds(t Target, e entry) bool {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	cur, ok := l.get(t)
+	return ok && cur.same(e)
+}
+
+// store overwrites t's existing entry in place (counts unchanged); the
+// caller holds the write lock.
+func (l *banList) store(t Target, e entry) {
+	if t.Identity != "" {
+		l.ids[t.Identity] = e
+	} else {
+		l.nets[t.Prefix] = e
+	}
+}
+
+// syncResult counts what a sync changed.
+type syncResult struct {
+	Added, Replaced, Lifted, Refused int
+}
+
+// sync makes the list match the store's bans (as listed): a stored ban
+// is added or replaces the entry held, and a shared entry the store no
+// longer holds is lifted (elsewhere, or it expired). Entries not yet
+// shared (automatic bans whose write is pending, or was dropped) stay,
+// unless the store holds a ban of their target that wins: a manual one,
+// or an automatic one that lasts longer.
+func (l *banList) sync(stored []Ban, now int64) syncResult {
+	var res syncResult
+	want := make(map[Target]entry, len(stored))
+	for _, b := range stored {
+		e := entryOf(b)
+		if e.live(now) {
+			want[b.Target] = e
+		}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for id, e := range l.ids {
+		if t := (Target{Identity: id}); !e.live(now) || e.shared && !has(want, t) {
+			l.drop(t, e)
+			res.Lifted += boolInt(e.live(now))
+		}
+	}
+	for p, e := range l.nets {
+		if t := (Target{Prefix: p}); !e.live(now) || e.shared && !has(want, t) {
+			l.drop(t, e)
+			res.Lifted += boolInt(e.live(now))
+		}
+	}
+	for t, e := range want {
+		cur, had := l.get(t)
+		switch {
+		case had && cur.same(e):
+			if !cur.shared {
+				cur.shared = true
+				l.store(t, cur)
+			}
+			continue
+		case had && !cur.shared && cur.source == SourceAuto && e.source == SourceAuto && cur.expires >= e.expires:
+			continue // this node's newer ban, on its way to the store
+		}
+		if err := l.set(t, cur, had, e, now); err != nil {
+			res.Refused++
+			continue
+		}
+		if had {
+			res.Replaced++
+		} else {
+			res.Added++
+		}
+	}
+	return res
+}
+
+func has(m map[Target]entry, t Target) bool { _, ok := m[t]; return ok }
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// entryOf is b as held, shared (it came from the store).
+func entryOf(b Ban) entry {
+	e := entry{reason: b.Reason, source: b.Source, created: b.Created.UnixNano(), shared: true}
+	if !b.Expires.IsZero() {
+		e.expires = b.Expires.UnixNano()
+	}
+	return e
+}
+
+// room reports ErrFull if a manual ban of t could not be added now
+// (the manual bans are at their cap and t has none).
+func (l *banList) room(t Target, now int64) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, had := l.get(t); had || l.manual < l.maxManual {
+		return nil
+	}
+	l.sweep(now)
+	if l.manual >= l.maxManual {
+		return ErrFull
+	}
+	return nil
 }

@@ -18,9 +18,9 @@ import (
 )
 
 // Guard is what the protocol adapters and the ban API consult. Local is
-// the node-local implementation; a cluster implementation would share
-// the ban list between nodes (each node still answers the checks from
-// its own memory).
+// the node-local implementation; Shared shares its ban list between the
+// nodes of a cluster through a BanStore (each node still answers the
+// checks from its own memory).
 //
 // The checks (AddressBanned, IdentityBanned) are O(1), do not allocate
 // and take no lock while the list is empty.

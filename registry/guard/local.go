@@ -18,6 +18,9 @@ type Local struct {
 	idFails  *counters[string]
 	netFails *counters[netip.Prefix]
 	connects *counters[string]
+	// onAuto, when set (Shared), is told of each automatic ban added.
+	// It runs on the caller's path: it must not block.
+	onAuto func(Ban)
 }
 
 var _ Guard = (*Local)(nil)
@@ -115,7 +118,11 @@ func (g *Local) Connected(identity string) bool {
 func (g *Local) autoBan(t Target, reason string, w Window, now int64) bool {
 	t.Identity = strings.Clone(t.Identity)
 	e := entry{reason: reason, source: SourceAuto, created: now, expires: now + int64(w.Ban)}
-	return g.bans.put(t, e, now) == nil
+	stored, err := g.bans.put(t, e, now)
+	if stored && g.onAuto != nil {
+		g.onAuto(e.ban(t))
+	}
+	return err == nil
 }
 
 func (g *Local) Bans(context.Context) ([]Ban, error) {
@@ -137,7 +144,8 @@ func (g *Local) Ban(_ context.Context, b Ban) error {
 	if !b.Expires.IsZero() {
 		e.expires = b.Expires.UnixNano()
 	}
-	return g.bans.put(t, e, now.UnixNano())
+	_, err = g.bans.put(t, e, now.UnixNano())
+	return err
 }
 
 func (g *Local) Unban(_ context.Context, t Target) error {

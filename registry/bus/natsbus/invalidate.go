@@ -234,29 +234,25 @@ func (v *invalidator) run() {
 			size += ks
 		}
 	}
+	// drain adds whatever else is queued, then sends it all.
+	drain := func() {
+		for {
+			select {
+			case keys := <-v.queue:
+				add(keys)
+			default:
+				flush()
+				return
+			}
+		}
+	}
 	for {
 		select {
 		case keys := <-v.queue:
 			add(keys)
-			for more := true; more; { // and whatever else is queued
-				select {
-				case keys := <-v.queue:
-					add(keys)
-				default:
-					more = false
-				}
-			}
-			flush()
+			drain()
 		case <-v.quit:
-			for more := true; more; {
-				select {
-				case keys := <-v.queue:
-					add(keys)
-				default:
-					more = false
-				}
-			}
-			flush()
+			drain()
 			return
 		}
 	}
