@@ -84,7 +84,7 @@ func TestClusterExpiryDeletesOnce(t *testing.T) {
 	gates, _ := startCluster(t, 3)
 	g := gates[0]
 	g.CreateProduct("exp", "MQTT")
-	const short, long = 300, 30
+	const short, long = 1000, 30
 	for i := range short + long {
 		timeout := 5
 		if i >= short {
