@@ -360,7 +360,12 @@ func Queues() [][]byte { return [][]byte{expiryPrefix, asyncDeadlinePrefix, down
 
 // maxConflictRetries bounds how often a write is re-run after the engine
 // reported a conflict with a concurrent transaction (another node's).
-const maxConflictRetries = 16
+// With conflictBackoff's waits, the last attempts of a write come about
+// 3 s after its first: under a sustained create burst from several nodes
+// into one product a batch can lose many times in a row (its creates
+// share the event position and index pages with the other nodes'), and a
+// late success is better than a refusal.
+const maxConflictRetries = 48
 
 // conflictBackoff waits before a write runs again after a conflict: a
 // random time up to 1 ms doubled per attempt, at most 64 ms, so that

@@ -2,49 +2,14 @@ package test
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"net/netip"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/iotgate/iotgate/lwm2m/lwm2mclient"
-	"github.com/iotgate/iotgate/registry/bus/natsbus/natstest"
-	"github.com/iotgate/iotgate/registry/kv/pgkv/pgtest"
 )
-
-// startForwardingCluster is startCluster with each node's DTLS forward
-// listener advertised (cluster.advertise.coap_forward) on a loopback
-// port of its own.
-func startForwardingCluster(t *testing.T, n int) []*Gate {
-	t.Helper()
-	srv := pgtest.Start(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	url, err := srv.Database(ctx, t.Name())
-	if err != nil {
-		t.Fatal(err)
-	}
-	nats := natstest.StartCluster(t, 3)
-	key := strings.Repeat("3c", 32)
-	var gates []*Gate
-	for i := range n {
-		urls := []string{nats[i%len(nats)].URL()}
-		for j, s := range nats {
-			if j != i%len(nats) {
-				urls = append(urls, s.URL())
-			}
-		}
-		fwd := freePorts(t, "udp")[0]
-		extra := fmt.Sprintf("store:\n  engine: postgres\n  postgres:\n    url: %q\n    max_conns: 8\n"+
-			"cluster:\n  node_id: node-%d\n  nats_url: %q\n  advertise:\n    coap_forward: %q\nmaster_key: %q\n",
-			url, i+1, strings.Join(urls, ","), fwd, key)
-		gates = append(gates, StartGate(t, GateOptions{Extra: extra, LogLevel: "info"}))
-	}
-	return gates
-}
 
 // roundRobinRelay stands for a UDP load balancer without stickiness in
 // front of several nodes: it sends each datagram of its one client to
@@ -136,7 +101,7 @@ func (r *roundRobinRelay) counts() (sent int, down []int) {
 // datagram (no retransmission after one went to the wrong node), and
 // answers reach the device from both nodes' addresses.
 func TestClusterDTLSConnectionIDForwarding(t *testing.T) {
-	gates := startForwardingCluster(t, 2)
+	gates := newCluster(t, 2, clusterOptions{forward: true}).gates
 	g1, g2 := gates[0], gates[1]
 	t.Cleanup(func() {
 		if t.Failed() {

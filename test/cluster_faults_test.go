@@ -19,56 +19,12 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/iotgate/iotgate/lwm2m/lwm2mclient"
-	"github.com/iotgate/iotgate/registry/bus/natsbus/natstest"
 	"github.com/iotgate/iotgate/registry/kv/pgkv/pgtest"
 )
 
 // The cluster's failure behaviour (issue 17): PostgreSQL killed under a
 // create burst, NATS servers restarted, two nodes racing one device's
 // sessions. Each test starts its own PostgreSQL, NATS cluster and nodes.
-
-// faultCluster is a cluster whose PostgreSQL and NATS servers a test
-// stops and restarts.
-type faultCluster struct {
-	gates []*Gate
-	nats  []*natstest.Server
-	pg    *pgtest.Server
-}
-
-// startFaultCluster is startCluster (cluster_test.go) that also returns
-// the PostgreSQL server; limits are lines of each node's limits block
-// (GateOptions.Limits), extra more of its configuration.
-func startFaultCluster(t *testing.T, n int, limits, extra string) *faultCluster {
-	t.Helper()
-	c := &faultCluster{pg: pgtest.Start(t)}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	url, err := c.pg.Database(ctx, t.Name())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.nats = natstest.StartCluster(t, 3)
-	key := strings.Repeat("3c", 32)
-	for i := range n {
-		urls := []string{c.nats[i%len(c.nats)].URL()}
-		for j, s := range c.nats {
-			if j != i%len(c.nats) {
-				urls = append(urls, s.URL())
-			}
-		}
-		cfg := fmt.Sprintf("store:\n  engine: postgres\n  postgres:\n    url: %q\n    max_conns: 8\n"+
-			"cluster:\n  node_id: node-%d\n  nats_url: %q\nmaster_key: %q\n", url, i+1, strings.Join(urls, ","), key) + extra
-		c.gates = append(c.gates, StartGate(t, GateOptions{Extra: cfg, LogLevel: "info", Limits: limits}))
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for i, g := range c.gates {
-				t.Logf("node %d:\n%s", i+1, tail(g.Logs(), 20000))
-			}
-		}
-	})
-	return c
-}
 
 // apiResult is one REST call's outcome, as a client saw it.
 type apiResult struct {
@@ -172,7 +128,7 @@ func TestClusterPostgresKilledDuringCreateBurst(t *testing.T) {
 		burstMax  = 30 * time.Second
 		recoverBy = 15 * time.Second
 	)
-	c := startFaultCluster(t, 3, "", "")
+	c := newCluster(t, 3, clusterOptions{})
 	gates := c.gates
 	gates[0].CreateProduct("burst", "MQTT")
 	gates[0].CreateProduct("probe", "MQTT")
@@ -469,7 +425,7 @@ func checkRouting(t *testing.T, g1 *Gate, responder string, victim *mqttDevice, 
 // node 1 while no NATS server runs, is kept PENDING and delivered at
 // the device's next uplink once NATS is back.
 func TestClusterNATSRestarts(t *testing.T) {
-	c := startFaultCluster(t, 2, "", "")
+	c := newCluster(t, 2, clusterOptions{})
 	g1, g2 := c.gates[0], c.gates[1]
 	g1.CreateProduct("nb", "CoAP")
 	responder := createMQTTDevice(t, g1, "natsr", "resp", false)
@@ -551,7 +507,7 @@ func TestClusterConnectStormOneSession(t *testing.T) {
 	const workers, rounds = 20, 10
 	// The storm is a flapping device by design: no ban for it. Every
 	// status change is an event at once (no grace for OFFLINE).
-	c := startFaultCluster(t, 2, "flapping:\n  max: 0\n", "events:\n  offline_grace: 0s\n")
+	c := newCluster(t, 2, clusterOptions{limits: "flapping:\n  max: 0\n", extra: "events:\n  offline_grace: 0s\n"})
 	gates := c.gates
 	d := createMQTTDevice(t, gates[0], "storm", "s1", false)
 

@@ -107,6 +107,9 @@ type Bus struct {
 	// nats.Connect's return and the check finds it unset: nothing could
 	// be missed before Open returned.)
 	awaitingFirst atomic.Bool
+	// upAt is when the connection was last made (Unix ns): for a while
+	// after it the servers may not know every subscription yet.
+	upAt atomic.Int64
 
 	invalidator
 	link
@@ -380,6 +383,7 @@ func (b *Bus) markUp() {
 	b.mu.Lock()
 	b.downSince, b.lastErr = time.Time{}, nil
 	b.mu.Unlock()
+	b.upAt.Store(time.Now().UnixNano())
 }
 
 // asyncError handles NATS' asynchronous errors. A slow consumer on the

@@ -72,6 +72,38 @@ func (b *Bus) nodeSubject(node string) string { return b.o.Prefix + ".node." + n
 // connection to NATS, no such node serving, the node overloaded. When
 // ctx ends first the error matches ctx.Err(): the request may have been
 // handled.
+// noRespondersWindow: within this long of this node's (re)connection to
+// NATS, a request that found no subscriber is sent again, for at most
+// noRespondersRetry. After a NATS server (re)starts, it learns the other
+// servers' subscriptions over its routes a few hundred milliseconds after
+// its clients are connected, and meanwhile answers "no responders" for a
+// node that is there. Later, "no responders" means the node is gone, and
+// the caller hears it at once (a takeover from a dead node must not wait).
+const noRespondersWindow = 2 * time.Second
+
+// noRespondersRetry bounds how long one request is sent again.
+const noRespondersRetry = 500 * time.Millisecond
+
+// request is a NATS request, sent again while the server knows no
+// subscriber shortly after this node's connection was made.
+func (b *Bus) request(ctx context.Context, subject string, data []byte) (*nats.Msg, error) {
+	giveUp := time.Now().Add(noRespondersRetry)
+	for {
+		msg, err := b.nc.RequestWithContext(ctx, subject, data)
+		if !errors.Is(err, nats.ErrNoResponders) || time.Now().After(giveUp) ||
+			time.Since(time.Unix(0, b.upAt.Load())) > noRespondersWindow {
+			return msg, err
+		}
+		t := time.NewTimer(50 * time.Millisecond)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, err
+		}
+	}
+}
+
 func (b *Bus) Call(ctx context.Context, node string, req []byte) ([]byte, error) {
 	if !validNode(node) {
 		return nil, fmt.Errorf("natsbus: call node %q: not a node name: %w", node, registry.ErrNodeUnreachable)
@@ -96,7 +128,7 @@ func (b *Bus) Call(ctx context.Context, node string, req []byte) ([]byte, error)
 	env = binary.AppendUvarint(env, uint64(ms))
 	env = append(env, req...)
 
-	msg, err := b.nc.RequestWithContext(ctx, b.nodeSubject(node), env)
+	msg, err := b.request(ctx, b.nodeSubject(node), env)
 	switch {
 	case err == nil:
 	case errors.Is(err, nats.ErrNoResponders):

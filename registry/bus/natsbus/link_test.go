@@ -273,3 +273,24 @@ func TestCloseDrains(t *testing.T) {
 	callUnreachable(t, a, "node-b")
 	callUnreachable(t, b, "node-a")
 }
+
+// A Call that finds no subscriber for a moment (a server that has just
+// started, before the routes carried the node's subscription) is sent
+// again for a while, so a node that starts serving meanwhile answers it.
+func TestCallWaitsOutAMomentWithoutResponders(t *testing.T) {
+	srv := natstest.Start(t)
+	a := open(t, srv.URL(), "node-a")
+	b := open(t, srv.URL(), "node-b")
+	waitHealthy(t, a, true, 5*time.Second)
+	waitHealthy(t, b, true, 5*time.Second)
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		b.Serve(echo)
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	got, err := a.Call(ctx, "node-b", []byte("late"))
+	if err != nil || string(got) != "echo:late" {
+		t.Fatalf("Call to a node serving 200 ms later: %q, %v", got, err)
+	}
+}
