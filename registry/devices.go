@@ -171,6 +171,9 @@ func isHex(s string) bool {
 }
 
 func absent(w Reader, k []byte, field UniqueField, value string) error {
+	if t, ok := w.(*tracked); ok && t.r.keys != nil && t.r.keys.absent(k) {
+		return nil
+	}
 	_, err := w.Get(k)
 	if err == nil {
 		return &ConflictError{Field: field, Value: value}

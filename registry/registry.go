@@ -132,6 +132,9 @@ type Registry struct {
 
 	events *eventLog // the durable event stream's node state
 
+	keys     *keyFilter // the keys a create checks, on a single node (keyfilter.go)
+	keysStop func()     // ends the filter's load and waits for it (Close)
+
 	beat    atomic.Pointer[NodeInfo] // a single node's last heartbeat (nodes.go)
 	members membership               // a cluster's, read with heartbeats (liveness.go)
 
@@ -222,6 +225,18 @@ func New(o Options) (*Registry, error) {
 	}
 	if r.link != nil {
 		r.link.Serve(r.router.serve)
+	}
+	if r.inval == nil && o.Node == "" {
+		r.keys = newKeyFilter()
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		r.keysStop = func() { cancel(); <-done }
+		go func() {
+			defer close(done)
+			if err := r.keys.load(ctx, r.store); err != nil && ctx.Err() == nil {
+				r.log.Warn("key filter not loaded: creates read the store for every uniqueness check", "err", err)
+			}
+		}()
 	}
 	return r, nil
 }
@@ -349,6 +364,9 @@ func (r *Registry) invalidated(keys []string) {
 // to close, after the registry.
 func (r *Registry) Close() error {
 	r.closed.Store(true)
+	if r.keysStop != nil {
+		r.keysStop() // before the caller closes the store under its reads
+	}
 	return nil
 }
 

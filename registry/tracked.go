@@ -88,6 +88,9 @@ func (t *tracked) note(key []byte, set bool) {
 	default:
 		return
 	}
+	if set && t.r.keys != nil && filtered(family) {
+		t.r.keys.add(key)
+	}
 	k := string(key)
 	if cacheable(k) {
 		t.changed = append(t.changed, k)

@@ -177,7 +177,7 @@ func (s *Store) View(ctx context.Context, fn func(kv.Reader) error) error {
 	var seqs [maxFloors]uint64
 	// Read before the snapshot is taken (see floor).
 	for i, f := range s.floors[:min(len(s.floors), maxFloors)] {
-		seqs[i] = f.seq.Load()
+		seqs[i] = f.settled.Load()
 	}
 	err := s.db.View(func(txn *badger.Txn) error {
 		return fn(&reader{txn: txn, store: s, seqs: &seqs})
@@ -241,10 +241,12 @@ func (s *Store) commit(batch []*groupcommit.Op) int {
 				}
 			}
 		}
-		// Lower the queues' floors before the commit (see floor).
+		// Lower the queues' floors before the commit (see floor), and
+		// count the lowerings settled once it has ended.
 		for j, k := range lowest {
 			if k != nil {
 				s.floors[j].lower(k)
+				defer s.floors[j].settle()
 			}
 		}
 		return txn.Commit()

@@ -23,11 +23,17 @@ const maxFloors = 4
 // went below it).
 // A scan's snapshot can miss a write that commits while it runs, so the
 // raise also stops at the lowest key set by any commit since the scan's
-// View began: the View reads seq before taking its snapshot, and the
+// View began, and at any lowering whose commit had not ended then: the
+// View reads the settled sequence before taking its snapshot, and the
 // floor keeps the last keys it was lowered to, numbered by seq.
 type floor struct {
 	prefix []byte
 	seq    atomic.Uint64 // lowerings so far
+	// settled is the last lowering whose commit has ended: a View takes
+	// it as its starting sequence, so that a lowering made before the
+	// View began but committed after its snapshot was taken still stops
+	// the View's raise.
+	settled atomic.Uint64
 
 	mu sync.Mutex
 	// key is the floor; nil means the queue's start (not known yet), and
@@ -67,6 +73,10 @@ func (f *floor) lower(k []byte) {
 	f.recent[n%uint64(len(f.recent))] = k
 	f.seq.Store(n)
 }
+
+// settle notes that the commit of every lowering so far has ended (with
+// its commit or its failure). Committer only.
+func (f *floor) settle() { f.settled.Store(f.seq.Load()) }
 
 // raise moves the floor to first, the first key a scan begun at sequence
 // since visited (nil: none), or lower if a commit since then set a lower
