@@ -89,23 +89,29 @@ func fromRegistry(err error) *apiError {
 		return &apiError{Status: http.StatusForbidden, Code: codeNotOnline, Msg: "Operation not allowed. The device is not online."}
 	case errors.Is(err, registry.ErrUnsupported):
 		return badInput("%s", err.Error())
-	case errors.Is(err, registry.ErrNodeUnreachable):
-		return &apiError{Status: http.StatusServiceUnavailable, Code: codeInternal,
-			Msg: "Service unavailable: the node holding the device's session cannot be reached. The command was not delivered."}
-	case errors.Is(err, registry.ErrOutcomeUnknown):
-		return &apiError{Status: http.StatusServiceUnavailable, Code: codeInternal,
-			Msg: "Service unavailable: the store was lost while the write committed; it may have been applied. Read before retrying."}
-	case errors.Is(err, registry.ErrUnavailable):
-		return &apiError{Status: http.StatusServiceUnavailable, Code: codeInternal,
-			Msg: "Service unavailable: the store cannot be reached. Nothing was written."}
-	case errors.Is(err, registry.ErrConflict):
-		return &apiError{Status: http.StatusServiceUnavailable, Code: codeInternal,
-			Msg: "Service unavailable: concurrent writes to the same data kept this one from committing. Nothing was written; retry."}
-	case errors.Is(err, registry.ErrStorageFull):
-		return &apiError{Status: http.StatusServiceUnavailable, Code: codeInternal,
-			Msg: "Service unavailable: storage is full, writes are refused until space is freed. Nothing was written."}
+	}
+	if what, ok := unavailable(err); ok {
+		return &apiError{Status: http.StatusServiceUnavailable, Code: codeInternal, Msg: "Service unavailable: " + what}
 	}
 	return nil
+}
+
+// unavailable says, for a failure of the store or of the cluster, what
+// became of the request (a 503 either way).
+func unavailable(err error) (string, bool) {
+	switch {
+	case errors.Is(err, registry.ErrNodeUnreachable):
+		return "the node holding the device's session cannot be reached. The command was not delivered.", true
+	case errors.Is(err, registry.ErrOutcomeUnknown):
+		return "the store was lost while the write committed; it may have been applied. Read before retrying.", true
+	case errors.Is(err, registry.ErrUnavailable):
+		return "the store cannot be reached. Nothing was written.", true
+	case errors.Is(err, registry.ErrConflict):
+		return "concurrent writes to the same data kept this one from committing. Nothing was written; retry.", true
+	case errors.Is(err, registry.ErrStorageFull):
+		return "storage is full, writes are refused until space is freed. Nothing was written.", true
+	}
+	return "", false
 }
 
 // errorHandler writes every error as an IoTDA error body. Internal errors

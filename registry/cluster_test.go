@@ -66,28 +66,9 @@ func (l hubLink) Serve(fn func(context.Context, []byte) []byte) {
 // presence of a named node (StorePresence).
 func clusterNodes(t *testing.T, clock *fakeClock) (a, b *Registry, hub *linkHub, store kv.Store) {
 	t.Helper()
-	s, err := badgerkv.Open(badgerkv.Options{InMemory: true, Queues: Queues()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	bus := &testBus{}
 	hub = &linkHub{serve: map[string]func(context.Context, []byte) []byte{}, down: map[string]bool{}}
-	open := func(node string) *Registry {
-		o := Options{Store: s, MasterKey: bytes.Repeat([]byte{7}, 32), Node: node,
-			Invalidator: bus.node(), Link: hubLink{hub, node}, SweepInterval: time.Second}
-		if clock != nil {
-			o.Now = clock.Now
-		}
-		o.Lease = NewStoreLease(s, node, o.Now)
-		r, err := New(o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { r.Close() })
-		return r
-	}
-	return open("node-a"), open("node-b"), hub, s
+	a, b, store = openNodes(t, clock, func(node string, o *Options) { o.Link = hubLink{hub, node} })
+	return a, b, hub, store
 }
 
 // A request sent through a node that does not hold the device's session

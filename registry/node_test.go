@@ -117,20 +117,29 @@ func (v presenceView) Online() int { v.p.mu.Lock(); defer v.p.mu.Unlock(); retur
 // one bus and one presence, each with a lease on the store.
 func twoNodes(t *testing.T, clock *fakeClock) (a, b *Registry, store kv.Store) {
 	t.Helper()
+	pres := &testPresence{m: map[string]LiveSession{}}
+	return openNodes(t, clock, func(node string, o *Options) { o.Presence = presenceView{pres, node} })
+}
+
+// openNodes starts two registries, "node-a" and "node-b", on one
+// in-memory store and one test bus, each with a lease on the store; set
+// adds what else the test's nodes share.
+func openNodes(t *testing.T, clock *fakeClock, set func(node string, o *Options)) (a, b *Registry, store kv.Store) {
+	t.Helper()
 	s, err := badgerkv.Open(badgerkv.Options{InMemory: true, Queues: Queues()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
 	bus := &testBus{}
-	pres := &testPresence{m: map[string]LiveSession{}}
 	open := func(node string) *Registry {
 		o := Options{Store: s, MasterKey: bytes.Repeat([]byte{7}, 32), Node: node,
-			Presence: presenceView{pres, node}, Invalidator: bus.node(), SweepInterval: time.Second}
+			Invalidator: bus.node(), SweepInterval: time.Second}
 		if clock != nil {
 			o.Now = clock.Now
 		}
 		o.Lease = NewStoreLease(s, node, o.Now)
+		set(node, &o)
 		r, err := New(o)
 		if err != nil {
 			t.Fatal(err)
