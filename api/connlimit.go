@@ -47,8 +47,10 @@ func (l *addrCapListener) Accept() (net.Conn, error) {
 		}
 		l.mu.Unlock()
 		if n >= l.limit {
-			c.Close()
+			// Logged before the close, so that the log line is there by
+			// the time the client sees its connection end.
 			l.refusals.refused(time.Now(), "api connection refused: address has max_conns_per_address open", "addr", a, "open", n)
+			c.Close()
 			continue
 		}
 		return &cappedConn{Conn: c, l: l, addr: a}, nil
