@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -284,10 +285,17 @@ func (s *Server) log() string {
 // freePort returns a loopback TCP port that was free a moment ago.
 func freePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("natstest: free port: %v", err)
+	// Below Linux's ephemeral range (32768-60999): a port the kernel
+	// hands out for port 0 may be handed to another test's outgoing
+	// connection between this check and nats-server's bind.
+	for range 100 {
+		p := 10000 + rand.N(22000)
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err == nil {
+			l.Close()
+			return p
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatal("natstest: no free port in 10000-31999")
+	return 0
 }
