@@ -227,16 +227,12 @@ func New(o Options) (*Registry, error) {
 		r.link.Serve(r.router.serve)
 	}
 	if r.inval == nil && o.Node == "" {
+		// Loaded before New returns: a load running on could read a store
+		// its owner closes under it.
 		r.keys = newKeyFilter()
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		r.keysStop = func() { cancel(); <-done }
-		go func() {
-			defer close(done)
-			if err := r.keys.load(ctx, r.store); err != nil && ctx.Err() == nil {
-				r.log.Warn("key filter not loaded: creates read the store for every uniqueness check", "err", err)
-			}
-		}()
+		if err := r.keys.load(context.Background(), r.store); err != nil {
+			return nil, fmt.Errorf("registry: load the key filter: %w", err)
+		}
 	}
 	return r, nil
 }
