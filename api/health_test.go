@@ -1,15 +1,11 @@
 package api
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/iotgate/iotgate/registry"
-	"github.com/iotgate/iotgate/registry/kv/badgerkv"
 )
 
 // pingCounter counts the store probes.
@@ -30,15 +26,7 @@ func (b *fakeBus) Healthy() error {
 }
 
 func TestHealthz(t *testing.T) {
-	st, err := badgerkv.Open(badgerkv.Options{InMemory: true, Queues: registry.Queues()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg, err := registry.New(registry.Options{Store: st, MasterKey: bytes.Repeat([]byte{3}, 32)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { reg.Close(); st.Close() })
+	reg, st := testRegistry(t)
 	regs := &pingCounter{Registry: reg}
 	bus := &fakeBus{}
 	s := New(Options{Registry: regs, Router: reg.Router(), Node: "node-1", Bus: bus})

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"bytes"
 	"io"
 	"log/slog"
 	"net"
@@ -13,9 +12,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/iotgate/iotgate/registry"
-	"github.com/iotgate/iotgate/registry/kv/badgerkv"
 )
 
 func newLimitedServer(t *testing.T, l Limits) *Server {
@@ -25,15 +21,7 @@ func newLimitedServer(t *testing.T, l Limits) *Server {
 
 func newLoggedServer(t *testing.T, l Limits, log *slog.Logger) *Server {
 	t.Helper()
-	st, err := badgerkv.Open(badgerkv.Options{InMemory: true, Queues: registry.Queues()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg, err := registry.New(registry.Options{Store: st, MasterKey: bytes.Repeat([]byte{3}, 32)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { reg.Close(); st.Close() })
+	reg, _ := testRegistry(t)
 	return New(Options{Registry: reg, Limits: l, Logger: log, Credentials: []Credential{
 		{ProjectID: "p1", AccessKey: "AKP1", SecretKey: "SKP1", Token: "tok1"}, {ProjectID: "p2", Token: "tok2"}}})
 }

@@ -13,7 +13,9 @@ import (
 	"github.com/iotgate/iotgate/registry/kv/badgerkv"
 )
 
-func newTestServer(t testing.TB) (*Server, *registry.Registry) {
+// testRegistry is a registry on an in-memory store of its own, both
+// closed with the test.
+func testRegistry(t testing.TB) (*registry.Registry, *badgerkv.Store) {
 	t.Helper()
 	st, err := badgerkv.Open(badgerkv.Options{InMemory: true, Queues: registry.Queues()})
 	if err != nil {
@@ -24,6 +26,12 @@ func newTestServer(t testing.TB) (*Server, *registry.Registry) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { reg.Close(); st.Close() })
+	return reg, st
+}
+
+func newTestServer(t testing.TB) (*Server, *registry.Registry) {
+	t.Helper()
+	reg, _ := testRegistry(t)
 	s := New(Options{Registry: reg, Router: reg.Router(), Credentials: []Credential{{ProjectID: "p1", Token: "tok1"}, {ProjectID: "p2", Token: "tok2"}}})
 	return s, reg
 }

@@ -132,8 +132,7 @@ type Registry struct {
 
 	events *eventLog // the durable event stream's node state
 
-	keys     *keyFilter // the keys a create checks, on a single node (keyfilter.go)
-	keysStop func()     // ends the filter's load and waits for it (Close)
+	keys *keyFilter // the keys a create checks, on a single node (keyfilter.go)
 
 	beat    atomic.Pointer[NodeInfo] // a single node's last heartbeat (nodes.go)
 	members membership               // a cluster's, read with heartbeats (liveness.go)
@@ -360,9 +359,6 @@ func (r *Registry) invalidated(keys []string) {
 // to close, after the registry.
 func (r *Registry) Close() error {
 	r.closed.Store(true)
-	if r.keysStop != nil {
-		r.keysStop() // before the caller closes the store under its reads
-	}
 	return nil
 }
 
