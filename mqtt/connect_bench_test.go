@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"sync/atomic"
 	"testing"
@@ -14,6 +15,8 @@ import (
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/iotgate/iotgate/registry/guard"
 )
 
 // BenchmarkConnect is one MQTT 3.1.1 session of an activated device: TCP
@@ -41,7 +44,14 @@ func BenchmarkConnect(b *testing.B) {
 	}
 
 	b.Run("iotgate", func(b *testing.B) {
-		e := newEnvLogging(b, slog.LevelInfo)
+		// Each of the 64 devices reconnects thousands of times a second
+		// here, which the flapping guard would ban; its counting stays,
+		// with a limit no run reaches.
+		e := newEnvWith(b, slog.LevelInfo, func(o *Options) {
+			g := guard.Defaults()
+			g.Flapping.Max = math.MaxInt32
+			o.Guard = guard.NewLocal(g)
+		})
 		for i := range devices {
 			id := fmt.Sprintf("bench_%02d", i)
 			e.secretDevice(id, "secret-bench", "", false)
