@@ -1,6 +1,7 @@
 package mqtt
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"log/slog"
@@ -66,7 +67,13 @@ func (l *tcpListener) Address() string {
 
 // Init binds the address.
 func (l *tcpListener) Init(log *slog.Logger) error {
-	ln, err := net.Listen("tcp", l.address)
+	// No TCP keepalive: a connection before CONNECT has connectTimeout,
+	// and every session that stays has an MQTT keepalive (30–1200 s,
+	// checked at CONNECT, enforced by mochi's read deadline), so the
+	// kernel's probes would find no dead peer the protocol does not, and
+	// setting them up costs four system calls per connection.
+	lc := net.ListenConfig{KeepAlive: -1}
+	ln, err := lc.Listen(context.Background(), "tcp", l.address)
 	if err != nil {
 		return err
 	}
@@ -107,7 +114,7 @@ func (l *tcpListener) Serve(establish listeners.EstablishFn) {
 		}
 		go func() {
 			defer l.untrack(conn)
-			primed, err := readConnect(conn, l.admission.limits.MaxConnectBytes)
+			primed, err := readConnect(conn, l.admission.limits.MaxConnectBytes, &l.admission.buffers)
 			done()
 			if err != nil {
 				l.admission.connectFailed(l.id, conn, err)
