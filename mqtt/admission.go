@@ -30,6 +30,8 @@ type admission struct {
 	logs   *refusalLog
 	stats  *counters
 
+	buffers connectBuffers // readConnect's
+
 	mu        sync.Mutex
 	pending   int
 	byAddress map[netip.Prefix]int32
@@ -100,11 +102,12 @@ var (
 // readConnect reads the connection's first packet, which must be a
 // CONNECT of at most maxBytes bytes (fixed header included), and returns
 // the connection with the bytes read put back in front of it. A TLS
-// connection completes its handshake here. The buffer starts at 512
-// bytes (one read takes a whole CONNECT of a device) and grows only as
-// bytes arrive, never past the size the header claims.
-func readConnect(c net.Conn, maxBytes int) (net.Conn, error) {
-	buf := make([]byte, 0, 512)
+// connection completes its handshake here. The buffer starts at
+// firstRead bytes (one read takes a whole CONNECT of a device), taken
+// from bufs, and grows only as bytes arrive, never past the size the
+// header claims.
+func readConnect(c net.Conn, maxBytes int, bufs *connectBuffers) (net.Conn, error) {
+	buf := bufs.get()
 	total := -1 // the CONNECT's size once its fixed header is in
 	for total < 0 || len(buf) < total {
 		if len(buf) == cap(buf) {
@@ -132,7 +135,32 @@ func readConnect(c net.Conn, maxBytes int) (net.Conn, error) {
 	}
 	// Bytes past the CONNECT (a client may send its SUBSCRIBE in the same
 	// segment) are mochi's too.
-	return &primedConn{Conn: c, pre: buf}, nil
+	return &primedConn{Conn: c, pre: buf, full: buf, bufs: bufs}, nil
+}
+
+// firstRead is the size of readConnect's first buffer.
+const firstRead = 512
+
+// connectBuffers recycles readConnect's first buffers once mochi has
+// read them: a reconnect storm would allocate one per connection. The
+// zero value is ready; a nil one allocates every buffer.
+type connectBuffers struct{ pool sync.Pool }
+
+func (b *connectBuffers) get() []byte {
+	if b != nil {
+		if a, ok := b.pool.Get().(*[firstRead]byte); ok {
+			return a[:0]
+		}
+	}
+	return make([]byte, 0, firstRead)
+}
+
+// put takes back a buffer get returned (one grown past firstRead is
+// left to the collector).
+func (b *connectBuffers) put(buf []byte) {
+	if b != nil && cap(buf) == firstRead {
+		b.pool.Put((*[firstRead]byte)(buf[:firstRead]))
+	}
 }
 
 // connectSize reads the fixed header at the start of b: the size of the
@@ -158,14 +186,17 @@ func connectSize(b []byte) (int, error) {
 // primedConn is a connection whose first bytes were read already.
 type primedConn struct {
 	net.Conn
-	pre []byte
+	pre  []byte // what is left of them
+	full []byte // all of them, to give back to bufs once read
+	bufs *connectBuffers
 }
 
 func (p *primedConn) Read(b []byte) (int, error) {
 	if len(p.pre) > 0 {
 		n := copy(b, p.pre)
 		if p.pre = p.pre[n:]; len(p.pre) == 0 {
-			p.pre = nil
+			p.bufs.put(p.full)
+			p.pre, p.full = nil, nil
 		}
 		return n, nil
 	}

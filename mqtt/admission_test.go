@@ -29,6 +29,7 @@ func TestReadConnect(t *testing.T) {
 		{"malformed length", []byte{0x10, 0xff, 0xff, 0xff, 0xff, 0x01}, 0, 1 << 30, nil, nil},
 		{"cut short", connect[:50], 0, 8192, nil, io.ErrUnexpectedEOF},
 	}
+	var bufs connectBuffers // shared: each case may get the last one's buffer
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			server, client := net.Pipe()
@@ -48,7 +49,7 @@ func TestReadConnect(t *testing.T) {
 				}
 			}()
 			_ = server.SetDeadline(time.Now().Add(5 * time.Second))
-			c, err := readConnect(server, tt.max)
+			c, err := readConnect(server, tt.max, &bufs)
 			if tt.want == nil {
 				if err == nil || (tt.err != nil && !errors.Is(err, tt.err)) {
 					t.Fatalf("err = %v, want %v", err, tt.err)
@@ -66,5 +67,47 @@ func TestReadConnect(t *testing.T) {
 				t.Fatalf("mochi reads % x, want % x", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestConnectBuffersComeBackOnlyOnceRead: a connection's buffer goes back
+// to the pool only when mochi has read all of it, so the next connection
+// cannot overwrite bytes not yet read.
+func TestConnectBuffersComeBackOnlyOnceRead(t *testing.T) {
+	var bufs connectBuffers
+	connect := []byte{0x10, 12, 0, 4, 'M', 'Q', 'T', 'T', 4, 0, 0, 60, 0, 0}
+	prime := func() *primedConn {
+		server, client := net.Pipe()
+		t.Cleanup(func() { server.Close(); client.Close() })
+		go func() { _, _ = client.Write(connect) }()
+		c, err := readConnect(server, 8192, &bufs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.(*primedConn)
+	}
+	first := prime()
+	array := &first.full[:1][0]
+	half := make([]byte, 5)
+	if _, err := io.ReadFull(first, half); err != nil {
+		t.Fatal(err)
+	}
+	if second := prime(); &second.full[:1][0] == array {
+		t.Fatal("a buffer still being read was handed to another connection")
+	}
+	rest := make([]byte, len(connect)-len(half))
+	if _, err := io.ReadFull(first, rest); err != nil {
+		t.Fatal(err)
+	}
+	if got := append(half, rest...); !bytes.Equal(got, connect) {
+		t.Fatalf("read % x, want % x", got, connect)
+	}
+	if first.full != nil {
+		t.Fatal("a read buffer is still held")
+	}
+	// sync.Pool may drop what it holds (at a collection), so only check
+	// that a buffer it hands out is empty and of the first size.
+	if b := bufs.get(); len(b) != 0 || cap(b) != firstRead {
+		t.Fatalf("got len %d cap %d, want 0 and %d", len(b), cap(b), firstRead)
 	}
 }
