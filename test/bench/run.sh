@@ -7,6 +7,8 @@
 #   test/bench/run.sh                 # the full comparison (about 7 minutes here)
 #   QUICK=1 test/bench/run.sh         # small fleets, to check the script
 #   ROUNDS=1 test/bench/run.sh        # one reconnect storm per server (default 3)
+#   PARTS="mqtt lwm2m" test/bench/run.sh  # only these parts (default: all of
+#                                     # mqtt mqtts lwm2m dtls registry)
 #
 # It installs mosquitto if missing, builds iotgate and iotgate-fleet,
 # then runs:
@@ -40,6 +42,9 @@ REG_MAX=${REG_MAX:-1000000}
 HOLD=${HOLD:-10s}
 # Reconnect storms per server: each ratio compares the median storms.
 ROUNDS=${ROUNDS:-3}
+PARTS=${PARTS:-mqtt mqtts lwm2m dtls registry}
+# part NAME: whether NAME is among the parts to run.
+part() { [[ " $PARTS " == *" $1 "* ]]; }
 OUT=${OUT:-$(mktemp -d /tmp/iotgate-bench.XXXXXX)}
 mkdir -p "$OUT/pprof" "$OUT/bin"
 echo "run.sh: results in $OUT" >&2
@@ -141,69 +146,79 @@ GATE_API=(-api "http://127.0.0.1:$API_PORT" -project bench -token "$TOKEN")
 MQTT_HOLD=(-uplink-interval 60s -commands 200 -concurrency 96 -rounds "$ROUNDS")
 
 # 1. MQTT: iotgate, bare mochi, mosquitto.
-start_iotgate
-fleet iotgate-mqtt "${GATE_API[@]}" -protocols mqtt -n "$MQTT_N" -mqtt "127.0.0.1:$MQTT_PORT" "${MQTT_HOLD[@]}" \
-  -server-pid "$GATE" -debug-url "http://127.0.0.1:$DEBUG_PORT" -pprof "$OUT/pprof/iotgate"
-stop "$GATE"
+if part mqtt; then
+  start_iotgate
+  fleet iotgate-mqtt "${GATE_API[@]}" -protocols mqtt -n "$MQTT_N" -mqtt "127.0.0.1:$MQTT_PORT" "${MQTT_HOLD[@]}" \
+    -server-pid "$GATE" -debug-url "http://127.0.0.1:$DEBUG_PORT" -pprof "$OUT/pprof/iotgate"
+  stop "$GATE"
 
-# Bare mochi with iotgate's per-connection sizes (iotgate-fleet baseline
-# defaults to them: an 8-slot write queue and a 512-byte read buffer;
-# mochi's defaults, 8,192 slots and 2 KiB, preallocate 66 KiB more).
-start_baseline mochi "$MOCHI_PORT"
-fleet mochi-mqtt -api "" -protocols mqtt -n "$MQTT_N" -mqtt "127.0.0.1:$MOCHI_PORT" "${MQTT_HOLD[@]}" \
-  -server-pid "$BASE" -debug-url "http://127.0.0.1:$BASE_DEBUG_PORT" -pprof "$OUT/pprof/mochi"
-stop "$BASE"
+  # Bare mochi with iotgate's per-connection sizes (iotgate-fleet baseline
+  # defaults to them: an 8-slot write queue and a 512-byte read buffer;
+  # mochi's defaults, 8,192 slots and 2 KiB, preallocate 66 KiB more).
+  start_baseline mochi "$MOCHI_PORT"
+  fleet mochi-mqtt -api "" -protocols mqtt -n "$MQTT_N" -mqtt "127.0.0.1:$MOCHI_PORT" "${MQTT_HOLD[@]}" \
+    -server-pid "$BASE" -debug-url "http://127.0.0.1:$BASE_DEBUG_PORT" -pprof "$OUT/pprof/mochi"
+  stop "$BASE"
 
-# mosquitto with a password file of the same devices and passwords.
-"$FLEET" passwords -n "$MQTT_N" -timestamp "$TS" >"$OUT/mosquitto.pw"
-mosquitto_passwd -U "$OUT/mosquitto.pw"
-cat >"$OUT/mosquitto.conf" <<EOF
+  # mosquitto with a password file of the same devices and passwords.
+  "$FLEET" passwords -n "$MQTT_N" -timestamp "$TS" >"$OUT/mosquitto.pw"
+  mosquitto_passwd -U "$OUT/mosquitto.pw"
+  cat >"$OUT/mosquitto.conf" <<EOF
 listener $MOSQ_PORT 127.0.0.1
 allow_anonymous false
 password_file $OUT/mosquitto.pw
 persistence false
 user root
 EOF
-"$MOSQUITTO" -c "$OUT/mosquitto.conf" >>"$OUT/mosquitto.log" 2>&1 &
-MOSQ=$!; PIDS+=("$MOSQ")
-wait_tcp "$MOSQ_PORT"
-fleet mosquitto-mqtt -api "" -protocols mqtt -n "$MQTT_N" -mqtt "127.0.0.1:$MOSQ_PORT" "${MQTT_HOLD[@]}" -server-pid "$MOSQ"
-stop "$MOSQ"
+  "$MOSQUITTO" -c "$OUT/mosquitto.conf" >>"$OUT/mosquitto.log" 2>&1 &
+  MOSQ=$!; PIDS+=("$MOSQ")
+  wait_tcp "$MOSQ_PORT"
+  fleet mosquitto-mqtt -api "" -protocols mqtt -n "$MQTT_N" -mqtt "127.0.0.1:$MOSQ_PORT" "${MQTT_HOLD[@]}" -server-pid "$MOSQ"
+  stop "$MOSQ"
+fi
 
 # 2. MQTTS (iotgate only).
-start_iotgate
-fleet iotgate-mqtts "${GATE_API[@]}" -protocols mqtts -n "$MQTTS_N" -mqtts "127.0.0.1:$MQTTS_PORT" \
-  -cafile "$OUT/iotgate/tls/ca.pem" -uplink-interval 60s -server-pid "$GATE" -debug-url "http://127.0.0.1:$DEBUG_PORT"
-stop "$GATE"
+if part mqtts; then
+  start_iotgate
+  fleet iotgate-mqtts "${GATE_API[@]}" -protocols mqtts -n "$MQTTS_N" -mqtts "127.0.0.1:$MQTTS_PORT" \
+    -cafile "$OUT/iotgate/tls/ca.pem" -uplink-interval 60s -server-pid "$GATE" -debug-url "http://127.0.0.1:$DEBUG_PORT"
+  stop "$GATE"
+fi
 
 # 3. LwM2M NoSec: 100,000 registrations over several fleet processes.
-# The fleet drops its sockets without de-registering (-graceful=false),
-# as modules do when a cell goes down, then re-registers all at once.
-LWM2M_HOLD=(-uplink-interval 300s -commands 100 -lifetime 3600 -concurrency 256 -graceful=false -hold 5s -rounds "$ROUNDS")
-start_iotgate
-fleet iotgate-lwm2m "${GATE_API[@]}" -protocols lwm2m -n "$LWM2M_N" -coap "127.0.0.1:$COAP_PORT" "${LWM2M_HOLD[@]}" \
-  -server-pid "$GATE" -debug-url "http://127.0.0.1:$DEBUG_PORT" -pprof "$OUT/pprof/iotgate"
-stop "$GATE"
-start_baseline coap "$GOCOAP_PORT"
-fleet gocoap-lwm2m -api "" -protocols lwm2m -n "$LWM2M_N" -coap "127.0.0.1:$GOCOAP_PORT" "${LWM2M_HOLD[@]}" \
-  -server-pid "$BASE" -debug-url "http://127.0.0.1:$BASE_DEBUG_PORT" -pprof "$OUT/pprof/gocoap"
-stop "$BASE"
+if part lwm2m; then
+  # The fleet drops its sockets without de-registering (-graceful=false),
+  # as modules do when a cell goes down, then re-registers all at once.
+  LWM2M_HOLD=(-uplink-interval 300s -commands 100 -lifetime 3600 -concurrency 256 -graceful=false -hold 5s -rounds "$ROUNDS")
+  start_iotgate
+  fleet iotgate-lwm2m "${GATE_API[@]}" -protocols lwm2m -n "$LWM2M_N" -coap "127.0.0.1:$COAP_PORT" "${LWM2M_HOLD[@]}" \
+    -server-pid "$GATE" -debug-url "http://127.0.0.1:$DEBUG_PORT" -pprof "$OUT/pprof/iotgate"
+  stop "$GATE"
+  start_baseline coap "$GOCOAP_PORT"
+  fleet gocoap-lwm2m -api "" -protocols lwm2m -n "$LWM2M_N" -coap "127.0.0.1:$GOCOAP_PORT" "${LWM2M_HOLD[@]}" \
+    -server-pid "$BASE" -debug-url "http://127.0.0.1:$BASE_DEBUG_PORT" -pprof "$OUT/pprof/gocoap"
+  stop "$BASE"
+fi
 
 # 4. DTLS-PSK: handshake and register against iotgate, handshake alone
-# against pion.
-start_iotgate
-fleet iotgate-dtls "${GATE_API[@]}" -protocols dtls -n "$DTLS_N" -dtls "127.0.0.1:$DTLS_PORT" -uplink-interval 300s \
-  -commands 20 -rounds "$ROUNDS" -server-pid "$GATE" -debug-url "http://127.0.0.1:$DEBUG_PORT" -pprof "$OUT/pprof/iotgate"
-stop "$GATE"
-start_baseline dtls "$PION_PORT"
-fleet pion-dtls -api "" -protocols dtls -handshake-only -n "$DTLS_N" -dtls "127.0.0.1:$PION_PORT" -rounds "$ROUNDS" \
-  -server-pid "$BASE" -debug-url "http://127.0.0.1:$BASE_DEBUG_PORT" -pprof "$OUT/pprof/pion"
-stop "$BASE"
+if part dtls; then
+  # against pion.
+  start_iotgate
+  fleet iotgate-dtls "${GATE_API[@]}" -protocols dtls -n "$DTLS_N" -dtls "127.0.0.1:$DTLS_PORT" -uplink-interval 300s \
+    -commands 20 -rounds "$ROUNDS" -server-pid "$GATE" -debug-url "http://127.0.0.1:$DEBUG_PORT" -pprof "$OUT/pprof/iotgate"
+  stop "$GATE"
+  start_baseline dtls "$PION_PORT"
+  fleet pion-dtls -api "" -protocols dtls -handshake-only -n "$DTLS_N" -dtls "127.0.0.1:$PION_PORT" -rounds "$ROUNDS" \
+    -server-pid "$BASE" -debug-url "http://127.0.0.1:$BASE_DEBUG_PORT" -pprof "$OUT/pprof/pion"
+  stop "$BASE"
+fi
 
 # 5. The registry's benchmarks.
-echo "run.sh: registry benchmarks up to $REG_MAX devices" >&2
-IOTGATE_BENCH_MAX=$REG_MAX go test -run '^$' -bench 'AuthPaths|CreateBatch' -benchmem -benchtime 0.2s -timeout 20m \
-  ./registry/ >"$OUT/registry-bench.txt" 2>&1 || echo "run.sh: registry benchmarks failed (see $OUT/registry-bench.txt)" >&2
+if part registry; then
+  echo "run.sh: registry benchmarks up to $REG_MAX devices" >&2
+  IOTGATE_BENCH_MAX=$REG_MAX go test -run '^$' -bench 'AuthPaths|CreateBatch' -benchmem -benchtime 0.2s -timeout 20m \
+    ./registry/ >"$OUT/registry-bench.txt" 2>&1 || echo "run.sh: registry benchmarks failed (see $OUT/registry-bench.txt)" >&2
+fi
 
 # What dominates each cost: the top of every profile taken.
 for p in "$OUT"/pprof/*/*.pprof; do
