@@ -299,3 +299,28 @@ func freePort(t testing.TB) int {
 	t.Fatal("natstest: no free port in 10000-31999")
 	return 0
 }
+
+// ClientMessages is how many messages the server has received from its
+// client connections (not from its routes): summed over a cluster's
+// servers, what the clients published.
+func (s *Server) ClientMessages() (uint64, error) {
+	client := &http.Client{Timeout: 5 * time.Second}
+	resp, err := client.Get(fmt.Sprintf("http://127.0.0.1:%d/connz?limit=100000", s.http))
+	if err != nil {
+		return 0, fmt.Errorf("natstest: connz of %s: %w", s.name, err)
+	}
+	defer resp.Body.Close()
+	var cz struct {
+		Connections []struct {
+			InMsgs uint64 `json:"in_msgs"`
+		} `json:"connections"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&cz); err != nil {
+		return 0, fmt.Errorf("natstest: connz of %s: %w", s.name, err)
+	}
+	var n uint64
+	for _, c := range cz.Connections {
+		n += c.InMsgs
+	}
+	return n, nil
+}

@@ -1,0 +1,194 @@
+package test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/jackc/pgx/v5"
+)
+
+// clusterCost is what a phase of the capacity test cost the cluster:
+// PostgreSQL write transactions (transaction ids assigned), messages the
+// nodes published on NATS, and the nodes' CPU.
+type clusterCost struct {
+	xids, natsMsgs uint64
+	cpu            time.Duration
+}
+
+// costMeter reads a cluster's counters.
+type costMeter struct {
+	t  *testing.T
+	c  *cluster
+	pg *pgx.Conn
+}
+
+func newCostMeter(t *testing.T, c *cluster, dbURL string) *costMeter {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return &costMeter{t: t, c: c, pg: conn}
+}
+
+func (m *costMeter) read() clusterCost {
+	m.t.Helper()
+	var cost clusterCost
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// The next transaction id to be assigned, without assigning one: the
+	// difference between two reads counts the write transactions between
+	// them (committed or not), at once (the statistics views lag by up to
+	// seconds).
+	if err := m.pg.QueryRow(ctx, "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint").Scan(&cost.xids); err != nil {
+		m.t.Fatal(err)
+	}
+	for _, s := range m.c.nats {
+		n, err := s.ClientMessages()
+		if err != nil {
+			m.t.Fatal(err)
+		}
+		cost.natsMsgs += n
+	}
+	for _, g := range m.c.gates {
+		cost.cpu += procCPU(m.t, g.cmd.Process.Pid)
+	}
+	return cost
+}
+
+// since is the cost from before to now, per operation of ops.
+func (m *costMeter) since(before clusterCost, ops int) (xids, msgs float64, cpu time.Duration) {
+	now := m.read()
+	return float64(now.xids-before.xids) / float64(ops), float64(now.natsMsgs-before.natsMsgs) / float64(ops),
+		(now.cpu - before.cpu) / time.Duration(ops)
+}
+
+// The figures of BENCHMARKS.md's capacity model, on one node and on
+// three of one cluster (PostgreSQL and NATS on loopback): PostgreSQL
+// write transactions, NATS messages and the nodes' CPU per device
+// create, per MQTT connect (first and again) and per synchronous
+// command sent through a node other than the device's. Transaction ids
+// count every attempt: on three nodes, writes that record an event take
+// turns on the stream position (eventstream.go) and some are re-run
+// after a conflict. The bounds asserted are those the model relies on:
+// creates and reconnects share transactions (group commit, batched
+// status writes), a first connect costs at most a few, a reconnect
+// publishes nothing on NATS, and a command routed to another node costs
+// a request and its reply.
+func TestClusterCapacityFigures(t *testing.T) {
+	devices, commands := 300, 100
+	if raceEnabled {
+		devices, commands = 60, 30
+	}
+	for _, n := range []int{1, 3} {
+		t.Run(fmt.Sprintf("%d-nodes", n), func(t *testing.T) {
+			c := newCluster(t, n, clusterOptions{})
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			url, err := c.pg.Database(ctx, t.Name())
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := newCostMeter(t, c, url)
+			g := c.gates[0]
+			g.CreateProduct("cap", "MQTT")
+			const secret = "capacitySecret1"
+			on := func(i int) *Gate { return c.gates[i%n] }
+			id := func(i int) string { return fmt.Sprintf("cap_c%d", i) }
+
+			before := m.read()
+			if err := parallelOn(16, devices, func(i int) error {
+				st, body := on(i).Do("POST", on(i).P("/devices"), map[string]any{"node_id": fmt.Sprint("c", i),
+					"product_id": "cap", "auth_info": map[string]any{"secret": secret, "secure_access": false}})
+				if st != 201 {
+					return fmt.Errorf("create %d: %d %v", i, st, body)
+				}
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			createX, createM, createCPU := m.since(before, devices)
+
+			clients := make([]paho.Client, devices)
+			var mu sync.Mutex
+			connectAll := func() {
+				t.Helper()
+				if err := parallelOn(16, devices, func(i int) error {
+					cl, err := connectMQTT(on(i), id(i), secret, nil)
+					mu.Lock()
+					clients[i] = cl
+					mu.Unlock()
+					return err
+				}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			before = m.read()
+			connectAll()
+			firstX, firstM, firstCPU := m.since(before, devices)
+
+			for _, cl := range clients {
+				cl.Disconnect(0)
+			}
+			time.Sleep(time.Second) // the disconnects' status writes, outside the phase
+			before = m.read()
+			connectAll()
+			againX, againM, againCPU := m.since(before, devices)
+			defer func() {
+				for _, cl := range clients {
+					cl.Disconnect(0)
+				}
+			}()
+
+			for i := range commands {
+				answerCommands(t, clients[i], id(i))
+			}
+			before = m.read()
+			if err := parallelOn(8, commands, func(i int) error {
+				via := on(i + 1) // another node than the device's, where there is one
+				st, body := via.Do("POST", via.P("/devices/"+id(i)+"/commands"),
+					map[string]any{"service_id": "Power", "command_name": "reboot", "paras": map[string]any{"delay": 1}})
+				if st != 200 {
+					return fmt.Errorf("command to %s: %d %v", id(i), st, body)
+				}
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			cmdX, cmdM, cmdCPU := m.since(before, commands)
+
+			t.Logf("%d node(s), %d devices, %d commands; per operation: PostgreSQL write transactions, NATS messages published, the nodes' CPU", n, devices, commands)
+			t.Logf("create:        %.2f xid, %.2f msg, %v", createX, createM, createCPU)
+			t.Logf("first connect: %.2f xid, %.2f msg, %v", firstX, firstM, firstCPU)
+			t.Logf("connect again: %.2f xid, %.2f msg, %v", againX, againM, againCPU)
+			t.Logf("sync command:  %.2f xid, %.2f msg, %v", cmdX, cmdM, cmdCPU)
+
+			// A phase's own transactions and messages, with the nodes'
+			// heartbeats and leases meanwhile (a few a second) on top.
+			for _, b := range []struct {
+				what      string
+				got, most float64
+			}{
+				{"PostgreSQL write transactions per create", createX, 1},
+				{"PostgreSQL write transactions per first connect", firstX, 3},
+				{"PostgreSQL write transactions per connect again", againX, 0.5},
+				{"NATS messages per connect again", againM, 0.5},
+				{"PostgreSQL write transactions per command", cmdX, 0.5},
+			} {
+				if b.got > b.most {
+					t.Errorf("%s: %.2f, the model assumes at most %.2f", b.what, b.got, b.most)
+				}
+			}
+			if n > 1 && (cmdM < 1.5 || cmdM > 4) {
+				t.Errorf("NATS messages per command routed to another node: %.2f, the model assumes a request and its reply (2)", cmdM)
+			}
+		})
+	}
+}
