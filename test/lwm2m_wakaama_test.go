@@ -43,7 +43,8 @@ func wakaamaBinary(t *testing.T, env string) string {
 // TestLwM2MInteropWakaamaNoSec: Wakaama's lwm2mclient, built with its
 // default example options (SenML JSON, no TLV: it registers with
 // </>;rt="oma.lwm2m";ct=110), registers over NoSec and answers READ,
-// WRITE and EXECUTE issued through the REST API with no format given.
+// WRITE, EXECUTE and OBSERVE issued through the REST API with no format
+// given.
 func TestLwM2MInteropWakaamaNoSec(t *testing.T) {
 	bin := wakaamaBinary(t, "WAKAAMA_CLIENT")
 	g := startLwM2MGate(t)
@@ -97,7 +98,8 @@ func startWakaama(t *testing.T, g *Gate, bin, server string, args ...string) fun
 }
 
 // wakaamaCommands waits for the client to register, then runs READ,
-// WRITE and EXECUTE through the async-command API with no format given.
+// WRITE, EXECUTE and OBSERVE through the async-command API with no format
+// given.
 func wakaamaCommands(t *testing.T, g *Gate, dev string, out func() string) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
@@ -136,6 +138,11 @@ func wakaamaCommands(t *testing.T, g *Gate, dev string, out func() string) {
 		t.Fatalf("READ /3/0/14 after the SenML WRITE: %v", res)
 	}
 	run("EXECUTE", map[string]any{"path": "/3/0/12"}) // Reset Error Code
+	// An Observe of the instance is asked for in SenML JSON as well.
+	res = run("OBSERVE", map[string]any{"path": "/3/0"})
+	if res["content_format"] != float64(format.FormatSenMLJSON) || !hasValue(res, "/3/0/14", "-05:00") {
+		t.Fatalf("OBSERVE /3/0: %v", res)
+	}
 }
 
 // waitCommandOr is waitCommand that shows the client's output on failure.
