@@ -160,6 +160,9 @@ func (s *Server) Perform(ctx context.Context, deviceID string, op Operation) (*R
 // perform sends op to e.
 func (s *Server) perform(ctx context.Context, e *entry, op *Operation) (*Response, error) {
 	path := op.Path.String()
+	if op.Accept < 0 && (op.Name == OpRead || op.Name == OpObserve) {
+		op.Accept = int(e.reg.Load().readFormat(op.Path))
+	}
 	switch op.Name {
 	case OpRead, OpDiscover:
 		return s.exchange(ctx, e, func(cc *udpClient.Conn) (*pool.Message, error) {
@@ -180,12 +183,16 @@ func (s *Server) perform(ctx context.Context, e *entry, op *Operation) (*Respons
 	case OpCancelObserve:
 		return s.cancelObservation(ctx, e, op.Path)
 	case OpWrite, OpCreate:
+		ct, payload, err := op.body(e.reg.Load())
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", errBadOperation, err)
+		}
 		return s.exchange(ctx, e, func(cc *udpClient.Conn) (*pool.Message, error) {
-			body := bytes.NewReader(op.Payload)
+			body := bytes.NewReader(payload)
 			if op.Name == OpWrite && !op.Partial {
-				return cc.NewPutRequest(ctx, path, message.MediaType(op.ContentFormat), body)
+				return cc.NewPutRequest(ctx, path, message.MediaType(ct), body)
 			}
-			return cc.NewPostRequest(ctx, path, message.MediaType(op.ContentFormat), body)
+			return cc.NewPostRequest(ctx, path, message.MediaType(ct), body)
 		})
 	case OpExecute:
 		return s.exchange(ctx, e, func(cc *udpClient.Conn) (*pool.Message, error) {

@@ -18,7 +18,8 @@
 //     and by endpoint, with an ordered deadline index swept periodically;
 //   - device management client (devicemgmt.go): Read, Write, Execute,
 //     Observe, Discover, Write-Attributes, Create and Delete towards a
-//     registered client;
+//     registered client, in the content formats it declared at Register
+//     (negotiate.go) when the application names none;
 //   - observations (observe.go): notifications become device messages;
 //   - command queue (commands.go): delivers the registry's asynchronous
 //     commands in order, holding them while a queue-mode client sleeps.

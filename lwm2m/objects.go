@@ -18,51 +18,79 @@ type ObjectLink struct {
 // maxObjectLinks bounds a registration's object list.
 const maxObjectLinks = 512
 
+// regLinks is what the payload of a Register or Update says.
+type regLinks struct {
+	// Root is the alternate path announced with rt="oma.lwm2m", "/" if none.
+	Root    string
+	Objects []ObjectLink
+	// Formats are the content formats declared with ct on the root link
+	// (LwM2M 1.1 TS Core §6.2.1: </>;ct=110 or </>;ct="110 112"); empty
+	// when the client declared none.
+	Formats format.Set
+}
+
 // parseObjectLinks reads the CoRE link-format payload of a Register or
 // Update: the client's objects and instances, possibly below an alternate
-// root path announced with rt="oma.lwm2m". It returns the root ("/" when
-// not announced) and the links; any link that is not an LwM2M object or
-// instance under the root is an error (4.00).
-func parseObjectLinks(payload []byte) (string, []ObjectLink, error) {
+// root path announced with rt="oma.lwm2m", and the formats declared on
+// the root link (the rt="oma.lwm2m" one, else a link to the root itself,
+// </>). Any other link that is not an LwM2M object or instance under the
+// root, or a malformed ct, is an error (4.00).
+func parseObjectLinks(payload []byte) (regLinks, error) {
+	out := regLinks{Root: "/"}
 	links, err := format.ParseLinks(payload)
 	if err != nil {
-		return "", nil, err
+		return out, err
 	}
 	if len(links) > maxObjectLinks {
-		return "", nil, fmt.Errorf("%d links, at most %d", len(links), maxObjectLinks)
+		return out, fmt.Errorf("%d links, at most %d", len(links), maxObjectLinks)
 	}
-	root := "/"
-	for _, l := range links {
+	rootLink := -1
+	for i, l := range links {
 		if l.Params["rt"] == "oma.lwm2m" {
-			root = l.Target
-			if !strings.HasPrefix(root, "/") {
-				return "", nil, fmt.Errorf("alternate path %q does not start with '/'", root)
+			out.Root, rootLink = l.Target, i
+			if !strings.HasPrefix(out.Root, "/") {
+				return out, fmt.Errorf("alternate path %q does not start with '/'", out.Root)
 			}
-			if !strings.HasSuffix(root, "/") {
-				root += "/"
+			if !strings.HasSuffix(out.Root, "/") {
+				out.Root += "/"
 			}
 			break
 		}
 	}
-	out := make([]ObjectLink, 0, len(links))
-	for _, l := range links {
-		if l.Params["rt"] == "oma.lwm2m" {
+	if rootLink < 0 {
+		for i, l := range links {
+			if l.Target == "/" {
+				rootLink = i
+				break
+			}
+		}
+	}
+	if rootLink >= 0 {
+		if ct, ok := links[rootLink].Params["ct"]; ok {
+			if out.Formats, err = format.ParseContentFormats(ct); err != nil {
+				return out, fmt.Errorf("root link %q: %w", links[rootLink].Target, err)
+			}
+		}
+	}
+	out.Objects = make([]ObjectLink, 0, len(links))
+	for i, l := range links {
+		if i == rootLink {
 			continue
 		}
-		rel, ok := strings.CutPrefix(l.Target, root)
+		rel, ok := strings.CutPrefix(l.Target, out.Root)
 		if !ok {
-			return "", nil, fmt.Errorf("link %q is not under the root path %q", l.Target, root)
+			return out, fmt.Errorf("link %q is not under the root path %q", l.Target, out.Root)
 		}
 		p, err := format.ParsePath("/" + rel)
 		if err != nil {
-			return "", nil, fmt.Errorf("link %q: %w", l.Target, err)
+			return out, fmt.Errorf("link %q: %w", l.Target, err)
 		}
 		if d := p.Depth(); d < 1 || d > 2 {
-			return "", nil, fmt.Errorf("link %q is not an object or object instance", l.Target)
+			return out, fmt.Errorf("link %q is not an object or object instance", l.Target)
 		}
-		out = append(out, ObjectLink{Path: p, Version: l.Params["ver"]})
+		out.Objects = append(out.Objects, ObjectLink{Path: p, Version: l.Params["ver"]})
 	}
-	return root, out, nil
+	return out, nil
 }
 
 // hasObject reports whether the links include the object (as such or by

@@ -13,24 +13,33 @@ func TestLwM2MParseObjectLinks(t *testing.T) {
 		payload string
 		root    string
 		paths   []string
+		formats string // the declared Set, as Set.String renders it
 		err     string
 	}{
-		{"empty", "", "/", nil, ""},
-		{"huawei module", `</>;rt="oma.lwm2m",</1/0>,</3/0>,</19/0>`, "/", []string{"/1/0", "/3/0", "/19/0"}, ""},
-		{"versions and objects", `</1>;ver=1.1,</3/0>,</3303>`, "/", []string{"/1", "/3/0", "/3303"}, ""},
-		{"alternate root", `</lwm2m>;rt="oma.lwm2m",</lwm2m/1/0>,</lwm2m/3/0>`, "/lwm2m/", []string{"/1/0", "/3/0"}, ""},
-		{"outside the root", `</lwm2m>;rt="oma.lwm2m",</1/0>`, "", nil, "not under the root"},
-		{"resource link", `</3/0/1>`, "", nil, "not an object or object instance"},
-		{"not a path", `</abc>`, "", nil, "invalid path"},
-		{"leading zero", `</03/0>`, "", nil, "leading zero"},
-		{"broken syntax", `</3/0`, "", nil, ""},
-		{"root without slash", `<lwm2m>;rt="oma.lwm2m"`, "", nil, "does not start"},
+		{"empty", "", "/", nil, "", ""},
+		{"huawei module", `</>;rt="oma.lwm2m",</1/0>,</3/0>,</19/0>`, "/", []string{"/1/0", "/3/0", "/19/0"}, "", ""},
+		{"versions and objects", `</1>;ver=1.1,</3/0>,</3303>`, "/", []string{"/1", "/3/0", "/3303"}, "", ""},
+		{"alternate root", `</lwm2m>;rt="oma.lwm2m",</lwm2m/1/0>,</lwm2m/3/0>`, "/lwm2m/", []string{"/1/0", "/3/0"}, "", ""},
+		{"wakaama senml json", `</>;rt="oma.lwm2m";ct=110,</1/0>,</3/0>`, "/", []string{"/1/0", "/3/0"}, "110", ""},
+		{"format list", `</>;rt="oma.lwm2m";ct="60 110 112 11542 11543",</3/0>`, "/", []string{"/3/0"}, "110 112 11542 11543", ""},
+		{"root link without rt", `</>;ct=11543,</3/0>`, "/", []string{"/3/0"}, "11543", ""},
+		{"ct on the alternate root", `</lwm2m>;rt="oma.lwm2m";ct=112,</lwm2m/3/0>`, "/lwm2m/", []string{"/3/0"}, "112", ""},
+		{"legacy tlv number", `</>;ct=1542,</3/0>`, "/", []string{"/3/0"}, "11542", ""},
+		{"ct on an object is not a declaration", `</3/0>;ct=110`, "/", []string{"/3/0"}, "", ""},
+		{"malformed ct", `</>;rt="oma.lwm2m";ct="110 json",</3/0>`, "", nil, "", "not a content format number"},
+		{"ct out of range", `</>;ct=70000,</3/0>`, "", nil, "", "not a content format number"},
+		{"outside the root", `</lwm2m>;rt="oma.lwm2m",</1/0>`, "", nil, "", "not under the root"},
+		{"resource link", `</3/0/1>`, "", nil, "", "not an object or object instance"},
+		{"not a path", `</abc>`, "", nil, "", "invalid path"},
+		{"leading zero", `</03/0>`, "", nil, "", "leading zero"},
+		{"broken syntax", `</3/0`, "", nil, "", ""},
+		{"root without slash", `<lwm2m>;rt="oma.lwm2m"`, "", nil, "", "does not start"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			root, links, err := parseObjectLinks([]byte(tc.payload))
+			got, err := parseObjectLinks([]byte(tc.payload))
 			if tc.paths == nil && tc.root == "" {
 				if err == nil {
-					t.Fatalf("accepted: root %q links %v", root, links)
+					t.Fatalf("accepted: %+v", got)
 				}
 				if tc.err != "" && !strings.Contains(err.Error(), tc.err) {
 					t.Fatalf("err %v, want %q", err, tc.err)
@@ -40,22 +49,25 @@ func TestLwM2MParseObjectLinks(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if root != tc.root || len(links) != len(tc.paths) {
-				t.Fatalf("root %q links %v", root, links)
+			if got.Root != tc.root || len(got.Objects) != len(tc.paths) {
+				t.Fatalf("root %q links %v", got.Root, got.Objects)
 			}
-			for i, l := range links {
+			for i, l := range got.Objects {
 				if l.Path.String() != tc.paths[i] {
 					t.Fatalf("link %d = %s, want %s", i, l.Path, tc.paths[i])
 				}
 			}
+			if got.Formats.String() != tc.formats {
+				t.Fatalf("formats %q, want %q", got.Formats, tc.formats)
+			}
 		})
 	}
-	_, links, _ := parseObjectLinks([]byte(`</1>;ver=1.1,</19/0>`))
-	if links[0].Version != "1.1" || !hasObject(links, 19) || hasObject(links, 3) {
-		t.Fatalf("links %+v", links)
+	got, _ := parseObjectLinks([]byte(`</1>;ver=1.1,</19/0>`))
+	if got.Objects[0].Version != "1.1" || !hasObject(got.Objects, 19) || hasObject(got.Objects, 3) {
+		t.Fatalf("links %+v", got.Objects)
 	}
 	many := strings.Repeat("</3/0>,", maxObjectLinks) + "</3/1>"
-	if _, _, err := parseObjectLinks([]byte(many)); err == nil {
+	if _, err := parseObjectLinks([]byte(many)); err == nil {
 		t.Fatal("accepted more than maxObjectLinks links")
 	}
 }
@@ -63,18 +75,18 @@ func TestLwM2MParseObjectLinks(t *testing.T) {
 // FuzzParseObjectLinks: hostile Register payloads never panic, and every
 // accepted link is an object or instance path.
 func FuzzLwM2MParseObjectLinks(f *testing.F) {
-	for _, s := range []string{`</>;rt="oma.lwm2m",</1/0>,</3/0>`, `</1>;ver=1.1`, `<`, `</a>;rt="oma.lwm2m",</a/3>`, `,,,`, `</3/0>;x="\"`} {
+	for _, s := range []string{`</>;rt="oma.lwm2m",</1/0>,</3/0>`, `</1>;ver=1.1`, `<`, `</a>;rt="oma.lwm2m",</a/3>`, `,,,`, `</3/0>;x="\"`, `</>;ct="110 112"`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, payload []byte) {
-		root, links, err := parseObjectLinks(payload)
+		got, err := parseObjectLinks(payload)
 		if err != nil {
 			return
 		}
-		if !strings.HasPrefix(root, "/") || !strings.HasSuffix(root, "/") {
-			t.Fatalf("root %q", root)
+		if !strings.HasPrefix(got.Root, "/") || !strings.HasSuffix(got.Root, "/") {
+			t.Fatalf("root %q", got.Root)
 		}
-		for _, l := range links {
+		for _, l := range got.Objects {
 			if d := l.Path.Depth(); d < 1 || d > 2 {
 				t.Fatalf("link %v of depth %d", l.Path, d)
 			}

@@ -40,12 +40,16 @@ var appCommandPath = format.NewPath(19, 1, 0)
 type Operation struct {
 	Name string
 	Path format.Path
-	// Accept is the content format asked for by READ and OBSERVE; -1 lets
-	// the client choose.
+	// Accept is the content format asked for by READ and OBSERVE; -1 has
+	// the server choose from the client's registration (negotiate.go),
+	// and perform records its choice here.
 	Accept int
 	// ContentFormat and Payload are the body of WRITE and CREATE.
 	ContentFormat uint16
 	Payload       []byte
+	// Records are the values of a WRITE or CREATE with no Payload: they
+	// are encoded when sent, in a format the client supports.
+	Records []format.Record
 	// Partial makes a WRITE a partial update (POST) instead of a replace
 	// (PUT).
 	Partial bool
@@ -197,9 +201,9 @@ var kinds = map[string]format.Kind{
 	"time": format.KindTime, "objlnk": format.KindObjLink,
 }
 
-// writePayload encodes the values of a WRITE or CREATE. A single resource
-// goes as text/plain (opaque for Opaque resources), several as TLV, unless
-// content_format says otherwise.
+// writePayload reads the values of a WRITE or CREATE. With content_format
+// they are encoded now; without, they are kept as Records for perform to
+// encode in a format the client supports (see negotiate.go).
 func writePayload(op *Operation, p *lwm2mParas) error {
 	depth := op.Path.Depth()
 	vals := p.Values
@@ -250,25 +254,34 @@ func writePayload(op *Operation, p *lwm2mParas) error {
 		}
 		recs = append(recs, format.Record{Path: rp, Value: val})
 	}
-	switch {
-	case p.ContentFormat != nil:
-		if *p.ContentFormat < 0 || *p.ContentFormat > math.MaxUint16 {
-			return badParas("content_format must be a content format number")
-		}
-		op.ContentFormat = uint16(*p.ContentFormat)
-	case op.Name == OpWrite && len(recs) == 1 && recs[0].Path == op.Path && depth >= 3:
-		op.ContentFormat = format.FormatText
-		if recs[0].Value.Kind() == format.KindOpaque {
-			op.ContentFormat = format.FormatOpaque
-		}
-	default:
-		op.ContentFormat = format.FormatTLV
+	if p.ContentFormat == nil {
+		op.Records = recs
+		return nil
 	}
+	if *p.ContentFormat < 0 || *p.ContentFormat > math.MaxUint16 {
+		return badParas("content_format must be a content format number")
+	}
+	op.ContentFormat = uint16(*p.ContentFormat)
 	var err error
 	if op.Payload, err = format.Encode(op.ContentFormat, op.Path, recs); err != nil {
 		return badParas("cannot encode the values as content format %d: %v", op.ContentFormat, err)
 	}
 	return nil
+}
+
+// body returns the Content-Format and payload of a WRITE or CREATE to r's
+// client: the Payload as given, else the Records in the format
+// writeFormat picks for r.
+func (op *Operation) body(r *Registration) (uint16, []byte, error) {
+	if op.Payload != nil || len(op.Records) == 0 {
+		return op.ContentFormat, op.Payload, nil
+	}
+	ct := r.writeFormat(op.Path, op.Records)
+	b, err := format.Encode(ct, op.Path, op.Records)
+	if err != nil {
+		return 0, nil, fmt.Errorf("encoding the values as content format %d, which the client supports: %w", ct, err)
+	}
+	return ct, b, nil
 }
 
 // valueOf reads a JSON value as the kind paras name, else the kind the
@@ -351,11 +364,15 @@ func resultOf(op *Operation, resp *Response) (commandResult, bool) {
 	case op.Name == OpRead || op.Name == OpObserve:
 		ct := resp.ContentFormat
 		if ct < 0 {
-			// LwM2M 1.0 lets a client omit the format: plain text for a
-			// resource, TLV above.
-			ct = int(format.FormatTLV)
-			if op.Path.Depth() >= 3 {
+			// A client may omit the format: it answered in the one asked
+			// for, else (LwM2M 1.0) plain text for a resource, TLV above.
+			switch {
+			case op.Accept >= 0:
+				ct = op.Accept
+			case op.Path.Depth() >= 3:
 				ct = int(format.FormatText)
+			default:
+				ct = int(format.FormatTLV)
 			}
 		}
 		recs, err := format.Decode(uint16(ct), op.Path, resp.Payload, format.DefaultModel())

@@ -11,6 +11,24 @@ import (
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 )
 
+// bodyFor encodes op's values for a client of LwM2M version v that
+// declared the formats ct ("" none).
+func bodyFor(t *testing.T, op *Operation, v, ct string) (uint16, []byte) {
+	t.Helper()
+	r := &Registration{Version: v}
+	if ct != "" {
+		var err error
+		if r.Formats, err = format.ParseContentFormats(ct); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f, b, err := op.body(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f, b
+}
+
 func TestLwM2MCommandOperation(t *testing.T) {
 	for _, tc := range []struct {
 		name, service, command, paras string
@@ -28,25 +46,27 @@ func TestLwM2MCommandOperation(t *testing.T) {
 			}
 		}, ""},
 		{"write text", "LwM2M", "WRITE", `{"path":"/3/0/14","value":"+08:00"}`, func(t *testing.T, op *Operation) {
-			if op.ContentFormat != format.FormatText || string(op.Payload) != "+08:00" || op.Partial {
+			ct, b := bodyFor(t, op, "1.1", "110")
+			if ct != format.FormatText || string(b) != "+08:00" || op.Partial {
 				t.Fatalf("%+v", op)
 			}
 		}, ""},
 		{"write integer by model", "LwM2M", "WRITE", `{"path":"/1/0/1","value":300}`, func(t *testing.T, op *Operation) {
-			if op.ContentFormat != format.FormatText || string(op.Payload) != "300" {
-				t.Fatalf("%+v %q", op, op.Payload)
+			if ct, b := bodyFor(t, op, "", ""); ct != format.FormatText || string(b) != "300" {
+				t.Fatalf("%+v %q", op, b)
 			}
 		}, ""},
 		{"write opaque by model", "LwM2M", "WRITE", `{"path":"/19/1/0","value":"AQID"}`, func(t *testing.T, op *Operation) {
-			if op.ContentFormat != format.FormatOpaque || string(op.Payload) != "\x01\x02\x03" {
+			if ct, b := bodyFor(t, op, "1.1", "112"); ct != format.FormatOpaque || string(b) != "\x01\x02\x03" {
 				t.Fatalf("%+v", op)
 			}
 		}, ""},
-		{"write several as TLV, partial", "LwM2M", "WRITE", `{"path":"/1/0","mode":"update","values":[{"path":"/1/0/1","value":60},{"path":"/1/0/7","value":"UQ"}]}`, func(t *testing.T, op *Operation) {
-			if op.ContentFormat != format.FormatTLV || !op.Partial {
+		{"write several, partial, to a 1.0 client", "LwM2M", "WRITE", `{"path":"/1/0","mode":"update","values":[{"path":"/1/0/1","value":60},{"path":"/1/0/7","value":"UQ"}]}`, func(t *testing.T, op *Operation) {
+			ct, b := bodyFor(t, op, "1.0", "")
+			if ct != format.FormatTLV || !op.Partial {
 				t.Fatalf("%+v", op)
 			}
-			recs, err := format.Decode(format.FormatTLV, op.Path, op.Payload, format.DefaultModel())
+			recs, err := format.Decode(format.FormatTLV, op.Path, b, format.DefaultModel())
 			if err != nil || len(recs) != 2 || recs[0].Value.Int() != 60 || recs[1].Value.Str() != "UQ" {
 				t.Fatalf("%v %v", recs, err)
 			}
@@ -67,8 +87,8 @@ func TestLwM2MCommandOperation(t *testing.T) {
 			}
 		}, ""},
 		{"create", "LwM2M", "CREATE", `{"path":"/3303","values":[{"path":"/3303/1/5700","value":1.5,"kind":"Float"}]}`, func(t *testing.T, op *Operation) {
-			if op.ContentFormat != format.FormatTLV || len(op.Payload) == 0 {
-				t.Fatalf("%+v", op)
+			if ct, b := bodyFor(t, op, "1.1", "110"); ct != format.FormatSenMLJSON || !strings.Contains(string(b), `"n":"1/5700","v":1.5`) {
+				t.Fatalf("%+v %s", op, b)
 			}
 		}, ""},
 		{"other service", "Meter", "SET", `{"value": 1}`, func(t *testing.T, op *Operation) {

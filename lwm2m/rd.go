@@ -74,7 +74,7 @@ func (s *Server) register(w mux.ResponseWriter, r *mux.Message, cc *udpClient.Co
 		respond(w, codes.RequestEntityTooLarge, err.Error())
 		return
 	}
-	root, objects, err := parseObjectLinks(body)
+	links, err := parseObjectLinks(body)
 	if err != nil {
 		respond(w, codes.BadRequest, "bad object links: "+err.Error())
 		return
@@ -108,7 +108,7 @@ func (s *Server) register(w mux.ResponseWriter, r *mux.Message, cc *udpClient.Co
 	reg := &Registration{
 		ID: newRegistrationID(), Endpoint: p.Endpoint, DeviceID: d.DeviceID, Version: p.Version,
 		Binding: p.Binding, QueueMode: p.queueMode(), SMS: p.SMS, Lifetime: lifetime,
-		RootPath: root, Objects: objects, Secure: st.secure, Addr: cc.RemoteAddr().String(),
+		RootPath: links.Root, Objects: links.Objects, Formats: links.Formats, Secure: st.secure, Addr: cc.RemoteAddr().String(),
 		RegisteredAt: now, UpdatedAt: now,
 	}
 	if reg.Binding == "" {
@@ -133,7 +133,7 @@ func (s *Server) register(w mux.ResponseWriter, r *mux.Message, cc *udpClient.Co
 	}
 	respondRegistered(w, reg.ID)
 	s.runAfterResponse(r.Message, func() {
-		if hasObject(objects, 19) {
+		if hasObject(links.Objects, 19) {
 			s.observeAppData(e, cc)
 		}
 		s.uplink(e)
@@ -329,12 +329,14 @@ func (s *Server) update(w mux.ResponseWriter, r *mux.Message, cc *udpClient.Conn
 	old := e.reg.Load()
 	next := *old
 	if len(body) > 0 {
-		root, objects, err := parseObjectLinks(body)
+		links, err := parseObjectLinks(body)
 		if err != nil {
 			respond(w, codes.BadRequest, "bad object links: "+err.Error())
 			return
 		}
-		next.RootPath, next.Objects = root, objects
+		// New links replace the old ones, declared formats included, as
+		// Leshan does: an Update without a payload keeps them all.
+		next.RootPath, next.Objects, next.Formats = links.Root, links.Objects, links.Formats
 	}
 	if p.Lifetime > 0 {
 		next.Lifetime = p.Lifetime

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/iotgate/iotgate/lwm2m/format"
 	"github.com/iotgate/iotgate/registry"
 	udpClient "github.com/plgd-dev/go-coap/v3/udp/client"
 )
@@ -27,6 +28,9 @@ type Registration struct {
 	Lifetime  time.Duration
 	RootPath  string
 	Objects   []ObjectLink
+	// Formats are the content formats the client declared with ct on its
+	// root link (LwM2M 1.1); see negotiate.go for how they are used.
+	Formats format.Set
 	// Secure: registered over DTLS.
 	Secure       bool
 	Addr         string // remote address of the last Register or Update

@@ -94,3 +94,38 @@ func modelKind(m Model, p Path) (Kind, bool) {
 	}
 	return k, true
 }
+
+// SingleValue reports whether p names exactly one value in the core OMA
+// objects DefaultModel describes: a resource instance, or a resource
+// their definitions make single-instance. A path it knows nothing of is
+// not one, so a caller choosing a format falls back to one that carries
+// any number of values.
+func SingleValue(p Path) bool {
+	switch p.Depth() {
+	case 4:
+		return true
+	case 3:
+	default:
+		return false
+	}
+	if _, known := (defaultModel{}).Kind(p.Object, p.Resource); !known {
+		return false
+	}
+	return !multipleResource(p.Object, p.Resource)
+}
+
+// multipleResource reports the Multiple resources of the objects
+// DefaultModel knows (their registry definitions, versions as above).
+func multipleResource(object, resource int32) bool {
+	switch object {
+	case 3: // Available Power Sources, Power Source Voltage/Current, Error Code, ExtDevInfo
+		return resource == 6 || resource == 7 || resource == 8 || resource == 11 || resource == 22
+	case 4: // Available Network Bearer, IP Addresses, Router IP Addresses, APN
+		return resource == 1 || resource == 4 || resource == 5 || resource == 7
+	case 5: // Firmware Update Protocol Support
+		return resource == 8
+	case 19: // Data
+		return resource == 0
+	}
+	return false
+}

@@ -48,3 +48,25 @@ func TestDefaultModel(t *testing.T) {
 		}
 	}
 }
+
+func TestSingleValue(t *testing.T) {
+	for _, tc := range []struct {
+		p    Path
+		want bool
+	}{
+		{NewPath(3, 0, 0), true},        // Manufacturer
+		{NewPath(3, 0, 6), false},       // Available Power Sources: multiple
+		{NewPath(3, 0, 6, 0), true},     // one resource instance
+		{NewPath(4, 0, 4), false},       // IP Addresses: multiple
+		{NewPath(19, 0, 0), false},      // Data: multiple
+		{NewPath(5, 0, 3), true},        // State
+		{NewPath(3, 0, 4), false},       // Reboot: executable, no value
+		{NewPath(3303, 0, 5700), false}, // unknown to the model
+		{NewPath(3, 0), false},
+		{NewPath(3), false},
+	} {
+		if got := SingleValue(tc.p); got != tc.want {
+			t.Errorf("SingleValue(%s) = %v, want %v", tc.p, got, tc.want)
+		}
+	}
+}

@@ -49,6 +49,13 @@ type Config struct {
 	// Objects is the Register payload's object list, e.g.
 	// "</1/0>,</3/0>,</19/0>"; "" announces the objects the client holds.
 	Objects string
+	// Formats are the content formats the client declares at Register
+	// with ct on its root link (</>;rt="oma.lwm2m";ct=110, LwM2M 1.1) and
+	// the only ones it reads and writes besides text/plain and
+	// application/octet-stream for single values: others get 4.06 Not
+	// Acceptable, as Wakaama built with one format answers. nil declares
+	// nothing and speaks every format package format handles.
+	Formats []uint16
 	// PSKIdentity and PSK switch to DTLS.
 	PSKIdentity string
 	PSK         []byte
@@ -118,12 +125,14 @@ type Client struct {
 	recent    map[int32][]byte     // responses to recent server requests, for dedup
 	recentQ   []int32
 	location  string
+	accepts   map[string]int // the Accept of the last Read or Observe, by path
 }
 
 type observer struct {
-	token []byte
-	path  format.Path
-	seq   uint32
+	token  []byte
+	path   format.Path
+	accept int // the Observe's Accept, -1 if none: its notifications' format
+	seq    uint32
 }
 
 type exchange struct {
@@ -146,7 +155,8 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	c := &Client{cfg: cfg, log: cfg.Logger, closed: make(chan struct{}),
 		values: make(map[format.Path]format.Value), instances: make(map[format.Path]bool),
 		attrs: make(map[format.Path][]string), observers: make(map[string]*observer),
-		pending: make(map[int32]*exchange), byToken: make(map[string]*exchange), recent: make(map[int32][]byte)}
+		pending: make(map[int32]*exchange), byToken: make(map[string]*exchange), recent: make(map[int32][]byte),
+		accepts: make(map[string]int)}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
@@ -317,6 +327,17 @@ func (c *Client) objectLinks() string {
 		links = append(links, "<"+p.String()+">")
 	}
 	sort.Strings(links)
+	if len(c.cfg.Formats) > 0 {
+		cts := make([]string, len(c.cfg.Formats))
+		for i, f := range c.cfg.Formats {
+			cts[i] = strconv.Itoa(int(f))
+		}
+		ct := strings.Join(cts, " ")
+		if len(cts) > 1 {
+			ct = `"` + ct + `"`
+		}
+		links = append([]string{`</>;rt="oma.lwm2m";ct=` + ct}, links...)
+	}
 	return strings.Join(links, ",")
 }
 
@@ -362,6 +383,15 @@ func (c *Client) Value(path string) (format.Value, bool) {
 // server's observation of it.
 func (c *Client) SendData(b []byte) error { return c.Set("/19/0/0", format.OpaqueValue(b)) }
 
+// Accept returns the Accept option of the server's last Read or Observe
+// of path (-1: it had none), and whether there was one.
+func (c *Client) Accept(path string) (int, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	a, ok := c.accepts[path]
+	return a, ok
+}
+
 // Observed reports whether the server observes path.
 func (c *Client) Observed(path string) bool {
 	c.mu.Lock()
@@ -374,7 +404,7 @@ func (c *Client) notify(o *observer) {
 	c.mu.Lock()
 	o.seq++
 	seq := o.seq
-	ct, body, code := c.readLocked(o.path, -1)
+	ct, body, code := c.readLocked(o.path, o.accept)
 	c.mu.Unlock()
 	if code != codes.Content {
 		return

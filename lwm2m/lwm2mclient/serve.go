@@ -78,9 +78,10 @@ func (c *Client) handle(m message.Message, req *request, p format.Path, resp *me
 			return
 		}
 		c.mu.Lock()
+		c.accepts[p.String()] = accept
 		ct, body, code := c.readLocked(p, accept)
 		if code == codes.Content && req.Observe == 0 {
-			o := &observer{token: m.Token, path: p}
+			o := &observer{token: m.Token, path: p, accept: accept}
 			c.observers[p.String()] = o
 			resp.Options = addUint(resp.Options, message.Observe, 0)
 		}
@@ -138,9 +139,27 @@ func (c *Client) handle(m message.Message, req *request, p format.Path, resp *me
 	}
 }
 
+// speaks reports whether the client reads and writes ct: any format when
+// it declared none, else the declared ones, and text/plain and
+// application/octet-stream for one value.
+func (c *Client) speaks(ct int, single bool) bool {
+	if len(c.cfg.Formats) == 0 {
+		return true
+	}
+	if single && (ct == int(format.FormatText) || ct == int(format.FormatOpaque)) {
+		return true
+	}
+	for _, f := range c.cfg.Formats {
+		if int(f) == ct {
+			return true
+		}
+	}
+	return false
+}
+
 // readLocked renders the values under p: a resource as text/plain (opaque
 // as application/octet-stream) unless accept asks for another format,
-// anything larger as TLV.
+// anything larger as the first declared format, TLV if none.
 func (c *Client) readLocked(p format.Path, accept int) (message.MediaType, []byte, codes.Code) {
 	var recs []format.Record
 	for k, v := range c.values {
@@ -152,14 +171,21 @@ func (c *Client) readLocked(p format.Path, accept int) (message.MediaType, []byt
 		return 0, nil, codes.NotFound
 	}
 	sort.Slice(recs, func(i, j int) bool { return recs[i].Path.String() < recs[j].Path.String() })
+	single := p.Depth() >= 3 && len(recs) == 1 && recs[0].Path == p
 	ct := format.FormatTLV
-	if p.Depth() >= 3 && len(recs) == 1 {
+	if len(c.cfg.Formats) > 0 {
+		ct = c.cfg.Formats[0]
+	}
+	if single {
 		ct = format.FormatText
 		if recs[0].Value.Kind() == format.KindOpaque {
 			ct = format.FormatOpaque
 		}
 	}
 	if accept >= 0 {
+		if !c.speaks(accept, single) {
+			return 0, []byte("content format not supported"), codes.NotAcceptable
+		}
 		ct = uint16(accept)
 	}
 	body, err := format.Encode(ct, p, recs)
@@ -173,6 +199,9 @@ func (c *Client) readLocked(p format.Path, accept int) (message.MediaType, []byt
 func (c *Client) writeValues(p format.Path, req *request, replace bool) codes.Code {
 	if req.ContentFormat < 0 {
 		return codes.BadRequest
+	}
+	if !c.speaks(req.ContentFormat, p.Depth() >= 3) {
+		return codes.NotAcceptable
 	}
 	recs, err := format.Decode(uint16(req.ContentFormat), p, req.Payload, format.DefaultModel())
 	if err != nil {
@@ -202,6 +231,10 @@ func (c *Client) writeValues(p format.Path, req *request, replace bool) codes.Co
 func (c *Client) create(p format.Path, req *request, resp *message.Message) {
 	if req.ContentFormat < 0 {
 		resp.Code = codes.BadRequest
+		return
+	}
+	if !c.speaks(req.ContentFormat, false) {
+		resp.Code = codes.NotAcceptable
 		return
 	}
 	recs, err := format.Decode(uint16(req.ContentFormat), p, req.Payload, format.DefaultModel())
