@@ -28,6 +28,7 @@ type Registry interface {
 // session is (*registry.Router satisfies it).
 type Deliverer interface {
 	SendCommand(ctx context.Context, d *registry.Device, c registry.Command) (json.RawMessage, error)
+	SendProperties(ctx context.Context, d *registry.Device, p registry.PropertiesRequest) (json.RawMessage, error)
 	CreateAsyncCommand(ctx context.Context, project string, d *registry.Device, n registry.NewAsyncCommand) (*registry.AsyncCommand, error)
 	SendMessage(ctx context.Context, project string, d *registry.Device, n registry.NewDownlinkMessage) (*registry.DownlinkMessage, error)
 }

@@ -67,10 +67,10 @@ func (h *uplinkHook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Pac
 		err = h.reportProperties(r.device, pk.Payload)
 	case uplinkMessage, uplinkUser:
 		err = h.reg.AddMessage(h.ctx, r.device, registry.Message{Topic: pk.TopicName, Payload: pk.Payload})
-	case uplinkCommandResponse:
+	case uplinkCommandResponse, uplinkPropertiesSetResponse, uplinkPropertiesGetResponse:
 		reqID := requestID(r.suffix)
-		if !h.responses.resolve(r.device, reqID, pk.Payload) {
-			h.log.Info("command response for no waiting command (late or unknown)", "device", r.device, "request_id", reqID)
+		if !h.responses.resolve(kind, r.device, reqID, pk.Payload) {
+			h.log.Info("response for no waiting request (late or unknown)", "device", r.device, "kind", kind, "request_id", reqID)
 		}
 	case uplinkAlinkProperties:
 		err = h.postProperties(cl, r.device, pk)
