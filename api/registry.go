@@ -71,6 +71,7 @@ type certRegistry interface {
 type dataRegistry interface {
 	Messages(ctx context.Context, project, deviceID string, limit int) ([]registry.Message, error)
 	DeviceShadow(ctx context.Context, project, deviceID string) (*registry.Shadow, error)
+	UpdateDesired(ctx context.Context, project, deviceID string, ups []registry.DesiredUpdate) (*registry.Shadow, error)
 }
 
 // asyncCommandRegistry serves /async-commands.

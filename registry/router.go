@@ -123,6 +123,10 @@ type Router struct {
 	// held names the devices that may have PENDING downlink messages, so
 	// a connect looks in the store only for those (see pendingHint).
 	held *pendingHint
+	// desired names the devices that may have desired properties, which
+	// a connect sends them (shadowsync.go); syncs tracks those sends.
+	desired *pendingHint
+	syncs   *desiredSyncs
 
 	// flushing holds the devices whose held messages are being
 	// delivered: one delivery per device at a time keeps their order.
@@ -140,6 +144,7 @@ const messageSendTimeout = 10 * time.Second
 
 func newRouter(r *Registry) *Router {
 	return &Router{reg: r, log: r.log, adapters: make(map[Protocol]Adapter), held: newPendingHint(),
+		desired: newPendingHint(), syncs: newDesiredSyncs(),
 		flushing: make(map[string]*flushRun), sendTimeout: messageSendTimeout}
 }
 
@@ -339,13 +344,14 @@ func (rt *Router) SendMessage(ctx context.Context, project string, d *Device, n 
 }
 
 // SessionReady is called by an adapter once a device's new session can
-// take downlinks (for MQTT: after its CONNACK). Held messages start on
-// their way without holding up the caller; a device with none costs a map
-// look-up.
+// take downlinks (for MQTT: after its CONNACK). Held messages and desired
+// properties start on their way without holding up the caller; a device
+// with neither costs two map look-ups.
 func (rt *Router) SessionReady(deviceID string) {
 	if _, may := rt.held.may(deviceID); may {
 		rt.flush(deviceID)
 	}
+	rt.desiredOnConnect(deviceID)
 }
 
 // SessionReady tells the registry's router that a device's new session can

@@ -19,6 +19,7 @@ type fakeAdapter struct {
 	mu       sync.Mutex
 	commands []string // device ids
 	props    []string // "device op request_id service_id services"
+	propsErr error    // what SendProperties answers (nil: a response)
 	queued   []string // device ids (async commands)
 	mayWait  []string // device ids, "" for all (AsyncCommandsMayWait)
 	messages []string // message ids, in the order written
@@ -37,6 +38,9 @@ func (f *fakeAdapter) SendProperties(_ context.Context, d *Device, p PropertiesR
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.props = append(f.props, fmt.Sprintf("%s %s %s %s %s", d.DeviceID, p.Op, p.RequestID, p.ServiceID, p.Services))
+	if f.propsErr != nil {
+		return nil, f.propsErr
+	}
 	return json.RawMessage(`{"result_code":0}`), nil
 }
 
