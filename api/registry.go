@@ -56,6 +56,9 @@ type deviceRegistry interface {
 	ResetThing(ctx context.Context, project, id string) (*registry.Device, error)
 	KeepClientID(ctx context.Context, project, deviceID, clientID string) (*registry.Device, error)
 	ClearClientIDs(ctx context.Context, project, deviceID string) (*registry.Device, error)
+	BindTags(ctx context.Context, project, deviceID string, tags []registry.Tag) (*registry.Device, error)
+	UnbindTags(ctx context.Context, project, deviceID string, keys []string) (*registry.Device, error)
+	DevicesByTags(ctx context.Context, project string, qs []registry.TagQuery, pg registry.Page) (*registry.TaggedList, error)
 }
 
 // certRegistry serves /certificates (device CA certificates).

@@ -38,7 +38,8 @@ import (
 //	u/{device_id}/{seq}            uplink message
 //	#u/{device_id}                 number of kept messages and the oldest's seq
 //	s/{device_id}                  device shadow (reported and desired properties, shadow.go)
-//	sd/{device_id}                 nil (the device has desired properties: the hint's entry, desiredhint.go)
+//	sd/{device_id}                 nil (the device has desired properties: the hint's entry, shadowsync.go)
+//	tg/{project}/{key}/{value}/{seq} device_id (device tags, tags.go)
 //	dm/{device_id}/{message_id}    downlink message record (downlinks.go)
 //	dl/{device_id}/{seq}           message_id (a device's downlink messages)
 //	dh/{device_id}/{seq}           message_id (its PENDING ones, oldest first)
@@ -83,6 +84,7 @@ const (
 	famMessageCount  = "#u"
 	famShadow        = "s"
 	famDesired       = "sd"
+	famTag           = "tg"
 	famDownlink      = "dm"
 	famDownlinkList  = "dl"
 	famDownlinkHeld  = "dh"
