@@ -110,10 +110,23 @@ func TestDeviceTags(t *testing.T) {
 		err  error
 		want string
 	}{
-		{"eleven at creation", func() error { _, err := r.CreateDevice(ctx, NewDevice{ProjectID: "proj", ProductID: "prod", NodeID: "x", Tags: eleven}); return err }(), "at most 10"},
-		{"over ten bound", func() error { _, err := r.BindTags(ctx, "proj", "prod_n3", eleven[:10]); _, err = r.BindTags(ctx, "proj", "prod_n3", eleven[10:]); return err }(), "at most 10"},
-		{"long key", func() error { _, err := r.BindTags(ctx, "proj", "prod_n2", []Tag{{Key: strings.Repeat("k", 65)}}); return err }(), "1 to 64"},
-		{"long value", func() error { _, err := r.BindTags(ctx, "proj", "prod_n2", []Tag{{"k", strings.Repeat("v", 129)}}); return err }(), "at most 128"},
+		{"eleven at creation", func() error {
+			_, err := r.CreateDevice(ctx, NewDevice{ProjectID: "proj", ProductID: "prod", NodeID: "x", Tags: eleven})
+			return err
+		}(), "at most 10"},
+		{"over ten bound", func() error {
+			_, err := r.BindTags(ctx, "proj", "prod_n3", eleven[:10])
+			_, err = r.BindTags(ctx, "proj", "prod_n3", eleven[10:])
+			return err
+		}(), "at most 10"},
+		{"long key", func() error {
+			_, err := r.BindTags(ctx, "proj", "prod_n2", []Tag{{Key: strings.Repeat("k", 65)}})
+			return err
+		}(), "1 to 64"},
+		{"long value", func() error {
+			_, err := r.BindTags(ctx, "proj", "prod_n2", []Tag{{"k", strings.Repeat("v", 129)}})
+			return err
+		}(), "at most 128"},
 		{"empty key", func() error { _, err := r.BindTags(ctx, "proj", "prod_n2", []Tag{{Value: "v"}}); return err }(), "1 to 64"},
 		{"space", func() error { _, err := r.BindTags(ctx, "proj", "prod_n2", []Tag{{"a b", "v"}}); return err }(), "may hold only"},
 		{"twice", func() error { _, err := r.BindTags(ctx, "proj", "prod_n2", []Tag{{"a", "1"}, {"a", "2"}}); return err }(), "given twice"},
