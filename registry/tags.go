@@ -174,8 +174,19 @@ func (r *Registry) DevicesByTags(ctx context.Context, project string, qs []TagQu
 			}
 		}
 	}
+	// Only the page's window (offset+limit devices, newest first, below
+	// the marker) is kept while the index is read, so a query of a tag a
+	// million devices have holds a few hundred; a query of several tags
+	// also remembers the devices it counted, to count each once.
 	type hit struct{ seq, dev string }
-	found := map[string]hit{}
+	window := pg.Offset + max(pg.Limit, 0)
+	top := make([]hit, 0, window+1)
+	var seen map[string]struct{}
+	if len(qs) > 1 {
+		seen = make(map[string]struct{})
+	}
+	var count int64
+	newestFirst := func(a, b hit) int { return cmp.Compare(b.seq, a.seq) }
 	err := r.view(ctx, func(rd Reader) error {
 		for _, q := range qs {
 			prefix := prefixKey(famTag, project, q.Key)
@@ -183,10 +194,28 @@ func (r *Registry) DevicesByTags(ctx context.Context, project string, qs []TagQu
 				prefix = prefixKey(famTag, project, q.Key, *q.Value)
 			}
 			if err := rd.Scan(prefix, nil, false, func(k, v []byte) (bool, error) {
-				// The seq is the key's last part (a value may be anything
-				// but the separator).
-				seq := string(k[lastSep(k)+1:])
-				found[string(v)] = hit{seq: seq, dev: string(v)}
+				if seen != nil {
+					if _, dup := seen[string(v)]; dup {
+						return true, nil
+					}
+					seen[string(v)] = struct{}{}
+				}
+				count++
+				// The seq is the key's last part (a value may hold
+				// anything but the separator).
+				seq := k[lastSep(k)+1:]
+				if pg.Marker != "" && string(seq) >= pg.Marker {
+					return true, nil
+				}
+				if window == 0 || len(top) == window && string(seq) <= top[window-1].seq {
+					return true, nil
+				}
+				h := hit{seq: string(seq), dev: string(v)}
+				i, _ := slices.BinarySearchFunc(top, h, newestFirst)
+				top = slices.Insert(top, i, h)
+				if len(top) > window {
+					top = top[:window]
+				}
 				return true, nil
 			}); err != nil {
 				return err
@@ -197,24 +226,8 @@ func (r *Registry) DevicesByTags(ctx context.Context, project string, qs []TagQu
 	if err != nil {
 		return nil, err
 	}
-	hits := make([]hit, 0, len(found))
-	for _, h := range found {
-		hits = append(hits, h)
-	}
-	slices.SortFunc(hits, func(a, b hit) int { return cmp.Compare(b.seq, a.seq) })
-	out := &TaggedList{Count: int64(len(hits)), DeviceIDs: []string{}}
-	skip := pg.Offset
-	for _, h := range hits {
-		if pg.Marker != "" && h.seq >= pg.Marker {
-			continue
-		}
-		if skip > 0 {
-			skip--
-			continue
-		}
-		if len(out.DeviceIDs) >= pg.Limit {
-			break
-		}
+	out := &TaggedList{Count: count, DeviceIDs: []string{}}
+	for _, h := range top[min(pg.Offset, len(top)):] {
 		out.DeviceIDs = append(out.DeviceIDs, h.dev)
 		out.Marker = h.seq
 	}

@@ -186,3 +186,47 @@ func TestEventsCarryTags(t *testing.T) {
 		t.Errorf("device create body %s", p.Events[0].Body)
 	}
 }
+
+// A query keeps only its page's window: pages over many tagged devices
+// come out newest first, each device once (and counted once) however
+// many of the queried tags it has.
+func TestDevicesByTagsPages(t *testing.T) {
+	r, _ := newTestRegistry(t, nil)
+	ctx := context.Background()
+	mustProduct(t, r, "proj", "prod", "MQTT")
+	var want []string
+	for i := range 15 {
+		tags := []Tag{{"a", fmt.Sprint(i % 3)}}
+		if i%2 == 0 {
+			tags = append(tags, Tag{"b", ""})
+		}
+		d, err := r.CreateDevice(ctx, NewDevice{ProjectID: "proj", ProductID: "prod", NodeID: fmt.Sprintf("n%02d", i), Tags: tags})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append([]string{d.DeviceID}, want...) // newest first
+	}
+	qs := []TagQuery{{Key: "a"}, {Key: "b"}}
+	var got []string
+	marker := ""
+	for {
+		ids, n, m := tagged(t, r, "proj", qs, Page{Limit: 4, Marker: marker})
+		if n != 15 {
+			t.Fatalf("count %d, want 15", n)
+		}
+		got = append(got, ids...)
+		if len(ids) < 4 {
+			break
+		}
+		marker = m
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("pages %v, want %v", got, want)
+	}
+	if ids, _, _ := tagged(t, r, "proj", qs, Page{Limit: 2, Offset: 3}); fmt.Sprint(ids) != fmt.Sprint(want[3:5]) {
+		t.Fatalf("offset 3: %v, want %v", ids, want[3:5])
+	}
+	if ids, n, _ := tagged(t, r, "proj", []TagQuery{{Key: "a", Value: strp("1")}}, Page{Limit: 50}); n != 5 || len(ids) != 5 {
+		t.Fatalf("a=1: %v %d", ids, n)
+	}
+}
