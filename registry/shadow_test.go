@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -301,5 +302,28 @@ func TestClusterDesiredReachesTheSessionsNode(t *testing.T) {
 	settle(t, b, "mq_m1")
 	if len(fa.mqtt.gotProps()) != 0 {
 		t.Fatal("a's own adapter was used")
+	}
+}
+
+// Expired holds are swept once their number doubles, so devices that
+// never come back do not accumulate.
+func TestDesiredHoldsSwept(t *testing.T) {
+	s := newDesiredSyncs()
+	t0 := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	for i := range minHeldSweep - 1 {
+		dev := fmt.Sprint("d", i)
+		if !s.begin(dev, true, t0) {
+			t.Fatal("begin refused")
+		}
+		s.end(dev, t0.Add(shadowHold), t0)
+	}
+	if s.begin("d0", true, t0.Add(time.Minute)) {
+		t.Fatal("a held device synced after a report")
+	}
+	later := t0.Add(shadowHold + time.Second)
+	s.begin("last", true, later)
+	s.end("last", later.Add(shadowHold), later)
+	if len(s.held) != 1 || s.sweepAt != minHeldSweep {
+		t.Fatalf("after the sweep: %d holds, next sweep at %d", len(s.held), s.sweepAt)
 	}
 }

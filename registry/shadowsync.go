@@ -30,15 +30,20 @@ const (
 
 // desiredSyncs tracks the devices with a set under way, and those whose
 // last set went unanswered (until when their reports send none). An entry
-// of the second kind stays until the device's next sync after its hold.
+// of the second kind goes at the device's next sync after its hold, or
+// in a sweep of the expired ones each time their number doubles.
 type desiredSyncs struct {
-	mu   sync.Mutex
-	busy map[string]bool
-	held map[string]time.Time
+	mu      sync.Mutex
+	busy    map[string]bool
+	held    map[string]time.Time
+	sweepAt int
 }
 
+// minHeldSweep is the number of holds below which none is swept.
+const minHeldSweep = 1024
+
 func newDesiredSyncs() *desiredSyncs {
-	return &desiredSyncs{busy: make(map[string]bool), held: make(map[string]time.Time)}
+	return &desiredSyncs{busy: make(map[string]bool), held: make(map[string]time.Time), sweepAt: minHeldSweep}
 }
 
 // begin claims the device's sync; false if one is under way or, for a
@@ -59,14 +64,23 @@ func (s *desiredSyncs) begin(dev string, afterReport bool, now time.Time) bool {
 	return true
 }
 
-// end releases the device's sync; hold until a time to refuse syncs after
+// end releases the device's sync; holdUntil a time to refuse syncs after
 // reports until then (zero: none).
-func (s *desiredSyncs) end(dev string, holdUntil time.Time) {
+func (s *desiredSyncs) end(dev string, holdUntil, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.busy, dev)
-	if !holdUntil.IsZero() {
-		s.held[dev] = holdUntil
+	if holdUntil.IsZero() {
+		return
+	}
+	s.held[dev] = holdUntil
+	if len(s.held) >= s.sweepAt {
+		for d, until := range s.held {
+			if !now.Before(until) {
+				delete(s.held, d)
+			}
+		}
+		s.sweepAt = max(minHeldSweep, 2*len(s.held))
 	}
 }
 
@@ -92,7 +106,7 @@ func (rt *Router) desiredOnConnect(dev string) {
 // caller has claimed the device's sync (begin).
 func (rt *Router) syncDesired(ctx context.Context, dev string) {
 	var hold time.Time
-	defer func() { rt.syncs.end(dev, hold) }()
+	defer func() { rt.syncs.end(dev, hold, rt.reg.now()) }()
 	if place, _ := rt.locate(ctx, dev); place == sessionNone {
 		return
 	}
