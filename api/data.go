@@ -12,36 +12,14 @@ import (
 	"github.com/labstack/echo/v4"
 )
 
-// dataRoutes are the device data and command APIs: shadow, stored uplink
-// messages and synchronous commands (downlink messages: messages.go).
+// dataRoutes are the device data and command APIs: shadow (shadow.go),
+// stored uplink messages and synchronous commands (downlink messages:
+// messages.go).
 func (s *Server) dataRoutes(g *echo.Group) {
 	g.GET("/devices/:device_id/shadow", s.showShadow)
+	g.PUT("/devices/:device_id/shadow", s.updateDesired)
 	g.GET("/devices/:device_id/device-messages", s.listUplinks)
 	g.POST("/devices/:device_id/commands", s.syncCommand)
-}
-
-func (s *Server) showShadow(c echo.Context) error {
-	sh, err := s.reg.DeviceShadow(c.Request().Context(), project(c), c.Param("device_id"))
-	if err != nil {
-		return err
-	}
-	type reported struct {
-		Properties map[string]json.RawMessage `json:"properties"`
-		EventTime  string                     `json:"event_time"`
-	}
-	type service struct {
-		ServiceID string   `json:"service_id"`
-		Reported  reported `json:"reported"`
-	}
-	out := struct {
-		DeviceID string    `json:"device_id"`
-		Shadow   []service `json:"shadow"`
-	}{DeviceID: sh.DeviceID, Shadow: []service{}}
-	for _, sv := range sh.Services {
-		out.Shadow = append(out.Shadow, service{ServiceID: sv.ServiceID,
-			Reported: reported{Properties: sv.Properties, EventTime: compact(sv.EventTime)}})
-	}
-	return c.JSON(http.StatusOK, out)
 }
 
 // listUplinks returns the device's recent uplink messages, newest first:

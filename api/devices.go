@@ -76,6 +76,7 @@ type deviceBody struct {
 	Description   *string         `json:"description"`
 	ExtensionInfo json.RawMessage `json:"extension_info"`
 	AuthInfo      *authInfoBody   `json:"auth_info"`
+	Tags          *[]tagBody      `json:"tags"`
 }
 
 type authInfoView struct {
@@ -86,11 +87,6 @@ type authInfoView struct {
 	SecondaryFingerprint string `json:"secondary_fingerprint,omitempty"`
 	SecureAccess         bool   `json:"secure_access"`
 	Timeout              *int64 `json:"timeout,omitempty"`
-}
-
-type tagView struct {
-	TagKey   string `json:"tag_key"`
-	TagValue string `json:"tag_value,omitempty"`
 }
 
 type deviceView struct {
@@ -122,7 +118,7 @@ func (s *Server) viewDevice(ctx context.Context, d *registry.Device, full bool) 
 	v := deviceView{
 		AppID: d.ProjectID, AppName: defaultAppName, DeviceID: d.DeviceID, NodeID: d.NodeID,
 		GatewayID: d.EffectiveGatewayID(), DeviceName: d.DeviceName, NodeType: registry.NodeEndpoint,
-		Description: d.Description, ProductID: d.ProductID, Status: string(d.Status), Tags: []tagView{},
+		Description: d.Description, ProductID: d.ProductID, Status: string(d.Status), Tags: viewTags(d.Tags),
 	}
 	if p, err := s.reg.Product(ctx, d.ProjectID, d.ProductID); err == nil {
 		v.ProductName, v.NodeType = p.Name, p.NodeType
@@ -161,7 +157,7 @@ func (s *Server) createDevice(c echo.Context) error {
 	n := registry.NewDevice{
 		ProjectID: project(c), DeviceID: str(b.DeviceID), NodeID: *b.NodeID, ProductID: *b.ProductID,
 		GatewayID: str(b.GatewayID), DeviceName: str(b.DeviceName), Description: str(b.Description),
-		ExtensionInfo: b.ExtensionInfo,
+		ExtensionInfo: b.ExtensionInfo, Tags: tagsOf(b.Tags),
 		// Secure by default: plain MQTT and NoSec LwM2M devices opt out.
 		Auth: registry.AuthInfo{SecureAccess: true},
 	}
@@ -225,6 +221,10 @@ func (s *Server) updateDevice(c echo.Context) error {
 		return err
 	}
 	u := registry.DeviceUpdate{DeviceName: b.DeviceName, Description: b.Description, ExtensionInfo: b.ExtensionInfo}
+	if b.Tags != nil {
+		tags := tagsOf(b.Tags)
+		u.Tags = &tags
+	}
 	if a := b.AuthInfo; a != nil {
 		if a.Secret != nil || a.AuthType != nil || a.Fingerprint != nil {
 			return badInput("invalid auth_info: only secure_access and timeout can be updated; use resetSecret or reset-fingerprint for credentials")

@@ -42,6 +42,7 @@ const (
 	codeQuota           = "IOTDA.014308"
 	codeProductExists   = "IOTDA.013031"
 	codeCommandNotFound = "IOTDA.014100" // next to the device codes
+	codeShadowVersion   = "IOTDA.014211" // a stale shadow version (HTTP 409)
 )
 
 func badInput(format string, a ...any) *apiError {
@@ -54,8 +55,11 @@ func fromRegistry(err error) *apiError {
 		ve *registry.ValidationError
 		ce *registry.ConflictError
 		nf *registry.NotFoundError
+		sv *registry.ShadowVersionError
 	)
 	switch {
+	case errors.As(err, &sv):
+		return &apiError{Status: http.StatusConflict, Code: codeShadowVersion, Msg: "Operation not allowed. The " + sv.Error()}
 	case errors.As(err, &ve):
 		return badInput("%s", ve.Error())
 	case errors.As(err, &ce):

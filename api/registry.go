@@ -28,6 +28,7 @@ type Registry interface {
 // session is (*registry.Router satisfies it).
 type Deliverer interface {
 	SendCommand(ctx context.Context, d *registry.Device, c registry.Command) (json.RawMessage, error)
+	SendProperties(ctx context.Context, d *registry.Device, p registry.PropertiesRequest) (json.RawMessage, error)
 	CreateAsyncCommand(ctx context.Context, project string, d *registry.Device, n registry.NewAsyncCommand) (*registry.AsyncCommand, error)
 	SendMessage(ctx context.Context, project string, d *registry.Device, n registry.NewDownlinkMessage) (*registry.DownlinkMessage, error)
 }
@@ -55,6 +56,9 @@ type deviceRegistry interface {
 	ResetThing(ctx context.Context, project, id string) (*registry.Device, error)
 	KeepClientID(ctx context.Context, project, deviceID, clientID string) (*registry.Device, error)
 	ClearClientIDs(ctx context.Context, project, deviceID string) (*registry.Device, error)
+	BindTags(ctx context.Context, project, deviceID string, tags []registry.Tag) (*registry.Device, error)
+	UnbindTags(ctx context.Context, project, deviceID string, keys []string) (*registry.Device, error)
+	DevicesByTags(ctx context.Context, project string, qs []registry.TagQuery, pg registry.Page) (*registry.TaggedList, error)
 }
 
 // certRegistry serves /certificates (device CA certificates).
@@ -70,6 +74,7 @@ type certRegistry interface {
 type dataRegistry interface {
 	Messages(ctx context.Context, project, deviceID string, limit int) ([]registry.Message, error)
 	DeviceShadow(ctx context.Context, project, deviceID string) (*registry.Shadow, error)
+	UpdateDesired(ctx context.Context, project, deviceID string, ups []registry.DesiredUpdate) (*registry.Shadow, error)
 }
 
 // asyncCommandRegistry serves /async-commands.

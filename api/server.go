@@ -136,6 +136,8 @@ func New(o Options) *Server {
 	s.deviceRoutes(v5)
 	s.certRoutes(v5)
 	s.dataRoutes(v5)
+	s.propertyRoutes(v5)
+	s.tagRoutes(v5)
 	s.messageRoutes(v5)
 	s.registrationRoutes(e)
 	s.asyncCommandRoutes(v5)

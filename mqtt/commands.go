@@ -11,15 +11,20 @@ import (
 	"github.com/iotgate/iotgate/registry"
 )
 
-// pendingCommands pairs synchronous commands with their responses. A
-// response counts only from the device the command went to (its topic is
-// under that device's prefix, which only that device may publish to).
+// pendingCommands pairs synchronous requests (commands, properties get
+// and set) with their responses. A response counts only from the device
+// the request went to (its topic is under that device's prefix, which
+// only that device may publish to) and on the response topic of the
+// request's kind.
 type pendingCommands struct {
 	mu      sync.Mutex
 	waiting map[commandKey]chan []byte
 }
 
-type commandKey struct{ device, id string }
+type commandKey struct {
+	kind       uplink // the response topic's kind
+	device, id string
+}
 
 func newPendingCommands() *pendingCommands {
 	return &pendingCommands{waiting: make(map[commandKey]chan []byte)}
@@ -27,13 +32,13 @@ func newPendingCommands() *pendingCommands {
 
 // expect registers interest in a response; done must be called once the
 // caller stops waiting.
-func (p *pendingCommands) expect(device, id string) (resp <-chan []byte, done func(), err error) {
-	k := commandKey{device, id}
+func (p *pendingCommands) expect(kind uplink, device, id string) (resp <-chan []byte, done func(), err error) {
+	k := commandKey{kind, device, id}
 	ch := make(chan []byte, 1)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if _, dup := p.waiting[k]; dup {
-		return nil, nil, fmt.Errorf("command %s to device %s is already waiting for its response", id, device)
+		return nil, nil, fmt.Errorf("request %s to device %s is already waiting for its %s", id, device, kind)
 	}
 	p.waiting[k] = ch
 	return ch, func() {
@@ -46,8 +51,8 @@ func (p *pendingCommands) expect(device, id string) (resp <-chan []byte, done fu
 }
 
 // resolve hands a response to its waiting command; false if none waits.
-func (p *pendingCommands) resolve(device, id string, body []byte) bool {
-	k := commandKey{device, id}
+func (p *pendingCommands) resolve(kind uplink, device, id string, body []byte) bool {
+	k := commandKey{kind, device, id}
 	p.mu.Lock()
 	ch, ok := p.waiting[k]
 	delete(p.waiting, k)
@@ -81,15 +86,22 @@ func (s *Server) SendCommand(ctx context.Context, d *registry.Device, c registry
 	if err != nil {
 		return nil, fmt.Errorf("mqtt: encode command: %w", err)
 	}
-	resp, done, err := s.commands.expect(d.DeviceID, c.CommandID)
+	return s.request(ctx, uplinkCommandResponse, d.DeviceID, c.CommandID, commandTopic(d.DeviceID, c.CommandID), body)
+}
+
+// request publishes a synchronous request to topic and waits, until ctx
+// ends, for the device's answer on the response topic of kind with the
+// same request id.
+func (s *Server) request(ctx context.Context, kind uplink, deviceID, id, topic string, body []byte) (json.RawMessage, error) {
+	resp, done, err := s.commands.expect(kind, deviceID, id)
 	if err != nil {
 		return nil, err
 	}
 	defer done()
-	if err := s.deliver(ctx, d.DeviceID, commandTopic(d.DeviceID, c.CommandID), body); err != nil {
+	if err := s.deliver(ctx, deviceID, topic, body); err != nil {
 		return nil, err
 	}
-	s.log.Debug("command sent", "device", d.DeviceID, "command_id", c.CommandID)
+	s.log.Debug("request sent", "device", deviceID, "topic", topic)
 	select {
 	case b := <-resp:
 		return asJSON(b), nil

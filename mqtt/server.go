@@ -56,7 +56,7 @@ type Options struct {
 
 // Server is the MQTT and MQTTS front end: an embedded mochi broker with
 // the hooks of this package. It implements registry.CommandSender,
-// registry.MessageSender and registry.Kicker.
+// registry.PropertiesSender, registry.MessageSender and registry.Kicker.
 type Server struct {
 	broker   *mochi.Server
 	reg      Registry
@@ -77,9 +77,10 @@ type Server struct {
 }
 
 var (
-	_ registry.CommandSender = (*Server)(nil)
-	_ registry.MessageSender = (*Server)(nil)
-	_ registry.Kicker        = (*Server)(nil)
+	_ registry.CommandSender    = (*Server)(nil)
+	_ registry.PropertiesSender = (*Server)(nil)
+	_ registry.MessageSender    = (*Server)(nil)
+	_ registry.Kicker           = (*Server)(nil)
 )
 
 // New builds the server; Start binds its listeners.

@@ -19,6 +19,7 @@ import (
 type uplinkRegistry interface {
 	AddMessage(ctx context.Context, deviceID string, m registry.Message) error
 	ReportProperties(ctx context.Context, deviceID string, reports []registry.ServiceProperties) error
+	ShadowOf(ctx context.Context, deviceID string) (*registry.Shadow, error)
 }
 
 // uplinkHook consumes what devices publish: the platform, not other
@@ -26,11 +27,12 @@ type uplinkRegistry interface {
 // the shadow (IoTDA sys/properties/report; Alibaba
 // thing/event/property/post, mapped as alink.go says, and answered on its
 // _reply topic), messages (IoTDA sys/messages/up, custom user/ topics of
-// both dialects) are kept per device, command responses complete the
-// waiting command. A gateway's publishes on a logged-in sub-device's
-// topics count as that sub-device's. Other uplinks the ACL admits
-// (events, property set/get responses, shadow requests, other Alink
-// topics) are acknowledged and discarded: nothing consumes them yet.
+// both dialects) are kept per device, command and property get/set
+// responses complete the waiting request, shadow gets are answered
+// (shadow.go). A gateway's publishes on a logged-in sub-device's topics
+// count as that sub-device's. Other uplinks the ACL admits (events, other
+// Alink topics) are acknowledged and discarded: nothing consumes them
+// yet.
 // Gateway requests are gatewayHook's.
 //
 // Each publish is then marked to be ignored by mochi: acknowledged per
@@ -67,11 +69,13 @@ func (h *uplinkHook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Pac
 		err = h.reportProperties(r.device, pk.Payload)
 	case uplinkMessage, uplinkUser:
 		err = h.reg.AddMessage(h.ctx, r.device, registry.Message{Topic: pk.TopicName, Payload: pk.Payload})
-	case uplinkCommandResponse:
+	case uplinkCommandResponse, uplinkPropertiesSetResponse, uplinkPropertiesGetResponse:
 		reqID := requestID(r.suffix)
-		if !h.responses.resolve(r.device, reqID, pk.Payload) {
-			h.log.Info("command response for no waiting command (late or unknown)", "device", r.device, "request_id", reqID)
+		if !h.responses.resolve(kind, r.device, reqID, pk.Payload) {
+			h.log.Info("response for no waiting request (late or unknown)", "device", r.device, "kind", kind, "request_id", reqID)
 		}
+	case uplinkShadowGet:
+		err = h.shadowGet(cl, r.device, r.suffix, pk.Payload)
 	case uplinkAlinkProperties:
 		err = h.postProperties(cl, r.device, pk)
 	default:

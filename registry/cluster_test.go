@@ -94,6 +94,14 @@ func TestClusterForwardsToTheSessionsNode(t *testing.T) {
 	if err != nil || string(body) != `{"ok":true}` {
 		t.Fatalf("command through a: %s %v", body, err)
 	}
+	body, err = a.Router().SendProperties(cctx, mq, PropertiesRequest{Op: PropertiesSet, RequestID: "p1",
+		Services: json.RawMessage(`[{"service_id":"s","properties":{"x":1}}]`)})
+	if err != nil || string(body) != `{"result_code":0}` {
+		t.Fatalf("properties set through a: %s %v", body, err)
+	}
+	if p := fb.mqtt.gotProps(); len(p) != 1 || p[0] != `mq_m1 set p1  [{"service_id":"s","properties":{"x":1}}]` {
+		t.Fatalf("b's MQTT adapter got properties requests %q", p)
+	}
 	m, err := a.Router().SendMessage(ctx, "proj", mq, NewDownlinkMessage{MessageID: "m1", Message: json.RawMessage(`"hi"`), Payload: []byte("hi")})
 	if err != nil || m.Status != MessageDelivered {
 		t.Fatalf("message through a: %+v %v", m, err)
@@ -108,13 +116,16 @@ func TestClusterForwardsToTheSessionsNode(t *testing.T) {
 	if _, q, _ := fb.nbio.got(); len(q) != 1 || q[0] != "nb_n1" {
 		t.Fatalf("b's LwM2M adapter was told of async commands for %v", q)
 	}
-	if c, q, msgs := fa.mqtt.got(); len(c)+len(q)+len(msgs) != 0 {
+	if c, q, msgs := fa.mqtt.got(); len(c)+len(q)+len(msgs)+len(fa.mqtt.gotProps()) != 0 {
 		t.Fatalf("a's own adapter delivered: %v %v %v", c, q, msgs)
 	}
 
 	hub.setDown("node-b", true)
 	if _, err := a.Router().SendCommand(cctx, mq, Command{CommandID: "c2"}); !errors.Is(err, ErrNodeUnreachable) {
 		t.Fatalf("command with b unreachable: %v, want ErrNodeUnreachable", err)
+	}
+	if _, err := a.Router().SendProperties(cctx, mq, PropertiesRequest{Op: PropertiesGet, RequestID: "p2"}); !errors.Is(err, ErrNodeUnreachable) {
+		t.Fatalf("properties get with b unreachable: %v, want ErrNodeUnreachable", err)
 	}
 	m, err = a.Router().SendMessage(ctx, "proj", mq, NewDownlinkMessage{MessageID: "m2", Message: json.RawMessage(`"hi"`), Payload: []byte("hi")})
 	if err != nil || m.Status != MessagePending {
@@ -644,6 +655,8 @@ func TestNodeWire(t *testing.T) {
 		{"other version", `{"v":2,"kind":"kick","device":"d"}`, "version 2"},
 		{"no device", `{"v":1,"kind":"kick"}`, "names no device"},
 		{"command without one", `{"v":1,"kind":"command","device":"d"}`, "without a command"},
+		{"properties without a request", `{"v":1,"kind":"properties","device":"d"}`, "without a get or set"},
+		{"properties of no known op", `{"v":1,"kind":"properties","device":"d","properties":{"op":"delete"}}`, "without a get or set"},
 		{"not json", `kick d`, "not a node request"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

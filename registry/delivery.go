@@ -40,6 +40,32 @@ type CommandSender interface {
 	SendCommand(ctx context.Context, d *Device, c Command) (json.RawMessage, error)
 }
 
+// PropertiesOp is what a properties request asks of a device.
+type PropertiesOp string
+
+// The properties operations (IoTDA: GET and PUT /devices/{id}/properties).
+const (
+	PropertiesGet PropertiesOp = "get"
+	PropertiesSet PropertiesOp = "set"
+)
+
+// PropertiesRequest asks a device for its properties or to set them.
+type PropertiesRequest struct {
+	Op        PropertiesOp `json:"op"`
+	RequestID string       `json:"request_id"`
+	// ServiceID names the service a get asks for ("": all of them).
+	ServiceID string `json:"service_id,omitempty"`
+	// Services is what a set writes: IoTDA's
+	// [{"service_id":..., "properties":{...}}], passed through as is.
+	Services json.RawMessage `json:"services,omitempty"`
+}
+
+// PropertiesSender delivers a properties request to a connected device
+// and waits (bounded by ctx) for its response body.
+type PropertiesSender interface {
+	SendProperties(ctx context.Context, d *Device, p PropertiesRequest) (json.RawMessage, error)
+}
+
 // DownMessage is a message from an application to a device.
 type DownMessage struct {
 	MessageID string `json:"message_id"`

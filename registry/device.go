@@ -77,6 +77,8 @@ type Device struct {
 	// one and refuses the rest.
 	ClientIDs    []ClientID `json:"client_ids,omitempty"`
 	ClientIDKept bool       `json:"client_id_kept,omitempty"`
+	// Tags are the device's tags (tags.go), in the order bound.
+	Tags []Tag `json:"tags,omitempty"`
 
 	// Status is derived on every read, never stored.
 	Status Status `json:"-"`

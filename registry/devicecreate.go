@@ -23,6 +23,7 @@ func (r *Registry) newDevice(n NewDevice) (*Device, error) {
 		Description:   n.Description,
 		ExtensionInfo: n.ExtensionInfo,
 		Auth:          n.Auth,
+		Tags:          n.Tags,
 		CreateTime:    now,
 	}
 	if err := d.validateNew(); err != nil {

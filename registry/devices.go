@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/iotgate/iotgate/registry/kv"
@@ -23,6 +24,7 @@ type NewDevice struct {
 	Description   string
 	ExtensionInfo json.RawMessage
 	Auth          AuthInfo // Type empty: SECRET; Secret empty: generated
+	Tags          []Tag
 }
 
 // CreateDevice registers a device. It is INACTIVE until it first connects;
@@ -119,6 +121,9 @@ func (d *Device) validateNew() error {
 		return err
 	}
 	if err := checkExtension(d.ExtensionInfo); err != nil {
+		return err
+	}
+	if err := checkTags("tags", d.Tags); err != nil {
 		return err
 	}
 	a := &d.Auth
@@ -236,6 +241,9 @@ func (r *Registry) putDeviceRecord(w Writer, old, d *Device, rec []byte, ev *enc
 				return err
 			}
 		}
+	}
+	if err := syncTagIndex(w, old, d); err != nil {
+		return err
 	}
 	if err := r.deviceEvent(w, old, d, ev); err != nil {
 		return err
@@ -431,6 +439,8 @@ type DeviceUpdate struct {
 	ExtensionInfo json.RawMessage
 	SecureAccess  *bool
 	Timeout       *int64
+	// Tags, when not nil, replace the device's tags.
+	Tags *[]Tag
 }
 
 // UpdateDevice changes a device's descriptive fields and access settings.
@@ -451,7 +461,18 @@ func (r *Registry) UpdateDevice(ctx context.Context, project, id string, u Devic
 	if u.Timeout != nil && (*u.Timeout < 0 || *u.Timeout > MaxTimeout) {
 		return nil, invalid("auth_info.timeout", "must be 0 to %d seconds", MaxTimeout)
 	}
+	if u.Tags != nil {
+		if err := checkTags("tags", *u.Tags); err != nil {
+			return nil, err
+		}
+	}
 	return r.mutateDevice(ctx, project, id, func(d *Device) error {
+		if u.Tags != nil {
+			d.Tags = nil
+			if len(*u.Tags) > 0 {
+				d.Tags = slices.Clone(*u.Tags)
+			}
+		}
 		if u.DeviceName != nil {
 			d.DeviceName = *u.DeviceName
 		}

@@ -54,7 +54,7 @@ func (r *Registry) encodeDeviceChange(rd Reader, old, d *Device) (encodedEvent, 
 		DeviceName: v.DeviceName, Description: v.Description, ProductID: v.ProductID,
 		Status: v.Status, CreateTime: compactOrEmpty(v.CreateTime), ActiveTime: compactOrEmpty(v.ActiveTime),
 		AuthInfo:      deviceEventAuth{AuthType: v.Auth.Type, SecureAccess: v.Auth.SecureAccess},
-		ExtensionInfo: v.ExtensionInfo, Tags: []EventTag{}}
+		ExtensionInfo: v.ExtensionInfo, Tags: eventTags(&v)}
 	if v.Auth.TimeoutSet {
 		t := v.Auth.Timeout
 		body.AuthInfo.Timeout = &t

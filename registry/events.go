@@ -94,7 +94,7 @@ func newDeviceEvent(d *Device, resource, event string, at time.Time, body any) (
 
 func deviceEventHeader(d *Device) EventHeader {
 	return EventHeader{AppID: d.ProjectID, DeviceID: d.DeviceID, NodeID: d.NodeID, ProductID: d.ProductID,
-		GatewayID: d.EffectiveGatewayID(), Tags: []EventTag{}}
+		GatewayID: d.EffectiveGatewayID(), Tags: eventTags(d)}
 }
 
 // newEventID returns 24 random hex characters.

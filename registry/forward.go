@@ -50,10 +50,11 @@ func (rt *Router) call(ctx context.Context, node string, req nodeRequest) (json.
 	return decodeNodeAnswer(node, ans)
 }
 
-// forwardCommand sends a synchronous command to the node holding the
-// device's session and waits for the device's answer: the device gets
-// what is left of ctx's time, the trip forwardMargin more.
-func (rt *Router) forwardCommand(ctx context.Context, node string, d *Device, c Command) (json.RawMessage, error) {
+// forwardSync sends a synchronous request (a command, a properties
+// request) to the node holding the device's session and waits for the
+// device's answer: the device gets what is left of ctx's time, the trip
+// forwardMargin more.
+func (rt *Router) forwardSync(ctx context.Context, node string, req nodeRequest) (json.RawMessage, error) {
 	wait := forwardTimeout
 	if dl, ok := ctx.Deadline(); ok {
 		wait = time.Until(dl)
@@ -70,7 +71,8 @@ func (rt *Router) forwardCommand(ctx context.Context, node string, d *Device, c 
 		}
 	})
 	defer stop()
-	return rt.call(cctx, node, nodeRequest{Kind: nodeCommand, Device: d.DeviceID, Command: &c, Timeout: wait.Milliseconds()})
+	req.Timeout = wait.Milliseconds()
+	return rt.call(cctx, node, req)
 }
 
 // notify tells the node holding the device's session of stored work (an
@@ -96,8 +98,8 @@ func (rt *Router) serve(ctx context.Context, b []byte) []byte {
 		return answerOf(nil, err)
 	}
 	switch req.Kind {
-	case nodeCommand:
-		return answerOf(rt.serveCommand(ctx, req))
+	case nodeCommand, nodeProperties:
+		return answerOf(rt.serveSync(ctx, req))
 	case nodeAsyncCommand:
 		return answerOf(nil, rt.serveAsyncCommand(ctx, req))
 	case nodeMessages:
@@ -113,7 +115,9 @@ func (rt *Router) serve(ctx context.Context, b []byte) []byte {
 	return answerOf(nil, fmt.Errorf("%w: unknown kind %q", ErrBadNodeRequest, req.Kind))
 }
 
-func (rt *Router) serveCommand(ctx context.Context, req nodeRequest) (json.RawMessage, error) {
+// serveSync delivers another node's synchronous request (a command, a
+// properties request) to this node's session of the device.
+func (rt *Router) serveSync(ctx context.Context, req nodeRequest) (json.RawMessage, error) {
 	if req.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, time.Duration(req.Timeout)*time.Millisecond)
@@ -123,15 +127,25 @@ func (rt *Router) serveCommand(ctx context.Context, req nodeRequest) (json.RawMe
 	if err != nil {
 		return nil, err
 	}
-	p, err := rt.route(ctx, DeliverCommand, d)
+	kind := DeliverCommand
+	if req.Kind == nodeProperties {
+		kind = DeliverProperties
+	}
+	p, err := rt.route(ctx, kind, d)
 	if err != nil {
 		return nil, err
 	}
-	a := rt.adapter(p).Commands
-	if place, _ := rt.locate(ctx, req.Device); a == nil || place != sessionLocal {
+	if place, _ := rt.locate(ctx, req.Device); place != sessionLocal {
 		return nil, ErrNotConnected
 	}
-	return a.SendCommand(ctx, d, *req.Command)
+	a := rt.adapter(p)
+	switch {
+	case req.Kind == nodeCommand && a.Commands != nil:
+		return a.Commands.SendCommand(ctx, d, *req.Command)
+	case req.Kind == nodeProperties && a.Properties != nil:
+		return a.Properties.SendProperties(ctx, d, *req.Properties)
+	}
+	return nil, ErrNotConnected
 }
 
 func (rt *Router) serveAsyncCommand(ctx context.Context, req nodeRequest) error {

@@ -37,7 +37,9 @@ import (
 //	#a/{device_id}                 number of commands the device keeps
 //	u/{device_id}/{seq}            uplink message
 //	#u/{device_id}                 number of kept messages and the oldest's seq
-//	s/{device_id}                  device shadow (reported properties)
+//	s/{device_id}                  device shadow (reported and desired properties, shadow.go)
+//	sd/{device_id}                 nil (the device has desired properties: the hint's entry, shadowsync.go)
+//	tg/{project}/{key}/{value}/{seq} device_id (device tags, tags.go)
 //	dm/{device_id}/{message_id}    downlink message record (downlinks.go)
 //	dl/{device_id}/{seq}           message_id (a device's downlink messages)
 //	dh/{device_id}/{seq}           message_id (its PENDING ones, oldest first)
@@ -81,6 +83,8 @@ const (
 	famMessage       = "u"
 	famMessageCount  = "#u"
 	famShadow        = "s"
+	famDesired       = "sd"
+	famTag           = "tg"
 	famDownlink      = "dm"
 	famDownlinkList  = "dl"
 	famDownlinkHeld  = "dh"
@@ -152,6 +156,7 @@ func messageKey(dev, seq string) []byte            { return key(famMessage, dev,
 func messagesPrefix(dev string) []byte             { return prefixKey(famMessage, dev) }
 func messageCountKey(dev string) []byte            { return key(famMessageCount, dev) }
 func shadowKey(dev string) []byte                  { return key(famShadow, dev) }
+func desiredKey(dev string) []byte                 { return key(famDesired, dev) }
 func downlinkKey(dev, id string) []byte            { return key(famDownlink, dev, id) }
 func downlinkListKey(dev, seq string) []byte       { return key(famDownlinkList, dev, seq) }
 func downlinkHeldKey(dev, seq string) []byte       { return key(famDownlinkHeld, dev, seq) }

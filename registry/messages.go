@@ -168,14 +168,10 @@ type ServiceProperties struct {
 	EventTime  time.Time                  `json:"event_time"`
 }
 
-// Shadow is the last reported properties of a device, per service.
-type Shadow struct {
-	DeviceID string               `json:"device_id"`
-	Services []*ServiceProperties `json:"services"`
-}
-
 // ReportProperties merges reported properties into the device shadow; a
-// property reported again replaces its old value.
+// property reported again replaces its old value. When the shadow's
+// desired values still differ from the reported ones, the device is sent
+// the difference (Router.syncDesired), as IoTDA does after each report.
 func (r *Registry) ReportProperties(ctx context.Context, deviceID string, reports []ServiceProperties) error {
 	now := r.now().UTC()
 	d, err := r.Device(ctx, deviceID)
@@ -192,7 +188,8 @@ func (r *Registry) ReportProperties(ctx context.Context, deviceID string, report
 	if err != nil {
 		return err
 	}
-	return r.write(ctx, func(w Writer) error {
+	var delta bool
+	err = r.write(ctx, func(w Writer) error {
 		if _, err := w.Get(deviceKey(deviceID)); err != nil {
 			if errors.Is(err, kv.ErrNotFound) {
 				return &NotFoundError{Kind: EntityDevice, ID: deviceID}
@@ -207,15 +204,9 @@ func (r *Registry) ReportProperties(ctx context.Context, deviceID string, report
 			if rep.ServiceID == "" {
 				return invalid("service_id", "is required")
 			}
-			var cur *ServiceProperties
-			for _, s := range sh.Services {
-				if s.ServiceID == rep.ServiceID {
-					cur = s
-				}
-			}
-			if cur == nil {
-				cur = &ServiceProperties{ServiceID: rep.ServiceID, Properties: map[string]json.RawMessage{}}
-				sh.Services = append(sh.Services, cur)
+			cur := sh.service(rep.ServiceID)
+			if cur.Properties == nil {
+				cur.Properties = map[string]json.RawMessage{}
 			}
 			for k, v := range rep.Properties {
 				cur.Properties[k] = v
@@ -232,37 +223,13 @@ func (r *Registry) ReportProperties(ctx context.Context, deviceID string, report
 		if err := w.Set(shadowKey(deviceID), b); err != nil {
 			return err
 		}
+		delta = sh.hasDelta()
 		return r.appendEncoded(w, ev)
 	})
-}
-
-func getShadow(rd Reader, dev string) (*Shadow, error) {
-	sh := &Shadow{DeviceID: dev}
-	b, err := rd.Get(shadowKey(dev))
-	if errors.Is(err, kv.ErrNotFound) {
-		return sh, nil
+	if err == nil && delta {
+		r.router.desiredDiffers(deviceID, true)
 	}
-	if err != nil {
-		return nil, err
-	}
-	if err := json.Unmarshal(b, sh); err != nil {
-		return nil, fmt.Errorf("decode shadow of %s: %w", dev, err)
-	}
-	return sh, nil
-}
-
-// DeviceShadow returns a project device's shadow.
-func (r *Registry) DeviceShadow(ctx context.Context, project, deviceID string) (*Shadow, error) {
-	if _, err := r.ProjectDevice(ctx, project, deviceID); err != nil {
-		return nil, err
-	}
-	var sh *Shadow
-	err := r.view(ctx, func(rd Reader) error {
-		var err error
-		sh, err = getShadow(rd, deviceID)
-		return err
-	})
-	return sh, err
+	return err
 }
 
 // deleteDeviceData removes a device's messages (both ways), shadow and
@@ -275,7 +242,7 @@ func deleteDeviceData(w Writer, dev string) error {
 	}); err != nil {
 		return err
 	}
-	keys = append(keys, messageCountKey(dev), shadowKey(dev))
+	keys = append(keys, messageCountKey(dev), shadowKey(dev), desiredKey(dev))
 	for _, k := range keys {
 		if err := w.Delete(k); err != nil {
 			return err

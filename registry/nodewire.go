@@ -22,6 +22,9 @@ const (
 	// nodeCommand: deliver a synchronous command and answer the device's
 	// response.
 	nodeCommand nodeRequestKind = "command"
+	// nodeProperties: deliver a properties get or set and answer the
+	// device's response.
+	nodeProperties nodeRequestKind = "properties"
 	// nodeAsyncCommand: the device has a new PENDING asynchronous command
 	// (already stored); hand it to the adapter.
 	nodeAsyncCommand nodeRequestKind = "async_command"
@@ -41,10 +44,12 @@ type nodeRequest struct {
 	Kind    nodeRequestKind `json:"kind"`
 	Device  string          `json:"device"`
 	Command *Command        `json:"command,omitempty"`    // command
-	Timeout int64           `json:"timeout_ms,omitempty"` // command: how long the device may take
+	Timeout int64           `json:"timeout_ms,omitempty"` // command, properties: how long the device may take
 	Now     bool            `json:"now,omitempty"`        // async_command: send_strategy immediately
 	Session Session         `json:"session,omitempty"`    // kick: sessions older than this close
 	Reason  string          `json:"reason,omitempty"`     // kick: what Kickers are told; "": taken over
+
+	Properties *PropertiesRequest `json:"properties,omitempty"` // properties
 }
 
 // nodeAnswer is the answer to a request: Body (a command's response) or
@@ -118,6 +123,10 @@ func decodeNodeRequest(b []byte) (nodeRequest, error) {
 	case nodeCommand:
 		if req.Command == nil {
 			return req, fmt.Errorf("%w: command request without a command", ErrBadNodeRequest)
+		}
+	case nodeProperties:
+		if req.Properties == nil || (req.Properties.Op != PropertiesGet && req.Properties.Op != PropertiesSet) {
+			return req, fmt.Errorf("%w: properties request without a get or set", ErrBadNodeRequest)
 		}
 	case nodeAsyncCommand, nodeMessages, nodeKick:
 	default:

@@ -219,6 +219,9 @@ func New(o Options) (*Registry, error) {
 	if err := r.router.loadHeld(context.Background()); err != nil {
 		return nil, fmt.Errorf("registry: held messages: %w", err)
 	}
+	if err := r.loadDesiredHint(context.Background()); err != nil {
+		return nil, fmt.Errorf("registry: desired properties: %w", err)
+	}
 	if r.events, err = openEventLog(r.store, o.Events, o.Node != ""); err != nil {
 		return nil, fmt.Errorf("registry: %w", err)
 	}
@@ -332,6 +335,9 @@ func (r *Registry) invalidated(keys []string) {
 		if err := r.router.loadHeld(ctx); err != nil {
 			r.log.Error("reload held downlink messages after lost invalidations", "err", err)
 		}
+		if err := r.loadDesiredHint(ctx); err != nil {
+			r.log.Error("reload desired-property hints after lost invalidations", "err", err)
+		}
 		r.router.asyncCommandsMayWait("")
 		return
 	}
@@ -348,6 +354,8 @@ func (r *Registry) invalidated(keys []string) {
 			r.router.asyncCommandsMayWait(dev)
 		} else if dev, ok := heldKeyDevice(k); ok {
 			r.router.held.mark(dev)
+		} else if dev, ok := desiredKeyDevice(k); ok {
+			r.router.desired.mark(dev)
 		}
 	}
 	if bans {

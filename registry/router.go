@@ -47,22 +47,23 @@ func ProtocolOf(p *Product) Protocol {
 // Delivery is a kind of request the router carries to devices.
 type Delivery string
 
-// The kinds of request. Property get/set and kick/takeover join here,
-// with their rule in allows and their interface in Adapter, when they
-// are routed.
+// The kinds of request. Kick/takeover joins here, with its rule in
+// allows and its interface in Adapter, when it is routed.
 const (
 	DeliverCommand      Delivery = "synchronous commands"
+	DeliverProperties   Delivery = "property queries and settings"
 	DeliverAsyncCommand Delivery = "asynchronous commands"
 	DeliverMessage      Delivery = "downlink messages"
 )
 
 // allows holds IoTDA's rules of which protocols a kind of request is for:
-// synchronous commands and messages for MQTT devices only, asynchronous
-// commands for NB-IoT (LwM2M) devices only. It is the one place they are
-// decided.
+// synchronous commands, property get/set and messages for MQTT devices
+// only, asynchronous commands for NB-IoT (LwM2M) devices only (whose
+// properties an application reads and writes through them). It is the one
+// place they are decided.
 func (k Delivery) allows(p Protocol) bool {
 	switch k {
-	case DeliverCommand, DeliverMessage:
+	case DeliverCommand, DeliverProperties, DeliverMessage:
 		return p == ProtocolMQTT
 	case DeliverAsyncCommand:
 		return p == ProtocolLwM2M
@@ -99,13 +100,13 @@ func checkDelivery(kind Delivery, deviceID string, p *Product) error {
 // Adapter is what one protocol adapter can deliver; a nil field: that
 // kind is not delivered over Protocol by this process.
 //
-// Property get/set and kick/takeover join as fields here (each a small
-// interface beside CommandSender), with their Delivery kind and its rule
-// in Delivery.allows, when they are routed; kicks still go through
-// Registry.AddKicker today.
+// Kick/takeover joins as a field here (a small interface beside
+// CommandSender), with its Delivery kind and its rule in Delivery.allows,
+// when it is routed; kicks still go through Registry.AddKicker today.
 type Adapter struct {
 	Protocol      Protocol
 	Commands      CommandSender
+	Properties    PropertiesSender
 	AsyncCommands AsyncCommandDispatcher
 	Messages      MessageSender
 }
@@ -122,6 +123,10 @@ type Router struct {
 	// held names the devices that may have PENDING downlink messages, so
 	// a connect looks in the store only for those (see pendingHint).
 	held *pendingHint
+	// desired names the devices that may have desired properties, which
+	// a connect sends them (shadowsync.go); syncs tracks those sends.
+	desired *pendingHint
+	syncs   *desiredSyncs
 
 	// flushing holds the devices whose held messages are being
 	// delivered: one delivery per device at a time keeps their order.
@@ -139,6 +144,7 @@ const messageSendTimeout = 10 * time.Second
 
 func newRouter(r *Registry) *Router {
 	return &Router{reg: r, log: r.log, adapters: make(map[Protocol]Adapter), held: newPendingHint(),
+		desired: newPendingHint(), syncs: newDesiredSyncs(),
 		flushing: make(map[string]*flushRun), sendTimeout: messageSendTimeout}
 }
 
@@ -222,7 +228,26 @@ func (rt *Router) SendCommand(ctx context.Context, d *Device, c Command) (json.R
 			return a.SendCommand(ctx, d, c)
 		}
 	case sessionRemote:
-		return rt.forwardCommand(ctx, node, d, c)
+		return rt.forwardSync(ctx, node, nodeRequest{Kind: nodeCommand, Device: d.DeviceID, Command: &c})
+	}
+	return nil, ErrNotConnected
+}
+
+// SendProperties asks a connected MQTT device for its properties or to
+// set them, and waits, bounded by ctx, for its response; the errors are
+// SendCommand's.
+func (rt *Router) SendProperties(ctx context.Context, d *Device, p PropertiesRequest) (json.RawMessage, error) {
+	proto, err := rt.route(ctx, DeliverProperties, d)
+	if err != nil {
+		return nil, err
+	}
+	switch place, node := rt.locate(ctx, d.DeviceID); place {
+	case sessionLocal:
+		if a := rt.adapter(proto).Properties; a != nil {
+			return a.SendProperties(ctx, d, p)
+		}
+	case sessionRemote:
+		return rt.forwardSync(ctx, node, nodeRequest{Kind: nodeProperties, Device: d.DeviceID, Properties: &p})
 	}
 	return nil, ErrNotConnected
 }
@@ -319,13 +344,14 @@ func (rt *Router) SendMessage(ctx context.Context, project string, d *Device, n 
 }
 
 // SessionReady is called by an adapter once a device's new session can
-// take downlinks (for MQTT: after its CONNACK). Held messages start on
-// their way without holding up the caller; a device with none costs a map
-// look-up.
+// take downlinks (for MQTT: after its CONNACK). Held messages and desired
+// properties start on their way without holding up the caller; a device
+// with neither costs two map look-ups.
 func (rt *Router) SessionReady(deviceID string) {
 	if _, may := rt.held.may(deviceID); may {
 		rt.flush(deviceID)
 	}
+	rt.desiredOnConnect(deviceID)
 }
 
 // SessionReady tells the registry's router that a device's new session can

@@ -18,6 +18,8 @@ import (
 type fakeAdapter struct {
 	mu       sync.Mutex
 	commands []string // device ids
+	props    []string // "device op request_id service_id services"
+	propsErr error    // what SendProperties answers (nil: a response)
 	queued   []string // device ids (async commands)
 	mayWait  []string // device ids, "" for all (AsyncCommandsMayWait)
 	messages []string // message ids, in the order written
@@ -30,6 +32,22 @@ func (f *fakeAdapter) SendCommand(_ context.Context, d *Device, c Command) (json
 	defer f.mu.Unlock()
 	f.commands = append(f.commands, d.DeviceID)
 	return json.RawMessage(`{"ok":true}`), nil
+}
+
+func (f *fakeAdapter) SendProperties(_ context.Context, d *Device, p PropertiesRequest) (json.RawMessage, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.props = append(f.props, fmt.Sprintf("%s %s %s %s %s", d.DeviceID, p.Op, p.RequestID, p.ServiceID, p.Services))
+	if f.propsErr != nil {
+		return nil, f.propsErr
+	}
+	return json.RawMessage(`{"result_code":0}`), nil
+}
+
+func (f *fakeAdapter) gotProps() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.props...)
 }
 
 func (f *fakeAdapter) CheckAsyncCommand(NewAsyncCommand) error { return nil }
@@ -96,7 +114,7 @@ func setUpRouter(t *testing.T, r *Registry, clock *fakeClock, seed bool) *router
 		}
 	}
 	for _, a := range []Adapter{
-		{Protocol: ProtocolMQTT, Commands: f.mqtt, Messages: f.mqtt},
+		{Protocol: ProtocolMQTT, Commands: f.mqtt, Properties: f.mqtt, Messages: f.mqtt},
 		{Protocol: ProtocolLwM2M, AsyncCommands: f.nbio},
 	} {
 		if err := r.Router().Register(a); err != nil {
@@ -167,6 +185,18 @@ func TestRouterRoutesByProtocol(t *testing.T) {
 		{"sync command to MQTT", "mq_m1", func(d *Device) error { _, err := rt.SendCommand(ctx, d, Command{CommandID: "c"}); return err }, ""},
 		{"sync command to LwM2M", "nb_n1", func(d *Device) error { _, err := rt.SendCommand(ctx, d, Command{CommandID: "c"}); return err }, DeliverCommand},
 		{"sync command to HTTP", "ht_h1", func(d *Device) error { _, err := rt.SendCommand(ctx, d, Command{CommandID: "c"}); return err }, DeliverCommand},
+		{"properties get from MQTT", "mq_m1", func(d *Device) error {
+			_, err := rt.SendProperties(ctx, d, PropertiesRequest{Op: PropertiesGet, RequestID: "r1", ServiceID: "s"})
+			return err
+		}, ""},
+		{"properties set to LwM2M", "nb_n1", func(d *Device) error {
+			_, err := rt.SendProperties(ctx, d, PropertiesRequest{Op: PropertiesSet, RequestID: "r2", Services: json.RawMessage(`[]`)})
+			return err
+		}, DeliverProperties},
+		{"properties get from HTTP", "ht_h1", func(d *Device) error {
+			_, err := rt.SendProperties(ctx, d, PropertiesRequest{Op: PropertiesGet, RequestID: "r3"})
+			return err
+		}, DeliverProperties},
 		{"async command to LwM2M", "nb_n1", func(d *Device) error { _, err := rt.CreateAsyncCommand(ctx, "proj", d, paras); return err }, ""},
 		{"async command to MQTT", "mq_m1", func(d *Device) error { _, err := rt.CreateAsyncCommand(ctx, "proj", d, paras); return err }, DeliverAsyncCommand},
 		{"message to MQTT", "mq_m1", func(d *Device) error { _, err := rt.SendMessage(ctx, "proj", d, msg); return err }, ""},
@@ -188,8 +218,11 @@ func TestRouterRoutesByProtocol(t *testing.T) {
 	if len(cmds) != 1 || cmds[0] != "mq_m1" || len(queued) != 0 || len(msgs) != 1 {
 		t.Fatalf("MQTT adapter got commands %v, async %v, messages %v", cmds, queued, msgs)
 	}
+	if p := f.mqtt.gotProps(); len(p) != 1 || p[0] != "mq_m1 get r1 s " {
+		t.Fatalf("MQTT adapter got properties requests %q", p)
+	}
 	cmds, queued, msgs = f.nbio.got()
-	if len(cmds) != 0 || len(queued) != 1 || queued[0] != "nb_n1" || len(msgs) != 0 {
+	if len(cmds) != 0 || len(queued) != 1 || queued[0] != "nb_n1" || len(msgs) != 0 || len(f.nbio.gotProps()) != 0 {
 		t.Fatalf("LwM2M adapter got commands %v, async %v, messages %v", cmds, queued, msgs)
 	}
 	// No async command was stored for the refused MQTT device.
@@ -204,6 +237,9 @@ func TestRouterNeedsSession(t *testing.T) {
 	rt := f.r.Router()
 	if _, err := rt.SendCommand(ctx, f.device(t, "mq_m1"), Command{CommandID: "c"}); !errors.Is(err, ErrNotConnected) {
 		t.Fatalf("sync command to an offline device: %v", err)
+	}
+	if _, err := rt.SendProperties(ctx, f.device(t, "mq_m1"), PropertiesRequest{Op: PropertiesGet, RequestID: "r"}); !errors.Is(err, ErrNotConnected) {
+		t.Fatalf("properties get from an offline device: %v", err)
 	}
 	if _, err := rt.CreateAsyncCommand(ctx, "proj", f.device(t, "nb_n1"),
 		NewAsyncCommand{Paras: json.RawMessage(`{}`), SendStrategy: SendImmediately}); !errors.Is(err, ErrNotConnected) {

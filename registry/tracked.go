@@ -16,7 +16,7 @@ type tracked struct {
 	r       *Registry
 	changed []string    // cacheable keys set or deleted
 	marks   []string    // devices given a pending async command
-	pending []string    // the pending-command and held-message keys set, and ban keys written (other nodes are told)
+	pending []string    // the pending-command, held-message and desired-hint keys set, and ban keys written (other nodes are told)
 	fills   []cacheFill // decoded values to cache once committed
 	devices []string    // device records (and event seqs) written, noted in r.writing
 }
@@ -71,9 +71,10 @@ func (t *tracked) note(key []byte, set bool) {
 	}
 	switch string(family) {
 	case famDevice, famNode, famProductNode, famFingerprint, famProduct, famAsyncPending:
-	case famDownlinkHeld:
-		// Other nodes learn of held messages, for a device that connects
-		// to one of them (a single node marks its own: Router.SendMessage).
+	case famDownlinkHeld, famDesired:
+		// Other nodes learn of held messages and desired properties, for
+		// a device that connects to one of them (a single node marks its
+		// own: Router.SendMessage, Registry.UpdateDesired).
 		if set && t.r.inval != nil {
 			t.pending = append(t.pending, string(key))
 		}

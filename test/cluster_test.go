@@ -2,6 +2,7 @@ package test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"sync"
@@ -105,7 +106,40 @@ func TestClusterSDKDeviceCommandAcrossNodes(t *testing.T) {
 		t.Fatalf("AddDevice on node 1: %v", err)
 	}
 	// The device connects to node 2; the command goes through node 3.
-	commandRoundTrip(t, g3, &mqttDevice{id: *cr.DeviceId, secret: secret, g: g2})
+	dev := &mqttDevice{id: *cr.DeviceId, secret: secret, g: g2}
+	commandRoundTrip(t, g3, dev)
+
+	// So do a properties get (through node 3) and desired values written
+	// through node 1 while the device is online on node 2.
+	c, msgs := huaweiPaho(t, g2, dev)
+	waitOnline(t, g3, dev.id)
+	others := answerProperties(t, c, msgs, dev.id, map[string]any{"power": 7.0})
+	got, err := sdkClient(g3).ListProperties(&model.ListPropertiesRequest{DeviceId: dev.id, ServiceId: "Power"})
+	if b, _ := json.Marshal(got.Response); err != nil || !strings.Contains(string(b), `"power":7`) {
+		t.Fatalf("ListProperties through node 3: %s %v", b, err)
+	}
+	var desired any = map[string]any{"power": 9}
+	if _, err := client.UpdateDeviceShadowDesiredData(&model.UpdateDeviceShadowDesiredDataRequest{DeviceId: dev.id,
+		Body: &model.UpdateDesireds{Shadow: &[]model.UpdateDesired{{ServiceId: "Power", Desired: &desired}}}}); err != nil {
+		t.Fatalf("UpdateDeviceShadowDesiredData on node 1: %v", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		// answerProperties applied the set to its values: a get shows it.
+		got, err := sdkClient(g3).ListProperties(&model.ListPropertiesRequest{DeviceId: dev.id, ServiceId: "Power"})
+		if b, _ := json.Marshal(got.Response); err == nil && strings.Contains(string(b), `"power":9`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("desired values written on node 1 did not reach the device on node 2; logs:\n%s", g2.Logs())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	select {
+	case m := <-others:
+		t.Fatalf("unexpected downlink %s %s", m.Topic(), m.Payload())
+	default:
+	}
 
 	for i, g := range gates {
 		nodes := g.MustDo(200, "GET", g.P("/cluster/nodes"), nil)["nodes"].([]any)

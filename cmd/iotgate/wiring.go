@@ -88,7 +88,7 @@ func (w *wiring) listeners() ([]listener, api.Options, error) {
 		ls = append(ls, m)
 		w.sessions[registry.ProtocolMQTT] = m.Connected
 		w.reg.AddKicker(m)
-		if err := router.Register(registry.Adapter{Protocol: registry.ProtocolMQTT, Commands: m, Messages: m}); err != nil {
+		if err := router.Register(registry.Adapter{Protocol: registry.ProtocolMQTT, Commands: m, Properties: m, Messages: m}); err != nil {
 			return nil, opts, err
 		}
 	}
