@@ -77,6 +77,8 @@ type Server struct {
 	node   string
 	bus    BusHealth
 	health healthProbe
+
+	openapi []byte // GET /openapi.json
 }
 
 // New builds the API server.
@@ -97,6 +99,12 @@ func New(o Options) *Server {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	s.refusals = &refusalLog{log: s.log}
+	var err error
+	if s.openapi, err = openAPIJSON(); err != nil {
+		// The description is compiled in, and TestOpenAPISpec converts
+		// it: this cannot fail in a tested build.
+		panic(err)
+	}
 	if s.cmdWait <= 0 {
 		s.cmdWait = 20 * time.Second
 	}
@@ -131,6 +139,7 @@ func New(o Options) *Server {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.errorHandler
 	e.GET("/healthz", s.healthz)
+	s.openAPIRoutes(e)
 	v5 := e.Group("/v5/iot/:project_id", s.authenticate)
 	s.productRoutes(v5)
 	s.deviceRoutes(v5)
