@@ -170,7 +170,7 @@ func TestKillDuringCreateBurst(t *testing.T) {
 	var nAcked atomic.Int64
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	client := &http.Client{Timeout: 5 * time.Second}
+	client := &http.Client{Timeout: 5 * time.Second, Transport: g.checked(nil)}
 	for w := 0; w < 16; w++ {
 		wg.Add(1)
 		go func(w int) {
