@@ -39,8 +39,10 @@ import (
 //   - a request to no operation must be answered 404 or 405 with the
 //     error body.
 //
-// Connection-level tests (slow clients, connection caps) keep their own
-// transports: they test the listener, not the API's shapes.
+// Not seen: raw connections (the slow-client attacks, which test the
+// listener, not the API's shapes), other processes (the Node.js Alibaba
+// SDK, iotgate-fleet), and the one binary started without a gate
+// (TestStartsOnDefaults).
 
 // apiCheck validates the traffic to one gate. It is safe for concurrent
 // use.
@@ -52,6 +54,7 @@ type apiCheck struct {
 	mu       sync.Mutex
 	checked  int
 	failures []string
+	dropped  int // failures past maxReported
 }
 
 // maxReported bounds the failures one gate reports (a broken shape
@@ -90,6 +93,9 @@ func newAPICheck(t testing.TB, g *Gate) *apiCheck {
 		t.Logf("%d REST exchanges matched /openapi.json", c.checked)
 		for _, f := range c.failures {
 			t.Errorf("REST traffic does not match /openapi.json: %s", f)
+		}
+		if c.dropped > 0 {
+			t.Errorf("and %d more exchanges do not match /openapi.json", c.dropped)
 		}
 	})
 	return c
@@ -167,9 +173,11 @@ func (t *checkedTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 func (c *apiCheck) fail(f string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.failures) < maxReported {
-		c.failures = append(c.failures, f)
+	if len(c.failures) == maxReported {
+		c.dropped++
+		return
 	}
+	c.failures = append(c.failures, f)
 }
 
 // exchange checks one request and its answer against the description.
