@@ -184,6 +184,7 @@ func TestKillDuringCreateBurst(t *testing.T) {
 				node := fmt.Sprintf("w%02d-%05d", w, i)
 				body := fmt.Sprintf(`{"node_id":%q,"product_id":"p1"}`, node)
 				req, _ := http.NewRequest("POST", g.API+g.P("/devices"), strings.NewReader(body))
+				req.Header.Set("Content-Type", "application/json")
 				req.Header.Set("X-Auth-Token", g.Token)
 				resp, err := client.Do(req)
 				if err != nil {
