@@ -54,7 +54,8 @@ type apiCheck struct {
 	mu       sync.Mutex
 	checked  int
 	failures []string
-	dropped  int // failures past maxReported
+	dropped  int             // failures past maxReported
+	seen     map[string]bool // "METHOD /path/{param}" of the operations exchanged with
 }
 
 // maxReported bounds the failures one gate reports (a broken shape
@@ -196,6 +197,12 @@ func (c *apiCheck) exchange(req *http.Request, body []byte, resp *http.Response,
 		}
 		return c.errorBody(answer)
 	}
+	c.mu.Lock()
+	if c.seen == nil {
+		c.seen = make(map[string]bool)
+	}
+	c.seen[route.Method+" "+route.Path] = true
+	c.mu.Unlock()
 	in := &openapi3filter.RequestValidationInput{Request: vreq, PathParams: params, Route: route,
 		Options: validationOptions(false)}
 	refused := openapi3filter.ValidateRequest(ctx, in)
