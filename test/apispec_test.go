@@ -283,29 +283,39 @@ func TestAPICheckCatchesMismatches(t *testing.T) {
 	notFound := `{"error_code":"IOTDA.000008","error_msg":"no such API"}`
 	for _, tc := range []struct {
 		name         string
-		method, path string
+		method, path string // path: under the project's, unless it starts with //
+		form         string // a form body
 		token        bool
 		status       int
 		answer       string
 		mismatch     string // "" when the exchange matches
 	}{
-		{"a product", "GET", "/products/m", true, 200, product, ""},
-		{"a field not described", "GET", "/products/m", true, 200,
+		{"a product", "GET", "/products/m", "", true, 200, product, ""},
+		{"a field not described", "GET", "/products/m", "", true, 200,
 			strings.Replace(product, `"name"`, `"colour":"red","name"`, 1), `"colour" is unsupported`},
-		{"a required field missing", "GET", "/products/m", true, 200,
+		{"a required field missing", "GET", "/products/m", "", true, 200,
 			strings.Replace(product, `"node_type":"ENDPOINT"`, `"industry":"x"`, 1), `"node_type"`},
-		{"a time in the wrong format", "GET", "/products/m", true, 200,
+		{"a time in the wrong format", "GET", "/products/m", "", true, 200,
 			strings.Replace(product, "20261207T081500Z", "2026-12-07", 1), "/create_time"},
-		{"a status not described", "GET", "/products/m", true, 202, product, "202"},
-		{"an error body", "GET", "/products/m", true, 404, notFound, ""},
-		{"an error body of another shape", "GET", "/products/m", true, 404, `{"message":"not found"}`, "error_code"},
-		{"a refused request refused", "GET", "/products?limit=0", true, 400, notFound, ""},
-		{"a refused request accepted", "GET", "/products?limit=0", true, 200,
+		{"a status not described", "GET", "/products/m", "", true, 202, product, "202"},
+		{"an error body", "GET", "/products/m", "", true, 404, notFound, ""},
+		{"an error body of another shape", "GET", "/products/m", "", true, 404, `{"message":"not found"}`, "error_code"},
+		{"a refused request refused", "GET", "/products?limit=0", "", true, 400, notFound, ""},
+		{"a refused request accepted", "GET", "/products?limit=0", "", true, 200,
 			`{"products":[],"page":{"count":0}}`, "accepted a request the description refuses"},
-		{"no credential, accepted", "GET", "/products/m", false, 200, product, "accepted a request"},
-		{"no operation, 404", "GET", "/nowhere", true, 404, notFound, ""},
-		{"no operation, answered", "GET", "/nowhere", true, 200, `{}`, "no operation"},
-		{"no such method", "PATCH", "/products/m", true, 200, product, "no operation"},
+		{"no credential, accepted", "GET", "/products/m", "", false, 200, product, "accepted a request"},
+		{"no operation, 404", "GET", "/nowhere", "", true, 404, notFound, ""},
+		{"no operation, answered", "GET", "/nowhere", "", true, 200, `{}`, "no operation"},
+		{"no such method", "PATCH", "/products/m", "", true, 200, product, "no operation"},
+		{"a 429 without Retry-After", "GET", "/products/m", "", true, 429,
+			`{"error_code":"IOTDA.021101","error_msg":"Request reached the maximum rate limit."}`, "Retry-After"},
+		{"a registration", "POST", "//auth/register/device", "productKey=p&deviceName=d&random=r&sign=s", false, 200,
+			`{"code":200,"data":{"productKey":"p","deviceName":"d","deviceSecret":"s"},"message":"success"}`, ""},
+		// Alibaba's registration answers every error in an HTTP 200.
+		{"a refused registration", "POST", "//auth/register/device", "productKey=p", false, 200,
+			`{"code":460,"message":"missing parameter deviceName"}`, ""},
+		{"a registration answer of another shape", "POST", "//auth/register/device", "productKey=p", false, 200,
+			`{"code":"460"}`, "/code"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := &apiCheck{doc: g.api.doc, router: g.api.router}
@@ -313,9 +323,16 @@ func TestAPICheckCatchesMismatches(t *testing.T) {
 				return &http.Response{StatusCode: tc.status, Header: http.Header{"Content-Type": {"application/json"}},
 					Body: io.NopCloser(strings.NewReader(tc.answer)), Request: r}, nil
 			}))}
-			req, err := http.NewRequest(tc.method, g.API+g.P(tc.path), nil)
+			path := g.P(tc.path)
+			if strings.HasPrefix(tc.path, "//") {
+				path = tc.path[1:]
+			}
+			req, err := http.NewRequest(tc.method, g.API+path, strings.NewReader(tc.form))
 			if err != nil {
 				t.Fatal(err)
+			}
+			if tc.form != "" {
+				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 			}
 			if tc.token {
 				req.Header.Set("X-Auth-Token", g.Token)
