@@ -92,3 +92,23 @@ func TestOpenAPIRoutes(t *testing.T) {
 		}
 	}
 }
+
+func TestYAMLToJSON(t *testing.T) {
+	for _, tc := range []struct{ yaml, json string }{
+		{"a: 1\nb: x\nc: true\nd: null\ne: 1.5", `{"a":1,"b":"x","c":true,"d":null,"e":1.5}`},
+		// Timestamps stay as written.
+		{"when: 2026-12-07\nat: 2026-12-07T08:15:00.000Z", `{"at":"2026-12-07T08:15:00.000Z","when":"2026-12-07"}`},
+		// Anchors and merge keys, as openapi.yaml's shared error answers.
+		{"x: &e {\"400\": bad}\nop: {<<: *e, \"200\": ok}", `{"op":{"200":"ok","400":"bad"},"x":{"400":"bad"}}`},
+		{"- [1, 2]\n- {k: v}", `[[1,2],{"k":"v"}]`},
+	} {
+		got, err := yamlToJSON([]byte(tc.yaml))
+		if err != nil || string(got) != tc.json {
+			t.Errorf("%q: got %s, %v; want %s", tc.yaml, got, err, tc.json)
+		}
+	}
+	// A mapping with a non-string key has no JSON form.
+	if got, err := yamlToJSON([]byte("200: ok")); err == nil {
+		t.Errorf("an integer key: got %s, want an error", got)
+	}
+}

@@ -77,8 +77,6 @@ type Server struct {
 	node   string
 	bus    BusHealth
 	health healthProbe
-
-	openapi []byte // GET /openapi.json
 }
 
 // New builds the API server.
@@ -99,12 +97,6 @@ func New(o Options) *Server {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	s.refusals = &refusalLog{log: s.log}
-	var err error
-	if s.openapi, err = openAPIJSON(); err != nil {
-		// The description is compiled in, and TestOpenAPISpec converts
-		// it: this cannot fail in a tested build.
-		panic(err)
-	}
 	if s.cmdWait <= 0 {
 		s.cmdWait = 20 * time.Second
 	}
