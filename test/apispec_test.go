@@ -40,9 +40,9 @@ import (
 //     error body.
 //
 // Not seen: raw connections (the slow-client attacks, which test the
-// listener, not the API's shapes), other processes (the Node.js Alibaba
-// SDK, iotgate-fleet), and the one binary started without a gate
-// (TestStartsOnDefaults).
+// listener, not the API's shapes) and other processes (the Node.js
+// Alibaba SDK, iotgate-fleet). The one binary started without a gate
+// (TestStartsOnDefaults) is checked with a newAPICheck of its own.
 
 // apiCheck validates the traffic to one gate. It is safe for concurrent
 // use.
@@ -62,11 +62,11 @@ type apiCheck struct {
 // repeats in every answer of a load test).
 const maxReported = 20
 
-// newAPICheck loads the description g serves and fails the test at its
-// end with any mismatch recorded.
-func newAPICheck(t testing.TB, g *Gate) *apiCheck {
+// newAPICheck loads the description the API at base (http://host:port)
+// serves and fails the test at its end with any mismatch recorded.
+func newAPICheck(t testing.TB, base string) *apiCheck {
 	t.Helper()
-	resp, err := http.Get(g.API + "/openapi.json")
+	resp, err := http.Get(base + "/openapi.json")
 	if err != nil {
 		t.Fatalf("GET /openapi.json: %v", err)
 	}

@@ -175,7 +175,7 @@ limits:
 	}
 	g.start()
 	t.Cleanup(func() { g.Stop() })
-	g.api = newAPICheck(t, g)
+	g.api = newAPICheck(t, g.API)
 	return g
 }
 
