@@ -40,7 +40,7 @@ func TestAPITour(t *testing.T) {
 	g.MustDo(204, "POST", g.P("/devices/"+id+"/freeze"), nil)
 	g.MustDo(204, "POST", g.P("/devices/"+id+"/unfreeze"), nil)
 	g.MustDo(200, "GET", g.P("/devices/"+id+"/client-ids"), nil)
-	g.MustDo(404, "POST", g.P("/devices/"+id+"/client-ids/none/keep"), nil) // kept: TestAliPreregistrationFreeE2E
+	g.MustDo(404, "POST", g.P("/devices/"+id+"/client-ids/none/keep"), nil) // its success: TestAliPreregistrationFreeE2E
 	g.MustDo(200, "DELETE", g.P("/devices/"+id+"/client-ids"), nil)
 	x509 := g.MustDo(201, "POST", g.P("/devices"), map[string]any{"node_id": "x1", "product_id": "tour",
 		"auth_info": map[string]any{"auth_type": "CERTIFICATES", "fingerprint": strings.Repeat("ab", 20)}})["device_id"].(string)
@@ -54,7 +54,7 @@ func TestAPITour(t *testing.T) {
 	g.MustDo(200, "GET", g.P("/devices/"+id+"/shadow"), nil)
 	g.MustDo(200, "GET", g.P("/devices/"+id+"/device-messages?limit=5"), nil)
 	g.MustDo(403, "POST", g.P("/devices/"+id+"/commands"), map[string]any{"service_id": "Basic", "command_name": "ping",
-		"paras": map[string]any{}}) // answered: TestMQTTInteropCommand
+		"paras": map[string]any{}}) // its success: TestMQTTInteropCommand
 	msg := g.MustDo(201, "POST", g.P("/devices/"+id+"/messages"), map[string]any{"message": "hello", "ttl": 5})["message_id"].(string)
 	g.MustDo(200, "GET", g.P("/devices/"+id+"/messages"), nil)
 	g.MustDo(200, "GET", g.P("/devices/"+id+"/messages/"+msg), nil)
