@@ -131,6 +131,7 @@ func New(o Options) *Server {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.errorHandler
 	e.GET("/healthz", s.healthz)
+	s.openAPIRoutes(e)
 	v5 := e.Group("/v5/iot/:project_id", s.authenticate)
 	s.productRoutes(v5)
 	s.deviceRoutes(v5)

@@ -64,7 +64,7 @@ func (g *Gate) httpsRegister(pk, dn, productSecret string) map[string]any {
 	g.t.Helper()
 	const random = "8Ygb7ULYh53B6OA"
 	sign := strings.ToUpper(hmacHex(sha256.New, productSecret, "deviceName"+dn+"productKey"+pk+"random"+random))
-	resp, err := http.PostForm(g.API+"/auth/register/device", url.Values{"productKey": {pk}, "deviceName": {dn},
+	resp, err := g.HTTP().PostForm(g.API+"/auth/register/device", url.Values{"productKey": {pk}, "deviceName": {dn},
 		"random": {random}, "sign": {sign}, "signMethod": {"hmacsha256"}})
 	if err != nil {
 		g.t.Fatal(err)

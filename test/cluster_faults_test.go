@@ -134,7 +134,7 @@ func TestClusterPostgresKilledDuringCreateBurst(t *testing.T) {
 	gates[0].CreateProduct("probe", "MQTT")
 
 	client := &http.Client{Timeout: 30 * time.Second,
-		Transport: &http.Transport{MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients}}
+		Transport: gates[0].checked(&http.Transport{MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients})}
 	defer client.CloseIdleConnections()
 	type attempt struct {
 		res        apiResult
@@ -354,7 +354,7 @@ func commandResponder(t *testing.T, g *Gate, d *mqttDevice) paho.Client {
 // and the bus again, and returns how long that took.
 func waitBus(t *testing.T, gates []*Gate, since time.Time) time.Duration {
 	t.Helper()
-	client := &http.Client{Timeout: 3 * time.Second}
+	client := &http.Client{Timeout: 3 * time.Second, Transport: gates[0].checked(nil)}
 	for n, g := range gates {
 		for {
 			r := call(client, g, "GET", "/healthz", nil)

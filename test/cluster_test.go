@@ -90,7 +90,7 @@ func TestClusterSDKDeviceCommandAcrossNodes(t *testing.T) {
 	gates, _ := startCluster(t, 3)
 	g1, g2, g3 := gates[0], gates[1], gates[2]
 
-	client := iotda.NewIoTDAClient(iotda.IoTDAClientBuilder().WithEndpoint(g1.API).
+	client := iotda.NewIoTDAClient(iotda.IoTDAClientBuilder().WithEndpoint(g1.API).WithHttpConfig(g1.sdkHTTPConfig(nil)).
 		WithCredential(basic.NewCredentialsBuilder().WithAk(g1.AK).WithSk(g1.SK).WithProjectId(g1.Project).Build()).Build())
 	product := "clustered"
 	if _, err := client.CreateProduct(&model.CreateProductRequest{Body: &model.AddProduct{

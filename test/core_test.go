@@ -170,7 +170,7 @@ func TestKillDuringCreateBurst(t *testing.T) {
 	var nAcked atomic.Int64
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	client := &http.Client{Timeout: 5 * time.Second}
+	client := &http.Client{Timeout: 5 * time.Second, Transport: g.checked(nil)}
 	for w := 0; w < 16; w++ {
 		wg.Add(1)
 		go func(w int) {
@@ -184,6 +184,7 @@ func TestKillDuringCreateBurst(t *testing.T) {
 				node := fmt.Sprintf("w%02d-%05d", w, i)
 				body := fmt.Sprintf(`{"node_id":%q,"product_id":"p1"}`, node)
 				req, _ := http.NewRequest("POST", g.API+g.P("/devices"), strings.NewReader(body))
+				req.Header.Set("Content-Type", "application/json")
 				req.Header.Set("X-Auth-Token", g.Token)
 				resp, err := client.Do(req)
 				if err != nil {

@@ -45,9 +45,10 @@ func TestCrashLoop(t *testing.T) {
 		nUplinks         atomic.Int64
 		connectErr       atomic.Value
 	)
-	client := &http.Client{Timeout: 5 * time.Second}
+	client := &http.Client{Timeout: 5 * time.Second, Transport: g.checked(nil)}
 	do := func(method, path, body string) int {
 		req, _ := http.NewRequest(method, g.API+g.P(path), strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("X-Auth-Token", g.Token)
 		resp, err := client.Do(req)
 		if err != nil {

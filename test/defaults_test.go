@@ -78,7 +78,7 @@ func TestStartsOnDefaults(t *testing.T) {
 		}
 		req, _ := http.NewRequest("GET", "http://127.0.0.1:8080/v5/iot/"+creds[0]["project_id"]+"/products", nil)
 		req.Header.Set("X-Auth-Token", creds[0]["token"])
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := newAPICheck(t, "http://127.0.0.1:8080").client.Do(req)
 		if err != nil || resp.StatusCode != 200 {
 			t.Fatalf("generated token refused: %v %v", err, resp)
 		}

@@ -73,7 +73,8 @@ func TestDelayedMessageDelivery(t *testing.T) {
 
 	// Their statuses, read with Huawei's SDK (its field names).
 	cred := basic.NewCredentialsBuilder().WithAk(g.AK).WithSk(g.SK).WithProjectId(g.Project).Build()
-	client := iotda.NewIoTDAClient(iotda.IoTDAClientBuilder().WithEndpoint(g.API).WithCredential(cred).Build())
+	client := iotda.NewIoTDAClient(iotda.IoTDAClientBuilder().WithEndpoint(g.API).WithCredential(cred).
+		WithHttpConfig(g.sdkHTTPConfig(nil)).Build())
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		l, err := client.ListDeviceMessages(&model.ListDeviceMessagesRequest{DeviceId: d.id})

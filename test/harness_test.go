@@ -79,6 +79,7 @@ type Gate struct {
 	cmd  *exec.Cmd
 	logs *bytes.Buffer
 	mu   *sync.Mutex
+	api  *apiCheck // checks REST traffic against /openapi.json (apispec_test.go)
 }
 
 // GateOptions tweak a started gate.
@@ -174,6 +175,7 @@ limits:
 	}
 	g.start()
 	t.Cleanup(func() { g.Stop() })
+	g.api = newAPICheck(t, g.API)
 	return g
 }
 
@@ -290,7 +292,7 @@ func (g *Gate) DoToken(token, method, path string, body any) (int, map[string]an
 	if token != "" {
 		req.Header.Set("X-Auth-Token", token)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := g.HTTP().Do(req)
 	if err != nil {
 		g.t.Fatalf("%s %s: %v", method, path, err)
 	}

@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/huaweicloud/huaweicloud-sdk-go-v3/core/auth/basic"
-	"github.com/huaweicloud/huaweicloud-sdk-go-v3/core/config"
 	"github.com/huaweicloud/huaweicloud-sdk-go-v3/core/region"
 	"github.com/huaweicloud/huaweicloud-sdk-go-v3/core/sdkerr"
 	iotda "github.com/huaweicloud/huaweicloud-sdk-go-v3/services/iotda/v5"
@@ -30,15 +29,14 @@ func TestHuaweiSDK(t *testing.T) {
 			switch {
 			case tc.derived:
 				cb = cb.WithDerivedPredicate(basic.DefaultDerivedPredicate)
-				b = b.WithRegion(region.NewRegion("local-1", g.API))
+				b = b.WithRegion(region.NewRegion("local-1", g.API)).WithHttpConfig(g.sdkHTTPConfig(nil))
 			case tc.https:
 				// The SDK verifies the server (its IgnoreSSLVerification
 				// is false): it trusts the gate's generated CA, and only
 				// it, through its transport option.
-				b = b.WithEndpoint(g.APIS).WithHttpConfig(config.DefaultHttpConfig().
-					WithHttpTransport(&http.Transport{TLSClientConfig: g.tlsConfig()}))
+				b = b.WithEndpoint(g.APIS).WithHttpConfig(g.sdkHTTPConfig(&http.Transport{TLSClientConfig: g.tlsConfig()}))
 			default:
-				b = b.WithEndpoint(g.API)
+				b = b.WithEndpoint(g.API).WithHttpConfig(g.sdkHTTPConfig(nil))
 			}
 			client := iotda.NewIoTDAClient(b.WithCredential(cb.Build()).Build())
 			sdkFlow(t, client, "sdk-"+tc.name)
@@ -47,7 +45,8 @@ func TestHuaweiSDK(t *testing.T) {
 
 	// A wrong secret key is refused with IoTDA's 401 body.
 	bad := basic.NewCredentialsBuilder().WithAk(g.AK).WithSk("wrong-secret-key").WithProjectId(g.Project).Build()
-	client := iotda.NewIoTDAClient(iotda.IoTDAClientBuilder().WithEndpoint(g.API).WithCredential(bad).Build())
+	client := iotda.NewIoTDAClient(iotda.IoTDAClientBuilder().WithEndpoint(g.API).WithCredential(bad).
+		WithHttpConfig(g.sdkHTTPConfig(nil)).Build())
 	_, err := client.ShowProduct(&model.ShowProductRequest{ProductId: "x"})
 	var se *sdkerr.ServiceResponseError
 	if !errors.As(err, &se) || se.StatusCode != http.StatusUnauthorized || se.ErrorCode != "IOTDA.000002" {
@@ -61,7 +60,7 @@ func TestHuaweiSDKThrottled(t *testing.T) {
 	g := StartGate(t, GateOptions{APILimits: "rate: 0.001\nburst: 3\n"})
 	cred := basic.NewCredentialsBuilder().WithAk(g.AK).WithSk(g.SK).WithProjectId(g.Project).Build()
 	client := iotda.NewIoTDAClient(iotda.IoTDAClientBuilder().WithEndpoint(g.APIS).WithCredential(cred).
-		WithHttpConfig(config.DefaultHttpConfig().WithHttpTransport(&http.Transport{TLSClientConfig: g.tlsConfig()})).Build())
+		WithHttpConfig(g.sdkHTTPConfig(&http.Transport{TLSClientConfig: g.tlsConfig()})).Build())
 	for i := range 3 {
 		if _, err := client.ListProducts(&model.ListProductsRequest{}); err != nil {
 			t.Fatalf("request %d within the burst: %v", i, err)

@@ -64,8 +64,8 @@ func (g *Gate) legitLoad(ctx context.Context, workers int, every time.Duration) 
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Go(func() {
-			client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
-				DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}}).DialContext}}
+			client := &http.Client{Timeout: 5 * time.Second, Transport: g.checked(&http.Transport{DisableKeepAlives: true,
+				DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}}).DialContext})}
 			t := time.NewTicker(every)
 			defer t.Stop()
 			for {

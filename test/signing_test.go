@@ -72,7 +72,7 @@ func TestIndependentSigner(t *testing.T) {
 		if mutate != nil {
 			mutate(req, nil)
 		}
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := g.HTTP().Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,0 +1,112 @@
+package test
+
+import (
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestAPITour exercises every operation of the OpenAPI description once
+// against the real binary, through the gate's checked client, so that
+// each one's description is held to a real answer even where no other
+// test calls it. It fails when the description has an operation the tour
+// does not call: a new route needs a line here (most answer success; a
+// few, whose success needs a device online, answer their error).
+func TestAPITour(t *testing.T) {
+	g := StartGate(t, GateOptions{})
+	for _, p := range []string{"/healthz", "/openapi.json"} {
+		resp, err := g.HTTP().Get(g.API + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+
+	// Products.
+	g.aliProduct("tour", "tourSecret01", true, false, "")
+	g.MustDo(200, "GET", g.P("/products?limit=5"), nil)
+	g.MustDo(200, "GET", g.P("/products/tour"), nil)
+	g.MustDo(200, "PUT", g.P("/products/tour"), map[string]any{"description": "touring", "industry": "test"})
+	secret := g.MustDo(200, "POST", g.P("/products/tour/reset-secret"), nil)["product_secret"].(string)
+
+	// Devices.
+	id := g.aliDevice("tour", "d1", "0123456789abcdef", false)
+	g.MustDo(200, "GET", g.P("/devices?product_id=tour&limit=5"), nil)
+	g.MustDo(200, "GET", g.P("/devices/"+id), nil)
+	g.MustDo(200, "PUT", g.P("/devices/"+id), map[string]any{"device_name": "Touring", "extension_info": map[string]any{"k": "v"},
+		"auth_info": map[string]any{"timeout": 0}})
+	g.MustDo(200, "POST", g.P("/devices/"+id+"/action?action_id=resetSecret"), map[string]any{"secret_type": "SECONDARY"})
+	g.MustDo(200, "POST", g.P("/devices/"+id+"/action?action_id=resetThing"), nil)
+	g.MustDo(204, "POST", g.P("/devices/"+id+"/freeze"), nil)
+	g.MustDo(204, "POST", g.P("/devices/"+id+"/unfreeze"), nil)
+	g.MustDo(200, "GET", g.P("/devices/"+id+"/client-ids"), nil)
+	g.MustDo(404, "POST", g.P("/devices/"+id+"/client-ids/none/keep"), nil) // its success: TestAliPreregistrationFreeE2E
+	g.MustDo(200, "DELETE", g.P("/devices/"+id+"/client-ids"), nil)
+	x509 := g.MustDo(201, "POST", g.P("/devices"), map[string]any{"node_id": "x1", "product_id": "tour",
+		"auth_info": map[string]any{"auth_type": "CERTIFICATES", "fingerprint": strings.Repeat("ab", 20)}})["device_id"].(string)
+	g.MustDo(200, "POST", g.P("/devices/"+x509+"/reset-fingerprint"), map[string]any{"fingerprint": strings.Repeat("cd", 32),
+		"fingerprint_type": "SECONDARY"})
+	if out := g.httpsRegister("tour", "d2", secret); out["code"] != 6100.0 { // d2 does not exist
+		t.Errorf("register an unknown device: %v", out)
+	}
+
+	// Device data, commands and messages (the device is offline).
+	g.MustDo(200, "GET", g.P("/devices/"+id+"/shadow"), nil)
+	g.MustDo(200, "GET", g.P("/devices/"+id+"/device-messages?limit=5"), nil)
+	g.MustDo(403, "POST", g.P("/devices/"+id+"/commands"), map[string]any{"service_id": "Basic", "command_name": "ping",
+		"paras": map[string]any{}}) // its success: TestMQTTInteropCommand
+	msg := g.MustDo(201, "POST", g.P("/devices/"+id+"/messages"), map[string]any{"message": "hello", "ttl": 5})["message_id"].(string)
+	g.MustDo(200, "GET", g.P("/devices/"+id+"/messages"), nil)
+	g.MustDo(200, "GET", g.P("/devices/"+id+"/messages/"+msg), nil)
+	g.CreateProduct("tournb", "CoAP")
+	nb := g.MustDo(201, "POST", g.P("/devices"), map[string]any{"node_id": "tour-nb1", "product_id": "tournb",
+		"auth_info": map[string]any{"secret": pskSecret}})["device_id"].(string)
+	cmd := g.MustDo(201, "POST", g.P("/devices/"+nb+"/async-commands"), map[string]any{"service_id": "Basic",
+		"command_name": "READ", "paras": map[string]any{"path": "/3/0/0"}})["command_id"].(string)
+	g.MustDo(200, "GET", g.P("/devices/"+nb+"/async-commands?status=PENDING"), nil)
+	g.MustDo(200, "GET", g.P("/devices/"+nb+"/async-commands/"+cmd), nil)
+
+	// Device CA certificates.
+	caKey, ca := newCert(t, "Tour CA", nil, nil)
+	up := g.MustDo(201, "POST", g.P("/certificates"), map[string]any{"content": pemCert(ca)})
+	cert := up["certificate_id"].(string)
+	_, proof := newCert(t, up["verify_code"].(string), ca, caKey)
+	g.MustDo(200, "POST", g.P("/certificates/"+cert+"/action?action_id=verify"), map[string]any{"verify_content": pemCert(proof)})
+	g.MustDo(200, "GET", g.P("/certificates"), nil)
+	g.MustDo(200, "GET", g.P("/certificates/"+cert), nil)
+	g.MustDo(204, "DELETE", g.P("/certificates/"+cert), nil)
+
+	// The event stream.
+	g.MustDo(200, "PUT", g.P("/event-consumers/tour"), nil)
+	next := g.MustDo(200, "GET", g.P("/events?limit=10"), nil)["next_cursor"].(string)
+	g.MustDo(200, "POST", g.P("/event-consumers/tour/ack"), map[string]any{"cursor": next})
+	g.MustDo(200, "GET", g.P("/event-consumers/tour"), nil)
+	g.MustDo(204, "DELETE", g.P("/event-consumers/tour"), nil)
+
+	// Bans and the cluster.
+	g.MustDo(201, "POST", g.P("/banned"), map[string]any{"type": "address", "value": "192.0.2.0/24", "reason": "tour", "duration": 60})
+	g.MustDo(200, "GET", g.P("/banned?type=address"), nil)
+	g.MustDo(204, "DELETE", g.P("/banned?type=address&value=192.0.2.0/24"), nil)
+	g.MustDo(200, "GET", g.P("/cluster/nodes"), nil)
+
+	// Deletions last.
+	for _, d := range []string{id, x509, nb} {
+		g.MustDo(204, "DELETE", g.P("/devices/"+d), nil)
+	}
+	g.MustDo(204, "DELETE", g.P("/products/tour"), nil)
+
+	g.api.mu.Lock()
+	defer g.api.mu.Unlock()
+	var missed []string
+	for path, item := range g.api.doc.Paths.Map() {
+		for method := range item.Operations() {
+			if !g.api.seen[method+" "+path] {
+				missed = append(missed, method+" "+path)
+			}
+		}
+	}
+	slices.Sort(missed)
+	for _, m := range missed {
+		t.Errorf("operation %s of /openapi.json is not exercised: add it to TestAPITour", m)
+	}
+}
