@@ -50,6 +50,9 @@ type Options struct {
 	// from the front (deadline queues). A forward scan of one from its
 	// start skips the deleted entries' tombstones (see floor).
 	Queues [][]byte
+	// Observer, when set, is told each write's latency and each
+	// transaction's size (the platform's metrics).
+	Observer groupcommit.Observer
 
 	freeSpace func() (int64, error) // for tests: replaces statfs
 }
@@ -138,7 +141,7 @@ func Open(o Options) (*Store, error) {
 	if s.maxBatch <= 0 {
 		s.maxBatch = 256
 	}
-	s.q = groupcommit.New(s.maxBatch)
+	s.q = groupcommit.New(s.maxBatch, o.Observer)
 	if s.maxBytes <= 0 {
 		s.maxBytes = 4 << 20
 	}
@@ -290,6 +293,14 @@ func (b badgerLogger) Errorf(f string, a ...any)   { b.log().Error(fmt.Sprintf(f
 func (b badgerLogger) Warningf(f string, a ...any) { b.log().Warn(fmt.Sprintf(f, a...)) }
 func (b badgerLogger) Infof(f string, a ...any)    { b.log().Debug(fmt.Sprintf(f, a...)) }
 func (b badgerLogger) Debugf(f string, a ...any)   { b.log().Debug(fmt.Sprintf(f, a...)) }
+
+// Size is the bytes the database takes on disk: its LSM tree and its
+// value log, as Badger last measured them (it refreshes the figures
+// every minute).
+func (s *Store) Size() int64 {
+	lsm, vlog := s.db.Size()
+	return lsm + vlog
+}
 
 // Queued reports how many Updates wait for the committer.
 func (s *Store) Queued() int { return s.q.Queued() }
