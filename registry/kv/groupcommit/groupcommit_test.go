@@ -17,8 +17,12 @@ type recorder struct {
 	batches []int
 }
 
-func (r *recorder) Written(d time.Duration) { r.mu.Lock(); r.written = append(r.written, d); r.mu.Unlock() }
-func (r *recorder) Committed(n int)         { r.mu.Lock(); r.batches = append(r.batches, n); r.mu.Unlock() }
+func (r *recorder) Written(d time.Duration) {
+	r.mu.Lock()
+	r.written = append(r.written, d)
+	r.mu.Unlock()
+}
+func (r *recorder) Committed(n int) { r.mu.Lock(); r.batches = append(r.batches, n); r.mu.Unlock() }
 
 // TestObserver checks that every answered write is timed once and that
 // the transactions' sizes add up to the writes, a batch split by its
