@@ -24,7 +24,7 @@ func check(path string, out io.Writer) (bool, error) {
 	}
 	sc := cfg.Store
 	sc.MinFreeBytes = -1 // a check only reads
-	store, err := openStore(context.Background(), sc, cfg.DataDir, slog.New(slog.DiscardHandler))
+	store, err := openStore(context.Background(), sc, cfg.DataDir, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		return false, fmt.Errorf("open the store (is iotgate still running?): %w", err)
 	}

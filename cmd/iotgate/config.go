@@ -31,6 +31,7 @@ type Config struct {
 	Limits    LimitsConfig  `yaml:"limits"`
 	Store     StoreConfig   `yaml:"store"`
 	Cluster   ClusterConfig `yaml:"cluster"`
+	Metrics   MetricsConfig `yaml:"metrics"`
 
 	// TLSReloadInterval is how often the TLS certificate files (MQTTS,
 	// API) are checked for changes and reloaded; 0 disables polling

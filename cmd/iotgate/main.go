@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/iotgate/iotgate/api"
+	"github.com/iotgate/iotgate/metrics"
 	"github.com/iotgate/iotgate/registry"
 )
 
@@ -86,7 +87,8 @@ func run(configPath string) error {
 	if err != nil {
 		return err
 	}
-	n, err := openNode(ctx, &cfg, key, log, natsBus)
+	met := metrics.New()
+	n, err := openNode(ctx, &cfg, key, log, natsBus, met)
 	if err != nil {
 		return err
 	}
@@ -105,10 +107,17 @@ func run(configPath string) error {
 		apiCreds[i] = api.Credential(c)
 	}
 	certs := newServerCerts(cfg.DataDir, log)
-	w := wiring{cfg: &cfg, log: log, reg: reg, certs: certs, sessions: map[registry.Protocol]func() int{}}
+	w := wiring{cfg: &cfg, log: log, reg: reg, certs: certs, sessions: map[registry.Protocol]func() int{},
+		metrics: met, protocolStats: map[string]func() metrics.ProtocolStats{}}
+	for _, c := range creds {
+		w.apiTokens = append(w.apiTokens, c.Token)
+	}
 	listeners, apiOpts, err := w.listeners()
 	if err != nil {
 		return err
+	}
+	if err := met.AddSources(w.metricsSources(n.store)); err != nil {
+		return fmt.Errorf("metrics: %w", err)
 	}
 	apiOpts.Registry, apiOpts.Credentials, apiOpts.Logger, apiOpts.MaxClockSkew = reg, apiCreds, log, cfg.API.MaxClockSkew
 	apiOpts.Limits = cfg.Limits.API.api()
@@ -127,6 +136,15 @@ func run(configPath string) error {
 	// Certificates are renewed in place: on SIGHUP (see hup), and when
 	// their files change (polled).
 	certs.Watch(ctx, cfg.TLSReloadInterval)
+	if cfg.Metrics.Listen != "" {
+		ms, mln, err := w.metricsServer()
+		if err != nil {
+			return err
+		}
+		go func() { _ = ms.Serve(mln) }()
+		defer ms.Close()
+		log.Info("metrics listening", "addr", mln.Addr().String(), "token_required", !metrics.Loopback(mln.Addr()))
+	}
 	if cfg.DebugListen != "" {
 		dbg, dln, err := debugServer(cfg.DebugListen, n.store.stats)
 		if err != nil {
