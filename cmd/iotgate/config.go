@@ -21,8 +21,10 @@ type Config struct {
 	DataDir string `yaml:"data_dir"`
 	// MasterKey seals secrets at rest (64 hex characters). Empty: taken
 	// from $IOTGATE_MASTER_KEY, else generated into data_dir/master.key.
-	MasterKey string        `yaml:"master_key"`
-	LogLevel  string        `yaml:"log_level"`
+	MasterKey string `yaml:"master_key"`
+	LogLevel  string `yaml:"log_level"`
+	// LogFormat is text (key=value lines) or json (a JSON object a line).
+	LogFormat string        `yaml:"log_format"`
 	API       APIConfig     `yaml:"api"`
 	CoAP      CoAPConfig    `yaml:"coap"`
 	MQTT      MQTTConfig    `yaml:"mqtt"`
@@ -211,11 +213,12 @@ func defaultCoAPConfig() CoAPConfig {
 
 func defaultConfig() Config {
 	return Config{
-		DataDir:  "./data",
-		LogLevel: "info",
-		API:      APIConfig{Listen: ":8080", TLSListen: ":8443", MaxClockSkew: 15 * time.Minute},
-		CoAP:     defaultCoAPConfig(),
-		MQTT:     MQTTConfig{Listen: ":1883", TLSListen: ":8883", TimestampSkew: time.Hour},
+		DataDir:   "./data",
+		LogLevel:  "info",
+		LogFormat: logText,
+		API:       APIConfig{Listen: ":8080", TLSListen: ":8443", MaxClockSkew: 15 * time.Minute},
+		CoAP:      defaultCoAPConfig(),
+		MQTT:      MQTTConfig{Listen: ":1883", TLSListen: ":8883", TimestampSkew: time.Hour},
 		Registry: RegConfig{SweepInterval: time.Second, CacheEntries: 1 << 22, CacheMaxAge: 10 * time.Minute,
 			MaxDevicesPerProduct: 500_000, MaxSubDevicesPerGateway: 1_500, MaxClientIDsPerDevice: 5, MaxSubDevicesPerRequest: 30},
 		Store: StoreConfig{Engine: engineBadger, MinFreeBytes: 256 << 20, BallastBytes: 64 << 20,
@@ -256,6 +259,9 @@ func (c *Config) validate() error {
 	}
 	if (c.API.TLSCertFile == "") != (c.API.TLSKeyFile == "") {
 		return errors.New("config: api.tls_cert_file and api.tls_key_file go together")
+	}
+	if _, err := newLogger(c, io.Discard); err != nil {
+		return err
 	}
 	if c.TLSReloadInterval < 0 {
 		return errors.New("config: tls_reload_interval must not be negative")
