@@ -1,13 +1,16 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"os"
+	"reflect"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/iotgate/iotgate/lwm2m"
@@ -231,24 +234,47 @@ func defaultConfig() Config {
 }
 
 // loadConfig reads path over the defaults; an empty path means defaults.
-// Unknown keys are errors, so a typo does not silently fall back.
+// Unknown keys are errors, so a typo does not silently fall back; every
+// error names the file, and a key's error its path and line.
 func loadConfig(path string) (Config, error) {
 	c := defaultConfig()
 	if path == "" {
-		return c, nil
+		return c, c.validate()
 	}
-	f, err := os.Open(path)
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return c, fmt.Errorf("config: %w", err)
 	}
-	defer f.Close()
-	dec := yaml.NewDecoder(f)
-	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
-		return c, fmt.Errorf("config %s: %w", path, err)
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		return c, &configError{path, err}
 	}
-	return c, c.validate()
+	if err := checkKeys(&doc, reflect.TypeFor[Config](), ""); err != nil {
+		return c, &configError{path, err}
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true) // checkKeys found none unknown; kept as the decoder's own guard
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		return c, &configError{path, err}
+	}
+	if err := c.validate(); err != nil {
+		return c, &configError{path, err}
+	}
+	return c, nil
 }
+
+// configError is an error in the configuration file path: one line that
+// names the file and what is wrong.
+type configError struct {
+	path string
+	err  error
+}
+
+func (e *configError) Error() string {
+	return "config " + e.path + ": " + strings.TrimPrefix(e.err.Error(), "config: ")
+}
+
+func (e *configError) Unwrap() error { return e.err }
 
 func (c *Config) validate() error {
 	if c.DataDir == "" {
