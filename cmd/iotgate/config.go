@@ -67,6 +67,9 @@ type StoreConfig struct {
 	// BallastBytes (Badger only): the file kept beside the database and
 	// deleted by a start on a full disk, so the database can open.
 	BallastBytes int64 `yaml:"ballast_bytes"`
+
+	// readOnly (Badger only) opens the store to read it (iotgate check).
+	readOnly bool
 }
 
 // PostgresConfig configures the PostgreSQL engine (registry/kv/pgkv).
@@ -239,7 +242,10 @@ func defaultConfig() Config {
 func loadConfig(path string) (Config, error) {
 	c := defaultConfig()
 	if path == "" {
-		return c, c.validate()
+		if err := c.validate(); err != nil {
+			return c, &configError{path, err}
+		}
+		return c, nil
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -271,7 +277,11 @@ type configError struct {
 }
 
 func (e *configError) Error() string {
-	return "config " + e.path + ": " + strings.TrimPrefix(e.err.Error(), "config: ")
+	path := e.path
+	if path == "" {
+		path = "(built-in defaults)"
+	}
+	return "config " + path + ": " + strings.TrimPrefix(e.err.Error(), "config: ")
 }
 
 func (e *configError) Unwrap() error { return e.err }
@@ -279,6 +289,11 @@ func (e *configError) Unwrap() error { return e.err }
 func (c *Config) validate() error {
 	if c.DataDir == "" {
 		return errors.New("config: data_dir is required")
+	}
+	if c.MasterKey != "" {
+		if _, err := registry.ParseMasterKey(c.MasterKey); err != nil {
+			return fmt.Errorf("config: master_key: %w", err)
+		}
 	}
 	if c.API.Listen == "" && c.API.TLSListen == "" {
 		return errors.New("config: api.listen or api.tls_listen is required")

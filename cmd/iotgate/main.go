@@ -6,7 +6,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"net/http"
 	"os"
@@ -19,33 +18,7 @@ import (
 	"github.com/iotgate/iotgate/registry"
 )
 
-func main() {
-	configPath := flag.String("config", "", "YAML configuration file (default: built-in defaults)")
-	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "usage: iotgate [-config file] [check]\n\n"+
-			"  (no command)  run the platform\n"+
-			"  check         verify, with the platform stopped, that the store's records, indexes and\n"+
-			"                counters agree; prints each disagreement and exits 1 if there is any\n\n")
-		flag.PrintDefaults()
-	}
-	flag.Parse()
-	var err error
-	switch cmd := flag.Arg(0); cmd {
-	case "":
-		err = run(*configPath)
-	case "check":
-		var ok bool
-		if ok, err = check(*configPath, os.Stdout); err == nil && !ok {
-			os.Exit(1)
-		}
-	default:
-		err = fmt.Errorf("unknown command %q (commands: check)", cmd)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "iotgate:", err)
-		os.Exit(2)
-	}
-}
+func main() { os.Exit(cli(os.Args[1:], os.Stdout, os.Stderr)) }
 
 // listener is a protocol front end the binary runs beside the API.
 type listener interface {
@@ -63,6 +36,11 @@ func run(configPath string) error {
 	}
 	log, err := newLogger(&cfg, os.Stderr)
 	if err != nil {
+		return err
+	}
+	// Everything that can refuse the start is checked before anything is
+	// written: a busy port must not cost the "shown once" credentials.
+	if err := cfg.preflight(configPath); err != nil {
 		return err
 	}
 

@@ -36,7 +36,7 @@ func openStore(ctx context.Context, c StoreConfig, dataDir string, log *slog.Log
 		return &openedStore{Store: s, stats: func() any { return s.Stats() }}, nil
 	}
 	s, err := badgerkv.Open(badgerkv.Options{Dir: dataDir + "/db", Logger: log, Queues: registry.Queues(),
-		MinFreeBytes: c.MinFreeBytes, BallastBytes: c.BallastBytes, Observer: obs})
+		MinFreeBytes: c.MinFreeBytes, BallastBytes: c.BallastBytes, Observer: obs, ReadOnly: c.readOnly})
 	if err != nil {
 		return nil, err
 	}
