@@ -17,8 +17,6 @@ const usage = `usage:
 
 `
 
-
-
 // cli runs the command line args and returns the process's exit status:
 // 0 done, 1 check found problems, 2 an error (one line on stderr).
 func cli(args []string, stdout, stderr io.Writer) int {
