@@ -14,6 +14,12 @@ const usage = `usage:
                                    the master key load, and (the platform stopped) that the store's
                                    records, indexes and counters agree; exits 1 on any problem
   iotgate version                  print the version, the commit and the Go version
+  iotgate backup [-config FILE] -o BACKUP
+                                   write a consistent backup of the store (Badger): through the running
+                                   server, or from the stopped server's store
+  iotgate restore [-config FILE] -i BACKUP
+                                   load a backup into the configuration's data directory, which must
+                                   hold no store yet
 
 `
 
@@ -39,6 +45,13 @@ func cli(args []string, stdout, stderr io.Writer) int {
 	if cmd != "version" {
 		sub.StringVar(configPath, "config", *configPath, "YAML configuration file")
 	}
+	var backupOut, restoreIn string
+	switch cmd {
+	case "backup":
+		sub.StringVar(&backupOut, "o", "", "backup file to write")
+	case "restore":
+		sub.StringVar(&restoreIn, "i", "", "backup file to read")
+	}
 	if err := sub.Parse(rest); err != nil {
 		return exitFor(err)
 	}
@@ -55,10 +68,14 @@ func cli(args []string, stdout, stderr io.Writer) int {
 		if ok, err = check(*configPath, stdout); err == nil && !ok {
 			return 1
 		}
+	case "backup":
+		err = backupCmd(*configPath, backupOut, stdout)
+	case "restore":
+		err = restoreCmd(*configPath, restoreIn, stdout)
 	case "version":
 		fmt.Fprintln(stdout, versionLine(readBuildInfo()))
 	default:
-		fmt.Fprintf(stderr, "iotgate: unknown command %q (commands: serve, check, version)\n", cmd)
+		fmt.Fprintf(stderr, "iotgate: unknown command %q (commands: serve, check, version, backup, restore)\n", cmd)
 		return 2
 	}
 	if err != nil {

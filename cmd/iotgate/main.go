@@ -112,6 +112,13 @@ func run(configPath string) error {
 	// Certificates are renewed in place: on SIGHUP (see hup), and when
 	// their files change (polled).
 	certs.Watch(ctx, cfg.TLSReloadInterval)
+	if n.store.backup != nil {
+		adm, err := serveAdmin(cfg.DataDir, n.store.backup, log.With("component", "admin"))
+		if err != nil {
+			return err
+		}
+		defer adm.Close()
+	}
 	if cfg.Metrics.Listen != "" {
 		ms, mln, err := w.metricsServer()
 		if err != nil {

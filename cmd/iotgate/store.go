@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"time"
 
@@ -22,6 +23,9 @@ type openedStore struct {
 	// size is the engine's size on disk (/metrics); nil when the engine
 	// does not say (PostgreSQL).
 	size func() int64
+	// backup writes a consistent backup (iotgate backup); nil for
+	// PostgreSQL, which has its own tools.
+	backup func(io.Writer) (int64, error)
 }
 
 // openStore opens store.engine: Badger in dataDir/db, or PostgreSQL,
@@ -40,7 +44,7 @@ func openStore(ctx context.Context, c StoreConfig, dataDir string, log *slog.Log
 	if err != nil {
 		return nil, err
 	}
-	return &openedStore{Store: s, stats: func() any { return s.Stats() }, size: s.Size}, nil
+	return &openedStore{Store: s, stats: func() any { return s.Stats() }, size: s.Size, backup: s.Backup}, nil
 }
 
 // Backoff between attempts to reach PostgreSQL at start.
