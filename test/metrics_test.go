@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"strings"
@@ -173,12 +174,7 @@ func TestMetricsMove(t *testing.T) {
 // loopback) wants an API token; the API listener then serves no
 // /metrics.
 func TestMetricsListenNeedsToken(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	port := wildcardPort(t)
 	g := StartGate(t, GateOptions{Extra: fmt.Sprintf("metrics:\n  listen: \"0.0.0.0:%d\"\n", port)})
 	url := fmt.Sprintf("http://127.0.0.1:%d/metrics", port)
 	for _, token := range []string{"", "not-a-token"} {
@@ -193,4 +189,21 @@ func TestMetricsListenNeedsToken(t *testing.T) {
 	if !strings.Contains(g.Logs(), "token_required=true") {
 		t.Errorf("the log does not say the metrics listener needs a token:\n%s", g.Logs())
 	}
+}
+
+// wildcardPort is a TCP port free on every address a moment ago, below
+// Linux's ephemeral range (32768-60999), so that the kernel does not hand
+// it to the gate's own listeners (chosen with port 0) or to a
+// connection between this check and the gate's bind.
+func wildcardPort(t *testing.T) int {
+	t.Helper()
+	for range 100 {
+		p := 10000 + rand.N(22000)
+		if l, err := net.Listen("tcp", fmt.Sprintf("0.0.0.0:%d", p)); err == nil {
+			l.Close()
+			return p
+		}
+	}
+	t.Fatal("no free port in 10000-31999")
+	return 0
 }
