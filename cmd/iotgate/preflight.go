@@ -6,8 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
-	"path/filepath"
 	"syscall"
 
 	"github.com/iotgate/iotgate/lwm2m"
@@ -83,36 +81,17 @@ func bindFailure(err error) string {
 }
 
 // checkCertFiles loads every configured TLS certificate and key, as the
-// server would (the key must match, the certificate must not have
-// expired), and the generated one under data_dir/tls if a listener uses
-// it and it exists (one not made yet is made at start). It writes
-// nothing.
+// server would: the key must match and the certificate must not have
+// expired. The generated certificate under data_dir/tls is not checked:
+// a start makes it, or renews it when near its end. It writes nothing.
 func (c *Config) checkCertFiles() error {
-	type pair struct{ key, cert, keyFile string }
-	var pairs []pair
-	usesGenerated := false
-	if c.MQTT.TLSListen != "" {
-		if c.MQTT.TLSCertFile != "" {
-			pairs = append(pairs, pair{"mqtt.tls_cert_file", c.MQTT.TLSCertFile, c.MQTT.TLSKeyFile})
-		} else {
-			usesGenerated = true
+	for _, p := range []struct{ key, listen, cert, keyFile string }{
+		{"mqtt.tls_cert_file", c.MQTT.TLSListen, c.MQTT.TLSCertFile, c.MQTT.TLSKeyFile},
+		{"api.tls_cert_file", c.API.TLSListen, c.API.TLSCertFile, c.API.TLSKeyFile},
+	} {
+		if p.listen == "" || p.cert == "" {
+			continue
 		}
-	}
-	if c.API.TLSListen != "" {
-		if c.API.TLSCertFile != "" {
-			pairs = append(pairs, pair{"api.tls_cert_file", c.API.TLSCertFile, c.API.TLSKeyFile})
-		} else {
-			usesGenerated = true
-		}
-	}
-	if usesGenerated {
-		dir := filepath.Join(c.DataDir, "tls")
-		cert, key := filepath.Join(dir, "server.pem"), filepath.Join(dir, "server-key.pem")
-		if _, err := os.Stat(cert); err == nil {
-			pairs = append(pairs, pair{"the generated certificate", cert, key})
-		}
-	}
-	for _, p := range pairs {
 		if _, err := servercert.NewReloader(p.cert, p.keyFile, slog.New(slog.DiscardHandler)); err != nil {
 			return fmt.Errorf("config: %s: %w", p.key, err)
 		}
