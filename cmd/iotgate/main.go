@@ -113,11 +113,13 @@ func run(configPath string) error {
 	// their files change (polled).
 	certs.Watch(ctx, cfg.TLSReloadInterval)
 	if n.store.backup != nil {
-		adm, err := serveAdmin(cfg.DataDir, n.store.backup, log.With("component", "admin"))
-		if err != nil {
-			return err
+		// Not fatal: without it only an online backup is lost (a path
+		// over the socket limit of 108 bytes, say).
+		if adm, err := serveAdmin(cfg.DataDir, n.store.backup, log.With("component", "admin")); err != nil {
+			log.Warn("admin socket not served: iotgate backup works only with the server stopped", "err", err)
+		} else {
+			defer adm.Close()
 		}
-		defer adm.Close()
 	}
 	if cfg.Metrics.Listen != "" {
 		ms, mln, err := w.metricsServer()
