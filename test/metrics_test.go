@@ -89,7 +89,8 @@ next:
 
 // TestMetricsMove scrapes /metrics on the API listener (loopback: no
 // token), drives an MQTT device with mosquitto_pub, a refused MQTT
-// login, a LwM2M registration over DTLS and an asynchronous command,
+// login, a LwM2M registration over DTLS, an asynchronous command and a
+// manual ban,
 // scrapes again and checks that each of those moved its own counters,
 // and only by what was done.
 func TestMetricsMove(t *testing.T) {
@@ -118,6 +119,8 @@ func TestMetricsMove(t *testing.T) {
 	id := asyncCommand(t, g, dev, map[string]any{"service_id": "LwM2M", "command_name": "READ",
 		"paras": map[string]any{"path": "/3/0/0"}, "send_strategy": "immediately"})
 	waitCommand(t, g, dev, id, "SUCCESSFUL")
+	// A manual ban of an identity.
+	g.MustDo(http.StatusCreated, "POST", g.P("/banned"), map[string]any{"type": "identity", "value": "someone-else", "duration": 600})
 
 	after := scrapeMetrics(t, url, "")
 	delta := func(name string, labels ...string) float64 {
@@ -140,6 +143,9 @@ func TestMetricsMove(t *testing.T) {
 		{"iotgate_dtls_handshake_duration_seconds", []string{"result", "failed"}, 0},
 		{"iotgate_commands_total", []string{"kind", "async", "status", "SUCCESSFUL"}, 1},
 		{"iotgate_commands_total", []string{"kind", "sync", "status", "SUCCESSFUL"}, 0},
+		{"iotgate_bans", []string{"source", "manual", "target", "identity"}, 1},
+		{"iotgate_bans", []string{"source", "auto", "target", "identity"}, 0},
+		{"iotgate_bans_imposed_total", []string{"rule", "identity_failures"}, 0},
 	} {
 		if got := delta(tc.name, tc.labels...); got != tc.want {
 			t.Errorf("%s%v moved by %v, want %v", tc.name, tc.labels, got, tc.want)
