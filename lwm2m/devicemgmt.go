@@ -102,6 +102,7 @@ func (s *Server) exchange(ctx context.Context, e *entry, build func(*udpClient.C
 		return nil, fmt.Errorf("%w: %v", errBadOperation, err)
 	}
 	defer cc.ReleaseMessage(req)
+	s.stats.messagesOut.Add(1)
 	resp, err := cc.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {

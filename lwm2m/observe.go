@@ -185,6 +185,7 @@ func (s *Server) observeAppData(e *entry, cc *udpClient.Conn) {
 	p.timer = time.AfterFunc(p.timeout, func() { s.retransmitObserve(o, p) })
 	o.pending.Store(p)
 	p.mu.Unlock()
+	s.stats.messagesOut.Add(1)
 	if err := s.writeObserve(cc, o, p.mid); err != nil {
 		s.log.Debug("lwm2m: sending observe", "device_id", e.deviceID, "err", err) // the timer sends it again
 	}
@@ -330,6 +331,7 @@ func (s *Server) handleNotification(cc *udpClient.Conn, r *pool.Message) {
 // them in TLV or SenML), anything else as the JSON of its decoded values,
 // or raw when it cannot be decoded. The topic is the observed path.
 func (s *Server) storeNotification(e *entry, path format.Path, ct int, body []byte) {
+	s.stats.messagesIn.Add(1)
 	payload := append([]byte(nil), body...)
 	if ct >= 0 && uint16(ct) != format.FormatOpaque {
 		if recs, err := format.Decode(uint16(ct), path, body, format.DefaultModel()); err == nil {

@@ -35,6 +35,9 @@ func (s *Server) serveRD(w mux.ResponseWriter, r *mux.Message) {
 		return
 	}
 	s.register(w, r, cc, stateOf(cc))
+	if m := w.Message(); m != nil {
+		s.stats.registerAnswered(m.Code())
+	}
 }
 
 // register handles Register: every check that can refuse the client runs
@@ -88,7 +91,8 @@ func (s *Server) register(w mux.ResponseWriter, r *mux.Message, cc *udpClient.Co
 	}
 	d, refusal := s.authorize(ctx, st, p.Endpoint)
 	if refusal != nil {
-		if refusal.failedAuth {
+		if refusal.failure != notFailed {
+			s.stats.authFailures[refusal.failure].Add(1)
 			s.o.Guard.AuthFailed(p.Endpoint, addr)
 		}
 		s.refuse(w, cc, st, p.Endpoint, refusal)
@@ -164,17 +168,19 @@ func (s *Server) checkLifetime(lt time.Duration) string {
 // which endpoints exist, which require DTLS or which are frozen.
 type refusal struct {
 	reason string
-	// failedAuth: the client named credentials that do not hold (an
-	// unknown endpoint, another PSK identity's, a secure-only device over
-	// NoSec); it counts towards a ban.
-	failedAuth bool
+	// failure says why the client's credentials do not hold (an unknown
+	// endpoint, another PSK identity's, a secure-only device over
+	// NoSec); it counts towards a ban. notFailed for other refusals.
+	failure authFailure
 }
 
 func (r *refusal) Error() string { return r.reason }
 
 func errRefused(reason string) *refusal { return &refusal{reason: reason} }
 
-func authRefused(reason string) *refusal { return &refusal{reason: reason, failedAuth: true} }
+func authRefused(why authFailure, reason string) *refusal {
+	return &refusal{reason: reason, failure: why}
+}
 
 // peerAddr is the client's address, for the guard (invalid if unknown).
 func peerAddr(cc *udpClient.Conn) netip.Addr {
@@ -206,15 +212,15 @@ func (s *Server) authorize(ctx context.Context, st *connState, endpoint string) 
 			s.log.Error("lwm2m: security store", "endpoint", endpoint, "err", err)
 			return nil, errRefused("cannot check the endpoint now")
 		}
-		return nil, authRefused("unknown endpoint " + endpoint)
+		return nil, authRefused(failedUnknownEndpoint, "unknown endpoint "+endpoint)
 	}
 	if st.secure {
 		id, err := s.identityDevice(ctx, st)
 		if err != nil || id != d.DeviceID {
-			return nil, authRefused("endpoint " + endpoint + " does not match the DTLS PSK identity " + st.identity)
+			return nil, authRefused(failedIdentityMismatch, "endpoint "+endpoint+" does not match the DTLS PSK identity "+st.identity)
 		}
 	} else if d.Auth.SecureAccess {
-		return nil, authRefused("device " + d.DeviceID + " requires DTLS (secure_access is true)")
+		return nil, authRefused(failedSecureRequired, "device "+d.DeviceID+" requires DTLS (secure_access is true)")
 	}
 	if d.Frozen {
 		return nil, errRefused("device " + d.DeviceID + " is frozen")

@@ -122,6 +122,10 @@ type Options struct {
 	// dropped.
 	ForwardListen string
 	Nodes         NodeLister
+	// OnHandshake, when set, is told of each DTLS handshake's end: its
+	// result (transport.HandshakeOK, HandshakeFailed, HandshakeAbandoned)
+	// and how long it took (the platform's metrics). It must not block.
+	OnHandshake func(result string, took time.Duration)
 }
 
 // Server is the LwM2M server. It implements the listener interface of
@@ -142,6 +146,7 @@ type Server struct {
 	// conns counts go-coap's open connections (NoSec addresses and DTLS
 	// sessions).
 	conns atomic.Int64
+	stats counters
 
 	udp     *transport.UDPServer
 	dtls    *transport.DTLSServer
@@ -234,11 +239,13 @@ func (s *Server) Start(ctx context.Context) error {
 			// may be the network's doing (a timeout, a lost flight), and
 			// NB-IoT devices often share their carrier's few addresses.
 			Failed: func(identity string, _ netip.Addr) {
+				s.stats.authFailures[failedHandshake].Add(1)
 				if identity != "" {
 					g.AuthFailed(identity, netip.Addr{})
 				}
 			},
 			Forward: fwd,
+			Done:    s.o.OnHandshake,
 		}, s.limited, s.log)
 		if err != nil {
 			s.stopListeners()

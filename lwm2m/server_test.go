@@ -11,6 +11,7 @@ import (
 	"math"
 	"net"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -255,6 +256,19 @@ func TestLwM2MRegisterRefusalsLeaveRegistryUnchanged(t *testing.T) {
 			}
 		})
 	}
+	// Counted by answer; only the unknown endpoint and the secure-only
+	// device failed authentication (frozen is a refusal of a proven one).
+	st := f.srv.Stats()
+	for result, want := range map[string]uint64{"accepted": 0, "refused": 3, "rejected": 6, "error": 0} {
+		if got, ok := st.Registers[result]; got != want || !ok {
+			t.Errorf("registers %s: %d (present %t), want %d", result, got, ok, want)
+		}
+	}
+	for reason, want := range map[string]uint64{"unknown_endpoint": 1, "secure_required": 1, "identity_mismatch": 0, "dtls_handshake": 0} {
+		if got, ok := st.AuthFailures[reason]; got != want || !ok {
+			t.Errorf("auth failures %s: %d (present %t), want %d", reason, got, ok, want)
+		}
+	}
 	for _, d := range []*registry.Device{plain, secure, frozen} {
 		got, _ := f.reg.Device(context.Background(), d.DeviceID)
 		if !got.ActiveTime.IsZero() || (got.Status != registry.StatusInactive && got.Status != registry.StatusFrozen) {
@@ -267,7 +281,20 @@ func TestLwM2MRegisterRefusalsLeaveRegistryUnchanged(t *testing.T) {
 }
 
 func TestLwM2MDTLSRegistration(t *testing.T) {
-	f := newFixture(t, nil)
+	var mu sync.Mutex
+	handshakes := map[string]int{}
+	f := newFixture(t, func(o *lwm2m.Options) {
+		// The failed handshakes end at this timeout on the server's side.
+		o.HandshakeTimeout = 2 * time.Second
+		o.OnHandshake = func(result string, took time.Duration) {
+			if took <= 0 || took > time.Minute {
+				t.Errorf("handshake %s took %v", result, took)
+			}
+			mu.Lock()
+			handshakes[result]++
+			mu.Unlock()
+		}
+	})
 	d := f.device("dtls1", true)
 	other := f.device("dtls2", true)
 	key := lwm2m.PSK(secret)
@@ -300,6 +327,16 @@ func TestLwM2MDTLSRegistration(t *testing.T) {
 	if got, _ := f.reg.Device(ctx, other.DeviceID); !got.ActiveTime.IsZero() {
 		t.Fatal("refused device was activated")
 	}
+	st := f.srv.Stats()
+	if st.Registers["accepted"] != 1 || st.Registers["refused"] != 1 || st.AuthFailures["identity_mismatch"] != 1 {
+		t.Errorf("registers %v, auth failures %v: want 1 accepted, 1 refused for identity mismatch", st.Registers, st.AuthFailures)
+	}
+	// Two handshakes succeeded (c, c2), two failed after the cookie.
+	eventually(t, "handshakes observed", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return handshakes["ok"] == 2 && handshakes["failed"] == 2 && f.srv.Stats().AuthFailures["dtls_handshake"] == 2
+	})
 	// Resetting the secret kicks the registration and its session.
 	if _, err := f.reg.ResetSecret(ctx, "p", d.DeviceID, registry.Primary, "ffeeddccbbaa99887766554433221100", true); err != nil {
 		t.Fatal(err)
@@ -390,6 +427,11 @@ func TestLwM2MAppDataObservation(t *testing.T) {
 	})
 	f.waitCommand(d.DeviceID, f.command(d.DeviceID, "LwM2M", "CANCEL_OBSERVE", `{"path":"/3/0/9"}`, true), registry.AsyncSuccessful)
 	eventually(t, "the client to forget the observation", func() bool { return !c.Observed("/3/0/9") })
+	// In: "hello" and the battery's notification; out: the two
+	// Observes and the cancel.
+	if st := f.srv.Stats(); st.MessagesIn != 2 || st.MessagesOut != 3 {
+		t.Errorf("messages in %d, out %d; want 2 and 3", st.MessagesIn, st.MessagesOut)
+	}
 }
 
 func TestLwM2MQueueModeHoldsCommandsUntilUplink(t *testing.T) {

@@ -110,6 +110,11 @@ func TestMQTTBruteForceIsBanned(t *testing.T) {
 	if st.CredentialChecks != uint64(limit) || st.BannedConnects != uint64(1000-limit) {
 		t.Fatalf("%d credential checks, %d banned connects; want %d and %d", st.CredentialChecks, st.BannedConnects, limit, 1000-limit)
 	}
+	if st.Connects["bad_credentials"] != uint64(limit) || st.Connects["banned"] != uint64(1000-limit) ||
+		st.AuthFailures["bad_secret"] != uint64(limit) {
+		t.Fatalf("connects %v, auth failures %v; want %d bad credentials (bad secret) and %d banned",
+			st.Connects, st.AuthFailures, limit, 1000-limit)
+	}
 	right := connectPacket(t, 4, "brute_1", ts, huaweiPassword("right-secret", ts), 0)
 	if code, err := connack(t, dialFrom(t, "127.0.2.2", e.srv.Addr()), right); err != nil || code != 0x05 {
 		t.Fatalf("the right password while banned: 0x%02x, %v; want 0x05", code, err)

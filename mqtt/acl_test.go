@@ -92,6 +92,10 @@ func TestMQTTACLPublishes(t *testing.T) {
 	if got := e.srv.Stats().DeniedPublishes; got != uint64(len(forbidden)) {
 		t.Errorf("denied publishes counted %d, want %d", got, len(forbidden))
 	}
+	// Every PUBLISH read counts as a message in, denied or not.
+	if got := e.srv.Stats().MessagesReceived; got != uint64(len(forbidden)+2) {
+		t.Errorf("messages received %d, want %d", got, len(forbidden)+2)
+	}
 	if sh, _ := e.reg.DeviceShadow(ctx, e.project, "dev_b"); len(sh.Services) != 0 {
 		t.Errorf("dev_a's report reached dev_b's shadow: %+v", sh.Services)
 	}

@@ -221,6 +221,7 @@ type counters struct {
 	refusedConnections atomic.Uint64
 	oversizedConnects  atomic.Uint64
 	limitedPublishes   atomic.Uint64
+	outcomes           outcomes
 }
 
 // connectFailed logs why a connection ended before its CONNECT was in:

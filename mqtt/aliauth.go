@@ -133,7 +133,7 @@ func (h *authHook) aliSecret(ctx context.Context, cid aliClientID, pk, dn string
 		_, matched = d.MatchSecret(alisign.Proof(hash, params...), mac)
 	}
 	if !matched {
-		return nil, reject(notAuthorized, "wrong sign")
+		return nil, reject(notAuthorized, failedBadSecret, "wrong sign")
 	}
 	return d, nil
 }
@@ -150,9 +150,9 @@ func (h *authHook) aliToken(ctx context.Context, cid aliClientID, pk, dn string,
 	case err == nil:
 		return d, nil
 	case errors.Is(err, registry.ErrNotFound):
-		return nil, reject(notAuthorized, "unknown device")
+		return nil, reject(notAuthorized, failedUnknownDevice, "unknown device")
 	case errors.Is(err, registry.ErrClientIDRefused):
-		return nil, reject(notAuthorized, "ClientID or DeviceToken refused")
+		return nil, reject(notAuthorized, failedBadSecret, "ClientID or DeviceToken refused")
 	}
 	return nil, refuse(serverUnavailable, "device lookup: %v", err)
 }
@@ -160,7 +160,7 @@ func (h *authHook) aliToken(ctx context.Context, cid aliClientID, pk, dn string,
 func (h *authHook) aliDevice(ctx context.Context, pk, dn string) (*registry.Device, *refusal) {
 	d, err := h.reg.DeviceByProductNode(ctx, pk, dn)
 	if errors.Is(err, registry.ErrNotFound) {
-		return nil, reject(notAuthorized, "unknown device")
+		return nil, reject(notAuthorized, failedUnknownDevice, "unknown device")
 	}
 	if err != nil {
 		return nil, refuse(serverUnavailable, "device lookup: %v", err)
@@ -222,11 +222,11 @@ func (h *authHook) aliRegistration(ctx context.Context, cid aliClientID, pk, dn 
 		h.log.Info("device registered dynamically over MQTT", "product_id", pk, "node_id", dn, "auth_type", cid.AuthType)
 		return &conn{registration: &res}, nil
 	case errors.As(err, &nf) && nf.Kind == registry.EntityProduct:
-		return nil, reject(badCredentials, "unknown product")
+		return nil, reject(badCredentials, failedUnknownDevice, "unknown product")
 	case errors.Is(err, registry.ErrSignature):
-		return nil, reject(badCredentials, "wrong product-secret sign")
+		return nil, reject(badCredentials, failedBadSecret, "wrong product-secret sign")
 	case errors.Is(err, registry.ErrNotFound):
-		return nil, reject(notAuthorized, "no such pre-registered device")
+		return nil, reject(notAuthorized, failedUnknownDevice, "no such pre-registered device")
 	case errors.Is(err, registry.ErrDynRegDisabled):
 		return nil, refuse(notAuthorized, "%v", err)
 	case errors.Is(err, registry.ErrAlreadyActive), errors.Is(err, registry.ErrFrozen),

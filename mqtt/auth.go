@@ -103,11 +103,12 @@ func (h *authHook) OnConnect(cl *mochi.Client, pk packets.Packet) error {
 		cancel()
 	}
 	if r == nil && c.registration == nil && !h.guard.Connected(identity) {
-		r = refuse(notAuthorized, "banned: %s", guard.ReasonFlapping)
+		r = bannedFlapping
 		h.logs.refused("identity banned", "identity", truncate(identity), "remote", addr, "reason", guard.ReasonFlapping)
 	}
 	if r != nil {
-		if r.failure && h.guard.AuthFailed(identity, addr) {
+		h.stats.outcomes.refused(r)
+		if r.failure != notFailed && h.guard.AuthFailed(identity, addr) {
 			h.logs.refused("identity or address banned after failed authentications", "identity", truncate(identity),
 				"remote", addr, "listener", cl.Net.Listener)
 		}
@@ -123,6 +124,7 @@ func (h *authHook) OnConnect(cl *mochi.Client, pk packets.Packet) error {
 		}
 		return r.code.err
 	}
+	h.stats.outcomes.connects[connectAccepted].Add(1)
 	cl.ID = c.device
 	if c.registration != nil {
 		cl.ID = registrationClientID()
@@ -152,8 +154,9 @@ func (h *authHook) screen(pk packets.Packet, identity string, addr netip.Addr) (
 // The refusals of banned clients, made once: a flood of them allocates
 // nothing for its answers.
 var (
-	bannedAddress  = &refusal{code: notAuthorized, reason: "address banned"}
-	bannedIdentity = &refusal{code: notAuthorized, reason: "identity banned"}
+	bannedAddress  = &refusal{code: notAuthorized, reason: "address banned", banned: true}
+	bannedIdentity = &refusal{code: notAuthorized, reason: "identity banned", banned: true}
+	bannedFlapping = &refusal{code: notAuthorized, reason: "banned: " + guard.ReasonFlapping, banned: true}
 )
 
 // connectIdentity is what the guard counts and bans a CONNECT by: its
@@ -194,7 +197,7 @@ func (h *authHook) authenticate(ctx context.Context, cl *mochi.Client, pk packet
 	if cid.TimeChecked {
 		err := checkTimestamp(cid.Timestamp, h.now().UTC(), h.skew)
 		if errors.Is(err, errStaleTimestamp) {
-			return nil, reject(badCredentials, "sign_type 1 timestamp %s is more than %v from platform time", cid.Timestamp, h.skew)
+			return nil, reject(badCredentials, failedStaleTimestamp, "sign_type 1 timestamp %s is more than %v from platform time", cid.Timestamp, h.skew)
 		}
 		if err != nil {
 			return nil, refuse(identifierRejected, "malformed client id: %v", err)
@@ -202,7 +205,7 @@ func (h *authHook) authenticate(ctx context.Context, cl *mochi.Client, pk packet
 	}
 	d, err := h.reg.Device(ctx, cid.DeviceID)
 	if errors.Is(err, registry.ErrNotFound) {
-		return nil, reject(badCredentials, "unknown device")
+		return nil, reject(badCredentials, failedUnknownDevice, "unknown device")
 	}
 	if err != nil {
 		return nil, refuse(serverUnavailable, "device lookup: %v", err)
@@ -239,15 +242,15 @@ func (h *authHook) checkSecret(d *registry.Device, cid clientID, password []byte
 	}
 	var mac [sha256.Size]byte
 	if len(password) != hex.EncodedLen(len(mac)) {
-		return reject(badCredentials, "wrong password")
+		return reject(badCredentials, failedBadSecret, "wrong password")
 	}
 	if _, err := hex.Decode(mac[:], password); err != nil {
-		return reject(badCredentials, "wrong password")
+		return reject(badCredentials, failedBadSecret, "wrong password")
 	}
 	h.stats.credentialChecks.Add(1)
 	slot, ok := d.MatchSecret(registry.HMACProof{Hash: sha256.New, Data: []byte(cid.Timestamp)}, mac[:])
 	if !ok {
-		return reject(badCredentials, "wrong password")
+		return reject(badCredentials, failedBadSecret, "wrong password")
 	}
 	if slot == registry.Secondary {
 		h.log.Debug("device authenticated with its secondary secret", "device", d.DeviceID)
@@ -275,9 +278,12 @@ func tlsState(cl *mochi.Client) *tls.ConnectionState {
 type refusal struct {
 	code   connackCode
 	reason string
-	// failure: a failed authentication (a credential proven wrong, an
-	// unknown device), counted by the guard.
-	failure bool
+	// failure is why authentication failed (a credential proven wrong,
+	// an unknown device), counted by the guard; notFailed for other
+	// refusals.
+	failure authFailure
+	// banned: refused because a ban holds.
+	banned bool
 }
 
 func refuse(c connackCode, format string, a ...any) *refusal {
@@ -285,9 +291,9 @@ func refuse(c connackCode, format string, a ...any) *refusal {
 }
 
 // reject is refuse for a failed authentication.
-func reject(c connackCode, format string, a ...any) *refusal {
+func reject(c connackCode, why authFailure, format string, a ...any) *refusal {
 	r := refuse(c, format, a...)
-	r.failure = true
+	r.failure = why
 	return r
 }
 
@@ -295,20 +301,23 @@ func reject(c connackCode, format string, a ...any) *refusal {
 // code, the latter also as the error OnConnect returns (boxed once, so
 // returning it does not allocate).
 type connackCode struct {
-	v3  byte
-	v5  packets.Code
-	err error
+	v3     byte
+	v5     packets.Code
+	err    error
+	result connectResult // what Stats.Connects counts it as
 }
 
-func newConnackCode(v3 byte, v5 packets.Code) connackCode { return connackCode{v3, v5, v5} }
+func newConnackCode(v3 byte, v5 packets.Code, r connectResult) connackCode {
+	return connackCode{v3, v5, v5, r}
+}
 
 var (
-	identifierRejected = newConnackCode(0x02, packets.ErrClientIdentifierNotValid) // 0x85
-	serverUnavailable  = newConnackCode(0x03, packets.ErrServerUnavailable)        // 0x88
-	badCredentials     = newConnackCode(0x04, packets.ErrBadUsernameOrPassword)    // 0x86
-	notAuthorized      = newConnackCode(0x05, packets.ErrNotAuthorized)            // 0x87
+	identifierRejected = newConnackCode(0x02, packets.ErrClientIdentifierNotValid, connectIdentifierRejected) // 0x85
+	serverUnavailable  = newConnackCode(0x03, packets.ErrServerUnavailable, connectServerUnavailable)         // 0x88
+	badCredentials     = newConnackCode(0x04, packets.ErrBadUsernameOrPassword, connectBadCredentials)        // 0x86
+	notAuthorized      = newConnackCode(0x05, packets.ErrNotAuthorized, connectNotAuthorized)                 // 0x87
 	// tooLarge refuses what only MQTT 5 can send (user properties).
-	tooLarge = newConnackCode(0x03, packets.ErrPacketTooLarge) // 0x95
+	tooLarge = newConnackCode(0x03, packets.ErrPacketTooLarge, connectTooLarge) // 0x95
 )
 
 func (c connackCode) byteFor(cl *mochi.Client) byte {

@@ -83,6 +83,23 @@ func TestMQTTSecretAuthentication(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) { e.refused(tt.d, tt.code) })
 	}
 
+	t.Run("outcomes are counted by result and reason", func(t *testing.T) {
+		st := e.srv.Stats()
+		for result, want := range map[string]uint64{"accepted": uint64(len(ok)), "bad_credentials": 8,
+			"not_authorized": 1, "identifier_rejected": 6, "server_unavailable": 0, "packet_too_large": 0, "banned": 0} {
+			if got, present := st.Connects[result]; got != want || !present {
+				t.Errorf("connects %s: %d (present %t), want %d", result, got, present, want)
+			}
+		}
+		// secure_access over plain MQTT and a frozen device are refusals,
+		// not failed authentications.
+		for reason, want := range map[string]uint64{"bad_secret": 5, "unknown_device": 1, "stale_timestamp": 1, "bad_certificate": 0} {
+			if got, present := st.AuthFailures[reason]; got != want || !present {
+				t.Errorf("auth failures %s: %d (present %t), want %d", reason, got, present, want)
+			}
+		}
+	})
+
 	t.Run("refusals are logged with their reason, secrets never", func(t *testing.T) {
 		logs := e.logs.String()
 		for _, want := range []string{"wrong password", "unknown device", "device is frozen", "secure_access", "keepalive 29 s"} {

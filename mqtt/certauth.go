@@ -45,7 +45,7 @@ func (h *authHook) checkCertificate(ctx context.Context, d *registry.Device, con
 		CurrentTime:   h.now(),
 		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	}); err != nil {
-		return reject(notAuthorized, "client certificate not trusted: %v", err)
+		return reject(notAuthorized, failedBadCertificate, "client certificate not trusted: %v", err)
 	}
 
 	s1 := sha1.Sum(leaf.Raw)
@@ -69,5 +69,5 @@ func (h *authHook) checkCertificate(ctx context.Context, d *registry.Device, con
 			return nil
 		}
 	}
-	return reject(badCredentials, "certificate fingerprint %s is not one of the device's", fp1)
+	return reject(badCredentials, failedBadCertificate, "certificate fingerprint %s is not one of the device's", fp1)
 }

@@ -277,10 +277,26 @@ type Stats struct {
 	// LimitedPublishes counts publishes refused by the limits (uplink
 	// budget, topic length, user properties, QoS 2, payload size).
 	LimitedPublishes uint64
+	// Connects counts CONNECTs by result: "accepted", the refusing
+	// CONNACK ("identifier_rejected", "server_unavailable",
+	// "bad_credentials", "not_authorized", "packet_too_large"), or
+	// "banned" (not authorized because a ban holds). Every result is a
+	// key.
+	Connects map[string]uint64
+	// AuthFailures counts the CONNECTs refused for failed authentication
+	// by reason: "unknown_device" (or product), "bad_secret" (password,
+	// sign or token), "stale_timestamp" (sign_type 1),
+	// "bad_certificate". Every reason is a key.
+	AuthFailures map[string]uint64
+	// MessagesReceived and MessagesSent count PUBLISH packets from and
+	// to clients.
+	MessagesReceived uint64
+	MessagesSent     uint64
 }
 
 // Stats returns the counters since start.
 func (s *Server) Stats() Stats {
+	connects, failures := s.stats.outcomes.snapshot()
 	return Stats{
 		DeniedPublishes:     s.acl.deniedPublishes.Load(),
 		DeniedSubscriptions: s.acl.deniedSubscriptions.Load(),
@@ -290,6 +306,10 @@ func (s *Server) Stats() Stats {
 		RefusedConnections:  s.stats.refusedConnections.Load(),
 		OversizedConnects:   s.stats.oversizedConnects.Load(),
 		LimitedPublishes:    s.stats.limitedPublishes.Load(),
+		Connects:            connects,
+		AuthFailures:        failures,
+		MessagesReceived:    uint64(atomic.LoadInt64(&s.broker.Info.MessagesReceived)),
+		MessagesSent:        uint64(atomic.LoadInt64(&s.broker.Info.MessagesSent)),
 	}
 }
 

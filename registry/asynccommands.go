@@ -602,7 +602,7 @@ func (r *Registry) FinishAsyncCommand(ctx context.Context, commandID string, sta
 		return invalid("result", "is not valid JSON")
 	}
 	now := r.now().UTC()
-	return r.write(ctx, func(w Writer) error {
+	err := r.write(ctx, func(w Writer) error {
 		c, err := getAsyncCommand(w, commandID)
 		if err != nil {
 			return err
@@ -632,6 +632,10 @@ func (r *Registry) FinishAsyncCommand(ctx context.Context, commandID string, sta
 		}
 		return r.commandEvent(w, &old, c)
 	})
+	if err == nil && status.Final() {
+		r.commands.add(CommandAsync, string(status))
+	}
+	return err
 }
 
 // SweepAsyncCommands marks PENDING commands past their expire time EXPIRED
@@ -640,9 +644,9 @@ func (r *Registry) FinishAsyncCommand(ctx context.Context, commandID string, sta
 // proportional to the commands due. It returns how many it changed.
 func (r *Registry) SweepAsyncCommands(ctx context.Context) (int, error) {
 	return r.sweep(ctx, asyncDeadlinePrefix, parseAsyncDeadlineKey, func(due []string, now time.Time) (int, error) {
-		changed := 0
+		changed, expired := 0, 0
 		err := r.write(ctx, func(w Writer) error {
-			changed = 0
+			changed, expired = 0, 0
 			for _, id := range due {
 				c, err := getAsyncCommand(w, id)
 				if errors.Is(err, ErrNotFound) {
@@ -658,6 +662,7 @@ func (r *Registry) SweepAsyncCommands(ctx context.Context) (int, error) {
 				switch c.Status {
 				case AsyncPending:
 					c.Status = AsyncExpired
+					expired++
 				case AsyncSent, AsyncDelivered:
 					c.Status = AsyncTimeout
 				}
@@ -675,6 +680,8 @@ func (r *Registry) SweepAsyncCommands(ctx context.Context) (int, error) {
 		if err != nil {
 			return 0, err
 		}
+		r.commands[commandIndex(CommandAsync, string(AsyncExpired))].Add(uint64(expired))
+		r.commands[commandIndex(CommandAsync, string(AsyncTimeout))].Add(uint64(changed - expired))
 		return changed, nil
 	})
 }

@@ -128,7 +128,8 @@ type Registry struct {
 	room    quotaRoom    // recent device counts of products (see mustCount)
 	writing writingDevices
 
-	router *Router // delivers applications' requests to devices
+	router   *Router         // delivers applications' requests to devices
+	commands commandCounters // commands ended, by kind and status (commandstats.go)
 
 	events *eventLog // the durable event stream's node state
 

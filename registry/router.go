@@ -217,7 +217,8 @@ func (rt *Router) route(ctx context.Context, kind Delivery, d *Device) (Protocol
 // device has no session, a *RefusedError for other protocols; an error
 // unwrapping to ErrNodeUnreachable when the node holding the session
 // cannot be reached.
-func (rt *Router) SendCommand(ctx context.Context, d *Device, c Command) (json.RawMessage, error) {
+func (rt *Router) SendCommand(ctx context.Context, d *Device, c Command) (res json.RawMessage, err error) {
+	defer func() { rt.reg.commands.add(CommandSync, syncOutcome(err)) }()
 	p, err := rt.route(ctx, DeliverCommand, d)
 	if err != nil {
 		return nil, err

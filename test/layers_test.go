@@ -10,7 +10,8 @@ import (
 // only the Badger engine imports Badger, only the PostgreSQL engine (and
 // pgtest, its test-server starter) pgx;
 // the domain imports no engine and no adapter; the adapters (api, lwm2m,
-// mqtt) import no engine and not each other.
+// mqtt) import no engine and not each other; only metrics imports
+// Prometheus, and it imports no adapter or engine.
 func TestLayers(t *testing.T) {
 	const mod = "github.com/iotgate/iotgate/"
 	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, "../...").Output()
@@ -44,7 +45,7 @@ func TestLayers(t *testing.T) {
 	}
 	layer := func(p string) string {
 		p = strings.TrimPrefix(p, mod)
-		for _, l := range []string{"registry/kv/badgerkv", "registry/kv/pgkv", "api", "lwm2m", "mqtt", "registry"} {
+		for _, l := range []string{"registry/kv/badgerkv", "registry/kv/pgkv", "api", "lwm2m", "mqtt", "metrics", "registry"} {
 			if p == l || strings.HasPrefix(p, l+"/") {
 				return l
 			}
@@ -56,9 +57,17 @@ func TestLayers(t *testing.T) {
 		"api":      {"registry/kv/badgerkv", "registry/kv/pgkv", "lwm2m", "mqtt"},
 		"lwm2m":    {"registry/kv/badgerkv", "registry/kv/pgkv", "api", "mqtt"},
 		"mqtt":     {"registry/kv/badgerkv", "registry/kv/pgkv", "api", "lwm2m"},
+		// The metrics read the adapters through functions cmd/iotgate
+		// hands them.
+		"metrics": {"registry/kv/badgerkv", "registry/kv/pgkv", "api", "lwm2m", "mqtt"},
 	}
-	for _, pkg := range []string{"registry", "api", "lwm2m", "mqtt"} {
+	for _, pkg := range []string{"registry", "api", "lwm2m", "mqtt", "metrics"} {
 		for _, d := range deps(pkg) {
+			// Only the metrics package knows Prometheus: the others keep
+			// counters it reads.
+			if strings.HasPrefix(d, "github.com/prometheus/") && pkg != "metrics" {
+				t.Errorf("%s depends on Prometheus (%s)", pkg, d)
+			}
 			if strings.HasPrefix(d, "github.com/dgraph-io/badger") {
 				t.Errorf("%s depends on Badger", pkg)
 			}

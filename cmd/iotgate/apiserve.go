@@ -9,6 +9,7 @@ import (
 	"net/http"
 
 	"github.com/iotgate/iotgate/api"
+	"github.com/iotgate/iotgate/metrics"
 )
 
 // apiListener is one REST listener: HTTP or HTTPS, with the API's
@@ -30,8 +31,12 @@ func (w *wiring) apiListeners(srv *api.Server) ([]*apiListener, error) {
 		if err != nil {
 			return fmt.Errorf("%s listen %s: %w", name, addr, err)
 		}
+		hs := srv.HTTPServer(tc)
+		if w.cfg.Metrics.Listen == "" {
+			hs.Handler = metrics.Mount(hs.Handler, w.metricsHandler(ln.Addr()))
+		}
 		out = append(out, &apiListener{name: name, ln: api.LimitConnsPerAddress(ln, limits.MaxConnsPerAddress, w.log.With("listener", name)),
-			srv: srv.HTTPServer(tc)})
+			srv: hs})
 		return nil
 	}
 	if c.Listen != "" {

@@ -1,13 +1,16 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"os"
+	"reflect"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/iotgate/iotgate/lwm2m"
@@ -21,8 +24,10 @@ type Config struct {
 	DataDir string `yaml:"data_dir"`
 	// MasterKey seals secrets at rest (64 hex characters). Empty: taken
 	// from $IOTGATE_MASTER_KEY, else generated into data_dir/master.key.
-	MasterKey string        `yaml:"master_key"`
-	LogLevel  string        `yaml:"log_level"`
+	MasterKey string `yaml:"master_key"`
+	LogLevel  string `yaml:"log_level"`
+	// LogFormat is text (key=value lines) or json (a JSON object a line).
+	LogFormat string        `yaml:"log_format"`
 	API       APIConfig     `yaml:"api"`
 	CoAP      CoAPConfig    `yaml:"coap"`
 	MQTT      MQTTConfig    `yaml:"mqtt"`
@@ -31,6 +36,7 @@ type Config struct {
 	Limits    LimitsConfig  `yaml:"limits"`
 	Store     StoreConfig   `yaml:"store"`
 	Cluster   ClusterConfig `yaml:"cluster"`
+	Metrics   MetricsConfig `yaml:"metrics"`
 
 	// TLSReloadInterval is how often the TLS certificate files (MQTTS,
 	// API) are checked for changes and reloaded; 0 disables polling
@@ -61,6 +67,9 @@ type StoreConfig struct {
 	// BallastBytes (Badger only): the file kept beside the database and
 	// deleted by a start on a full disk, so the database can open.
 	BallastBytes int64 `yaml:"ballast_bytes"`
+
+	// readOnly (Badger only) opens the store to read it (iotgate check).
+	readOnly bool
 }
 
 // PostgresConfig configures the PostgreSQL engine (registry/kv/pgkv).
@@ -210,11 +219,12 @@ func defaultCoAPConfig() CoAPConfig {
 
 func defaultConfig() Config {
 	return Config{
-		DataDir:  "./data",
-		LogLevel: "info",
-		API:      APIConfig{Listen: ":8080", TLSListen: ":8443", MaxClockSkew: 15 * time.Minute},
-		CoAP:     defaultCoAPConfig(),
-		MQTT:     MQTTConfig{Listen: ":1883", TLSListen: ":8883", TimestampSkew: time.Hour},
+		DataDir:   "./data",
+		LogLevel:  "info",
+		LogFormat: logText,
+		API:       APIConfig{Listen: ":8080", TLSListen: ":8443", MaxClockSkew: 15 * time.Minute},
+		CoAP:      defaultCoAPConfig(),
+		MQTT:      MQTTConfig{Listen: ":1883", TLSListen: ":8883", TimestampSkew: time.Hour},
 		Registry: RegConfig{SweepInterval: time.Second, CacheEntries: 1 << 22, CacheMaxAge: 10 * time.Minute,
 			MaxDevicesPerProduct: 500_000, MaxSubDevicesPerGateway: 1_500, MaxClientIDsPerDevice: 5, MaxSubDevicesPerRequest: 30},
 		Store: StoreConfig{Engine: engineBadger, MinFreeBytes: 256 << 20, BallastBytes: 64 << 20,
@@ -227,34 +237,72 @@ func defaultConfig() Config {
 }
 
 // loadConfig reads path over the defaults; an empty path means defaults.
-// Unknown keys are errors, so a typo does not silently fall back.
+// Unknown keys are errors, so a typo does not silently fall back; every
+// error names the file, and a key's error its path and line.
 func loadConfig(path string) (Config, error) {
 	c := defaultConfig()
 	if path == "" {
+		if err := c.validate(); err != nil {
+			return c, &configError{path, err}
+		}
 		return c, nil
 	}
-	f, err := os.Open(path)
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return c, fmt.Errorf("config: %w", err)
 	}
-	defer f.Close()
-	dec := yaml.NewDecoder(f)
-	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
-		return c, fmt.Errorf("config %s: %w", path, err)
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		return c, &configError{path, err}
 	}
-	return c, c.validate()
+	if err := checkKeys(&doc, reflect.TypeFor[Config](), ""); err != nil {
+		return c, &configError{path, err}
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true) // checkKeys found none unknown; kept as the decoder's own guard
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		return c, &configError{path, err}
+	}
+	if err := c.validate(); err != nil {
+		return c, &configError{path, err}
+	}
+	return c, nil
 }
+
+// configError is an error in the configuration file path: one line that
+// names the file and what is wrong.
+type configError struct {
+	path string
+	err  error
+}
+
+func (e *configError) Error() string {
+	path := e.path
+	if path == "" {
+		path = "(built-in defaults)"
+	}
+	return "config " + path + ": " + strings.TrimPrefix(e.err.Error(), "config: ")
+}
+
+func (e *configError) Unwrap() error { return e.err }
 
 func (c *Config) validate() error {
 	if c.DataDir == "" {
 		return errors.New("config: data_dir is required")
+	}
+	if c.MasterKey != "" {
+		if _, err := registry.ParseMasterKey(c.MasterKey); err != nil {
+			return fmt.Errorf("config: master_key: %w", err)
+		}
 	}
 	if c.API.Listen == "" && c.API.TLSListen == "" {
 		return errors.New("config: api.listen or api.tls_listen is required")
 	}
 	if (c.API.TLSCertFile == "") != (c.API.TLSKeyFile == "") {
 		return errors.New("config: api.tls_cert_file and api.tls_key_file go together")
+	}
+	if _, err := newLogger(c, io.Discard); err != nil {
+		return err
 	}
 	if c.TLSReloadInterval < 0 {
 		return errors.New("config: tls_reload_interval must not be negative")

@@ -79,6 +79,8 @@ func TestConfigErrors(t *testing.T) {
 		{"api:\n  listen: \"\"\n  tls_listen: \"\"\n", "api.listen or api.tls_listen"},
 		{"api:\n  tls_cert_file: a.pem\n", "go together"},
 		{"tls_reload_interval: -1s\n", "tls_reload_interval"},
+		{"log_format: xml\n", `log_format: "xml" is not text or json`},
+		{"log_level: loud\n", "log_level"},
 		{"limits:\n  api:\n    rate: -1\n", "must not be negative"},
 		{"limits:\n  api:\n    rate: 10\n    burst: 0\n", "bursts must be at least 1"},
 		{"limits:\n  api:\n    max_body_bytes: 0\n", "must be positive"},

@@ -6,9 +6,7 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"os"
 	"os/signal"
@@ -16,36 +14,11 @@ import (
 	"time"
 
 	"github.com/iotgate/iotgate/api"
+	"github.com/iotgate/iotgate/metrics"
 	"github.com/iotgate/iotgate/registry"
 )
 
-func main() {
-	configPath := flag.String("config", "", "YAML configuration file (default: built-in defaults)")
-	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "usage: iotgate [-config file] [check]\n\n"+
-			"  (no command)  run the platform\n"+
-			"  check         verify, with the platform stopped, that the store's records, indexes and\n"+
-			"                counters agree; prints each disagreement and exits 1 if there is any\n\n")
-		flag.PrintDefaults()
-	}
-	flag.Parse()
-	var err error
-	switch cmd := flag.Arg(0); cmd {
-	case "":
-		err = run(*configPath)
-	case "check":
-		var ok bool
-		if ok, err = check(*configPath, os.Stdout); err == nil && !ok {
-			os.Exit(1)
-		}
-	default:
-		err = fmt.Errorf("unknown command %q (commands: check)", cmd)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "iotgate:", err)
-		os.Exit(2)
-	}
-}
+func main() { os.Exit(cli(os.Args[1:], os.Stdout, os.Stderr)) }
 
 // listener is a protocol front end the binary runs beside the API.
 type listener interface {
@@ -61,11 +34,15 @@ func run(configPath string) error {
 	if err != nil {
 		return err
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
-		return fmt.Errorf("config: log_level: %w", err)
+	log, err := newLogger(&cfg, os.Stderr)
+	if err != nil {
+		return err
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	// Everything that can refuse the start is checked before anything is
+	// written: a busy port must not cost the "shown once" credentials.
+	if err := cfg.preflight(configPath); err != nil {
+		return err
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -86,7 +63,8 @@ func run(configPath string) error {
 	if err != nil {
 		return err
 	}
-	n, err := openNode(ctx, &cfg, key, log, natsBus)
+	met := metrics.New()
+	n, err := openNode(ctx, &cfg, key, log, natsBus, met)
 	if err != nil {
 		return err
 	}
@@ -105,10 +83,17 @@ func run(configPath string) error {
 		apiCreds[i] = api.Credential(c)
 	}
 	certs := newServerCerts(cfg.DataDir, log)
-	w := wiring{cfg: &cfg, log: log, reg: reg, certs: certs, sessions: map[registry.Protocol]func() int{}}
+	w := wiring{cfg: &cfg, log: log, reg: reg, certs: certs, sessions: map[registry.Protocol]func() int{},
+		metrics: met, protocolStats: map[string]func() metrics.ProtocolStats{}}
+	for _, c := range creds {
+		w.apiTokens = append(w.apiTokens, c.Token)
+	}
 	listeners, apiOpts, err := w.listeners()
 	if err != nil {
 		return err
+	}
+	if err := met.AddSources(w.metricsSources(n.store)); err != nil {
+		return fmt.Errorf("metrics: %w", err)
 	}
 	apiOpts.Registry, apiOpts.Credentials, apiOpts.Logger, apiOpts.MaxClockSkew = reg, apiCreds, log, cfg.API.MaxClockSkew
 	apiOpts.Limits = cfg.Limits.API.api()
@@ -127,6 +112,24 @@ func run(configPath string) error {
 	// Certificates are renewed in place: on SIGHUP (see hup), and when
 	// their files change (polled).
 	certs.Watch(ctx, cfg.TLSReloadInterval)
+	if n.store.backup != nil {
+		// Not fatal: without it only an online backup is lost (a path
+		// over the socket limit of 108 bytes, say).
+		if adm, err := serveAdmin(cfg.DataDir, n.store.backup, log.With("component", "admin")); err != nil {
+			log.Warn("admin socket not served: iotgate backup works only with the server stopped", "err", err)
+		} else {
+			defer adm.Close()
+		}
+	}
+	if cfg.Metrics.Listen != "" {
+		ms, mln, err := w.metricsServer()
+		if err != nil {
+			return err
+		}
+		go func() { _ = ms.Serve(mln) }()
+		defer ms.Close()
+		log.Info("metrics listening", "addr", mln.Addr().String(), "token_required", !metrics.Loopback(mln.Addr()))
+	}
 	if cfg.DebugListen != "" {
 		dbg, dln, err := debugServer(cfg.DebugListen, n.store.stats)
 		if err != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/iotgate/iotgate/api"
 	"github.com/iotgate/iotgate/registry"
 	"github.com/iotgate/iotgate/registry/bus/natsbus"
+	"github.com/iotgate/iotgate/registry/kv/groupcommit"
 )
 
 // clusterBus is what a node of a cluster needs of the bus the nodes
@@ -56,9 +57,10 @@ type node struct {
 	reg   *registry.Registry
 }
 
-// openNode opens the store, joins the bus when clustered, starts the
-// registry and checks that the master key opens the store's secrets.
-func openNode(ctx context.Context, cfg *Config, key []byte, log *slog.Logger, openBus busOpener) (*node, error) {
+// openNode opens the store (its writes observed by obs, when not nil),
+// joins the bus when clustered, starts the registry and checks that the
+// master key opens the store's secrets.
+func openNode(ctx context.Context, cfg *Config, key []byte, log *slog.Logger, openBus busOpener, obs groupcommit.Observer) (*node, error) {
 	n := &node{name: registry.LocalNode}
 	opened := false
 	defer func() {
@@ -67,7 +69,7 @@ func openNode(ctx context.Context, cfg *Config, key []byte, log *slog.Logger, op
 		}
 	}()
 	var err error
-	if n.store, err = openStore(ctx, cfg.Store, cfg.DataDir, log); err != nil {
+	if n.store, err = openStore(ctx, cfg.Store, cfg.DataDir, log, obs); err != nil {
 		return nil, err
 	}
 	rc := cfg.Registry

@@ -30,7 +30,7 @@ func TestOpenPostgresUnreachable(t *testing.T) {
 	start := time.Now()
 	_, err = openPostgres(context.Background(), PostgresConfig{
 		URL:          "postgres://iotgate:hunter2@127.0.0.1:" + strconv.Itoa(port) + "/iotgate?sslmode=disable",
-		StartTimeout: 1500 * time.Millisecond}, log)
+		StartTimeout: 1500 * time.Millisecond}, log, nil)
 	took := time.Since(start)
 	if err == nil {
 		t.Fatal("opened a database nobody serves")
@@ -87,7 +87,7 @@ func TestOpenNodePostgres(t *testing.T) {
 
 	bus := &testBus{}
 	n, err := openNode(ctx, pgConfig(t, url, "node-1"), keyA, log,
-		func(context.Context, ClusterConfig, *slog.Logger) (clusterBus, error) { return bus, nil })
+		func(context.Context, ClusterConfig, *slog.Logger) (clusterBus, error) { return bus, nil }, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,13 +105,13 @@ func TestOpenNodePostgres(t *testing.T) {
 		t.Fatal("closing the node left the bus open")
 	}
 
-	_, err = openNode(ctx, pgConfig(t, url, ""), keyB, log, natsBus)
+	_, err = openNode(ctx, pgConfig(t, url, ""), keyB, log, natsBus, nil)
 	if !errors.Is(err, registry.ErrMasterKeyMismatch) || !strings.Contains(err.Error(), "master key differs") {
 		t.Fatalf("another master key: %v, want the master key mismatch", err)
 	}
 	// NATS down (nothing listens on the configured URL): the node starts
 	// and says the bus is unreachable.
-	n2, err := openNode(ctx, pgConfig(t, url, "node-2"), keyA, log, natsBus)
+	n2, err := openNode(ctx, pgConfig(t, url, "node-2"), keyA, log, natsBus, nil)
 	if err != nil {
 		t.Fatalf("clustered with NATS down: %v, want the node to start", err)
 	}
@@ -119,7 +119,7 @@ func TestOpenNodePostgres(t *testing.T) {
 		t.Fatal("NATS down: the bus reports healthy")
 	}
 	n2.close()
-	n, err = openNode(ctx, pgConfig(t, url, ""), keyA, log, natsBus)
+	n, err = openNode(ctx, pgConfig(t, url, ""), keyA, log, natsBus, nil)
 	if err != nil {
 		t.Fatalf("the store's key, single node: %v", err)
 	}

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"time"
 
 	"github.com/iotgate/iotgate/registry"
 	"github.com/iotgate/iotgate/registry/kv"
 	"github.com/iotgate/iotgate/registry/kv/badgerkv"
+	"github.com/iotgate/iotgate/registry/kv/groupcommit"
 	"github.com/iotgate/iotgate/registry/kv/pgkv"
 )
 
@@ -18,24 +20,31 @@ type openedStore struct {
 	kv.Store
 	// stats returns the engine's group-commit figures (/debug/vars).
 	stats func() any
+	// size is the engine's size on disk (/metrics); nil when the engine
+	// does not say (PostgreSQL).
+	size func() int64
+	// backup writes a consistent backup (iotgate backup); nil for
+	// PostgreSQL, which has its own tools.
+	backup func(io.Writer) (int64, error)
 }
 
 // openStore opens store.engine: Badger in dataDir/db, or PostgreSQL,
-// retried while it does not answer (see openPostgres).
-func openStore(ctx context.Context, c StoreConfig, dataDir string, log *slog.Logger) (*openedStore, error) {
+// retried while it does not answer (see openPostgres). obs, when not
+// nil, observes its writes (/metrics).
+func openStore(ctx context.Context, c StoreConfig, dataDir string, log *slog.Logger, obs groupcommit.Observer) (*openedStore, error) {
 	if c.Engine == enginePostgres {
-		s, err := openPostgres(ctx, c.Postgres, log)
+		s, err := openPostgres(ctx, c.Postgres, log, obs)
 		if err != nil {
 			return nil, err
 		}
 		return &openedStore{Store: s, stats: func() any { return s.Stats() }}, nil
 	}
 	s, err := badgerkv.Open(badgerkv.Options{Dir: dataDir + "/db", Logger: log, Queues: registry.Queues(),
-		MinFreeBytes: c.MinFreeBytes, BallastBytes: c.BallastBytes})
+		MinFreeBytes: c.MinFreeBytes, BallastBytes: c.BallastBytes, Observer: obs, ReadOnly: c.readOnly})
 	if err != nil {
 		return nil, err
 	}
-	return &openedStore{Store: s, stats: func() any { return s.Stats() }}, nil
+	return &openedStore{Store: s, stats: func() any { return s.Stats() }, size: s.Size, backup: s.Backup}, nil
 }
 
 // Backoff between attempts to reach PostgreSQL at start.
@@ -53,13 +62,13 @@ const (
 // other refusals (authentication, a missing database, a schema newer
 // than this binary) end the start at once. Errors name the server by
 // its hosts and database, never by the URL, which may hold a password.
-func openPostgres(ctx context.Context, c PostgresConfig, log *slog.Logger) (*pgkv.Store, error) {
+func openPostgres(ctx context.Context, c PostgresConfig, log *slog.Logger, obs groupcommit.Observer) (*pgkv.Store, error) {
 	where := pgkv.Where(c.URL)
 	deadline := time.Now().Add(c.StartTimeout)
 	backoff := pgFirstBackoff
 	for attempt := 1; ; attempt++ {
 		actx, cancel := context.WithTimeout(ctx, min(pgAttemptTimeout, max(time.Until(deadline), time.Second)))
-		s, err := pgkv.Open(actx, pgkv.Options{URL: c.URL, MaxConns: c.MaxConns, Logger: log.With("component", "pgkv")})
+		s, err := pgkv.Open(actx, pgkv.Options{URL: c.URL, MaxConns: c.MaxConns, Logger: log.With("component", "pgkv"), Observer: obs})
 		cancel()
 		switch {
 		case err == nil:

@@ -9,6 +9,7 @@ import (
 
 	"github.com/iotgate/iotgate/api"
 	"github.com/iotgate/iotgate/lwm2m"
+	"github.com/iotgate/iotgate/metrics"
 	"github.com/iotgate/iotgate/mqtt"
 	"github.com/iotgate/iotgate/registry"
 	"github.com/iotgate/iotgate/registry/guard"
@@ -31,6 +32,12 @@ type wiring struct {
 	// sessions counts each protocol's live sessions on this node, for
 	// its heartbeat; listeners adds a counter per listener it builds.
 	sessions map[registry.Protocol]func() int
+	// metrics observes DTLS handshakes; protocolStats, filled by
+	// listeners, is what /metrics reads of each listener; apiTokens
+	// admit a scrape from off the machine (metrics.go).
+	metrics       *metrics.Metrics
+	protocolStats map[string]func() metrics.ProtocolStats
+	apiTokens     []string
 }
 
 // sessionCounts is the heartbeat's device counts: every protocol named,
@@ -87,6 +94,7 @@ func (w *wiring) listeners() ([]listener, api.Options, error) {
 	} else if m != nil {
 		ls = append(ls, m)
 		w.sessions[registry.ProtocolMQTT] = m.Connected
+		w.protocolStats["mqtt"] = mqttStats(m)
 		w.reg.AddKicker(m)
 		if err := router.Register(registry.Adapter{Protocol: registry.ProtocolMQTT, Commands: m, Properties: m, Messages: m}); err != nil {
 			return nil, opts, err
@@ -97,6 +105,7 @@ func (w *wiring) listeners() ([]listener, api.Options, error) {
 	} else if l != nil {
 		ls = append(ls, l)
 		w.sessions[registry.ProtocolLwM2M] = l.Registered
+		w.protocolStats["lwm2m"] = lwm2mStats(l)
 		w.reg.AddKicker(l)
 		if err := router.Register(registry.Adapter{Protocol: registry.ProtocolLwM2M, AsyncCommands: l}); err != nil {
 			return nil, opts, err
@@ -138,6 +147,7 @@ func (w *wiring) lwm2m() (*lwm2m.Server, error) {
 		Guard:            w.guard,
 		IdleTimeout:      c.IdleTimeout,
 		SweepInterval:    c.SweepInterval,
+		OnHandshake:      w.metrics.Handshake,
 	})
 }
 

@@ -36,9 +36,19 @@ type DTLSListener struct {
 	// them (DTLSLimits.Failed).
 	failures *ratelog.Logger
 	failed   func(identity string, addr netip.Addr)
-	closed   chan struct{} // closed when the accept loop and every handshake have stopped
-	fwd      *Forwarder    // nil on a single node
+	ended    func(result string, took time.Duration) // DTLSLimits.Done
+	closed   chan struct{}                           // closed when the accept loop and every handshake have stopped
+	fwd      *Forwarder                              // nil on a single node
 }
+
+// The results of a handshake, as DTLSLimits.Done is told them.
+const (
+	HandshakeOK     = "ok"
+	HandshakeFailed = "failed" // after the client echoed its cookie: a wrong key, an unknown identity, a timeout
+	// HandshakeAbandoned: the client never echoed its cookie (a spoofed
+	// address, or nobody there).
+	HandshakeAbandoned = "abandoned"
+)
 
 // DTLSLimits bound the handshakes of a DTLSListener.
 type DTLSLimits struct {
@@ -58,6 +68,10 @@ type DTLSLimits struct {
 	// Failed, when set, is told of each failed handshake of a client
 	// that proved its address (its PSK identity, "" if it sent none).
 	Failed func(identity string, addr netip.Addr)
+	// Done, when set, is told of each handshake's end: its result
+	// (HandshakeOK, HandshakeFailed, HandshakeAbandoned) and how long it
+	// took. It runs on the handshake's goroutine and must not block.
+	Done func(result string, took time.Duration)
 	// Forward, on a node of a cluster, forwards the records whose
 	// Connection ID another node issued to that node and takes the
 	// datagrams other nodes forward here; the config's
@@ -118,7 +132,7 @@ func ListenDTLS(addr string, cfg *dtls.Config, lim DTLSLimits, failures *ratelog
 	}
 	l := &DTLSListener{mux: mux, fwd: lim.Forward, cfg: cfg, conns: make(chan net.Conn), done: make(chan struct{}),
 		slots: make(chan struct{}, maxHandshakes), failures: failures, log: log, closed: make(chan struct{}),
-		failed: lim.Failed}
+		failed: lim.Failed, ended: lim.Done}
 	l.wg.Add(1)
 	go l.acceptLoop()
 	go func() { l.wg.Wait(); close(l.closed) }()
@@ -154,7 +168,18 @@ func (l *DTLSListener) acceptLoop() {
 
 // handshake runs one server handshake and hands the session to go-coap.
 func (l *DTLSListener) handshake(mc *muxConn) {
+	start := time.Now()
 	c, err := dtls.Server(mc, mc.raddr, l.cfg)
+	if l.ended != nil {
+		result := HandshakeOK
+		switch {
+		case err != nil && mc.provedAddress():
+			result = HandshakeFailed
+		case err != nil:
+			result = HandshakeAbandoned
+		}
+		l.ended(result, time.Since(start))
+	}
 	if err != nil {
 		// Wrong key, unknown identity, timeout, garbage: the client's
 		// problem, not the listener's.

@@ -361,3 +361,31 @@ func TestFullBanListEvicts(t *testing.T) {
 		t.Fatalf("%d automatic bans held (want 10), latest banned: %v", g.bans.auto, g.IdentityBanned("dev99"))
 	}
 }
+
+func TestAutoBansCounted(t *testing.T) {
+	g, _ := newTestGuard(t, func(cfg *Config) {
+		cfg.IdentityFailures = Window{Max: 2, Window: time.Minute, Ban: time.Minute}
+		cfg.AddressFailures = Window{Max: 3, Window: time.Minute, Ban: time.Minute}
+		cfg.Flapping = Window{Max: 2, Window: time.Minute, Ban: time.Minute}
+	})
+	// dev1 fails twice from A (banned); dev2 once from A: the third
+	// failure from A bans the address.
+	g.AuthFailed("dev1", addrA)
+	g.AuthFailed("dev1", addrA)
+	g.AuthFailed("dev2", addrA)
+	g.Connected("dev3")
+	g.Connected("dev3")
+	if err := g.Ban(context.Background(), Ban{Target: Target{Identity: "dev4"}}); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]uint64{"identity_failures": 1, "address_failures": 1, "flapping": 1}
+	got := g.AutoBans()
+	if len(got) != len(want) {
+		t.Fatalf("auto bans %v, want %v (a manual ban is not automatic)", got, want)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("auto bans %v, want %v", got, want)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -21,6 +22,28 @@ type Local struct {
 	// onAuto, when set (Shared), is told of each automatic ban added.
 	// It runs on the caller's path: it must not block.
 	onAuto func(Ban)
+	// autoBans counts the automatic bans this guard imposed, by rule
+	// (the index of its reason in autoBanRules).
+	autoBans [len(autoBanRules)]atomic.Uint64
+}
+
+// autoBanRules are the rules that ban automatically: their reasons, and
+// the names AutoBans gives them.
+var autoBanRules = [...]struct{ reason, name string }{
+	{ReasonIdentityFailures, "identity_failures"},
+	{ReasonAddressFailures, "address_failures"},
+	{ReasonFlapping, "flapping"},
+}
+
+// AutoBans counts the automatic bans this node's guard imposed since
+// start, by rule: "identity_failures", "address_failures", "flapping".
+// Every rule is a key.
+func (g *Local) AutoBans() map[string]uint64 {
+	m := make(map[string]uint64, len(autoBanRules))
+	for i, r := range autoBanRules {
+		m[r.name] = g.autoBans[i].Load()
+	}
+	return m
 }
 
 var _ Guard = (*Local)(nil)
@@ -119,6 +142,13 @@ func (g *Local) autoBan(t Target, reason string, w Window, now int64) bool {
 	t.Identity = strings.Clone(t.Identity)
 	e := entry{reason: reason, source: SourceAuto, created: now, expires: now + int64(w.Ban)}
 	stored, err := g.bans.put(t, e, now)
+	if stored {
+		for i, r := range autoBanRules {
+			if r.reason == reason {
+				g.autoBans[i].Add(1)
+			}
+		}
+	}
 	if stored && g.onAuto != nil {
 		g.onAuto(e.ban(t))
 	}

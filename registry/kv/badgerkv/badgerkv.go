@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -50,9 +51,22 @@ type Options struct {
 	// from the front (deadline queues). A forward scan of one from its
 	// start skips the deleted entries' tombstones (see floor).
 	Queues [][]byte
+	// Observer, when set, is told each write's latency and each
+	// transaction's size (the platform's metrics).
+	Observer groupcommit.Observer
+	// ReadOnly opens the database to read it and change nothing (iotgate
+	// check): Badger takes a shared lock, so it fails while a server
+	// holds the directory, and Updates fail. MinFreeBytes is then
+	// ignored (no ballast is made or removed).
+	ReadOnly bool
 
 	freeSpace func() (int64, error) // for tests: replaces statfs
 }
+
+// ErrRecoveryNeeded refuses a ReadOnly open of a database whose last
+// stop was unclean (a crash, kill -9): its log must be truncated to the
+// last whole record, a write only a read-write open makes.
+var ErrRecoveryNeeded = errors.New("badgerkv: the database was not closed cleanly and must be opened read-write once to recover its log")
 
 // ErrValueTooLarge refuses a value an in-memory store cannot keep.
 var ErrValueTooLarge = errors.New("badgerkv: value too large for an in-memory store")
@@ -100,9 +114,12 @@ func Open(o Options) (*Store, error) {
 		WithLogger(badgerLogger{o.Logger}).
 		WithMetricsEnabled(false)
 	var sp *space
+	if o.ReadOnly {
+		opts = opts.WithReadOnly(true)
+	}
 	if o.InMemory {
 		opts = opts.WithDir("").WithValueDir("").WithInMemory(true)
-	} else if o.MinFreeBytes >= 0 {
+	} else if o.MinFreeBytes >= 0 && !o.ReadOnly {
 		minFree, ballast := o.MinFreeBytes, o.BallastBytes
 		if minFree == 0 {
 			minFree = 256 << 20
@@ -126,6 +143,11 @@ func Open(o Options) (*Store, error) {
 		}
 	}
 	db, err := badger.Open(opts)
+	// Badger wraps this one with %+v (y.Wrap), not %w: only its text
+	// survives.
+	if o.ReadOnly && err != nil && strings.Contains(err.Error(), badger.ErrTruncateNeeded.Error()) {
+		return nil, fmt.Errorf("open badger at %q: %w", o.Dir, ErrRecoveryNeeded)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open badger at %q: %w", o.Dir, err)
 	}
@@ -138,7 +160,7 @@ func Open(o Options) (*Store, error) {
 	if s.maxBatch <= 0 {
 		s.maxBatch = 256
 	}
-	s.q = groupcommit.New(s.maxBatch)
+	s.q = groupcommit.New(s.maxBatch, o.Observer)
 	if s.maxBytes <= 0 {
 		s.maxBytes = 4 << 20
 	}
@@ -290,6 +312,14 @@ func (b badgerLogger) Errorf(f string, a ...any)   { b.log().Error(fmt.Sprintf(f
 func (b badgerLogger) Warningf(f string, a ...any) { b.log().Warn(fmt.Sprintf(f, a...)) }
 func (b badgerLogger) Infof(f string, a ...any)    { b.log().Debug(fmt.Sprintf(f, a...)) }
 func (b badgerLogger) Debugf(f string, a ...any)   { b.log().Debug(fmt.Sprintf(f, a...)) }
+
+// Size is the bytes the database takes on disk: its LSM tree and its
+// value log, as Badger last measured them (it refreshes the figures
+// every minute).
+func (s *Store) Size() int64 {
+	lsm, vlog := s.db.Size()
+	return lsm + vlog
+}
 
 // Queued reports how many Updates wait for the committer.
 func (s *Store) Queued() int { return s.q.Queued() }

@@ -9,6 +9,7 @@ package groupcommit
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/iotgate/iotgate/registry/kv"
 )
@@ -23,6 +24,17 @@ type Op struct {
 // answers every Op it takes, once.
 func (o *Op) Answer(err error) { o.done <- err }
 
+// Observer is told how long each write waited for its outcome and how
+// many writes each transaction carried (the platform's metrics). Its
+// methods run on the write path: they must be cheap and never block.
+type Observer interface {
+	// Written is told, once per Update the committer answered, how long
+	// it took from Submit to the answer.
+	Written(took time.Duration)
+	// Committed is told the number of Updates one transaction took.
+	Committed(ops int)
+}
+
 // Queue is the write queue of one store.
 type Queue struct {
 	ops      chan *Op
@@ -30,11 +42,13 @@ type Queue struct {
 	done     chan struct{}
 	once     sync.Once
 	maxBatch int
+	obs      Observer // nil: none
 }
 
-// New returns a queue whose batches hold at most maxBatch writes.
-func New(maxBatch int) *Queue {
-	return &Queue{ops: make(chan *Op, 1024), stop: make(chan struct{}), done: make(chan struct{}), maxBatch: maxBatch}
+// New returns a queue whose batches hold at most maxBatch writes; obs,
+// when not nil, observes them.
+func New(maxBatch int, obs Observer) *Queue {
+	return &Queue{ops: make(chan *Op, 1024), stop: make(chan struct{}), done: make(chan struct{}), maxBatch: maxBatch, obs: obs}
 }
 
 // Submit queues fn and waits for its outcome.
@@ -43,6 +57,10 @@ func (q *Queue) Submit(ctx context.Context, fn func(kv.Txn) error) error {
 		return err
 	}
 	o := &Op{Fn: fn, done: make(chan error, 1)}
+	var start time.Time
+	if q.obs != nil {
+		start = time.Now()
+	}
 	select {
 	case q.ops <- o:
 	case <-q.stop:
@@ -54,6 +72,9 @@ func (q *Queue) Submit(ctx context.Context, fn func(kv.Txn) error) error {
 	// ctx ends: the caller must never be told "failed" for a kept write.
 	select {
 	case err := <-o.done:
+		if q.obs != nil {
+			q.obs.Written(time.Since(start))
+		}
 		return err
 	case <-q.done:
 		// The committer has exited; it may still have answered us.
@@ -97,7 +118,11 @@ func (q *Queue) Run(commit func(batch []*Op) int) {
 			}
 		}
 		for len(batch) > 0 {
-			batch = batch[commit(batch):]
+			n := commit(batch)
+			if q.obs != nil {
+				q.obs.Committed(n)
+			}
+			batch = batch[n:]
 		}
 	}
 }

@@ -97,6 +97,9 @@ type Options struct {
 	// Logger gets a warning for each batch that fails other than by a
 	// conflict (nil: nothing is logged).
 	Logger *slog.Logger
+	// Observer, when set, is told each write's latency and each
+	// transaction's size (the platform's metrics).
+	Observer groupcommit.Observer
 }
 
 // ErrUnavailable wraps a failure to reach the database (a lost or
@@ -191,7 +194,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if s.timeout <= 0 {
 		s.timeout = 30 * time.Second
 	}
-	s.q = groupcommit.New(s.maxBatch)
+	s.q = groupcommit.New(s.maxBatch, o.Observer)
 	go s.q.Run(s.commit)
 	return s, nil
 }

@@ -1,0 +1,29 @@
+package main
+
+import (
+	"runtime/debug"
+	"testing"
+)
+
+func TestVersionLine(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		bi   *debug.BuildInfo
+		want string
+	}{
+		{"none", nil, "iotgate unknown (no build information)"},
+		{"checkout, no vcs", &debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Version: "(devel)"}},
+			"iotgate (devel) commit unknown go1.26.8"},
+		{"module version, clean commit", &debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Version: "v1.2.3"},
+			Settings: []debug.BuildSetting{{Key: "vcs.revision", Value: "abc123"}, {Key: "vcs.time", Value: "2026-12-07T08:00:00Z"},
+				{Key: "vcs.modified", Value: "false"}}},
+			"iotgate v1.2.3 commit abc123 (2026-12-07T08:00:00Z) go1.26.8"},
+		{"dirty tree", &debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Version: "(devel)"},
+			Settings: []debug.BuildSetting{{Key: "vcs.revision", Value: "abc123"}, {Key: "vcs.modified", Value: "true"}}},
+			"iotgate (devel) commit abc123-dirty go1.26.8"},
+	} {
+		if got := versionLine(tc.bi); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
