@@ -17,6 +17,7 @@ import (
 
 	"github.com/iotgate/iotgate/api"
 	"github.com/iotgate/iotgate/registry"
+	"github.com/iotgate/iotgate/registry/regions"
 )
 
 func main() {
@@ -78,6 +79,9 @@ func run(configPath string) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
+	if cfg.Activation.Role == roleCentre {
+		return runCentre(ctx, &cfg, log)
+	}
 	key, err := masterKey(&cfg)
 	if err != nil {
 		return err
@@ -106,6 +110,9 @@ func run(configPath string) error {
 	}
 	certs := newServerCerts(cfg.DataDir, log)
 	w := wiring{cfg: &cfg, log: log, reg: reg, certs: certs, sessions: map[registry.Protocol]func() int{}}
+	if cfg.Activation.Role == roleRegion {
+		w.iotTokens = regions.NewTokens(key, cfg.Activation.TokenTTL)
+	}
 	listeners, apiOpts, err := w.listeners()
 	if err != nil {
 		return err
@@ -119,6 +126,11 @@ func run(configPath string) error {
 	if err != nil {
 		return err
 	}
+	regionListeners, err := w.regionListeners()
+	if err != nil {
+		return err
+	}
+	apiListeners = append(apiListeners, regionListeners...)
 	httpErr := make(chan error, len(apiListeners))
 	for _, l := range apiListeners {
 		go l.serve(httpErr)
