@@ -10,7 +10,7 @@ import (
 // only the Badger engine imports Badger, only the PostgreSQL engine (and
 // pgtest, its test-server starter) pgx;
 // the domain imports no engine and no adapter; the adapters (api, lwm2m,
-// mqtt) import no engine and not each other.
+// mqtt, activation) import no engine and not each other.
 func TestLayers(t *testing.T) {
 	const mod = "github.com/iotgate/iotgate/"
 	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, "../...").Output()
@@ -44,7 +44,7 @@ func TestLayers(t *testing.T) {
 	}
 	layer := func(p string) string {
 		p = strings.TrimPrefix(p, mod)
-		for _, l := range []string{"registry/kv/badgerkv", "registry/kv/pgkv", "api", "lwm2m", "mqtt", "registry"} {
+		for _, l := range []string{"registry/kv/badgerkv", "registry/kv/pgkv", "api", "lwm2m", "mqtt", "activation", "registry"} {
 			if p == l || strings.HasPrefix(p, l+"/") {
 				return l
 			}
@@ -52,12 +52,13 @@ func TestLayers(t *testing.T) {
 		return ""
 	}
 	forbidden := map[string][]string{
-		"registry": {"registry/kv/badgerkv", "registry/kv/pgkv", "api", "lwm2m", "mqtt"},
-		"api":      {"registry/kv/badgerkv", "registry/kv/pgkv", "lwm2m", "mqtt"},
-		"lwm2m":    {"registry/kv/badgerkv", "registry/kv/pgkv", "api", "mqtt"},
-		"mqtt":     {"registry/kv/badgerkv", "registry/kv/pgkv", "api", "lwm2m"},
+		"registry":   {"registry/kv/badgerkv", "registry/kv/pgkv", "api", "lwm2m", "mqtt", "activation"},
+		"api":        {"registry/kv/badgerkv", "registry/kv/pgkv", "lwm2m", "mqtt", "activation"},
+		"lwm2m":      {"registry/kv/badgerkv", "registry/kv/pgkv", "api", "mqtt", "activation"},
+		"mqtt":       {"registry/kv/badgerkv", "registry/kv/pgkv", "api", "lwm2m", "activation"},
+		"activation": {"registry/kv/badgerkv", "registry/kv/pgkv", "api", "lwm2m", "mqtt"},
 	}
-	for _, pkg := range []string{"registry", "api", "lwm2m", "mqtt"} {
+	for _, pkg := range []string{"registry", "registry/regions", "api", "lwm2m", "mqtt", "activation"} {
 		for _, d := range deps(pkg) {
 			if strings.HasPrefix(d, "github.com/dgraph-io/badger") {
 				t.Errorf("%s depends on Badger", pkg)
@@ -65,7 +66,7 @@ func TestLayers(t *testing.T) {
 			if strings.HasPrefix(d, "github.com/jackc/pgx") {
 				t.Errorf("%s depends on pgx", pkg)
 			}
-			for _, f := range forbidden[pkg] {
+			for _, f := range forbidden[layer(pkg)] {
 				if layer(d) == f {
 					t.Errorf("%s depends on %s (through %s)", pkg, f, d)
 				}
