@@ -108,6 +108,22 @@ func TestActivationCentreE2E(t *testing.T) {
 		t.Fatalf("device C: %+v, want port %d", g, p1)
 	}
 
+	// Device D bootstraps (unsigned) from 127.0.0.1: the product rule
+	// sends it to r2, where Alibaba's Node SDK connects with its secret.
+	idD := r1.aliDevice("a1PKB", "devD", "secretD-0123456789", false)
+	if res := nodeBootstrap(t, centre.url, "a1PKB", "devD", "secretD-0123456789", 9); res != nil {
+		if res.Port != p2 || res.Bytes > 191 || res.PostReply != 200 {
+			t.Fatalf("bootstrap with the Node SDK: %+v, want port %d", res, p2)
+		}
+		sh := r2.MustDo(http.StatusOK, "GET", r2.P("/devices/"+idD+"/shadow"), nil)
+		if p := sh["shadow"].([]any)[0].(map[string]any)["reported"].(map[string]any)["properties"].(map[string]any); p["Power"] != 9.0 {
+			t.Fatalf("r2 shadow of device D %v", sh)
+		}
+		if st, _ := r1.Do("GET", r1.P("/devices/"+idD), nil); st != http.StatusNotFound {
+			t.Fatalf("r1 still holds device D: HTTP %d", st)
+		}
+	}
+
 	// Refusals answer with Alibaba's codes.
 	bad := &preAuthDevice{pk: "a1PKA", dn: "devC", secret: "wrong", from: "127.0.0.1"}
 	if code, _ := bad.post(t, centre.url); code != 401 {
@@ -181,14 +197,14 @@ func TestActivationCentreE2E(t *testing.T) {
 		if strings.HasPrefix(k, "act/d/") {
 			dirEntries++
 		}
-		for _, s := range []string{"secretA", "secretB", "secretC", "Power"} {
+		for _, s := range []string{"secretA", "secretB", "secretC", "secretD", "Power"} {
 			if strings.Contains(v, s) {
 				t.Errorf("centre store key %q holds %q", k, s)
 			}
 		}
 	}
-	if dirEntries != 3 {
-		t.Errorf("centre directory has %d devices, want 3: %v", dirEntries, keys)
+	if dirEntries != 4 {
+		t.Errorf("centre directory has %d devices, want 4: %v", dirEntries, keys)
 	}
 	for _, g := range []*Gate{r1, r2} {
 		if logs := g.Logs(); strings.Contains(logs, "secretA-0123456789") || strings.Contains(logs, grant.IotToken) {
@@ -268,7 +284,7 @@ func (d *preAuthDevice) connect(t *testing.T, g preAuthGrant) *aliClient {
 func dialRegion(t *testing.T, addr, clientID, iotID, iotToken string) (*aliClient, byte) {
 	t.Helper()
 	c := &aliClient{msgs: make(chan paho.Message, 64), lost: make(chan error, 1)}
-	o := paho.NewClientOptions().SetClientID(clientID).SetUsername(iotID).SetPassword(iotToken).AddBroker("tcp://"+addr).
+	o := paho.NewClientOptions().SetClientID(clientID).SetUsername(iotID).SetPassword(iotToken).AddBroker("tcp://" + addr).
 		SetKeepAlive(60 * time.Second).SetProtocolVersion(4).SetAutoReconnect(false).SetConnectRetry(false).
 		SetConnectTimeout(5 * time.Second).SetOrderMatters(false).SetCleanSession(true).
 		SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) { c.msgs <- m }).
@@ -387,4 +403,47 @@ func (c *centreProc) storeKeys(t *testing.T) map[string]string {
 		t.Fatal(err)
 	}
 	return keys
+}
+
+type nodeBootstrapResult struct {
+	Host      string `json:"host"`
+	Port      int    `json:"port"`
+	Bytes     int    `json:"bytes"`
+	PostReply int    `json:"postReply"`
+}
+
+// nodeBootstrap runs node/alibaba-bootstrap.js; nil (after a log line)
+// when node or the SDK is missing outside CI.
+func nodeBootstrap(t *testing.T, centre, pk, dn, secret string, power int) *nodeBootstrapResult {
+	t.Helper()
+	script, err := filepath.Abs("node/alibaba-bootstrap.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, err := exec.LookPath("node")
+	if err == nil {
+		_, err = os.Stat(filepath.Join(filepath.Dir(script), "node_modules", "alibabacloud-iot-device-sdk", "package.json"))
+	}
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("node or alibabacloud-iot-device-sdk missing (CI must run: npm ci --prefix test/node): %v", err)
+		}
+		t.Logf("skipping the Node SDK bootstrap: %v (run: npm ci --prefix test/node)", err)
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, script, centre, pk, dn, secret, fmt.Sprint(power))
+	cmd.Dir, cmd.Env = filepath.Dir(script), nodeEnv()
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("node bootstrap: %v\nstdout: %s\nstderr: %s", err, out, stderr.String())
+	}
+	var res nodeBootstrapResult
+	if err := json.Unmarshal(out, &res); err != nil {
+		t.Fatalf("node bootstrap output %q: %v", out, err)
+	}
+	return &res
 }
