@@ -218,6 +218,12 @@ func TestCentrePreAuthByProductAndRefusals(t *testing.T) {
 	if _, _, err := w.centre.PreAuth(ctx, fromCN, signed("pkX", "c", "s")); !errors.Is(err, ErrAuthType) {
 		t.Fatalf("certificate device: %v", err)
 	}
+	w.regs["us"].add("pkX", "sub", "s")
+	w.regs["us"].devices["pkX_sub"].GatewayID = "pkX_gw"
+	var pe *ParamError
+	if _, err := w.centre.Bootstrap(ctx, fromCN, "pkX", "sub"); !errors.As(err, &pe) {
+		t.Fatalf("sub-device moved alone: %v", err)
+	}
 }
 
 func TestCentreBootstrap(t *testing.T) {

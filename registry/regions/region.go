@@ -161,6 +161,10 @@ func (l *Local) Export(ctx context.Context, pk, dn string) (Transfer, error) {
 	if d.Auth.Type != registry.AuthSecret {
 		return Transfer{}, ErrAuthType
 	}
+	if d.GatewayID != "" {
+		// Its gateway's session carries it; it cannot move alone.
+		return Transfer{}, &ParamError{Param: "deviceName", Reason: "a sub-device cannot move without its gateway"}
+	}
 	return Transfer{ProjectID: d.ProjectID, DeviceID: d.DeviceID, ProductKey: d.ProductID, DeviceName: d.NodeID,
 		Name: d.DeviceName, Description: d.Description, Secret: d.Auth.Secret,
 		SecondarySecret: d.Auth.SecondarySecret, SecureAccess: d.Auth.SecureAccess}, nil
