@@ -19,6 +19,7 @@ type Centre interface {
 	Bootstrap(ctx context.Context, src netip.Addr, pk, dn string) (regions.Endpoint, error)
 	Endpoint(region string) (regions.Endpoint, bool)
 	Move(ctx context.Context, project, deviceID, to string) (*regions.Entry, error)
+	HuaweiBootstrap(ctx context.Context, src netip.Addr, l regions.Login) (regions.Endpoint, error)
 }
 
 // AdminToken lets an operator of Project call the centre's admin

@@ -57,6 +57,14 @@ func (f *fakeCentre) Move(_ context.Context, project, id, to string) (*regions.E
 	return &regions.Entry{DeviceID: id, Region: to, From: "cn"}, nil
 }
 
+func (f *fakeCentre) HuaweiBootstrap(_ context.Context, src netip.Addr, l regions.Login) (regions.Endpoint, error) {
+	f.src = src
+	if l.DeviceID != "meter1" || l.Password != strings.Repeat("a", 64) {
+		return regions.Endpoint{}, regions.ErrBadSign
+	}
+	return regions.Endpoint{Address: "mqtt.eu.example:8883"}, nil
+}
+
 func post(t *testing.T, u string, form url.Values) (int, string) {
 	t.Helper()
 	// iotkit's form: not URL-encoded, fixed order (activation.md).

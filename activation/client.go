@@ -124,3 +124,10 @@ func (c *RegionClient) Delete(ctx context.Context, pk, dn string) error {
 func (c *RegionClient) NotifyBootstrap(ctx context.Context, pk, dn string) error {
 	return c.do(ctx, http.MethodPost, devicePath(pk, dn)+"/notify", nil, nil)
 }
+
+// CheckLogin implements regions.Region.
+func (c *RegionClient) CheckLogin(ctx context.Context, l regions.Login) (regions.Held, error) {
+	var h regions.Held
+	err := c.do(ctx, http.MethodPost, "login", l, &h)
+	return h, err
+}

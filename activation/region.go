@@ -43,6 +43,7 @@ func NewRegionHandler(r regions.Region, token string, log *slog.Logger) http.Han
 	mux.HandleFunc("PUT "+regionPrefix+"devices", h.importDevice)
 	mux.HandleFunc("DELETE "+regionPrefix+"devices/{pk}/{dn}", h.delete)
 	mux.HandleFunc("POST "+regionPrefix+"devices/{pk}/{dn}/notify", h.notify)
+	mux.HandleFunc("POST "+regionPrefix+"login", h.login)
 	want := []byte("Bearer " + token)
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		if token == "" || subtle.ConstantTimeCompare([]byte(req.Header.Get("Authorization")), want) != 1 {
@@ -150,4 +151,17 @@ func (h *regionHandler) notify(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+func (h *regionHandler) login(w http.ResponseWriter, r *http.Request) {
+	var l regions.Login
+	if !h.decode(w, r, &l) {
+		return
+	}
+	held, err := h.r.CheckLogin(r.Context(), l)
+	if err != nil {
+		h.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, held)
 }

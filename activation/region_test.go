@@ -63,6 +63,10 @@ func (f *fakeRegion) Delete(_ context.Context, pk, dn string) error {
 
 func (f *fakeRegion) NotifyBootstrap(_ context.Context, _, dn string) error { return f.err(dn) }
 
+func (f *fakeRegion) CheckLogin(_ context.Context, l regions.Login) (regions.Held, error) {
+	return regions.Held{DeviceID: l.DeviceID, ProductKey: "pk", DeviceName: l.Timestamp}, f.err(l.DeviceID)
+}
+
 func TestRegionEndpointRoundTrip(t *testing.T) {
 	fake := &fakeRegion{}
 	srv := httptest.NewServer(NewRegionHandler(fake, "region-token", nil))
@@ -89,6 +93,12 @@ func TestRegionEndpointRoundTrip(t *testing.T) {
 	}
 	if err := c.NotifyBootstrap(ctx, "pk", "d"); err != nil {
 		t.Fatal(err)
+	}
+	if h, err := c.CheckLogin(ctx, regions.Login{DeviceID: "pk_d", Timestamp: "2026120708", Password: "p"}); err != nil || h.DeviceName != "2026120708" {
+		t.Fatalf("login: %+v, %v", h, err)
+	}
+	if _, err := c.CheckLogin(ctx, regions.Login{DeviceID: "bad"}); !errors.Is(err, regions.ErrBadSign) {
+		t.Fatalf("login with a wrong password: %v", err)
 	}
 
 	var pe *regions.ParamError

@@ -36,12 +36,16 @@ import (
 // only endpoints are brokerUrl and registerURL), so the client is ours,
 // built from the C SDK's form.
 //
+// A device that bootstraps (Alibaba, unsigned) connects with Alibaba's
+// Node SDK to the region named; a Huawei-style device bootstraps over
+// MQTT with Paho and connects to the address it is given.
+//
 // Rules: source 127.0.0.2/32 → r2, product a1PKB → r2, default r1. All
 // devices are made in r1 (the "factory" region); first contact moves
 // those whose rule says r2.
 func TestActivationCentreE2E(t *testing.T) {
 	const token = "region-token-0123456789"
-	ports := freePorts(t, "tcp", "tcp", "tcp")
+	ports := freePorts(t, "tcp", "tcp", "tcp", "tcp")
 	regionYAML := func(addr string) string {
 		return fmt.Sprintf("activation:\n  role: region\n  listen: %q\n  token: %s\n", addr, token)
 	}
@@ -50,6 +54,7 @@ func TestActivationCentreE2E(t *testing.T) {
 	for _, g := range []*Gate{r1, r2} {
 		g.aliProduct("a1PKA", "prodSecretA", false, false, "")
 		g.aliProduct("a1PKB", "prodSecretB", false, false, "")
+		g.CreateProduct("hwmeter", "MQTT")
 	}
 	idA := r1.aliDevice("a1PKA", "devA", "secretA-0123456789", false)
 	idB := r1.aliDevice("a1PKB", "devB", "secretB-0123456789", false)
@@ -66,6 +71,7 @@ func TestActivationCentreE2E(t *testing.T) {
 	centre := startCentre(t, fmt.Sprintf(`activation:
   role: centre
   listen: %q
+  mqtt_listen: %q
   sweep_interval: 200ms
   default_region: r1
   regions:
@@ -76,7 +82,7 @@ func TestActivationCentreE2E(t *testing.T) {
       region: r2
     - product_key: a1PKB
       region: r2
-`, ports[2], ports[0], token, h1, p1, ports[1], token, h2, p2))
+`, ports[2], ports[3], ports[0], token, h1, p1, ports[1], token, h2, p2))
 
 	// Device A, from 127.0.0.2: the source rule sends it to r2.
 	devA := &preAuthDevice{pk: "a1PKA", dn: "devA", secret: "secretA-0123456789", from: "127.0.0.2"}
@@ -122,6 +128,29 @@ func TestActivationCentreE2E(t *testing.T) {
 		if st, _ := r1.Do("GET", r1.P("/devices/"+idD), nil); st != http.StatusNotFound {
 			t.Fatalf("r1 still holds device D: HTTP %d", st)
 		}
+	}
+
+	// Device E, Huawei-style, bootstraps over MQTT (Paho) from 127.0.0.2:
+	// the source rule sends it to r2, where it connects as to IoTDA.
+	idE := r1.MustDo(http.StatusCreated, "POST", r1.P("/devices"), map[string]any{"product_id": "hwmeter", "node_id": "meterE",
+		"auth_info": map[string]any{"secret": "secretE-0123456789", "secure_access": false}})["device_id"].(string)
+	if addr := huaweiBootstrap(t, r1, ports[3], "127.0.0.2", idE, "secretE-0123456789+wrong"); addr != "" {
+		t.Fatalf("bootstrap with a wrong secret answered %s", addr)
+	}
+	addr := huaweiBootstrap(t, r1, ports[3], "127.0.0.2", idE, "secretE-0123456789")
+	if addr != r2.MQTT {
+		t.Fatalf("Huawei bootstrap: address %q, want r2's %s\ncentre logs:\n%s", addr, r2.MQTT, centre.logs())
+	}
+	o := r2.huaweiOptions(idE, "secretE-0123456789")
+	o.Servers = nil
+	e := paho.NewClient(o.AddBroker("tcp://" + addr))
+	if tok := e.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("device E at %s: %v\nr2 logs:\n%s\ncentre logs:\n%s", addr, tok.Error(), r2.Logs(), centre.logs())
+	}
+	r2.waitStatus(idE, "ONLINE")
+	e.Disconnect(0)
+	if st, _ := r1.Do("GET", r1.P("/devices/"+idE), nil); st != http.StatusNotFound {
+		t.Fatalf("r1 still holds device E: HTTP %d", st)
 	}
 
 	// Refusals answer with Alibaba's codes.
@@ -197,14 +226,14 @@ func TestActivationCentreE2E(t *testing.T) {
 		if strings.HasPrefix(k, "act/d/") {
 			dirEntries++
 		}
-		for _, s := range []string{"secretA", "secretB", "secretC", "secretD", "Power"} {
+		for _, s := range []string{"secretA", "secretB", "secretC", "secretD", "secretE", "Power"} {
 			if strings.Contains(v, s) {
 				t.Errorf("centre store key %q holds %q", k, s)
 			}
 		}
 	}
-	if dirEntries != 4 {
-		t.Errorf("centre directory has %d devices, want 4: %v", dirEntries, keys)
+	if dirEntries != 5 {
+		t.Errorf("centre directory has %d devices, want 5: %v", dirEntries, keys)
 	}
 	for _, g := range []*Gate{r1, r2} {
 		if logs := g.Logs(); strings.Contains(logs, "secretA-0123456789") || strings.Contains(logs, grant.IotToken) {
@@ -446,4 +475,43 @@ func nodeBootstrap(t *testing.T, centre, pk, dn, secret string, power int) *node
 		t.Fatalf("node bootstrap output %q: %v", out, err)
 	}
 	return &res
+}
+
+// huaweiBootstrap is a Huawei IoTDP bootstrap over MQTT with Paho, from
+// the local address from: connect as to IoTDA, subscribe to
+// $oc/devices/{id}/sys/bootstrap/down, publish an empty request on
+// .../up; it returns the answer's address, or "" when the CONNECT is
+// refused.
+func huaweiBootstrap(t *testing.T, g *Gate, centre, from, id, secret string) string {
+	t.Helper()
+	msgs := make(chan paho.Message, 4)
+	o := g.huaweiOptions(id, secret)
+	o.Servers = nil
+	o.AddBroker("tcp://" + centre).SetDialer(&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 5 * time.Second}).
+		SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) { msgs <- m })
+	c := paho.NewClient(o)
+	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		return ""
+	}
+	defer c.Disconnect(0)
+	down := "$oc/devices/" + id + "/sys/bootstrap/down"
+	if tok := c.Subscribe(down, 1, nil); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe %s: %v", down, tok.Error())
+	}
+	if tok := c.Publish("$oc/devices/"+id+"/sys/bootstrap/up", 1, false, ""); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("bootstrap request: %v", tok.Error())
+	}
+	select {
+	case m := <-msgs:
+		var ans struct {
+			Address string `json:"address"`
+		}
+		if m.Topic() != down || json.Unmarshal(m.Payload(), &ans) != nil {
+			t.Fatalf("bootstrap answer on %s: %s", m.Topic(), m.Payload())
+		}
+		return ans.Address
+	case <-time.After(10 * time.Second):
+		t.Fatal("no bootstrap answer")
+		return ""
+	}
 }

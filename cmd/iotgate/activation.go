@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -42,6 +43,11 @@ type ActivationConfig struct {
 	// generated one under data_dir/tls.
 	TLSCertFile string `yaml:"tls_cert_file"`
 	TLSKeyFile  string `yaml:"tls_key_file"`
+	// MQTTListen and MQTTTLSListen (centre) serve Huawei IoTDP-style
+	// bootstrap over MQTT and MQTTS (TLSListen's certificate); empty
+	// disables one.
+	MQTTListen    string `yaml:"mqtt_listen"`
+	MQTTTLSListen string `yaml:"mqtt_tls_listen"`
 	// Token (region) is the bearer token the centre must present.
 	Token string `yaml:"token"`
 	// TokenTTL (region) is how long an iotToken lets its device connect.
@@ -70,9 +76,12 @@ type ActivationRegion struct {
 	URL    string `yaml:"url"`
 	Token  string `yaml:"token"`
 	CAFile string `yaml:"ca_file"`
-	// MQTTHost and MQTTPort are what devices are told to connect to.
+	// MQTTHost and MQTTPort are what Alibaba devices are told to
+	// connect to; Address ("host:port", e.g. the region's MQTTS) what
+	// Huawei-style devices are (empty: mqtt_host:mqtt_port).
 	MQTTHost string `yaml:"mqtt_host"`
 	MQTTPort int    `yaml:"mqtt_port"`
+	Address  string `yaml:"address"`
 }
 
 // ActivationRule assigns the devices it matches to Region; a rule
@@ -111,6 +120,9 @@ func (c *ActivationConfig) validate() error {
 		return errors.New("config: activation.token_ttl, move_grace, sweep_interval and region_timeout must be positive")
 	}
 	if c.Role == roleRegion {
+		if c.MQTTListen != "" || c.MQTTTLSListen != "" {
+			return errors.New("config: activation.mqtt_listen and mqtt_tls_listen are the centre's")
+		}
 		if len(c.Token) < minActivationToken {
 			return fmt.Errorf("config: activation.token: a region needs a token of at least %d characters", minActivationToken)
 		}
@@ -137,6 +149,9 @@ func (c *ActivationConfig) validate() error {
 		}
 		if r.MQTTPort < 1 || r.MQTTPort > 65535 {
 			return fmt.Errorf("%s.mqtt_port %d: want 1 to 65535", where, r.MQTTPort)
+		}
+		if _, port, err := net.SplitHostPort(r.Address); r.Address != "" && (err != nil || port == "") {
+			return fmt.Errorf("%s.address %q: want host:port", where, r.Address)
 		}
 	}
 	_, err := c.rules()
@@ -243,8 +258,12 @@ func runCentre(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		if err != nil {
 			return err
 		}
-		infos = append(infos, regions.RegionInfo{ID: r.ID, Endpoint: regions.Endpoint{MQTTHost: r.MQTTHost, MQTTPort: r.MQTTPort},
-			Client: activation.NewRegionClient(r.URL, r.Token, hc)})
+		address := r.Address
+		if address == "" {
+			address = net.JoinHostPort(r.MQTTHost, strconv.Itoa(r.MQTTPort))
+		}
+		infos = append(infos, regions.RegionInfo{ID: r.ID, Client: activation.NewRegionClient(r.URL, r.Token, hc),
+			Endpoint: regions.Endpoint{MQTTHost: r.MQTTHost, MQTTPort: r.MQTTPort, Address: address}})
 	}
 	clog := log.With("component", "activation")
 	centre, err := regions.NewCentre(regions.CentreOptions{Regions: infos, Rules: rules, Directory: regions.NewDirectory(store),
@@ -263,6 +282,25 @@ func runCentre(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	ls, err := w.activationListeners(activation.NewCentreHandler(activation.CentreOptions{Centre: centre, Admins: admins, Logger: clog}))
 	if err != nil {
 		return err
+	}
+	var bootstrap *activation.BootstrapMQTT
+	if ac.MQTTListen != "" || ac.MQTTTLSListen != "" {
+		var tc *tls.Config
+		if ac.MQTTTLSListen != "" {
+			if tc, err = w.certs.tlsConfig("activation-mqtts", ac.TLSCertFile, ac.TLSKeyFile); err != nil {
+				return err
+			}
+		}
+		bootstrap, err = activation.NewBootstrapMQTT(activation.BootstrapOptions{Centre: centre, Listen: ac.MQTTListen,
+			TLSListen: ac.MQTTTLSListen, TLS: tc, TimestampSkew: cfg.MQTT.TimestampSkew, Logger: clog})
+		if err == nil {
+			err = bootstrap.Start(ctx)
+		}
+		if err != nil {
+			return fmt.Errorf("activation: bootstrap MQTT: %w", err)
+		}
+		defer bootstrap.Shutdown(context.Background())
+		log.Info("activation centre bootstrap MQTT listening", "addr", ac.MQTTListen, "tls_addr", ac.MQTTTLSListen)
 	}
 	errc := make(chan error, len(ls))
 	for _, l := range ls {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -157,6 +158,28 @@ func TestConfigActivation(t *testing.T) {
 			t.Errorf("%s: %v", tt.name, err)
 		case tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err)):
 			t.Errorf("%s: %v, want an error naming %q", tt.name, err, tt.err)
+		}
+	}
+}
+
+func TestConfigActivationMQTT(t *testing.T) {
+	region := "activation:\n  role: region\n  listen: :1\n  token: 0123456789abcdef\n  mqtt_listen: :2\n"
+	centre := "activation:\n  role: centre\n  listen: :1\n  mqtt_listen: :2\n  default_region: eu\n  regions:\n" +
+		"    - {id: eu, url: \"http://127.0.0.1:9\", token: 0123456789abcdef, mqtt_host: h, mqtt_port: 1, address: %s}\n"
+	for _, tt := range []struct {
+		name, yaml, err string
+	}{
+		{"region bootstrap listener", region, "centre's"},
+		{"centre", fmt.Sprintf(centre, `"h:8883"`), ""},
+		{"bad address", fmt.Sprintf(centre, `"h"`), "address"},
+	} {
+		path := filepath.Join(t.TempDir(), "c.yaml")
+		if err := os.WriteFile(path, []byte("data_dir: /tmp/x\n"+tt.yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, err := loadConfig(path)
+		if (tt.err == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), tt.err) {
+			t.Errorf("%s: %v, want %q", tt.name, err, tt.err)
 		}
 	}
 }

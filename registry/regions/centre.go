@@ -149,6 +149,13 @@ func (c *Centre) firstContact(ctx context.Context, src netip.Addr, pk, dn string
 			return nil, err
 		}
 	}
+	return c.assign(ctx, src, pk, dn, holder, held)
+}
+
+// assign assigns a device that holder holds (and that proved itself, or
+// whose protocol has no proof) by the rules, transferring it if they
+// pick another region.
+func (c *Centre) assign(ctx context.Context, src netip.Addr, pk, dn, holder string, held Held) (*Entry, error) {
 	target := c.rules.Pick(src, pk)
 	e := Entry{ProductKey: pk, DeviceName: dn, ProjectID: held.ProjectID, DeviceID: held.DeviceID,
 		Region: target, Since: c.now().UTC()}
@@ -172,6 +179,14 @@ func (c *Centre) firstContact(ctx context.Context, src netip.Addr, pk, dn string
 
 // locate asks every region, at once, which holds the device.
 func (c *Centre) locate(ctx context.Context, pk, dn string) (string, Held, error) {
+	return c.ask(ctx, func(r Region) (Held, error) { return r.Device(ctx, pk, dn) })
+}
+
+// ask puts one question to every region at once and returns the region
+// that answered it: ErrUnknownDevice from every region means none holds
+// the device; the holder's refusal (a wrong sign, a bad parameter) is
+// returned as it is.
+func (c *Centre) ask(ctx context.Context, q func(Region) (Held, error)) (string, Held, error) {
 	type answer struct {
 		held Held
 		err  error
@@ -180,16 +195,19 @@ func (c *Centre) locate(ctx context.Context, pk, dn string) (string, Held, error
 	var wg sync.WaitGroup
 	for i, id := range c.order {
 		wg.Go(func() {
-			h, err := c.regions[id].Client.Device(ctx, pk, dn)
+			h, err := q(c.regions[id].Client)
 			answers[i] = answer{h, err}
 		})
 	}
 	wg.Wait()
 	var failed error
+	var pe *ParamError
 	for i, a := range answers {
 		switch {
 		case a.err == nil:
 			return c.order[i], a.held, nil
+		case errors.Is(a.err, ErrBadSign), errors.Is(a.err, ErrAuthType), errors.As(a.err, &pe):
+			return "", Held{}, a.err
 		case !errors.Is(a.err, ErrUnknownDevice) && failed == nil:
 			failed = &RegionError{Region: c.order[i], Err: a.err}
 		}
@@ -222,8 +240,8 @@ func (c *Centre) Move(ctx context.Context, project, deviceID, to string) (*Entry
 	if _, ok := c.regions[to]; !ok {
 		return nil, ErrUnknownRegion
 	}
-	e, err := c.dir.ByDeviceID(ctx, project, deviceID)
-	if errors.Is(err, kv.ErrNotFound) {
+	e, err := c.dir.ByDeviceID(ctx, deviceID)
+	if errors.Is(err, kv.ErrNotFound) || err == nil && e.ProjectID != project {
 		return nil, ErrUnknownDevice
 	}
 	if err != nil {

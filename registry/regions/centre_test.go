@@ -2,6 +2,9 @@ package regions
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"net/netip"
 	"net/url"
@@ -304,5 +307,44 @@ func TestCentreMoveGrace(t *testing.T) {
 	}
 	if w.regs["cn"].has("pk1_d") {
 		t.Fatal("old copy of a device that never left kept past the grace period")
+	}
+}
+
+func huaweiLogin(id, secret string) Login {
+	const ts = "2026120708"
+	m := hmac.New(sha256.New, []byte(ts))
+	m.Write([]byte(secret))
+	return Login{DeviceID: id, Timestamp: ts, Password: hex.EncodeToString(m.Sum(nil))}
+}
+
+func TestCentreHuaweiBootstrap(t *testing.T) {
+	w := newTestWorld(t)
+	ctx := context.Background()
+	w.regs["cn"].add("pkUS", "meter1", "s1")
+
+	if _, err := w.centre.HuaweiBootstrap(ctx, fromCN, huaweiLogin("pkUS_meter1", "wrong")); !errors.Is(err, ErrBadSign) {
+		t.Fatalf("wrong password: %v", err)
+	}
+	if _, err := NewDirectory(w.store).ByDeviceID(ctx, "pkUS_meter1"); !errors.Is(err, kv.ErrNotFound) || w.regs["us"].has("pkUS_meter1") {
+		t.Fatalf("a wrong password assigned or moved the device: %v", err)
+	}
+	if _, err := w.centre.HuaweiBootstrap(ctx, fromCN, huaweiLogin("nobody", "s1")); !errors.Is(err, ErrUnknownDevice) {
+		t.Fatalf("unknown device: %v", err)
+	}
+	var pe *ParamError
+	if _, err := w.centre.HuaweiBootstrap(ctx, fromCN, Login{DeviceID: "pkUS_meter1", Timestamp: "1", Password: "x"}); !errors.As(err, &pe) {
+		t.Fatalf("malformed login: %v", err)
+	}
+	for range 2 { // first contact, then from the directory
+		ep, err := w.centre.HuaweiBootstrap(ctx, fromCN, huaweiLogin("pkUS_meter1", "s1"))
+		if err != nil || ep.MQTTHost != "us.example" {
+			t.Fatalf("bootstrap: %v at %+v", err, ep)
+		}
+	}
+	if !w.regs["us"].has("pkUS_meter1") || w.regs["cn"].has("pkUS_meter1") {
+		t.Fatal("the product rule's region does not hold the device alone")
+	}
+	if _, err := w.centre.HuaweiBootstrap(ctx, fromCN, huaweiLogin("pkUS_meter1", "wrong")); !errors.Is(err, ErrBadSign) {
+		t.Fatalf("wrong password of an assigned device: %v", err)
 	}
 }

@@ -29,9 +29,10 @@ type Entry struct {
 
 // Directory is the centre's only state. Keys (all under "act/"):
 //
-//	act/d/{pk}\x00{dn}          the Entry
-//	act/i/{project}\x00{id}     {pk}\x00{dn}: the Entry by device id
-//	act/m/{pk}\x00{dn}          empty: a move under way (Entry.From set)
+//	act/d/{pk}\x00{dn}   the Entry
+//	act/i/{id}          {pk}\x00{dn}: the Entry by device id (device ids
+//	                    are unique across projects, as in IoTDA)
+//	act/m/{pk}\x00{dn}   empty: a move under way (Entry.From set)
 type Directory struct {
 	store kv.Store
 }
@@ -44,10 +45,10 @@ const DirectoryPrefix = "act/"
 
 func pair(a, b string) []byte { return []byte(a + "\x00" + b) }
 
-func entryKey(pk, dn string) []byte   { return append([]byte("act/d/"), pair(pk, dn)...) }
-func idKey(project, id string) []byte { return append([]byte("act/i/"), pair(project, id)...) }
-func movingKey(pk, dn string) []byte  { return append([]byte("act/m/"), pair(pk, dn)...) }
-func movingPrefix() []byte            { return []byte("act/m/") }
+func entryKey(pk, dn string) []byte  { return append([]byte("act/d/"), pair(pk, dn)...) }
+func idKey(id string) []byte         { return append([]byte("act/i/"), id...) }
+func movingKey(pk, dn string) []byte { return append([]byte("act/m/"), pair(pk, dn)...) }
+func movingPrefix() []byte           { return []byte("act/m/") }
 func splitPair(b []byte) (string, string) {
 	a, c, _ := bytes.Cut(b, []byte{0})
 	return string(a), string(c)
@@ -76,12 +77,11 @@ func (d *Directory) Get(ctx context.Context, pk, dn string) (*Entry, error) {
 	return e, err
 }
 
-// ByDeviceID returns the entry of the project's device, or
-// kv.ErrNotFound.
-func (d *Directory) ByDeviceID(ctx context.Context, project, id string) (*Entry, error) {
+// ByDeviceID returns the device's entry, or kv.ErrNotFound.
+func (d *Directory) ByDeviceID(ctx context.Context, id string) (*Entry, error) {
 	var e *Entry
 	err := d.store.View(ctx, func(rd kv.Reader) error {
-		b, err := rd.Get(idKey(project, id))
+		b, err := rd.Get(idKey(id))
 		if err != nil {
 			return err
 		}
@@ -147,12 +147,12 @@ func putEntry(tx kv.Txn, old, e *Entry) error {
 	if err := tx.Set(entryKey(e.ProductKey, e.DeviceName), b); err != nil {
 		return err
 	}
-	if old != nil && (old.ProjectID != e.ProjectID || old.DeviceID != e.DeviceID) {
-		if err := tx.Delete(idKey(old.ProjectID, old.DeviceID)); err != nil {
+	if old != nil && old.DeviceID != e.DeviceID {
+		if err := tx.Delete(idKey(old.DeviceID)); err != nil {
 			return err
 		}
 	}
-	if err := tx.Set(idKey(e.ProjectID, e.DeviceID), pair(e.ProductKey, e.DeviceName)); err != nil {
+	if err := tx.Set(idKey(e.DeviceID), pair(e.ProductKey, e.DeviceName)); err != nil {
 		return err
 	}
 	if e.From != "" {

@@ -13,6 +13,8 @@ import (
 type Endpoint struct {
 	MQTTHost string
 	MQTTPort int
+	// Address is the "host:port" Huawei-style devices are given.
+	Address string
 }
 
 // Grant is what a verified pre-auth gives the device: its MQTT username
@@ -24,9 +26,11 @@ type Grant struct {
 
 // Held is a device as the region holding it describes it to the centre.
 type Held struct {
-	ProjectID string `json:"projectId"`
-	DeviceID  string `json:"deviceId"`
-	Online    bool   `json:"online"`
+	ProjectID  string `json:"projectId"`
+	DeviceID   string `json:"deviceId"`
+	ProductKey string `json:"productKey"`
+	DeviceName string `json:"deviceName"`
+	Online     bool   `json:"online"`
 }
 
 // Transfer is a device's identity and credentials as they move from one
@@ -65,6 +69,9 @@ type Region interface {
 	// NotifyBootstrap tells the online device to bootstrap again
 	// (Alibaba thing.bootstrap.notify), or ErrOffline.
 	NotifyBootstrap(ctx context.Context, pk, dn string) error
+	// CheckLogin verifies an IoTDA-style MQTT credential (Huawei IoTDP
+	// bootstrap): ErrUnknownDevice, ErrAuthType, ErrBadSign.
+	CheckLogin(ctx context.Context, l Login) (Held, error)
 }
 
 // LocalRegistry is what a region needs of its registry.
@@ -149,7 +156,8 @@ func (l *Local) Device(ctx context.Context, pk, dn string) (Held, error) {
 	if d, err = l.Registry.Device(ctx, d.DeviceID); err != nil {
 		return Held{}, fmt.Errorf("device status: %w", err)
 	}
-	return Held{ProjectID: d.ProjectID, DeviceID: d.DeviceID, Online: d.Status == registry.StatusOnline}, nil
+	return Held{ProjectID: d.ProjectID, DeviceID: d.DeviceID, ProductKey: d.ProductID, DeviceName: d.NodeID,
+		Online: d.Status == registry.StatusOnline}, nil
 }
 
 // Export implements Region.
