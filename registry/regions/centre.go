@@ -91,25 +91,34 @@ func (c *Centre) PreAuth(ctx context.Context, src netip.Addr, p PreAuth) (Grant,
 	if err := p.Validate(); err != nil {
 		return Grant{}, Endpoint{}, err
 	}
-	e, err := c.dir.Get(ctx, p.ProductKey, p.DeviceName)
-	if errors.Is(err, kv.ErrNotFound) {
-		e, err = c.firstContact(ctx, src, p.ProductKey, p.DeviceName, func(holder RegionInfo) error {
-			_, err := holder.Client.PreAuth(ctx, p)
-			return err
-		})
+	for retried := false; ; retried = true {
+		e, err := c.dir.Get(ctx, p.ProductKey, p.DeviceName)
+		fresh := errors.Is(err, kv.ErrNotFound)
+		if fresh {
+			e, err = c.firstContact(ctx, src, p.ProductKey, p.DeviceName, func(holder RegionInfo) error {
+				_, err := holder.Client.PreAuth(ctx, p)
+				return err
+			})
+		}
+		if err != nil {
+			return Grant{}, Endpoint{}, err
+		}
+		r, ok := c.regions[e.Region]
+		if !ok {
+			return Grant{}, Endpoint{}, &RegionError{Region: e.Region, Err: ErrUnknownRegion}
+		}
+		g, err := r.Client.PreAuth(ctx, p)
+		if errors.Is(err, ErrUnknownDevice) && !fresh && !retried {
+			if err := c.forget(ctx, e); err != nil {
+				return Grant{}, Endpoint{}, err
+			}
+			continue
+		}
+		if err != nil {
+			return Grant{}, Endpoint{}, err
+		}
+		return g, r.Endpoint, nil
 	}
-	if err != nil {
-		return Grant{}, Endpoint{}, err
-	}
-	r, ok := c.regions[e.Region]
-	if !ok {
-		return Grant{}, Endpoint{}, &RegionError{Region: e.Region, Err: ErrUnknownRegion}
-	}
-	g, err := r.Client.PreAuth(ctx, p)
-	if err != nil {
-		return Grant{}, Endpoint{}, err
-	}
-	return g, r.Endpoint, nil
 }
 
 // Bootstrap answers an Alibaba bootstrap (unsigned, as Alibaba's is):
@@ -123,6 +132,19 @@ func (c *Centre) Bootstrap(ctx context.Context, src netip.Addr, pk, dn string) (
 		return Endpoint{}, &ParamError{Param: "deviceName", Reason: "missing or too long"}
 	}
 	e, err := c.dir.Get(ctx, pk, dn)
+	if err == nil && e.From == "" {
+		// A device bootstraps when it cannot connect: make sure its
+		// region still holds it. A region that does not answer changes
+		// nothing (the device retries).
+		if r, ok := c.regions[e.Region]; ok {
+			if _, derr := r.Client.Device(ctx, pk, dn); errors.Is(derr, ErrUnknownDevice) {
+				if err := c.forget(ctx, e); err != nil {
+					return Endpoint{}, err
+				}
+				err = kv.ErrNotFound
+			}
+		}
+	}
 	if errors.Is(err, kv.ErrNotFound) {
 		e, err = c.firstContact(ctx, src, pk, dn, nil)
 	}
@@ -134,6 +156,19 @@ func (c *Centre) Bootstrap(ctx context.Context, src netip.Addr, pk, dn string) (
 		return Endpoint{}, &RegionError{Region: e.Region, Err: ErrUnknownRegion}
 	}
 	return r.Endpoint, nil
+}
+
+// forget drops the assignment of a device its region no longer holds
+// (deleted there by its operator), so the centre keeps no name of a
+// device that is gone, and a device of that name made again anywhere
+// is assigned afresh. An assignment changed meanwhile, or with a move
+// under way, is kept.
+func (c *Centre) forget(ctx context.Context, e *Entry) error {
+	if err := c.dir.Forget(ctx, e); err != nil {
+		return fmt.Errorf("directory: %w", err)
+	}
+	c.log.Info("assignment of a device its region no longer holds dropped", "device_id", e.DeviceID, "region", e.Region)
+	return nil
 }
 
 // firstContact finds the region holding the device, runs verify there

@@ -348,3 +348,50 @@ func TestCentreHuaweiBootstrap(t *testing.T) {
 		t.Fatalf("wrong password of an assigned device: %v", err)
 	}
 }
+
+// A device deleted in its region and made again elsewhere is assigned
+// afresh; the centre keeps no name of a device that is gone.
+func TestCentreForgetsDeletedDevices(t *testing.T) {
+	w := newTestWorld(t)
+	ctx := context.Background()
+	dir := NewDirectory(w.store)
+	w.regs["cn"].add("pk1", "d", "s")
+	if _, _, err := w.centre.PreAuth(ctx, fromCN, signed("pk1", "d", "s")); err != nil {
+		t.Fatal(err)
+	}
+	// Deleted by its operator: the pre-auth says 5001 and the name goes.
+	_ = w.regs["cn"].DeleteDevice(ctx, "proj", "pk1_d")
+	if _, _, err := w.centre.PreAuth(ctx, fromCN, signed("pk1", "d", "s")); !errors.Is(err, ErrUnknownDevice) {
+		t.Fatalf("pre-auth of a deleted device: %v", err)
+	}
+	if _, err := dir.Get(ctx, "pk1", "d"); !errors.Is(err, kv.ErrNotFound) {
+		t.Fatalf("directory still names the deleted device: %v", err)
+	}
+	// Made again in us: a bootstrap from cn's range assigns it to cn.
+	if _, _, err := w.centre.PreAuth(ctx, fromCN, signed("pk1", "d", "s")); !errors.Is(err, ErrUnknownDevice) {
+		t.Fatal(err)
+	}
+	w.regs["us"].add("pk1", "d", "s2")
+	if _, err := w.centre.Bootstrap(ctx, fromCN, "pk1", "d"); err != nil {
+		t.Fatal(err)
+	}
+	// Deleted in cn (where the rules moved it), made again in us:
+	// bootstrap notices and assigns it afresh.
+	_ = w.regs["cn"].DeleteDevice(ctx, "proj", "pk1_d")
+	w.regs["us"].add("pk1", "d", "s3")
+	if ep, err := w.centre.Bootstrap(ctx, fromUS, "pk1", "d"); err != nil || ep.MQTTHost != "us.example" {
+		t.Fatalf("bootstrap of a device made again: %v at %+v", err, ep)
+	}
+	// Huawei-style likewise.
+	w.regs["us"].add("pk2", "m", "s")
+	if _, err := w.centre.HuaweiBootstrap(ctx, fromUS, huaweiLogin("pk2_m", "s")); err != nil {
+		t.Fatal(err)
+	}
+	_ = w.regs["us"].DeleteDevice(ctx, "proj", "pk2_m")
+	if _, err := w.centre.HuaweiBootstrap(ctx, fromUS, huaweiLogin("pk2_m", "s")); !errors.Is(err, ErrUnknownDevice) {
+		t.Fatalf("Huawei bootstrap of a deleted device: %v", err)
+	}
+	if _, err := dir.ByDeviceID(ctx, "pk2_m"); !errors.Is(err, kv.ErrNotFound) {
+		t.Fatalf("directory still names the deleted Huawei device: %v", err)
+	}
+}

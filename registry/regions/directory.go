@@ -177,3 +177,24 @@ func (d *Directory) Moving(ctx context.Context, limit int) ([]Entry, error) {
 	})
 	return out, err
 }
+
+// Forget deletes the device's entry if it is still e's assignment, with
+// no move under way.
+func (d *Directory) Forget(ctx context.Context, e *Entry) error {
+	return d.store.Update(ctx, func(tx kv.Txn) error {
+		cur, err := getEntry(tx, e.ProductKey, e.DeviceName)
+		if errors.Is(err, kv.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if cur.Region != e.Region || cur.DeviceID != e.DeviceID || cur.From != "" {
+			return nil
+		}
+		if err := tx.Delete(entryKey(cur.ProductKey, cur.DeviceName)); err != nil {
+			return err
+		}
+		return tx.Delete(idKey(cur.DeviceID))
+	})
+}

@@ -80,10 +80,13 @@ func (c *Centre) HuaweiBootstrap(ctx context.Context, src netip.Addr, l Login) (
 		if !ok {
 			return Endpoint{}, &RegionError{Region: e.Region, Err: ErrUnknownRegion}
 		}
-		if _, err := r.Client.CheckLogin(ctx, l); err != nil {
+		_, err := r.Client.CheckLogin(ctx, l)
+		if !errors.Is(err, ErrUnknownDevice) || e.From != "" {
+			return r.Endpoint, err
+		}
+		if err := c.forget(ctx, e); err != nil {
 			return Endpoint{}, err
 		}
-		return r.Endpoint, nil
 	case !errors.Is(err, kv.ErrNotFound):
 		return Endpoint{}, fmt.Errorf("directory: %w", err)
 	}
