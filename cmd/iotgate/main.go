@@ -134,7 +134,7 @@ func run(configPath string) error {
 	httpErr := make(chan error, len(apiListeners))
 	for _, l := range apiListeners {
 		go l.serve(httpErr)
-		log.Info("api listening", "addr", l.ln.Addr().String(), "tls", l.srv.TLSConfig != nil)
+		log.Info("api listening", "listener", l.name, "addr", l.ln.Addr().String(), "tls", l.srv.TLSConfig != nil)
 	}
 	// Certificates are renewed in place: on SIGHUP (see hup), and when
 	// their files change (polled).
