@@ -188,7 +188,10 @@ func (c *ActivationConfig) rules() (regions.Rules, error) {
 // activationServer is the http.Server of an activation listener, with
 // bounds for traffic from the Internet.
 func activationServer(h http.Handler, tc *tls.Config, log *slog.Logger) *http.Server {
-	return &http.Server{Handler: h, TLSConfig: tc, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+	// HTTP/1.1 only, as the API (device SDKs speak nothing else), which
+	// also keeps net/http from rewriting TLSConfig when serving starts.
+	return &http.Server{Handler: h, TLSConfig: tc, TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
+		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 }
@@ -304,8 +307,8 @@ func runCentre(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	}
 	errc := make(chan error, len(ls))
 	for _, l := range ls {
-		go l.serve(errc)
 		log.Info("activation centre listening", "addr", l.ln.Addr().String(), "tls", l.srv.TLSConfig != nil)
+		go l.serve(errc)
 	}
 	sweepCtx, stopSweeps := context.WithCancel(ctx)
 	sweepsDone := make(chan struct{})
