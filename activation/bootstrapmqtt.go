@@ -48,7 +48,9 @@ type BootstrapOptions struct {
 	// TimestampSkew bounds a sign_type 1 ClientId timestamp's distance
 	// from our clock; 0 means one hour.
 	TimestampSkew time.Duration
-	Logger        *slog.Logger
+	// Guard nil: no bans.
+	Guard  Guard
+	Logger *slog.Logger
 }
 
 // NewBootstrapMQTT builds the listener; Start binds it.
@@ -67,7 +69,7 @@ func NewBootstrapMQTT(o BootstrapOptions) (*BootstrapMQTT, error) {
 	caps.MaximumPacketSize = 4 << 10
 	b := &BootstrapMQTT{broker: mochi.New(&mochi.Options{Capabilities: caps, InlineClient: true,
 		Logger: slog.New(slog.DiscardHandler)})}
-	h := &bootstrapHook{centre: o.Centre, broker: b.broker, skew: o.TimestampSkew, log: o.Logger,
+	h := &bootstrapHook{centre: o.Centre, broker: b.broker, skew: o.TimestampSkew, guard: o.Guard, log: o.Logger,
 		answers: map[*mochi.Client]regions.Endpoint{}}
 	if err := b.broker.AddHook(h, nil); err != nil {
 		return nil, err
@@ -96,6 +98,7 @@ type bootstrapHook struct {
 	centre Centre
 	broker *mochi.Server
 	skew   time.Duration
+	guard  Guard
 	log    *slog.Logger
 
 	mu      sync.Mutex
@@ -127,6 +130,11 @@ func parseLogin(clientID, username, password string) (regions.Login, bool, error
 }
 
 func (h *bootstrapHook) OnConnectAuthenticate(cl *mochi.Client, pk packets.Packet) bool {
+	src := remoteAddr(cl)
+	if banned(h.guard, string(pk.Connect.Username), src) {
+		h.log.Debug("bootstrap refused: banned", "client_id", pk.Connect.ClientIdentifier)
+		return false
+	}
 	l, checkTime, err := parseLogin(pk.Connect.ClientIdentifier, string(pk.Connect.Username), string(pk.Connect.Password))
 	if err == nil && checkTime {
 		t, perr := time.Parse("2006010215", l.Timestamp)
@@ -137,8 +145,9 @@ func (h *bootstrapHook) OnConnectAuthenticate(cl *mochi.Client, pk packets.Packe
 	var ep regions.Endpoint
 	if err == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-		ep, err = h.centre.HuaweiBootstrap(ctx, remoteAddr(cl), l)
+		ep, err = h.centre.HuaweiBootstrap(ctx, src, l)
 		cancel()
+		countFailure(h.guard, err, l.DeviceID, src)
 	}
 	if err != nil {
 		level := slog.LevelInfo

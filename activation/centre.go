@@ -29,11 +29,44 @@ type AdminToken struct {
 	Token   string
 }
 
+// Guard is the abuse controls the centre's device endpoints consult
+// (registry/guard): a banned source address or identity is refused
+// before any region is asked, and every refused sign, password or
+// unknown name counts against both.
+type Guard interface {
+	AddressBanned(addr netip.Addr) bool
+	IdentityBanned(identity string) bool
+	AuthFailed(identity string, addr netip.Addr) bool
+}
+
 // CentreOptions configures the centre's handler.
 type CentreOptions struct {
 	Centre Centre
 	Admins []AdminToken
+	// Guard nil: no bans.
+	Guard  Guard
 	Logger *slog.Logger
+}
+
+// codeTooMany answers a banned address or identity (Alibaba's 429, "too
+// many requests").
+const codeTooMany = 429
+
+// aliIdentity is an Alibaba device's identity for the guard, as the MQTT
+// listener counts it (DeviceName&ProductKey).
+func aliIdentity(pk, dn string) string { return dn + "&" + pk }
+
+// banned reports whether the guard refuses the request outright.
+func banned(g Guard, identity string, addr netip.Addr) bool {
+	return g != nil && (g.AddressBanned(addr) || identity != "" && g.IdentityBanned(identity))
+}
+
+// countFailure records a refusal that proves nothing was right (a wrong
+// sign or password, an unknown name) against identity and addr.
+func countFailure(g Guard, err error, identity string, addr netip.Addr) {
+	if g != nil && (errors.Is(err, regions.ErrBadSign) || errors.Is(err, regions.ErrUnknownDevice)) {
+		g.AuthFailed(identity, addr)
+	}
 }
 
 // maxFormBytes bounds a device's form (iotkit sends under 300 bytes).
@@ -42,12 +75,13 @@ const maxFormBytes = 4 << 10
 type centreHandler struct {
 	c      Centre
 	admins []AdminToken
+	guard  Guard
 	log    *slog.Logger
 }
 
 // NewCentreHandler returns the centre's HTTP handler.
 func NewCentreHandler(o CentreOptions) http.Handler {
-	h := &centreHandler{c: o.Centre, admins: o.Admins, log: o.Logger}
+	h := &centreHandler{c: o.Centre, admins: o.Admins, guard: o.Guard, log: o.Logger}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
@@ -80,10 +114,16 @@ func (h *centreHandler) preAuth(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p, err := regions.ParsePreAuth(r.PostForm)
+	src, id := source(r), aliIdentity(p.ProductKey, p.DeviceName)
+	if banned(h.guard, id, src) {
+		writeAli(w, h.log, maxPreAuthReply, aliReply{Code: codeTooMany, Message: "too many requests"})
+		return
+	}
 	var g regions.Grant
 	var ep regions.Endpoint
 	if err == nil {
-		g, ep, err = h.c.PreAuth(r.Context(), source(r), p)
+		g, ep, err = h.c.PreAuth(r.Context(), src, p)
+		countFailure(h.guard, err, id, src)
 	}
 	if err != nil {
 		h.refused(w, maxPreAuthReply, "pre-auth", p.ProductKey, p.DeviceName, err)
@@ -99,7 +139,13 @@ func (h *centreHandler) bootstrap(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	pk, dn := r.PostForm.Get("productKey"), r.PostForm.Get("deviceName")
-	ep, err := h.c.Bootstrap(r.Context(), source(r), pk, dn)
+	src, id := source(r), aliIdentity(pk, dn)
+	if banned(h.guard, id, src) {
+		writeAli(w, h.log, maxBootstrapReply, aliReply{Code: codeTooMany, Message: "too many requests"})
+		return
+	}
+	ep, err := h.c.Bootstrap(r.Context(), src, pk, dn)
+	countFailure(h.guard, err, id, src)
 	if err != nil {
 		h.refused(w, maxBootstrapReply, "bootstrap", pk, dn, err)
 		return

@@ -11,7 +11,9 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/iotgate/iotgate/registry/guard"
 	"github.com/iotgate/iotgate/registry/regions"
 )
 
@@ -197,5 +199,41 @@ func TestCentreMoveRegion(t *testing.T) {
 		if st, m := move(tt.project, tt.token, tt.action, tt.body); st != tt.status {
 			t.Errorf("%s: HTTP %d %v, want %d", tt.name, st, m, tt.status)
 		}
+	}
+}
+
+// Wrong signs and unknown names count against the identity and the
+// address; once banned, even a right sign is refused (429) before any
+// region is asked.
+func TestCentreGuard(t *testing.T) {
+	fake := &fakeCentre{}
+	g := guard.NewLocal(guard.Config{IdentityFailures: guard.Window{Max: 2, Window: time.Minute, Ban: time.Minute},
+		AddressFailures: guard.Window{Max: 4, Window: time.Minute, Ban: time.Minute}, MaxTracked: 100, MaxBans: 100})
+	srv := httptest.NewServer(NewCentreHandler(CentreOptions{Centre: fake, Guard: g}))
+	defer srv.Close()
+	form := func(dn string) url.Values {
+		return url.Values{"productKey": {"pk"}, "deviceName": {dn}, "sign": {"00"}}
+	}
+	for range 2 {
+		if _, body := post(t, srv.URL+"/auth/devicename", form("bad")); !strings.Contains(body, `"code":401`) {
+			t.Fatalf("wrong sign: %s", body)
+		}
+	}
+	fake.p = regions.PreAuth{}
+	if _, body := post(t, srv.URL+"/auth/devicename", form("bad")); body != `{"code":429,"message":"too many requests"}` {
+		t.Fatalf("banned identity: %s", body)
+	}
+	if fake.p.DeviceName != "" {
+		t.Fatal("a banned identity reached the centre")
+	}
+	if _, body := post(t, srv.URL+"/auth/devicename", form("good")); !strings.Contains(body, `"code":200`) {
+		t.Fatalf("another identity: %s", body)
+	}
+	// Unknown names (enumeration) count against the address.
+	for range 2 {
+		post(t, srv.URL+"/auth/bootstrap", url.Values{"productKey": {"pk"}, "deviceName": {"none"}})
+	}
+	if _, body := post(t, srv.URL+"/auth/devicename", form("good")); body != `{"code":429,"message":"too many requests"}` {
+		t.Fatalf("banned address: %s", body)
 	}
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/iotgate/iotgate/activation"
 	"github.com/iotgate/iotgate/api"
+	"github.com/iotgate/iotgate/registry/guard"
 	"github.com/iotgate/iotgate/registry/regions"
 )
 
@@ -282,7 +283,11 @@ func runCentre(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	}
 	w := wiring{cfg: cfg, log: log, certs: newServerCerts(cfg.DataDir, log)}
 	w.certs.Watch(ctx, cfg.TLSReloadInterval)
-	ls, err := w.activationListeners(activation.NewCentreHandler(activation.CentreOptions{Centre: centre, Admins: admins, Logger: clog}))
+	// limits.auth_failures and address_auth_failures, counted here: the
+	// regions never see the devices' addresses.
+	g := guard.NewLocal(cfg.Limits.guardConfig())
+	ls, err := w.activationListeners(activation.NewCentreHandler(activation.CentreOptions{Centre: centre, Admins: admins,
+		Guard: g, Logger: clog}))
 	if err != nil {
 		return err
 	}
@@ -295,7 +300,7 @@ func runCentre(ctx context.Context, cfg *Config, log *slog.Logger) error {
 			}
 		}
 		bootstrap, err = activation.NewBootstrapMQTT(activation.BootstrapOptions{Centre: centre, Listen: ac.MQTTListen,
-			TLSListen: ac.MQTTTLSListen, TLS: tc, TimestampSkew: cfg.MQTT.TimestampSkew, Logger: clog})
+			TLSListen: ac.MQTTTLSListen, TLS: tc, TimestampSkew: cfg.MQTT.TimestampSkew, Guard: g, Logger: clog})
 		if err == nil {
 			err = bootstrap.Start(ctx)
 		}
