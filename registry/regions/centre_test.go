@@ -395,3 +395,24 @@ func TestCentreForgetsDeletedDevices(t *testing.T) {
 		t.Fatalf("directory still names the deleted Huawei device: %v", err)
 	}
 }
+
+// An offline device's old copy goes at once: it connects nowhere until
+// it asks the centre again.
+func TestCentreMoveOfflineDevice(t *testing.T) {
+	w := newTestWorld(t)
+	ctx := context.Background()
+	w.regs["cn"].add("pk1", "d", "s")
+	if _, err := w.centre.Bootstrap(ctx, fromCN, "pk1", "d"); err != nil {
+		t.Fatal(err)
+	}
+	e, err := w.centre.Move(ctx, "proj", "pk1_d", "us")
+	if err != nil || e.From != "" || e.Region != "us" {
+		t.Fatalf("move: %+v, %v", e, err)
+	}
+	if w.regs["cn"].has("pk1_d") || !w.regs["us"].has("pk1_d") || len(w.regs["cn"].notified) != 0 {
+		t.Fatal("offline device not moved at once")
+	}
+	if e, err := w.centre.Move(ctx, "proj", "pk1_d", "us"); err != nil || e.Region != "us" {
+		t.Fatalf("move to its own region: %+v, %v", e, err)
+	}
+}
