@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -45,7 +47,7 @@ import (
 // those whose rule says r2.
 func TestActivationCentreE2E(t *testing.T) {
 	const token = "region-token-0123456789"
-	ports := freePorts(t, "tcp", "tcp", "tcp", "tcp")
+	ports := freePorts(t, "tcp", "tcp", "tcp", "tcp", "tcp")
 	regionYAML := func(addr string) string {
 		return fmt.Sprintf("activation:\n  role: region\n  listen: %q\n  token: %s\n", addr, token)
 	}
@@ -72,6 +74,7 @@ func TestActivationCentreE2E(t *testing.T) {
   role: centre
   listen: %q
   mqtt_listen: %q
+  tls_listen: %q
   sweep_interval: 200ms
   default_region: r1
   regions:
@@ -82,7 +85,7 @@ func TestActivationCentreE2E(t *testing.T) {
       region: r2
     - product_key: a1PKB
       region: r2
-`, ports[2], ports[3], ports[0], token, h1, p1, ports[1], token, h2, p2))
+`, ports[2], ports[3], ports[4], ports[0], token, h1, p1, ports[1], token, h2, p2))
 
 	// Device A, from 127.0.0.2: the source rule sends it to r2.
 	devA := &preAuthDevice{pk: "a1PKA", dn: "devA", secret: "secretA-0123456789", from: "127.0.0.2"}
@@ -109,8 +112,10 @@ func TestActivationCentreE2E(t *testing.T) {
 		devB.connect(t, g).Disconnect(0)
 	}
 	// Device C, from 127.0.0.1, matches no rule: default r1, where it is.
-	devC := &preAuthDevice{pk: "a1PKA", dn: "devC", secret: "secretC-0123456789", from: "127.0.0.1"}
-	if g := devC.preAuth(t, centre.url); g.Port != p1 || g.IotID != idC {
+	// It asks over HTTPS (iotkit's port 443), trusting the centre's CA.
+	devC := &preAuthDevice{pk: "a1PKA", dn: "devC", secret: "secretC-0123456789", from: "127.0.0.1",
+		roots: centre.caPool(t)}
+	if g := devC.preAuth(t, "https://localhost:"+strings.Split(ports[4], ":")[1]); g.Port != p1 || g.IotID != idC {
 		t.Fatalf("device C: %+v, want port %d", g, p1)
 	}
 
@@ -247,6 +252,7 @@ func TestActivationCentreE2E(t *testing.T) {
 // address it sends from.
 type preAuthDevice struct {
 	pk, dn, secret, from string
+	roots                *x509.CertPool // for an https:// centre
 }
 
 type preAuthGrant struct {
@@ -267,7 +273,7 @@ func (d *preAuthDevice) post(t *testing.T, centre string) (float64, map[string]a
 	form := "productKey=" + d.pk + "&deviceName=" + d.dn + "&signmethod=hmacsha256&sign=" + sign +
 		"&version=default&clientId=" + cid + "&timestamp=2524608000000&resources=mqtt"
 	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: (&net.Dialer{
-		LocalAddr: &net.TCPAddr{IP: net.ParseIP(d.from)}}).DialContext}}
+		LocalAddr: &net.TCPAddr{IP: net.ParseIP(d.from)}}).DialContext, TLSClientConfig: &tls.Config{RootCAs: d.roots}}}
 	req, _ := http.NewRequest(http.MethodPost, centre+"/auth/devicename", strings.NewReader(form))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded;charset=utf-8")
 	req.Header.Set("Accept", "text/xml,text/javascript,text/html,application/json")
@@ -370,6 +376,20 @@ func startCentre(t *testing.T, activation string) *centreProc {
 	}
 	t.Fatalf("centre did not start; logs:\n%s", c.logs())
 	return nil
+}
+
+// caPool trusts the centre's generated CA (data_dir/tls/ca.pem).
+func (c *centreProc) caPool(t *testing.T) *x509.CertPool {
+	t.Helper()
+	pem, err := os.ReadFile(filepath.Join(c.dataDir, "tls", "ca.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pem) {
+		t.Fatal("no CA certificate in the centre's ca.pem")
+	}
+	return roots
 }
 
 func (c *centreProc) logs() string {
