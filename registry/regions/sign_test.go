@@ -1,5 +1,7 @@
 package regions
 
+// Signs computed here, independently of the code under test.
+
 import (
 	"crypto/hmac"
 	"encoding/hex"
