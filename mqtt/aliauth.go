@@ -30,6 +30,8 @@ type aliAuthRegistry interface {
 //	authType=register|regnwl       dynamic registration by product secret
 //	                               (securemode 2 or -2, MQTTS only)
 //	securemode=-2 / authType=connwl  ClientID + DeviceToken (preregistration-free)
+//	securemode=-1                  iotId + iotToken from the activation
+//	                               centre's pre-auth (aliiottoken.go)
 //	otherwise                      device secret, securemode 3 on plain
 //	                               MQTT, 2 on MQTTS
 //
@@ -53,6 +55,9 @@ func (h *authHook) authenticateAlibaba(ctx context.Context, cl *mochi.Client, pk
 	cid, err := parseAliClientID(pk.Connect.ClientIdentifier)
 	if err != nil {
 		return nil, refuse(identifierRejected, "malformed Alibaba client id: %v", err)
+	}
+	if cid.SecureMode == "-1" {
+		return h.aliIotToken(ctx, cl, pk)
 	}
 	dn, pkey, ok := parseAliUsername(pk.Connect.Username)
 	if !ok {
@@ -79,6 +84,12 @@ func (h *authHook) authenticateAlibaba(ctx context.Context, cl *mochi.Client, pk
 	if r != nil {
 		return nil, r
 	}
+	return h.aliSession(ctx, d, secure)
+}
+
+// aliSession is the connection of a device that proved itself the
+// Alibaba way, unless its state refuses it.
+func (h *authHook) aliSession(ctx context.Context, d *registry.Device, secure bool) (*conn, *refusal) {
 	if d.Auth.SecureAccess && !secure {
 		return nil, refuse(notAuthorized, "device has secure_access and must use MQTTS")
 	}

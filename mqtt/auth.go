@@ -81,6 +81,8 @@ type authHook struct {
 	limits Limits
 	logs   *refusalLog
 	stats  *counters
+	// iotTokens checks securemode=-1 tokens; nil refuses them.
+	iotTokens IotTokenChecker
 }
 
 func (h *authHook) ID() string { return "iotgate-auth" }

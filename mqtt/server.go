@@ -52,6 +52,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// IotTokens checks securemode=-1 CONNECTs (activation centre
+	// tokens); nil refuses them.
+	IotTokens IotTokenChecker
 }
 
 // Server is the MQTT and MQTTS front end: an embedded mochi broker with
@@ -74,6 +77,8 @@ type Server struct {
 	stats    *counters
 	shutdown sync.Once
 	stopped  chan struct{} // closed once Shutdown has finished
+	// notifyIDs numbers the bootstrap notifications (their Alink id).
+	notifyIDs atomic.Int64
 }
 
 var (
@@ -129,7 +134,7 @@ func New(o Options) (*Server, error) {
 	// the uplinks (OnPublish; the first to answer CodeSuccessIgnore or
 	// ErrRejectPacket ends the chain).
 	s.auth = &authHook{reg: o.Registry, conns: s.conns, log: log, ctx: ctx, skew: o.TimestampSkew, now: o.Now,
-		guard: o.Guard, limits: limits, logs: refusals, stats: s.stats}
+		guard: o.Guard, limits: limits, logs: refusals, stats: s.stats, iotTokens: o.IotTokens}
 	hooks := []mochi.Hook{
 		&limitsHook{limits: limits, conns: s.conns, logs: refusals, stats: s.stats, log: log},
 		s.auth,

@@ -10,8 +10,8 @@ import (
 // only the Badger engine imports Badger, only the PostgreSQL engine (and
 // pgtest, its test-server starter) pgx;
 // the domain imports no engine and no adapter; the adapters (api, lwm2m,
-// mqtt) import no engine and not each other; only metrics imports
-// Prometheus, and it imports no adapter or engine.
+// mqtt, activation) import no engine and not each other; only metrics
+// imports Prometheus, and it imports no adapter or engine.
 func TestLayers(t *testing.T) {
 	const mod = "github.com/iotgate/iotgate/"
 	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, "../...").Output()
@@ -45,7 +45,7 @@ func TestLayers(t *testing.T) {
 	}
 	layer := func(p string) string {
 		p = strings.TrimPrefix(p, mod)
-		for _, l := range []string{"registry/kv/badgerkv", "registry/kv/pgkv", "api", "lwm2m", "mqtt", "metrics", "registry"} {
+		for _, l := range []string{"registry/kv/badgerkv", "registry/kv/pgkv", "api", "lwm2m", "mqtt", "activation", "metrics", "registry"} {
 			if p == l || strings.HasPrefix(p, l+"/") {
 				return l
 			}
@@ -53,15 +53,16 @@ func TestLayers(t *testing.T) {
 		return ""
 	}
 	forbidden := map[string][]string{
-		"registry": {"registry/kv/badgerkv", "registry/kv/pgkv", "api", "lwm2m", "mqtt"},
-		"api":      {"registry/kv/badgerkv", "registry/kv/pgkv", "lwm2m", "mqtt"},
-		"lwm2m":    {"registry/kv/badgerkv", "registry/kv/pgkv", "api", "mqtt"},
-		"mqtt":     {"registry/kv/badgerkv", "registry/kv/pgkv", "api", "lwm2m"},
+		"registry":   {"registry/kv/badgerkv", "registry/kv/pgkv", "api", "lwm2m", "mqtt", "activation"},
+		"api":        {"registry/kv/badgerkv", "registry/kv/pgkv", "lwm2m", "mqtt", "activation"},
+		"lwm2m":      {"registry/kv/badgerkv", "registry/kv/pgkv", "api", "mqtt", "activation"},
+		"mqtt":       {"registry/kv/badgerkv", "registry/kv/pgkv", "api", "lwm2m", "activation"},
+		"activation": {"registry/kv/badgerkv", "registry/kv/pgkv", "api", "lwm2m", "mqtt"},
 		// The metrics read the adapters through functions cmd/iotgate
 		// hands them.
-		"metrics": {"registry/kv/badgerkv", "registry/kv/pgkv", "api", "lwm2m", "mqtt"},
+		"metrics": {"registry/kv/badgerkv", "registry/kv/pgkv", "api", "lwm2m", "mqtt", "activation"},
 	}
-	for _, pkg := range []string{"registry", "api", "lwm2m", "mqtt", "metrics"} {
+	for _, pkg := range []string{"registry", "registry/regions", "api", "lwm2m", "mqtt", "activation", "metrics"} {
 		for _, d := range deps(pkg) {
 			// Only the metrics package knows Prometheus: the others keep
 			// counters it reads.
@@ -74,7 +75,7 @@ func TestLayers(t *testing.T) {
 			if strings.HasPrefix(d, "github.com/jackc/pgx") {
 				t.Errorf("%s depends on pgx", pkg)
 			}
-			for _, f := range forbidden[pkg] {
+			for _, f := range forbidden[layer(pkg)] {
 				if layer(d) == f {
 					t.Errorf("%s depends on %s (through %s)", pkg, f, d)
 				}

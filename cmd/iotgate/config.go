@@ -37,6 +37,8 @@ type Config struct {
 	Store     StoreConfig   `yaml:"store"`
 	Cluster   ClusterConfig `yaml:"cluster"`
 	Metrics   MetricsConfig `yaml:"metrics"`
+	// Activation makes the node an activation centre or a region of one.
+	Activation ActivationConfig `yaml:"activation"`
 
 	// TLSReloadInterval is how often the TLS certificate files (MQTTS,
 	// API) are checked for changes and reloaded; 0 disables polling
@@ -230,6 +232,7 @@ func defaultConfig() Config {
 		Store: StoreConfig{Engine: engineBadger, MinFreeBytes: 256 << 20, BallastBytes: 64 << 20,
 			Postgres: PostgresConfig{MaxConns: 32, StartTimeout: time.Minute}},
 		Limits:            defaultLimits(),
+		Activation:        defaultActivationConfig(),
 		TLSReloadInterval: time.Minute,
 		Events: EventsConfig{Retention: registry.DefaultEventRetention, MaxEvents: registry.DefaultMaxEvents,
 			OfflineGrace: 30 * time.Second},
@@ -356,6 +359,9 @@ func (c *Config) validate() error {
 		return errors.New("config: events.offline_grace must not be negative")
 	}
 	if err := c.validateStore(); err != nil {
+		return err
+	}
+	if err := c.Activation.validate(); err != nil {
 		return err
 	}
 	return c.Limits.validate()

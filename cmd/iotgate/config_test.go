@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -35,6 +36,12 @@ func TestExampleConfigIsDefaults(t *testing.T) {
 	}
 	if len(got.Cluster.Advertise) == 0 {
 		got.Cluster.Advertise = nil // "advertise: {}" likewise
+	}
+	if len(got.Activation.Regions) == 0 {
+		got.Activation.Regions = nil // "regions: []" likewise
+	}
+	if len(got.Activation.Rules) == 0 {
+		got.Activation.Rules = nil
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("configs/iotgate.yaml differs from the built-in defaults:\n got %+v\nwant %+v", got, want)
@@ -114,6 +121,67 @@ func TestConfigErrors(t *testing.T) {
 		}
 		if _, err := loadConfig(path); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: want error containing %q, got %v", tc.yaml, tc.want, err)
+		}
+	}
+}
+
+// activation: blocks load or are refused with a message naming the key.
+func TestConfigActivation(t *testing.T) {
+	const region = "    - id: eu\n      url: http://127.0.0.1:9001\n      token: 0123456789abcdef\n      mqtt_host: 127.0.0.1\n      mqtt_port: 1883\n"
+	centre := "activation:\n  role: centre\n  listen: 127.0.0.1:0\n  default_region: eu\n  regions:\n" + region
+	tests := []struct {
+		name, yaml, err string
+	}{
+		{"off", "activation:\n  role: \"\"\n", ""},
+		{"region", "activation:\n  role: region\n  listen: 127.0.0.1:0\n  token: 0123456789abcdef\n", ""},
+		{"centre", centre + "  rules:\n    - source_cidr: 10.0.0.0/8\n      region: eu\n    - product_key: pk\n      region: eu\n", ""},
+		{"unknown role", "activation:\n  role: hub\n  listen: :1\n", "activation.role"},
+		{"no listener", "activation:\n  role: region\n  token: 0123456789abcdef\n", "activation.listen"},
+		{"short region token", "activation:\n  role: region\n  listen: :1\n  token: short\n", "activation.token"},
+		{"no regions", "activation:\n  role: centre\n  listen: :1\n  default_region: eu\n", "activation.regions"},
+		{"no default", strings.Replace(centre, "  default_region: eu\n", "", 1), "default region"},
+		{"bad cidr", centre + "  rules:\n    - source_cidr: 10.0.0.0/33\n      region: eu\n", "source_cidr"},
+		{"unknown rule region", centre + "  rules:\n    - product_key: pk\n      region: us\n", "not a configured region"},
+		{"match-all rule", centre + "  rules:\n    - region: eu\n", "source range or a product key"},
+		{"IPv6 host", strings.Replace(centre, "mqtt_host: 127.0.0.1", "mqtt_host: \"::1\"", 1), "mqtt_host"},
+		{"long host", strings.Replace(centre, "mqtt_host: 127.0.0.1", "mqtt_host: "+strings.Repeat("h", 64), 1), "mqtt_host"},
+		{"bad port", strings.Replace(centre, "mqtt_port: 1883", "mqtt_port: 0", 1), "mqtt_port"},
+		{"bad url", strings.Replace(centre, "http://127.0.0.1:9001", "ftp://x", 1), "url"},
+		{"duplicate region", centre + strings.Replace(region, "    - id: eu", "    - id: eu", 1), "twice"},
+	}
+	for _, tt := range tests {
+		path := filepath.Join(t.TempDir(), "c.yaml")
+		if err := os.WriteFile(path, []byte("data_dir: /tmp/x\n"+tt.yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, err := loadConfig(path)
+		switch {
+		case tt.err == "" && err != nil:
+			t.Errorf("%s: %v", tt.name, err)
+		case tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err)):
+			t.Errorf("%s: %v, want an error naming %q", tt.name, err, tt.err)
+		}
+	}
+}
+
+func TestConfigActivationMQTT(t *testing.T) {
+	region := "activation:\n  role: region\n  listen: :1\n  token: 0123456789abcdef\n  mqtt_listen: :2\n"
+	centre := "activation:\n  role: centre\n  listen: :1\n  mqtt_listen: :2\n  default_region: eu\n  regions:\n" +
+		"    - {id: eu, url: \"http://127.0.0.1:9\", token: 0123456789abcdef, mqtt_host: h, mqtt_port: 1, address: %s}\n"
+	for _, tt := range []struct {
+		name, yaml, err string
+	}{
+		{"region bootstrap listener", region, "centre's"},
+		{"centre", fmt.Sprintf(centre, `"h:8883"`), ""},
+		{"bad address", fmt.Sprintf(centre, `"h"`), "address"},
+	} {
+		path := filepath.Join(t.TempDir(), "c.yaml")
+		if err := os.WriteFile(path, []byte("data_dir: /tmp/x\n"+tt.yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, err := loadConfig(path)
+		if (tt.err == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), tt.err) {
+			t.Errorf("%s: %v, want %q", tt.name, err, tt.err)
 		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/iotgate/iotgate/api"
 	"github.com/iotgate/iotgate/metrics"
 	"github.com/iotgate/iotgate/registry"
+	"github.com/iotgate/iotgate/registry/regions"
 )
 
 func main() { os.Exit(cli(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -55,6 +56,9 @@ func run(configPath string) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
+	if cfg.Activation.Role == roleCentre {
+		return runCentre(ctx, &cfg, log)
+	}
 	key, err := masterKey(&cfg)
 	if err != nil {
 		return err
@@ -88,6 +92,9 @@ func run(configPath string) error {
 	for _, c := range creds {
 		w.apiTokens = append(w.apiTokens, c.Token)
 	}
+	if cfg.Activation.Role == roleRegion {
+		w.iotTokens = regions.NewTokens(key, cfg.Activation.TokenTTL)
+	}
 	listeners, apiOpts, err := w.listeners()
 	if err != nil {
 		return err
@@ -104,10 +111,15 @@ func run(configPath string) error {
 	if err != nil {
 		return err
 	}
+	regionListeners, err := w.regionListeners()
+	if err != nil {
+		return err
+	}
+	apiListeners = append(apiListeners, regionListeners...)
 	httpErr := make(chan error, len(apiListeners))
 	for _, l := range apiListeners {
 		go l.serve(httpErr)
-		log.Info("api listening", "addr", l.ln.Addr().String(), "tls", l.srv.TLSConfig != nil)
+		log.Info("api listening", "listener", l.name, "addr", l.ln.Addr().String(), "tls", l.srv.TLSConfig != nil)
 	}
 	// Certificates are renewed in place: on SIGHUP (see hup), and when
 	// their files change (polled).

@@ -13,6 +13,7 @@ import (
 	"github.com/iotgate/iotgate/mqtt"
 	"github.com/iotgate/iotgate/registry"
 	"github.com/iotgate/iotgate/registry/guard"
+	"github.com/iotgate/iotgate/registry/regions"
 )
 
 // The API reaches the registry only through the interface it declares.
@@ -38,6 +39,10 @@ type wiring struct {
 	metrics       *metrics.Metrics
 	protocolStats map[string]func() metrics.ProtocolStats
 	apiTokens     []string
+	// iotTokens checks activation centre tokens (activation.role
+	// region); nil otherwise. mqttServer is the MQTT server, once built.
+	iotTokens  *regions.Tokens
+	mqttServer *mqtt.Server
 }
 
 // sessionCounts is the heartbeat's device counts: every protocol named,
@@ -92,6 +97,7 @@ func (w *wiring) listeners() ([]listener, api.Options, error) {
 	if m, err := w.mqtt(); err != nil {
 		return nil, opts, err
 	} else if m != nil {
+		w.mqttServer = m
 		ls = append(ls, m)
 		w.sessions[registry.ProtocolMQTT] = m.Connected
 		w.protocolStats["mqtt"] = mqttStats(m)
@@ -164,7 +170,7 @@ func (w *wiring) mqtt() (*mqtt.Server, error) {
 			return nil, fmt.Errorf("mqtt: server certificate: %w", err)
 		}
 	}
-	return mqtt.New(mqtt.Options{
+	o := mqtt.Options{
 		Registry:      w.reg,
 		Listen:        c.Listen,
 		TLSListen:     c.TLSListen,
@@ -173,5 +179,9 @@ func (w *wiring) mqtt() (*mqtt.Server, error) {
 		Guard:         w.guard,
 		Limits:        w.cfg.Limits.mqttLimits(),
 		Logger:        w.log.With("component", "mqtt"),
-	})
+	}
+	if w.iotTokens != nil {
+		o.IotTokens = w.iotTokens
+	}
+	return mqtt.New(o)
 }

@@ -1,0 +1,15 @@
+// Package activation is the HTTP face of the activation centre and of a
+// region towards it (the domain is registry/regions):
+//
+//   - NewCentreHandler serves devices at the centre's one global address:
+//     Alibaba's signed pre-auth (POST /auth/devicename) and bootstrap
+//     (POST /auth/bootstrap, GET /auth/bootstrap/regionId/{id}), each
+//     answering with the assigned region's endpoint; the operator's
+//     moveRegion action; and (BootstrapMQTT) Huawei IoTDP-style
+//     bootstrap over MQTT.
+//   - NewRegionHandler serves a region's devices' business to the centre,
+//     server to server, under a bearer token (/activation/v1/...);
+//     RegionClient is the centre's client of it.
+//
+// It imports no other adapter and no storage engine.
+package activation
