@@ -34,7 +34,7 @@ func TestAPITour(t *testing.T) {
 	g.MustDo(200, "GET", g.P("/devices?product_id=tour&limit=5"), nil)
 	g.MustDo(200, "GET", g.P("/devices/"+id), nil)
 	g.MustDo(200, "PUT", g.P("/devices/"+id), map[string]any{"device_name": "Touring", "extension_info": map[string]any{"k": "v"},
-		"auth_info": map[string]any{"timeout": 0}})
+		"auth_info": map[string]any{"timeout": 0}, "tags": []map[string]any{{"tag_key": "site", "tag_value": "north"}}})
 	g.MustDo(200, "POST", g.P("/devices/"+id+"/action?action_id=resetSecret"), map[string]any{"secret_type": "SECONDARY"})
 	g.MustDo(200, "POST", g.P("/devices/"+id+"/action?action_id=resetThing"), nil)
 	g.MustDo(204, "POST", g.P("/devices/"+id+"/freeze"), nil)
@@ -42,7 +42,8 @@ func TestAPITour(t *testing.T) {
 	g.MustDo(200, "GET", g.P("/devices/"+id+"/client-ids"), nil)
 	g.MustDo(404, "POST", g.P("/devices/"+id+"/client-ids/none/keep"), nil) // its success: TestAliPreregistrationFreeE2E
 	g.MustDo(200, "DELETE", g.P("/devices/"+id+"/client-ids"), nil)
-	x509 := g.MustDo(201, "POST", g.P("/devices"), map[string]any{"node_id": "x1", "product_id": "tour",
+	tags := []map[string]any{{"tag_key": "site", "tag_value": "south"}, {"tag_key": "楼层"}}
+	x509 := g.MustDo(201, "POST", g.P("/devices"), map[string]any{"node_id": "x1", "product_id": "tour", "tags": tags,
 		"auth_info": map[string]any{"auth_type": "CERTIFICATES", "fingerprint": strings.Repeat("ab", 20)}})["device_id"].(string)
 	g.MustDo(200, "POST", g.P("/devices/"+x509+"/reset-fingerprint"), map[string]any{"fingerprint": strings.Repeat("cd", 32),
 		"fingerprint_type": "SECONDARY"})
@@ -50,8 +51,25 @@ func TestAPITour(t *testing.T) {
 		t.Errorf("register an unknown device: %v", out)
 	}
 
+	// Tags.
+	g.MustDo(200, "POST", g.P("/tags/bind-resource"), map[string]any{"resource_type": "device", "resource_id": id,
+		"tags": []map[string]any{{"tag_key": "owner", "tag_value": "ops"}}})
+	g.MustDo(200, "POST", g.P("/tags/unbind-resource"), map[string]any{"resource_type": "device", "resource_id": id,
+		"tag_keys": []string{"owner"}})
+	if found := g.MustDo(200, "POST", g.P("/tags/query-resources?limit=5"), map[string]any{"resource_type": "device",
+		"tags": []map[string]any{{"tag_key": "site"}}})["resources"].([]any); len(found) != 2 {
+		t.Errorf("devices tagged site: %v", found)
+	}
+
 	// Device data, commands and messages (the device is offline).
+	g.MustDo(200, "PUT", g.P("/devices/"+id+"/shadow"), map[string]any{"shadow": []map[string]any{{"service_id": "Basic",
+		"desired": map[string]any{"limit": 5}, "version": 0}}})
+	g.MustDo(409, "PUT", g.P("/devices/"+id+"/shadow"), map[string]any{"shadow": []map[string]any{{"service_id": "Basic",
+		"desired": map[string]any{"limit": 6}, "version": 0}}}) // version 0 is stale now
 	g.MustDo(200, "GET", g.P("/devices/"+id+"/shadow"), nil)
+	g.MustDo(403, "GET", g.P("/devices/"+id+"/properties?service_id=Basic"), nil) // its success: TestPropertiesWithHuaweiSDK
+	g.MustDo(403, "PUT", g.P("/devices/"+id+"/properties"), map[string]any{"services": []map[string]any{{"service_id": "Basic",
+		"properties": map[string]any{"limit": 5}}}})
 	g.MustDo(200, "GET", g.P("/devices/"+id+"/device-messages?limit=5"), nil)
 	g.MustDo(403, "POST", g.P("/devices/"+id+"/commands"), map[string]any{"service_id": "Basic", "command_name": "ping",
 		"paras": map[string]any{}}) // its success: TestMQTTInteropCommand
