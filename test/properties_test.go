@@ -18,7 +18,8 @@ import (
 // sdkClient is the unmodified Huawei Go SDK's IoTDA client for g.
 func sdkClient(g *Gate) *iotda.IoTDAClient {
 	cred := basic.NewCredentialsBuilder().WithAk(g.AK).WithSk(g.SK).WithProjectId(g.Project).Build()
-	return iotda.NewIoTDAClient(iotda.IoTDAClientBuilder().WithEndpoint(g.API).WithCredential(cred).Build())
+	return iotda.NewIoTDAClient(iotda.IoTDAClientBuilder().WithEndpoint(g.API).WithCredential(cred).
+		WithHttpConfig(g.sdkHTTPConfig(nil)).Build())
 }
 
 // answerProperties has a Paho device answer every properties request it
