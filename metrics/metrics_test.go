@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/iotgate/iotgate/metrics/metricstest"
 	"github.com/iotgate/iotgate/registry"
 	"github.com/iotgate/iotgate/registry/guard"
 	dto "github.com/prometheus/client_model/go"
@@ -38,29 +39,8 @@ func scrape(t *testing.T, h http.Handler, header http.Header) map[string]*dto.Me
 // value is the value of the family's series with labels (name=value
 // pairs), or -1 if there is none.
 func value(fams map[string]*dto.MetricFamily, name string, labels ...string) float64 {
-	f := fams[name]
-	if f == nil {
-		return -1
-	}
-next:
-	for _, m := range f.GetMetric() {
-		got := map[string]string{}
-		for _, l := range m.GetLabel() {
-			got[l.GetName()] = l.GetValue()
-		}
-		for i := 0; i+1 < len(labels); i += 2 {
-			if got[labels[i]] != labels[i+1] {
-				continue next
-			}
-		}
-		switch {
-		case m.Counter != nil:
-			return m.Counter.GetValue()
-		case m.Gauge != nil:
-			return m.Gauge.GetValue()
-		case m.Histogram != nil:
-			return float64(m.Histogram.GetSampleCount())
-		}
+	if v, ok := metricstest.Value(fams, name, labels...); ok {
+		return v
 	}
 	return -1
 }

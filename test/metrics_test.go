@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/iotgate/iotgate/lwm2m/lwm2mclient"
+	"github.com/iotgate/iotgate/metrics/metricstest"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -59,32 +60,11 @@ func getMetrics(t *testing.T, url, token string) (int, string) {
 // test: every label value the platform knows is exported from the start.
 func (s scrape) value(t *testing.T, name string, labels ...string) float64 {
 	t.Helper()
-	f := s[name]
-	if f == nil {
-		t.Fatalf("no metric %s", name)
+	v, ok := metricstest.Value(s, name, labels...)
+	if !ok {
+		t.Fatalf("no series %s%v", name, labels)
 	}
-next:
-	for _, m := range f.GetMetric() {
-		got := map[string]string{}
-		for _, l := range m.GetLabel() {
-			got[l.GetName()] = l.GetValue()
-		}
-		for i := 0; i+1 < len(labels); i += 2 {
-			if got[labels[i]] != labels[i+1] {
-				continue next
-			}
-		}
-		switch {
-		case m.Counter != nil:
-			return m.Counter.GetValue()
-		case m.Gauge != nil:
-			return m.Gauge.GetValue()
-		case m.Histogram != nil:
-			return float64(m.Histogram.GetSampleCount())
-		}
-	}
-	t.Fatalf("no series %s%v", name, labels)
-	return 0
+	return v
 }
 
 // TestMetricsMove scrapes /metrics on the API listener (loopback: no
