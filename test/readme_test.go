@@ -308,3 +308,58 @@ func startReadmeGate(t *testing.T, dir, api string) func() string {
 	t.Fatalf("iotgate did not print its generated credential at first start:\n%s", logs())
 	return nil
 }
+
+// TestParseWalkthrough: the markers are read as the test's doc says, and a
+// marker the parser cannot use is an error, not a step silently skipped.
+func TestParseWalkthrough(t *testing.T) {
+	for _, tc := range []struct {
+		name, readme string
+		steps        []readmeStep
+		err          bool
+	}{
+		{name: "step and output",
+			readme: "x\n" + walkthroughMarker + "\n```sh\necho a\n```\n\n" + outputMarker + "\n```\na\n\n```\n```sh\nnot a step\n```\n",
+			steps:  []readmeStep{{line: 3, script: "echo a\n", output: []string{"a"}}}},
+		{name: "step without output",
+			readme: walkthroughMarker + "\n```sh\ntrue\n```\n" + walkthroughMarker + "\n```sh\nfalse\n```\n",
+			steps:  []readmeStep{{line: 2, script: "true\n"}, {line: 6, script: "false\n"}}},
+		{name: "no marked step", readme: "```sh\ntrue\n```\n", err: true},
+		{name: "marker before a non-sh fence", readme: walkthroughMarker + "\n```bash\ntrue\n```\n", err: true},
+		{name: "marker before prose", readme: walkthroughMarker + "\ntext\n", err: true},
+		{name: "unclosed fence", readme: walkthroughMarker + "\n```sh\ntrue\n", err: true},
+		{name: "output before any step", readme: outputMarker + "\n```\na\n```\n", err: true},
+		{name: "two outputs for one step",
+			readme: walkthroughMarker + "\n```sh\ntrue\n```\n" + outputMarker + "\n```\na\n```\n" + outputMarker + "\n```\nb\n```\n", err: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parseWalkthrough(tc.readme)
+			if (err != nil) != tc.err {
+				t.Fatalf("err = %v, want error %v", err, tc.err)
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tc.steps) {
+				t.Fatalf("steps = %+v, want %+v", got, tc.steps)
+			}
+		})
+	}
+}
+
+// TestMatchOutput: expected lines match whole output lines, in order,
+// "..." standing for any text.
+func TestMatchOutput(t *testing.T) {
+	got := "noise\n{\"id\":\"ab12\",\"ok\":true}\n  ONLINE  \nINACTIVE\n"
+	for _, tc := range []struct {
+		want []string
+		miss string
+	}{
+		{[]string{`{"id":"...","ok":true}`, "ONLINE"}, ""},
+		{[]string{"ONLINE", "INACTIVE"}, ""},
+		{[]string{"INACTIVE", "ONLINE"}, "ONLINE"}, // out of order
+		{[]string{"ONLINE", "ONLINE"}, "ONLINE"},   // one line matches once
+		{[]string{"ONLIN"}, "ONLIN"},               // whole lines only
+		{[]string{`{"id":"...","ok":false}`}, `{"id":"...","ok":false}`},
+	} {
+		if miss := matchOutput(tc.want, got); miss != tc.miss {
+			t.Errorf("matchOutput(%q) = %q, want %q", tc.want, miss, tc.miss)
+		}
+	}
+}
