@@ -43,6 +43,9 @@ import (
 // ports, and rewrites those two forms. A default port left in a step in
 // any other form fails the test, rather than reaching a server on the
 // real port.
+//
+// It also checks that every data_dir/... file configs/iotgate.yaml names
+// exists after that start on the defaults.
 
 const (
 	walkthroughMarker = "<!-- readme-test: walkthrough -->"
@@ -238,6 +241,18 @@ func TestREADMEWalkthrough(t *testing.T) {
 		}
 		t.Fatalf("README.md walk-through step at line %d failed (%v); as run:\n%s\noutput:\n%s\n%s\niotgate's log:\n%s",
 			steps[i].line, runErr, indent(steps[i].script, "  "), indent(stepOutput(i), "  "), out, logs())
+	}
+	// The files configs/iotgate.yaml tells an operator to find in
+	// data_dir (it once named a CA file iotgate never wrote) exist after a
+	// start on its defaults.
+	cfgText, err := os.ReadFile("../configs/iotgate.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range regexp.MustCompile(`data_dir/([\w./-]*\w)`).FindAllStringSubmatch(string(cfgText), -1) {
+		if _, err := os.Stat(filepath.Join(dir, "data", m[1])); err != nil {
+			t.Errorf("configs/iotgate.yaml names %s, which a start on the defaults did not make: %v", m[0], err)
+		}
 	}
 	for i, s := range steps {
 		if s.output == nil {
