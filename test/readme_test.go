@@ -1,7 +1,6 @@
 package test
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -314,14 +313,10 @@ func startReadmeGate(t *testing.T, dir, api string) func() string {
 		time.Sleep(50 * time.Millisecond)
 	}
 	// The credential the README says is printed at first start.
-	sc := bufio.NewScanner(strings.NewReader(logs()))
-	for sc.Scan() {
-		if strings.HasPrefix(sc.Text(), "iotgate: generated API credentials") {
-			return logs
-		}
+	if !strings.HasPrefix(logs(), "iotgate: generated API credentials") {
+		t.Fatalf("iotgate did not print its generated credential first:\n%s", logs())
 	}
-	t.Fatalf("iotgate did not print its generated credential at first start:\n%s", logs())
-	return nil
+	return logs
 }
 
 // TestParseWalkthrough: the markers are read as the test's doc says, and a
