@@ -47,6 +47,8 @@ import (
 //
 // It also checks that every data_dir/... file configs/iotgate.yaml names
 // exists after that start on the defaults.
+//
+// Run it alone with: go test -count=1 -run TestREADMEWalkthrough ./test
 
 const (
 	walkthroughMarker = "<!-- readme-test: walkthrough -->"
