@@ -53,6 +53,8 @@ import (
 //	nd/{node}                      a cluster node's heartbeat (nodes.go)
 //	ps/{device_id}                 the device's session: node, epoch, since (cluster presence, presencestore.go)
 //	#e                             the last event position handed out (cluster event positions, eventstream.go)
+//	rr/{project}/{rule_id}         routing rule (routingrules.go)
+//	ra/{project}/{action_id}       rule action, its secrets sealed (ruleactions.go)
 //	bn/{kind}/{value}              a ban of the shared ban list: kind i (identity) or a (address prefix), the ban as JSON with its expiry (bans.go)
 //
 // Positions are 8 bytes big-endian, so the ordered keys are the stream.
@@ -96,6 +98,8 @@ const (
 	famPresence      = "ps"
 	famEventPosition = "#e"
 	famBan           = "bn"
+	famRoutingRule   = "rr"
+	famRuleAction    = "ra"
 )
 
 func key(prefix string, parts ...string) []byte {
@@ -162,6 +166,8 @@ func nodeBeatKey(node string) []byte               { return key(famNodeBeat, nod
 func nodeBeatsPrefix() []byte                      { return prefixKey(famNodeBeat) }
 func presenceKey(dev string) []byte                { return key(famPresence, dev) }
 func bansPrefix() []byte                           { return prefixKey(famBan) }
+func routingRuleKey(project, id string) []byte     { return key(famRoutingRule, project, id) }
+func ruleActionKey(project, id string) []byte      { return key(famRuleAction, project, id) }
 
 // statusTimeKey holds a device's last status change apart from its
 // record, so connects and disconnects never rewrite (and re-seal, and

@@ -37,7 +37,7 @@ func TestWhereMatch(t *testing.T) {
 		{"resource = 'device.message' or event = 'update'", false},
 		{"NOT resource = 'device.message'", true},
 		{"not (resource = 'device.property' and event = 'report')", false},
-		{"resource = 'x' AND event = 'report' OR request_id = 'r1'", true},   // AND binds tighter
+		{"resource = 'x' AND event = 'report' OR request_id = 'r1'", true},    // AND binds tighter
 		{"resource = 'x' AND (event = 'report' OR request_id = 'r1')", false}, // parentheses
 		// Missing paths are NULL: every comparison with them is false.
 		{"notify_data.body.missing > 1", false},
