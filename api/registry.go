@@ -21,6 +21,7 @@ type Registry interface {
 	eventRegistry
 	dynRegRegistry
 	clusterRegistry
+	routingRegistry
 }
 
 // Deliverer reaches devices: the registry's delivery router, which
