@@ -21,16 +21,17 @@ type Config struct {
 	DataDir string `yaml:"data_dir"`
 	// MasterKey seals secrets at rest (64 hex characters). Empty: taken
 	// from $IOTGATE_MASTER_KEY, else generated into data_dir/master.key.
-	MasterKey string        `yaml:"master_key"`
-	LogLevel  string        `yaml:"log_level"`
-	API       APIConfig     `yaml:"api"`
-	CoAP      CoAPConfig    `yaml:"coap"`
-	MQTT      MQTTConfig    `yaml:"mqtt"`
-	Registry  RegConfig     `yaml:"registry"`
-	Events    EventsConfig  `yaml:"events"`
-	Limits    LimitsConfig  `yaml:"limits"`
-	Store     StoreConfig   `yaml:"store"`
-	Cluster   ClusterConfig `yaml:"cluster"`
+	MasterKey  string           `yaml:"master_key"`
+	LogLevel   string           `yaml:"log_level"`
+	API        APIConfig        `yaml:"api"`
+	CoAP       CoAPConfig       `yaml:"coap"`
+	MQTT       MQTTConfig       `yaml:"mqtt"`
+	Registry   RegConfig        `yaml:"registry"`
+	Events     EventsConfig     `yaml:"events"`
+	Forwarding ForwardingConfig `yaml:"forwarding"`
+	Limits     LimitsConfig     `yaml:"limits"`
+	Store      StoreConfig      `yaml:"store"`
+	Cluster    ClusterConfig    `yaml:"cluster"`
 
 	// TLSReloadInterval is how often the TLS certificate files (MQTTS,
 	// API) are checked for changes and reloaded; 0 disables polling
@@ -223,6 +224,7 @@ func defaultConfig() Config {
 		TLSReloadInterval: time.Minute,
 		Events: EventsConfig{Retention: registry.DefaultEventRetention, MaxEvents: registry.DefaultMaxEvents,
 			OfflineGrace: 30 * time.Second},
+		Forwarding: defaultForwarding(),
 	}
 }
 
@@ -306,6 +308,9 @@ func (c *Config) validate() error {
 	}
 	if c.Events.OfflineGrace < 0 {
 		return errors.New("config: events.offline_grace must not be negative")
+	}
+	if err := c.Forwarding.validate(); err != nil {
+		return err
 	}
 	if err := c.validateStore(); err != nil {
 		return err
