@@ -275,7 +275,8 @@ func TestForwardingHTTPEnvelopes(t *testing.T) {
 
 // sendUplinks has each device send {"i":from}... up to to-1 at QoS 1,
 // window PUBLISHes in flight; acked records what the server acknowledged.
-// It stops early when stop is set or a publish fails.
+// A device stops early when stop is set or a publish is not acknowledged;
+// it returns where each device is to go on from.
 func sendUplinks(clients []paho.Client, ids []string, from, to []int, window int, acked []map[int]bool, total *atomic.Int64, stop *atomic.Bool) []int {
 	next := make([]int, len(ids))
 	var wg sync.WaitGroup
@@ -287,16 +288,19 @@ func sendUplinks(clients []paho.Client, ids []string, from, to []int, window int
 				tok paho.Token
 			}
 			var inflight []sent
+			failed := -1 // the first publish not acknowledged: the device resends from it
 			settle := func(s sent) {
 				if s.tok.WaitTimeout(15*time.Second) && s.tok.Error() == nil {
 					mu.Lock()
 					acked[d][s.i] = true
 					mu.Unlock()
 					total.Add(1)
+				} else if failed < 0 {
+					failed = s.i
 				}
 			}
 			i := from[d]
-			for ; !stop.Load() && i < to[d]; i++ {
+			for ; !stop.Load() && failed < 0 && i < to[d]; i++ {
 				tok := clients[d].Publish("$oc/devices/"+ids[d]+"/sys/messages/up", 1, false, fmt.Sprintf(`{"i":%d}`, i))
 				inflight = append(inflight, sent{i, tok})
 				if len(inflight) == window {
@@ -308,6 +312,9 @@ func sendUplinks(clients []paho.Client, ids []string, from, to []int, window int
 				settle(s)
 			}
 			next[d] = i
+			if failed >= 0 {
+				next[d] = failed
+			}
 		})
 	}
 	wg.Wait()
@@ -405,7 +412,7 @@ func allArrived(ids []string, acked []map[int]bool) func([]push) bool {
 func TestForwardingSurvivesKill(t *testing.T) {
 	const devices, perDevice, window, secret = 4, 5000, 16, "forwardKill0001"
 	g := StartGate(t, GateOptions{LogLevel: "info", Extra: "forwarding:\n  poll: 10ms\n  reload: 100ms\n  retry_max: 1s\n",
-		Limits: "mqtt:\n  uplink_rate: 0\n"})
+		Limits: "mqtt:\n  uplink_rate: 1000000\n  uplink_burst: 1000000\n"})
 	g.CreateProduct("fk", "MQTT")
 	rcv := newReceiver(t, false)
 	g.forwardTo(g.Token, g.Project, "device.message", "report", "", rcv.url(), nil)
@@ -466,7 +473,7 @@ func TestForwardingSurvivesKill(t *testing.T) {
 func TestForwardingReceiverDownThenBack(t *testing.T) {
 	const devices, secret, drainRate = 3, "forwardDown0001", 100
 	g := StartGate(t, GateOptions{LogLevel: "info", Extra: fmt.Sprintf("forwarding:\n  poll: 10ms\n  reload: 100ms\n  retry_base: 50ms\n  retry_max: 1s\n  drain_rate: %d\n", drainRate),
-		Limits: "mqtt:\n  uplink_rate: 0\n"})
+		Limits: "mqtt:\n  uplink_rate: 1000000\n  uplink_burst: 1000000\n"})
 	g.CreateProduct("fd", "MQTT")
 	flaky, healthy := newReceiver(t, false), newReceiver(t, false)
 	g.forwardTo(g.Token, g.Project, "device.message", "report", "", flaky.url(), nil)
