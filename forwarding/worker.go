@@ -30,8 +30,9 @@ type worker struct {
 	seed     maphash.Seed
 
 	// failures counts failed deliveries in a row (any lane); draining is
-	// set by a failure and cleared when the worker has caught up: while
-	// set, deliveries wait for the drain limiter.
+	// set by a failure and cleared when a read finds nothing new (the
+	// backlog is drained): while set, deliveries wait for the drain
+	// limiter.
 	failures atomic.Uint64
 	draining atomic.Bool
 	drain    *rate.Limiter
@@ -129,9 +130,6 @@ func (w *worker) step(ctx context.Context, ch Channel, cursor uint64) (uint64, b
 	}
 	if !w.ack(ctx, page.Next) {
 		return cursor, false
-	}
-	if len(page.Events) < w.o.PageSize {
-		w.draining.Store(false)
 	}
 	return page.Next, true
 }

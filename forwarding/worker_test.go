@@ -344,3 +344,45 @@ func TestRuleSelection(t *testing.T) {
 		t.Errorf("inactive rule forwarded: %v", fc.got)
 	}
 }
+
+func TestDrainRateAfterOutage(t *testing.T) {
+	reg := testRegistry(t)
+	devs := fixture(t, reg, "p", 4)
+	action := addAction(t, reg, "p", addRule(t, reg, "p", registry.RoutingRule{
+		Subject: registry.RuleSubject{Resource: registry.ResourceDeviceMessage, Event: registry.EventReport}}))
+	isDown := true
+	f := newFake(func(*Message) error {
+		if isDown {
+			return errors.New("down")
+		}
+		return nil
+	})
+	startEngine(t, reg, map[string]*fakeChannel{action: f}, Options{DrainRate: 200, RetryMax: 10 * time.Millisecond})
+	uplinks(t, reg, devs[:1], 1)
+	waitFor(t, "a failure", 5*time.Second, func() bool { f.mu.Lock(); defer f.mu.Unlock(); return f.calls > 0 })
+	uplinks(t, reg, devs, 50) // the backlog: 201 messages
+	f.mu.Lock()
+	isDown = false
+	f.mu.Unlock()
+	start := time.Now()
+	waitFor(t, "the backlog", 10*time.Second, func() bool { return f.count() == 201 })
+	// 200/s with a burst of 20: at least (201-20)/200 s.
+	if d := time.Since(start); d < 900*time.Millisecond {
+		t.Errorf("201 messages drained in %v, faster than 200/s", d)
+	}
+	for i, d := range devs {
+		from := 2
+		if i == 0 {
+			wantInOrder(t, d, f.seqs(d), from, 51)
+			continue
+		}
+		wantInOrder(t, d, f.seqs(d), from, 50)
+	}
+	// Caught up, it delivers at full speed again.
+	start = time.Now()
+	uplinks(t, reg, devs, 50)
+	waitFor(t, "new messages", 10*time.Second, func() bool { return f.count() == 401 })
+	if d := time.Since(start); d > 800*time.Millisecond {
+		t.Errorf("200 messages after the drain took %v: still rate limited", d)
+	}
+}
