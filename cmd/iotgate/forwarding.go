@@ -8,6 +8,7 @@ import (
 
 	"github.com/iotgate/iotgate/forwarding"
 	"github.com/iotgate/iotgate/forwarding/httpchan"
+	"github.com/iotgate/iotgate/forwarding/kafkachan"
 	"github.com/iotgate/iotgate/forwarding/natschan"
 	"github.com/iotgate/iotgate/registry"
 )
@@ -35,7 +36,8 @@ type ForwardingConfig struct {
 	// the backlog is drained.
 	DrainRate float64 `yaml:"drain_rate"`
 	// PushTimeout: an HTTP push not answered 2xx within it failed; it
-	// bounds a NATS publish and its JetStream ack likewise.
+	// bounds a NATS publish (and its JetStream ack) and a Kafka produce
+	// (and its acks=all) likewise.
 	PushTimeout time.Duration `yaml:"push_timeout"`
 }
 
@@ -70,7 +72,8 @@ func startForwarding(ctx context.Context, c ForwardingConfig, reg *registry.Regi
 		Reload: c.Reload, Poll: c.Poll, Lanes: c.Lanes, RetryBase: c.RetryBase, RetryMax: c.RetryMax, DrainRate: c.DrainRate,
 		Openers: map[string]forwarding.Opener{
 			registry.ChannelHTTP: httpchan.Opener(httpchan.Options{CAs: reg, Timeout: c.PushTimeout, MaxConns: c.Lanes}),
-			registry.ChannelNATS: natschan.Opener(natschan.Options{Timeout: c.PushTimeout}),
+			registry.ChannelNATS:  natschan.Opener(natschan.Options{Timeout: c.PushTimeout}),
+			registry.ChannelKafka: kafkachan.Opener(kafkachan.Options{Timeout: c.PushTimeout}),
 		}})
 	done := make(chan struct{})
 	go func() { e.Run(ctx); close(done) }()
