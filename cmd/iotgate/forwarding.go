@@ -71,7 +71,7 @@ func startForwarding(ctx context.Context, c ForwardingConfig, reg *registry.Regi
 	e := forwarding.New(forwarding.Options{Registry: reg, Lease: lease, Logger: log.With("component", "forwarding"),
 		Reload: c.Reload, Poll: c.Poll, Lanes: c.Lanes, RetryBase: c.RetryBase, RetryMax: c.RetryMax, DrainRate: c.DrainRate,
 		Openers: map[string]forwarding.Opener{
-			registry.ChannelHTTP: httpchan.Opener(httpchan.Options{CAs: reg, Timeout: c.PushTimeout, MaxConns: c.Lanes}),
+			registry.ChannelHTTP:  httpchan.Opener(httpchan.Options{CAs: reg, Timeout: c.PushTimeout, MaxConns: c.Lanes}),
 			registry.ChannelNATS:  natschan.Opener(natschan.Options{Timeout: c.PushTimeout}),
 			registry.ChannelKafka: kafkachan.Opener(kafkachan.Options{Timeout: c.PushTimeout}),
 		}})
