@@ -10,7 +10,8 @@ import (
 // only the Badger engine imports Badger, only the PostgreSQL engine (and
 // pgtest, its test-server starter) pgx;
 // the domain imports no engine and no adapter; the adapters (api, lwm2m,
-// mqtt) import no engine and not each other.
+// mqtt) import no engine and not each other, nor the forwarding engine,
+// which imports none of them nor its own channels.
 func TestLayers(t *testing.T) {
 	const mod = "github.com/iotgate/iotgate/"
 	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, "../...").Output()
@@ -44,7 +45,7 @@ func TestLayers(t *testing.T) {
 	}
 	layer := func(p string) string {
 		p = strings.TrimPrefix(p, mod)
-		for _, l := range []string{"registry/kv/badgerkv", "registry/kv/pgkv", "api", "lwm2m", "mqtt", "registry"} {
+		for _, l := range []string{"registry/kv/badgerkv", "registry/kv/pgkv", "api", "lwm2m", "mqtt", "registry", "forwarding"} {
 			if p == l || strings.HasPrefix(p, l+"/") {
 				return l
 			}
@@ -52,12 +53,20 @@ func TestLayers(t *testing.T) {
 		return ""
 	}
 	forbidden := map[string][]string{
-		"registry": {"registry/kv/badgerkv", "registry/kv/pgkv", "api", "lwm2m", "mqtt"},
-		"api":      {"registry/kv/badgerkv", "registry/kv/pgkv", "lwm2m", "mqtt"},
-		"lwm2m":    {"registry/kv/badgerkv", "registry/kv/pgkv", "api", "mqtt"},
-		"mqtt":     {"registry/kv/badgerkv", "registry/kv/pgkv", "api", "lwm2m"},
+		"registry": {"registry/kv/badgerkv", "registry/kv/pgkv", "api", "lwm2m", "mqtt", "forwarding"},
+		"api":      {"registry/kv/badgerkv", "registry/kv/pgkv", "lwm2m", "mqtt", "forwarding"},
+		"lwm2m":    {"registry/kv/badgerkv", "registry/kv/pgkv", "api", "mqtt", "forwarding"},
+		"mqtt":     {"registry/kv/badgerkv", "registry/kv/pgkv", "api", "lwm2m", "forwarding"},
+		// The delivery engine reaches destinations only through the
+		// channels cmd/iotgate gives it (checked below).
+		"forwarding": {"registry/kv/badgerkv", "registry/kv/pgkv", "api", "lwm2m", "mqtt"},
 	}
-	for _, pkg := range []string{"registry", "api", "lwm2m", "mqtt"} {
+	for _, d := range deps("forwarding") {
+		if strings.HasPrefix(d, mod+"forwarding/") {
+			t.Errorf("the forwarding engine depends on the channel %s", d)
+		}
+	}
+	for _, pkg := range []string{"registry", "api", "lwm2m", "mqtt", "forwarding"} {
 		for _, d := range deps(pkg) {
 			if strings.HasPrefix(d, "github.com/dgraph-io/badger") {
 				t.Errorf("%s depends on Badger", pkg)
