@@ -433,3 +433,39 @@ func TestOneNodePerAction(t *testing.T) {
 		}
 	}
 }
+
+// Events the backlog bounds trimmed before an action delivered them are
+// counted as dropped, and the action goes on from the oldest kept.
+func TestTrimmedBacklogIsCountedAndSkipped(t *testing.T) {
+	st, err := badgerkv.Open(badgerkv.Options{InMemory: true, Queues: registry.Queues()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := registry.New(registry.Options{Store: st, MasterKey: bytes.Repeat([]byte{5}, 32),
+		Events: registry.EventOptions{MaxEvents: 10}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { reg.Close(); st.Close() })
+	devs := fixture(t, reg, "p", 1)
+	action := addAction(t, reg, "p", addRule(t, reg, "p", registry.RoutingRule{
+		Subject: registry.RuleSubject{Resource: registry.ResourceDeviceMessage, Event: registry.EventReport}}))
+	uplinks(t, reg, devs, 30) // seqs 2..31, while no engine runs
+	if _, err := reg.SweepEvents(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	f := newFake(nil)
+	e := New(Options{Registry: reg, Poll: 5 * time.Millisecond, Reload: 20 * time.Millisecond,
+		Openers: map[string]Opener{registry.ChannelHTTP: func(context.Context, *registry.RuleAction) (Channel, error) { return f, nil }}})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); e.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	waitFor(t, "the kept events", 5*time.Second, func() bool { return f.count() == 10 })
+	wantInOrder(t, devs[0], f.seqs(devs[0]), 22, 10)
+	if s := e.Stats(action); s == nil || s.Dropped.Load() != 20 || s.Delivered.Load() != 10 {
+		t.Errorf("stats %+v, want 20 dropped and 10 delivered", s)
+	}
+	uplinks(t, reg, devs, 1)
+	waitFor(t, "a new event", 5*time.Second, func() bool { return f.count() == 11 })
+}
