@@ -189,11 +189,13 @@ func TestForwardingHTTPEnvelopes(t *testing.T) {
 	plain, secure, hot, other := newReceiver(t, false), newReceiver(t, true), newReceiver(t, false), newReceiver(t, false)
 	cert := g.MustDo(201, "POST", g.P("/certificates"), map[string]any{"content": secure.caPEM})
 	for _, s := range [][2]string{{"device.message", "report"}, {"device.status", "update"},
-		{"device.command.status", "update"}, {"device.message.status", "update"}} {
+		{"device.command.status", "update"}, {"device.message.status", "update"}, {"device.property", "report"},
+		{"device", "update"}, {"device", "delete"}} {
 		g.forwardTo(g.Token, g.Project, s[0], s[1], "", plain.url(), nil)
 	}
 	g.forwardTo(g.Token, g.Project, "device.message", "report", "", secure.url(), map[string]any{"cert_id": cert["certificate_id"]})
 	g.forwardTo(g.Token, g.Project, "device.message", "report", "notify_data.body.content.temp > 30", hot.url(), nil)
+	g.forwardTo(g.Token, g.Project, "device.property", "report", "notify_data.body.services[0].properties.temp > 30", hot.url(), nil)
 	g.forwardTo("token-proj2-0123456789", "proj2", "device", "create", "", other.url(), nil)
 	g.forwardTo("token-proj2-0123456789", "proj2", "device.message", "report", "", other.url(), nil)
 	time.Sleep(300 * time.Millisecond) // the engine picks the actions up
@@ -204,6 +206,13 @@ func TestForwardingHTTPEnvelopes(t *testing.T) {
 			t.Fatalf("publish: %v", tok.Error())
 		}
 	}
+	for _, temp := range []int{25, 40} {
+		if tok := c.Publish("$oc/devices/fwm_n1/sys/properties/report", 1, false,
+			fmt.Sprintf(`{"services":[{"service_id":"Basic","properties":{"temp":%d}}]}`, temp)); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+			t.Fatalf("publish: %v", tok.Error())
+		}
+	}
+	g.MustDo(200, "PUT", g.P("/devices/fwnb_imei1"), map[string]any{"device_name": "renamed"})
 	g.MustDo(201, "POST", g.P("/devices/fwnb_imei1/async-commands"), map[string]any{"service_id": "Basic", "command_name": "read", "paras": map[string]any{"a": 1}})
 	g.MustDo(201, "POST", g.P("/devices/fwm_n1/messages"), map[string]any{"message_id": "down-1", "message": "hello"})
 	// proj2's device, whose creation its rule forwards.
@@ -226,8 +235,32 @@ func TestForwardingHTTPEnvelopes(t *testing.T) {
 	got := kinds(plain.waitFor("uplinks, status, command status, message status", 20*time.Second, g, func(ps []push) bool {
 		k := kinds(ps)
 		return len(k["device.message/report"]) == 2 && len(k["device.status/update"]) >= 1 &&
-			len(k["device.command.status/update"]) >= 1 && len(k["device.message.status/update"]) >= 1
+			len(k["device.command.status/update"]) >= 1 && len(k["device.message.status/update"]) >= 1 &&
+			len(k["device.property/report"]) == 2 && len(k["device/update"]) >= 2
 	}))
+	var props struct {
+		Services []struct {
+			ServiceID  string         `json:"service_id"`
+			Properties map[string]int `json:"properties"`
+		} `json:"services"`
+	}
+	if pr := got["device.property/report"][1]; json.Unmarshal(pr.NotifyData.Body, &props) != nil || len(props.Services) != 1 ||
+		props.Services[0].ServiceID != "Basic" || props.Services[0].Properties["temp"] != 40 {
+		t.Errorf("property push %s", pr.NotifyData.Body)
+	}
+	// The updates: fwm_n1's activation at its first connection, and
+	// fwnb_imei1's new name.
+	renamed := false
+	for _, u := range got["device/update"] {
+		var upd map[string]any
+		if err := json.Unmarshal(u.NotifyData.Body, &upd); err != nil {
+			t.Fatal(err)
+		}
+		renamed = renamed || (upd["device_name"] == "renamed" && upd["device_id"] == "fwnb_imei1" && u.NotifyData.Header.DeviceID == "fwnb_imei1")
+	}
+	if !renamed {
+		t.Errorf("no push of the rename among %+v", got["device/update"])
+	}
 	up := got["device.message/report"][1]
 	if up.RequestID == "" || len(up.EventTime) != 16 || len(up.EventTimeMs) != 24 || up.NotifyData.Header.DeviceID != "fwm_n1" ||
 		up.NotifyData.Header.AppID != g.Project || up.NotifyData.Header.ProductID != "fwm" || up.NotifyData.Header.NodeID != "n1" {
@@ -259,12 +292,24 @@ func TestForwardingHTTPEnvelopes(t *testing.T) {
 
 	// HTTPS with the uploaded CA: the same two uplinks.
 	secure.waitFor("HTTPS pushes", 10*time.Second, g, func(ps []push) bool { return len(ps) == 2 })
-	// The where kept only the hot one.
-	hotPushes := hot.waitFor("the filtered push", 10*time.Second, g, func(ps []push) bool { return len(ps) >= 1 })
+	// The wheres kept only the hot uplink and the hot property report.
+	hot.waitFor("the filtered pushes", 10*time.Second, g, func(ps []push) bool { return len(ps) >= 2 })
 	time.Sleep(300 * time.Millisecond)
-	if hotPushes = hot.all(); len(hotPushes) != 1 || hotPushes[0].env.RequestID != up.RequestID {
-		t.Errorf("where rule pushed %+v, want only the uplink with temp 35", hotPushes)
+	hk := kinds(hot.all())
+	if len(hk["device.message/report"]) != 1 || hk["device.message/report"][0].RequestID != up.RequestID ||
+		len(hk["device.property/report"]) != 1 || hk["device.property/report"][0].RequestID != got["device.property/report"][1].RequestID {
+		t.Errorf("where rules pushed %+v, want only the uplink with temp 35 and the report of temp 40", hk)
 	}
+	// A deletion is pushed too.
+	g.MustDo(204, "DELETE", g.P("/devices/fwnb_imei1"), nil)
+	plain.waitFor("the deletion", 10*time.Second, g, func(ps []push) bool {
+		for _, p := range ps {
+			if p.env.Resource == "device" && p.env.Event == "delete" && p.env.NotifyData.Header.DeviceID == "fwnb_imei1" {
+				return true
+			}
+		}
+		return false
+	})
 	// proj2's rules saw proj2's device, and nothing of proj1's.
 	others := other.waitFor("proj2's device creation", 10*time.Second, g, func(ps []push) bool { return len(ps) >= 1 })
 	time.Sleep(300 * time.Millisecond)
