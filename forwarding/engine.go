@@ -112,6 +112,15 @@ type running struct {
 	done    chan struct{}
 }
 
+func (r *running) exited() bool {
+	select {
+	case <-r.done:
+		return true
+	default:
+		return false
+	}
+}
+
 // Stats counts an action's deliveries on this node.
 type Stats struct {
 	Delivered atomic.Uint64 // messages the destination acknowledged
@@ -167,8 +176,11 @@ func (e *Engine) reconcile(ctx context.Context) {
 		e.mu.Lock()
 		w := e.workers[a.ID]
 		e.mu.Unlock()
-		if w != nil && !w.updated.Equal(a.Updated) {
-			e.stop(a.ID) // changed: restart with the new detail, from the cursor
+		if w != nil && (!w.updated.Equal(a.Updated) || w.exited()) {
+			// Changed: restart with the new detail, from the cursor; or
+			// its worker gave up (its rule or cursor vanished under it):
+			// start again, which finds out whether the action is gone.
+			e.stop(a.ID)
 			w = nil
 		}
 		held, err := e.o.Lease.Hold(ctx, leaseName(a.ID), e.o.LeaseTTL)

@@ -87,7 +87,10 @@ func (w *worker) cursor(ctx context.Context) (uint64, bool) {
 			return c.Cursor, true
 		}
 		if errors.Is(err, registry.ErrNotFound) {
-			return 0, false // deleted with its action; the engine stops us
+			// Deleted with its action (the engine stops us), or lost: the
+			// engine tries again at its next reload.
+			w.log.Warn("forwarding: the action's event consumer does not exist", "consumer", w.consumer)
+			return 0, false
 		}
 		w.log.Error("forwarding: read cursor", "err", err)
 		w.sleep(ctx, w.backoff(attempt))

@@ -115,6 +115,11 @@ func TestRoutingRuleLifecycle(t *testing.T) {
 	if err != nil || len(all) != 1 || all[0].Detail.HTTP.Token != "sekret123" {
 		t.Fatalf("all actions: %+v %v", all, err)
 	}
+	// The action's consumer is not deleted on its own.
+	var ve *ValidationError
+	if err := r.DeleteEventConsumer(ctx, "proj", ActionConsumer(a.ID)); !errors.As(err, &ve) {
+		t.Errorf("deleted an action's consumer: %v", err)
+	}
 	// Deleting the rule deletes its action and the action's consumer.
 	if err := r.DeleteRoutingRule(ctx, "proj", rule.ID); err != nil {
 		t.Fatal(err)

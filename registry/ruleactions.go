@@ -88,8 +88,11 @@ type NATSForwarding struct {
 	JetStream bool `json:"jetstream"`
 }
 
+// actionConsumerPrefix starts the names of actions' event consumers.
+const actionConsumerPrefix = "fwd-"
+
 // ActionConsumer is the name of an action's event consumer.
-func ActionConsumer(actionID string) string { return "fwd-" + actionID }
+func ActionConsumer(actionID string) string { return actionConsumerPrefix + actionID }
 
 // ActionChange is an update of an action; nil fields keep their value.
 type ActionChange struct {
