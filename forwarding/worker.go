@@ -51,7 +51,7 @@ func newWorker(o Options, a *registry.RuleAction, st *Stats) *worker {
 
 func (w *worker) run(ctx context.Context) {
 	var ch Channel
-	for ctx.Err() == nil && ch == nil {
+	for attempt := uint(0); ctx.Err() == nil && ch == nil; attempt++ {
 		open := w.o.Openers[w.a.Channel]
 		if open == nil {
 			w.log.Error("forwarding: no such channel on this node; the action's events are kept until the backlog bounds trim them")
@@ -61,7 +61,7 @@ func (w *worker) run(ctx context.Context) {
 		var err error
 		if ch, err = open(ctx, w.a); err != nil {
 			w.log.Error("forwarding: open channel", "err", err)
-			w.sleep(ctx, w.o.RetryMax)
+			w.sleep(ctx, w.backoff(attempt))
 		}
 	}
 	if ch == nil {
