@@ -571,8 +571,10 @@ func TestForwardingReceiverDownThenBack(t *testing.T) {
 		delays = append(delays, p.at.Sub(sentAt[fmt.Sprintf("%s/%d", p.env.NotifyData.Header.DeviceID, body.Content.I)]))
 	}
 	sort.Slice(delays, func(a, b int) bool { return delays[a] < delays[b] })
+	// Held up by the other action, its pushes would wait for the outage
+	// (5 s); a loaded machine may add a few hundred milliseconds.
 	p99 := delays[len(delays)*99/100]
-	if p99 > 500*time.Millisecond {
+	if p99 > 1500*time.Millisecond {
 		t.Errorf("the healthy receiver's p99 delay was %v while the other was down", p99)
 	}
 	if n := len(flaky.all()); n != 0 {
