@@ -228,6 +228,7 @@ func (e *Engine) start(ctx context.Context, a *registry.RuleAction) {
 	e.workers[a.ID] = r
 	e.mu.Unlock()
 	w := newWorker(e.o, a, st)
+	e.o.Logger.Info("forwarding: running action", "action", a.ID, "project", a.ProjectID, "channel", a.Channel)
 	go func() {
 		defer close(r.done)
 		w.run(wctx)
