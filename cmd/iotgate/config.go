@@ -21,17 +21,16 @@ type Config struct {
 	DataDir string `yaml:"data_dir"`
 	// MasterKey seals secrets at rest (64 hex characters). Empty: taken
 	// from $IOTGATE_MASTER_KEY, else generated into data_dir/master.key.
-	MasterKey  string           `yaml:"master_key"`
-	LogLevel   string           `yaml:"log_level"`
-	API        APIConfig        `yaml:"api"`
-	CoAP       CoAPConfig       `yaml:"coap"`
-	MQTT       MQTTConfig       `yaml:"mqtt"`
-	Registry   RegConfig        `yaml:"registry"`
-	Events     EventsConfig     `yaml:"events"`
-	Forwarding ForwardingConfig `yaml:"forwarding"`
-	Limits     LimitsConfig     `yaml:"limits"`
-	Store      StoreConfig      `yaml:"store"`
-	Cluster    ClusterConfig    `yaml:"cluster"`
+	MasterKey string        `yaml:"master_key"`
+	LogLevel  string        `yaml:"log_level"`
+	API       APIConfig     `yaml:"api"`
+	CoAP      CoAPConfig    `yaml:"coap"`
+	MQTT      MQTTConfig    `yaml:"mqtt"`
+	Registry  RegConfig     `yaml:"registry"`
+	Events    EventsConfig  `yaml:"events"`
+	Limits    LimitsConfig  `yaml:"limits"`
+	Store     StoreConfig   `yaml:"store"`
+	Cluster   ClusterConfig `yaml:"cluster"`
 
 	// TLSReloadInterval is how often the TLS certificate files (MQTTS,
 	// API) are checked for changes and reloaded; 0 disables polling
@@ -41,6 +40,9 @@ type Config struct {
 	// DebugListen serves /debug/vars and /debug/pprof, unauthenticated
 	// (debug.go); empty, the default, disables it.
 	DebugListen string `yaml:"debug_listen"`
+
+	// Forwarding runs routing rules' actions (forwarding.go).
+	Forwarding ForwardingConfig `yaml:"forwarding"`
 }
 
 // Storage engines (store.engine).
