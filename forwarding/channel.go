@@ -30,3 +30,14 @@ type Channel interface {
 // Opener makes the channel of an action; the engine keeps one Opener per
 // channel name (registry.ChannelHTTP...).
 type Opener func(ctx context.Context, a *registry.RuleAction) (Channel, error)
+
+// BatchChannel is a Channel that can take several messages at once, in
+// order (a lane's: each device's in order). DeliverBatch returns nil only once the
+// destination has acknowledged all of them; on an error the engine
+// delivers the batch again, so a destination must keep the order of
+// what it acknowledged (a Kafka partition with an idempotent producer
+// does). While draining an outage, batches are cut to the drain rate.
+type BatchChannel interface {
+	Channel
+	DeliverBatch(ctx context.Context, msgs []*Message) error
+}

@@ -217,6 +217,10 @@ func (w *worker) deliver(ctx context.Context, ch Channel, msgs []*Message) bool 
 			continue
 		}
 		wg.Go(func() {
+			if bc, ok := ch.(BatchChannel); ok {
+				w.sendBatches(ctx, bc, lane)
+				return
+			}
 			for _, m := range lane {
 				if !w.send(ctx, ch, m) {
 					return
@@ -257,6 +261,42 @@ func (w *worker) send(ctx context.Context, ch Channel, m *Message) bool {
 		w.sleep(ctx, delay)
 	}
 	return false
+}
+
+// sendBatches delivers a lane's messages in batches: the whole lane at
+// once, or, while draining, as many as the drain limiter allows at a time.
+// A failed batch is delivered again from its start after the backoff
+// (see BatchChannel); false when ctx ended first.
+func (w *worker) sendBatches(ctx context.Context, ch BatchChannel, lane []*Message) bool {
+	for len(lane) > 0 {
+		n := len(lane)
+		if w.draining.Load() {
+			n = min(n, w.drain.Burst())
+			if err := w.drain.WaitN(ctx, n); err != nil {
+				return false
+			}
+		}
+		err := ch.DeliverBatch(ctx, lane[:n])
+		if err == nil {
+			w.failures.Store(0)
+			w.stats.Delivered.Add(uint64(n))
+			lane = lane[n:]
+			continue
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		f := w.failures.Add(1)
+		w.stats.Failures.Add(1)
+		w.draining.Store(true)
+		delay := w.backoff(uint(f - 1))
+		if f == 1 || f%10 == 0 {
+			w.log.Warn("forwarding: batch delivery failed; retrying", "failures_in_a_row", f, "retry_in", delay,
+				"messages", n, "err", err)
+		}
+		w.sleep(ctx, delay)
+	}
+	return true
 }
 
 // ack records the cursor, retrying until the store takes it or ctx ends.

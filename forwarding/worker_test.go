@@ -358,10 +358,27 @@ func TestRuleSelection(t *testing.T) {
 	}
 }
 
+// perMessageBatch takes batches by delivering each message in turn.
+type perMessageBatch struct{ *fakeChannel }
+
+func (b perMessageBatch) DeliverBatch(ctx context.Context, msgs []*Message) error {
+	for _, m := range msgs {
+		if err := b.Deliver(ctx, m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func TestDrainRateAfterOutage(t *testing.T) {
+	t.Run("one at a time", func(t *testing.T) { testDrainRate(t, func(f *fakeChannel) Channel { return f }) })
+	t.Run("batches", func(t *testing.T) { testDrainRate(t, func(f *fakeChannel) Channel { return perMessageBatch{f} }) })
+}
+
+func testDrainRate(t *testing.T, wrap func(*fakeChannel) Channel) {
 	reg := testRegistry(t)
 	devs := fixture(t, reg, "p", 4)
-	action := addAction(t, reg, "p", addRule(t, reg, "p", registry.RoutingRule{
+	addAction(t, reg, "p", addRule(t, reg, "p", registry.RoutingRule{
 		Subject: registry.RuleSubject{Resource: registry.ResourceDeviceMessage, Event: registry.EventReport}}))
 	isDown := true
 	f := newFake(func(*Message) error {
@@ -370,7 +387,13 @@ func TestDrainRateAfterOutage(t *testing.T) {
 		}
 		return nil
 	})
-	startEngine(t, reg, map[string]*fakeChannel{action: f}, Options{DrainRate: 200, RetryMax: 10 * time.Millisecond})
+	e := New(Options{Registry: reg, DrainRate: 200, RetryBase: time.Millisecond, RetryMax: 10 * time.Millisecond,
+		Poll: 5 * time.Millisecond, Reload: 20 * time.Millisecond,
+		Openers: map[string]Opener{registry.ChannelHTTP: func(context.Context, *registry.RuleAction) (Channel, error) { return wrap(f), nil }}})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); e.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
 	uplinks(t, reg, devs[:1], 1)
 	waitFor(t, "a failure", 5*time.Second, func() bool { f.mu.Lock(); defer f.mu.Unlock(); return f.calls > 0 })
 	uplinks(t, reg, devs, 50) // the backlog: 201 messages
@@ -468,4 +491,57 @@ func TestTrimmedBacklogIsCountedAndSkipped(t *testing.T) {
 	}
 	uplinks(t, reg, devs, 1)
 	waitFor(t, "a new event", 5*time.Second, func() bool { return f.count() == 11 })
+}
+
+// batchFake is a fakeChannel that also takes batches; its first batch
+// fails.
+type batchFake struct {
+	*fakeChannel
+	mu      sync.Mutex
+	batches int
+}
+
+func (b *batchFake) DeliverBatch(ctx context.Context, msgs []*Message) error {
+	b.mu.Lock()
+	b.batches++
+	first := b.batches == 1
+	b.mu.Unlock()
+	if first {
+		return errors.New("broker gone")
+	}
+	for _, m := range msgs {
+		if err := b.Deliver(ctx, m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func TestBatchChannel(t *testing.T) {
+	reg := testRegistry(t)
+	devs := fixture(t, reg, "p", 3)
+	action := addAction(t, reg, "p", addRule(t, reg, "p", registry.RoutingRule{
+		Subject: registry.RuleSubject{Resource: registry.ResourceDeviceMessage, Event: registry.EventReport}}))
+	b := &batchFake{fakeChannel: newFake(nil)}
+	e := New(Options{Registry: reg, Poll: 5 * time.Millisecond, Reload: 20 * time.Millisecond, RetryBase: time.Millisecond,
+		RetryMax: 10 * time.Millisecond, DrainRate: 1e6, Lanes: 2,
+		Openers: map[string]Opener{registry.ChannelHTTP: func(context.Context, *registry.RuleAction) (Channel, error) { return b, nil }}})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); e.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	uplinks(t, reg, devs, 30)
+	waitFor(t, "every message", 5*time.Second, func() bool { return b.count() == 90 })
+	for _, d := range devs {
+		wantInOrder(t, d, b.seqs(d), 2, 30)
+	}
+	b.mu.Lock()
+	batches := b.batches
+	b.mu.Unlock()
+	if batches < 2 {
+		t.Errorf("%d batches: the channel's batches were not used", batches)
+	}
+	if s := e.Stats(action); s.Delivered.Load() != 90 || s.Failures.Load() != 1 {
+		t.Errorf("delivered %d, failures %d; want 90 and 1", s.Delivered.Load(), s.Failures.Load())
+	}
 }

@@ -79,6 +79,8 @@ func clientOpts(o Options, k *registry.KafkaForwarding) []kgo.Opt {
 	return opts
 }
 
+var _ forwarding.BatchChannel = (*channel)(nil)
+
 type channel struct {
 	cl      *kgo.Client
 	topic   string
@@ -88,12 +90,33 @@ type channel struct {
 func (c *channel) Deliver(ctx context.Context, m *forwarding.Message) error {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	rec := &kgo.Record{Key: []byte(m.DeviceID), Value: m.Payload,
-		Headers: []kgo.RecordHeader{{Key: "request_id", Value: []byte(m.RequestID)}}}
-	if err := c.cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
+	if err := c.cl.ProduceSync(ctx, record(m)).FirstErr(); err != nil {
 		return fmt.Errorf("produce to %s: %w", c.topic, err)
 	}
 	return nil
+}
+
+// DeliverBatch produces msgs in order. The idempotent producer keeps a
+// partition's records in the order given, and a record that fails fails
+// every record buffered after it for its partition (kgo's Produce
+// documentation), so what the topic holds of a device's batch is always
+// a prefix of it: a redelivery from the start keeps the order.
+func (c *channel) DeliverBatch(ctx context.Context, msgs []*forwarding.Message) error {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	recs := make([]*kgo.Record, len(msgs))
+	for i, m := range msgs {
+		recs[i] = record(m)
+	}
+	if err := c.cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		return fmt.Errorf("produce %d records to %s: %w", len(recs), c.topic, err)
+	}
+	return nil
+}
+
+func record(m *forwarding.Message) *kgo.Record {
+	return &kgo.Record{Key: []byte(m.DeviceID), Value: m.Payload,
+		Headers: []kgo.RecordHeader{{Key: "request_id", Value: []byte(m.RequestID)}}}
 }
 
 func (c *channel) Close() error {

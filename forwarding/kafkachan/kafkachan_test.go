@@ -74,7 +74,16 @@ func TestProduceInDeviceOrder(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	recs := consume(t, c.ListenAddrs(), "iot", 20)
+	// A batch (a lane's messages) keeps its order too.
+	var batch []*forwarding.Message
+	for i := 20; i < 30; i++ {
+		batch = append(batch, &forwarding.Message{RequestID: fmt.Sprintf("r%d", i), DeviceID: fmt.Sprintf("d%d", i%3),
+			Payload: fmt.Appendf(nil, `{"i":%d}`, i)})
+	}
+	if err := ch.(forwarding.BatchChannel).DeliverBatch(context.Background(), batch); err != nil {
+		t.Fatal(err)
+	}
+	recs := consume(t, c.ListenAddrs(), "iot", 30)
 	last := map[string]int{}
 	parts := map[string]int32{}
 	for _, r := range recs {

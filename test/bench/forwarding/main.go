@@ -6,7 +6,12 @@
 // and reports how long after each event's time (event_time_ms) its push
 // arrived. Loopback only; every loop is bounded.
 //
-//	go run ./test/bench/forwarding API TOKEN PROJECT MQTT_ADDR
+//	go run ./test/bench/forwarding API TOKEN PROJECT MQTT_ADDR [kafka]
+//
+// With kafka, the action is DMS_KAFKA_FORWARDING to franz-go's kfake
+// broker, started in this process on a port chosen up front once the
+// backlog is built; a push's time is its record's timestamp (set by
+// iotgate's producer).
 //
 // The gate needs limits.mqtt.uplink_rate/uplink_burst raised and
 // forwarding.retry_max short (1s), so the action notices the receiver.
@@ -14,6 +19,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -24,11 +30,14 @@ import (
 	"net/http"
 	"os"
 	"sort"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 var api, token, project, mqttAddr string
@@ -87,10 +96,11 @@ func publish(round int) time.Duration {
 }
 
 func main() {
-	if len(os.Args) != 5 {
-		fmt.Fprintln(os.Stderr, "usage: forwarding API TOKEN PROJECT MQTT_ADDR")
+	if len(os.Args) != 5 && (len(os.Args) != 6 || os.Args[5] != "kafka") {
+		fmt.Fprintln(os.Stderr, "usage: forwarding API TOKEN PROJECT MQTT_ADDR [kafka]")
 		os.Exit(2)
 	}
+	kafka := len(os.Args) == 6
 	api, token, project, mqttAddr = os.Args[1], os.Args[2], os.Args[3], os.Args[4]
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -104,8 +114,15 @@ func main() {
 		do("POST", "/devices", map[string]any{"node_id": fmt.Sprintf("n%d", d), "product_id": "mz", "auth_info": map[string]any{"secret": "measureSecret01", "secure_access": false}})
 	}
 	rule := do("POST", "/routing-rule/rules", map[string]any{"subject": map[string]any{"resource": "device.message", "event": "report"}, "active": true})
-	do("POST", "/routing-rule/actions", map[string]any{"rule_id": rule["rule_id"], "channel": "HTTP_FORWARDING",
-		"channel_detail": map[string]any{"http_forwarding": map[string]any{"url": "http://" + addr + "/push"}}})
+	if kafka {
+		host, port, _ := net.SplitHostPort(addr)
+		p, _ := strconv.Atoi(port)
+		do("POST", "/routing-rule/actions", map[string]any{"rule_id": rule["rule_id"], "channel": "DMS_KAFKA_FORWARDING",
+			"channel_detail": map[string]any{"dms_kafka_forwarding": map[string]any{"addresses": []any{map[string]any{"ip": host, "port": p}}, "topic": "up"}}})
+	} else {
+		do("POST", "/routing-rule/actions", map[string]any{"rule_id": rule["rule_id"], "channel": "HTTP_FORWARDING",
+			"channel_detail": map[string]any{"http_forwarding": map[string]any{"url": "http://" + addr + "/push"}}})
+	}
 	time.Sleep(2 * time.Second)
 	// Backlog while the receiver is down.
 	d := publish(0)
@@ -114,9 +131,7 @@ func main() {
 	var mu sync.Mutex
 	var lat []time.Duration
 	var first, last time.Time
-	srv := &http.Server{Addr: addr, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		now := time.Now()
+	onPush := func(now time.Time, b []byte) {
 		var e struct {
 			EventTimeMs string `json:"event_time_ms"`
 			NotifyData  struct {
@@ -133,15 +148,50 @@ func main() {
 		if first.IsZero() {
 			first = now
 		}
-		last = now
+		if now.After(last) {
+			last = now
+		}
 		if e.NotifyData.Body.Content.R == 1 {
 			at, _ := time.Parse("2006-01-02T15:04:05.000Z", e.EventTimeMs)
 			lat = append(lat, now.Sub(at))
 		}
 		mu.Unlock()
 		n.Add(1)
-	})}
-	go func() { _ = srv.ListenAndServe() }()
+	}
+	if kafka {
+		_, port, _ := net.SplitHostPort(addr)
+		p, _ := strconv.Atoi(port)
+		c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(p), kfake.SeedTopics(8, "up"))
+		if err != nil {
+			panic(err)
+		}
+		// Records produced while the broker was down carry the time of
+		// their first attempt: the drain is timed from the broker's start.
+		mu.Lock()
+		first = time.Now()
+		mu.Unlock()
+		defer c.Close()
+		cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumeTopics("up"))
+		if err != nil {
+			panic(err)
+		}
+		defer cl.Close()
+		go func() {
+			for {
+				fs := cl.PollFetches(context.Background())
+				if fs.IsClientClosed() {
+					return
+				}
+				fs.EachRecord(func(r *kgo.Record) { onPush(r.Timestamp, r.Value) })
+			}
+		}()
+	} else {
+		srv := &http.Server{Addr: addr, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			b, _ := io.ReadAll(r.Body)
+			onPush(time.Now(), b)
+		})}
+		go func() { _ = srv.ListenAndServe() }()
+	}
 	deadline := time.Now().Add(5 * time.Minute)
 	for n.Load() < devices*per && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
