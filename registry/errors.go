@@ -119,6 +119,7 @@ const (
 	EntityEventConsumer                   // an event consumer
 	EntityRoutingRule                     // a routing rule
 	EntityRuleAction                      // a routing rule's action
+	EntityFlowPolicy                      // a forwarding flow-control policy
 )
 
 // String is the entity's name in messages.
@@ -146,6 +147,8 @@ func (e Entity) String() string {
 		return "routing rule"
 	case EntityRuleAction:
 		return "rule action"
+	case EntityFlowPolicy:
+		return "flow-control policy"
 	}
 	return fmt.Sprintf("Entity(%d)", uint8(e))
 }

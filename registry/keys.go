@@ -55,6 +55,7 @@ import (
 //	#e                             the last event position handed out (cluster event positions, eventstream.go)
 //	rr/{project}/{rule_id}         routing rule (routingrules.go)
 //	ra/{project}/{action_id}       rule action, its secrets sealed (ruleactions.go)
+//	rf/{project}/{policy_id}       forwarding flow-control policy (flowcontrol.go)
 //	bn/{kind}/{value}              a ban of the shared ban list: kind i (identity) or a (address prefix), the ban as JSON with its expiry (bans.go)
 //
 // Positions are 8 bytes big-endian, so the ordered keys are the stream.
@@ -100,6 +101,7 @@ const (
 	famBan           = "bn"
 	famRoutingRule   = "rr"
 	famRuleAction    = "ra"
+	famFlowPolicy    = "rf"
 )
 
 func key(prefix string, parts ...string) []byte {
@@ -168,6 +170,7 @@ func presenceKey(dev string) []byte                { return key(famPresence, dev
 func bansPrefix() []byte                           { return prefixKey(famBan) }
 func routingRuleKey(project, id string) []byte     { return key(famRoutingRule, project, id) }
 func ruleActionKey(project, id string) []byte      { return key(famRuleAction, project, id) }
+func flowPolicyKey(project, id string) []byte      { return key(famFlowPolicy, project, id) }
 
 // statusTimeKey holds a device's last status change apart from its
 // record, so connects and disconnects never rewrite (and re-seal, and

@@ -224,6 +224,9 @@ func (r *Registry) DeleteRoutingRule(ctx context.Context, project, id string) er
 				return err
 			}
 		}
+		if err := deleteScopedPolicies(w, project, FlowScopeRule, id); err != nil {
+			return err
+		}
 		return w.Delete(routingRuleKey(project, id))
 	})
 }

@@ -374,7 +374,27 @@ func deleteAction(w Writer, s *storedAction) error {
 	if err := w.Delete(eventConsumerKey(s.ProjectID, ActionConsumer(s.ID))); err != nil {
 		return err
 	}
+	if err := deleteScopedPolicies(w, s.ProjectID, FlowScopeAction, s.ID); err != nil {
+		return err
+	}
 	return w.Delete(ruleActionKey(s.ProjectID, s.ID))
+}
+
+// deleteScopedPolicies deletes the flow-control policies of a rule or an
+// action being deleted.
+func deleteScopedPolicies(w Writer, project, scope, id string) error {
+	ps, err := scanFlowPolicies(w, project)
+	if err != nil {
+		return err
+	}
+	for _, p := range ps {
+		if p.Scope == scope && p.ScopeValue == id {
+			if err := w.Delete(flowPolicyKey(project, p.ID)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // storedAction is a RuleAction with its secrets (HTTP token, Kafka
