@@ -22,6 +22,7 @@ type Registry interface {
 	dynRegRegistry
 	clusterRegistry
 	routingRegistry
+	flowPolicyRegistry
 }
 
 // Deliverer reaches devices: the registry's delivery router, which

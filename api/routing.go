@@ -46,6 +46,7 @@ func (s *Server) routingRoutes(g *echo.Group) {
 	g.GET("/routing-rule/actions/:action_id", s.showAction)
 	g.PUT("/routing-rule/actions/:action_id", s.updateAction)
 	g.DELETE("/routing-rule/actions/:action_id", s.deleteAction)
+	s.flowPolicyRoutes(g)
 }
 
 type subjectView struct {

@@ -123,3 +123,37 @@ func TestRoutingRulesPaging(t *testing.T) {
 		t.Errorf("limit 51: %d %v", st, out)
 	}
 }
+
+func TestFlowControlPoliciesREST(t *testing.T) {
+	s, _ := newTestServer(t)
+	st, out := call(s, "tok1", "POST", "/v5/iot/p1/routing-rule/flowcontrol-policy", `{"policy_name":"all","scope":"USER","limit":200}`)
+	if st != 201 || out["limit"] != float64(200) || out["scope"] != "USER" || out["policy_id"] == "" {
+		t.Fatalf("create: %d %v", st, out)
+	}
+	id := out["policy_id"].(string)
+	for _, tc := range []struct{ body, msg string }{
+		{`{"scope":"CHANNEL","scope_value":"AMQP_FORWARDING"}`, "invalid scope_value"},
+		{`{"scope":"USER"}`, "already bounds scope USER"},
+		{`{"scope":"CHANNEL","scope_value":"HTTP_FORWARDING","limit":0}`, "invalid limit"},
+		{`{"scope":"CHANNEL","scope_value":"HTTP_FORWARDING","limit":5000}`, "invalid limit"},
+		{`{"scope":"RULE","scope_value":"nope"}`, `no routing rule "nope"`},
+	} {
+		st, out := call(s, "tok1", "POST", "/v5/iot/p1/routing-rule/flowcontrol-policy", tc.body)
+		if st != 400 || !strings.Contains(fmt.Sprint(out["error_msg"]), tc.msg) {
+			t.Errorf("%s: %d %v, want 400 %q", tc.body, st, out, tc.msg)
+		}
+	}
+	if st, out := call(s, "tok1", "PUT", "/v5/iot/p1/routing-rule/flowcontrol-policy/"+id, `{"limit":100}`); st != 200 || out["limit"] != float64(100) {
+		t.Errorf("update: %d %v", st, out)
+	}
+	if st, out := call(s, "tok1", "GET", "/v5/iot/p1/routing-rule/flowcontrol-policy?scope=USER", ""); st != 200 || out["count"] != float64(1) ||
+		len(out["flowcontrol_policies"].([]any)) != 1 {
+		t.Errorf("list: %d %v", st, out)
+	}
+	if st, out := call(s, "tok2", "GET", "/v5/iot/p2/routing-rule/flowcontrol-policy/"+id, ""); st != 404 || out["error_code"] != "IOTDA.014702" {
+		t.Errorf("p2 read p1's policy: %d %v", st, out)
+	}
+	if st, _ := call(s, "tok1", "DELETE", "/v5/iot/p1/routing-rule/flowcontrol-policy/"+id, ""); st != 204 {
+		t.Errorf("delete: %d", st)
+	}
+}

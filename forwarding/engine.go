@@ -18,6 +18,7 @@ type Registry interface {
 	Events(ctx context.Context, project string, cursor uint64, limit int) (*registry.EventPage, error)
 	AckEvents(ctx context.Context, project, name string, cursor uint64) error
 	EventHorizon(ctx context.Context, project string) (uint64, error)
+	FlowControlPolicies(ctx context.Context, project string) ([]*registry.FlowControlPolicy, error)
 }
 
 var _ Registry = (*registry.Registry)(nil)
@@ -63,7 +64,8 @@ type Options struct {
 	// RetryMax.
 	RetryBase, RetryMax time.Duration
 	// DrainRate bounds the messages per second an action delivers after
-	// a failure, until it has caught up with the stream.
+	// a failure, until it has caught up with the stream; a project's
+	// flow-control policies lower it for the actions they apply to.
 	DrainRate float64
 	LeaseTTL  time.Duration
 }

@@ -117,6 +117,7 @@ func (w *worker) step(ctx context.Context, ch Channel, cursor uint64) (uint64, b
 		w.sleep(ctx, w.o.Poll)
 		return cursor, true
 	}
+	w.applyFlowControl(ctx)
 	msgs, err := w.selectEvents(ctx, page.Events)
 	if err != nil {
 		if errors.Is(err, registry.ErrNotFound) {
@@ -135,6 +136,26 @@ func (w *worker) step(ctx context.Context, ch Channel, cursor uint64) (uint64, b
 		return cursor, false
 	}
 	return page.Next, true
+}
+
+// applyFlowControl sets the drain rate from the project's flow-control
+// policies: the lowest limit applying to the action, else DrainRate.
+func (w *worker) applyFlowControl(ctx context.Context) {
+	ps, err := w.o.Registry.FlowControlPolicies(ctx, w.a.ProjectID)
+	if err != nil {
+		if ctx.Err() == nil {
+			w.log.Warn("forwarding: read flow-control policies; keeping the current drain rate", "err", err)
+		}
+		return
+	}
+	limit := w.o.DrainRate
+	if l := registry.FlowLimit(ps, w.a); l > 0 {
+		limit = float64(l)
+	}
+	if rate.Limit(limit) != w.drain.Limit() {
+		w.drain.SetLimit(rate.Limit(limit))
+		w.drain.SetBurst(max(1, int(limit/10)))
+	}
 }
 
 // skipTrimmed moves past events the backlog bounds trimmed before they

@@ -387,7 +387,7 @@ func testDrainRate(t *testing.T, wrap func(*fakeChannel) Channel) {
 		}
 		return nil
 	})
-	e := New(Options{Registry: reg, DrainRate: 200, RetryBase: time.Millisecond, RetryMax: 10 * time.Millisecond,
+	e := New(Options{Registry: reg, DrainRate: 100, RetryBase: time.Millisecond, RetryMax: 10 * time.Millisecond,
 		Poll: 5 * time.Millisecond, Reload: 20 * time.Millisecond,
 		Openers: map[string]Opener{registry.ChannelHTTP: func(context.Context, *registry.RuleAction) (Channel, error) { return wrap(f), nil }}})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -402,9 +402,9 @@ func testDrainRate(t *testing.T, wrap func(*fakeChannel) Channel) {
 	f.mu.Unlock()
 	start := time.Now()
 	waitFor(t, "the backlog", 10*time.Second, func() bool { return f.count() == 201 })
-	// 200/s with a burst of 20: at least (201-20)/200 s.
-	if d := time.Since(start); d < 900*time.Millisecond {
-		t.Errorf("201 messages drained in %v, faster than 200/s", d)
+	// 100/s with a burst of 10: at least (201-10)/100 s.
+	if d := time.Since(start); d < 1800*time.Millisecond {
+		t.Errorf("201 messages drained in %v, faster than 100/s", d)
 	}
 	for i, d := range devs {
 		from := 2
@@ -422,7 +422,8 @@ func testDrainRate(t *testing.T, wrap func(*fakeChannel) Channel) {
 	start = time.Now()
 	close(hold)
 	waitFor(t, "new messages", 10*time.Second, func() bool { return f.count() == 401 })
-	if d := time.Since(start); d > 600*time.Millisecond {
+	// Rate limited, they would take 1.9 s.
+	if d := time.Since(start); d > 1200*time.Millisecond {
 		t.Errorf("200 messages after the drain took %v: still rate limited", d)
 	}
 }
@@ -543,5 +544,37 @@ func TestBatchChannel(t *testing.T) {
 	}
 	if s := e.Stats(action); s.Delivered.Load() != 90 || s.Failures.Load() != 1 {
 		t.Errorf("delivered %d, failures %d; want 90 and 1", s.Delivered.Load(), s.Failures.Load())
+	}
+}
+
+// A flow-control policy lowers the drain rate of the actions it applies to.
+func TestFlowControlPolicyBoundsTheDrain(t *testing.T) {
+	reg := testRegistry(t)
+	devs := fixture(t, reg, "p", 2)
+	action := addAction(t, reg, "p", addRule(t, reg, "p", registry.RoutingRule{
+		Subject: registry.RuleSubject{Resource: registry.ResourceDeviceMessage, Event: registry.EventReport}}))
+	if _, err := reg.AddFlowControlPolicy(context.Background(), "p", registry.FlowControlPolicy{
+		Scope: registry.FlowScopeAction, ScopeValue: action, Limit: 50}); err != nil {
+		t.Fatal(err)
+	}
+	var down atomic.Bool
+	down.Store(true)
+	f := newFake(func(*Message) error {
+		if down.Load() {
+			return errors.New("down")
+		}
+		return nil
+	})
+	startEngine(t, reg, map[string]*fakeChannel{action: f}, Options{DrainRate: 1e6, RetryMax: 10 * time.Millisecond})
+	uplinks(t, reg, devs[:1], 1)
+	waitFor(t, "a failure", 5*time.Second, func() bool { f.mu.Lock(); defer f.mu.Unlock(); return f.calls > 0 })
+	uplinks(t, reg, devs, 25) // 51 messages in all
+	down.Store(false)
+	start := time.Now()
+	waitFor(t, "the backlog", 10*time.Second, func() bool { return f.count() == 51 })
+	// 50/s with a burst of 5: at least (51-5)/50 s, where the engine's
+	// own drain rate would take no time.
+	if d := time.Since(start); d < 800*time.Millisecond {
+		t.Errorf("51 messages drained in %v, faster than the policy's 50/s", d)
 	}
 }
