@@ -68,6 +68,23 @@ func TestHuaweiSDKRoutingRules(t *testing.T) {
 		t.Fatalf("list actions: %v %v", actions, err)
 	}
 
+	// A flow-control policy for the rule's HTTP actions.
+	lim := int32(300)
+	pol, err := c.CreateRoutingFlowControlPolicy(&model.CreateRoutingFlowControlPolicyRequest{Body: &model.AddFlowControlPolicy{
+		PolicyName: str("http"), Scope: str("CHANNEL"), ScopeValue: str("HTTP_FORWARDING"), Limit: &lim}})
+	if err != nil || pol.PolicyId == nil || *pol.Limit != 300 {
+		t.Fatalf("flow-control policy: %v %v", pol, err)
+	}
+	lim = 100
+	if up, err := c.UpdateRoutingFlowControlPolicy(&model.UpdateRoutingFlowControlPolicyRequest{PolicyId: *pol.PolicyId,
+		Body: &model.UpdateFlowControlPolicy{Limit: &lim}}); err != nil || *up.Limit != 100 {
+		t.Fatalf("update policy: %v %v", up, err)
+	}
+	if ps, err := c.ListRoutingFlowControlPolicy(&model.ListRoutingFlowControlPolicyRequest{Scope: str("CHANNEL")}); err != nil ||
+		len(*ps.FlowcontrolPolicies) != 1 || *(*ps.FlowcontrolPolicies)[0].ScopeValue != "HTTP_FORWARDING" {
+		t.Fatalf("list policies: %v %v", ps, err)
+	}
+
 	// A bad where is IoTDA's 400, naming the problem.
 	_, err = c.CreateRoutingRule(&model.CreateRoutingRuleRequest{Body: &model.AddRuleReq{
 		Subject: &model.RoutingRuleSubject{Resource: "device.message", Event: "report"}, Where: str("notify_data.body.x LIKE 'a%'")}})
