@@ -59,7 +59,7 @@ func TestClusterForwardingFailover(t *testing.T) {
 	killed := time.Now()
 	sendUplinks(clients, ids, next, to, window, acked, &total, &stop)
 	pushes := rcv.waitFor("every acknowledged uplink", 2*time.Minute, other, allArrived(ids, acked))
-	dups := checkDelivery(t, pushes, ids, acked)
+	dups := checkDelivery(t, pushes, ids, acked, nil)
 	if !strings.Contains(other.Logs(), "forwarding: running action") {
 		t.Error("the surviving node never ran the action")
 	}
