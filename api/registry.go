@@ -21,6 +21,8 @@ type Registry interface {
 	eventRegistry
 	dynRegRegistry
 	clusterRegistry
+	routingRegistry
+	flowPolicyRegistry
 }
 
 // Deliverer reaches devices: the registry's delivery router, which

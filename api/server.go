@@ -143,6 +143,7 @@ func New(o Options) *Server {
 	s.registrationRoutes(e)
 	s.asyncCommandRoutes(v5)
 	s.eventRoutes(v5)
+	s.routingRoutes(v5)
 	s.banRoutes(v5)
 	s.clusterRoutes(v5)
 	s.echo = e

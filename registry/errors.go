@@ -117,6 +117,9 @@ const (
 	EntityClientID                        // a preregistration-free device's ClientID
 	EntityMessage                         // a downlink message
 	EntityEventConsumer                   // an event consumer
+	EntityRoutingRule                     // a routing rule
+	EntityRuleAction                      // a routing rule's action
+	EntityFlowPolicy                      // a forwarding flow-control policy
 )
 
 // String is the entity's name in messages.
@@ -140,6 +143,12 @@ func (e Entity) String() string {
 		return "message"
 	case EntityEventConsumer:
 		return "event consumer"
+	case EntityRoutingRule:
+		return "routing rule"
+	case EntityRuleAction:
+		return "rule action"
+	case EntityFlowPolicy:
+		return "flow-control policy"
 	}
 	return fmt.Sprintf("Entity(%d)", uint8(e))
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/iotgate/iotgate/registry/kv"
@@ -82,6 +83,11 @@ func (r *Registry) AckEvents(ctx context.Context, project, name string, cursor u
 // DeleteEventConsumer removes a consumer; what only it held back is
 // trimmed at the next sweep.
 func (r *Registry) DeleteEventConsumer(ctx context.Context, project, name string) error {
+	if strings.HasPrefix(name, actionConsumerPrefix) {
+		// Deleting it would leave the action's worker without a cursor.
+		return invalid("name", "%q is the cursor of rule action %s: delete the action instead", name,
+			strings.TrimPrefix(name, actionConsumerPrefix))
+	}
 	return r.write(ctx, func(w Writer) error {
 		if _, err := getEventConsumer(w, project, name); err != nil {
 			return err

@@ -55,6 +55,9 @@ import (
 //	nd/{node}                      a cluster node's heartbeat (nodes.go)
 //	ps/{device_id}                 the device's session: node, epoch, since (cluster presence, presencestore.go)
 //	#e                             the last event position handed out (cluster event positions, eventstream.go)
+//	rr/{project}/{rule_id}         routing rule (routingrules.go)
+//	ra/{project}/{action_id}       rule action, its secrets sealed (ruleactions.go)
+//	rf/{project}/{policy_id}       forwarding flow-control policy (flowcontrol.go)
 //	bn/{kind}/{value}              a ban of the shared ban list: kind i (identity) or a (address prefix), the ban as JSON with its expiry (bans.go)
 //
 // Positions are 8 bytes big-endian, so the ordered keys are the stream.
@@ -100,6 +103,9 @@ const (
 	famPresence      = "ps"
 	famEventPosition = "#e"
 	famBan           = "bn"
+	famRoutingRule   = "rr"
+	famRuleAction    = "ra"
+	famFlowPolicy    = "rf"
 )
 
 func key(prefix string, parts ...string) []byte {
@@ -167,6 +173,9 @@ func nodeBeatKey(node string) []byte               { return key(famNodeBeat, nod
 func nodeBeatsPrefix() []byte                      { return prefixKey(famNodeBeat) }
 func presenceKey(dev string) []byte                { return key(famPresence, dev) }
 func bansPrefix() []byte                           { return prefixKey(famBan) }
+func routingRuleKey(project, id string) []byte     { return key(famRoutingRule, project, id) }
+func ruleActionKey(project, id string) []byte      { return key(famRuleAction, project, id) }
+func flowPolicyKey(project, id string) []byte      { return key(famFlowPolicy, project, id) }
 
 // statusTimeKey holds a device's last status change apart from its
 // record, so connects and disconnects never rewrite (and re-seal, and

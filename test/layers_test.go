@@ -10,8 +10,9 @@ import (
 // only the Badger engine imports Badger, only the PostgreSQL engine (and
 // pgtest, its test-server starter) pgx;
 // the domain imports no engine and no adapter; the adapters (api, lwm2m,
-// mqtt, activation) import no engine and not each other; only metrics
-// imports Prometheus, and it imports no adapter or engine.
+// mqtt, activation) import no engine and not each other, nor the
+// forwarding engine, which imports none of them nor its own channels;
+// only metrics imports Prometheus, and it imports no adapter or engine.
 func TestLayers(t *testing.T) {
 	const mod = "github.com/iotgate/iotgate/"
 	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, "../...").Output()
@@ -45,7 +46,7 @@ func TestLayers(t *testing.T) {
 	}
 	layer := func(p string) string {
 		p = strings.TrimPrefix(p, mod)
-		for _, l := range []string{"registry/kv/badgerkv", "registry/kv/pgkv", "api", "lwm2m", "mqtt", "activation", "metrics", "registry"} {
+		for _, l := range []string{"registry/kv/badgerkv", "registry/kv/pgkv", "api", "lwm2m", "mqtt", "activation", "metrics", "forwarding", "registry"} {
 			if p == l || strings.HasPrefix(p, l+"/") {
 				return l
 			}
@@ -53,16 +54,24 @@ func TestLayers(t *testing.T) {
 		return ""
 	}
 	forbidden := map[string][]string{
-		"registry":   {"registry/kv/badgerkv", "registry/kv/pgkv", "api", "lwm2m", "mqtt", "activation"},
-		"api":        {"registry/kv/badgerkv", "registry/kv/pgkv", "lwm2m", "mqtt", "activation"},
-		"lwm2m":      {"registry/kv/badgerkv", "registry/kv/pgkv", "api", "mqtt", "activation"},
-		"mqtt":       {"registry/kv/badgerkv", "registry/kv/pgkv", "api", "lwm2m", "activation"},
-		"activation": {"registry/kv/badgerkv", "registry/kv/pgkv", "api", "lwm2m", "mqtt"},
+		"registry":   {"registry/kv/badgerkv", "registry/kv/pgkv", "api", "lwm2m", "mqtt", "activation", "forwarding"},
+		"api":        {"registry/kv/badgerkv", "registry/kv/pgkv", "lwm2m", "mqtt", "activation", "forwarding"},
+		"lwm2m":      {"registry/kv/badgerkv", "registry/kv/pgkv", "api", "mqtt", "activation", "forwarding"},
+		"mqtt":       {"registry/kv/badgerkv", "registry/kv/pgkv", "api", "lwm2m", "activation", "forwarding"},
+		"activation": {"registry/kv/badgerkv", "registry/kv/pgkv", "api", "lwm2m", "mqtt", "forwarding"},
 		// The metrics read the adapters through functions cmd/iotgate
 		// hands them.
-		"metrics": {"registry/kv/badgerkv", "registry/kv/pgkv", "api", "lwm2m", "mqtt", "activation"},
+		"metrics": {"registry/kv/badgerkv", "registry/kv/pgkv", "api", "lwm2m", "mqtt", "activation", "forwarding"},
+		// The delivery engine reaches destinations only through the
+		// channels cmd/iotgate gives it (checked below).
+		"forwarding": {"registry/kv/badgerkv", "registry/kv/pgkv", "api", "lwm2m", "mqtt", "activation"},
 	}
-	for _, pkg := range []string{"registry", "registry/regions", "api", "lwm2m", "mqtt", "activation", "metrics"} {
+	for _, d := range deps("forwarding") {
+		if strings.HasPrefix(d, mod+"forwarding/") {
+			t.Errorf("the forwarding engine depends on the channel %s", d)
+		}
+	}
+	for _, pkg := range []string{"registry", "registry/regions", "api", "lwm2m", "mqtt", "activation", "metrics", "forwarding"} {
 		for _, d := range deps(pkg) {
 			// Only the metrics package knows Prometheus: the others keep
 			// counters it reads.

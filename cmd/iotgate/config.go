@@ -48,6 +48,9 @@ type Config struct {
 	// DebugListen serves /debug/vars and /debug/pprof, unauthenticated
 	// (debug.go); empty, the default, disables it.
 	DebugListen string `yaml:"debug_listen"`
+
+	// Forwarding runs routing rules' actions (forwarding.go).
+	Forwarding ForwardingConfig `yaml:"forwarding"`
 }
 
 // Storage engines (store.engine).
@@ -236,6 +239,7 @@ func defaultConfig() Config {
 		TLSReloadInterval: time.Minute,
 		Events: EventsConfig{Retention: registry.DefaultEventRetention, MaxEvents: registry.DefaultMaxEvents,
 			OfflineGrace: 30 * time.Second},
+		Forwarding: defaultForwarding(),
 	}
 }
 
@@ -357,6 +361,9 @@ func (c *Config) validate() error {
 	}
 	if c.Events.OfflineGrace < 0 {
 		return errors.New("config: events.offline_grace must not be negative")
+	}
+	if err := c.Forwarding.validate(); err != nil {
+		return err
 	}
 	if err := c.validateStore(); err != nil {
 		return err

@@ -156,6 +156,7 @@ func run(configPath string) error {
 	regCtx, stopReg := context.WithCancel(context.Background())
 	go func() { _ = reg.Run(regCtx); close(regDone) }()
 	bansDone := w.shareBans(regCtx)
+	fwdDone := startForwarding(regCtx, cfg.Forwarding, reg, n.lease, log)
 	beatDone := make(chan struct{})
 	go func() {
 		heartbeats(regCtx, reg, time.Now(), w.sessionCounts, cfg.Cluster.Advertise, log)
@@ -204,6 +205,7 @@ func run(configPath string) error {
 		}
 	}
 	stopReg()
+	fwdDone()
 	<-regDone
 	<-beatDone
 	bansDone()

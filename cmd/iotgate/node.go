@@ -55,6 +55,7 @@ type node struct {
 	store *openedStore
 	bus   clusterBus // nil on a single node
 	reg   *registry.Registry
+	lease registry.Lease // the cluster's singleton lease; nil on a single node
 }
 
 // openNode opens the store (its writes observed by obs, when not nil),
@@ -88,6 +89,7 @@ func openNode(ctx context.Context, cfg *Config, key []byte, log *slog.Logger, op
 		o.Invalidator = n.bus.Invalidator()
 		o.Link = n.bus.Link()
 		o.Lease = registry.NewStoreLease(n.store, c.NodeID, nil)
+		n.lease = o.Lease
 	}
 	if n.reg, err = registry.New(o); err != nil {
 		return nil, err

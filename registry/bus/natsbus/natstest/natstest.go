@@ -33,6 +33,8 @@ type Server struct {
 	port    int // clients
 	http    int // monitoring, for readiness
 	cluster *cluster
+	// jetstream: started with JetStream on (-js), its store in dir.
+	jetstream bool
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -75,6 +77,18 @@ func need(t testing.TB) string {
 func Start(t testing.TB) *Server {
 	t.Helper()
 	return StartCluster(t, 1)[0]
+}
+
+// StartJetStream starts one nats-server with JetStream enabled, its
+// storage in the server's directory.
+func StartJetStream(t testing.TB) *Server {
+	t.Helper()
+	bin := need(t)
+	s := &Server{t: t, bin: bin, dir: t.TempDir(), name: "natstest-js", port: freePort(t), http: freePort(t), jetstream: true}
+	t.Cleanup(s.kill)
+	s.start()
+	s.waitReady(0)
+	return s
 }
 
 // StartCluster starts n nats-servers routed as one cluster and waits
@@ -167,6 +181,9 @@ func (s *Server) start() {
 	s.t.Helper()
 	args := []string{"-a", "127.0.0.1", "-p", strconv.Itoa(s.port), "-m", strconv.Itoa(s.http),
 		"-n", s.name, "-l", filepath.Join(s.dir, "log")}
+	if s.jetstream {
+		args = append(args, "-js", "-sd", filepath.Join(s.dir, "js"))
+	}
 	if c := s.cluster; c != nil {
 		var routes []string
 		for i, m := range c.members {

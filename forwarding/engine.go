@@ -1,0 +1,261 @@
+package forwarding
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/iotgate/iotgate/registry"
+)
+
+// Registry is what the engine needs of the registry.
+type Registry interface {
+	AllRuleActions(ctx context.Context) ([]*registry.RuleAction, error)
+	RoutingRule(ctx context.Context, project, id string) (*registry.RoutingRule, error)
+	EventConsumer(ctx context.Context, project, name string) (*registry.EventConsumer, error)
+	Events(ctx context.Context, project string, cursor uint64, limit int) (*registry.EventPage, error)
+	AckEvents(ctx context.Context, project, name string, cursor uint64) error
+	EventHorizon(ctx context.Context, project string) (uint64, error)
+	FlowControlPolicies(ctx context.Context, project string) ([]*registry.FlowControlPolicy, error)
+}
+
+var _ Registry = (*registry.Registry)(nil)
+
+// Defaults of Options.
+const (
+	DefaultReload    = time.Second
+	DefaultPoll      = 50 * time.Millisecond
+	DefaultPageSize  = 500
+	DefaultLanes     = 16
+	DefaultRetryBase = 200 * time.Millisecond
+	// DefaultRetryMax is IoTDA's: a failing destination is retried every
+	// 3 minutes.
+	DefaultRetryMax  = 3 * time.Minute
+	DefaultDrainRate = 1000
+	DefaultLeaseTTL  = 15 * time.Second
+)
+
+// Options configure an Engine; zero fields take the defaults above.
+type Options struct {
+	Registry Registry
+	// Lease elects the one node of a cluster that runs an action's
+	// worker (lease "forward/{action_id}"); nil: this node runs all.
+	Lease registry.Lease
+	// Openers make the channels, by channel name.
+	Openers map[string]Opener
+	Logger  *slog.Logger
+
+	// Reload is how often the actions are listed (new, changed and
+	// deleted actions are picked up) and the leases renewed.
+	Reload time.Duration
+	// Poll is how long a worker that has caught up waits before reading
+	// the stream again.
+	Poll time.Duration
+	// PageSize bounds the events a worker reads, delivers and
+	// acknowledges at once (at most registry.MaxEventsPage).
+	PageSize int
+	// Lanes bounds the deliveries in flight per action: each device's
+	// messages go, in order, through one of Lanes concurrent streams.
+	Lanes int
+	// RetryBase and RetryMax bound the backoff after a failed delivery:
+	// it doubles from RetryBase with each failure in a row, up to
+	// RetryMax.
+	RetryBase, RetryMax time.Duration
+	// DrainRate bounds the messages per second an action delivers after
+	// a failure, until it has caught up with the stream; a project's
+	// flow-control policies lower it for the actions they apply to.
+	DrainRate float64
+	LeaseTTL  time.Duration
+}
+
+func (o Options) withDefaults() Options {
+	set := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	set(&o.Reload, DefaultReload)
+	set(&o.Poll, DefaultPoll)
+	set(&o.RetryBase, DefaultRetryBase)
+	set(&o.RetryMax, DefaultRetryMax)
+	set(&o.LeaseTTL, DefaultLeaseTTL)
+	if o.PageSize <= 0 || o.PageSize > registry.MaxEventsPage {
+		o.PageSize = DefaultPageSize
+	}
+	if o.Lanes <= 0 {
+		o.Lanes = DefaultLanes
+	}
+	if o.DrainRate <= 0 {
+		o.DrainRate = DefaultDrainRate
+	}
+	if o.Lease == nil {
+		o.Lease = registry.LocalLease{}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o
+}
+
+// Engine runs one worker per rule action this node holds the lease of.
+type Engine struct {
+	o Options
+
+	mu      sync.Mutex
+	workers map[string]*running
+	stats   map[string]*Stats // by action id; kept while the action is
+}
+
+type running struct {
+	updated time.Time
+	cancel  context.CancelFunc
+	done    chan struct{}
+}
+
+func (r *running) exited() bool {
+	select {
+	case <-r.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Stats counts an action's deliveries on this node.
+type Stats struct {
+	Delivered atomic.Uint64 // messages the destination acknowledged
+	Failures  atomic.Uint64 // failed delivery attempts
+	// Dropped counts stream positions trimmed (by the event backlog
+	// bounds) before the action delivered them: an upper bound on the
+	// events lost (positions have gaps).
+	Dropped atomic.Uint64
+}
+
+// New returns an engine; Run starts it.
+func New(o Options) *Engine {
+	return &Engine{o: o.withDefaults(), workers: make(map[string]*running), stats: make(map[string]*Stats)}
+}
+
+// Stats returns the counters of an action (nil if this node never ran it).
+func (e *Engine) Stats(actionID string) *Stats {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.stats[actionID]
+}
+
+// Run supervises the workers until ctx ends, then stops them.
+func (e *Engine) Run(ctx context.Context) {
+	t := time.NewTicker(e.o.Reload)
+	defer t.Stop()
+	for {
+		e.reconcile(ctx)
+		select {
+		case <-ctx.Done():
+			e.stopAll()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func leaseName(actionID string) string { return "forward/" + actionID }
+
+// reconcile starts a worker for each action this node can hold, stops
+// those of deleted or changed actions and of leases lost.
+func (e *Engine) reconcile(ctx context.Context) {
+	actions, err := e.o.Registry.AllRuleActions(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			e.o.Logger.Error("forwarding: list rule actions", "err", err)
+		}
+		return
+	}
+	seen := make(map[string]bool, len(actions))
+	for _, a := range actions {
+		seen[a.ID] = true
+		e.mu.Lock()
+		w := e.workers[a.ID]
+		e.mu.Unlock()
+		if w != nil && (!w.updated.Equal(a.Updated) || w.exited()) {
+			// Changed: restart with the new detail, from the cursor; or
+			// its worker gave up (its rule or cursor vanished under it):
+			// start again, which finds out whether the action is gone.
+			e.stop(a.ID)
+			w = nil
+		}
+		held, err := e.o.Lease.Hold(ctx, leaseName(a.ID), e.o.LeaseTTL)
+		if err != nil {
+			if ctx.Err() == nil {
+				e.o.Logger.Error("forwarding: action lease", "action", a.ID, "err", err)
+			}
+			held = false
+		}
+		switch {
+		case held && w == nil:
+			e.start(ctx, a)
+		case !held && w != nil:
+			e.o.Logger.Info("forwarding: action moved to another node", "action", a.ID)
+			e.stop(a.ID)
+		}
+	}
+	e.mu.Lock()
+	var gone []string
+	for id := range e.workers {
+		if !seen[id] {
+			gone = append(gone, id)
+		}
+	}
+	for id := range e.stats {
+		if !seen[id] {
+			delete(e.stats, id)
+		}
+	}
+	e.mu.Unlock()
+	for _, id := range gone {
+		e.stop(id)
+	}
+}
+
+func (e *Engine) start(ctx context.Context, a *registry.RuleAction) {
+	wctx, cancel := context.WithCancel(ctx)
+	r := &running{updated: a.Updated, cancel: cancel, done: make(chan struct{})}
+	e.mu.Lock()
+	st := e.stats[a.ID]
+	if st == nil {
+		st = &Stats{}
+		e.stats[a.ID] = st
+	}
+	e.workers[a.ID] = r
+	e.mu.Unlock()
+	w := newWorker(e.o, a, st)
+	e.o.Logger.Info("forwarding: running action", "action", a.ID, "project", a.ProjectID, "channel", a.Channel)
+	go func() {
+		defer close(r.done)
+		w.run(wctx)
+	}()
+}
+
+func (e *Engine) stop(id string) {
+	e.mu.Lock()
+	r := e.workers[id]
+	delete(e.workers, id)
+	e.mu.Unlock()
+	if r != nil {
+		r.cancel()
+		<-r.done
+	}
+}
+
+func (e *Engine) stopAll() {
+	e.mu.Lock()
+	ids := make([]string, 0, len(e.workers))
+	for id := range e.workers {
+		ids = append(ids, id)
+	}
+	e.mu.Unlock()
+	for _, id := range ids {
+		e.stop(id)
+	}
+}
