@@ -54,6 +54,8 @@ import (
 //	ps/{device_id}                 the device's session: node, epoch, since (cluster presence, presencestore.go)
 //	#e                             the last event position handed out (cluster event positions, eventstream.go)
 //	bn/{kind}/{value}              a ban of the shared ban list: kind i (identity) or a (address prefix), the ban as JSON with its expiry (bans.go)
+//	rs/{device_id}                 a protocol adapter's session record: node, expiry, handle, opaque data (sessionrecords.go)
+//	rh/{handle}                    device_id (session record by the adapter's handle, e.g. the LwM2M registration id)
 //
 // Positions are 8 bytes big-endian, so the ordered keys are the stream.
 const sep = 0
@@ -96,6 +98,8 @@ const (
 	famPresence      = "ps"
 	famEventPosition = "#e"
 	famBan           = "bn"
+	famSessionRecord = "rs"
+	famSessionHandle = "rh"
 )
 
 func key(prefix string, parts ...string) []byte {
@@ -162,6 +166,8 @@ func nodeBeatKey(node string) []byte               { return key(famNodeBeat, nod
 func nodeBeatsPrefix() []byte                      { return prefixKey(famNodeBeat) }
 func presenceKey(dev string) []byte                { return key(famPresence, dev) }
 func bansPrefix() []byte                           { return prefixKey(famBan) }
+func sessionRecordKey(dev string) []byte           { return key(famSessionRecord, dev) }
+func sessionHandleKey(h string) []byte             { return key(famSessionHandle, h) }
 
 // statusTimeKey holds a device's last status change apart from its
 // record, so connects and disconnects never rewrite (and re-seal, and

@@ -138,6 +138,8 @@ func (w *wiring) lwm2m() (*lwm2m.Server, error) {
 		Guard:            w.guard,
 		IdleTimeout:      c.IdleTimeout,
 		SweepInterval:    c.SweepInterval,
+		Sessions:         w.reg,
+		SaveInterval:     c.SaveInterval,
 	})
 }
 
