@@ -61,7 +61,7 @@ func TestRegistrationCodecRefusesBadValues(t *testing.T) {
 		{"unknown version", append([]byte{9}, good[1:]...)},
 		{"huge object count", func() []byte {
 			r := encodeRegistration(nil, &Registration{ID: "a"}, nil)
-			r = r[:len(r)-2]                  // drop the object and observation counts
+			r = r[:len(r)-2]                   // drop the object and observation counts
 			return append(r, 0xff, 0xff, 0x03) // 65535 objects
 		}()},
 	} {

@@ -150,7 +150,7 @@ type Server struct {
 	// without one); saveMu makes its rounds one at a time.
 	saved  *persister
 	saveMu sync.Mutex
-	work    *workers
+	work   *workers
 	// conns counts go-coap's open connections (NoSec addresses and DTLS
 	// sessions).
 	conns atomic.Int64
