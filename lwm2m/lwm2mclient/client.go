@@ -17,6 +17,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"sort"
@@ -507,7 +508,9 @@ func (c *Client) readLoop() {
 				return
 			default:
 			}
-			if errors.Is(err, net.ErrClosed) {
+			// io.EOF: the DTLS session ended (the server's close_notify);
+			// every later Read says so again at once.
+			if errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) {
 				return
 			}
 			continue // a DTLS alert or a refused datagram: keep reading
