@@ -270,7 +270,7 @@ func restartScale(t *testing.T) int {
 	if testing.Short() {
 		t.Skip("a fleet restart; not in -short")
 	}
-	return 200
+	return 1000
 }
 
 // At scale: N NoSec and N DTLS devices with Connection IDs, all observed
