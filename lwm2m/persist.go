@@ -34,73 +34,89 @@ const DefaultSaveInterval = time.Second
 // again, as before this store existed).
 type persister struct {
 	mu      sync.Mutex
-	pending map[string]*pendingSave // by device
+	pending map[string]pendingSave // by device
 }
 
 // pendingSave is what the next round writes of one device: the records
-// of ended registrations to delete (by registration id), then the
-// current registration to store, if any.
+// of ended registrations to delete (by registration id: drop, and more
+// in the rare case of several), then the current registration to store,
+// if any. A re-registration (one drop, one put) allocates nothing.
 type pendingSave struct {
-	put   *entry
-	drops []string
+	put  *entry
+	drop string
+	more []string
 }
 
-func newPersister() *persister { return &persister{pending: make(map[string]*pendingSave)} }
-
-func (p *persister) slot(dev string) *pendingSave {
-	ps := p.pending[dev]
-	if ps == nil {
-		ps = &pendingSave{}
-		p.pending[dev] = ps
+// drops lists the registration ids to delete.
+func (ps pendingSave) drops() []string {
+	if ps.drop == "" {
+		return ps.more
 	}
-	return ps
+	return append([]string{ps.drop}, ps.more...)
 }
+
+func (ps *pendingSave) addDrop(id string) {
+	if ps.drop == "" {
+		ps.drop = id
+		return
+	}
+	ps.more = append(ps.more, id)
+}
+
+func newPersister() *persister { return &persister{pending: make(map[string]pendingSave)} }
 
 // dirty queues e's record to be written.
 func (p *persister) dirty(e *entry) {
 	p.mu.Lock()
-	p.slot(e.deviceID).put = e
+	ps := p.pending[e.deviceID]
+	ps.put = e
+	p.pending[e.deviceID] = ps
 	p.mu.Unlock()
 }
 
 // gone queues the deletion of e's record.
 func (p *persister) gone(e *entry) {
 	p.mu.Lock()
-	ps := p.slot(e.deviceID)
+	ps := p.pending[e.deviceID]
 	if ps.put == e {
 		ps.put = nil
 	}
-	ps.drops = append(ps.drops, e.id)
+	ps.addDrop(e.id)
+	p.pending[e.deviceID] = ps
 	p.mu.Unlock()
 }
 
 // take empties the queue and returns what was in it.
-func (p *persister) take() map[string]*pendingSave {
+func (p *persister) take() map[string]pendingSave {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if len(p.pending) == 0 {
 		return nil
 	}
 	out := p.pending
-	p.pending = make(map[string]*pendingSave, len(out))
+	p.pending = make(map[string]pendingSave, len(out))
 	return out
 }
 
 // requeue puts back what a failed round could not write, unless newer
 // changes of the same device were queued meanwhile.
-func (p *persister) requeue(m map[string]*pendingSave) {
+func (p *persister) requeue(m map[string]pendingSave) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for dev, ps := range m {
-		cur := p.pending[dev]
-		if cur == nil {
+		cur, ok := p.pending[dev]
+		if !ok {
 			p.pending[dev] = ps
 			continue
 		}
-		cur.drops = append(ps.drops, cur.drops...)
-		if cur.put == nil && ps.put != nil && !ps.put.removed.Load() {
-			cur.put = ps.put
+		next := pendingSave{put: cur.put}
+		for _, id := range append(ps.drops(), cur.drops()...) {
+			next.addDrop(id)
 		}
+		if next.put == nil && ps.put != nil && !ps.put.removed.Load() {
+			next.put = ps.put
+		}
+		p.pending[dev] = next
 	}
 }
 
@@ -195,7 +211,10 @@ func (s *Server) save(ctx context.Context) error {
 	var put, drop []registry.SessionRecord
 	var saved []*entry
 	for dev, ps := range q {
-		for _, id := range ps.drops {
+		if ps.drop != "" {
+			drop = append(drop, registry.SessionRecord{DeviceID: dev, Handle: ps.drop})
+		}
+		for _, id := range ps.more {
 			drop = append(drop, registry.SessionRecord{DeviceID: dev, Handle: id})
 		}
 		if ps.put == nil || ps.put.removed.Load() {

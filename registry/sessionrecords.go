@@ -57,8 +57,20 @@ func (s SessionRecord) encode() []byte {
 // decodeSessionRecord reads the record of device id stored as v (which
 // it does not retain).
 func decodeSessionRecord(id string, v []byte) (SessionRecord, error) {
-	bad := func(what string) (SessionRecord, error) {
-		return SessionRecord{}, fmt.Errorf("session record of %s: %s", id, what)
+	rec, rest, err := decodeSessionHead(id, v)
+	if err != nil {
+		return SessionRecord{}, err
+	}
+	rec.Data = bytes.Clone(rest)
+	return rec, nil
+}
+
+// decodeSessionHead reads a stored record but its data, which it returns
+// as a slice of v: the writes that replace or delete a record need no
+// copy of it.
+func decodeSessionHead(id string, v []byte) (SessionRecord, []byte, error) {
+	bad := func(what string) (SessionRecord, []byte, error) {
+		return SessionRecord{}, nil, fmt.Errorf("session record of %s: %s", id, what)
 	}
 	if len(v) < 9 {
 		return bad("truncated")
@@ -84,8 +96,7 @@ func decodeSessionRecord(id string, v []byte) (SessionRecord, error) {
 	if rec.Handle, ok = field(); !ok {
 		return bad("truncated handle")
 	}
-	rec.Data = bytes.Clone(rest)
-	return rec, nil
+	return rec, rest, nil
 }
 
 // sessionRecordChunk bounds the records one transaction writes.
@@ -127,7 +138,7 @@ func (r *Registry) putSessionRecord(w Writer, rec SessionRecord) error {
 	if ok, err := deviceExists(w, rec.DeviceID); err != nil || !ok {
 		return err // deleted meanwhile: its session goes with it
 	}
-	old, found, err := readSessionRecord(w, rec.DeviceID)
+	old, _, found, err := readSessionHead(w, rec.DeviceID)
 	if err != nil {
 		return err
 	}
@@ -147,7 +158,7 @@ func (r *Registry) putSessionRecord(w Writer, rec SessionRecord) error {
 }
 
 func (r *Registry) dropSessionRecord(w Writer, rec SessionRecord) error {
-	old, found, err := readSessionRecord(w, rec.DeviceID)
+	old, _, found, err := readSessionHead(w, rec.DeviceID)
 	if err != nil || !found || old.Handle != rec.Handle || old.Node != r.node {
 		return err
 	}
@@ -164,7 +175,7 @@ func deleteSessionRecord(w Writer, rec SessionRecord) error {
 // deleteDeviceSession deletes the session record of a device being
 // deleted, with its handle index.
 func deleteDeviceSession(w Writer, id string) error {
-	rec, found, err := readSessionRecord(w, id)
+	rec, _, found, err := readSessionHead(w, id)
 	if err != nil || !found {
 		return err
 	}
@@ -172,15 +183,24 @@ func deleteDeviceSession(w Writer, id string) error {
 }
 
 func readSessionRecord(rd Reader, id string) (SessionRecord, bool, error) {
+	rec, rest, found, err := readSessionHead(rd, id)
+	if found {
+		rec.Data = rest // Get returned a copy
+	}
+	return rec, found, err
+}
+
+// readSessionHead reads the device's record but does not decode its data.
+func readSessionHead(rd Reader, id string) (rec SessionRecord, data []byte, found bool, err error) {
 	v, err := rd.Get(sessionRecordKey(id))
 	if errors.Is(err, kv.ErrNotFound) {
-		return SessionRecord{}, false, nil
+		return SessionRecord{}, nil, false, nil
 	}
 	if err != nil {
-		return SessionRecord{}, false, fmt.Errorf("read session record of %s: %w", id, err)
+		return SessionRecord{}, nil, false, fmt.Errorf("read session record of %s: %w", id, err)
 	}
-	rec, err := decodeSessionRecord(id, v)
-	return rec, err == nil, err
+	rec, data, err = decodeSessionHead(id, v)
+	return rec, data, err == nil, err
 }
 
 // SessionRecordByHandle returns the record whose handle is h, or
