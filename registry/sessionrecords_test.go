@@ -139,3 +139,58 @@ func TestSessionRecordsOfNodes(t *testing.T) {
 		t.Fatal("records not listed by their node")
 	}
 }
+
+// A session resumed after a restart reports no status event: the device
+// was left ONLINE; a new connection after a restart does.
+func TestResumedReportsNoStatusEvent(t *testing.T) {
+	st := memStore(t)
+	clock := &fakeClock{t: time.Date(2026, 12, 7, 8, 0, 0, 0, time.UTC)}
+	ctx := context.Background()
+	statusEvents := func(r *Registry) int {
+		n := 0
+		for _, e := range allEvents(t, r, "proj") {
+			if e.Resource == ResourceDeviceStatus {
+				n++
+			}
+		}
+		return n
+	}
+	r1 := newEventRegistry(t, st, clock, EventOptions{})
+	mustProduct(t, r1, "proj", "coapp", "CoAP")
+	a := mustCreate(t, r1, NewDevice{ProjectID: "proj", NodeID: "a", ProductID: "coapp"})
+	b := mustCreate(t, r1, NewDevice{ProjectID: "proj", NodeID: "b", ProductID: "coapp"})
+	for _, id := range []string{a, b} {
+		if _, err := r1.Connected(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r1.flushStatus(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before := statusEvents(r1)
+	r1.Close()
+
+	r2 := newEventRegistry(t, st, clock, EventOptions{}) // the restart
+	clock.Advance(time.Second)
+	if _, err := r2.Resumed(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if err := r2.flushStatus(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := statusEvents(r2); got != before {
+		t.Fatalf("%d status events after a resumed session, want %d", got, before)
+	}
+	if d, _ := r2.Device(ctx, a); d.Status != StatusOnline {
+		t.Fatalf("resumed device %s", d.Status)
+	}
+	if _, err := r2.Connected(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	if err := r2.flushStatus(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := statusEvents(r2); got != before+1 {
+		t.Fatalf("%d status events after a new connection, want %d", got, before+1)
+	}
+}
