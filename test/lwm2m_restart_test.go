@@ -292,3 +292,34 @@ func TestLwM2MRegistrationsSurviveRestartAtScale(t *testing.T) {
 	g.Restart()
 	checkAfterRestart(t, g, f)
 }
+
+// A command queued for a sleeping queue-mode device before a restart
+// goes out on the device's first uplink after it: its Update, accepted
+// on the restored registration.
+func TestLwM2MQueuedCommandAfterRestart(t *testing.T) {
+	g := startSavingGate(t)
+	dev := lwm2mDevice(t, g, "sleepy-restart", false, nil)
+	c := goClient(t, g, lwm2mclient.Config{Endpoint: "sleepy-restart", Binding: "UQ", Lifetime: 60})
+	ctx := context.Background()
+	if err := c.Register(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c.Sleep()
+	time.Sleep(1200 * time.Millisecond) // past queue_window, and saved
+	id := asyncCommand(t, g, dev, map[string]any{"service_id": "LwM2M", "command_name": "READ",
+		"paras": map[string]any{"path": "/3/0/0"}, "send_strategy": "immediately"})
+	time.Sleep(300 * time.Millisecond)
+	if cmd := g.MustDo(http.StatusOK, "GET", g.P("/devices/"+dev+"/async-commands/"+id), nil); cmd["status"] != "PENDING" {
+		t.Fatalf("command for a sleeping client: %v", cmd)
+	}
+	g.Stop()
+	g.Restart()
+	c.Wake()
+	if err := c.Update(ctx); err != nil {
+		t.Fatalf("Update after the restart: %v", err)
+	}
+	res := waitCommand(t, g, dev, id, "SUCCESSFUL")["result"].(map[string]any)
+	if v := res["values"].([]any)[0].(map[string]any)["value"]; v != "iotgate" {
+		t.Fatalf("READ result %v", res)
+	}
+}
