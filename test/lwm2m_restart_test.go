@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/iotgate/iotgate/lwm2m/lwm2mclient"
-	"github.com/plgd-dev/go-coap/v3/message/codes"
 )
 
 // restartFleet is a fleet of registered Go LwM2M clients of one gate.
@@ -172,12 +171,9 @@ func checkAfterRestart(t *testing.T, g *Gate, f *restartFleet) {
 			return fmt.Errorf("DTLS handshake %d: %w", i, err)
 		}
 		t.Cleanup(func() { c.Close() })
-		resp, err := c.Do(ctx, codes.POST, f.dtlsLoc[i], nil, 0, nil)
-		if err != nil {
+		c.Resume(f.dtls[i])
+		if err := c.Update(ctx); err != nil {
 			return fmt.Errorf("DTLS Update %d: %w", i, err)
-		}
-		if resp.Code != codes.Changed {
-			return fmt.Errorf("DTLS Update %d: %v %s", i, resp.Code, resp.Payload)
 		}
 		f.dtls[i] = c
 		return nil
@@ -193,20 +189,33 @@ func checkAfterRestart(t *testing.T, g *Gate, f *restartFleet) {
 			t.Fatalf("READ of %s: %v", dev, res)
 		}
 	}
-	for i, c := range f.nosec[:min(len(f.nosec), 3)] {
-		data := []byte("after restart " + strconv.Itoa(i))
-		if err := c.SendData(data); err != nil {
+	// The restored observations match the clients' next notifications,
+	// over NoSec and over the DTLS clients' new sessions.
+	type notifier struct {
+		c   *lwm2mclient.Client
+		dev string
+	}
+	var notifiers []notifier
+	for i := range min(len(f.nosec), 3) {
+		notifiers = append(notifiers, notifier{f.nosec[i], f.nosecIDs[i]})
+	}
+	for i := range min(len(f.dtls), 3) {
+		notifiers = append(notifiers, notifier{f.dtls[i], f.dtlsIDs[i]})
+	}
+	for i, n := range notifiers {
+		data := []byte(fmt.Sprintf("after restart %d %d", i, time.Now().UnixNano()))
+		if err := n.c.SendData(data); err != nil {
 			t.Fatal(err)
 		}
 		want := base64.StdEncoding.EncodeToString(data)
 		deadline := time.Now().Add(10 * time.Second)
 		for {
-			out := g.MustDo(http.StatusOK, "GET", g.P("/devices/"+f.nosecIDs[i]+"/device-messages"), nil)
+			out := g.MustDo(http.StatusOK, "GET", g.P("/devices/"+n.dev+"/device-messages"), nil)
 			if msgs := out["messages"].([]any); len(msgs) > 0 && msgs[0].(map[string]any)["payload"] == want {
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("notification of %s after the restart not stored: %v", f.nosecIDs[i], out)
+				t.Fatalf("notification of %s after the restart not stored: %v", n.dev, out)
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
