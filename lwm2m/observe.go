@@ -127,6 +127,7 @@ func (s *Server) startObservation(e *entry, path format.Path) *observation {
 	}
 	e.observations[o.token] = o
 	s.obs.put(o)
+	s.markDirty(e)
 	return o
 }
 
@@ -141,6 +142,7 @@ func (s *Server) endObservation(o *observation) bool {
 	delete(e.observations, o.token)
 	s.obs.remove(o.token)
 	o.settle()
+	s.markDirty(e)
 	return true
 }
 

@@ -127,6 +127,7 @@ func (s *Server) register(w mux.ResponseWriter, r *mux.Message, cc *udpClient.Co
 		s.retire(old, "replaced by a new registration", old.conn.Load() != cc)
 		replaced = old.id
 	}
+	s.markDirty(e) // after the old one's deletion was queued
 	// At debug, as every session's start and end: a fleet re-registering
 	// after an outage would write a line per device (see log_level).
 	// Checked first, as the arguments allocate even when it is not written.
@@ -283,24 +284,30 @@ func (s *Server) serveRegistration(w mux.ResponseWriter, r *mux.Message) {
 		respond(w, codes.MethodNotAllowed, "Update is POST /rd/{id}, De-register DELETE /rd/{id}")
 		return
 	}
-	e := s.store.get(r.RouteParams.Vars["id"])
+	st := stateOf(cc)
+	ctx, cancel := context.WithTimeout(s.ctx, s.o.RequestTimeout)
+	defer cancel()
+	id := r.RouteParams.Vars["id"]
+	e := s.store.get(id)
+	if e == nil && s.o.Sessions != nil && s.o.Node != "" {
+		var err error
+		if e, err = s.adopt(ctx, id, st); err != nil {
+			var fc *foreignClient
+			if errors.As(err, &fc) {
+				respond(w, codes.Forbidden, fc.msg)
+				return
+			}
+			s.log.Error("lwm2m: looking up a registration of another node", "registration", id, "err", err)
+			respond(w, codes.ServiceUnavailable, "")
+			return
+		}
+	}
 	if e == nil {
 		respond(w, codes.NotFound, "unknown registration; register again")
 		return
 	}
-	st := stateOf(cc)
-	ctx, cancel := context.WithTimeout(s.ctx, s.o.RequestTimeout)
-	defer cancel()
-	// Only the client that registered may change its registration: over
-	// DTLS the same identity, over NoSec any NoSec peer (it has nothing
-	// else to prove, and NAT rebinding moves it).
-	if st.secure {
-		if id, err := s.identityDevice(ctx, st); err != nil || id != e.deviceID {
-			respond(w, codes.Forbidden, "registration belongs to another DTLS identity")
-			return
-		}
-	} else if e.secure {
-		respond(w, codes.Forbidden, "registration was made over DTLS; update it over DTLS")
+	if msg := s.mayChange(ctx, st, e.secure, e.deviceID); msg != "" {
+		respond(w, codes.Forbidden, msg)
 		return
 	}
 	if r.Code() == codes.DELETE {
@@ -315,6 +322,26 @@ func (s *Server) serveRegistration(w mux.ResponseWriter, r *mux.Message) {
 	}
 	s.update(w, r, cc, st, e)
 }
+
+// mayChange returns why the client on st may not change a registration
+// of device made over DTLS or not (secure), or "" if it may. Only the
+// client that registered may: over DTLS the same identity, over NoSec any
+// NoSec peer (it has nothing else to prove, and NAT rebinding moves it).
+func (s *Server) mayChange(ctx context.Context, st *connState, secure bool, device string) string {
+	if st.secure {
+		if id, err := s.identityDevice(ctx, st); err != nil || id != device {
+			return "registration belongs to another DTLS identity"
+		}
+	} else if secure {
+		return "registration was made over DTLS; update it over DTLS"
+	}
+	return ""
+}
+
+// foreignClient: a client asked to change a registration it may not.
+type foreignClient struct{ msg string }
+
+func (f *foreignClient) Error() string { return f.msg }
 
 func (s *Server) update(w mux.ResponseWriter, r *mux.Message, cc *udpClient.Conn, st *connState, e *entry) {
 	queries, _ := r.Options().Queries()
@@ -358,11 +385,15 @@ func (s *Server) update(w mux.ResponseWriter, r *mux.Message, cc *udpClient.Conn
 	}
 	now := s.now()
 	next.UpdatedAt, next.Addr = now, cc.RemoteAddr().String()
-	if !s.store.renew(e, now.Add(next.Lifetime)) {
+	deadline := now.Add(next.Lifetime)
+	if !s.store.renew(e, deadline) {
 		respond(w, codes.NotFound, "registration ended meanwhile; register again")
 		return
 	}
 	e.reg.Store(&next)
+	if durableChange(old, &next) || e.renewSaved(deadline, next.Lifetime) {
+		s.markDirty(e)
+	}
 	s.bind(e, cc, st)
 	e.lastUplink.Store(now.UnixNano())
 	s.log.Debug("lwm2m registration updated", "endpoint", next.Endpoint, "registration", e.id, "lifetime", next.Lifetime, "addr", next.Addr)

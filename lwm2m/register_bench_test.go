@@ -13,6 +13,7 @@ import (
 
 	"github.com/iotgate/iotgate/lwm2m"
 	"github.com/iotgate/iotgate/lwm2m/lwm2mclient"
+	"github.com/iotgate/iotgate/registry"
 	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 	"github.com/plgd-dev/go-coap/v3/mux"
@@ -35,6 +36,15 @@ func BenchmarkRegister(b *testing.B) {
 	b.Run("iotgate", func(b *testing.B) {
 		f := newFixture(b, func(o *lwm2m.Options) {
 			o.Logger = slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
+		})
+		runRegisters(b, f.srv.UDPAddr().String(), func(ep string) { f.device(ep, false) })
+	})
+	// The same with registrations saved to the store (persist.go): each
+	// Register queues its record for the write-behind loop.
+	b.Run("iotgate-saved", func(b *testing.B) {
+		f := newFixture(b, func(o *lwm2m.Options) {
+			o.Logger = slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
+			o.Sessions = o.Registry.(*registry.Registry)
 		})
 		runRegisters(b, f.srv.UDPAddr().String(), func(ep string) { f.device(ep, false) })
 	})

@@ -61,6 +61,9 @@ type entry struct {
 	// pending hints that the registry may hold PENDING commands for the
 	// device; cleared before each look, so a hint is never lost.
 	pending atomic.Bool
+	// savedExpiry is the expiry of the entry's last stored record (unix
+	// ns; see renewSaved).
+	savedExpiry atomic.Int64
 
 	// deadline and heapIdx belong to the store and are guarded by its lock.
 	deadline time.Time

@@ -126,6 +126,14 @@ type Options struct {
 	// result (transport.HandshakeOK, HandshakeFailed, HandshakeAbandoned)
 	// and how long it took (the platform's metrics). It must not block.
 	OnHandshake func(result string, took time.Duration)
+	// Sessions stores the registrations (persist.go): they survive a
+	// restart, and on a cluster (Node set) an Update or De-register of a
+	// registration another node holds is served here. Nil: registrations
+	// live in memory only, and end with the server.
+	Sessions SessionStore
+	// SaveInterval is how often changed registrations are written to
+	// Sessions; a kill -9 loses the changes of at most this long.
+	SaveInterval time.Duration
 }
 
 // Server is the LwM2M server. It implements the listener interface of
@@ -142,7 +150,11 @@ type Server struct {
 	now     func() time.Time
 	store   *regStore
 	obs     *obsIndex
-	work    *workers
+	// saved queues the registrations to write to Options.Sessions (nil
+	// without one); saveMu makes its rounds one at a time.
+	saved  *persister
+	saveMu sync.Mutex
+	work   *workers
 	// conns counts go-coap's open connections (NoSec addresses and DTLS
 	// sessions).
 	conns atomic.Int64
@@ -178,6 +190,7 @@ func New(o Options) (*Server, error) {
 	def(&o.SweepInterval, DefaultSweepInterval)
 	def(&o.AckTimeout, DefaultAckTimeout)
 	def(&o.CookieWait, DefaultCookieWait)
+	def(&o.SaveInterval, DefaultSaveInterval)
 	if o.MaxHandshakes <= 0 {
 		o.MaxHandshakes = DefaultMaxHandshakes
 	}
@@ -191,6 +204,9 @@ func New(o Options) (*Server, error) {
 		store: newRegStore(), obs: newObsIndex()}
 	if s.sec == nil {
 		s.sec = RegistrySecurity{Registry: o.Registry}
+	}
+	if o.Sessions != nil {
+		s.saved = newPersister()
 	}
 	if s.o.Guard == nil {
 		s.o.Guard = guard.NewLocal(guard.Defaults())
@@ -210,6 +226,13 @@ func New(o Options) (*Server, error) {
 // Start binds the configured listeners and returns once they accept
 // datagrams.
 func (s *Server) Start(ctx context.Context) error {
+	if s.o.Sessions != nil {
+		n, err := s.restore(ctx)
+		if err != nil {
+			return fmt.Errorf("lwm2m: %w", err)
+		}
+		s.log.Info("lwm2m registrations restored", "count", n)
+	}
 	router := s.router()
 	if s.o.Listen != "" {
 		l, err := transport.ListenUDP(s.o.Listen)
@@ -263,6 +286,10 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.wg.Add(1)
 	go s.sweepLoop()
+	if s.saved != nil {
+		s.wg.Add(1)
+		go s.saveLoop()
+	}
 	return nil
 }
 
@@ -301,15 +328,33 @@ func (s *Server) stopListeners() {
 	}
 }
 
-// Shutdown stops the listeners, drops every registration (its devices go
-// offline) and waits for the server's goroutines, bounded by ctx.
+// Shutdown stops the listeners and waits for the server's goroutines,
+// bounded by ctx. Without a session store it drops every registration
+// (its devices go offline). With one it writes the registrations' last
+// changes and leaves them, and their devices' sessions, as they are: the
+// next start restores them, and the devices see no restart.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.cancel()
 	s.stopListeners()
+	var serr error
+	if s.saved != nil {
+		serr = s.save(ctx)
+	}
 	for _, e := range s.store.all() {
-		if s.store.remove(e) {
-			s.retire(e, "server shutdown", true)
+		if !s.store.remove(e) {
+			continue
 		}
+		if s.saved == nil {
+			s.retire(e, "server shutdown", true)
+			continue
+		}
+		s.forget(e)
+		if c := e.conn.Load(); c != nil {
+			_ = c.Close()
+		}
+	}
+	if serr != nil {
+		return fmt.Errorf("lwm2m: saving registrations at shutdown: %w", serr)
 	}
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
@@ -319,6 +364,18 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// forget drops e's observations (the registration has ended, or the
+// server stops).
+func (s *Server) forget(e *entry) {
+	e.mu.Lock()
+	for tok, o := range e.observations {
+		s.obs.remove(tok)
+		o.settle()
+	}
+	clear(e.observations)
+	e.mu.Unlock()
 }
 
 // Kick drops the device's registration (registry.Kicker): the device was
@@ -386,13 +443,8 @@ func (s *Server) retire(e *entry, reason string, closeConn bool) {
 // end is retire, logged at level.
 func (s *Server) end(e *entry, reason string, closeConn bool, level slog.Level) {
 	s.reg.Disconnected(e.deviceID, e.session)
-	e.mu.Lock()
-	for tok, o := range e.observations {
-		s.obs.remove(tok)
-		o.settle()
-	}
-	clear(e.observations)
-	e.mu.Unlock()
+	s.markGone(e)
+	s.forget(e)
 	if c := e.conn.Load(); c != nil {
 		if st := stateOf(c); st != nil {
 			st.entry.CompareAndSwap(e, nil)

@@ -81,6 +81,16 @@ func (s *regStore) removeLocked(e *entry) {
 	e.removed.Store(true)
 }
 
+// deadlineOf returns e's deadline; false if e is no longer stored.
+func (s *regStore) deadlineOf(e *entry) (time.Time, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if e.heapIdx < 0 || s.byID[e.id] != e {
+		return time.Time{}, false
+	}
+	return e.deadline, true
+}
+
 func (s *regStore) get(id string) *entry {
 	s.mu.RLock()
 	defer s.mu.RUnlock()

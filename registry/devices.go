@@ -658,6 +658,9 @@ func (r *Registry) deleteDevice(w Writer, d *Device) error {
 	if err := w.Delete(statusTimeKey(d.DeviceID)); err != nil {
 		return err
 	}
+	if err := deleteDeviceSession(w, d.DeviceID); err != nil {
+		return err
+	}
 	if r.node != "" { // a cluster's session record (StorePresence) goes with it
 		if err := w.Delete(presenceKey(d.DeviceID)); err != nil {
 			return err

@@ -59,6 +59,8 @@ import (
 //	ra/{project}/{action_id}       rule action, its secrets sealed (ruleactions.go)
 //	rf/{project}/{policy_id}       forwarding flow-control policy (flowcontrol.go)
 //	bn/{kind}/{value}              a ban of the shared ban list: kind i (identity) or a (address prefix), the ban as JSON with its expiry (bans.go)
+//	rs/{device_id}                 a protocol adapter's session record: node, expiry, handle, opaque data (sessionrecords.go)
+//	rh/{handle}                    device_id (session record by the adapter's handle, e.g. the LwM2M registration id)
 //
 // Positions are 8 bytes big-endian, so the ordered keys are the stream.
 const sep = 0
@@ -106,6 +108,8 @@ const (
 	famRoutingRule   = "rr"
 	famRuleAction    = "ra"
 	famFlowPolicy    = "rf"
+	famSessionRecord = "rs"
+	famSessionHandle = "rh"
 )
 
 func key(prefix string, parts ...string) []byte {
@@ -176,6 +180,8 @@ func bansPrefix() []byte                           { return prefixKey(famBan) }
 func routingRuleKey(project, id string) []byte     { return key(famRoutingRule, project, id) }
 func ruleActionKey(project, id string) []byte      { return key(famRuleAction, project, id) }
 func flowPolicyKey(project, id string) []byte      { return key(famFlowPolicy, project, id) }
+func sessionRecordKey(dev string) []byte           { return key(famSessionRecord, dev) }
+func sessionHandleKey(h string) []byte             { return key(famSessionHandle, h) }
 
 // statusTimeKey holds a device's last status change apart from its
 // record, so connects and disconnects never rewrite (and re-seal, and

@@ -154,6 +154,18 @@ func (r *Registry) Superseded(id string, s Session) bool {
 // On a cluster the new session wins wherever the old one is: the node
 // holding that one is asked to close it (see kickElsewhere).
 func (r *Registry) Connected(ctx context.Context, id string) (Session, error) {
+	return r.connected(ctx, id, false)
+}
+
+// Resumed is Connected for a session restored from its session record
+// after this node restarted (see SessionRecord): the device never went
+// offline as far as it knows, and its status was left ONLINE, so no
+// status event is reported unless another node held it meanwhile.
+func (r *Registry) Resumed(ctx context.Context, id string) (Session, error) {
+	return r.connected(ctx, id, true)
+}
+
+func (r *Registry) connected(ctx context.Context, id string, resumed bool) (Session, error) {
 	d, err := r.device(ctx, id, false)
 	if err != nil {
 		return 0, err
@@ -194,7 +206,7 @@ func (r *Registry) Connected(ctx context.Context, id string) (Session, error) {
 	// over another node's reports ONLINE, which the status flush drops if
 	// the device's last recorded status is ONLINE already.
 	r.queueStatus(statusChange{device: id, session: s, status: StatusOnline, at: now, lastOnline: now,
-		still: superseded && !elsewhere})
+		still: (superseded || resumed) && !elsewhere})
 	return s, nil
 }
 

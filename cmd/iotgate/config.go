@@ -163,6 +163,10 @@ type CoAPConfig struct {
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
 	// SweepInterval is how often expired registrations are removed.
 	SweepInterval time.Duration `yaml:"sweep_interval"`
+	// SaveInterval is how often changed registrations are written to the
+	// store, where they survive a restart (and are shared by a cluster's
+	// nodes); a kill -9 loses the changes of at most this long.
+	SaveInterval time.Duration `yaml:"save_interval"`
 }
 
 // MQTTConfig configures the MQTT listeners.
@@ -219,7 +223,8 @@ func defaultCoAPConfig() CoAPConfig {
 		HandshakeTimeout: lwm2m.DefaultHandshakeTimeout, MaxHandshakes: lwm2m.DefaultMaxHandshakes,
 		MaxUnverified: lwm2m.DefaultMaxUnverified, CookieWait: lwm2m.DefaultCookieWait,
 		LogPerSecond: 10, LogBurst: 50,
-		IdleTimeout: lwm2m.DefaultIdleTimeout, SweepInterval: lwm2m.DefaultSweepInterval}
+		IdleTimeout: lwm2m.DefaultIdleTimeout, SweepInterval: lwm2m.DefaultSweepInterval,
+		SaveInterval: lwm2m.DefaultSaveInterval}
 }
 
 func defaultConfig() Config {
@@ -346,6 +351,9 @@ func (c *Config) validate() error {
 	}
 	if c.CoAP.LifetimeMin > c.CoAP.LifetimeMax && c.CoAP.LifetimeMax > 0 {
 		return errors.New("config: coap.lifetime_min exceeds coap.lifetime_max")
+	}
+	if c.CoAP.SaveInterval < 0 {
+		return errors.New("config: coap.save_interval must not be negative")
 	}
 	if c.CoAP.MaxHandshakes < 0 {
 		return errors.New("config: coap.max_handshakes must not be negative")

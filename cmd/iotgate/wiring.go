@@ -154,6 +154,8 @@ func (w *wiring) lwm2m() (*lwm2m.Server, error) {
 		IdleTimeout:      c.IdleTimeout,
 		SweepInterval:    c.SweepInterval,
 		OnHandshake:      w.metrics.Handshake,
+		Sessions:         w.reg,
+		SaveInterval:     c.SaveInterval,
 	})
 }
 

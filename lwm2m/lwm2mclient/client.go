@@ -17,6 +17,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"sort"
@@ -392,6 +393,28 @@ func (c *Client) Accept(path string) (int, bool) {
 	return a, ok
 }
 
+// Resume carries prev's LwM2M state over to c, a new client of the same
+// device (its DTLS session ended and c made a new one): the
+// registration's location and the server's observations, which a device
+// keeps across a new handshake. c then updates that registration and
+// notifies on those observations.
+func (c *Client) Resume(prev *Client) {
+	prev.mu.Lock()
+	loc := prev.location
+	obs := make(map[string]*observer, len(prev.observers))
+	for k, o := range prev.observers {
+		cp := *o
+		obs[k] = &cp
+	}
+	prev.mu.Unlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.location = loc
+	for k, o := range obs {
+		c.observers[k] = o
+	}
+}
+
 // Observed reports whether the server observes path.
 func (c *Client) Observed(path string) bool {
 	c.mu.Lock()
@@ -507,7 +530,9 @@ func (c *Client) readLoop() {
 				return
 			default:
 			}
-			if errors.Is(err, net.ErrClosed) {
+			// io.EOF: the DTLS session ended (the server's close_notify);
+			// every later Read says so again at once.
+			if errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) {
 				return
 			}
 			continue // a DTLS alert or a refused datagram: keep reading
