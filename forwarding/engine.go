@@ -131,6 +131,42 @@ type Stats struct {
 	// bounds) before the action delivered them: an upper bound on the
 	// events lost (positions have gaps).
 	Dropped atomic.Uint64
+
+	// cursor is the position the action has acknowledged; oldest the
+	// time (Unix nanoseconds) of the oldest event it has read and not yet
+	// acknowledged, 0 when it has caught up.
+	cursor, oldest atomic.Int64
+}
+
+// ActionStats is a snapshot of an action's delivery on this node.
+type ActionStats struct {
+	ActionID                     string
+	Delivered, Failures, Dropped uint64
+	// Cursor is the last position acknowledged.
+	Cursor uint64
+	// Lag is the age of the oldest event read and not yet acknowledged
+	// (an outage's backlog shows here); 0 when the action has caught up.
+	Lag time.Duration
+}
+
+// Snapshot returns the counters of the actions this node runs.
+func (e *Engine) Snapshot(now time.Time) []ActionStats {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]ActionStats, 0, len(e.workers))
+	for id := range e.workers {
+		st := e.stats[id]
+		if st == nil {
+			continue
+		}
+		a := ActionStats{ActionID: id, Delivered: st.Delivered.Load(), Failures: st.Failures.Load(),
+			Dropped: st.Dropped.Load(), Cursor: uint64(st.cursor.Load())}
+		if o := st.oldest.Load(); o != 0 {
+			a.Lag = max(0, now.Sub(time.Unix(0, o)))
+		}
+		out = append(out, a)
+	}
+	return out
 }
 
 // New returns an engine; Run starts it.

@@ -112,11 +112,14 @@ func (w *worker) step(ctx context.Context, ch Channel, cursor uint64) (uint64, b
 		}
 		return cursor, true
 	}
+	w.stats.cursor.Store(int64(cursor))
 	if len(page.Events) == 0 {
+		w.stats.oldest.Store(0)
 		w.draining.Store(false)
 		w.sleep(ctx, w.o.Poll)
 		return cursor, true
 	}
+	w.stats.oldest.Store(page.Events[0].Time.UnixNano())
 	w.applyFlowControl(ctx)
 	msgs, err := w.selectEvents(ctx, page.Events)
 	if err != nil {
@@ -135,6 +138,8 @@ func (w *worker) step(ctx context.Context, ch Channel, cursor uint64) (uint64, b
 	if !w.ack(ctx, page.Next) {
 		return cursor, false
 	}
+	w.stats.cursor.Store(int64(page.Next))
+	w.stats.oldest.Store(0)
 	return page.Next, true
 }
 

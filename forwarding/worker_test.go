@@ -146,6 +146,13 @@ func uplinks(t *testing.T, reg *registry.Registry, devs []string, n int) {
 // action id.
 func startEngine(t *testing.T, reg *registry.Registry, fakes map[string]*fakeChannel, o Options) (stop func()) {
 	t.Helper()
+	_, stop = runEngine(t, reg, fakes, o)
+	return stop
+}
+
+// runEngine is startEngine, returning the engine too.
+func runEngine(t *testing.T, reg *registry.Registry, fakes map[string]*fakeChannel, o Options) (e *Engine, stop func()) {
+	t.Helper()
 	o.Registry = reg
 	o.Openers = map[string]Opener{registry.ChannelHTTP: func(_ context.Context, a *registry.RuleAction) (Channel, error) {
 		f := fakes[a.ID]
@@ -170,13 +177,13 @@ func startEngine(t *testing.T, reg *registry.Registry, fakes map[string]*fakeCha
 		o.DrainRate = 1e6
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	e := New(o)
+	e = New(o)
 	done := make(chan struct{})
 	go func() { defer close(done); e.Run(ctx) }()
 	var once sync.Once
 	stop = func() { once.Do(func() { cancel(); <-done }) }
 	t.Cleanup(stop)
-	return stop
+	return e, stop
 }
 
 func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
@@ -311,6 +318,42 @@ func TestFailingActionDoesNotDelayAnother(t *testing.T) {
 	}
 	if down.count() != 0 {
 		t.Fatalf("the failing destination took %d", down.count())
+	}
+}
+
+// Snapshot reports each action's deliveries and lag: a healthy action
+// that has caught up lags by nothing; one whose destination is down lags
+// by the age of the oldest event it holds, and that grows.
+func TestSnapshotReportsLag(t *testing.T) {
+	reg := testRegistry(t)
+	devs := fixture(t, reg, "p", 2)
+	rule := addRule(t, reg, "p", registry.RoutingRule{
+		Subject: registry.RuleSubject{Resource: registry.ResourceDeviceMessage, Event: registry.EventReport}})
+	bad, good := addAction(t, reg, "p", rule), addAction(t, reg, "p", rule)
+	down := newFake(func(*Message) error { return errors.New("connection refused") })
+	up := newFake(nil)
+	e, _ := runEngine(t, reg, map[string]*fakeChannel{bad: down, good: up}, Options{RetryMax: 50 * time.Millisecond})
+	uplinks(t, reg, devs, 10)
+	byID := func() map[string]ActionStats {
+		m := map[string]ActionStats{}
+		for _, a := range e.Snapshot(time.Now()) {
+			m[a.ActionID] = a
+		}
+		return m
+	}
+	waitFor(t, "the healthy action to catch up", 5*time.Second, func() bool {
+		a := byID()[good]
+		return a.Delivered == 20 && a.Lag == 0 && a.Cursor > 0
+	})
+	var first time.Duration
+	waitFor(t, "the failing action's lag", 5*time.Second, func() bool {
+		a := byID()[bad]
+		first = a.Lag
+		return a.Failures > 0 && a.Lag > 0 && a.Delivered == 0
+	})
+	time.Sleep(100 * time.Millisecond)
+	if a := byID()[bad]; a.Lag <= first {
+		t.Fatalf("the failing action's lag went from %v to %v, want it growing", first, a.Lag)
 	}
 }
 

@@ -115,6 +115,21 @@ type Sources struct {
 	AutoBans func() map[string]uint64
 	// StoreBytes is the storage engine's size on disk.
 	StoreBytes func() int64
+	// Forwarding reads the routing-rule actions this node delivers.
+	Forwarding func(context.Context) []ForwardingStats
+}
+
+// ForwardingStats is one routing-rule action's delivery on this node.
+// Actions are few and named by the operator, so they label series.
+type ForwardingStats struct {
+	Action                       string
+	Delivered, Failures, Dropped uint64
+	// Lag is the age of the oldest event not yet delivered; Backlog the
+	// stream positions after the action's cursor (an upper bound on the
+	// events it has still to read: positions are shared by every project
+	// and have gaps).
+	Lag     time.Duration
+	Backlog uint64
 }
 
 // AddSources registers the collector that reads src at each scrape. Call

@@ -16,6 +16,8 @@ type sourceCollector struct {
 
 	sessions, connects, authFailures, messages *prometheus.Desc
 	commands, bans, autoBans, storeBytes       *prometheus.Desc
+	fwdDelivered, fwdFailures, fwdDropped      *prometheus.Desc
+	fwdLag, fwdBacklog                         *prometheus.Desc
 }
 
 func newSourceCollector(src Sources) *sourceCollector {
@@ -30,17 +32,24 @@ func newSourceCollector(src Sources) *sourceCollector {
 		bans:         d("iotgate_bans", "Bans in force, by source (auto, manual) and target (identity, address).", []string{"source", "target"}, nil),
 		autoBans:     d("iotgate_bans_imposed_total", "Automatic bans this node imposed, by rule.", []string{"rule"}, nil),
 		storeBytes:   d("iotgate_store_size_bytes", "Size of the embedded store on disk (Badger's LSM tree and value log).", nil, nil),
+		fwdDelivered: d("iotgate_forwarding_delivered_total", "Events a routing-rule action's destination acknowledged, on this node.", []string{"action"}, nil),
+		fwdFailures:  d("iotgate_forwarding_failures_total", "Failed delivery attempts of a routing-rule action, on this node.", []string{"action"}, nil),
+		fwdDropped:   d("iotgate_forwarding_dropped_total", "Stream positions trimmed before a routing-rule action delivered them (an upper bound on events lost).", []string{"action"}, nil),
+		fwdLag:       d("iotgate_forwarding_lag_seconds", "Age of the oldest event a routing-rule action has read and not yet delivered; 0 when caught up.", []string{"action"}, nil),
+		fwdBacklog:   d("iotgate_forwarding_backlog_positions", "Event stream positions after a routing-rule action's cursor (an upper bound on the events it has still to read).", []string{"action"}, nil),
 	}
 }
 
 func (c *sourceCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.sessions, c.connects, c.authFailures, c.messages, c.commands, c.bans, c.autoBans, c.storeBytes} {
+	for _, d := range []*prometheus.Desc{c.sessions, c.connects, c.authFailures, c.messages, c.commands, c.bans, c.autoBans, c.storeBytes,
+		c.fwdDelivered, c.fwdFailures, c.fwdDropped, c.fwdLag, c.fwdBacklog} {
 		ch <- d
 	}
 }
 
 // banListTimeout bounds the read of the ban list (on a cluster's node it
-// is in memory too; the bound is for a guard that would reach further).
+// is in memory too; the bound is for a guard that would reach further)
+// and of the event stream's head for the forwarding backlog.
 const banListTimeout = 2 * time.Second
 
 func (c *sourceCollector) Collect(ch chan<- prometheus.Metric) {
@@ -97,5 +106,17 @@ func (c *sourceCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if c.src.StoreBytes != nil {
 		gauge(c.storeBytes, float64(c.src.StoreBytes()))
+	}
+	if c.src.Forwarding != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), banListTimeout)
+		actions := c.src.Forwarding(ctx)
+		cancel()
+		for _, a := range actions {
+			counter(c.fwdDelivered, a.Delivered, a.Action)
+			counter(c.fwdFailures, a.Failures, a.Action)
+			counter(c.fwdDropped, a.Dropped, a.Action)
+			gauge(c.fwdLag, a.Lag.Seconds(), a.Action)
+			gauge(c.fwdBacklog, float64(a.Backlog), a.Action)
+		}
 	}
 }

@@ -210,6 +210,11 @@ func (r *Registry) lastPosition(ctx context.Context) (uint64, error) {
 	return n, err
 }
 
+// StreamHead is the last position handed out, by any node: how far a
+// consumer's cursor is behind it bounds the events it has still to read
+// (positions are shared by every project's events, and have gaps).
+func (r *Registry) StreamHead(ctx context.Context) (uint64, error) { return r.lastPosition(ctx) }
+
 func streamPosition(k []byte) uint64 {
 	if len(k) < len(eventStreamPrefix)+8 {
 		return 0

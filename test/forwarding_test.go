@@ -606,6 +606,22 @@ func TestForwardingReceiverDownThenBack(t *testing.T) {
 	if n := len(flaky.all()); n != 0 {
 		t.Fatalf("a closed receiver got %d pushes", n)
 	}
+	// /metrics shows the outage: one action lags by most of it and has
+	// failed, the other has caught up.
+	lags := forwardingSeries(t, g, "iotgate_forwarding_lag_seconds")
+	fails := forwardingSeries(t, g, "iotgate_forwarding_failures_total")
+	var behind, current int
+	for a, lag := range lags {
+		switch {
+		case lag > 2 && fails[a] > 0:
+			behind++
+		case lag < 1:
+			current++
+		}
+	}
+	if behind != 1 || current != 1 || len(lags) != 2 {
+		t.Errorf("forwarding lag by action %v, failures %v: want one action seconds behind and failing, one caught up", lags, fails)
+	}
 
 	flaky.up()
 	upAt := time.Now()
@@ -620,6 +636,47 @@ func TestForwardingReceiverDownThenBack(t *testing.T) {
 		t.Logf("%d duplicates", dups)
 	}
 	checkDelivery(t, hp, ids, acked, nil)
+	// Caught up: no lag left, and each action's deliveries counted.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		lags, delivered := forwardingSeries(t, g, "iotgate_forwarding_lag_seconds"), forwardingSeries(t, g, "iotgate_forwarding_delivered_total")
+		ok := len(lags) == 2
+		for a := range lags {
+			ok = ok && lags[a] == 0 && delivered[a] >= float64(backlog)
+		}
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the drain: forwarding lag %v, delivered %v (backlog %d)", lags, delivered, backlog)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	t.Logf("backlog %d while down %v; back after %v (first retry), drained in %v; healthy receiver p99 delay %v",
 		backlog, upAt.Sub(downAt).Round(time.Millisecond), first.Sub(upAt).Round(time.Millisecond), drained.Round(time.Millisecond), p99)
+}
+
+// forwardingSeries reads a forwarding metric of g's /metrics, by action.
+func forwardingSeries(t *testing.T, g *Gate, name string) map[string]float64 {
+	t.Helper()
+	out := map[string]float64{}
+	f := scrapeMetrics(t, g.API+"/metrics", "")[name]
+	if f == nil {
+		return out
+	}
+	for _, m := range f.GetMetric() {
+		var action string
+		for _, l := range m.GetLabel() {
+			if l.GetName() == "action" {
+				action = l.GetValue()
+			}
+		}
+		switch {
+		case m.Counter != nil:
+			out[action] = m.Counter.GetValue()
+		case m.Gauge != nil:
+			out[action] = m.Gauge.GetValue()
+		}
+	}
+	return out
 }

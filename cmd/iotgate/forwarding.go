@@ -61,20 +61,28 @@ func (c ForwardingConfig) validate() error {
 	return nil
 }
 
-// startForwarding runs the delivery engine until ctx ends; the returned
-// function waits for it to stop. lease elects the node of each action
-// (nil on a single node).
-func startForwarding(ctx context.Context, c ForwardingConfig, reg *registry.Registry, lease registry.Lease, log *slog.Logger) (wait func()) {
+// newForwarding builds the delivery engine (package forwarding), nil when
+// forwarding is off; runForwarding runs it. lease elects the node of each
+// action (nil on a single node).
+func newForwarding(c ForwardingConfig, reg *registry.Registry, lease registry.Lease, log *slog.Logger) *forwarding.Engine {
 	if !c.Enabled {
-		return func() {}
+		return nil
 	}
-	e := forwarding.New(forwarding.Options{Registry: reg, Lease: lease, Logger: log.With("component", "forwarding"),
+	return forwarding.New(forwarding.Options{Registry: reg, Lease: lease, Logger: log.With("component", "forwarding"),
 		Reload: c.Reload, Poll: c.Poll, Lanes: c.Lanes, RetryBase: c.RetryBase, RetryMax: c.RetryMax, DrainRate: c.DrainRate,
 		Openers: map[string]forwarding.Opener{
 			registry.ChannelHTTP:  httpchan.Opener(httpchan.Options{CAs: reg, Timeout: c.PushTimeout, MaxConns: c.Lanes}),
 			registry.ChannelNATS:  natschan.Opener(natschan.Options{Timeout: c.PushTimeout}),
 			registry.ChannelKafka: kafkachan.Opener(kafkachan.Options{Timeout: c.PushTimeout}),
 		}})
+}
+
+// runForwarding runs e (if any) until ctx ends; the returned function
+// waits for it to stop.
+func runForwarding(ctx context.Context, e *forwarding.Engine) (wait func()) {
+	if e == nil {
+		return func() {}
+	}
 	done := make(chan struct{})
 	go func() { e.Run(ctx); close(done) }()
 	return func() { <-done }

@@ -99,7 +99,8 @@ func run(configPath string) error {
 	if err != nil {
 		return err
 	}
-	if err := met.AddSources(w.metricsSources(n.store)); err != nil {
+	fwd := newForwarding(cfg.Forwarding, reg, n.lease, log)
+	if err := met.AddSources(w.metricsSources(n.store, fwd)); err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
 	apiOpts.Registry, apiOpts.Credentials, apiOpts.Logger, apiOpts.MaxClockSkew = reg, apiCreds, log, cfg.API.MaxClockSkew
@@ -156,7 +157,7 @@ func run(configPath string) error {
 	regCtx, stopReg := context.WithCancel(context.Background())
 	go func() { _ = reg.Run(regCtx); close(regDone) }()
 	bansDone := w.shareBans(regCtx)
-	fwdDone := startForwarding(regCtx, cfg.Forwarding, reg, n.lease, log)
+	fwdDone := runForwarding(regCtx, fwd)
 	beatDone := make(chan struct{})
 	go func() {
 		heartbeats(regCtx, reg, time.Now(), w.sessionCounts, cfg.Cluster.Advertise, log)

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/http"
 	"time"
 
+	"github.com/iotgate/iotgate/forwarding"
 	"github.com/iotgate/iotgate/lwm2m"
 	"github.com/iotgate/iotgate/metrics"
 	"github.com/iotgate/iotgate/mqtt"
@@ -41,11 +43,27 @@ func lwm2mStats(s *lwm2m.Server) func() metrics.ProtocolStats {
 // metricsSources are what /metrics reads at each scrape: the listeners
 // built (see listeners), the registry's commands, the guard's bans and
 // the store's size.
-func (w *wiring) metricsSources(store *openedStore) metrics.Sources {
+func (w *wiring) metricsSources(store *openedStore, fwd *forwarding.Engine) metrics.Sources {
 	src := metrics.Sources{Protocols: w.protocolStats, Commands: w.reg.CommandCounts, Bans: w.guard.Bans,
 		StoreBytes: store.size}
 	if a, ok := w.guard.(interface{ AutoBans() map[string]uint64 }); ok {
 		src.AutoBans = a.AutoBans
+	}
+	if fwd != nil {
+		src.Forwarding = func(ctx context.Context) []metrics.ForwardingStats {
+			head, err := w.reg.StreamHead(ctx)
+			actions := fwd.Snapshot(time.Now())
+			out := make([]metrics.ForwardingStats, 0, len(actions))
+			for _, a := range actions {
+				f := metrics.ForwardingStats{Action: a.ActionID, Delivered: a.Delivered, Failures: a.Failures,
+					Dropped: a.Dropped, Lag: a.Lag}
+				if err == nil && head > a.Cursor {
+					f.Backlog = head - a.Cursor
+				}
+				out = append(out, f)
+			}
+			return out
+		}
 	}
 	return src
 }
