@@ -10,7 +10,8 @@ import (
 // only the Badger engine imports Badger, only the PostgreSQL engine (and
 // pgtest, its test-server starter) pgx;
 // the domain imports no engine and no adapter; the adapters (api, lwm2m,
-// mqtt, activation) import no engine and not each other; only metrics
+// mqtt, activation) import no engine and not each other; the console
+// imports no other layer; only metrics
 // imports Prometheus, and it imports no adapter or engine.
 func TestLayers(t *testing.T) {
 	const mod = "github.com/iotgate/iotgate/"
@@ -45,7 +46,7 @@ func TestLayers(t *testing.T) {
 	}
 	layer := func(p string) string {
 		p = strings.TrimPrefix(p, mod)
-		for _, l := range []string{"registry/kv/badgerkv", "registry/kv/pgkv", "api", "lwm2m", "mqtt", "activation", "metrics", "registry"} {
+		for _, l := range []string{"registry/kv/badgerkv", "registry/kv/pgkv", "api", "lwm2m", "mqtt", "activation", "metrics", "console", "registry"} {
 			if p == l || strings.HasPrefix(p, l+"/") {
 				return l
 			}
@@ -61,8 +62,11 @@ func TestLayers(t *testing.T) {
 		// The metrics read the adapters through functions cmd/iotgate
 		// hands them.
 		"metrics": {"registry/kv/badgerkv", "registry/kv/pgkv", "api", "lwm2m", "mqtt", "activation"},
+		// The console is static files that call the REST API from the
+		// browser: it imports no other layer.
+		"console": {"registry/kv/badgerkv", "registry/kv/pgkv", "api", "lwm2m", "mqtt", "activation", "metrics", "registry"},
 	}
-	for _, pkg := range []string{"registry", "registry/regions", "api", "lwm2m", "mqtt", "activation", "metrics"} {
+	for _, pkg := range []string{"registry", "registry/regions", "api", "lwm2m", "mqtt", "activation", "metrics", "console"} {
 		for _, d := range deps(pkg) {
 			// Only the metrics package knows Prometheus: the others keep
 			// counters it reads.
