@@ -39,11 +39,10 @@ export function devicesPage(main) {
       next = (r.page && r.page.marker) || '';
       const rows = devices.map((d) => h('tr', { 'data-device': d.device_id },
         h('td', {}, h('a', { href: `#/device/${enc(d.device_id)}` }, d.device_id)),
-        h('td', {}, d.node_id), h('td', {}, d.product_id),
-        h('td', {}, statusBadge(d.status)),
-        h('td', {}, d.connection_status_update_time || ''), h('td', {}, d.create_time || '')));
+        h('td', {}, d.node_id), h('td', {}, d.device_name || ''), h('td', {}, d.product_id),
+        h('td', {}, statusBadge(d.status))));
       replace(table, rows.length ? h('table', {},
-        h('thead', {}, h('tr', {}, ['Device id', 'Node id', 'Product', 'Status', 'Status since', 'Created'].map((t) => h('th', {}, t)))),
+        h('thead', {}, h('tr', {}, ['Device id', 'Node id', 'Name', 'Product', 'Status'].map((t) => h('th', {}, t)))),
         h('tbody', {}, rows)) : h('p', { class: 'note' }, 'No devices.'));
       const total = r.page ? r.page.count : devices.length;
       pageInfo.textContent = `Page ${markers.length}, ${devices.length} shown, ${total} in all`;
