@@ -126,7 +126,8 @@ func runStep(t *testing.T, ctx context.Context, step string, timeout time.Durati
 // and reads the secret shown once; mosquitto connects with that secret
 // (Huawei's wire format, as the page describes it) and the filtered
 // list, left alone, turns the device ONLINE; the device page shows the
-// reported property and the uplink message, refuses a command to the
+// reported property and the uplink message (markup, shown as text),
+// refuses a command to the
 // device once it has left, freezes, unfreezes, resets the secret and
 // deletes. The page reports no exception or CSP violation throughout.
 func TestConsoleBrowser(t *testing.T) {
@@ -249,7 +250,7 @@ func TestConsoleBrowser(t *testing.T) {
 	// sends a message, then connects again to report a property and stays
 	// connected (-l: one message a line of stdin, until EOF).
 	d := &mqttDevice{id: deviceID, secret: secret, g: g}
-	mustRun(t, "mosquitto_pub", append(d.args(true), "-q", "1", "-t", "$oc/devices/"+deviceID+"/sys/messages/up", "-m", "hello console")...)
+	mustRun(t, "mosquitto_pub", append(d.args(true), "-q", "1", "-t", "$oc/devices/"+deviceID+"/sys/messages/up", "-m", `<img id="injected" src="x">hello console`)...)
 	cmd := exec.Command(pub, append(d.args(true), "-l", "-q", "1", "-t", "$oc/devices/"+deviceID+"/sys/properties/report")...)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -291,7 +292,9 @@ func TestConsoleBrowser(t *testing.T) {
 		chromedp.Click(fmt.Sprintf(`tr[data-device=%q] a`, deviceID), chromedp.ByQuery),
 		chromedp.Poll(`(document.querySelector('#details [data-status]') || {dataset: {}}).dataset.status === 'ONLINE'`, nil),
 		chromedp.Poll(`document.querySelector('#shadow pre') !== null && document.querySelector('#shadow pre').textContent.includes('42.5')`, nil),
-		chromedp.Poll(`document.querySelector('#messages table') !== null && document.querySelector('#messages table').textContent.includes('hello console')`, nil),
+		// The payload is markup: it shows as text, no element made of it.
+		chromedp.Poll(`document.querySelector('#messages table') !== null && document.querySelector('#messages table').textContent.includes('<img id="injected" src="x">hello console')`, nil),
+		chromedp.Poll(`document.getElementById('injected') === null`, nil),
 		chromedp.Text("#shadow", &shadow, chromedp.ByID))
 	screenshot(t, ctx, "device")
 	if !strings.Contains(shadow, `"kwh": 42.5`) {
