@@ -12,7 +12,8 @@ import (
 // the domain imports no engine and no adapter; the adapters (api, lwm2m,
 // mqtt, activation) import no engine and not each other, nor the
 // forwarding engine, which imports none of them nor its own channels;
-// only metrics imports Prometheus, and it imports no adapter or engine.
+// the console imports no other layer; only metrics imports Prometheus,
+// and it imports no adapter or engine.
 func TestLayers(t *testing.T) {
 	const mod = "github.com/iotgate/iotgate/"
 	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, "../...").Output()
@@ -46,7 +47,7 @@ func TestLayers(t *testing.T) {
 	}
 	layer := func(p string) string {
 		p = strings.TrimPrefix(p, mod)
-		for _, l := range []string{"registry/kv/badgerkv", "registry/kv/pgkv", "api", "lwm2m", "mqtt", "activation", "metrics", "forwarding", "registry"} {
+		for _, l := range []string{"registry/kv/badgerkv", "registry/kv/pgkv", "api", "lwm2m", "mqtt", "activation", "metrics", "forwarding", "console", "registry"} {
 			if p == l || strings.HasPrefix(p, l+"/") {
 				return l
 			}
@@ -65,13 +66,16 @@ func TestLayers(t *testing.T) {
 		// The delivery engine reaches destinations only through the
 		// channels cmd/iotgate gives it (checked below).
 		"forwarding": {"registry/kv/badgerkv", "registry/kv/pgkv", "api", "lwm2m", "mqtt", "activation"},
+		// The console is static files that call the REST API from the
+		// browser: it imports no other layer.
+		"console": {"registry/kv/badgerkv", "registry/kv/pgkv", "api", "lwm2m", "mqtt", "activation", "metrics", "forwarding", "registry"},
 	}
 	for _, d := range deps("forwarding") {
 		if strings.HasPrefix(d, mod+"forwarding/") {
 			t.Errorf("the forwarding engine depends on the channel %s", d)
 		}
 	}
-	for _, pkg := range []string{"registry", "registry/regions", "api", "lwm2m", "mqtt", "activation", "metrics", "forwarding"} {
+	for _, pkg := range []string{"registry", "registry/regions", "api", "lwm2m", "mqtt", "activation", "metrics", "forwarding", "console"} {
 		for _, d := range deps(pkg) {
 			// Only the metrics package knows Prometheus: the others keep
 			// counters it reads.

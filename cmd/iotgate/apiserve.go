@@ -9,6 +9,7 @@ import (
 	"net/http"
 
 	"github.com/iotgate/iotgate/api"
+	"github.com/iotgate/iotgate/console"
 	"github.com/iotgate/iotgate/metrics"
 )
 
@@ -26,12 +27,15 @@ func (w *wiring) apiListeners(srv *api.Server) ([]*apiListener, error) {
 	c := w.cfg.API
 	limits := w.cfg.Limits.API
 	var out []*apiListener
+	consoleHandler := console.Handler(console.Endpoints{MQTT: w.cfg.MQTT.Listen, MQTTS: w.cfg.MQTT.TLSListen,
+		CoAP: w.cfg.CoAP.Listen, DTLS: w.cfg.CoAP.DTLSListen})
 	bind := func(name, addr string, tc *tls.Config) error {
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
 			return fmt.Errorf("%s listen %s: %w", name, addr, err)
 		}
 		hs := srv.HTTPServer(tc)
+		hs.Handler = console.Mount(hs.Handler, consoleHandler)
 		if w.cfg.Metrics.Listen == "" {
 			hs.Handler = metrics.Mount(hs.Handler, w.metricsHandler(ln.Addr()))
 		}
