@@ -107,6 +107,36 @@ func TestAPITour(t *testing.T) {
 	g.MustDo(204, "DELETE", g.P("/banned?type=address&value=192.0.2.0/24"), nil)
 	g.MustDo(200, "GET", g.P("/cluster/nodes"), nil)
 
+	// Data forwarding (to a port nothing listens on: the actions only
+	// retry).
+	rule := g.MustDo(201, "POST", g.P("/routing-rule/rules"), map[string]any{"rule_name": "tour rule",
+		"subject": map[string]any{"resource": "device.property", "event": "report"}, "app_type": "GLOBAL",
+		"where": "notify_data.header.product_id = 'tour'"})["rule_id"].(string)
+	g.MustDo(200, "GET", g.P("/routing-rule/rules?resource=device.property&active=false"), nil)
+	g.MustDo(200, "GET", g.P("/routing-rule/rules/"+rule), nil)
+	g.MustDo(200, "PUT", g.P("/routing-rule/rules/"+rule), map[string]any{"description": "touring", "active": true})
+	action := g.MustDo(201, "POST", g.P("/routing-rule/actions"), map[string]any{"rule_id": rule, "channel": "HTTP_FORWARDING",
+		"channel_detail": map[string]any{"http_forwarding": map[string]any{"url": "http://127.0.0.1:9/push",
+			"signature_enable": true, "token": "tourToken1"}}})["action_id"].(string)
+	g.MustDo(200, "GET", g.P("/routing-rule/actions?rule_id="+rule), nil)
+	g.MustDo(200, "GET", g.P("/routing-rule/actions/"+action), nil)
+	g.MustDo(200, "PUT", g.P("/routing-rule/actions/"+action), map[string]any{"channel": "NATS_FORWARDING",
+		"channel_detail": map[string]any{"nats_forwarding": map[string]any{"url": "nats://127.0.0.1:9", "subject": "iot.tour"}}})
+	policy := g.MustDo(201, "POST", g.P("/routing-rule/flowcontrol-policy"), map[string]any{"policy_name": "tour",
+		"scope": "RULE", "scope_value": rule, "limit": 50})["policy_id"].(string)
+	g.MustDo(200, "GET", g.P("/routing-rule/flowcontrol-policy?scope=RULE"), nil)
+	g.MustDo(200, "GET", g.P("/routing-rule/flowcontrol-policy/"+policy), nil)
+	g.MustDo(200, "PUT", g.P("/routing-rule/flowcontrol-policy/"+policy), map[string]any{"limit": 20})
+	g.MustDo(204, "DELETE", g.P("/routing-rule/flowcontrol-policy/"+policy), nil)
+	g.MustDo(204, "DELETE", g.P("/routing-rule/actions/"+action), nil)
+	g.MustDo(204, "DELETE", g.P("/routing-rule/rules/"+rule), nil)
+	for _, tc := range []struct{ path, code string }{{"/routing-rule/rules/", "IOTDA.014700"},
+		{"/routing-rule/actions/", "IOTDA.014701"}, {"/routing-rule/flowcontrol-policy/", "IOTDA.014702"}} {
+		if out := g.MustDo(404, "GET", g.P(tc.path+rule), nil); out["error_code"] != tc.code {
+			t.Errorf("GET %s of a deleted one: %v, want %s", tc.path, out, tc.code)
+		}
+	}
+
 	// Deletions last.
 	for _, d := range []string{id, x509, nb} {
 		g.MustDo(204, "DELETE", g.P("/devices/"+d), nil)

@@ -16,7 +16,8 @@ import (
 func TestHuaweiSDKRoutingRules(t *testing.T) {
 	g := StartGate(t, GateOptions{})
 	cred := basic.NewCredentialsBuilder().WithAk(g.AK).WithSk(g.SK).WithProjectId(g.Project).Build()
-	c := iotda.NewIoTDAClient(iotda.IoTDAClientBuilder().WithEndpoint(g.API).WithCredential(cred).Build())
+	c := iotda.NewIoTDAClient(iotda.IoTDAClientBuilder().WithEndpoint(g.API).WithHttpConfig(g.sdkHTTPConfig(nil)).
+		WithCredential(cred).Build())
 	str := func(s string) *string { return &s }
 	rule, err := c.CreateRoutingRule(&model.CreateRoutingRuleRequest{Body: &model.AddRuleReq{RuleName: str("sdk rule"),
 		Subject: &model.RoutingRuleSubject{Resource: "device.property", Event: "report"}, AppType: str("GLOBAL"),
