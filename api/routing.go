@@ -266,7 +266,7 @@ func (s *Server) showAction(c echo.Context) error {
 }
 
 // listActions is GET /routing-rule/actions, filtered by rule_id,
-// channel, app_type and app_id, newest first.
+// channel and app_id, newest first.
 func (s *Server) listActions(c echo.Context) error {
 	pg, err := page(c)
 	if err != nil {
