@@ -1,0 +1,216 @@
+package devimport
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// codeDeviceExists is IoTDA's answer to a device whose node_id (or
+// device_id, or fingerprint) is taken.
+const codeDeviceExists = "IOTDA.014031"
+
+// APIError is the API's refusal of a request: IoTDA's error body.
+type APIError struct {
+	Status int
+	Code   string `json:"error_code"`
+	Msg    string `json:"error_msg"`
+}
+
+func (e *APIError) Error() string {
+	if e.Code == "" {
+		return fmt.Sprintf("HTTP %d: %s", e.Status, e.Msg)
+	}
+	return fmt.Sprintf("HTTP %d %s: %s", e.Status, e.Code, e.Msg)
+}
+
+// ErrCredential is an answer that every row would get (the token or its
+// project refused): the import stops.
+var ErrCredential = errors.New("the API refused the credential")
+
+// Outcome is what became of one row.
+type Outcome int
+
+const (
+	Created Outcome = iota // the API created the device
+	Existed                // a device with the row's node_id was already in the product
+)
+
+// client creates devices through POST /v5/iot/{project_id}/devices.
+type client struct {
+	http    *http.Client
+	base    string // scheme://host[:port], no trailing slash
+	project string
+	token   string
+	retries int           // attempts after the first for a transient failure
+	backoff time.Duration // first wait between attempts; doubled each time
+}
+
+// deviceBody is the request body (AddDevice).
+type deviceBody struct {
+	NodeID        string          `json:"node_id"`
+	ProductID     string          `json:"product_id"`
+	DeviceID      string          `json:"device_id,omitempty"`
+	DeviceName    string          `json:"device_name,omitempty"`
+	Description   string          `json:"description,omitempty"`
+	GatewayID     string          `json:"gateway_id,omitempty"`
+	AuthInfo      *authInfo       `json:"auth_info,omitempty"`
+	Tags          []tagBody       `json:"tags,omitempty"`
+	ExtensionInfo json.RawMessage `json:"extension_info,omitempty"`
+}
+
+type authInfo struct {
+	AuthType     string `json:"auth_type,omitempty"`
+	Secret       string `json:"secret,omitempty"`
+	Fingerprint  string `json:"fingerprint,omitempty"`
+	SecureAccess *bool  `json:"secure_access,omitempty"`
+	Timeout      *int64 `json:"timeout,omitempty"`
+}
+
+type tagBody struct {
+	Key   string `json:"tag_key"`
+	Value string `json:"tag_value,omitempty"`
+}
+
+func body(r Row) deviceBody {
+	b := deviceBody{
+		NodeID: r.NodeID, ProductID: r.ProductID, DeviceID: r.DeviceID, DeviceName: r.DeviceName,
+		Description: r.Description, GatewayID: r.GatewayID, ExtensionInfo: r.ExtensionInfo,
+	}
+	a := authInfo{AuthType: r.AuthType, Secret: r.Secret, Fingerprint: r.Fingerprint, SecureAccess: r.SecureAccess, Timeout: r.Timeout}
+	if a != (authInfo{}) {
+		b.AuthInfo = &a
+	}
+	for _, t := range r.Tags {
+		b.Tags = append(b.Tags, tagBody(t))
+	}
+	return b
+}
+
+// create makes the row's device. A device that already holds the row's
+// node_id in its product counts as done (Existed): that is what makes a
+// rerun resume. Any other refusal is an *APIError; a refusal of the
+// credential wraps ErrCredential.
+func (c *client) create(ctx context.Context, r Row) (Outcome, error) {
+	payload, err := json.Marshal(body(r))
+	if err != nil {
+		return 0, err
+	}
+	err = c.do(ctx, http.MethodPost, "/devices", payload, nil)
+	var ae *APIError
+	if errors.As(err, &ae) && ae.Code == codeDeviceExists {
+		// The code also answers a taken device_id or fingerprint: only
+		// a device with this node_id in this product is this row's.
+		found, lerr := c.nodeExists(ctx, r.ProductID, r.NodeID)
+		if lerr != nil {
+			return 0, fmt.Errorf("%w (and looking the node up failed: %v)", err, lerr)
+		}
+		if found {
+			return Existed, nil
+		}
+		return 0, err
+	}
+	if err != nil {
+		return 0, err
+	}
+	return Created, nil
+}
+
+// nodeExists asks whether product holds a device with node_id.
+func (c *client) nodeExists(ctx context.Context, product, node string) (bool, error) {
+	q := url.Values{"product_id": {product}, "node_id": {node}, "limit": {"1"}}
+	var out struct {
+		Devices []struct {
+			NodeID string `json:"node_id"`
+		} `json:"devices"`
+	}
+	if err := c.do(ctx, http.MethodGet, "/devices?"+q.Encode(), nil, &out); err != nil {
+		return false, err
+	}
+	for _, d := range out.Devices {
+		if d.NodeID == node {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// do sends one request, retrying transient failures (throttling, an
+// unavailable store, a lost connection) with backoff, and decodes a 2xx
+// answer into out (when not nil). A retried create that had committed
+// comes back as IOTDA.014031 and is then found by node_id: never twice.
+func (c *client) do(ctx context.Context, method, path string, payload []byte, out any) error {
+	wait := c.backoff
+	for attempt := 0; ; attempt++ {
+		retryAfter, err := c.once(ctx, method, path, payload, out)
+		if err == nil || attempt >= c.retries || !transient(err) {
+			return err
+		}
+		d := max(wait, retryAfter)
+		wait *= 2
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(d):
+		}
+	}
+}
+
+func (c *client) once(ctx context.Context, method, path string, payload []byte, out any) (time.Duration, error) {
+	var rd io.Reader
+	if payload != nil {
+		rd = bytes.NewReader(payload)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+"/v5/iot/"+url.PathEscape(c.project)+path, rd)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Auth-Token", c.token)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return 0, fmt.Errorf("read the answer: %w", err)
+	}
+	if resp.StatusCode/100 == 2 {
+		if out != nil {
+			if err := json.Unmarshal(raw, out); err != nil {
+				return 0, fmt.Errorf("the answer is not JSON: %w", err)
+			}
+		}
+		return 0, nil
+	}
+	ae := &APIError{Status: resp.StatusCode}
+	if json.Unmarshal(raw, ae) != nil || ae.Code == "" {
+		ae.Msg = strings.TrimSpace(string(raw))
+	}
+	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+		return 0, fmt.Errorf("%w: %w", ErrCredential, ae)
+	}
+	secs, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
+	return time.Duration(secs) * time.Second, ae
+}
+
+// transient says whether a failure may pass if the request is sent again.
+func transient(err error) bool {
+	var ae *APIError
+	if errors.As(err, &ae) {
+		return ae.Status == http.StatusTooManyRequests || ae.Status == http.StatusServiceUnavailable ||
+			ae.Status == http.StatusBadGateway || ae.Status == http.StatusGatewayTimeout
+	}
+	// Not an answer: the connection failed or timed out. A cancelled
+	// import does not retry.
+	return !errors.Is(err, context.Canceled) && !errors.Is(err, ErrCredential)
+}
