@@ -1,0 +1,309 @@
+package devimport
+
+import (
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// fakeAPI answers POST /v5/iot/p1/devices and GET …/devices?node_id= as
+// the IoTDA API does, holding nodes by product. Hooks change answers.
+type fakeAPI struct {
+	mu       sync.Mutex
+	nodes    map[string]bool // product/node
+	posts    atomic.Int64
+	inFlight atomic.Int64
+	maxIn    atomic.Int64
+	// before, when set, may answer a POST itself (returns true).
+	before func(w http.ResponseWriter, b deviceBody) bool
+}
+
+func newFakeAPI(t *testing.T) (*fakeAPI, *httptest.Server) {
+	f := &fakeAPI{nodes: map[string]bool{}}
+	srv := httptest.NewServer(f)
+	t.Cleanup(srv.Close)
+	return f, srv
+}
+
+func apiErr(w http.ResponseWriter, status int, code, msg string) {
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error_code": code, "error_msg": msg})
+}
+
+func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	n := f.inFlight.Add(1)
+	defer f.inFlight.Add(-1)
+	for m := f.maxIn.Load(); n > m && !f.maxIn.CompareAndSwap(m, n); m = f.maxIn.Load() {
+	}
+	if r.Header.Get("X-Auth-Token") != "tok" {
+		apiErr(w, 401, "IOTDA.000002", "The request is unauthorized.")
+		return
+	}
+	if r.URL.Path != "/v5/iot/p1/devices" {
+		apiErr(w, 403, "IOTDA.001002", "The credential is not authorized for project.")
+		return
+	}
+	if r.Method == http.MethodGet {
+		q := r.URL.Query()
+		f.mu.Lock()
+		found := f.nodes[q.Get("product_id")+"/"+q.Get("node_id")]
+		f.mu.Unlock()
+		devs := []map[string]string{}
+		if found {
+			devs = append(devs, map[string]string{"node_id": q.Get("node_id")})
+		}
+		_ = json.NewEncoder(w).Encode(map[string]any{"devices": devs})
+		return
+	}
+	f.posts.Add(1)
+	var b deviceBody
+	if err := json.NewDecoder(r.Body).Decode(&b); err != nil {
+		apiErr(w, 400, "IOTDA.000008", err.Error())
+		return
+	}
+	if f.before != nil && f.before(w, b) {
+		return
+	}
+	time.Sleep(time.Millisecond) // let requests overlap
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	key := b.ProductID + "/" + b.NodeID
+	if f.nodes[key] {
+		apiErr(w, 400, codeDeviceExists, "Invalid input. The device already exists: node_id already exists")
+		return
+	}
+	f.nodes[key] = true
+	w.WriteHeader(http.StatusCreated)
+	_ = json.NewEncoder(w).Encode(map[string]string{"node_id": b.NodeID})
+}
+
+func writeCSV(t *testing.T, rows ...string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "in.csv")
+	if err := os.WriteFile(path, []byte("node_id,product_id\n"+strings.Join(rows, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func goodRows(n int) []string {
+	rows := make([]string, n)
+	for i := range rows {
+		rows[i] = fmt.Sprintf("n%d,p1", i)
+	}
+	return rows
+}
+
+func options(srv *httptest.Server, file string) Options {
+	return Options{API: srv.URL, Project: "p1", Token: "tok", File: file, Concurrency: 4}
+}
+
+func failures(t *testing.T, path string) [][]string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	recs, err := csv.NewReader(f).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return recs[1:]
+}
+
+// A throttled or unavailable answer is retried (after Retry-After); a
+// create whose answer was lost and that is retried finds its own device
+// and counts it as already there, never twice.
+func TestRunRetriesTransientFailures(t *testing.T) {
+	api, srv := newFakeAPI(t)
+	var calls atomic.Int64
+	api.before = func(w http.ResponseWriter, b deviceBody) bool {
+		switch calls.Add(1) {
+		case 1:
+			w.Header().Set("Retry-After", "0")
+			apiErr(w, 429, "IOTDA.000009", "too many requests")
+			return true
+		case 2:
+			apiErr(w, 503, "IOTDA.000001", "Service unavailable")
+			return true
+		}
+		return false
+	}
+	o := options(srv, writeCSV(t, "a,p1"))
+	o.Concurrency = 1
+	sum, err := Run(context.Background(), o)
+	if err != nil || sum.Created != 1 || sum.Failed != 0 || api.posts.Load() != 3 {
+		t.Fatalf("%+v %v, %d posts", sum, err, api.posts.Load())
+	}
+
+	api.posts.Store(0)
+	api.before = func(w http.ResponseWriter, b deviceBody) bool {
+		if api.posts.Load() == 1 { // the create commits, its answer is lost
+			api.mu.Lock()
+			api.nodes[b.ProductID+"/"+b.NodeID] = true
+			api.mu.Unlock()
+			apiErr(w, 503, "IOTDA.000001", "Service unavailable: it may have been applied")
+			return true
+		}
+		return false
+	}
+	sum, err = Run(context.Background(), options(srv, writeCSV(t, "b,p1")))
+	if err != nil || sum.Created != 0 || sum.Existed != 1 || sum.Failed != 0 {
+		t.Fatalf("a lost answer: %+v %v", sum, err)
+	}
+}
+
+// IOTDA.014031 is "already there" only when the product holds the row's
+// node: a fingerprint or device_id held by another device is a failure.
+func TestRunConflictIsExistingOnlyForTheNode(t *testing.T) {
+	api, srv := newFakeAPI(t)
+	api.nodes["p1/n0"] = true
+	api.before = func(w http.ResponseWriter, b deviceBody) bool {
+		if b.NodeID == "n1" {
+			apiErr(w, 400, codeDeviceExists, "Invalid input. The device already exists: fingerprint already exists")
+			return true
+		}
+		return false
+	}
+	o := options(srv, writeCSV(t, goodRows(3)...))
+	sum, err := Run(context.Background(), o)
+	if err != nil || sum.Created != 1 || sum.Existed != 1 || sum.Failed != 1 {
+		t.Fatalf("%+v %v", sum, err)
+	}
+	recs := failures(t, sum.Failures)
+	if len(recs) != 1 || recs[0][0] != "3" || recs[0][1] != "n1" || recs[0][3] != codeDeviceExists || !strings.Contains(recs[0][4], "fingerprint") {
+		t.Errorf("failures: %v", recs)
+	}
+}
+
+// A refused credential stops the import at once, with one error, and
+// lists no row as failed.
+func TestRunStopsOnACredentialRefusal(t *testing.T) {
+	api, srv := newFakeAPI(t)
+	o := options(srv, writeCSV(t, goodRows(200)...))
+	o.Token = "wrong"
+	sum, err := Run(context.Background(), o)
+	if !errors.Is(err, ErrCredential) || !strings.Contains(err.Error(), "IOTDA.000002") {
+		t.Fatalf("err %v", err)
+	}
+	if sum.Failed != 0 || api.posts.Load() != 0 {
+		t.Errorf("%+v", sum)
+	}
+	o.Token, o.Project = "tok", "other"
+	if _, err := Run(context.Background(), o); !errors.Is(err, ErrCredential) {
+		t.Errorf("another project: %v", err)
+	}
+}
+
+// Requests in flight never exceed the concurrency, and -rate paces them.
+func TestRunConcurrencyAndRate(t *testing.T) {
+	api, srv := newFakeAPI(t)
+	o := options(srv, writeCSV(t, goodRows(300)...))
+	o.Concurrency = 3
+	sum, err := Run(context.Background(), o)
+	if err != nil || sum.Created != 300 {
+		t.Fatalf("%+v %v", sum, err)
+	}
+	if m := api.maxIn.Load(); m > 3 || m < 2 {
+		t.Errorf("%d requests in flight at most, want 2..3", m)
+	}
+
+	_, srv = newFakeAPI(t)
+	o = options(srv, writeCSV(t, goodRows(21)...))
+	o.Rate = 100
+	start := time.Now()
+	if sum, err := Run(context.Background(), o); err != nil || sum.Created != 21 {
+		t.Fatalf("%+v %v", sum, err)
+	}
+	if took := time.Since(start); took < 200*time.Millisecond {
+		t.Errorf("21 rows at 100 a second took %v, want at least 200 ms", took)
+	}
+}
+
+// A cancelled import stops, says it was interrupted, and does not list
+// the rows it abandoned as failures.
+func TestRunInterrupted(t *testing.T) {
+	_, srv := newFakeAPI(t)
+	o := options(srv, writeCSV(t, goodRows(1000)...))
+	o.Rate = 200
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	sum, err := Run(ctx, o)
+	if err != nil || !sum.Interrupted || sum.Done >= 1000 || sum.Done != sum.Created || sum.Failed != 0 {
+		t.Fatalf("%+v %v", sum, err)
+	}
+	if recs := failures(t, sum.Failures); len(recs) != 0 {
+		t.Errorf("failures: %v", recs)
+	}
+	// The rerun resumes.
+	sum2, err := Run(context.Background(), o)
+	if err != nil || sum2.Created+sum2.Existed != 1000 || sum2.Existed < sum.Created {
+		t.Fatalf("resumed: %+v %v (first run %+v)", sum2, err, sum)
+	}
+}
+
+func TestProgress(t *testing.T) {
+	s := &Summary{Rows: 10, Done: 4, Created: 3, Existed: 1}
+	var b strings.Builder
+	p := &progress{w: &b, every: time.Hour, start: time.Now()}
+	p.update(s, false) // the first line is due
+	p.update(s, false) // an hour has not passed
+	s.Done, s.Failed = 10, 6
+	p.update(s, true)
+	lines := strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], "4/10 rows ( 40%): 3 created, 1 already existed, 0 failed") ||
+		!strings.HasPrefix(lines[1], "10/10 rows (100%)") || strings.Contains(b.String(), "\r") {
+		t.Errorf("not a terminal:\n%q", b.String())
+	}
+
+	b.Reset()
+	p = &progress{w: &b, terminal: true, start: time.Now()}
+	p.update(s, false)
+	p.update(s, false) // within terminalEvery: skipped
+	p.update(s, true)
+	if got := b.String(); strings.Count(got, "\r") != 2 || strings.Count(got, "\n") != 1 || !strings.HasSuffix(got, "\n") {
+		t.Errorf("a terminal:\n%q", got)
+	}
+}
+
+func TestOptionsChecked(t *testing.T) {
+	good := Options{API: "http://h", Project: "p", Token: "t", File: "f.csv", Concurrency: 8}
+	for _, tc := range []struct {
+		name string
+		edit func(*Options)
+		msg  string
+	}{
+		{"no api", func(o *Options) { o.API = "" }, "URL is required"},
+		{"api without scheme", func(o *Options) { o.API = "h:80" }, "must start with http://"},
+		{"no project", func(o *Options) { o.Project = "" }, "project is required"},
+		{"no token", func(o *Options) { o.Token = "" }, "token is required"},
+		{"concurrency 0", func(o *Options) { o.Concurrency = 0 }, "must be 1 to 64"},
+		{"concurrency over", func(o *Options) { o.Concurrency = 65 }, "must be 1 to 64"},
+		{"negative rate", func(o *Options) { o.Rate = -1 }, "must not be negative"},
+		{"failures is the input", func(o *Options) { o.Failures = "./f.csv" }, "cannot be the input"},
+	} {
+		o := good
+		tc.edit(&o)
+		if err := o.check(); err == nil || !strings.Contains(err.Error(), tc.msg) {
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.msg)
+		}
+	}
+	if err := good.check(); err != nil {
+		t.Errorf("good options: %v", err)
+	}
+	if got := FailuresPath("/d/devices.csv"); got != "/d/devices.failures.csv" {
+		t.Errorf("FailuresPath: %s", got)
+	}
+}
