@@ -127,7 +127,7 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	}
 	go func() { wg.Wait(); close(results) }()
 
-	p := &progress{w: o.Progress, terminal: o.Terminal, every: o.ProgressEvery, start: start}
+	p := &progress{w: o.Progress, terminal: o.Terminal, every: o.ProgressEvery, start: start, last: start}
 	var fatal error
 	for res := range results {
 		switch {

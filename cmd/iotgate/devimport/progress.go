@@ -18,7 +18,7 @@ type progress struct {
 	terminal bool
 	every    time.Duration // between lines when not a terminal
 	start    time.Time
-	last     time.Time
+	last     time.Time // the last line written (start: the first is due after an interval)
 }
 
 // update reports s if its interval has passed, or unconditionally when
