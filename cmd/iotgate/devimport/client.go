@@ -36,6 +36,11 @@ func (e *APIError) Error() string {
 // project refused): the import stops.
 var ErrCredential = errors.New("the API refused the credential")
 
+// ErrUnreachable is a request that found no API after its retries: the
+// import stops, since every row would wait out the same retries; a rerun
+// resumes.
+var ErrUnreachable = errors.New("the API cannot be reached")
+
 // Outcome is what became of one row.
 type Outcome int
 
@@ -124,6 +129,13 @@ func (c *client) create(ctx context.Context, r Row) (Outcome, error) {
 	return Created, nil
 }
 
+// preflight checks, before any row is sent, that the API answers and
+// takes the credential for the project: a wrong URL, token or project is
+// one error, not a failure per row.
+func (c *client) preflight(ctx context.Context) error {
+	return c.do(ctx, http.MethodGet, "/products?limit=1", nil, nil)
+}
+
 // nodeExists asks whether product holds a device with node_id.
 func (c *client) nodeExists(ctx context.Context, product, node string) (bool, error) {
 	q := url.Values{"product_id": {product}, "node_id": {node}, "limit": {"1"}}
@@ -151,7 +163,14 @@ func (c *client) do(ctx context.Context, method, path string, payload []byte, ou
 	wait := c.backoff
 	for attempt := 0; ; attempt++ {
 		retryAfter, err := c.once(ctx, method, path, payload, out)
-		if err == nil || attempt >= c.retries || !transient(err) {
+		if err == nil || !transient(err) {
+			return err
+		}
+		if attempt >= c.retries {
+			var ae *APIError
+			if !errors.As(err, &ae) {
+				return fmt.Errorf("%w: %w", ErrUnreachable, err)
+			}
 			return err
 		}
 		d := max(wait, retryAfter)

@@ -1,6 +1,7 @@
 package devimport
 
 import (
+	"cmp"
 	"context"
 	"encoding/csv"
 	"errors"
@@ -35,6 +36,8 @@ type Options struct {
 	Progress      io.Writer
 	Terminal      bool
 	ProgressEvery time.Duration
+
+	backoff time.Duration // first wait before a retry; 0: 200 ms (tests shorten it)
 }
 
 // Summary is what an import did.
@@ -67,15 +70,28 @@ type result struct {
 // already holds a device with its node_id in its product, so running
 // the same file again resumes an interrupted import and retries only the
 // rows that failed. Run returns an error, with the summary so far, when
-// the file cannot be read or the API refuses the credential.
+// the file cannot be read, the API refuses the credential or cannot be
+// reached: before any row is sent (a first request checks both), or
+// part way, when the import stops and a rerun resumes.
 func Run(ctx context.Context, o Options) (Summary, error) {
 	start := time.Now()
 	var sum Summary
 	if err := o.check(); err != nil {
 		return sum, err
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	c := &client{http: o.HTTP, base: strings.TrimRight(o.API, "/"), project: o.Project, token: o.Token, retries: 5, backoff: cmp.Or(o.backoff, 200*time.Millisecond)}
+	if c.http == nil {
+		c.http = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+			Proxy: http.ProxyFromEnvironment, MaxIdleConnsPerHost: o.Concurrency, IdleConnTimeout: 30 * time.Second,
+		}}
+	}
 	n, err := countRows(o.File)
 	if err != nil {
+		return sum, err
+	}
+	if err := c.preflight(ctx); err != nil {
 		return sum, err
 	}
 	sum.Rows = n
@@ -95,15 +111,6 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	fw, err := newFailureWriter(sum.Failures)
 	if err != nil {
 		return sum, err
-	}
-
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	c := &client{http: o.HTTP, base: strings.TrimRight(o.API, "/"), project: o.Project, token: o.Token, retries: 5, backoff: 200 * time.Millisecond}
-	if c.http == nil {
-		c.http = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-			Proxy: http.ProxyFromEnvironment, MaxIdleConnsPerHost: o.Concurrency, IdleConnTimeout: 30 * time.Second,
-		}}
 	}
 	jobs := make(chan Row)
 	results := make(chan result, o.Concurrency)
@@ -131,10 +138,10 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	var fatal error
 	for res := range results {
 		switch {
-		case errors.Is(res.err, ErrCredential):
+		case errors.Is(res.err, ErrCredential), errors.Is(res.err, ErrUnreachable):
 			if fatal == nil {
 				fatal = res.err
-				cancel() // every row would be refused the same way
+				cancel() // every row would meet the same
 			}
 			continue
 		case res.err != nil && ctx.Err() != nil:

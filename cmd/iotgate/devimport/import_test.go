@@ -50,6 +50,10 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		apiErr(w, 401, "IOTDA.000002", "The request is unauthorized.")
 		return
 	}
+	if r.URL.Path == "/v5/iot/p1/products" {
+		_ = json.NewEncoder(w).Encode(map[string]any{"products": []any{}})
+		return
+	}
 	if r.URL.Path != "/v5/iot/p1/devices" {
 		apiErr(w, 403, "IOTDA.001002", "The credential is not authorized for project.")
 		return
@@ -106,7 +110,7 @@ func goodRows(n int) []string {
 }
 
 func options(srv *httptest.Server, file string) Options {
-	return Options{API: srv.URL, Project: "p1", Token: "tok", File: file, Concurrency: 4}
+	return Options{API: srv.URL, Project: "p1", Token: "tok", File: file, Concurrency: 4, backoff: 10 * time.Millisecond}
 }
 
 func failures(t *testing.T, path string) [][]string {
@@ -194,6 +198,10 @@ func TestRunStopsOnACredentialRefusal(t *testing.T) {
 	api, srv := newFakeAPI(t)
 	o := options(srv, writeCSV(t, goodRows(200)...))
 	o.Token = "wrong"
+	earlier := []byte("line,node_id,product_id,error_code,error_msg\n7,n7,p1,IOTDA.013000,no product\n")
+	if err := os.WriteFile(FailuresPath(o.File), earlier, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	sum, err := Run(context.Background(), o)
 	if !errors.Is(err, ErrCredential) || !strings.Contains(err.Error(), "IOTDA.000002") {
 		t.Fatalf("err %v", err)
@@ -201,9 +209,45 @@ func TestRunStopsOnACredentialRefusal(t *testing.T) {
 	if sum.Failed != 0 || api.posts.Load() != 0 {
 		t.Errorf("%+v", sum)
 	}
+	// Checked before anything is written: the last run's failures stay.
+	if b, _ := os.ReadFile(FailuresPath(o.File)); string(b) != string(earlier) {
+		t.Errorf("the failures file was rewritten: %q", b)
+	}
 	o.Token, o.Project = "tok", "other"
 	if _, err := Run(context.Background(), o); !errors.Is(err, ErrCredential) {
 		t.Errorf("another project: %v", err)
+	}
+}
+
+// An API that stops answering part way stops the import (each row would
+// wait out the same retries) without listing the abandoned rows as
+// failures; the rerun resumes.
+func TestRunStopsWhenTheAPIGoesAway(t *testing.T) {
+	api, srv := newFakeAPI(t)
+	var down atomic.Bool
+	api.before = func(w http.ResponseWriter, b deviceBody) bool {
+		if b.NodeID == "n50" {
+			down.Store(true)
+		}
+		if !down.Load() {
+			return false
+		}
+		conn, _, err := w.(http.Hijacker).Hijack() // no answer at all
+		if err == nil {
+			conn.Close()
+		}
+		return true
+	}
+	o := options(srv, writeCSV(t, goodRows(500)...))
+	sum, err := Run(context.Background(), o)
+	if !errors.Is(err, ErrUnreachable) || sum.Failed != 0 || !(sum.Created >= 40 && sum.Created < 100) || !(sum.Done < 500) {
+		t.Fatalf("%+v %v", sum, err)
+	}
+	down.Store(false)
+	api.before = nil
+	sum, err = Run(context.Background(), o)
+	if err != nil || sum.Created+sum.Existed != 500 || sum.Failed != 0 {
+		t.Fatalf("resumed: %+v %v", sum, err)
 	}
 }
 
