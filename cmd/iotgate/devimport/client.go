@@ -2,6 +2,7 @@ package devimport
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -57,6 +58,19 @@ type client struct {
 	token   string
 	retries int           // attempts after the first for a transient failure
 	backoff time.Duration // first wait between attempts; doubled each time
+}
+
+// newClient is the client o describes: o.HTTP, or one keeping a
+// connection for each request in flight.
+func newClient(o Options) *client {
+	c := &client{http: o.HTTP, base: strings.TrimRight(o.API, "/"), project: o.Project, token: o.Token,
+		retries: 5, backoff: cmp.Or(o.backoff, 200*time.Millisecond)}
+	if c.http == nil {
+		c.http = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+			Proxy: http.ProxyFromEnvironment, MaxIdleConnsPerHost: o.Concurrency, IdleConnTimeout: 30 * time.Second,
+		}}
+	}
+	return c
 }
 
 // deviceBody is the request body (AddDevice).

@@ -32,7 +32,7 @@ type Options struct {
 	Rate        float64 // rows a second at most; 0: no limit
 	HTTP        *http.Client
 	// Progress receives the progress line: rewritten in place with \r
-	// when Terminal, else a line every ProgressEvery.
+	// when Terminal, else a line every ProgressEvery (0: 5 s).
 	Progress      io.Writer
 	Terminal      bool
 	ProgressEvery time.Duration
@@ -81,12 +81,7 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	c := &client{http: o.HTTP, base: strings.TrimRight(o.API, "/"), project: o.Project, token: o.Token, retries: 5, backoff: cmp.Or(o.backoff, 200*time.Millisecond)}
-	if c.http == nil {
-		c.http = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-			Proxy: http.ProxyFromEnvironment, MaxIdleConnsPerHost: o.Concurrency, IdleConnTimeout: 30 * time.Second,
-		}}
-	}
+	c := newClient(o)
 	n, err := countRows(o.File)
 	if err != nil {
 		return sum, err
@@ -134,30 +129,13 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	}
 	go func() { wg.Wait(); close(results) }()
 
-	p := &progress{w: o.Progress, terminal: o.Terminal, every: o.ProgressEvery, start: start, last: start}
+	p := &progress{w: o.Progress, terminal: o.Terminal, every: cmp.Or(o.ProgressEvery, 5*time.Second), start: start, last: start}
 	var fatal error
 	for res := range results {
-		switch {
-		case errors.Is(res.err, ErrCredential), errors.Is(res.err, ErrUnreachable):
-			if fatal == nil {
-				fatal = res.err
-				cancel() // every row would meet the same
-			}
-			continue
-		case res.err != nil && ctx.Err() != nil:
-			continue // cut short by the interruption: not tried, not failed
-		case res.err != nil:
-			sum.Failed++
-			if err := fw.write(res.row, res.err); err != nil && fatal == nil {
-				fatal = err
-				cancel()
-			}
-		case res.outcome == Existed:
-			sum.Existed++
-		default:
-			sum.Created++
+		if err := sum.add(ctx, res, fw); err != nil && fatal == nil {
+			fatal = err
+			cancel() // every row would meet the same
 		}
-		sum.Done++
 		p.update(&sum, false)
 	}
 	sum.Elapsed = time.Since(start)
@@ -170,6 +148,28 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	}
 	sum.Interrupted = sum.Done < sum.Rows
 	return sum, fatal
+}
+
+// add counts one row's result and records its failure. An error stops
+// the import: the credential refused, the API gone, the failures file
+// not written.
+func (s *Summary) add(ctx context.Context, res result, fw *failureWriter) error {
+	switch {
+	case errors.Is(res.err, ErrCredential), errors.Is(res.err, ErrUnreachable):
+		return res.err // not the row's failure: a rerun tries it
+	case res.err != nil && ctx.Err() != nil:
+		return nil // cut short by the interruption: not tried, not failed
+	case res.err != nil:
+		s.Failed++
+		s.Done++
+		return fw.write(res.row, res.err)
+	case res.outcome == Existed:
+		s.Existed++
+	default:
+		s.Created++
+	}
+	s.Done++
+	return nil
 }
 
 func (o *Options) check() error {
