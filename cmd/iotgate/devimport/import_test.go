@@ -224,9 +224,9 @@ func TestRunStopsOnACredentialRefusal(t *testing.T) {
 // failures; the rerun resumes.
 func TestRunStopsWhenTheAPIGoesAway(t *testing.T) {
 	api, srv := newFakeAPI(t)
-	var down atomic.Bool
+	var down, wentDown atomic.Bool
 	api.before = func(w http.ResponseWriter, b deviceBody) bool {
-		if b.NodeID == "n50" {
+		if b.NodeID == "n50" && wentDown.CompareAndSwap(false, true) {
 			down.Store(true)
 		}
 		if !down.Load() {
@@ -244,7 +244,6 @@ func TestRunStopsWhenTheAPIGoesAway(t *testing.T) {
 		t.Fatalf("%+v %v", sum, err)
 	}
 	down.Store(false)
-	api.before = nil
 	sum, err = Run(context.Background(), o)
 	if err != nil || sum.Created+sum.Existed != 500 || sum.Failed != 0 {
 		t.Fatalf("resumed: %+v %v", sum, err)
