@@ -139,6 +139,7 @@ func TestDevicesImport(t *testing.T) {
 	if !strings.Contains(r.stderr, "1000/1000 rows (100%): 995 created, 0 already existed, 5 failed") || strings.Contains(r.stderr, "\r") {
 		t.Errorf("progress on a pipe:\n%q", r.stderr)
 	}
+	t.Logf("first import: %s", r.stdout)
 	checkFailures("first import")
 	if n := productCount(g, "imp"); n != 995 {
 		t.Errorf("the product holds %d devices, want 995", n)
@@ -159,6 +160,7 @@ func TestDevicesImport(t *testing.T) {
 	if r.code != 1 || !strings.Contains(r.stdout, "1000 rows: 0 created, 995 already existed, 5 failed") {
 		t.Fatalf("second import: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
+	t.Logf("second import: %s", r.stdout)
 	checkFailures("second import")
 	if n := productCount(g, "imp"); n != 995 {
 		t.Errorf("after the second import the product holds %d devices, want 995", n)

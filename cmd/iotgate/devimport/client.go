@@ -127,10 +127,10 @@ func (c *client) create(ctx context.Context, r Row) (Outcome, error) {
 	var ae *APIError
 	if errors.As(err, &ae) && ae.Code == codeDeviceExists {
 		// The code also answers a taken device_id or fingerprint: only
-		// a device with this node_id in this product is this row's.
-		found, lerr := c.nodeExists(ctx, r.ProductID, r.NodeID)
+		// the row's own device makes the row done.
+		found, lerr := c.existing(ctx, r)
 		if lerr != nil {
-			return 0, fmt.Errorf("%w (and looking the node up failed: %v)", err, lerr)
+			return 0, fmt.Errorf("%w (and reading the device failed: %v)", err, lerr)
 		}
 		if found {
 			return Existed, nil
@@ -143,6 +143,31 @@ func (c *client) create(ctx context.Context, r Row) (Outcome, error) {
 	return Created, nil
 }
 
+// existing says whether the row's device is there: the device at the
+// row's device_id (default {product_id}_{node_id}, as the API names it)
+// holds the row's node in the row's product. One read by id, whatever
+// the product's size (the listing's node_id filter reads the product's
+// devices: a rerun would be quadratic).
+func (c *client) existing(ctx context.Context, r Row) (bool, error) {
+	id := r.DeviceID
+	if id == "" {
+		id = r.ProductID + "_" + r.NodeID
+	}
+	var d struct {
+		NodeID    string `json:"node_id"`
+		ProductID string `json:"product_id"`
+	}
+	err := c.do(ctx, http.MethodGet, "/devices/"+url.PathEscape(id), nil, &d)
+	var ae *APIError
+	if errors.As(err, &ae) && ae.Status == http.StatusNotFound {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return d.NodeID == r.NodeID && d.ProductID == r.ProductID, nil
+}
+
 // preflight checks, before any row is sent, that the API answers and
 // takes the credential for the project: a wrong URL, token or project is
 // one error, not a failure per row.
@@ -150,29 +175,10 @@ func (c *client) preflight(ctx context.Context) error {
 	return c.do(ctx, http.MethodGet, "/products?limit=1", nil, nil)
 }
 
-// nodeExists asks whether product holds a device with node_id.
-func (c *client) nodeExists(ctx context.Context, product, node string) (bool, error) {
-	q := url.Values{"product_id": {product}, "node_id": {node}, "limit": {"1"}}
-	var out struct {
-		Devices []struct {
-			NodeID string `json:"node_id"`
-		} `json:"devices"`
-	}
-	if err := c.do(ctx, http.MethodGet, "/devices?"+q.Encode(), nil, &out); err != nil {
-		return false, err
-	}
-	for _, d := range out.Devices {
-		if d.NodeID == node {
-			return true, nil
-		}
-	}
-	return false, nil
-}
-
 // do sends one request, retrying transient failures (throttling, an
 // unavailable store, a lost connection) with backoff, and decodes a 2xx
 // answer into out (when not nil). A retried create that had committed
-// comes back as IOTDA.014031 and is then found by node_id: never twice.
+// comes back as IOTDA.014031 and is then found by its id: never twice.
 func (c *client) do(ctx context.Context, method, path string, payload []byte, out any) error {
 	wait := c.backoff
 	for attempt := 0; ; attempt++ {

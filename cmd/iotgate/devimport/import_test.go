@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,11 +18,13 @@ import (
 	"time"
 )
 
-// fakeAPI answers POST /v5/iot/p1/devices and GET …/devices?node_id= as
-// the IoTDA API does, holding nodes by product. Hooks change answers.
+// fakeAPI answers POST /v5/iot/p1/devices and GET …/devices/{id} as the
+// IoTDA API does: a node is unique in its product, the device_id defaults
+// to {product_id}_{node_id}. Hooks change answers.
 type fakeAPI struct {
 	mu       sync.Mutex
-	nodes    map[string]bool // product/node
+	nodes    map[string]bool       // product/node
+	devices  map[string]deviceBody // by device_id
 	posts    atomic.Int64
 	inFlight atomic.Int64
 	maxIn    atomic.Int64
@@ -30,10 +33,25 @@ type fakeAPI struct {
 }
 
 func newFakeAPI(t *testing.T) (*fakeAPI, *httptest.Server) {
-	f := &fakeAPI{nodes: map[string]bool{}}
+	f := &fakeAPI{nodes: map[string]bool{}, devices: map[string]deviceBody{}}
 	srv := httptest.NewServer(f)
 	t.Cleanup(srv.Close)
 	return f, srv
+}
+
+// add stores b's device unless its node or id is taken.
+func (f *fakeAPI) add(b deviceBody) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if b.DeviceID == "" {
+		b.DeviceID = b.ProductID + "_" + b.NodeID
+	}
+	key := b.ProductID + "/" + b.NodeID
+	if _, taken := f.devices[b.DeviceID]; taken || f.nodes[key] {
+		return false
+	}
+	f.nodes[key], f.devices[b.DeviceID] = true, b
+	return true
 }
 
 func apiErr(w http.ResponseWriter, status int, code, msg string) {
@@ -50,52 +68,49 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		apiErr(w, 401, "IOTDA.000002", "The request is unauthorized.")
 		return
 	}
-	if r.URL.Path == "/v5/iot/p1/products" {
-		_ = json.NewEncoder(w).Encode(map[string]any{"products": []any{}})
-		return
-	}
-	if r.URL.Path != "/v5/iot/p1/devices" {
+	const base = "/v5/iot/p1/"
+	if !strings.HasPrefix(r.URL.Path, base) {
 		apiErr(w, 403, "IOTDA.001002", "The credential is not authorized for project.")
 		return
 	}
-	if r.Method == http.MethodGet {
-		q := r.URL.Query()
+	switch path := strings.TrimPrefix(r.URL.Path, base); {
+	case path == "products" && r.Method == http.MethodGet:
+		_ = json.NewEncoder(w).Encode(map[string]any{"products": []any{}})
+	case strings.HasPrefix(path, "devices/") && r.Method == http.MethodGet:
 		f.mu.Lock()
-		found := f.nodes[q.Get("product_id")+"/"+q.Get("node_id")]
+		d, ok := f.devices[strings.TrimPrefix(path, "devices/")]
 		f.mu.Unlock()
-		devs := []map[string]string{}
-		if found {
-			devs = append(devs, map[string]string{"node_id": q.Get("node_id")})
+		if !ok {
+			apiErr(w, 404, "IOTDA.014000", "The device does not exist.")
+			return
 		}
-		_ = json.NewEncoder(w).Encode(map[string]any{"devices": devs})
-		return
+		_ = json.NewEncoder(w).Encode(d)
+	case path == "devices" && r.Method == http.MethodPost:
+		f.posts.Add(1)
+		var b deviceBody
+		if err := json.NewDecoder(r.Body).Decode(&b); err != nil {
+			apiErr(w, 400, "IOTDA.000008", err.Error())
+			return
+		}
+		if f.before != nil && f.before(w, b) {
+			return
+		}
+		time.Sleep(time.Millisecond) // let requests overlap
+		if !f.add(b) {
+			apiErr(w, 400, codeDeviceExists, "Invalid input. The device already exists: node_id already exists")
+			return
+		}
+		w.WriteHeader(http.StatusCreated)
+		_ = json.NewEncoder(w).Encode(b)
+	default:
+		apiErr(w, 404, "IOTDA.000008", "no such API")
 	}
-	f.posts.Add(1)
-	var b deviceBody
-	if err := json.NewDecoder(r.Body).Decode(&b); err != nil {
-		apiErr(w, 400, "IOTDA.000008", err.Error())
-		return
-	}
-	if f.before != nil && f.before(w, b) {
-		return
-	}
-	time.Sleep(time.Millisecond) // let requests overlap
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	key := b.ProductID + "/" + b.NodeID
-	if f.nodes[key] {
-		apiErr(w, 400, codeDeviceExists, "Invalid input. The device already exists: node_id already exists")
-		return
-	}
-	f.nodes[key] = true
-	w.WriteHeader(http.StatusCreated)
-	_ = json.NewEncoder(w).Encode(map[string]string{"node_id": b.NodeID})
 }
 
 func writeCSV(t *testing.T, rows ...string) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "in.csv")
-	if err := os.WriteFile(path, []byte("node_id,product_id\n"+strings.Join(rows, "\n")+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte("node_id,product_id,device_id\n"+strings.Join(rows, "\n")+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return path
@@ -104,7 +119,7 @@ func writeCSV(t *testing.T, rows ...string) string {
 func goodRows(n int) []string {
 	rows := make([]string, n)
 	for i := range rows {
-		rows[i] = fmt.Sprintf("n%d,p1", i)
+		rows[i] = fmt.Sprintf("n%d,p1,", i)
 	}
 	return rows
 }
@@ -145,7 +160,7 @@ func TestRunRetriesTransientFailures(t *testing.T) {
 		}
 		return false
 	}
-	o := options(srv, writeCSV(t, "a,p1"))
+	o := options(srv, writeCSV(t, "a,p1,"))
 	o.Concurrency = 1
 	sum, err := Run(context.Background(), o)
 	if err != nil || sum.Created != 1 || sum.Failed != 0 || api.posts.Load() != 3 {
@@ -155,15 +170,13 @@ func TestRunRetriesTransientFailures(t *testing.T) {
 	api.posts.Store(0)
 	api.before = func(w http.ResponseWriter, b deviceBody) bool {
 		if api.posts.Load() == 1 { // the create commits, its answer is lost
-			api.mu.Lock()
-			api.nodes[b.ProductID+"/"+b.NodeID] = true
-			api.mu.Unlock()
+			api.add(b)
 			apiErr(w, 503, "IOTDA.000001", "Service unavailable: it may have been applied")
 			return true
 		}
 		return false
 	}
-	sum, err = Run(context.Background(), options(srv, writeCSV(t, "b,p1")))
+	sum, err = Run(context.Background(), options(srv, writeCSV(t, "b,p1,")))
 	if err != nil || sum.Created != 0 || sum.Existed != 1 || sum.Failed != 0 {
 		t.Fatalf("a lost answer: %+v %v", sum, err)
 	}
@@ -173,7 +186,9 @@ func TestRunRetriesTransientFailures(t *testing.T) {
 // node: a fingerprint or device_id held by another device is a failure.
 func TestRunConflictIsExistingOnlyForTheNode(t *testing.T) {
 	api, srv := newFakeAPI(t)
-	api.nodes["p1/n0"] = true
+	api.add(deviceBody{NodeID: "n0", ProductID: "p1"})
+	api.add(deviceBody{NodeID: "other", ProductID: "p1", DeviceID: "taken"})
+	api.add(deviceBody{NodeID: "n3", ProductID: "p1", DeviceID: "custom"})
 	api.before = func(w http.ResponseWriter, b deviceBody) bool {
 		if b.NodeID == "n1" {
 			apiErr(w, 400, codeDeviceExists, "Invalid input. The device already exists: fingerprint already exists")
@@ -181,13 +196,22 @@ func TestRunConflictIsExistingOnlyForTheNode(t *testing.T) {
 		}
 		return false
 	}
-	o := options(srv, writeCSV(t, goodRows(3)...))
+	o := options(srv, writeCSV(t,
+		"n0,p1,",         // there
+		"n1,p1,",         // its fingerprint taken
+		"n2,p1,",         // new
+		"n3,p1,",         // the node there under another device_id
+		"n4,p1,taken",    // its device_id another node's
+		"other,p1,taken", // there, under the id given
+	))
 	sum, err := Run(context.Background(), o)
-	if err != nil || sum.Created != 1 || sum.Existed != 1 || sum.Failed != 1 {
+	if err != nil || sum.Created != 1 || sum.Existed != 2 || sum.Failed != 3 {
 		t.Fatalf("%+v %v", sum, err)
 	}
 	recs := failures(t, sum.Failures)
-	if len(recs) != 1 || recs[0][0] != "3" || recs[0][1] != "n1" || recs[0][3] != codeDeviceExists || !strings.Contains(recs[0][4], "fingerprint") {
+	slices.SortFunc(recs, func(a, b []string) int { return strings.Compare(a[0], b[0]) })
+	if len(recs) != 3 || recs[0][0] != "3" || recs[0][1] != "n1" || recs[0][3] != codeDeviceExists || !strings.Contains(recs[0][4], "fingerprint") ||
+		recs[1][1] != "n3" || recs[2][1] != "n4" || recs[2][3] != codeDeviceExists {
 		t.Errorf("failures: %v", recs)
 	}
 }
