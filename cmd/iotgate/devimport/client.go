@@ -47,7 +47,7 @@ type Outcome int
 
 const (
 	Created Outcome = iota // the API created the device
-	Existed                // a device with the row's node_id was already in the product
+	Existed                // the row's device (its id, holding its node) was already there
 )
 
 // client creates devices through POST /v5/iot/{project_id}/devices.
