@@ -95,4 +95,10 @@ func TestLayers(t *testing.T) {
 			}
 		}
 	}
+	// The device import is a client of the REST API, like any other.
+	for _, d := range deps("cmd/iotgate/devimport") {
+		if strings.HasPrefix(d, mod) && d != mod+"cmd/iotgate/devimport" {
+			t.Errorf("cmd/iotgate/devimport depends on %s: it may know the API only by its wire format", d)
+		}
+	}
 }

@@ -20,6 +20,9 @@ const usage = `usage:
   iotgate restore [-config FILE] -i BACKUP
                                    load a backup into the configuration's data directory, which must
                                    hold no store yet
+  iotgate devices import -api URL -project ID [-token T] FILE.csv
+                                   create the devices listed in FILE.csv through the REST API (see
+                                   iotgate devices import -h); rerun to resume
 
 `
 
@@ -38,6 +41,9 @@ func cli(args []string, stdout, stderr io.Writer) int {
 	cmd, rest := "serve", global.Args()
 	if len(rest) > 0 {
 		cmd, rest = rest[0], rest[1:]
+	}
+	if cmd == "devices" { // a client of the API: no -config
+		return devicesCmd(rest, stdout, stderr)
 	}
 	sub := flag.NewFlagSet("iotgate "+cmd, flag.ContinueOnError)
 	sub.SetOutput(stderr)
@@ -75,7 +81,7 @@ func cli(args []string, stdout, stderr io.Writer) int {
 	case "version":
 		fmt.Fprintln(stdout, versionLine(readBuildInfo()))
 	default:
-		fmt.Fprintf(stderr, "iotgate: unknown command %q (commands: serve, check, version, backup, restore)\n", cmd)
+		fmt.Fprintf(stderr, "iotgate: unknown command %q (commands: serve, check, version, backup, restore, devices)\n", cmd)
 		return 2
 	}
 	if err != nil {
