@@ -13,10 +13,27 @@ import (
 	"github.com/iotgate/iotgate/registry/kv"
 )
 
-// getCounter counts the reads of device records inside writes.
+// getCounter counts the reads of device records inside writes (n) and
+// inside views (views).
 type getCounter struct {
 	kv.Store
-	n atomic.Int64
+	n, views atomic.Int64
+}
+
+func (c *getCounter) View(ctx context.Context, fn func(kv.Reader) error) error {
+	return c.Store.View(ctx, func(rd kv.Reader) error { return fn(countingReads{rd, &c.views}) })
+}
+
+type countingReads struct {
+	kv.Reader
+	n *atomic.Int64
+}
+
+func (r countingReads) Get(k []byte) ([]byte, error) {
+	if bytes.HasPrefix(k, prefixKey(famDevice)) {
+		r.n.Add(1)
+	}
+	return r.Reader.Get(k)
 }
 
 type countingTxn struct {

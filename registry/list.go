@@ -3,6 +3,8 @@ package registry
 import (
 	"context"
 	"errors"
+
+	"github.com/iotgate/iotgate/registry/kv"
 )
 
 // Page selects a window of a listing, newest first, as IoTDA pages: the
@@ -31,6 +33,11 @@ type DeviceList struct {
 func (r *Registry) ListDevices(ctx context.Context, project string, f DeviceFilter, pg Page) (*DeviceList, error) {
 	out := &DeviceList{}
 	err := r.view(ctx, func(rd Reader) error {
+		if f.NodeID != "" && f.ProductID != "" {
+			// A node id names at most one device of a product: read it
+			// through the product's node index, not the product's devices.
+			return r.listByNode(rd, project, f, pg, out)
+		}
 		var prefix, countKey []byte
 		switch {
 		case f.GatewayID != "":
@@ -95,6 +102,36 @@ func (r *Registry) ListDevices(ctx context.Context, project string, f DeviceFilt
 		return err
 	})
 	return out, err
+}
+
+// listByNode is ListDevices of the one device f's product holds under
+// f's node id, if it passes f's other filters and the page.
+func (r *Registry) listByNode(rd Reader, project string, f DeviceFilter, pg Page, out *DeviceList) error {
+	id, err := rd.Get(productNodeKey(f.ProductID, f.NodeID))
+	if errors.Is(err, kv.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	d, err := r.getDevice(rd, string(id))
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if d.ProjectID != project || (f.DeviceName != "" && d.DeviceName != f.DeviceName) ||
+		(f.GatewayID != "" && d.GatewayID != f.GatewayID) {
+		return nil
+	}
+	out.Count = 1
+	if (pg.Marker != "" && d.Seq >= pg.Marker) || pg.Offset > 0 || pg.Limit < 1 {
+		return nil
+	}
+	r.fillStatusIn(rd, d)
+	out.Devices, out.Marker = []*Device{d}, d.Seq
+	return nil
 }
 
 // ProductList is one page of products.
