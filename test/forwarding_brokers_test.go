@@ -25,9 +25,11 @@ func (g *Gate) forwardAction(resource, event, channel string, detail map[string]
 		"channel_detail": detail})
 }
 
-// An MQTT device's creation, status and uplinks reach a JetStream stream
-// (Debian's nats-server -js) and a Kafka topic (franz-go's kfake), each
-// device's in order, in IoTDA's envelope.
+// Every subject reaches a JetStream stream (Debian's nats-server -js)
+// and a Kafka topic (franz-go's kfake) in IoTDA's envelope: an MQTT
+// device's creation, activation, status, uplinks (each device's in
+// order), property report and downlink message status, and an NB
+// device's creation, rename, command status and deletion.
 func TestForwardingToNATSAndKafka(t *testing.T) {
 	js := natstest.StartJetStream(t)
 	kc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, "iot-up"))
@@ -53,13 +55,17 @@ func TestForwardingToNATSAndKafka(t *testing.T) {
 
 	g := StartGate(t, GateOptions{LogLevel: "info", Extra: "forwarding:\n  poll: 10ms\n  reload: 100ms\n"})
 	g.CreateProduct("fb", "MQTT")
+	g.CreateProduct("fbnb", "CoAP")
 	var addrs []map[string]any
 	for _, a := range kc.ListenAddrs() {
 		host, port, _ := net.SplitHostPort(a)
 		p, _ := strconv.Atoi(port)
 		addrs = append(addrs, map[string]any{"ip": host, "port": p})
 	}
-	for _, s := range [][2]string{{"device", "create"}, {"device.status", "update"}, {"device.message", "report"}} {
+	subjects := [][2]string{{"device", "create"}, {"device", "update"}, {"device", "delete"}, {"device.status", "update"},
+		{"device.message", "report"}, {"device.property", "report"}, {"device.command.status", "update"},
+		{"device.message.status", "update"}}
+	for _, s := range subjects {
 		g.forwardAction(s[0], s[1], "NATS_FORWARDING", map[string]any{"nats_forwarding": map[string]any{
 			"url": js.URL(), "subject": "iot." + s[0], "jetstream": true}})
 		g.forwardAction(s[0], s[1], "DMS_KAFKA_FORWARDING", map[string]any{"dms_kafka_forwarding": map[string]any{
@@ -69,28 +75,65 @@ func TestForwardingToNATSAndKafka(t *testing.T) {
 	const secret, n = "forwardBroker01", 50
 	g.MustDo(201, "POST", g.P("/devices"), map[string]any{"node_id": "n1", "product_id": "fb",
 		"auth_info": map[string]any{"secret": secret, "secure_access": false}})
+	g.MustDo(201, "POST", g.P("/devices"), map[string]any{"node_id": "imei1", "product_id": "fbnb",
+		"auth_info": map[string]any{"secret": "00112233445566778899aabbccddeeff"}})
 	c := g.huaweiConnect("fb_n1", secret)
 	for i := range n {
 		if tok := c.Publish("$oc/devices/fb_n1/sys/messages/up", 1, false, fmt.Sprintf(`{"i":%d}`, i)); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 			t.Fatalf("publish: %v", tok.Error())
 		}
 	}
-	// What each destination must hold: the creation, ONLINE, and the
-	// uplinks in order. Each rule's action delivers on its own, so only
-	// the order within one rule (one resource here) is defined.
+	if tok := c.Publish("$oc/devices/fb_n1/sys/properties/report", 1, false,
+		`{"services":[{"service_id":"Basic","properties":{"temp":21}}]}`); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("publish: %v", tok.Error())
+	}
+	g.MustDo(201, "POST", g.P("/devices/fb_n1/messages"), map[string]any{"message_id": "down-1", "message": "hello"})
+	g.MustDo(200, "PUT", g.P("/devices/fbnb_imei1"), map[string]any{"device_name": "renamed"})
+	g.MustDo(201, "POST", g.P("/devices/fbnb_imei1/async-commands"), map[string]any{"service_id": "Basic",
+		"command_name": "read", "paras": map[string]any{"a": 1}})
+	g.MustDo(204, "DELETE", g.P("/devices/fbnb_imei1"), nil)
+	// What each destination must hold, at least: every subject, with
+	// the uplinks of fb_n1 in order. Each rule's action delivers on its
+	// own, so only the order within one rule is defined.
+	want := map[string]int{"device/create": 2, "device/update": 2, "device/delete": 1, "device.status/update": 1,
+		"device.message/report": n, "device.property/report": 1, "device.command.status/update": 1,
+		"device.message.status/update": 1}
+	complete := func(envs []pushEnvelope) bool {
+		by := map[string]int{}
+		for _, e := range envs {
+			by[e.Resource+"/"+e.Event]++
+		}
+		for k, w := range want {
+			if by[k] < w {
+				return false
+			}
+		}
+		return true
+	}
 	check := func(dest string, envs []pushEnvelope) {
 		t.Helper()
 		by := map[string][]pushEnvelope{}
 		for _, e := range envs {
 			by[e.Resource+"/"+e.Event] = append(by[e.Resource+"/"+e.Event], e)
 		}
-		if len(by["device/create"]) != 1 || len(by["device.status/update"]) != 1 || len(by["device.message/report"]) != n {
-			t.Fatalf("%s holds %d creations, %d status changes, %d uplinks", dest, len(by["device/create"]),
-				len(by["device.status/update"]), len(by["device.message/report"]))
+		for k, w := range want {
+			if len(by[k]) < w {
+				t.Fatalf("%s holds %d of %s, want at least %d (all: %d pushes)", dest, len(by[k]), k, w, len(envs))
+			}
 		}
 		var st struct{ Status string }
 		if err := json.Unmarshal(by["device.status/update"][0].NotifyData.Body, &st); err != nil || st.Status != "ONLINE" {
 			t.Errorf("%s: status %s", dest, by["device.status/update"][0].NotifyData.Body)
+		}
+		if by["device.message/report"][0].NotifyData.Header.ProductID != "fb" || by["device/delete"][0].NotifyData.Header.DeviceID != "fbnb_imei1" {
+			t.Errorf("%s: headers %+v, %+v", dest, by["device.message/report"][0].NotifyData.Header, by["device/delete"][0].NotifyData.Header)
+		}
+		var cmd, msg map[string]any
+		if json.Unmarshal(by["device.command.status/update"][0].NotifyData.Body, &cmd) != nil || cmd["command_id"] == nil {
+			t.Errorf("%s: command status %s", dest, by["device.command.status/update"][0].NotifyData.Body)
+		}
+		if json.Unmarshal(by["device.message.status/update"][0].NotifyData.Body, &msg) != nil || msg["message_id"] != "down-1" {
+			t.Errorf("%s: message status %s", dest, by["device.message.status/update"][0].NotifyData.Body)
 		}
 		for i, e := range by["device.message/report"] {
 			var body struct {
@@ -103,23 +146,14 @@ func TestForwardingToNATSAndKafka(t *testing.T) {
 		}
 	}
 
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		info, err := stream.Info(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if info.State.Msgs >= n+2 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 	var fromNATS []pushEnvelope
-	for seq := uint64(1); ; seq++ {
+	for seq := uint64(1); !complete(fromNATS) && ctx.Err() == nil; {
 		m, err := stream.GetMsg(ctx, seq)
-		if err != nil {
-			break
+		if err != nil { // not there yet
+			time.Sleep(50 * time.Millisecond)
+			continue
 		}
+		seq++
 		var e pushEnvelope
 		if err := json.Unmarshal(m.Data, &e); err != nil {
 			t.Fatal(err)
@@ -140,14 +174,14 @@ func TestForwardingToNATSAndKafka(t *testing.T) {
 	}
 	defer cl.Close()
 	var fromKafka []pushEnvelope
-	for len(fromKafka) < n+2 && ctx.Err() == nil {
+	for !complete(fromKafka) && ctx.Err() == nil {
 		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
 			var e pushEnvelope
 			if err := json.Unmarshal(r.Value, &e); err != nil {
 				t.Fatal(err)
 			}
-			if string(r.Key) != "fb_n1" {
-				t.Errorf("record key %q", r.Key)
+			if string(r.Key) != e.NotifyData.Header.DeviceID {
+				t.Errorf("record key %q for a push about %s", r.Key, e.NotifyData.Header.DeviceID)
 			}
 			fromKafka = append(fromKafka, e)
 		})
