@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -537,12 +538,21 @@ func TestForwardingSurvivesKill(t *testing.T) {
 	}
 }
 
-// A receiver down for a while (the 2 minutes, shortened to 5 s
-// here with forwarding.retry_max 1s so the test stays short) loses
-// nothing: its backlog drains in order at most at drain_rate; a second,
-// healthy receiver of the same rule is not delayed meanwhile.
+// A receiver down for a while (5 s with forwarding.retry_max 1s, so the
+// suite stays short; IOTGATE_FORWARD_OUTAGE=2m runs the 2
+// minutes) loses nothing: its backlog drains in order at most at
+// drain_rate; a second, healthy receiver of the same rule is not delayed
+// meanwhile.
 func TestForwardingReceiverDownThenBack(t *testing.T) {
 	const devices, secret, drainRate = 3, "forwardDown0001", 100
+	outage := 5 * time.Second
+	if v := os.Getenv("IOTGATE_FORWARD_OUTAGE"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			t.Fatalf("IOTGATE_FORWARD_OUTAGE: %v", err)
+		}
+		outage = d
+	}
 	g := StartGate(t, GateOptions{LogLevel: "info", Extra: fmt.Sprintf("forwarding:\n  poll: 10ms\n  reload: 100ms\n  retry_base: 50ms\n  retry_max: 1s\n  drain_rate: %d\n", drainRate),
 		Limits: "mqtt:\n  uplink_rate: 1000000\n  uplink_burst: 1000000\n"})
 	g.CreateProduct("fd", "MQTT")
@@ -564,13 +574,13 @@ func TestForwardingReceiverDownThenBack(t *testing.T) {
 	}
 	var total atomic.Int64
 	var stop atomic.Bool
-	// The flaky receiver goes down; uplinks go on at about 60/s for 5 s.
+	// The flaky receiver goes down; uplinks go on at about 60/s meanwhile.
 	flaky.down()
 	downAt := time.Now()
 	sentAt := map[string]time.Time{}
 	var sentMu sync.Mutex
 	i := 0
-	for time.Since(downAt) < 5*time.Second {
+	for time.Since(downAt) < outage {
 		from, to := make([]int, devices), make([]int, devices)
 		for d := range from {
 			from[d], to[d] = i, i+1
@@ -625,7 +635,8 @@ func TestForwardingReceiverDownThenBack(t *testing.T) {
 
 	flaky.up()
 	upAt := time.Now()
-	fp := flaky.waitFor("the backlog", time.Minute, g, allArrived(ids, acked))
+	// The backlog drains at drain_rate: allow twice that, and a minute.
+	fp := flaky.waitFor("the backlog", time.Minute+time.Duration(2*backlog/drainRate)*time.Second, g, allArrived(ids, acked))
 	first, last := fp[0].at, fp[len(fp)-1].at
 	drained := last.Sub(first)
 	// At most drain_rate per second, with a burst of drain_rate/10.
