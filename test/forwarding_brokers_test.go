@@ -2,6 +2,7 @@ package test
 
 import (
 	"context"
+	"crypto/sha1"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/iotgate/iotgate/lwm2m/lwm2mclient"
 	"github.com/iotgate/iotgate/registry/bus/natsbus/natstest"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -28,8 +30,9 @@ func (g *Gate) forwardAction(resource, event, channel string, detail map[string]
 // Every subject reaches a JetStream stream (Debian's nats-server -js)
 // and a Kafka topic (franz-go's kfake) in IoTDA's envelope: an MQTT
 // device's creation, activation, status, uplinks (each device's in
-// order), property report and downlink message status, and an NB
-// device's creation, rename, command status and deletion.
+// order), property report and downlink message status; an NB
+// device's creation, rename, command status and deletion; an LwM2M
+// device's uplink, and a sub-device's through its gateway.
 func TestForwardingToNATSAndKafka(t *testing.T) {
 	js := natstest.StartJetStream(t)
 	kc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, "iot-up"))
@@ -92,11 +95,44 @@ func TestForwardingToNATSAndKafka(t *testing.T) {
 	g.MustDo(201, "POST", g.P("/devices/fbnb_imei1/async-commands"), map[string]any{"service_id": "Basic",
 		"command_name": "read", "paras": map[string]any{"a": 1}})
 	g.MustDo(204, "DELETE", g.P("/devices/fbnb_imei1"), nil)
+
+	// An LwM2M device's /19/0/0 notification, and a sub-device's uplink
+	// through its Alibaba gateway.
+	lw := g.MustDo(201, "POST", g.P("/devices"), map[string]any{"node_id": "fb-meter", "product_id": "fbnb",
+		"auth_info": map[string]any{"secret": pskSecret, "secure_access": false}})["device_id"].(string)
+	lc := goClient(t, g, lwm2mclient.Config{Endpoint: "fb-meter", Lifetime: 60})
+	if err := lc.Register(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); !lc.Observed("/19/0/0"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the platform did not observe /19/0/0")
+		}
+	}
+	if err := lc.SendData([]byte("nb-up")); err != nil {
+		t.Fatal(err)
+	}
+	g.aliProduct("fbgwpk", "prodSecretGw01", false, false, "GATEWAY")
+	g.aliProduct("fbsubpk", "prodSecretSub1", true, false, "")
+	gwID := g.aliDevice("fbgwpk", "gw1", "secretGateway1", false)
+	subID := g.aliDevice("fbsubpk", "s1", "secretSubDev01", false)
+	gw := g.mustAliConnect("fbgwpk.gw1|securemode=3,signmethod=hmacsha1,timestamp=2524608000000|", "gw1&fbgwpk",
+		hmacHex(sha1.New, "secretGateway1", "clientIdfbgwpk.gw1deviceNamegw1productKeyfbgwpktimestamp2524608000000"), false)
+	g.waitStatus(gwID, "ONLINE")
+	aliReq := func(params any) map[string]any { return map[string]any{"id": "1", "version": "1.0", "params": params} }
+	if ans := gw.request(t, "/sys/fbgwpk/gw1/thing/topo/add", aliReq([]any{signedSub("fbsubpk", "s1", "secretSubDev01")})); ans["code"] != 200.0 {
+		t.Fatalf("topo add: %v", ans)
+	}
+	if ans := gw.request(t, "/ext/session/fbgwpk/gw1/combine/login", aliReq(signedSub("fbsubpk", "s1", "secretSubDev01"))); ans["code"] != 200.0 {
+		t.Fatalf("login: %v", ans)
+	}
+	g.waitStatus(subID, "ONLINE")
+	gw.publish(t, "/fbsubpk/s1/user/data", "through the gateway")
 	// What each destination must hold, at least: every subject, with
 	// the uplinks of fb_n1 in order. Each rule's action delivers on its
 	// own, so only the order within one rule is defined.
 	want := map[string]int{"device/create": 2, "device/update": 2, "device/delete": 1, "device.status/update": 1,
-		"device.message/report": n, "device.property/report": 1, "device.command.status/update": 1,
+		"device.message/report": n + 2, "device.property/report": 1, "device.command.status/update": 1,
 		"device.message.status/update": 1}
 	complete := func(envs []pushEnvelope) bool {
 		by := map[string]int{}
@@ -125,8 +161,8 @@ func TestForwardingToNATSAndKafka(t *testing.T) {
 		if err := json.Unmarshal(by["device.status/update"][0].NotifyData.Body, &st); err != nil || st.Status != "ONLINE" {
 			t.Errorf("%s: status %s", dest, by["device.status/update"][0].NotifyData.Body)
 		}
-		if by["device.message/report"][0].NotifyData.Header.ProductID != "fb" || by["device/delete"][0].NotifyData.Header.DeviceID != "fbnb_imei1" {
-			t.Errorf("%s: headers %+v, %+v", dest, by["device.message/report"][0].NotifyData.Header, by["device/delete"][0].NotifyData.Header)
+		if h := by["device/delete"][0].NotifyData.Header; h.DeviceID != "fbnb_imei1" || h.ProductID != "fbnb" {
+			t.Errorf("%s: deletion header %+v", dest, h)
 		}
 		var cmd, msg map[string]any
 		if json.Unmarshal(by["device.command.status/update"][0].NotifyData.Body, &cmd) != nil || cmd["command_id"] == nil {
@@ -135,14 +171,31 @@ func TestForwardingToNATSAndKafka(t *testing.T) {
 		if json.Unmarshal(by["device.message.status/update"][0].NotifyData.Body, &msg) != nil || msg["message_id"] != "down-1" {
 			t.Errorf("%s: message status %s", dest, by["device.message.status/update"][0].NotifyData.Body)
 		}
-		for i, e := range by["device.message/report"] {
+		i := 0
+		var nb, sub bool
+		for _, e := range by["device.message/report"] {
 			var body struct {
-				Content struct{ I int } `json:"content"`
+				Content json.RawMessage `json:"content"`
+				Topic   string          `json:"topic"`
 			}
-			if err := json.Unmarshal(e.NotifyData.Body, &body); err != nil || body.Content.I != i ||
-				e.NotifyData.Header.DeviceID != "fb_n1" || e.RequestID == "" {
-				t.Fatalf("%s: uplink %d is %+v %s", dest, i, e, e.NotifyData.Body)
+			if err := json.Unmarshal(e.NotifyData.Body, &body); err != nil || e.RequestID == "" {
+				t.Fatalf("%s: uplink %+v %s: %v", dest, e, e.NotifyData.Body, err)
 			}
+			switch h := e.NotifyData.Header; h.DeviceID {
+			case "fb_n1":
+				var c struct{ I int }
+				if json.Unmarshal(body.Content, &c) != nil || c.I != i || h.ProductID != "fb" {
+					t.Fatalf("%s: uplink %d of fb_n1 is %s", dest, i, e.NotifyData.Body)
+				}
+				i++
+			case lw:
+				nb = body.Topic == "/19/0/0" && h.NodeID == "fb-meter"
+			case subID:
+				sub = h.GatewayID == gwID && body.Topic == "/fbsubpk/s1/user/data"
+			}
+		}
+		if i != n || !nb || !sub {
+			t.Fatalf("%s: %d of fb_n1's %d uplinks, the LwM2M uplink %v, the sub-device's %v", dest, i, n, nb, sub)
 		}
 	}
 
