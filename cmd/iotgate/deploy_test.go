@@ -207,6 +207,18 @@ func TestClusterExample(t *testing.T) {
 		t.Fatalf("docker-compose.yml: %v", err)
 	}
 
+	// Compose's own schema check, where a Compose is installed (Debian's
+	// docker-compose needs no Docker engine for it).
+	if dc, err := exec.LookPath("docker-compose"); err == nil {
+		c := exec.Command(dc, "config", "-q")
+		c.Dir = dir
+		if out, err := c.CombinedOutput(); err != nil {
+			t.Errorf("docker-compose config: %v\n%s", err, out)
+		}
+	} else {
+		t.Log("no docker-compose: docker-compose.yml checked by this test only")
+	}
+
 	nodes := 0
 	for name, svc := range compose.Services {
 		mounts := map[string]string{} // container path -> host path
