@@ -91,7 +91,7 @@ func TestVersionCommand(t *testing.T) {
 	if r := runCLI(t, "versio"); r.code != 2 {
 		t.Errorf("an unknown command: exit %d, want 2", r.code)
 	} else {
-		oneLine(t, "unknown command", r.stderr, `unknown command "versio"`, "serve, check, version, backup, restore")
+		oneLine(t, "unknown command", r.stderr, `unknown command "versio"`, "serve, check, version, health, backup, restore")
 	}
 }
 

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"time"
 )
 
 const usage = `usage:
@@ -14,6 +16,10 @@ const usage = `usage:
                                    the master key load, and (the platform stopped) that the store's
                                    records, indexes and counters agree; exits 1 on any problem
   iotgate version                  print the version, the commit and the Go version
+  iotgate health [-url URL] [-timeout D]
+                                   exit 0 if a running server's /healthz (default
+                                   http://127.0.0.1:8080/healthz) answers 200 within the timeout (3s),
+                                   else 1: the container image's health check
   iotgate backup [-config FILE] -o BACKUP
                                    write a consistent backup of the store (Badger): through the running
                                    server, or from the stopped server's store
@@ -48,11 +54,15 @@ func cli(args []string, stdout, stderr io.Writer) int {
 	sub := flag.NewFlagSet("iotgate "+cmd, flag.ContinueOnError)
 	sub.SetOutput(stderr)
 	sub.Usage = global.Usage
-	if cmd != "version" {
+	if cmd != "version" && cmd != "health" {
 		sub.StringVar(configPath, "config", *configPath, "YAML configuration file")
 	}
-	var backupOut, restoreIn string
+	var backupOut, restoreIn, healthURL string
+	var healthTimeout time.Duration
 	switch cmd {
+	case "health":
+		sub.StringVar(&healthURL, "url", defaultHealthURL, "the server's /healthz URL")
+		sub.DurationVar(&healthTimeout, "timeout", 3*time.Second, "how long to wait for the answer")
 	case "backup":
 		sub.StringVar(&backupOut, "o", "", "backup file to write")
 	case "restore":
@@ -80,8 +90,13 @@ func cli(args []string, stdout, stderr io.Writer) int {
 		err = restoreCmd(*configPath, restoreIn, stdout)
 	case "version":
 		fmt.Fprintln(stdout, versionLine(readBuildInfo()))
+	case "health":
+		if err := health(context.Background(), healthURL, healthTimeout); err != nil {
+			fmt.Fprintln(stderr, "iotgate:", err)
+			return 1
+		}
 	default:
-		fmt.Fprintf(stderr, "iotgate: unknown command %q (commands: serve, check, version, backup, restore, devices)\n", cmd)
+		fmt.Fprintf(stderr, "iotgate: unknown command %q (commands: serve, check, version, health, backup, restore, devices)\n", cmd)
 		return 2
 	}
 	if err != nil {

@@ -5,12 +5,40 @@ import (
 	"strings"
 )
 
-// readBuildInfo is the binary's build information (nil when it has none).
+// Set at link time by builds that have no VCS information to record,
+// such as the container image's (its build context holds no .git):
+//
+//	go build -buildvcs=false -ldflags "-X main.stampedVersion=v1.2.3 -X main.stampedCommit=abc123"
+//
+// Never assigned at run time.
+var stampedVersion, stampedCommit string
+
+// readBuildInfo is the binary's build information (nil when it has none),
+// with the link-time stamps where the build recorded nothing.
 func readBuildInfo() *debug.BuildInfo {
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
 		return nil
 	}
+	return stamp(bi, stampedVersion, stampedCommit)
+}
+
+// stamp fills in bi's module version and VCS revision from version and
+// commit (when not empty) where the build recorded none: what go build
+// recorded itself is never overridden.
+func stamp(bi *debug.BuildInfo, version, commit string) *debug.BuildInfo {
+	if version != "" && (bi.Main.Version == "" || bi.Main.Version == "(devel)") {
+		bi.Main.Version = version
+	}
+	if commit == "" {
+		return bi
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" {
+			return bi
+		}
+	}
+	bi.Settings = append(bi.Settings, debug.BuildSetting{Key: "vcs.revision", Value: commit})
 	return bi
 }
 
