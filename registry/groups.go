@@ -325,7 +325,9 @@ type GroupList struct {
 	Marker string // marker (group id) of the last group returned
 }
 
-// ListGroups lists a project's groups, newest first.
+// ListGroups lists a project's groups, newest first. It reads every
+// group record of the project (at most Quotas.GroupsPerProject) to count
+// those the filter keeps.
 func (r *Registry) ListGroups(ctx context.Context, project string, f GroupFilter, pg Page) (*GroupList, error) {
 	out := &GroupList{Groups: []*Group{}}
 	err := r.view(ctx, func(rd Reader) error {

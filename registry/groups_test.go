@@ -253,3 +253,50 @@ func TestGroupQuotas(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A group at the default quota's 20,000 members is deleted in one write.
+func TestDeleteFullGroup(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes 40,000 index entries")
+	}
+	r, store := newTestRegistry(t, nil)
+	ctx := context.Background()
+	g := mustGroup(t, r, "proj", NewGroup{Name: "full"})
+	n := int(DefaultQuotas.DevicesPerGroup)
+	// The members' index entries, written as AddToGroup writes them (the
+	// delete reads no device record), in writes of a few thousand.
+	for from := 0; from < n; from += 5000 {
+		if err := r.write(ctx, func(w Writer) error {
+			for i := from; i < from+5000; i++ {
+				seq, dev := fmt.Sprintf("%024x", i), fmt.Sprintf("prod_device-number-%06d", i)
+				if err := w.Set(groupMemberKey(g.ID, seq), []byte(dev)); err != nil {
+					return err
+				}
+				if err := w.Set(deviceGroupKey(dev, g.ID), []byte(seq)); err != nil {
+					return err
+				}
+			}
+			return addCount(w, memberCountKey(g.ID), 5000)
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, count, _ := members(t, r, "proj", g.ID, Page{Limit: 1, Marker: "000000000000000000000000"}); count != int64(n) {
+		t.Fatalf("count %d", count)
+	}
+	if err := r.DeleteGroup(ctx, "proj", g.ID); err != nil {
+		t.Fatal(err)
+	}
+	left := 0
+	if err := store.View(ctx, func(rd kv.Reader) error {
+		return rd.Scan(prefixKey(famGroupMember, g.ID), nil, false, func(_, _ []byte) (bool, error) {
+			left++
+			return true, nil
+		})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if left != 0 {
+		t.Fatalf("%d members left", left)
+	}
+}
