@@ -23,6 +23,7 @@ type Registry interface {
 	clusterRegistry
 	routingRegistry
 	flowPolicyRegistry
+	groupRegistry
 }
 
 // Deliverer reaches devices: the registry's delivery router, which

@@ -655,6 +655,9 @@ func (r *Registry) deleteDevice(w Writer, d *Device) error {
 	if err := deleteDeviceData(w, d.DeviceID); err != nil {
 		return err
 	}
+	if err := leaveGroups(w, d.DeviceID); err != nil {
+		return err
+	}
 	if err := w.Delete(statusTimeKey(d.DeviceID)); err != nil {
 		return err
 	}

@@ -69,6 +69,7 @@ const (
 	UniqueProductID                          // a product id
 	UniqueCertificate                        // a device CA certificate's content, within a project
 	UniqueMessageID                          // a downlink message id, within a device
+	UniqueGroupName                          // a device group's name, within a project
 )
 
 // String is the field's name in messages (the IoTDA JSON field where
@@ -87,6 +88,8 @@ func (f UniqueField) String() string {
 		return "certificate"
 	case UniqueMessageID:
 		return "message_id"
+	case UniqueGroupName:
+		return "device group name"
 	}
 	return fmt.Sprintf("UniqueField(%d)", uint8(f))
 }
@@ -120,6 +123,7 @@ const (
 	EntityRoutingRule                     // a routing rule
 	EntityRuleAction                      // a routing rule's action
 	EntityFlowPolicy                      // a forwarding flow-control policy
+	EntityDeviceGroup                     // a device group
 )
 
 // String is the entity's name in messages.
@@ -149,6 +153,8 @@ func (e Entity) String() string {
 		return "rule action"
 	case EntityFlowPolicy:
 		return "flow-control policy"
+	case EntityDeviceGroup:
+		return "device group"
 	}
 	return fmt.Sprintf("Entity(%d)", uint8(e))
 }

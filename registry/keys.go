@@ -61,6 +61,13 @@ import (
 //	bn/{kind}/{value}              a ban of the shared ban list: kind i (identity) or a (address prefix), the ban as JSON with its expiry (bans.go)
 //	rs/{device_id}                 a protocol adapter's session record: node, expiry, handle, opaque data (sessionrecords.go)
 //	rh/{handle}                    device_id (session record by the adapter's handle, e.g. the LwM2M registration id)
+//	gp/{project}/{group_id}        device group record (groups.go)
+//	gn/{project}/{name}            group_id (group names are unique in a project)
+//	gs/{super_group_id}/{group_id} nil (a group's sub-groups)
+//	gm/{group_id}/{seq}            device_id (a group's members, newest last)
+//	gd/{device_id}/{group_id}      seq of its gm entry (a device's groups)
+//	#gp/{project}/{shard}          number of the project's groups (sharded)
+//	#gm/{group_id}/{shard}         number of the group's members (sharded)
 //
 // Positions are 8 bytes big-endian, so the ordered keys are the stream.
 const sep = 0
@@ -110,6 +117,13 @@ const (
 	famFlowPolicy    = "rf"
 	famSessionRecord = "rs"
 	famSessionHandle = "rh"
+	famGroup         = "gp"
+	famGroupName     = "gn"
+	famSubGroup      = "gs"
+	famGroupMember   = "gm"
+	famDeviceGroup   = "gd"
+	famGroupCount    = "#gp"
+	famMemberCount   = "#gm"
 )
 
 func key(prefix string, parts ...string) []byte {
@@ -182,6 +196,13 @@ func ruleActionKey(project, id string) []byte      { return key(famRuleAction, p
 func flowPolicyKey(project, id string) []byte      { return key(famFlowPolicy, project, id) }
 func sessionRecordKey(dev string) []byte           { return key(famSessionRecord, dev) }
 func sessionHandleKey(h string) []byte             { return key(famSessionHandle, h) }
+func groupKey(project, id string) []byte           { return key(famGroup, project, id) }
+func groupNameKey(project, name string) []byte     { return key(famGroupName, project, name) }
+func subGroupKey(super, id string) []byte          { return key(famSubGroup, super, id) }
+func groupMemberKey(group, seq string) []byte      { return key(famGroupMember, group, seq) }
+func deviceGroupKey(dev, group string) []byte      { return key(famDeviceGroup, dev, group) }
+func groupCountKey(project string) []byte          { return key(famGroupCount, project) }
+func memberCountKey(group string) []byte           { return key(famMemberCount, group) }
 
 // statusTimeKey holds a device's last status change apart from its
 // record, so connects and disconnects never rewrite (and re-seal, and
@@ -284,6 +305,20 @@ func addCount(w Writer, k []byte, delta int64) error {
 		return w.Delete(sk)
 	}
 	return w.Set(sk, strconv.AppendInt(nil, n, 10))
+}
+
+// deleteCount deletes the counter k: its shards and its unsharded key.
+func deleteCount(w Writer, k []byte) error {
+	if err := w.Delete(k); err != nil {
+		return err
+	}
+	for i := range counterShards {
+		// A fresh key each time: an engine may keep the slice it is given.
+		if err := w.Delete(append(append(k[:len(k):len(k)], sep), shardDigits[i])); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // readCount sums the counter k's shards and its unsharded key (written

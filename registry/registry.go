@@ -77,11 +77,19 @@ type Quotas struct {
 	ClientIDsPerDevice int
 	// SubDevicesPerRequest bounds one sub-device registration request.
 	SubDevicesPerRequest int
+	// Static device groups (groups.go): groups of one project, sub-groups
+	// included; devices of one group; groups one device belongs to; levels
+	// of nesting (a group without a super group is level 1).
+	GroupsPerProject int64
+	DevicesPerGroup  int64
+	GroupsPerDevice  int
+	GroupDepth       int
 }
 
 // DefaultQuotas are the figures of the product documentation the project
 // started from.
-var DefaultQuotas = Quotas{DevicesPerProduct: 500_000, SubDevicesPerGateway: 1_500, ClientIDsPerDevice: 5, SubDevicesPerRequest: 30}
+var DefaultQuotas = Quotas{DevicesPerProduct: 500_000, SubDevicesPerGateway: 1_500, ClientIDsPerDevice: 5, SubDevicesPerRequest: 30,
+	GroupsPerProject: 1_000, DevicesPerGroup: 20_000, GroupsPerDevice: 10, GroupDepth: 5}
 
 func (q Quotas) withDefaults() Quotas {
 	if q.DevicesPerProduct <= 0 {
@@ -95,6 +103,18 @@ func (q Quotas) withDefaults() Quotas {
 	}
 	if q.SubDevicesPerRequest <= 0 {
 		q.SubDevicesPerRequest = DefaultQuotas.SubDevicesPerRequest
+	}
+	if q.GroupsPerProject <= 0 {
+		q.GroupsPerProject = DefaultQuotas.GroupsPerProject
+	}
+	if q.DevicesPerGroup <= 0 {
+		q.DevicesPerGroup = DefaultQuotas.DevicesPerGroup
+	}
+	if q.GroupsPerDevice <= 0 {
+		q.GroupsPerDevice = DefaultQuotas.GroupsPerDevice
+	}
+	if q.GroupDepth <= 0 {
+		q.GroupDepth = DefaultQuotas.GroupDepth
 	}
 	return q
 }

@@ -61,6 +61,16 @@ func TestAPITour(t *testing.T) {
 		t.Errorf("devices tagged site: %v", found)
 	}
 
+	// Device groups.
+	grp := g.MustDo(201, "POST", g.P("/device-group"), map[string]any{"name": "tour group"})["group_id"].(string)
+	g.MustDo(200, "GET", g.P("/device-group?limit=5"), nil)
+	g.MustDo(200, "GET", g.P("/device-group/"+grp), nil)
+	g.MustDo(200, "PUT", g.P("/device-group/"+grp), map[string]any{"description": "touring"})
+	g.MustDo(200, "POST", g.P("/device-group/"+grp+"/action?action_id=addDevice&device_id="+id), nil)
+	g.MustDo(200, "GET", g.P("/device-group/"+grp+"/devices?limit=5"), nil)
+	g.MustDo(200, "POST", g.P("/device-group/"+grp+"/action?action_id=removeDevice&device_id="+id), nil)
+	g.MustDo(204, "DELETE", g.P("/device-group/"+grp), nil)
+
 	// Device data, commands and messages (the device is offline).
 	g.MustDo(200, "PUT", g.P("/devices/"+id+"/shadow"), map[string]any{"shadow": []map[string]any{{"service_id": "Basic",
 		"desired": map[string]any{"limit": 5}, "version": 0}}})

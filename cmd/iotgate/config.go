@@ -201,6 +201,11 @@ type RegConfig struct {
 	MaxSubDevicesPerGateway int64 `yaml:"max_sub_devices_per_gateway"`
 	MaxClientIDsPerDevice   int   `yaml:"max_client_ids_per_device"`
 	MaxSubDevicesPerRequest int   `yaml:"max_sub_devices_per_request"`
+	// Static device groups' quotas (IoTDA's limits by default).
+	MaxDeviceGroupsPerProject int64 `yaml:"max_device_groups_per_project"`
+	MaxDevicesPerGroup        int64 `yaml:"max_devices_per_group"`
+	MaxGroupsPerDevice        int   `yaml:"max_groups_per_device"`
+	MaxGroupDepth             int   `yaml:"max_group_depth"`
 }
 
 // EventsConfig bounds the durable event stream (GET .../events and
@@ -236,7 +241,8 @@ func defaultConfig() Config {
 		CoAP:      defaultCoAPConfig(),
 		MQTT:      MQTTConfig{Listen: ":1883", TLSListen: ":8883", TimestampSkew: time.Hour},
 		Registry: RegConfig{SweepInterval: time.Second, CacheEntries: 1 << 22, CacheMaxAge: 10 * time.Minute,
-			MaxDevicesPerProduct: 500_000, MaxSubDevicesPerGateway: 1_500, MaxClientIDsPerDevice: 5, MaxSubDevicesPerRequest: 30},
+			MaxDevicesPerProduct: 500_000, MaxSubDevicesPerGateway: 1_500, MaxClientIDsPerDevice: 5, MaxSubDevicesPerRequest: 30,
+			MaxDeviceGroupsPerProject: 1_000, MaxDevicesPerGroup: 20_000, MaxGroupsPerDevice: 10, MaxGroupDepth: 5},
 		Store: StoreConfig{Engine: engineBadger, MinFreeBytes: 256 << 20, BallastBytes: 64 << 20,
 			Postgres: PostgresConfig{MaxConns: 32, StartTimeout: time.Minute}},
 		Limits:            defaultLimits(),

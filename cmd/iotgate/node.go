@@ -77,7 +77,8 @@ func openNode(ctx context.Context, cfg *Config, key []byte, log *slog.Logger, op
 	o := registry.Options{Store: n.store, MasterKey: key, Logger: log, SweepInterval: rc.SweepInterval,
 		CacheEntries: rc.CacheEntries, CacheMaxAge: rc.CacheMaxAge, Quotas: registry.Quotas{DevicesPerProduct: rc.MaxDevicesPerProduct,
 			SubDevicesPerGateway: rc.MaxSubDevicesPerGateway, ClientIDsPerDevice: rc.MaxClientIDsPerDevice,
-			SubDevicesPerRequest: rc.MaxSubDevicesPerRequest},
+			SubDevicesPerRequest: rc.MaxSubDevicesPerRequest, GroupsPerProject: rc.MaxDeviceGroupsPerProject,
+			DevicesPerGroup: rc.MaxDevicesPerGroup, GroupsPerDevice: rc.MaxGroupsPerDevice, GroupDepth: rc.MaxGroupDepth},
 		Events: registry.EventOptions{Retention: cfg.Events.Retention, MaxEvents: cfg.Events.MaxEvents,
 			OfflineGrace: cfg.Events.OfflineGrace}}
 	if c := cfg.Cluster; c.clustered() {
