@@ -62,8 +62,10 @@ func signedBy(t *testing.T, cn string, ca *x509.Certificate, caKey *ecdsa.Privat
 // browser: a CA uploaded on the page is listed unverified with its
 // verify code; a certificate signed with the CN the page shows verifies
 // it; a rule for uplinks with an HTTP action made on the pages forwards
-// a mosquitto_pub uplink to a receiver; the action's signing token never
-// shows; the rule deleted on its page is gone from the API. The page
+// a mosquitto_pub uplink to a receiver; a Kafka action's brokers reach
+// the API as addresses; neither the HTTP signing token nor the Kafka
+// password ever shows; an action is deleted and the rule deactivated and
+// activated on its page; the rule deleted on its page is gone from the API. The page
 // reports no exception or CSP violation throughout.
 func TestConsoleBrowserCertsAndRouting(t *testing.T) {
 	requireTool(t, "mosquitto_pub")
@@ -153,6 +155,56 @@ func TestConsoleBrowserCertsAndRouting(t *testing.T) {
 		r["subject"].(map[string]any)["resource"] != "device.message" || r["subject"].(map[string]any)["event"] != "report" {
 		t.Fatalf("the console's rule %q: %d %v", ruleID, st, r)
 	}
+
+	// A Kafka action from the form: brokers parsed into IoTDA's
+	// addresses, the SASL password stored but never shown; then deleted
+	// from the rule's page.
+	const kafkaPassword = "kafkaPass99"
+	step("add and delete a Kafka action", 30*time.Second,
+		chromedp.SetValue("#a-channel", "DMS_KAFKA_FORWARDING", chromedp.ByID),
+		chromedp.Evaluate(`document.querySelector('#a-channel').dispatchEvent(new Event('change'))`, nil),
+		chromedp.WaitVisible("#a-brokers", chromedp.ByID),
+		chromedp.SendKeys("#a-brokers", "127.0.0.1:9092, kafka.example:9093", chromedp.ByID),
+		chromedp.SendKeys("#a-topic", "iot.up", chromedp.ByID),
+		chromedp.SetValue("#a-mechanism", "PLAIN", chromedp.ByID),
+		chromedp.SendKeys("#a-user", "gate", chromedp.ByID),
+		chromedp.SendKeys("#a-password", kafkaPassword, chromedp.ByID),
+		chromedp.Click("#new-action button[type=submit]", chromedp.ByQuery),
+		chromedp.Poll(`document.querySelectorAll('#actions tr[data-action]').length === 2`, nil),
+		chromedp.Text("#actions", &actionsText, chromedp.ByID),
+		chromedp.Evaluate(`document.querySelector('main').textContent + [...document.querySelectorAll('input')].map((i) => i.value).join(' ')`, &pageText))
+	if !strings.Contains(actionsText, "127.0.0.1:9092,kafka.example:9093 topic iot.up (user gate)") {
+		t.Errorf("the rule's actions show:\n%s", actionsText)
+	}
+	if strings.Contains(pageText, kafkaPassword) {
+		t.Error("the page shows the Kafka password after it was sent")
+	}
+	_, acts := g.Do("GET", g.P("/routing-rule/actions?channel=DMS_KAFKA_FORWARDING&rule_id="+ruleID), nil)
+	list, _ := acts["actions"].([]any)
+	if len(list) != 1 {
+		t.Fatalf("the rule's Kafka actions: %v", acts)
+	}
+	kafka := list[0].(map[string]any)
+	if got := fmt.Sprint(kafka["channel_detail"].(map[string]any)["dms_kafka_forwarding"].(map[string]any)["addresses"]); got != "[map[ip:127.0.0.1 port:9092] map[domain:kafka.example port:9093]]" {
+		t.Errorf("the Kafka action's addresses: %s", got)
+	}
+	step("delete the Kafka action", 30*time.Second,
+		chromedp.Click(fmt.Sprintf(`tr[data-action=%q] .action-delete`, kafka["action_id"]), chromedp.ByQuery),
+		chromedp.Poll(`document.querySelectorAll('#actions tr[data-action]').length === 1`, nil))
+	if st, _ := g.Do("GET", g.P("/routing-rule/actions/"+kafka["action_id"].(string)), nil); st != http.StatusNotFound {
+		t.Errorf("after the console's delete, GET the Kafka action: %d, want 404", st)
+	}
+
+	// Deactivated, then active again, from the rule's page.
+	step("deactivate the rule", 30*time.Second,
+		chromedp.Click("#rule-toggle", chromedp.ByID),
+		chromedp.Poll(`document.querySelector('#rule-details [data-active]').dataset.active === 'false' && document.querySelector('#rule-toggle').textContent === 'Activate'`, nil))
+	if _, r := g.Do("GET", g.P("/routing-rule/rules/"+ruleID), nil); r["active"] != false {
+		t.Errorf("after Deactivate: %v", r)
+	}
+	step("activate the rule", 30*time.Second,
+		chromedp.Click("#rule-toggle", chromedp.ByID),
+		chromedp.Poll(`document.querySelector('#rule-details [data-active]').dataset.active === 'true' && document.querySelector('#rule-toggle').textContent === 'Deactivate'`, nil))
 
 	// An uplink reaches the receiver.
 	mustRun(t, "mosquitto_pub", append(dev.args(true), "-q", "1", "-t", "$oc/devices/"+dev.id+"/sys/messages/up", "-m", `{"temp":21}`)...)
