@@ -109,17 +109,18 @@ func TestConsoleBrowserCertsAndRouting(t *testing.T) {
 	}
 
 	// Proof of possession: a certificate the CA signed, CN the code.
-	step("verify the CA certificate", 30*time.Second,
+	step("open the verify form", 30*time.Second,
 		chromedp.Click("#certs .verify-open", chromedp.ByQuery),
 		chromedp.WaitVisible(".verify-content", chromedp.ByQuery),
-		chromedp.Poll(fmt.Sprintf(`document.querySelector('form.verify pre').textContent.includes('/CN=%s')`, code), nil),
+		chromedp.Poll(fmt.Sprintf(`document.querySelector('form.verify pre').textContent.includes('/CN=%s')`, code), nil))
+	screenshot(t, ctx, "certificates")
+	step("verify the CA certificate", 30*time.Second,
 		chromedp.SetValue(".verify-content", signedBy(t, "not-the-code", ca, caKey), chromedp.ByQuery),
 		chromedp.Click("form.verify button[type=submit]", chromedp.ByQuery),
 		chromedp.WaitVisible("form.verify .error", chromedp.ByQuery),
 		chromedp.SetValue(".verify-content", signedBy(t, code, ca, caKey), chromedp.ByQuery),
 		chromedp.Click("form.verify button[type=submit]", chromedp.ByQuery),
 		chromedp.Poll(`document.querySelector('#certs tr[data-cert] [data-verified]').dataset.verified === 'true' && document.querySelector('form.verify') === null`, nil))
-	screenshot(t, ctx, "certificates")
 	if _, c := g.Do("GET", g.P("/certificates/"+certID), nil); c["status"] != true {
 		t.Errorf("after the console's verify: %v", c)
 	}

@@ -14,8 +14,14 @@ function proofRecipe(code) {
   ].join('\n');
 }
 
+// day shows IoTDA's compact time (20260301T080000Z) as 2026-03-01.
+function day(t) {
+  const m = /^(\d{4})(\d{2})(\d{2})T/.exec(t || '');
+  return m ? `${m[1]}-${m[2]}-${m[3]}` : (t || '');
+}
+
 export function certsPage(main) {
-  const list = h('div', { id: 'certs' });
+  const list = h('div', { id: 'certs', class: 'list' });
   const out = h('div', { id: 'cert-result' });
   const content = h('textarea', { id: 'cert-content', required: true, placeholder: '-----BEGIN CERTIFICATE-----' });
   const form = h('form', {
@@ -72,7 +78,7 @@ export function certsPage(main) {
         h('td', {}, h('span', { class: c.status ? 'status status-ONLINE' : 'status status-INACTIVE', 'data-verified': String(c.status) },
           c.status ? 'Verified' : 'Unverified')),
         h('td', {}, h('code', { class: 'verify-code' }, c.verify_code)),
-        h('td', {}, c.effective_date), h('td', {}, c.expiry_date),
+        h('td', { title: c.effective_date }, day(c.effective_date)), h('td', { title: c.expiry_date }, day(c.expiry_date)),
         h('td', {},
           c.status ? null : h('button', { type: 'button', class: 'plain verify-open', onclick: () => replace(verifying, verifyForm(c)) }, 'Verify'),
           h('button', {

@@ -14,7 +14,7 @@ const SUBJECTS = [
 ];
 
 export function rulesPage(main) {
-  const list = h('div', { id: 'rules' });
+  const list = h('div', { id: 'rules', class: 'list' });
   const out = h('div', { id: 'rule-result' });
   const name = h('input', { id: 'r-name', required: true, placeholder: 'uplinks' });
   const subject = h('select', { id: 'r-subject' },
