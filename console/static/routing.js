@@ -19,7 +19,7 @@ export function rulesPage(main) {
   const name = h('input', { id: 'r-name', required: true, placeholder: 'uplinks' });
   const subject = h('select', { id: 'r-subject' },
     SUBJECTS.map(([r, e]) => h('option', { value: `${r} ${e}` }, `${r} ${e}`)));
-  const where = h('input', { id: 'r-where', placeholder: "optional, e.g. notify_data.body.content.temp > 30" });
+  const where = h('input', { id: 'r-where', placeholder: 'optional, e.g. notify_data.body.content.temp > 30' });
   const desc = h('input', { id: 'r-desc', placeholder: 'optional' });
   const active = h('input', { id: 'r-active', type: 'checkbox', checked: true });
   const form = h('form', {
