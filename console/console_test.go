@@ -24,6 +24,8 @@ func TestHandler(t *testing.T) {
 		{"module", "GET", "/console/app.js", 200, "text/javascript; charset=utf-8", "import", ""},
 		{"style", "GET", "/console/style.css", 200, "text/css; charset=utf-8", "body", ""},
 		{"endpoints", "GET", "/console/endpoints.json", 200, "application/json", `{"mqtt":1883,"mqtts":8883,"coap":5683}`, ""},
+		{"certificates page", "GET", "/console/certs.js", 200, "text/javascript; charset=utf-8", "/certificates", ""},
+		{"routing page", "GET", "/console/routing.js", 200, "text/javascript; charset=utf-8", "/routing-rule/rules", ""},
 		{"head", "HEAD", "/console/dom.js", 200, "text/javascript; charset=utf-8", "", ""},
 		{"missing", "GET", "/console/nope.js", 404, "", "", ""},
 		{"no slash", "GET", "/console", 301, "", "", "/console/"},
@@ -90,6 +92,37 @@ func TestStaticFilesSafe(t *testing.T) {
 			if remote.MatchString(s) {
 				t.Errorf("%s loads from another origin: %q", e.Name(), remote.FindString(s))
 			}
+		}
+	}
+}
+
+// Every module a file imports is embedded, and every page the header
+// links to has a route in app.js: a page added without its file or its
+// route fails here, before a browser.
+func TestStaticFilesLinked(t *testing.T) {
+	imports := regexp.MustCompile(`from '\./([a-z]+\.js)'`)
+	entries, err := static.ReadDir("static")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		b, _ := static.ReadFile("static/" + e.Name())
+		for _, m := range imports.FindAllStringSubmatch(string(b), -1) {
+			if _, err := static.ReadFile("static/" + m[1]); err != nil {
+				t.Errorf("%s imports %s, which is not embedded", e.Name(), m[1])
+			}
+		}
+	}
+	index, _ := static.ReadFile("static/index.html")
+	app, _ := static.ReadFile("static/app.js")
+	links := regexp.MustCompile(`href="#/([a-z/]+)"`).FindAllStringSubmatch(string(index), -1)
+	if len(links) < 6 {
+		t.Fatalf("index.html links to %d pages", len(links))
+	}
+	for _, l := range links {
+		route := "^#\\/" + strings.ReplaceAll(l[1], "/", "\\/") + "$/"
+		if !strings.Contains(string(app), route) {
+			t.Errorf("the header links to #/%s, which app.js has no route %s for", l[1], route)
 		}
 	}
 }

@@ -6,6 +6,8 @@ import { h, replace, errorBox, field } from './dom.js';
 import { devicesPage, newDevicePage } from './devices.js';
 import { devicePage } from './device.js';
 import { productsPage } from './products.js';
+import { certsPage } from './certs.js';
+import { rulesPage, rulePage } from './routing.js';
 
 const main = document.getElementById('main');
 let stop = null;
@@ -46,6 +48,9 @@ const routes = [
   [/^#\/devices$/, () => devicesPage(main)],
   [/^#\/device\/(.+)$/, (m) => devicePage(main, decodeURIComponent(m[1]))],
   [/^#\/products$/, () => productsPage(main)],
+  [/^#\/certificates$/, () => certsPage(main)],
+  [/^#\/rules$/, () => rulesPage(main)],
+  [/^#\/rule\/(.+)$/, (m) => rulePage(main, decodeURIComponent(m[1]))],
 ];
 
 function route() {
