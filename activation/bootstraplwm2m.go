@@ -1,0 +1,349 @@
+package activation
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/plgd-dev/go-coap/v3/message"
+	"github.com/plgd-dev/go-coap/v3/message/codes"
+	"github.com/plgd-dev/go-coap/v3/mux"
+	coapNet "github.com/plgd-dev/go-coap/v3/net"
+	"github.com/plgd-dev/go-coap/v3/options"
+	"github.com/plgd-dev/go-coap/v3/udp"
+	udpServer "github.com/plgd-dev/go-coap/v3/udp/server"
+
+	"github.com/iotgate/iotgate/lwm2m/format"
+	"github.com/iotgate/iotgate/registry/regions"
+)
+
+// LwM2MCentre is what the LwM2M bootstrap server needs of the domain
+// (regions.Centre).
+type LwM2MCentre interface {
+	LwM2MBootstrap(ctx context.Context, src netip.Addr, endpoint string) (regions.LwM2MAccount, regions.Endpoint, error)
+}
+
+// Security modes of the Security object's resource 2 (LwM2M 1.1
+// E.1).
+const (
+	securityModePSK   = 0
+	securityModeNoSec = 3
+)
+
+// The instances the bootstrap writes: /0/0 is, by convention (Wakaama,
+// Leshan), the device's bootstrap-server account, which Bootstrap-Delete
+// of /0 keeps; the region's server account goes beside it.
+const (
+	securityInstance = 1
+	serverInstance   = 0
+	// ShortServerID is the region server's short id (/0/1/10, /1/0/0).
+	ShortServerID = 1
+)
+
+// DefaultBootstrapLifetime is the registration lifetime written into
+// /1/0/1 when BootstrapLwM2MOptions.Lifetime is zero.
+const DefaultBootstrapLifetime = 24 * time.Hour
+
+// BootstrapLwM2MOptions configures NewBootstrapLwM2M.
+type BootstrapLwM2MOptions struct {
+	Centre LwM2MCentre
+	// Listen is the UDP address (CoAP, NoSec).
+	Listen string
+	// Lifetime is the registration lifetime written for the region's
+	// server; 0: DefaultBootstrapLifetime.
+	Lifetime time.Duration
+	// Timeout bounds one bootstrap (the centre's look-up and every
+	// request to the device); 0: 30 s.
+	Timeout time.Duration
+	// Guard nil: no bans.
+	Guard  Guard
+	Logger *slog.Logger
+}
+
+// BootstrapLwM2M is the centre's LwM2M Bootstrap server (LwM2M 1.1
+// transport 6.1, core 5.2.7): a device sends Bootstrap-Request
+// (POST /bs?ep={endpoint}); the server answers 2.04 and then, as the
+// server, deletes the device's Security (/0) and Server (/1) objects but
+// its bootstrap account, writes /0/1 (its region's LwM2M server URI,
+// Bootstrap-Server false, security mode PSK with identity = node id and
+// key = the device's secret, or NoSec for a device with no secret) and
+// /1/0 (short server id, lifetime, binding U) in TLV, and ends with
+// Bootstrap-Finish (POST /bs). The device's region, and its secret, come
+// from the centre (regions.Centre.LwM2MBootstrap), which asks the region
+// holding the device.
+type BootstrapLwM2M struct {
+	o   BootstrapLwM2MOptions
+	l   *coapNet.UDPConn
+	srv *udpServer.Server
+
+	mu       sync.Mutex
+	inFlight map[string]bool // endpoints being bootstrapped
+}
+
+// NewBootstrapLwM2M binds the listener; Start serves it.
+func NewBootstrapLwM2M(o BootstrapLwM2MOptions) (*BootstrapLwM2M, error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Lifetime <= 0 {
+		o.Lifetime = DefaultBootstrapLifetime
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 30 * time.Second
+	}
+	l, err := coapNet.NewListenUDP("udp", o.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("lwm2m bootstrap listen %s: %w", o.Listen, err)
+	}
+	b := &BootstrapLwM2M{o: o, l: l, inFlight: map[string]bool{}}
+	r := mux.NewRouter()
+	if err := r.Handle("/bs", mux.HandlerFunc(b.request)); err != nil {
+		_ = l.Close()
+		return nil, err
+	}
+	b.srv = udp.NewServer(options.WithMux(r))
+	return b, nil
+}
+
+// Addr is the bound UDP address.
+func (b *BootstrapLwM2M) Addr() net.Addr { return b.l.LocalAddr() }
+
+// Start serves in the background.
+func (b *BootstrapLwM2M) Start(context.Context) error {
+	go func() {
+		if err := b.srv.Serve(b.l); err != nil {
+			b.o.Logger.Warn("lwm2m bootstrap server stopped", "err", err)
+		}
+	}()
+	return nil
+}
+
+// Shutdown stops the server and closes the listener.
+func (b *BootstrapLwM2M) Shutdown(context.Context) error {
+	b.srv.Stop()
+	return nil
+}
+
+// bootstrapPlan is what one device is written.
+type bootstrapPlan struct {
+	endpoint string
+	uri      string
+	mode     int64
+	identity string
+	key      []byte
+	lifetime int64
+}
+
+// request serves a Bootstrap-Request.
+func (b *BootstrapLwM2M) request(w mux.ResponseWriter, r *mux.Message) {
+	if r.Code() != codes.POST {
+		_ = w.SetResponse(codes.MethodNotAllowed, message.TextPlain, nil)
+		return
+	}
+	src := netip.Addr{}
+	if ua, ok := w.Conn().RemoteAddr().(*net.UDPAddr); ok {
+		src, _ = netip.AddrFromSlice(ua.IP)
+		src = src.Unmap()
+	}
+	ep := queryValue(r, "ep")
+	if ep == "" {
+		_ = w.SetResponse(codes.BadRequest, message.TextPlain, strings.NewReader("ep query parameter required"))
+		return
+	}
+	if banned(b.o.Guard, ep, src) {
+		_ = w.SetResponse(codes.Forbidden, message.TextPlain, nil)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), b.o.Timeout)
+	a, rep, err := b.o.Centre.LwM2MBootstrap(ctx, src, ep)
+	countFailure(b.o.Guard, err, ep, src)
+	var plan bootstrapPlan
+	if err == nil {
+		plan, err = b.plan(ep, a, rep)
+	}
+	if err != nil {
+		cancel()
+		b.refuse(w, ep, src, err)
+		return
+	}
+	if !b.claim(ep) {
+		cancel()
+		// A retransmitted request: its session is under way.
+		_ = w.SetResponse(codes.Changed, message.TextPlain, nil)
+		return
+	}
+	// The 2.04 must reach the device before the first Bootstrap-Delete:
+	// written here rather than when the handler returns.
+	if err := ack(w.Conn(), r); err != nil {
+		cancel()
+		b.release(ep)
+		b.o.Logger.Info("lwm2m bootstrap: answer not sent", "endpoint", ep, "err", err)
+		return
+	}
+	go func() {
+		defer cancel()
+		defer b.release(ep)
+		if err := b.run(ctx, w.Conn(), plan); err != nil {
+			b.o.Logger.Info("lwm2m bootstrap failed", "endpoint", ep, "addr", src.String(), "err", err)
+			return
+		}
+		b.o.Logger.Info("device bootstrapped over LwM2M", "endpoint", ep, "device_id", a.DeviceID,
+			"server", plan.uri, "psk", plan.mode == securityModePSK)
+	}()
+}
+
+// plan decides what the device is written: PSK towards the region's
+// coaps URI when the device has a secret and the region serves DTLS,
+// else NoSec towards its coap URI unless the device requires secure
+// access.
+func (b *BootstrapLwM2M) plan(ep string, a regions.LwM2MAccount, rep regions.Endpoint) (bootstrapPlan, error) {
+	p := bootstrapPlan{endpoint: ep, lifetime: int64(b.o.Lifetime / time.Second)}
+	switch {
+	case a.Secret != "" && rep.LwM2MSecureURI != "":
+		p.uri, p.mode, p.identity, p.key = rep.LwM2MSecureURI, securityModePSK, a.DeviceName, pskOf(a.Secret)
+	case !a.SecureAccess && rep.LwM2MURI != "":
+		p.uri, p.mode = rep.LwM2MURI, securityModeNoSec
+	default:
+		return p, errNoLwM2MServer
+	}
+	return p, nil
+}
+
+// errNoLwM2MServer: the device's region serves no LwM2M server the
+// device may use (a configuration gap, not the device's fault).
+var errNoLwM2MServer = errors.New("the region has no LwM2M server URI for this device's security mode")
+
+// pskOf is the DTLS pre-shared key of a secret, as the region's LwM2M
+// server derives it (lwm2m.PSK): the hex-decoded bytes of an even-length
+// hex secret, else its UTF-8 bytes.
+func pskOf(secret string) []byte {
+	if len(secret)%2 == 0 {
+		if k, err := hex.DecodeString(secret); err == nil && len(k) > 0 {
+			return k
+		}
+	}
+	return []byte(secret)
+}
+
+func (b *BootstrapLwM2M) refuse(w mux.ResponseWriter, ep string, src netip.Addr, err error) {
+	var pe *regions.ParamError
+	code, level := codes.Forbidden, slog.LevelInfo
+	switch {
+	case errors.As(err, &pe):
+		code = codes.BadRequest
+	case errors.Is(err, regions.ErrUnknownDevice), errors.Is(err, regions.ErrAuthType):
+	default:
+		// A region that did not answer, or no server to send the device
+		// to: the device retries later.
+		code, level = codes.ServiceUnavailable, slog.LevelWarn
+	}
+	b.o.Logger.Log(context.Background(), level, "lwm2m bootstrap refused", "endpoint", ep, "addr", src.String(),
+		"code", code.String(), "err", err)
+	_ = w.SetResponse(code, message.TextPlain, nil)
+}
+
+func (b *BootstrapLwM2M) claim(ep string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.inFlight[ep] {
+		return false
+	}
+	b.inFlight[ep] = true
+	return true
+}
+
+func (b *BootstrapLwM2M) release(ep string) {
+	b.mu.Lock()
+	delete(b.inFlight, ep)
+	b.mu.Unlock()
+}
+
+// ack writes the request's 2.04 Changed at once.
+func ack(cc mux.Conn, r *mux.Message) error {
+	m := cc.AcquireMessage(cc.Context())
+	defer cc.ReleaseMessage(m)
+	m.SetCode(codes.Changed)
+	m.SetToken(r.Token())
+	if r.Type() == message.Confirmable {
+		m.SetType(message.Acknowledgement)
+		m.SetMessageID(r.MessageID())
+	} else {
+		m.SetType(message.NonConfirmable)
+	}
+	return cc.WriteMessage(m)
+}
+
+func queryValue(r *mux.Message, name string) string {
+	qs, _ := r.Options().Queries()
+	for _, q := range qs {
+		if v, ok := strings.CutPrefix(q, name+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// run performs the server's side of the bootstrap: deletes, writes,
+// finish. A step the device refuses ends it (the device bootstraps
+// again after its own timeout).
+func (b *BootstrapLwM2M) run(ctx context.Context, cc mux.Conn, p bootstrapPlan) error {
+	for _, path := range []string{"/0", "/1"} {
+		resp, err := cc.Delete(ctx, path)
+		if err != nil {
+			return fmt.Errorf("bootstrap-delete %s: %w", path, err)
+		}
+		// 4.04: nothing to delete, which is fine.
+		if c := resp.Code(); c != codes.Deleted && c != codes.NotFound {
+			return fmt.Errorf("bootstrap-delete %s: %v", path, c)
+		}
+	}
+	sec := format.NewPath(0, securityInstance)
+	security := []format.Record{
+		{Path: sec.Child(0), Value: format.StringValue(p.uri)},
+		{Path: sec.Child(1), Value: format.BooleanValue(false)},
+		{Path: sec.Child(2), Value: format.IntegerValue(p.mode)},
+		{Path: sec.Child(3), Value: format.OpaqueValue([]byte(p.identity))},
+		{Path: sec.Child(4), Value: format.OpaqueValue(nil)},
+		{Path: sec.Child(5), Value: format.OpaqueValue(p.key)},
+		{Path: sec.Child(10), Value: format.IntegerValue(ShortServerID)},
+	}
+	srv := format.NewPath(1, serverInstance)
+	server := []format.Record{
+		{Path: srv.Child(0), Value: format.IntegerValue(ShortServerID)},
+		{Path: srv.Child(1), Value: format.IntegerValue(p.lifetime)},
+		{Path: srv.Child(6), Value: format.BooleanValue(false)},
+		{Path: srv.Child(7), Value: format.StringValue("U")},
+	}
+	for _, wr := range []struct {
+		path format.Path
+		recs []format.Record
+	}{{sec, security}, {srv, server}} {
+		payload, err := format.Encode(format.FormatTLV, wr.path, wr.recs)
+		if err != nil {
+			return fmt.Errorf("encode %s: %w", wr.path, err)
+		}
+		resp, err := cc.Put(ctx, wr.path.String(), message.MediaType(format.FormatTLV), bytes.NewReader(payload))
+		if err != nil {
+			return fmt.Errorf("bootstrap-write %s: %w", wr.path, err)
+		}
+		if resp.Code() != codes.Changed {
+			return fmt.Errorf("bootstrap-write %s: %v", wr.path, resp.Code())
+		}
+	}
+	resp, err := cc.Post(ctx, "/bs", message.TextPlain, nil)
+	if err != nil {
+		return fmt.Errorf("bootstrap-finish: %w", err)
+	}
+	if resp.Code() != codes.Changed {
+		return fmt.Errorf("bootstrap-finish: %v", resp.Code())
+	}
+	return nil
+}
