@@ -19,6 +19,7 @@ import (
 	coapNet "github.com/plgd-dev/go-coap/v3/net"
 	"github.com/plgd-dev/go-coap/v3/options"
 	"github.com/plgd-dev/go-coap/v3/udp"
+	"github.com/plgd-dev/go-coap/v3/udp/coder"
 	udpServer "github.com/plgd-dev/go-coap/v3/udp/server"
 
 	"github.com/iotgate/iotgate/lwm2m/format"
@@ -182,7 +183,7 @@ func (b *BootstrapLwM2M) request(w mux.ResponseWriter, r *mux.Message) {
 	}
 	// The 2.04 must reach the device before the first Bootstrap-Delete:
 	// written here rather than when the handler returns.
-	if err := ack(w.Conn(), r); err != nil {
+	if err := b.ack(ctx, w.Conn().RemoteAddr(), r); err != nil {
 		cancel()
 		b.release(ep)
 		b.o.Logger.Info("lwm2m bootstrap: answer not sent", "endpoint", ep, "err", err)
@@ -266,19 +267,24 @@ func (b *BootstrapLwM2M) release(ep string) {
 	b.mu.Unlock()
 }
 
-// ack writes the request's 2.04 Changed at once.
-func ack(cc mux.Conn, r *mux.Message) error {
-	m := cc.AcquireMessage(cc.Context())
-	defer cc.ReleaseMessage(m)
-	m.SetCode(codes.Changed)
-	m.SetToken(r.Token())
-	if r.Type() == message.Confirmable {
-		m.SetType(message.Acknowledgement)
-		m.SetMessageID(r.MessageID())
-	} else {
-		m.SetType(message.NonConfirmable)
+// ack writes the request's 2.04 Changed at once, on the listener
+// itself: go-coap's connection sends every message it is given as a
+// request.
+func (b *BootstrapLwM2M) ack(ctx context.Context, raddr net.Addr, r *mux.Message) error {
+	ua, ok := raddr.(*net.UDPAddr)
+	if !ok {
+		return fmt.Errorf("peer %v is not UDP", raddr)
 	}
-	return cc.WriteMessage(m)
+	m := message.Message{Code: codes.Changed, Token: r.Token(), Type: message.Acknowledgement, MessageID: r.MessageID()}
+	if r.Type() != message.Confirmable {
+		m.Type, m.MessageID = message.NonConfirmable, message.GetMID()
+	}
+	buf := make([]byte, 64)
+	n, err := coder.DefaultCoder.Encode(m, buf)
+	if err != nil {
+		return err
+	}
+	return b.l.WriteWithContext(ctx, ua, buf[:n])
 }
 
 func queryValue(r *mux.Message, name string) string {

@@ -98,7 +98,8 @@ func Bootstrap(ctx context.Context, server, endpoint string) (*Bootstrapped, err
 		if err != nil {
 			return nil, err
 		}
-		var m message.Message
+		// A fresh options slice each time: requests are kept (answered).
+		m := message.Message{Options: make(message.Options, 0, maxOptions)}
 		if _, err := coder.DefaultCoder.Decode(buf[:n], &m); err != nil {
 			continue
 		}
@@ -132,7 +133,7 @@ func (b *Bootstrapped) serve(m message.Message) (message.Message, bool) {
 	path, _ := m.Options.Path()
 	path = "/" + strings.Trim(path, "/")
 	b.Ops = append(b.Ops, m.Code.String()+" "+path)
-	resp := message.Message{Token: m.Token, Type: message.Acknowledgement, MessageID: m.MessageID}
+	resp := message.Message{Token: append([]byte(nil), m.Token...), Type: message.Acknowledgement, MessageID: m.MessageID}
 	if m.Type != message.Confirmable {
 		resp.Type = message.NonConfirmable
 	}
