@@ -76,7 +76,8 @@ type BootstrapLwM2MOptions struct {
 // its bootstrap account, writes /0/1 (its region's LwM2M server URI,
 // Bootstrap-Server false, security mode PSK with identity = node id and
 // key = the device's secret, or NoSec for a device with no secret) and
-// /1/0 (short server id, lifetime, binding U) in TLV, and ends with
+// /1/0 (short server id, lifetime, binding U) in TLV (or the client's
+// preferred content format, pct), and ends with
 // Bootstrap-Finish (POST /bs). The device's region, and its secret, come
 // from the centre (regions.Centre.LwM2MBootstrap), which asks the region
 // holding the device.
@@ -86,7 +87,13 @@ type BootstrapLwM2M struct {
 	srv *udpServer.Server
 
 	mu       sync.Mutex
-	inFlight map[string]bool // endpoints being bootstrapped
+	inFlight map[string]*bootstrapSession // by endpoint
+}
+
+// bootstrapSession is one device's bootstrap under way.
+type bootstrapSession struct {
+	token  string // of its Bootstrap-Request
+	cancel context.CancelFunc
 }
 
 // NewBootstrapLwM2M binds the listener; Start serves it.
@@ -104,7 +111,7 @@ func NewBootstrapLwM2M(o BootstrapLwM2MOptions) (*BootstrapLwM2M, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lwm2m bootstrap listen %s: %w", o.Listen, err)
 	}
-	b := &BootstrapLwM2M{o: o, l: l, inFlight: map[string]bool{}}
+	b := &BootstrapLwM2M{o: o, l: l, inFlight: map[string]*bootstrapSession{}}
 	r := mux.NewRouter()
 	if err := r.Handle("/bs", mux.HandlerFunc(b.request)); err != nil {
 		_ = l.Close()
@@ -141,6 +148,8 @@ type bootstrapPlan struct {
 	identity string
 	key      []byte
 	lifetime int64
+	// format is the content format of the writes.
+	format uint16
 }
 
 // request serves a Bootstrap-Request.
@@ -163,35 +172,34 @@ func (b *BootstrapLwM2M) request(w mux.ResponseWriter, r *mux.Message) {
 		_ = w.SetResponse(codes.Forbidden, message.TextPlain, nil)
 		return
 	}
+	if b.underWay(ep, string(r.Token())) {
+		// A retransmitted request: acknowledged again, its session goes on.
+		if err := b.ack(context.Background(), w.Conn().RemoteAddr(), r); err != nil {
+			b.o.Logger.Info("lwm2m bootstrap: answer not sent", "endpoint", ep, "err", err)
+		}
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), b.o.Timeout)
 	a, rep, err := b.o.Centre.LwM2MBootstrap(ctx, src, ep)
 	countFailure(b.o.Guard, err, ep, src)
 	var plan bootstrapPlan
 	if err == nil {
 		plan, err = b.plan(ep, a, rep)
+		plan.format = writeFormat(queryValue(r, "pct"))
 	}
 	if err != nil {
 		cancel()
 		b.refuse(w, ep, src, err)
 		return
 	}
-	if !b.claim(ep) {
-		cancel()
-		// A retransmitted request: its session is under way.
-		_ = w.SetResponse(codes.Changed, message.TextPlain, nil)
-		return
-	}
-	// The 2.04 must reach the device before the first Bootstrap-Delete:
-	// written here rather than when the handler returns.
+	sess := b.claim(ep, string(r.Token()), cancel)
 	if err := b.ack(ctx, w.Conn().RemoteAddr(), r); err != nil {
-		cancel()
-		b.release(ep)
+		b.release(ep, sess)
 		b.o.Logger.Info("lwm2m bootstrap: answer not sent", "endpoint", ep, "err", err)
 		return
 	}
 	go func() {
-		defer cancel()
-		defer b.release(ep)
+		defer b.release(ep, sess)
 		if err := b.run(ctx, w.Conn(), plan); err != nil {
 			b.o.Logger.Info("lwm2m bootstrap failed", "endpoint", ep, "addr", src.String(), "err", err)
 			return
@@ -251,19 +259,36 @@ func (b *BootstrapLwM2M) refuse(w mux.ResponseWriter, ep string, src netip.Addr,
 	_ = w.SetResponse(code, message.TextPlain, nil)
 }
 
-func (b *BootstrapLwM2M) claim(ep string) bool {
+// underWay reports whether the request with token already started
+// ep's bootstrap (a retransmission).
+func (b *BootstrapLwM2M) underWay(ep, token string) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.inFlight[ep] {
-		return false
-	}
-	b.inFlight[ep] = true
-	return true
+	cur := b.inFlight[ep]
+	return cur != nil && cur.token == token
 }
 
-func (b *BootstrapLwM2M) release(ep string) {
+// claim records the bootstrap of ep started by the request with token;
+// a session under way for another request is the device starting over,
+// and is cancelled.
+func (b *BootstrapLwM2M) claim(ep, token string, cancel context.CancelFunc) *bootstrapSession {
 	b.mu.Lock()
-	delete(b.inFlight, ep)
+	defer b.mu.Unlock()
+	if cur := b.inFlight[ep]; cur != nil {
+		cur.cancel()
+	}
+	s := &bootstrapSession{token: token, cancel: cancel}
+	b.inFlight[ep] = s
+	return s
+}
+
+// release ends session s of ep.
+func (b *BootstrapLwM2M) release(ep string, s *bootstrapSession) {
+	s.cancel()
+	b.mu.Lock()
+	if b.inFlight[ep] == s {
+		delete(b.inFlight, ep)
+	}
 	b.mu.Unlock()
 }
 
@@ -285,6 +310,22 @@ func (b *BootstrapLwM2M) ack(ctx context.Context, raddr net.Addr, r *mux.Message
 		return err
 	}
 	return b.l.WriteWithContext(ctx, ua, buf[:n])
+}
+
+// writeFormat is the content format of the Bootstrap-Writes: the
+// client's preferred one (LwM2M 1.1 "pct", e.g. Wakaama's 110 when it is
+// built without TLV) when it is an object format we encode, else TLV,
+// which every LwM2M 1.0 client reads.
+func writeFormat(pct string) uint16 {
+	switch pct {
+	case "110":
+		return format.FormatSenMLJSON
+	case "112":
+		return format.FormatSenMLCBOR
+	case "11543":
+		return format.FormatLwM2MJSON
+	}
+	return format.FormatTLV
 }
 
 func queryValue(r *mux.Message, name string) string {
@@ -332,11 +373,11 @@ func (b *BootstrapLwM2M) run(ctx context.Context, cc mux.Conn, p bootstrapPlan) 
 		path format.Path
 		recs []format.Record
 	}{{sec, security}, {srv, server}} {
-		payload, err := format.Encode(format.FormatTLV, wr.path, wr.recs)
+		payload, err := format.Encode(p.format, wr.path, wr.recs)
 		if err != nil {
 			return fmt.Errorf("encode %s: %w", wr.path, err)
 		}
-		resp, err := cc.Put(ctx, wr.path.String(), message.MediaType(format.FormatTLV), bytes.NewReader(payload))
+		resp, err := cc.Put(ctx, wr.path.String(), message.MediaType(p.format), bytes.NewReader(payload))
 		if err != nil {
 			return fmt.Errorf("bootstrap-write %s: %w", wr.path, err)
 		}

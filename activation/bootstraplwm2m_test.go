@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -48,23 +49,30 @@ func TestBootstrapLwM2M(t *testing.T) {
 
 	tests := []struct {
 		ep       string
+		query    []string
+		format   uint16
 		uri      string
 		mode     int64
 		identity string
 		key      []byte
 		refused  bool
 	}{
-		{ep: "psk", uri: "coaps://127.0.0.1:5684", mode: 0, identity: "psk", key: []byte{0x00, 0xff, 0x10}},
-		{ep: "nosec", uri: "coap://127.0.0.1:5683", mode: 3, key: []byte{}},
+		{ep: "psk", format: format.FormatTLV, uri: "coaps://127.0.0.1:5684", mode: 0, identity: "psk", key: []byte{0x00, 0xff, 0x10}},
+		{ep: "nosec", format: format.FormatTLV, uri: "coap://127.0.0.1:5683", mode: 3, key: []byte{}},
+		// LwM2M 1.1 clients name their preferred format (Wakaama without
+		// TLV sends pct=110); one we do not encode gets TLV.
+		{ep: "psk", query: []string{"pct=110"}, format: format.FormatSenMLJSON, uri: "coaps://127.0.0.1:5684", mode: 0, identity: "psk", key: []byte{0x00, 0xff, 0x10}},
+		{ep: "psk", query: []string{"pct=112"}, format: format.FormatSenMLCBOR, uri: "coaps://127.0.0.1:5684", mode: 0, identity: "psk", key: []byte{0x00, 0xff, 0x10}},
+		{ep: "psk", query: []string{"pct=60"}, format: format.FormatTLV, uri: "coaps://127.0.0.1:5684", mode: 0, identity: "psk", key: []byte{0x00, 0xff, 0x10}},
 		{ep: "secure-nosec", refused: true},
 		{ep: "unknown", refused: true},
 		{ep: "down", refused: true},
 	}
 	for _, tc := range tests {
-		t.Run(tc.ep, func(t *testing.T) {
+		t.Run(tc.ep+strings.Join(tc.query, ","), func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			got, err := lwm2mclient.Bootstrap(ctx, addr, tc.ep)
+			got, err := lwm2mclient.Bootstrap(ctx, addr, tc.ep, tc.query...)
 			if tc.refused {
 				var ce *lwm2mclient.CodeError
 				if !errors.As(err, &ce) {
@@ -78,6 +86,9 @@ func TestBootstrapLwM2M(t *testing.T) {
 			wantOps := []string{"DELETE /0", "DELETE /1", "PUT /0/1", "PUT /1/0", "POST /bs"}
 			if !slices.Equal(got.Ops, wantOps) {
 				t.Errorf("ops %v, want %v", got.Ops, wantOps)
+			}
+			if !slices.Equal(got.Formats, []uint16{tc.format, tc.format}) {
+				t.Errorf("write formats %v, want %d", got.Formats, tc.format)
 			}
 			uri, mode, identity, key := got.Account(1)
 			if uri != tc.uri || mode != tc.mode || identity != tc.identity || string(key) != string(tc.key) {

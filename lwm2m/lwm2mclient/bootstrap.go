@@ -21,6 +21,8 @@ type Bootstrapped struct {
 	// Ops are the server's requests in the order they came, as
 	// "DELETE /0", "PUT /0/1", "POST /bs".
 	Ops []string
+	// Formats are the content formats of the writes, in order.
+	Formats []uint16
 	// Values are the resources written, by path.
 	Values map[format.Path]format.Value
 }
@@ -37,8 +39,9 @@ func (b *Bootstrapped) Account(sec uint16) (uri string, mode int64, identity str
 // 5.2.7.1) over NoSec: it sends Bootstrap-Request (POST /bs?ep=endpoint)
 // to server, answers the server's Bootstrap-Delete and Bootstrap-Write
 // (TLV, plain text or opaque) from an empty tree, and returns once the
-// server sent Bootstrap-Finish, or when ctx ends.
-func Bootstrap(ctx context.Context, server, endpoint string) (*Bootstrapped, error) {
+// server sent Bootstrap-Finish, or when ctx ends. query is added to the
+// request's (e.g. "pct=110", LwM2M 1.1's preferred content format).
+func Bootstrap(ctx context.Context, server, endpoint string, query ...string) (*Bootstrapped, error) {
 	raddr, err := net.ResolveUDPAddr("udp", server)
 	if err != nil {
 		return nil, err
@@ -67,7 +70,9 @@ func Bootstrap(ctx context.Context, server, endpoint string) (*Bootstrapped, err
 	req := message.Message{Token: tok, Code: codes.POST, Type: message.Confirmable,
 		MessageID: int32(mid[0])<<8 | int32(mid[1])}
 	req.Options = req.Options.Add(message.Option{ID: message.URIPath, Value: []byte("bs")})
-	req.Options = req.Options.Add(message.Option{ID: message.URIQuery, Value: []byte("ep=" + endpoint)})
+	for _, q := range append([]string{"ep=" + endpoint}, query...) {
+		req.Options = req.Options.Add(message.Option{ID: message.URIQuery, Value: []byte(q)})
+	}
 
 	b := &Bootstrapped{Values: map[format.Path]format.Value{}}
 	answered := map[int32]message.Message{} // the server's requests, for its retransmissions
@@ -160,6 +165,7 @@ func (b *Bootstrapped) serve(m message.Message) (message.Message, bool) {
 			resp.Code = codes.BadRequest
 			break
 		}
+		b.Formats = append(b.Formats, uint16(ct))
 		recs, err := format.Decode(uint16(ct), p, m.Payload, format.DefaultModel())
 		if err != nil {
 			resp.Code = codes.BadRequest
