@@ -3,7 +3,6 @@ package activation
 import (
 	"bytes"
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -23,6 +22,7 @@ import (
 	udpServer "github.com/plgd-dev/go-coap/v3/udp/server"
 
 	"github.com/iotgate/iotgate/lwm2m/format"
+	"github.com/iotgate/iotgate/registry"
 	"github.com/iotgate/iotgate/registry/regions"
 )
 
@@ -217,7 +217,7 @@ func (b *BootstrapLwM2M) plan(ep string, a regions.LwM2MAccount, rep regions.End
 	p := bootstrapPlan{endpoint: ep, lifetime: int64(b.o.Lifetime / time.Second)}
 	switch {
 	case a.Secret != "" && rep.LwM2MSecureURI != "":
-		p.uri, p.mode, p.identity, p.key = rep.LwM2MSecureURI, securityModePSK, a.DeviceName, pskOf(a.Secret)
+		p.uri, p.mode, p.identity, p.key = rep.LwM2MSecureURI, securityModePSK, a.DeviceName, registry.PSK(a.Secret)
 	case !a.SecureAccess && rep.LwM2MURI != "":
 		p.uri, p.mode = rep.LwM2MURI, securityModeNoSec
 	default:
@@ -229,18 +229,6 @@ func (b *BootstrapLwM2M) plan(ep string, a regions.LwM2MAccount, rep regions.End
 // errNoLwM2MServer: the device's region serves no LwM2M server the
 // device may use (a configuration gap, not the device's fault).
 var errNoLwM2MServer = errors.New("the region has no LwM2M server URI for this device's security mode")
-
-// pskOf is the DTLS pre-shared key of a secret, as the region's LwM2M
-// server derives it (lwm2m.PSK): the hex-decoded bytes of an even-length
-// hex secret, else its UTF-8 bytes.
-func pskOf(secret string) []byte {
-	if len(secret)%2 == 0 {
-		if k, err := hex.DecodeString(secret); err == nil && len(k) > 0 {
-			return k
-		}
-	}
-	return []byte(secret)
-}
 
 func (b *BootstrapLwM2M) refuse(w mux.ResponseWriter, ep string, src netip.Addr, err error) {
 	var pe *regions.ParamError
