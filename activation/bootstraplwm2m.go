@@ -49,6 +49,9 @@ const (
 	ShortServerID = 1
 )
 
+// maxBootstrapDatagram bounds a datagram the bootstrap server reads.
+const maxBootstrapDatagram = 2 << 10
+
 // DefaultBootstrapLifetime is the registration lifetime written into
 // /1/0/1 when BootstrapLwM2MOptions.Lifetime is zero.
 const DefaultBootstrapLifetime = 24 * time.Hour
@@ -117,7 +120,13 @@ func NewBootstrapLwM2M(o BootstrapLwM2MOptions) (*BootstrapLwM2M, error) {
 		_ = l.Close()
 		return nil, err
 	}
-	b.srv = udp.NewServer(options.WithMux(r))
+	log := o.Logger
+	b.srv = udp.NewServer(options.WithMux(r),
+		// Malformed datagrams are the sender's business: debug, not stdout.
+		options.WithErrors(func(err error) { log.Debug("lwm2m bootstrap: coap", "err", err) }),
+		// A Bootstrap-Request and the device's answers are a few dozen
+		// bytes.
+		options.WithMaxMessageSize(maxBootstrapDatagram))
 	return b, nil
 }
 
@@ -137,6 +146,7 @@ func (b *BootstrapLwM2M) Start(context.Context) error {
 // Shutdown stops the server and closes the listener.
 func (b *BootstrapLwM2M) Shutdown(context.Context) error {
 	b.srv.Stop()
+	_ = b.l.Close() // when Serve had not started yet
 	return nil
 }
 

@@ -6,21 +6,35 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/iotgate/iotgate/lwm2m/format"
 	"github.com/iotgate/iotgate/lwm2m/lwm2mclient"
+	"github.com/iotgate/iotgate/registry/guard"
 	"github.com/iotgate/iotgate/registry/regions"
+	"github.com/plgd-dev/go-coap/v3/message/codes"
 )
 
 // fakeLwM2MCentre knows endpoints "psk" (secret hex 00ff10), "nosec"
 // (no secret), "secure-nosec" (no secret but secure access required),
 // "down" (its region does not answer); others are unknown.
-type fakeLwM2MCentre struct{ src netip.Addr }
+type fakeLwM2MCentre struct {
+	mu  sync.Mutex
+	src netip.Addr // of the last request
+}
+
+func (f *fakeLwM2MCentre) source() netip.Addr {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.src
+}
 
 func (f *fakeLwM2MCentre) LwM2MBootstrap(_ context.Context, src netip.Addr, ep string) (regions.LwM2MAccount, regions.Endpoint, error) {
+	f.mu.Lock()
 	f.src = src
+	f.mu.Unlock()
 	rep := regions.Endpoint{LwM2MURI: "coap://127.0.0.1:5683", LwM2MSecureURI: "coaps://127.0.0.1:5684"}
 	a := regions.LwM2MAccount{Held: regions.Held{DeviceID: "id-" + ep, DeviceName: ep}}
 	switch ep {
@@ -102,9 +116,41 @@ func TestBootstrapLwM2M(t *testing.T) {
 				v[format.NewPath(1, 0, 7)].Str() != "U" {
 				t.Errorf("server instance: %v %v %v", v[format.NewPath(1, 0, 0)], v[format.NewPath(1, 0, 1)], v[format.NewPath(1, 0, 7)])
 			}
-			if fc.src != netip.MustParseAddr("127.0.0.1") {
-				t.Errorf("centre asked with source %v", fc.src)
+			if src := fc.source(); src != netip.MustParseAddr("127.0.0.1") {
+				t.Errorf("centre asked with source %v", src)
 			}
 		})
+	}
+}
+
+// Unknown endpoints count against the name and the address; a banned
+// address is refused before the centre is asked.
+func TestBootstrapLwM2MGuard(t *testing.T) {
+	fc := &fakeLwM2MCentre{}
+	g := guard.NewLocal(guard.Config{IdentityFailures: guard.Window{Max: 10, Window: time.Minute, Ban: time.Minute},
+		AddressFailures: guard.Window{Max: 2, Window: time.Minute, Ban: time.Minute}, MaxTracked: 100, MaxBans: 100})
+	b, err := NewBootstrapLwM2M(BootstrapLwM2MOptions{Centre: fc, Listen: "127.0.0.1:0", Guard: g})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = b.Start(context.Background())
+	defer b.Shutdown(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, ep := range []string{"nobody-1", "nobody-2"} {
+		var ce *lwm2mclient.CodeError
+		if _, err := lwm2mclient.Bootstrap(ctx, b.Addr().String(), ep); !errors.As(err, &ce) || ce.Code != codes.Forbidden {
+			t.Fatalf("%s: %v, want 4.03", ep, err)
+		}
+	}
+	fc.mu.Lock()
+	fc.src = netip.Addr{}
+	fc.mu.Unlock()
+	var ce *lwm2mclient.CodeError
+	if _, err := lwm2mclient.Bootstrap(ctx, b.Addr().String(), "psk"); !errors.As(err, &ce) || ce.Code != codes.Forbidden {
+		t.Fatalf("banned address: %v, want 4.03", err)
+	}
+	if fc.source().IsValid() {
+		t.Fatal("a banned address reached the centre")
 	}
 }
