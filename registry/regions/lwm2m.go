@@ -72,26 +72,38 @@ func (c *Centre) LwM2MBootstrap(ctx context.Context, src netip.Addr, endpoint st
 	if err != nil {
 		return LwM2MAccount{}, Endpoint{}, err
 	}
-	e, err := c.dir.Get(ctx, held.ProductKey, held.DeviceName)
-	switch {
-	case errors.Is(err, kv.ErrNotFound):
-		if e, err = c.assign(ctx, src, held.ProductKey, held.DeviceName, holder, held); err != nil {
-			return LwM2MAccount{}, Endpoint{}, err
+	for retried := false; ; retried = true {
+		e, err := c.dir.Get(ctx, held.ProductKey, held.DeviceName)
+		switch {
+		case errors.Is(err, kv.ErrNotFound):
+			if e, err = c.assign(ctx, src, held.ProductKey, held.DeviceName, holder, held); err != nil {
+				return LwM2MAccount{}, Endpoint{}, err
+			}
+		case err != nil:
+			return LwM2MAccount{}, Endpoint{}, fmt.Errorf("directory: %w", err)
 		}
-	case err != nil:
-		return LwM2MAccount{}, Endpoint{}, fmt.Errorf("directory: %w", err)
-	}
-	r, ok := c.regions[e.Region]
-	if !ok {
-		return LwM2MAccount{}, Endpoint{}, &RegionError{Region: e.Region, Err: ErrUnknownRegion}
-	}
-	a, ok := accounts[r.Client]
-	if !ok {
-		// Transferred just now, or a move under way: the assigned
-		// region's copy is the one the device will register with.
-		if a, err = r.Client.LwM2MDevice(ctx, endpoint); err != nil {
+		r, ok := c.regions[e.Region]
+		if !ok {
+			return LwM2MAccount{}, Endpoint{}, &RegionError{Region: e.Region, Err: ErrUnknownRegion}
+		}
+		if a, ok := accounts[r.Client]; ok {
+			return a, r.Endpoint, nil
+		}
+		// Transferred just now, or a move under way, or assigned to a
+		// region that no longer holds it: the assigned region's copy is
+		// the one the device will register with.
+		a, err := r.Client.LwM2MDevice(ctx, endpoint)
+		if errors.Is(err, ErrUnknownDevice) && e.From == "" && !retried {
+			// Deleted there by its operator (another region holds one of
+			// that name): assigned afresh.
+			if err := c.forget(ctx, e); err != nil {
+				return LwM2MAccount{}, Endpoint{}, err
+			}
+			continue
+		}
+		if err != nil {
 			return LwM2MAccount{}, Endpoint{}, &RegionError{Region: e.Region, Err: err}
 		}
+		return a, r.Endpoint, nil
 	}
-	return a, r.Endpoint, nil
 }

@@ -53,6 +53,17 @@ func TestCentreLwM2MBootstrap(t *testing.T) {
 	if err != nil || ep.MQTTHost != "cn.example" || a.Secret != "" {
 		t.Fatalf("bootstrap of a device without a secret: %v, %+v at %+v", err, a, ep)
 	}
+	// Deleted in its region by its operator and made again in another:
+	// assigned afresh, with the new copy's secret.
+	w.regs["cn"].add("pkCN", "imei3", "aa")
+	if _, ep, err := w.centre.LwM2MBootstrap(ctx, fromCN, "imei3"); err != nil || ep.MQTTHost != "cn.example" {
+		t.Fatalf("bootstrap: %v at %+v", err, ep)
+	}
+	_ = w.regs["cn"].DeleteDevice(ctx, "proj", "pkCN_imei3")
+	w.regs["us"].add("pkCN", "imei3", "bb")
+	if a, ep, err := w.centre.LwM2MBootstrap(ctx, fromUS, "imei3"); err != nil || ep.MQTTHost != "us.example" || a.Secret != "bb" {
+		t.Fatalf("bootstrap of a device made again: %v, %+v at %+v", err, a, ep)
+	}
 	// A region without an LwM2M server knows no endpoint.
 	if _, err := (&Local{Registry: w.regs["cn"]}).LwM2MDevice(ctx, "imei2"); !errors.Is(err, ErrUnknownDevice) {
 		t.Fatalf("region without LwM2M: %v", err)
