@@ -131,3 +131,10 @@ func (c *RegionClient) CheckLogin(ctx context.Context, l regions.Login) (regions
 	err := c.do(ctx, http.MethodPost, "login", l, &h)
 	return h, err
 }
+
+// LwM2MDevice implements regions.Region.
+func (c *RegionClient) LwM2MDevice(ctx context.Context, endpoint string) (regions.LwM2MAccount, error) {
+	var a regions.LwM2MAccount
+	err := c.do(ctx, http.MethodGet, "lwm2m/"+url.PathEscape(endpoint), nil, &a)
+	return a, err
+}

@@ -5,11 +5,13 @@
 //     Alibaba's signed pre-auth (POST /auth/devicename) and bootstrap
 //     (POST /auth/bootstrap, GET /auth/bootstrap/regionId/{id}), each
 //     answering with the assigned region's endpoint; the operator's
-//     moveRegion action; and (BootstrapMQTT) Huawei IoTDP-style
-//     bootstrap over MQTT.
+//     moveRegion action; (BootstrapMQTT) Huawei IoTDP-style bootstrap
+//     over MQTT; and (BootstrapLwM2M) an LwM2M Bootstrap server that
+//     writes a device its region's server account.
 //   - NewRegionHandler serves a region's devices' business to the centre,
 //     server to server, under a bearer token (/activation/v1/...);
 //     RegionClient is the centre's client of it.
 //
-// It imports no other adapter and no storage engine.
+// It imports no other adapter and no storage engine; of the LwM2M
+// adapter only its leaf codec package, lwm2m/format (test/layers_test.go).
 package activation

@@ -44,6 +44,7 @@ func NewRegionHandler(r regions.Region, token string, log *slog.Logger) http.Han
 	mux.HandleFunc("DELETE "+regionPrefix+"devices/{pk}/{dn}", h.delete)
 	mux.HandleFunc("POST "+regionPrefix+"devices/{pk}/{dn}/notify", h.notify)
 	mux.HandleFunc("POST "+regionPrefix+"login", h.login)
+	mux.HandleFunc("GET "+regionPrefix+"lwm2m/{ep}", h.lwm2mDevice)
 	want := []byte("Bearer " + token)
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		if token == "" || subtle.ConstantTimeCompare([]byte(req.Header.Get("Authorization")), want) != 1 {
@@ -164,4 +165,16 @@ func (h *regionHandler) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, held)
+}
+
+// lwm2mDevice answers the centre's LwM2M bootstrap server with the
+// device's account, secret included (SECURITY.md, "LwM2M bootstrap").
+func (h *regionHandler) lwm2mDevice(w http.ResponseWriter, r *http.Request) {
+	a, err := h.r.LwM2MDevice(r.Context(), r.PathValue("ep"))
+	if err != nil {
+		h.fail(w, err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, a)
 }

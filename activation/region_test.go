@@ -67,6 +67,10 @@ func (f *fakeRegion) CheckLogin(_ context.Context, l regions.Login) (regions.Hel
 	return regions.Held{DeviceID: l.DeviceID, ProductKey: "pk", DeviceName: l.Timestamp}, f.err(l.DeviceID)
 }
 
+func (f *fakeRegion) LwM2MDevice(_ context.Context, ep string) (regions.LwM2MAccount, error) {
+	return regions.LwM2MAccount{Held: regions.Held{DeviceID: "id_" + ep, DeviceName: ep}, Secret: "00ff"}, f.err(ep)
+}
+
 func TestRegionEndpointRoundTrip(t *testing.T) {
 	fake := &fakeRegion{}
 	srv := httptest.NewServer(NewRegionHandler(fake, "region-token", nil))
@@ -99,6 +103,16 @@ func TestRegionEndpointRoundTrip(t *testing.T) {
 	}
 	if _, err := c.CheckLogin(ctx, regions.Login{DeviceID: "bad"}); !errors.Is(err, regions.ErrBadSign) {
 		t.Fatalf("login with a wrong password: %v", err)
+	}
+
+	if a, err := c.LwM2MDevice(ctx, "urn:imei:1/2"); err != nil || a.DeviceName != "urn:imei:1/2" || a.Secret != "00ff" {
+		t.Fatalf("lwm2m device: %+v, %v", a, err)
+	}
+	if _, err := c.LwM2MDevice(ctx, "none"); !errors.Is(err, regions.ErrUnknownDevice) {
+		t.Fatalf("unknown lwm2m endpoint: %v", err)
+	}
+	if _, err := NewRegionClient(srv.URL, "", nil).LwM2MDevice(ctx, "d"); err == nil {
+		t.Error("lwm2m device served without the token")
 	}
 
 	var pe *regions.ParamError

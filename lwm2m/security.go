@@ -3,7 +3,6 @@ package lwm2m
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"strings"
 
@@ -63,18 +62,9 @@ func imeiDigits(endpoint string) (string, bool) {
 	return digits, true
 }
 
-// PSK returns the DTLS pre-shared key of a device secret: the hex-decoded
-// bytes when the secret is an even-length hex string (Huawei NB-IoT
-// secrets are hex, and the reference clients decode them), else its UTF-8
-// bytes.
-func PSK(secret string) []byte {
-	if len(secret)%2 == 0 {
-		if b, err := hex.DecodeString(secret); err == nil && len(b) > 0 {
-			return b
-		}
-	}
-	return []byte(secret)
-}
+// PSK returns the DTLS pre-shared key of a device secret
+// (registry.PSK).
+func PSK(secret string) []byte { return registry.PSK(secret) }
 
 // pskLookup answers pion's PSK callback: the primary secret of the device
 // the identity names (IoTDA does not honour the secondary one for CoAP).

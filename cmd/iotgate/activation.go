@@ -19,6 +19,7 @@ import (
 
 	"github.com/iotgate/iotgate/activation"
 	"github.com/iotgate/iotgate/api"
+	"github.com/iotgate/iotgate/lwm2m"
 	"github.com/iotgate/iotgate/registry/guard"
 	"github.com/iotgate/iotgate/registry/regions"
 )
@@ -49,6 +50,9 @@ type ActivationConfig struct {
 	// disables one.
 	MQTTListen    string `yaml:"mqtt_listen"`
 	MQTTTLSListen string `yaml:"mqtt_tls_listen"`
+	// BootstrapListen is the centre's LwM2M Bootstrap server (CoAP
+	// NoSec, UDP); empty disables it.
+	BootstrapListen string `yaml:"bootstrap_listen"`
 	// Token (region) is the bearer token the centre must present.
 	Token string `yaml:"token"`
 	// TokenTTL (region) is how long an iotToken lets its device connect.
@@ -83,6 +87,11 @@ type ActivationRegion struct {
 	MQTTHost string `yaml:"mqtt_host"`
 	MQTTPort int    `yaml:"mqtt_port"`
 	Address  string `yaml:"address"`
+	// LwM2MURI and LwM2MSecureURI are the region's LwM2M server URIs
+	// (coap://host:5683, coaps://host:5684) the LwM2M bootstrap writes
+	// for NoSec and PSK devices; empty: none of that kind.
+	LwM2MURI       string `yaml:"lwm2m_uri"`
+	LwM2MSecureURI string `yaml:"lwm2m_secure_uri"`
 }
 
 // ActivationRule assigns the devices it matches to Region; a rule
@@ -121,8 +130,8 @@ func (c *ActivationConfig) validate() error {
 		return errors.New("config: activation.token_ttl, move_grace, sweep_interval and region_timeout must be positive")
 	}
 	if c.Role == roleRegion {
-		if c.MQTTListen != "" || c.MQTTTLSListen != "" {
-			return errors.New("config: activation.mqtt_listen and mqtt_tls_listen are the centre's")
+		if c.MQTTListen != "" || c.MQTTTLSListen != "" || c.BootstrapListen != "" {
+			return errors.New("config: activation.mqtt_listen, mqtt_tls_listen and bootstrap_listen are the centre's")
 		}
 		if len(c.Token) < minActivationToken {
 			return fmt.Errorf("config: activation.token: a region needs a token of at least %d characters", minActivationToken)
@@ -153,6 +162,11 @@ func (c *ActivationConfig) validate() error {
 		}
 		if _, port, err := net.SplitHostPort(r.Address); r.Address != "" && (err != nil || port == "") {
 			return fmt.Errorf("%s.address %q: want host:port", where, r.Address)
+		}
+		for _, c := range [][3]string{{"lwm2m_uri", r.LwM2MURI, "coap"}, {"lwm2m_secure_uri", r.LwM2MSecureURI, "coaps"}} {
+			if u, err := url.Parse(c[1]); c[1] != "" && (err != nil || u.Scheme != c[2] || u.Port() == "") {
+				return fmt.Errorf("%s.%s %q: want %s://host:port", where, c[0], c[1], c[2])
+			}
 		}
 	}
 	_, err := c.rules()
@@ -237,6 +251,9 @@ func (w *wiring) regionListeners() ([]*apiListener, error) {
 		return nil, nil
 	}
 	local := &regions.Local{Registry: w.reg, Tokens: w.iotTokens}
+	if w.cfg.CoAP.Listen != "" || w.cfg.CoAP.DTLSListen != "" {
+		local.Endpoints = lwm2m.RegistrySecurity{Registry: w.reg}
+	}
 	if w.mqttServer != nil {
 		local.Notifier = w.mqttServer
 	}
@@ -267,7 +284,8 @@ func runCentre(ctx context.Context, cfg *Config, log *slog.Logger) error {
 			address = net.JoinHostPort(r.MQTTHost, strconv.Itoa(r.MQTTPort))
 		}
 		infos = append(infos, regions.RegionInfo{ID: r.ID, Client: activation.NewRegionClient(r.URL, r.Token, hc),
-			Endpoint: regions.Endpoint{MQTTHost: r.MQTTHost, MQTTPort: r.MQTTPort, Address: address}})
+			Endpoint: regions.Endpoint{MQTTHost: r.MQTTHost, MQTTPort: r.MQTTPort, Address: address,
+				LwM2MURI: r.LwM2MURI, LwM2MSecureURI: r.LwM2MSecureURI}})
 	}
 	clog := log.With("component", "activation")
 	centre, err := regions.NewCentre(regions.CentreOptions{Regions: infos, Rules: rules, Directory: regions.NewDirectory(store),
@@ -309,6 +327,16 @@ func runCentre(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		}
 		defer bootstrap.Shutdown(context.Background())
 		log.Info("activation centre bootstrap MQTT listening", "addr", ac.MQTTListen, "tls_addr", ac.MQTTTLSListen)
+	}
+	if ac.BootstrapListen != "" {
+		lbs, err := activation.NewBootstrapLwM2M(activation.BootstrapLwM2MOptions{Centre: centre,
+			Listen: ac.BootstrapListen, Timeout: 3 * ac.RegionTimeout, Guard: g, Logger: clog})
+		if err != nil {
+			return fmt.Errorf("activation: LwM2M bootstrap: %w", err)
+		}
+		_ = lbs.Start(ctx)
+		defer lbs.Shutdown(context.Background())
+		log.Info("activation centre LwM2M bootstrap listening", "addr", lbs.Addr().String())
 	}
 	errc := make(chan error, len(ls))
 	for _, l := range ls {

@@ -131,7 +131,7 @@ func newTestWorld(t *testing.T) *testWorld {
 		w.regs[id] = newFakeRegistry()
 		w.tokens[id] = NewTokens([]byte("key of "+id), 0)
 		infos = append(infos, RegionInfo{ID: id, Endpoint: Endpoint{MQTTHost: id + ".example", MQTTPort: 1883 + i},
-			Client: &Local{Registry: w.regs[id], Tokens: w.tokens[id], Notifier: w.regs[id], Now: clock}})
+			Client: &Local{Registry: w.regs[id], Tokens: w.tokens[id], Notifier: w.regs[id], Endpoints: w.regs[id], Now: clock}})
 	}
 	w.centre, err = NewCentre(CentreOptions{Regions: infos, Directory: NewDirectory(s), Now: clock, MoveGrace: time.Minute,
 		Rules: Rules{Default: "cn", List: []Rule{

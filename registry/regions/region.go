@@ -15,6 +15,11 @@ type Endpoint struct {
 	MQTTPort int
 	// Address is the "host:port" Huawei-style devices are given.
 	Address string
+	// LwM2MURI and LwM2MSecureURI are the region's LwM2M server URIs
+	// ("coap://host:5683", "coaps://host:5684") an LwM2M bootstrap
+	// writes for NoSec and PSK devices; empty: the region serves none.
+	LwM2MURI       string
+	LwM2MSecureURI string
 }
 
 // Grant is what a verified pre-auth gives the device: its MQTT username
@@ -72,6 +77,10 @@ type Region interface {
 	// CheckLogin verifies an IoTDA-style MQTT credential (Huawei IoTDP
 	// bootstrap): ErrUnknownDevice, ErrAuthType, ErrBadSign.
 	CheckLogin(ctx context.Context, l Login) (Held, error)
+	// LwM2MDevice describes the device an LwM2M endpoint name names,
+	// with its secret, for the centre's LwM2M bootstrap server:
+	// ErrUnknownDevice.
+	LwM2MDevice(ctx context.Context, endpoint string) (LwM2MAccount, error)
 }
 
 // LocalRegistry is what a region needs of its registry.
@@ -95,7 +104,10 @@ type Local struct {
 	Tokens   *Tokens
 	// Notifier is nil when the node runs no MQTT listener.
 	Notifier Notifier
-	Now      func() time.Time
+	// Endpoints resolves LwM2M endpoint names; nil when the node runs no
+	// LwM2M server (every name is then unknown).
+	Endpoints EndpointResolver
+	Now       func() time.Time
 }
 
 var _ Region = (*Local)(nil)

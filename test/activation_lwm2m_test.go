@@ -1,0 +1,137 @@
+package test
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/iotgate/iotgate/lwm2m/format"
+	"github.com/iotgate/iotgate/lwm2m/lwm2mclient"
+)
+
+// lwm2mRegions starts two regions with CoAP products nb and nb2, an
+// activation centre whose LwM2M Bootstrap server listens on UDP, with
+// the rule product nb2 → r2 (default r1), and returns them and the
+// bootstrap address. Devices are made in r1 (the "factory" region).
+func lwm2mRegions(t *testing.T) (r1, r2 *Gate, centre *centreProc, bootstrap string) {
+	t.Helper()
+	const token = "region-token-0123456789"
+	ports := freePorts(t, "tcp", "tcp", "tcp", "udp")
+	regionYAML := func(addr string) string {
+		return fmt.Sprintf("activation:\n  role: region\n  listen: %q\n  token: %s\n", addr, token)
+	}
+	r1 = StartGate(t, GateOptions{Extra: regionYAML(ports[0])})
+	r2 = StartGate(t, GateOptions{Extra: regionYAML(ports[1])})
+	for _, g := range []*Gate{r1, r2} {
+		g.CreateProduct("nb", "CoAP")
+		g.CreateProduct("nb2", "CoAP")
+	}
+	region := func(id, url string, g *Gate) string {
+		return fmt.Sprintf(`    - {id: %s, url: "http://%s", token: %s, mqtt_host: 127.0.0.1, mqtt_port: 1883, lwm2m_uri: "coap://%s", lwm2m_secure_uri: "coaps://%s"}
+`, id, url, token, g.CoAP, g.DTLS)
+	}
+	centre = startCentre(t, fmt.Sprintf(`activation:
+  role: centre
+  listen: %q
+  bootstrap_listen: %q
+  default_region: r1
+  regions:
+%s%s  rules:
+    - product_key: nb2
+      region: r2
+`, ports[2], ports[3], region("r1", ports[0], r1), region("r2", ports[1], r2)))
+	return r1, r2, centre, ports[3]
+}
+
+// coapDevice creates a device of a CoAP product in g with secret
+// pskSecret and returns its id.
+func coapDevice(t *testing.T, g *Gate, product, node string, secure bool) string {
+	t.Helper()
+	d := g.MustDo(http.StatusCreated, "POST", g.P("/devices"), map[string]any{"node_id": node, "product_id": product,
+		"auth_info": map[string]any{"secret": pskSecret, "secure_access": secure}})
+	return d["device_id"].(string)
+}
+
+// TestActivationLwM2MBootstrapE2E: a device bootstraps at the centre's
+// LwM2M Bootstrap server (NoSec) and is written its region's coaps URI
+// with PSK identity = node id and key = its secret; it then registers
+// over DTLS-PSK in that region with what it was written. A device of
+// product nb2 is moved to r2 by the product rule; one of nb stays in r1.
+func TestActivationLwM2MBootstrapE2E(t *testing.T) {
+	r1, r2, centre, bootstrap := lwm2mRegions(t)
+	moved := coapDevice(t, r1, "nb2", "lwbs-moved", true)
+	stays := coapDevice(t, r1, "nb", "lwbs-stays", false)
+
+	for _, c := range []struct {
+		node, id string
+		in, out  *Gate
+	}{{"lwbs-moved", moved, r2, r1}, {"lwbs-stays", stays, r1, nil}} {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		b, err := lwm2mclient.Bootstrap(ctx, bootstrap, c.node)
+		cancel()
+		if err != nil {
+			t.Fatalf("%s: bootstrap: %v\ncentre:\n%s", c.node, err, centre.logs())
+		}
+		uri, mode, identity, key := b.Account(1)
+		if uri != "coaps://"+c.in.DTLS || mode != 0 || identity != c.node || hex.EncodeToString(key) != pskSecret {
+			t.Fatalf("%s: written %q mode %d identity %q key %x", c.node, uri, mode, identity, key)
+		}
+		cl, err := lwm2mclient.Dial(context.Background(), lwm2mclient.Config{Server: strings.TrimPrefix(uri, "coaps://"),
+			Endpoint: c.node, PSKIdentity: identity, PSK: key,
+			Lifetime: int(b.Values[format.NewPath(1, 0, 1)].Int())})
+		if err != nil {
+			t.Fatalf("%s: dial region: %v", c.node, err)
+		}
+		defer cl.Close()
+		if err := cl.Register(context.Background()); err != nil {
+			t.Fatalf("%s: register in its region: %v", c.node, err)
+		}
+		c.in.waitStatus(c.id, "ONLINE")
+		if c.out != nil {
+			if st, _ := c.out.Do("GET", c.out.P("/devices/"+c.id), nil); st != http.StatusNotFound {
+				t.Errorf("%s: the old region still holds the device (HTTP %d)", c.node, st)
+			}
+		}
+	}
+	// An unknown endpoint is refused with 4.03 and nothing else.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := lwm2mclient.Bootstrap(ctx, bootstrap, "nobody"); err == nil || !strings.Contains(err.Error(), "Forbidden") {
+		t.Errorf("unknown endpoint: %v", err)
+	}
+	// The centre's store holds the directory and no secret.
+	centre.stop(t)
+	for k, v := range centre.storeKeys(t) {
+		if strings.Contains(v, pskSecret) || strings.Contains(v, pskText) {
+			t.Errorf("centre store key %s holds the device secret", k)
+		}
+	}
+}
+
+// TestActivationLwM2MBootstrapWakaama: Wakaama's lwm2mclient_tinydtls
+// with -b bootstraps (NoSec) at the centre and registers in the region
+// the product rule picks over DTLS-PSK with the identity and key it was
+// written.
+func TestActivationLwM2MBootstrapWakaama(t *testing.T) {
+	bin := wakaamaBinary(t, "WAKAAMA_CLIENT_DTLS")
+	r1, r2, centre, bootstrap := lwm2mRegions(t)
+	id := coapDevice(t, r1, "nb2", "wakaama-bs", true)
+	out := startWakaama(t, r2, bin, bootstrap, "-n", "wakaama-bs", "-b")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if st, d := r2.Do("GET", r2.P("/devices/"+id), nil); st == http.StatusOK && d["status"] == "ONLINE" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Wakaama did not register in r2; its output:\n%s\ncentre:\n%s\nr2:\n%s", out(), centre.logs(), r2.Logs())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if st, _ := r1.Do("GET", r1.P("/devices/"+id), nil); st != http.StatusNotFound {
+		t.Errorf("r1 still holds the device (HTTP %d)", st)
+	}
+}
