@@ -30,7 +30,7 @@ type worker struct {
 	seed     maphash.Seed
 
 	// failures counts failed deliveries in a row (any lane); draining is
-	// set by a failure and cleared when a read finds nothing new (the
+	// set by a failure and cleared when a read reaches the stream's end (the
 	// backlog is drained): while set, deliveries wait for the drain
 	// limiter.
 	failures atomic.Uint64
@@ -132,6 +132,7 @@ func (w *worker) step(ctx context.Context, ch Channel, cursor uint64) (uint64, b
 		}
 		return cursor, true
 	}
+	failuresBefore := w.stats.Failures.Load()
 	if !w.deliver(ctx, ch, msgs) {
 		return cursor, false
 	}
@@ -140,6 +141,12 @@ func (w *worker) step(ctx context.Context, ch Channel, cursor uint64) (uint64, b
 	}
 	w.stats.cursor.Store(int64(page.Next))
 	w.stats.oldest.Store(0)
+	if len(page.Events) < w.o.PageSize && w.stats.Failures.Load() == failuresBefore {
+		// The read reached the stream's end and the page went out at the
+		// first try, so no backlog built up behind it: what comes next is
+		// not held to the drain rate.
+		w.draining.Store(false)
+	}
 	return page.Next, true
 }
 
