@@ -2,7 +2,6 @@ package test
 
 import (
 	"context"
-	"crypto/sha1"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -112,21 +111,7 @@ func TestForwardingToNATSAndKafka(t *testing.T) {
 	if err := lc.SendData([]byte("nb-up")); err != nil {
 		t.Fatal(err)
 	}
-	g.aliProduct("fbgwpk", "prodSecretGw01", false, false, "GATEWAY")
-	g.aliProduct("fbsubpk", "prodSecretSub1", true, false, "")
-	gwID := g.aliDevice("fbgwpk", "gw1", "secretGateway1", false)
-	subID := g.aliDevice("fbsubpk", "s1", "secretSubDev01", false)
-	gw := g.mustAliConnect("fbgwpk.gw1|securemode=3,signmethod=hmacsha1,timestamp=2524608000000|", "gw1&fbgwpk",
-		hmacHex(sha1.New, "secretGateway1", "clientIdfbgwpk.gw1deviceNamegw1productKeyfbgwpktimestamp2524608000000"), false)
-	g.waitStatus(gwID, "ONLINE")
-	aliReq := func(params any) map[string]any { return map[string]any{"id": "1", "version": "1.0", "params": params} }
-	if ans := gw.request(t, "/sys/fbgwpk/gw1/thing/topo/add", aliReq([]any{signedSub("fbsubpk", "s1", "secretSubDev01")})); ans["code"] != 200.0 {
-		t.Fatalf("topo add: %v", ans)
-	}
-	if ans := gw.request(t, "/ext/session/fbgwpk/gw1/combine/login", aliReq(signedSub("fbsubpk", "s1", "secretSubDev01"))); ans["code"] != 200.0 {
-		t.Fatalf("login: %v", ans)
-	}
-	g.waitStatus(subID, "ONLINE")
+	gw, gwID, subID := g.onlineSubDevice(t, "fbgwpk", "fbsubpk")
 	gw.publish(t, "/fbsubpk/s1/user/data", "through the gateway")
 	// What each destination must hold, at least: every subject, with
 	// the uplinks of fb_n1 in order. Each rule's action delivers on its
