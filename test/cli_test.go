@@ -27,21 +27,7 @@ type cliResult struct {
 // runCLI runs the binary to completion (30 s at most).
 func runCLI(t *testing.T, args ...string) cliResult {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, binary(t), args...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	var exit *exec.ExitError
-	code := 0
-	switch {
-	case errors.As(err, &exit):
-		code = exit.ExitCode()
-	case err != nil:
-		t.Fatalf("iotgate %s: %v", strings.Join(args, " "), err)
-	}
-	return cliResult{stdout.String(), stderr.String(), code}
+	return runCLIFor(t, 30*time.Second, args...)
 }
 
 // cliConfig writes a configuration on free loopback ports with its data
@@ -223,4 +209,24 @@ func tree(t *testing.T, dir string) string {
 		t.Fatal(err)
 	}
 	return b.String()
+}
+
+// runCLIFor runs the binary to completion, limit at most.
+func runCLIFor(t *testing.T, limit time.Duration, args ...string) cliResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary(t), args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var exit *exec.ExitError
+	code := 0
+	switch {
+	case errors.As(err, &exit):
+		code = exit.ExitCode()
+	case err != nil:
+		t.Fatalf("iotgate %s: %v", strings.Join(args, " "), err)
+	}
+	return cliResult{stdout.String(), stderr.String(), code}
 }

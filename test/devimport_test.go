@@ -2,10 +2,8 @@ package test
 
 import (
 	"bytes"
-	"context"
 	"encoding/csv"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -44,26 +42,6 @@ func runImport(t *testing.T, g *Gate, file string, extra ...string) cliResult {
 	t.Helper()
 	args := append([]string{"devices", "import", "-api", g.API, "-project", g.Project, "-token", g.Token}, extra...)
 	return runCLIFor(t, 60*time.Second, append(args, file)...)
-}
-
-// runCLIFor is runCLI with its own time limit.
-func runCLIFor(t *testing.T, limit time.Duration, args ...string) cliResult {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), limit)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, binary(t), args...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	var exit *exec.ExitError
-	code := 0
-	switch {
-	case errors.As(err, &exit):
-		code = exit.ExitCode()
-	case err != nil:
-		t.Fatalf("iotgate %s: %v", strings.Join(args, " "), err)
-	}
-	return cliResult{stdout.String(), stderr.String(), code}
 }
 
 // productCount is the product's device count as the API gives it.
