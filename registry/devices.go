@@ -661,7 +661,7 @@ func (r *Registry) deleteDevice(w Writer, d *Device) error {
 	if err := w.Delete(statusTimeKey(d.DeviceID)); err != nil {
 		return err
 	}
-	if err := deleteDeviceSession(w, d.DeviceID); err != nil {
+	if err := r.deleteDeviceSession(w, d.DeviceID); err != nil {
 		return err
 	}
 	if r.node != "" { // a cluster's session record (StorePresence) goes with it
