@@ -221,12 +221,10 @@ func (r *Registry) appendAfter(w Writer, e encodedEvent, seq uint64) error {
 // is false when the device does not exist.
 func (r *Registry) eventDevice(w Reader, id string) (d *Device, ok bool, err error) {
 	k := deviceKey(id)
-	if _, isTracked := w.(*tracked); isTracked && r.inval == nil && r.cache != nil && !r.writing.has(string(k)) {
-		if v, _, hit := r.cache.get(k); hit {
-			if cd, isDev := v.(*Device); isDev {
-				cp := *cd
-				return &cp, true, nil
-			}
+	if v, ok := committedInCache(w, k); ok {
+		if cd, isDev := v.(*Device); isDev {
+			cp := *cd
+			return &cp, true, nil
 		}
 	}
 	d, err = r.getDevice(w, id)
