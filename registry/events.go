@@ -137,12 +137,11 @@ type encodedEvent struct {
 }
 
 func encodeRecord(project, device string, at time.Time, rec eventRecord) (encodedEvent, error) {
-	js, err := json.Marshal(rec)
+	b, err := appendEventRecord(make([]byte, 8, 512), &rec)
 	if err != nil {
 		return encodedEvent{}, fmt.Errorf("encode %s %s event: %w", rec.Resource, rec.Event, err)
 	}
-	b := make([]byte, 8, 8+len(js))
-	return encodedEvent{project: project, device: device, at: at, rec: append(b, js...)}, nil
+	return encodedEvent{project: project, device: device, at: at, rec: b}, nil
 }
 
 func encodeEvent(ev Event) (encodedEvent, error) {
