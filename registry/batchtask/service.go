@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -522,17 +523,21 @@ func (s *Service) Items(ctx context.Context, project, id string, f ItemFilter, p
 		})
 	})
 	if len(items) == pg.Limit && len(items) > 0 {
-		marker = fmt.Sprint(items[len(items)-1].Index)
+		marker = itemMarker(items[len(items)-1].Index)
 	}
 	return t, items, count, marker, err
 }
 
+// itemMarker is the marker after the item at index: 24 hex digits, the
+// form of IoTDA's markers.
+func itemMarker(index int) string { return fmt.Sprintf("%024x", index) }
+
 func parseMarker(m string) (int, error) {
-	var n int
-	if _, err := fmt.Sscan(m, &n); err != nil || n < 0 || fmt.Sprint(n) != m {
+	n, err := strconv.ParseUint(m, 16, 32)
+	if err != nil || len(m) != 24 {
 		return 0, &registry.ValidationError{Field: "marker", Reason: "is not a marker this listing returned"}
 	}
-	return n, nil
+	return int(n), nil
 }
 
 func countOf(p Progress, s ItemStatus) int {
