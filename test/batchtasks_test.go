@@ -1,8 +1,11 @@
 package test
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"mime/multipart"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -250,5 +253,59 @@ func TestBatchCreateDevicesSurvivesKill(t *testing.T) {
 	}
 	if _, err := client.DeleteBatchTaskFile(&model.DeleteBatchTaskFileRequest{FileId: *up.FileId}); err != nil {
 		t.Fatalf("DeleteBatchTaskFile: %v", err)
+	}
+}
+
+// uploadBatchFile posts content as the multipart part "file" named name
+// to /batchtask-files with the project's token, through the checked
+// client, and wants status.
+func (g *Gate) uploadBatchFile(name, content string, status int) map[string]any {
+	g.t.Helper()
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	part, err := mw.CreateFormFile("file", name)
+	if err == nil {
+		_, err = part.Write([]byte(content))
+	}
+	if err == nil {
+		err = mw.Close()
+	}
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	req, err := http.NewRequest("POST", g.API+g.P("/batchtask-files"), &body)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	req.Header.Set("X-Auth-Token", g.Token)
+	resp, err := g.HTTP().Do(req)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != status {
+		g.t.Fatalf("upload %s: status %d (want %d), %v %v", name, resp.StatusCode, status, out, err)
+	}
+	return out
+}
+
+// waitBatchTask waits up to 30 s for a task to end in status want.
+func (g *Gate) waitBatchTask(id, want string) map[string]any {
+	g.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out := g.MustDo(200, "GET", g.P("/batchtasks/"+id), nil)
+		st := out["batchtask"].(map[string]any)["status"].(string)
+		switch {
+		case st == want:
+			return out
+		case st != "Initializing" && st != "Waitting" && st != "Processing" && st != "Stopping":
+			g.t.Fatalf("batch task %s ended %s, want %s: %v", id, st, want, out)
+		case time.Now().After(deadline):
+			g.t.Fatalf("batch task %s still %s after 30 s", id, st)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
