@@ -202,11 +202,17 @@ func (s *Service) waitingItems(ctx context.Context, t *Task, n int) ([]Item, int
 	return items, next, err
 }
 
+// chunk is how many items the runner takes at a time: Limits.Chunk, or
+// fewer if the rate would make a chunk outlast the lease (3 polls).
+func (s *Service) chunk() int {
+	return max(1, min(s.limits.Chunk, int(s.limits.Rate*s.poll.Seconds())))
+}
+
 // runChunk runs a chunk of t's waiting items on the workers, then moves
 // its cursor past those that have an outcome; with none left it ends t
 // once no item is processing.
 func (s *Service) runChunk(ctx context.Context, t *Task, jobs chan<- job) (bool, error) {
-	items, next, err := s.waitingItems(ctx, t, s.limits.Chunk)
+	items, next, err := s.waitingItems(ctx, t, s.chunk())
 	if err != nil {
 		return false, err
 	}

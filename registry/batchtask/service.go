@@ -371,6 +371,10 @@ func (s *Service) Create(ctx context.Context, nt NewTask) (*Task, error) {
 		if err != nil {
 			return err
 		}
+		if cur.Status != StatusInitializing {
+			// The runner took its creation for abandoned (initTimeout).
+			return fmt.Errorf("writing its items took too long; the task ended %s", cur.Status)
+		}
 		cur.Status = StatusWaiting
 		*t = *cur
 		return putJSON(w, taskKey(t.ID), cur)

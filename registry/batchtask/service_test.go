@@ -40,6 +40,7 @@ type env struct {
 	store kv.Store
 	reg   *registry.Registry
 	extra []Kind
+	lease registry.Lease // nil: always held
 }
 
 func newEnv(t *testing.T, extra ...Kind) *env {
@@ -64,7 +65,7 @@ func newEnv(t *testing.T, extra ...Kind) *env {
 // the returned stop is called (stop waits for it).
 func (e *env) service(l Limits, now func() time.Time) (*Service, func()) {
 	s := New(Options{Store: e.store, Kinds: append(DeviceKinds(e.reg), e.extra...), Describe: testDescribe, Limits: l,
-		Poll: 20 * time.Millisecond, Now: now})
+		Poll: 20 * time.Millisecond, Now: now, Lease: e.lease})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { s.Run(ctx); close(done) }()
@@ -409,5 +410,41 @@ func TestCreateRefusals(t *testing.T) {
 	}
 	if fs, err := s.Files(ctx, project); err != nil || len(fs) != 1 || fs[0].ID != f.ID {
 		t.Fatalf("files of %s: %v %+v", project, err, fs)
+	}
+}
+
+// switchLease is a Lease held while on is set.
+type switchLease struct{ on atomic.Bool }
+
+func (l *switchLease) Hold(context.Context, string, time.Duration) (bool, error) {
+	return l.on.Load(), nil
+}
+
+// TestOnlyTheLeaseHolderRuns: a node without the batchtasks lease runs
+// no task; once it holds it, it does.
+func TestOnlyTheLeaseHolderRuns(t *testing.T) {
+	e := newEnv(t)
+	lease := &switchLease{}
+	e.lease = lease
+	s, _ := e.service(Limits{Rate: 1000}, nil)
+	ctx := context.Background()
+	if _, err := e.reg.CreateDevice(ctx, registry.NewDevice{ProjectID: project, NodeID: "l1", ProductID: "meter"}); err != nil {
+		t.Fatal(err)
+	}
+	task, err := s.Create(ctx, NewTask{ProjectID: project, Name: "del", Type: TypeDeleteDevices, Targets: []string{"meter_l1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(150 * time.Millisecond) // several polls
+	if cur, _ := s.Task(ctx, project, task.ID); cur.Status != StatusWaiting || cur.Progress.Waiting != 1 {
+		t.Fatalf("without the lease: %s %+v", cur.Status, cur.Progress)
+	}
+	lease.on.Store(true)
+	if done := e.wait(s, task.ID, "ended", ended); done.Status != StatusSuccess {
+		t.Fatalf("with the lease: %s %+v", done.Status, done.Progress)
+	}
+	var nf *registry.NotFoundError
+	if _, err := e.reg.Device(ctx, "meter_l1"); !errors.As(err, &nf) {
+		t.Fatalf("the deleted device: %v", err)
 	}
 }
