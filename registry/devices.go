@@ -31,6 +31,17 @@ type NewDevice struct {
 // with a non-zero Auth.Timeout it is deleted if that does not happen in
 // time.
 func (r *Registry) CreateDevice(ctx context.Context, n NewDevice) (*Device, error) {
+	return r.CreateDeviceWith(ctx, n, nil)
+}
+
+// CreateDeviceWith is CreateDevice with also (when not nil) run in the
+// create's transaction once its checks have passed, with the device as it
+// will be stored: what also writes is durable exactly when the device is
+// (a batch task records an item's result this way, so a crash can never
+// leave a device created and its row not done, or the reverse). An error
+// from also refuses the create and is returned unchanged. also may run
+// more than once (see write).
+func (r *Registry) CreateDeviceWith(ctx context.Context, n NewDevice, also func(Writer, *Device) error) (*Device, error) {
 	d, err := r.newDevice(n)
 	if err != nil {
 		return nil, err
@@ -83,6 +94,9 @@ func (r *Registry) CreateDevice(ctx context.Context, n NewDevice) (*Device, erro
 			return err
 		}
 		cacheDevice(w, d, createdLookups(d, idx)...)
+		if also != nil {
+			return also(w, d)
+		}
 		return nil
 	})
 	if err != nil {

@@ -68,6 +68,7 @@ import (
 //	gd/{device_id}/{group_id}      seq of its gm entry (a device's groups)
 //	#gp/{project}/{shard}          number of the project's groups (sharded)
 //	#gm/{group_id}/{shard}         number of the group's members (sharded)
+//	bt, btl, bta, bti, btt, btc, btf, btd  batch tasks, their items, counts and files (registry/batchtask/keys.go)
 //
 // Positions are 8 bytes big-endian, so the ordered keys are the stream.
 const sep = 0

@@ -71,6 +71,17 @@ func TestAPITour(t *testing.T) {
 	g.MustDo(200, "POST", g.P("/device-group/"+grp+"/action?action_id=removeDevice&device_id="+id), nil)
 	g.MustDo(204, "DELETE", g.P("/device-group/"+grp), nil)
 
+	// Batch tasks (the whole story: TestBatchCreateDevicesSurvivesKill).
+	file := g.uploadBatchFile("tour.csv", "device_id\n"+id+"\n", 201)["file_id"].(string)
+	g.MustDo(200, "GET", g.P("/batchtask-files"), nil)
+	task := g.MustDo(201, "POST", g.P("/batchtasks"), map[string]any{"task_name": "tour", "task_type": "unfreezeDevices",
+		"document_source": file})["task_id"].(string)
+	g.MustDo(200, "GET", g.P("/batchtasks?task_type=unfreezeDevices&limit=5"), nil)
+	g.waitBatchTask(task, "Success")
+	g.MustDo(400, "POST", g.P("/batchtasks/"+task+"/stop"), nil) // ended; its success: registry/batchtask's TestStop
+	g.MustDo(204, "DELETE", g.P("/batchtasks/"+task), nil)
+	g.MustDo(204, "DELETE", g.P("/batchtask-files/"+file), nil)
+
 	// Device data, commands and messages (the device is offline).
 	g.MustDo(200, "PUT", g.P("/devices/"+id+"/shadow"), map[string]any{"shadow": []map[string]any{{"service_id": "Basic",
 		"desired": map[string]any{"limit": 5}, "version": 0}}})

@@ -51,6 +51,9 @@ type Config struct {
 
 	// Forwarding runs routing rules' actions (forwarding.go).
 	Forwarding ForwardingConfig `yaml:"forwarding"`
+
+	// BatchTasks bounds and paces batch tasks (batchtasks.go).
+	BatchTasks BatchTasksConfig `yaml:"batch_tasks"`
 }
 
 // Storage engines (store.engine).
@@ -251,6 +254,7 @@ func defaultConfig() Config {
 		Events: EventsConfig{Retention: registry.DefaultEventRetention, MaxEvents: registry.DefaultMaxEvents,
 			OfflineGrace: 30 * time.Second},
 		Forwarding: defaultForwarding(),
+		BatchTasks: defaultBatchTasks(),
 	}
 }
 
@@ -377,6 +381,9 @@ func (c *Config) validate() error {
 		return errors.New("config: events.offline_grace must not be negative")
 	}
 	if err := c.Forwarding.validate(); err != nil {
+		return err
+	}
+	if err := c.BatchTasks.validate(); err != nil {
 		return err
 	}
 	if err := c.validateStore(); err != nil {

@@ -106,6 +106,8 @@ func run(configPath string) error {
 	apiOpts.Registry, apiOpts.Credentials, apiOpts.Logger, apiOpts.MaxClockSkew = reg, apiCreds, log, cfg.API.MaxClockSkew
 	apiOpts.Limits = cfg.Limits.API.api()
 	apiOpts.Node, apiOpts.Bus = n.name, n.busHealth()
+	tasks := newBatchTasks(cfg.BatchTasks, n, log)
+	apiOpts.BatchTasks = tasks
 	srv := api.New(apiOpts)
 
 	apiListeners, err := w.apiListeners(srv)
@@ -158,6 +160,7 @@ func run(configPath string) error {
 	go func() { _ = reg.Run(regCtx); close(regDone) }()
 	bansDone := w.shareBans(regCtx)
 	fwdDone := runForwarding(regCtx, fwd)
+	tasksDone := runBatchTasks(regCtx, tasks)
 	beatDone := make(chan struct{})
 	go func() {
 		heartbeats(regCtx, reg, time.Now(), w.sessionCounts, cfg.Cluster.Advertise, log)
@@ -207,6 +210,7 @@ func run(configPath string) error {
 	}
 	stopReg()
 	fwdDone()
+	tasksDone()
 	<-regDone
 	<-beatDone
 	bansDone()
