@@ -222,7 +222,7 @@ func (w *wiring) activationListeners(h http.Handler) ([]*apiListener, error) {
 		}
 		log := w.log.With("listener", name)
 		out = append(out, &apiListener{name: name, srv: activationServer(h, tc, log),
-			ln: api.LimitConnsPerAddress(ln, w.cfg.Limits.API.MaxConnsPerAddress, log)})
+			ln: api.LimitConnsPerAddress(w.descriptors.forAPI(ln), w.cfg.Limits.API.MaxConnsPerAddress, log)})
 		return nil
 	}
 	var err error
@@ -299,7 +299,11 @@ func runCentre(ctx context.Context, cfg *Config, log *slog.Logger) error {
 			admins = append(admins, activation.AdminToken{Project: c.ProjectID, Token: c.Token})
 		}
 	}
-	w := wiring{cfg: cfg, log: log, certs: newServerCerts(cfg.DataDir, log)}
+	pools, err := newDescriptorPools(cfg.Limits.Descriptors, cfg.Limits.RefusalLogRate, cfg.Limits.RefusalLogBurst, log)
+	if err != nil {
+		return err
+	}
+	w := wiring{cfg: cfg, log: log, certs: newServerCerts(cfg.DataDir, log), descriptors: pools}
 	w.certs.Watch(ctx, cfg.TLSReloadInterval)
 	// limits.auth_failures and address_auth_failures, counted here: the
 	// regions never see the devices' addresses.

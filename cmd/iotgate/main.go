@@ -86,9 +86,15 @@ func run(configPath string) error {
 	for i, c := range creds {
 		apiCreds[i] = api.Credential(c)
 	}
+	// Cut once the store is open, so that the start line counts the
+	// descriptors it holds.
+	pools, err := newDescriptorPools(cfg.Limits.Descriptors, cfg.Limits.RefusalLogRate, cfg.Limits.RefusalLogBurst, log)
+	if err != nil {
+		return err
+	}
 	certs := newServerCerts(cfg.DataDir, log)
 	w := wiring{cfg: &cfg, log: log, reg: reg, certs: certs, sessions: map[registry.Protocol]func() int{},
-		metrics: met, protocolStats: map[string]func() metrics.ProtocolStats{}}
+		metrics: met, protocolStats: map[string]func() metrics.ProtocolStats{}, descriptors: pools}
 	for _, c := range creds {
 		w.apiTokens = append(w.apiTokens, c.Token)
 	}
@@ -148,7 +154,7 @@ func run(configPath string) error {
 		if err != nil {
 			return err
 		}
-		go func() { _ = dbg.Serve(dln) }()
+		go func() { _ = dbg.Serve(pools.forOps(dln)) }()
 		defer dbg.Close()
 		log.Warn("debug listener serving /debug/vars and /debug/pprof without authentication", "addr", dln.Addr().String())
 	}
