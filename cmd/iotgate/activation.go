@@ -322,7 +322,8 @@ func runCentre(ctx context.Context, cfg *Config, log *slog.Logger) error {
 			}
 		}
 		bootstrap, err = activation.NewBootstrapMQTT(activation.BootstrapOptions{Centre: centre, Listen: ac.MQTTListen,
-			TLSListen: ac.MQTTTLSListen, TLS: tc, TimestampSkew: cfg.MQTT.TimestampSkew, Guard: g, Logger: clog})
+			TLSListen: ac.MQTTTLSListen, TLS: tc, TimestampSkew: cfg.MQTT.TimestampSkew, Guard: g, Logger: clog,
+			Descriptors: pools.forBootstrap()})
 		if err == nil {
 			err = bootstrap.Start(ctx)
 		}

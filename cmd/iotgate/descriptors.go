@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 
+	"github.com/iotgate/iotgate/activation"
 	"github.com/iotgate/iotgate/fdbudget"
 	"github.com/iotgate/iotgate/metrics"
 	"github.com/iotgate/iotgate/mqtt"
@@ -122,6 +123,15 @@ func (d *descriptorPools) forOps(ln net.Listener) net.Listener {
 
 // forMQTT is mqtt.Options.Descriptors: the MQTT pool, or nil.
 func (d *descriptorPools) forMQTT() mqtt.ListenerWrapper {
+	if d == nil {
+		return nil
+	}
+	return d.mqtt
+}
+
+// forBootstrap is activation.BootstrapOptions.Descriptors on a
+// centre: the MQTT pool (the centre serves no other MQTT), or nil.
+func (d *descriptorPools) forBootstrap() activation.ListenerWrapper {
 	if d == nil {
 		return nil
 	}
