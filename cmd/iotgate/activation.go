@@ -19,6 +19,7 @@ import (
 
 	"github.com/iotgate/iotgate/activation"
 	"github.com/iotgate/iotgate/api"
+	"github.com/iotgate/iotgate/fdbudget"
 	"github.com/iotgate/iotgate/lwm2m"
 	"github.com/iotgate/iotgate/registry/guard"
 	"github.com/iotgate/iotgate/registry/regions"
@@ -304,6 +305,7 @@ func runCentre(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		return err
 	}
 	w := wiring{cfg: cfg, log: log, certs: newServerCerts(cfg.DataDir, log), descriptors: pools}
+	go pools.watchReserve(ctx, reserveCheckEvery, reserveWarnEvery, fdbudget.OpenDescriptors, log)
 	w.certs.Watch(ctx, cfg.TLSReloadInterval)
 	// limits.auth_failures and address_auth_failures, counted here: the
 	// regions never see the devices' addresses.

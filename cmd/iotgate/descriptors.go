@@ -1,10 +1,12 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"time"
 
 	"github.com/iotgate/iotgate/activation"
 	"github.com/iotgate/iotgate/fdbudget"
@@ -50,6 +52,7 @@ const minMQTTConns = 16
 type descriptorPools struct {
 	budget         *fdbudget.Budget
 	mqtt, api, ops *fdbudget.Pool
+	plan           descriptorPlan
 }
 
 // descriptorPlan is how a limit is cut (descriptorPools, and the start
@@ -90,7 +93,8 @@ func newDescriptorPools(c DescriptorsConfig, refusalRate float64, refusalBurst i
 		return nil, err
 	}
 	b := fdbudget.New(p.budget, log.With("component", "descriptors"), guard.NewThrottle(refusalRate, refusalBurst))
-	d := &descriptorPools{budget: b, mqtt: b.Pool("mqtt", p.mqtt), api: b.Pool("api", p.api), ops: b.Pool("operator", p.ops)}
+	d := &descriptorPools{budget: b, mqtt: b.Pool("mqtt", p.mqtt), api: b.Pool("api", p.api), ops: b.Pool("operator", p.ops),
+		plan: p}
 	args := []any{"soft_limit", soft, "hard_limit", hard, "reserve", p.reserve, "budget", p.budget,
 		"mqtt", p.mqtt, "api", p.api, "operator", p.ops}
 	open, counted := fdbudget.OpenDescriptors()
@@ -103,6 +107,46 @@ func newDescriptorPools(c DescriptorsConfig, refusalRate float64, refusalBurst i
 			"raise limits.descriptors.reserve", "open_now", open, "reserve", p.reserve)
 	}
 	return d, nil
+}
+
+// reserveCheckEvery is how often watchReserve counts descriptors, and
+// reserveWarnEvery how often, at most, it warns.
+const (
+	reserveCheckEvery = time.Minute
+	reserveWarnEvery  = time.Hour
+)
+
+// watchReserve warns when the descriptors held besides accepted
+// connections pass three quarters of the reserve, until ctx ends. The
+// reserve is cut at start, but the store's share grows with it (Badger
+// holds one per table and value-log file): past the reserve, the store
+// could fail to open its next file. count is fdbudget.OpenDescriptors
+// but for tests.
+func (d *descriptorPools) watchReserve(ctx context.Context, every, warnEvery time.Duration, count func() (int, bool), log *slog.Logger) {
+	if d == nil {
+		return
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	var warned time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			open, ok := count()
+			if !ok {
+				return // nothing to count with on this system
+			}
+			others := open - d.budget.Open()
+			if others*4 > d.plan.reserve*3 && now.Sub(warned) >= warnEvery {
+				warned = now
+				log.Warn("descriptors held besides accepted connections are near the reserve: "+
+					"raise limits.descriptors.reserve (and the open-file limit) before the store runs out",
+					"held", others, "reserve", d.plan.reserve, "connections", d.budget.Open())
+			}
+		}
+	}
 }
 
 // forAPI makes ln draw on the API pool, forOps on the operator's (see

@@ -1,8 +1,15 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"log/slog"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/iotgate/iotgate/fdbudget"
 )
 
 func TestPlanDescriptors(t *testing.T) {
@@ -53,5 +60,53 @@ func TestDescriptorsConfigValidate(t *testing.T) {
 	}
 	if err := (DescriptorsConfig{}).validate(); err != nil {
 		t.Errorf("defaults refused: %v", err)
+	}
+}
+
+// TestWatchReserveWarns: the watch warns once the descriptors held
+// besides connections pass three quarters of the reserve, at most once
+// per warnEvery, and not below it.
+func TestWatchReserveWarns(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		open        int // descriptors the process holds, connections included
+		connections int
+		wantLines   int
+	}{
+		{"well within", 60, 10, 0},       // 50 held besides, reserve 100
+		{"at three quarters", 85, 10, 0}, // 75
+		{"past three quarters", 96, 10, 1},
+		{"past the reserve", 200, 10, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := planDescriptors(1000, DescriptorsConfig{Reserve: 100})
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := fdbudget.New(p.budget, nil, nil)
+			d := &descriptorPools{budget: b, mqtt: b.Pool("mqtt", p.mqtt), plan: p}
+			for range tc.connections {
+				d.mqtt.TryAcquire()
+			}
+			var logs bytes.Buffer
+			var counts atomic.Int32
+			ctx, cancel := context.WithCancel(t.Context())
+			done := make(chan struct{})
+			go func() {
+				d.watchReserve(ctx, time.Millisecond, time.Hour, func() (int, bool) {
+					counts.Add(1)
+					return tc.open, true
+				}, slog.New(slog.NewTextHandler(&logs, nil)))
+				close(done)
+			}()
+			for counts.Load() < 20 {
+				time.Sleep(time.Millisecond)
+			}
+			cancel()
+			<-done
+			if n := strings.Count(logs.String(), "near the reserve"); n != tc.wantLines {
+				t.Fatalf("%d warnings over %d checks, want %d:\n%s", n, counts.Load(), tc.wantLines, logs.String())
+			}
+		})
 	}
 }

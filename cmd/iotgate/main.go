@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/iotgate/iotgate/api"
+	"github.com/iotgate/iotgate/fdbudget"
 	"github.com/iotgate/iotgate/metrics"
 	"github.com/iotgate/iotgate/registry"
 	"github.com/iotgate/iotgate/registry/regions"
@@ -163,6 +164,7 @@ func run(configPath string) error {
 	regCtx, stopReg := context.WithCancel(context.Background())
 	go func() { _ = reg.Run(regCtx); close(regDone) }()
 	bansDone := w.shareBans(regCtx)
+	go pools.watchReserve(regCtx, reserveCheckEvery, reserveWarnEvery, fdbudget.OpenDescriptors, log)
 	fwdDone := runForwarding(regCtx, fwd)
 	beatDone := make(chan struct{})
 	go func() {
