@@ -36,10 +36,11 @@ func (c DescriptorsConfig) validate() error {
 	return nil
 }
 
-// opsConns is the pool of the operator's listeners: metrics.listen,
-// debug_listen and the admin socket. A scrape or a backup at a time is
-// their load; the pool keeps them reachable during a flood on the
-// others.
+// opsConns is the pool of the operator's listeners, metrics.listen and
+// debug_listen: a scrape or a profile at a time is their load, and the
+// pool keeps them reachable during a flood on the others. (The admin
+// socket, mode 0600 in data_dir, has no network peer and is not
+// counted.)
 const opsConns = 32
 
 // minMQTTConns is the smallest MQTT pool a start accepts: a budget
