@@ -55,6 +55,9 @@ type Options struct {
 	// IotTokens checks securemode=-1 CONNECTs (activation centre
 	// tokens); nil refuses them.
 	IotTokens IotTokenChecker
+	// Descriptors, when set, wraps both listeners (see ListenerWrapper);
+	// nil: connections are bounded by the caps of Limits alone.
+	Descriptors ListenerWrapper
 }
 
 // Server is the MQTT and MQTTS front end: an embedded mochi broker with
@@ -152,6 +155,7 @@ func New(o Options) (*Server, error) {
 	}
 	if o.Listen != "" {
 		s.plain = newTCPListener("mqtt", o.Listen, nil, admission)
+		s.plain.descriptors = o.Descriptors
 	}
 	if o.TLSListen != "" {
 		tc := o.TLS.Clone()
@@ -160,6 +164,7 @@ func New(o Options) (*Server, error) {
 		// project CAs, which change at run time.
 		tc.ClientAuth = tls.RequestClientCert
 		s.secure = newTCPListener("mqtts", o.TLSListen, tc, admission)
+		s.secure.descriptors = o.Descriptors
 	}
 	return s, nil
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/iotgate/iotgate/activation"
 	"github.com/iotgate/iotgate/api"
+	"github.com/iotgate/iotgate/fdbudget"
 	"github.com/iotgate/iotgate/lwm2m"
 	"github.com/iotgate/iotgate/registry/guard"
 	"github.com/iotgate/iotgate/registry/regions"
@@ -222,7 +223,7 @@ func (w *wiring) activationListeners(h http.Handler) ([]*apiListener, error) {
 		}
 		log := w.log.With("listener", name)
 		out = append(out, &apiListener{name: name, srv: activationServer(h, tc, log),
-			ln: api.LimitConnsPerAddress(ln, w.cfg.Limits.API.MaxConnsPerAddress, log)})
+			ln: api.LimitConnsPerAddress(w.descriptors.forAPI(ln), w.cfg.Limits.API.MaxConnsPerAddress, log)})
 		return nil
 	}
 	var err error
@@ -299,7 +300,12 @@ func runCentre(ctx context.Context, cfg *Config, log *slog.Logger) error {
 			admins = append(admins, activation.AdminToken{Project: c.ProjectID, Token: c.Token})
 		}
 	}
-	w := wiring{cfg: cfg, log: log, certs: newServerCerts(cfg.DataDir, log)}
+	pools, err := newDescriptorPools(cfg.Limits.Descriptors, cfg.Limits.RefusalLogRate, cfg.Limits.RefusalLogBurst, log)
+	if err != nil {
+		return err
+	}
+	w := wiring{cfg: cfg, log: log, certs: newServerCerts(cfg.DataDir, log), descriptors: pools}
+	go pools.watchReserve(ctx, reserveCheckEvery, reserveWarnEvery, fdbudget.OpenDescriptors, log)
 	w.certs.Watch(ctx, cfg.TLSReloadInterval)
 	// limits.auth_failures and address_auth_failures, counted here: the
 	// regions never see the devices' addresses.
@@ -318,7 +324,8 @@ func runCentre(ctx context.Context, cfg *Config, log *slog.Logger) error {
 			}
 		}
 		bootstrap, err = activation.NewBootstrapMQTT(activation.BootstrapOptions{Centre: centre, Listen: ac.MQTTListen,
-			TLSListen: ac.MQTTTLSListen, TLS: tc, TimestampSkew: cfg.MQTT.TimestampSkew, Guard: g, Logger: clog})
+			TLSListen: ac.MQTTTLSListen, TLS: tc, TimestampSkew: cfg.MQTT.TimestampSkew, Guard: g, Logger: clog,
+			Descriptors: pools.forBootstrap()})
 		if err == nil {
 			err = bootstrap.Start(ctx)
 		}

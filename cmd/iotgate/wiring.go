@@ -43,6 +43,9 @@ type wiring struct {
 	// region); nil otherwise. mqttServer is the MQTT server, once built.
 	iotTokens  *regions.Tokens
 	mqttServer *mqtt.Server
+	// descriptors is the budget of accepted connections every listener
+	// draws on (descriptors.go); nil: none.
+	descriptors *descriptorPools
 }
 
 // sessionCounts is the heartbeat's device counts: every protocol named,
@@ -181,6 +184,7 @@ func (w *wiring) mqtt() (*mqtt.Server, error) {
 		Guard:         w.guard,
 		Limits:        w.cfg.Limits.mqttLimits(),
 		Logger:        w.log.With("component", "mqtt"),
+		Descriptors:   w.descriptors.forMQTT(),
 	}
 	if w.iotTokens != nil {
 		o.IotTokens = w.iotTokens
