@@ -50,9 +50,12 @@ type ActivationConfig struct {
 	// disables one.
 	MQTTListen    string `yaml:"mqtt_listen"`
 	MQTTTLSListen string `yaml:"mqtt_tls_listen"`
-	// BootstrapListen is the centre's LwM2M Bootstrap server (CoAP
-	// NoSec, UDP); empty disables it.
-	BootstrapListen string `yaml:"bootstrap_listen"`
+	// BootstrapListen and BootstrapDTLSListen are the centre's LwM2M
+	// Bootstrap server over CoAP NoSec and over DTLS-PSK (UDP); empty
+	// disables one. NoSec writes only NoSec accounts; a PSK is written
+	// over DTLS only.
+	BootstrapListen     string `yaml:"bootstrap_listen"`
+	BootstrapDTLSListen string `yaml:"bootstrap_dtls_listen"`
 	// Token (region) is the bearer token the centre must present.
 	Token string `yaml:"token"`
 	// TokenTTL (region) is how long an iotToken lets its device connect.
@@ -130,8 +133,8 @@ func (c *ActivationConfig) validate() error {
 		return errors.New("config: activation.token_ttl, move_grace, sweep_interval and region_timeout must be positive")
 	}
 	if c.Role == roleRegion {
-		if c.MQTTListen != "" || c.MQTTTLSListen != "" || c.BootstrapListen != "" {
-			return errors.New("config: activation.mqtt_listen, mqtt_tls_listen and bootstrap_listen are the centre's")
+		if c.MQTTListen != "" || c.MQTTTLSListen != "" || c.BootstrapListen != "" || c.BootstrapDTLSListen != "" {
+			return errors.New("config: activation.mqtt_listen, mqtt_tls_listen, bootstrap_listen and bootstrap_dtls_listen are the centre's")
 		}
 		if len(c.Token) < minActivationToken {
 			return fmt.Errorf("config: activation.token: a region needs a token of at least %d characters", minActivationToken)
@@ -328,15 +331,23 @@ func runCentre(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		defer bootstrap.Shutdown(context.Background())
 		log.Info("activation centre bootstrap MQTT listening", "addr", ac.MQTTListen, "tls_addr", ac.MQTTTLSListen)
 	}
-	if ac.BootstrapListen != "" {
+	if ac.BootstrapListen != "" || ac.BootstrapDTLSListen != "" {
+		// coap.handshake_timeout and max_handshakes bound the DTLS
+		// listener's handshakes, as at a region's LwM2M server.
 		lbs, err := activation.NewBootstrapLwM2M(activation.BootstrapLwM2MOptions{Centre: centre,
-			Listen: ac.BootstrapListen, Timeout: 3 * ac.RegionTimeout, Guard: g, Logger: clog})
+			Listen: ac.BootstrapListen, DTLSListen: ac.BootstrapDTLSListen, Timeout: 3 * ac.RegionTimeout,
+			HandshakeTimeout: cfg.CoAP.HandshakeTimeout, MaxHandshakes: cfg.CoAP.MaxHandshakes, Guard: g, Logger: clog})
 		if err != nil {
 			return fmt.Errorf("activation: LwM2M bootstrap: %w", err)
 		}
 		_ = lbs.Start(ctx)
 		defer lbs.Shutdown(context.Background())
-		log.Info("activation centre LwM2M bootstrap listening", "addr", lbs.Addr().String())
+		if a := lbs.Addr(); a != nil {
+			log.Info("activation centre LwM2M bootstrap listening", "addr", a.String())
+		}
+		if a := lbs.DTLSAddr(); a != nil {
+			log.Info("activation centre LwM2M bootstrap (dtls) listening", "addr", a.String())
+		}
 	}
 	errc := make(chan error, len(ls))
 	for _, l := range ls {
