@@ -17,8 +17,9 @@ import (
 // activation centre whose LwM2M Bootstrap server listens on UDP (NoSec)
 // and DTLS, with the rule product nb2 → r2 (default r1), and returns
 // them and the bootstrap addresses. Devices are made in r1 (the
-// "factory" region).
-func lwm2mRegions(t *testing.T) (r1, r2 *Gate, centre *centreProc, bootstrap, bootstrapDTLS string) {
+// "factory" region). centreYAML are more activation keys of the centre
+// ("  key: value\n").
+func lwm2mRegions(t *testing.T, centreYAML ...string) (r1, r2 *Gate, centre *centreProc, bootstrap, bootstrapDTLS string) {
 	t.Helper()
 	const token = "region-token-0123456789"
 	ports := freePorts(t, "tcp", "tcp", "tcp", "udp", "udp")
@@ -40,12 +41,12 @@ func lwm2mRegions(t *testing.T) (r1, r2 *Gate, centre *centreProc, bootstrap, bo
   listen: %q
   bootstrap_listen: %q
   bootstrap_dtls_listen: %q
-  default_region: r1
+%s  default_region: r1
   regions:
 %s%s  rules:
     - product_key: nb2
       region: r2
-`, ports[2], ports[3], ports[4], region("r1", ports[0], r1), region("r2", ports[1], r2)))
+`, ports[2], ports[3], ports[4], strings.Join(centreYAML, ""), region("r1", ports[0], r1), region("r2", ports[1], r2)))
 	return r1, r2, centre, ports[3], ports[4]
 }
 

@@ -56,6 +56,11 @@ type ActivationConfig struct {
 	// over DTLS only.
 	BootstrapListen     string `yaml:"bootstrap_listen"`
 	BootstrapDTLSListen string `yaml:"bootstrap_dtls_listen"`
+	// BootstrapLifetime is the registration lifetime the LwM2M bootstrap
+	// writes (/1/0/1): a client updates its registration within it, which
+	// is also when a moved client that ignores the region's triggers
+	// learns it must bootstrap again.
+	BootstrapLifetime time.Duration `yaml:"bootstrap_lifetime"`
 	// Token (region) is the bearer token the centre must present.
 	Token string `yaml:"token"`
 	// TokenTTL (region) is how long an iotToken lets its device connect.
@@ -107,7 +112,7 @@ type ActivationRule struct {
 
 func defaultActivationConfig() ActivationConfig {
 	return ActivationConfig{TokenTTL: regions.DefaultTokenTTL, MoveGrace: regions.DefaultMoveGrace,
-		SweepInterval: 5 * time.Second, RegionTimeout: 10 * time.Second}
+		SweepInterval: 5 * time.Second, RegionTimeout: 10 * time.Second, BootstrapLifetime: activation.DefaultBootstrapLifetime}
 }
 
 var regionIDPattern = regexp.MustCompile(`^[a-z0-9-]{1,32}$`)
@@ -131,6 +136,9 @@ func (c *ActivationConfig) validate() error {
 	}
 	if c.TokenTTL <= 0 || c.MoveGrace <= 0 || c.SweepInterval <= 0 || c.RegionTimeout <= 0 {
 		return errors.New("config: activation.token_ttl, move_grace, sweep_interval and region_timeout must be positive")
+	}
+	if c.BootstrapLifetime < time.Second || c.BootstrapLifetime%time.Second != 0 {
+		return fmt.Errorf("config: activation.bootstrap_lifetime %v: a whole number of seconds, at least 1s (LwM2M lifetimes are seconds)", c.BootstrapLifetime)
 	}
 	if c.Role == roleRegion {
 		if c.MQTTListen != "" || c.MQTTTLSListen != "" || c.BootstrapListen != "" || c.BootstrapDTLSListen != "" {
@@ -257,8 +265,18 @@ func (w *wiring) regionListeners() ([]*apiListener, error) {
 	if w.cfg.CoAP.Listen != "" || w.cfg.CoAP.DTLSListen != "" {
 		local.Endpoints = lwm2m.RegistrySecurity{Registry: w.reg}
 	}
+	// A moved device is told to bootstrap again by the server it is
+	// connected to: Alibaba's thing.bootstrap.notify over MQTT, a
+	// re-bootstrap over LwM2M.
+	var notifiers regions.Notifiers
 	if w.mqttServer != nil {
-		local.Notifier = w.mqttServer
+		notifiers = append(notifiers, w.mqttServer)
+	}
+	if w.lwm2mServer != nil {
+		notifiers = append(notifiers, w.lwm2mServer)
+	}
+	if len(notifiers) > 0 {
+		local.Notifier = notifiers
 	}
 	return w.activationListeners(activation.NewRegionHandler(local, w.cfg.Activation.Token, w.log.With("component", "activation")))
 }
@@ -335,7 +353,7 @@ func runCentre(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		// coap.handshake_timeout and max_handshakes bound the DTLS
 		// listener's handshakes, as at a region's LwM2M server.
 		lbs, err := activation.NewBootstrapLwM2M(activation.BootstrapLwM2MOptions{Centre: centre,
-			Listen: ac.BootstrapListen, DTLSListen: ac.BootstrapDTLSListen, Timeout: 3 * ac.RegionTimeout,
+			Listen: ac.BootstrapListen, DTLSListen: ac.BootstrapDTLSListen, Lifetime: ac.BootstrapLifetime, Timeout: 3 * ac.RegionTimeout,
 			HandshakeTimeout: cfg.CoAP.HandshakeTimeout, MaxHandshakes: cfg.CoAP.MaxHandshakes, Guard: g, Logger: clog})
 		if err != nil {
 			return fmt.Errorf("activation: LwM2M bootstrap: %w", err)
