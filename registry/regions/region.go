@@ -72,7 +72,8 @@ type Region interface {
 	// deleting an absent device succeeds.
 	Delete(ctx context.Context, pk, dn string) error
 	// NotifyBootstrap tells the online device to bootstrap again
-	// (Alibaba thing.bootstrap.notify), or ErrOffline.
+	// (Alibaba thing.bootstrap.notify over MQTT, a re-bootstrap over
+	// LwM2M), or ErrOffline.
 	NotifyBootstrap(ctx context.Context, pk, dn string) error
 	// CheckLogin verifies an IoTDA-style MQTT credential (Huawei IoTDP
 	// bootstrap): ErrUnknownDevice, ErrAuthType, ErrBadSign.
@@ -91,9 +92,9 @@ type LocalRegistry interface {
 	DeleteDevice(ctx context.Context, project, id string) error
 }
 
-// Notifier tells an online device to bootstrap again; the MQTT server
-// implements it (registry.ErrNotConnected when the device has no
-// session there).
+// Notifier tells an online device to bootstrap again; the MQTT and
+// LwM2M servers implement it (registry.ErrNotConnected when the device
+// has no session there), and Notifiers asks both.
 type Notifier interface {
 	NotifyBootstrap(ctx context.Context, d *registry.Device) error
 }
