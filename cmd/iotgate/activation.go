@@ -271,6 +271,7 @@ func (w *wiring) regionListeners() ([]*apiListener, error) {
 	var notifiers regions.Notifiers
 	if w.mqttServer != nil {
 		notifiers = append(notifiers, w.mqttServer)
+		local.Pusher = w.mqttServer
 	}
 	if w.lwm2mServer != nil {
 		notifiers = append(notifiers, w.lwm2mServer)
