@@ -40,9 +40,11 @@ type wiring struct {
 	protocolStats map[string]func() metrics.ProtocolStats
 	apiTokens     []string
 	// iotTokens checks activation centre tokens (activation.role
-	// region); nil otherwise. mqttServer is the MQTT server, once built.
-	iotTokens  *regions.Tokens
-	mqttServer *mqtt.Server
+	// region); nil otherwise. mqttServer and lwm2mServer are the MQTT
+	// and LwM2M servers, once built (nil when off).
+	iotTokens   *regions.Tokens
+	mqttServer  *mqtt.Server
+	lwm2mServer *lwm2m.Server
 	// descriptors is the budget of accepted connections every listener
 	// draws on (descriptors.go); nil: none.
 	descriptors *descriptorPools
@@ -112,6 +114,7 @@ func (w *wiring) listeners() ([]listener, api.Options, error) {
 	if l, err := w.lwm2m(); err != nil {
 		return nil, opts, err
 	} else if l != nil {
+		w.lwm2mServer = l
 		ls = append(ls, l)
 		w.sessions[registry.ProtocolLwM2M] = l.Registered
 		w.protocolStats["lwm2m"] = lwm2mStats(l)
