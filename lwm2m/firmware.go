@@ -295,7 +295,7 @@ func (f *firmware) drive(e *entry, it *fwItem) {
 	case registry.StepQueued:
 		f.start(ctx, e, it)
 	case registry.StepDownloading:
-		if state < 0 {
+		if state != fwStateHave { // the notification may be lost, or its observation gone
 			state, result = f.poll(ctx, e, it)
 		}
 		if result > fwResultSuccess {
@@ -306,7 +306,7 @@ func (f *firmware) drive(e *entry, it *fwItem) {
 			f.downloaded(ctx, e, it)
 		}
 	case registry.StepUpdating:
-		if result < 0 || state < 0 {
+		if result != fwResultSuccess {
 			state, result = f.poll(ctx, e, it)
 		}
 		switch {
@@ -323,6 +323,14 @@ func (f *firmware) drive(e *entry, it *fwItem) {
 // the next uplink reads them again.
 func (f *firmware) poll(ctx context.Context, e *entry, it *fwItem) (state, result int) {
 	state, result = f.readInt(ctx, e, fwStatePath), f.readInt(ctx, e, fwResultPath)
+	f.mu.Lock()
+	if state >= 0 {
+		it.state = state
+	}
+	if result >= 0 {
+		it.result = result
+	}
+	f.mu.Unlock()
 	if !f.observed(e, fwStatePath) {
 		f.observe(ctx, e)
 	}
