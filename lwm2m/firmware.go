@@ -306,11 +306,11 @@ func (f *firmware) drive(e *entry, it *fwItem) {
 			f.downloaded(ctx, e, it)
 		}
 	case registry.StepUpdating:
-		if result != fwResultSuccess {
+		if result != fwResultSuccess || state != fwStateIdle {
 			state, result = f.poll(ctx, e, it)
 		}
 		switch {
-		case result == fwResultSuccess:
+		case result == fwResultSuccess && state == fwStateIdle: // LwM2M: back to Idle with result 1
 			f.end(it, registry.StepSucceeded, "")
 		case result > fwResultSuccess:
 			f.end(it, registry.StepFailed, "the device reports Update Result "+strconv.Itoa(result)+": "+resultText(result))
