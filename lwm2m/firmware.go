@@ -461,7 +461,7 @@ func (f *firmware) packageURI(e *entry, it *fwItem) (string, error) {
 	if f.o.Host != "" {
 		host = f.o.Host
 	} else if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
-		return "", errors.New("the LwM2M listener is bound to an unspecified address: set lwm2m.firmware.host to the address devices reach iotgate at")
+		return "", errors.New("the LwM2M listener is bound to an unspecified address: set coap.firmware.host to the address devices reach iotgate at")
 	}
 	return scheme + "://" + net.JoinHostPort(host, port) + "/fw/" + it.token, nil
 }

@@ -126,8 +126,8 @@ type Client struct {
 	recent    map[int32][]byte     // responses to recent server requests, for dedup
 	recentQ   []int32
 	location  string
-	accepts   map[string]int // the Accept of the last Read or Observe, by path
-	onWrite   func(format.Path)             // SetHooks
+	accepts   map[string]int               // the Accept of the last Read or Observe, by path
+	onWrite   func(format.Path)            // SetHooks
 	onExecute func(format.Path) codes.Code // SetHooks
 }
 
