@@ -381,7 +381,9 @@ func (f *firmware) downloaded(ctx context.Context, e *entry, it *fwItem) {
 		return
 	}
 	f.mu.Lock()
-	it.state, it.result = fwResultUnknown, fwResultUnknown // read afresh once it has updated
+	// Read afresh once it has updated, and look at once (a client that
+	// notifies nothing shows its state to the reads).
+	it.state, it.result, it.more = fwResultUnknown, fwResultUnknown, true
 	f.mu.Unlock()
 	f.step(it, registry.StepUpdating, "")
 }
