@@ -91,6 +91,15 @@ func TestFirmwarePullResumesAfterReboot(t *testing.T) {
 	if !strings.HasPrefix(uri.Str(), "coap://"+f.srv.UDPAddr().String()+"/fw/") {
 		t.Fatalf("Package URI %q", uri.Str())
 	}
+	// Another NoSec device (another address) is not served the download.
+	f.device("thief", false)
+	thief := f.client(lwm2mclient.Config{Endpoint: "thief"})
+	if err := thief.Register(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, err := thief.GetBlock(ctx, uri.Str()[strings.Index(uri.Str(), "/fw/"):], 3, 4); codeOf(err) != codes.NotFound {
+		t.Fatalf("the download asked for from another address: %v, want 4.04", err)
+	}
 	if err := c.Register(ctx); err != nil { // the reboot
 		t.Fatal(err)
 	}
