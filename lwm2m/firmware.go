@@ -169,6 +169,9 @@ func (s *Server) DeliverFirmware(d registry.FirmwareDelivery) {
 	}
 	it := &fwItem{d: d, token: newRegistrationID() + newRegistrationID(), step: registry.StepQueued, since: s.now(),
 		state: fwResultUnknown, result: fwResultUnknown}
+	if d.Step == registry.StepUpdating {
+		it.step = registry.StepUpdating // resumed after a restart: its result is due, not the package
+	}
 	f.items[d.DeviceID] = it
 	f.tokens[it.token] = it
 	f.count.Store(int32(len(f.items)))

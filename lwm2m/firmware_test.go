@@ -230,3 +230,40 @@ func TestFirmwarePushOnly(t *testing.T) {
 		t.Fatalf("pushed image %d bytes (blocks pulled %v)", len(got), blocks)
 	}
 }
+
+type heldDeliverer struct{}
+
+func (heldDeliverer) DeliverFirmware(registry.FirmwareDelivery) {}
+
+// TestFirmwareResumedUpdateIsNotDeliveredAgain: an item that was
+// updating when the server stopped is handed back (as
+// registry.ResumeFirmwareUpgrades does) and waits for the device's
+// result: the package is not written again.
+func TestFirmwareResumedUpdateIsNotDeliveredAgain(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx := context.Background()
+	d := f.device("resumed", false)
+	c := f.client(lwm2mclient.Config{Endpoint: "resumed"})
+	lwm2mclient.NewFirmware(c, 0)
+	_ = c.Set("/5/0/5", formatInt(1)) // it rebooted into the new firmware meanwhile
+	if err := c.Register(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f.reg.SetFirmwareDeliverer(heldDeliverer{})
+	p, err := f.reg.AddOTAPackage(ctx, "p", registry.OTAPackage{PackageType: registry.PackageTypeFirmware, ProductID: "nb", Version: "v9"}, bytes.NewReader([]byte{1, 2, 3}), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	job, err := f.reg.StartFirmwareUpgrade(ctx, "p", registry.FirmwareUpgradeSpec{PackageID: p.PackageID, DeviceIDs: []string{d.DeviceID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.reg.ReportFirmware(ctx, job.UpgradeID, d.DeviceID, registry.FirmwareReport{Step: registry.StepUpdating, State: 3, Result: -1}); err != nil {
+		t.Fatal(err)
+	}
+	f.srv.DeliverFirmware(registry.FirmwareDelivery{UpgradeID: job.UpgradeID, ProjectID: "p", PackageID: p.PackageID, DeviceID: d.DeviceID, Step: registry.StepUpdating})
+	f.waitItem(t, job, d.DeviceID, registry.FirmwareSuccess)
+	if v, _ := c.Value("/5/0/1"); v.Str() != "" {
+		t.Fatalf("the package was delivered again: Package URI %q", v.Str())
+	}
+}

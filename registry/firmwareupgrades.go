@@ -117,9 +117,12 @@ type FirmwareReport struct {
 	Desc          string
 }
 
-// FirmwareDelivery is an item handed to the adapter.
+// FirmwareDelivery is an item handed to the adapter. Step is where a
+// resumed item stood (StepQueued for a new one): an item that was
+// updating waits for its result rather than deliver the package again.
 type FirmwareDelivery struct {
 	UpgradeID, ProjectID, PackageID, DeviceID string
+	Step                                      FirmwareStep
 }
 
 // FirmwareDeliverer carries items to devices. DeliverFirmware must not
@@ -275,7 +278,7 @@ func (r *Registry) deliverItems(ctx context.Context, job *FirmwareUpgrade, devic
 			}
 			continue
 		}
-		d.DeliverFirmware(FirmwareDelivery{UpgradeID: job.UpgradeID, ProjectID: job.ProjectID, PackageID: job.PackageID, DeviceID: dev})
+		d.DeliverFirmware(FirmwareDelivery{UpgradeID: job.UpgradeID, ProjectID: job.ProjectID, PackageID: job.PackageID, DeviceID: dev, Step: StepQueued})
 	}
 }
 
@@ -482,7 +485,8 @@ func (r *Registry) ResumeFirmwareUpgrades(ctx context.Context) (int, error) {
 		for _, j := range jobs {
 			if err := scanItems(rd, j.UpgradeID, func(it *FirmwareItem) {
 				if !it.Status.Final() {
-					open = append(open, FirmwareDelivery{UpgradeID: j.UpgradeID, ProjectID: j.ProjectID, PackageID: j.PackageID, DeviceID: it.DeviceID})
+					open = append(open, FirmwareDelivery{UpgradeID: j.UpgradeID, ProjectID: j.ProjectID, PackageID: j.PackageID,
+						DeviceID: it.DeviceID, Step: it.Step})
 				}
 			}); err != nil {
 				return err

@@ -260,9 +260,13 @@ func TestFirmwareUpgradeResumeAndNoDeliverer(t *testing.T) {
 	if err := r.ReportFirmware(ctx, job2.UpgradeID, "nb_n1", FirmwareReport{Step: StepSucceeded, State: 0, Result: 1}); err != nil {
 		t.Fatal(err)
 	}
+	if err := r.ReportFirmware(ctx, job2.UpgradeID, "nb_n2", FirmwareReport{Step: StepUpdating, State: 3, Result: -1}); err != nil {
+		t.Fatal(err)
+	}
 	d.got = nil
 	n, err := r.ResumeFirmwareUpgrades(ctx)
-	if err != nil || n != 1 || len(d.got) != 1 || d.got[0].DeviceID != "nb_n2" || d.got[0].UpgradeID != job2.UpgradeID {
+	if err != nil || n != 1 || len(d.got) != 1 || d.got[0].DeviceID != "nb_n2" || d.got[0].UpgradeID != job2.UpgradeID ||
+		d.got[0].Step != StepUpdating {
 		t.Fatalf("resume: %d, %v, %+v", n, err, d.got)
 	}
 }
