@@ -70,23 +70,27 @@ const (
 	DefaultFirmwareUpdateTimeout   = 10 * time.Minute
 )
 
-// Object 5's resources and values.
+// Object 5's resources.
 var (
-	fwPackagePath    = format.NewPath(5, 0, 0)
-	fwURIPath        = format.NewPath(5, 0, 1)
-	fwUpdatePath     = format.NewPath(5, 0, 2)
-	fwStatePath      = format.NewPath(5, 0, 3)
-	fwResultPath     = format.NewPath(5, 0, 5)
-	fwDeliveryPath   = format.NewPath(5, 0, 9)
-	fwStateIdle      = 0
-	fwStateDownload  = 1
-	fwStateHave      = 2
-	fwResultSuccess  = 1
-	fwDeliveryPush   = 1
-	fwResultUnknown  = -1
-	fwSweepInterval  = time.Second
-	errNoFirmwareReg = errors.New("the registry keeps no firmware packages")
+	fwPackagePath  = format.NewPath(5, 0, 0)
+	fwURIPath      = format.NewPath(5, 0, 1)
+	fwUpdatePath   = format.NewPath(5, 0, 2)
+	fwStatePath    = format.NewPath(5, 0, 3)
+	fwResultPath   = format.NewPath(5, 0, 5)
+	fwDeliveryPath = format.NewPath(5, 0, 9)
 )
+
+// Object 5's values (State, Update Result, Update Delivery Method).
+const (
+	fwStateIdle     = 0
+	fwStateHave     = 2 // Downloaded
+	fwResultSuccess = 1
+	fwResultUnknown = -1 // not read yet
+	fwDeliveryPush  = 1
+	fwSweepInterval = time.Second
+)
+
+var errNoFirmwareReg = errors.New("the registry keeps no firmware packages")
 
 // fwResults are the Update Result values 2-9 (LwM2M 1.0/1.1, object 5).
 var fwResults = map[int]string{
@@ -283,7 +287,7 @@ func (f *firmware) advance(deviceID string) {
 	}
 }
 
-// drive performs the requests of it's current step.
+// drive performs the requests of its current step.
 func (f *firmware) drive(e *entry, it *fwItem) {
 	ctx, cancel := context.WithTimeout(f.s.ctx, f.s.o.RequestTimeout)
 	defer cancel()
@@ -449,7 +453,7 @@ func (f *firmware) observe(ctx context.Context, e *entry) {
 
 func (f *firmware) observed(e *entry, p format.Path) bool { return f.s.observationOf(e, p) != nil }
 
-// packageURI is where the device downloads it's image: this server's
+// packageURI is where the device downloads its image: this server's
 // CoAP listener, or its DTLS one for a device that registered over DTLS.
 func (f *firmware) packageURI(e *entry, it *fwItem) (string, error) {
 	scheme, addr := "coap", f.s.UDPAddr()
@@ -471,7 +475,7 @@ func (f *firmware) packageURI(e *entry, it *fwItem) (string, error) {
 	return scheme + "://" + net.JoinHostPort(host, port) + "/fw/" + it.token, nil
 }
 
-// image returns it's package file, loading it once for all its items.
+// image returns its package file, loading it once for all its items.
 func (f *firmware) image(ctx context.Context, it *fwItem) (*fwImage, error) {
 	f.mu.Lock()
 	img := f.images[it.d.PackageID]
@@ -560,7 +564,7 @@ func (f *firmware) end(it *fwItem, step registry.FirmwareStep, desc string) {
 	}
 }
 
-// releaseLocked frees it's download slot, if it holds one.
+// releaseLocked frees its download slot, if it holds one.
 func (f *firmware) releaseLocked(it *fwItem) bool {
 	if !it.slot {
 		return false

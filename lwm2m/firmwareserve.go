@@ -57,7 +57,7 @@ func (s *Server) serveFirmware(w mux.ResponseWriter, r *mux.Message) {
 		message.Option{ID: message.ETag, Value: img.etag})
 }
 
-// downloader reports whether the request on w comes from it's device.
+// downloader reports whether the request on w comes from its device.
 func (s *Server) downloader(w mux.ResponseWriter, it *fwItem) bool {
 	e := s.store.device(it.d.DeviceID)
 	if e == nil {
