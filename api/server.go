@@ -145,6 +145,7 @@ func New(o Options) *Server {
 	s.propertyRoutes(v5)
 	s.tagRoutes(v5)
 	s.groupRoutes(v5)
+	s.packageRoutes(v5)
 	s.messageRoutes(v5)
 	s.registrationRoutes(e)
 	s.asyncCommandRoutes(v5)

@@ -23,6 +23,7 @@ const (
 	ResourceDeviceProperty      = "device.property"       // report
 	ResourceDeviceCommandStatus = "device.command.status" // update
 	ResourceDeviceMessageStatus = "device.message.status" // update
+	ResourceDeviceUpgradeStatus = "device.upgrade.status" // update (firmwareupgrades.go)
 )
 
 // Event names.

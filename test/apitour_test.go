@@ -105,6 +105,14 @@ func TestAPITour(t *testing.T) {
 	g.MustDo(200, "GET", g.P("/devices/"+nb+"/async-commands?status=PENDING"), nil)
 	g.MustDo(200, "GET", g.P("/devices/"+nb+"/async-commands/"+cmd), nil)
 
+	// OTA packages (upgrades run in lwm2m's TestFirmware* and, with
+	// Wakaama, in TestLwM2MInteropWakaamaFirmware).
+	pkg := g.uploadPackage(201, map[string]any{"package_type": "firmwarePackage", "product_id": "tournb", "version": "V1.1"},
+		[]byte("tour firmware image"))["package_id"].(string)
+	g.MustDo(200, "GET", g.P("/ota-upgrades/packages?package_type=firmwarePackage&product_id=tournb&limit=5"), nil)
+	g.MustDo(200, "GET", g.P("/ota-upgrades/packages/"+pkg), nil)
+	g.MustDo(204, "DELETE", g.P("/ota-upgrades/packages/"+pkg), nil)
+
 	// Device CA certificates.
 	caKey, ca := newCert(t, "Tour CA", nil, nil)
 	up := g.MustDo(201, "POST", g.P("/certificates"), map[string]any{"content": pemCert(ca)})

@@ -186,6 +186,13 @@ func run(configPath string) error {
 	if startErr == nil {
 		srv.SetReady(true)
 		log.Info("iotgate ready")
+		// Firmware items under way when the last process stopped: their
+		// progress lived in its memory; the listener takes them up again.
+		if n, err := reg.ResumeFirmwareUpgrades(ctx); err != nil {
+			log.Error("resuming firmware upgrades", "err", err)
+		} else if n > 0 {
+			log.Info("firmware upgrades resumed", "items", n)
+		}
 	wait:
 		for {
 			select {

@@ -122,6 +122,7 @@ func (w *wiring) listeners() ([]listener, api.Options, error) {
 		if err := router.Register(registry.Adapter{Protocol: registry.ProtocolLwM2M, AsyncCommands: l}); err != nil {
 			return nil, opts, err
 		}
+		w.reg.SetFirmwareDeliverer(l)
 	}
 	opts.Router = router
 	return ls, opts, nil
@@ -162,6 +163,8 @@ func (w *wiring) lwm2m() (*lwm2m.Server, error) {
 		OnHandshake:      w.metrics.Handshake,
 		Sessions:         w.reg,
 		SaveInterval:     c.SaveInterval,
+		Firmware: lwm2m.FirmwareOptions{MaxDownloads: c.Firmware.MaxDownloads, Host: c.Firmware.Host,
+			DownloadTimeout: c.Firmware.DownloadTimeout, UpdateTimeout: c.Firmware.UpdateTimeout},
 	})
 }
 
