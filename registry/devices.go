@@ -609,6 +609,17 @@ func newFingerprintsFree(rd Reader, old, d *Device) error {
 // DeleteDevice removes a device, its indexes and its sessions. A gateway
 // with sub-devices cannot be deleted.
 func (r *Registry) DeleteDevice(ctx context.Context, project, id string) error {
+	return r.deleteDeviceIf(ctx, id, func(d *Device) error {
+		if project != "" && d.ProjectID != project {
+			return &NotFoundError{Kind: EntityDevice, ID: id}
+		}
+		return nil
+	})
+}
+
+// deleteDeviceIf deletes a device if check, given the stored device in
+// the delete's transaction, returns nil.
+func (r *Registry) deleteDeviceIf(ctx context.Context, id string, check func(*Device) error) error {
 	// Read first: on a cluster the delete deletes the session record.
 	remote, isRemote := r.sessionElsewhere(ctx, id)
 	err := r.write(ctx, func(w Writer) error {
@@ -616,8 +627,8 @@ func (r *Registry) DeleteDevice(ctx context.Context, project, id string) error {
 		if err != nil {
 			return err
 		}
-		if project != "" && d.ProjectID != project {
-			return &NotFoundError{Kind: EntityDevice, ID: id}
+		if err := check(d); err != nil {
+			return err
 		}
 		return r.deleteDevice(w, d)
 	})
