@@ -25,6 +25,7 @@ type Registry interface {
 	statusRegistry
 	uplinkRegistry
 	gatewayRegistry
+	hwGatewayRegistry
 	readyRegistry
 }
 
@@ -142,6 +143,7 @@ func New(o Options) (*Server, error) {
 		&statusHook{reg: o.Registry, conns: s.conns, log: log, ctx: ctx},
 		s.register,
 		&gatewayHook{reg: o.Registry, conns: s.conns, log: log, ctx: ctx},
+		&hwGatewayHook{reg: o.Registry, conns: s.conns, log: log, ctx: ctx, now: o.Now, rejected: &s.uplink.rejected},
 		s.uplink,
 		&readyHook{reg: o.Registry, conns: s.conns, ctx: ctx},
 	}
