@@ -1,6 +1,7 @@
 package mqtt
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -22,6 +23,7 @@ type hwGatewayRegistry interface {
 	SubDeviceOf(ctx context.Context, gatewayID, id string) (*registry.Device, error)
 	DeleteSubDevice(ctx context.Context, gatewayID, id string) error
 	ReportProperties(ctx context.Context, deviceID string, reports []registry.ServiceProperties) error
+	AddMessage(ctx context.Context, deviceID string, m registry.Message) error
 	statusRegistry
 }
 
@@ -69,6 +71,9 @@ const (
 //	               each answered on sys/events/down with its _response
 //	               event (same event_id): successful_devices and
 //	               failed_devices with error_code and error_msg
+//	sys/messages/up
+//	               a message whose object_device_id names a sub-device
+//	               is kept as that sub-device's
 //	sys/gateway/sub_devices/properties/report
 //	               up to 100 sub-devices' properties, written to each
 //	               sub-device's shadow, all or none
@@ -80,7 +85,7 @@ const (
 // topics with object_device_id naming it (carrier). A device that is not
 // attached to this gateway (another gateway's, another project's, none)
 // is refused as absent, so a gateway learns nothing of others' devices.
-// Other events pass on to uplinkHook.
+// Other events and messages pass on to uplinkHook.
 type hwGatewayHook struct {
 	mochi.HookBase
 	reg      hwGatewayRegistry
@@ -114,6 +119,16 @@ func (h *hwGatewayHook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.
 			h.log.Info("uplink rejected", "device", c.device, "kind", kind, "err", err)
 		}
 		return pk, packets.CodeSuccessIgnore
+	case uplinkMessage:
+		sub, ok := objectDevice(pk.Payload, c.device)
+		if !ok {
+			return pk, nil // the gateway's own: uplinkHook's
+		}
+		if err := h.subMessage(c, sub, pk); err != nil {
+			h.rejected.Add(1)
+			h.log.Info("uplink rejected", "device", c.device, "kind", kind, "err", err)
+		}
+		return pk, packets.CodeSuccessIgnore
 	case uplinkEvent:
 		var ev hwEvents
 		if json.Unmarshal(pk.Payload, &ev) != nil || !ev.manages() {
@@ -127,6 +142,33 @@ func (h *hwGatewayHook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.
 		return pk, packets.CodeSuccessIgnore
 	}
 	return pk, nil
+}
+
+// objectDevice returns the object_device_id of a message a gateway
+// reports for a sub-device (IoTDA's device message: object_device_id,
+// name, id, content), false when the message is not one: not JSON (a
+// message's body is free), or for the gateway itself. Only bodies that
+// mention the field are decoded.
+func objectDevice(payload []byte, gateway string) (string, bool) {
+	if !bytes.Contains(payload, []byte(`"object_device_id"`)) {
+		return "", false
+	}
+	var m struct {
+		ObjectDeviceID string `json:"object_device_id"`
+	}
+	if json.Unmarshal(payload, &m) != nil || m.ObjectDeviceID == "" || m.ObjectDeviceID == gateway {
+		return "", false
+	}
+	return m.ObjectDeviceID, true
+}
+
+// subMessage keeps a message a gateway reported for a sub-device as the
+// sub-device's.
+func (h *hwGatewayHook) subMessage(c *conn, sub string, pk packets.Packet) error {
+	if _, err := h.reg.SubDeviceOf(h.ctx, c.device, sub); err != nil {
+		return fmt.Errorf("message for object_device_id %s: %w", sub, err)
+	}
+	return h.reg.AddMessage(h.ctx, sub, registry.Message{Topic: pk.TopicName, Payload: pk.Payload})
 }
 
 // hwEvents is the body of sys/events/up.

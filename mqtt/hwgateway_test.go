@@ -280,3 +280,42 @@ func TestHuaweiGatewaySubDeviceDeletedWhileOnline(t *testing.T) {
 		t.Fatal("a deleted sub-device still has a carrier")
 	}
 }
+
+// TestHuaweiGatewaySubDeviceMessages: a message whose object_device_id
+// names a sub-device is the sub-device's; one naming another gateway's
+// sub-device is refused; other messages stay the gateway's.
+func TestHuaweiGatewaySubDeviceMessages(t *testing.T) {
+	g := newHwGatewayEnv(t)
+	ctx := context.Background()
+	sub, err := g.reg.AddSubDevice(ctx, "gw", registry.NewSubDevice{NodeID: "s1", ProductID: testProduct})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const topic = "$oc/devices/gw/sys/messages/up"
+	forSub := `{"object_device_id":"` + sub.DeviceID + `","name":"n","id":"m1","content":"hello"}`
+	g.gw.pub(t, topic, 1, forSub)
+	g.gw.pub(t, topic, 1, `{"object_device_id":"`+otherSub+`","content":"not yours"}`)
+	g.gw.pub(t, topic, 1, `{"object_device_id":"gw","content":"own"}`)
+	g.gw.pub(t, topic, 1, `plain "object_device_id" text`)
+	messages := func(id string) []string {
+		ms, err := g.reg.Messages(ctx, testProject, id, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, m := range ms {
+			out = append(out, string(m.Payload))
+		}
+		return out
+	}
+	eventually(t, func() bool { return len(messages("gw")) == 2 }, "the gateway's own messages")
+	if got := messages(sub.DeviceID); len(got) != 1 || got[0] != forSub {
+		t.Fatalf("the sub-device's messages: %q", got)
+	}
+	if got := messages(otherSub); len(got) != 0 {
+		t.Fatalf("a gateway wrote another gateway's sub-device's messages: %q", got)
+	}
+	if n := g.srv.Stats().RejectedUplinks; n != 1 {
+		t.Fatalf("rejected uplinks %d, want 1", n)
+	}
+}
