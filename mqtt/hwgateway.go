@@ -25,6 +25,7 @@ type hwGatewayRegistry interface {
 	ReportProperties(ctx context.Context, deviceID string, reports []registry.ServiceProperties) error
 	AddMessage(ctx context.Context, deviceID string, m registry.Message) error
 	statusRegistry
+	readyRegistry
 }
 
 // The $sub_device_manager service of IoTDA's gateway events (API
@@ -82,7 +83,9 @@ const (
 // gateway's connection until the gateway reports it OFFLINE, the gateway's
 // connection ends, or it is frozen or deleted (Server.Kick); meanwhile the
 // platform's commands and property requests for it go to the gateway's
-// topics with object_device_id naming it (carrier). A device that is not
+// topics with object_device_id naming it (carrier), and what was held for
+// it (messages, desired properties) goes out once it is ONLINE. A device
+// that is not
 // attached to this gateway (another gateway's, another project's, none)
 // is refused as absent, so a gateway learns nothing of others' devices.
 // Other events and messages pass on to uplinkHook.
@@ -438,6 +441,8 @@ func (h *hwGatewayHook) setStatus(c *conn, s hwStatus) error {
 	if replaced { // two updates at once: the later session stands
 		h.reg.Disconnected(old.device, old.session)
 	}
+	// Held messages and desired properties go out, through the gateway.
+	h.reg.SessionReady(h.ctx, s.DeviceID)
 	h.log.Debug("sub-device online through its gateway", "device", s.DeviceID, "gateway", c.device)
 	return nil
 }

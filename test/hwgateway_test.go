@@ -17,10 +17,11 @@ import (
 // hwGateway is a Paho client connected as an IoTDA gateway, speaking the
 // documented $sub_device_manager events itself (no device SDK).
 type hwGateway struct {
-	t    *testing.T
-	id   string
-	c    paho.Client
-	msgs <-chan paho.Message
+	t     *testing.T
+	id    string
+	c     paho.Client
+	msgs  <-chan paho.Message
+	other []paho.Message // received while waiting for an event's answer
 }
 
 // event publishes one $sub_device_manager event and returns the paras of
@@ -32,7 +33,18 @@ func (gw *hwGateway) event(eventType, eventID string, paras any) map[string]any 
 		"service_id": "$sub_device_manager", "event_type": eventType, "event_time": time.Now().UTC().Format("20060102T150405Z"),
 		"event_id": eventID, "paras": paras}}})
 	gw.publish("$oc/devices/"+gw.id+"/sys/events/up", string(body))
-	m := gw.next()
+	var m paho.Message
+	for {
+		select {
+		case m = <-gw.msgs:
+		case <-time.After(10 * time.Second):
+			gw.t.Fatalf("no answer to %s", eventType)
+		}
+		if strings.HasSuffix(m.Topic(), "/sys/events/down") {
+			break
+		}
+		gw.other = append(gw.other, m)
+	}
 	var ev struct {
 		ObjectDeviceID string `json:"object_device_id"`
 		Services       []struct {
@@ -61,6 +73,11 @@ func (gw *hwGateway) publish(topic, payload string) {
 
 func (gw *hwGateway) next() paho.Message {
 	gw.t.Helper()
+	if len(gw.other) > 0 {
+		m := gw.other[0]
+		gw.other = gw.other[1:]
+		return m
+	}
 	select {
 	case m := <-gw.msgs:
 		return m
@@ -71,8 +88,9 @@ func (gw *hwGateway) next() paho.Message {
 }
 
 // TestHuaweiGatewayE2E: a Paho client connected as an IoTDA gateway adds
-// a sub-device with the documented events, brings it online, reports its
-// properties and a message for it, receives and answers the command an
+// a sub-device with the documented events, brings it online (and gets
+// the message held for it), reports its properties and a message for it,
+// receives and answers the command an
 // unmodified Huawei Go SDK sends the sub-device, and deletes it; the SDK
 // sees the sub-device as IoTDA shows one (gateway_id, node_type, status,
 // shadow, messages). A sub-device of another gateway is refused with
@@ -134,6 +152,13 @@ func TestHuaweiGatewayE2E(t *testing.T) {
 		t.Fatalf("ListDevices gateway_id=%s: %v %+v", gwID, err, list)
 	}
 
+	// A message sent while the sub-device is offline is held.
+	held := g.MustDo(http.StatusCreated, "POST", g.P("/devices/"+subID+"/messages"),
+		map[string]any{"message_id": "held-1", "name": "config", "message": map[string]any{"interval": 60}})
+	if r := held["result"].(map[string]any); r["status"] != "PENDING" {
+		t.Fatalf("message to an offline sub-device: %v", held)
+	}
+
 	// Status: ONLINE for its own; another gateway's is refused.
 	paras = gw.event("sub_device_update_status", "status-1", map[string]any{"device_statuses": []any{
 		map[string]string{"device_id": subID, "status": "ONLINE"}, map[string]string{"device_id": other, "status": "ONLINE"}}})
@@ -145,11 +170,23 @@ func TestHuaweiGatewayE2E(t *testing.T) {
 	if d := g.MustDo(http.StatusOK, "GET", g.P("/devices/"+other), nil); d["status"] == "ONLINE" {
 		t.Fatal("a gateway brought another gateway's sub-device online")
 	}
+	// The held message goes out through the gateway, naming the sub-device.
+	if m := gw.next(); m.Topic() != "$oc/devices/"+gwID+"/sys/messages/down" ||
+		string(m.Payload()) != `{"object_device_id":"`+subID+`","name":"config","id":"held-1","content":{"interval":60}}` {
+		t.Fatalf("held message on %s: %s", m.Topic(), m.Payload())
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for g.MustDo(http.StatusOK, "GET", g.P("/devices/"+subID+"/messages/held-1"), nil)["status"] != "DELIVERED" {
+		if time.Now().After(deadline) {
+			t.Fatal("the held message did not end DELIVERED")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 
 	// Properties and a message for the sub-device, through the gateway.
 	gw.publish("$oc/devices/"+gwID+"/sys/gateway/sub_devices/properties/report", `{"devices":[{"device_id":"`+subID+
 		`","services":[{"service_id":"Meter","properties":{"voltage":231.5},"event_time":"20251212T121212Z"}]}]}`)
-	deadline := time.Now().Add(10 * time.Second)
+	deadline = time.Now().Add(10 * time.Second)
 	for {
 		sh, err := client.ShowDeviceShadow(&model.ShowDeviceShadowRequest{DeviceId: subID})
 		if err == nil && sh.Shadow != nil && len(*sh.Shadow) == 1 && (*sh.Shadow)[0].Reported != nil {
@@ -178,6 +215,9 @@ func TestHuaweiGatewayE2E(t *testing.T) {
 	}
 
 	// A command the SDK sends the sub-device reaches the gateway's topic.
+	if len(gw.other) != 0 {
+		t.Fatalf("the gateway received %s: %s", gw.other[0].Topic(), gw.other[0].Payload())
+	}
 	go func() {
 		m := <-msgs
 		var req struct {
