@@ -284,7 +284,7 @@ type hwSubDevice struct {
 	DeviceID       string          `json:"device_id,omitempty"`
 	Name           string          `json:"name,omitempty"`
 	Description    string          `json:"description,omitempty"`
-	ProductID      string          `json:"product_id"`
+	ProductID      string          `json:"product_id,omitempty"`
 	Status         string          `json:"status,omitempty"`
 	ExtensionInfo  json.RawMessage `json:"extension_info,omitempty"`
 }
@@ -506,6 +506,60 @@ func (h *hwGatewayHook) eventTime(s string) time.Time {
 		}
 	}
 	return h.now()
+}
+
+// The platform's notifications to a gateway (iot_06_v5_3019, 3020).
+const (
+	eventAddNotify    = "add_sub_device_notify"
+	eventDeleteNotify = "delete_sub_device_notify"
+)
+
+// NotifySubDevices tells an IoTDA gateway connected here that sub-devices
+// were added to it or deleted (registry.SubDeviceNotifier), on its
+// sys/events/down: add_sub_device_notify with each sub-device's
+// DeviceInfo, delete_sub_device_notify with its parent_device_id, node_id
+// and device_id. version is the notification's time in milliseconds
+// since 1970, increasing from one notification to the next. A gateway
+// connected the Alibaba way is not told (nil).
+func (s *Server) NotifySubDevices(ctx context.Context, gatewayID string, ch registry.SubDeviceChange) error {
+	cl, ok := s.session(gatewayID)
+	if !ok {
+		return registry.ErrNotConnected
+	}
+	if c := s.conns.get(cl); c == nil || !c.huawei() {
+		return nil
+	}
+	devices := make([]hwSubDevice, len(ch.Devices))
+	eventType := eventAddNotify
+	for i, d := range ch.Devices {
+		devices[i] = hwSubDevice{ParentDeviceID: gatewayID, NodeID: d.NodeID, DeviceID: d.DeviceID}
+		if ch.Deleted {
+			eventType = eventDeleteNotify
+			continue
+		}
+		devices[i].Name, devices[i].Description, devices[i].ProductID = d.DeviceName, d.Description, d.ProductID
+		devices[i].Status, devices[i].ExtensionInfo = string(d.Status), d.ExtensionInfo
+	}
+	now := s.now()
+	type event struct {
+		ServiceID string `json:"service_id"`
+		EventType string `json:"event_type"`
+		EventTime string `json:"event_time"`
+		Paras     struct {
+			Devices []hwSubDevice `json:"devices"`
+			Version int64         `json:"version"`
+		} `json:"paras"`
+	}
+	ev := event{ServiceID: subDeviceManager, EventType: eventType, EventTime: now.UTC().Format(eventTimeLayout)}
+	ev.Paras.Devices, ev.Paras.Version = devices, now.UnixMilli()
+	body, err := json.Marshal(struct {
+		ObjectDeviceID string  `json:"object_device_id"`
+		Services       []event `json:"services"`
+	}{gatewayID, []event{ev}})
+	if err != nil {
+		return fmt.Errorf("mqtt: encode %s: %w", eventType, err)
+	}
+	return s.deliver(ctx, gatewayID, eventsDownTopic(gatewayID), body)
 }
 
 // carrier returns the device whose session carries downlinks for id: the

@@ -319,3 +319,58 @@ func TestHuaweiGatewaySubDeviceMessages(t *testing.T) {
 		t.Fatalf("rejected uplinks %d, want 1", n)
 	}
 }
+
+// TestHuaweiGatewayNotified: a gateway is told on sys/events/down of the
+// sub-devices created with its gateway_id and of their deletion.
+func TestHuaweiGatewayNotified(t *testing.T) {
+	g := newHwGatewayEnv(t)
+	if err := g.reg.Router().Register(registry.Adapter{Protocol: registry.ProtocolMQTT, SubDevices: g.srv}); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := g.reg.CreateDevice(ctx, registry.NewDevice{ProjectID: testProject, ProductID: testProduct, NodeID: "rest1",
+		GatewayID: "gw", DeviceName: "From REST", ExtensionInfo: json.RawMessage(`{"k":"v"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	type notice struct {
+		ObjectDeviceID string `json:"object_device_id"`
+		Services       []struct {
+			ServiceID string `json:"service_id"`
+			EventType string `json:"event_type"`
+			EventTime string `json:"event_time"`
+			Paras     struct {
+				Devices []map[string]any `json:"devices"`
+				Version int64            `json:"version"`
+			} `json:"paras"`
+		} `json:"services"`
+	}
+	read := func(eventType string) map[string]any {
+		t.Helper()
+		m := g.gw.next(t, 5*time.Second)
+		var n notice
+		if m.Topic() != "$oc/devices/gw/sys/events/down" || json.Unmarshal(m.Payload(), &n) != nil || n.ObjectDeviceID != "gw" ||
+			len(n.Services) != 1 || n.Services[0].ServiceID != "$sub_device_manager" || n.Services[0].EventType != eventType ||
+			n.Services[0].Paras.Version <= 0 || len(n.Services[0].Paras.Devices) != 1 {
+			t.Fatalf("notice on %s: %s", m.Topic(), m.Payload())
+		}
+		return n.Services[0].Paras.Devices[0]
+	}
+	d := read("add_sub_device_notify")
+	if b, _ := json.Marshal(d); string(b) != `{"device_id":"prod1_rest1","extension_info":{"k":"v"},"name":"From REST","node_id":"rest1",`+
+		`"parent_device_id":"gw","product_id":"prod1","status":"INACTIVE"}` {
+		t.Fatalf("added %s", b)
+	}
+	if err := g.reg.DeleteDevice(ctx, testProject, "prod1_rest1"); err != nil {
+		t.Fatal(err)
+	}
+	d = read("delete_sub_device_notify")
+	if b, _ := json.Marshal(d); string(b) != `{"device_id":"prod1_rest1","node_id":"rest1","parent_device_id":"gw"}` {
+		t.Fatalf("deleted %s", b)
+	}
+	// gw2 is not connected; gw is not told of its sub-devices.
+	if _, err := g.reg.CreateDevice(ctx, registry.NewDevice{ProjectID: testProject, ProductID: testProduct, NodeID: "rest2",
+		GatewayID: "gw2"}); err != nil {
+		t.Fatal(err)
+	}
+	g.gw.none(t, 200*time.Millisecond)
+}

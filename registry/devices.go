@@ -89,6 +89,9 @@ func (r *Registry) CreateDevice(ctx context.Context, n NewDevice) (*Device, erro
 		return nil, err
 	}
 	d.Status = StatusInactive
+	if d.GatewayID != "" {
+		r.router.subDevicesChanged(d.GatewayID, SubDeviceChange{Devices: []*Device{d}})
+	}
 	return d, nil
 }
 
@@ -622,6 +625,7 @@ func (r *Registry) DeleteDevice(ctx context.Context, project, id string) error {
 func (r *Registry) deleteDeviceIf(ctx context.Context, id string, check func(*Device) error) error {
 	// Read first: on a cluster the delete deletes the session record.
 	remote, isRemote := r.sessionElsewhere(ctx, id)
+	var gone *Device
 	err := r.write(ctx, func(w Writer) error {
 		d, err := r.getDevice(w, id)
 		if err != nil {
@@ -630,10 +634,14 @@ func (r *Registry) deleteDeviceIf(ctx context.Context, id string, check func(*De
 		if err := check(d); err != nil {
 			return err
 		}
+		gone = d
 		return r.deleteDevice(w, d)
 	})
 	if err != nil {
 		return err
+	}
+	if gone.GatewayID != "" {
+		r.router.subDevicesChanged(gone.GatewayID, SubDeviceChange{Deleted: true, Devices: []*Device{gone}})
 	}
 	r.dropSession(ctx, id)
 	r.kickEverywhere(ctx, id, "device deleted", remote, isRemote)

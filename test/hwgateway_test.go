@@ -32,6 +32,8 @@ func (gw *hwGateway) event(eventType, eventID string, paras any) map[string]any 
 	body, _ := json.Marshal(map[string]any{"object_device_id": gw.id, "services": []any{map[string]any{
 		"service_id": "$sub_device_manager", "event_type": eventType, "event_time": time.Now().UTC().Format("20060102T150405Z"),
 		"event_id": eventID, "paras": paras}}})
+	want := map[string]string{"add_sub_device_request": "add_sub_device_response", "delete_sub_device_request": "delete_sub_device_response",
+		"sub_device_update_status": "sub_device_update_status_response"}[eventType]
 	gw.publish("$oc/devices/"+gw.id+"/sys/events/up", string(body))
 	var m paho.Message
 	for {
@@ -40,10 +42,10 @@ func (gw *hwGateway) event(eventType, eventID string, paras any) map[string]any 
 		case <-time.After(10 * time.Second):
 			gw.t.Fatalf("no answer to %s", eventType)
 		}
-		if strings.HasSuffix(m.Topic(), "/sys/events/down") {
+		if strings.HasSuffix(m.Topic(), "/sys/events/down") && strings.Contains(string(m.Payload()), `"`+want+`"`) {
 			break
 		}
-		gw.other = append(gw.other, m)
+		gw.other = append(gw.other, m) // a notification may come first
 	}
 	var ev struct {
 		ObjectDeviceID string `json:"object_device_id"`
@@ -54,14 +56,35 @@ func (gw *hwGateway) event(eventType, eventID string, paras any) map[string]any 
 			Paras     map[string]any `json:"paras"`
 		} `json:"services"`
 	}
-	want := map[string]string{"add_sub_device_request": "add_sub_device_response", "delete_sub_device_request": "delete_sub_device_response",
-		"sub_device_update_status": "sub_device_update_status_response"}[eventType]
 	if m.Topic() != "$oc/devices/"+gw.id+"/sys/events/down" || json.Unmarshal(m.Payload(), &ev) != nil || len(ev.Services) != 1 ||
 		ev.ObjectDeviceID != gw.id || ev.Services[0].ServiceID != "$sub_device_manager" || ev.Services[0].EventType != want ||
 		ev.Services[0].EventID != eventID {
 		gw.t.Fatalf("answer to %s on %s: %s", eventType, m.Topic(), m.Payload())
 	}
 	return ev.Services[0].Paras
+}
+
+// notice reads the platform's next notification, which must be of
+// eventType and name one device, and returns that device's DeviceInfo.
+func (gw *hwGateway) notice(eventType string) map[string]any {
+	gw.t.Helper()
+	m := gw.next()
+	var ev struct {
+		Services []struct {
+			ServiceID string `json:"service_id"`
+			EventType string `json:"event_type"`
+			Paras     struct {
+				Devices []map[string]any `json:"devices"`
+				Version int64            `json:"version"`
+			} `json:"paras"`
+		} `json:"services"`
+	}
+	if m.Topic() != "$oc/devices/"+gw.id+"/sys/events/down" || json.Unmarshal(m.Payload(), &ev) != nil || len(ev.Services) != 1 ||
+		ev.Services[0].ServiceID != "$sub_device_manager" || ev.Services[0].EventType != eventType ||
+		ev.Services[0].Paras.Version <= 0 || len(ev.Services[0].Paras.Devices) != 1 {
+		gw.t.Fatalf("%s on %s: %s", eventType, m.Topic(), m.Payload())
+	}
+	return ev.Services[0].Paras.Devices[0]
 }
 
 func (gw *hwGateway) publish(topic, payload string) {
@@ -93,8 +116,10 @@ func (gw *hwGateway) next() paho.Message {
 // receives and answers the command an
 // unmodified Huawei Go SDK sends the sub-device, and deletes it; the SDK
 // sees the sub-device as IoTDA shows one (gateway_id, node_type, status,
-// shadow, messages). A sub-device of another gateway is refused with
-// IOTDA.014000 and left as it was.
+// shadow, messages), and the gateway is notified of every addition and
+// deletion (add_sub_device_notify, delete_sub_device_notify), its own and
+// the SDK's. A sub-device of another gateway is refused (IOTDA.014031 to
+// add it again, IOTDA.014000 otherwise) and left as it was.
 func TestHuaweiGatewayE2E(t *testing.T) {
 	g := StartGate(t, GateOptions{})
 	client := sdkClient(g)
@@ -139,6 +164,11 @@ func TestHuaweiGatewayE2E(t *testing.T) {
 	}
 	if f := failed[0].(map[string]any); f["node_id"] != "theirs2" || f["error_code"] != "IOTDA.014031" {
 		t.Fatalf("refused add %v", f)
+	}
+
+	// The platform's notification of the addition follows (or precedes) it.
+	if n := gw.notice("add_sub_device_notify"); n["device_id"] != subID || n["parent_device_id"] != gwID {
+		t.Fatalf("add_sub_device_notify %v", n)
 	}
 
 	// The SDK sees a sub-device of the gateway.
@@ -243,11 +273,23 @@ func TestHuaweiGatewayE2E(t *testing.T) {
 		t.Fatalf("command response %s", b)
 	}
 
+	// One the SDK adds under the gateway is notified too.
+	if _, err := client.AddDevice(&model.AddDeviceRequest{Body: &model.AddDevice{NodeId: "meter2", ProductId: "hwsubprod",
+		GatewayId: &gwID}}); err != nil {
+		t.Fatalf("AddDevice meter2: %v", err)
+	}
+	if n := gw.notice("add_sub_device_notify"); n["device_id"] != "hwsubprod_meter2" || n["status"] != "INACTIVE" {
+		t.Fatalf("add_sub_device_notify %v", n)
+	}
+
 	// Delete: its own goes, another gateway's stays.
 	paras = gw.event("delete_sub_device_request", "delete-1", map[string]any{"devices": []string{subID, other}})
 	if ok, failed := paras["successful_devices"].([]any), paras["failed_devices"].([]any); len(ok) != 1 || ok[0] != subID ||
 		len(failed) != 1 || failed[0].(map[string]any)["error_code"] != "IOTDA.014000" {
 		t.Fatalf("delete answer %v", paras)
+	}
+	if n := gw.notice("delete_sub_device_notify"); n["device_id"] != subID || n["node_id"] != "meter1" {
+		t.Fatalf("delete_sub_device_notify %v", n)
 	}
 	_, err = client.ShowDevice(&model.ShowDeviceRequest{DeviceId: subID})
 	var se *sdkerr.ServiceResponseError
