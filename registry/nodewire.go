@@ -52,7 +52,7 @@ type nodeRequest struct {
 	Session Session         `json:"session,omitempty"`    // kick: sessions older than this close
 	Reason  string          `json:"reason,omitempty"`     // kick: what Kickers are told; "": taken over
 
-	Properties *PropertiesRequest `json:"properties,omitempty"` // properties
+	Properties *PropertiesRequest `json:"properties,omitempty"`  // properties
 	SubDevices *SubDeviceChange   `json:"sub_devices,omitempty"` // sub_devices
 }
 
