@@ -186,17 +186,25 @@ func TestHuaweiGatewayStatusPropertiesCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	frozen, err := g.reg.AddSubDevice(ctx, "gw", registry.NewSubDevice{NodeID: "cold", ProductID: testProduct})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.reg.SetFrozen(ctx, testProject, frozen.DeviceID, true); err != nil {
+		t.Fatal(err)
+	}
 	svc := g.event(t, "sub_device_update_status", "", map[string]any{"device_statuses": []any{
 		map[string]string{"device_id": sub.DeviceID, "status": "ONLINE"},
 		map[string]string{"device_id": otherSub, "status": "ONLINE"},
 		map[string]string{"device_id": sub.DeviceID, "status": "SLEEPING"},
+		map[string]string{"device_id": frozen.DeviceID, "status": "ONLINE"},
 	}})
 	if svc.EventType != "sub_device_update_status_response" {
 		t.Fatalf("event_type %s", svc.EventType)
 	}
 	okRaw, failed := failures(t, svc.Paras)
 	if string(okRaw) != `[{"device_id":"`+sub.DeviceID+`","status":"ONLINE"}]` ||
-		strings.Join(failed, ",") != otherSub+" IOTDA.014000,"+sub.DeviceID+" IOTDA.000006" {
+		strings.Join(failed, ",") != otherSub+" IOTDA.014000,"+sub.DeviceID+" IOTDA.000006,"+frozen.DeviceID+" IOTDA.001002" {
 		t.Fatalf("status answer %s %v", okRaw, failed)
 	}
 	g.waitStatus(sub.DeviceID, registry.StatusOnline)
