@@ -85,10 +85,10 @@ const (
 // platform's commands and property requests for it go to the gateway's
 // topics with object_device_id naming it (carrier), and what was held for
 // it (messages, desired properties) goes out once it is ONLINE. A device
-// that is not
-// attached to this gateway (another gateway's, another project's, none)
-// is refused as absent, so a gateway learns nothing of others' devices.
-// Other events and messages pass on to uplinkHook.
+// that is not attached to this gateway (another gateway's, another
+// project's, none) is refused as absent, so a gateway learns nothing of
+// others' devices. Other events and messages pass on to uplinkHook, as do
+// the publishes of devices connected the Alibaba way.
 type hwGatewayHook struct {
 	mochi.HookBase
 	reg      hwGatewayRegistry
@@ -108,11 +108,11 @@ func (h *hwGatewayHook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.
 		return pk, nil
 	}
 	c := h.conns.get(cl)
-	if c == nil {
+	if c == nil || !c.huawei() {
 		return pk, nil
 	}
 	r, kind, _ := c.mayPublish(pk.TopicName)
-	if r.device != c.device || r.space != huaweiSpace {
+	if r.device != c.device {
 		return pk, nil
 	}
 	switch kind {
