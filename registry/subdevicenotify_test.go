@@ -83,6 +83,29 @@ func TestSubDeviceChangesNotified(t *testing.T) {
 	f.want(t, "mq_gw deleted mq_s1/s1")
 }
 
+// A sub-device deleted for not connecting in time is notified too.
+func TestExpiredSubDeviceNotified(t *testing.T) {
+	clock := &fakeClock{t: time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)}
+	r, _ := newTestRegistry(t, clock)
+	f := notifierOn(t, r)
+	ctx := context.Background()
+	mustProduct(t, r, "proj", "mq", "MQTT")
+	for _, n := range []NewDevice{{NodeID: "gw"}, {NodeID: "s1", GatewayID: "mq_gw", Auth: AuthInfo{Timeout: 60}}} {
+		n.ProjectID, n.ProductID = "proj", "mq"
+		if _, err := r.CreateDevice(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := r.Connected(ctx, "mq_gw"); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(61 * time.Second)
+	if n, err := r.SweepExpired(ctx); err != nil || n != 1 {
+		t.Fatalf("swept %d: %v", n, err)
+	}
+	f.want(t, "mq_gw deleted mq_s1/s1")
+}
+
 // On a cluster the node holding the gateway's session tells it, whichever
 // node made the change.
 func TestClusterSubDeviceChangesReachTheGatewaysNode(t *testing.T) {
