@@ -22,6 +22,7 @@ type hwGatewayRegistry interface {
 	AddSubDevice(ctx context.Context, gatewayID string, n registry.NewSubDevice) (*registry.Device, error)
 	SubDeviceOf(ctx context.Context, gatewayID, id string) (*registry.Device, error)
 	DeleteSubDevice(ctx context.Context, gatewayID, id string) error
+	ListDevices(ctx context.Context, project string, f registry.DeviceFilter, pg registry.Page) (*registry.DeviceList, error)
 	ReportProperties(ctx context.Context, deviceID string, reports []registry.ServiceProperties) error
 	AddMessage(ctx context.Context, deviceID string, m registry.Message) error
 	statusRegistry
@@ -40,6 +41,7 @@ const (
 	eventDeleteResponse   = "delete_sub_device_response"
 	eventUpdateStatus     = "sub_device_update_status"
 	eventStatusResponse   = "sub_device_update_status_response"
+	eventSync             = "sub_device_sync_request"
 )
 
 // IoTDA's limits per request.
@@ -48,6 +50,10 @@ const (
 	maxSubDevicesDeleted   = 50  // delete_sub_device_request
 	maxSubDeviceStatuses   = 100 // sub_device_update_status
 	maxSubDevicesPerReport = 100 // sys/gateway/sub_devices/properties/report
+	// syncChunk is how many sub-devices one add_sub_device_notify
+	// answering a sync lists (IoTDA sets no number; this keeps an event
+	// far below the 1 MiB packet limit).
+	syncChunk = 100
 )
 
 // The error_code of a refused sub-device in a response event. IoTDA
@@ -71,7 +77,9 @@ const (
 //	               delete_sub_device_request, sub_device_update_status;
 //	               each answered on sys/events/down with its _response
 //	               event (same event_id): successful_devices and
-//	               failed_devices with error_code and error_msg
+//	               failed_devices with error_code and error_msg;
+//	               sub_device_sync_request, answered with the current
+//	               sub-devices in add_sub_device_notify events
 //	sys/messages/up
 //	               a message whose object_device_id names a sub-device
 //	               is kept as that sub-device's
@@ -221,6 +229,9 @@ func (h *hwGatewayHook) serve(cl *mochi.Client, c *conn, e hwEvent) {
 		answer, paras = eventDeleteResponse, h.delete(c, e.Paras)
 	case eventUpdateStatus:
 		answer, paras = eventStatusResponse, h.updateStatus(c, e.Paras)
+	case eventSync:
+		h.sync(cl, c)
+		return
 	default:
 		h.log.Info("gateway event not supported", "gateway", c.device, "event_type", e.EventType)
 		return
@@ -274,6 +285,41 @@ func (h *hwGatewayHook) refusal(c *conn, err error) (code, msg string) {
 	}
 	h.log.Error("gateway sub-device request failed", "gateway", c.device, "err", err)
 	return hwInternal, "system error"
+}
+
+// sync answers sub_device_sync_request with the gateway's current
+// sub-devices, in add_sub_device_notify events of up to syncChunk each
+// (one with no devices if it has none). The request's version is not
+// used: no history of past changes is kept, so the whole current list is
+// the answer whatever the gateway saw last, and a deletion it missed
+// shows as a sub-device absent from the list.
+func (h *hwGatewayHook) sync(cl *mochi.Client, c *conn) {
+	var subs []*registry.Device
+	pg := registry.Page{Limit: syncChunk}
+	for {
+		l, err := h.reg.ListDevices(h.ctx, c.project, registry.DeviceFilter{GatewayID: c.device}, pg)
+		if err != nil {
+			h.log.Error("sub-devices not listed for a sync", "gateway", c.device, "err", err)
+			return
+		}
+		subs = append(subs, l.Devices...)
+		if len(l.Devices) < pg.Limit {
+			break
+		}
+		pg.Marker = l.Marker
+	}
+	now := h.now()
+	for i := 0; i == 0 || i < len(subs); i += syncChunk {
+		body, err := subDevicesNotice(c.device, registry.SubDeviceChange{Devices: subs[i:min(i+syncChunk, len(subs))]}, now)
+		if err == nil {
+			err = writePublish(cl, eventsDownTopic(c.device), body)
+		}
+		if err != nil {
+			h.log.Debug("sub-device sync not written", "gateway", c.device, "err", err)
+			return
+		}
+	}
+	h.log.Debug("sub-devices synchronised", "gateway", c.device, "count", len(subs))
 }
 
 // hwSubDevice is a sub-device in add_sub_device_request (DeviceInfo) and
@@ -529,18 +575,28 @@ func (s *Server) NotifySubDevices(ctx context.Context, gatewayID string, ch regi
 	if c := s.conns.get(cl); c == nil || !c.huawei() {
 		return nil
 	}
+	body, err := subDevicesNotice(gatewayID, ch, s.now())
+	if err != nil {
+		return err
+	}
+	return s.deliver(ctx, gatewayID, eventsDownTopic(gatewayID), body)
+}
+
+// subDevicesNotice encodes add_sub_device_notify (or, ch.Deleted,
+// delete_sub_device_notify) for a gateway.
+func subDevicesNotice(gatewayID string, ch registry.SubDeviceChange, now time.Time) ([]byte, error) {
 	devices := make([]hwSubDevice, len(ch.Devices))
 	eventType := eventAddNotify
+	if ch.Deleted {
+		eventType = eventDeleteNotify
+	}
 	for i, d := range ch.Devices {
 		devices[i] = hwSubDevice{ParentDeviceID: gatewayID, NodeID: d.NodeID, DeviceID: d.DeviceID}
-		if ch.Deleted {
-			eventType = eventDeleteNotify
-			continue
+		if !ch.Deleted {
+			devices[i].Name, devices[i].Description, devices[i].ProductID = d.DeviceName, d.Description, d.ProductID
+			devices[i].Status, devices[i].ExtensionInfo = string(d.Status), d.ExtensionInfo
 		}
-		devices[i].Name, devices[i].Description, devices[i].ProductID = d.DeviceName, d.Description, d.ProductID
-		devices[i].Status, devices[i].ExtensionInfo = string(d.Status), d.ExtensionInfo
 	}
-	now := s.now()
 	type event struct {
 		ServiceID string `json:"service_id"`
 		EventType string `json:"event_type"`
@@ -557,9 +613,9 @@ func (s *Server) NotifySubDevices(ctx context.Context, gatewayID string, ch regi
 		Services       []event `json:"services"`
 	}{gatewayID, []event{ev}})
 	if err != nil {
-		return fmt.Errorf("mqtt: encode %s: %w", eventType, err)
+		return nil, fmt.Errorf("mqtt: encode %s: %w", eventType, err)
 	}
-	return s.deliver(ctx, gatewayID, eventsDownTopic(gatewayID), body)
+	return body, nil
 }
 
 // carrier returns the device whose session carries downlinks for id: the

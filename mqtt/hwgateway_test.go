@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -381,4 +382,65 @@ func TestHuaweiGatewayNotified(t *testing.T) {
 		t.Fatal(err)
 	}
 	g.gw.none(t, 200*time.Millisecond)
+}
+
+// TestHuaweiGatewaySync: sub_device_sync_request is answered with the
+// gateway's current sub-devices, 100 to an add_sub_device_notify, and
+// with one empty notification when it has none.
+func TestHuaweiGatewaySync(t *testing.T) {
+	g := newHwGatewayEnv(t)
+	ctx := context.Background()
+	sync := func() [][]map[string]any {
+		t.Helper()
+		g.gw.pub(t, "$oc/devices/gw/sys/events/up", 1,
+			`{"services":[{"service_id":"$sub_device_manager","event_type":"sub_device_sync_request","paras":{"version":7}}]}`)
+		var out [][]map[string]any
+		for {
+			select {
+			case m := <-g.gw.msgs:
+				var n struct {
+					Services []struct {
+						EventType string `json:"event_type"`
+						Paras     struct {
+							Devices []map[string]any `json:"devices"`
+							Version int64            `json:"version"`
+						} `json:"paras"`
+					} `json:"services"`
+				}
+				if m.Topic() != "$oc/devices/gw/sys/events/down" || json.Unmarshal(m.Payload(), &n) != nil || len(n.Services) != 1 ||
+					n.Services[0].EventType != "add_sub_device_notify" || n.Services[0].Paras.Version <= 0 {
+					t.Fatalf("sync answer on %s: %.300s", m.Topic(), m.Payload())
+				}
+				out = append(out, n.Services[0].Paras.Devices)
+			case <-time.After(300 * time.Millisecond):
+				return out
+			}
+		}
+	}
+	if got := sync(); len(got) != 1 || len(got[0]) != 0 {
+		t.Fatalf("sync with no sub-devices: %v", got)
+	}
+	for i := range 101 {
+		if _, err := g.reg.AddSubDevice(ctx, "gw", registry.NewSubDevice{NodeID: fmt.Sprintf("s%03d", i),
+			ProductID: testProduct}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := sync()
+	// The test client hands messages over concurrently: in any order.
+	if len(got) != 2 || len(got[0])+len(got[1]) != 101 || max(len(got[0]), len(got[1])) != 100 {
+		t.Fatalf("sync of 101 sub-devices came in %d events: %d, %d", len(got), len(got[0]), len(got[len(got)-1]))
+	}
+	seen := map[any]bool{}
+	for _, part := range got {
+		for _, d := range part {
+			if d["parent_device_id"] != "gw" || d["product_id"] != testProduct || d["status"] != "INACTIVE" {
+				t.Fatalf("synchronised %v", d)
+			}
+			seen[d["device_id"]] = true
+		}
+	}
+	if len(seen) != 101 || seen[otherSub] {
+		t.Fatalf("%d distinct sub-devices synchronised (gw2's among them: %v)", len(seen), seen[otherSub])
+	}
 }
