@@ -118,7 +118,8 @@ func (gw *hwGateway) next() paho.Message {
 // sees the sub-device as IoTDA shows one (gateway_id, node_type, status,
 // shadow, messages), and the gateway is notified of every addition and
 // deletion (add_sub_device_notify, delete_sub_device_notify), its own and
-// the SDK's. A sub-device of another gateway is refused (IOTDA.014031 to
+// the SDK's, and its sync request lists its sub-devices. A sub-device of
+// another gateway is refused (IOTDA.014031 to
 // add it again, IOTDA.014000 otherwise) and left as it was.
 func TestHuaweiGatewayE2E(t *testing.T) {
 	g := StartGate(t, GateOptions{})
@@ -298,6 +299,13 @@ func TestHuaweiGatewayE2E(t *testing.T) {
 	}
 	if _, err := client.ShowDevice(&model.ShowDeviceRequest{DeviceId: other}); err != nil {
 		t.Fatalf("another gateway's sub-device: %v", err)
+	}
+
+	// A sync lists what is left: the sub-device the SDK added.
+	gw.publish("$oc/devices/"+gwID+"/sys/events/up",
+		`{"services":[{"service_id":"$sub_device_manager","event_type":"sub_device_sync_request","paras":{"version":0}}]}`)
+	if n := gw.notice("add_sub_device_notify"); n["device_id"] != "hwsubprod_meter2" || n["parent_device_id"] != gwID {
+		t.Fatalf("sync %v", n)
 	}
 }
 
