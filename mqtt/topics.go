@@ -135,13 +135,16 @@ const (
 	uplinkBatchLogin      // .../combine/batch_login
 	uplinkLogout          // .../combine/logout
 	uplinkBatchLogout     // .../combine/batch_logout
+	// IoTDA gateways
+	uplinkGatewayProperties // sys/gateway/sub_devices/properties/report
 )
 
 func (u uplink) String() string {
 	return [...]string{"none", "message", "properties report", "command response", "event",
 		"properties set response", "properties get response", "shadow get", "custom message",
 		"alink property post", "alink message", "sub-device register", "topology add",
-		"sub-device login", "sub-device batch login", "sub-device logout", "sub-device batch logout"}[u]
+		"sub-device login", "sub-device batch login", "sub-device logout", "sub-device batch logout",
+		"gateway sub-device properties report"}[u]
 }
 
 // IoTDA topics (reference §4.3): everything under
@@ -161,6 +164,7 @@ var huaweiSpace = &space{
 	publish: []rule{
 		{"sys/messages/up", uplinkMessage},
 		{"sys/properties/report", uplinkProperties},
+		{"sys/gateway/sub_devices/properties/report", uplinkGatewayProperties},
 		{"sys/events/up", uplinkEvent},
 		{"sys/commands/response/request_id=*", uplinkCommandResponse},
 		{"sys/properties/set/response/request_id=*", uplinkPropertiesSetResponse},

@@ -103,6 +103,9 @@ func (r *Registry) CreateDeviceWith(ctx context.Context, n NewDevice, also func(
 		return nil, err
 	}
 	d.Status = StatusInactive
+	if d.GatewayID != "" {
+		r.router.subDevicesChanged(d.GatewayID, SubDeviceChange{Devices: []*Device{d}})
+	}
 	return d, nil
 }
 
@@ -623,20 +626,36 @@ func newFingerprintsFree(rd Reader, old, d *Device) error {
 // DeleteDevice removes a device, its indexes and its sessions. A gateway
 // with sub-devices cannot be deleted.
 func (r *Registry) DeleteDevice(ctx context.Context, project, id string) error {
+	return r.deleteDeviceIf(ctx, id, func(d *Device) error {
+		if project != "" && d.ProjectID != project {
+			return &NotFoundError{Kind: EntityDevice, ID: id}
+		}
+		return nil
+	})
+}
+
+// deleteDeviceIf deletes a device if check, given the stored device in
+// the delete's transaction, returns nil.
+func (r *Registry) deleteDeviceIf(ctx context.Context, id string, check func(*Device) error) error {
 	// Read first: on a cluster the delete deletes the session record.
 	remote, isRemote := r.sessionElsewhere(ctx, id)
+	var gone *Device
 	err := r.write(ctx, func(w Writer) error {
 		d, err := r.getDevice(w, id)
 		if err != nil {
 			return err
 		}
-		if project != "" && d.ProjectID != project {
-			return &NotFoundError{Kind: EntityDevice, ID: id}
+		if err := check(d); err != nil {
+			return err
 		}
+		gone = d
 		return r.deleteDevice(w, d)
 	})
 	if err != nil {
 		return err
+	}
+	if gone.GatewayID != "" {
+		r.router.subDevicesChanged(gone.GatewayID, SubDeviceChange{Deleted: true, Devices: []*Device{gone}})
 	}
 	r.dropSession(ctx, id)
 	r.kickEverywhere(ctx, id, "device deleted", remote, isRemote)

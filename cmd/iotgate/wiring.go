@@ -107,7 +107,8 @@ func (w *wiring) listeners() ([]listener, api.Options, error) {
 		w.sessions[registry.ProtocolMQTT] = m.Connected
 		w.protocolStats["mqtt"] = mqttStats(m)
 		w.reg.AddKicker(m)
-		if err := router.Register(registry.Adapter{Protocol: registry.ProtocolMQTT, Commands: m, Properties: m, Messages: m}); err != nil {
+		if err := router.Register(registry.Adapter{Protocol: registry.ProtocolMQTT, Commands: m, Properties: m, Messages: m,
+			SubDevices: m}); err != nil {
 			return nil, opts, err
 		}
 	}
