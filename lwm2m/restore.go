@@ -75,7 +75,9 @@ func (s *Server) resume(ctx context.Context, rec registry.SessionRecord, connect
 	e.savedExpiry.Store(rec.Expires.UnixNano())
 	if !reg.Secure {
 		if ap, err := netip.ParseAddrPort(reg.Addr); err == nil {
-			e.addr.Store(net.UDPAddrFromAddrPort(ap))
+			ua := net.UDPAddrFromAddrPort(ap)
+			e.addr.Store(ua)
+			s.peers.put(addrPortOf(ua), netip.AddrPort{}, e)
 		}
 	}
 	// Reachable as when it last spoke (queue mode: not before its next

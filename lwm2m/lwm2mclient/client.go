@@ -601,3 +601,42 @@ func (x *exchange) deliver(m message.Message) {
 	default:
 	}
 }
+
+// Send pushes the current values under paths to the server (LwM2M 1.1
+// Send: POST /dp) as a pack in ct, SenML JSON or CBOR.
+func (c *Client) Send(ctx context.Context, ct uint16, paths ...string) error {
+	var recs []format.Record
+	c.mu.Lock()
+	for _, s := range paths {
+		p, err := format.ParsePath(s)
+		if err != nil {
+			c.mu.Unlock()
+			return err
+		}
+		for k, v := range c.values {
+			if p.Contains(k) {
+				recs = append(recs, format.Record{Path: k, Value: v})
+			}
+		}
+	}
+	c.mu.Unlock()
+	sort.Slice(recs, func(i, j int) bool { return recs[i].Path.String() < recs[j].Path.String() })
+	return c.SendRecords(ctx, ct, recs)
+}
+
+// SendRecords pushes recs (with their times, if any) to the server's /dp
+// as a pack in ct.
+func (c *Client) SendRecords(ctx context.Context, ct uint16, recs []format.Record) error {
+	body, err := format.Encode(ct, format.NewPath(), recs)
+	if err != nil {
+		return err
+	}
+	resp, err := c.Do(ctx, codes.POST, "/dp", nil, message.MediaType(ct), body)
+	if err != nil {
+		return err
+	}
+	if resp.Code != codes.Changed {
+		return &CodeError{Code: resp.Code, Diagnostic: string(resp.Payload)}
+	}
+	return nil
+}
