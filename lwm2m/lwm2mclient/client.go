@@ -130,8 +130,11 @@ type Client struct {
 }
 
 type observer struct {
-	token  []byte
-	path   format.Path
+	token []byte
+	path  format.Path
+	// paths are a composite observation's (Observe-Composite), nil for
+	// an observation of path.
+	paths  []format.Path
 	accept int // the Observe's Accept, -1 if none: its notifications' format
 	seq    uint32
 }
@@ -357,7 +360,7 @@ func (c *Client) Set(path string, v format.Value) error {
 	c.instances[format.NewPath(uint16(p.Object), uint16(p.Instance))] = true
 	var due []*observer
 	for _, o := range c.observers {
-		if o.path.Contains(p) {
+		if o.covers(p) {
 			due = append(due, o)
 		}
 	}
@@ -427,7 +430,16 @@ func (c *Client) notify(o *observer) {
 	c.mu.Lock()
 	o.seq++
 	seq := o.seq
-	ct, body, code := c.readLocked(o.path, o.accept)
+	var (
+		ct   message.MediaType
+		body []byte
+		code codes.Code
+	)
+	if o.paths != nil {
+		ct, body, code = c.readCompositeLocked(o.paths, o.accept)
+	} else {
+		ct, body, code = c.readLocked(o.path, o.accept)
+	}
 	c.mu.Unlock()
 	if code != codes.Content {
 		return
