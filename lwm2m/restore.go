@@ -84,7 +84,7 @@ func (s *Server) resume(ctx context.Context, rec registry.SessionRecord, connect
 	// uplink).
 	e.lastUplink.Store(reg.UpdatedAt.UnixNano())
 	for _, so := range obs {
-		o := &observation{token: so.token, path: so.path, e: e}
+		o := &observation{token: so.token, path: so.path, paths: so.paths, e: e}
 		o.lastMID.Store(-1)
 		e.observations[o.token] = o
 		s.obs.put(o)
