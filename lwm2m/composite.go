@@ -14,9 +14,10 @@ import (
 	udpClient "github.com/plgd-dev/go-coap/v3/udp/client"
 )
 
-// The composite operations of LwM2M 1.1 (TS Core §6.3.8, §6.3.9, §6.4.2;
-// Transport §6.4): several paths in one request on the client's root,
-// in SenML JSON (110) or SenML CBOR (112).
+// The composite operations of LwM2M 1.1 (TS Core: Read-Composite,
+// Write-Composite, Observe-Composite; RFC 8132 for FETCH and iPATCH):
+// several paths in one request on the client's root, in SenML JSON (110)
+// or SenML CBOR (112).
 //
 //   - READ_COMPOSITE: FETCH / whose body is a pack of names only
 //     ([{"n":"/3/0/0"},{"n":"/1/0/1"}]); the 2.05 is a pack of values.

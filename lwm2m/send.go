@@ -16,18 +16,18 @@ import (
 	udpClient "github.com/plgd-dev/go-coap/v3/udp/client"
 )
 
-// The Send operation (LwM2M 1.1 TS Core §6.4.6, Transport §6.4): a
+// The Send operation (LwM2M 1.1 TS Core, Information Reporting): a
 // registered client POSTs values to /dp on its own, as a SenML JSON (110)
 // or SenML CBOR (112) pack of full paths. The values are kept as one
 // device message (topic /dp) and as reported properties of the service
 // "LwM2M" (one property per resource path), in one transaction, before
 // the 2.04 that tells the client they were taken.
 //
-// Refusals, as Leshan answers them: 4.00 for a client with no
-// registration here (the specification leaves it to the server), a
+// Refusals: 4.00 for a client with no registration here (as Leshan
+// answers; the specification leaves it to the server), a
 // malformed pack or a record that is not a resource value; 4.04 for a
 // value of an object instance the registration does not list (TS Core
-// §6.4.6: "Reported Object was not registered"); 4.15 for a content
+// Send: "Reported Object was not registered"); 4.15 for a content
 // format other than SenML JSON or CBOR (RFC 7252 §5.9.2.10); 4.13 for a
 // pack larger than maxSendPayload.
 
