@@ -136,7 +136,7 @@ func (s *Server) sender(ctx context.Context, cc *udpClient.Conn) *entry {
 	}
 	ap := addrPortOf(cc.RemoteAddr())
 	e := s.peers.get(ap)
-	if e == nil || e.secure || e.removed.Load() || addrPortOf(e.addr.Load()) != ap {
+	if e == nil || e.secure || e.removed.Load() || addrPortOf(e.addr.Load()) != ap || s.store.get(e.id) != e {
 		return nil
 	}
 	return e
@@ -169,7 +169,7 @@ type sendView struct {
 // value and the time of the latest report.
 func sendReport(recs []format.Record, now time.Time) (registry.Message, []registry.ServiceProperties, error) {
 	views := make([]sendView, len(recs))
-	byTime := map[time.Time]map[string]json.RawMessage{}
+	byTime := map[int64]map[string]json.RawMessage{} // by Unix ns
 	for i, rec := range recs {
 		at := now
 		if rec.Time != 0 {
@@ -186,10 +186,10 @@ func sendReport(recs []format.Record, now time.Time) (registry.Message, []regist
 		if err != nil {
 			return registry.Message{}, nil, fmt.Errorf("record %s: %v", rec.Path, err)
 		}
-		props := byTime[at]
+		props := byTime[at.UnixNano()]
 		if props == nil {
 			props = map[string]json.RawMessage{}
-			byTime[at] = props
+			byTime[at.UnixNano()] = props
 		}
 		props[rec.Path.String()] = v
 	}
@@ -199,7 +199,7 @@ func sendReport(recs []format.Record, now time.Time) (registry.Message, []regist
 	}
 	reports := make([]registry.ServiceProperties, 0, len(byTime))
 	for at, props := range byTime {
-		reports = append(reports, registry.ServiceProperties{ServiceID: ServiceLwM2M, Properties: props, EventTime: at.UTC()})
+		reports = append(reports, registry.ServiceProperties{ServiceID: ServiceLwM2M, Properties: props, EventTime: time.Unix(0, at).UTC()})
 	}
 	sort.Slice(reports, func(i, j int) bool { return reports[i].EventTime.Before(reports[j].EventTime) })
 	return registry.Message{Topic: sendPath, Payload: payload, Time: now.UTC()}, reports, nil
