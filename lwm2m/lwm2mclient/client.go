@@ -1,9 +1,10 @@
 // Package lwm2mclient is a small LwM2M client: it registers with an LwM2M
 // server over CoAP (NoSec) or CoAP over DTLS with a pre-shared key,
 // answers the server's Read, Write, Execute, Observe, Discover,
-// Write-Attributes, Create and Delete on an in-memory object tree, sends
-// notifications when values change, and can sleep like a queue-mode
-// NB-IoT device. iotgate's tests drive it; it is light enough (one
+// Write-Attributes, Create, Delete and (LwM2M 1.1) Read-, Observe- and
+// Write-Composite on an in-memory object tree, sends notifications when
+// values change, Sends values on its own (POST /dp), and can sleep like a
+// queue-mode NB-IoT device. iotgate's tests drive it; it is light enough (one
 // goroutine, one socket per client) to simulate fleets in a load
 // generator.
 //
