@@ -15,9 +15,10 @@ import (
 // JSON) Sends /3/0/0 and /3/0/9 on its command line ("send 123 ...", 123
 // being its server's short id), over NoSec and DTLS; iotgate keeps them
 // as a device message on /dp and as the LwM2M service's reported
-// properties, both visible through the REST API. (Wakaama's client
-// answers no FETCH or iPATCH, so the composite operations are tested
-// against the project's client only.)
+// properties, both visible through the REST API. Wakaama's client
+// answers no FETCH or iPATCH (it leaves them unanswered, checked here for
+// READ_COMPOSITE), so the composite operations are tested against the
+// project's client only.
 func TestLwM2MInteropWakaamaSend(t *testing.T) {
 	for _, tc := range []struct {
 		name, env string
@@ -44,6 +45,15 @@ func TestLwM2MInteropWakaamaSend(t *testing.T) {
 				time.Sleep(100 * time.Millisecond)
 			}
 			wakaamaSend(t, g, dev, cli, out, "/3/0/0", "/3/0/9")
+			if tc.secure {
+				return
+			}
+			// Wakaama's client has no FETCH and leaves a READ_COMPOSITE
+			// unanswered: the command ends TIMEOUT after
+			// coap.request_timeout instead of waiting for ever.
+			id := asyncCommand(t, g, dev, map[string]any{"service_id": "LwM2M", "command_name": "READ_COMPOSITE",
+				"paras": map[string]any{"paths": []string{"/3/0/0", "/1/0/1"}}, "send_strategy": "immediately"})
+			waitCommandOr(t, g, dev, id, "TIMEOUT", out)
 		})
 	}
 }
