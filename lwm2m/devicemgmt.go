@@ -160,6 +160,9 @@ func (s *Server) Perform(ctx context.Context, deviceID string, op Operation) (*R
 
 // perform sends op to e.
 func (s *Server) perform(ctx context.Context, e *entry, op *Operation) (*Response, error) {
+	if isComposite(op.Name) {
+		return s.performComposite(ctx, e, op)
+	}
 	path := op.Path.String()
 	if op.Accept < 0 && (op.Name == OpRead || op.Name == OpObserve) {
 		op.Accept = int(e.reg.Load().readFormat(op.Path))

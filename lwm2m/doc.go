@@ -20,7 +20,12 @@
 //     Observe, Discover, Write-Attributes, Create and Delete towards a
 //     registered client, in the content formats it declared at Register
 //     (negotiate.go) when the application names none;
+//   - composite operations (composite.go): Read-, Observe- and
+//     Write-Composite on several paths at once, in SenML;
 //   - observations (observe.go): notifications become device messages;
+//   - Send (send.go): values a client pushes to /dp become a device
+//     message and reported properties; a NoSec sender is found by its
+//     address (peers.go);
 //   - command queue (commands.go): delivers the registry's asynchronous
 //     commands in order, holding them while a queue-mode client sleeps.
 //   - firmware update (firmware.go, firmwareserve.go): object 5 for the

@@ -26,6 +26,9 @@ var appDataPath = format.NewPath(19, 0, 0)
 type observation struct {
 	token string
 	path  format.Path
+	// paths are a composite observation's (composite.go), whose path is
+	// the root; nil for an observation of path.
+	paths []format.Path
 	e     *entry
 	// lastMID is the message ID of the last notification (-1: none yet),
 	// to drop retransmissions whichever connection they arrive on.
@@ -110,10 +113,7 @@ func (x *obsIndex) remove(tok string) {
 // goes out, so no early notification is lost. It replaces an observation
 // of the same path. It returns nil if the registration has ended.
 func (s *Server) startObservation(e *entry, path format.Path) *observation {
-	var tok [8]byte
-	_, _ = rand.Read(tok[:])
-	o := &observation{token: string(tok[:]), path: path, e: e}
-	o.lastMID.Store(-1)
+	o := newObservation(e, path)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.removed.Load() {
@@ -128,6 +128,15 @@ func (s *Server) startObservation(e *entry, path format.Path) *observation {
 	e.observations[o.token] = o
 	s.obs.put(o)
 	s.markDirty(e)
+	return o
+}
+
+// newObservation is an observation of path by e with a fresh random token.
+func newObservation(e *entry, path format.Path) *observation {
+	var tok [8]byte
+	_, _ = rand.Read(tok[:])
+	o := &observation{token: string(tok[:]), path: path, e: e}
+	o.lastMID.Store(-1)
 	return o
 }
 
@@ -263,7 +272,7 @@ func (s *Server) firstAnswer(o *observation, r *pool.Message) {
 	if mt, err := r.ContentFormat(); err == nil {
 		ct = int(mt)
 	}
-	s.storeNotification(o.e, o.path, ct, body)
+	s.storeObserved(o, ct, body)
 }
 
 // handleNotification takes a response go-coap could not match to a
@@ -321,7 +330,7 @@ func (s *Server) handleNotification(cc *udpClient.Conn, r *pool.Message) {
 	if mt, err := r.ContentFormat(); err == nil {
 		ct = int(mt)
 	}
-	s.storeNotification(e, o.path, ct, body)
+	s.storeObserved(o, ct, body)
 	if _, err := r.Observe(); err != nil {
 		// A 2.05 without Observe is the last word on it (RFC 7641 §3.2).
 		s.endObservation(o)
@@ -331,8 +340,9 @@ func (s *Server) handleNotification(cc *udpClient.Conn, r *pool.Message) {
 // storeNotification keeps a notification as a device message: the bytes
 // of /19/0/0 as sent (opaque values concatenated if the client wrapped
 // them in TLV or SenML), anything else as the JSON of its decoded values,
-// or raw when it cannot be decoded. The topic is the observed path.
-func (s *Server) storeNotification(e *entry, path format.Path, ct int, body []byte) {
+// or raw when it cannot be decoded. The topic is the observed path (see
+// storeObserved).
+func (s *Server) storeNotification(e *entry, path format.Path, topic string, ct int, body []byte) {
 	s.stats.messagesIn.Add(1)
 	if path.Object == 5 {
 		s.fw.notified(e, path, ct, body)
@@ -353,7 +363,7 @@ func (s *Server) storeNotification(e *entry, path format.Path, ct int, body []by
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, s.o.RequestTimeout)
 	defer cancel()
-	if err := s.reg.AddMessage(ctx, e.deviceID, registry.Message{Topic: path.String(), Payload: payload}); err != nil {
+	if err := s.reg.AddMessage(ctx, e.deviceID, registry.Message{Topic: topic, Payload: payload}); err != nil {
 		s.log.Warn("lwm2m: storing notification failed", "device_id", e.deviceID, "path", path.String(), "err", err)
 	}
 }

@@ -57,6 +57,9 @@ type Operation struct {
 	Args string
 	// Attributes are WRITE_ATTRIBUTES' query parameters ("pmin=10").
 	Attributes []string
+	// Paths are the paths of READ, OBSERVE and CANCEL_OBSERVE_COMPOSITE
+	// (composite.go), whose Path is the root.
+	Paths []format.Path
 }
 
 // lwm2mParas is the union of the paras of the LwM2M operations; which
@@ -71,6 +74,7 @@ type lwm2mParas struct {
 	Mode          string          `json:"mode"`
 	Args          *string         `json:"args"`
 	Attributes    map[string]any  `json:"attributes"`
+	Paths         []string        `json:"paths"`
 }
 
 type valueParas struct {
@@ -120,6 +124,12 @@ func commandBytes(paras json.RawMessage) []byte {
 }
 
 func parseOperation(name string, p *lwm2mParas) (*Operation, error) {
+	if isComposite(name) {
+		return parseComposite(name, p)
+	}
+	if len(p.Paths) > 0 {
+		return nil, badParas("paths are for the composite operations")
+	}
 	if p.Path == "" {
 		return nil, badParas("path is required")
 	}
@@ -167,7 +177,7 @@ func parseOperation(name string, p *lwm2mParas) (*Operation, error) {
 			return nil, err
 		}
 	default:
-		return nil, badParas("unknown LwM2M command_name %q; one of READ, WRITE, EXECUTE, OBSERVE, CANCEL_OBSERVE, DISCOVER, WRITE_ATTRIBUTES, CREATE, DELETE", name)
+		return nil, badParas("unknown LwM2M command_name %q; one of READ, WRITE, EXECUTE, OBSERVE, CANCEL_OBSERVE, DISCOVER, WRITE_ATTRIBUTES, CREATE, DELETE, READ_COMPOSITE, OBSERVE_COMPOSITE, CANCEL_OBSERVE_COMPOSITE, WRITE_COMPOSITE", name)
 	}
 	return op, nil
 }
@@ -361,7 +371,7 @@ func resultOf(op *Operation, resp *Response) (commandResult, bool) {
 		for _, l := range links {
 			res.Links = append(res.Links, linkView{Target: l.Target, Params: l.Params})
 		}
-	case op.Name == OpRead || op.Name == OpObserve:
+	case op.Name == OpRead || op.Name == OpObserve || op.Name == OpReadComposite || op.Name == OpObserveComposite:
 		ct := resp.ContentFormat
 		if ct < 0 {
 			// A client may omit the format: it answered in the one asked

@@ -177,6 +177,11 @@ func FuzzLwM2MCommandOperation(f *testing.F) {
 		}
 		f.Add("Other", "", s)
 	}
+	for _, s := range []string{`{"paths":["/3/0/0","/1/0"]}`, `{"paths":["/3/0"],"accept":110}`, `{"values":[{"path":"/1/0/1","value":5}],"content_format":112}`} {
+		for _, name := range []string{OpReadComposite, OpObserveComposite, OpCancelObserveComposite, OpWriteComposite} {
+			f.Add("LwM2M", name, s)
+		}
+	}
 	f.Fuzz(func(t *testing.T, service, name, paras string) {
 		op, err := commandOperation(service, name, json.RawMessage(paras))
 		if err != nil {
@@ -186,7 +191,12 @@ func FuzzLwM2MCommandOperation(f *testing.F) {
 			}
 			return
 		}
-		if op.Path.Depth() == 0 {
+		switch {
+		case isComposite(op.Name):
+			if op.Path.Depth() != 0 || len(op.Paths)+len(op.Records) == 0 {
+				t.Fatalf("composite operation without paths or values: %+v", op)
+			}
+		case op.Path.Depth() == 0:
 			t.Fatalf("operation on the root: %+v", op)
 		}
 	})

@@ -172,7 +172,7 @@ func (s *Server) record(e *entry) (registry.SessionRecord, bool) {
 	e.mu.Lock()
 	obs := make([]savedObservation, 0, len(e.observations))
 	for _, o := range e.observations {
-		obs = append(obs, savedObservation{token: o.token, path: o.path})
+		obs = append(obs, savedObservation{token: o.token, path: o.path, paths: o.paths})
 	}
 	e.mu.Unlock()
 	r := e.reg.Load()

@@ -258,7 +258,8 @@ func (s *Server) bind(e *entry, cc *udpClient.Conn, st *connState) {
 		return
 	}
 	if ua, ok := cc.RemoteAddr().(*net.UDPAddr); ok {
-		e.addr.Store(ua)
+		prev := e.addr.Swap(ua)
+		s.peers.put(addrPortOf(ua), addrPortOf(prev), e)
 	}
 }
 

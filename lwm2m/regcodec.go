@@ -18,8 +18,15 @@ import (
 // seconds); the registration and update times (varint unix ns); the
 // declared formats (uvarint); the object links (a uvarint count, then
 // each path's four ids as varints and its version); the observations (a
-// uvarint count, then each token and path as above).
-const regCodecVersion = 1
+// uvarint count, then each token and path as above). Version 2 adds,
+// after those, the composite observations (a uvarint count, at least 1,
+// then each token, a uvarint count of paths and the paths); it is written
+// only for a registration that has some, so the others stay readable by
+// a server that knows version 1 only.
+const (
+	regCodecVersion          = 1
+	regCodecVersionComposite = 2
+)
 
 const (
 	flagQueue = 1 << iota
@@ -31,6 +38,8 @@ const (
 type savedObservation struct {
 	token string
 	path  format.Path
+	// paths are a composite observation's (its path is then the root).
+	paths []format.Path
 }
 
 // errCorruptRegistration: a stored registration could not be decoded.
@@ -50,7 +59,18 @@ func appendPath(b []byte, p format.Path) []byte {
 
 // encodeRegistration appends r and its observations to b.
 func encodeRegistration(b []byte, r *Registration, obs []savedObservation) []byte {
-	b = append(b, regCodecVersion)
+	composite := 0
+	for _, o := range obs {
+		if o.paths != nil {
+			composite++
+		}
+	}
+	single := len(obs) - composite
+	if composite == 0 {
+		b = append(b, regCodecVersion)
+	} else {
+		b = append(b, regCodecVersionComposite)
+	}
 	for _, s := range [...]string{r.ID, r.Endpoint, r.DeviceID, r.Version, r.Binding, r.SMS, r.RootPath, r.Addr} {
 		b = appendString(b, s)
 	}
@@ -71,10 +91,25 @@ func encodeRegistration(b []byte, r *Registration, obs []savedObservation) []byt
 		b = appendPath(b, o.Path)
 		b = appendString(b, o.Version)
 	}
-	b = binary.AppendUvarint(b, uint64(len(obs)))
+	b = binary.AppendUvarint(b, uint64(single))
 	for _, o := range obs {
-		b = appendString(b, o.token)
-		b = appendPath(b, o.path)
+		if o.paths == nil {
+			b = appendString(b, o.token)
+			b = appendPath(b, o.path)
+		}
+	}
+	if composite == 0 {
+		return b
+	}
+	b = binary.AppendUvarint(b, uint64(composite))
+	for _, o := range obs {
+		if o.paths != nil {
+			b = appendString(b, o.token)
+			b = binary.AppendUvarint(b, uint64(len(o.paths)))
+			for _, p := range o.paths {
+				b = appendPath(b, p)
+			}
+		}
 	}
 	return b
 }
@@ -156,9 +191,10 @@ func (d *regDecoder) count(what string, max int) int {
 
 // decodeRegistration reads what encodeRegistration wrote.
 func decodeRegistration(b []byte) (*Registration, []savedObservation, error) {
-	if len(b) == 0 || b[0] != regCodecVersion {
+	if len(b) == 0 || (b[0] != regCodecVersion && b[0] != regCodecVersionComposite) {
 		return nil, nil, fmt.Errorf("%w: unknown version", errCorruptRegistration)
 	}
+	version := b[0]
 	d := &regDecoder{b: b[1:]}
 	r := &Registration{}
 	for _, f := range [...]struct {
@@ -192,6 +228,26 @@ func decodeRegistration(b []byte) (*Registration, []savedObservation, error) {
 		for i := range obs {
 			obs[i].token = d.string("token")
 			obs[i].path = d.path("observed path")
+		}
+	}
+	if version == regCodecVersionComposite {
+		n := d.count("composite observations", 1<<16)
+		if n == 0 {
+			d.fail("no composite observations in a version 2 record")
+		}
+		for range n {
+			o := savedObservation{token: d.string("token"), path: format.NewPath()}
+			np := d.count("composite paths", maxCompositePaths)
+			if np == 0 {
+				d.fail("a composite observation without paths")
+			}
+			for range np {
+				o.paths = append(o.paths, d.path("composite path"))
+			}
+			if d.err != nil {
+				break
+			}
+			obs = append(obs, o)
 		}
 	}
 	if d.err == nil && len(d.b) != 0 {

@@ -25,9 +25,19 @@ func TestRegistrationCodecRoundTrip(t *testing.T) {
 			RegisteredAt: at, UpdatedAt: at.Add(time.Hour)},
 			[]savedObservation{{token: "\x01\x02\x03\x04\x05\x06\x07\x08", path: format.NewPath(19, 0, 0)}, {token: "t2", path: format.NewPath(3, 0, 9)},
 				{token: "root", path: format.NewPath()}}},
+		{"composite", Registration{ID: "abc", Endpoint: "e", DeviceID: "d", Binding: "U", RootPath: "/", Lifetime: time.Hour,
+			RegisteredAt: at, UpdatedAt: at},
+			[]savedObservation{{token: "one", path: format.NewPath(3, 0, 9)},
+				{token: "two", path: format.NewPath(), paths: []format.Path{format.NewPath(3, 0, 9), format.NewPath(1, 0)}},
+				{token: "three", path: format.NewPath(), paths: []format.Path{format.NewPath(4)}}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := encodeRegistration(nil, &tc.reg, tc.obs)
+			// Version 2 only when there are composite observations, so
+			// the others stay readable by a version-1 server.
+			if want := map[bool]byte{false: 1, true: 2}[tc.name == "composite"]; b[0] != want {
+				t.Fatalf("version %d, want %d", b[0], want)
+			}
 			got, obs, err := decodeRegistration(b)
 			if err != nil {
 				t.Fatal(err)

@@ -75,14 +75,16 @@ func (s *Server) resume(ctx context.Context, rec registry.SessionRecord, connect
 	e.savedExpiry.Store(rec.Expires.UnixNano())
 	if !reg.Secure {
 		if ap, err := netip.ParseAddrPort(reg.Addr); err == nil {
-			e.addr.Store(net.UDPAddrFromAddrPort(ap))
+			ua := net.UDPAddrFromAddrPort(ap)
+			e.addr.Store(ua)
+			s.peers.put(addrPortOf(ua), netip.AddrPort{}, e)
 		}
 	}
 	// Reachable as when it last spoke (queue mode: not before its next
 	// uplink).
 	e.lastUplink.Store(reg.UpdatedAt.UnixNano())
 	for _, so := range obs {
-		o := &observation{token: so.token, path: so.path, e: e}
+		o := &observation{token: so.token, path: so.path, paths: so.paths, e: e}
 		o.lastMID.Store(-1)
 		e.observations[o.token] = o
 		s.obs.put(o)

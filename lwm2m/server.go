@@ -26,6 +26,7 @@ type Registry interface {
 	Connected(ctx context.Context, id string) (registry.Session, error)
 	Disconnected(id string, s registry.Session) (superseded bool)
 	AddMessage(ctx context.Context, deviceID string, m registry.Message) error
+	ReportMessageAndProperties(ctx context.Context, deviceID string, m registry.Message, reports []registry.ServiceProperties) error
 	PendingAsyncCommands(ctx context.Context, deviceID string, limit int) ([]*registry.AsyncCommand, error)
 	StartAsyncCommand(ctx context.Context, commandID string, answerWithin time.Duration) (*registry.AsyncCommand, error)
 	FinishAsyncCommand(ctx context.Context, commandID string, status registry.AsyncStatus, result json.RawMessage) error
@@ -152,6 +153,7 @@ type Server struct {
 	now     func() time.Time
 	store   *regStore
 	obs     *obsIndex
+	peers   *peerIndex
 	// saved queues the registrations to write to Options.Sessions (nil
 	// without one); saveMu makes its rounds one at a time.
 	saved  *persister
@@ -205,7 +207,7 @@ func New(o Options) (*Server, error) {
 		return nil, fmt.Errorf("lwm2m: min lifetime %v exceeds max lifetime %v", o.MinLifetime, o.MaxLifetime)
 	}
 	s := &Server{o: o, reg: o.Registry, sec: o.Security, log: o.Logger, now: o.Now,
-		store: newRegStore(), obs: newObsIndex()}
+		store: newRegStore(), obs: newObsIndex(), peers: newPeerIndex()}
 	if s.sec == nil {
 		s.sec = RegistrySecurity{Registry: o.Registry}
 	}
@@ -450,6 +452,9 @@ func (s *Server) retire(e *entry, reason string, closeConn bool) {
 func (s *Server) end(e *entry, reason string, closeConn bool, level slog.Level) {
 	s.reg.Disconnected(e.deviceID, e.session)
 	s.markGone(e)
+	if a := e.addr.Load(); a != nil {
+		s.peers.drop(addrPortOf(a), e)
+	}
 	s.forget(e)
 	if c := e.conn.Load(); c != nil {
 		if st := stateOf(c); st != nil {

@@ -338,6 +338,7 @@ func (s *Server) router() *mux.Router {
 	r.HandleFunc("/rd", s.serveRD)
 	r.HandleFunc("/rd/{id}", s.serveRegistration)
 	r.HandleFunc("/fw/{token}", s.serveFirmware)
+	r.HandleFunc("/dp", s.serveSend)
 	return r
 }
 

@@ -111,35 +111,49 @@ func (r *Registry) AddMessage(ctx context.Context, deviceID string, m Message) e
 		return err
 	}
 	return r.write(ctx, func(w Writer) error {
-		if _, err := w.Get(deviceKey(deviceID)); err != nil {
-			if errors.Is(err, kv.ErrNotFound) {
-				return &NotFoundError{Kind: EntityDevice, ID: deviceID}
-			}
+		if err := requireDevice(w, deviceID); err != nil {
 			return err
 		}
-		m, err := readMessageMeta(w, deviceID)
-		if err != nil {
-			return err
-		}
-		if m.n >= MessagesKept {
-			if m, err = dropOldestMessage(w, deviceID, m); err != nil {
-				return err
-			}
-		}
-		if m.n == 0 || m.oldest != "" && seq < m.oldest {
-			// The first, or older than the oldest (the clock went back:
-			// seqs lead with the time).
-			m.oldest = seq
-		}
-		if err := w.Set(messageKey(deviceID, seq), b); err != nil {
-			return err
-		}
-		m.n++
-		if err := w.Set(messageCountKey(deviceID), m.encode()); err != nil {
+		if err := putMessage(w, deviceID, seq, b); err != nil {
 			return err
 		}
 		return r.appendEncoded(w, ev)
 	})
+}
+
+// requireDevice checks, inside a write, that the device still exists.
+func requireDevice(w Writer, deviceID string) error {
+	if _, err := w.Get(deviceKey(deviceID)); err != nil {
+		if errors.Is(err, kv.ErrNotFound) {
+			return &NotFoundError{Kind: EntityDevice, ID: deviceID}
+		}
+		return err
+	}
+	return nil
+}
+
+// putMessage stores an encoded message under seq, dropping the device's
+// oldest beyond MessagesKept.
+func putMessage(w Writer, deviceID, seq string, b []byte) error {
+	m, err := readMessageMeta(w, deviceID)
+	if err != nil {
+		return err
+	}
+	if m.n >= MessagesKept {
+		if m, err = dropOldestMessage(w, deviceID, m); err != nil {
+			return err
+		}
+	}
+	if m.n == 0 || m.oldest != "" && seq < m.oldest {
+		// The first, or older than the oldest (the clock went back:
+		// seqs lead with the time).
+		m.oldest = seq
+	}
+	if err := w.Set(messageKey(deviceID, seq), b); err != nil {
+		return err
+	}
+	m.n++
+	return w.Set(messageCountKey(deviceID), m.encode())
 }
 
 // Messages returns a device's kept uplink messages, newest first.
@@ -190,46 +204,52 @@ func (r *Registry) ReportProperties(ctx context.Context, deviceID string, report
 	}
 	var delta bool
 	err = r.write(ctx, func(w Writer) error {
-		if _, err := w.Get(deviceKey(deviceID)); err != nil {
-			if errors.Is(err, kv.ErrNotFound) {
-				return &NotFoundError{Kind: EntityDevice, ID: deviceID}
-			}
+		if err := requireDevice(w, deviceID); err != nil {
 			return err
 		}
-		sh, err := getShadow(w, deviceID)
-		if err != nil {
+		var err error
+		if delta, err = mergeShadow(w, deviceID, reports, now); err != nil {
 			return err
 		}
-		for _, rep := range reports {
-			if rep.ServiceID == "" {
-				return invalid("service_id", "is required")
-			}
-			cur := sh.service(rep.ServiceID)
-			if cur.Properties == nil {
-				cur.Properties = map[string]json.RawMessage{}
-			}
-			for k, v := range rep.Properties {
-				cur.Properties[k] = v
-			}
-			cur.EventTime = rep.EventTime
-			if cur.EventTime.IsZero() {
-				cur.EventTime = now
-			}
-		}
-		b, err := json.Marshal(sh)
-		if err != nil {
-			return fmt.Errorf("encode shadow: %w", err)
-		}
-		if err := w.Set(shadowKey(deviceID), b); err != nil {
-			return err
-		}
-		delta = sh.hasDelta()
 		return r.appendEncoded(w, ev)
 	})
 	if err == nil && delta {
 		r.router.desiredDiffers(deviceID, true)
 	}
 	return err
+}
+
+// mergeShadow merges reported properties into the device's shadow and
+// says whether its desired values still differ from the reported ones.
+func mergeShadow(w Writer, deviceID string, reports []ServiceProperties, now time.Time) (bool, error) {
+	sh, err := getShadow(w, deviceID)
+	if err != nil {
+		return false, err
+	}
+	for _, rep := range reports {
+		if rep.ServiceID == "" {
+			return false, invalid("service_id", "is required")
+		}
+		cur := sh.service(rep.ServiceID)
+		if cur.Properties == nil {
+			cur.Properties = map[string]json.RawMessage{}
+		}
+		for k, v := range rep.Properties {
+			cur.Properties[k] = v
+		}
+		cur.EventTime = rep.EventTime
+		if cur.EventTime.IsZero() {
+			cur.EventTime = now
+		}
+	}
+	b, err := json.Marshal(sh)
+	if err != nil {
+		return false, fmt.Errorf("encode shadow: %w", err)
+	}
+	if err := w.Set(shadowKey(deviceID), b); err != nil {
+		return false, err
+	}
+	return sh.hasDelta(), nil
 }
 
 // deleteDeviceData removes a device's messages (both ways), shadow and

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -68,6 +69,14 @@ func TestLwM2MInteropWakaamaDTLS(t *testing.T) {
 // and returns its output so far, for diagnostics.
 func startWakaama(t *testing.T, g *Gate, bin, server string, args ...string) func() string {
 	t.Helper()
+	out, _ := startWakaamaCLI(t, g, bin, server, args...)
+	return out
+}
+
+// startWakaamaCLI is startWakaama that also returns the client's command
+// line (its stdin): "send 123 /3/0/0" has it Send.
+func startWakaamaCLI(t *testing.T, g *Gate, bin, server string, args ...string) (func() string, io.Writer) {
+	t.Helper()
 	host, port, _ := net.SplitHostPort(server)
 	_, local, _ := net.SplitHostPort(freePorts(t, "udp")[0])
 	ctx, cancel := context.WithCancel(context.Background())
@@ -94,7 +103,7 @@ func startWakaama(t *testing.T, g *Gate, bin, server string, args ...string) fun
 			s = "..." + s[len(s)-8000:]
 		}
 		return s
-	}
+	}, stdin
 }
 
 // wakaamaCommands waits for the client to register, then runs READ,

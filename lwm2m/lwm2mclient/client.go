@@ -1,9 +1,10 @@
 // Package lwm2mclient is a small LwM2M client: it registers with an LwM2M
 // server over CoAP (NoSec) or CoAP over DTLS with a pre-shared key,
 // answers the server's Read, Write, Execute, Observe, Discover,
-// Write-Attributes, Create and Delete on an in-memory object tree, sends
-// notifications when values change, and can sleep like a queue-mode
-// NB-IoT device. iotgate's tests drive it; it is light enough (one
+// Write-Attributes, Create, Delete and (LwM2M 1.1) Read-, Observe- and
+// Write-Composite on an in-memory object tree, sends notifications when
+// values change, Sends values on its own (POST /dp), and can sleep like a
+// queue-mode NB-IoT device. iotgate's tests drive it; it is light enough (one
 // goroutine, one socket per client) to simulate fleets in a load
 // generator.
 //
@@ -132,8 +133,11 @@ type Client struct {
 }
 
 type observer struct {
-	token  []byte
-	path   format.Path
+	token []byte
+	path  format.Path
+	// paths are a composite observation's (Observe-Composite), nil for
+	// an observation of path.
+	paths  []format.Path
 	accept int // the Observe's Accept, -1 if none: its notifications' format
 	seq    uint32
 }
@@ -359,7 +363,7 @@ func (c *Client) Set(path string, v format.Value) error {
 	c.instances[format.NewPath(uint16(p.Object), uint16(p.Instance))] = true
 	var due []*observer
 	for _, o := range c.observers {
-		if o.path.Contains(p) {
+		if o.covers(p) {
 			due = append(due, o)
 		}
 	}
@@ -429,7 +433,16 @@ func (c *Client) notify(o *observer) {
 	c.mu.Lock()
 	o.seq++
 	seq := o.seq
-	ct, body, code := c.readLocked(o.path, o.accept)
+	var (
+		ct   message.MediaType
+		body []byte
+		code codes.Code
+	)
+	if o.paths != nil {
+		ct, body, code = c.readCompositeLocked(o.paths, o.accept)
+	} else {
+		ct, body, code = c.readLocked(o.path, o.accept)
+	}
 	c.mu.Unlock()
 	if code != codes.Content {
 		return
@@ -609,4 +622,43 @@ func (x *exchange) deliver(m message.Message) {
 	case x.resp <- m:
 	default:
 	}
+}
+
+// Send pushes the current values under paths to the server (LwM2M 1.1
+// Send: POST /dp) as a pack in ct, SenML JSON or CBOR.
+func (c *Client) Send(ctx context.Context, ct uint16, paths ...string) error {
+	var recs []format.Record
+	c.mu.Lock()
+	for _, s := range paths {
+		p, err := format.ParsePath(s)
+		if err != nil {
+			c.mu.Unlock()
+			return err
+		}
+		for k, v := range c.values {
+			if p.Contains(k) {
+				recs = append(recs, format.Record{Path: k, Value: v})
+			}
+		}
+	}
+	c.mu.Unlock()
+	sort.Slice(recs, func(i, j int) bool { return recs[i].Path.String() < recs[j].Path.String() })
+	return c.SendRecords(ctx, ct, recs)
+}
+
+// SendRecords pushes recs (with their times, if any) to the server's /dp
+// as a pack in ct.
+func (c *Client) SendRecords(ctx context.Context, ct uint16, recs []format.Record) error {
+	body, err := format.Encode(ct, format.NewPath(), recs)
+	if err != nil {
+		return err
+	}
+	resp, err := c.Do(ctx, codes.POST, "/dp", nil, message.MediaType(ct), body)
+	if err != nil {
+		return err
+	}
+	if resp.Code != codes.Changed {
+		return &CodeError{Code: resp.Code, Diagnostic: string(resp.Payload)}
+	}
+	return nil
 }

@@ -127,6 +127,10 @@ func (c *Client) handle(m message.Message, req *request, p format.Path, resp *me
 		default:
 			resp.Code = codes.MethodNotAllowed
 		}
+	case codeFETCH:
+		c.fetch(m, req, resp)
+	case codeIPATCH:
+		resp.Code = c.patch(req)
 	case codes.DELETE:
 		c.mu.Lock()
 		if p.Depth() != 2 || !c.instances[p] {
