@@ -20,6 +20,9 @@ var aliSysSpace = &space{
 	},
 	publish: []rule{
 		{"thing/event/property/post", uplinkAlinkProperties},
+		{"thing/service/property/set_reply", uplinkAlinkSetReply},
+		{"thing/service/*", uplinkAlinkServiceReply}, // {identifier}_reply (alidownlink.go)
+		{"rrpc/response/*", uplinkRRPCResponse},
 		{"thing/sub/register", uplinkSubRegister},
 		{"thing/topo/add", uplinkTopoAdd},
 		{"**", uplinkAlinkOther},

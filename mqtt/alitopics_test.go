@@ -21,6 +21,12 @@ func TestMQTTAliTopicACL(t *testing.T) {
 		{dev, "/sys/pk1/dn1/thing/event/property/post", uplinkAlinkProperties, "pk1_dn1"},
 		{dev, "/sys/pk1/dn1/thing/event/alarm/post", uplinkAlinkOther, "pk1_dn1"},
 		{dev, "/sys/pk1/dn1/thing/sub/register", uplinkSubRegister, "pk1_dn1"}, // answered "not a gateway"
+		{dev, "/sys/pk1/dn1/thing/service/property/set_reply", uplinkAlinkSetReply, "pk1_dn1"},
+		{dev, "/sys/pk1/dn1/thing/service/reboot_reply", uplinkAlinkServiceReply, "pk1_dn1"},
+		{dev, "/sys/pk1/dn1/thing/service/property/set", uplinkAlinkOther, "pk1_dn1"},
+		{dev, "/sys/pk1/dn1/rrpc/response/123", uplinkRRPCResponse, "pk1_dn1"},
+		{dev, "/sys/pk1/dn1/rrpc/response/123/x", uplinkAlinkOther, "pk1_dn1"},
+		{dev, "/sys/pk1/dn2/rrpc/response/123", notUplink, ""},
 		{dev, "/pk1/dn1/user/update", uplinkUser, "pk1_dn1"},
 		{dev, "/pk1/dn1/user/a/b/c", uplinkUser, "pk1_dn1"},
 		{dev, "/pk1/dn1/user/", notUplink, ""},

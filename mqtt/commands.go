@@ -81,6 +81,9 @@ func (s *Server) SendCommand(ctx context.Context, d *registry.Device, c registry
 	if c.CommandID == "" {
 		return nil, errors.New("mqtt: command has no command_id")
 	}
+	if ac, ok := s.alibabaConn(d.DeviceID); ok {
+		return s.aliCallService(ctx, ac, d, c)
+	}
 	body, err := json.Marshal(commandRequest{ObjectDeviceID: d.DeviceID, ServiceID: c.ServiceID,
 		CommandName: c.CommandName, Paras: c.Paras})
 	if err != nil {

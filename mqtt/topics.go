@@ -135,13 +135,19 @@ const (
 	uplinkBatchLogin      // .../combine/batch_login
 	uplinkLogout          // .../combine/logout
 	uplinkBatchLogout     // .../combine/batch_logout
+
+	// Alibaba: devices' answers to the platform's requests (alidownlink.go)
+	uplinkAlinkSetReply     // /sys/{pk}/{dn}/thing/service/property/set_reply
+	uplinkAlinkServiceReply // /sys/{pk}/{dn}/thing/service/{identifier}_reply
+	uplinkRRPCResponse      // /sys/{pk}/{dn}/rrpc/response/{messageId}
 )
 
 func (u uplink) String() string {
 	return [...]string{"none", "message", "properties report", "command response", "event",
 		"properties set response", "properties get response", "shadow get", "custom message",
 		"alink property post", "alink message", "sub-device register", "topology add",
-		"sub-device login", "sub-device batch login", "sub-device logout", "sub-device batch logout"}[u]
+		"sub-device login", "sub-device batch login", "sub-device logout", "sub-device batch logout",
+		"alink property set reply", "alink service reply", "rrpc response"}[u]
 }
 
 // IoTDA topics (reference §4.3): everything under
