@@ -1,0 +1,180 @@
+package test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/huaweicloud/huaweicloud-sdk-go-v3/core/sdkerr"
+	"github.com/huaweicloud/huaweicloud-sdk-go-v3/services/iotda/v5/model"
+)
+
+// TestAliDownlinksNodeSDK: applications reach a device that speaks
+// Alibaba's Alink through the unmodified Huawei Go SDK, and Alibaba's own
+// Node device SDK (npm alibabacloud-iot-device-sdk 1.2.8, unmodified,
+// test/node/alibaba-downlink.js) receives them through its onProps and
+// onService handlers: UpdateProperties arrives as
+// thing.service.property.set with the thing model's identifiers (module
+// properties as "module:identifier") and the device's set_reply is the
+// REST answer, its error code passed on; CreateCommand is an RRPC call
+// of thing.service.{command_name}, answered by the SDK's synchronous
+// reply, whose data is the command response's paras. Offline, both are
+// IOTDA.014016; a property query is refused as Alink devices answer none.
+//
+// Without node or the package, the test is skipped, except under CI,
+// whose script installs both: there it fails.
+func TestAliDownlinksNodeSDK(t *testing.T) {
+	node := interopTool(t, "node", "apt-get install nodejs npm")
+	script, err := filepath.Abs("node/alibaba-downlink.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(filepath.Dir(script), "node_modules", "alibabacloud-iot-device-sdk", "package.json")); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("alibabacloud-iot-device-sdk is not installed (CI must run: npm ci --prefix test/node)")
+		}
+		t.Skip("alibabacloud-iot-device-sdk is not installed; run: npm ci --prefix test/node")
+	}
+
+	g := StartGate(t, GateOptions{})
+	g.aliProduct("a1NodeDown1", "prodSecretDown1", false, false, "")
+	id := g.aliDevice("a1NodeDown1", "lamp-1", "devSecretDown0123", false)
+	client := sdkClient(g)
+
+	setReq := func(services ...map[string]any) *model.UpdatePropertiesRequest {
+		var s any = services
+		return &model.UpdatePropertiesRequest{DeviceId: id, Body: &model.DevicePropertiesRequest{Services: &s}}
+	}
+	str := func(s string) *string { return &s }
+	var paras any = map[string]any{"delay": 3}
+	callReq := &model.CreateCommandRequest{DeviceId: id, Body: &model.DeviceCommandRequest{
+		ServiceId: str("default"), CommandName: str("reboot"), Paras: &paras}}
+
+	// Offline: IoTDA's not-online refusal for both.
+	var se *sdkerr.ServiceResponseError
+	if _, err := client.UpdateProperties(setReq(map[string]any{"properties": map[string]any{"LightSwitch": 1}})); !errors.As(err, &se) ||
+		se.StatusCode != http.StatusForbidden || se.ErrorCode != "IOTDA.014016" {
+		t.Fatalf("offline property set: want 403 IOTDA.014016, got %v", err)
+	}
+	if _, err := client.CreateCommand(callReq); !errors.As(err, &se) || se.StatusCode != http.StatusForbidden || se.ErrorCode != "IOTDA.014016" {
+		t.Fatalf("offline command: want 403 IOTDA.014016, got %v", err)
+	}
+
+	// Ended by the clean-up (which runs after the gate is still up), not
+	// by a deferred cancel: the script must be seen ending its session.
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	cmd := exec.CommandContext(ctx, node, script, "mqtt://"+g.MQTT, "a1NodeDown1", "lamp-1", "devSecretDown0123")
+	cmd.Dir, cmd.Env = filepath.Dir(script), nodeEnv()
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		defer cancel()
+		stdin.Close() // the script ends its session and exits
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("node SDK: %v\nstderr: %s", err, stderr.String())
+		}
+	})
+	type event struct {
+		Event  string         `json:"event"`
+		Method string         `json:"method"`
+		Params map[string]any `json:"params"`
+	}
+	events := make(chan event, 16)
+	go func() {
+		defer close(events)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			var e event
+			if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+				e = event{Event: "unparsed: " + sc.Text()}
+			}
+			events <- e
+		}
+	}()
+	next := func(want string) event {
+		t.Helper()
+		select {
+		case e, ok := <-events:
+			if !ok || e.Event != want {
+				t.Fatalf("node SDK: got %+v (open %v), want a %s event\nstderr: %s\ngate logs:\n%s", e, ok, want, stderr.String(), g.Logs())
+			}
+			return e
+		case <-time.After(30 * time.Second):
+			t.Fatalf("node SDK: no %s event in 30 s\nstderr: %s\ngate logs:\n%s", want, stderr.String(), g.Logs())
+		}
+		return event{}
+	}
+	next("ready")
+	waitOnline(t, g, id)
+
+	// A property set: the SDK's onProps sees the params, its set_reply
+	// (code 200) is the answer.
+	set, err := client.UpdateProperties(setReq(
+		map[string]any{"service_id": "default", "properties": map[string]any{"LightSwitch": 1}},
+		map[string]any{"service_id": "lamp", "properties": map[string]any{"Brightness": 80}}))
+	if err != nil || set.Response == nil {
+		t.Fatalf("UpdateProperties: %v %+v", err, set)
+	}
+	if r := (*set.Response).(map[string]any); fmt.Sprint(r["result_code"]) != "0" {
+		t.Fatalf("UpdateProperties response %v", r)
+	}
+	got := next("props")
+	if got.Method != "thing.service.property.set" || fmt.Sprint(got.Params) != "map[LightSwitch:1 lamp:Brightness:80]" {
+		t.Fatalf("the device received %+v", got)
+	}
+
+	// The device refuses one: its code and message are the answer.
+	set, err = client.UpdateProperties(setReq(map[string]any{"properties": map[string]any{"Reject": true}}))
+	if err != nil || set.Response == nil {
+		t.Fatalf("UpdateProperties (refused): %v %+v", err, set)
+	}
+	if r := (*set.Response).(map[string]any); fmt.Sprint(r["result_code"]) != "9201" || r["result_desc"] != "property rejected" {
+		t.Fatalf("refused set's response %v", r)
+	}
+	next("props")
+
+	// A service call: onService('reboot') sees it, its synchronous reply's
+	// data is the command response's paras.
+	res, err := client.CreateCommand(callReq)
+	if err != nil || res.Response == nil || res.CommandId == nil || *res.CommandId == "" {
+		t.Fatalf("CreateCommand: %v %+v", err, res)
+	}
+	want := `{"paras":{"delay":3,"rebooted":true},"result_code":0}`
+	if b, _ := json.Marshal(*res.Response); string(b) != want {
+		t.Fatalf("CreateCommand response %s, want %s", b, want)
+	}
+	if got := next("service"); got.Method != "thing.service.reboot" || fmt.Sprint(got.Params) != "map[delay:3]" {
+		t.Fatalf("the device received %+v", got)
+	}
+
+	// What Alink cannot carry is refused, naming why.
+	if _, err := client.ListProperties(&model.ListPropertiesRequest{DeviceId: id, ServiceId: "lamp"}); !errors.As(err, &se) ||
+		se.StatusCode != http.StatusBadRequest || !strings.Contains(se.ErrorMessage, "Alibaba") {
+		t.Fatalf("property query: want 400 naming the Alibaba dialect, got %v", err)
+	}
+	var none any = map[string]any{}
+	if _, err := client.CreateCommand(&model.CreateCommandRequest{DeviceId: id, Body: &model.DeviceCommandRequest{Paras: &none}}); !errors.As(err, &se) ||
+		se.StatusCode != http.StatusBadRequest || se.ErrorCode != "IOTDA.000006" || !strings.Contains(se.ErrorMessage, "command_name") {
+		t.Fatalf("command without command_name: want 400 IOTDA.000006, got %v", err)
+	}
+}
