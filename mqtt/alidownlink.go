@@ -47,6 +47,10 @@ import (
 // answer that is not an Alink reply is passed on as the device sent it.
 // Offline and timeout are SendCommand's (registry.ErrNotConnected,
 // registry.ErrTimeout).
+//
+// Messages (messages.go) may name the device's custom topics
+// /{pk}/{dn}/user/...; a session of this dialect receives them, as on
+// Alibaba, only on topics it subscribed to.
 
 // alibabaConn returns the connection of the device's live session if it
 // speaks the Alibaba dialect: the wire format is the session's, as a
@@ -133,6 +137,14 @@ func (s *Server) aliCallService(ctx context.Context, c *conn, d *registry.Device
 		return nil, err
 	}
 	return iotdaResponse(resp, true), nil
+}
+
+// aliMayReceiveMessage reports whether topic is one of the device's
+// custom Alibaba topics, /{product_id}/{node_id}/user/..., on which an
+// application may send it messages.
+func aliMayReceiveMessage(d *registry.Device, topic string) bool {
+	o, suffix, ok := aliUserSpace.split(topic)
+	return ok && o == owner{a: d.ProductID, b: d.NodeID} && aliUserSpace.mayReceive(suffix)
 }
 
 // aliSysTopic is /sys/{pk}/{dn}/{suffix}.

@@ -271,3 +271,36 @@ func TestIotdaResponse(t *testing.T) {
 		}
 	}
 }
+
+// Messages may name an Alibaba device's custom topics; a session of that
+// dialect receives a message only on a topic it subscribed to, the
+// IoTDA default topic included.
+func TestMQTTAliMessages(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.aliProduct("pkmsg", "prodSecretMsg1", false, false, "")
+	d := e.aliDevice("pkmsg", "dmsg", "secretMsg00001", false)
+	c := e.mustConnect(aliDial("pkmsg", "dmsg", "secretMsg00001", false))
+	e.ready(d.DeviceID)
+
+	custom := "/pkmsg/dmsg/user/get"
+	for _, topic := range []string{"", "$oc/devices/" + d.DeviceID + "/sys/messages/down", custom} {
+		if err := e.srv.SendMessage(ctx, d, registry.DownMessage{Topic: topic, Payload: []byte("x")}); !errors.Is(err, registry.ErrNotSubscribed) {
+			t.Errorf("topic %q before a subscription: %v, want ErrNotSubscribed", topic, err)
+		}
+	}
+	c.mustSub(t, "/pkmsg/dmsg/user/#")
+	if err := e.srv.SendMessage(ctx, d, registry.DownMessage{Topic: custom, Payload: []byte("on")}); err != nil {
+		t.Fatal(err)
+	}
+	if m := c.next(t, 5*time.Second); m.Topic() != custom || string(m.Payload()) != "on" {
+		t.Fatalf("got %s %q", m.Topic(), m.Payload())
+	}
+	for _, topic := range []string{"/pkmsg/other/user/get", "/sys/pkmsg/dmsg/thing/service/property/set",
+		"/pkmsg/dmsg/user/", "/pkmsg/dmsg/user/+"} {
+		if err := e.srv.CheckMessage(d, registry.DownMessage{Topic: topic}); !isValidation(err) {
+			t.Errorf("topic %s: %v, want a validation error", topic, err)
+		}
+	}
+	c.none(t, 200*time.Millisecond)
+}

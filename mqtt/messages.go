@@ -14,16 +14,18 @@ import (
 // CheckMessage validates a downlink message's topic before the registry
 // stores it (registry.MessageSender): a named topic must be one of the
 // device's own downlink topics (in practice a custom
-// $oc/devices/{id}/user/... topic); anything else is a
+// $oc/devices/{id}/user/... topic, or /{product_id}/{node_id}/user/...
+// for a device that connects the Alibaba way); anything else is a
 // *registry.ValidationError, so no application can reach another device
 // through it.
 func (s *Server) CheckMessage(d *registry.Device, m registry.DownMessage) error {
 	if m.Topic == "" {
 		return nil
 	}
-	if !mochi.IsValidFilter(m.Topic, true) || !huaweiMayReceive(d.DeviceID, m.Topic) {
+	if !mochi.IsValidFilter(m.Topic, true) || !huaweiMayReceive(d.DeviceID, m.Topic) && !aliMayReceiveMessage(d, m.Topic) {
 		return &registry.ValidationError{Field: "topic",
-			Reason: fmt.Sprintf("%q is not a downlink topic of device %s ($oc/devices/%[2]s/user/...)", m.Topic, d.DeviceID)}
+			Reason: fmt.Sprintf("%q is not a downlink topic of device %s ($oc/devices/%[2]s/user/... or /%s/%s/user/...)",
+				m.Topic, d.DeviceID, d.ProductID, d.NodeID)}
 	}
 	return nil
 }
@@ -32,7 +34,9 @@ func (s *Server) CheckMessage(d *registry.Device, m registry.DownMessage) error 
 // $oc/devices/{id}/sys/messages/down when it is empty
 // (registry.MessageSender). The device must be connected
 // (registry.ErrNotConnected) and, for topics outside sys/, subscribed to
-// the topic, as on IoTDA (registry.ErrNotSubscribed).
+// the topic, as on IoTDA (registry.ErrNotSubscribed). A session of the
+// Alibaba dialect must be subscribed to any topic, the default one
+// included (which it cannot subscribe to), as on Alibaba.
 func (s *Server) SendMessage(ctx context.Context, d *registry.Device, m registry.DownMessage) error {
 	if err := s.CheckMessage(d, m); err != nil {
 		return err
@@ -41,7 +45,8 @@ func (s *Server) SendMessage(ctx context.Context, d *registry.Device, m registry
 	if topic == "" {
 		topic = messagesDownTopic(d.DeviceID)
 	}
-	if suffix, _ := huaweiOwnSuffix(d.DeviceID, topic); !strings.HasPrefix(suffix, "sys/") && !s.subscribed(d.DeviceID, topic) {
+	_, alibaba := s.alibabaConn(d.DeviceID)
+	if suffix, _ := huaweiOwnSuffix(d.DeviceID, topic); (alibaba || !strings.HasPrefix(suffix, "sys/")) && !s.subscribed(d.DeviceID, topic) {
 		if _, online := s.session(d.DeviceID); !online {
 			return registry.ErrNotConnected
 		}
