@@ -27,8 +27,10 @@ import (
 // properties as "module:identifier") and the device's set_reply is the
 // REST answer, its error code passed on; CreateCommand is an RRPC call
 // of thing.service.{command_name}, answered by the SDK's synchronous
-// reply, whose data is the command response's paras. Offline, both are
-// IOTDA.014016; a property query is refused as Alink devices answer none.
+// reply, whose data is the command response's paras; CreateMessage with
+// topic_full_name on the device's custom topic reaches its subscription.
+// Offline, the calls are IOTDA.014016; a property query is refused as
+// Alink devices answer none.
 //
 // Without node or the package, the test is skipped, except under CI,
 // whose script installs both: there it fails.
@@ -71,7 +73,7 @@ func TestAliDownlinksNodeSDK(t *testing.T) {
 
 	// Ended by the clean-up (which runs after the gate is still up), not
 	// by a deferred cancel: the script must be seen ending its session.
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	cmd := exec.CommandContext(ctx, node, script, "mqtt://"+g.MQTT, "a1NodeDown1", "lamp-1", "devSecretDown0123")
 	cmd.Dir, cmd.Env = filepath.Dir(script), nodeEnv()
 	stdin, err := cmd.StdinPipe()
@@ -95,9 +97,11 @@ func TestAliDownlinksNodeSDK(t *testing.T) {
 		}
 	})
 	type event struct {
-		Event  string         `json:"event"`
-		Method string         `json:"method"`
-		Params map[string]any `json:"params"`
+		Event   string         `json:"event"`
+		Method  string         `json:"method"`
+		Params  map[string]any `json:"params"`
+		Topic   string         `json:"topic"`
+		Payload string         `json:"payload"`
 	}
 	events := make(chan event, 16)
 	go func() {
@@ -119,8 +123,8 @@ func TestAliDownlinksNodeSDK(t *testing.T) {
 				t.Fatalf("node SDK: got %+v (open %v), want a %s event\nstderr: %s\ngate logs:\n%s", e, ok, want, stderr.String(), g.Logs())
 			}
 			return e
-		case <-time.After(30 * time.Second):
-			t.Fatalf("node SDK: no %s event in 30 s\nstderr: %s\ngate logs:\n%s", want, stderr.String(), g.Logs())
+		case <-time.After(60 * time.Second): // node loads the SDK slowly on a busy machine
+			t.Fatalf("node SDK: no %s event in 60 s\nstderr: %s\ngate logs:\n%s", want, stderr.String(), g.Logs())
 		}
 		return event{}
 	}
@@ -165,6 +169,23 @@ func TestAliDownlinksNodeSDK(t *testing.T) {
 	}
 	if got := next("service"); got.Method != "thing.service.reboot" || fmt.Sprint(got.Params) != "map[delay:3]" {
 		t.Fatalf("the device received %+v", got)
+	}
+
+	// A message on the custom topic the SDK subscribed to.
+	var text any = "lamp on"
+	msg, err := client.CreateMessage(&model.CreateMessageRequest{DeviceId: id, Body: &model.DeviceMessageRequest{
+		Message: &text, PayloadFormat: str("raw"), TopicFullName: str("/a1NodeDown1/lamp-1/user/get")}})
+	if err != nil || msg.Result == nil || msg.Result.Status == nil || *msg.Result.Status != "DELIVERED" {
+		t.Fatalf("CreateMessage: %v %+v", err, msg)
+	}
+	if got := next("message"); got.Topic != "/a1NodeDown1/lamp-1/user/get" || got.Payload != "lamp on" {
+		t.Fatalf("the device received %+v", got)
+	}
+
+	// The IoTDA default topic is not one the device can subscribe to.
+	if _, err := client.CreateMessage(&model.CreateMessageRequest{DeviceId: id, Body: &model.DeviceMessageRequest{Message: &text}}); !errors.As(err, &se) ||
+		se.StatusCode != http.StatusBadRequest || se.ErrorCode != "IOTDA.014112" {
+		t.Fatalf("message on the default topic: want 400 IOTDA.014112, got %v", err)
 	}
 
 	// What Alink cannot carry is refused, naming why.

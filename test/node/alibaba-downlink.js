@@ -7,12 +7,14 @@
 //    code 200, or 9201 "property rejected" when the set names "Reject";
 //  - onService('reboot'): every call is printed and answered the
 //    synchronous way (reply(..., 'sync'), on rrpc/response/{messageId})
-//    with code 200 and data {rebooted: true, delay: <the call's delay>}.
+//    with code 200 and data {rebooted: true, delay: <the call's delay>};
+//  - a subscription to its custom topic /{pk}/{dn}/user/get: every message
+//    there is printed.
 //
 // Usage: node alibaba-downlink.js <brokerUrl> <productKey> <deviceName>
 //        <deviceSecret>
-// Prints {"event":"ready"} once connected, then one JSON line per request
-// received; exits when stdin closes. Any failure exits 1 with the reason
+// Prints {"event":"ready"} once connected and subscribed, then one JSON
+// line per request or message received; exits when stdin closes. Any failure exits 1 with the reason
 // on stderr.
 'use strict';
 
@@ -50,7 +52,15 @@ device.onService('reboot', (req, reply) => {
   reply({ code: 200, data: { rebooted: true, delay: req.params.delay } }, 'sync');
 });
 
-device.on('connect', () => print({ event: 'ready' }));
+const custom = '/' + productKey + '/' + deviceName + '/user/get';
+device.on('message', (topic, payload) => {
+  if (topic === custom) {
+    print({ event: 'message', topic, payload: payload.toString() });
+  }
+});
+device.on('connect', () => {
+  device.subscribe(custom, { qos: 1 }, (err) => (err ? fail('subscribe', err) : print({ event: 'ready' })));
+});
 
 process.stdin.resume();
 process.stdin.on('end', () => device.end(false, () => process.exit(0)));
