@@ -11,9 +11,10 @@ import (
 )
 
 // Alibaba downlinks: an application's property set and synchronous
-// command reach a device whose live session speaks the Alibaba dialect on
-// its own Alink topics, and the device's answer completes the REST
-// request (checked against npm alibabacloud-iot-device-sdk 1.2.8, whose
+// command reach a device whose live session speaks the Alibaba dialect
+// (or a sub-device logged in through an Alibaba gateway, whose session
+// carries them) on its own Alink topics, and the device's answer
+// completes the REST request (checked against npm alibabacloud-iot-device-sdk 1.2.8, whose
 // onProps and onService they drive):
 //
 //	property set  /sys/{pk}/{dn}/thing/service/property/set
@@ -64,6 +65,25 @@ func (s *Server) alibabaConn(deviceID string) (*conn, bool) {
 	return c, c != nil && c.alibaba
 }
 
+// aliTarget is where an Alink request to a device goes.
+type aliTarget struct {
+	via  string // the device whose session carries it
+	self owner  // the device as its topics name it
+}
+
+// alibabaTarget finds the Alibaba-dialect session that carries requests
+// to a device: its own, or that of the Alibaba gateway it is logged in
+// through, which publishes and answers on the sub-device's topics.
+func (s *Server) alibabaTarget(deviceID string) (aliTarget, bool) {
+	if c, ok := s.alibabaConn(deviceID); ok {
+		return aliTarget{via: deviceID, self: c.self}, true
+	}
+	if p, ok := s.conns.gatewayOf(deviceID); ok && p.conn.alibaba {
+		return aliTarget{via: p.conn.device, self: p.owner}, true
+	}
+	return aliTarget{}, false
+}
+
 // alinkID numbers a platform request (its Alink id, and an RRPC call's
 // messageId): a decimal string, as the C SDKs expect.
 func (s *Server) alinkID() string { return strconv.FormatInt(s.notifyIDs.Add(1), 10) }
@@ -90,7 +110,7 @@ var errAliPropertiesGet = fmt.Errorf("%w: property queries do not reach devices 
 
 // aliProperties sends a property set as thing.service.property.set and
 // waits, until ctx ends, for the device's set_reply.
-func (s *Server) aliProperties(ctx context.Context, c *conn, d *registry.Device, p registry.PropertiesRequest) (json.RawMessage, error) {
+func (s *Server) aliProperties(ctx context.Context, to aliTarget, d *registry.Device, p registry.PropertiesRequest) (json.RawMessage, error) {
 	switch p.Op {
 	case registry.PropertiesSet:
 	case registry.PropertiesGet:
@@ -107,7 +127,7 @@ func (s *Server) aliProperties(ctx context.Context, c *conn, d *registry.Device,
 	if err != nil {
 		return nil, fmt.Errorf("mqtt: encode property set: %w", err)
 	}
-	resp, err := s.request(ctx, uplinkAlinkSetReply, d.DeviceID, id, aliSysTopic(c.self, "thing/service/property/set"), body)
+	resp, err := s.requestVia(ctx, uplinkAlinkSetReply, d.DeviceID, to.via, id, aliSysTopic(to.self, "thing/service/property/set"), body)
 	if err != nil {
 		return nil, err
 	}
@@ -116,7 +136,7 @@ func (s *Server) aliProperties(ctx context.Context, c *conn, d *registry.Device,
 
 // aliCallService sends a command as an RRPC call of the thing-model
 // service it names and waits, until ctx ends, for the device's answer.
-func (s *Server) aliCallService(ctx context.Context, c *conn, d *registry.Device, cmd registry.Command) (json.RawMessage, error) {
+func (s *Server) aliCallService(ctx context.Context, to aliTarget, d *registry.Device, cmd registry.Command) (json.RawMessage, error) {
 	ident, err := alinkServiceIdentifier(cmd.ServiceID, cmd.CommandName)
 	if err != nil {
 		return nil, err
@@ -132,7 +152,7 @@ func (s *Server) aliCallService(ctx context.Context, c *conn, d *registry.Device
 	}
 	// Both answers, RRPC's and the service's _reply, complete this one
 	// wait (see alinkResponse).
-	resp, err := s.request(ctx, uplinkAlinkServiceReply, d.DeviceID, id, aliSysTopic(c.self, "rrpc/request/"+id), body)
+	resp, err := s.requestVia(ctx, uplinkAlinkServiceReply, d.DeviceID, to.via, id, aliSysTopic(to.self, "rrpc/request/"+id), body)
 	if err != nil {
 		return nil, err
 	}

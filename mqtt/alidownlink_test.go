@@ -304,3 +304,49 @@ func TestMQTTAliMessages(t *testing.T) {
 	}
 	c.none(t, 200*time.Millisecond)
 }
+
+// A sub-device logged in through an Alibaba gateway is reached on its own
+// topics through the gateway's session, and the gateway's answer on them
+// completes the request; once logged out, it is offline.
+func TestMQTTAliSubDeviceDownlinks(t *testing.T) {
+	g := newGatewayEnv(t)
+	gw := g.connectGateway()
+	gw.wantCode(t, topoAddTopic, alink("1", []any{signed("a1Hhs4E2xUG", "2001", subSecret)}), 200)
+	gw.wantCode(t, loginTopic, alink("2", signed("a1Hhs4E2xUG", "2001", subSecret)), 200)
+	g.waitStatus(g.sub.DeviceID, registry.StatusOnline)
+
+	done := aliCall(func(ctx context.Context) (json.RawMessage, error) {
+		return g.srv.SendProperties(ctx, g.sub, registry.PropertiesRequest{Op: registry.PropertiesSet, RequestID: "r1",
+			Services: json.RawMessage(`[{"properties":{"Power":1}}]`)})
+	})
+	m := gw.next(t, 5*time.Second)
+	req := alinkReq(t, m.Payload())
+	if m.Topic() != "/sys/a1Hhs4E2xUG/2001/thing/service/property/set" || string(req.Params) != `{"Power":1}` {
+		t.Fatalf("gateway got %s %s", m.Topic(), m.Payload())
+	}
+	// The gateway's own reply topic does not answer for its sub-device.
+	gw.pub(t, "/sys/gwp/gw1/thing/service/property/set_reply", 1, `{"id":"`+req.ID+`","code":200}`)
+	gw.pub(t, "/sys/a1Hhs4E2xUG/2001/thing/service/property/set_reply", 1, `{"id":"`+req.ID+`","code":6813,"message":"read only"}`)
+	if r := <-done; r.err != nil || string(r.resp) != `{"result_code":6813,"result_desc":"read only"}` {
+		t.Fatalf("got %s %v", r.resp, r.err)
+	}
+
+	done = aliCall(func(ctx context.Context) (json.RawMessage, error) {
+		return g.srv.SendCommand(ctx, g.sub, registry.Command{CommandID: "c1", CommandName: "reboot", Paras: json.RawMessage(`{}`)})
+	})
+	m = gw.next(t, 5*time.Second)
+	req = alinkReq(t, m.Payload())
+	if m.Topic() != "/sys/a1Hhs4E2xUG/2001/rrpc/request/"+req.ID || req.Method != "thing.service.reboot" {
+		t.Fatalf("gateway got %s %s", m.Topic(), m.Payload())
+	}
+	gw.pub(t, "/sys/a1Hhs4E2xUG/2001/rrpc/response/"+req.ID, 1, `{"code":200,"data":{"ok":true}}`)
+	if r := <-done; r.err != nil || string(r.resp) != `{"result_code":0,"paras":{"ok":true}}` {
+		t.Fatalf("got %s %v", r.resp, r.err)
+	}
+
+	gw.wantCode(t, logoutTopic, alink("3", map[string]any{"productKey": "a1Hhs4E2xUG", "deviceName": "2001"}), 200)
+	g.waitStatus(g.sub.DeviceID, registry.StatusOffline)
+	if _, err := g.srv.SendCommand(context.Background(), g.sub, registry.Command{CommandID: "c2", CommandName: "reboot"}); !errors.Is(err, registry.ErrNotConnected) {
+		t.Fatalf("logged-out sub-device: %v, want ErrNotConnected", err)
+	}
+}
