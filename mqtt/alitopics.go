@@ -25,6 +25,8 @@ var aliSysSpace = &space{
 		{"rrpc/response/*", uplinkRRPCResponse},
 		{"thing/sub/register", uplinkSubRegister},
 		{"thing/topo/add", uplinkTopoAdd},
+		{"thing/topo/get", uplinkTopoGet},
+		{"thing/topo/delete", uplinkTopoDelete},
 		{"**", uplinkAlinkOther},
 	},
 	receive: []string{"**"},

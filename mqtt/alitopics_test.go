@@ -47,6 +47,8 @@ func TestMQTTAliTopicACL(t *testing.T) {
 		{gw, "/ext/session/gwp/gw1/combine/batch_logout", uplinkBatchLogout, "gwp_gw1"},
 		{gw, "/ext/session/gwp/gw1/combine/login_reply", notUplink, ""},
 		{gw, "/sys/gwp/gw1/thing/topo/add", uplinkTopoAdd, "gwp_gw1"},
+		{gw, "/sys/gwp/gw1/thing/topo/get", uplinkTopoGet, "gwp_gw1"},
+		{gw, "/sys/gwp/gw1/thing/topo/delete", uplinkTopoDelete, "gwp_gw1"},
 		{gw, "/sys/pk1/s1/thing/event/property/post", uplinkAlinkProperties, "pk1_s1"}, // a logged-in sub-device
 		{gw, "/pk1/s1/user/up", uplinkUser, "pk1_s1"},
 		{gw, "/ext/session/pk1/s1/combine/login", notUplink, ""},     // not for sub-devices
