@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -35,18 +36,7 @@ import (
 // Without node or the package, the test is skipped, except under CI,
 // whose script installs both: there it fails.
 func TestAliDownlinksNodeSDK(t *testing.T) {
-	node := interopTool(t, "node", "apt-get install nodejs npm")
-	script, err := filepath.Abs("node/alibaba-downlink.js")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(filepath.Dir(script), "node_modules", "alibabacloud-iot-device-sdk", "package.json")); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("alibabacloud-iot-device-sdk is not installed (CI must run: npm ci --prefix test/node)")
-		}
-		t.Skip("alibabacloud-iot-device-sdk is not installed; run: npm ci --prefix test/node")
-	}
-
+	node, script := nodeSDKScript(t, "alibaba-downlink.js")
 	g := StartGate(t, GateOptions{})
 	g.aliProduct("a1NodeDown1", "prodSecretDown1", false, false, "")
 	id := g.aliDevice("a1NodeDown1", "lamp-1", "devSecretDown0123", false)
@@ -71,63 +61,8 @@ func TestAliDownlinksNodeSDK(t *testing.T) {
 		t.Fatalf("offline command: want 403 IOTDA.014016, got %v", err)
 	}
 
-	// Ended by the clean-up (which runs after the gate is still up), not
-	// by a deferred cancel: the script must be seen ending its session.
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	cmd := exec.CommandContext(ctx, node, script, "mqtt://"+g.MQTT, "a1NodeDown1", "lamp-1", "devSecretDown0123")
-	cmd.Dir, cmd.Env = filepath.Dir(script), nodeEnv()
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		defer cancel()
-		stdin.Close() // the script ends its session and exits
-		if err := cmd.Wait(); err != nil {
-			t.Errorf("node SDK: %v\nstderr: %s", err, stderr.String())
-		}
-	})
-	type event struct {
-		Event   string         `json:"event"`
-		Method  string         `json:"method"`
-		Params  map[string]any `json:"params"`
-		Topic   string         `json:"topic"`
-		Payload string         `json:"payload"`
-	}
-	events := make(chan event, 16)
-	go func() {
-		defer close(events)
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			var e event
-			if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
-				e = event{Event: "unparsed: " + sc.Text()}
-			}
-			events <- e
-		}
-	}()
-	next := func(want string) event {
-		t.Helper()
-		select {
-		case e, ok := <-events:
-			if !ok || e.Event != want {
-				t.Fatalf("node SDK: got %+v (open %v), want a %s event\nstderr: %s\ngate logs:\n%s", e, ok, want, stderr.String(), g.Logs())
-			}
-			return e
-		case <-time.After(60 * time.Second): // node loads the SDK slowly on a busy machine
-			t.Fatalf("node SDK: no %s event in 60 s\nstderr: %s\ngate logs:\n%s", want, stderr.String(), g.Logs())
-		}
-		return event{}
-	}
+	sdk := startNodeScript(t, g, node, script, "mqtt://"+g.MQTT, "a1NodeDown1", "lamp-1", "devSecretDown0123")
+	next := sdk.next
 	next("ready")
 	waitOnline(t, g, id)
 
@@ -197,5 +132,172 @@ func TestAliDownlinksNodeSDK(t *testing.T) {
 	if _, err := client.CreateCommand(&model.CreateCommandRequest{DeviceId: id, Body: &model.DeviceCommandRequest{Paras: &none}}); !errors.As(err, &se) ||
 		se.StatusCode != http.StatusBadRequest || se.ErrorCode != "IOTDA.000006" || !strings.Contains(se.ErrorMessage, "command_name") {
 		t.Fatalf("command without command_name: want 400 IOTDA.000006, got %v", err)
+	}
+}
+
+// TestAliGatewayNodeSDK: the Node SDK as an Alibaba gateway
+// (test/node/alibaba-gateway.js) attaches and logs in a sub-device, whose
+// onProps and onService receive the Huawei Go SDK's property set and
+// command through the gateway's connection; the gateway then reads its
+// topology, removes the sub-device from it (which logs it out and clears
+// its gateway_id) and reads it again.
+func TestAliGatewayNodeSDK(t *testing.T) {
+	node, script := nodeSDKScript(t, "alibaba-gateway.js")
+	g := StartGate(t, GateOptions{})
+	g.aliProduct("a1NodeGw001", "prodSecretGw001", false, false, "GATEWAY")
+	g.aliProduct("a1NodeSub01", "prodSecretSub01", false, false, "")
+	gw := g.aliDevice("a1NodeGw001", "gw-1", "devSecretGw00123", false)
+	sub := g.aliDevice("a1NodeSub01", "sub-1", "devSecretSub0123", false)
+	client := sdkClient(g)
+
+	sdk := startNodeScript(t, g, node, script, "mqtt://"+g.MQTT, "a1NodeGw001", "gw-1", "devSecretGw00123",
+		"a1NodeSub01", "sub-1", "devSecretSub0123")
+	sdk.next("ready")
+	waitOnline(t, g, sub)
+
+	var services any = []map[string]any{{"properties": map[string]any{"Power": 1}}}
+	set, err := client.UpdateProperties(&model.UpdatePropertiesRequest{DeviceId: sub, Body: &model.DevicePropertiesRequest{Services: &services}})
+	if err != nil || set.Response == nil || fmt.Sprint((*set.Response).(map[string]any)["result_code"]) != "0" {
+		t.Fatalf("UpdateProperties: %v %+v", err, set)
+	}
+	if got := sdk.next("props"); got.Method != "thing.service.property.set" || fmt.Sprint(got.Params) != "map[Power:1]" {
+		t.Fatalf("the sub-device received %+v", got)
+	}
+	name := "reboot"
+	var paras any = map[string]any{}
+	res, err := client.CreateCommand(&model.CreateCommandRequest{DeviceId: sub, Body: &model.DeviceCommandRequest{CommandName: &name, Paras: &paras}})
+	if err != nil || res.Response == nil {
+		t.Fatalf("CreateCommand: %v %+v", err, res)
+	}
+	if b, _ := json.Marshal(*res.Response); string(b) != `{"paras":{"rebooted":true},"result_code":0}` {
+		t.Fatalf("CreateCommand response %s", b)
+	}
+	sdk.next("service")
+
+	sdk.send("topo")
+	topo := sdk.next("topo")
+	var before, removed, after struct {
+		Code int             `json:"code"`
+		Data json.RawMessage `json:"data"`
+	}
+	for raw, v := range map[string]any{string(topo.Before): &before, string(topo.Removed): &removed, string(topo.After): &after} {
+		if err := json.Unmarshal([]byte(raw), v); err != nil {
+			t.Fatalf("topology answer %s: %v", raw, err)
+		}
+	}
+	one := `[{"productKey":"a1NodeSub01","deviceName":"sub-1"}]`
+	if before.Code != 200 || string(before.Data) != one || removed.Code != 200 || string(removed.Data) != one ||
+		after.Code != 200 || string(after.Data) != "[]" {
+		t.Fatalf("topology: before %+v, removed %+v, after %+v", before, removed, after)
+	}
+	g.waitStatus(sub, "OFFLINE")
+	if d := g.MustDo(http.StatusOK, "GET", g.P("/devices/"+sub), nil); d["gateway_id"] != sub {
+		t.Fatalf("the removed sub-device: %v (its gateway was %s)", d, gw)
+	}
+}
+
+// nodeSDKScript returns node and the path of a script in test/node that
+// drives the Alibaba Node SDK, skipping the test without them (failing
+// it under CI, whose script installs both).
+func nodeSDKScript(t *testing.T, name string) (node, script string) {
+	t.Helper()
+	node = interopTool(t, "node", "apt-get install nodejs npm")
+	script, err := filepath.Abs(filepath.Join("node", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(filepath.Dir(script), "node_modules", "alibabacloud-iot-device-sdk", "package.json")); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("alibabacloud-iot-device-sdk is not installed (CI must run: npm ci --prefix test/node)")
+		}
+		t.Skip("alibabacloud-iot-device-sdk is not installed; run: npm ci --prefix test/node")
+	}
+	return node, script
+}
+
+// sdkEvent is a line a Node SDK script prints.
+type sdkEvent struct {
+	Event   string          `json:"event"`
+	Method  string          `json:"method"`
+	Params  map[string]any  `json:"params"`
+	Topic   string          `json:"topic"`
+	Payload string          `json:"payload"`
+	Before  json.RawMessage `json:"before"`
+	Removed json.RawMessage `json:"removed"`
+	After   json.RawMessage `json:"after"`
+}
+
+// nodeScript is a running Node SDK script: its printed events, and its
+// stdin for commands.
+type nodeScript struct {
+	t      *testing.T
+	g      *Gate
+	stdin  io.WriteCloser
+	events chan sdkEvent
+	stderr *strings.Builder
+}
+
+// startNodeScript runs a script until the test ends, when its stdin is
+// closed and it must end its session and exit cleanly (the clean-up runs
+// while the gate is still up).
+func startNodeScript(t *testing.T, g *Gate, node, script string, args ...string) *nodeScript {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	cmd := exec.CommandContext(ctx, node, append([]string{script}, args...)...)
+	cmd.Dir, cmd.Env = filepath.Dir(script), nodeEnv()
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := &nodeScript{t: t, g: g, stdin: stdin, events: make(chan sdkEvent, 16), stderr: &strings.Builder{}}
+	cmd.Stderr = ns.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		defer cancel()
+		stdin.Close()
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("node SDK: %v\nstderr: %s", err, ns.stderr.String())
+		}
+	})
+	go func() {
+		defer close(ns.events)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			var e sdkEvent
+			if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+				e = sdkEvent{Event: "unparsed: " + sc.Text()}
+			}
+			ns.events <- e
+		}
+	}()
+	return ns
+}
+
+// next returns the script's next event, which must be of kind want.
+func (ns *nodeScript) next(want string) sdkEvent {
+	ns.t.Helper()
+	select {
+	case e, ok := <-ns.events:
+		if !ok || e.Event != want {
+			ns.t.Fatalf("node SDK: got %+v (open %v), want a %s event\nstderr: %s\ngate logs:\n%s", e, ok, want, ns.stderr.String(), ns.g.Logs())
+		}
+		return e
+	case <-time.After(60 * time.Second): // node loads the SDK slowly on a busy machine
+		ns.t.Fatalf("node SDK: no %s event in 60 s\nstderr: %s\ngate logs:\n%s", want, ns.stderr.String(), ns.g.Logs())
+	}
+	return sdkEvent{}
+}
+
+// send writes a command line to the script.
+func (ns *nodeScript) send(line string) {
+	ns.t.Helper()
+	if _, err := io.WriteString(ns.stdin, line+"\n"); err != nil {
+		ns.t.Fatal(err)
 	}
 }
