@@ -30,6 +30,10 @@ import (
 // (regions.Centre).
 type LwM2MCentre interface {
 	LwM2MBootstrap(ctx context.Context, src netip.Addr, endpoint string) (regions.LwM2MAccount, regions.Endpoint, error)
+	// LwM2MCredential is the device a PSK identity names, with its
+	// secret (the DTLS listener's bootstrap credential); it assigns
+	// nothing.
+	LwM2MCredential(ctx context.Context, identity string) (regions.LwM2MAccount, error)
 }
 
 // Security modes of the Security object's resource 2 (LwM2M 1.1
@@ -59,8 +63,19 @@ const DefaultBootstrapLifetime = 24 * time.Hour
 // BootstrapLwM2MOptions configures NewBootstrapLwM2M.
 type BootstrapLwM2MOptions struct {
 	Centre LwM2MCentre
-	// Listen is the UDP address (CoAP, NoSec).
+	// Listen is the UDP address of the NoSec listener (CoAP); empty:
+	// none. It writes only NoSec accounts: a PSK is written over DTLS
+	// only.
 	Listen string
+	// DTLSListen is the UDP address of the DTLS-PSK listener (CoAPs),
+	// where a device proves itself with its bootstrap credential (PSK
+	// identity = its endpoint name, key = registry.PSK of its secret, as
+	// at its region); empty: none.
+	DTLSListen string
+	// HandshakeTimeout bounds one DTLS handshake (0: 10 s), and
+	// MaxHandshakes how many run at once (0: 64).
+	HandshakeTimeout time.Duration
+	MaxHandshakes    int
 	// Lifetime is the registration lifetime written for the region's
 	// server; 0: DefaultBootstrapLifetime.
 	Lifetime time.Duration
@@ -73,12 +88,14 @@ type BootstrapLwM2MOptions struct {
 }
 
 // BootstrapLwM2M is the centre's LwM2M Bootstrap server (LwM2M 1.1
-// transport 6.1, core 5.2.7): a device sends Bootstrap-Request
+// transport 6.1, core 5.2.7), over NoSec and DTLS-PSK (see
+// bootstraplwm2mdtls.go): a device sends Bootstrap-Request
 // (POST /bs?ep={endpoint}); the server answers 2.04 and then, as the
 // server, deletes the device's Security (/0) and Server (/1) objects but
 // its bootstrap account, writes /0/1 (its region's LwM2M server URI,
 // Bootstrap-Server false, security mode PSK with identity = node id and
-// key = the device's secret, or NoSec for a device with no secret) and
+// key = the device's secret, over DTLS only; or NoSec for a device that
+// may register without DTLS) and
 // /1/0 (short server id, lifetime, binding U) in TLV (or the client's
 // preferred content format, pct), and ends with
 // Bootstrap-Finish (POST /bs). The device's region, and its secret, come
@@ -86,8 +103,10 @@ type BootstrapLwM2MOptions struct {
 // holding the device.
 type BootstrapLwM2M struct {
 	o   BootstrapLwM2MOptions
-	l   *coapNet.UDPConn
+	l   *coapNet.UDPConn // nil without Listen
 	srv *udpServer.Server
+	// dtls is nil without DTLSListen.
+	dtls *bootstrapDTLS
 
 	mu       sync.Mutex
 	inFlight map[string]*bootstrapSession // by endpoint
@@ -110,43 +129,88 @@ func NewBootstrapLwM2M(o BootstrapLwM2MOptions) (*BootstrapLwM2M, error) {
 	if o.Timeout <= 0 {
 		o.Timeout = 30 * time.Second
 	}
-	l, err := coapNet.NewListenUDP("udp", o.Listen)
-	if err != nil {
-		return nil, fmt.Errorf("lwm2m bootstrap listen %s: %w", o.Listen, err)
+	if o.Listen == "" && o.DTLSListen == "" {
+		return nil, errors.New("lwm2m bootstrap: no listen address")
 	}
-	b := &BootstrapLwM2M{o: o, l: l, inFlight: map[string]*bootstrapSession{}}
-	r := mux.NewRouter()
-	if err := r.Handle("/bs", mux.HandlerFunc(b.request)); err != nil {
-		_ = l.Close()
-		return nil, err
+	b := &BootstrapLwM2M{o: o, inFlight: map[string]*bootstrapSession{}}
+	if o.Listen != "" {
+		l, err := coapNet.NewListenUDP("udp", o.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("lwm2m bootstrap listen %s: %w", o.Listen, err)
+		}
+		r := mux.NewRouter()
+		if err := r.Handle("/bs", mux.HandlerFunc(b.request)); err != nil {
+			_ = l.Close()
+			return nil, err
+		}
+		log := o.Logger
+		b.l = l
+		b.srv = udp.NewServer(options.WithMux(r),
+			// Malformed datagrams are the sender's business: debug, not stdout.
+			options.WithErrors(func(err error) { log.Debug("lwm2m bootstrap: coap", "err", err) }),
+			// A Bootstrap-Request and the device's answers are a few dozen
+			// bytes.
+			options.WithMaxMessageSize(maxBootstrapDatagram))
 	}
-	log := o.Logger
-	b.srv = udp.NewServer(options.WithMux(r),
-		// Malformed datagrams are the sender's business: debug, not stdout.
-		options.WithErrors(func(err error) { log.Debug("lwm2m bootstrap: coap", "err", err) }),
-		// A Bootstrap-Request and the device's answers are a few dozen
-		// bytes.
-		options.WithMaxMessageSize(maxBootstrapDatagram))
+	if o.DTLSListen != "" {
+		d, err := b.listenDTLS()
+		if err != nil {
+			if b.l != nil {
+				_ = b.l.Close()
+			}
+			return nil, err
+		}
+		b.dtls = d
+	}
 	return b, nil
 }
 
-// Addr is the bound UDP address.
-func (b *BootstrapLwM2M) Addr() net.Addr { return b.l.LocalAddr() }
+// Addr is the NoSec listener's bound UDP address (nil without one).
+func (b *BootstrapLwM2M) Addr() net.Addr {
+	if b.l == nil {
+		return nil
+	}
+	return b.l.LocalAddr()
+}
+
+// DTLSAddr is the DTLS listener's bound UDP address (nil without one).
+func (b *BootstrapLwM2M) DTLSAddr() net.Addr {
+	if b.dtls == nil {
+		return nil
+	}
+	return b.dtls.l.Addr()
+}
 
 // Start serves in the background.
 func (b *BootstrapLwM2M) Start(context.Context) error {
-	go func() {
-		if err := b.srv.Serve(b.l); err != nil {
-			b.o.Logger.Warn("lwm2m bootstrap server stopped", "err", err)
-		}
-	}()
+	if b.srv != nil {
+		go func() {
+			if err := b.srv.Serve(b.l); err != nil {
+				b.o.Logger.Warn("lwm2m bootstrap server stopped", "err", err)
+			}
+		}()
+	}
+	if b.dtls != nil {
+		go func() {
+			if err := b.dtls.srv.Serve(b.dtls.l); err != nil {
+				b.o.Logger.Warn("lwm2m bootstrap dtls server stopped", "err", err)
+			}
+		}()
+	}
 	return nil
 }
 
-// Shutdown stops the server and closes the listener.
+// Shutdown stops the servers and closes the listeners.
 func (b *BootstrapLwM2M) Shutdown(context.Context) error {
-	b.srv.Stop()
-	_ = b.l.Close() // when Serve had not started yet
+	if b.srv != nil {
+		b.srv.Stop()
+		_ = b.l.Close() // when Serve had not started yet
+	}
+	if b.dtls != nil {
+		b.dtls.srv.Stop()
+		_ = b.dtls.l.Close()
+		b.dtls.cancel()
+	}
 	return nil
 }
 
@@ -162,8 +226,12 @@ type bootstrapPlan struct {
 	format uint16
 }
 
-// request serves a Bootstrap-Request.
-func (b *BootstrapLwM2M) request(w mux.ResponseWriter, r *mux.Message) {
+// request serves a Bootstrap-Request on the NoSec listener.
+func (b *BootstrapLwM2M) request(w mux.ResponseWriter, r *mux.Message) { b.serve(w, r, nil) }
+
+// serve serves a Bootstrap-Request that came on the DTLS session peer
+// (nil: on the NoSec listener).
+func (b *BootstrapLwM2M) serve(w mux.ResponseWriter, r *mux.Message, peer *dtlsPeer) {
 	if r.Code() != codes.POST {
 		_ = w.SetResponse(codes.MethodNotAllowed, message.TextPlain, nil)
 		return
@@ -184,17 +252,20 @@ func (b *BootstrapLwM2M) request(w mux.ResponseWriter, r *mux.Message) {
 	}
 	if b.underWay(ep, string(r.Token())) {
 		// A retransmitted request: acknowledged again, its session goes on.
-		if err := b.ack(context.Background(), w.Conn().RemoteAddr(), r); err != nil {
+		if err := b.ack(context.Background(), w, r, peer); err != nil {
 			b.o.Logger.Info("lwm2m bootstrap: answer not sent", "endpoint", ep, "err", err)
 		}
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), b.o.Timeout)
 	a, rep, err := b.o.Centre.LwM2MBootstrap(ctx, src, ep)
+	if err == nil && peer != nil {
+		err = b.sameDevice(ctx, peer.identity, ep, a)
+	}
 	countFailure(b.o.Guard, err, ep, src)
 	var plan bootstrapPlan
 	if err == nil {
-		plan, err = b.plan(ep, a, rep)
+		plan, err = b.plan(ep, a, rep, peer != nil)
 		plan.format = writeFormat(queryValue(r, "pct"))
 	}
 	if err != nil {
@@ -203,38 +274,48 @@ func (b *BootstrapLwM2M) request(w mux.ResponseWriter, r *mux.Message) {
 		return
 	}
 	sess := b.claim(ep, string(r.Token()), cancel)
-	if err := b.ack(ctx, w.Conn().RemoteAddr(), r); err != nil {
+	if err := b.ack(ctx, w, r, peer); err != nil {
 		b.release(ep, sess)
 		b.o.Logger.Info("lwm2m bootstrap: answer not sent", "endpoint", ep, "err", err)
 		return
 	}
 	go func() {
 		defer b.release(ep, sess)
+		if peer != nil {
+			defer peer.busy()()
+		}
 		if err := b.run(ctx, w.Conn(), plan); err != nil {
 			b.o.Logger.Info("lwm2m bootstrap failed", "endpoint", ep, "addr", src.String(), "err", err)
 			return
 		}
 		b.o.Logger.Info("device bootstrapped over LwM2M", "endpoint", ep, "device_id", a.DeviceID,
-			"server", plan.uri, "psk", plan.mode == securityModePSK)
+			"server", plan.uri, "psk", plan.mode == securityModePSK, "dtls", peer != nil)
 	}()
 }
 
-// plan decides what the device is written: PSK towards the region's
-// coaps URI when the device has a secret and the region serves DTLS,
-// else NoSec towards its coap URI unless the device requires secure
-// access.
-func (b *BootstrapLwM2M) plan(ep string, a regions.LwM2MAccount, rep regions.Endpoint) (bootstrapPlan, error) {
+// plan decides what the device is written: over DTLS, PSK towards the
+// region's coaps URI when the device has a secret and the region serves
+// DTLS; else NoSec towards its coap URI unless the device requires
+// secure access. A PSK is never written over NoSec, where anyone who
+// knows a device's endpoint name would read its key.
+func (b *BootstrapLwM2M) plan(ep string, a regions.LwM2MAccount, rep regions.Endpoint, secure bool) (bootstrapPlan, error) {
 	p := bootstrapPlan{endpoint: ep, lifetime: int64(b.o.Lifetime / time.Second)}
 	switch {
-	case a.Secret != "" && rep.LwM2MSecureURI != "":
+	case secure && a.Secret != "" && rep.LwM2MSecureURI != "":
 		p.uri, p.mode, p.identity, p.key = rep.LwM2MSecureURI, securityModePSK, a.DeviceName, registry.PSK(a.Secret)
 	case !a.SecureAccess && rep.LwM2MURI != "":
 		p.uri, p.mode = rep.LwM2MURI, securityModeNoSec
+	case !secure && a.Secret != "" && rep.LwM2MSecureURI != "":
+		return p, errNeedsDTLS
 	default:
 		return p, errNoLwM2MServer
 	}
 	return p, nil
 }
+
+// errNeedsDTLS: the device may register only with its PSK, which is
+// written over DTLS only.
+var errNeedsDTLS = errors.New("the device's PSK account is written over DTLS only")
 
 // errNoLwM2MServer: the device's region serves no LwM2M server the
 // device may use (a configuration gap, not the device's fault).
@@ -246,7 +327,8 @@ func (b *BootstrapLwM2M) refuse(w mux.ResponseWriter, ep string, src netip.Addr,
 	switch {
 	case errors.As(err, &pe):
 		code = codes.BadRequest
-	case errors.Is(err, regions.ErrUnknownDevice), errors.Is(err, regions.ErrAuthType):
+	case errors.Is(err, regions.ErrUnknownDevice), errors.Is(err, regions.ErrAuthType),
+		errors.Is(err, errNeedsDTLS), errors.Is(err, errIdentityMismatch):
 	default:
 		// A region that did not answer, or no server to send the device
 		// to: the device retries later.
@@ -290,14 +372,10 @@ func (b *BootstrapLwM2M) release(ep string, s *bootstrapSession) {
 	b.mu.Unlock()
 }
 
-// ack writes the request's 2.04 Changed at once, on the listener
-// itself: go-coap's connection sends every message it is given as a
-// request.
-func (b *BootstrapLwM2M) ack(ctx context.Context, raddr net.Addr, r *mux.Message) error {
-	ua, ok := raddr.(*net.UDPAddr)
-	if !ok {
-		return fmt.Errorf("peer %v is not UDP", raddr)
-	}
+// ack writes the request's 2.04 Changed at once, on the listener itself
+// (or the DTLS session): go-coap's connection sends every message it is
+// given as a request.
+func (b *BootstrapLwM2M) ack(ctx context.Context, w mux.ResponseWriter, r *mux.Message, peer *dtlsPeer) error {
 	m := message.Message{Code: codes.Changed, Token: r.Token(), Type: message.Acknowledgement, MessageID: r.MessageID()}
 	if r.Type() != message.Confirmable {
 		m.Type, m.MessageID = message.NonConfirmable, message.GetMID()
@@ -306,6 +384,13 @@ func (b *BootstrapLwM2M) ack(ctx context.Context, raddr net.Addr, r *mux.Message
 	n, err := coder.DefaultCoder.Encode(m, buf)
 	if err != nil {
 		return err
+	}
+	if peer != nil {
+		return peer.write(buf[:n])
+	}
+	ua, ok := w.Conn().RemoteAddr().(*net.UDPAddr)
+	if !ok {
+		return fmt.Errorf("peer %v is not UDP", w.Conn().RemoteAddr())
 	}
 	return b.l.WriteWithContext(ctx, ua, buf[:n])
 }

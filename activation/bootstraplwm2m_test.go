@@ -17,9 +17,11 @@ import (
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 )
 
-// fakeLwM2MCentre knows endpoints "psk" (secret hex 00ff10), "nosec"
-// (no secret), "secure-nosec" (no secret but secure access required),
-// "down" (its region does not answer); others are unknown.
+// fakeLwM2MCentre knows endpoints "psk" (secret hex 00ff10), "secure"
+// (secret hex 00ff11, secure access required), "urn:imei:1" (the
+// device "secure" under another name), "nosec" (no secret),
+// "secure-nosec" (no secret but secure access required), "down" (its
+// region does not answer); others are unknown.
 type fakeLwM2MCentre struct {
 	mu  sync.Mutex
 	src netip.Addr // of the last request
@@ -40,6 +42,8 @@ func (f *fakeLwM2MCentre) LwM2MBootstrap(_ context.Context, src netip.Addr, ep s
 	switch ep {
 	case "psk":
 		a.Secret = "00ff10"
+	case "secure", "urn:imei:1":
+		a.Secret, a.SecureAccess, a.DeviceID = "00ff11", true, "id-secure"
 	case "nosec":
 	case "secure-nosec":
 		a.SecureAccess = true
@@ -51,6 +55,13 @@ func (f *fakeLwM2MCentre) LwM2MBootstrap(_ context.Context, src netip.Addr, ep s
 	return a, rep, nil
 }
 
+func (f *fakeLwM2MCentre) LwM2MCredential(ctx context.Context, identity string) (regions.LwM2MAccount, error) {
+	a, _, err := f.LwM2MBootstrap(ctx, netip.Addr{}, identity)
+	return a, err
+}
+
+// Over NoSec, a device is written a NoSec account or refused: its PSK
+// goes over DTLS only (TestBootstrapLwM2MDTLS).
 func TestBootstrapLwM2M(t *testing.T) {
 	fc := &fakeLwM2MCentre{}
 	b, err := NewBootstrapLwM2M(BootstrapLwM2MOptions{Centre: fc, Listen: "127.0.0.1:0", Lifetime: time.Hour})
@@ -71,13 +82,17 @@ func TestBootstrapLwM2M(t *testing.T) {
 		key      []byte
 		refused  bool
 	}{
-		{ep: "psk", format: format.FormatTLV, uri: "coaps://127.0.0.1:5684", mode: 0, identity: "psk", key: []byte{0x00, 0xff, 0x10}},
+		// A device with a secret that may register over NoSec is
+		// written a NoSec account, without its key.
+		{ep: "psk", format: format.FormatTLV, uri: "coap://127.0.0.1:5683", mode: 3, key: []byte{}},
 		{ep: "nosec", format: format.FormatTLV, uri: "coap://127.0.0.1:5683", mode: 3, key: []byte{}},
 		// LwM2M 1.1 clients name their preferred format (Wakaama without
 		// TLV sends pct=110); one we do not encode gets TLV.
-		{ep: "psk", query: []string{"pct=110"}, format: format.FormatSenMLJSON, uri: "coaps://127.0.0.1:5684", mode: 0, identity: "psk", key: []byte{0x00, 0xff, 0x10}},
-		{ep: "psk", query: []string{"pct=112"}, format: format.FormatSenMLCBOR, uri: "coaps://127.0.0.1:5684", mode: 0, identity: "psk", key: []byte{0x00, 0xff, 0x10}},
-		{ep: "psk", query: []string{"pct=60"}, format: format.FormatTLV, uri: "coaps://127.0.0.1:5684", mode: 0, identity: "psk", key: []byte{0x00, 0xff, 0x10}},
+		{ep: "nosec", query: []string{"pct=110"}, format: format.FormatSenMLJSON, uri: "coap://127.0.0.1:5683", mode: 3, key: []byte{}},
+		{ep: "nosec", query: []string{"pct=112"}, format: format.FormatSenMLCBOR, uri: "coap://127.0.0.1:5683", mode: 3, key: []byte{}},
+		{ep: "nosec", query: []string{"pct=60"}, format: format.FormatTLV, uri: "coap://127.0.0.1:5683", mode: 3, key: []byte{}},
+		// Its PSK would cross the network in clear.
+		{ep: "secure", refused: true},
 		{ep: "secure-nosec", refused: true},
 		{ep: "unknown", refused: true},
 		{ep: "down", refused: true},

@@ -51,6 +51,8 @@ type BootstrapOptions struct {
 	// Guard nil: no bans.
 	Guard  Guard
 	Logger *slog.Logger
+	// Descriptors, when set, wraps both listeners (ListenerWrapper).
+	Descriptors ListenerWrapper
 }
 
 // NewBootstrapMQTT builds the listener; Start binds it.
@@ -74,13 +76,19 @@ func NewBootstrapMQTT(o BootstrapOptions) (*BootstrapMQTT, error) {
 	if err := b.broker.AddHook(h, nil); err != nil {
 		return nil, err
 	}
+	tcp := func(id, address string, tc *tls.Config) listeners.Listener {
+		if o.Descriptors != nil {
+			return newWrappedTCP(id, address, tc, o.Descriptors)
+		}
+		return listeners.NewTCP(listeners.Config{ID: id, Address: address, TLSConfig: tc})
+	}
 	if o.Listen != "" {
-		if err := b.broker.AddListener(listeners.NewTCP(listeners.Config{ID: "bootstrap", Address: o.Listen})); err != nil {
+		if err := b.broker.AddListener(tcp("bootstrap", o.Listen, nil)); err != nil {
 			return nil, err
 		}
 	}
 	if o.TLSListen != "" {
-		if err := b.broker.AddListener(listeners.NewTCP(listeners.Config{ID: "bootstrap-tls", Address: o.TLSListen, TLSConfig: o.TLS})); err != nil {
+		if err := b.broker.AddListener(tcp("bootstrap-tls", o.TLSListen, o.TLS)); err != nil {
 			return nil, err
 		}
 	}

@@ -121,8 +121,18 @@ func (c *RegionClient) Delete(ctx context.Context, pk, dn string) error {
 }
 
 // NotifyBootstrap implements regions.Region.
-func (c *RegionClient) NotifyBootstrap(ctx context.Context, pk, dn string) error {
-	return c.do(ctx, http.MethodPost, devicePath(pk, dn)+"/notify", nil, nil)
+func (c *RegionClient) NotifyBootstrap(ctx context.Context, pk, dn string, to *regions.Redirect) error {
+	if to == nil {
+		return c.do(ctx, http.MethodPost, devicePath(pk, dn)+"/notify", nil, nil)
+	}
+	return c.do(ctx, http.MethodPost, devicePath(pk, dn)+"/notify", to, nil)
+}
+
+// IssueToken implements regions.Region.
+func (c *RegionClient) IssueToken(ctx context.Context, pk, dn string) (regions.Grant, error) {
+	var g regions.Grant
+	err := c.do(ctx, http.MethodPost, devicePath(pk, dn)+"/token", nil, &g)
+	return g, err
 }
 
 // CheckLogin implements regions.Region.

@@ -43,6 +43,7 @@ func NewRegionHandler(r regions.Region, token string, log *slog.Logger) http.Han
 	mux.HandleFunc("PUT "+regionPrefix+"devices", h.importDevice)
 	mux.HandleFunc("DELETE "+regionPrefix+"devices/{pk}/{dn}", h.delete)
 	mux.HandleFunc("POST "+regionPrefix+"devices/{pk}/{dn}/notify", h.notify)
+	mux.HandleFunc("POST "+regionPrefix+"devices/{pk}/{dn}/token", h.issueToken)
 	mux.HandleFunc("POST "+regionPrefix+"login", h.login)
 	mux.HandleFunc("GET "+regionPrefix+"lwm2m/{ep}", h.lwm2mDevice)
 	want := []byte("Bearer " + token)
@@ -146,12 +147,33 @@ func (h *regionHandler) delete(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
+// notify tells the device to bootstrap again; a body (a
+// regions.Redirect) is pushed to an MQTT device first.
 func (h *regionHandler) notify(w http.ResponseWriter, r *http.Request) {
-	if err := h.r.NotifyBootstrap(r.Context(), r.PathValue("pk"), r.PathValue("dn")); err != nil {
+	var to *regions.Redirect
+	if r.ContentLength != 0 {
+		to = &regions.Redirect{}
+		if !h.decode(w, r, to) {
+			return
+		}
+	}
+	if err := h.r.NotifyBootstrap(r.Context(), r.PathValue("pk"), r.PathValue("dn"), to); err != nil {
 		h.fail(w, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// issueToken issues an iotToken for a device moving here (it carries a
+// credential: not cached).
+func (h *regionHandler) issueToken(w http.ResponseWriter, r *http.Request) {
+	g, err := h.r.IssueToken(r.Context(), r.PathValue("pk"), r.PathValue("dn"))
+	if err != nil {
+		h.fail(w, err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, g)
 }
 
 func (h *regionHandler) login(w http.ResponseWriter, r *http.Request) {

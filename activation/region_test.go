@@ -16,6 +16,8 @@ import (
 type fakeRegion struct {
 	imported []regions.Transfer
 	deleted  []string
+	// redirects are the NotifyBootstraps' redirects (nil: none).
+	redirects []*regions.Redirect
 }
 
 func (f *fakeRegion) err(dn string) error {
@@ -61,7 +63,14 @@ func (f *fakeRegion) Delete(_ context.Context, pk, dn string) error {
 	return f.err(dn)
 }
 
-func (f *fakeRegion) NotifyBootstrap(_ context.Context, _, dn string) error { return f.err(dn) }
+func (f *fakeRegion) NotifyBootstrap(_ context.Context, _, dn string, to *regions.Redirect) error {
+	f.redirects = append(f.redirects, to)
+	return f.err(dn)
+}
+
+func (f *fakeRegion) IssueToken(_ context.Context, pk, dn string) (regions.Grant, error) {
+	return regions.Grant{IotID: pk + "_" + dn, IotToken: "tok:" + dn}, f.err(dn)
+}
 
 func (f *fakeRegion) CheckLogin(_ context.Context, l regions.Login) (regions.Held, error) {
 	return regions.Held{DeviceID: l.DeviceID, ProductKey: "pk", DeviceName: l.Timestamp}, f.err(l.DeviceID)
@@ -95,8 +104,21 @@ func TestRegionEndpointRoundTrip(t *testing.T) {
 	if err := c.Delete(ctx, "pk", "d"); err != nil || fake.deleted[0] != "pk/d" {
 		t.Fatalf("delete: %v %v", err, fake.deleted)
 	}
-	if err := c.NotifyBootstrap(ctx, "pk", "d"); err != nil {
+	if err := c.NotifyBootstrap(ctx, "pk", "d", nil); err != nil {
 		t.Fatal(err)
+	}
+	to := &regions.Redirect{IotID: "pk_d", IotToken: "tok", Host: "eu.example", Port: 8883}
+	if err := c.NotifyBootstrap(ctx, "pk", "d", to); err != nil {
+		t.Fatal(err)
+	}
+	if len(fake.redirects) != 2 || fake.redirects[0] != nil || fake.redirects[1] == nil || *fake.redirects[1] != *to {
+		t.Fatalf("redirects: %v", fake.redirects)
+	}
+	if g, err := c.IssueToken(ctx, "pk", "d"); err != nil || g.IotID != "pk_d" || g.IotToken != "tok:d" {
+		t.Fatalf("token: %+v, %v", g, err)
+	}
+	if _, err := c.IssueToken(ctx, "pk", "cert"); !errors.Is(err, regions.ErrAuthType) {
+		t.Fatalf("token of a certificate device: %v", err)
 	}
 	if h, err := c.CheckLogin(ctx, regions.Login{DeviceID: "pk_d", Timestamp: "2026120708", Password: "p"}); err != nil || h.DeviceName != "2026120708" {
 		t.Fatalf("login: %+v, %v", h, err)
@@ -118,7 +140,7 @@ func TestRegionEndpointRoundTrip(t *testing.T) {
 	var pe *regions.ParamError
 	for dn, want := range map[string]error{"bad": regions.ErrBadSign, "none": regions.ErrUnknownDevice,
 		"cert": regions.ErrAuthType, "off": regions.ErrOffline} {
-		if err := c.NotifyBootstrap(ctx, "pk", dn); !errors.Is(err, want) {
+		if err := c.NotifyBootstrap(ctx, "pk", dn, nil); !errors.Is(err, want) {
 			t.Errorf("%s: %v, want %v", dn, err, want)
 		}
 	}

@@ -82,6 +82,8 @@ func fromRegistry(err error) *apiError {
 			code = codeCommandNotFound
 		}
 		return &apiError{Status: http.StatusNotFound, Code: code, Msg: nf.Error()}
+	case errors.Is(err, registry.ErrInUse):
+		return &apiError{Status: http.StatusConflict, Code: codeInvalidInput, Msg: "Operation not allowed. " + err.Error()}
 	case errors.Is(err, registry.ErrHasDevices):
 		return &apiError{Status: http.StatusBadRequest, Code: codeHasDevices, Msg: err.Error()}
 	case errors.Is(err, registry.ErrQuota):

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/iotgate/iotgate/registry/batchtask"
 	"github.com/iotgate/iotgate/registry/guard"
 	"github.com/labstack/echo/v4"
 )
@@ -60,9 +61,10 @@ var echoParam = regexp.MustCompile(`:([A-Za-z0-9_]+)`)
 // first loop; an operation without its route (a typo, a route removed)
 // the second; a new optional route group must be switched on below.
 func TestOpenAPIRoutes(t *testing.T) {
-	reg, _ := testRegistry(t)
+	reg, st := testRegistry(t)
 	s := New(Options{Registry: reg, Router: reg.Router(), Bans: guard.NewLocal(guard.Defaults()),
-		Credentials: []Credential{{ProjectID: "p1", Token: "tok1"}}})
+		Credentials: []Credential{{ProjectID: "p1", Token: "tok1"}},
+		BatchTasks:  batchtask.New(batchtask.Options{Store: st, Kinds: batchtask.DeviceKinds(reg)})})
 	doc := servedSpec(t, s)
 
 	type op struct{ method, path string }

@@ -24,6 +24,7 @@ type Registry interface {
 	routingRegistry
 	flowPolicyRegistry
 	groupRegistry
+	packageRegistry
 }
 
 // Deliverer reaches devices: the registry's delivery router, which

@@ -51,6 +51,9 @@ type Options struct {
 	// Bus is the cluster's bus, probed by /healthz; nil on a single node
 	// (reported "disabled").
 	Bus BusHealth
+	// BatchTasks serves /batchtasks and /batchtask-files; nil: no such
+	// routes.
+	BatchTasks BatchTasks
 }
 
 // Server is the REST API.
@@ -77,6 +80,7 @@ type Server struct {
 	node   string
 	bus    BusHealth
 	health healthProbe
+	tasks  BatchTasks // nil: no batch task routes
 }
 
 // New builds the API server.
@@ -92,6 +96,7 @@ func New(o Options) *Server {
 		bans:    o.Bans,
 		node:    o.Node,
 		bus:     o.Bus,
+		tasks:   o.BatchTasks,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -140,6 +145,7 @@ func New(o Options) *Server {
 	s.propertyRoutes(v5)
 	s.tagRoutes(v5)
 	s.groupRoutes(v5)
+	s.packageRoutes(v5)
 	s.messageRoutes(v5)
 	s.registrationRoutes(e)
 	s.asyncCommandRoutes(v5)
@@ -147,6 +153,7 @@ func New(o Options) *Server {
 	s.routingRoutes(v5)
 	s.banRoutes(v5)
 	s.clusterRoutes(v5)
+	s.batchTaskRoutes(v5)
 	s.echo = e
 	return s
 }

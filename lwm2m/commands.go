@@ -55,6 +55,7 @@ func (s *Server) AsyncCommandsMayWait(deviceID string) {
 // it, delivers them without holding up the caller (a read loop).
 func (s *Server) wake(e *entry) {
 	e.lastUplink.Store(s.now().UnixNano())
+	s.fw.touched(e)
 	if e.pending.Load() {
 		s.work.run(func() { s.dispatch(s.ctx, e) })
 	}
@@ -63,6 +64,7 @@ func (s *Server) wake(e *entry) {
 // uplink is wake for callers that may block (post-response work).
 func (s *Server) uplink(e *entry) {
 	e.lastUplink.Store(s.now().UnixNano())
+	s.fw.touched(e)
 	s.dispatch(s.ctx, e)
 }
 

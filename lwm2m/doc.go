@@ -23,6 +23,10 @@
 //   - observations (observe.go): notifications become device messages;
 //   - command queue (commands.go): delivers the registry's asynchronous
 //     commands in order, holding them while a queue-mode client sleeps.
+//   - firmware update (firmware.go, firmwareserve.go): object 5 for the
+//     registry's firmware upgrade jobs, the Package URI served with
+//     Block2 from /fw/{token}, at most a configured number of downloads
+//     at once.
 //
 // Lines a flood could repeat (refused Registers, failed handshakes) are
 // written under the budget of the sub-package ratelog.

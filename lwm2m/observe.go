@@ -334,6 +334,9 @@ func (s *Server) handleNotification(cc *udpClient.Conn, r *pool.Message) {
 // or raw when it cannot be decoded. The topic is the observed path.
 func (s *Server) storeNotification(e *entry, path format.Path, ct int, body []byte) {
 	s.stats.messagesIn.Add(1)
+	if path.Object == 5 {
+		s.fw.notified(e, path, ct, body)
+	}
 	payload := append([]byte(nil), body...)
 	if ct >= 0 && uint16(ct) != format.FormatOpaque {
 		if recs, err := format.Decode(uint16(ct), path, body, format.DefaultModel()); err == nil {

@@ -211,18 +211,21 @@ func (s *Server) save(ctx context.Context) error {
 	var put, drop []registry.SessionRecord
 	var saved []*entry
 	for dev, ps := range q {
+		if ps.put != nil && !ps.put.removed.Load() {
+			if rec, ok := s.record(ps.put); ok {
+				// The device's record is replaced, whichever registration
+				// it held: the ended ones need no deletion of their own
+				// (a re-registration writes one record, not two).
+				put = append(put, rec)
+				saved = append(saved, ps.put)
+				continue
+			}
+		}
 		if ps.drop != "" {
 			drop = append(drop, registry.SessionRecord{DeviceID: dev, Handle: ps.drop})
 		}
 		for _, id := range ps.more {
 			drop = append(drop, registry.SessionRecord{DeviceID: dev, Handle: id})
-		}
-		if ps.put == nil || ps.put.removed.Load() {
-			continue
-		}
-		if rec, ok := s.record(ps.put); ok {
-			put = append(put, rec)
-			saved = append(saved, ps.put)
 		}
 	}
 	if err := s.o.Sessions.SaveSessionRecords(ctx, put, drop); err != nil {

@@ -143,11 +143,26 @@ func stored(t *testing.T, reg *registry.Registry, loc string) registry.SessionRe
 	id := strings.TrimPrefix(loc, "/rd/")
 	var rec registry.SessionRecord
 	eventually(t, "registration "+id+" stored", func() bool {
-		var err error
-		rec, err = reg.SessionRecordByHandle(context.Background(), id)
-		return err == nil
+		var ok bool
+		rec, ok = recordOf(t, reg, id)
+		return ok
 	})
 	return rec
+}
+
+// recordOf finds the stored record of reg's node whose handle is id (a
+// single node keeps no handle index: its records are listed).
+func recordOf(t *testing.T, reg *registry.Registry, id string) (registry.SessionRecord, bool) {
+	t.Helper()
+	var rec registry.SessionRecord
+	var found bool
+	if err := reg.SessionRecords(context.Background(), func(r registry.SessionRecord) bool {
+		rec, found = r, r.Handle == id
+		return !found
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return rec, found
 }
 
 // update sends an Update to the registration at loc through c (which may
@@ -244,8 +259,8 @@ func TestRegistrationsSurviveRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "the record deleted", func() bool {
-		_, err := p.reg("").SessionRecordByHandle(ctx, strings.TrimPrefix(c.Location(), "/rd/"))
-		return errors.Is(err, registry.ErrNotFound)
+		_, found := recordOf(t, p.reg(""), strings.TrimPrefix(c.Location(), "/rd/"))
+		return !found
 	})
 	p.stop(b)
 	b2 := p.start("", udpAddr, dtlsAddr, nil)
@@ -310,6 +325,23 @@ func TestRegistrationsWrittenBehindInBatches(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "the new lifetime stored", func() bool { return cs.records.Load() > before })
+
+	// A re-registration replaces the device's record: one record written,
+	// the ended registration not deleted on its own.
+	time.Sleep(120 * time.Millisecond)
+	old := clients[1].Location()
+	before = cs.records.Load()
+	if err := clients[1].Register(ctx); err != nil {
+		t.Fatal(err)
+	}
+	stored(t, p.reg(""), clients[1].Location())
+	time.Sleep(120 * time.Millisecond)
+	if got := cs.records.Load() - before; got != 1 {
+		t.Fatalf("%d records written for a re-registration, want 1", got)
+	}
+	if _, found := recordOf(t, p.reg(""), strings.TrimPrefix(old, "/rd/")); found {
+		t.Fatal("the ended registration's record is still stored")
+	}
 }
 
 func TestExpiredRegistrationEndsAfterRestart(t *testing.T) {
@@ -326,8 +358,8 @@ func TestExpiredRegistrationEndsAfterRestart(t *testing.T) {
 	b := p.start("", "127.0.0.1:0", "", nil)
 	eventually(t, "the expired registration ended", func() bool { return b.Registered() == 0 })
 	eventually(t, "the record deleted", func() bool {
-		_, err := p.reg("").SessionRecordByHandle(context.Background(), strings.TrimPrefix(c.Location(), "/rd/"))
-		return errors.Is(err, registry.ErrNotFound)
+		_, found := recordOf(t, p.reg(""), strings.TrimPrefix(c.Location(), "/rd/"))
+		return !found
 	})
 	eventually(t, "the device offline", func() bool { return p.status(d.DeviceID) == registry.StatusOffline })
 }

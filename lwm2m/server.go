@@ -134,6 +134,8 @@ type Options struct {
 	// SaveInterval is how often changed registrations are written to
 	// Sessions; a kill -9 loses the changes of at most this long.
 	SaveInterval time.Duration
+	// Firmware configures firmware delivery (object 5, firmware.go).
+	Firmware FirmwareOptions
 }
 
 // Server is the LwM2M server. It implements the listener interface of
@@ -155,6 +157,8 @@ type Server struct {
 	saved  *persister
 	saveMu sync.Mutex
 	work   *workers
+	// fw delivers firmware upgrades (firmware.go).
+	fw *firmware
 	// conns counts go-coap's open connections (NoSec addresses and DTLS
 	// sessions).
 	conns atomic.Int64
@@ -220,6 +224,7 @@ func New(o Options) (*Server, error) {
 	s.limited = ratelog.New(s.log, o.LogPerSecond, o.LogBurst, nil)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.work = newWorkers(workerIdle, s.ctx.Done())
+	s.fw = newFirmware(s, o.Firmware)
 	return s, nil
 }
 
@@ -284,8 +289,9 @@ func (s *Server) Start(ctx context.Context) error {
 			s.log.Info("lwm2m dtls forward listening", "addr", fwd.Addr().String(), "node_tag", fmt.Sprintf("%04x", uint16(fwd.Tag())))
 		}
 	}
-	s.wg.Add(1)
+	s.wg.Add(2)
 	go s.sweepLoop()
+	go s.fw.sweepLoop()
 	if s.saved != nil {
 		s.wg.Add(1)
 		go s.saveLoop()

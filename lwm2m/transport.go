@@ -130,7 +130,7 @@ func (s *Server) serverConfig(router *mux.Router, secure bool) serverConfig {
 		switch c := r.Code(); {
 		case c > codes.Empty && c < codes.Created: // a request (class 0)
 			requests(w, r)
-			if !secure {
+			if !secure && !largeAnswerAllowed(r) {
 				noLargerThan(w.Message(), r)
 			}
 		case c >= codes.Created:
@@ -337,6 +337,7 @@ func (s *Server) router() *mux.Router {
 	}))
 	r.HandleFunc("/rd", s.serveRD)
 	r.HandleFunc("/rd/{id}", s.serveRegistration)
+	r.HandleFunc("/fw/{token}", s.serveFirmware)
 	return r
 }
 

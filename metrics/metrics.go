@@ -117,6 +117,18 @@ type Sources struct {
 	StoreBytes func() int64
 	// Forwarding reads the routing-rule actions this node delivers.
 	Forwarding func(context.Context) []ForwardingStats
+	// Connections reads the pools of the descriptor budget for
+	// accepted connections.
+	Connections func() []ConnectionPool
+}
+
+// ConnectionPool is one pool of the descriptor budget for accepted
+// connections ("mqtt", "api", "operator"): its cap, the connections it
+// holds, and those closed at accept because it or the budget was spent.
+type ConnectionPool struct {
+	Pool        string
+	Limit, Open int
+	Refused     uint64
 }
 
 // ForwardingStats is one routing-rule action's delivery on this node.

@@ -62,6 +62,9 @@ func TestSourcesAndHistograms(t *testing.T) {
 		},
 		AutoBans:   func() map[string]uint64 { return map[string]uint64{"flapping": 1} },
 		StoreBytes: func() int64 { return 4096 },
+		Connections: func() []ConnectionPool {
+			return []ConnectionPool{{Pool: "mqtt", Limit: 100, Open: 60, Refused: 9}}
+		},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -89,6 +92,9 @@ func TestSourcesAndHistograms(t *testing.T) {
 		{"iotgate_bans", []string{"source", "manual", "target", "address"}, 0},
 		{"iotgate_bans_imposed_total", []string{"rule", "flapping"}, 1},
 		{"iotgate_store_size_bytes", nil, 4096},
+		{"iotgate_connection_pool_limit", []string{"pool", "mqtt"}, 100},
+		{"iotgate_connection_pool_open", []string{"pool", "mqtt"}, 60},
+		{"iotgate_connection_pool_refused_total", []string{"pool", "mqtt"}, 9},
 		{"iotgate_store_write_duration_seconds", nil, 1},
 		{"iotgate_store_commit_batch_size", nil, 1},
 		{"iotgate_dtls_handshake_duration_seconds", []string{"result", "ok"}, 1},

@@ -18,6 +18,7 @@ type sourceCollector struct {
 	commands, bans, autoBans, storeBytes       *prometheus.Desc
 	fwdDelivered, fwdFailures, fwdDropped      *prometheus.Desc
 	fwdLag, fwdBacklog                         *prometheus.Desc
+	poolLimit, poolOpen, poolRefused           *prometheus.Desc
 }
 
 func newSourceCollector(src Sources) *sourceCollector {
@@ -36,13 +37,16 @@ func newSourceCollector(src Sources) *sourceCollector {
 		fwdFailures:  d("iotgate_forwarding_failures_total", "Failed delivery attempts of a routing-rule action, on this node.", []string{"action"}, nil),
 		fwdDropped:   d("iotgate_forwarding_dropped_total", "Stream positions trimmed before a routing-rule action delivered them (an upper bound on events lost).", []string{"action"}, nil),
 		fwdLag:       d("iotgate_forwarding_lag_seconds", "Age of the oldest event a routing-rule action has read and not yet delivered; 0 when caught up.", []string{"action"}, nil),
+		poolLimit:    d("iotgate_connection_pool_limit", "Accepted connections a pool of the descriptor budget may hold (limits.descriptors).", []string{"pool"}, nil),
+		poolOpen:     d("iotgate_connection_pool_open", "Accepted connections a pool of the descriptor budget holds now.", []string{"pool"}, nil),
+		poolRefused:  d("iotgate_connection_pool_refused_total", "Connections closed at accept because their pool or the process's descriptor budget was spent.", []string{"pool"}, nil),
 		fwdBacklog:   d("iotgate_forwarding_backlog_positions", "Event stream positions after a routing-rule action's cursor (an upper bound on the events it has still to read).", []string{"action"}, nil),
 	}
 }
 
 func (c *sourceCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.sessions, c.connects, c.authFailures, c.messages, c.commands, c.bans, c.autoBans, c.storeBytes,
-		c.fwdDelivered, c.fwdFailures, c.fwdDropped, c.fwdLag, c.fwdBacklog} {
+		c.fwdDelivered, c.fwdFailures, c.fwdDropped, c.fwdLag, c.fwdBacklog, c.poolLimit, c.poolOpen, c.poolRefused} {
 		ch <- d
 	}
 }
@@ -106,6 +110,13 @@ func (c *sourceCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if c.src.StoreBytes != nil {
 		gauge(c.storeBytes, float64(c.src.StoreBytes()))
+	}
+	if c.src.Connections != nil {
+		for _, p := range c.src.Connections() {
+			gauge(c.poolLimit, float64(p.Limit), p.Pool)
+			gauge(c.poolOpen, float64(p.Open), p.Pool)
+			counter(c.poolRefused, p.Refused, p.Pool)
+		}
 	}
 	if c.src.Forwarding != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), banListTimeout)

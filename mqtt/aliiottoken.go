@@ -63,3 +63,20 @@ func (s *Server) NotifyBootstrap(ctx context.Context, d *registry.Device) error 
 	}
 	return s.deliver(ctx, d.DeviceID, "/sys/"+d.ProductID+"/"+d.NodeID+"/thing/bootstrap/notify", payload)
 }
+
+// PushBootstrapConfig sends the device, which must be connected here,
+// its new endpoint and the credentials to connect there with: Alibaba's
+// thing.bootstrap.config.push on /sys/{pk}/{dn}/thing/bootstrap/config/push
+// (regions.ConfigPusher), in the shape iotkit's redirect-region handler
+// reads (id, params.iotId, params.endpoint.mqtt.host, .port and .token:
+// it then connects there with username iotId and password token). The
+// device may answer on .../push_reply, which its ACL lets it publish.
+func (s *Server) PushBootstrapConfig(ctx context.Context, d *registry.Device, iotID, iotToken, host string, port int) error {
+	payload, err := json.Marshal(map[string]any{"id": strconv.FormatInt(s.notifyIDs.Add(1), 10), "version": "1.0",
+		"method": "thing.bootstrap.config.push", "params": map[string]any{"iotId": iotID,
+			"endpoint": map[string]any{"mqtt": map[string]any{"host": host, "port": port, "token": iotToken}}}})
+	if err != nil {
+		return err
+	}
+	return s.deliver(ctx, d.DeviceID, "/sys/"+d.ProductID+"/"+d.NodeID+"/thing/bootstrap/config/push", payload)
+}

@@ -52,7 +52,40 @@ func TestMQTTAliIotToken(t *testing.T) {
 	if tk := c.Publish("/sys/a1TESTPK001/dev1/thing/bootstrap/notify_reply", 1, false, `{"id":"`+body.ID+`","code":200,"data":{}}`); !tk.WaitTimeout(5*time.Second) || tk.Error() != nil {
 		t.Fatalf("notify_reply: %v", tk.Error())
 	}
+	// Or it is sent its new endpoint directly, in the shape iotkit's
+	// redirect-region handler reads.
+	if err := e.srv.PushBootstrapConfig(context.Background(), d, d.DeviceID, "new-token", "eu.example", 8883); err != nil {
+		t.Fatal(err)
+	}
+	m = c.next(t, 5*time.Second)
+	var push struct {
+		ID, Version, Method string
+		Params              struct {
+			IotID    string `json:"iotId"`
+			Endpoint struct {
+				MQTT struct {
+					Host  string `json:"host"`
+					Port  int    `json:"port"`
+					Token string `json:"token"`
+				} `json:"mqtt"`
+			} `json:"endpoint"`
+		}
+	}
+	if err := json.Unmarshal(m.Payload(), &push); err != nil {
+		t.Fatal(err)
+	}
+	if ep := push.Params.Endpoint.MQTT; m.Topic() != "/sys/a1TESTPK001/dev1/thing/bootstrap/config/push" ||
+		push.Method != "thing.bootstrap.config.push" || push.Version != "1.0" || push.ID == "" || push.ID == body.ID ||
+		push.Params.IotID != d.DeviceID || ep.Host != "eu.example" || ep.Port != 8883 || ep.Token != "new-token" {
+		t.Fatalf("config push on %s: %s", m.Topic(), m.Payload())
+	}
+	if tk := c.Publish("/sys/a1TESTPK001/dev1/thing/bootstrap/config/push_reply", 1, false, `{"id":"`+push.ID+`","code":200,"data":{}}`); !tk.WaitTimeout(5*time.Second) || tk.Error() != nil {
+		t.Fatalf("push_reply: %v", tk.Error())
+	}
 	c.Disconnect(0)
+	if err := e.srv.PushBootstrapConfig(context.Background(), other, other.DeviceID, "t", "h", 1); !errors.Is(err, registry.ErrNotConnected) {
+		t.Fatalf("push to an offline device: %v", err)
+	}
 	if err := e.srv.NotifyBootstrap(context.Background(), other); !errors.Is(err, registry.ErrNotConnected) {
 		t.Fatalf("notify to an offline device: %v", err)
 	}

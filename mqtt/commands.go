@@ -72,7 +72,9 @@ type commandRequest struct {
 }
 
 // SendCommand publishes a synchronous command to
-// $oc/devices/{id}/sys/commands/request_id={command_id} and waits, until
+// $oc/devices/{id}/sys/commands/request_id={command_id} (for a sub-device
+// online through an IoTDA gateway, the gateway's, object_device_id naming
+// the sub-device) and waits, until
 // ctx ends, for the device's .../sys/commands/response/request_id=... It
 // returns the response body as JSON (a body that is not JSON is returned
 // as a JSON string), registry.ErrNotConnected if the device has no
@@ -89,7 +91,8 @@ func (s *Server) SendCommand(ctx context.Context, d *registry.Device, c registry
 	if err != nil {
 		return nil, fmt.Errorf("mqtt: encode command: %w", err)
 	}
-	return s.request(ctx, uplinkCommandResponse, d.DeviceID, c.CommandID, commandTopic(d.DeviceID, c.CommandID), body)
+	to := s.carrier(d.DeviceID) // a sub-device's: its gateway's topic
+	return s.request(ctx, uplinkCommandResponse, to, c.CommandID, commandTopic(to, c.CommandID), body)
 }
 
 // request publishes a synchronous request to topic and waits, until ctx

@@ -18,6 +18,9 @@
 //	                  closes it
 //	gatewayHook       serves an Alibaba gateway's sub-device registration,
 //	                  topology and login requests
+//	hwGatewayHook     serves an IoTDA gateway's $sub_device_manager events
+//	                  (add, delete, status of its sub-devices) and its
+//	                  reports of their properties and messages
 //	uplinkHook        hands what devices publish to the registry and to
 //	                  waiting commands; nothing a device publishes reaches
 //	                  another client
@@ -72,6 +75,7 @@
 //
 // IoTDA: a device publishes, under $oc/devices/{device_id}/:
 // sys/messages/up, sys/properties/report,
+// sys/gateway/sub_devices/properties/report,
 // sys/commands/response/request_id={id}, sys/events/up,
 // sys/properties/{set,get}/response/request_id={id},
 // sys/shadow/get/request_id={id}, user/{suffix}. It may subscribe to
@@ -80,6 +84,11 @@
 // sys/properties/{set,get}/request_id={id},
 // sys/shadow/get/response/request_id={id}, sys/events/down,
 // user/{suffix}. Its sys/ downlinks reach it without a subscription.
+//
+// An IoTDA gateway (a device of a GATEWAY product) speaks for its
+// sub-devices on its own topics (hwgateway.go): the sub-devices it reports
+// ONLINE have sessions through its connection, and the platform's
+// requests for them go to its topics with object_device_id naming them.
 //
 // Alibaba: a device publishes and subscribes anywhere under
 // /sys/{pk}/{dn}/ and /{pk}/{dn}/user/, and nothing else; a gateway also

@@ -32,6 +32,9 @@ type tcpListener struct {
 	log         *slog.Logger
 	admission   *admission
 	rate        *rate.Limiter // new connections a second; nil: unlimited
+	// descriptors, when set, wraps the bound listener beneath TLS and
+	// admission (Options.Descriptors).
+	descriptors ListenerWrapper
 
 	mu     sync.Mutex
 	ln     net.Listener
@@ -40,6 +43,15 @@ type tcpListener struct {
 }
 
 var _ listeners.Listener = (*tcpListener)(nil)
+
+// ListenerWrapper wraps each listener the server binds, beneath TLS and
+// admission, so that every connection accepted passes through it and
+// every close, whoever makes it, reaches it. cmd/iotgate passes the
+// MQTT pool of the process's descriptor budget (fdbudget.Pool), which
+// closes connections accepted over it.
+type ListenerWrapper interface {
+	Listener(net.Listener) net.Listener
+}
 
 func newTCPListener(id, address string, tc *tls.Config, a *admission) *tcpListener {
 	return &tcpListener{id: id, address: address, tls: tc, admission: a, rate: a.connectLimiter(),
@@ -76,6 +88,9 @@ func (l *tcpListener) Init(log *slog.Logger) error {
 	ln, err := lc.Listen(context.Background(), "tcp", l.address)
 	if err != nil {
 		return err
+	}
+	if l.descriptors != nil {
+		ln = l.descriptors.Listener(ln)
 	}
 	if l.tls != nil {
 		ln = tls.NewListener(ln, l.tls)

@@ -31,8 +31,9 @@ func (s *Server) CheckMessage(d *registry.Device, m registry.DownMessage) error 
 }
 
 // SendMessage sends a downlink message at QoS 1 on m.Topic, or on
-// $oc/devices/{id}/sys/messages/down when it is empty
-// (registry.MessageSender). The device must be connected
+// $oc/devices/{id}/sys/messages/down when it is empty (for a sub-device
+// online through an IoTDA gateway, the gateway's: the standard format's
+// object_device_id names the sub-device) (registry.MessageSender). The device must be connected
 // (registry.ErrNotConnected) and, for topics outside sys/, subscribed to
 // the topic, as on IoTDA (registry.ErrNotSubscribed). A session of the
 // Alibaba dialect must be subscribed to any topic, the default one
@@ -41,18 +42,19 @@ func (s *Server) SendMessage(ctx context.Context, d *registry.Device, m registry
 	if err := s.CheckMessage(d, m); err != nil {
 		return err
 	}
-	topic := m.Topic
+	to, topic := d.DeviceID, m.Topic
 	if topic == "" {
-		topic = messagesDownTopic(d.DeviceID)
+		to = s.carrier(d.DeviceID) // a sub-device's: its gateway's
+		topic = messagesDownTopic(to)
 	}
-	_, alibaba := s.alibabaConn(d.DeviceID)
-	if suffix, _ := huaweiOwnSuffix(d.DeviceID, topic); (alibaba || !strings.HasPrefix(suffix, "sys/")) && !s.subscribed(d.DeviceID, topic) {
-		if _, online := s.session(d.DeviceID); !online {
+	_, alibaba := s.alibabaConn(to)
+	if suffix, _ := huaweiOwnSuffix(to, topic); (alibaba || !strings.HasPrefix(suffix, "sys/")) && !s.subscribed(to, topic) {
+		if _, online := s.session(to); !online {
 			return registry.ErrNotConnected
 		}
 		return registry.ErrNotSubscribed
 	}
-	if err := s.deliver(ctx, d.DeviceID, topic, m.Payload); err != nil {
+	if err := s.deliver(ctx, to, topic, m.Payload); err != nil {
 		return err
 	}
 	s.log.Debug("message sent", "device", d.DeviceID, "message_id", m.MessageID, "topic", topic)

@@ -53,7 +53,8 @@ func (s *Server) SendProperties(ctx context.Context, d *registry.Device, p regis
 	if err != nil {
 		return nil, fmt.Errorf("mqtt: encode properties %s: %w", p.Op, err)
 	}
-	return s.request(ctx, kind, d.DeviceID, p.RequestID, propertiesTopic(d.DeviceID, p.Op, p.RequestID), body)
+	to := s.carrier(d.DeviceID) // a sub-device's: its gateway's topic
+	return s.request(ctx, kind, to, p.RequestID, propertiesTopic(to, p.Op, p.RequestID), body)
 }
 
 // propertiesTopic is $oc/devices/{id}/sys/properties/get|set/request_id={id}.

@@ -25,6 +25,7 @@ type Registry interface {
 	statusRegistry
 	uplinkRegistry
 	gatewayRegistry
+	hwGatewayRegistry
 	readyRegistry
 }
 
@@ -55,11 +56,15 @@ type Options struct {
 	// IotTokens checks securemode=-1 CONNECTs (activation centre
 	// tokens); nil refuses them.
 	IotTokens IotTokenChecker
+	// Descriptors, when set, wraps both listeners (see ListenerWrapper);
+	// nil: connections are bounded by the caps of Limits alone.
+	Descriptors ListenerWrapper
 }
 
 // Server is the MQTT and MQTTS front end: an embedded mochi broker with
 // the hooks of this package. It implements registry.CommandSender,
-// registry.PropertiesSender, registry.MessageSender and registry.Kicker.
+// registry.PropertiesSender, registry.MessageSender, registry.Kicker and
+// registry.SubDeviceNotifier.
 type Server struct {
 	broker   *mochi.Server
 	reg      Registry
@@ -67,6 +72,7 @@ type Server struct {
 	log      *slog.Logger
 	ctx      context.Context
 	cancel   context.CancelFunc
+	now      func() time.Time
 	plain    *tcpListener
 	secure   *tcpListener
 	commands *pendingCommands
@@ -83,10 +89,11 @@ type Server struct {
 }
 
 var (
-	_ registry.CommandSender    = (*Server)(nil)
-	_ registry.PropertiesSender = (*Server)(nil)
-	_ registry.MessageSender    = (*Server)(nil)
-	_ registry.Kicker           = (*Server)(nil)
+	_ registry.CommandSender     = (*Server)(nil)
+	_ registry.PropertiesSender  = (*Server)(nil)
+	_ registry.MessageSender     = (*Server)(nil)
+	_ registry.Kicker            = (*Server)(nil)
+	_ registry.SubDeviceNotifier = (*Server)(nil)
 )
 
 // New builds the server; Start binds its listeners.
@@ -115,7 +122,7 @@ func New(o Options) (*Server, error) {
 	limits := o.Limits.withDefaults()
 	log := o.Logger
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Server{reg: o.Registry, conns: &conns{}, log: log, ctx: ctx, cancel: cancel,
+	s := &Server{reg: o.Registry, conns: &conns{}, log: log, ctx: ctx, cancel: cancel, now: o.Now,
 		commands: newPendingCommands(), stopped: make(chan struct{}), stats: &counters{}}
 	refusals := newRefusalLog(log, limits.RefusalLogRate, limits.RefusalLogBurst)
 	admission := newAdmission(limits, o.Guard, refusals, s.stats)
@@ -143,6 +150,7 @@ func New(o Options) (*Server, error) {
 		&statusHook{reg: o.Registry, conns: s.conns, log: log, ctx: ctx},
 		s.register,
 		&gatewayHook{reg: o.Registry, conns: s.conns, log: log, ctx: ctx},
+		&hwGatewayHook{reg: o.Registry, conns: s.conns, log: log, ctx: ctx, now: o.Now, rejected: &s.uplink.rejected},
 		s.uplink,
 		&readyHook{reg: o.Registry, conns: s.conns, ctx: ctx},
 	}
@@ -153,6 +161,7 @@ func New(o Options) (*Server, error) {
 	}
 	if o.Listen != "" {
 		s.plain = newTCPListener("mqtt", o.Listen, nil, admission)
+		s.plain.descriptors = o.Descriptors
 	}
 	if o.TLSListen != "" {
 		tc := o.TLS.Clone()
@@ -161,6 +170,7 @@ func New(o Options) (*Server, error) {
 		// project CAs, which change at run time.
 		tc.ClientAuth = tls.RequestClientCert
 		s.secure = newTCPListener("mqtts", o.TLSListen, tc, admission)
+		s.secure.descriptors = o.Descriptors
 	}
 	return s, nil
 }

@@ -135,6 +135,8 @@ const (
 	uplinkBatchLogin      // .../combine/batch_login
 	uplinkLogout          // .../combine/logout
 	uplinkBatchLogout     // .../combine/batch_logout
+	// IoTDA gateways
+	uplinkGatewayProperties // sys/gateway/sub_devices/properties/report
 
 	// Alibaba: answers to the platform's requests (alidownlink.go), and
 	// gateways' topology requests (alitopo.go)
@@ -150,6 +152,7 @@ func (u uplink) String() string {
 		"properties set response", "properties get response", "shadow get", "custom message",
 		"alink property post", "alink message", "sub-device register", "topology add",
 		"sub-device login", "sub-device batch login", "sub-device logout", "sub-device batch logout",
+		"gateway sub-device properties report",
 		"alink property set reply", "alink service reply", "rrpc response", "topology get", "topology delete"}[u]
 }
 
@@ -170,6 +173,7 @@ var huaweiSpace = &space{
 	publish: []rule{
 		{"sys/messages/up", uplinkMessage},
 		{"sys/properties/report", uplinkProperties},
+		{"sys/gateway/sub_devices/properties/report", uplinkGatewayProperties},
 		{"sys/events/up", uplinkEvent},
 		{"sys/commands/response/request_id=*", uplinkCommandResponse},
 		{"sys/properties/set/response/request_id=*", uplinkPropertiesSetResponse},

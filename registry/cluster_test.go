@@ -657,6 +657,7 @@ func TestNodeWire(t *testing.T) {
 		{"command without one", `{"v":1,"kind":"command","device":"d"}`, "without a command"},
 		{"properties without a request", `{"v":1,"kind":"properties","device":"d"}`, "without a get or set"},
 		{"properties of no known op", `{"v":1,"kind":"properties","device":"d","properties":{"op":"delete"}}`, "without a get or set"},
+		{"sub-devices without a change", `{"v":1,"kind":"sub_devices","device":"d"}`, "without a change"},
 		{"not json", `kick d`, "not a node request"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

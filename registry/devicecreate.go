@@ -41,9 +41,17 @@ func (r *Registry) newDevice(n NewDevice) (*Device, error) {
 // while it has no devices, or it may be deleted). It must be in d's
 // project, and a CoAP product's devices need a hexadecimal secret.
 func currentProduct(rd Reader, p *Product, d *Device) (*Product, error) {
-	if b, err := rd.Get(productKey(d.ProductID)); err != nil || !bytes.Equal(b, p.stored) {
-		if p, err = getProduct(rd, d.ProductID); err != nil {
-			return nil, &NotFoundError{Kind: EntityProduct, ID: d.ProductID}
+	k := productKey(d.ProductID)
+	current := false
+	if v, ok := committedInCache(rd, k); ok {
+		cp, isProduct := v.(*Product)
+		current = isProduct && bytes.Equal(cp.stored, p.stored)
+	}
+	if !current {
+		if b, err := rd.Get(k); err != nil || !bytes.Equal(b, p.stored) {
+			if p, err = getProduct(rd, d.ProductID); err != nil {
+				return nil, &NotFoundError{Kind: EntityProduct, ID: d.ProductID}
+			}
 		}
 	}
 	if p.ProjectID != d.ProjectID {

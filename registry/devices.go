@@ -31,6 +31,17 @@ type NewDevice struct {
 // with a non-zero Auth.Timeout it is deleted if that does not happen in
 // time.
 func (r *Registry) CreateDevice(ctx context.Context, n NewDevice) (*Device, error) {
+	return r.CreateDeviceWith(ctx, n, nil)
+}
+
+// CreateDeviceWith is CreateDevice with also (when not nil) run in the
+// create's transaction once its checks have passed, with the device as it
+// will be stored: what also writes is durable exactly when the device is
+// (a batch task records an item's result this way, so a crash can never
+// leave a device created and its row not done, or the reverse). An error
+// from also refuses the create and is returned unchanged. also may run
+// more than once (see write).
+func (r *Registry) CreateDeviceWith(ctx context.Context, n NewDevice, also func(Writer, *Device) error) (*Device, error) {
 	d, err := r.newDevice(n)
 	if err != nil {
 		return nil, err
@@ -83,12 +94,18 @@ func (r *Registry) CreateDevice(ctx context.Context, n NewDevice) (*Device, erro
 			return err
 		}
 		cacheDevice(w, d, createdLookups(d, idx)...)
+		if also != nil {
+			return also(w, d)
+		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	d.Status = StatusInactive
+	if d.GatewayID != "" {
+		r.router.subDevicesChanged(d.GatewayID, SubDeviceChange{Devices: []*Device{d}})
+	}
 	return d, nil
 }
 
@@ -609,20 +626,36 @@ func newFingerprintsFree(rd Reader, old, d *Device) error {
 // DeleteDevice removes a device, its indexes and its sessions. A gateway
 // with sub-devices cannot be deleted.
 func (r *Registry) DeleteDevice(ctx context.Context, project, id string) error {
+	return r.deleteDeviceIf(ctx, id, func(d *Device) error {
+		if project != "" && d.ProjectID != project {
+			return &NotFoundError{Kind: EntityDevice, ID: id}
+		}
+		return nil
+	})
+}
+
+// deleteDeviceIf deletes a device if check, given the stored device in
+// the delete's transaction, returns nil.
+func (r *Registry) deleteDeviceIf(ctx context.Context, id string, check func(*Device) error) error {
 	// Read first: on a cluster the delete deletes the session record.
 	remote, isRemote := r.sessionElsewhere(ctx, id)
+	var gone *Device
 	err := r.write(ctx, func(w Writer) error {
 		d, err := r.getDevice(w, id)
 		if err != nil {
 			return err
 		}
-		if project != "" && d.ProjectID != project {
-			return &NotFoundError{Kind: EntityDevice, ID: id}
+		if err := check(d); err != nil {
+			return err
 		}
+		gone = d
 		return r.deleteDevice(w, d)
 	})
 	if err != nil {
 		return err
+	}
+	if gone.GatewayID != "" {
+		r.router.subDevicesChanged(gone.GatewayID, SubDeviceChange{Deleted: true, Devices: []*Device{gone}})
 	}
 	r.dropSession(ctx, id)
 	r.kickEverywhere(ctx, id, "device deleted", remote, isRemote)
@@ -661,7 +694,7 @@ func (r *Registry) deleteDevice(w Writer, d *Device) error {
 	if err := w.Delete(statusTimeKey(d.DeviceID)); err != nil {
 		return err
 	}
-	if err := deleteDeviceSession(w, d.DeviceID); err != nil {
+	if err := r.deleteDeviceSession(w, d.DeviceID); err != nil {
 		return err
 	}
 	if r.node != "" { // a cluster's session record (StorePresence) goes with it

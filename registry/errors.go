@@ -12,9 +12,11 @@ var (
 	ErrNotFound      = errors.New("not found")
 	ErrAlreadyExists = errors.New("already exists")
 	ErrHasDevices    = errors.New("product still has devices")
-	ErrQuota         = errors.New("quota exceeded")
-	ErrFrozen        = errors.New("device is frozen")
-	ErrClosed        = errors.New("registry is closed")
+	// ErrInUse: a record another one still needs cannot be removed.
+	ErrInUse  = errors.New("still in use")
+	ErrQuota  = errors.New("quota exceeded")
+	ErrFrozen = errors.New("device is frozen")
+	ErrClosed = errors.New("registry is closed")
 	// ErrNodeUnreachable: the node holding a device's session did not
 	// answer (a NodeLink refusal); the request was not delivered.
 	ErrNodeUnreachable = errors.New("node unreachable")
@@ -63,13 +65,14 @@ type UniqueField uint8
 
 // The unique values a create or change may collide on.
 const (
-	UniqueDeviceID    UniqueField = iota + 1 // a device id
-	UniqueNodeID                             // a node id, within a product or (CoAP) platform-wide
-	UniqueFingerprint                        // a device certificate's fingerprint
-	UniqueProductID                          // a product id
-	UniqueCertificate                        // a device CA certificate's content, within a project
-	UniqueMessageID                          // a downlink message id, within a device
-	UniqueGroupName                          // a device group's name, within a project
+	UniqueDeviceID       UniqueField = iota + 1 // a device id
+	UniqueNodeID                                // a node id, within a product or (CoAP) platform-wide
+	UniqueFingerprint                           // a device certificate's fingerprint
+	UniqueProductID                             // a product id
+	UniqueCertificate                           // a device CA certificate's content, within a project
+	UniqueMessageID                             // a downlink message id, within a device
+	UniqueGroupName                             // a device group's name, within a project
+	UniquePackageVersion                        // an OTA package's version, within its product and package type
 )
 
 // String is the field's name in messages (the IoTDA JSON field where
@@ -90,6 +93,8 @@ func (f UniqueField) String() string {
 		return "message_id"
 	case UniqueGroupName:
 		return "device group name"
+	case UniquePackageVersion:
+		return "version"
 	}
 	return fmt.Sprintf("UniqueField(%d)", uint8(f))
 }
@@ -111,19 +116,21 @@ type Entity uint8
 // other than its id is missing as that key (EntityNode,
 // EntityFingerprint), so the message names what the caller gave.
 const (
-	EntityDevice        Entity = iota + 1 // by device id
-	EntityNode                            // a device by node id (with or without its product)
-	EntityFingerprint                     // a device by certificate fingerprint
-	EntityProduct                         // a product
-	EntityCertificate                     // a device CA certificate
-	EntityCommand                         // an asynchronous command
-	EntityClientID                        // a preregistration-free device's ClientID
-	EntityMessage                         // a downlink message
-	EntityEventConsumer                   // an event consumer
-	EntityRoutingRule                     // a routing rule
-	EntityRuleAction                      // a routing rule's action
-	EntityFlowPolicy                      // a forwarding flow-control policy
-	EntityDeviceGroup                     // a device group
+	EntityDevice          Entity = iota + 1 // by device id
+	EntityNode                              // a device by node id (with or without its product)
+	EntityFingerprint                       // a device by certificate fingerprint
+	EntityProduct                           // a product
+	EntityCertificate                       // a device CA certificate
+	EntityCommand                           // an asynchronous command
+	EntityClientID                          // a preregistration-free device's ClientID
+	EntityMessage                           // a downlink message
+	EntityEventConsumer                     // an event consumer
+	EntityRoutingRule                       // a routing rule
+	EntityRuleAction                        // a routing rule's action
+	EntityFlowPolicy                        // a forwarding flow-control policy
+	EntityDeviceGroup                       // a device group
+	EntityOTAPackage                        // an OTA upgrade package
+	EntityFirmwareUpgrade                   // a firmware upgrade job
 )
 
 // String is the entity's name in messages.
@@ -155,6 +162,10 @@ func (e Entity) String() string {
 		return "flow-control policy"
 	case EntityDeviceGroup:
 		return "device group"
+	case EntityOTAPackage:
+		return "OTA package"
+	case EntityFirmwareUpgrade:
+		return "firmware upgrade"
 	}
 	return fmt.Sprintf("Entity(%d)", uint8(e))
 }

@@ -59,7 +59,7 @@ func (r *Registry) encodeDeviceChange(rd Reader, old, d *Device) (encodedEvent, 
 		t := v.Auth.Timeout
 		body.AuthInfo.Timeout = &t
 	}
-	return encodeDeviceEvent(&v, ResourceDevice, event, r.now(), body)
+	return encodeDeviceEvent(&v, ResourceDevice, event, r.now(), &body)
 }
 
 // deviceEvent records the change of a device record from old to d. ev is

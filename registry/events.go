@@ -23,6 +23,7 @@ const (
 	ResourceDeviceProperty      = "device.property"       // report
 	ResourceDeviceCommandStatus = "device.command.status" // update
 	ResourceDeviceMessageStatus = "device.message.status" // update
+	ResourceDeviceUpgradeStatus = "device.upgrade.status" // update (firmwareupgrades.go)
 )
 
 // Event names.
@@ -137,12 +138,11 @@ type encodedEvent struct {
 }
 
 func encodeRecord(project, device string, at time.Time, rec eventRecord) (encodedEvent, error) {
-	js, err := json.Marshal(rec)
+	b, err := appendEventRecord(make([]byte, 8, 512), &rec)
 	if err != nil {
 		return encodedEvent{}, fmt.Errorf("encode %s %s event: %w", rec.Resource, rec.Event, err)
 	}
-	b := make([]byte, 8, 8+len(js))
-	return encodedEvent{project: project, device: device, at: at, rec: append(b, js...)}, nil
+	return encodedEvent{project: project, device: device, at: at, rec: b}, nil
 }
 
 func encodeEvent(ev Event) (encodedEvent, error) {
@@ -221,12 +221,10 @@ func (r *Registry) appendAfter(w Writer, e encodedEvent, seq uint64) error {
 // is false when the device does not exist.
 func (r *Registry) eventDevice(w Reader, id string) (d *Device, ok bool, err error) {
 	k := deviceKey(id)
-	if _, isTracked := w.(*tracked); isTracked && r.inval == nil && r.cache != nil && !r.writing.has(string(k)) {
-		if v, _, hit := r.cache.get(k); hit {
-			if cd, isDev := v.(*Device); isDev {
-				cp := *cd
-				return &cp, true, nil
-			}
+	if v, ok := committedInCache(w, k); ok {
+		if cd, isDev := v.(*Device); isDev {
+			cp := *cd
+			return &cp, true, nil
 		}
 	}
 	d, err = r.getDevice(w, id)

@@ -34,11 +34,9 @@ import (
 // lastSeq returns dev's last event seq as w's transaction sees it.
 func (l *eventLog) lastSeq(w Reader, dev string) (uint64, error) {
 	k := eventSeqKey(dev)
-	if t, ok := w.(*tracked); ok && t.r.inval == nil && t.r.cache != nil && !t.r.writing.has(string(k)) {
-		if v, _, hit := t.r.cache.get(k); hit {
-			if n, isSeq := v.(uint64); isSeq {
-				return n, nil
-			}
+	if v, ok := committedInCache(w, k); ok {
+		if n, isSeq := v.(uint64); isSeq {
+			return n, nil
 		}
 	}
 	v, err := w.Get(k)

@@ -18,9 +18,12 @@ const sweepBatch = 256
 // devices it deleted.
 func (r *Registry) SweepExpired(ctx context.Context) (int, error) {
 	return r.sweep(ctx, expiryPrefix, parseExpiryKey, func(due []string, now time.Time) (int, error) {
-		var deleted []string
+		var (
+			deleted []string
+			subs    []*Device // deleted sub-devices, whose gateways are told
+		)
 		err := r.write(ctx, func(w Writer) error {
-			deleted = deleted[:0]
+			deleted, subs = deleted[:0], subs[:0]
 			for _, id := range due {
 				d, err := r.getDevice(w, id)
 				if errors.Is(err, ErrNotFound) {
@@ -49,11 +52,17 @@ func (r *Registry) SweepExpired(ctx context.Context) (int, error) {
 					return err
 				}
 				deleted = append(deleted, id)
+				if d.GatewayID != "" {
+					subs = append(subs, d)
+				}
 			}
 			return nil
 		})
 		if err != nil {
 			return 0, err
+		}
+		for _, d := range subs {
+			r.router.subDevicesChanged(d.GatewayID, SubDeviceChange{Deleted: true, Devices: []*Device{d}})
 		}
 		for _, id := range deleted {
 			r.log.Info("device deleted: not connected within its timeout", "device_id", id)

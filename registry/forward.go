@@ -104,6 +104,8 @@ func (rt *Router) serve(ctx context.Context, b []byte) []byte {
 		return answerOf(nil, rt.serveAsyncCommand(ctx, req))
 	case nodeMessages:
 		return answerOf(nil, rt.serveMessages(ctx, req))
+	case nodeSubDevices:
+		return answerOf(nil, rt.notifySubDevices(ctx, req.Device, *req.SubDevices))
 	case nodeKick:
 		reason := req.Reason
 		if reason == "" {

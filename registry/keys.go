@@ -68,6 +68,12 @@ import (
 //	gd/{device_id}/{group_id}      seq of its gm entry (a device's groups)
 //	#gp/{project}/{shard}          number of the project's groups (sharded)
 //	#gm/{group_id}/{shard}         number of the group's members (sharded)
+//	bt, btl, bta, bti, btt, btc, btf, btd  batch tasks, their items, counts and files (registry/batchtask/keys.go)
+//	op/{project}/{package_id}      OTA package record (otapackages.go)
+//	ov/{product}/{type}/{version}  package_id (a package version is unique per product and type)
+//	oc/{package_id}/{chunk}        a piece of the package's file, chunk 8 bytes big-endian
+//	fu/{project}/{upgrade_id}      firmware upgrade job record (firmwareupgrades.go)
+//	fd/{upgrade_id}/{device_id}    the job's item for one device: status, step, result
 //
 // Positions are 8 bytes big-endian, so the ordered keys are the stream.
 const sep = 0
@@ -124,6 +130,11 @@ const (
 	famDeviceGroup   = "gd"
 	famGroupCount    = "#gp"
 	famMemberCount   = "#gm"
+	famOTAPackage    = "op"
+	famOTAVersion    = "ov"
+	famOTAChunk      = "oc"
+	famFwUpgrade     = "fu"
+	famFwItem        = "fd"
 )
 
 func key(prefix string, parts ...string) []byte {

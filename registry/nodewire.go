@@ -36,6 +36,9 @@ const (
 	// empty), or the device was deleted, frozen or had its credentials
 	// changed (Reason says which).
 	nodeKick nodeRequestKind = "kick"
+	// nodeSubDevices: the gateway's sub-devices changed (SubDevices);
+	// tell it.
+	nodeSubDevices nodeRequestKind = "sub_devices"
 )
 
 // nodeRequest is one request; fields beyond Kind and Device are per kind.
@@ -49,7 +52,8 @@ type nodeRequest struct {
 	Session Session         `json:"session,omitempty"`    // kick: sessions older than this close
 	Reason  string          `json:"reason,omitempty"`     // kick: what Kickers are told; "": taken over
 
-	Properties *PropertiesRequest `json:"properties,omitempty"` // properties
+	Properties *PropertiesRequest `json:"properties,omitempty"`  // properties
+	SubDevices *SubDeviceChange   `json:"sub_devices,omitempty"` // sub_devices
 }
 
 // nodeAnswer is the answer to a request: Body (a command's response) or
@@ -131,6 +135,10 @@ func decodeNodeRequest(b []byte) (nodeRequest, error) {
 	case nodeProperties:
 		if req.Properties == nil || (req.Properties.Op != PropertiesGet && req.Properties.Op != PropertiesSet) {
 			return req, fmt.Errorf("%w: properties request without a get or set", ErrBadNodeRequest)
+		}
+	case nodeSubDevices:
+		if req.SubDevices == nil {
+			return req, fmt.Errorf("%w: sub-devices request without a change", ErrBadNodeRequest)
 		}
 	case nodeAsyncCommand, nodeMessages, nodeKick:
 	default:

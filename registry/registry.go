@@ -153,6 +153,8 @@ type Registry struct {
 
 	events *eventLog // the durable event stream's node state
 
+	fw firmwareHooks // firmware upgrades' deliverer and done callbacks (firmwareupgrades.go)
+
 	keys *keyFilter // the keys a create checks, on a single node (keyfilter.go)
 
 	beat    atomic.Pointer[NodeInfo] // a single node's last heartbeat (nodes.go)

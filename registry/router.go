@@ -117,6 +117,7 @@ type Adapter struct {
 	Properties    PropertiesSender
 	AsyncCommands AsyncCommandDispatcher
 	Messages      MessageSender
+	SubDevices    SubDeviceNotifier
 }
 
 // Router delivers applications' requests to devices. Get it from

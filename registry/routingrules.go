@@ -45,7 +45,7 @@ var subjects = map[RuleSubject]bool{
 	{ResourceDevice, EventCreate}: true, {ResourceDevice, EventUpdate}: true, {ResourceDevice, EventDelete}: true,
 	{ResourceDeviceStatus, EventUpdate}: true, {ResourceDeviceMessage, EventReport}: true,
 	{ResourceDeviceProperty, EventReport}: true, {ResourceDeviceCommandStatus, EventUpdate}: true,
-	{ResourceDeviceMessageStatus, EventUpdate}: true,
+	{ResourceDeviceMessageStatus, EventUpdate}: true, {ResourceDeviceUpgradeStatus, EventUpdate}: true,
 }
 
 // RoutingRule is a forwarding rule of a project.
@@ -95,7 +95,7 @@ func validateRule(r *RoutingRule) error {
 		return invalid("subject.event", "is required")
 	}
 	if !subjects[r.Subject] {
-		return invalid("subject", "%s/%s is not a subject iotgate forwards; supported: device/create, device/update, device/delete, device.status/update, device.message/report, device.property/report, device.command.status/update, device.message.status/update",
+		return invalid("subject", "%s/%s is not a subject iotgate forwards; supported: device/create, device/update, device/delete, device.status/update, device.message/report, device.property/report, device.command.status/update, device.message.status/update, device.upgrade.status/update",
 			r.Subject.Resource, r.Subject.Event)
 	}
 	switch r.AppType {

@@ -16,8 +16,12 @@ import (
 // links, observations) across a restart of the node, and share it with
 // the other nodes of a cluster, without the registry knowing the
 // protocol: the record's data is the adapter's, opaque here. A device has
-// at most one record; it is found by device or by the adapter's handle
-// for the session (the LwM2M registration id), which is unique.
+// at most one record. On a cluster a record is also found by the
+// adapter's handle for the session (the LwM2M registration id, unique),
+// since a device's next request may reach a node that does not hold its
+// session; a single node holds every session it serves in memory and
+// reads records back only at start (SessionRecords), so it keeps no
+// handle index: a re-registration then writes one key and reads none.
 //
 // The adapter batches its changes (SaveSessionRecords writes many in one
 // transaction), so a register storm adds a few group-committed writes,
@@ -134,9 +138,21 @@ func (r *Registry) SaveSessionRecords(ctx context.Context, put, drop []SessionRe
 	return nil
 }
 
+// ErrSessionHandlesNotIndexed: SessionRecordByHandle on a single node,
+// which keeps no index of handles.
+var ErrSessionHandlesNotIndexed = errors.New("session records are found by handle only on a cluster")
+
+// indexesSessionHandles reports whether session records are indexed by
+// handle: on a cluster only.
+func (r *Registry) indexesSessionHandles() bool { return r.node != "" }
+
 func (r *Registry) putSessionRecord(w Writer, rec SessionRecord) error {
 	if ok, err := deviceExists(w, rec.DeviceID); err != nil || !ok {
 		return err // deleted meanwhile: its session goes with it
+	}
+	rec.Node = r.node
+	if !r.indexesSessionHandles() {
+		return w.Set(sessionRecordKey(rec.DeviceID), rec.encode())
 	}
 	old, _, found, err := readSessionHead(w, rec.DeviceID)
 	if err != nil {
@@ -147,7 +163,6 @@ func (r *Registry) putSessionRecord(w Writer, rec SessionRecord) error {
 			return err
 		}
 	}
-	rec.Node = r.node
 	if err := w.Set(sessionRecordKey(rec.DeviceID), rec.encode()); err != nil {
 		return err
 	}
@@ -162,24 +177,27 @@ func (r *Registry) dropSessionRecord(w Writer, rec SessionRecord) error {
 	if err != nil || !found || old.Handle != rec.Handle || old.Node != r.node {
 		return err
 	}
-	return deleteSessionRecord(w, old)
+	return r.deleteSessionRecord(w, old)
 }
 
-func deleteSessionRecord(w Writer, rec SessionRecord) error {
+func (r *Registry) deleteSessionRecord(w Writer, rec SessionRecord) error {
 	if err := w.Delete(sessionRecordKey(rec.DeviceID)); err != nil {
 		return err
+	}
+	if !r.indexesSessionHandles() && rec.Node == "" {
+		return nil // written by a single node: no handle entry
 	}
 	return w.Delete(sessionHandleKey(rec.Handle))
 }
 
 // deleteDeviceSession deletes the session record of a device being
 // deleted, with its handle index.
-func deleteDeviceSession(w Writer, id string) error {
+func (r *Registry) deleteDeviceSession(w Writer, id string) error {
 	rec, _, found, err := readSessionHead(w, id)
 	if err != nil || !found {
 		return err
 	}
-	return deleteSessionRecord(w, rec)
+	return r.deleteSessionRecord(w, rec)
 }
 
 func readSessionRecord(rd Reader, id string) (SessionRecord, bool, error) {
@@ -204,8 +222,11 @@ func readSessionHead(rd Reader, id string) (rec SessionRecord, data []byte, foun
 }
 
 // SessionRecordByHandle returns the record whose handle is h, or
-// ErrNotFound.
+// ErrNotFound; on a single node, ErrSessionHandlesNotIndexed.
 func (r *Registry) SessionRecordByHandle(ctx context.Context, h string) (SessionRecord, error) {
+	if !r.indexesSessionHandles() {
+		return SessionRecord{}, ErrSessionHandlesNotIndexed
+	}
 	var (
 		rec   SessionRecord
 		found bool

@@ -49,10 +49,55 @@ func records(t *testing.T, r *Registry) map[string]SessionRecord {
 	return out
 }
 
+// byHandle is the stored record of r's node whose handle is h.
+func byHandle(t *testing.T, r *Registry, h string) (SessionRecord, bool) {
+	t.Helper()
+	for _, rec := range records(t, r) {
+		if rec.Handle == h {
+			return rec, true
+		}
+	}
+	return SessionRecord{}, false
+}
+
+// TestSessionRecords runs on a single node (which keeps no handle index:
+// records are listed) and on a cluster's node (found by handle too).
 func TestSessionRecords(t *testing.T) {
-	r, _ := newTestRegistry(t, nil)
+	for _, node := range []string{"", "n1"} {
+		t.Run("node="+node, func(t *testing.T) {
+			_, st := newTestRegistry(t, nil)
+			r, err := New(Options{Store: st, MasterKey: bytes.Repeat([]byte{7}, 32), Node: node})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { r.Close() })
+			testSessionRecords(t, r)
+		})
+	}
+}
+
+func testSessionRecords(t *testing.T, r *Registry) {
 	mustProduct(t, r, "proj", "coapp", "CoAP")
 	ctx := context.Background()
+	indexed := r.node != ""
+	// found reports whether the record with handle h is stored, by the
+	// handle index on a cluster (which must agree with the listing).
+	found := func(h string) bool {
+		t.Helper()
+		rec, listed := byHandle(t, r, h)
+		got, err := r.SessionRecordByHandle(ctx, h)
+		switch {
+		case !indexed:
+			if !errors.Is(err, ErrSessionHandlesNotIndexed) {
+				t.Fatalf("by handle on a single node: %v", err)
+			}
+		case listed && (err != nil || got.DeviceID != rec.DeviceID):
+			t.Fatalf("by handle %s: %+v %v, listed %+v", h, got, err, rec)
+		case !listed && !errors.Is(err, ErrNotFound):
+			t.Fatalf("by handle %s: %+v %v, not listed", h, got, err)
+		}
+		return listed
+	}
 	a := mustCreate(t, r, NewDevice{ProjectID: "proj", NodeID: "a", ProductID: "coapp"})
 	b := mustCreate(t, r, NewDevice{ProjectID: "proj", NodeID: "b", ProductID: "coapp"})
 	exp := time.Now().Add(time.Hour).UTC().Truncate(0)
@@ -63,44 +108,64 @@ func TestSessionRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := records(t, r)
-	if len(got) != 2 || !bytes.Equal(got[a].Data, []byte("one")) || !got[b].Expires.Equal(exp) {
+	if len(got) != 2 || !bytes.Equal(got[a].Data, []byte("one")) || !got[b].Expires.Equal(exp) || got[a].Node != r.node {
 		t.Fatalf("records %+v", got)
 	}
-	if rec, err := r.SessionRecordByHandle(ctx, "h2"); err != nil || rec.DeviceID != b {
-		t.Fatalf("by handle: %+v %v", rec, err)
+	if !found("h2") {
+		t.Fatal("h2 not stored")
 	}
-	if _, err := r.SessionRecordByHandle(ctx, "h3"); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("a deleted device's handle: %v", err)
+	// A single node writes no handle entry: its re-registrations write one
+	// key and read none.
+	if n, want := handleEntries(t, r), map[bool]int{false: 0, true: 2}[indexed]; n != want {
+		t.Fatalf("%d handle entries, want %d", n, want)
+	}
+	if found("h3") {
+		t.Fatal("a missing device's record stored")
 	}
 
 	// A new session of a replaces its record and its handle.
 	if err := r.SaveSessionRecords(ctx, []SessionRecord{{DeviceID: a, Handle: "h4", Expires: exp}}, nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.SessionRecordByHandle(ctx, "h1"); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("replaced handle: %v", err)
+	if found("h1") || !found("h4") {
+		t.Fatal("the new session did not replace the old one")
 	}
 	// Dropping the old session leaves the new one; dropping the new one
 	// deletes it.
 	if err := r.SaveSessionRecords(ctx, nil, []SessionRecord{{DeviceID: a, Handle: "h1"}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.SessionRecordByHandle(ctx, "h4"); err != nil {
-		t.Fatalf("dropping an old handle removed the new record: %v", err)
+	if !found("h4") {
+		t.Fatal("dropping an old handle removed the new record")
 	}
 	if err := r.SaveSessionRecords(ctx, nil, []SessionRecord{{DeviceID: a, Handle: "h4"}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := records(t, r)[a]; ok {
+	if _, ok := records(t, r)[a]; ok || found("h4") {
 		t.Fatal("dropped record still stored")
 	}
 	// Deleting a device deletes its record.
 	if err := r.DeleteDevice(ctx, "proj", b); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.SessionRecordByHandle(ctx, "h2"); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("a deleted device's record: %v", err)
+	if found("h2") {
+		t.Fatal("a deleted device's record is still stored")
 	}
+	if n := handleEntries(t, r); n != 0 {
+		t.Fatalf("%d handle entries left", n)
+	}
+}
+
+// handleEntries counts the stored handle index entries.
+func handleEntries(t *testing.T, r *Registry) int {
+	t.Helper()
+	var n int
+	if err := r.view(context.Background(), func(rd Reader) error {
+		return rd.Scan(prefixKey(famSessionHandle), nil, false, func(k, v []byte) (bool, error) { n++; return true, nil })
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 func TestSessionRecordsOfNodes(t *testing.T) {

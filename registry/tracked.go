@@ -18,7 +18,7 @@ type tracked struct {
 	marks   []string    // devices given a pending async command
 	pending []string    // the pending-command, held-message and desired-hint keys set, and ban keys written (other nodes are told)
 	fills   []cacheFill // decoded values to cache once committed
-	devices []string    // device records (and event seqs) written, noted in r.writing
+	devices []string    // device records, event seqs and products written, noted in r.writing
 }
 
 // cacheFill is a decoded value (*Device, or the device id of an index
@@ -95,7 +95,7 @@ func (t *tracked) note(key []byte, set bool) {
 	k := string(key)
 	if cacheable(k) {
 		t.changed = append(t.changed, k)
-		if family, _, _ := cutPart(k); family == famDevice {
+		if family, _, _ := cutPart(k); family == famDevice || family == famProduct {
 			t.r.writing.add(k)
 			t.devices = append(t.devices, k)
 		}
@@ -160,19 +160,31 @@ func cacheDevice(w Writer, d *Device, index ...[]byte) {
 	}
 }
 
+// committedInCache returns the cached value of k if it is k's current
+// value as the write rd belongs to sees it: on a single node, when no
+// write in flight (this one's, or one that may share its transaction) is
+// writing k. The cache then holds what is committed, since every write
+// of the store is this node's and caches or invalidates what it wrote
+// once committed. On a cluster another node's write may not have reached
+// the cache yet, so the caller reads. Only keys whose writes are noted in
+// Registry.writing (device records, event seqs, products) qualify.
+func committedInCache(rd Reader, k []byte) (any, bool) {
+	t, ok := rd.(*tracked)
+	if !ok || t.r.inval != nil || t.r.cache == nil || t.r.writing.has(string(k)) {
+		return nil, false
+	}
+	v, _, hit := t.r.cache.get(k)
+	return v, hit
+}
+
 // deviceExists reports whether device id exists, as the write's
-// transaction sees it. On a single node it answers from the cache when
-// that holds the record and no write in flight (this one's, or one that
-// may share its transaction) is writing it: the cache then holds what is
-// committed, since every write of the store is this node's. On a cluster
-// another node's delete may not have reached the cache yet, so it reads.
+// transaction sees it: from the cache where committedInCache allows,
+// else read.
 func deviceExists(w Reader, id string) (bool, error) {
 	k := deviceKey(id)
-	if t, ok := w.(*tracked); ok && t.r.inval == nil && t.r.cache != nil && !t.r.writing.has(string(k)) {
-		if v, _, ok := t.r.cache.get(k); ok {
-			if _, isDevice := v.(*Device); isDevice {
-				return true, nil
-			}
+	if v, ok := committedInCache(w, k); ok {
+		if _, isDevice := v.(*Device); isDevice {
+			return true, nil
 		}
 	}
 	_, err := w.Get(k)
@@ -186,7 +198,7 @@ func deviceExists(w Reader, id string) (bool, error) {
 }
 
 // writingDevices counts, per key, the writes in flight that write it:
-// device records, and the event seqs kept in the cache.
+// device records, products, and the event seqs kept in the cache.
 type writingDevices struct {
 	mu sync.Mutex
 	m  map[string]int

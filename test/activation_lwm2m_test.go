@@ -14,13 +14,15 @@ import (
 )
 
 // lwm2mRegions starts two regions with CoAP products nb and nb2, an
-// activation centre whose LwM2M Bootstrap server listens on UDP, with
-// the rule product nb2 → r2 (default r1), and returns them and the
-// bootstrap address. Devices are made in r1 (the "factory" region).
-func lwm2mRegions(t *testing.T) (r1, r2 *Gate, centre *centreProc, bootstrap string) {
+// activation centre whose LwM2M Bootstrap server listens on UDP (NoSec)
+// and DTLS, with the rule product nb2 → r2 (default r1), and returns
+// them and the bootstrap addresses. Devices are made in r1 (the
+// "factory" region). centreYAML are more activation keys of the centre
+// ("  key: value\n").
+func lwm2mRegions(t *testing.T, centreYAML ...string) (r1, r2 *Gate, centre *centreProc, bootstrap, bootstrapDTLS string) {
 	t.Helper()
 	const token = "region-token-0123456789"
-	ports := freePorts(t, "tcp", "tcp", "tcp", "udp")
+	ports := freePorts(t, "tcp", "tcp", "tcp", "udp", "udp")
 	regionYAML := func(addr string) string {
 		return fmt.Sprintf("activation:\n  role: region\n  listen: %q\n  token: %s\n", addr, token)
 	}
@@ -38,13 +40,14 @@ func lwm2mRegions(t *testing.T) (r1, r2 *Gate, centre *centreProc, bootstrap str
   role: centre
   listen: %q
   bootstrap_listen: %q
-  default_region: r1
+  bootstrap_dtls_listen: %q
+%s  default_region: r1
   regions:
 %s%s  rules:
     - product_key: nb2
       region: r2
-`, ports[2], ports[3], region("r1", ports[0], r1), region("r2", ports[1], r2)))
-	return r1, r2, centre, ports[3]
+`, ports[2], ports[3], ports[4], strings.Join(centreYAML, ""), region("r1", ports[0], r1), region("r2", ports[1], r2)))
+	return r1, r2, centre, ports[3], ports[4]
 }
 
 // coapDevice creates a device of a CoAP product in g with secret
@@ -57,21 +60,45 @@ func coapDevice(t *testing.T, g *Gate, product, node string, secure bool) string
 }
 
 // TestActivationLwM2MBootstrapE2E: a device bootstraps at the centre's
-// LwM2M Bootstrap server (NoSec) and is written its region's coaps URI
-// with PSK identity = node id and key = its secret; it then registers
-// over DTLS-PSK in that region with what it was written. A device of
-// product nb2 is moved to r2 by the product rule; one of nb stays in r1.
+// LwM2M Bootstrap server over DTLS-PSK with its bootstrap credential
+// (identity = node id, key = its secret) and is written its region's
+// coaps URI with PSK identity = node id and key = its secret; it then
+// registers over DTLS-PSK in that region with what it was written. A
+// device of product nb2 is moved to r2 by the product rule; one of nb
+// stays in r1. Over NoSec, the device that needs its PSK is refused and
+// the other is written a NoSec account: no key crosses in clear.
 func TestActivationLwM2MBootstrapE2E(t *testing.T) {
-	r1, r2, centre, bootstrap := lwm2mRegions(t)
+	r1, r2, centre, bootstrap, bootstrapDTLS := lwm2mRegions(t)
 	moved := coapDevice(t, r1, "nb2", "lwbs-moved", true)
 	stays := coapDevice(t, r1, "nb", "lwbs-stays", false)
+	key, _ := hex.DecodeString(pskSecret)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	if _, err := lwm2mclient.Bootstrap(ctx, bootstrap, "lwbs-moved"); err == nil || !strings.Contains(err.Error(), "Forbidden") {
+		t.Errorf("NoSec bootstrap of a secure-access device: %v, want 4.03", err)
+	}
+	b, err := lwm2mclient.Bootstrap(ctx, bootstrap, "lwbs-stays")
+	if err != nil {
+		t.Fatalf("NoSec bootstrap: %v\ncentre:\n%s", err, centre.logs())
+	}
+	if uri, mode, _, k := b.Account(1); uri != "coap://"+r1.CoAP || mode != 3 || len(k) != 0 {
+		t.Errorf("NoSec bootstrap wrote %q mode %d key %x", uri, mode, k)
+	}
+	cancel()
+	// A wrong bootstrap key fails the handshake (pion sends no alert:
+	// the client gives up).
+	ctx, cancel = context.WithTimeout(context.Background(), 3*time.Second)
+	if _, err := lwm2mclient.BootstrapPSK(ctx, bootstrapDTLS, "lwbs-stays", "lwbs-stays", []byte("wrong-key")); err == nil {
+		t.Error("DTLS bootstrap with a wrong key succeeded")
+	}
+	cancel()
 
 	for _, c := range []struct {
 		node, id string
 		in, out  *Gate
 	}{{"lwbs-moved", moved, r2, r1}, {"lwbs-stays", stays, r1, nil}} {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		b, err := lwm2mclient.Bootstrap(ctx, bootstrap, c.node)
+		b, err := lwm2mclient.BootstrapPSK(ctx, bootstrapDTLS, c.node, c.node, key)
 		cancel()
 		if err != nil {
 			t.Fatalf("%s: bootstrap: %v\ncentre:\n%s", c.node, err, centre.logs())
@@ -98,7 +125,7 @@ func TestActivationLwM2MBootstrapE2E(t *testing.T) {
 		}
 	}
 	// An unknown endpoint is refused with 4.03 and nothing else.
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := lwm2mclient.Bootstrap(ctx, bootstrap, "nobody"); err == nil || !strings.Contains(err.Error(), "Forbidden") {
 		t.Errorf("unknown endpoint: %v", err)
@@ -113,14 +140,15 @@ func TestActivationLwM2MBootstrapE2E(t *testing.T) {
 }
 
 // TestActivationLwM2MBootstrapWakaama: Wakaama's lwm2mclient_tinydtls
-// with -b bootstraps (NoSec) at the centre and registers in the region
-// the product rule picks over DTLS-PSK with the identity and key it was
+// with -b bootstraps over DTLS-PSK at the centre with its bootstrap
+// credential (-i node id, -s its key) and registers in the region the
+// product rule picks over DTLS-PSK with the identity and key it was
 // written.
 func TestActivationLwM2MBootstrapWakaama(t *testing.T) {
 	bin := wakaamaBinary(t, "WAKAAMA_CLIENT_DTLS")
-	r1, r2, centre, bootstrap := lwm2mRegions(t)
+	r1, r2, centre, _, bootstrapDTLS := lwm2mRegions(t)
 	id := coapDevice(t, r1, "nb2", "wakaama-bs", true)
-	out := startWakaama(t, r2, bin, bootstrap, "-n", "wakaama-bs", "-b")
+	out := startWakaama(t, r2, bin, bootstrapDTLS, "-n", "wakaama-bs", "-b", "-i", "wakaama-bs", "-s", hex.EncodeToString([]byte(pskText)))
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if st, d := r2.Do("GET", r2.P("/devices/"+id), nil); st == http.StatusOK && d["status"] == "ONLINE" {

@@ -179,6 +179,28 @@ func TestActivationCentreE2E(t *testing.T) {
 	if st != http.StatusOK || out["region_id"] != "r1" {
 		t.Fatalf("moveRegion: HTTP %d %v\ncentre logs:\n%s", st, out, centre.logs())
 	}
+	// First its new endpoint, with an iotToken r1 issued
+	// (thing.bootstrap.config.push, as iotkit's redirect-region handler
+	// reads it), then the notify (for SDKs that bootstrap again).
+	push := a.next(t)
+	var pu struct {
+		ID, Version, Method string
+		Params              struct {
+			IotID    string `json:"iotId"`
+			Endpoint struct {
+				MQTT struct {
+					Host  string `json:"host"`
+					Port  int    `json:"port"`
+					Token string `json:"token"`
+				} `json:"mqtt"`
+			} `json:"endpoint"`
+		}
+	}
+	if err := json.Unmarshal(push.Payload(), &pu); err != nil || push.Topic() != "/sys/a1PKA/devA/thing/bootstrap/config/push" ||
+		pu.Method != "thing.bootstrap.config.push" || pu.Params.IotID != idA || pu.Params.Endpoint.MQTT.Host != h1 ||
+		pu.Params.Endpoint.MQTT.Port != p1 || pu.Params.Endpoint.MQTT.Token == "" {
+		t.Fatalf("config push %s: %s (%v)", push.Topic(), push.Payload(), err)
+	}
 	notify := a.next(t)
 	var n struct {
 		ID, Version, Method string
@@ -188,13 +210,20 @@ func TestActivationCentreE2E(t *testing.T) {
 		n.Method != "thing.bootstrap.notify" || n.Version != "1.0" || n.Params["cmd"] != 0 {
 		t.Fatalf("notify %s: %s (%v)", notify.Topic(), notify.Payload(), err)
 	}
+	a.publish(t, "/sys/a1PKA/devA/thing/bootstrap/config/push_reply", `{"id":`+pu.ID+`,"code":200,"data":{}}`)
 	a.publish(t, "/sys/a1PKA/devA/thing/bootstrap/notify_reply", `{"id":"`+n.ID+`","code":200,"data":{}}`)
 	a.Disconnect(100)
-	// The device asks the centre again and goes where it says.
-	grant = devA.preAuth(t, centre.url)
-	if grant.Port != p1 {
-		t.Fatalf("after the move: %+v, want port %d", grant, p1)
+	// The pushed token is r1's: r2 refuses it.
+	if c, code := dialRegion(t, r2.MQTT, devA.clientID(), idA, pu.Params.Endpoint.MQTT.Token); c != nil || code != 3 {
+		t.Fatalf("the pushed iotToken at the old region: CONNACK %d", code)
 	}
+	// Asking the centre again gives the same region.
+	if g := devA.preAuth(t, centre.url); g.Port != p1 {
+		t.Fatalf("after the move: %+v, want port %d", g, p1)
+	}
+	// The device connects where the push said, with what it carried.
+	grant = preAuthGrant{IotID: pu.Params.IotID, IotToken: pu.Params.Endpoint.MQTT.Token, Host: pu.Params.Endpoint.MQTT.Host,
+		Port: pu.Params.Endpoint.MQTT.Port}
 	a = devA.connect(t, grant)
 	r1.waitStatus(idA, "ONLINE")
 	deadline := time.Now().Add(10 * time.Second)

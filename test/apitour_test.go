@@ -71,6 +71,17 @@ func TestAPITour(t *testing.T) {
 	g.MustDo(200, "POST", g.P("/device-group/"+grp+"/action?action_id=removeDevice&device_id="+id), nil)
 	g.MustDo(204, "DELETE", g.P("/device-group/"+grp), nil)
 
+	// Batch tasks (the whole story: TestBatchCreateDevicesSurvivesKill).
+	file := g.uploadBatchFile("tour.csv", "device_id\n"+id+"\n", 201)["file_id"].(string)
+	g.MustDo(200, "GET", g.P("/batchtask-files"), nil)
+	task := g.MustDo(201, "POST", g.P("/batchtasks"), map[string]any{"task_name": "tour", "task_type": "unfreezeDevices",
+		"document_source": file})["task_id"].(string)
+	g.MustDo(200, "GET", g.P("/batchtasks?task_type=unfreezeDevices&limit=5"), nil)
+	g.waitBatchTask(task, "Success")
+	g.MustDo(400, "POST", g.P("/batchtasks/"+task+"/stop"), nil) // ended; its success: registry/batchtask's TestStop
+	g.MustDo(204, "DELETE", g.P("/batchtasks/"+task), nil)
+	g.MustDo(204, "DELETE", g.P("/batchtask-files/"+file), nil)
+
 	// Device data, commands and messages (the device is offline).
 	g.MustDo(200, "PUT", g.P("/devices/"+id+"/shadow"), map[string]any{"shadow": []map[string]any{{"service_id": "Basic",
 		"desired": map[string]any{"limit": 5}, "version": 0}}})
@@ -93,6 +104,14 @@ func TestAPITour(t *testing.T) {
 		"command_name": "READ", "paras": map[string]any{"path": "/3/0/0"}})["command_id"].(string)
 	g.MustDo(200, "GET", g.P("/devices/"+nb+"/async-commands?status=PENDING"), nil)
 	g.MustDo(200, "GET", g.P("/devices/"+nb+"/async-commands/"+cmd), nil)
+
+	// OTA packages (upgrades run in lwm2m's TestFirmware* and, with
+	// Wakaama, in TestLwM2MInteropWakaamaFirmware).
+	pkg := g.uploadPackage(201, map[string]any{"package_type": "firmwarePackage", "product_id": "tournb", "version": "V1.1"},
+		[]byte("tour firmware image"))["package_id"].(string)
+	g.MustDo(200, "GET", g.P("/ota-upgrades/packages?package_type=firmwarePackage&product_id=tournb&limit=5"), nil)
+	g.MustDo(200, "GET", g.P("/ota-upgrades/packages/"+pkg), nil)
+	g.MustDo(204, "DELETE", g.P("/ota-upgrades/packages/"+pkg), nil)
 
 	// Device CA certificates.
 	caKey, ca := newCert(t, "Tour CA", nil, nil)

@@ -76,10 +76,11 @@ type Gate struct {
 	Token   string
 	AK, SK  string
 
-	cmd  *exec.Cmd
-	logs *bytes.Buffer
-	mu   *sync.Mutex
-	api  *apiCheck // checks REST traffic against /openapi.json (apispec_test.go)
+	cmd    *exec.Cmd
+	nofile int // GateOptions.NoFile
+	logs   *bytes.Buffer
+	mu     *sync.Mutex
+	api    *apiCheck // checks REST traffic against /openapi.json (apispec_test.go)
 }
 
 // GateOptions tweak a started gate.
@@ -94,6 +95,9 @@ type GateOptions struct {
 	// guard's, limits.mqtt); empty: the defaults.
 	Limits   string
 	LogLevel string // default debug
+	// NoFile, when set, starts the process with RLIMIT_NOFILE at it
+	// (soft and hard, through util-linux's prlimit), on every start.
+	NoFile int
 }
 
 // noRateLimits switches the REST API's rate limits off (its timeouts and
@@ -130,7 +134,7 @@ func freePorts(t testing.TB, networks ...string) []string {
 // StartGate starts iotgate and waits until /healthz answers 200.
 func StartGate(t testing.TB, o GateOptions) *Gate {
 	t.Helper()
-	g := &Gate{t: t, DataDir: o.DataDir, logs: &bytes.Buffer{}, mu: &sync.Mutex{},
+	g := &Gate{t: t, DataDir: o.DataDir, nofile: o.NoFile, logs: &bytes.Buffer{}, mu: &sync.Mutex{},
 		Project: "proj1", Token: "token-proj1-0123456789", AK: "AKPROJ1EXAMPLE000001", SK: "SKproj1secret0000000000000000000000000001"}
 	if g.DataDir == "" {
 		g.DataDir = t.TempDir()
@@ -191,6 +195,10 @@ func testStore(extra string) string {
 func (g *Gate) start() {
 	g.t.Helper()
 	g.cmd = exec.Command(binary(g.t), "-config", g.Config)
+	if g.nofile > 0 {
+		// prlimit execs the binary: the process and its pid are iotgate's.
+		g.cmd = exec.Command("prlimit", fmt.Sprintf("--nofile=%d:%d", g.nofile, g.nofile), "--", binary(g.t), "-config", g.Config)
+	}
 	w := &lockedWriter{mu: g.mu, b: g.logs}
 	g.cmd.Stdout, g.cmd.Stderr = w, w
 	if err := g.cmd.Start(); err != nil {

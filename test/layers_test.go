@@ -2,6 +2,7 @@ package test
 
 import (
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -95,11 +96,14 @@ func TestLayers(t *testing.T) {
 			}
 		}
 	}
-	// lwm2m/format must stay a leaf (the standard library only) for
-	// the exception below to hold.
-	for _, d := range deps("lwm2m/format") {
-		if strings.HasPrefix(d, mod) && d != mod+"lwm2m/format" {
-			t.Errorf("lwm2m/format depends on %s: it must stay a leaf", d)
+	// The LwM2M adapter's leaves (below) must stay leaves: lwm2m/format
+	// and lwm2m/ratelog import nothing of the project, lwm2m/transport
+	// only lwm2m/ratelog.
+	for _, leaf := range lwm2mLeaves {
+		for _, d := range deps(strings.TrimPrefix(leaf, mod)) {
+			if strings.HasPrefix(d, mod) && !slices.Contains(lwm2mLeaves, d) {
+				t.Errorf("%s depends on %s: it must stay a leaf", leaf, d)
+			}
 		}
 	}
 	// The device import is a client of the REST API, like any other.
@@ -110,12 +114,21 @@ func TestLayers(t *testing.T) {
 	}
 }
 
+// lwm2mLeaves are the LwM2M adapter's packages that know no LwM2M
+// server: its codecs (lwm2m/format), and its CoAP-over-DTLS transport
+// (lwm2m/transport, with its rate-limited log, lwm2m/ratelog).
+var lwm2mLeaves = []string{
+	"github.com/iotgate/iotgate/lwm2m/format",
+	"github.com/iotgate/iotgate/lwm2m/transport",
+	"github.com/iotgate/iotgate/lwm2m/ratelog",
+}
+
 // leafAllowed reports an adapter's allowed use of another adapter's leaf
 // package: the activation centre's LwM2M Bootstrap server writes the
-// Security and Server objects in TLV with lwm2m/format, the codecs the
-// LwM2M adapter uses (one TLV codec, not two), which imports nothing of
-// the project (checked above), so no LwM2M server code comes with it.
+// Security and Server objects with lwm2m/format, the codecs the LwM2M
+// adapter uses (one TLV codec, not two), and serves DTLS on
+// lwm2m/transport (one DTLS mux and handshake limiter, not two); both
+// import no LwM2M server code (checked above).
 func leafAllowed(pkg, dep string) bool {
-	const mod = "github.com/iotgate/iotgate/"
-	return strings.HasPrefix(pkg, "activation") && dep == mod+"lwm2m/format"
+	return strings.HasPrefix(pkg, "activation") && slices.Contains(lwm2mLeaves, dep)
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/iotgate/iotgate/activation"
 	"github.com/iotgate/iotgate/api"
+	"github.com/iotgate/iotgate/fdbudget"
 	"github.com/iotgate/iotgate/lwm2m"
 	"github.com/iotgate/iotgate/registry/guard"
 	"github.com/iotgate/iotgate/registry/regions"
@@ -50,9 +51,17 @@ type ActivationConfig struct {
 	// disables one.
 	MQTTListen    string `yaml:"mqtt_listen"`
 	MQTTTLSListen string `yaml:"mqtt_tls_listen"`
-	// BootstrapListen is the centre's LwM2M Bootstrap server (CoAP
-	// NoSec, UDP); empty disables it.
-	BootstrapListen string `yaml:"bootstrap_listen"`
+	// BootstrapListen and BootstrapDTLSListen are the centre's LwM2M
+	// Bootstrap server over CoAP NoSec and over DTLS-PSK (UDP); empty
+	// disables one. NoSec writes only NoSec accounts; a PSK is written
+	// over DTLS only.
+	BootstrapListen     string `yaml:"bootstrap_listen"`
+	BootstrapDTLSListen string `yaml:"bootstrap_dtls_listen"`
+	// BootstrapLifetime is the registration lifetime the LwM2M bootstrap
+	// writes (/1/0/1): a client updates its registration within it, which
+	// is also when a moved client that ignores the region's triggers
+	// learns it must bootstrap again.
+	BootstrapLifetime time.Duration `yaml:"bootstrap_lifetime"`
 	// Token (region) is the bearer token the centre must present.
 	Token string `yaml:"token"`
 	// TokenTTL (region) is how long an iotToken lets its device connect.
@@ -104,7 +113,7 @@ type ActivationRule struct {
 
 func defaultActivationConfig() ActivationConfig {
 	return ActivationConfig{TokenTTL: regions.DefaultTokenTTL, MoveGrace: regions.DefaultMoveGrace,
-		SweepInterval: 5 * time.Second, RegionTimeout: 10 * time.Second}
+		SweepInterval: 5 * time.Second, RegionTimeout: 10 * time.Second, BootstrapLifetime: activation.DefaultBootstrapLifetime}
 }
 
 var regionIDPattern = regexp.MustCompile(`^[a-z0-9-]{1,32}$`)
@@ -129,9 +138,12 @@ func (c *ActivationConfig) validate() error {
 	if c.TokenTTL <= 0 || c.MoveGrace <= 0 || c.SweepInterval <= 0 || c.RegionTimeout <= 0 {
 		return errors.New("config: activation.token_ttl, move_grace, sweep_interval and region_timeout must be positive")
 	}
+	if c.BootstrapLifetime < time.Second || c.BootstrapLifetime%time.Second != 0 {
+		return fmt.Errorf("config: activation.bootstrap_lifetime %v: a whole number of seconds, at least 1s (LwM2M lifetimes are seconds)", c.BootstrapLifetime)
+	}
 	if c.Role == roleRegion {
-		if c.MQTTListen != "" || c.MQTTTLSListen != "" || c.BootstrapListen != "" {
-			return errors.New("config: activation.mqtt_listen, mqtt_tls_listen and bootstrap_listen are the centre's")
+		if c.MQTTListen != "" || c.MQTTTLSListen != "" || c.BootstrapListen != "" || c.BootstrapDTLSListen != "" {
+			return errors.New("config: activation.mqtt_listen, mqtt_tls_listen, bootstrap_listen and bootstrap_dtls_listen are the centre's")
 		}
 		if len(c.Token) < minActivationToken {
 			return fmt.Errorf("config: activation.token: a region needs a token of at least %d characters", minActivationToken)
@@ -222,7 +234,7 @@ func (w *wiring) activationListeners(h http.Handler) ([]*apiListener, error) {
 		}
 		log := w.log.With("listener", name)
 		out = append(out, &apiListener{name: name, srv: activationServer(h, tc, log),
-			ln: api.LimitConnsPerAddress(ln, w.cfg.Limits.API.MaxConnsPerAddress, log)})
+			ln: api.LimitConnsPerAddress(w.descriptors.forAPI(ln), w.cfg.Limits.API.MaxConnsPerAddress, log)})
 		return nil
 	}
 	var err error
@@ -254,8 +266,19 @@ func (w *wiring) regionListeners() ([]*apiListener, error) {
 	if w.cfg.CoAP.Listen != "" || w.cfg.CoAP.DTLSListen != "" {
 		local.Endpoints = lwm2m.RegistrySecurity{Registry: w.reg}
 	}
+	// A moved device is told to bootstrap again by the server it is
+	// connected to: Alibaba's thing.bootstrap.notify over MQTT, a
+	// re-bootstrap over LwM2M.
+	var notifiers regions.Notifiers
 	if w.mqttServer != nil {
-		local.Notifier = w.mqttServer
+		notifiers = append(notifiers, w.mqttServer)
+		local.Pusher = w.mqttServer
+	}
+	if w.lwm2mServer != nil {
+		notifiers = append(notifiers, w.lwm2mServer)
+	}
+	if len(notifiers) > 0 {
+		local.Notifier = notifiers
 	}
 	return w.activationListeners(activation.NewRegionHandler(local, w.cfg.Activation.Token, w.log.With("component", "activation")))
 }
@@ -299,7 +322,12 @@ func runCentre(ctx context.Context, cfg *Config, log *slog.Logger) error {
 			admins = append(admins, activation.AdminToken{Project: c.ProjectID, Token: c.Token})
 		}
 	}
-	w := wiring{cfg: cfg, log: log, certs: newServerCerts(cfg.DataDir, log)}
+	pools, err := newDescriptorPools(cfg.Limits.Descriptors, cfg.Limits.RefusalLogRate, cfg.Limits.RefusalLogBurst, log)
+	if err != nil {
+		return err
+	}
+	w := wiring{cfg: cfg, log: log, certs: newServerCerts(cfg.DataDir, log), descriptors: pools}
+	go pools.watchReserve(ctx, reserveCheckEvery, reserveWarnEvery, fdbudget.OpenDescriptors, log)
 	w.certs.Watch(ctx, cfg.TLSReloadInterval)
 	// limits.auth_failures and address_auth_failures, counted here: the
 	// regions never see the devices' addresses.
@@ -318,7 +346,8 @@ func runCentre(ctx context.Context, cfg *Config, log *slog.Logger) error {
 			}
 		}
 		bootstrap, err = activation.NewBootstrapMQTT(activation.BootstrapOptions{Centre: centre, Listen: ac.MQTTListen,
-			TLSListen: ac.MQTTTLSListen, TLS: tc, TimestampSkew: cfg.MQTT.TimestampSkew, Guard: g, Logger: clog})
+			TLSListen: ac.MQTTTLSListen, TLS: tc, TimestampSkew: cfg.MQTT.TimestampSkew, Guard: g, Logger: clog,
+			Descriptors: pools.forBootstrap()})
 		if err == nil {
 			err = bootstrap.Start(ctx)
 		}
@@ -328,15 +357,23 @@ func runCentre(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		defer bootstrap.Shutdown(context.Background())
 		log.Info("activation centre bootstrap MQTT listening", "addr", ac.MQTTListen, "tls_addr", ac.MQTTTLSListen)
 	}
-	if ac.BootstrapListen != "" {
+	if ac.BootstrapListen != "" || ac.BootstrapDTLSListen != "" {
+		// coap.handshake_timeout and max_handshakes bound the DTLS
+		// listener's handshakes, as at a region's LwM2M server.
 		lbs, err := activation.NewBootstrapLwM2M(activation.BootstrapLwM2MOptions{Centre: centre,
-			Listen: ac.BootstrapListen, Timeout: 3 * ac.RegionTimeout, Guard: g, Logger: clog})
+			Listen: ac.BootstrapListen, DTLSListen: ac.BootstrapDTLSListen, Lifetime: ac.BootstrapLifetime, Timeout: 3 * ac.RegionTimeout,
+			HandshakeTimeout: cfg.CoAP.HandshakeTimeout, MaxHandshakes: cfg.CoAP.MaxHandshakes, Guard: g, Logger: clog})
 		if err != nil {
 			return fmt.Errorf("activation: LwM2M bootstrap: %w", err)
 		}
 		_ = lbs.Start(ctx)
 		defer lbs.Shutdown(context.Background())
-		log.Info("activation centre LwM2M bootstrap listening", "addr", lbs.Addr().String())
+		if a := lbs.Addr(); a != nil {
+			log.Info("activation centre LwM2M bootstrap listening", "addr", a.String())
+		}
+		if a := lbs.DTLSAddr(); a != nil {
+			log.Info("activation centre LwM2M bootstrap (dtls) listening", "addr", a.String())
+		}
 	}
 	errc := make(chan error, len(ls))
 	for _, l := range ls {

@@ -39,8 +39,10 @@ func (w *wiring) apiListeners(srv *api.Server) ([]*apiListener, error) {
 		if w.cfg.Metrics.Listen == "" {
 			hs.Handler = metrics.Mount(hs.Handler, w.metricsHandler(ln.Addr()))
 		}
-		out = append(out, &apiListener{name: name, ln: api.LimitConnsPerAddress(ln, limits.MaxConnsPerAddress, w.log.With("listener", name)),
-			srv: hs})
+		// The budget's wrapper goes first, so that the per-address cap's
+		// closes give the descriptor back.
+		ln = api.LimitConnsPerAddress(w.descriptors.forAPI(ln), limits.MaxConnsPerAddress, w.log.With("listener", name))
+		out = append(out, &apiListener{name: name, ln: ln, srv: hs})
 		return nil
 	}
 	if c.Listen != "" {

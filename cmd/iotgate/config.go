@@ -51,6 +51,9 @@ type Config struct {
 
 	// Forwarding runs routing rules' actions (forwarding.go).
 	Forwarding ForwardingConfig `yaml:"forwarding"`
+
+	// BatchTasks bounds and paces batch tasks (batchtasks.go).
+	BatchTasks BatchTasksConfig `yaml:"batch_tasks"`
 }
 
 // Storage engines (store.engine).
@@ -167,6 +170,21 @@ type CoAPConfig struct {
 	// store, where they survive a restart (and are shared by a cluster's
 	// nodes); a kill -9 loses the changes of at most this long.
 	SaveInterval time.Duration `yaml:"save_interval"`
+	// Firmware configures firmware upgrades over object 5.
+	Firmware FirmwareConfig `yaml:"firmware"`
+}
+
+// FirmwareConfig configures firmware delivery (LwM2M object 5).
+type FirmwareConfig struct {
+	// MaxDownloads bounds the devices downloading a package at once.
+	MaxDownloads int `yaml:"max_downloads"`
+	// Host is the host of the Package URIs written to devices; empty
+	// takes the listener's, which must then be a specific address.
+	Host string `yaml:"host"`
+	// DownloadTimeout bounds one device's download; UpdateTimeout its
+	// wait for the Update Result after the Update.
+	DownloadTimeout time.Duration `yaml:"download_timeout"`
+	UpdateTimeout   time.Duration `yaml:"update_timeout"`
 }
 
 // MQTTConfig configures the MQTT listeners.
@@ -229,7 +247,9 @@ func defaultCoAPConfig() CoAPConfig {
 		MaxUnverified: lwm2m.DefaultMaxUnverified, CookieWait: lwm2m.DefaultCookieWait,
 		LogPerSecond: 10, LogBurst: 50,
 		IdleTimeout: lwm2m.DefaultIdleTimeout, SweepInterval: lwm2m.DefaultSweepInterval,
-		SaveInterval: lwm2m.DefaultSaveInterval}
+		SaveInterval: lwm2m.DefaultSaveInterval,
+		Firmware: FirmwareConfig{MaxDownloads: lwm2m.DefaultFirmwareDownloads,
+			DownloadTimeout: lwm2m.DefaultFirmwareDownloadTimeout, UpdateTimeout: lwm2m.DefaultFirmwareUpdateTimeout}}
 }
 
 func defaultConfig() Config {
@@ -251,6 +271,7 @@ func defaultConfig() Config {
 		Events: EventsConfig{Retention: registry.DefaultEventRetention, MaxEvents: registry.DefaultMaxEvents,
 			OfflineGrace: 30 * time.Second},
 		Forwarding: defaultForwarding(),
+		BatchTasks: defaultBatchTasks(),
 	}
 }
 
@@ -377,6 +398,9 @@ func (c *Config) validate() error {
 		return errors.New("config: events.offline_grace must not be negative")
 	}
 	if err := c.Forwarding.validate(); err != nil {
+		return err
+	}
+	if err := c.BatchTasks.validate(); err != nil {
 		return err
 	}
 	if err := c.validateStore(); err != nil {

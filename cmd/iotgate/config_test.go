@@ -153,9 +153,13 @@ func TestConfigActivation(t *testing.T) {
 		{"bad url", strings.Replace(centre, "http://127.0.0.1:9001", "ftp://x", 1), "url"},
 		{"duplicate region", centre + strings.Replace(region, "    - id: eu", "    - id: eu", 1), "twice"},
 		{"lwm2m uris", strings.Replace(centre, "      mqtt_port: 1883\n", "      mqtt_port: 1883\n      lwm2m_uri: coap://h:5683\n      lwm2m_secure_uri: coaps://h:5684\n", 1) + "  bootstrap_listen: 127.0.0.1:0\n", ""},
+		{"lwm2m bootstrap dtls", centre + "  bootstrap_dtls_listen: 127.0.0.1:0\n", ""},
+		{"lwm2m bootstrap lifetime", centre + "  bootstrap_lifetime: 20s\n", ""},
+		{"lwm2m bootstrap lifetime below a second", centre + "  bootstrap_lifetime: 500ms\n", "bootstrap_lifetime"},
 		{"lwm2m uri scheme", strings.Replace(centre, "      mqtt_port: 1883\n", "      mqtt_port: 1883\n      lwm2m_secure_uri: coap://h:5684\n", 1), "lwm2m_secure_uri"},
 		{"lwm2m uri port", strings.Replace(centre, "      mqtt_port: 1883\n", "      mqtt_port: 1883\n      lwm2m_uri: coap://h\n", 1), "lwm2m_uri"},
 		{"region lwm2m bootstrap", "activation:\n  role: region\n  listen: :1\n  token: 0123456789abcdef\n  bootstrap_listen: :5683\n", "centre's"},
+		{"region lwm2m bootstrap dtls", "activation:\n  role: region\n  listen: :1\n  token: 0123456789abcdef\n  bootstrap_dtls_listen: :5684\n", "centre's"},
 	}
 	for _, tt := range tests {
 		path := filepath.Join(t.TempDir(), "c.yaml")

@@ -31,6 +31,9 @@ type LimitsConfig struct {
 	RefusalLogBurst int              `yaml:"refusal_log_burst"`
 	MQTT            MQTTLimitsConfig `yaml:"mqtt"`
 	API             APILimitsConfig  `yaml:"api"`
+	// Descriptors shares the limit on open files between accepted
+	// connections and the rest of the process (descriptors.go).
+	Descriptors DescriptorsConfig `yaml:"descriptors"`
 }
 
 // WindowConfig is guard.Window in the configuration.
@@ -72,6 +75,9 @@ func defaultLimits() LimitsConfig {
 }
 
 func (l LimitsConfig) validate() error {
+	if err := l.Descriptors.validate(); err != nil {
+		return err
+	}
 	for name, w := range map[string]WindowConfig{"auth_failures": l.AuthFailures,
 		"address_auth_failures": l.AddressAuthFailures, "flapping": l.Flapping} {
 		if w.Max < 0 {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/iotgate/iotgate/api"
+	"github.com/iotgate/iotgate/fdbudget"
 	"github.com/iotgate/iotgate/metrics"
 	"github.com/iotgate/iotgate/registry"
 	"github.com/iotgate/iotgate/registry/regions"
@@ -86,9 +87,15 @@ func run(configPath string) error {
 	for i, c := range creds {
 		apiCreds[i] = api.Credential(c)
 	}
+	// Cut once the store is open, so that the start line counts the
+	// descriptors it holds.
+	pools, err := newDescriptorPools(cfg.Limits.Descriptors, cfg.Limits.RefusalLogRate, cfg.Limits.RefusalLogBurst, log)
+	if err != nil {
+		return err
+	}
 	certs := newServerCerts(cfg.DataDir, log)
 	w := wiring{cfg: &cfg, log: log, reg: reg, certs: certs, sessions: map[registry.Protocol]func() int{},
-		metrics: met, protocolStats: map[string]func() metrics.ProtocolStats{}}
+		metrics: met, protocolStats: map[string]func() metrics.ProtocolStats{}, descriptors: pools}
 	for _, c := range creds {
 		w.apiTokens = append(w.apiTokens, c.Token)
 	}
@@ -106,6 +113,8 @@ func run(configPath string) error {
 	apiOpts.Registry, apiOpts.Credentials, apiOpts.Logger, apiOpts.MaxClockSkew = reg, apiCreds, log, cfg.API.MaxClockSkew
 	apiOpts.Limits = cfg.Limits.API.api()
 	apiOpts.Node, apiOpts.Bus = n.name, n.busHealth()
+	tasks := newBatchTasks(cfg.BatchTasks, n, log)
+	apiOpts.BatchTasks = tasks
 	srv := api.New(apiOpts)
 
 	apiListeners, err := w.apiListeners(srv)
@@ -148,7 +157,7 @@ func run(configPath string) error {
 		if err != nil {
 			return err
 		}
-		go func() { _ = dbg.Serve(dln) }()
+		go func() { _ = dbg.Serve(pools.forOps(dln)) }()
 		defer dbg.Close()
 		log.Warn("debug listener serving /debug/vars and /debug/pprof without authentication", "addr", dln.Addr().String())
 	}
@@ -157,7 +166,9 @@ func run(configPath string) error {
 	regCtx, stopReg := context.WithCancel(context.Background())
 	go func() { _ = reg.Run(regCtx); close(regDone) }()
 	bansDone := w.shareBans(regCtx)
+	go pools.watchReserve(regCtx, reserveCheckEvery, reserveWarnEvery, fdbudget.OpenDescriptors, log)
 	fwdDone := runForwarding(regCtx, fwd)
+	tasksDone := runBatchTasks(regCtx, tasks)
 	beatDone := make(chan struct{})
 	go func() {
 		heartbeats(regCtx, reg, time.Now(), w.sessionCounts, cfg.Cluster.Advertise, log)
@@ -175,6 +186,13 @@ func run(configPath string) error {
 	if startErr == nil {
 		srv.SetReady(true)
 		log.Info("iotgate ready")
+		// Firmware items under way when the last process stopped: their
+		// progress lived in its memory; the listener takes them up again.
+		if n, err := reg.ResumeFirmwareUpgrades(ctx); err != nil {
+			log.Error("resuming firmware upgrades", "err", err)
+		} else if n > 0 {
+			log.Info("firmware upgrades resumed", "items", n)
+		}
 	wait:
 		for {
 			select {
@@ -207,6 +225,7 @@ func run(configPath string) error {
 	}
 	stopReg()
 	fwdDone()
+	tasksDone()
 	<-regDone
 	<-beatDone
 	bansDone()

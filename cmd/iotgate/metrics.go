@@ -46,6 +46,9 @@ func lwm2mStats(s *lwm2m.Server) func() metrics.ProtocolStats {
 func (w *wiring) metricsSources(store *openedStore, fwd *forwarding.Engine) metrics.Sources {
 	src := metrics.Sources{Protocols: w.protocolStats, Commands: w.reg.CommandCounts, Bans: w.guard.Bans,
 		StoreBytes: store.size}
+	if w.descriptors != nil {
+		src.Connections = w.descriptors.stats
+	}
 	if a, ok := w.guard.(interface{ AutoBans() map[string]uint64 }); ok {
 		src.AutoBans = a.AutoBans
 	}
@@ -82,6 +85,7 @@ func (w *wiring) metricsServer() (*http.Server, net.Listener, error) {
 		return nil, nil, fmt.Errorf("metrics listen %s: %w", w.cfg.Metrics.Listen, err)
 	}
 	h := metrics.Mount(http.NotFoundHandler(), w.metricsHandler(ln.Addr()))
+	ln = w.descriptors.forOps(ln)
 	return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}, ln, nil
 }

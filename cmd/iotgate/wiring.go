@@ -40,9 +40,14 @@ type wiring struct {
 	protocolStats map[string]func() metrics.ProtocolStats
 	apiTokens     []string
 	// iotTokens checks activation centre tokens (activation.role
-	// region); nil otherwise. mqttServer is the MQTT server, once built.
-	iotTokens  *regions.Tokens
-	mqttServer *mqtt.Server
+	// region); nil otherwise. mqttServer and lwm2mServer are the MQTT
+	// and LwM2M servers, once built (nil when off).
+	iotTokens   *regions.Tokens
+	mqttServer  *mqtt.Server
+	lwm2mServer *lwm2m.Server
+	// descriptors is the budget of accepted connections every listener
+	// draws on (descriptors.go); nil: none.
+	descriptors *descriptorPools
 }
 
 // sessionCounts is the heartbeat's device counts: every protocol named,
@@ -102,13 +107,15 @@ func (w *wiring) listeners() ([]listener, api.Options, error) {
 		w.sessions[registry.ProtocolMQTT] = m.Connected
 		w.protocolStats["mqtt"] = mqttStats(m)
 		w.reg.AddKicker(m)
-		if err := router.Register(registry.Adapter{Protocol: registry.ProtocolMQTT, Commands: m, Properties: m, Messages: m}); err != nil {
+		if err := router.Register(registry.Adapter{Protocol: registry.ProtocolMQTT, Commands: m, Properties: m, Messages: m,
+			SubDevices: m}); err != nil {
 			return nil, opts, err
 		}
 	}
 	if l, err := w.lwm2m(); err != nil {
 		return nil, opts, err
 	} else if l != nil {
+		w.lwm2mServer = l
 		ls = append(ls, l)
 		w.sessions[registry.ProtocolLwM2M] = l.Registered
 		w.protocolStats["lwm2m"] = lwm2mStats(l)
@@ -116,6 +123,7 @@ func (w *wiring) listeners() ([]listener, api.Options, error) {
 		if err := router.Register(registry.Adapter{Protocol: registry.ProtocolLwM2M, AsyncCommands: l}); err != nil {
 			return nil, opts, err
 		}
+		w.reg.SetFirmwareDeliverer(l)
 	}
 	opts.Router = router
 	return ls, opts, nil
@@ -156,6 +164,8 @@ func (w *wiring) lwm2m() (*lwm2m.Server, error) {
 		OnHandshake:      w.metrics.Handshake,
 		Sessions:         w.reg,
 		SaveInterval:     c.SaveInterval,
+		Firmware: lwm2m.FirmwareOptions{MaxDownloads: c.Firmware.MaxDownloads, Host: c.Firmware.Host,
+			DownloadTimeout: c.Firmware.DownloadTimeout, UpdateTimeout: c.Firmware.UpdateTimeout},
 	})
 }
 
@@ -181,6 +191,7 @@ func (w *wiring) mqtt() (*mqtt.Server, error) {
 		Guard:         w.guard,
 		Limits:        w.cfg.Limits.mqttLimits(),
 		Logger:        w.log.With("component", "mqtt"),
+		Descriptors:   w.descriptors.forMQTT(),
 	}
 	if w.iotTokens != nil {
 		o.IotTokens = w.iotTokens

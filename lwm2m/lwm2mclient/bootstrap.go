@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/iotgate/iotgate/lwm2m/format"
+	"github.com/pion/dtls/v2"
+	dtlsnet "github.com/pion/dtls/v2/pkg/net"
 	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 	"github.com/plgd-dev/go-coap/v3/udp/coder"
@@ -51,6 +53,36 @@ func Bootstrap(ctx context.Context, server, endpoint string, query ...string) (*
 		return nil, err
 	}
 	defer conn.Close()
+	return bootstrapOver(ctx, conn, endpoint, query)
+}
+
+// BootstrapPSK is Bootstrap over DTLS-PSK (TLS_PSK_WITH_AES_128_CCM_8,
+// as tinydtls offers) with the bootstrap credential identity and key.
+func BootstrapPSK(ctx context.Context, server, endpoint, identity string, key []byte, query ...string) (*Bootstrapped, error) {
+	raddr, err := net.ResolveUDPAddr("udp", server)
+	if err != nil {
+		return nil, err
+	}
+	udp, err := net.DialUDP("udp", nil, raddr)
+	if err != nil {
+		return nil, err
+	}
+	defer udp.Close()
+	conn, err := dtls.ClientWithContext(ctx, dtlsnet.PacketConnFromConn(udp), raddr, &dtls.Config{
+		PSK:                  func([]byte) ([]byte, error) { return key, nil },
+		PSKIdentityHint:      []byte(identity),
+		CipherSuites:         []dtls.CipherSuiteID{dtls.TLS_PSK_WITH_AES_128_CCM_8},
+		ExtendedMasterSecret: dtls.RequestExtendedMasterSecret,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("dtls handshake: %w", err)
+	}
+	defer conn.Close()
+	return bootstrapOver(ctx, conn, endpoint, query)
+}
+
+// bootstrapOver runs the client's side of a bootstrap on conn.
+func bootstrapOver(ctx context.Context, conn net.Conn, endpoint string, query []string) (*Bootstrapped, error) {
 	send := func(m message.Message) error {
 		size, err := coder.DefaultCoder.Size(m)
 		if err != nil {

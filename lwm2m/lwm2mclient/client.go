@@ -126,7 +126,9 @@ type Client struct {
 	recent    map[int32][]byte     // responses to recent server requests, for dedup
 	recentQ   []int32
 	location  string
-	accepts   map[string]int // the Accept of the last Read or Observe, by path
+	accepts   map[string]int               // the Accept of the last Read or Observe, by path
+	onWrite   func(format.Path)            // SetHooks
+	onExecute func(format.Path) codes.Code // SetHooks
 }
 
 type observer struct {
@@ -478,6 +480,13 @@ func (c *Client) Do(ctx context.Context, code codes.Code, path string, query []s
 	for _, q := range query {
 		m.Options = m.Options.Add(message.Option{ID: message.URIQuery, Value: []byte(q)})
 	}
+	return c.roundTrip(ctx, m)
+}
+
+// roundTrip sends the confirmable request m and waits for its response.
+func (c *Client) roundTrip(ctx context.Context, m message.Message) (message.Message, error) {
+	code, tok := m.Code, m.Token
+	path, _ := m.Options.Path()
 	x := &exchange{token: tok, resp: make(chan message.Message, 1)}
 	c.mu.Lock()
 	c.pending[m.MessageID] = x

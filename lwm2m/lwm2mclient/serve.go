@@ -101,19 +101,27 @@ func (c *Client) handle(m message.Message, req *request, p format.Path, resp *me
 			resp.Code = codes.Changed
 			return
 		}
-		resp.Code = c.writeValues(p, req, true)
+		if resp.Code = c.writeValues(p, req, true); resp.Code == codes.Changed {
+			c.wrote(p)
+		}
 	case codes.POST:
 		switch p.Depth() {
 		case 3:
 			c.mu.Lock()
 			_, ok := c.values[p]
+			exec := c.onExecute
 			c.mu.Unlock()
 			resp.Code = codes.Changed // Execute
-			if !ok {
+			switch {
+			case !ok:
 				resp.Code = codes.NotFound
+			case exec != nil:
+				resp.Code = exec(p)
 			}
 		case 2:
-			resp.Code = c.writeValues(p, req, false)
+			if resp.Code = c.writeValues(p, req, false); resp.Code == codes.Changed {
+				c.wrote(p)
+			}
 		case 1:
 			c.create(p, req, resp)
 		default:

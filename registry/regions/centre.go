@@ -304,7 +304,7 @@ func (c *Centre) Move(ctx context.Context, project, deviceID, to string) (*Entry
 		return nil, fmt.Errorf("directory: %w", err)
 	}
 	c.log.Info("device moved to another region", "project", project, "device_id", deviceID, "from", old, "to", to)
-	switch err := c.regions[old].Client.NotifyBootstrap(ctx, e.ProductKey, e.DeviceName); {
+	switch err := c.regions[old].Client.NotifyBootstrap(ctx, e.ProductKey, e.DeviceName, c.redirect(ctx, e)); {
 	case err == nil:
 		c.log.Info("told the device to bootstrap again", "device_id", deviceID, "region", old)
 	case errors.Is(err, ErrOffline):
@@ -315,6 +315,21 @@ func (c *Centre) Move(ctx context.Context, project, deviceID, to string) (*Entry
 		c.log.Warn("old copy of a moved device not removed yet", "device_id", deviceID, "from", old, "err", err)
 	}
 	return e, nil
+}
+
+// redirect is what an online Alibaba device moved to e.Region is pushed
+// (thing.bootstrap.config.push): that region's MQTT endpoint and an
+// iotToken it issued; nil when it issues none (the device is still told
+// to bootstrap again).
+func (c *Centre) redirect(ctx context.Context, e *Entry) *Redirect {
+	r := c.regions[e.Region]
+	g, err := r.Client.IssueToken(ctx, e.ProductKey, e.DeviceName)
+	if err != nil {
+		c.log.Info("no iotToken for the moved device's redirect; it is told to bootstrap again", "device_id", e.DeviceID,
+			"region", e.Region, "err", err)
+		return nil
+	}
+	return &Redirect{IotID: g.IotID, IotToken: g.IotToken, Host: r.Endpoint.MQTTHost, Port: r.Endpoint.MQTTPort}
 }
 
 // Sweep finishes the moves under way whose old copy can go; the centre

@@ -24,6 +24,7 @@ type fakeRegistry struct {
 	devices  map[string]*registry.Device // by id
 	online   map[string]bool
 	notified []string
+	pushed   []Redirect
 }
 
 func newFakeRegistry() *fakeRegistry {
@@ -108,6 +109,16 @@ func (f *fakeRegistry) NotifyBootstrap(_ context.Context, d *registry.Device) er
 	return nil
 }
 
+func (f *fakeRegistry) PushBootstrapConfig(_ context.Context, d *registry.Device, iotID, iotToken, host string, port int) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.online[d.DeviceID] {
+		return registry.ErrNotConnected
+	}
+	f.pushed = append(f.pushed, Redirect{IotID: iotID, IotToken: iotToken, Host: host, Port: port})
+	return nil
+}
+
 type testWorld struct {
 	centre *Centre
 	store  kv.Store
@@ -131,7 +142,8 @@ func newTestWorld(t *testing.T) *testWorld {
 		w.regs[id] = newFakeRegistry()
 		w.tokens[id] = NewTokens([]byte("key of "+id), 0)
 		infos = append(infos, RegionInfo{ID: id, Endpoint: Endpoint{MQTTHost: id + ".example", MQTTPort: 1883 + i},
-			Client: &Local{Registry: w.regs[id], Tokens: w.tokens[id], Notifier: w.regs[id], Endpoints: w.regs[id], Now: clock}})
+			Client: &Local{Registry: w.regs[id], Tokens: w.tokens[id], Notifier: w.regs[id], Pusher: w.regs[id],
+				Endpoints: w.regs[id], Now: clock}})
 	}
 	w.centre, err = NewCentre(CentreOptions{Regions: infos, Directory: NewDirectory(s), Now: clock, MoveGrace: time.Minute,
 		Rules: Rules{Default: "cn", List: []Rule{
@@ -267,6 +279,18 @@ func TestCentreMoveOnlineDevice(t *testing.T) {
 	}
 	if len(w.regs["cn"].notified) != 1 {
 		t.Fatalf("online device not notified: %v", w.regs["cn"].notified)
+	}
+	// It was pushed its new endpoint, with an iotToken its new region
+	// issued (and the old one would refuse).
+	if p := w.regs["cn"].pushed; len(p) != 1 || p[0].IotID != "pk1_d" || p[0].Host != "us.example" || p[0].Port != 1884 {
+		t.Fatalf("config push: %+v", p)
+	}
+	d, _ := w.regs["us"].DeviceByProductNode(ctx, "pk1", "d")
+	if err := w.tokens["us"].Check(d, w.regs["cn"].pushed[0].IotToken, w.now); err != nil {
+		t.Fatalf("the pushed token is not the new region's: %v", err)
+	}
+	if err := w.tokens["cn"].Check(d, w.regs["cn"].pushed[0].IotToken, w.now); err == nil {
+		t.Fatal("the old region accepts the pushed token")
 	}
 	if !w.regs["cn"].has("pk1_d") || !w.regs["us"].has("pk1_d") {
 		t.Fatal("during the move both regions hold the device")

@@ -72,8 +72,13 @@ type Region interface {
 	// deleting an absent device succeeds.
 	Delete(ctx context.Context, pk, dn string) error
 	// NotifyBootstrap tells the online device to bootstrap again
-	// (Alibaba thing.bootstrap.notify), or ErrOffline.
-	NotifyBootstrap(ctx context.Context, pk, dn string) error
+	// (Alibaba thing.bootstrap.notify over MQTT, a re-bootstrap over
+	// LwM2M), or ErrOffline; with to, an MQTT device is first sent its
+	// new endpoint directly (thing.bootstrap.config.push).
+	NotifyBootstrap(ctx context.Context, pk, dn string, to *Redirect) error
+	// IssueToken issues an iotToken for the device (ErrUnknownDevice,
+	// ErrAuthType), for the redirect of a device moving here.
+	IssueToken(ctx context.Context, pk, dn string) (Grant, error)
 	// CheckLogin verifies an IoTDA-style MQTT credential (Huawei IoTDP
 	// bootstrap): ErrUnknownDevice, ErrAuthType, ErrBadSign.
 	CheckLogin(ctx context.Context, l Login) (Held, error)
@@ -91,9 +96,9 @@ type LocalRegistry interface {
 	DeleteDevice(ctx context.Context, project, id string) error
 }
 
-// Notifier tells an online device to bootstrap again; the MQTT server
-// implements it (registry.ErrNotConnected when the device has no
-// session there).
+// Notifier tells an online device to bootstrap again; the MQTT and
+// LwM2M servers implement it (registry.ErrNotConnected when the device
+// has no session there), and Notifiers asks both.
 type Notifier interface {
 	NotifyBootstrap(ctx context.Context, d *registry.Device) error
 }
@@ -102,8 +107,10 @@ type Notifier interface {
 type Local struct {
 	Registry LocalRegistry
 	Tokens   *Tokens
-	// Notifier is nil when the node runs no MQTT listener.
+	// Notifier is nil when the node runs no MQTT or LwM2M listener;
+	// Pusher is nil without an MQTT listener.
 	Notifier Notifier
+	Pusher   ConfigPusher
 	// Endpoints resolves LwM2M endpoint names; nil when the node runs no
 	// LwM2M server (every name is then unknown).
 	Endpoints EndpointResolver
@@ -222,17 +229,31 @@ func (l *Local) Delete(ctx context.Context, pk, dn string) error {
 	return nil
 }
 
-// NotifyBootstrap implements Region.
-func (l *Local) NotifyBootstrap(ctx context.Context, pk, dn string) error {
+// NotifyBootstrap implements Region. A device connected over MQTT gets
+// the redirect first (iotkit's redirect-region handler acts on it), then
+// the notify (Link SDK 4.x's bootstrap component acts on that, and asks
+// the centre, which answers the same region): either way it ends in its
+// new region.
+func (l *Local) NotifyBootstrap(ctx context.Context, pk, dn string, to *Redirect) error {
 	d, err := l.device(ctx, pk, dn)
 	if err != nil {
 		return err
 	}
+	pushed, err := l.pushConfig(ctx, d, to)
+	if err != nil {
+		return fmt.Errorf("bootstrap config push: %w", err)
+	}
 	if l.Notifier == nil {
+		if pushed {
+			return nil
+		}
 		return ErrOffline
 	}
 	err = l.Notifier.NotifyBootstrap(ctx, d)
 	if errors.Is(err, registry.ErrNotConnected) {
+		if pushed {
+			return nil
+		}
 		return ErrOffline
 	}
 	return err

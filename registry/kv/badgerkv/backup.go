@@ -31,6 +31,9 @@ var ErrBadBackup = errors.New("badgerkv: not a complete iotgate backup")
 // the store keeps serving: the entries committed when it starts, none
 // committed later. It returns the bytes written.
 func (s *Store) Backup(w io.Writer) (int64, error) {
+	if err := s.lost.check(); err != nil {
+		return 0, err
+	}
 	return backup(s.db, w)
 }
 

@@ -61,6 +61,9 @@ type Options struct {
 	ReadOnly bool
 
 	freeSpace func() (int64, error) // for tests: replaces statfs
+	// memTableSize, for tests, shrinks Badger's memtables so a test
+	// fills one quickly (and its value threshold to fit them).
+	memTableSize int64
 }
 
 // ErrRecoveryNeeded refuses a ReadOnly open of a database whose last
@@ -83,6 +86,7 @@ type Store struct {
 	maxBytes int
 	floors   []*floor
 	space    *space // nil: no free-space check
+	lost     lost   // see lost.go
 
 	q         *groupcommit.Queue
 	closeOnce sync.Once
@@ -116,6 +120,9 @@ func Open(o Options) (*Store, error) {
 	var sp *space
 	if o.ReadOnly {
 		opts = opts.WithReadOnly(true)
+	}
+	if o.memTableSize > 0 {
+		opts = opts.WithMemTableSize(o.memTableSize).WithValueThreshold(o.memTableSize / 16)
 	}
 	if o.InMemory {
 		opts = opts.WithDir("").WithValueDir("").WithInMemory(true)
@@ -153,6 +160,7 @@ func Open(o Options) (*Store, error) {
 	}
 	s := &Store{
 		db:       db,
+		lost:     lost{log: o.Logger},
 		space:    sp,
 		maxBatch: o.MaxBatch,
 		maxBytes: o.MaxTxnBytes,
@@ -196,6 +204,9 @@ func (s *Store) View(ctx context.Context, fn func(kv.Reader) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if err := s.lost.check(); err != nil {
+		return err
+	}
 	var seqs [maxFloors]uint64
 	// Read before the snapshot is taken (see floor).
 	for i, f := range s.floors[:min(len(s.floors), maxFloors)] {
@@ -220,6 +231,12 @@ func (s *Store) Update(ctx context.Context, fn func(kv.Txn) error) error {
 // writes would push the transaction past maxBytes (that op runs again,
 // against the new state, in the next transaction).
 func (s *Store) commit(batch []*groupcommit.Op) int {
+	if err := s.lost.check(); err != nil {
+		for _, o := range batch {
+			o.Answer(err)
+		}
+		return len(batch)
+	}
 	if s.space != nil && !s.space.writable(time.Now()) {
 		for _, o := range batch {
 			o.Answer(kv.ErrFull)
@@ -276,6 +293,7 @@ func (s *Store) commit(batch []*groupcommit.Op) int {
 	if taken == 0 { // the store failed before any op ran
 		taken = len(batch)
 	}
+	s.lost.mark(err)
 	if err == nil {
 		for _, h := range hooks {
 			h()
@@ -289,6 +307,8 @@ func (s *Store) commit(batch []*groupcommit.Op) int {
 		switch {
 		case errors.Is(err, badger.ErrDBClosed):
 			o.Answer(kv.ErrClosed)
+		case memtableLost(err):
+			o.Answer(s.lost.check())
 		case err != nil:
 			o.Answer(fmt.Errorf("badger commit: %w", err))
 		default:

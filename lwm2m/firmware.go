@@ -1,0 +1,658 @@
+package lwm2m
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/iotgate/iotgate/lwm2m/format"
+	"github.com/iotgate/iotgate/registry"
+	"github.com/plgd-dev/go-coap/v3/message/codes"
+)
+
+// Firmware update (LwM2M object 5): the server's side of a firmware
+// upgrade job's item (registry.FirmwareDeliverer). Per device:
+//
+//  1. When the device is awake and fewer than MaxDownloads devices are
+//     downloading, read /5/0/9 (Update Delivery Method) and observe
+//     /5/0/3 (State) and /5/0/5 (Update Result).
+//  2. Pull (the device supports it, or says nothing): write /5/0/1
+//     (Package URI) with coap(s)://host:port/fw/{token}, a resource of
+//     this server that serves the image with Block2 (firmwareserve.go);
+//     the device downloads and its State goes 1 (Downloading), then 2
+//     (Downloaded). Push (the device declares push only, as Wakaama's
+//     example client does): write the image to /5/0/0 (Package) with
+//     Block1; its 2.04 means the device holds the whole package.
+//  3. Once downloaded, execute /5/0/2 (Update); State 3 (Updating).
+//  4. Update Result 1 ends the item in Success; a result of 2 to 9 (or
+//     a refused request, or a timeout) in Fail, with the reason.
+//
+// Progress comes from notifications, and from a read of State and
+// Update Result at each uplink of a device whose item waits (a lost
+// notification, a registration replaced after the device rebooted into
+// its new firmware). A queue-mode device is served only while awake: its
+// item waits for its next uplink. Items live in memory; the registry
+// keeps their steps, and hands unfinished ones back at start-up
+// (registry.ResumeFirmwareUpgrades).
+
+// FirmwareRegistry is what firmware delivery needs of the registry; a
+// *registry.Registry satisfies it. Without it (Options.Registry lacks
+// it), every item fails.
+type FirmwareRegistry interface {
+	OTAPackageImage(ctx context.Context, project, id string) (*registry.OTAPackage, []byte, error)
+	ReportFirmware(ctx context.Context, upgradeID, deviceID string, rep registry.FirmwareReport) error
+}
+
+// FirmwareOptions configures firmware delivery; zero fields take the
+// defaults below.
+type FirmwareOptions struct {
+	// MaxDownloads bounds the devices downloading at once (from the
+	// Package URI write, or the push, until State 2 or the item's end).
+	MaxDownloads int
+	// Host is the host of the Package URIs (the address devices reach
+	// this server at); "" takes the CoAP listener's host when it is not
+	// unspecified (0.0.0.0, ::).
+	Host string
+	// DownloadTimeout bounds a download; UpdateTimeout the wait for the
+	// Update Result after the Update was executed.
+	DownloadTimeout, UpdateTimeout time.Duration
+}
+
+// Defaults of FirmwareOptions.
+const (
+	DefaultFirmwareDownloads       = 10
+	DefaultFirmwareDownloadTimeout = 30 * time.Minute
+	DefaultFirmwareUpdateTimeout   = 10 * time.Minute
+)
+
+// Object 5's resources.
+var (
+	fwPackagePath  = format.NewPath(5, 0, 0)
+	fwURIPath      = format.NewPath(5, 0, 1)
+	fwUpdatePath   = format.NewPath(5, 0, 2)
+	fwStatePath    = format.NewPath(5, 0, 3)
+	fwResultPath   = format.NewPath(5, 0, 5)
+	fwDeliveryPath = format.NewPath(5, 0, 9)
+)
+
+// Object 5's values (State, Update Result, Update Delivery Method).
+const (
+	fwStateIdle     = 0
+	fwStateHave     = 2 // Downloaded
+	fwResultSuccess = 1
+	fwResultUnknown = -1 // not read yet
+	fwDeliveryPush  = 1
+	fwSweepInterval = time.Second
+)
+
+var errNoFirmwareReg = errors.New("the registry keeps no firmware packages")
+
+// fwResults are the Update Result values 2-9 (LwM2M 1.0/1.1, object 5).
+var fwResults = map[int]string{
+	2: "not enough flash memory for the new firmware package",
+	3: "out of RAM during the download",
+	4: "connection lost during the download",
+	5: "integrity check failure of the new firmware package",
+	6: "unsupported package type",
+	7: "invalid URI",
+	8: "firmware update failed",
+	9: "unsupported protocol",
+}
+
+// firmware is the server's firmware delivery: items by device and by
+// download token, and the images they serve.
+type firmware struct {
+	s   *Server
+	reg FirmwareRegistry
+	o   FirmwareOptions
+
+	// count is len(items), read without the lock on every uplink.
+	count atomic.Int32
+
+	mu          sync.Mutex
+	items       map[string]*fwItem // by device id
+	tokens      map[string]*fwItem // by download token
+	images      map[string]*fwImage
+	downloading int
+}
+
+// fwItem is one device's item.
+type fwItem struct {
+	d     registry.FirmwareDelivery
+	token string
+	img   *fwImage
+	// The fields below are guarded by firmware.mu.
+	step          registry.FirmwareStep
+	since         time.Time // when step began
+	slot          bool      // holds a download slot
+	running, more bool      // a worker drives it; drive again when done
+	state, result int
+}
+
+// fwImage is a package's file, shared by its items.
+type fwImage struct {
+	pkg  *registry.OTAPackage
+	data []byte
+	etag []byte
+	refs int
+}
+
+func newFirmware(s *Server, o FirmwareOptions) *firmware {
+	if o.MaxDownloads <= 0 {
+		o.MaxDownloads = DefaultFirmwareDownloads
+	}
+	if o.DownloadTimeout <= 0 {
+		o.DownloadTimeout = DefaultFirmwareDownloadTimeout
+	}
+	if o.UpdateTimeout <= 0 {
+		o.UpdateTimeout = DefaultFirmwareUpdateTimeout
+	}
+	f := &firmware{s: s, o: o, items: make(map[string]*fwItem), tokens: make(map[string]*fwItem), images: make(map[string]*fwImage)}
+	f.reg, _ = s.reg.(FirmwareRegistry)
+	return f
+}
+
+// DeliverFirmware queues an item (registry.FirmwareDeliverer). An item
+// of another job for a device with one under way fails: one upgrade at
+// a time per device.
+func (s *Server) DeliverFirmware(d registry.FirmwareDelivery) {
+	f := s.fw
+	f.mu.Lock()
+	if old := f.items[d.DeviceID]; old != nil {
+		f.mu.Unlock()
+		if old.d.UpgradeID != d.UpgradeID {
+			f.report(d, registry.FirmwareReport{Step: registry.StepFailed, State: -1, Result: -1,
+				Desc: "the device is being upgraded by firmware upgrade " + old.d.UpgradeID})
+		}
+		return
+	}
+	it := &fwItem{d: d, token: newRegistrationID() + newRegistrationID(), step: registry.StepQueued, since: s.now(),
+		state: fwResultUnknown, result: fwResultUnknown}
+	if d.Step == registry.StepUpdating {
+		it.step = registry.StepUpdating // resumed after a restart: its result is due, not the package
+	}
+	f.items[d.DeviceID] = it
+	f.tokens[it.token] = it
+	f.count.Store(int32(len(f.items)))
+	f.mu.Unlock()
+	s.work.run(func() { f.advance(d.DeviceID) })
+}
+
+// touched runs at every uplink of e's client: an item waiting for it
+// moves on.
+func (f *firmware) touched(e *entry) {
+	if f.count.Load() == 0 {
+		return
+	}
+	f.mu.Lock()
+	_, ok := f.items[e.deviceID]
+	f.mu.Unlock()
+	if ok {
+		f.s.work.run(func() { f.advance(e.deviceID) })
+	}
+}
+
+// notified takes a notification of an object-5 resource.
+func (f *firmware) notified(e *entry, path format.Path, ct int, body []byte) {
+	if f.count.Load() == 0 || (path != fwStatePath && path != fwResultPath) {
+		return
+	}
+	v, ok := intValue(path, ct, body)
+	if !ok {
+		return
+	}
+	f.mu.Lock()
+	it := f.items[e.deviceID]
+	if it != nil {
+		if path == fwStatePath {
+			it.state = v
+		} else {
+			it.result = v
+		}
+	}
+	f.mu.Unlock()
+	if it != nil {
+		f.s.work.run(func() { f.advance(e.deviceID) })
+	}
+}
+
+// intValue decodes a single integer resource.
+func intValue(path format.Path, ct int, body []byte) (int, bool) {
+	if ct < 0 {
+		ct = int(format.FormatText)
+	}
+	recs, err := format.Decode(uint16(ct), path, body, format.DefaultModel())
+	if err != nil || len(recs) != 1 {
+		return 0, false
+	}
+	v, err := recs[0].Value.As(format.KindInteger)
+	if err != nil {
+		return 0, false
+	}
+	return int(v.Int()), true
+}
+
+// advance drives the device's item one step if its client can take a
+// request; a drive under way is asked to look again instead.
+func (f *firmware) advance(deviceID string) {
+	f.mu.Lock()
+	it := f.items[deviceID]
+	if it == nil {
+		f.mu.Unlock()
+		return
+	}
+	if it.running {
+		it.more = true
+		f.mu.Unlock()
+		return
+	}
+	e := f.s.store.device(deviceID)
+	if e == nil || !e.awake(f.s.now(), f.s.o.QueueWindow) {
+		f.mu.Unlock()
+		return // served at its next uplink
+	}
+	if it.step == registry.StepQueued {
+		if f.downloading >= f.o.MaxDownloads {
+			f.mu.Unlock()
+			return // a slot frees at another item's download end
+		}
+		f.downloading++
+		it.slot = true
+	}
+	it.running = true
+	f.mu.Unlock()
+	for {
+		f.drive(e, it)
+		f.mu.Lock()
+		again := it.more && f.items[deviceID] == it
+		it.more = false
+		if !again {
+			it.running = false
+		}
+		f.mu.Unlock()
+		if !again {
+			return
+		}
+		if e = f.s.store.device(deviceID); e == nil {
+			f.mu.Lock()
+			it.running = false
+			f.mu.Unlock()
+			return
+		}
+	}
+}
+
+// drive performs the requests of its current step.
+func (f *firmware) drive(e *entry, it *fwItem) {
+	ctx, cancel := context.WithTimeout(f.s.ctx, f.s.o.RequestTimeout)
+	defer cancel()
+	f.mu.Lock()
+	step, state, result := it.step, it.state, it.result
+	f.mu.Unlock()
+	if result > fwResultSuccess && step != registry.StepQueued {
+		f.end(it, registry.StepFailed, "the device reports Update Result "+strconv.Itoa(result)+": "+resultText(result))
+		return
+	}
+	switch step {
+	case registry.StepQueued:
+		f.start(ctx, e, it)
+	case registry.StepDownloading:
+		if state != fwStateHave { // the notification may be lost, or its observation gone
+			state, result = f.poll(ctx, e, it)
+		}
+		if result > fwResultSuccess {
+			f.end(it, registry.StepFailed, "the device reports Update Result "+strconv.Itoa(result)+": "+resultText(result))
+			return
+		}
+		if state == fwStateHave {
+			f.downloaded(ctx, e, it)
+		}
+	case registry.StepUpdating:
+		if result != fwResultSuccess || state != fwStateIdle {
+			state, result = f.poll(ctx, e, it)
+		}
+		switch {
+		case result == fwResultSuccess && state == fwStateIdle: // LwM2M: back to Idle with result 1
+			f.end(it, registry.StepSucceeded, "")
+		case result > fwResultSuccess:
+			f.end(it, registry.StepFailed, "the device reports Update Result "+strconv.Itoa(result)+": "+resultText(result))
+		}
+	}
+}
+
+// poll reads State and Update Result (a notification may be lost, or the
+// observation ended with a new registration) and forgets the values so
+// the next uplink reads them again.
+func (f *firmware) poll(ctx context.Context, e *entry, it *fwItem) (state, result int) {
+	state, result = f.readInt(ctx, e, fwStatePath), f.readInt(ctx, e, fwResultPath)
+	f.mu.Lock()
+	if state >= 0 {
+		it.state = state
+	}
+	if result >= 0 {
+		it.result = result
+	}
+	f.mu.Unlock()
+	if !f.observed(e, fwStatePath) {
+		f.observe(ctx, e)
+	}
+	return state, result
+}
+
+// start opens the item: image, delivery method, observations, then the
+// Package URI (pull) or the Package itself (push).
+func (f *firmware) start(ctx context.Context, e *entry, it *fwItem) {
+	if f.reg == nil {
+		f.end(it, registry.StepFailed, errNoFirmwareReg.Error())
+		return
+	}
+	img, err := f.image(ctx, it)
+	if err != nil {
+		f.end(it, registry.StepFailed, "reading the package: "+err.Error())
+		return
+	}
+	push := f.readInt(ctx, e, fwDeliveryPath) == fwDeliveryPush
+	f.observe(ctx, e)
+	if push {
+		f.step(it, registry.StepDownloading, "sending the package to /5/0/0 (the device takes push delivery only)")
+		resp, err := f.s.perform(ctx, e, &Operation{Name: OpWrite, Path: fwPackagePath, ContentFormat: format.FormatOpaque, Payload: img.data, Accept: -1})
+		if !f.changed(it, "writing the package to /5/0/0", resp, err) {
+			return
+		}
+		f.downloaded(ctx, e, it)
+		return
+	}
+	uri, err := f.packageURI(e, it)
+	if err != nil {
+		f.end(it, registry.StepFailed, err.Error())
+		return
+	}
+	resp, err := f.s.perform(ctx, e, &Operation{Name: OpWrite, Path: fwURIPath, Accept: -1,
+		Records: []format.Record{{Path: fwURIPath, Value: format.StringValue(uri)}}})
+	if !f.changed(it, "writing the Package URI /5/0/1", resp, err) {
+		return
+	}
+	f.step(it, registry.StepDownloading, "the device downloads "+uri)
+}
+
+// downloaded frees the item's download slot and executes Update.
+func (f *firmware) downloaded(ctx context.Context, e *entry, it *fwItem) {
+	f.step(it, registry.StepDownloaded, "")
+	resp, err := f.s.perform(ctx, e, &Operation{Name: OpExecute, Path: fwUpdatePath, Accept: -1})
+	if !f.changed(it, "executing Update /5/0/2", resp, err) {
+		return
+	}
+	f.mu.Lock()
+	// Read afresh once it has updated, and look at once (a client that
+	// notifies nothing shows its state to the reads).
+	it.state, it.result, it.more = fwResultUnknown, fwResultUnknown, true
+	f.mu.Unlock()
+	f.step(it, registry.StepUpdating, "")
+}
+
+// changed reports whether a write or execute succeeded; else the item
+// fails, or (the client fell asleep, the request timed out) stays for
+// the device's next uplink.
+func (f *firmware) changed(it *fwItem, what string, resp *Response, err error) bool {
+	switch {
+	case err != nil && (errors.Is(err, registry.ErrTimeout) || errors.Is(err, ErrAsleep) || errors.Is(err, errUnreachable)):
+		f.s.log.Debug("lwm2m firmware: waiting for the device", "device_id", it.d.DeviceID, "what", what, "err", err)
+		return false
+	case err != nil:
+		f.end(it, registry.StepFailed, what+": "+err.Error())
+		return false
+	case resp.Code != codes.Changed:
+		f.end(it, registry.StepFailed, what+": the device answered "+codeString(resp.Code))
+		return false
+	}
+	return true
+}
+
+// readInt reads a single integer resource; -1 if it cannot.
+func (f *firmware) readInt(ctx context.Context, e *entry, p format.Path) int {
+	op := &Operation{Name: OpRead, Path: p, Accept: -1}
+	resp, err := f.s.perform(ctx, e, op)
+	if err != nil || resp.Code != codes.Content {
+		return -1
+	}
+	v, ok := intValue(p, responseFormat(op, resp), resp.Payload)
+	if !ok {
+		return -1
+	}
+	return v
+}
+
+// responseFormat is the content format of resp to op, as resultOf reads it.
+func responseFormat(op *Operation, resp *Response) int {
+	switch {
+	case resp.ContentFormat >= 0:
+		return resp.ContentFormat
+	case op.Accept >= 0:
+		return op.Accept
+	}
+	return int(format.FormatText)
+}
+
+// observe observes State and Update Result (their first values are
+// taken as notifications); a refusal leaves the uplink reads.
+func (f *firmware) observe(ctx context.Context, e *entry) {
+	for _, p := range []format.Path{fwStatePath, fwResultPath} {
+		op := &Operation{Name: OpObserve, Path: p, Accept: -1}
+		resp, err := f.s.perform(ctx, e, op)
+		if err != nil || resp.Code != codes.Content {
+			continue
+		}
+		f.notified(e, p, responseFormat(op, resp), resp.Payload)
+	}
+}
+
+func (f *firmware) observed(e *entry, p format.Path) bool { return f.s.observationOf(e, p) != nil }
+
+// packageURI is where the device downloads its image: this server's
+// CoAP listener, or its DTLS one for a device that registered over DTLS.
+func (f *firmware) packageURI(e *entry, it *fwItem) (string, error) {
+	scheme, addr := "coap", f.s.UDPAddr()
+	if e.secure {
+		scheme, addr = "coaps", f.s.DTLSAddr()
+	}
+	if addr == nil {
+		return "", fmt.Errorf("no %s listener to serve the package from", scheme)
+	}
+	host, port, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return "", err
+	}
+	if f.o.Host != "" {
+		host = f.o.Host
+	} else if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		return "", errors.New("the LwM2M listener is bound to an unspecified address: set coap.firmware.host to the address devices reach iotgate at")
+	}
+	return scheme + "://" + net.JoinHostPort(host, port) + "/fw/" + it.token, nil
+}
+
+// image returns its package file, loading it once for all its items.
+func (f *firmware) image(ctx context.Context, it *fwItem) (*fwImage, error) {
+	f.mu.Lock()
+	img := f.images[it.d.PackageID]
+	if img != nil {
+		img.refs++
+		it.img = img
+	}
+	f.mu.Unlock()
+	if img != nil {
+		return img, nil
+	}
+	pkg, data, err := f.reg.OTAPackageImage(ctx, it.d.ProjectID, it.d.PackageID)
+	if err != nil {
+		return nil, err
+	}
+	etag, _ := hexPrefix(pkg.FileSHA256, 8)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if img = f.images[it.d.PackageID]; img == nil { // another item may have loaded it meanwhile
+		img = &fwImage{pkg: pkg, data: data, etag: etag}
+		f.images[it.d.PackageID] = img
+	}
+	img.refs++
+	it.img = img
+	return img, nil
+}
+
+// hexPrefix decodes the first n bytes of a hex string.
+func hexPrefix(h string, n int) ([]byte, bool) {
+	if len(h) < 2*n {
+		return nil, false
+	}
+	out := make([]byte, n)
+	for i := range out {
+		v, err := strconv.ParseUint(h[2*i:2*i+2], 16, 8)
+		if err != nil {
+			return nil, false
+		}
+		out[i] = byte(v)
+	}
+	return out, true
+}
+
+// step moves it to a new step and reports it; leaving the download frees
+// the item's slot.
+func (f *firmware) step(it *fwItem, step registry.FirmwareStep, desc string) {
+	f.mu.Lock()
+	if f.items[it.d.DeviceID] != it {
+		f.mu.Unlock()
+		return
+	}
+	it.step, it.since = step, f.s.now()
+	freed := step != registry.StepDownloading && f.releaseLocked(it)
+	state, result := it.state, it.result
+	f.mu.Unlock()
+	f.report(it.d, registry.FirmwareReport{Step: step, State: state, Result: result, Desc: desc})
+	if freed {
+		f.kickQueued()
+	}
+}
+
+// end finishes it and forgets it.
+func (f *firmware) end(it *fwItem, step registry.FirmwareStep, desc string) {
+	f.mu.Lock()
+	if f.items[it.d.DeviceID] != it {
+		f.mu.Unlock()
+		return
+	}
+	delete(f.items, it.d.DeviceID)
+	delete(f.tokens, it.token)
+	f.count.Store(int32(len(f.items)))
+	freed := f.releaseLocked(it)
+	if img := it.img; img != nil {
+		if img.refs--; img.refs == 0 {
+			delete(f.images, it.d.PackageID)
+		}
+	}
+	state, result := it.state, it.result
+	f.mu.Unlock()
+	f.report(it.d, registry.FirmwareReport{Step: step, State: state, Result: result, Desc: desc})
+	if step == registry.StepFailed {
+		f.s.log.Info("lwm2m firmware update failed", "device_id", it.d.DeviceID, "upgrade_id", it.d.UpgradeID, "reason", desc)
+	}
+	if freed {
+		f.kickQueued()
+	}
+}
+
+// releaseLocked frees its download slot, if it holds one.
+func (f *firmware) releaseLocked(it *fwItem) bool {
+	if !it.slot {
+		return false
+	}
+	it.slot = false
+	f.downloading--
+	return true
+}
+
+// kickQueued offers the free download slots to queued items whose
+// devices are awake.
+func (f *firmware) kickQueued() {
+	f.mu.Lock()
+	free := f.o.MaxDownloads - f.downloading
+	var next []string
+	for dev, it := range f.items {
+		if free <= 0 {
+			break
+		}
+		if it.step == registry.StepQueued && !it.running {
+			if e := f.s.store.device(dev); e != nil && e.awake(f.s.now(), f.s.o.QueueWindow) {
+				next = append(next, dev)
+				free--
+			}
+		}
+	}
+	f.mu.Unlock()
+	for _, dev := range next {
+		f.s.work.run(func() { f.advance(dev) })
+	}
+}
+
+func (f *firmware) report(d registry.FirmwareDelivery, rep registry.FirmwareReport) {
+	if f.reg == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(f.s.ctx, f.s.o.RequestTimeout)
+	defer cancel()
+	if err := f.reg.ReportFirmware(ctx, d.UpgradeID, d.DeviceID, rep); err != nil {
+		f.s.log.Warn("lwm2m firmware: recording progress", "device_id", d.DeviceID, "upgrade_id", d.UpgradeID, "step", rep.Step, "err", err)
+	}
+}
+
+// sweepLoop fails items whose download or update outlasted its timeout
+// and offers free slots to queued items (a device that stays awake sends
+// no uplink to be offered one).
+func (f *firmware) sweepLoop() {
+	defer f.s.wg.Done()
+	t := time.NewTicker(fwSweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-f.s.ctx.Done():
+			return
+		case <-t.C:
+			f.sweep(f.s.now())
+		}
+	}
+}
+
+func (f *firmware) sweep(now time.Time) {
+	if f.count.Load() == 0 {
+		return
+	}
+	type late struct {
+		it   *fwItem
+		desc string
+	}
+	var due []late
+	f.mu.Lock()
+	for _, it := range f.items {
+		switch {
+		case (it.step == registry.StepDownloading || it.step == registry.StepDownloaded) && now.Sub(it.since) > f.o.DownloadTimeout:
+			due = append(due, late{it, fmt.Sprintf("the download did not finish within %v (last State %d)", f.o.DownloadTimeout, it.state)})
+		case it.step == registry.StepUpdating && now.Sub(it.since) > f.o.UpdateTimeout:
+			due = append(due, late{it, fmt.Sprintf("no Update Result within %v of the Update (last State %d, Update Result %d)", f.o.UpdateTimeout, it.state, it.result)})
+		}
+	}
+	f.mu.Unlock()
+	for _, d := range due {
+		f.end(d.it, registry.StepFailed, d.desc)
+	}
+	f.kickQueued()
+}
+
+func resultText(r int) string {
+	if t, ok := fwResults[r]; ok {
+		return t
+	}
+	return "unknown Update Result"
+}
