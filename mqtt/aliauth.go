@@ -100,7 +100,8 @@ func (h *authHook) aliSession(ctx context.Context, d *registry.Device, secure bo
 	if err != nil {
 		return nil, refuse(serverUnavailable, "product lookup: %v", err)
 	}
-	c := &conn{device: d.DeviceID, project: d.ProjectID, self: owner{a: d.ProductID, b: d.NodeID}, spaces: aliDeviceSpaces}
+	c := &conn{device: d.DeviceID, project: d.ProjectID, self: owner{a: d.ProductID, b: d.NodeID}, spaces: aliDeviceSpaces,
+		alibaba: true}
 	if p.NodeType == registry.NodeGateway {
 		c.gateway, c.spaces = true, aliGatewaySpaces
 	}

@@ -20,8 +20,13 @@ var aliSysSpace = &space{
 	},
 	publish: []rule{
 		{"thing/event/property/post", uplinkAlinkProperties},
+		{"thing/service/property/set_reply", uplinkAlinkSetReply},
+		{"thing/service/*", uplinkAlinkServiceReply}, // {identifier}_reply (alidownlink.go)
+		{"rrpc/response/*", uplinkRRPCResponse},
 		{"thing/sub/register", uplinkSubRegister},
 		{"thing/topo/add", uplinkTopoAdd},
+		{"thing/topo/get", uplinkTopoGet},
+		{"thing/topo/delete", uplinkTopoDelete},
 		{"**", uplinkAlinkOther},
 	},
 	receive: []string{"**"},

@@ -21,6 +21,12 @@ func TestMQTTAliTopicACL(t *testing.T) {
 		{dev, "/sys/pk1/dn1/thing/event/property/post", uplinkAlinkProperties, "pk1_dn1"},
 		{dev, "/sys/pk1/dn1/thing/event/alarm/post", uplinkAlinkOther, "pk1_dn1"},
 		{dev, "/sys/pk1/dn1/thing/sub/register", uplinkSubRegister, "pk1_dn1"}, // answered "not a gateway"
+		{dev, "/sys/pk1/dn1/thing/service/property/set_reply", uplinkAlinkSetReply, "pk1_dn1"},
+		{dev, "/sys/pk1/dn1/thing/service/reboot_reply", uplinkAlinkServiceReply, "pk1_dn1"},
+		{dev, "/sys/pk1/dn1/thing/service/property/set", uplinkAlinkOther, "pk1_dn1"},
+		{dev, "/sys/pk1/dn1/rrpc/response/123", uplinkRRPCResponse, "pk1_dn1"},
+		{dev, "/sys/pk1/dn1/rrpc/response/123/x", uplinkAlinkOther, "pk1_dn1"},
+		{dev, "/sys/pk1/dn2/rrpc/response/123", notUplink, ""},
 		{dev, "/pk1/dn1/user/update", uplinkUser, "pk1_dn1"},
 		{dev, "/pk1/dn1/user/a/b/c", uplinkUser, "pk1_dn1"},
 		{dev, "/pk1/dn1/user/", notUplink, ""},
@@ -41,6 +47,8 @@ func TestMQTTAliTopicACL(t *testing.T) {
 		{gw, "/ext/session/gwp/gw1/combine/batch_logout", uplinkBatchLogout, "gwp_gw1"},
 		{gw, "/ext/session/gwp/gw1/combine/login_reply", notUplink, ""},
 		{gw, "/sys/gwp/gw1/thing/topo/add", uplinkTopoAdd, "gwp_gw1"},
+		{gw, "/sys/gwp/gw1/thing/topo/get", uplinkTopoGet, "gwp_gw1"},
+		{gw, "/sys/gwp/gw1/thing/topo/delete", uplinkTopoDelete, "gwp_gw1"},
 		{gw, "/sys/pk1/s1/thing/event/property/post", uplinkAlinkProperties, "pk1_s1"}, // a logged-in sub-device
 		{gw, "/pk1/s1/user/up", uplinkUser, "pk1_s1"},
 		{gw, "/ext/session/pk1/s1/combine/login", notUplink, ""},     // not for sub-devices

@@ -83,6 +83,9 @@ func (s *Server) SendCommand(ctx context.Context, d *registry.Device, c registry
 	if c.CommandID == "" {
 		return nil, errors.New("mqtt: command has no command_id")
 	}
+	if to, ok := s.alibabaTarget(d.DeviceID); ok {
+		return s.aliCallService(ctx, to, d, c)
+	}
 	body, err := json.Marshal(commandRequest{ObjectDeviceID: d.DeviceID, ServiceID: c.ServiceID,
 		CommandName: c.CommandName, Paras: c.Paras})
 	if err != nil {
@@ -96,15 +99,22 @@ func (s *Server) SendCommand(ctx context.Context, d *registry.Device, c registry
 // ends, for the device's answer on the response topic of kind with the
 // same request id.
 func (s *Server) request(ctx context.Context, kind uplink, deviceID, id, topic string, body []byte) (json.RawMessage, error) {
+	return s.requestVia(ctx, kind, deviceID, deviceID, id, topic, body)
+}
+
+// requestVia is request for a device whose topics another device's
+// session carries (an Alibaba sub-device's, its gateway's): the request
+// goes out on via's session, the answer counts from deviceID's topics.
+func (s *Server) requestVia(ctx context.Context, kind uplink, deviceID, via, id, topic string, body []byte) (json.RawMessage, error) {
 	resp, done, err := s.commands.expect(kind, deviceID, id)
 	if err != nil {
 		return nil, err
 	}
 	defer done()
-	if err := s.deliver(ctx, deviceID, topic, body); err != nil {
+	if err := s.deliver(ctx, via, topic, body); err != nil {
 		return nil, err
 	}
-	s.log.Debug("request sent", "device", deviceID, "topic", topic)
+	s.log.Debug("request sent", "device", deviceID, "via", via, "topic", topic)
 	select {
 	case b := <-resp:
 		return asJSON(b), nil

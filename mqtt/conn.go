@@ -26,6 +26,9 @@ type conn struct {
 	// gateway: the device may log sub-devices in (GATEWAY product,
 	// Alibaba dialect).
 	gateway bool
+	// alibaba: the connection speaks the Alibaba dialect, so the
+	// platform's requests reach it as Alink (alidownlink.go).
+	alibaba bool
 	// registration is the result a registration connection delivers
 	// (nil for device connections).
 	registration *registrationResult

@@ -96,7 +96,9 @@
 // sub-device it has logged in. Property posts
 // (/sys/{pk}/{dn}/thing/event/property/post) update the shadow as
 // alink.go describes and are answered on their _reply topic; custom
-// topics are kept as messages.
+// topics are kept as messages. The platform's property sets and commands
+// reach such a session as Alink (thing.service.property.set, an RRPC call
+// of thing.service.{identifier}), as alidownlink.go describes.
 //
 // # Limits
 //

@@ -19,6 +19,8 @@ type gatewayRegistry interface {
 	DeviceByProductNode(ctx context.Context, productID, nodeID string) (*registry.Device, error)
 	RegisterSubDevices(ctx context.Context, gatewayID string, subs []registry.ProductNode) ([]*registry.Device, error)
 	AttachSubDevices(ctx context.Context, gatewayID string, subs []registry.ProductNode) ([]*registry.Device, error)
+	SubDevicesOf(ctx context.Context, gatewayID string) ([]*registry.Device, error)
+	DetachSubDevices(ctx context.Context, gatewayID string, subs []registry.ProductNode) ([]*registry.Device, error)
 	statusRegistry
 }
 
@@ -30,6 +32,7 @@ const maxBatchLogin = 50
 //
 //	/sys/{pk}/{dn}/thing/sub/register           secrets of pre-registered sub-devices
 //	/sys/{pk}/{dn}/thing/topo/add               attach sub-devices (each signs)
+//	/sys/{pk}/{dn}/thing/topo/get, topo/delete  list, detach them (alitopo.go)
 //	/ext/session/{pk}/{dn}/combine/login        log a sub-device in (signs)
 //	/ext/session/{pk}/{dn}/combine/batch_login  log up to 50 in, all or none
 //	/ext/session/{pk}/{dn}/combine/logout       log a sub-device out
@@ -69,6 +72,10 @@ func (h *gatewayHook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Pa
 		serve = h.subRegister
 	case uplinkTopoAdd:
 		serve = h.topoAdd
+	case uplinkTopoGet:
+		serve = h.topoGet
+	case uplinkTopoDelete:
+		serve = h.topoDelete
 	case uplinkLogin:
 		serve = h.login
 	case uplinkBatchLogin:

@@ -14,16 +14,18 @@ import (
 // CheckMessage validates a downlink message's topic before the registry
 // stores it (registry.MessageSender): a named topic must be one of the
 // device's own downlink topics (in practice a custom
-// $oc/devices/{id}/user/... topic); anything else is a
+// $oc/devices/{id}/user/... topic, or /{product_id}/{node_id}/user/...
+// for a device that connects the Alibaba way); anything else is a
 // *registry.ValidationError, so no application can reach another device
 // through it.
 func (s *Server) CheckMessage(d *registry.Device, m registry.DownMessage) error {
 	if m.Topic == "" {
 		return nil
 	}
-	if !mochi.IsValidFilter(m.Topic, true) || !huaweiMayReceive(d.DeviceID, m.Topic) {
+	if !mochi.IsValidFilter(m.Topic, true) || !huaweiMayReceive(d.DeviceID, m.Topic) && !aliMayReceiveMessage(d, m.Topic) {
 		return &registry.ValidationError{Field: "topic",
-			Reason: fmt.Sprintf("%q is not a downlink topic of device %s ($oc/devices/%[2]s/user/...)", m.Topic, d.DeviceID)}
+			Reason: fmt.Sprintf("%q is not a downlink topic of device %s ($oc/devices/%[2]s/user/... or /%s/%s/user/...)",
+				m.Topic, d.DeviceID, d.ProductID, d.NodeID)}
 	}
 	return nil
 }
@@ -33,7 +35,9 @@ func (s *Server) CheckMessage(d *registry.Device, m registry.DownMessage) error 
 // online through an IoTDA gateway, the gateway's: the standard format's
 // object_device_id names the sub-device) (registry.MessageSender). The device must be connected
 // (registry.ErrNotConnected) and, for topics outside sys/, subscribed to
-// the topic, as on IoTDA (registry.ErrNotSubscribed).
+// the topic, as on IoTDA (registry.ErrNotSubscribed). A session of the
+// Alibaba dialect must be subscribed to any topic, the default one
+// included (which it cannot subscribe to), as on Alibaba.
 func (s *Server) SendMessage(ctx context.Context, d *registry.Device, m registry.DownMessage) error {
 	if err := s.CheckMessage(d, m); err != nil {
 		return err
@@ -43,7 +47,8 @@ func (s *Server) SendMessage(ctx context.Context, d *registry.Device, m registry
 		to = s.carrier(d.DeviceID) // a sub-device's: its gateway's
 		topic = messagesDownTopic(to)
 	}
-	if suffix, _ := huaweiOwnSuffix(to, topic); !strings.HasPrefix(suffix, "sys/") && !s.subscribed(to, topic) {
+	_, alibaba := s.alibabaConn(to)
+	if suffix, _ := huaweiOwnSuffix(to, topic); (alibaba || !strings.HasPrefix(suffix, "sys/")) && !s.subscribed(to, topic) {
 		if _, online := s.session(to); !online {
 			return registry.ErrNotConnected
 		}

@@ -32,6 +32,9 @@ func (s *Server) SendProperties(ctx context.Context, d *registry.Device, p regis
 	if p.RequestID == "" {
 		return nil, errors.New("mqtt: properties request has no request_id")
 	}
+	if to, ok := s.alibabaTarget(d.DeviceID); ok {
+		return s.aliProperties(ctx, to, d, p)
+	}
 	var (
 		body []byte
 		err  error

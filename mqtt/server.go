@@ -83,7 +83,8 @@ type Server struct {
 	stats    *counters
 	shutdown sync.Once
 	stopped  chan struct{} // closed once Shutdown has finished
-	// notifyIDs numbers the bootstrap notifications (their Alink id).
+	// notifyIDs numbers the Alink requests the platform sends (their id):
+	// bootstrap notifications, property sets, service calls.
 	notifyIDs atomic.Int64
 }
 

@@ -137,6 +137,14 @@ const (
 	uplinkBatchLogout     // .../combine/batch_logout
 	// IoTDA gateways
 	uplinkGatewayProperties // sys/gateway/sub_devices/properties/report
+
+	// Alibaba: answers to the platform's requests (alidownlink.go), and
+	// gateways' topology requests (alitopo.go)
+	uplinkAlinkSetReply     // /sys/{pk}/{dn}/thing/service/property/set_reply
+	uplinkAlinkServiceReply // /sys/{pk}/{dn}/thing/service/{identifier}_reply
+	uplinkRRPCResponse      // /sys/{pk}/{dn}/rrpc/response/{messageId}
+	uplinkTopoGet           // /sys/{pk}/{dn}/thing/topo/get
+	uplinkTopoDelete        // /sys/{pk}/{dn}/thing/topo/delete
 )
 
 func (u uplink) String() string {
@@ -144,7 +152,8 @@ func (u uplink) String() string {
 		"properties set response", "properties get response", "shadow get", "custom message",
 		"alink property post", "alink message", "sub-device register", "topology add",
 		"sub-device login", "sub-device batch login", "sub-device logout", "sub-device batch logout",
-		"gateway sub-device properties report"}[u]
+		"gateway sub-device properties report",
+		"alink property set reply", "alink service reply", "rrpc response", "topology get", "topology delete"}[u]
 }
 
 // IoTDA topics (reference §4.3): everything under

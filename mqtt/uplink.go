@@ -78,6 +78,8 @@ func (h *uplinkHook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Pac
 		err = h.shadowGet(cl, r.device, r.suffix, pk.Payload)
 	case uplinkAlinkProperties:
 		err = h.postProperties(cl, r.device, pk)
+	case uplinkAlinkSetReply, uplinkAlinkServiceReply, uplinkRRPCResponse:
+		err = h.alinkResponse(kind, r, pk.Payload)
 	default:
 		h.log.Debug("uplink discarded: nothing consumes it", "device", r.device, "kind", kind, "topic", pk.TopicName)
 	}

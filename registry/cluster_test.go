@@ -678,6 +678,13 @@ func TestNodeWire(t *testing.T) {
 			t.Fatalf("%v came back as %v", sentinel, err)
 		}
 	}
+	// What the session's adapter finds invalid (an Alibaba session's
+	// command without command_name) stays a validation error.
+	_, err := decodeNodeAnswer("node-b", answerOf(nil, fmt.Errorf("mqtt: %w", &ValidationError{Field: "command_name", Reason: "is required"})))
+	var ve *ValidationError
+	if !errors.As(err, &ve) || ve.Field != "command_name" || ve.Reason != "is required" {
+		t.Fatalf("a validation error came back as %v", err)
+	}
 	body, err := decodeNodeAnswer("node-b", answerOf(json.RawMessage(`{"x":1}`), nil))
 	if err != nil || string(body) != `{"x":1}` {
 		t.Fatalf("%s %v", body, err)

@@ -63,6 +63,9 @@ type nodeAnswer struct {
 	Body  json.RawMessage `json:"body,omitempty"`
 	Code  nodeErrorCode   `json:"code,omitempty"`
 	Error string          `json:"error,omitempty"`
+	// Field is an invalid request's field (Code "invalid"; Error is then
+	// the reason), so the refusal is as specific as on the session's node.
+	Field string `json:"field,omitempty"`
 }
 
 // nodeErrorCode is the kind of error an answer carries.
@@ -72,6 +75,7 @@ const (
 	codeNotConnected  nodeErrorCode = "not_connected"
 	codeTimeout       nodeErrorCode = "timeout"
 	codeUnsupported   nodeErrorCode = "unsupported"
+	codeInvalid       nodeErrorCode = "invalid" // a *ValidationError: what the device's adapter cannot carry
 	codeNotSubscribed nodeErrorCode = "not_subscribed"
 	codeNotFound      nodeErrorCode = "not_found"
 	codeBadRequest    nodeErrorCode = "bad_request"
@@ -160,6 +164,10 @@ func answerOf(body json.RawMessage, err error) []byte {
 				break
 			}
 		}
+		var ve *ValidationError
+		if errors.As(err, &ve) {
+			a.Code, a.Field, a.Error = codeInvalid, ve.Field, ve.Reason
+		}
 	}
 	b, mErr := json.Marshal(a)
 	if mErr != nil { // a RawMessage body that is not JSON
@@ -182,8 +190,11 @@ func decodeNodeAnswer(node string, b []byte) (json.RawMessage, error) {
 		return a.Body, nil
 	}
 	e := &RemoteError{Node: node, Msg: a.Error}
-	if a.Code == codeBadRequest {
+	switch a.Code {
+	case codeBadRequest:
 		e.err = ErrBadNodeRequest
+	case codeInvalid:
+		e.err = &ValidationError{Field: a.Field, Reason: a.Error}
 	}
 	for _, w := range wireErrors {
 		if w.code == a.Code {

@@ -21,6 +21,14 @@ import (
 // holds it: this process's adapter for the device's protocol delivers to
 // a session held here; one held by another node of a cluster gets the
 // request over NodeLink (forward.go).
+//
+// The router decides by protocol; the wire format within a protocol is
+// the live session's, chosen by the adapter that holds it: an MQTT device
+// may connect the IoTDA way or the Alibaba way with the same credentials,
+// so only its connection says whether a command goes out on
+// $oc/devices/{id}/sys/commands/... or as an Alink RRPC call (see
+// mqtt/alidownlink.go). A kind of request one dialect cannot carry is
+// refused by the adapter with an error that unwraps to ErrUnsupported.
 
 // Protocol is how a device reaches the platform, as far as delivery goes.
 type Protocol string
