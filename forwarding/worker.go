@@ -2,7 +2,6 @@ package forwarding
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -218,14 +217,8 @@ func (w *worker) selectEvents(ctx context.Context, evs []registry.Event) ([]*Mes
 		if err != nil {
 			return nil, err
 		}
-		if !w.cond.Empty() {
-			var env map[string]any
-			if err := json.Unmarshal(b, &env); err != nil {
-				return nil, fmt.Errorf("decode push of event %s: %w", ev.ID, err)
-			}
-			if !w.cond.Match(env) {
-				continue
-			}
+		if !w.cond.Match(b) {
+			continue
 		}
 		out = append(out, &Message{RequestID: ev.ID, ProjectID: ev.ProjectID, DeviceID: ev.Header.DeviceID,
 			Seq: ev.Seq, Payload: b})
