@@ -36,9 +36,11 @@ type worker struct {
 	draining atomic.Bool
 	drain    *rate.Limiter
 
-	// The rule's compiled condition, recompiled when its where changes.
-	where string
-	cond  routing.Condition
+	// The rule's compiled condition and projection, recompiled when its
+	// where or select changes.
+	where, sel string
+	cond       routing.Condition
+	proj       routing.Projection
 }
 
 func newWorker(o Options, a *registry.RuleAction, st *Stats) *worker {
@@ -207,6 +209,13 @@ func (w *worker) selectEvents(ctx context.Context, evs []registry.Event) ([]*Mes
 		}
 		w.where, w.cond = rule.Where, c
 	}
+	if rule.Select != w.sel {
+		p, err := rule.Projection()
+		if err != nil {
+			return nil, fmt.Errorf("rule %s: stored select does not compile: %w", rule.ID, err)
+		}
+		w.sel, w.proj = rule.Select, p
+	}
 	var out []*Message
 	for i := range evs {
 		ev := &evs[i]
@@ -219,6 +228,9 @@ func (w *worker) selectEvents(ctx context.Context, evs []registry.Event) ([]*Mes
 		}
 		if !w.cond.Match(b) {
 			continue
+		}
+		if !w.proj.All() {
+			b = w.proj.Apply(make([]byte, 0, len(b)), b)
 		}
 		out = append(out, &Message{RequestID: ev.ID, ProjectID: ev.ProjectID, DeviceID: ev.Header.DeviceID,
 			Seq: ev.Seq, Payload: b})
