@@ -39,16 +39,16 @@ func testRegistryStore(t *testing.T) (*registry.Registry, kv.Store) {
 // fakeChannel records what it was given and fails as fail says.
 type fakeChannel struct {
 	// hold, when set, blocks deliveries until it is closed.
-	hold  atomic.Pointer[chan struct{}]
-	mu    sync.Mutex
-	fail  func(m *Message) error
-	got   map[string][]uint64 // device -> seqs delivered, in order
+	hold atomic.Pointer[chan struct{}]
+	mu   sync.Mutex
+	fail func(m *Message) error
+	got  map[string][]uint64 // device -> seqs delivered, in order
 	// projected: payloads are a rule's select, not envelopes; kept in
 	// payloads.
 	projected bool
 	payloads  []string
 	calls     int
-	last  time.Time
+	last      time.Time
 }
 
 func newFake(fail func(*Message) error) *fakeChannel {
