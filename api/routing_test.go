@@ -60,6 +60,10 @@ func TestRoutingRulesREST(t *testing.T) {
 		t.Fatalf("create action: %d %v", st, out)
 	}
 	action := out["action_id"].(string)
+	if st, out := call(s, "tok1", "GET", "/v5/iot/p1/routing-rule/actions/"+action, ""); st != 200 ||
+		fmt.Sprint(out["backlog"]) != "map[dropped:0]" {
+		t.Errorf("show action: %d %v, want its backlog with nothing dropped", st, out)
+	}
 	h := out["channel_detail"].(map[string]any)["http_forwarding"].(map[string]any)
 	if h["url"] != "http://127.0.0.1:9/push" || h["token"] != nil || h["signature_enable"] != true {
 		t.Errorf("action view (the token must never be shown): %v", h)

@@ -36,6 +36,15 @@ type worker struct {
 	draining atomic.Bool
 	drain    *rate.Limiter
 
+	// Backlog bounds: messages at positions up to sizeCut are past
+	// MaxSize (measured at most every BacklogCheck, at sizeChecked);
+	// dropAge and dropSize count the messages dropped since the last
+	// acknowledgement.
+	bounds            BacklogBounds
+	sizeCut           atomic.Uint64
+	sizeChecked       atomic.Int64
+	dropAge, dropSize atomic.Uint64
+
 	// The rule's compiled condition and projection, recompiled when its
 	// where or select changes.
 	where, sel string
@@ -47,7 +56,7 @@ func newWorker(o Options, a *registry.RuleAction, st *Stats) *worker {
 	burst := max(1, int(o.DrainRate/10))
 	return &worker{o: o, a: a, consumer: registry.ActionConsumer(a.ID), stats: st, seed: maphash.MakeSeed(),
 		log:   o.Logger.With("action", a.ID, "project", a.ProjectID, "channel", a.Channel),
-		drain: rate.NewLimiter(rate.Limit(o.DrainRate), burst)}
+		drain: rate.NewLimiter(rate.Limit(o.DrainRate), burst), bounds: o.backlog(a.Channel)}
 }
 
 func (w *worker) run(ctx context.Context) {
@@ -121,6 +130,9 @@ func (w *worker) step(ctx context.Context, ch Channel, cursor uint64) (uint64, b
 		return cursor, true
 	}
 	w.stats.oldest.Store(page.Events[0].Time.UnixNano())
+	if len(page.Events) == w.o.PageSize || w.draining.Load() {
+		w.checkSize(ctx, cursor) // behind the stream: a backlog builds up
+	}
 	w.applyFlowControl(ctx)
 	msgs, err := w.selectEvents(ctx, page.Events)
 	if err != nil {
@@ -137,7 +149,7 @@ func (w *worker) step(ctx context.Context, ch Channel, cursor uint64) (uint64, b
 	if !w.deliver(ctx, ch, msgs) {
 		return cursor, false
 	}
-	if !w.ack(ctx, page.Next) {
+	if !w.ack(ctx, page.Next, w.drops()) {
 		return cursor, false
 	}
 	w.stats.cursor.Store(int64(page.Next))
@@ -185,7 +197,7 @@ func (w *worker) skipTrimmed(ctx context.Context, cursor uint64) (uint64, bool) 
 	w.stats.Dropped.Add(h - cursor)
 	w.log.Error("forwarding: events were trimmed by the event backlog bounds before delivery; they are lost",
 		"from_cursor", cursor, "to_cursor", h, "positions", h-cursor)
-	if !w.ack(ctx, h) {
+	if !w.ack(ctx, h, registry.EventDrops{Count: h - cursor, Reason: DropTrimmed}) {
 		return cursor, false
 	}
 	return h, true
@@ -233,7 +245,7 @@ func (w *worker) selectEvents(ctx context.Context, evs []registry.Event) ([]*Mes
 			b = w.proj.Apply(make([]byte, 0, len(b)), b)
 		}
 		out = append(out, &Message{RequestID: ev.ID, ProjectID: ev.ProjectID, DeviceID: ev.Header.DeviceID,
-			Seq: ev.Seq, Payload: b})
+			Seq: ev.Seq, Payload: b, pos: ev.Position, at: ev.Time.UnixNano()})
 	}
 	return out, nil
 }
@@ -274,6 +286,9 @@ func (w *worker) deliver(ctx context.Context, ch Channel, msgs []*Message) bool 
 // ends.
 func (w *worker) send(ctx context.Context, ch Channel, m *Message) bool {
 	for ctx.Err() == nil {
+		if w.passOver(m) {
+			return true
+		}
 		if w.draining.Load() {
 			if err := w.drain.Wait(ctx); err != nil {
 				return false
@@ -296,6 +311,7 @@ func (w *worker) send(ctx context.Context, ch Channel, m *Message) bool {
 			w.log.Warn("forwarding: delivery failed; retrying", "failures_in_a_row", n, "retry_in", delay,
 				"device_id", m.DeviceID, "request_id", m.RequestID, "err", err)
 		}
+		w.checkSize(ctx, uint64(w.stats.cursor.Load()))
 		w.sleep(ctx, delay)
 	}
 	return false
@@ -307,6 +323,12 @@ func (w *worker) send(ctx context.Context, ch Channel, m *Message) bool {
 // (see BatchChannel); false when ctx ended first.
 func (w *worker) sendBatches(ctx context.Context, ch BatchChannel, lane []*Message) bool {
 	for len(lane) > 0 {
+		for len(lane) > 0 && w.passOver(lane[0]) {
+			lane = lane[1:]
+		}
+		if len(lane) == 0 {
+			break
+		}
 		n := len(lane)
 		if w.draining.Load() {
 			n = min(n, w.drain.Burst())
@@ -332,15 +354,17 @@ func (w *worker) sendBatches(ctx context.Context, ch BatchChannel, lane []*Messa
 			w.log.Warn("forwarding: batch delivery failed; retrying", "failures_in_a_row", f, "retry_in", delay,
 				"messages", n, "err", err)
 		}
+		w.checkSize(ctx, uint64(w.stats.cursor.Load()))
 		w.sleep(ctx, delay)
 	}
 	return true
 }
 
-// ack records the cursor, retrying until the store takes it or ctx ends.
-func (w *worker) ack(ctx context.Context, cursor uint64) bool {
+// ack records the cursor, with the drops since the last, retrying until
+// the store takes it or ctx ends.
+func (w *worker) ack(ctx context.Context, cursor uint64, drops registry.EventDrops) bool {
 	for attempt := uint(0); ctx.Err() == nil; attempt++ {
-		err := w.o.Registry.AckEvents(ctx, w.a.ProjectID, w.consumer, cursor)
+		err := w.o.Registry.AckEventsDropping(ctx, w.a.ProjectID, w.consumer, cursor, drops)
 		if err == nil {
 			return true
 		}

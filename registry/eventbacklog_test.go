@@ -25,7 +25,7 @@ func TestEventBacklogCut(t *testing.T) {
 		}
 	}
 	evs := allEvents(t, r, "proj") // the create and 10 messages
-	var sizes []int64                 // stored bytes of each event
+	var sizes []int64              // stored bytes of each event
 	prefix := prefixKey(famEvent, "proj")
 	if err := r.view(ctx, func(rd Reader) error {
 		return rd.Scan(prefix, nil, false, func(k, v []byte) (bool, error) {

@@ -1,0 +1,79 @@
+package forwarding
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/iotgate/iotgate/registry"
+)
+
+// downUntilUp is a fake destination that fails until up is called.
+func downUntilUp() (f *fakeChannel, up func()) {
+	down := true
+	f = newFake(func(*Message) error {
+		if down {
+			return errors.New("down")
+		}
+		return nil
+	})
+	return f, func() { f.mu.Lock(); down = false; f.mu.Unlock() }
+}
+
+// runBacklogEngine runs an engine whose one action of p's uplinks goes to
+// f, with the backlog bounds given.
+func runBacklogEngine(t *testing.T, reg *registry.Registry, f *fakeChannel, bounds BacklogBounds) (action string, e *Engine) {
+	t.Helper()
+	action = addAction(t, reg, "p", addRule(t, reg, "p", registry.RoutingRule{
+		Subject: registry.RuleSubject{Resource: registry.ResourceDeviceMessage, Event: registry.EventReport}}))
+	e, _ = runEngine(t, reg, map[string]*fakeChannel{action: f}, Options{RetryBase: time.Millisecond,
+		RetryMax: 20 * time.Millisecond, Poll: 5 * time.Millisecond, Reload: 20 * time.Millisecond,
+		ChannelBacklog: map[string]BacklogBounds{registry.ChannelHTTP: bounds}, BacklogCheck: 5 * time.Millisecond})
+	return action, e
+}
+
+func TestBacklogAgeBound(t *testing.T) {
+	reg := testRegistry(t)
+	devs := fixture(t, reg, "p", 2)
+	f, up := downUntilUp()
+	action, e := runBacklogEngine(t, reg, f, BacklogBounds{MaxAge: 300 * time.Millisecond})
+	uplinks(t, reg, devs, 3) // dropped: older than 300 ms when the destination is back
+	time.Sleep(500 * time.Millisecond)
+	uplinks(t, reg, devs, 2)
+	up()
+	waitFor(t, "the fresh uplinks", 5*time.Second, func() bool { return f.count() == 4 })
+	for _, d := range devs {
+		wantInOrder(t, d, f.seqs(d), 5, 2) // seq 1 is the device's creation
+	}
+	if st := e.Stats(action); st.DroppedAge.Load() != 6 || st.DroppedSize.Load() != 0 {
+		t.Errorf("dropped %d for age, %d for size; want 6 and 0", st.DroppedAge.Load(), st.DroppedSize.Load())
+	}
+	waitFor(t, "the drops recorded on the action", 5*time.Second, func() bool {
+		c, err := reg.EventConsumer(context.Background(), "p", registry.ActionConsumer(action))
+		return err == nil && c.Dropped == 6 && c.LastDropReason == DropAge && !c.LastDrop.IsZero()
+	})
+}
+
+func TestBacklogSizeBound(t *testing.T) {
+	reg := testRegistry(t)
+	devs := fixture(t, reg, "p", 1)
+	f, up := downUntilUp()
+	// About three stored uplinks (each well over 200 bytes, under 1000).
+	action, e := runBacklogEngine(t, reg, f, BacklogBounds{MaxSize: 3 * 600})
+	uplinks(t, reg, devs, 20)
+	waitFor(t, "a size drop", 5*time.Second, func() bool { return e.Stats(action).DroppedSize.Load() > 0 })
+	up()
+	waitFor(t, "the rest delivered", 5*time.Second, func() bool {
+		return uint64(f.count())+e.Stats(action).DroppedSize.Load() == 20
+	})
+	got := f.seqs(devs[0])
+	if len(got) == 0 || len(got) > 10 || got[len(got)-1] != 21 {
+		t.Fatalf("delivered seqs %v: want the newest few, up to seq 21", got)
+	}
+	wantInOrder(t, devs[0], got, int(got[0]), len(got))
+	waitFor(t, "the drops recorded on the action", 5*time.Second, func() bool {
+		c, err := reg.EventConsumer(context.Background(), "p", registry.ActionConsumer(action))
+		return err == nil && c.Dropped == e.Stats(action).DroppedSize.Load() && c.LastDropReason == DropSize
+	})
+}
