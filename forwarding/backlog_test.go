@@ -77,3 +77,23 @@ func TestBacklogSizeBound(t *testing.T) {
 		return err == nil && c.Dropped == e.Stats(action).DroppedSize.Load() && c.LastDropReason == DropSize
 	})
 }
+
+// A caught-up action is woken by the commit of its project's events, not
+// by its poll.
+func TestWakeOnCommit(t *testing.T) {
+	reg := testRegistry(t)
+	devs := fixture(t, reg, "p", 1)
+	f := newFake(nil)
+	action := addAction(t, reg, "p", addRule(t, reg, "p", registry.RoutingRule{
+		Subject: registry.RuleSubject{Resource: registry.ResourceDeviceMessage, Event: registry.EventReport}}))
+	startEngine(t, reg, map[string]*fakeChannel{action: f}, Options{Poll: time.Minute, Reload: 20 * time.Millisecond})
+	time.Sleep(200 * time.Millisecond) // the worker has started and caught up
+	for i := range 3 {
+		start := time.Now()
+		uplinks(t, reg, devs, 1)
+		waitFor(t, "the push", 5*time.Second, func() bool { return f.count() == i+1 })
+		if d := time.Since(start); d > 2*time.Second {
+			t.Fatalf("push %d took %v: the worker waited for its poll", i, d)
+		}
+	}
+}

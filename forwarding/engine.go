@@ -24,6 +24,17 @@ type Registry interface {
 
 var _ Registry = (*registry.Registry)(nil)
 
+// Waker tells a worker that has caught up with the stream that events of
+// its project were committed since it took the channel (before its read), so it need
+// not wait for the next poll. The registry wakes on its own node's
+// commits; on a cluster a bus may relay other nodes' (registry.Registry.
+// NotifyEvents), and the poll is the fallback for what nothing relays.
+type Waker interface {
+	EventsCommitted(project string) <-chan struct{}
+}
+
+var _ Waker = (*registry.Registry)(nil)
+
 // Defaults of Options.
 const (
 	DefaultReload    = time.Second
@@ -65,8 +76,12 @@ type Options struct {
 	// deleted actions are picked up) and the leases renewed.
 	Reload time.Duration
 	// Poll is how long a worker that has caught up waits before reading
-	// the stream again.
+	// the stream again, unless Wake says first that events were
+	// committed.
 	Poll time.Duration
+	// Wake wakes caught-up workers on a commit; nil: the Registry if it
+	// is a Waker, else workers only poll.
+	Wake Waker
 	// PageSize bounds the events a worker reads, delivers and
 	// acknowledges at once (at most registry.MaxEventsPage).
 	PageSize int
@@ -134,6 +149,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Lease == nil {
 		o.Lease = registry.LocalLease{}
+	}
+	if w, ok := o.Registry.(Waker); ok && o.Wake == nil {
+		o.Wake = w
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

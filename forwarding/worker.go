@@ -111,6 +111,10 @@ func (w *worker) cursor(ctx context.Context) (uint64, bool) {
 // step reads, delivers and acknowledges one page; it returns the cursor
 // to go on from, and false to stop.
 func (w *worker) step(ctx context.Context, ch Channel, cursor uint64) (uint64, bool) {
+	var wake <-chan struct{} // nil (never ready) without a Waker
+	if w.o.Wake != nil {
+		wake = w.o.Wake.EventsCommitted(w.a.ProjectID) // before the read: no commit after it is missed
+	}
 	page, err := w.o.Registry.Events(ctx, w.a.ProjectID, cursor, w.o.PageSize)
 	if errors.Is(err, registry.ErrEventsTrimmed) {
 		return w.skipTrimmed(ctx, cursor)
@@ -126,7 +130,7 @@ func (w *worker) step(ctx context.Context, ch Channel, cursor uint64) (uint64, b
 	if len(page.Events) == 0 {
 		w.stats.oldest.Store(0)
 		w.draining.Store(false)
-		w.sleep(ctx, w.o.Poll)
+		w.await(ctx, wake)
 		return cursor, true
 	}
 	w.stats.oldest.Store(page.Events[0].Time.UnixNano())
@@ -385,6 +389,17 @@ func (w *worker) backoff(n uint) time.Duration {
 		return w.o.RetryMax
 	}
 	return min(w.o.RetryBase<<n, w.o.RetryMax)
+}
+
+// await waits, once caught up, for a commit (wake) or the poll.
+func (w *worker) await(ctx context.Context, wake <-chan struct{}) {
+	t := time.NewTimer(w.o.Poll)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-wake:
+	case <-t.C:
+	}
 }
 
 func (w *worker) sleep(ctx context.Context, d time.Duration) {
