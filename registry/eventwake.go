@@ -49,7 +49,9 @@ func (s *eventSignal) notify(projects ...string) {
 // committed after the call: by this node's writes, or by another node's
 // as NotifyEvents reports. A reader takes it before it reads the stream,
 // so a commit between its read and its wait is not missed.
-func (r *Registry) EventsCommitted(project string) <-chan struct{} { return r.eventSignal.wait(project) }
+func (r *Registry) EventsCommitted(project string) <-chan struct{} {
+	return r.eventSignal.wait(project)
+}
 
 // NotifyEvents wakes the readers waiting on EventsCommitted for project
 // ("": every project): for a cluster's bus, when another node has
