@@ -62,6 +62,9 @@ func TestSourcesAndHistograms(t *testing.T) {
 		},
 		AutoBans:   func() map[string]uint64 { return map[string]uint64{"flapping": 1} },
 		StoreBytes: func() int64 { return 4096 },
+		Forwarding: func(context.Context) []ForwardingStats {
+			return []ForwardingStats{{Action: "a1", Delivered: 9, Dropped: 2, DroppedAge: 3, DroppedSize: 5, Backlog: 7}}
+		},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -89,6 +92,11 @@ func TestSourcesAndHistograms(t *testing.T) {
 		{"iotgate_bans", []string{"source", "manual", "target", "address"}, 0},
 		{"iotgate_bans_imposed_total", []string{"rule", "flapping"}, 1},
 		{"iotgate_store_size_bytes", nil, 4096},
+		{"iotgate_forwarding_delivered_total", []string{"action", "a1"}, 9},
+		{"iotgate_forwarding_dropped_total", []string{"action", "a1"}, 2},
+		{"iotgate_forwarding_backlog_dropped_total", []string{"action", "a1", "bound", "age"}, 3},
+		{"iotgate_forwarding_backlog_dropped_total", []string{"action", "a1", "bound", "size"}, 5},
+		{"iotgate_forwarding_backlog_positions", []string{"action", "a1"}, 7},
 		{"iotgate_store_write_duration_seconds", nil, 1},
 		{"iotgate_store_commit_batch_size", nil, 1},
 		{"iotgate_dtls_handshake_duration_seconds", []string{"result", "ok"}, 1},
