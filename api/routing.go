@@ -47,6 +47,7 @@ func (s *Server) routingRoutes(g *echo.Group) {
 	g.PUT("/routing-rule/actions/:action_id", s.updateAction)
 	g.DELETE("/routing-rule/actions/:action_id", s.deleteAction)
 	s.flowPolicyRoutes(g)
+	s.backlogPolicyRoutes(g)
 }
 
 type subjectView struct {

@@ -163,3 +163,38 @@ func TestFlowControlPoliciesREST(t *testing.T) {
 		t.Errorf("delete: %d", st)
 	}
 }
+
+func TestBacklogPoliciesREST(t *testing.T) {
+	s, _ := newTestServer(t)
+	st, out := call(s, "tok1", "POST", "/v5/iot/p1/routing-rule/backlog-policy", `{"policy_name":"default"}`)
+	if st != 201 || out["policy_id"] == "" || out["backlog_size"] != float64(1073741823) || out["backlog_time"] != float64(86399) {
+		t.Fatalf("create with IoTDA's defaults: %d %v", st, out)
+	}
+	id := out["policy_id"].(string)
+	for _, tc := range []struct{ body, msg string }{
+		{`{"backlog_size":-1}`, "invalid backlog_size: must be 0 to 1073741823 (bytes)"},
+		{`{"backlog_time":86400}`, "invalid backlog_time: must be 0 to 86399 (seconds)"},
+		{`{"backlog_time":"1h"}`, "invalid backlog_time"},
+	} {
+		st, out := call(s, "tok1", "POST", "/v5/iot/p1/routing-rule/backlog-policy", tc.body)
+		if st != 400 || out["error_code"] != "IOTDA.000006" || !strings.Contains(fmt.Sprint(out["error_msg"]), tc.msg) {
+			t.Errorf("%s: %d %v, want 400 %q", tc.body, st, out, tc.msg)
+		}
+	}
+	st, out = call(s, "tok1", "PUT", "/v5/iot/p1/routing-rule/backlog-policy/"+id, `{"backlog_size":4096,"backlog_time":0}`)
+	if st != 200 || out["backlog_size"] != float64(4096) || out["backlog_time"] != float64(0) || out["policy_name"] != "default" {
+		t.Errorf("update: %d %v", st, out)
+	}
+	if st, out := call(s, "tok1", "GET", "/v5/iot/p1/routing-rule/backlog-policy", ""); st != 200 || out["count"] != float64(1) {
+		t.Errorf("list: %d %v", st, out)
+	}
+	if st, out := call(s, "tok2", "GET", "/v5/iot/p2/routing-rule/backlog-policy/"+id, ""); st != 404 || out["error_code"] != "IOTDA.014703" {
+		t.Errorf("p2 read p1's policy: %d %v", st, out)
+	}
+	if st, _ := call(s, "tok1", "DELETE", "/v5/iot/p1/routing-rule/backlog-policy/"+id, ""); st != 204 {
+		t.Errorf("delete: %d", st)
+	}
+	if st, out := call(s, "tok1", "GET", "/v5/iot/p1/routing-rule/backlog-policy/"+id, ""); st != 404 || out["error_code"] != "IOTDA.014703" {
+		t.Errorf("deleted policy: %d %v", st, out)
+	}
+}

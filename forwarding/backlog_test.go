@@ -3,6 +3,7 @@ package forwarding
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -95,5 +96,35 @@ func TestWakeOnCommit(t *testing.T) {
 		if d := time.Since(start); d > 2*time.Second {
 			t.Fatalf("push %d took %v: the worker waited for its poll", i, d)
 		}
+	}
+}
+
+// A project's backlog policy of 0 s keeps no backlog: what cannot be
+// delivered is dropped, while a healthy destination still gets it all.
+func TestBacklogPolicyNoBacklog(t *testing.T) {
+	reg := testRegistry(t)
+	devs := fixture(t, reg, "p", 1)
+	zero := int64(0)
+	if _, err := reg.AddBacklogPolicy(context.Background(), "p", registry.NewBacklogPolicy{Name: "none", Time: &zero}); err != nil {
+		t.Fatal(err)
+	}
+	var down atomic.Bool
+	f := newFake(func(*Message) error {
+		if down.Load() {
+			return errors.New("down")
+		}
+		return nil
+	})
+	action, e := runBacklogEngine(t, reg, f, BacklogBounds{})
+	uplinks(t, reg, devs, 2)
+	waitFor(t, "the healthy pushes", 5*time.Second, func() bool { return f.count() == 2 })
+	down.Store(true)
+	uplinks(t, reg, devs, 3)
+	waitFor(t, "the drops", 5*time.Second, func() bool { return e.Stats(action).DroppedAge.Load() == 3 })
+	down.Store(false)
+	uplinks(t, reg, devs, 2)
+	waitFor(t, "the pushes after the outage", 5*time.Second, func() bool { return f.count() == 4 })
+	if got := f.seqs(devs[0]); len(got) != 4 || got[2] != 7 || got[3] != 8 {
+		t.Errorf("delivered seqs %v, want 2, 3, 7, 8", got)
 	}
 }

@@ -20,6 +20,7 @@ type Registry interface {
 	EventBacklogCut(ctx context.Context, project string, cursor uint64, maxBytes int64) (uint64, error)
 	EventHorizon(ctx context.Context, project string) (uint64, error)
 	FlowControlPolicies(ctx context.Context, project string) ([]*registry.FlowControlPolicy, error)
+	BacklogPolicies(ctx context.Context, project string) ([]*registry.BacklogPolicy, error)
 }
 
 var _ Registry = (*registry.Registry)(nil)
@@ -56,7 +57,9 @@ const (
 
 // BacklogBounds bound what an action keeps undelivered: a message older
 // than MaxAge, or beyond the newest MaxSize bytes of stored events after
-// the action's cursor, is dropped (oldest first), counted and logged.
+// the action's cursor, is dropped (oldest first), counted and logged. A
+// project's backlog policies lower them for its actions; 0 (a policy's
+// "no backlog") drops what cannot be delivered at the first try.
 type BacklogBounds struct {
 	MaxAge  time.Duration
 	MaxSize int64

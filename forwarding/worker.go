@@ -138,6 +138,7 @@ func (w *worker) step(ctx context.Context, ch Channel, cursor uint64) (uint64, b
 		w.checkSize(ctx, cursor) // behind the stream: a backlog builds up
 	}
 	w.applyFlowControl(ctx)
+	w.applyBacklogPolicies(ctx)
 	msgs, err := w.selectEvents(ctx, page.Events)
 	if err != nil {
 		if errors.Is(err, registry.ErrNotFound) {

@@ -124,6 +124,7 @@ const (
 	EntityRuleAction                      // a routing rule's action
 	EntityFlowPolicy                      // a forwarding flow-control policy
 	EntityDeviceGroup                     // a device group
+	EntityBacklogPolicy                   // a forwarding backlog policy
 )
 
 // String is the entity's name in messages.
@@ -155,6 +156,8 @@ func (e Entity) String() string {
 		return "flow-control policy"
 	case EntityDeviceGroup:
 		return "device group"
+	case EntityBacklogPolicy:
+		return "backlog policy"
 	}
 	return fmt.Sprintf("Entity(%d)", uint8(e))
 }
