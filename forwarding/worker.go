@@ -134,11 +134,11 @@ func (w *worker) step(ctx context.Context, ch Channel, cursor uint64) (uint64, b
 		return cursor, true
 	}
 	w.stats.oldest.Store(page.Events[0].Time.UnixNano())
+	w.applyFlowControl(ctx)
+	w.applyBacklogPolicies(ctx)
 	if len(page.Events) == w.o.PageSize || w.draining.Load() {
 		w.checkSize(ctx, cursor) // behind the stream: a backlog builds up
 	}
-	w.applyFlowControl(ctx)
-	w.applyBacklogPolicies(ctx)
 	msgs, err := w.selectEvents(ctx, page.Events)
 	if err != nil {
 		if errors.Is(err, registry.ErrNotFound) {
