@@ -23,6 +23,7 @@ type Registry interface {
 	clusterRegistry
 	routingRegistry
 	flowPolicyRegistry
+	backlogPolicyRegistry
 	groupRegistry
 	packageRegistry
 }

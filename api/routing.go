@@ -47,6 +47,7 @@ func (s *Server) routingRoutes(g *echo.Group) {
 	g.PUT("/routing-rule/actions/:action_id", s.updateAction)
 	g.DELETE("/routing-rule/actions/:action_id", s.deleteAction)
 	s.flowPolicyRoutes(g)
+	s.backlogPolicyRoutes(g)
 }
 
 type subjectView struct {
@@ -81,6 +82,15 @@ type actionView struct {
 	AppID         string                 `json:"app_id"`
 	Channel       string                 `json:"channel"`
 	ChannelDetail registry.ChannelDetail `json:"channel_detail"`
+	// Backlog (iotgate's, shown by GET of one action): what the action's
+	// backlog bounds dropped undelivered.
+	Backlog *backlogView `json:"backlog,omitempty"`
+}
+
+type backlogView struct {
+	Dropped        uint64 `json:"dropped"`
+	LastDropTime   string `json:"last_drop_time,omitempty"`
+	LastDropReason string `json:"last_drop_reason,omitempty"`
 }
 
 func viewAction(a *registry.RuleAction) actionView {
@@ -258,11 +268,23 @@ func (s *Server) createAction(c echo.Context) error {
 }
 
 func (s *Server) showAction(c echo.Context) error {
-	a, err := s.reg.RuleAction(c.Request().Context(), project(c), c.Param("action_id"))
+	ctx := c.Request().Context()
+	a, err := s.reg.RuleAction(ctx, project(c), c.Param("action_id"))
 	if err != nil {
 		return routingError(err)
 	}
-	return c.JSON(http.StatusOK, viewAction(a))
+	v := viewAction(a)
+	con, err := s.reg.EventConsumer(ctx, a.ProjectID, registry.ActionConsumer(a.ID))
+	switch {
+	case err == nil:
+		v.Backlog = &backlogView{Dropped: con.Dropped, LastDropReason: con.LastDropReason}
+		if !con.LastDrop.IsZero() {
+			v.Backlog.LastDropTime = con.LastDrop.UTC().Format(compactTime)
+		}
+	case !errors.Is(err, registry.ErrNotFound):
+		return routingError(err)
+	}
+	return c.JSON(http.StatusOK, v)
 }
 
 // listActions is GET /routing-rule/actions, filtered by rule_id,

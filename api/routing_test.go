@@ -24,7 +24,9 @@ func TestRoutingRulesREST(t *testing.T) {
 			`invalid where: at character 1: unknown field "temp"`},
 		{`{"subject":{"resource":"device.property","event":"update"}}`, "IOTDA.000006", "device.property/update is not a subject"},
 		{`{"rule_name":"x"}`, "IOTDA.000006", "invalid subject: is required"},
-		{`{"subject":{"resource":"device","event":"create"},"select":"a,b"}`, "IOTDA.000006", "invalid select"},
+		{`{"subject":{"resource":"device","event":"create"},"select":"a,b"}`, "IOTDA.000006", `invalid select: at character 1: unknown field "a"`},
+		{`{"subject":{"resource":"device","event":"create"},"select":"'x'"}`, "IOTDA.000006", "invalid select: at character 4: string 'x' needs a name: add AS name"},
+		{`{"subject":{"resource":"device","event":"create"},"where":"resource = 'x' AND"}`, "IOTDA.000006", "invalid where: at character 19: unexpected end of clause"},
 		{`{"subject":{"resource":"device","event":"create"},"app_id":"p2"}`, "IOTDA.000006", "invalid app_id"},
 		{`{"subject":{"resource":"device","event":"create"},"active":"yes"}`, "IOTDA.000006", "invalid active"},
 		{`{"subject":`, "IOTDA.000008", "not valid JSON"},
@@ -58,6 +60,10 @@ func TestRoutingRulesREST(t *testing.T) {
 		t.Fatalf("create action: %d %v", st, out)
 	}
 	action := out["action_id"].(string)
+	if st, out := call(s, "tok1", "GET", "/v5/iot/p1/routing-rule/actions/"+action, ""); st != 200 ||
+		fmt.Sprint(out["backlog"]) != "map[dropped:0]" {
+		t.Errorf("show action: %d %v, want its backlog with nothing dropped", st, out)
+	}
 	h := out["channel_detail"].(map[string]any)["http_forwarding"].(map[string]any)
 	if h["url"] != "http://127.0.0.1:9/push" || h["token"] != nil || h["signature_enable"] != true {
 		t.Errorf("action view (the token must never be shown): %v", h)
@@ -155,5 +161,40 @@ func TestFlowControlPoliciesREST(t *testing.T) {
 	}
 	if st, _ := call(s, "tok1", "DELETE", "/v5/iot/p1/routing-rule/flowcontrol-policy/"+id, ""); st != 204 {
 		t.Errorf("delete: %d", st)
+	}
+}
+
+func TestBacklogPoliciesREST(t *testing.T) {
+	s, _ := newTestServer(t)
+	st, out := call(s, "tok1", "POST", "/v5/iot/p1/routing-rule/backlog-policy", `{"policy_name":"default"}`)
+	if st != 201 || out["policy_id"] == "" || out["backlog_size"] != float64(1073741823) || out["backlog_time"] != float64(86399) {
+		t.Fatalf("create with IoTDA's defaults: %d %v", st, out)
+	}
+	id := out["policy_id"].(string)
+	for _, tc := range []struct{ body, msg string }{
+		{`{"backlog_size":-1}`, "invalid backlog_size: must be 0 to 1073741823 (bytes)"},
+		{`{"backlog_time":86400}`, "invalid backlog_time: must be 0 to 86399 (seconds)"},
+		{`{"backlog_time":"1h"}`, "invalid backlog_time"},
+	} {
+		st, out := call(s, "tok1", "POST", "/v5/iot/p1/routing-rule/backlog-policy", tc.body)
+		if st != 400 || out["error_code"] != "IOTDA.000006" || !strings.Contains(fmt.Sprint(out["error_msg"]), tc.msg) {
+			t.Errorf("%s: %d %v, want 400 %q", tc.body, st, out, tc.msg)
+		}
+	}
+	st, out = call(s, "tok1", "PUT", "/v5/iot/p1/routing-rule/backlog-policy/"+id, `{"backlog_size":4096,"backlog_time":0}`)
+	if st != 200 || out["backlog_size"] != float64(4096) || out["backlog_time"] != float64(0) || out["policy_name"] != "default" {
+		t.Errorf("update: %d %v", st, out)
+	}
+	if st, out := call(s, "tok1", "GET", "/v5/iot/p1/routing-rule/backlog-policy", ""); st != 200 || out["count"] != float64(1) {
+		t.Errorf("list: %d %v", st, out)
+	}
+	if st, out := call(s, "tok2", "GET", "/v5/iot/p2/routing-rule/backlog-policy/"+id, ""); st != 404 || out["error_code"] != "IOTDA.014703" {
+		t.Errorf("p2 read p1's policy: %d %v", st, out)
+	}
+	if st, _ := call(s, "tok1", "DELETE", "/v5/iot/p1/routing-rule/backlog-policy/"+id, ""); st != 204 {
+		t.Errorf("delete: %d", st)
+	}
+	if st, out := call(s, "tok1", "GET", "/v5/iot/p1/routing-rule/backlog-policy/"+id, ""); st != 404 || out["error_code"] != "IOTDA.014703" {
+		t.Errorf("deleted policy: %d %v", st, out)
 	}
 }

@@ -15,8 +15,14 @@ type Message struct {
 	DeviceID  string
 	// Seq is the event's per-device sequence number.
 	Seq uint64
-	// Payload is the envelope as JSON.
+	// Payload is the envelope as JSON (or what the rule's select keeps
+	// of it).
 	Payload []byte
+
+	// pos and at are the event's stream position and time (Unix
+	// nanoseconds), for the backlog bounds.
+	pos uint64
+	at  int64
 }
 
 // Channel delivers messages to one destination. Deliver returns nil only

@@ -16,12 +16,25 @@ type Registry interface {
 	RoutingRule(ctx context.Context, project, id string) (*registry.RoutingRule, error)
 	EventConsumer(ctx context.Context, project, name string) (*registry.EventConsumer, error)
 	Events(ctx context.Context, project string, cursor uint64, limit int) (*registry.EventPage, error)
-	AckEvents(ctx context.Context, project, name string, cursor uint64) error
+	AckEventsDropping(ctx context.Context, project, name string, cursor uint64, drops registry.EventDrops) error
+	EventBacklogCut(ctx context.Context, project string, cursor uint64, maxBytes int64) (uint64, error)
 	EventHorizon(ctx context.Context, project string) (uint64, error)
 	FlowControlPolicies(ctx context.Context, project string) ([]*registry.FlowControlPolicy, error)
+	BacklogPolicies(ctx context.Context, project string) ([]*registry.BacklogPolicy, error)
 }
 
 var _ Registry = (*registry.Registry)(nil)
+
+// Waker tells a worker that has caught up with the stream that events of
+// its project were committed since it took the channel (before its read), so it need
+// not wait for the next poll. The registry wakes on its own node's
+// commits; on a cluster a bus may relay other nodes' (registry.Registry.
+// NotifyEvents), and the poll is the fallback for what nothing relays.
+type Waker interface {
+	EventsCommitted(project string) <-chan struct{}
+}
+
+var _ Waker = (*registry.Registry)(nil)
 
 // Defaults of Options.
 const (
@@ -35,7 +48,22 @@ const (
 	DefaultRetryMax  = 3 * time.Minute
 	DefaultDrainRate = 1000
 	DefaultLeaseTTL  = 15 * time.Second
+	// DefaultBacklogAge and DefaultBacklogSize are IoTDA's: a
+	// destination's backlog is kept 24 hours or 1 GiB.
+	DefaultBacklogAge   = 24 * time.Hour
+	DefaultBacklogSize  = 1 << 30
+	DefaultBacklogCheck = 10 * time.Second
 )
+
+// BacklogBounds bound what an action keeps undelivered: a message older
+// than MaxAge, or beyond the newest MaxSize bytes of stored events after
+// the action's cursor, is dropped (oldest first), counted and logged. A
+// project's backlog policies lower them for its actions; 0 (a policy's
+// "no backlog") drops what cannot be delivered at the first try.
+type BacklogBounds struct {
+	MaxAge  time.Duration
+	MaxSize int64
+}
 
 // Options configure an Engine; zero fields take the defaults above.
 type Options struct {
@@ -51,8 +79,12 @@ type Options struct {
 	// deleted actions are picked up) and the leases renewed.
 	Reload time.Duration
 	// Poll is how long a worker that has caught up waits before reading
-	// the stream again.
+	// the stream again, unless Wake says first that events were
+	// committed.
 	Poll time.Duration
+	// Wake wakes caught-up workers on a commit; nil: the Registry if it
+	// is a Waker, else workers only poll.
+	Wake Waker
 	// PageSize bounds the events a worker reads, delivers and
 	// acknowledges at once (at most registry.MaxEventsPage).
 	PageSize int
@@ -68,6 +100,29 @@ type Options struct {
 	// flow-control policies lower it for the actions they apply to.
 	DrainRate float64
 	LeaseTTL  time.Duration
+	// Backlog bounds each action's backlog; ChannelBacklog replaces it
+	// for the actions of a channel (by name). Zero fields take the
+	// defaults.
+	Backlog        BacklogBounds
+	ChannelBacklog map[string]BacklogBounds
+	// BacklogCheck is how often an action that is behind the stream
+	// measures its backlog against MaxSize (a read of up to MaxSize).
+	BacklogCheck time.Duration
+}
+
+// backlog returns the bounds of a channel's actions.
+func (o Options) backlog(channel string) BacklogBounds {
+	b, ok := o.ChannelBacklog[channel]
+	if !ok {
+		b = o.Backlog
+	}
+	if b.MaxAge <= 0 {
+		b.MaxAge = o.Backlog.MaxAge
+	}
+	if b.MaxSize <= 0 {
+		b.MaxSize = o.Backlog.MaxSize
+	}
+	return b
 }
 
 func (o Options) withDefaults() Options {
@@ -81,6 +136,11 @@ func (o Options) withDefaults() Options {
 	set(&o.RetryBase, DefaultRetryBase)
 	set(&o.RetryMax, DefaultRetryMax)
 	set(&o.LeaseTTL, DefaultLeaseTTL)
+	set(&o.Backlog.MaxAge, DefaultBacklogAge)
+	set(&o.BacklogCheck, DefaultBacklogCheck)
+	if o.Backlog.MaxSize <= 0 {
+		o.Backlog.MaxSize = DefaultBacklogSize
+	}
 	if o.PageSize <= 0 || o.PageSize > registry.MaxEventsPage {
 		o.PageSize = DefaultPageSize
 	}
@@ -92,6 +152,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Lease == nil {
 		o.Lease = registry.LocalLease{}
+	}
+	if w, ok := o.Registry.(Waker); ok && o.Wake == nil {
+		o.Wake = w
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -131,6 +194,9 @@ type Stats struct {
 	// bounds) before the action delivered them: an upper bound on the
 	// events lost (positions have gaps).
 	Dropped atomic.Uint64
+	// DroppedAge and DroppedSize count the messages the action's own
+	// backlog bounds (BacklogBounds) dropped undelivered.
+	DroppedAge, DroppedSize atomic.Uint64
 
 	// cursor is the position the action has acknowledged; oldest the
 	// time (Unix nanoseconds) of the oldest event it has read and not yet
@@ -142,6 +208,7 @@ type Stats struct {
 type ActionStats struct {
 	ActionID                     string
 	Delivered, Failures, Dropped uint64
+	DroppedAge, DroppedSize      uint64
 	// Cursor is the last position acknowledged.
 	Cursor uint64
 	// Lag is the age of the oldest event read and not yet acknowledged
@@ -160,7 +227,8 @@ func (e *Engine) Snapshot(now time.Time) []ActionStats {
 			continue
 		}
 		a := ActionStats{ActionID: id, Delivered: st.Delivered.Load(), Failures: st.Failures.Load(),
-			Dropped: st.Dropped.Load(), Cursor: uint64(st.cursor.Load())}
+			Dropped: st.Dropped.Load(), DroppedAge: st.DroppedAge.Load(), DroppedSize: st.DroppedSize.Load(),
+			Cursor: uint64(st.cursor.Load())}
 		if o := st.oldest.Load(); o != 0 {
 			a.Lag = max(0, now.Sub(time.Unix(0, o)))
 		}

@@ -2,7 +2,6 @@ package forwarding
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -37,16 +36,27 @@ type worker struct {
 	draining atomic.Bool
 	drain    *rate.Limiter
 
-	// The rule's compiled condition, recompiled when its where changes.
-	where string
-	cond  routing.Condition
+	// Backlog bounds: messages at positions up to sizeCut are past
+	// MaxSize (measured at most every BacklogCheck, at sizeChecked);
+	// dropAge and dropSize count the messages dropped since the last
+	// acknowledgement.
+	bounds            BacklogBounds
+	sizeCut           atomic.Uint64
+	sizeChecked       atomic.Int64
+	dropAge, dropSize atomic.Uint64
+
+	// The rule's compiled condition and projection, recompiled when its
+	// where or select changes.
+	where, sel string
+	cond       routing.Condition
+	proj       routing.Projection
 }
 
 func newWorker(o Options, a *registry.RuleAction, st *Stats) *worker {
 	burst := max(1, int(o.DrainRate/10))
 	return &worker{o: o, a: a, consumer: registry.ActionConsumer(a.ID), stats: st, seed: maphash.MakeSeed(),
 		log:   o.Logger.With("action", a.ID, "project", a.ProjectID, "channel", a.Channel),
-		drain: rate.NewLimiter(rate.Limit(o.DrainRate), burst)}
+		drain: rate.NewLimiter(rate.Limit(o.DrainRate), burst), bounds: o.backlog(a.Channel)}
 }
 
 func (w *worker) run(ctx context.Context) {
@@ -101,6 +111,10 @@ func (w *worker) cursor(ctx context.Context) (uint64, bool) {
 // step reads, delivers and acknowledges one page; it returns the cursor
 // to go on from, and false to stop.
 func (w *worker) step(ctx context.Context, ch Channel, cursor uint64) (uint64, bool) {
+	var wake <-chan struct{} // nil (never ready) without a Waker
+	if w.o.Wake != nil {
+		wake = w.o.Wake.EventsCommitted(w.a.ProjectID) // before the read: no commit after it is missed
+	}
 	page, err := w.o.Registry.Events(ctx, w.a.ProjectID, cursor, w.o.PageSize)
 	if errors.Is(err, registry.ErrEventsTrimmed) {
 		return w.skipTrimmed(ctx, cursor)
@@ -116,11 +130,15 @@ func (w *worker) step(ctx context.Context, ch Channel, cursor uint64) (uint64, b
 	if len(page.Events) == 0 {
 		w.stats.oldest.Store(0)
 		w.draining.Store(false)
-		w.sleep(ctx, w.o.Poll)
+		w.await(ctx, wake)
 		return cursor, true
 	}
 	w.stats.oldest.Store(page.Events[0].Time.UnixNano())
 	w.applyFlowControl(ctx)
+	w.applyBacklogPolicies(ctx)
+	if len(page.Events) == w.o.PageSize || w.draining.Load() {
+		w.checkSize(ctx, cursor) // behind the stream: a backlog builds up
+	}
 	msgs, err := w.selectEvents(ctx, page.Events)
 	if err != nil {
 		if errors.Is(err, registry.ErrNotFound) {
@@ -136,7 +154,7 @@ func (w *worker) step(ctx context.Context, ch Channel, cursor uint64) (uint64, b
 	if !w.deliver(ctx, ch, msgs) {
 		return cursor, false
 	}
-	if !w.ack(ctx, page.Next) {
+	if !w.ack(ctx, page.Next, w.drops()) {
 		return cursor, false
 	}
 	w.stats.cursor.Store(int64(page.Next))
@@ -184,7 +202,7 @@ func (w *worker) skipTrimmed(ctx context.Context, cursor uint64) (uint64, bool) 
 	w.stats.Dropped.Add(h - cursor)
 	w.log.Error("forwarding: events were trimmed by the event backlog bounds before delivery; they are lost",
 		"from_cursor", cursor, "to_cursor", h, "positions", h-cursor)
-	if !w.ack(ctx, h) {
+	if !w.ack(ctx, h, registry.EventDrops{Count: h - cursor, Reason: DropTrimmed}) {
 		return cursor, false
 	}
 	return h, true
@@ -208,6 +226,13 @@ func (w *worker) selectEvents(ctx context.Context, evs []registry.Event) ([]*Mes
 		}
 		w.where, w.cond = rule.Where, c
 	}
+	if rule.Select != w.sel {
+		p, err := rule.Projection()
+		if err != nil {
+			return nil, fmt.Errorf("rule %s: stored select does not compile: %w", rule.ID, err)
+		}
+		w.sel, w.proj = rule.Select, p
+	}
 	var out []*Message
 	for i := range evs {
 		ev := &evs[i]
@@ -218,17 +243,14 @@ func (w *worker) selectEvents(ctx context.Context, evs []registry.Event) ([]*Mes
 		if err != nil {
 			return nil, err
 		}
-		if !w.cond.Empty() {
-			var env map[string]any
-			if err := json.Unmarshal(b, &env); err != nil {
-				return nil, fmt.Errorf("decode push of event %s: %w", ev.ID, err)
-			}
-			if !w.cond.Match(env) {
-				continue
-			}
+		if !w.cond.Match(b) {
+			continue
+		}
+		if !w.proj.All() {
+			b = w.proj.Apply(make([]byte, 0, len(b)), b)
 		}
 		out = append(out, &Message{RequestID: ev.ID, ProjectID: ev.ProjectID, DeviceID: ev.Header.DeviceID,
-			Seq: ev.Seq, Payload: b})
+			Seq: ev.Seq, Payload: b, pos: ev.Position, at: ev.Time.UnixNano()})
 	}
 	return out, nil
 }
@@ -269,6 +291,9 @@ func (w *worker) deliver(ctx context.Context, ch Channel, msgs []*Message) bool 
 // ends.
 func (w *worker) send(ctx context.Context, ch Channel, m *Message) bool {
 	for ctx.Err() == nil {
+		if w.passOver(m) {
+			return true
+		}
 		if w.draining.Load() {
 			if err := w.drain.Wait(ctx); err != nil {
 				return false
@@ -291,6 +316,7 @@ func (w *worker) send(ctx context.Context, ch Channel, m *Message) bool {
 			w.log.Warn("forwarding: delivery failed; retrying", "failures_in_a_row", n, "retry_in", delay,
 				"device_id", m.DeviceID, "request_id", m.RequestID, "err", err)
 		}
+		w.checkSize(ctx, uint64(w.stats.cursor.Load()))
 		w.sleep(ctx, delay)
 	}
 	return false
@@ -302,6 +328,12 @@ func (w *worker) send(ctx context.Context, ch Channel, m *Message) bool {
 // (see BatchChannel); false when ctx ended first.
 func (w *worker) sendBatches(ctx context.Context, ch BatchChannel, lane []*Message) bool {
 	for len(lane) > 0 {
+		for len(lane) > 0 && w.passOver(lane[0]) {
+			lane = lane[1:]
+		}
+		if len(lane) == 0 {
+			break
+		}
 		n := len(lane)
 		if w.draining.Load() {
 			n = min(n, w.drain.Burst())
@@ -327,15 +359,17 @@ func (w *worker) sendBatches(ctx context.Context, ch BatchChannel, lane []*Messa
 			w.log.Warn("forwarding: batch delivery failed; retrying", "failures_in_a_row", f, "retry_in", delay,
 				"messages", n, "err", err)
 		}
+		w.checkSize(ctx, uint64(w.stats.cursor.Load()))
 		w.sleep(ctx, delay)
 	}
 	return true
 }
 
-// ack records the cursor, retrying until the store takes it or ctx ends.
-func (w *worker) ack(ctx context.Context, cursor uint64) bool {
+// ack records the cursor, with the drops since the last, retrying until
+// the store takes it or ctx ends.
+func (w *worker) ack(ctx context.Context, cursor uint64, drops registry.EventDrops) bool {
 	for attempt := uint(0); ctx.Err() == nil; attempt++ {
-		err := w.o.Registry.AckEvents(ctx, w.a.ProjectID, w.consumer, cursor)
+		err := w.o.Registry.AckEventsDropping(ctx, w.a.ProjectID, w.consumer, cursor, drops)
 		if err == nil {
 			return true
 		}
@@ -356,6 +390,17 @@ func (w *worker) backoff(n uint) time.Duration {
 		return w.o.RetryMax
 	}
 	return min(w.o.RetryBase<<n, w.o.RetryMax)
+}
+
+// await waits, once caught up, for a commit (wake) or the poll.
+func (w *worker) await(ctx context.Context, wake <-chan struct{}) {
+	t := time.NewTimer(w.o.Poll)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-wake:
+	case <-t.C:
+	}
 }
 
 func (w *worker) sleep(ctx context.Context, d time.Duration) {

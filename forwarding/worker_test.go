@@ -39,12 +39,16 @@ func testRegistryStore(t *testing.T) (*registry.Registry, kv.Store) {
 // fakeChannel records what it was given and fails as fail says.
 type fakeChannel struct {
 	// hold, when set, blocks deliveries until it is closed.
-	hold  atomic.Pointer[chan struct{}]
-	mu    sync.Mutex
-	fail  func(m *Message) error
-	got   map[string][]uint64 // device -> seqs delivered, in order
-	calls int
-	last  time.Time
+	hold atomic.Pointer[chan struct{}]
+	mu   sync.Mutex
+	fail func(m *Message) error
+	got  map[string][]uint64 // device -> seqs delivered, in order
+	// projected: payloads are a rule's select, not envelopes; kept in
+	// payloads.
+	projected bool
+	payloads  []string
+	calls     int
+	last      time.Time
 }
 
 func newFake(fail func(*Message) error) *fakeChannel {
@@ -62,6 +66,11 @@ func (f *fakeChannel) Deliver(_ context.Context, m *Message) error {
 		if err := f.fail(m); err != nil {
 			return err
 		}
+	}
+	if f.projected {
+		f.payloads = append(f.payloads, string(m.Payload))
+		f.got[m.DeviceID] = append(f.got[m.DeviceID], m.Seq)
+		return nil
 	}
 	var env envelope
 	if err := json.Unmarshal(m.Payload, &env); err != nil || env.RequestID != m.RequestID ||
@@ -398,6 +407,32 @@ func TestRuleSelection(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	if fc.count() != 1 {
 		t.Errorf("inactive rule forwarded: %v", fc.got)
+	}
+}
+
+// A rule's select shapes what is pushed; its where reads the envelope,
+// not the projection.
+func TestRuleProjection(t *testing.T) {
+	reg := testRegistry(t)
+	devs := fixture(t, reg, "p", 1)
+	rule := addRule(t, reg, "p", registry.RoutingRule{
+		Subject: registry.RuleSubject{Resource: registry.ResourceDeviceMessage, Event: registry.EventReport},
+		Select:  "notify_data.header.device_id AS dev, notify_data.body.content.i, 'v1' AS schema",
+		Where:   "notify_data.body.content.i >= 2"})
+	f := newFake(nil)
+	f.projected = true
+	startEngine(t, reg, map[string]*fakeChannel{addAction(t, reg, "p", rule): f}, Options{})
+	uplinks(t, reg, devs, 4)
+	waitFor(t, "projected deliveries", 5*time.Second, func() bool { return f.count() == 2 })
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i, want := range []string{
+		`{"dev":"` + devs[0] + `","notify_data.body.content.i":2,"schema":"v1"}`,
+		`{"dev":"` + devs[0] + `","notify_data.body.content.i":3,"schema":"v1"}`,
+	} {
+		if f.payloads[i] != want {
+			t.Errorf("push %d: %s, want %s", i, f.payloads[i], want)
+		}
 	}
 }
 

@@ -136,6 +136,9 @@ type ConnectionPool struct {
 type ForwardingStats struct {
 	Action                       string
 	Delivered, Failures, Dropped uint64
+	// DroppedAge and DroppedSize are the messages the action's backlog
+	// bounds dropped undelivered (too old, beyond the size bound).
+	DroppedAge, DroppedSize uint64
 	// Lag is the age of the oldest event not yet delivered; Backlog the
 	// stream positions after the action's cursor (an upper bound on the
 	// events it has still to read: positions are shared by every project

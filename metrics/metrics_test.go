@@ -65,6 +65,9 @@ func TestSourcesAndHistograms(t *testing.T) {
 		Connections: func() []ConnectionPool {
 			return []ConnectionPool{{Pool: "mqtt", Limit: 100, Open: 60, Refused: 9}}
 		},
+		Forwarding: func(context.Context) []ForwardingStats {
+			return []ForwardingStats{{Action: "a1", Delivered: 9, Dropped: 2, DroppedAge: 3, DroppedSize: 5, Backlog: 7}}
+		},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -95,6 +98,11 @@ func TestSourcesAndHistograms(t *testing.T) {
 		{"iotgate_connection_pool_limit", []string{"pool", "mqtt"}, 100},
 		{"iotgate_connection_pool_open", []string{"pool", "mqtt"}, 60},
 		{"iotgate_connection_pool_refused_total", []string{"pool", "mqtt"}, 9},
+		{"iotgate_forwarding_delivered_total", []string{"action", "a1"}, 9},
+		{"iotgate_forwarding_dropped_total", []string{"action", "a1"}, 2},
+		{"iotgate_forwarding_backlog_dropped_total", []string{"action", "a1", "bound", "age"}, 3},
+		{"iotgate_forwarding_backlog_dropped_total", []string{"action", "a1", "bound", "size"}, 5},
+		{"iotgate_forwarding_backlog_positions", []string{"action", "a1"}, 7},
 		{"iotgate_store_write_duration_seconds", nil, 1},
 		{"iotgate_store_commit_batch_size", nil, 1},
 		{"iotgate_dtls_handshake_duration_seconds", []string{"result", "ok"}, 1},

@@ -17,7 +17,7 @@ type sourceCollector struct {
 	sessions, connects, authFailures, messages *prometheus.Desc
 	commands, bans, autoBans, storeBytes       *prometheus.Desc
 	fwdDelivered, fwdFailures, fwdDropped      *prometheus.Desc
-	fwdLag, fwdBacklog                         *prometheus.Desc
+	fwdLag, fwdBacklog, fwdBacklogDropped      *prometheus.Desc
 	poolLimit, poolOpen, poolRefused           *prometheus.Desc
 }
 
@@ -41,12 +41,14 @@ func newSourceCollector(src Sources) *sourceCollector {
 		poolOpen:     d("iotgate_connection_pool_open", "Accepted connections a pool of the descriptor budget holds now.", []string{"pool"}, nil),
 		poolRefused:  d("iotgate_connection_pool_refused_total", "Connections closed at accept because their pool or the process's descriptor budget was spent.", []string{"pool"}, nil),
 		fwdBacklog:   d("iotgate_forwarding_backlog_positions", "Event stream positions after a routing-rule action's cursor (an upper bound on the events it has still to read).", []string{"action"}, nil),
+		fwdBacklogDropped: d("iotgate_forwarding_backlog_dropped_total", "Messages a routing-rule action dropped undelivered because its backlog exceeded a bound, by bound (age, size), on this node.",
+			[]string{"action", "bound"}, nil),
 	}
 }
 
 func (c *sourceCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.sessions, c.connects, c.authFailures, c.messages, c.commands, c.bans, c.autoBans, c.storeBytes,
-		c.fwdDelivered, c.fwdFailures, c.fwdDropped, c.fwdLag, c.fwdBacklog, c.poolLimit, c.poolOpen, c.poolRefused} {
+		c.fwdDelivered, c.fwdFailures, c.fwdDropped, c.fwdLag, c.fwdBacklog, c.fwdBacklogDropped, c.poolLimit, c.poolOpen, c.poolRefused} {
 		ch <- d
 	}
 }
@@ -128,6 +130,8 @@ func (c *sourceCollector) Collect(ch chan<- prometheus.Metric) {
 			counter(c.fwdDropped, a.Dropped, a.Action)
 			gauge(c.fwdLag, a.Lag.Seconds(), a.Action)
 			gauge(c.fwdBacklog, float64(a.Backlog), a.Action)
+			counter(c.fwdBacklogDropped, a.DroppedAge, a.Action, "age")
+			counter(c.fwdBacklogDropped, a.DroppedSize, a.Action, "size")
 		}
 	}
 }

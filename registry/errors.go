@@ -131,6 +131,7 @@ const (
 	EntityDeviceGroup                       // a device group
 	EntityOTAPackage                        // an OTA upgrade package
 	EntityFirmwareUpgrade                   // a firmware upgrade job
+	EntityBacklogPolicy                     // a forwarding backlog policy
 )
 
 // String is the entity's name in messages.
@@ -166,6 +167,8 @@ func (e Entity) String() string {
 		return "OTA package"
 	case EntityFirmwareUpgrade:
 		return "firmware upgrade"
+	case EntityBacklogPolicy:
+		return "backlog policy"
 	}
 	return fmt.Sprintf("Entity(%d)", uint8(e))
 }

@@ -20,6 +20,19 @@ type EventConsumer struct {
 	Name      string    `json:"-"`
 	Cursor    uint64    `json:"cursor"` // the last position acknowledged
 	Created   time.Time `json:"created"`
+	// Dropped counts the events the consumer passed over undelivered
+	// because its backlog bounds were exceeded (a forwarding action's);
+	// LastDrop is when the last were, LastDropReason why.
+	Dropped        uint64    `json:"dropped,omitempty"`
+	LastDrop       time.Time `json:"last_drop,omitzero"`
+	LastDropReason string    `json:"last_drop_reason,omitempty"`
+}
+
+// EventDrops are events a consumer passes over undelivered, counted on
+// it by AckEventsDropping.
+type EventDrops struct {
+	Count  uint64
+	Reason string
 }
 
 // AddEventConsumer registers a consumer, which starts before the oldest
@@ -62,6 +75,13 @@ func (r *Registry) EventConsumer(ctx context.Context, project, name string) (*Ev
 // including cursor. Acknowledgements only move forward: an older cursor
 // than the stored one changes nothing.
 func (r *Registry) AckEvents(ctx context.Context, project, name string, cursor uint64) error {
+	return r.AckEventsDropping(ctx, project, name, cursor, EventDrops{})
+}
+
+// AckEventsDropping is AckEvents for a consumer that passed over some of
+// the events up to cursor undelivered: they are counted on it, in the
+// same write as the acknowledgement.
+func (r *Registry) AckEventsDropping(ctx context.Context, project, name string, cursor uint64, drops EventDrops) error {
 	if last, err := r.lastPosition(ctx); err != nil {
 		return err
 	} else if cursor > last {
@@ -76,6 +96,10 @@ func (r *Registry) AckEvents(ctx context.Context, project, name string, cursor u
 			return nil
 		}
 		c.Cursor = cursor
+		if drops.Count > 0 {
+			c.Dropped += drops.Count
+			c.LastDrop, c.LastDropReason = r.now().UTC(), drops.Reason
+		}
 		return putEventConsumer(w, c)
 	})
 }

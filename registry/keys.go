@@ -121,6 +121,7 @@ const (
 	famRoutingRule   = "rr"
 	famRuleAction    = "ra"
 	famFlowPolicy    = "rf"
+	famBacklogPolicy = "rk"
 	famSessionRecord = "rs"
 	famSessionHandle = "rh"
 	famGroup         = "gp"
@@ -205,6 +206,7 @@ func bansPrefix() []byte                           { return prefixKey(famBan) }
 func routingRuleKey(project, id string) []byte     { return key(famRoutingRule, project, id) }
 func ruleActionKey(project, id string) []byte      { return key(famRuleAction, project, id) }
 func flowPolicyKey(project, id string) []byte      { return key(famFlowPolicy, project, id) }
+func backlogPolicyKey(project, id string) []byte   { return key(famBacklogPolicy, project, id) }
 func sessionRecordKey(dev string) []byte           { return key(famSessionRecord, dev) }
 func sessionHandleKey(h string) []byte             { return key(famSessionHandle, h) }
 func groupKey(project, id string) []byte           { return key(famGroup, project, id) }

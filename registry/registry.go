@@ -152,6 +152,9 @@ type Registry struct {
 	commands commandCounters // commands ended, by kind and status (commandstats.go)
 
 	events *eventLog // the durable event stream's node state
+	// eventSignal wakes the stream's readers when a write that recorded
+	// events has committed.
+	eventSignal eventSignal
 
 	fw firmwareHooks // firmware upgrades' deliverer and done callbacks (firmwareupgrades.go)
 

@@ -56,7 +56,8 @@ type RoutingRule struct {
 	Description string      `json:"description"`
 	Subject     RuleSubject `json:"subject"`
 	AppType     string      `json:"app_type"`
-	// Select is "" or "*": the whole envelope is pushed.
+	// Select is what of the envelope is pushed ("" or "*": all of it),
+	// in the language of package routing.
 	Select string `json:"select"`
 	// Where is the rule's condition in the language of package routing.
 	Where   string    `json:"where"`
@@ -71,6 +72,9 @@ func (r *RoutingRule) Matches(ev *Event) bool {
 
 // Condition compiles the rule's where condition (valid once stored).
 func (r *RoutingRule) Condition() (routing.Condition, error) { return routing.Parse(r.Where) }
+
+// Projection compiles the rule's select (valid once stored).
+func (r *RoutingRule) Projection() (routing.Projection, error) { return routing.ParseSelect(r.Select) }
 
 // RuleChange is an update of a rule; nil fields keep their value.
 type RuleChange struct {
@@ -103,8 +107,8 @@ func validateRule(r *RoutingRule) error {
 	default:
 		return invalid("app_type", "must be GLOBAL or APP")
 	}
-	if r.Select != "" && r.Select != "*" {
-		return invalid("select", "only '*' (the whole message) is supported; filter with where")
+	if _, err := routing.ParseSelect(r.Select); err != nil {
+		return invalid("select", "%v", err)
 	}
 	if _, err := routing.Parse(r.Where); err != nil {
 		return invalid("where", "%v", err)

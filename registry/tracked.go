@@ -19,6 +19,7 @@ type tracked struct {
 	pending []string    // the pending-command, held-message and desired-hint keys set, and ban keys written (other nodes are told)
 	fills   []cacheFill // decoded values to cache once committed
 	devices []string    // device records, event seqs and products written, noted in r.writing
+	events  []string    // projects the write records events of (their readers are woken)
 }
 
 // cacheFill is a decoded value (*Device, or the device id of an index
@@ -34,6 +35,7 @@ func (t *tracked) reset(txn kv.Txn) {
 	t.release()
 	t.Txn = txn
 	t.changed, t.marks, t.pending, t.fills = t.changed[:0], t.marks[:0], t.pending[:0], t.fills[:0]
+	t.events = t.events[:0]
 }
 
 // release forgets the device records this write was writing (once it has
@@ -70,6 +72,11 @@ func (t *tracked) note(key []byte, set bool) {
 		family = key[:i]
 	}
 	switch string(family) {
+	case famEvent:
+		if project := eventKeyProject(key); set && (len(t.events) == 0 || t.events[len(t.events)-1] != string(project)) {
+			t.events = append(t.events, string(project))
+		}
+		return
 	case famDevice, famNode, famProductNode, famFingerprint, famProduct, famAsyncPending:
 	case famDownlinkHeld, famDesired:
 		// Other nodes learn of held messages and desired properties, for
@@ -128,6 +135,9 @@ func (t *tracked) committed() {
 	}
 	if r.inval != nil && len(t.changed)+len(t.pending) > 0 {
 		r.inval.Publish(append(t.changed, t.pending...))
+	}
+	if len(t.events) > 0 {
+		r.eventSignal.notify(t.events...)
 	}
 }
 

@@ -86,6 +86,34 @@ func TestHuaweiSDKRoutingRules(t *testing.T) {
 		t.Fatalf("list policies: %v %v", ps, err)
 	}
 
+	// A backlog policy for the project's actions.
+	size, secs := int32(4096), int32(600)
+	bp, err := c.CreateRoutingBacklogPolicy(&model.CreateRoutingBacklogPolicyRequest{Body: &model.AddBacklogPolicy{
+		PolicyName: str("small"), BacklogSize: &size, BacklogTime: &secs}})
+	if err != nil || bp.PolicyId == nil || *bp.BacklogSize != 4096 || *bp.BacklogTime != 600 {
+		t.Fatalf("backlog policy: %v %v", bp, err)
+	}
+	secs = 0
+	if up, err := c.UpdateRoutingBacklogPolicy(&model.UpdateRoutingBacklogPolicyRequest{PolicyId: *bp.PolicyId,
+		Body: &model.UpdateBacklogPolicy{BacklogTime: &secs}}); err != nil || *up.BacklogTime != 0 || *up.BacklogSize != 4096 {
+		t.Fatalf("update backlog policy: %v %v", up, err)
+	}
+	if ps, err := c.ListRoutingBacklogPolicy(&model.ListRoutingBacklogPolicyRequest{}); err != nil ||
+		len(*ps.BacklogPolicies) != 1 || *(*ps.BacklogPolicies)[0].PolicyName != "small" || *ps.Count != 1 {
+		t.Fatalf("list backlog policies: %v %v", ps, err)
+	}
+	if _, err := c.DeleteRoutingBacklogPolicy(&model.DeleteRoutingBacklogPolicyRequest{PolicyId: *bp.PolicyId}); err != nil {
+		t.Fatal(err)
+	}
+
+	// A rule's select, as IoTDA's.
+	sel, err := c.CreateRoutingRule(&model.CreateRoutingRuleRequest{Body: &model.AddRuleReq{
+		Subject: &model.RoutingRuleSubject{Resource: "device.message", Event: "report"},
+		Select:  str("notify_data.header.device_id AS device_id, notify_data.body.content")}})
+	if err != nil || *sel.Select != "notify_data.header.device_id AS device_id, notify_data.body.content" {
+		t.Fatalf("rule with a select: %v %v", sel, err)
+	}
+
 	// A bad where is IoTDA's 400, naming the problem.
 	_, err = c.CreateRoutingRule(&model.CreateRoutingRuleRequest{Body: &model.AddRuleReq{
 		Subject: &model.RoutingRuleSubject{Resource: "device.message", Event: "report"}, Where: str("notify_data.body.x LIKE 'a%'")}})

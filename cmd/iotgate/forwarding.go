@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -15,7 +16,7 @@ import (
 
 // ForwardingConfig tunes the delivery of routing rules' actions
 // (package forwarding); the backlog each action may build up is bounded
-// by events.retention and events.max_events.
+// by Backlog, and by events.retention and events.max_events.
 type ForwardingConfig struct {
 	// Enabled runs the delivery engine on this node (on a cluster, each
 	// action runs on one node, chosen by lease).
@@ -39,12 +40,37 @@ type ForwardingConfig struct {
 	// bounds a NATS publish (and its JetStream ack) and a Kafka produce
 	// (and its acks=all) likewise.
 	PushTimeout time.Duration `yaml:"push_timeout"`
+	Backlog     BacklogConfig `yaml:"backlog"`
+}
+
+// BacklogConfig bounds what each action keeps undelivered: past either
+// bound, the oldest messages are dropped, counted and logged.
+type BacklogConfig struct {
+	MaxAge  time.Duration `yaml:"max_age"`
+	MaxSize int64         `yaml:"max_size"`
+	// Check: how often an action behind the stream measures its backlog
+	// against max_size.
+	Check time.Duration `yaml:"check"`
+	// Channels overrides the bounds for the actions of a channel.
+	Channels map[string]BacklogBoundsConfig `yaml:"channels"`
+}
+
+// BacklogBoundsConfig is an age and a size (bytes of stored events).
+type BacklogBoundsConfig struct {
+	MaxAge  time.Duration `yaml:"max_age"`
+	MaxSize int64         `yaml:"max_size"`
+}
+
+func (b BacklogBoundsConfig) bounds() forwarding.BacklogBounds {
+	return forwarding.BacklogBounds{MaxAge: b.MaxAge, MaxSize: b.MaxSize}
 }
 
 func defaultForwarding() ForwardingConfig {
 	return ForwardingConfig{Enabled: true, Reload: forwarding.DefaultReload, Poll: forwarding.DefaultPoll,
 		Lanes: forwarding.DefaultLanes, RetryBase: forwarding.DefaultRetryBase, RetryMax: forwarding.DefaultRetryMax,
-		DrainRate: forwarding.DefaultDrainRate, PushTimeout: httpchan.DefaultTimeout}
+		DrainRate: forwarding.DefaultDrainRate, PushTimeout: httpchan.DefaultTimeout,
+		Backlog: BacklogConfig{MaxAge: forwarding.DefaultBacklogAge, MaxSize: forwarding.DefaultBacklogSize,
+			Check: forwarding.DefaultBacklogCheck}}
 }
 
 func (c ForwardingConfig) validate() error {
@@ -57,6 +83,19 @@ func (c ForwardingConfig) validate() error {
 		return errors.New("config: forwarding.lanes must be 1 to 1024")
 	case c.DrainRate <= 0:
 		return errors.New("config: forwarding.drain_rate must be positive")
+	case c.Backlog.MaxAge <= 0 || c.Backlog.MaxSize <= 0 || c.Backlog.Check <= 0:
+		return errors.New("config: forwarding.backlog.max_age, max_size and check must be positive")
+	}
+	for name, b := range c.Backlog.Channels {
+		switch name {
+		case registry.ChannelHTTP, registry.ChannelKafka, registry.ChannelNATS:
+		default:
+			return fmt.Errorf("config: forwarding.backlog.channels: unknown channel %q (%s, %s or %s)", name,
+				registry.ChannelHTTP, registry.ChannelKafka, registry.ChannelNATS)
+		}
+		if b.MaxAge < 0 || b.MaxSize < 0 {
+			return fmt.Errorf("config: forwarding.backlog.channels.%s: max_age and max_size must not be negative (0 takes the default)", name)
+		}
 	}
 	return nil
 }
@@ -68,8 +107,13 @@ func newForwarding(c ForwardingConfig, reg *registry.Registry, lease registry.Le
 	if !c.Enabled {
 		return nil
 	}
+	channelBacklog := make(map[string]forwarding.BacklogBounds, len(c.Backlog.Channels))
+	for name, b := range c.Backlog.Channels {
+		channelBacklog[name] = b.bounds()
+	}
 	return forwarding.New(forwarding.Options{Registry: reg, Lease: lease, Logger: log.With("component", "forwarding"),
 		Reload: c.Reload, Poll: c.Poll, Lanes: c.Lanes, RetryBase: c.RetryBase, RetryMax: c.RetryMax, DrainRate: c.DrainRate,
+		Backlog: forwarding.BacklogBounds{MaxAge: c.Backlog.MaxAge, MaxSize: c.Backlog.MaxSize}, ChannelBacklog: channelBacklog, BacklogCheck: c.Backlog.Check,
 		Openers: map[string]forwarding.Opener{
 			registry.ChannelHTTP:  httpchan.Opener(httpchan.Options{CAs: reg, Timeout: c.PushTimeout, MaxConns: c.Lanes}),
 			registry.ChannelNATS:  natschan.Opener(natschan.Options{Timeout: c.PushTimeout}),

@@ -59,7 +59,7 @@ func (w *wiring) metricsSources(store *openedStore, fwd *forwarding.Engine) metr
 			out := make([]metrics.ForwardingStats, 0, len(actions))
 			for _, a := range actions {
 				f := metrics.ForwardingStats{Action: a.ActionID, Delivered: a.Delivered, Failures: a.Failures,
-					Dropped: a.Dropped, Lag: a.Lag}
+					Dropped: a.Dropped, DroppedAge: a.DroppedAge, DroppedSize: a.DroppedSize, Lag: a.Lag}
 				if err == nil && head > a.Cursor {
 					f.Backlog = head - a.Cursor
 				}

@@ -1,21 +1,17 @@
 package routing
 
 import (
-	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
 )
 
 const envelopeJSON = `{"resource":"device.property","event":"report","request_id":"r1",
- "notify_data":{"header":{"device_id":"d1","product_id":"p1","tags":[]},
+ "notify_data":{"header":{"device_id":"d1","product_id":"p1","tags":[{"tag_key":"site","tag_value":"north-1"}]},
   "body":{"services":[{"service_id":"Temp","properties":{"temp":31.5,"name":"it's","on":true}}]}}}`
 
 func TestWhereMatch(t *testing.T) {
-	var env map[string]any
-	if err := json.Unmarshal([]byte(envelopeJSON), &env); err != nil {
-		t.Fatal(err)
-	}
+	env := []byte(envelopeJSON)
 	cases := []struct {
 		where string
 		want  bool
@@ -54,6 +50,24 @@ func TestWhereMatch(t *testing.T) {
 		{"notify_data.header.device_id > 'a'", true},
 		{"notify_data.body.services[0].properties.on > false", false},
 		{"notify_data.body = 'x'", false},
+		{"notify_data.body != 'x'", false},
+		// NOT binds looser than a comparison, tighter than AND.
+		{"NOT notify_data.body.services[0].properties.temp > 40", true},
+		{"NOT notify_data.body.services[0].properties.temp > 30 OR event = 'report'", true},
+		{"NOT NOT resource = 'device.property'", true},
+		{"NOT notify_data.body.missing IS NULL", false},
+		{"notify_data.body.services[0].properties.temp > -40.5", true},
+		{"notify_data.body.services[0].properties.temp < 1e2", true},
+		// A type mismatch under OR leaves the other side deciding.
+		{"notify_data.header.device_id > 3 OR event = 'report'", true},
+		{"STARTS_WITH(notify_data.header.device_id, 'd')", true},
+		{"ENDS_WITH(resource, '.property') AND NOT STARTS_WITH(resource, 'x')", true},
+		{"STARTS_WITH(notify_data.body.missing, '')", false},
+		{"GET_TAG('site') = 'north-1'", true},
+		{"STARTS_WITH(GET_TAG('site'), 'north')", true},
+		{"GET_TAG('floor') IS NULL", true},
+		{"CONTAINS_TAG('site')", true},
+		{"CONTAINS_TAG('floor')", false},
 	}
 	for _, c := range cases {
 		cond, err := Parse(c.where)
@@ -73,21 +87,33 @@ func TestWhereRefused(t *testing.T) {
 		pos     int
 		message string
 	}{
-		{"notify_data.body.temp", 22, "expected a comparison operator"},
+		{"notify_data.body.temp", 1, "expected a condition (a comparison, IS [NOT] NULL, STARTS_WITH, ENDS_WITH or CONTAINS_TAG), found a field"},
 		{"temp > 3", 1, `unknown field "temp"`},
 		{"notify_data.body.temp == 3", 23, "'==' is not an operator"},
 		{"notify_data.body.temp ! 3", 23, "'!' must be followed by '='"},
 		{"notify_data.body.name = \"x\"", 25, `strings are quoted with '`},
 		{"notify_data.body.name = 'x", 25, "string is not closed"},
 		{"notify_data.body.name LIKE 'x%'", 23, "unsupported operator 'LIKE'"},
-		{"notify_data.body.name = 'x' AND", 32, "expected a field or a value, found end of condition"},
+		{"notify_data.body.name = 'x' AND", 32, "unexpected end of clause"},
 		{"(resource = 'x'", 16, "expected ')' to close the '(' at character 1"},
-		{"resource = 'x')", 15, "unexpected ')' after a complete condition"},
+		{"resource = 'x')", 15, "unexpected ')': no '(' to close"},
+		{"(resource = 'x') resource = 'y'", 18, "unsupported operator 'resource'"},
+		{"resource = 'x' 'y'", 16, "unexpected 'y'"},
 		{"notify_data.body.a[x] = 1", 20, "expected an array index"},
 		{"notify_data.body.a[1 = 1", 22, "expected ']'"},
 		{"notify_data.body. = 1", 19, "expected a field name after '.'"},
 		{"notify_data.body.a = NULL", 22, "IS NULL"},
-		{"1 = 1", 3, "must name a field"},
+		{"1 = 1", 1, "must name a field"},
+		{"resource = 'x' AND event", 20, "expected a condition"},
+		{"resource = event = 'x'", 1, "expected a field or a value"},
+		{"FOO(resource)", 1, "unknown function 'FOO'"},
+		{"starts_with(resource, 'd')", 1, "unknown function 'starts_with'"},
+		{"STARTS_WITH(resource, 'd') = TRUE", 1, "expected a field or a value, found a function call"},
+		{"STARTS_WITH(resource)", 1, "STARTS_WITH takes 2 argument(s), found 1"},
+		{"GET_TAG(resource) = 'x'", 9, "GET_TAG takes a tag key as a string"},
+		{"CONTAINS_TAG('a b')", 14, "a tag key holds"},
+		{"resource = 'x' * 2", 16, "'*' is not part of a condition"},
+		{"notify_data.body.a = 1]", 23, "unexpected ']'"},
 		{"notify_data.body.a = 1.2.3", 22, `"1.2.3" is not a number`},
 		{"notify_data.body.a = 1 ; DROP", 24, "unexpected character ';'"},
 		{"notify_data.body.a IS 3", 23, "expected NULL after IS"},
@@ -102,6 +128,49 @@ func TestWhereRefused(t *testing.T) {
 		}
 		if se.Pos+1 != c.pos || !strings.Contains(se.Error(), c.message) {
 			t.Errorf("Parse(%q): %q at %d, want %q at %d", c.where, se.Error(), se.Pos+1, c.message, c.pos)
+		}
+	}
+}
+
+// BenchmarkWhere is the cost of selecting one push: the envelope as the
+// worker encodes it, a condition with two comparisons.
+func BenchmarkWhere(b *testing.B) {
+	doc := []byte(envelopeJSON)
+	c, err := Parse("notify_data.body.services[0].properties.temp > 30 AND notify_data.header.device_id = 'd1'")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if !c.Match(doc) {
+			b.Fatal("no match")
+		}
+	}
+}
+
+func TestWhereConcurrent(t *testing.T) {
+	c, err := Parse("notify_data.header.device_id = 'd1' AND notify_data.body.services[0].properties.temp > 30")
+	if err != nil {
+		t.Fatal(err)
+	}
+	yes, no := []byte(envelopeJSON), []byte(strings.Replace(envelopeJSON, `"d1"`, `"d2"`, 1))
+	done := make(chan bool)
+	for g := range 4 {
+		go func() {
+			ok := true
+			for i := range 200 {
+				doc, want := yes, true
+				if (i+g)%2 == 1 {
+					doc, want = no, false
+				}
+				ok = ok && c.Match(doc) == want
+			}
+			done <- ok
+		}()
+	}
+	for range 4 {
+		if !<-done {
+			t.Error("a concurrent Match gave a wrong answer")
 		}
 	}
 }
