@@ -439,7 +439,7 @@ func (r *Registry) write(ctx context.Context, fn func(Writer) error) error {
 		return ErrClosed
 	}
 	for attempt := 0; ; attempt++ {
-		tw := &tracked{r: r}
+		tw := newTracked(r)
 		var refused error // fn's own error, returned by the engine unchanged
 		err := r.store.Update(ctx, func(t kv.Txn) error {
 			tw.reset(t)

@@ -20,6 +20,20 @@ type tracked struct {
 	fills   []cacheFill // decoded values to cache once committed
 	devices []string    // device records, event seqs and products written, noted in r.writing
 	events  []string    // projects the write records events of (their readers are woken)
+
+	// First backing of the lists above: a create or an uplink notes a few
+	// keys each, and growing them from nil was an allocation apiece.
+	changedBuf [4]string
+	fillsBuf   [4]cacheFill
+	devicesBuf [2]string
+	eventsBuf  [1]string
+}
+
+// newTracked returns the Writer of one write of r.
+func newTracked(r *Registry) *tracked {
+	t := &tracked{r: r}
+	t.changed, t.fills, t.devices, t.events = t.changedBuf[:0], t.fillsBuf[:0], t.devicesBuf[:0], t.eventsBuf[:0]
+	return t
 }
 
 // cacheFill is a decoded value (*Device, or the device id of an index
@@ -150,9 +164,10 @@ func cacheAfterCommit(w Writer, k []byte, v any) {
 	if !ok {
 		return
 	}
-	t.r.writing.add(string(k))
-	t.devices = append(t.devices, string(k))
-	t.fills = append(t.fills, cacheFill{key: string(k), value: v})
+	ks := string(k)
+	t.r.writing.add(ks)
+	t.devices = append(t.devices, ks)
+	t.fills = append(t.fills, cacheFill{key: ks, value: v})
 }
 
 // cacheDevice has the write w belongs to cache d (and the index entries
