@@ -133,36 +133,79 @@ type eventRecord struct {
 // seq and position are assigned by appendEncoded.
 type encodedEvent struct {
 	project, device string
-	at              time.Time
-	rec             []byte // 8 bytes for the seq, then the storedEvent
+	at              time.Time // the event's time
+	rec             []byte    // a stored record, its seq still to set
 }
 
-func encodeRecord(project, device string, at time.Time, rec eventRecord) (encodedEvent, error) {
-	b, err := appendEventRecord(make([]byte, 8, 512), &rec)
+// A stored event record is its seq (8 bytes, big-endian), then
+// eventRecordTimed and the event's time (unix nanoseconds, 8 bytes), then
+// the storedEvent as JSON. The time up front lets trimming by age read 17
+// bytes of a record instead of decoding it. Records written before it
+// existed have the JSON right after the seq (it starts with '{').
+const (
+	eventRecordTimed = 1
+	eventRecordHead  = 8 + 1 + 8
+)
+
+func encodeRecord(project, device string, rec eventRecord) (encodedEvent, error) {
+	b := make([]byte, eventRecordHead, 512)
+	b[8] = eventRecordTimed
+	binary.BigEndian.PutUint64(b[9:], uint64(rec.Time.UnixNano()))
+	b, err := appendEventRecord(b, &rec)
 	if err != nil {
 		return encodedEvent{}, fmt.Errorf("encode %s %s event: %w", rec.Resource, rec.Event, err)
 	}
-	return encodedEvent{project: project, device: device, at: at, rec: b}, nil
+	return encodedEvent{project: project, device: device, at: rec.Time, rec: b}, nil
+}
+
+// eventRecordJSON returns the storedEvent JSON of a stored record.
+func eventRecordJSON(v []byte) ([]byte, error) {
+	switch {
+	case len(v) >= eventRecordHead && v[8] == eventRecordTimed:
+		return v[eventRecordHead:], nil
+	case len(v) > 8 && v[8] == '{':
+		return v[8:], nil
+	}
+	return nil, errors.New("record too short or of an unknown version")
+}
+
+// eventRecordTime returns a stored record's event time (unix ns).
+func eventRecordTime(v []byte) (int64, error) {
+	if len(v) >= eventRecordHead && v[8] == eventRecordTimed {
+		return int64(binary.BigEndian.Uint64(v[9:eventRecordHead])), nil
+	}
+	js, err := eventRecordJSON(v)
+	if err != nil {
+		return 0, err
+	}
+	var s struct {
+		Time time.Time `json:"time"`
+	}
+	if err := json.Unmarshal(js, &s); err != nil {
+		return 0, err
+	}
+	return s.Time.UnixNano(), nil
 }
 
 func encodeEvent(ev Event) (encodedEvent, error) {
-	return encodeRecord(ev.ProjectID, ev.Header.DeviceID, ev.Time, eventRecord{ID: ev.ID, Time: ev.Time,
+	return encodeRecord(ev.ProjectID, ev.Header.DeviceID, eventRecord{ID: ev.ID, Time: ev.Time,
 		Resource: ev.Resource, Event: ev.Event, Header: ev.Header, Body: ev.Body})
 }
 
 // encodeDeviceEvent encodes an event about d with body in one go.
 func encodeDeviceEvent(d *Device, resource, event string, at time.Time, body any) (encodedEvent, error) {
 	at = at.UTC()
-	return encodeRecord(d.ProjectID, d.DeviceID, at, eventRecord{ID: newEventID(), Time: at, Resource: resource,
+	return encodeRecord(d.ProjectID, d.DeviceID, eventRecord{ID: newEventID(), Time: at, Resource: resource,
 		Event: event, Header: deviceEventHeader(d), Body: body})
 }
 
 func decodeEvent(project string, pos uint64, v []byte) (Event, error) {
-	if len(v) < 8 {
-		return Event{}, fmt.Errorf("event %d of %s: record too short", pos, project)
+	js, err := eventRecordJSON(v)
+	if err != nil {
+		return Event{}, fmt.Errorf("event %d of %s: %w", pos, project, err)
 	}
 	var s storedEvent
-	if err := json.Unmarshal(v[8:], &s); err != nil {
+	if err := json.Unmarshal(js, &s); err != nil {
 		return Event{}, fmt.Errorf("decode event %d of %s: %w", pos, project, err)
 	}
 	return Event{ID: s.ID, Position: pos, Seq: binary.BigEndian.Uint64(v), ProjectID: project, Time: s.Time,
@@ -208,11 +251,7 @@ func (r *Registry) appendAfter(w Writer, e encodedEvent, seq uint64) error {
 	if err != nil {
 		return err
 	}
-	if err := w.Set(eventKey(e.project, pos), rec); err != nil {
-		return err
-	}
-	entry := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(e.project)), uint64(e.at.UnixNano()))
-	return w.Set(eventStreamKey(pos), append(entry, e.project...))
+	return w.Set(eventKey(e.project, pos), rec)
 }
 
 // eventDevice reads the device an event is about, as the write sees it:

@@ -3,9 +3,11 @@ package registry
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -774,4 +776,103 @@ func TestCreateWritesNoSeqKey(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Events are trimmed per project (no stream entry is written); a store
+// from before that keeps readable events in the old record layout and
+// loses its stream entries to the sweep; positions restart above all.
+func TestEventTrimPerProjectAndLegacyRecords(t *testing.T) {
+	clock := &fakeClock{t: time.Now()}
+	s := memStore(t)
+	r := newEventRegistry(t, s, clock, EventOptions{Retention: time.Hour, MaxEvents: 1000})
+	ctx := context.Background()
+	// Project names where one prefixes another: each project's walk
+	// must see only its own events.
+	for _, p := range []string{"p", "p2", "q"} {
+		mustProduct(t, r, p, "m-"+p, "MQTT")
+		d, err := r.CreateDevice(ctx, NewDevice{ProjectID: p, NodeID: "n", ProductID: "m-" + p})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 3 {
+			if err := r.AddMessage(ctx, d.DeviceID, Message{Payload: []byte("x")}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	countPrefix := func(prefix []byte) int {
+		n := 0
+		if err := s.View(ctx, func(rd kv.Reader) error {
+			return rd.Scan(prefix, nil, false, func(_, _ []byte) (bool, error) { n++; return true, nil })
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := countPrefix(eventStreamPrefix); n != 0 {
+		t.Fatalf("%d stream entries written", n)
+	}
+	if got, err := viewProjects(t, r); err != nil || !reflect.DeepEqual(got, []string{"p", "p2", "q"}) {
+		t.Fatalf("projects with events %v (%v)", got, err)
+	}
+
+	// A legacy event of project "old": its record is the seq and the JSON,
+	// with a stream entry beside it, at a position above every other.
+	legacyPos := r.events.last.Load() + 10
+	at := clock.Now().UTC()
+	js := fmt.Sprintf(`{"id":"legacy","time":%q,"resource":"device.message","event":"report","header":{"app_id":"old","device_id":"od","node_id":"on","product_id":"op","gateway_id":"od","tags":[]},"body":{"id":"m","content":"x","encoding":"none"}}`, at.Format(time.RFC3339Nano))
+	if err := s.Update(ctx, func(tx kv.Txn) error {
+		if err := tx.Set(eventKey("old", legacyPos), append(binary.BigEndian.AppendUint64(nil, 1), js...)); err != nil {
+			return err
+		}
+		entry := binary.BigEndian.AppendUint64(nil, uint64(at.UnixNano()))
+		return tx.Set(eventStreamKey(legacyPos), append(entry, "old"...))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	r = newEventRegistry(t, s, clock, EventOptions{Retention: time.Hour, MaxEvents: 1000})
+	if last := r.events.last.Load(); last < legacyPos {
+		t.Fatalf("position restored at %d, below the legacy event's %d", last, legacyPos)
+	}
+	old := allEvents(t, r, "old")
+	if len(old) != 1 || old[0].ID != "legacy" || old[0].Seq != 1 || !old[0].Time.Equal(at) {
+		t.Fatalf("legacy event read as %+v", old)
+	}
+	// The sweep deletes the stream entry and, within the bounds, no event.
+	if n, err := r.SweepEvents(ctx); err != nil || n != 0 {
+		t.Fatalf("sweep within the bounds trimmed %d (%v)", n, err)
+	}
+	if n := countPrefix(eventStreamPrefix); n != 0 {
+		t.Fatalf("%d legacy stream entries left", n)
+	}
+	// Past the age bound, every project's events go, legacy ones too
+	// (their time read from the JSON), but for the newest.
+	clock.Advance(61 * time.Minute)
+	d, err := r.DeviceByProductNode(ctx, "m-q", "n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.AddMessage(ctx, d.DeviceID, Message{Payload: []byte("new")}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := r.SweepEvents(ctx); err != nil || n != 13 {
+		t.Fatalf("age trim deleted %d (%v), want 13", n, err)
+	}
+	for p, want := range map[string]int{"p": 0, "p2": 0, "old": 0, "q": 1} {
+		if got := len(allEvents(t, r, p)); got != want {
+			t.Errorf("project %s kept %d events, want %d", p, got, want)
+		}
+	}
+}
+
+func viewProjects(t *testing.T, r *Registry) ([]string, error) {
+	t.Helper()
+	var out []string
+	err := r.view(context.Background(), func(rd Reader) error {
+		var err error
+		out, err = eventProjects(rd)
+		return err
+	})
+	return out, err
 }

@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -102,11 +103,14 @@ type eventLog struct {
 	offline  map[string]time.Time
 
 	// sweep makes trims take turns; the floors below are where the walks
-	// of the stream (streamFloor) and of each project's events (ackFloor)
-	// resume, so a trim never steps again over what it deleted.
-	sweep       sync.Mutex
-	streamFloor uint64
-	ackFloor    map[string]uint64
+	// of each project's events resume, past the bounds (boundFloor) and
+	// past what consumers acknowledged (ackFloor), so a trim never steps
+	// again over what it deleted. legacyCleared: the store holds no
+	// legacy stream entry any more.
+	sweep         sync.Mutex
+	boundFloor    map[string]uint64
+	ackFloor      map[string]uint64
+	legacyCleared bool
 }
 
 // openEventLog restores the position counter above every position stored
@@ -114,7 +118,8 @@ type eventLog struct {
 // (shared) it raises the stored counter there instead, in a transaction,
 // for a store that was a single node's until now.
 func openEventLog(s kv.Store, o EventOptions, shared bool) (*eventLog, error) {
-	l := &eventLog{opts: o.withDefaults(), ackFloor: make(map[string]uint64), offline: make(map[string]time.Time), shared: shared}
+	l := &eventLog{opts: o.withDefaults(), boundFloor: make(map[string]uint64), ackFloor: make(map[string]uint64),
+		offline: make(map[string]time.Time), shared: shared}
 	var last uint64
 	restore := func(rd Reader) error {
 		last = 0
@@ -123,6 +128,23 @@ func openEventLog(s kv.Store, o EventOptions, shared bool) (*eventLog, error) {
 			return err
 		}
 		last = stored
+		// The last event of each project, and a legacy stream entry
+		// (its event may have been trimmed since, its horizon kept).
+		projects, err := eventProjects(rd)
+		if err != nil {
+			return err
+		}
+		for _, p := range projects {
+			prefix := prefixKey(famEvent, p)
+			if err := rd.Scan(prefix, nil, true, func(k, _ []byte) (bool, error) {
+				if len(k) == len(prefix)+8 {
+					last = max(last, binary.BigEndian.Uint64(k[len(prefix):]))
+				}
+				return false, nil
+			}); err != nil {
+				return err
+			}
+		}
 		if err := rd.Scan(eventStreamPrefix, nil, true, func(k, _ []byte) (bool, error) {
 			last = max(last, streamPosition(k))
 			return false, nil
@@ -214,6 +236,36 @@ func (r *Registry) lastPosition(ctx context.Context) (uint64, error) {
 // consumer's cursor is behind it bounds the events it has still to read
 // (positions are shared by every project's events, and have gaps).
 func (r *Registry) StreamHead(ctx context.Context) (uint64, error) { return r.lastPosition(ctx) }
+
+// eventProjects lists the projects that have events, one seek each.
+func eventProjects(rd Reader) ([]string, error) {
+	base := prefixKey(famEvent)
+	var out []string
+	var from []byte
+	for {
+		var next string
+		var corrupt []byte
+		if err := rd.Scan(base, from, false, func(k, _ []byte) (bool, error) {
+			rest := k[len(base):]
+			if i := bytes.IndexByte(rest, sep); i > 0 {
+				next = string(rest[:i])
+			} else {
+				corrupt = bytes.Clone(k)
+			}
+			return false, nil
+		}); err != nil {
+			return nil, fmt.Errorf("list projects with events: %w", err)
+		}
+		if corrupt != nil {
+			return nil, fmt.Errorf("event key %q: corrupt", corrupt)
+		}
+		if next == "" {
+			return out, nil
+		}
+		out = append(out, next)
+		from = eventProjectsAfter(next)
+	}
+}
 
 func streamPosition(k []byte) uint64 {
 	if len(k) < len(eventStreamPrefix)+8 {

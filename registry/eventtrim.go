@@ -52,9 +52,18 @@ func (r *Registry) SweepEvents(ctx context.Context) (int, error) {
 }
 
 // trimBounds deletes one batch of events past the backlog bounds and
-// reports whether there may be more.
+// reports whether there may be more. Each project's events are in
+// position order, which is commit order, so a project's walk stops at its
+// first event within both bounds; the age is read from the record's head.
 func (r *Registry) trimBounds(ctx context.Context) (int, bool, error) {
 	l := r.events
+	if !l.legacyCleared {
+		more, err := r.trimLegacyStream(ctx)
+		if err != nil || more {
+			return 0, more, err
+		}
+		l.legacyCleared = true
+	}
 	cutoff := r.now().Add(-l.opts.Retention).UnixNano()
 	var keepFrom uint64 // positions below it are past MaxEvents
 	last, err := r.lastPosition(ctx)
@@ -65,32 +74,80 @@ func (r *Registry) trimBounds(ctx context.Context) (int, bool, error) {
 		keepFrom = last - l.opts.MaxEvents + 1
 	}
 	var victims []trimmed
-	var next uint64
+	kept := make(map[string]uint64) // each walked project's first event kept
 	err = r.view(ctx, func(rd Reader) error {
-		return rd.Scan(eventStreamPrefix, eventStreamKey(l.streamFloor), false, func(k, v []byte) (bool, error) {
-			pos := streamPosition(k)
-			if len(v) < 8 {
-				return false, fmt.Errorf("event stream entry %d: corrupt", pos)
+		victims, kept = victims[:0], make(map[string]uint64)
+		projects, err := eventProjects(rd)
+		if err != nil {
+			return err
+		}
+		for _, project := range projects {
+			prefix := prefixKey(famEvent, project)
+			if err := rd.Scan(prefix, eventKey(project, l.boundFloor[project]), false, func(k, v []byte) (bool, error) {
+				pos := binary.BigEndian.Uint64(k[len(prefix):])
+				if pos >= keepFrom {
+					at, err := eventRecordTime(v)
+					if err != nil {
+						return false, fmt.Errorf("event %d of %s: %w", pos, project, err)
+					}
+					if at >= cutoff {
+						kept[project] = pos
+						return false, nil
+					}
+				}
+				victims = append(victims, trimmed{pos: pos, project: project})
+				return len(victims) < eventTrimBatch, nil
+			}); err != nil {
+				return err
 			}
-			if pos >= keepFrom && int64(binary.BigEndian.Uint64(v)) >= cutoff {
-				next = pos
-				return false, nil
+			if len(victims) == eventTrimBatch {
+				break
 			}
-			victims = append(victims, trimmed{pos: pos, project: string(v[8:])})
-			return len(victims) < eventTrimBatch, nil
-		})
+		}
+		return nil
 	})
 	if err == nil && len(victims) > 0 {
 		err = r.write(ctx, func(w Writer) error { return deleteEvents(w, victims) })
 	}
-	if err != nil || len(victims) == 0 {
+	if err != nil {
 		return 0, false, err
 	}
-	l.streamFloor = victims[len(victims)-1].pos + 1
-	if next != 0 {
-		l.streamFloor = next
+	for _, v := range victims {
+		l.boundFloor[v.project] = v.pos + 1
+	}
+	for project, pos := range kept {
+		l.boundFloor[project] = pos
 	}
 	return len(victims), len(victims) == eventTrimBatch, nil
+}
+
+// trimLegacyStream deletes one batch of the stream entries that versions
+// before per-project trimming wrote for every event (the events
+// themselves are trimmed per project) and reports whether there may be
+// more.
+func (r *Registry) trimLegacyStream(ctx context.Context) (bool, error) {
+	var keys [][]byte
+	err := r.view(ctx, func(rd Reader) error {
+		keys = keys[:0]
+		return rd.Scan(eventStreamPrefix, nil, false, func(k, _ []byte) (bool, error) {
+			keys = append(keys, bytes.Clone(k))
+			return len(keys) < eventTrimBatch, nil
+		})
+	})
+	if err == nil && len(keys) > 0 {
+		err = r.write(ctx, func(w Writer) error {
+			for _, k := range keys {
+				if err := w.Delete(k); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	if err != nil {
+		return false, fmt.Errorf("delete legacy event stream entries: %w", err)
+	}
+	return len(keys) == eventTrimBatch, nil
 }
 
 // trimAcked deletes one batch of project's events up to upTo and reports
@@ -138,9 +195,6 @@ type trimmed struct {
 func deleteEvents(w Writer, victims []trimmed) error {
 	horizon := make(map[string]uint64)
 	for _, v := range victims {
-		if err := w.Delete(eventStreamKey(v.pos)); err != nil {
-			return err
-		}
 		if err := w.Delete(eventKey(v.project, v.pos)); err != nil {
 			return err
 		}

@@ -45,8 +45,8 @@ import (
 //	dh/{device_id}/{seq}           message_id (its PENDING ones, oldest first)
 //	dx/{deadline}/{device_id}/{message_id} nil (PENDING message deadlines, ordered)
 //	#dm/{device_id}                oldest seq of its dl and dh lists (downlinkmeta.go)
-//	e/{position}                   event time (unix ns) and project (the stream, in commit order)
-//	ep/{project}/{position}        event record (a project's events, in commit order)
+//	e/{position}                   legacy stream entry (no longer written; the sweep deletes it)
+//	ep/{project}/{position}        event record: seq, time, JSON (a project's events, in commit order)
 //	es/{device_id}                 the device's last event seq
 //	eh/{project}                   highest position trimmed from the project's events
 //	ec/{project}/{name}            event consumer (its acknowledged cursor)
@@ -107,7 +107,7 @@ const (
 	famDownlinkList  = "dl"
 	famDownlinkHeld  = "dh"
 	famDownlinkMeta  = "#dm"
-	famEventStream   = "e"
+	famEventStream   = "e" // legacy: no longer written
 	famEvent         = "ep"
 	famEventSeq      = "es"
 	famEventHorizon  = "eh"
@@ -369,11 +369,22 @@ func readCount(rd Reader, k []byte) (int64, error) {
 	return total, nil
 }
 
-var eventStreamPrefix = []byte{'e', sep}
+// eventStreamPrefix is where versions before per-project trimming kept a
+// stream entry for every event (position → time and project); the sweep
+// deletes what a store still holds of them (trimLegacyStream).
+var eventStreamPrefix = []byte{famEventStream[0], sep}
 
-// eventStreamKey is the stream entry of the event at pos.
+// eventStreamKey is a legacy stream entry of the event at pos.
 func eventStreamKey(pos uint64) []byte {
 	return binary.BigEndian.AppendUint64(append([]byte(nil), eventStreamPrefix...), pos)
+}
+
+// eventProjectsAfter is where the scan for the project after project
+// starts in the event family: past every key of project's events.
+func eventProjectsAfter(project string) []byte {
+	k := prefixKey(famEvent, project)
+	k[len(k)-1] = sep + 1
+	return k
 }
 
 // eventKey is the record of a project's event at pos.
