@@ -10,6 +10,7 @@ import (
 	"mime/multipart"
 	"net/http"
 
+	"github.com/iotgate/iotgate/registry"
 	"github.com/iotgate/iotgate/registry/batchtask"
 	"github.com/labstack/echo/v4"
 )
@@ -54,6 +55,10 @@ func (s *Server) batchTaskRoutes(g *echo.Group) {
 // code and message the API answers for the same error on its own
 // request (a bad row of createDevices fails as AddDevice would).
 func DescribeItemError(err error) batchtask.ItemError {
+	var ff *registry.FirmwareFailedError
+	if errors.As(err, &ff) {
+		return batchtask.ItemError{Code: codeFirmwareFailed, Msg: ff.Error()}
+	}
 	if ae := fromRegistry(err); ae != nil {
 		return batchtask.ItemError{Code: ae.Code, Msg: ae.Msg}
 	}
