@@ -19,6 +19,7 @@ import (
 // object 5, its update ending in Update Result result.
 type fwDevice struct {
 	id string
+	c  *lwm2mclient.Client
 	fw *lwm2mclient.Firmware
 }
 
@@ -31,7 +32,7 @@ func startFWDevice(t *testing.T, g *Gate, node string, result int) fwDevice {
 	if err := c.Register(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	return fwDevice{id: id, fw: fw}
+	return fwDevice{id: id, c: c, fw: fw}
 }
 
 // createFirmwareTask creates a firmwareUpgrade task with the SDK.
@@ -119,5 +120,62 @@ func TestBatchFirmwareUpgrade(t *testing.T) {
 	if det := details[other]; *det.Status != "Fail" || det.Error == nil || *det.Error.ErrorCode != "IOTDA.000006" ||
 		!strings.Contains(*det.Error.ErrorMsg, "product other") {
 		t.Errorf("device of another product: %+v %+v", det, det.Error)
+	}
+}
+
+// TestBatchFirmwareUpgradeSurvivesKill: iotgate is killed (SIGKILL)
+// while a firmwareUpgrade task has devices done and one mid-download, and
+// started again. The task resumes and ends Success with each device
+// counted once: the devices already upgraded are not sent the package
+// again, the interrupted one downloads it anew from a new Package URI.
+func TestBatchFirmwareUpgradeSurvivesKill(t *testing.T) {
+	g := startLwM2MGate(t)
+	img := bytes.Repeat([]byte("iotgate firmware image "), 100) // 2,300 bytes: 36 blocks of 64
+	pkg := g.uploadPackage(http.StatusCreated, map[string]any{"package_type": "firmwarePackage", "product_id": "nb", "version": "3.1"}, img)["package_id"].(string)
+	devs := []fwDevice{startFWDevice(t, g, "fwk-1", 1), startFWDevice(t, g, "fwk-2", 1), startFWDevice(t, g, "fwk-3", 1)}
+	devs[2].fw.StopAfter(5) // it stops mid-download, as a device that lost power
+
+	id, err := createFirmwareTask(t, g, "fw_kill", pkg, []string{devs[0].id, devs[1].id, devs[2].id})
+	if err != nil {
+		t.Fatalf("CreateBatchTask: %v", err)
+	}
+	client := sdkClient(g)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		r, err := client.ShowBatchTask(&model.ShowBatchTaskRequest{TaskId: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, blocks := devs[2].fw.Image()
+		if *r.Batchtask.TaskProgress.Success == 2 && len(blocks) == 5 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("task %+v, details %+v, blocks of the third %v", r.Batchtask.TaskProgress, r.TaskDetails, blocks)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	g.Kill()
+	g.Restart()
+	// The device's next uplink (an Update; a Register where the
+	// registration did not outlive the process) is when it is served.
+	if err := devs[2].c.Update(context.Background()); err != nil {
+		if err := devs[2].c.Register(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	task, details := waitFirmwareTask(t, g, id)
+	p := task.TaskProgress
+	if *task.Status != "Success" || *p.Total != 3 || *p.Success != 3 || *p.Fail != 0 || *p.Processing != 0 {
+		t.Fatalf("after the restart: task %s %+v %+v", *task.Status, p, details)
+	}
+	want := sha256.Sum256(img)
+	for i, d := range devs {
+		if d.fw.Sum() != want {
+			t.Errorf("%s: the image downloaded is not the package", d.id)
+		}
+		if _, blocks := d.fw.Image(); i < 2 && len(blocks) != 36 {
+			t.Errorf("%s was upgraded before the kill but asked for %d blocks: sent the package again", d.id, len(blocks))
+		}
 	}
 }
