@@ -250,3 +250,75 @@ func TestFirmwareTaskResumes(t *testing.T) {
 		t.Fatalf("task %s %+v", done.Status, done.Progress)
 	}
 }
+
+// TestFirmwareRetry: a failed device is retried (a new job, the task
+// back to Processing) and ends Success; a target that did not fail, or
+// is not in the task, is refused alone; a createDevices task cannot be
+// retried.
+func TestFirmwareRetry(t *testing.T) {
+	e := newEnv(t)
+	e.extra = []Kind{FirmwareKind(e.reg)}
+	fw, _ := firmwareEnv(t, e)
+	d := &fakeDeliverer{}
+	e.reg.SetFirmwareDeliverer(d)
+	s, _ := firmwareService(e)
+	ctx := context.Background()
+	task, err := s.Create(ctx, NewTask{ProjectID: project, Name: "fw", Type: TypeFirmwareUpgrade, Document: docOf(fw),
+		Targets: []string{"nb1", "nb2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.wait(s, task.ID, "processing", func(t *Task) bool { return t.Progress.Processing == 2 })
+	first := d.deliveries()
+	for _, dv := range first {
+		rep := registry.FirmwareReport{Step: registry.StepSucceeded, State: 0, Result: 1}
+		if dv.DeviceID == "nb2" {
+			rep = registry.FirmwareReport{Step: registry.StepFailed, State: 0, Result: 4, Desc: "connection lost"}
+		}
+		if err := e.reg.ReportFirmware(ctx, dv.UpgradeID, dv.DeviceID, rep); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := e.wait(s, task.ID, "ended", ended); got.Status != StatusPartialSuccess {
+		t.Fatalf("task %s %+v", got.Status, got.Progress)
+	}
+	res, err := s.Retry(ctx, project, task.ID, []string{"nb1", "nb2", "nosuch"})
+	if err != nil || len(res) != 3 {
+		t.Fatalf("retry: %+v %v", res, err)
+	}
+	var nf *NotFailedError
+	var nfe *NotFoundError
+	if !errors.As(res[0].Err, &nf) || res[1].Err != nil || !errors.As(res[2].Err, &nfe) {
+		t.Fatalf("retry results %+v", res)
+	}
+	e.wait(s, task.ID, "the retried device processing", func(t *Task) bool {
+		return t.Status == StatusProcessing && t.Progress.Processing == 1 && t.Progress.Fail == 0
+	})
+	again := d.deliveries()[len(first):]
+	if len(again) != 1 || again[0].DeviceID != "nb2" || again[0].UpgradeID == first[0].UpgradeID || again[0].UpgradeID == first[1].UpgradeID {
+		t.Fatalf("after the retry the deliverer got %+v: want a new job for nb2", again)
+	}
+	if err := e.reg.ReportFirmware(ctx, again[0].UpgradeID, "nb2", registry.FirmwareReport{Step: registry.StepSucceeded, State: 0, Result: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.wait(s, task.ID, "ended", ended); got.Status != StatusSuccess || got.Progress.Success != 2 || got.Progress.Total != 2 {
+		t.Fatalf("after the retry: %s %+v", got.Status, got.Progress)
+	}
+	// Every failed item, with no targets: none left.
+	if res, err := s.Retry(ctx, project, task.ID, nil); err != nil || len(res) != 0 {
+		t.Fatalf("retry of a task with no failures: %+v %v", res, err)
+	}
+
+	f, err := s.UploadFile(ctx, project, "one.csv", []byte("node_id,product_id\nx1,nosuch\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct, err := s.Create(ctx, NewTask{ProjectID: project, Name: "cd", Type: TypeCreateDevices, DocumentSource: f.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.wait(s, ct.ID, "ended", ended)
+	if _, err := s.Retry(ctx, project, ct.ID, nil); !errors.Is(err, ErrNotRetryable) {
+		t.Fatalf("retry of createDevices: %v", err)
+	}
+}
