@@ -121,6 +121,28 @@ func TestBatchFirmwareUpgrade(t *testing.T) {
 		!strings.Contains(*det.Error.ErrorMsg, "product other") {
 		t.Errorf("device of another product: %+v %+v", det, det.Error)
 	}
+
+	// RetryBatchTask: a target that succeeded is refused alone; the
+	// failed one is tried again (and fails again, still of another
+	// product).
+	targets := []string{good[0].id, other}
+	rr, err := sdkClient(g).RetryBatchTask(&model.RetryBatchTaskRequest{TaskId: id, Body: &model.BatchTargets{Targets: &targets}})
+	if err != nil || rr.Targets == nil || len(*rr.Targets) != 2 {
+		t.Fatalf("RetryBatchTask: %v %+v", err, rr)
+	}
+	if r := (*rr.Targets)[0]; *r.Status != "failure" || *r.ErrorCode != "IOTDA.016001" {
+		t.Errorf("retry of a device that succeeded: %+v", r)
+	}
+	if r := (*rr.Targets)[1]; *r.Status != "success" {
+		t.Errorf("retry of the failed device: %+v", r)
+	}
+	task, details = waitFirmwareTask(t, g, id)
+	if p := task.TaskProgress; *task.Status != "PartialSuccess" || *p.Success != 2 || *p.Fail != 2 || *p.Total != 4 {
+		t.Fatalf("after the retry: task %s %+v", *task.Status, p)
+	}
+	if det := details[other]; *det.Status != "Fail" || !strings.Contains(*det.Error.ErrorMsg, "product other") {
+		t.Errorf("retried device of another product: %+v %+v", det, det.Error)
+	}
 }
 
 // TestBatchFirmwareUpgradeSurvivesKill: iotgate is killed (SIGKILL)
