@@ -10,6 +10,7 @@ import (
 	"mime/multipart"
 	"net/http"
 
+	"github.com/iotgate/iotgate/registry"
 	"github.com/iotgate/iotgate/registry/batchtask"
 	"github.com/labstack/echo/v4"
 )
@@ -34,6 +35,7 @@ type BatchTasks interface {
 	Items(ctx context.Context, project, id string, f batchtask.ItemFilter, pg batchtask.Page) (*batchtask.Task, []batchtask.Item, int, string, error)
 	Stop(ctx context.Context, project, id string) error
 	Delete(ctx context.Context, project, id string) error
+	Retry(ctx context.Context, project, id string, targets []string) ([]batchtask.RetryResult, error)
 }
 
 func (s *Server) batchTaskRoutes(g *echo.Group) {
@@ -48,12 +50,17 @@ func (s *Server) batchTaskRoutes(g *echo.Group) {
 	g.GET("/batchtasks/:task_id", s.showBatchTask)
 	g.DELETE("/batchtasks/:task_id", s.deleteBatchTask)
 	g.POST("/batchtasks/:task_id/stop", s.stopBatchTask)
+	g.POST("/batchtasks/:task_id/retry", s.retryBatchTask)
 }
 
 // DescribeItemError is how a batch task item's failure is reported: the
 // code and message the API answers for the same error on its own
 // request (a bad row of createDevices fails as AddDevice would).
 func DescribeItemError(err error) batchtask.ItemError {
+	var ff *registry.FirmwareFailedError
+	if errors.As(err, &ff) {
+		return batchtask.ItemError{Code: codeFirmwareFailed, Msg: ff.Error()}
+	}
 	if ae := fromRegistry(err); ae != nil {
 		return batchtask.ItemError{Code: ae.Code, Msg: ae.Msg}
 	}
@@ -67,7 +74,8 @@ func batchTaskError(err error) error {
 	switch {
 	case errors.As(err, &nf):
 		return &apiError{Status: http.StatusNotFound, Code: codeBatchTaskNotFound, Msg: nf.Error()}
-	case errors.Is(err, batchtask.ErrActive), errors.Is(err, batchtask.ErrEnded):
+	case errors.Is(err, batchtask.ErrActive), errors.Is(err, batchtask.ErrEnded),
+		errors.Is(err, batchtask.ErrNotRetryable), errors.Is(err, batchtask.ErrNotRetrying):
 		return &apiError{Status: http.StatusBadRequest, Code: codeBatchTaskState, Msg: "Operation not allowed. " + err.Error()}
 	}
 	return err
@@ -274,4 +282,49 @@ func (s *Server) stopBatchTask(c echo.Context) error {
 		return batchTaskError(err)
 	}
 	return c.JSON(http.StatusOK, map[string]any{"targets": []any{}})
+}
+
+// batchTargetResult is IoTDA's BatchTargetResult.
+type batchTargetResult struct {
+	Target    string `json:"target"`
+	Status    string `json:"status"`
+	ErrorCode string `json:"error_code,omitempty"`
+	ErrorMsg  string `json:"error_msg,omitempty"`
+}
+
+// retryBatchTask is POST /batchtasks/{task_id}/retry (IoTDA's
+// RetryBatchTask): the failed items of targets (at most 100), or every
+// failed item with no targets, are tried again; firmwareUpgrade tasks
+// only.
+func (s *Server) retryBatchTask(c echo.Context) error {
+	var b struct {
+		Targets []string `json:"targets"`
+	}
+	if err := decodeOptional(c, &b); err != nil {
+		return err
+	}
+	res, err := s.tasks.Retry(c.Request().Context(), project(c), c.Param("task_id"), b.Targets)
+	if err != nil {
+		return batchTaskError(err)
+	}
+	out := make([]batchTargetResult, 0, len(res))
+	for _, r := range res {
+		v := batchTargetResult{Target: r.Target, Status: "success"}
+		if r.Err != nil {
+			v.Status = "failure"
+			var nf *batchtask.NotFoundError
+			var ns *batchtask.NotFailedError
+			switch {
+			case errors.As(r.Err, &nf):
+				v.ErrorCode, v.ErrorMsg = codeBatchTaskNotFound, nf.Error()
+			case errors.As(r.Err, &ns):
+				v.ErrorCode, v.ErrorMsg = codeBatchTaskState, ns.Error()
+			default:
+				d := DescribeItemError(r.Err)
+				v.ErrorCode, v.ErrorMsg = d.Code, d.Msg
+			}
+		}
+		out = append(out, v)
+	}
+	return c.JSON(http.StatusOK, map[string]any{"targets": out})
 }

@@ -116,6 +116,8 @@ func TestDescribeItemError(t *testing.T) {
 		{&registry.ConflictError{Field: registry.UniqueNodeID, Value: "n1"}, codeDeviceExists},
 		{&registry.NotFoundError{Kind: registry.EntityProduct, ID: "p"}, codeProductNotFound},
 		{fmt.Errorf("quota: %w", registry.ErrQuota), codeQuota},
+		{&registry.NotFoundError{Kind: registry.EntityOTAPackage, ID: "pk"}, codePackageNotFound},
+		{&registry.FirmwareFailedError{DeviceID: "d", State: 0, Result: 5, Desc: "integrity check failure"}, codeFirmwareFailed},
 		{errors.New("disk on fire"), codeInternal},
 	}
 	for _, tt := range tests {

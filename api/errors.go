@@ -80,6 +80,8 @@ func fromRegistry(err error) *apiError {
 			code = codeCertNotFound
 		case registry.EntityCommand:
 			code = codeCommandNotFound
+		case registry.EntityOTAPackage:
+			code = codePackageNotFound
 		}
 		return &apiError{Status: http.StatusNotFound, Code: code, Msg: nf.Error()}
 	case errors.Is(err, registry.ErrInUse):

@@ -26,9 +26,14 @@ import (
 // api.limits.max_body_bytes, like every request's (the AK/SK signature
 // covers it).
 
-// codePackageNotFound is not in the reference; chosen in IoTDA's
-// numbering and documented in the README.
-const codePackageNotFound = "IOTDA.014500"
+// Codes not in the reference; chosen in IoTDA's numbering and documented
+// in the README.
+const (
+	codePackageNotFound = "IOTDA.014500"
+	// codeFirmwareFailed is a firmwareUpgrade task item's error when the
+	// device's upgrade failed (its Update Result, a refusal, a timeout).
+	codeFirmwareFailed = "IOTDA.014501"
+)
 
 // packageRegistry serves /ota-upgrades/packages.
 type packageRegistry interface {

@@ -84,6 +84,7 @@ var (
 const (
 	fwStateIdle     = 0
 	fwStateHave     = 2 // Downloaded
+	fwStateUpdating = 3
 	fwResultSuccess = 1
 	fwResultUnknown = -1 // not read yet
 	fwDeliveryPush  = 1
@@ -132,6 +133,9 @@ type fwItem struct {
 	slot          bool      // holds a download slot
 	running, more bool      // a worker drives it; drive again when done
 	state, result int
+	// resumed: the item was downloading (or downloaded) when the last
+	// process stopped; the device's State decides where it goes on.
+	resumed bool
 }
 
 // fwImage is a package's file, shared by its items.
@@ -173,8 +177,11 @@ func (s *Server) DeliverFirmware(d registry.FirmwareDelivery) {
 	}
 	it := &fwItem{d: d, token: newRegistrationID() + newRegistrationID(), step: registry.StepQueued, since: s.now(),
 		state: fwResultUnknown, result: fwResultUnknown}
-	if d.Step == registry.StepUpdating {
+	switch d.Step {
+	case registry.StepUpdating:
 		it.step = registry.StepUpdating // resumed after a restart: its result is due, not the package
+	case registry.StepDownloading, registry.StepDownloaded:
+		it.resumed = true // the device may hold the package already
 	}
 	f.items[d.DeviceID] = it
 	f.tokens[it.token] = it
@@ -256,7 +263,7 @@ func (f *firmware) advance(deviceID string) {
 		f.mu.Unlock()
 		return // served at its next uplink
 	}
-	if it.step == registry.StepQueued {
+	if it.step == registry.StepQueued && !it.slot { // a start that waited for the device keeps its slot
 		if f.downloading >= f.o.MaxDownloads {
 			f.mu.Unlock()
 			return // a slot frees at another item's download end
@@ -300,6 +307,9 @@ func (f *firmware) drive(e *entry, it *fwItem) {
 	}
 	switch step {
 	case registry.StepQueued:
+		if f.resume(ctx, e, it) {
+			return
+		}
 		f.start(ctx, e, it)
 	case registry.StepDownloading:
 		if state != fwStateHave { // the notification may be lost, or its observation gone
@@ -323,6 +333,41 @@ func (f *firmware) drive(e *entry, it *fwItem) {
 			f.end(it, registry.StepFailed, "the device reports Update Result "+strconv.Itoa(result)+": "+resultText(result))
 		}
 	}
+}
+
+// resume takes up an item that was downloading, or downloaded, when the
+// last process stopped, from the device's State, so a device that holds
+// the package is not sent it again: State 2 (Downloaded) goes on to the
+// Update, State 3 (Updating) waits for the result, and, for an item that
+// had reached the Update, State 0 with a result ends it. It reports
+// whether it moved the item; otherwise the delivery starts over.
+func (f *firmware) resume(ctx context.Context, e *entry, it *fwItem) bool {
+	f.mu.Lock()
+	resumed := it.resumed
+	f.mu.Unlock()
+	if !resumed {
+		return false
+	}
+	state, result := f.poll(ctx, e, it)
+	if state < 0 {
+		return true // unreadable (asleep, timed out): try at the next uplink
+	}
+	f.mu.Lock()
+	it.resumed = false
+	f.mu.Unlock()
+	switch {
+	case state == fwStateHave:
+		f.downloaded(ctx, e, it)
+	case state == fwStateUpdating:
+		f.step(it, registry.StepUpdating, "resumed after a restart: the device is updating")
+	case state == fwStateIdle && it.d.Step == registry.StepDownloaded && result == fwResultSuccess:
+		f.end(it, registry.StepSucceeded, "")
+	case state == fwStateIdle && it.d.Step == registry.StepDownloaded && result > fwResultSuccess:
+		f.end(it, registry.StepFailed, "the device reports Update Result "+strconv.Itoa(result)+": "+resultText(result))
+	default:
+		return false
+	}
+	return true
 }
 
 // poll reads State and Update Result (a notification may be lost, or the

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/iotgate/iotgate/lwm2m"
+	"github.com/iotgate/iotgate/lwm2m/format"
 	"github.com/iotgate/iotgate/lwm2m/lwm2mclient"
 	"github.com/iotgate/iotgate/registry"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
@@ -265,5 +266,75 @@ func TestFirmwareResumedUpdateIsNotDeliveredAgain(t *testing.T) {
 	f.waitItem(t, job, d.DeviceID, registry.FirmwareSuccess)
 	if v, _ := c.Value("/5/0/1"); v.Str() != "" {
 		t.Fatalf("the package was delivered again: Package URI %q", v.Str())
+	}
+}
+
+// ignoreDeliveries takes firmware items and does nothing: the process
+// that stopped before delivering them.
+type ignoreDeliveries struct{}
+
+func (ignoreDeliveries) DeliverFirmware(registry.FirmwareDelivery) {}
+
+// TestFirmwareResumeByState: items handed back at start-up
+// (ResumeFirmwareUpgrades) go on from their device's State. A device that
+// holds the package (State 2) is not sent it again: it is told to
+// Update. One still downloading from the stopped process's URI (State 1)
+// gets a new Package URI and downloads the image.
+func TestFirmwareResumeByState(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx := context.Background()
+	img := firmwareImage(1000)
+	type dev struct {
+		id string
+		c  *lwm2mclient.Client
+		fw *lwm2mclient.Firmware
+	}
+	var devs []dev
+	for _, node := range []string{"has", "half"} {
+		d := f.device(node, false)
+		c := f.client(lwm2mclient.Config{Endpoint: node})
+		fw := lwm2mclient.NewFirmware(c, 0)
+		if err := c.Register(ctx); err != nil {
+			t.Fatal(err)
+		}
+		devs = append(devs, dev{d.DeviceID, c, fw})
+	}
+	// The stopped process had got "has" to Downloaded and "half" to
+	// Downloading, and stopped before executing the Update.
+	p, err := f.reg.AddOTAPackage(ctx, "p", registry.OTAPackage{PackageType: registry.PackageTypeFirmware, ProductID: "nb", Version: "v3"}, bytes.NewReader(img), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.reg.SetFirmwareDeliverer(ignoreDeliveries{})
+	job, err := f.reg.StartFirmwareUpgrade(ctx, "p", registry.FirmwareUpgradeSpec{PackageID: p.PackageID, DeviceIDs: []string{devs[0].id, devs[1].id}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, step := range []registry.FirmwareStep{registry.StepDownloaded, registry.StepDownloading} {
+		if err := f.reg.ReportFirmware(ctx, job.UpgradeID, devs[i].id, registry.FirmwareReport{Step: step, State: 2 - i, Result: 0}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = devs[0].c.Set("/5/0/3", format.IntegerValue(2))
+	_ = devs[1].c.Set("/5/0/1", format.StringValue("coap://127.0.0.1:1/fw/gone"))
+	_ = devs[1].c.Set("/5/0/3", format.IntegerValue(1))
+
+	f.reg.SetFirmwareDeliverer(f.srv)
+	if n, err := f.reg.ResumeFirmwareUpgrades(ctx); err != nil || n != 2 {
+		t.Fatalf("resumed %d: %v", n, err)
+	}
+	for _, d := range devs {
+		if it := f.waitItem(t, job, d.id, registry.FirmwareSuccess); it.Result != 1 {
+			t.Fatalf("%s: %+v", d.id, it)
+		}
+	}
+	if got, blocks := devs[0].fw.Image(); len(blocks) != 0 || len(got) != 0 {
+		t.Fatalf("the device holding the package was sent it again: %d blocks", len(blocks))
+	}
+	if uri, _ := devs[0].c.Value("/5/0/1"); uri.Str() != "" {
+		t.Fatalf("the device holding the package got a Package URI %q", uri.Str())
+	}
+	if got, _ := devs[1].fw.Image(); !bytes.Equal(got, img) {
+		t.Fatalf("the device that was downloading got %d bytes, not the image", len(got))
 	}
 }

@@ -138,6 +138,7 @@ type firmwareHooks struct {
 	mu        sync.RWMutex
 	deliverer FirmwareDeliverer
 	done      []func(ctx context.Context, job *FirmwareUpgrade, item *FirmwareItem)
+	changed   []func(w Writer, job *FirmwareUpgrade, item *FirmwareItem) error
 }
 
 // SetFirmwareDeliverer names the adapter that delivers firmware items.
@@ -157,6 +158,17 @@ func (r *Registry) OnFirmwareItemDone(fn func(ctx context.Context, job *Firmware
 	r.fw.mu.Unlock()
 }
 
+// OnFirmwareItemChange adds fn, called inside the transaction that
+// stores each report on an item of a job started by a batch task (TaskID
+// set): the batch task records the item's progress and outcome in that
+// transaction, so a crash can never leave the two apart. fn may run more
+// than once (see write); its error fails the report.
+func (r *Registry) OnFirmwareItemChange(fn func(w Writer, job *FirmwareUpgrade, item *FirmwareItem) error) {
+	r.fw.mu.Lock()
+	r.fw.changed = append(r.fw.changed, fn)
+	r.fw.mu.Unlock()
+}
+
 func upgradeKey(project, id string) []byte    { return key(famFwUpgrade, project, id) }
 func upgradeItemsPrefix(id string) []byte     { return prefixKey(famFwItem, id) }
 func upgradeItemKey(id, device string) []byte { return key(famFwItem, id, device) }
@@ -165,6 +177,16 @@ func upgradeItemKey(id, device string) []byte { return key(famFwItem, id, device
 // project and hands its items to the deliverer. Every device must be of
 // the package's product, which must be an LwM2M (CoAP) one.
 func (r *Registry) StartFirmwareUpgrade(ctx context.Context, project string, spec FirmwareUpgradeSpec) (*FirmwareUpgrade, error) {
+	return r.StartFirmwareUpgradeWith(ctx, project, spec, nil)
+}
+
+// StartFirmwareUpgradeWith is StartFirmwareUpgrade that also runs also,
+// when not nil, in the transaction that creates the job (a batch task
+// records its item Processing this way, so a crash never leaves a job
+// without its item's record, nor a second job started for the item). An
+// error from also refuses the job and is returned unchanged.
+func (r *Registry) StartFirmwareUpgradeWith(ctx context.Context, project string, spec FirmwareUpgradeSpec,
+	also func(Writer, *FirmwareUpgrade) error) (*FirmwareUpgrade, error) {
 	pkg, err := r.OTAPackage(ctx, project, spec.PackageID)
 	if err != nil {
 		return nil, err
@@ -199,6 +221,9 @@ func (r *Registry) StartFirmwareUpgrade(ctx context.Context, project string, spe
 			if err := putItem(w, &it); err != nil {
 				return err
 			}
+		}
+		if also != nil {
+			return also(w, job)
 		}
 		return nil
 	})
@@ -351,6 +376,16 @@ func (r *Registry) ReportFirmware(ctx context.Context, upgradeID, deviceID strin
 		}
 		if err := putItem(w, it); err != nil {
 			return err
+		}
+		if job.TaskID != "" {
+			r.fw.mu.RLock()
+			changed := r.fw.changed
+			r.fw.mu.RUnlock()
+			for _, fn := range changed {
+				if err := fn(w, job, it); err != nil {
+					return fmt.Errorf("firmware upgrade %s: recording device %s in batch task %s: %w", upgradeID, deviceID, job.TaskID, err)
+				}
+			}
 		}
 		if it.Status.Final() {
 			done = it
@@ -544,4 +579,18 @@ func scanUpgrades(rd Reader, prefix []byte) ([]*FirmwareUpgrade, error) {
 		return true, nil
 	})
 	return out, err
+}
+
+// FirmwareFailedError is why a device's item ended in Fail, as its
+// adapter reported it (an Update Result, a refused request, a timeout).
+type FirmwareFailedError struct {
+	DeviceID string
+	// State and Result are the device's last object-5 State and Update
+	// Result, -1 when never read.
+	State, Result int
+	Desc          string
+}
+
+func (e *FirmwareFailedError) Error() string {
+	return fmt.Sprintf("firmware upgrade of device %s failed: %s (State %d, Update Result %d)", e.DeviceID, e.Desc, e.State, e.Result)
 }

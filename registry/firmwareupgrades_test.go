@@ -270,3 +270,79 @@ func TestFirmwareUpgradeResumeAndNoDeliverer(t *testing.T) {
 		t.Fatalf("resume: %d, %v, %+v", n, err, d.got)
 	}
 }
+
+// TestFirmwareUpgradeWithHooks: also runs in the job's transaction (its
+// error leaves no job); the change hook runs in each report's transaction
+// of a job with a task (its error leaves the item as it was), and not for
+// jobs without one.
+func TestFirmwareUpgradeWithHooks(t *testing.T) {
+	r, p, _ := firmwareFixture(t)
+	ctx := context.Background()
+	d := &recordingDeliverer{}
+	r.SetFirmwareDeliverer(d)
+	refuse := errors.New("refused")
+	if _, err := r.StartFirmwareUpgradeWith(ctx, "proj", FirmwareUpgradeSpec{PackageID: p.PackageID, DeviceIDs: []string{"nb_n1"}, TaskID: "t1"},
+		func(Writer, *FirmwareUpgrade) error { return refuse }); !errors.Is(err, refuse) {
+		t.Fatalf("also's error: %v", err)
+	}
+	if len(d.got) != 0 {
+		t.Fatalf("a refused job was delivered: %+v", d.got)
+	}
+	if busy, err := r.packageBusy(ctx, p.PackageID); err != nil || busy {
+		t.Fatalf("a refused job was kept: %v %v", busy, err)
+	}
+	var seen []FirmwareStep
+	var failNext bool
+	r.OnFirmwareItemChange(func(w Writer, job *FirmwareUpgrade, it *FirmwareItem) error {
+		if failNext {
+			return refuse
+		}
+		seen = append(seen, it.Step)
+		return w.Set([]byte("hooktest"), []byte(it.Step))
+	})
+	job, err := r.StartFirmwareUpgradeWith(ctx, "proj", FirmwareUpgradeSpec{PackageID: p.PackageID, DeviceIDs: []string{"nb_n1"}, TaskID: "t1"},
+		func(w Writer, j *FirmwareUpgrade) error { return w.Set([]byte("alsotest"), []byte(j.UpgradeID)) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.ReportFirmware(ctx, job.UpgradeID, "nb_n1", FirmwareReport{Step: StepDownloading, State: 1, Result: 0}); err != nil {
+		t.Fatal(err)
+	}
+	failNext = true
+	if err := r.ReportFirmware(ctx, job.UpgradeID, "nb_n1", FirmwareReport{Step: StepSucceeded, State: 0, Result: 1}); !errors.Is(err, refuse) {
+		t.Fatalf("hook's error: %v", err)
+	}
+	if it, _ := r.FirmwareItem(ctx, job.UpgradeID, "nb_n1"); it.Step != StepDownloading {
+		t.Fatalf("a report whose hook failed was kept: %+v", it)
+	}
+	err = r.view(ctx, func(rd Reader) error {
+		a, err := rd.Get([]byte("alsotest"))
+		if err != nil || string(a) != job.UpgradeID {
+			return errors.New("also's write is missing")
+		}
+		h, err := rd.Get([]byte("hooktest"))
+		if err != nil || string(h) != string(StepDownloading) {
+			return errors.New("the hook's write is missing")
+		}
+		return nil
+	})
+	if err != nil || len(seen) != 1 {
+		t.Fatalf("%v; hook saw %v", err, seen)
+	}
+	// A job without a task does not call the hook.
+	failNext = false
+	plain, err := r.StartFirmwareUpgrade(ctx, "proj", FirmwareUpgradeSpec{PackageID: p.PackageID, DeviceIDs: []string{"nb_n2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.ReportFirmware(ctx, plain.UpgradeID, "nb_n2", FirmwareReport{Step: StepDownloading, State: 1, Result: 0}); err != nil || len(seen) != 1 {
+		t.Fatalf("%v; hook saw %v", err, seen)
+	}
+}
+
+// packageBusy reports whether an unfinished job delivers package id.
+func (r *Registry) packageBusy(ctx context.Context, id string) (bool, error) {
+	var busy string
+	err := r.view(ctx, func(rd Reader) (err error) { busy, err = packageInUse(rd, "proj", id); return err })
+	return busy != "", err
+}

@@ -10,9 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/iotgate/iotgate/api"
 	"github.com/iotgate/iotgate/lwm2m"
 	"github.com/iotgate/iotgate/lwm2m/format"
 	"github.com/iotgate/iotgate/registry"
+	"github.com/iotgate/iotgate/registry/batchtask"
 	"github.com/iotgate/iotgate/registry/kv/badgerkv"
 )
 
@@ -34,9 +36,9 @@ import (
 // than a block), executes Update, and Wakaama's object reaches its final
 // State 2. It never reports an Update Result, so the item ends in Fail
 // after update_timeout, saying so; a device that does report one ends in
-// Success (lwm2m's TestFirmware* with the Go client). The job is driven
-// through the registry's Go API, as the batch-task layer
-// (task_type firmwareUpgrade) drives it.
+// Success (TestBatchFirmwareUpgrade with the Go client). The job runs
+// through a firmwareUpgrade batch task, as POST /batchtasks creates it:
+// the task's item for Wakaama ends Fail with that reason.
 func TestLwM2MInteropWakaamaFirmware(t *testing.T) {
 	t.Run("NoSec", func(t *testing.T) { wakaamaFirmware(t, wakaamaBinary(t, "WAKAAMA_CLIENT"), false) })
 	t.Run("DTLS", func(t *testing.T) { wakaamaFirmware(t, wakaamaBinary(t, "WAKAAMA_CLIENT_DTLS"), true) })
@@ -78,6 +80,11 @@ func wakaamaFirmware(t *testing.T, bin string, secure bool) {
 	reg.SetFirmwareDeliverer(srv)
 	done := make(chan *registry.FirmwareItem, 2)
 	reg.OnFirmwareItemDone(func(_ context.Context, _ *registry.FirmwareUpgrade, it *registry.FirmwareItem) { done <- it })
+	tasks := batchtask.New(batchtask.Options{Store: st, Kinds: []batchtask.Kind{batchtask.FirmwareKind(reg)}, Describe: api.DescribeItemError,
+		Logger: log, Poll: 100 * time.Millisecond})
+	reg.OnFirmwareItemChange(tasks.TrackFirmware)
+	reg.OnFirmwareItemDone(tasks.FirmwareItemDone)
+	go tasks.Run(ctx)
 
 	if _, err := reg.CreateProduct(ctx, registry.Product{ProjectID: "p", ProductID: "wk", Name: "Wakaama", DeviceType: "Meter", ProtocolType: "CoAP"}); err != nil {
 		t.Fatal(err)
@@ -125,23 +132,37 @@ func wakaamaFirmware(t *testing.T, bin string, secure bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	job, err := reg.StartFirmwareUpgrade(ctx, "p", registry.FirmwareUpgradeSpec{PackageID: pkg.PackageID, DeviceIDs: []string{d.DeviceID}, TaskID: "wakaama-task"})
+	task, err := tasks.Create(ctx, batchtask.NewTask{ProjectID: "p", Name: "wakaama_fw", Type: batchtask.TypeFirmwareUpgrade,
+		Targets: []string{d.DeviceID}, Document: json.RawMessage(`{"package_ids":["` + pkg.PackageID + `"]}`)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var it *registry.FirmwareItem
 	deadline = time.Now().Add(30 * time.Second)
 	for {
-		if it, err = reg.FirmwareItem(ctx, job.UpgradeID, d.DeviceID); err != nil {
+		if task, err = tasks.Task(ctx, "p", task.ID); err != nil {
 			t.Fatal(err)
 		}
-		if it.Status.Final() {
+		if task.Status.Ended() {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("item %+v did not end; Wakaama:\n%s", it, out())
+			t.Fatalf("task %s %+v did not end; Wakaama:\n%s", task.Status, task.Progress, out())
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+	_, items, _, _, err := tasks.Items(ctx, "p", task.ID, batchtask.ItemFilter{}, batchtask.Page{Limit: 10})
+	if err != nil || len(items) != 1 {
+		t.Fatalf("items %+v: %v", items, err)
+	}
+	ti := items[0]
+	if task.Status != batchtask.StatusFail || ti.Status != batchtask.ItemFail || ti.Error == nil || ti.Error.Code != "IOTDA.014501" ||
+		!strings.Contains(ti.Error.Msg, "no Update Result") {
+		t.Fatalf("task %s, item %+v %+v: want Fail for want of an Update Result", task.Status, ti, ti.Error)
+	}
+	upgradeID, _, _ := strings.Cut(strings.TrimPrefix(ti.Output, "upgrade "), ":")
+	it, err := reg.FirmwareItem(ctx, upgradeID, d.DeviceID)
+	if err != nil {
+		t.Fatalf("the task's job %q (output %q): %v", upgradeID, ti.Output, err)
 	}
 	js, _ := json.Marshal(it)
 	t.Logf("item: %s", js)

@@ -48,16 +48,22 @@ func (c BatchTasksConfig) validate() error {
 
 // newBatchTasks builds the batch task service over the node's store and
 // registry; lease elects the node that runs tasks (nil on a single
-// node). Run it with runBatchTasks.
+// node). Run it with runBatchTasks. Firmware upgrade jobs started by a
+// firmwareUpgrade task report to it inside the transaction that stores
+// each of their steps.
 func newBatchTasks(c BatchTasksConfig, n *node, log *slog.Logger) *batchtask.Service {
 	var lease registry.Lease = registry.LocalLease{}
 	if n.lease != nil {
 		lease = n.lease
 	}
-	return batchtask.New(batchtask.Options{Store: n.store, Kinds: batchtask.DeviceKinds(n.reg), Lease: lease,
+	kinds := append(batchtask.DeviceKinds(n.reg), batchtask.FirmwareKind(n.reg))
+	s := batchtask.New(batchtask.Options{Store: n.store, Kinds: kinds, Lease: lease,
 		Describe: api.DescribeItemError, Logger: log.With("component", "batchtasks"),
 		Limits: batchtask.Limits{MaxItems: c.MaxItems, MaxFileBytes: c.MaxFileBytes, MaxFiles: c.MaxFiles,
 			Workers: c.Workers, Rate: c.Rate}})
+	n.reg.OnFirmwareItemChange(s.TrackFirmware)
+	n.reg.OnFirmwareItemDone(s.FirmwareItemDone)
+	return s
 }
 
 // runBatchTasks runs s until ctx ends; the returned function waits for

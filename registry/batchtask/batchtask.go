@@ -83,6 +83,9 @@ type Task struct {
 	// or is Processing).
 	Total  int `json:"total"`
 	Cursor int `json:"cursor"`
+	// Rewinds counts the retries that moved Cursor back: a chunk that
+	// ran meanwhile leaves Cursor where the retry put it.
+	Rewinds int `json:"rewinds,omitempty"`
 
 	// Progress is computed from the counters when the task is read.
 	Progress Progress `json:"-"`

@@ -262,33 +262,49 @@ func (s *Service) runChunk(ctx context.Context, t *Task, jobs chan<- job) (bool,
 		if err != nil {
 			return err
 		}
-		cur.Cursor = max(cur.Cursor, retryAt)
+		if cur.Rewinds == t.Rewinds {
+			cur.Cursor = max(cur.Cursor, retryAt)
+		}
 		return putJSON(w, taskKey(t.ID), cur)
 	})
 	return true, errors.Join(firstErr, err)
 }
 
-// finishIfDone ends t when none of its items is waiting or processing.
+// finishIfDone ends t when none of its items is waiting or processing,
+// deciding in the transaction that ends it (a retry may have put an item
+// back meanwhile).
 func (s *Service) finishIfDone(ctx context.Context, t *Task) (bool, error) {
-	var p Progress
-	err := s.view(ctx, func(rd kv.Reader) error {
-		var err error
-		p, err = progress(rd, t)
-		return err
+	ended := false
+	err := s.update(ctx, func(w kv.Txn) error {
+		ended = false
+		cur, err := getTask(w, "", t.ID)
+		if err != nil {
+			return err
+		}
+		if cur.Status != StatusWaiting && cur.Status != StatusProcessing {
+			return nil
+		}
+		p, err := progress(w, cur)
+		if err != nil || p.Processing > 0 || p.Waiting > 0 {
+			return err
+		}
+		st := StatusPartialSuccess
+		switch {
+		case p.Fail == 0 && p.Stopped == 0:
+			st = StatusSuccess
+		case p.Success == 0 && p.Stopped == 0:
+			st = StatusFail
+		case p.Stopped > 0:
+			st = StatusStopped
+		}
+		cur.Status, cur.StatusMsg = st, ""
+		if err := putJSON(w, taskKey(t.ID), cur); err != nil {
+			return err
+		}
+		ended = true
+		return w.Delete(activeKey(t.ID))
 	})
-	if err != nil || p.Processing > 0 || p.Waiting > 0 {
-		return false, err
-	}
-	st := StatusPartialSuccess
-	switch {
-	case p.Fail == 0 && p.Stopped == 0:
-		st = StatusSuccess
-	case p.Success == 0 && p.Stopped == 0:
-		st = StatusFail
-	case p.Stopped > 0:
-		st = StatusStopped
-	}
-	return true, s.end(ctx, t.ID, st, "")
+	return ended, err
 }
 
 // stopChunk marks a chunk of a stopping task's waiting items Stopped; with
