@@ -198,9 +198,9 @@ type Stats struct {
 	// backlog bounds (BacklogBounds) dropped undelivered.
 	DroppedAge, DroppedSize atomic.Uint64
 
-	// cursor is the position the action has acknowledged; oldest the
-	// time (Unix nanoseconds) of the oldest event it has read and not yet
-	// acknowledged, 0 when it has caught up.
+	// cursor is the position the action has acknowledged (written);
+	// oldest the time (Unix nanoseconds) of the oldest event it has read
+	// and not yet delivered, 0 when it has caught up.
 	cursor, oldest atomic.Int64
 }
 
@@ -211,7 +211,7 @@ type ActionStats struct {
 	DroppedAge, DroppedSize      uint64
 	// Cursor is the last position acknowledged.
 	Cursor uint64
-	// Lag is the age of the oldest event read and not yet acknowledged
+	// Lag is the age of the oldest event read and not yet delivered
 	// (an outage's backlog shows here); 0 when the action has caught up.
 	Lag time.Duration
 }
