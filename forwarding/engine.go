@@ -26,10 +26,10 @@ type Registry interface {
 var _ Registry = (*registry.Registry)(nil)
 
 // Waker tells a worker that has caught up with the stream that events of
-// its project were committed since it took the channel (before its read), so it need
-// not wait for the next poll. The registry wakes on its own node's
-// commits; on a cluster a bus may relay other nodes' (registry.Registry.
-// NotifyEvents), and the poll is the fallback for what nothing relays.
+// its project were committed since it took the channel (before its
+// read), so it need not wait for the next poll. The registry wakes on its
+// own node's commits and, on a cluster, on the other nodes' hints
+// (registry.EventHinter); the poll is the fallback for a hint lost.
 type Waker interface {
 	EventsCommitted(project string) <-chan struct{}
 }
