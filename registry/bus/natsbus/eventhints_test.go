@@ -88,3 +88,34 @@ func TestEventHintsReachOtherNodesCoalesced(t *testing.T) {
 		t.Fatalf("node-a was hinted %v, want only node-b's sentinel", got)
 	}
 }
+
+// Hints sent while NATS was down are lost: a node back on NATS wakes
+// every reader (a nil hint), and hints flow again.
+func TestEventHintsAfterServerRestart(t *testing.T) {
+	srv := natstest.Start(t)
+	a, b := open(t, srv.URL(), "node-a"), open(t, srv.URL(), "node-b")
+	waitHealthy(t, a, true, 5*time.Second)
+	waitHealthy(t, b, true, 5*time.Second)
+	rb := subscribeHints(b)
+	srv.Stop()
+	waitHealthy(t, b, false, 5*time.Second)
+	a.HintEvents([]string{"during"})
+	srv.Restart()
+	waitHealthy(t, a, true, 5*time.Second)
+	waitHealthy(t, b, true, 5*time.Second)
+	lost := func() int { rb.mu.Lock(); defer rb.mu.Unlock(); return rb.lost }
+	deadline := time.Now().Add(5 * time.Second)
+	for lost() == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if lost() == 0 {
+		t.Fatal("node-b back on NATS did not wake every reader")
+	}
+	for !rb.seen()["after"] && time.Now().Before(deadline) {
+		a.HintEvents([]string{"after"})
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !rb.seen()["after"] {
+		t.Fatal("hints did not flow again after the restart")
+	}
+}
