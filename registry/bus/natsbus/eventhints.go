@@ -54,6 +54,11 @@ func (h *eventHints) start() error {
 		return fmt.Errorf("natsbus: subscribe %s: %w", h.b.hints, err)
 	}
 	h.sub = sub
+	if h.b.nc.IsConnected() {
+		// Subscribed on the server when Open returns (best effort, as the
+		// invalidations').
+		_ = h.b.nc.FlushTimeout(h.b.o.ConnectTimeout)
+	}
 	go h.run()
 	return nil
 }
