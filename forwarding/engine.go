@@ -26,10 +26,10 @@ type Registry interface {
 var _ Registry = (*registry.Registry)(nil)
 
 // Waker tells a worker that has caught up with the stream that events of
-// its project were committed since it took the channel (before its read), so it need
-// not wait for the next poll. The registry wakes on its own node's
-// commits; on a cluster a bus may relay other nodes' (registry.Registry.
-// NotifyEvents), and the poll is the fallback for what nothing relays.
+// its project were committed since it took the channel (before its
+// read), so it need not wait for the next poll. The registry wakes on its
+// own node's commits and, on a cluster, on the other nodes' hints
+// (registry.EventHinter); the poll is the fallback for a hint lost.
 type Waker interface {
 	EventsCommitted(project string) <-chan struct{}
 }
@@ -198,9 +198,9 @@ type Stats struct {
 	// backlog bounds (BacklogBounds) dropped undelivered.
 	DroppedAge, DroppedSize atomic.Uint64
 
-	// cursor is the position the action has acknowledged; oldest the
-	// time (Unix nanoseconds) of the oldest event it has read and not yet
-	// acknowledged, 0 when it has caught up.
+	// cursor is the position the action has acknowledged (written);
+	// oldest the time (Unix nanoseconds) of the oldest event it has read
+	// and not yet delivered, 0 when it has caught up.
 	cursor, oldest atomic.Int64
 }
 
@@ -211,7 +211,7 @@ type ActionStats struct {
 	DroppedAge, DroppedSize      uint64
 	// Cursor is the last position acknowledged.
 	Cursor uint64
-	// Lag is the age of the oldest event read and not yet acknowledged
+	// Lag is the age of the oldest event read and not yet delivered
 	// (an outage's backlog shows here); 0 when the action has caught up.
 	Lag time.Duration
 }

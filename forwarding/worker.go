@@ -19,7 +19,9 @@ import (
 // events after its acknowledged cursor, delivers the selected ones, each
 // device's in order on one of its lanes, and acknowledges the page when
 // every lane is done; a failed delivery is retried (with backoff) until it
-// succeeds, so nothing after it is acknowledged before it.
+// succeeds, so nothing after it is acknowledged before it. The
+// acknowledgement is written by its acker while the worker reads and
+// delivers the next page.
 type worker struct {
 	o        Options
 	a        *registry.RuleAction
@@ -27,6 +29,7 @@ type worker struct {
 	log      *slog.Logger
 	stats    *Stats
 	seed     maphash.Seed
+	acks     *acker // set by run
 
 	// failures counts failed deliveries in a row (any lane); draining is
 	// set by a failure and cleared when a read reaches the stream's end (the
@@ -83,6 +86,13 @@ func (w *worker) run(ctx context.Context) {
 		}
 	}()
 	cursor, ok := w.cursor(ctx)
+	w.stats.cursor.Store(int64(cursor))
+	actx, stopAcks := context.WithCancel(ctx)
+	w.acks = startAcker(actx, w)
+	defer func() {
+		stopAcks()
+		w.acks.wait() // what was delivered is acknowledged before a successor starts
+	}()
 	for ok && ctx.Err() == nil {
 		cursor, ok = w.step(ctx, ch, cursor)
 	}
@@ -126,7 +136,6 @@ func (w *worker) step(ctx context.Context, ch Channel, cursor uint64) (uint64, b
 		}
 		return cursor, true
 	}
-	w.stats.cursor.Store(int64(cursor))
 	if len(page.Events) == 0 {
 		w.stats.oldest.Store(0)
 		w.draining.Store(false)
@@ -154,10 +163,9 @@ func (w *worker) step(ctx context.Context, ch Channel, cursor uint64) (uint64, b
 	if !w.deliver(ctx, ch, msgs) {
 		return cursor, false
 	}
-	if !w.ack(ctx, page.Next, w.drops()) {
+	if !w.acks.hand(ctx, page.Next, w.drops()) {
 		return cursor, false
 	}
-	w.stats.cursor.Store(int64(page.Next))
 	w.stats.oldest.Store(0)
 	if len(page.Events) < w.o.PageSize && w.stats.Failures.Load() == failuresBefore {
 		// The read reached the stream's end and the page went out at the
@@ -202,7 +210,7 @@ func (w *worker) skipTrimmed(ctx context.Context, cursor uint64) (uint64, bool) 
 	w.stats.Dropped.Add(h - cursor)
 	w.log.Error("forwarding: events were trimmed by the event backlog bounds before delivery; they are lost",
 		"from_cursor", cursor, "to_cursor", h, "positions", h-cursor)
-	if !w.ack(ctx, h, registry.EventDrops{Count: h - cursor, Reason: DropTrimmed}) {
+	if !w.acks.hand(ctx, h, registry.EventDrops{Count: h - cursor, Reason: DropTrimmed}) {
 		return cursor, false
 	}
 	return h, true
@@ -366,22 +374,24 @@ func (w *worker) sendBatches(ctx context.Context, ch BatchChannel, lane []*Messa
 }
 
 // ack records the cursor, with the drops since the last, retrying until
-// the store takes it or ctx ends.
-func (w *worker) ack(ctx context.Context, cursor uint64, drops registry.EventDrops) bool {
+// the store takes it or ctx ends; the error is registry.ErrNotFound when
+// the action was deleted, else ctx's.
+func (w *worker) ack(ctx context.Context, cursor uint64, drops registry.EventDrops) error {
 	for attempt := uint(0); ctx.Err() == nil; attempt++ {
 		err := w.o.Registry.AckEventsDropping(ctx, w.a.ProjectID, w.consumer, cursor, drops)
 		if err == nil {
-			return true
+			w.stats.cursor.Store(int64(cursor))
+			return nil
 		}
 		if errors.Is(err, registry.ErrNotFound) {
-			return false // the action was deleted
+			return err
 		}
 		if ctx.Err() == nil {
 			w.log.Error("forwarding: acknowledge events", "cursor", cursor, "err", err)
 			w.sleep(ctx, w.backoff(attempt))
 		}
 	}
-	return false
+	return ctx.Err()
 }
 
 // backoff is RetryBase doubled n times, at most RetryMax.

@@ -160,7 +160,7 @@ func startEngine(t *testing.T, reg *registry.Registry, fakes map[string]*fakeCha
 }
 
 // runEngine is startEngine, returning the engine too.
-func runEngine(t *testing.T, reg *registry.Registry, fakes map[string]*fakeChannel, o Options) (e *Engine, stop func()) {
+func runEngine(t *testing.T, reg Registry, fakes map[string]*fakeChannel, o Options) (e *Engine, stop func()) {
 	t.Helper()
 	o.Registry = reg
 	o.Openers = map[string]Opener{registry.ChannelHTTP: func(_ context.Context, a *registry.RuleAction) (Channel, error) {

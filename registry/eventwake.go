@@ -64,6 +64,13 @@ func (r *Registry) NotifyEvents(project string) {
 	r.eventSignal.notify(project)
 }
 
+// eventsHinted wakes the readers of the projects whose events another
+// node committed (Options.EventHints); nil: hints may have been lost, so
+// every reader reads.
+func (r *Registry) eventsHinted(projects []string) {
+	r.eventSignal.notify(projects...)
+}
+
 // eventKeyProject is the project of an eventKey: between the family and
 // the position, each after a separator.
 func eventKeyProject(k []byte) []byte { return k[len(famEvent)+1 : len(k)-9] }

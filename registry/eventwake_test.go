@@ -57,3 +57,59 @@ func TestEventsCommittedWakesReaders(t *testing.T) {
 		t.Error(`NotifyEvents("") did not wake every project's readers`)
 	}
 }
+
+// On a cluster a reader on one node wakes for events another node's
+// write committed (Options.EventHints), not at its next poll; a node cut
+// off the bus leaves its readers to their poll.
+func TestEventsCommittedWakesOtherNodesReaders(t *testing.T) {
+	a, b, _ := twoNodes(t, nil)
+	ctx := context.Background()
+	mustProduct(t, a, "proj", "m", "MQTT")
+	d, err := a.CreateDevice(ctx, NewDevice{ProjectID: "proj", NodeID: "n", ProductID: "m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	woken := a.EventsCommitted("proj")
+	elsewhere := a.EventsCommitted("other")
+	start := time.Now()
+	if err := b.AddMessage(ctx, d.DeviceID, Message{Payload: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-woken:
+		if waited := time.Since(start); waited > 50*time.Millisecond {
+			t.Errorf("node-a's reader woke %v after node-b's write", waited)
+		}
+	case <-time.After(time.Second):
+		t.Fatal("node-b's uplink did not wake node-a's reader")
+	}
+	select {
+	case <-elsewhere:
+		t.Error("node-b's uplink woke node-a's readers of another project")
+	default:
+	}
+	// The writing node wakes its own readers without the bus.
+	own := b.EventsCommitted("proj")
+	if err := b.AddMessage(ctx, d.DeviceID, Message{Payload: []byte("y")}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-own:
+	case <-time.After(time.Second):
+		t.Fatal("node-b's uplink did not wake node-b's reader")
+	}
+}
+
+// Hints lost on the bus (nil) wake every project's readers.
+func TestLostEventHintsWakeEveryReader(t *testing.T) {
+	a, _, _ := twoNodes(t, nil)
+	p, q := a.EventsCommitted("p"), a.EventsCommitted("q")
+	a.eventsHinted(nil)
+	for _, ch := range []<-chan struct{}{p, q} {
+		select {
+		case <-ch:
+		case <-time.After(time.Second):
+			t.Fatal("a lost hint did not wake a reader")
+		}
+	}
+}

@@ -62,6 +62,22 @@ type Invalidator interface {
 	Subscribe(fn func(keys []string))
 }
 
+// EventHinter tells the other nodes of a cluster which projects' events
+// a committed write recorded, so that their stream readers (forwarding
+// workers) read them now rather than at their next poll. A hint carries
+// no data and may be lost: a reader that misses one reads at its poll.
+type EventHinter interface {
+	// HintEvents announces that a write which has committed recorded
+	// events of projects. It is called in commit order and must not block:
+	// an implementation coalesces what the commits of a burst announce.
+	// projects is the caller's to reuse once HintEvents returns.
+	HintEvents(projects []string)
+	// SubscribeEventHints has fn called with the projects other nodes'
+	// hints name, and with nil when hints may have been lost (every
+	// project's readers then read).
+	SubscribeEventHints(fn func(projects []string))
+}
+
 // NodeLink carries a request from this node to another and brings its
 // answer back: how the router reaches the node holding a device's
 // session. Requests and answers are opaque to the link (the registry

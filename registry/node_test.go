@@ -20,6 +20,7 @@ import (
 type testBus struct {
 	mu    sync.Mutex
 	subs  map[int]func([]string)
+	hints map[int]func([]string) // the nodes' event-hint subscriptions
 	nodes map[int]*busNode
 	n     int
 }
@@ -59,6 +60,25 @@ func (n *busNode) Subscribe(fn func([]string)) {
 		n.bus.subs = map[int]func([]string){}
 	}
 	n.bus.subs[n.id] = fn
+}
+
+func (n *busNode) HintEvents(projects []string) {
+	n.bus.mu.Lock()
+	defer n.bus.mu.Unlock()
+	for id, fn := range n.bus.hints {
+		if id != n.id && !n.bus.nodes[id].deaf.Load() {
+			fn(projects)
+		}
+	}
+}
+
+func (n *busNode) SubscribeEventHints(fn func([]string)) {
+	n.bus.mu.Lock()
+	defer n.bus.mu.Unlock()
+	if n.bus.hints == nil {
+		n.bus.hints = map[int]func([]string){}
+	}
+	n.bus.hints[n.id] = fn
 }
 
 // testPresence is a Presence shared by the nodes of one test: each node's
@@ -133,8 +153,9 @@ func openNodes(t *testing.T, clock *fakeClock, set func(node string, o *Options)
 	t.Cleanup(func() { s.Close() })
 	bus := &testBus{}
 	open := func(node string) *Registry {
+		bn := bus.node()
 		o := Options{Store: s, MasterKey: bytes.Repeat([]byte{7}, 32), Node: node,
-			Invalidator: bus.node(), SweepInterval: time.Second}
+			Invalidator: bn, EventHints: bn, SweepInterval: time.Second}
 		if clock != nil {
 			o.Now = clock.Now
 		}

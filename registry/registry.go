@@ -59,8 +59,12 @@ type Options struct {
 	// is kept in the store (StorePresence).
 	Presence    Presence
 	Invalidator Invalidator // nil: no other node to tell
-	IDs         IDGenerator
-	Lease       Lease
+	// EventHints tells the other nodes which projects' events this
+	// node's writes committed, and them this node's (nil: no other node
+	// to tell; their readers poll).
+	EventHints EventHinter
+	IDs        IDGenerator
+	Lease      Lease
 	// Link carries requests to the node holding a device's session
 	// (nil: a single node, every session is this process's). New has it
 	// serve the other nodes' requests.
@@ -136,6 +140,7 @@ type Registry struct {
 	countShard byte   // the shard of shared counters this node writes
 	presence   Presence
 	inval      Invalidator // nil on a single node
+	hints      EventHinter // nil on a single node
 	link       NodeLink    // nil on a single node
 	lease      Lease
 	statusMu   sync.Mutex
@@ -196,6 +201,7 @@ func New(o Options) (*Registry, error) {
 		countShard: counterShardOf(o.Node),
 		presence:   o.Presence,
 		inval:      o.Invalidator,
+		hints:      o.EventHints,
 		link:       o.Link,
 		ids:        o.IDs,
 		lease:      o.Lease,
@@ -236,6 +242,9 @@ func New(o Options) (*Registry, error) {
 	}
 	// The router first: a notice may arrive as soon as we subscribe.
 	r.router = newRouter(r)
+	if r.hints != nil {
+		r.hints.SubscribeEventHints(r.eventsHinted)
+	}
 	if r.inval != nil {
 		r.inval.Subscribe(r.invalidated)
 	}

@@ -152,6 +152,9 @@ func (t *tracked) committed() {
 	}
 	if len(t.events) > 0 {
 		r.eventSignal.notify(t.events...)
+		if r.hints != nil {
+			r.hints.HintEvents(t.events)
+		}
 	}
 }
 

@@ -19,6 +19,10 @@ type clusterBus interface {
 	// Invalidator tells the other nodes which cached records a write
 	// changed (registry.Options.Invalidator).
 	Invalidator() registry.Invalidator
+	// EventHints wakes the other nodes' event stream readers (forwarding)
+	// when this node commits events (registry.Options.EventHints); nil:
+	// they poll.
+	EventHints() registry.EventHinter
 	// Link carries the delivery router's requests to the node holding a
 	// device's session.
 	Link() registry.NodeLink
@@ -47,6 +51,7 @@ type natsClusterBus struct{ *natsbus.Bus }
 
 func (b natsClusterBus) Invalidator() registry.Invalidator { return b.Bus }
 func (b natsClusterBus) Link() registry.NodeLink           { return b.Bus }
+func (b natsClusterBus) EventHints() registry.EventHinter  { return b.Bus }
 
 // node is what this process serves from: the store, the bus (clustered)
 // and the registry over them.
@@ -88,6 +93,7 @@ func openNode(ctx context.Context, cfg *Config, key []byte, log *slog.Logger, op
 		n.name = c.NodeID
 		o.Node = c.NodeID
 		o.Invalidator = n.bus.Invalidator()
+		o.EventHints = n.bus.EventHints()
 		o.Link = n.bus.Link()
 		o.Lease = registry.NewStoreLease(n.store, c.NodeID, nil)
 		n.lease = o.Lease

@@ -51,6 +51,7 @@ func TestOpenPostgresUnreachable(t *testing.T) {
 type testBus struct{ closed bool }
 
 func (b *testBus) Invalidator() registry.Invalidator { return nil }
+func (b *testBus) EventHints() registry.EventHinter  { return nil }
 func (b *testBus) Link() registry.NodeLink           { return nil }
 func (b *testBus) Healthy() error                    { return nil }
 func (b *testBus) Close() error                      { b.closed = true; return nil }

@@ -1,6 +1,7 @@
 // Package natsbus is the cluster's bus over NATS: the registry's
-// Invalidator (cache invalidation notices broadcast to every node) and
-// NodeLink (request/reply to one named node).
+// Invalidator (cache invalidation notices broadcast to every node),
+// EventHinter (which projects' events a node committed, to wake the other
+// nodes' stream readers) and NodeLink (request/reply to one named node).
 //
 // NATS carries no state of record, so a node starts and serves while
 // NATS is down: Open connects in the background and reconnects forever.
@@ -11,6 +12,7 @@
 // Subjects (Prefix "iotgate" by default):
 //
 //	{prefix}.inval         invalidation notices, every node subscribes
+//	{prefix}.events        event hints, every node subscribes
 //	{prefix}.node.{node}   requests to one node (NodeLink)
 package natsbus
 
@@ -33,6 +35,7 @@ import (
 // The Bus is both halves of the registry's cluster seam.
 var (
 	_ registry.Invalidator = (*Bus)(nil)
+	_ registry.EventHinter = (*Bus)(nil)
 	_ registry.NodeLink    = (*Bus)(nil)
 )
 
@@ -94,6 +97,7 @@ type Bus struct {
 	log    *slog.Logger
 	nc     *nats.Conn
 	inval  string // the invalidation subject
+	hints  string // the event hints' subject
 	closed atomic.Bool
 
 	// health
@@ -113,6 +117,7 @@ type Bus struct {
 
 	invalidator
 	link
+	eventHints eventHints
 }
 
 // Open validates o and starts connecting to NATS in the background; it
@@ -125,9 +130,10 @@ func Open(ctx context.Context, o Options) (*Bus, error) {
 		return nil, err
 	}
 	o.defaults()
-	b := &Bus{o: o, log: o.Logger.With("node", o.Node), inval: o.Prefix + ".inval"}
+	b := &Bus{o: o, log: o.Logger.With("node", o.Node), inval: o.Prefix + ".inval", hints: o.Prefix + ".events"}
 	baseCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	b.invalidator.init(b, o.PublishQueue)
+	b.eventHints.init(b)
 	b.link.init(b, baseCtx, cancel, o.MaxInFlight)
 
 	b.mu.Lock()
@@ -164,6 +170,12 @@ func Open(ctx context.Context, o Options) (*Bus, error) {
 		b.awaitingFirst.Store(true)
 	}
 	if err := b.invalidator.start(); err != nil {
+		b.nc.Close()
+		cancel()
+		return nil, err
+	}
+	if err := b.eventHints.start(); err != nil {
+		b.invalidator.stop(time.Now())
 		b.nc.Close()
 		cancel()
 		return nil, err
@@ -318,6 +330,7 @@ func (b *Bus) Close() error {
 	deadline := time.Now().Add(b.o.DrainTimeout)
 	b.link.stop(deadline)
 	b.invalidator.stop(deadline)
+	b.eventHints.stop(deadline)
 	closed := make(chan struct{})
 	b.nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
 	if err := b.nc.Drain(); err != nil { // not connected: nothing to drain into
@@ -389,6 +402,10 @@ func (b *Bus) markUp() {
 // asyncError handles NATS' asynchronous errors. A slow consumer on the
 // invalidation subscription means notices were dropped on this node.
 func (b *Bus) asyncError(_ *nats.Conn, sub *nats.Subscription, err error) {
+	if sub != nil && sub.Subject == b.hints && errors.Is(err, nats.ErrSlowConsumer) {
+		b.eventHints.missed()
+		return
+	}
 	if sub != nil && sub.Subject == b.inval && errors.Is(err, nats.ErrSlowConsumer) {
 		b.log.Warn("natsbus: invalidation notices dropped (slow consumer); dropping the cache")
 		b.invalidator.lostIncoming()

@@ -131,8 +131,10 @@ func (b *Bus) Subscribe(fn func(keys []string)) {
 }
 
 // resync makes up for notices lost while the connection was down: this
-// node drops its cache, and tells the others to drop theirs.
+// node drops its cache, and tells the others to drop theirs; its stream
+// readers read, for the event hints they missed.
 func (b *Bus) resync() {
+	b.eventHints.missed()
 	v := &b.invalidator
 	v.lost.Store(true)
 	select {
