@@ -110,6 +110,10 @@ api:
 limits:
   api:
     rate: 0
+# A product holds at most 500,000 devices by default; the hold's fleet is
+# one product.
+registry:
+  max_devices_per_product: $(( HOLD_N > 500000 ? HOLD_N : 500000 ))
 coap:
   listen: 127.0.0.1:$COAP_PORT
   dtls_listen: 127.0.0.1:$DTLS_PORT
