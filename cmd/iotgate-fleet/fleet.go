@@ -45,6 +45,11 @@ func (f *fleet) runProtocol(ctx context.Context, proto string) (*ProtocolSummary
 		}
 	}()
 
+	if o.gc {
+		if err := f.probe.collect(ctx); err != nil {
+			f.prog.note("garbage collection before the first sample: %v", err)
+		}
+	}
 	before := f.probe.sample(ctx)
 	waitProfile := f.probe.cpuProfile(ctx, o.pprofSeconds, o.pprofDir, proto+"-connect.cpu.pprof")
 	res, err := f.phase(ctx, runners, proto, "connect", phaseReq{Phase: "connect",
@@ -56,6 +61,11 @@ func (f *fleet) runProtocol(ctx context.Context, proto string) (*ProtocolSummary
 	}
 	connected := ps.Connect.OK
 	time.Sleep(o.settle)
+	if o.gc {
+		if err := f.probe.collect(ctx); err != nil {
+			f.prog.note("garbage collection before the plateau sample: %v", err)
+		}
+	}
 	ps.Memory = perDeviceOf(before, f.probe.sample(ctx), connected)
 	if f.probe.debugURL != "" && o.pprofDir != "" {
 		// What holds the memory: the heap, and the goroutines (whose

@@ -8,9 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -283,5 +286,55 @@ func TestFleetReportsRefusals(t *testing.T) {
 	}
 	if !strings.Contains(fmt.Sprint(c.Failures), "0x04") {
 		t.Fatal(c.Failures)
+	}
+}
+
+// TestFleetCollectsBeforeMemorySamples: with -gc the server is made to
+// collect garbage (a heap profile with gc=1) before each memory sample,
+// so the per-device figure counts live memory; without it, never.
+func TestFleetCollectsBeforeMemorySamples(t *testing.T) {
+	cp, stopCoAP, err := serveCoAP("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stopCoAP()
+	for _, tc := range []struct {
+		gc   bool
+		want []string
+	}{
+		{true, []string{"/debug/pprof/heap?gc=1", "/debug/vars", "/debug/pprof/heap?gc=1", "/debug/vars"}},
+		{false, []string{"/debug/vars", "/debug/vars"}},
+	} {
+		t.Run(fmt.Sprintf("gc=%v", tc.gc), func(t *testing.T) {
+			var mu sync.Mutex
+			var got []string
+			debug := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				mu.Lock()
+				got = append(got, r.URL.RequestURI())
+				mu.Unlock()
+				if r.URL.Path == "/debug/vars" {
+					fmt.Fprint(w, `{"goroutines": 10, "memstats": {"HeapInuse": 1000, "StackInuse": 100}}`)
+				}
+			}))
+			defer debug.Close()
+			o, err := parseOptions([]string{"-api", "", "-protocols", "lwm2m", "-coap", cp, "-n", "10",
+				"-hold", "0s", "-settle", "0s", "-reconnect=false", "-timeout", "10s", "-deadline", "1m",
+				"-debug-url", debug.URL, fmt.Sprintf("-gc=%v", tc.gc), "-json", os.DevNull})
+			if err != nil {
+				t.Fatal(err)
+			}
+			sum, err := runFleet(context.Background(), o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m := sum.Protocols[0].Memory; m == nil || m.Plateau.HeapInuseBytes != 1000 {
+				t.Errorf("memory sample: %+v", m)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("debug requests %q, want %q", got, tc.want)
+			}
+		})
 	}
 }

@@ -84,6 +84,7 @@ type options struct {
 	pprofDir                    string
 	pprofSeconds                int
 	settle                      time.Duration
+	gc                          bool
 	out                         string
 	allowRemote                 bool
 	deadline                    time.Duration
@@ -131,6 +132,7 @@ func parseOptions(args []string) (*options, error) {
 	fs.StringVar(&o.pprofDir, "pprof", "", "save server CPU profiles of the create and connect storms and heap profiles at the plateau here (needs -debug-url)")
 	fs.IntVar(&o.pprofSeconds, "pprof-seconds", 5, "length of each CPU profile")
 	fs.DurationVar(&o.settle, "settle", 2*time.Second, "wait after the connect storm before sampling the server's memory")
+	fs.BoolVar(&o.gc, "gc", false, "make the server collect garbage (through -debug-url) before sampling its memory at the plateau")
 	fs.StringVar(&o.out, "json", "-", `write the JSON summary here ("-": standard output)`)
 	fs.BoolVar(&o.allowRemote, "allow-remote", false, "allow targets that are not loopback addresses")
 	fs.DurationVar(&o.deadline, "deadline", 30*time.Minute, "bound on the whole run")

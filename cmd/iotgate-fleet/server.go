@@ -99,6 +99,17 @@ func (p *probe) profile(ctx context.Context, kind, dir, name string) error {
 	return p.get(ctx, "/debug/pprof/"+kind, func(r io.Reader) error { _, err := io.Copy(f, r); return err })
 }
 
+// collect makes the server run a garbage collection (a heap profile
+// asked for with gc=1 runs one first), so that a memory sample taken
+// next counts what is live rather than what the collector has yet to
+// free.
+func (p *probe) collect(ctx context.Context) error {
+	if p.debugURL == "" {
+		return nil
+	}
+	return p.get(ctx, "/debug/pprof/heap?gc=1", func(r io.Reader) error { _, err := io.Copy(io.Discard, r); return err })
+}
+
 // cpuProfile starts a CPU profile of the next seconds and returns a
 // function that waits for it to be saved.
 func (p *probe) cpuProfile(ctx context.Context, seconds int, dir, name string) (wait func()) {

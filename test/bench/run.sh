@@ -8,7 +8,8 @@
 #   QUICK=1 test/bench/run.sh         # small fleets, to check the script
 #   ROUNDS=1 test/bench/run.sh        # one reconnect storm per server (default 3)
 #   PARTS="mqtt lwm2m" test/bench/run.sh  # only these parts (default: all of
-#                                     # mqtt mqtts lwm2m dtls registry)
+#                                     # mqtt mqtts lwm2m dtls registry; lwm2mhold
+#                                     # only when asked for)
 #
 # It installs mosquitto if missing, builds iotgate and iotgate-fleet,
 # then runs:
@@ -24,6 +25,9 @@
 #   4. DTLS-PSK: $DTLS_N handshakes and registrations; the same handshakes
 #      against a bare pion/dtls server.
 #   5. The registry's Go benchmarks up to $REG_MAX devices.
+#   6. (lwm2mhold, only when in PARTS) $HOLD_N NoSec registrations held
+#      by one iotgate (a million by default; no storms), its memory per
+#      registration at the plateau, after a garbage collection.
 # and writes everything (JSON summaries, server logs, CPU and heap
 # profiles and their top entries) under $OUT, and the Markdown table to
 # $OUT/table.md and standard output.
@@ -39,6 +43,7 @@ MQTTS_N=${MQTTS_N:-5000}
 LWM2M_N=${LWM2M_N:-100000}
 DTLS_N=${DTLS_N:-5000}
 REG_MAX=${REG_MAX:-1000000}
+HOLD_N=${HOLD_N:-1000000}
 HOLD=${HOLD:-10s}
 # Reconnect storms per server: each ratio compares the median storms.
 ROUNDS=${ROUNDS:-3}
@@ -105,6 +110,10 @@ api:
 limits:
   api:
     rate: 0
+# A product holds at most 500,000 devices by default; the hold's fleet is
+# one product.
+registry:
+  max_devices_per_product: $(( HOLD_N > 500000 ? HOLD_N : 500000 ))
 coap:
   listen: 127.0.0.1:$COAP_PORT
   dtls_listen: 127.0.0.1:$DTLS_PORT
@@ -136,7 +145,7 @@ start_baseline() {
 fleet() {
   local name=$1; shift
   echo "run.sh: $name" >&2
-  timeout 900 "$FLEET" -label "$name" -timestamp "$TS" -hold "$HOLD" -json "$OUT/$name.json" "$@" 2>>"$OUT/fleet.log" \
+  timeout "${FLEET_TIMEOUT:-900}" "$FLEET" -label "$name" -timestamp "$TS" -hold "$HOLD" -json "$OUT/$name.json" "$@" 2>>"$OUT/fleet.log" \
     || echo "run.sh: $name reported errors (see $OUT/$name.json and $OUT/fleet.log)" >&2
 }
 GATE_API=(-api "http://127.0.0.1:$API_PORT" -project bench -token "$TOKEN")
@@ -189,7 +198,7 @@ fi
 if part lwm2m; then
   # The fleet drops its sockets without de-registering (-graceful=false),
   # as modules do when a cell goes down, then re-registers all at once.
-  LWM2M_HOLD=(-uplink-interval 300s -commands 100 -lifetime 3600 -concurrency 256 -graceful=false -hold 5s -rounds "$ROUNDS")
+  LWM2M_HOLD=(-uplink-interval 300s -commands 100 -lifetime 3600 -concurrency 256 -graceful=false -hold 5s -rounds "$ROUNDS" -gc)
   start_iotgate
   fleet iotgate-lwm2m "${GATE_API[@]}" -protocols lwm2m -n "$LWM2M_N" -coap "127.0.0.1:$COAP_PORT" "${LWM2M_HOLD[@]}" \
     -server-pid "$GATE" -debug-url "http://127.0.0.1:$DEBUG_PORT" -pprof "$OUT/pprof/iotgate"
@@ -218,6 +227,20 @@ if part registry; then
   echo "run.sh: registry benchmarks up to $REG_MAX devices" >&2
   IOTGATE_BENCH_MAX=$REG_MAX go test -run '^$' -bench 'AuthPaths|CreateBatch' -benchmem -benchtime 0.2s -timeout 20m \
     ./registry/ >"$OUT/registry-bench.txt" 2>&1 || echo "run.sh: registry benchmarks failed (see $OUT/registry-bench.txt)" >&2
+fi
+
+# 6. A million NoSec registrations held by one node (UDP needs no file
+# descriptor per device; the fleet spreads its sockets over worker
+# processes and 4,096 source addresses). Its own devices (prefix "hold"),
+# created through the API, registered once and held: no storms, no
+# uplinks; the memory sample follows a collection in the server.
+if part lwm2mhold; then
+  start_iotgate
+  FLEET_TIMEOUT=3600 fleet iotgate-lwm2m-hold "${GATE_API[@]}" -prefix hold -protocols lwm2m -n "$HOLD_N" \
+    -coap "127.0.0.1:$COAP_PORT" -lifetime 86400 -concurrency 256 -graceful=false -reconnect=false -hold 20s \
+    -commands 100 -gc -deadline 55m -server-pid "$GATE" -debug-url "http://127.0.0.1:$DEBUG_PORT" \
+    -pprof "$OUT/pprof/iotgate-hold"
+  stop "$GATE"
 fi
 
 # What dominates each cost: the top of every profile taken.
