@@ -115,7 +115,8 @@ func (e *env) items(s *Service, id string) []Item {
 // or fails on its own, with the error CreateDevice gives for it.
 func TestCreateDevicesRowByRow(t *testing.T) {
 	e := newEnv(t)
-	s, _ := e.service(Limits{Rate: 1000}, nil)
+	// One worker: the second a1 runs after the first, in the same chunk.
+	s, _ := e.service(Limits{Rate: 1000, Workers: 1}, nil)
 	ctx := context.Background()
 	if _, err := e.reg.CreateDevice(ctx, registry.NewDevice{ProjectID: project, NodeID: "taken", ProductID: "meter"}); err != nil {
 		t.Fatal(err)
@@ -128,7 +129,6 @@ func TestCreateDevicesRowByRow(t *testing.T) {
 		"a4,meter,,,soon\n" + // timeout not a number
 		"a1,meter,,,\n" + // a1 again (after the first, in the same chunk: workers 1)
 		"a5,meter,,,60\n"
-	s.limits.Workers = 1
 	f, err := s.UploadFile(ctx, project, "rows.csv", []byte(csv))
 	if err != nil {
 		t.Fatal(err)
