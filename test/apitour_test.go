@@ -79,6 +79,8 @@ func TestAPITour(t *testing.T) {
 	g.MustDo(200, "GET", g.P("/batchtasks?task_type=unfreezeDevices&limit=5"), nil)
 	g.waitBatchTask(task, "Success")
 	g.MustDo(400, "POST", g.P("/batchtasks/"+task+"/stop"), nil) // ended; its success: registry/batchtask's TestStop
+	// Retry is for firmwareUpgrade tasks (its success: TestBatchFirmwareUpgrade).
+	g.MustDo(400, "POST", g.P("/batchtasks/"+task+"/retry"), map[string]any{})
 	g.MustDo(204, "DELETE", g.P("/batchtasks/"+task), nil)
 	g.MustDo(204, "DELETE", g.P("/batchtask-files/"+file), nil)
 
@@ -157,6 +159,15 @@ func TestAPITour(t *testing.T) {
 	g.MustDo(200, "GET", g.P("/routing-rule/flowcontrol-policy/"+policy), nil)
 	g.MustDo(200, "PUT", g.P("/routing-rule/flowcontrol-policy/"+policy), map[string]any{"limit": 20})
 	g.MustDo(204, "DELETE", g.P("/routing-rule/flowcontrol-policy/"+policy), nil)
+	backlog := g.MustDo(201, "POST", g.P("/routing-rule/backlog-policy"), map[string]any{"policy_name": "tour",
+		"backlog_size": 1048576, "backlog_time": 600})["policy_id"].(string)
+	g.MustDo(200, "GET", g.P("/routing-rule/backlog-policy"), nil)
+	g.MustDo(200, "GET", g.P("/routing-rule/backlog-policy/"+backlog), nil)
+	g.MustDo(200, "PUT", g.P("/routing-rule/backlog-policy/"+backlog), map[string]any{"backlog_time": 1200})
+	g.MustDo(204, "DELETE", g.P("/routing-rule/backlog-policy/"+backlog), nil)
+	if out := g.MustDo(404, "GET", g.P("/routing-rule/backlog-policy/"+backlog), nil); out["error_code"] != "IOTDA.014703" {
+		t.Errorf("GET a deleted backlog policy: %v, want IOTDA.014703", out)
+	}
 	g.MustDo(204, "DELETE", g.P("/routing-rule/actions/"+action), nil)
 	g.MustDo(204, "DELETE", g.P("/routing-rule/rules/"+rule), nil)
 	for _, tc := range []struct{ path, code string }{{"/routing-rule/rules/", "IOTDA.014700"},
