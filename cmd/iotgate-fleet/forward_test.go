@@ -191,3 +191,21 @@ func TestForwardingReceivers(t *testing.T) {
 		})
 	}
 }
+
+func TestForwardOptions(t *testing.T) {
+	creds := []string{"-project", "p", "-token", "t"}
+	for _, tc := range []struct {
+		args []string
+		ok   bool
+	}{
+		{append([]string{"-forward", "http"}, creds...), true},
+		{append([]string{"-forward", "kafka", "-protocols", "mqtt,mqtts"}, creds...), true},
+		{append([]string{"-forward", "nats"}, creds...), false},
+		{append([]string{"-forward", "http", "-protocols", "coap"}, creds...), false},
+		{[]string{"-forward", "http", "-api", ""}, false},
+	} {
+		if _, err := parseOptions(tc.args); (err == nil) != tc.ok {
+			t.Errorf("%v: err = %v", tc.args, err)
+		}
+	}
+}
