@@ -34,6 +34,18 @@ func (f *fleet) runProtocol(ctx context.Context, proto string) (*ProtocolSummary
 			return ps, err
 		}
 	}
+	var fwd *forwarder
+	if o.forward != "" {
+		var err error
+		if fwd, err = startForwarding(ctx, f.rest, o.forward, o.kafkaPartitions); err != nil {
+			return ps, err
+		}
+		defer func() {
+			if err := fwd.close(); err != nil {
+				f.prog.note("%v", err)
+			}
+		}()
+	}
 	runners, err := f.startWorkers(proto)
 	if err != nil {
 		return ps, err
@@ -77,9 +89,15 @@ func (f *fleet) runProtocol(ctx context.Context, proto string) (*ProtocolSummary
 		}
 	}
 
+	holdStart := time.Now()
 	ps.Hold, err = f.hold(ctx, runners, proto)
 	if err != nil {
 		return ps, err
+	}
+	if fwd != nil {
+		holdEnd := holdStart.Add(time.Duration(ps.Hold.Seconds * float64(time.Second)))
+		fwd.wait(ctx, int(ps.Hold.UplinksAcked), o.forwardWait)
+		ps.Forward = fwd.recv.summary(o.forward, holdStart, holdEnd)
 	}
 	// Disconnects run even after an interruption.
 	dctx := context.WithoutCancel(ctx)

@@ -88,6 +88,9 @@ type options struct {
 	out                         string
 	allowRemote                 bool
 	deadline                    time.Duration
+	forward                     string
+	forwardWait                 time.Duration
+	kafkaPartitions             int
 }
 
 func parseOptions(args []string) (*options, error) {
@@ -136,6 +139,9 @@ func parseOptions(args []string) (*options, error) {
 	fs.StringVar(&o.out, "json", "-", `write the JSON summary here ("-": standard output)`)
 	fs.BoolVar(&o.allowRemote, "allow-remote", false, "allow targets that are not loopback addresses")
 	fs.DurationVar(&o.deadline, "deadline", 30*time.Minute, "bound on the whole run")
+	fs.StringVar(&o.forward, "forward", "", `receiver mode (MQTT): "http" or "kafka" starts that destination on loopback in this process (kfake for Kafka), routes the fleet's property reports to it through the API for the hold, and reports forwarded/s and added latency; "": no rule (the baseline)`)
+	fs.DurationVar(&o.forwardWait, "forward-wait", 60*time.Second, "after the hold, wait at most this long for the pushes still due")
+	fs.IntVar(&o.kafkaPartitions, "kafka-partitions", 8, "-forward kafka: partitions of the topic")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: iotgate-fleet [flags]\n       iotgate-fleet passwords [flags]   (mosquitto password file)\n       iotgate-fleet baseline mochi|coap|dtls [flags]\n\n")
 		fs.PrintDefaults()
@@ -176,6 +182,19 @@ func parseOptions(args []string) (*options, error) {
 	if o.api != "" && (o.project == "" || o.token == "") {
 		return nil, errors.New("-api needs -project and -token")
 	}
+	if o.forward != "" {
+		if o.forward != forwardHTTP && o.forward != forwardKafka {
+			return nil, fmt.Errorf("-forward %q: want %s or %s", o.forward, forwardHTTP, forwardKafka)
+		}
+		if o.api == "" {
+			return nil, errors.New("-forward needs -api (the routing rule is created through it)")
+		}
+		for _, p := range o.protocolList() {
+			if isLwM2M(p) {
+				return nil, fmt.Errorf("-forward measures MQTT uplinks; %s is not MQTT", p)
+			}
+		}
+	}
 	return o, nil
 }
 
@@ -213,6 +232,8 @@ type ProtocolSummary struct {
 	Register  *Outcome   `json:"register,omitempty"`
 	Memory    *perDevice `json:"memory,omitempty"`
 	Hold      *Hold      `json:"hold,omitempty"`
+	// Forward is what the receiver saw of the hold's uplinks (-forward).
+	Forward *ForwardSummary `json:"forward,omitempty"`
 	// Disconnect, then Reconnect: the whole fleet back at once, as after
 	// an outage (ReconnectHandshake, ReconnectRegister split it).
 	Disconnect         *Outcome `json:"disconnect,omitempty"`

@@ -75,10 +75,19 @@ type mqttSession struct {
 	idle  time.Duration // the keepalive
 }
 
-// uplink publishes an IoTDA properties report.
+// uplink publishes an IoTDA properties report carrying its publish time
+// (for the receiver mode's added latency).
 func (s *mqttSession) uplink(seq int64) (bool, error) {
-	payload := `{"services":[{"service_id":"Fleet","properties":{"seq":` + strconv.FormatInt(seq, 10) + `}}]}`
-	return true, s.c.publish(s.topic, []byte(payload), s.qos1)
+	return true, s.c.publish(s.topic, uplinkPayload(seq, time.Now()), s.qos1)
+}
+
+func uplinkPayload(seq int64, now time.Time) []byte {
+	b := make([]byte, 0, 96)
+	b = append(b, `{"services":[{"service_id":"Fleet","properties":{"seq":`...)
+	b = strconv.AppendInt(b, seq, 10)
+	b = append(b, `,"`+stampKey+`":`...)
+	b = strconv.AppendInt(b, now.UnixMicro(), 10)
+	return append(b, "}}]}"...)
 }
 
 func (s *mqttSession) keepalive() error { return s.c.pingIfIdle(s.idle) }
