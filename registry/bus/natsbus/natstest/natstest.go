@@ -84,7 +84,8 @@ func Start(t testing.TB) *Server {
 func StartJetStream(t testing.TB) *Server {
 	t.Helper()
 	bin := need(t)
-	s := &Server{t: t, bin: bin, dir: t.TempDir(), name: "natstest-js", port: freePort(t), http: freePort(t), jetstream: true}
+	ports := portPicker{}
+	s := &Server{t: t, bin: bin, dir: t.TempDir(), name: "natstest-js", port: ports.free(t), http: ports.free(t), jetstream: true}
 	t.Cleanup(s.kill)
 	s.start()
 	s.waitReady(0)
@@ -104,11 +105,12 @@ func StartCluster(t testing.TB, n int) []*Server {
 		c = &cluster{}
 	}
 	servers := make([]*Server, n)
+	ports := portPicker{}
 	for i := range servers {
 		s := &Server{t: t, bin: bin, dir: t.TempDir(), name: fmt.Sprintf("natstest-%d", i+1),
-			port: freePort(t), http: freePort(t), cluster: c}
+			port: ports.free(t), http: ports.free(t), cluster: c}
 		if c != nil {
-			c.ports = append(c.ports, freePort(t))
+			c.ports = append(c.ports, ports.free(t))
 			c.members = append(c.members, s)
 		}
 		servers[i] = s
@@ -299,17 +301,28 @@ func (s *Server) log() string {
 	return string(b)
 }
 
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort(t testing.TB) int {
+// portPicker hands out loopback TCP ports for the servers one start
+// launches, never the same one twice: the ports are all picked before any
+// server binds them, so a check that a port is free cannot see an
+// earlier pick (a cluster's client and route ports once collided).
+type portPicker map[int]bool
+
+// free returns a loopback TCP port that was free a moment ago and that
+// pp has not handed out.
+func (pp portPicker) free(t testing.TB) int {
 	t.Helper()
 	// Below Linux's ephemeral range (32768-60999): a port the kernel
 	// hands out for port 0 may be handed to another test's outgoing
 	// connection between this check and nats-server's bind.
 	for range 100 {
 		p := 10000 + rand.N(22000)
+		if pp[p] {
+			continue
+		}
 		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
 		if err == nil {
 			l.Close()
+			pp[p] = true
 			return p
 		}
 	}
