@@ -72,7 +72,14 @@ func TestBacklogSizeBound(t *testing.T) {
 	if len(got) == 0 || len(got) > 10 || got[len(got)-1] != 21 {
 		t.Fatalf("delivered seqs %v: want the newest few, up to seq 21", got)
 	}
-	wantInOrder(t, devs[0], got, int(got[0]), len(got))
+	// In order, each once. Not necessarily contiguous: a size check that
+	// runs while the worker delivers the first of the backlog drops what
+	// is still over the bound after them.
+	for i := 1; i < len(got); i++ {
+		if got[i] <= got[i-1] {
+			t.Fatalf("delivered seqs %v: not in order", got)
+		}
+	}
 	waitFor(t, "the drops recorded on the action", 5*time.Second, func() bool {
 		c, err := reg.EventConsumer(context.Background(), "p", registry.ActionConsumer(action))
 		return err == nil && c.Dropped == e.Stats(action).DroppedSize.Load() && c.LastDropReason == DropSize
