@@ -2,13 +2,9 @@ package registry
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 	"unicode/utf8"
-
-	"github.com/iotgate/iotgate/registry/kv"
 )
 
 // Backlog policies (IoTDA's routing-rule backlog-policy): how much of
@@ -179,40 +175,17 @@ func (r *Registry) DeleteBacklogPolicy(ctx context.Context, project, id string) 
 	})
 }
 
-func putBacklogPolicy(w Writer, p *BacklogPolicy) error {
-	b, err := json.Marshal(p)
-	if err != nil {
-		return fmt.Errorf("encode backlog policy %s: %w", p.ID, err)
-	}
-	return w.Set(backlogPolicyKey(p.ProjectID, p.ID), b)
-}
+// backlogPolicyRecords stores the project's EntityBacklogPolicy records.
+var backlogPolicyRecords = projectRecords[BacklogPolicy]{fam: famBacklogPolicy, kind: EntityBacklogPolicy,
+	ids:        func(p *BacklogPolicy) (string, string) { return p.ProjectID, p.ID },
+	setProject: func(p *BacklogPolicy, project string) { p.ProjectID = project }}
+
+func putBacklogPolicy(w Writer, p *BacklogPolicy) error { return backlogPolicyRecords.put(w, p) }
 
 func getBacklogPolicy(rd Reader, project, id string) (*BacklogPolicy, error) {
-	v, err := rd.Get(backlogPolicyKey(project, id))
-	if errors.Is(err, kv.ErrNotFound) {
-		return nil, &NotFoundError{Kind: EntityBacklogPolicy, ID: id}
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read backlog policy %s: %w", id, err)
-	}
-	p := &BacklogPolicy{}
-	if err := json.Unmarshal(v, p); err != nil {
-		return nil, fmt.Errorf("decode backlog policy %s: %w", id, err)
-	}
-	p.ProjectID = project
-	return p, nil
+	return backlogPolicyRecords.get(rd, project, id)
 }
 
 func scanBacklogPolicies(rd Reader, project string) ([]*BacklogPolicy, error) {
-	var out []*BacklogPolicy
-	err := rd.Scan(prefixKey(famBacklogPolicy, project), nil, false, func(_, v []byte) (bool, error) {
-		p := &BacklogPolicy{}
-		if err := json.Unmarshal(v, p); err != nil {
-			return false, fmt.Errorf("decode backlog policy of %s: %w", project, err)
-		}
-		p.ProjectID = project
-		out = append(out, p)
-		return true, nil
-	})
-	return out, err
+	return backlogPolicyRecords.scan(rd, project)
 }

@@ -2,7 +2,6 @@ package registry
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -215,40 +214,17 @@ func (r *Registry) DeleteFlowControlPolicy(ctx context.Context, project, id stri
 	})
 }
 
-func putFlowPolicy(w Writer, p *FlowControlPolicy) error {
-	b, err := json.Marshal(p)
-	if err != nil {
-		return fmt.Errorf("encode flow-control policy %s: %w", p.ID, err)
-	}
-	return w.Set(flowPolicyKey(p.ProjectID, p.ID), b)
-}
+// flowPolicyRecords stores the project's EntityFlowPolicy records.
+var flowPolicyRecords = projectRecords[FlowControlPolicy]{fam: famFlowPolicy, kind: EntityFlowPolicy,
+	ids:        func(p *FlowControlPolicy) (string, string) { return p.ProjectID, p.ID },
+	setProject: func(p *FlowControlPolicy, project string) { p.ProjectID = project }}
+
+func putFlowPolicy(w Writer, p *FlowControlPolicy) error { return flowPolicyRecords.put(w, p) }
 
 func getFlowPolicy(rd Reader, project, id string) (*FlowControlPolicy, error) {
-	v, err := rd.Get(flowPolicyKey(project, id))
-	if errors.Is(err, kv.ErrNotFound) {
-		return nil, &NotFoundError{Kind: EntityFlowPolicy, ID: id}
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read flow-control policy %s: %w", id, err)
-	}
-	p := &FlowControlPolicy{}
-	if err := json.Unmarshal(v, p); err != nil {
-		return nil, fmt.Errorf("decode flow-control policy %s: %w", id, err)
-	}
-	p.ProjectID = project
-	return p, nil
+	return flowPolicyRecords.get(rd, project, id)
 }
 
 func scanFlowPolicies(rd Reader, project string) ([]*FlowControlPolicy, error) {
-	var out []*FlowControlPolicy
-	err := rd.Scan(prefixKey(famFlowPolicy, project), nil, false, func(_, v []byte) (bool, error) {
-		p := &FlowControlPolicy{}
-		if err := json.Unmarshal(v, p); err != nil {
-			return false, fmt.Errorf("decode flow-control policy of %s: %w", project, err)
-		}
-		p.ProjectID = project
-		out = append(out, p)
-		return true, nil
-	})
-	return out, err
+	return flowPolicyRecords.scan(rd, project)
 }
