@@ -22,12 +22,8 @@ import (
 func lwm2mRegions(t *testing.T, centreYAML ...string) (r1, r2 *Gate, centre *centreProc, bootstrap, bootstrapDTLS string) {
 	t.Helper()
 	const token = "region-token-0123456789"
-	ports := freePorts(t, "tcp", "tcp", "tcp", "udp", "udp")
-	regionYAML := func(addr string) string {
-		return fmt.Sprintf("activation:\n  role: region\n  listen: %q\n  token: %s\n", addr, token)
-	}
-	r1 = StartGate(t, GateOptions{Extra: regionYAML(ports[0])})
-	r2 = StartGate(t, GateOptions{Extra: regionYAML(ports[1])})
+	r1, r1Listen := startRegion(t, token)
+	r2, r2Listen := startRegion(t, token)
 	for _, g := range []*Gate{r1, r2} {
 		g.CreateProduct("nb", "CoAP")
 		g.CreateProduct("nb2", "CoAP")
@@ -36,7 +32,8 @@ func lwm2mRegions(t *testing.T, centreYAML ...string) (r1, r2 *Gate, centre *cen
 		return fmt.Sprintf(`    - {id: %s, url: "http://%s", token: %s, mqtt_host: 127.0.0.1, mqtt_port: 1883, lwm2m_uri: "coap://%s", lwm2m_secure_uri: "coaps://%s"}
 `, id, url, token, g.CoAP, g.DTLS)
 	}
-	centre = startCentre(t, fmt.Sprintf(`activation:
+	centre, ports := startCentre(t, []string{"tcp", "udp", "udp"}, func(ports []string) string {
+		return fmt.Sprintf(`activation:
   role: centre
   listen: %q
   bootstrap_listen: %q
@@ -46,8 +43,9 @@ func lwm2mRegions(t *testing.T, centreYAML ...string) (r1, r2 *Gate, centre *cen
 %s%s  rules:
     - product_key: nb2
       region: r2
-`, ports[2], ports[3], ports[4], strings.Join(centreYAML, ""), region("r1", ports[0], r1), region("r2", ports[1], r2)))
-	return r1, r2, centre, ports[3], ports[4]
+`, ports[0], ports[1], ports[2], strings.Join(centreYAML, ""), region("r1", r1Listen, r1), region("r2", r2Listen, r2))
+	})
+	return r1, r2, centre, ports[1], ports[2]
 }
 
 // coapDevice creates a device of a CoAP product in g with secret

@@ -47,12 +47,8 @@ import (
 // those whose rule says r2.
 func TestActivationCentreE2E(t *testing.T) {
 	const token = "region-token-0123456789"
-	ports := freePorts(t, "tcp", "tcp", "tcp", "tcp", "tcp")
-	regionYAML := func(addr string) string {
-		return fmt.Sprintf("activation:\n  role: region\n  listen: %q\n  token: %s\n", addr, token)
-	}
-	r1 := StartGate(t, GateOptions{Extra: regionYAML(ports[0])})
-	r2 := StartGate(t, GateOptions{Extra: regionYAML(ports[1])})
+	r1, r1Listen := startRegion(t, token)
+	r2, r2Listen := startRegion(t, token)
 	for _, g := range []*Gate{r1, r2} {
 		g.aliProduct("a1PKA", "prodSecretA", false, false, "")
 		g.aliProduct("a1PKB", "prodSecretB", false, false, "")
@@ -70,7 +66,8 @@ func TestActivationCentreE2E(t *testing.T) {
 	}
 	h1, p1 := host(r1)
 	h2, p2 := host(r2)
-	centre := startCentre(t, fmt.Sprintf(`activation:
+	centre, ports := startCentre(t, []string{"tcp", "tcp", "tcp"}, func(ports []string) string {
+		return fmt.Sprintf(`activation:
   role: centre
   listen: %q
   mqtt_listen: %q
@@ -85,7 +82,8 @@ func TestActivationCentreE2E(t *testing.T) {
       region: r2
     - product_key: a1PKB
       region: r2
-`, ports[2], ports[3], ports[4], ports[0], token, h1, p1, ports[1], token, h2, p2))
+`, ports[0], ports[1], ports[2], r1Listen, token, h1, p1, r2Listen, token, h2, p2)
+	})
 
 	// Device A, from 127.0.0.2: the source rule sends it to r2.
 	devA := &preAuthDevice{pk: "a1PKA", dn: "devA", secret: "secretA-0123456789", from: "127.0.0.2"}
@@ -115,7 +113,7 @@ func TestActivationCentreE2E(t *testing.T) {
 	// It asks over HTTPS (iotkit's port 443), trusting the centre's CA.
 	devC := &preAuthDevice{pk: "a1PKA", dn: "devC", secret: "secretC-0123456789", from: "127.0.0.1",
 		roots: centre.caPool(t)}
-	if g := devC.preAuth(t, "https://localhost:"+strings.Split(ports[4], ":")[1]); g.Port != p1 || g.IotID != idC {
+	if g := devC.preAuth(t, "https://localhost:"+strings.Split(ports[2], ":")[1]); g.Port != p1 || g.IotID != idC {
 		t.Fatalf("device C: %+v, want port %d", g, p1)
 	}
 
@@ -141,10 +139,10 @@ func TestActivationCentreE2E(t *testing.T) {
 	// the source rule sends it to r2, where it connects as to IoTDA.
 	idE := r1.MustDo(http.StatusCreated, "POST", r1.P("/devices"), map[string]any{"product_id": "hwmeter", "node_id": "meterE",
 		"auth_info": map[string]any{"secret": "secretE-0123456789", "secure_access": false}})["device_id"].(string)
-	if addr := huaweiBootstrap(t, r1, ports[3], "127.0.0.2", idE, "secretE-0123456789+wrong"); addr != "" {
+	if addr := huaweiBootstrap(t, r1, ports[1], "127.0.0.2", idE, "secretE-0123456789+wrong"); addr != "" {
 		t.Fatalf("bootstrap with a wrong secret answered %s", addr)
 	}
-	addr := huaweiBootstrap(t, r1, ports[3], "127.0.0.2", idE, "secretE-0123456789")
+	addr := huaweiBootstrap(t, r1, ports[1], "127.0.0.2", idE, "secretE-0123456789")
 	if addr != r2.MQTT {
 		t.Fatalf("Huawei bootstrap: address %q, want r2's %s\ncentre logs:\n%s", addr, r2.MQTT, centre.logs())
 	}
@@ -181,8 +179,12 @@ func TestActivationCentreE2E(t *testing.T) {
 	}
 	// First its new endpoint, with an iotToken r1 issued
 	// (thing.bootstrap.config.push, as iotkit's redirect-region handler
-	// reads it), then the notify (for SDKs that bootstrap again).
-	push := a.next(t)
+	// reads it), then the notify (for SDKs that bootstrap again). Paho
+	// runs handlers unordered, so the two are told apart by topic.
+	push, notify := a.next(t), a.next(t)
+	if strings.HasSuffix(push.Topic(), "/notify") {
+		push, notify = notify, push
+	}
 	var pu struct {
 		ID, Version, Method string
 		Params              struct {
@@ -201,7 +203,6 @@ func TestActivationCentreE2E(t *testing.T) {
 		pu.Params.Endpoint.MQTT.Port != p1 || pu.Params.Endpoint.MQTT.Token == "" {
 		t.Fatalf("config push %s: %s (%v)", push.Topic(), push.Payload(), err)
 	}
-	notify := a.next(t)
 	var n struct {
 		ID, Version, Method string
 		Params              map[string]int
@@ -367,20 +368,49 @@ func dialRegion(t *testing.T, addr, clientID, iotID, iotToken string) (*aliClien
 	return c, 0
 }
 
+// startRegion starts a gate in activation role region and returns it and
+// the address its region API listens on.
+func startRegion(t *testing.T, token string) (*Gate, string) {
+	t.Helper()
+	g := StartGate(t, GateOptions{ExtraAddr: func(addr string) string {
+		return fmt.Sprintf("activation:\n  role: region\n  listen: %q\n  token: %s\n", addr, token)
+	}})
+	return g, g.ExtraAddr
+}
+
 // centreProc is a running activation centre (activation.role centre).
 type centreProc struct {
 	url     string
 	dataDir string
 	cmd     *exec.Cmd
+	exited  <-chan error // the process's Wait result
 	mu      sync.Mutex
 	out     bytes.Buffer
 }
 
-func startCentre(t *testing.T, activation string) *centreProc {
+func startCentre(t *testing.T, networks []string, activation func(addrs []string) string) (*centreProc, []string) {
+	t.Helper()
+	// The ports are picked right before the start and picked again when
+	// another process took one in between (the kernel hands the same
+	// ephemeral range to outgoing connections).
+	for attempt := 1; ; attempt++ {
+		addrs := freePorts(t, networks...)
+		c, busy := tryCentre(t, addrs[0], activation(addrs))
+		if c != nil {
+			return c, addrs
+		}
+		if !busy || attempt == 5 {
+			t.Fatalf("centre did not start (attempt %d)", attempt)
+		}
+	}
+}
+
+// tryCentre starts a centre whose API listens on addr; it returns nil and
+// whether a listener found its address taken when the centre exited.
+func tryCentre(t *testing.T, addr, activation string) (*centreProc, bool) {
 	t.Helper()
 	dir := t.TempDir()
 	c := &centreProc{dataDir: filepath.Join(dir, "data")}
-	addr := strings.Split(strings.Split(activation, "listen: \"")[1], "\"")[0]
 	c.url = "http://" + addr
 	cfg := fmt.Sprintf("data_dir: %q\nlog_level: debug\napi:\n  credentials:\n    - project_id: proj1\n      token: token-proj1-0123456789\n%s%s",
 		c.dataDir, testStore(""), activation)
@@ -394,19 +424,36 @@ func startCentre(t *testing.T, activation string) *centreProc {
 	if err := c.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { c.stop(t) })
+	exited := make(chan error, 1)
+	go func() { exited <- c.cmd.Wait() }()
+	c.exited = exited
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
+		select {
+		case <-exited:
+			c.cmd = nil
+			if strings.Contains(c.logs(), "address already in use") {
+				t.Logf("centre found a port taken; picking others:\n%s", lastLines(c.logs(), 3))
+				return nil, true
+			}
+			t.Logf("centre exited at start; logs:\n%s", c.logs())
+			return nil, false
+		default:
+		}
 		if resp, err := http.Get(c.url + "/healthz"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return c
+				t.Cleanup(func() { c.stop(t) })
+				return c, false
 			}
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	t.Fatalf("centre did not start; logs:\n%s", c.logs())
-	return nil
+	_ = c.cmd.Process.Kill()
+	<-exited
+	c.cmd = nil
+	t.Logf("centre did not answer /healthz within 30 s; logs:\n%s", c.logs())
+	return nil, false
 }
 
 // caPool trusts the centre's generated CA (data_dir/tls/ca.pem).
@@ -434,8 +481,7 @@ func (c *centreProc) stop(t *testing.T) {
 		return
 	}
 	_ = c.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- c.cmd.Wait() }()
+	done := c.exited
 	select {
 	case err := <-done:
 		if err != nil {

@@ -75,6 +75,8 @@ type Gate struct {
 	Project string
 	Token   string
 	AK, SK  string
+	// ExtraAddr is the address GateOptions.ExtraAddr was given.
+	ExtraAddr string
 
 	cmd    *exec.Cmd
 	nofile int // GateOptions.NoFile
@@ -95,6 +97,10 @@ type GateOptions struct {
 	// guard's, limits.mqtt); empty: the defaults.
 	Limits   string
 	LogLevel string // default debug
+	// ExtraAddr, when set, is configuration appended to Extra that needs
+	// one more free loopback TCP address (Gate.ExtraAddr), picked with
+	// the gate's own.
+	ExtraAddr func(addr string) string
 	// NoFile, when set, starts the process with RLIMIT_NOFILE at it
 	// (soft and hard, through util-linux's prlimit), on every start.
 	NoFile int
@@ -134,15 +140,37 @@ func freePorts(t testing.TB, networks ...string) []string {
 // StartGate starts iotgate and waits until /healthz answers 200.
 func StartGate(t testing.TB, o GateOptions) *Gate {
 	t.Helper()
+	for attempt := 1; ; attempt++ {
+		g, busy := tryStartGate(t, o)
+		if g != nil {
+			return g
+		}
+		if !busy || attempt == 5 {
+			t.Fatalf("iotgate did not start (attempt %d)", attempt)
+		}
+	}
+}
+
+// tryStartGate starts iotgate on free ports. When a port was taken between
+// its pick and the bind (the kernel hands the same ephemeral range to
+// outgoing connections), it returns nil and true, and the caller picks
+// again.
+func tryStartGate(t testing.TB, o GateOptions) (*Gate, bool) {
+	t.Helper()
 	g := &Gate{t: t, DataDir: o.DataDir, nofile: o.NoFile, logs: &bytes.Buffer{}, mu: &sync.Mutex{},
 		Project: "proj1", Token: "token-proj1-0123456789", AK: "AKPROJ1EXAMPLE000001", SK: "SKproj1secret0000000000000000000000000001"}
 	if g.DataDir == "" {
 		g.DataDir = t.TempDir()
 	}
-	ports := freePorts(t, "tcp", "tcp", "tcp", "udp", "udp", "tcp")
+	ports := freePorts(t, "tcp", "tcp", "tcp", "udp", "udp", "tcp", "tcp")
 	g.API = "http://" + ports[0]
 	g.MQTT, g.MQTTS, g.CoAP, g.DTLS = ports[1], ports[2], ports[3], ports[4]
 	g.APIS = "https://localhost:" + strings.TrimPrefix(ports[5], "127.0.0.1:")
+	extra := o.Extra
+	if o.ExtraAddr != nil {
+		g.ExtraAddr = ports[6]
+		extra += o.ExtraAddr(ports[6])
+	}
 	g.Config = filepath.Join(g.DataDir, "iotgate.yaml")
 	if o.LogLevel == "" {
 		o.LogLevel = "debug"
@@ -173,14 +201,17 @@ limits:
 %s  api:
 %s%s%s`, filepath.Join(g.DataDir, "data"), o.LogLevel, strings.TrimPrefix(g.API, "http://"), ports[5], g.Project, g.AK, g.SK, g.Token,
 		g.CoAP, g.DTLS, g.MQTT, g.MQTTS, limits, indent(cmp.Or(o.APILimits, noRateLimits), "    "),
-		testStore(o.Extra), o.Extra)
+		testStore(extra), extra)
 	if err := os.WriteFile(g.Config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	g.start()
+	if busy := g.launch(); busy {
+		t.Logf("iotgate found a port taken; picking others:\n%s", lastLines(g.Logs(), 3))
+		return nil, true
+	}
 	t.Cleanup(func() { g.Stop() })
 	g.api = newAPICheck(t, g.API)
-	return g
+	return g, false
 }
 
 // testStore keeps the store's free-space reserve small, so the tests run
@@ -193,6 +224,16 @@ func testStore(extra string) string {
 }
 
 func (g *Gate) start() {
+	g.t.Helper()
+	if g.launch() {
+		g.t.Fatalf("iotgate could not bind its ports; logs:\n%s", g.Logs())
+	}
+}
+
+// launch starts the process and waits until /healthz answers 200. It
+// returns true, with the process gone, when a listener found its address
+// taken; any other failure to start fails the test.
+func (g *Gate) launch() (busy bool) {
 	g.t.Helper()
 	g.cmd = exec.Command(binary(g.t), "-config", g.Config)
 	if g.nofile > 0 {
@@ -210,15 +251,17 @@ func (g *Gate) start() {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return
+				return false
 			}
 		}
-		if g.cmd.ProcessState != nil {
-			break
+		if strings.Contains(g.Logs(), "address already in use") {
+			g.Kill()
+			return true
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	g.t.Fatalf("iotgate did not become healthy; logs:\n%s", g.Logs())
+	return false
 }
 
 // Logs returns what the process printed so far.
