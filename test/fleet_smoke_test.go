@@ -139,3 +139,61 @@ func tail(s string, n int) string {
 	}
 	return s
 }
+
+// TestFleetSharedSockets runs the fleet's NoSec LwM2M devices over shared
+// sockets (-shared-sockets, the mode BENCHMARKS.md's million-registration
+// hold needs) against the real binary: 2,000 devices on 8 sockets over
+// two worker processes, each device its own source address. Every device
+// registers, is observed and sends uplinks the platform stores, answers
+// the READ commands sent to it, de-registers and registers again; the
+// server sees each as its own client.
+func TestFleetSharedSockets(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts 2,000 LwM2M registrations")
+	}
+	fleet := fleetBinary(t)
+	g := StartGate(t, GateOptions{})
+	const n = 2000
+	out := filepath.Join(t.TempDir(), "summary.json")
+	cmd := exec.Command(fleet,
+		"-api", g.API, "-project", g.Project, "-token", g.Token,
+		"-protocols", "lwm2m", "-shared-sockets", "-spread", "250", "-n", fmt.Sprint(n), "-per-process", fmt.Sprint(n/2),
+		"-coap", g.CoAP, "-concurrency", "64", "-hold", "4s", "-uplink-interval", "2s", "-commands", "10", "-settle", "0s",
+		"-timeout", "20s", "-deadline", "3m", "-json", out)
+	logs, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("iotgate-fleet: %v\n%s\nserver logs (tail):\n%s", err, logs, tail(g.Logs(), 4000))
+	}
+	raw, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum fleetSummary
+	if err := json.Unmarshal(raw, &sum); err != nil {
+		t.Fatal(err)
+	}
+	if sum.Error != "" || len(sum.Protocols) != 1 {
+		t.Fatalf("summary: error %q, %d protocols\n%s", sum.Error, len(sum.Protocols), raw)
+	}
+	p := sum.Protocols[0]
+	for name, o := range map[string]*fleetOutcome{"create": p.Create, "connect": p.Connect, "register": p.Register,
+		"disconnect": p.Disconnect, "reconnect": p.Reconnect, "final disconnect": p.Final} {
+		if o == nil || o.OK != n || o.Failed != 0 {
+			t.Errorf("%s: %+v", name, o)
+		}
+	}
+	if h := p.Hold; h == nil || h.Sent < n/2 || h.Commands == nil || h.Commands.OK != 10 || h.Commands.Failed != 0 {
+		t.Errorf("hold: %+v\n%s", h, raw)
+	}
+	// The uplinks reached the platform: a device's report is stored.
+	body := g.MustDo(http.StatusOK, "GET", g.P("/devices?product_id=fleet-nb&limit=1"), nil)
+	devs, _ := body["devices"].([]any)
+	if len(devs) != 1 {
+		t.Fatalf("devices: %v", body)
+	}
+	id, _ := devs[0].(map[string]any)["device_id"].(string)
+	msgs := g.MustDo(http.StatusOK, "GET", g.P("/devices/"+id+"/device-messages"), nil)
+	if m, _ := msgs["messages"].([]any); len(m) == 0 {
+		t.Errorf("device %s: no uplink stored: %v", id, msgs)
+	}
+}

@@ -251,7 +251,8 @@ func (f *fleet) startWorkers(proto string) ([]runner, error) {
 	for k := range n {
 		spec := workerSpec{Protocol: proto, Lo: k * o.n / n, Hi: (k + 1) * o.n / n, Target: *o.targets[proto],
 			Prefix: o.prefix, Seed: o.seed, Timestamp: o.timestamp, Timeout: o.timeout, Keepalive: o.keepalive,
-			Lifetime: o.lifetime, CAFile: o.caFile, QoS: o.qos, HandshakeOnly: o.handshakeOnly && proto == protoDTLS, Spread: spread}
+			Lifetime: o.lifetime, CAFile: o.caFile, QoS: o.qos, HandshakeOnly: o.handshakeOnly && proto == protoDTLS, Spread: spread,
+			SharedSockets: o.sharedSockets}
 		var r runner
 		if n == 1 {
 			w, err := newWorker(spec)

@@ -32,6 +32,9 @@ type workerSpec struct {
 	HandshakeOnly bool `json:"handshake_only"`
 	// Spread is how many loopback source addresses the sockets use.
 	Spread int `json:"spread"`
+	// SharedSockets: NoSec LwM2M devices share a socket per Spread
+	// devices, each sending from its own address (sharedDriver).
+	SharedSockets bool `json:"shared_sockets,omitempty"`
 }
 
 // phaseReq asks a worker to run one phase.
@@ -123,6 +126,10 @@ func newWorker(spec workerSpec) (*worker, error) {
 	case protoMQTT, protoMQTTS:
 		w.drv, err = newMQTTDriver(spec, w.onAck, w.onCommand)
 	case protoCoAP, protoDTLS:
+		if spec.SharedSockets {
+			w.drv, err = newSharedDriver(spec, w.onCommand)
+			break
+		}
 		w.drv, err = newLwM2MDriver(spec)
 	default:
 		err = fmt.Errorf("unknown protocol %q", spec.Protocol)
