@@ -3,6 +3,7 @@ package lwm2m
 import (
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/iotgate/iotgate/lwm2m/format"
 )
@@ -102,4 +103,40 @@ func hasObject(links []ObjectLink, object int32) bool {
 		}
 	}
 	return false
+}
+
+// maxLinkSets bounds the distinct payloads linkSets keeps.
+const maxLinkSets = 4096
+
+// linkSets parses the object links of Register and Update payloads and
+// shares the result between identical payloads: a fleet's devices of one
+// model send the same links, so a million registrations hold a few
+// parsed lists instead of a million, and a re-registration parses
+// nothing. The parsed lists are never modified after parsing. Node-local
+// and bounded: past maxLinkSets distinct payloads, new ones are parsed
+// each time.
+type linkSets struct {
+	mu sync.RWMutex
+	m  map[string]regLinks
+}
+
+func newLinkSets() *linkSets { return &linkSets{m: make(map[string]regLinks)} }
+
+func (c *linkSets) parse(payload []byte) (regLinks, error) {
+	c.mu.RLock()
+	l, ok := c.m[string(payload)]
+	c.mu.RUnlock()
+	if ok {
+		return l, nil
+	}
+	l, err := parseObjectLinks(payload)
+	if err != nil {
+		return l, err
+	}
+	c.mu.Lock()
+	if len(c.m) < maxLinkSets {
+		c.m[string(payload)] = l
+	}
+	c.mu.Unlock()
+	return l, nil
 }

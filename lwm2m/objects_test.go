@@ -1,6 +1,7 @@
 package lwm2m
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -95,4 +96,46 @@ func FuzzLwM2MParseObjectLinks(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestLinkSetsShareParsedLinks: identical payloads share one parsed list
+// (a fleet's registrations hold one copy), distinct ones do not, a bad
+// payload is refused each time and never kept, and past maxLinkSets
+// payloads are still parsed, not kept.
+func TestLinkSetsShareParsedLinks(t *testing.T) {
+	c := newLinkSets()
+	a, err := c.parse([]byte("</1/0>,</3/0>,</19/0>"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := c.parse([]byte("</1/0>,</3/0>,</19/0>"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a.Objects) != 3 || &a.Objects[0] != &b.Objects[0] {
+		t.Fatalf("identical payloads parsed twice: %v %v", a.Objects, b.Objects)
+	}
+	d, err := c.parse([]byte("</1/0>,</3/0>"))
+	if err != nil || len(d.Objects) != 2 || &d.Objects[0] == &a.Objects[0] {
+		t.Fatalf("distinct payload: %v %v", d.Objects, err)
+	}
+	for range 2 {
+		if _, err := c.parse([]byte("</1/0>,<coap://x/3>")); err == nil {
+			t.Fatal("bad links accepted")
+		}
+	}
+	if len(c.m) != 2 {
+		t.Fatalf("%d payloads kept, want 2", len(c.m))
+	}
+	for i := range maxLinkSets + 10 {
+		if _, err := c.parse(fmt.Appendf(nil, "</%d/0>", i+100)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(c.m) != maxLinkSets {
+		t.Fatalf("%d payloads kept, want at most %d", len(c.m), maxLinkSets)
+	}
+	if l, err := c.parse([]byte("</70000/0>")); err == nil {
+		t.Fatalf("object id out of range accepted: %v", l)
+	}
 }

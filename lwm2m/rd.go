@@ -77,7 +77,7 @@ func (s *Server) register(w mux.ResponseWriter, r *mux.Message, cc *udpClient.Co
 		respond(w, codes.RequestEntityTooLarge, err.Error())
 		return
 	}
-	links, err := parseObjectLinks(body)
+	links, err := s.links.parse(body)
 	if err != nil {
 		respond(w, codes.BadRequest, "bad object links: "+err.Error())
 		return
@@ -363,7 +363,7 @@ func (s *Server) update(w mux.ResponseWriter, r *mux.Message, cc *udpClient.Conn
 	old := e.reg.Load()
 	next := *old
 	if len(body) > 0 {
-		links, err := parseObjectLinks(body)
+		links, err := s.links.parse(body)
 		if err != nil {
 			respond(w, codes.BadRequest, "bad object links: "+err.Error())
 			return

@@ -154,6 +154,8 @@ type Server struct {
 	store   *regStore
 	obs     *obsIndex
 	peers   *peerIndex
+	// links shares the parsed object links of identical payloads.
+	links *linkSets
 	// saved queues the registrations to write to Options.Sessions (nil
 	// without one); saveMu makes its rounds one at a time.
 	saved  *persister
@@ -207,7 +209,7 @@ func New(o Options) (*Server, error) {
 		return nil, fmt.Errorf("lwm2m: min lifetime %v exceeds max lifetime %v", o.MinLifetime, o.MaxLifetime)
 	}
 	s := &Server{o: o, reg: o.Registry, sec: o.Security, log: o.Logger, now: o.Now,
-		store: newRegStore(), obs: newObsIndex(), peers: newPeerIndex()}
+		store: newRegStore(), obs: newObsIndex(), peers: newPeerIndex(), links: newLinkSets()}
 	if s.sec == nil {
 		s.sec = RegistrySecurity{Registry: o.Registry}
 	}

@@ -27,7 +27,11 @@
 #   5. The registry's Go benchmarks up to $REG_MAX devices.
 #   6. (lwm2mhold, only when in PARTS) $HOLD_N NoSec registrations held
 #      by one iotgate (a million by default; no storms), its memory per
-#      registration at the plateau, after a garbage collection.
+#      registration at the plateau, after a garbage collection. The
+#      fleet simulates them over shared sockets (-shared-sockets: a
+#      socket per 4,096 devices, each device its own source address),
+#      and iotgate runs with the Go soft memory limit $HOLD_GOMEMLIMIT
+#      (GOMEMLIMIT, README "Memory"; empty: none).
 # and writes everything (JSON summaries, server logs, CPU and heap
 # profiles and their top entries) under $OUT, and the Markdown table to
 # $OUT/table.md and standard output.
@@ -44,6 +48,7 @@ LWM2M_N=${LWM2M_N:-100000}
 DTLS_N=${DTLS_N:-5000}
 REG_MAX=${REG_MAX:-1000000}
 HOLD_N=${HOLD_N:-1000000}
+HOLD_GOMEMLIMIT=${HOLD_GOMEMLIMIT-5GiB}
 HOLD=${HOLD:-10s}
 # Reconnect storms per server: each ratio compares the median storms.
 ROUNDS=${ROUNDS:-3}
@@ -235,8 +240,9 @@ fi
 # created through the API, registered once and held: no storms, no
 # uplinks; the memory sample follows a collection in the server.
 if part lwm2mhold; then
-  start_iotgate
+  if [ -n "$HOLD_GOMEMLIMIT" ]; then GOMEMLIMIT=$HOLD_GOMEMLIMIT start_iotgate; else start_iotgate; fi
   FLEET_TIMEOUT=3600 fleet iotgate-lwm2m-hold "${GATE_API[@]}" -prefix hold -protocols lwm2m -n "$HOLD_N" \
+    -shared-sockets -per-process 250000 \
     -coap "127.0.0.1:$COAP_PORT" -lifetime 86400 -concurrency 256 -graceful=false -reconnect=false -hold 20s \
     -commands 100 -gc -deadline 55m -server-pid "$GATE" -debug-url "http://127.0.0.1:$DEBUG_PORT" \
     -pprof "$OUT/pprof/iotgate-hold"
