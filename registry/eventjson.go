@@ -16,23 +16,31 @@ import (
 // gives for the same values (eventjson_test.go checks it, and fuzzes it),
 // so readers decode it with encoding/json as before.
 
-// appendEventRecord appends rec in its stored form (storedEvent's
-// fields). A body of a type without its own encoder here is encoded with
-// encoding/json.
-func appendEventRecord(b []byte, rec *eventRecord) ([]byte, error) {
-	b = append(b, `{"id":`...)
-	b = appendJSONString(b, rec.ID)
-	b = append(b, `,"time":`...)
-	b, err := appendJSONTime(b, rec.Time)
-	if err != nil {
-		return nil, err
+// appendEventRecord appends rec in its stored JSON form: storedEvent's
+// fields, or with compact compactEvent's (no id and time, which the
+// record's head holds, and no header when headerInBody: a device event's
+// header is its body's fields). A body of a type without its own encoder
+// here is encoded with encoding/json.
+func appendEventRecord(b []byte, rec *eventRecord, compact, headerInBody bool) ([]byte, error) {
+	var err error
+	if compact {
+		b = append(b, `{"resource":`...)
+	} else {
+		b = append(b, `{"id":`...)
+		b = appendJSONString(b, rec.ID)
+		b = append(b, `,"time":`...)
+		if b, err = appendJSONTime(b, rec.Time); err != nil {
+			return nil, err
+		}
+		b = append(b, `,"resource":`...)
 	}
-	b = append(b, `,"resource":`...)
 	b = appendJSONString(b, rec.Resource)
 	b = append(b, `,"event":`...)
 	b = appendJSONString(b, rec.Event)
-	b = append(b, `,"header":`...)
-	b = rec.Header.appendJSON(b)
+	if !compact || !headerInBody {
+		b = append(b, `,"header":`...)
+		b = rec.Header.appendJSON(b)
+	}
 	b = append(b, `,"body":`...)
 	switch body := rec.Body.(type) {
 	case *deviceEventBody:

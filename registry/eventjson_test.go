@@ -2,7 +2,9 @@ package registry
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
+	"reflect"
 	"testing"
 	"time"
 )
@@ -17,17 +19,38 @@ func eventRecordOf(s1, s2 string, timeout *int64, ext json.RawMessage, tags []Ev
 		Header: EventHeader{AppID: "p", DeviceID: s1, NodeID: s2, ProductID: "prod", GatewayID: s2, Tags: tags}, Body: body}
 }
 
-// checkSameAsMarshal fails unless the hand encoding of rec is
-// json.Marshal's, byte for byte (or both refuse it).
+// checkSameAsMarshal fails unless the hand encodings of rec, full and
+// compact (with and without the header), are json.Marshal's of
+// storedEvent's and compactEvent's fields, byte for byte (or both refuse
+// it).
 func checkSameAsMarshal(t *testing.T, rec eventRecord) {
 	t.Helper()
-	want, werr := json.Marshal(rec)
-	got, gerr := appendEventRecord(nil, &rec)
-	if (werr != nil) != (gerr != nil) {
-		t.Fatalf("json.Marshal error %v, hand encoding error %v", werr, gerr)
-	}
-	if werr == nil && !bytes.Equal(got, want) {
-		t.Fatalf("hand encoding differs from json.Marshal:\n got %s\nwant %s", got, want)
+	for _, form := range []struct {
+		name                  string
+		compact, headerInBody bool
+		want                  any
+	}{
+		{"full", false, false, rec},
+		{"compact", true, false, struct {
+			Resource string      `json:"resource"`
+			Event    string      `json:"event"`
+			Header   EventHeader `json:"header"`
+			Body     any         `json:"body"`
+		}{rec.Resource, rec.Event, rec.Header, rec.Body}},
+		{"compact, header in body", true, true, struct {
+			Resource string `json:"resource"`
+			Event    string `json:"event"`
+			Body     any    `json:"body"`
+		}{rec.Resource, rec.Event, rec.Body}},
+	} {
+		want, werr := json.Marshal(form.want)
+		got, gerr := appendEventRecord(nil, &rec, form.compact, form.headerInBody)
+		if (werr != nil) != (gerr != nil) {
+			t.Fatalf("%s: json.Marshal error %v, hand encoding error %v", form.name, werr, gerr)
+		}
+		if werr == nil && !bytes.Equal(got, want) {
+			t.Fatalf("%s: hand encoding differs from json.Marshal:\n got %s\nwant %s", form.name, got, want)
+		}
 	}
 }
 
@@ -72,4 +95,86 @@ func FuzzEventRecordJSON(f *testing.F) {
 		tags := []EventTag{{Key: k, Value: v}}
 		checkSameAsMarshal(t, eventRecordOf(s1, s2, &timeout, ext, tags, time.Unix(0, ns).UTC()))
 	})
+}
+
+// TestEventRecordForms: an event reads back as it was recorded whatever
+// form its record took: compact with the header taken from the body (a
+// device event whose header is its body's fields), compact with the
+// header stored (an uplink, or a device event whose header differs),
+// and the full JSON form for an id that is not 24 hex digits.
+func TestEventRecordForms(t *testing.T) {
+	at := time.Date(2026, 12, 7, 8, 9, 10, 123456789, time.UTC)
+	tags := []EventTag{{Key: "k", Value: "<v>"}}
+	dev := func(tags []EventTag, gateway string) eventRecord {
+		rec := eventRecordOf("dev_1", "node-1", nil, nil, tags, at)
+		rec.Body.(*deviceEventBody).GatewayID = gateway
+		return rec
+	}
+	fromBody := dev(tags, "node-1")
+	noTags := dev(nil, "node-1")
+	emptyTags := dev([]EventTag{}, "node-1")
+	otherGateway := dev(tags, "gw")
+	uplink := eventRecordOf("dev_1", "node-1", nil, nil, tags, at)
+	uplink.Resource, uplink.Event = ResourceDeviceMessage, EventReport
+	uplink.Body = messageEventBody{ID: "m", Content: json.RawMessage(`{"x":1}`), Encoding: "none"}
+	oddID := dev(tags, "node-1")
+	oddID.ID = "ABCDEF0123456789abcdef01" // upper case: not newEventID's
+	for _, c := range []struct {
+		name    string
+		rec     eventRecord
+		version byte
+		flags   byte
+	}{
+		{"device event, header from body", fromBody, eventRecordCompact, eventHeaderInBody},
+		{"device event, no tags", noTags, eventRecordCompact, eventHeaderInBody},
+		{"device event, empty tags", emptyTags, eventRecordCompact, eventHeaderInBody},
+		{"device event, header differs", otherGateway, eventRecordCompact, 0},
+		{"uplink", uplink, eventRecordCompact, 0},
+		{"id not hex", oddID, eventRecordTimed, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e, err := encodeRecord("p", c.rec.Header.DeviceID, c.rec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			v := append([]byte(nil), e.rec...)
+			binary.BigEndian.PutUint64(v, 7)
+			if v[8] != c.version || (c.version == eventRecordCompact && v[compactRecordHead-1] != c.flags) {
+				t.Fatalf("record version %d flags %d, want %d %d", v[8], v[compactRecordHead-1], c.version, c.flags)
+			}
+			got, err := decodeEvent("p", 42, v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, err := json.Marshal(c.rec.Body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := Event{ID: c.rec.ID, Position: 42, Seq: 7, ProjectID: "p", Time: at, Resource: c.rec.Resource,
+				Event: c.rec.Event, Header: c.rec.Header, Body: body}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("read back\n%+v\nwant\n%+v", got, want)
+			}
+			if ns, err := eventRecordTime(v); err != nil || ns != at.UnixNano() {
+				t.Fatalf("record time %d (%v)", ns, err)
+			}
+		})
+	}
+	// The compact form stores a device event in fewer bytes.
+	full, err := appendEventRecord(nil, &fromBody, false, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	compact, err := encodeRecord("p", "dev_1", fromBody)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("device event: compact record %d bytes, full JSON %d", len(compact.rec), len(full))
+	if len(compact.rec) >= 8+1+len(full)*2/3 {
+		t.Fatalf("compact record %d bytes, full JSON %d", len(compact.rec), len(full))
+	}
+	// A compact record cut short is an error, not a panic.
+	if _, err := decodeEvent("p", 1, compact.rec[:compactRecordHead-2]); err == nil {
+		t.Fatal("short compact record decoded")
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -137,28 +138,90 @@ type encodedEvent struct {
 	rec             []byte    // a stored record, its seq still to set
 }
 
-// A stored event record is its seq (8 bytes, big-endian), then
-// eventRecordTimed and the event's time (unix nanoseconds, 8 bytes), then
-// the storedEvent as JSON. The time up front lets trimming by age read 17
-// bytes of a record instead of decoding it. Records written before it
-// existed have the JSON right after the seq (it starts with '{').
+// A stored event record is its seq (8 bytes, big-endian), a version
+// byte, the event's time (unix nanoseconds, 8 bytes), then:
+//   - eventRecordCompact: the event id's 12 bytes, a flags byte, and
+//     compactEvent as JSON; with eventHeaderInBody the header is not
+//     stored, since it is the device fields of the body (device create,
+//     update and delete events);
+//   - eventRecordTimed (ids that are not 24 hex digits, and records
+//     written before the compact form): storedEvent as JSON.
+//
+// The time up front lets trimming by age read 17 bytes of a record
+// instead of decoding it; the compact form stores about half of a device
+// event's bytes (BENCHMARKS.md). Records written before the version byte
+// existed have storedEvent's JSON right after the seq (it starts with '{').
 const (
-	eventRecordTimed = 1
-	eventRecordHead  = 8 + 1 + 8
+	eventRecordTimed   = 1
+	eventRecordCompact = 2
+	eventRecordHead    = 8 + 1 + 8
+	eventIDBytes       = 12
+	compactRecordHead  = eventRecordHead + eventIDBytes + 1
+
+	eventHeaderInBody = 1 // flags: the header is the body's device fields
 )
 
+// compactEvent is the JSON of a compact record.
+type compactEvent struct {
+	Resource string          `json:"resource"`
+	Event    string          `json:"event"`
+	Header   *EventHeader    `json:"header,omitempty"`
+	Body     json.RawMessage `json:"body"`
+}
+
 func encodeRecord(project, device string, rec eventRecord) (encodedEvent, error) {
-	b := make([]byte, eventRecordHead, 512)
-	b[8] = eventRecordTimed
-	binary.BigEndian.PutUint64(b[9:], uint64(rec.Time.UnixNano()))
-	b, err := appendEventRecord(b, &rec)
+	var (
+		b   []byte
+		err error
+	)
+	if id, ok := rawEventID(rec.ID); ok {
+		var flags byte
+		if body, isDevice := rec.Body.(*deviceEventBody); isDevice && rec.Resource == ResourceDevice && body.hasHeader(&rec.Header) {
+			flags |= eventHeaderInBody
+		}
+		b = make([]byte, compactRecordHead, 384)
+		b[8] = eventRecordCompact
+		copy(b[eventRecordHead:], id[:])
+		b[compactRecordHead-1] = flags
+		b, err = appendEventRecord(b, &rec, true, flags&eventHeaderInBody != 0)
+	} else {
+		b = make([]byte, eventRecordHead, 512)
+		b[8] = eventRecordTimed
+		b, err = appendEventRecord(b, &rec, false, false)
+	}
 	if err != nil {
 		return encodedEvent{}, fmt.Errorf("encode %s %s event: %w", rec.Resource, rec.Event, err)
 	}
+	if y := rec.Time.Year(); y < 0 || y >= 10000 {
+		return encodedEvent{}, fmt.Errorf("encode %s %s event: time %v: year outside [0,9999]", rec.Resource, rec.Event, rec.Time)
+	}
+	binary.BigEndian.PutUint64(b[9:], uint64(rec.Time.UnixNano()))
 	return encodedEvent{project: project, device: device, at: rec.Time, rec: b}, nil
 }
 
-// eventRecordJSON returns the storedEvent JSON of a stored record.
+// rawEventID returns the 12 bytes an id of 24 lowercase hex digits
+// (newEventID's) spells.
+func rawEventID(id string) (raw [eventIDBytes]byte, ok bool) {
+	if len(id) != 2*eventIDBytes {
+		return raw, false
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return raw, false
+		}
+	}
+	_, err := hex.Decode(raw[:], []byte(id))
+	return raw, err == nil
+}
+
+// hasHeader reports whether h is the device fields of d.
+func (d *deviceEventBody) hasHeader(h *EventHeader) bool {
+	return h.AppID == d.AppID && h.DeviceID == d.DeviceID && h.NodeID == d.NodeID && h.ProductID == d.ProductID &&
+		h.GatewayID == d.GatewayID && (h.Tags == nil) == (d.Tags == nil) && slices.Equal(h.Tags, d.Tags)
+}
+
+// eventRecordJSON returns the storedEvent JSON of a record that is not
+// compact.
 func eventRecordJSON(v []byte) ([]byte, error) {
 	switch {
 	case len(v) >= eventRecordHead && v[8] == eventRecordTimed:
@@ -171,7 +234,7 @@ func eventRecordJSON(v []byte) ([]byte, error) {
 
 // eventRecordTime returns a stored record's event time (unix ns).
 func eventRecordTime(v []byte) (int64, error) {
-	if len(v) >= eventRecordHead && v[8] == eventRecordTimed {
+	if len(v) >= eventRecordHead && (v[8] == eventRecordTimed || v[8] == eventRecordCompact) {
 		return int64(binary.BigEndian.Uint64(v[9:eventRecordHead])), nil
 	}
 	js, err := eventRecordJSON(v)
@@ -200,6 +263,9 @@ func encodeDeviceEvent(d *Device, resource, event string, at time.Time, body any
 }
 
 func decodeEvent(project string, pos uint64, v []byte) (Event, error) {
+	if len(v) >= eventRecordHead && v[8] == eventRecordCompact {
+		return decodeCompactEvent(project, pos, v)
+	}
 	js, err := eventRecordJSON(v)
 	if err != nil {
 		return Event{}, fmt.Errorf("event %d of %s: %w", pos, project, err)
@@ -210,6 +276,29 @@ func decodeEvent(project string, pos uint64, v []byte) (Event, error) {
 	}
 	return Event{ID: s.ID, Position: pos, Seq: binary.BigEndian.Uint64(v), ProjectID: project, Time: s.Time,
 		Resource: s.Resource, Event: s.Event, Header: s.Header, Body: s.Body}, nil
+}
+
+func decodeCompactEvent(project string, pos uint64, v []byte) (Event, error) {
+	if len(v) < compactRecordHead {
+		return Event{}, fmt.Errorf("event %d of %s: compact record of %d bytes", pos, project, len(v))
+	}
+	var c compactEvent
+	if err := json.Unmarshal(v[compactRecordHead:], &c); err != nil {
+		return Event{}, fmt.Errorf("decode event %d of %s: %w", pos, project, err)
+	}
+	ev := Event{ID: hex.EncodeToString(v[eventRecordHead : eventRecordHead+eventIDBytes]), Position: pos,
+		Seq: binary.BigEndian.Uint64(v), ProjectID: project,
+		Time: time.Unix(0, int64(binary.BigEndian.Uint64(v[9:eventRecordHead]))).UTC(),
+		Resource: c.Resource, Event: c.Event, Body: c.Body}
+	switch {
+	case v[compactRecordHead-1]&eventHeaderInBody != 0:
+		if err := json.Unmarshal(c.Body, &ev.Header); err != nil {
+			return Event{}, fmt.Errorf("decode event %d of %s: header from body: %w", pos, project, err)
+		}
+	case c.Header != nil:
+		ev.Header = *c.Header
+	}
+	return ev, nil
 }
 
 // appendEvent records ev in w's transaction: it takes the device's next
