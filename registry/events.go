@@ -288,7 +288,7 @@ func decodeCompactEvent(project string, pos uint64, v []byte) (Event, error) {
 	}
 	ev := Event{ID: hex.EncodeToString(v[eventRecordHead : eventRecordHead+eventIDBytes]), Position: pos,
 		Seq: binary.BigEndian.Uint64(v), ProjectID: project,
-		Time: time.Unix(0, int64(binary.BigEndian.Uint64(v[9:eventRecordHead]))).UTC(),
+		Time:     time.Unix(0, int64(binary.BigEndian.Uint64(v[9:eventRecordHead]))).UTC(),
 		Resource: c.Resource, Event: c.Event, Body: c.Body}
 	switch {
 	case v[compactRecordHead-1]&eventHeaderInBody != 0:
