@@ -111,9 +111,15 @@ type staged struct {
 // moved or rewritten: the map keys of its Updates and the slices handed to
 // Badger (which holds them until the commit) point into it, instead of
 // costing an allocation and a copy each, three times per key.
+// Chunks start small and double up to arenaChunk, so a batch of one
+// small write (a status change, a saved registration) does not allocate
+// and zero a full chunk.
 type arena struct{ cur []byte }
 
-const arenaChunk = 32 << 10
+const (
+	arenaFirstChunk = 1 << 10
+	arenaChunk      = 32 << 10
+)
 
 func (a *arena) copy(b []byte) []byte {
 	if len(b) == 0 {
@@ -123,7 +129,11 @@ func (a *arena) copy(b []byte) []byte {
 		if len(b) > arenaChunk/8 {
 			return append([]byte(nil), b...)
 		}
-		a.cur = make([]byte, 0, arenaChunk)
+		size := min(max(2*cap(a.cur), arenaFirstChunk), arenaChunk)
+		for size < len(b) {
+			size *= 2
+		}
+		a.cur = make([]byte, 0, size)
 	}
 	n := len(a.cur)
 	a.cur = append(a.cur, b...)
