@@ -68,10 +68,16 @@ func (p *httpConns) do(ctx context.Context, method, path string, headers []strin
 	for attempt := 0; ; attempt++ {
 		var hc *httpConn
 		reused := false
-		select {
-		case hc = <-p.idle:
-			reused = true
-		default:
+		// A retry dials: the other idle connections went quiet as long as
+		// the stale one (the server's idle timeout closes them all).
+		if attempt == 0 {
+			select {
+			case hc = <-p.idle:
+				reused = true
+			default:
+			}
+		}
+		if hc == nil {
 			c, err := (&net.Dialer{Timeout: p.timeout}).DialContext(ctx, "tcp", p.addr)
 			if err != nil {
 				return err
