@@ -31,6 +31,9 @@ func runBacklogEngine(t *testing.T, reg *registry.Registry, f *fakeChannel, boun
 	e, _ = runEngine(t, reg, map[string]*fakeChannel{action: f}, Options{RetryBase: time.Millisecond,
 		RetryMax: 20 * time.Millisecond, Poll: 5 * time.Millisecond, Reload: 20 * time.Millisecond,
 		ChannelBacklog: map[string]BacklogBounds{registry.ChannelHTTP: bounds}, BacklogCheck: 5 * time.Millisecond})
+	// The action's statistics exist once its worker started (the
+	// engine's first reconcile).
+	waitFor(t, "the action's worker", 5*time.Second, func() bool { return e.Stats(action) != nil })
 	return action, e
 }
 

@@ -98,36 +98,42 @@ func FuzzEventRecordJSON(f *testing.F) {
 }
 
 // TestEventRecordForms: an event reads back as it was recorded whatever
-// form its record took: compact with the header taken from the body (a
-// device event whose header is its body's fields), compact with the
-// header stored (an uplink, or a device event whose header differs),
-// and the full JSON form for an id that is not 24 hex digits.
+// form its record took: compact with the device body in binary (a device
+// event whose header is its body's fields), compact with the header
+// stored (an uplink, or a device event whose header differs), and the
+// full JSON form for an id that is not 24 hex digits.
 func TestEventRecordForms(t *testing.T) {
 	at := time.Date(2026, 12, 7, 8, 9, 10, 123456789, time.UTC)
 	tags := []EventTag{{Key: "k", Value: "<v>"}}
-	dev := func(tags []EventTag, gateway string) eventRecord {
-		rec := eventRecordOf("dev_1", "node-1", nil, nil, tags, at)
-		rec.Body.(*deviceEventBody).GatewayID = gateway
+	sixty := int64(-60)
+	// dev is a device event whose header is its body's device fields.
+	dev := func(project, device, gateway string, timeout *int64, ext json.RawMessage, tags []EventTag) eventRecord {
+		rec := eventRecordOf(device, "node-1", timeout, ext, tags, at)
+		b := rec.Body.(*deviceEventBody)
+		b.AppID, b.GatewayID = project, gateway
+		rec.Header.AppID, rec.Header.GatewayID = project, gateway
 		return rec
 	}
-	fromBody := dev(tags, "node-1")
-	noTags := dev(nil, "node-1")
-	emptyTags := dev([]EventTag{}, "node-1")
-	otherGateway := dev(tags, "gw")
+	otherGateway := dev("p", "dev_1", "dev_1", nil, nil, tags)
+	otherGateway.Header.GatewayID = "gw" // the header is not the body's
 	uplink := eventRecordOf("dev_1", "node-1", nil, nil, tags, at)
 	uplink.Resource, uplink.Event = ResourceDeviceMessage, EventReport
 	uplink.Body = messageEventBody{ID: "m", Content: json.RawMessage(`{"x":1}`), Encoding: "none"}
-	oddID := dev(tags, "node-1")
+	oddID := dev("p", "dev_1", "dev_1", nil, nil, tags)
 	oddID.ID = "ABCDEF0123456789abcdef01" // upper case: not newEventID's
+	const inBinary = eventHeaderInBody | eventBodyBinary
 	for _, c := range []struct {
 		name    string
 		rec     eventRecord
 		version byte
 		flags   byte
 	}{
-		{"device event, header from body", fromBody, eventRecordCompact, eventHeaderInBody},
-		{"device event, no tags", noTags, eventRecordCompact, eventHeaderInBody},
-		{"device event, empty tags", emptyTags, eventRecordCompact, eventHeaderInBody},
+		{"device event, gateway is the device", dev("p", "dev_1", "dev_1", nil, nil, tags), eventRecordCompact, inBinary},
+		{"device event, a gateway, no tags", dev("p", "dev_1", "gw_1", nil, nil, nil), eventRecordCompact, inBinary},
+		{"device event, empty tags", dev("p", "dev_1", "dev_1", nil, nil, []EventTag{}), eventRecordCompact, inBinary},
+		{"device event, app not the project", dev("other", "dev_1", "dev_1", nil, nil, tags), eventRecordCompact, inBinary},
+		{"device event, timeout and extension", dev("p", "d<\u2028>", "d<\u2028>", &sixty, json.RawMessage(` {"a": [1, "<x>"]} `),
+			[]EventTag{{Key: "a", Value: ""}, {Key: "", Value: "b"}}), eventRecordCompact, inBinary},
 		{"device event, header differs", otherGateway, eventRecordCompact, 0},
 		{"uplink", uplink, eventRecordCompact, 0},
 		{"id not hex", oddID, eventRecordTimed, 0},
@@ -161,6 +167,7 @@ func TestEventRecordForms(t *testing.T) {
 		})
 	}
 	// The compact form stores a device event in fewer bytes.
+	fromBody := dev("p", "dev_1", "dev_1", nil, nil, tags)
 	full, err := appendEventRecord(nil, &fromBody, false, false)
 	if err != nil {
 		t.Fatal(err)
@@ -170,11 +177,59 @@ func TestEventRecordForms(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("device event: compact record %d bytes, full JSON %d", len(compact.rec), len(full))
-	if len(compact.rec) >= 8+1+len(full)*2/3 {
+	if len(compact.rec) >= 8+1+len(full)/3 {
 		t.Fatalf("compact record %d bytes, full JSON %d", len(compact.rec), len(full))
 	}
-	// A compact record cut short is an error, not a panic.
-	if _, err := decodeEvent("p", 1, compact.rec[:compactRecordHead-2]); err == nil {
-		t.Fatal("short compact record decoded")
+	// A compact record cut short, or with bytes after its body, is an
+	// error, not a panic.
+	for n := range len(compact.rec) {
+		if _, err := decodeEvent("p", 1, compact.rec[:n]); err == nil {
+			t.Fatalf("compact record cut to %d of %d bytes decoded", n, len(compact.rec))
+		}
 	}
+	if _, err := decodeEvent("p", 1, append(compact.rec, 0)); err == nil {
+		t.Fatal("compact record with a trailing byte decoded")
+	}
+	// A compact record of the JSON form with the header in the body (as
+	// written before the binary form) still reads.
+	js, err := appendEventRecord(nil, &fromBody, true, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := append(append(append([]byte(nil), compact.rec[:compactRecordHead-1]...), eventHeaderInBody), js...)
+	got, err := decodeEvent("p", 1, old)
+	if err != nil || got.Resource != ResourceDevice {
+		t.Fatalf("JSON compact record read as %+v (%v)", got, err)
+	}
+	if !reflect.DeepEqual(got.Header, fromBody.Header) {
+		t.Fatalf("header %+v, want %+v", got.Header, fromBody.Header)
+	}
+}
+
+// FuzzEventBinaryBody: any device body round-trips through the binary
+// form to the JSON its own encoder gives, and no byte string makes the
+// decoder panic.
+func FuzzEventBinaryBody(f *testing.F) {
+	f.Add("p", "dev", "node", "dev", int64(5), []byte(`{"a":1}`), "k", "v", true, []byte{0x03})
+	f.Add("", "\x00<>&\u2028", "\xff", "g", int64(-1), []byte(` [ ] `), "", "\"", false, []byte{})
+	f.Fuzz(func(t *testing.T, app, dev, node, gw string, timeout int64, ext []byte, k, v string, withTag bool, junk []byte) {
+		_, _, _, _ = decodeDeviceBodyBinary("p", junk) // must not panic
+		var tags []EventTag
+		if withTag {
+			tags = []EventTag{{Key: k, Value: v}}
+		}
+		rec := eventRecordOf(dev, node, &timeout, ext, tags, time.Unix(0, 0).UTC())
+		body := rec.Body.(*deviceEventBody)
+		body.AppID, body.GatewayID = app, gw
+		want, werr := body.appendJSON(nil)
+		b := appendDeviceBodyBinary(nil, "p", &rec, body)
+		resource, event, d, err := decodeDeviceBodyBinary("p", b)
+		if err != nil || resource != rec.Resource || event != rec.Event {
+			t.Fatalf("decode: %q %q %v", resource, event, err)
+		}
+		got, gerr := d.appendJSON(nil)
+		if (werr != nil) != (gerr != nil) || !bytes.Equal(got, want) {
+			t.Fatalf("round trip:\n got %s (%v)\nwant %s (%v)", got, gerr, want, werr)
+		}
+	})
 }

@@ -143,7 +143,8 @@ type encodedEvent struct {
 //   - eventRecordCompact: the event id's 12 bytes, a flags byte, and
 //     compactEvent as JSON; with eventHeaderInBody the header is not
 //     stored, since it is the device fields of the body (device create,
-//     update and delete events);
+//     update and delete events), and with eventBodyBinary those events
+//     are in binary instead (eventbinary.go);
 //   - eventRecordTimed (ids that are not 24 hex digits, and records
 //     written before the compact form): storedEvent as JSON.
 //
@@ -159,6 +160,7 @@ const (
 	compactRecordHead  = eventRecordHead + eventIDBytes + 1
 
 	eventHeaderInBody = 1 // flags: the header is the body's device fields
+	eventBodyBinary   = 2 // flags: a device body in binary (eventbinary.go), not JSON
 )
 
 // compactEvent is the JSON of a compact record.
@@ -175,15 +177,15 @@ func encodeRecord(project, device string, rec eventRecord) (encodedEvent, error)
 		err error
 	)
 	if id, ok := rawEventID(rec.ID); ok {
-		var flags byte
-		if body, isDevice := rec.Body.(*deviceEventBody); isDevice && rec.Resource == ResourceDevice && body.hasHeader(&rec.Header) {
-			flags |= eventHeaderInBody
-		}
 		b = make([]byte, compactRecordHead, 384)
 		b[8] = eventRecordCompact
 		copy(b[eventRecordHead:], id[:])
-		b[compactRecordHead-1] = flags
-		b, err = appendEventRecord(b, &rec, true, flags&eventHeaderInBody != 0)
+		if body, isDevice := rec.Body.(*deviceEventBody); isDevice && rec.Resource == ResourceDevice && body.hasHeader(&rec.Header) {
+			b[compactRecordHead-1] = eventHeaderInBody | eventBodyBinary
+			b = appendDeviceBodyBinary(b, project, &rec, body)
+		} else {
+			b, err = appendEventRecord(b, &rec, true, false)
+		}
 	} else {
 		b = make([]byte, eventRecordHead, 512)
 		b[8] = eventRecordTimed
@@ -282,6 +284,10 @@ func decodeCompactEvent(project string, pos uint64, v []byte) (Event, error) {
 	if len(v) < compactRecordHead {
 		return Event{}, fmt.Errorf("event %d of %s: compact record of %d bytes", pos, project, len(v))
 	}
+	flags := v[compactRecordHead-1]
+	if flags&eventBodyBinary != 0 {
+		return decodeBinaryEvent(project, pos, v)
+	}
 	var c compactEvent
 	if err := json.Unmarshal(v[compactRecordHead:], &c); err != nil {
 		return Event{}, fmt.Errorf("decode event %d of %s: %w", pos, project, err)
@@ -291,7 +297,7 @@ func decodeCompactEvent(project string, pos uint64, v []byte) (Event, error) {
 		Time:     time.Unix(0, int64(binary.BigEndian.Uint64(v[9:eventRecordHead]))).UTC(),
 		Resource: c.Resource, Event: c.Event, Body: c.Body}
 	switch {
-	case v[compactRecordHead-1]&eventHeaderInBody != 0:
+	case flags&eventHeaderInBody != 0:
 		if err := json.Unmarshal(c.Body, &ev.Header); err != nil {
 			return Event{}, fmt.Errorf("decode event %d of %s: header from body: %w", pos, project, err)
 		}
@@ -299,6 +305,25 @@ func decodeCompactEvent(project string, pos uint64, v []byte) (Event, error) {
 		ev.Header = *c.Header
 	}
 	return ev, nil
+}
+
+// decodeBinaryEvent reads a compact record whose device body is binary;
+// the header is the body's device fields.
+func decodeBinaryEvent(project string, pos uint64, v []byte) (Event, error) {
+	resource, event, d, err := decodeDeviceBodyBinary(project, v[compactRecordHead:])
+	if err != nil {
+		return Event{}, fmt.Errorf("decode event %d of %s: %w", pos, project, err)
+	}
+	body, err := d.appendJSON(nil)
+	if err != nil {
+		return Event{}, fmt.Errorf("decode event %d of %s: %w", pos, project, err)
+	}
+	return Event{ID: hex.EncodeToString(v[eventRecordHead : eventRecordHead+eventIDBytes]), Position: pos,
+		Seq: binary.BigEndian.Uint64(v), ProjectID: project,
+		Time:     time.Unix(0, int64(binary.BigEndian.Uint64(v[9:eventRecordHead]))).UTC(),
+		Resource: resource, Event: event, Body: body,
+		Header: EventHeader{AppID: d.AppID, DeviceID: d.DeviceID, NodeID: d.NodeID, ProductID: d.ProductID,
+			GatewayID: d.GatewayID, Tags: d.Tags}}, nil
 }
 
 // appendEvent records ev in w's transaction: it takes the device's next
