@@ -80,18 +80,7 @@ func TestFleetSmoke(t *testing.T) {
 		"-concurrency", "64", "-hold", "2s", "-uplink-interval", "2s", "-commands", "5", "-settle", "0s",
 		"-delete", "-timeout", "20s", "-deadline", "3m",
 		"-server-pid", fmt.Sprint(g.cmd.Process.Pid), "-debug-url", "http://"+debug, "-json", out)
-	logs, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("iotgate-fleet: %v\n%s\nserver logs (tail):\n%s", err, logs, tail(g.Logs(), 4000))
-	}
-	raw, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sum fleetSummary
-	if err := json.Unmarshal(raw, &sum); err != nil {
-		t.Fatal(err)
-	}
+	sum, raw := runFleetCmd(t, g, cmd, out)
 	if sum.Error != "" || len(sum.Protocols) != 4 {
 		t.Fatalf("summary: error %q, %d protocols\n%s", sum.Error, len(sum.Protocols), raw)
 	}
@@ -133,6 +122,25 @@ func TestFleetSmoke(t *testing.T) {
 	}
 }
 
+// runFleetCmd runs an iotgate-fleet command against g and reads the
+// summary it wrote to out.
+func runFleetCmd(t *testing.T, g *Gate, cmd *exec.Cmd, out string) (fleetSummary, []byte) {
+	t.Helper()
+	logs, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("iotgate-fleet: %v\n%s\nserver logs (tail):\n%s", err, logs, tail(g.Logs(), 4000))
+	}
+	raw, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum fleetSummary
+	if err := json.Unmarshal(raw, &sum); err != nil {
+		t.Fatal(err)
+	}
+	return sum, raw
+}
+
 func tail(s string, n int) string {
 	if len(s) > n {
 		return s[len(s)-n:]
@@ -160,18 +168,7 @@ func TestFleetSharedSockets(t *testing.T) {
 		"-protocols", "lwm2m", "-shared-sockets", "-spread", "250", "-n", fmt.Sprint(n), "-per-process", fmt.Sprint(n/2),
 		"-coap", g.CoAP, "-concurrency", "64", "-hold", "4s", "-uplink-interval", "2s", "-commands", "10", "-settle", "0s",
 		"-timeout", "20s", "-deadline", "3m", "-json", out)
-	logs, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("iotgate-fleet: %v\n%s\nserver logs (tail):\n%s", err, logs, tail(g.Logs(), 4000))
-	}
-	raw, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sum fleetSummary
-	if err := json.Unmarshal(raw, &sum); err != nil {
-		t.Fatal(err)
-	}
+	sum, raw := runFleetCmd(t, g, cmd, out)
 	if sum.Error != "" || len(sum.Protocols) != 1 {
 		t.Fatalf("summary: error %q, %d protocols\n%s", sum.Error, len(sum.Protocols), raw)
 	}

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/net/ipv4"
 
 	"github.com/iotgate/iotgate/lwm2m/format"
+	"github.com/iotgate/iotgate/lwm2m/lwm2mclient"
 )
 
 // sharedDriver simulates NoSec LwM2M devices over a few shared sockets
@@ -129,12 +130,8 @@ func (d *sharedDriver) nextMID() int32 { return int32(uint16(d.mid.Add(1))) }
 
 // send writes m from device j's address.
 func (d *sharedDriver) send(j int, m message.Message) error {
-	size, err := coder.DefaultCoder.Size(m)
+	buf, err := lwm2mclient.EncodeMessage(m)
 	if err != nil {
-		return err
-	}
-	buf := make([]byte, size)
-	if _, err := coder.DefaultCoder.Encode(m, buf); err != nil {
 		return err
 	}
 	cm := &ipv4.ControlMessage{Src: sourceIP(j%d.spread, d.spread)}

@@ -84,12 +84,8 @@ func BootstrapPSK(ctx context.Context, server, endpoint, identity string, key []
 // bootstrapOver runs the client's side of a bootstrap on conn.
 func bootstrapOver(ctx context.Context, conn net.Conn, endpoint string, query []string) (*Bootstrapped, error) {
 	send := func(m message.Message) error {
-		size, err := coder.DefaultCoder.Size(m)
+		buf, err := EncodeMessage(m)
 		if err != nil {
-			return err
-		}
-		buf := make([]byte, size)
-		if _, err := coder.DefaultCoder.Encode(m, buf); err != nil {
 			return err
 		}
 		_, err = conn.Write(buf)

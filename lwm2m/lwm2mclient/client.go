@@ -461,13 +461,22 @@ func addUint(opts message.Options, id message.OptionID, v uint32) message.Option
 	return opts.Add(message.Option{ID: id, Value: buf[:n]})
 }
 
-func (c *Client) write(m message.Message) error {
+// EncodeMessage encodes m as a CoAP-over-UDP datagram.
+func EncodeMessage(m message.Message) ([]byte, error) {
 	size, err := coder.DefaultCoder.Size(m)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	buf := make([]byte, size)
 	if _, err := coder.DefaultCoder.Encode(m, buf); err != nil {
+		return nil, err
+	}
+	return buf, nil
+}
+
+func (c *Client) write(m message.Message) error {
+	buf, err := EncodeMessage(m)
+	if err != nil {
 		return err
 	}
 	c.writeMu.Lock()
