@@ -126,12 +126,23 @@ func (r *Registry) trimBounds(ctx context.Context) (int, bool, error) {
 // themselves are trimmed per project) and reports whether there may be
 // more.
 func (r *Registry) trimLegacyStream(ctx context.Context) (bool, error) {
+	n, err := r.deletePrefixBatch(ctx, eventStreamPrefix, eventTrimBatch)
+	if err != nil {
+		return false, fmt.Errorf("delete legacy event stream entries: %w", err)
+	}
+	return n == eventTrimBatch, nil
+}
+
+// deletePrefixBatch deletes up to max keys under prefix, the first in
+// key order, in one write, and returns how many it deleted: fewer than
+// max means none is left.
+func (r *Registry) deletePrefixBatch(ctx context.Context, prefix []byte, max int) (int, error) {
 	var keys [][]byte
 	err := r.view(ctx, func(rd Reader) error {
 		keys = keys[:0]
-		return rd.Scan(eventStreamPrefix, nil, false, func(k, _ []byte) (bool, error) {
+		return rd.Scan(prefix, nil, false, func(k, _ []byte) (bool, error) {
 			keys = append(keys, bytes.Clone(k))
-			return len(keys) < eventTrimBatch, nil
+			return len(keys) < max, nil
 		})
 	})
 	if err == nil && len(keys) > 0 {
@@ -145,9 +156,9 @@ func (r *Registry) trimLegacyStream(ctx context.Context) (bool, error) {
 		})
 	}
 	if err != nil {
-		return false, fmt.Errorf("delete legacy event stream entries: %w", err)
+		return 0, err
 	}
-	return len(keys) == eventTrimBatch, nil
+	return len(keys), nil
 }
 
 // trimAcked deletes one batch of project's events up to upTo and reports

@@ -229,28 +229,12 @@ func (r *Registry) dropChunks(id string) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	for {
-		var keys [][]byte
-		err := r.view(ctx, func(rd Reader) error {
-			return rd.Scan(packageChunksPrefix(id), nil, false, func(k, _ []byte) (bool, error) {
-				keys = append(keys, append([]byte(nil), k...))
-				return len(keys) < 64, nil
-			})
-		})
-		if err == nil && len(keys) > 0 {
-			err = r.write(ctx, func(w Writer) error {
-				for _, k := range keys {
-					if err := w.Delete(k); err != nil {
-						return err
-					}
-				}
-				return nil
-			})
-		}
+		n, err := r.deletePrefixBatch(ctx, packageChunksPrefix(id), 64)
 		if err != nil {
 			r.log.Warn("removing an OTA package's file", "package_id", id, "err", err)
 			return
 		}
-		if len(keys) < 64 {
+		if n < 64 {
 			return
 		}
 	}
