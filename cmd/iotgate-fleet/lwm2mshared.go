@@ -298,7 +298,7 @@ func (d *sharedDriver) read(j int, m message.Message, p format.Path, resp *messa
 		dev.mu.Lock()
 		dev.observe, dev.seq = tokenKey(m.Token), 0
 		dev.mu.Unlock()
-		resp.Options = addUint(resp.Options, message.Observe, 0)
+		resp.Options = lwm2mclient.AddUint(resp.Options, message.Observe, 0)
 	case oerr == nil && obs == 1 && p.String() == "/19/0/0":
 		dev.mu.Lock()
 		dev.observe = 0
@@ -308,13 +308,7 @@ func (d *sharedDriver) read(j int, m message.Message, p format.Path, resp *messa
 			d.onCommand(p.String())
 		}
 	}
-	resp.Options = addUint(resp.Options, message.ContentFormat, uint32(ct))
-}
-
-func addUint(opts message.Options, id message.OptionID, v uint32) message.Options {
-	buf := make([]byte, 4)
-	n, _ := message.EncodeUint32(buf, v)
-	return opts.Add(message.Option{ID: id, Value: buf[:n]})
+	resp.Options = lwm2mclient.AddUint(resp.Options, message.ContentFormat, uint32(ct))
 }
 
 // do sends a confirmable request from device j and waits for its
@@ -327,7 +321,7 @@ func (d *sharedDriver) do(ctx context.Context, j int, code codes.Code, path stri
 		m.Options = m.Options.Add(message.Option{ID: message.URIPath, Value: []byte(seg)})
 	}
 	if payload != nil {
-		m.Options = addUint(m.Options, message.ContentFormat, uint32(message.AppLinkFormat))
+		m.Options = lwm2mclient.AddUint(m.Options, message.ContentFormat, uint32(message.AppLinkFormat))
 	}
 	for _, q := range query {
 		m.Options = m.Options.Add(message.Option{ID: message.URIQuery, Value: []byte(q)})
@@ -425,8 +419,8 @@ func (s sharedSession) uplink(seq int64) (bool, error) {
 	binary.BigEndian.PutUint64(tb[:], tok)
 	m := message.Message{Token: tb[:], Code: codes.Content, Type: message.NonConfirmable, MessageID: s.d.nextMID(),
 		Payload: []byte("seq=" + strconv.FormatInt(seq, 10))}
-	m.Options = addUint(m.Options, message.Observe, n)
-	m.Options = addUint(m.Options, message.ContentFormat, uint32(format.FormatOpaque))
+	m.Options = lwm2mclient.AddUint(m.Options, message.Observe, n)
+	m.Options = lwm2mclient.AddUint(m.Options, message.ContentFormat, uint32(format.FormatOpaque))
 	return true, s.d.send(s.j, m)
 }
 

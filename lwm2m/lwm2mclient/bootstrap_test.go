@@ -53,7 +53,7 @@ func TestBootstrapRetransmission(t *testing.T) {
 		write.Options = write.Options.Add(message.Option{ID: message.URIPath, Value: []byte("0")})
 		write.Options = write.Options.Add(message.Option{ID: message.URIPath, Value: []byte("1")})
 		write.Options = write.Options.Add(message.Option{ID: message.URIPath, Value: []byte("0")})
-		write.Options = addUint(write.Options, message.ContentFormat, uint32(format.FormatText))
+		write.Options = AddUint(write.Options, message.ContentFormat, uint32(format.FormatText))
 		var got [][]byte
 		for range 2 { // the second is a retransmission
 			send(write, peer)

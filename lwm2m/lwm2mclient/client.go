@@ -448,14 +448,15 @@ func (c *Client) notify(o *observer) {
 		return
 	}
 	m := message.Message{Token: o.token, Code: codes.Content, Type: message.NonConfirmable, MessageID: c.nextMID(), Payload: body}
-	m.Options = addUint(m.Options, message.Observe, seq)
-	m.Options = addUint(m.Options, message.ContentFormat, uint32(ct))
+	m.Options = AddUint(m.Options, message.Observe, seq)
+	m.Options = AddUint(m.Options, message.ContentFormat, uint32(ct))
 	_ = c.write(m)
 }
 
 func (c *Client) nextMID() int32 { return int32(uint16(c.mid.Add(1))) }
 
-func addUint(opts message.Options, id message.OptionID, v uint32) message.Options {
+// AddUint adds option id with the value v, minimally encoded.
+func AddUint(opts message.Options, id message.OptionID, v uint32) message.Options {
 	buf := make([]byte, 4)
 	n, _ := message.EncodeUint32(buf, v)
 	return opts.Add(message.Option{ID: id, Value: buf[:n]})
@@ -497,7 +498,7 @@ func (c *Client) Do(ctx context.Context, code codes.Code, path string, query []s
 		}
 	}
 	if payload != nil {
-		m.Options = addUint(m.Options, message.ContentFormat, uint32(ct))
+		m.Options = AddUint(m.Options, message.ContentFormat, uint32(ct))
 	}
 	for _, q := range query {
 		m.Options = m.Options.Add(message.Option{ID: message.URIQuery, Value: []byte(q)})

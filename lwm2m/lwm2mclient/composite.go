@@ -102,14 +102,14 @@ func (c *Client) fetch(m message.Message, req *request, resp *message.Message) {
 	switch {
 	case code == codes.Content && req.Observe == 0:
 		c.observers[key] = &observer{token: m.Token, paths: paths, accept: accept}
-		resp.Options = addUint(resp.Options, message.Observe, 0)
+		resp.Options = AddUint(resp.Options, message.Observe, 0)
 	case req.Observe == 1:
 		delete(c.observers, key)
 	}
 	c.mu.Unlock()
 	resp.Code, resp.Payload = code, body
 	if code == codes.Content {
-		resp.Options = addUint(resp.Options, message.ContentFormat, uint32(ct))
+		resp.Options = AddUint(resp.Options, message.ContentFormat, uint32(ct))
 	}
 }
 

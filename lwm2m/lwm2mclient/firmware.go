@@ -46,7 +46,7 @@ func (c *Client) GetBlock(ctx context.Context, path string, num int, szx uint32)
 	for _, seg := range strings.Split(strings.Trim(path, "/"), "/") {
 		m.Options = m.Options.Add(message.Option{ID: message.URIPath, Value: []byte(seg)})
 	}
-	m.Options = addUint(m.Options, message.Block2, uint32(num)<<4|szx)
+	m.Options = AddUint(m.Options, message.Block2, uint32(num)<<4|szx)
 	r, err := c.roundTrip(ctx, m)
 	if err != nil {
 		return nil, false, nil, err

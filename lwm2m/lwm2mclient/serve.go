@@ -83,7 +83,7 @@ func (c *Client) handle(m message.Message, req *request, p format.Path, resp *me
 		if code == codes.Content && req.Observe == 0 {
 			o := &observer{token: m.Token, path: p, accept: accept}
 			c.observers[p.String()] = o
-			resp.Options = addUint(resp.Options, message.Observe, 0)
+			resp.Options = AddUint(resp.Options, message.Observe, 0)
 		}
 		if req.Observe == 1 {
 			delete(c.observers, p.String())
@@ -91,7 +91,7 @@ func (c *Client) handle(m message.Message, req *request, p format.Path, resp *me
 		c.mu.Unlock()
 		resp.Code, resp.Payload = code, body
 		if code == codes.Content {
-			resp.Options = addUint(resp.Options, message.ContentFormat, uint32(ct))
+			resp.Options = AddUint(resp.Options, message.ContentFormat, uint32(ct))
 		}
 	case codes.PUT:
 		if len(m.Payload) == 0 && len(req.Queries) > 0 {
@@ -308,5 +308,5 @@ func (c *Client) discover(p format.Path, resp *message.Message) {
 	}
 	sort.Slice(links, func(i, j int) bool { return links[i].Target < links[j].Target })
 	resp.Code, resp.Payload = codes.Content, format.FormatLinks(links)
-	resp.Options = addUint(resp.Options, message.ContentFormat, uint32(message.AppLinkFormat))
+	resp.Options = AddUint(resp.Options, message.ContentFormat, uint32(message.AppLinkFormat))
 }
