@@ -89,15 +89,22 @@ func (c *cache) put(k []byte, v any, gen uint64) {
 }
 
 // set caches v under k unconditionally. Only a write's commit hook calls
-// it, for values it has just committed (after invalidating k).
-func (c *cache) set(k string, v any) {
+// it, for values it has just committed; written says k is cacheable and
+// was written, so a read racing the write must not fill it (as
+// invalidate).
+func (c *cache) set(k string, v any, written bool) {
 	sh := c.shard([]byte(k))
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if _, ok := sh.m[k]; !ok && len(sh.m) >= c.max {
-		for old := range sh.m { // evict an arbitrary entry
-			delete(sh.m, old)
-			break
+	if written {
+		sh.gen++
+	}
+	if len(sh.m) >= c.max { // checked first: a lookup in a large map is a cache miss
+		if _, ok := sh.m[k]; !ok {
+			for old := range sh.m { // evict an arbitrary entry
+				delete(sh.m, old)
+				break
+			}
 		}
 	}
 	sh.m[k] = cacheEntry{v: v, at: c.now.Load()}

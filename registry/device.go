@@ -106,8 +106,9 @@ func (d *Device) EffectiveGatewayID() string {
 	return d.GatewayID
 }
 
-// deviceRecord is the stored form of a Device: secrets sealed.
-type deviceRecord struct {
+// deviceRecordJSON is the form device records were stored in before the
+// binary one (devicebinary.go); they still read.
+type deviceRecordJSON struct {
 	Device
 	Secret    []byte `json:"s,omitempty"`
 	Secondary []byte `json:"s2,omitempty"`

@@ -272,20 +272,17 @@ func (r *Registry) putDeviceRecord(w Writer, old, d *Device, rec []byte, ev *enc
 }
 
 // encodeDevice seals d's secrets and encodes the record putDeviceRecord
-// stores.
+// stores (devicebinary.go).
 func (r *Registry) encodeDevice(d *Device) ([]byte, error) {
-	rec := deviceRecord{Device: *d}
+	rec := *d
 	if len(d.ClientIDs) > 0 {
 		rec.ClientIDs = append([]ClientID(nil), d.ClientIDs...)
-		r.sealClientIDs(&rec.Device)
+		r.sealClientIDs(&rec)
 	}
-	rec.Secret = r.seal.seal(d.Auth.Secret, d.DeviceID+"/secret")
-	rec.Secondary = r.seal.seal(d.Auth.SecondarySecret, d.DeviceID+"/secondary")
-	b, err := json.Marshal(&rec)
-	if err != nil {
-		return nil, fmt.Errorf("encode device %s: %w", d.DeviceID, err)
-	}
-	return b, nil
+	rec.ExtensionInfo = compactExtension(d.ExtensionInfo)
+	secret := r.seal.seal(d.Auth.Secret, d.DeviceID+"/secret")
+	secondary := r.seal.seal(d.Auth.SecondarySecret, d.DeviceID+"/secondary")
+	return appendDeviceRecord(make([]byte, 0, 160+len(rec.ExtensionInfo)), &rec, secret, secondary), nil
 }
 
 // getDevice reads and unseals a device record; Status is not filled in.
@@ -302,22 +299,33 @@ func (r *Registry) getDevice(rd Reader, id string) (*Device, error) {
 
 // decodeDevice decodes and unseals the stored record b of device id.
 func (r *Registry) decodeDevice(id string, b []byte) (*Device, error) {
-	var rec deviceRecord
-	if err := json.Unmarshal(b, &rec); err != nil {
+	d, secret, secondary, err := decodeSealedDevice(id, b)
+	if err != nil {
 		return nil, fmt.Errorf("decode device %s: %w", id, err)
 	}
-	d := rec.Device
-	var err error
-	if d.Auth.Secret, err = r.seal.open(rec.Secret, id+"/secret"); err != nil {
+	if d.Auth.Secret, err = r.seal.open(secret, id+"/secret"); err != nil {
 		return nil, fmt.Errorf("device %s: %w", id, err)
 	}
-	if d.Auth.SecondarySecret, err = r.seal.open(rec.Secondary, id+"/secondary"); err != nil {
+	if d.Auth.SecondarySecret, err = r.seal.open(secondary, id+"/secondary"); err != nil {
 		return nil, fmt.Errorf("device %s: %w", id, err)
 	}
 	if err := r.openClientIDs(&d); err != nil {
 		return nil, fmt.Errorf("device %s: %w", id, err)
 	}
 	return &d, nil
+}
+
+// decodeSealedDevice reads a device record in either stored form, its
+// secrets still sealed.
+func decodeSealedDevice(id string, b []byte) (d Device, secret, secondary []byte, err error) {
+	if len(b) > 0 && b[0] == '{' {
+		var rec deviceRecordJSON
+		if err := json.Unmarshal(b, &rec); err != nil {
+			return Device{}, nil, nil, err
+		}
+		return rec.Device, rec.Secret, rec.Secondary, nil
+	}
+	return decodeDeviceRecord(id, b)
 }
 
 // lookup resolves an index entry to its device.

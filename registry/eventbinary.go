@@ -2,7 +2,6 @@ package registry
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 )
 
@@ -73,61 +72,6 @@ func appendDeviceBodyBinary(b []byte, project string, rec *eventRecord, d *devic
 	return b
 }
 
-func appendBinString(b []byte, s string) []byte {
-	b = binary.AppendUvarint(b, uint64(len(s)))
-	return append(b, s...)
-}
-
-// binReader reads the binary form; the first error sticks.
-type binReader struct {
-	b   []byte
-	err error
-}
-
-var errBinShort = errors.New("binary event body cut short")
-
-func (r *binReader) uvarint() uint64 {
-	if r.err != nil {
-		return 0
-	}
-	v, n := binary.Uvarint(r.b)
-	if n <= 0 {
-		r.err = errBinShort
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *binReader) bytes() []byte {
-	n := r.uvarint()
-	if r.err != nil {
-		return nil
-	}
-	if n > uint64(len(r.b)) {
-		r.err = errBinShort
-		return nil
-	}
-	v := r.b[:n:n]
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *binReader) string() string { return string(r.bytes()) }
-
-func (r *binReader) byte() byte {
-	if r.err != nil {
-		return 0
-	}
-	if len(r.b) == 0 {
-		r.err = errBinShort
-		return 0
-	}
-	c := r.b[0]
-	r.b = r.b[1:]
-	return c
-}
-
 // decodeDeviceBodyBinary reads the binary form: the resource, the event
 // and the body.
 func decodeDeviceBodyBinary(project string, b []byte) (resource, event string, d *deviceEventBody, err error) {
@@ -147,22 +91,12 @@ func decodeDeviceBodyBinary(project string, b []byte) (resource, event string, d
 	d.Status, d.CreateTime, d.ActiveTime = Status(r.string()), r.string(), r.string()
 	d.AuthInfo.AuthType = AuthType(r.string())
 	d.AuthInfo.SecureAccess = flags&binSecureAccess != 0
-	if flags&binTimeoutSet != 0 && r.err == nil {
-		v, n := binary.Varint(r.b)
-		if n <= 0 {
-			r.err = errBinShort
-		} else {
-			r.b = r.b[n:]
-			d.AuthInfo.Timeout = &v
-		}
+	if flags&binTimeoutSet != 0 {
+		v := r.varint()
+		d.AuthInfo.Timeout = &v
 	}
-	if ext := r.bytes(); len(ext) > 0 {
-		d.ExtensionInfo = append([]byte(nil), ext...)
-	}
-	n := r.uvarint()
-	if r.err == nil && n > uint64(len(r.b)) { // each tag takes at least 2 bytes
-		r.err = errBinShort
-	}
+	d.ExtensionInfo = r.copied()
+	n := r.count(2) // a tag takes at least 2 bytes
 	if flags&binTagsNil == 0 {
 		d.Tags = make([]EventTag, 0, n)
 	}

@@ -2,7 +2,6 @@ package registry
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -87,12 +86,12 @@ func (r *Registry) checkKeyOnDevices(rd Reader) error {
 	var mismatch error
 	err := rd.Scan(prefixKey(famDevice), nil, false, func(k, v []byte) (bool, error) {
 		n++
-		var rec deviceRecord
-		if err := json.Unmarshal(v, &rec); err != nil || len(rec.Secret) == 0 {
+		id := string(k[len(famDevice)+1:])
+		_, secret, _, err := decodeSealedDevice(id, v)
+		if err != nil || len(secret) == 0 {
 			return n < keyCheckSample, nil
 		}
-		id := string(k[len(famDevice)+1:])
-		if _, err := r.seal.open(rec.Secret, id+"/secret"); err != nil {
+		if _, err := r.seal.open(secret, id+"/secret"); err != nil {
 			mismatch = ErrMasterKeyMismatch
 		}
 		return false, nil

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"bytes"
+	"slices"
 	"sync"
 
 	"github.com/iotgate/iotgate/registry/kv"
@@ -134,13 +135,17 @@ func (t *tracked) note(key []byte, set bool) {
 func (t *tracked) committed() {
 	r := t.r
 	if r.cache != nil {
-		for _, k := range t.changed {
-			r.cache.invalidate(k)
-		}
 		// What was just written is what the next reads want (the first
-		// connect after a create, the reconnect after an activation).
+		// connect after a create, the reconnect after an activation): a
+		// changed key with a fill is replaced in one step, the others
+		// dropped.
+		for _, k := range t.changed {
+			if !hasFill(t.fills, k) {
+				r.cache.invalidate(k)
+			}
+		}
 		for _, f := range t.fills {
-			r.cache.set(f.key, f.value)
+			r.cache.set(f.key, f.value, slices.Contains(t.changed, f.key))
 		}
 	}
 	// Whoever learns of a new pending command can already find it.
@@ -156,6 +161,15 @@ func (t *tracked) committed() {
 			r.hints.HintEvents(t.events)
 		}
 	}
+}
+
+func hasFill(fills []cacheFill, k string) bool {
+	for _, f := range fills {
+		if f.key == k {
+			return true
+		}
+	}
+	return false
 }
 
 // cacheAfterCommit has the write w belongs to cache v under k once it has

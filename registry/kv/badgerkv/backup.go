@@ -80,7 +80,7 @@ func Restore(dir string, r io.Reader) error {
 	if err := os.RemoveAll(tmp); err != nil {
 		return fmt.Errorf("badgerkv: restore: %w", err)
 	}
-	db, err := badger.Open(badger.DefaultOptions(tmp).WithLogger(badgerLogger{}).WithNumVersionsToKeep(1))
+	db, err := badger.Open(badger.DefaultOptions(tmp).WithLogger(newBadgerLogger(nil)).WithNumVersionsToKeep(1))
 	if err != nil {
 		return fmt.Errorf("badgerkv: restore: open %s: %w", tmp, err)
 	}

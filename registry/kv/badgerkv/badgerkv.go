@@ -115,7 +115,7 @@ func Open(o Options) (*Store, error) {
 		// conflict tracking would be pure overhead.
 		WithDetectConflicts(false).
 		WithNumVersionsToKeep(1).
-		WithLogger(badgerLogger{o.Logger}).
+		WithLogger(newBadgerLogger(o.Logger)).
 		WithMetricsEnabled(false)
 	var sp *space
 	if o.ReadOnly {
@@ -319,19 +319,27 @@ func (s *Store) commit(batch []*groupcommit.Op) int {
 }
 
 // badgerLogger routes Badger's chatter to slog; its info lines are noise
-// for an operator, so they go to debug.
+// for an operator, so they go to debug. Badger logs several debug lines
+// on every commit, so a line is formatted only when its level is on.
 type badgerLogger struct{ l *slog.Logger }
 
-func (b badgerLogger) log() *slog.Logger {
-	if b.l == nil {
-		return slog.New(slog.DiscardHandler)
+func newBadgerLogger(l *slog.Logger) badgerLogger {
+	if l == nil {
+		return badgerLogger{slog.New(slog.DiscardHandler)}
 	}
-	return b.l.With("component", "badger")
+	return badgerLogger{l.With("component", "badger")}
 }
-func (b badgerLogger) Errorf(f string, a ...any)   { b.log().Error(fmt.Sprintf(f, a...)) }
-func (b badgerLogger) Warningf(f string, a ...any) { b.log().Warn(fmt.Sprintf(f, a...)) }
-func (b badgerLogger) Infof(f string, a ...any)    { b.log().Debug(fmt.Sprintf(f, a...)) }
-func (b badgerLogger) Debugf(f string, a ...any)   { b.log().Debug(fmt.Sprintf(f, a...)) }
+
+func (b badgerLogger) logf(level slog.Level, f string, a []any) {
+	if ctx := context.Background(); b.l.Enabled(ctx, level) {
+		b.l.Log(ctx, level, fmt.Sprintf(f, a...))
+	}
+}
+
+func (b badgerLogger) Errorf(f string, a ...any)   { b.logf(slog.LevelError, f, a) }
+func (b badgerLogger) Warningf(f string, a ...any) { b.logf(slog.LevelWarn, f, a) }
+func (b badgerLogger) Infof(f string, a ...any)    { b.logf(slog.LevelDebug, f, a) }
+func (b badgerLogger) Debugf(f string, a ...any)   { b.logf(slog.LevelDebug, f, a) }
 
 // Size is the bytes the database takes on disk: its LSM tree and its
 // value log, as Badger last measured them (it refreshes the figures

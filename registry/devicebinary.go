@@ -1,0 +1,190 @@
+package registry
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// A device record is stored in binary rather than as JSON: every create
+// writes one and every cache miss on the hot path reads one, and its JSON
+// (field names, the secret in base64, the id twice) made it the largest
+// record a create writes (BENCHMARKS.md run 28). Records written as JSON
+// by earlier versions still read: JSON starts with '{', this form with
+// deviceRecordV1.
+//
+// Layout: the version, the flags (a uvarint), then the fields in the
+// order of appendDeviceRecord, each string a uvarint length and its
+// bytes. The device id is the record's key and is not repeated; the node
+// id is left out when the id is IoTDA's default, product_node; the
+// listing seq is its 12 bytes when it is our own 24 hex digits.
+
+const deviceRecordV1 = 1
+
+const (
+	devNodeInID = 1 << iota // DeviceID is ProductID + "_" + NodeID
+	devSeqRaw               // Seq is 24 lowercase hex digits, stored as 12 bytes
+	devFrozen
+	devSecure
+	devTimeoutSet
+	devClientIDKept
+	devCreated
+	devActive
+	devExpire
+	devStatusTime
+)
+
+// appendDeviceRecord appends the binary record of d, whose secrets and
+// client id tokens are already sealed into secret, secondary and
+// d.ClientIDs[i].Sealed.
+func appendDeviceRecord(b []byte, d *Device, secret, secondary []byte) []byte {
+	var flags uint64
+	nodeInID := len(d.DeviceID) == len(d.ProductID)+1+len(d.NodeID) &&
+		d.DeviceID[len(d.ProductID)] == '_' && d.DeviceID[:len(d.ProductID)] == d.ProductID &&
+		d.DeviceID[len(d.ProductID)+1:] == d.NodeID
+	var seq [12]byte
+	seqRaw := len(d.Seq) == 2*len(seq) && isLowerHex(d.Seq)
+	for _, f := range []struct {
+		on   bool
+		flag uint64
+	}{
+		{nodeInID, devNodeInID}, {seqRaw, devSeqRaw}, {d.Frozen, devFrozen}, {d.Auth.SecureAccess, devSecure},
+		{d.Auth.TimeoutSet, devTimeoutSet}, {d.ClientIDKept, devClientIDKept}, {!d.CreateTime.IsZero(), devCreated},
+		{!d.ActiveTime.IsZero(), devActive}, {!d.ExpireAt.IsZero(), devExpire}, {!d.StatusTime.IsZero(), devStatusTime},
+	} {
+		if f.on {
+			flags |= f.flag
+		}
+	}
+	b = append(b, deviceRecordV1)
+	b = binary.AppendUvarint(b, flags)
+	b = appendBinString(b, d.ProjectID)
+	if !nodeInID {
+		b = appendBinString(b, d.NodeID)
+	}
+	for _, s := range []string{d.ProductID, d.GatewayID, d.DeviceName, d.Description} {
+		b = appendBinString(b, s)
+	}
+	b = appendBinBytes(b, d.ExtensionInfo)
+	for _, s := range []string{string(d.Auth.Type), d.Auth.Fingerprint, d.Auth.SecondaryFingerprint} {
+		b = appendBinString(b, s)
+	}
+	b = binary.AppendVarint(b, d.Auth.Timeout)
+	for _, t := range []struct {
+		flag uint64
+		at   *time.Time
+	}{{devCreated, &d.CreateTime}, {devActive, &d.ActiveTime}, {devExpire, &d.ExpireAt}, {devStatusTime, &d.StatusTime}} {
+		if flags&t.flag != 0 {
+			b = appendBinTime(b, *t.at)
+		}
+	}
+	if seqRaw {
+		hex.Decode(seq[:], []byte(d.Seq))
+		b = append(b, seq[:]...)
+	} else {
+		b = appendBinString(b, d.Seq)
+	}
+	b = appendBinString(b, d.DynReg)
+	b = binary.AppendUvarint(b, uint64(len(d.ClientIDs)))
+	for _, c := range d.ClientIDs {
+		b = appendBinString(b, c.ClientID)
+		b = appendBinBytes(b, c.Sealed)
+		b = appendBinTime(b, c.CreateTime)
+	}
+	b = binary.AppendUvarint(b, uint64(len(d.Tags)))
+	for _, t := range d.Tags {
+		b = appendBinString(b, t.Key)
+		b = appendBinString(b, t.Value)
+	}
+	b = appendBinBytes(b, secret)
+	return appendBinBytes(b, secondary)
+}
+
+// decodeDeviceRecord reads the binary record of device id; secrets and
+// client id tokens stay sealed.
+func decodeDeviceRecord(id string, b []byte) (d Device, secret, secondary []byte, err error) {
+	r := &binReader{b: b}
+	if v := r.byte(); r.err == nil && v != deviceRecordV1 {
+		return Device{}, nil, nil, fmt.Errorf("device record version %d is unknown", v)
+	}
+	flags := r.uvarint()
+	d.DeviceID = id
+	d.ProjectID = r.string()
+	if flags&devNodeInID == 0 {
+		d.NodeID = r.string()
+	}
+	d.ProductID, d.GatewayID, d.DeviceName, d.Description = r.string(), r.string(), r.string(), r.string()
+	if flags&devNodeInID != 0 && r.err == nil {
+		if len(id) <= len(d.ProductID) || id[:len(d.ProductID)] != d.ProductID || id[len(d.ProductID)] != '_' {
+			return Device{}, nil, nil, fmt.Errorf("device record says its id is product_node, but %q is not of product %q", id, d.ProductID)
+		}
+		d.NodeID = id[len(d.ProductID)+1:]
+	}
+	d.ExtensionInfo = r.copied()
+	d.Auth.Type, d.Auth.Fingerprint, d.Auth.SecondaryFingerprint = AuthType(r.string()), r.string(), r.string()
+	d.Auth.Timeout = r.varint()
+	d.Auth.SecureAccess, d.Auth.TimeoutSet = flags&devSecure != 0, flags&devTimeoutSet != 0
+	d.Frozen, d.ClientIDKept = flags&devFrozen != 0, flags&devClientIDKept != 0
+	for _, t := range []struct {
+		flag uint64
+		at   *time.Time
+	}{{devCreated, &d.CreateTime}, {devActive, &d.ActiveTime}, {devExpire, &d.ExpireAt}, {devStatusTime, &d.StatusTime}} {
+		if flags&t.flag != 0 {
+			*t.at = r.time()
+		}
+	}
+	if flags&devSeqRaw != 0 {
+		d.Seq = hex.EncodeToString(r.fixed(12))
+	} else {
+		d.Seq = r.string()
+	}
+	d.DynReg = r.string()
+	if n := r.count(3); n > 0 { // a client id takes at least 3 bytes
+		d.ClientIDs = make([]ClientID, 0, n)
+		for range n {
+			d.ClientIDs = append(d.ClientIDs, ClientID{ClientID: r.string(), Sealed: r.copied(), CreateTime: r.time()})
+		}
+	}
+	if n := r.count(2); n > 0 { // a tag takes at least 2 bytes
+		d.Tags = make([]Tag, 0, n)
+		for range n {
+			d.Tags = append(d.Tags, Tag{Key: r.string(), Value: r.string()})
+		}
+	}
+	secret, secondary = r.copied(), r.copied()
+	if r.err == nil && len(r.b) != 0 {
+		r.err = fmt.Errorf("%d bytes after the device record", len(r.b))
+	}
+	if r.err != nil {
+		return Device{}, nil, nil, r.err
+	}
+	return d, secret, secondary, nil
+}
+
+func isLowerHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// compactExtension is the extension info as the JSON record stored it
+// (json.Marshal compacts a RawMessage), so both forms read back the same.
+func compactExtension(ext json.RawMessage) json.RawMessage {
+	if len(ext) == 0 {
+		return nil
+	}
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, ext); err != nil {
+		return ext // checked on input; a record keeps what it was given
+	}
+	if buf.Len() == len(ext) {
+		return ext
+	}
+	return buf.Bytes()
+}
