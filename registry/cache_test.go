@@ -1,6 +1,8 @@
 package registry
 
 import (
+	"fmt"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -48,5 +50,35 @@ func TestCacheSetEvictsWhenFull(t *testing.T) {
 		if n := len(c.shards[i].m); n > 1 {
 			t.Fatalf("shard %d holds %d entries, over its bound of 1", i, n)
 		}
+	}
+}
+
+// TestCachedDeviceMemory: a cached device is its binary blob, a fraction
+// of a decoded Device's memory (BENCHMARKS.md run 28 has the figures).
+func TestCachedDeviceMemory(t *testing.T) {
+	const n = 20000
+	at := time.Date(2026, 12, 7, 8, 9, 10, 0, time.UTC)
+	perDevice := func(value func(d *Device) any) float64 {
+		c := newCache(1<<22, time.Minute, at)
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		for i := range n {
+			d := &Device{ProjectID: "bench", NodeID: fmt.Sprintf("fleet-mqtt-%07d", i), ProductID: "fleet-mqtt",
+				Auth: AuthInfo{Type: AuthSecret, Secret: fmt.Sprintf("%032x", i)}, CreateTime: at, ActiveTime: at, StatusTime: at,
+				Seq: fmt.Sprintf("%024x", i)}
+			d.DeviceID = d.ProductID + "_" + d.NodeID
+			c.set(string(deviceKey(d.DeviceID)), value(d), true)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		runtime.KeepAlive(c)
+		return float64(after.HeapAlloc-before.HeapAlloc) / n
+	}
+	blob := perDevice(func(d *Device) any { return blobOf(d) })
+	decoded := perDevice(func(d *Device) any { return d })
+	t.Logf("bytes per cached device: blob %.0f, decoded Device %.0f", blob, decoded)
+	if blob > decoded/2 {
+		t.Fatalf("a cached device takes %.0f bytes, more than half a decoded Device's %.0f", blob, decoded)
 	}
 }

@@ -85,6 +85,23 @@ func TestDeviceRecordForms(t *testing.T) {
 					t.Fatalf("%s: read back\n%+v\nwant\n%+v", form.name, *got, w)
 				}
 			}
+			blob := blobOf(&d)
+			cached, err := blob.device(d.DeviceID)
+			if err != nil {
+				t.Fatalf("cache blob: %v", err)
+			}
+			w := d
+			w.ExtensionInfo = append(json.RawMessage(nil), d.ExtensionInfo...)
+			if len(w.ExtensionInfo) == 0 {
+				w.ExtensionInfo = nil
+			}
+			w.ClientIDs = nil
+			for _, c := range d.ClientIDs {
+				w.ClientIDs = append(w.ClientIDs, ClientID{ClientID: c.ClientID, Token: c.Token, CreateTime: c.CreateTime})
+			}
+			if !reflect.DeepEqual(*cached, w) {
+				t.Fatalf("cache blob: read back\n%+v\nwant\n%+v", *cached, w)
+			}
 			if len(bin) >= len(js)*2/3 {
 				t.Fatalf("binary record %d bytes against the JSON form's %d", len(bin), len(js))
 			}
@@ -136,14 +153,18 @@ func TestDeviceRecordRefusesDamage(t *testing.T) {
 func FuzzDeviceRecord(f *testing.F) {
 	for _, d := range recordDevices() {
 		rec := d
-		f.Add(d.DeviceID, appendDeviceRecord(nil, &rec, []byte("sealed"), nil))
+		f.Add(d.DeviceID, appendDeviceRecord(nil, &rec, []byte("sealed"), nil, true))
 	}
 	f.Fuzz(func(t *testing.T, id string, b []byte) {
 		d, secret, secondary, err := decodeDeviceRecord(id, b)
+		ds, ssecret, ssecondary, serr := decodeDeviceRecord(id, string(b))
+		if (err == nil) != (serr == nil) || err == nil && (!reflect.DeepEqual(d, ds) || string(secret) != ssecret || string(secondary) != ssecondary) {
+			t.Fatalf("the string reader disagrees with the bytes reader: %v / %v\n%+v\n%+v", err, serr, d, ds)
+		}
 		if err != nil {
 			return
 		}
-		again := appendDeviceRecord(nil, &d, secret, secondary)
+		again := appendDeviceRecord(nil, &d, secret, secondary, true)
 		d2, secret2, secondary2, err := decodeDeviceRecord(id, again)
 		if err != nil {
 			t.Fatalf("re-encoded record does not read: %v", err)
@@ -152,4 +173,17 @@ func FuzzDeviceRecord(f *testing.F) {
 			t.Fatalf("re-encoded record reads differently:\n%+v\n%+v", d, d2)
 		}
 	})
+}
+
+// BenchmarkDeviceBlob: what a cache hit costs to decode.
+func BenchmarkDeviceBlob(b *testing.B) {
+	d := recordDevices()[0]
+	d.ActiveTime, d.StatusTime = d.CreateTime, d.CreateTime
+	blob := blobOf(&d)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := blob.device(d.DeviceID); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

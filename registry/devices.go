@@ -282,7 +282,7 @@ func (r *Registry) encodeDevice(d *Device) ([]byte, error) {
 	rec.ExtensionInfo = compactExtension(d.ExtensionInfo)
 	secret := r.seal.seal(d.Auth.Secret, d.DeviceID+"/secret")
 	secondary := r.seal.seal(d.Auth.SecondarySecret, d.DeviceID+"/secondary")
-	return appendDeviceRecord(make([]byte, 0, 160+len(rec.ExtensionInfo)), &rec, secret, secondary), nil
+	return appendDeviceRecord(make([]byte, 0, 160+len(rec.ExtensionInfo)), &rec, secret, secondary, true), nil
 }
 
 // getDevice reads and unseals a device record; Status is not filled in.
@@ -374,8 +374,11 @@ func (r *Registry) lookup(ctx context.Context, k []byte, kind Entity, id string)
 func (r *Registry) cachedDevice(ctx context.Context, id string, fill bool) (*Device, error) {
 	k := deviceKey(id)
 	v, gen, ok := r.cache.get(k)
-	if !ok {
-		var d *Device
+	var d *Device
+	if blob, isBlob := v.(deviceBlob); ok && isBlob {
+		d, _ = blob.device(id) // a blob that does not decode is a miss
+	}
+	if d == nil {
 		err := r.view(ctx, func(rd Reader) error {
 			var err error
 			d, err = r.getDevice(rd, id)
@@ -384,14 +387,12 @@ func (r *Registry) cachedDevice(ctx context.Context, id string, fill bool) (*Dev
 		if err != nil {
 			return nil, err
 		}
-		r.cache.put(k, d, gen)
-		v = d
+		r.cache.put(k, blobOf(d), gen)
 	}
-	d := *v.(*Device)
 	if fill {
-		r.fillStatus(&d)
+		r.fillStatus(d)
 	}
-	return &d, nil
+	return d, nil
 }
 
 // Device returns the device with this id, in any project. Listeners use

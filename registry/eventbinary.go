@@ -75,7 +75,7 @@ func appendDeviceBodyBinary(b []byte, project string, rec *eventRecord, d *devic
 // decodeDeviceBodyBinary reads the binary form: the resource, the event
 // and the body.
 func decodeDeviceBodyBinary(project string, b []byte) (resource, event string, d *deviceEventBody, err error) {
-	r := &binReader{b: b}
+	r := &binReader[[]byte]{b: b}
 	resource, event = r.string(), r.string()
 	flags := r.byte()
 	d = &deviceEventBody{AppID: project}

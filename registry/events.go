@@ -375,9 +375,10 @@ func (r *Registry) appendAfter(w Writer, e encodedEvent, seq uint64) error {
 func (r *Registry) eventDevice(w Reader, id string) (d *Device, ok bool, err error) {
 	k := deviceKey(id)
 	if v, ok := committedInCache(w, k); ok {
-		if cd, isDev := v.(*Device); isDev {
-			cp := *cd
-			return &cp, true, nil
+		if blob, isDev := v.(deviceBlob); isDev {
+			if d, err := blob.device(id); err == nil {
+				return d, true, nil
+			}
 		}
 	}
 	d, err = r.getDevice(w, id)

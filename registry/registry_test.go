@@ -660,7 +660,11 @@ func TestCommitterCachesWrittenDevices(t *testing.T) {
 	if !ok {
 		t.Fatal("device not cached after its activation")
 	}
-	if c := v.(*Device); c.ActiveTime.IsZero() || c.Auth.Secret != "00112233445566778899" || c.Status != "" {
+	c, err := v.(deviceBlob).device(d.DeviceID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ActiveTime.IsZero() || c.Auth.Secret != "00112233445566778899" || c.Status != "" {
 		t.Fatalf("cached after activation: active=%v secret=%q status=%q", c.ActiveTime, c.Auth.Secret, c.Status)
 	}
 }

@@ -194,9 +194,7 @@ func cacheDevice(w Writer, d *Device, index ...[]byte) {
 	if !ok {
 		return
 	}
-	cp := *d
-	cp.Status = "" // as read from the store: fillStatus sets it per read
-	t.fills = append(t.fills, cacheFill{key: string(deviceKey(d.DeviceID)), value: &cp})
+	t.fills = append(t.fills, cacheFill{key: string(deviceKey(d.DeviceID)), value: blobOf(d)})
 	for _, k := range index {
 		t.fills = append(t.fills, cacheFill{key: string(k), value: d.DeviceID})
 	}
@@ -225,7 +223,7 @@ func committedInCache(rd Reader, k []byte) (any, bool) {
 func deviceExists(w Reader, id string) (bool, error) {
 	k := deviceKey(id)
 	if v, ok := committedInCache(w, k); ok {
-		if _, isDevice := v.(*Device); isDevice {
+		if _, isDevice := v.(deviceBlob); isDevice {
 			return true, nil
 		}
 	}
