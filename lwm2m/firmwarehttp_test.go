@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	"github.com/iotgate/iotgate/lwm2m"
 	"github.com/iotgate/iotgate/lwm2m/lwm2mclient"
 	"github.com/iotgate/iotgate/registry"
+	"github.com/iotgate/iotgate/registry/guard"
 )
 
 // httpGet sends method to url with the headers (name, value pairs) and
@@ -154,5 +156,54 @@ func TestFirmwareHTTPRefused(t *testing.T) {
 	f.waitItem(t, job, both.DeviceID, registry.FirmwareSuccess)
 	if v, _ := c2.Value("/5/0/1"); !strings.HasPrefix(v.Str(), "coap://") {
 		t.Fatalf("Package URI %q", v.Str())
+	}
+}
+
+// TestFirmwareHTTPSPull: a device that lists HTTPS only downloads from
+// an https http_url; an address on the shared ban list is refused the
+// download (403) until its ban is lifted.
+func TestFirmwareHTTPSPull(t *testing.T) {
+	ts := httptest.NewUnstartedServer(nil)
+	base := "https://" + ts.Listener.Addr().String()
+	g := guard.NewLocal(guard.Defaults())
+	f := newFixture(t, func(o *lwm2m.Options) { o.Firmware.HTTPURL = base + "/"; o.Guard = g })
+	ts.Config.Handler = f.srv.FirmwareHTTP()
+	ts.StartTLS()
+	t.Cleanup(ts.Close)
+	d := f.device("fwh4", false)
+	c := f.client(lwm2mclient.Config{Endpoint: "fwh4"})
+	fw := lwm2mclient.NewFirmware(c, 0)
+	fw.SetProtocols(3)
+	fw.HTTP = ts.Client()
+	fw.StopAfter(1)
+	if err := c.Register(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	img := firmwareImage(2000)
+	job := f.upgrade(img, "v9", d.DeviceID)
+	eventually(t, "the first block", func() bool { _, blocks := fw.Image(); return len(blocks) == 1 })
+	v, _ := c.Value("/5/0/1")
+	if !strings.HasPrefix(v.Str(), base+"/fw/") {
+		t.Fatalf("Package URI %q, want %s/fw/{token}", v.Str(), base)
+	}
+	ban := guard.AddressTarget(netip.MustParseAddr("127.0.0.1"))
+	if err := g.Ban(context.Background(), guard.Ban{Target: ban, Reason: "test", Source: guard.SourceManual}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := ts.Client().Get(v.Str())
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("banned address: %d, want 403", resp.StatusCode)
+	}
+	if err := g.Unban(context.Background(), ban); err != nil {
+		t.Fatal(err)
+	}
+	fw.Resume()
+	f.waitItem(t, job, d.DeviceID, registry.FirmwareSuccess)
+	if got, _ := fw.Image(); !bytes.Equal(got, img) {
+		t.Fatal("image differs")
 	}
 }
