@@ -30,9 +30,10 @@ import (
 //     device that downloads by HTTP(S) only, {http_url}/fw/{token},
 //     served by FirmwareHTTP on the API listeners (firmwarehttp.go;
 //     pullScheme decides); the device downloads and its State goes
-//     1 (Downloading), then 2 (Downloaded). Push (the device declares push only, as Wakaama's
-//     example client does): write the image to /5/0/0 (Package) with
-//     Block1; its 2.04 means the device holds the whole package.
+//     1 (Downloading), then 2 (Downloaded). Push (the device declares
+//     push only, as Wakaama's example client does): write the image to
+//     /5/0/0 (Package) with Block1; its 2.04 means the device holds the
+//     whole package.
 //  3. Once downloaded, execute /5/0/2 (Update); State 3 (Updating).
 //  4. Update Result 1 ends the item in Success; a result of 2 to 9 (or
 //     a refused request, or a timeout) in Fail, with the reason.
