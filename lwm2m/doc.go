@@ -28,10 +28,12 @@
 //     address (peers.go);
 //   - command queue (commands.go): delivers the registry's asynchronous
 //     commands in order, holding them while a queue-mode client sleeps.
-//   - firmware update (firmware.go, firmwareserve.go): object 5 for the
-//     registry's firmware upgrade jobs, the Package URI served with
-//     Block2 from /fw/{token}, at most a configured number of downloads
-//     at once.
+//   - firmware update (firmware.go, firmwareserve.go, firmwarehttp.go):
+//     object 5 for the registry's firmware upgrade jobs, the Package URI
+//     served with Block2 from /fw/{token}, or, to a device that pulls by
+//     HTTP(S) only, by FirmwareHTTP (an http.Handler cmd/iotgate mounts
+//     on the API listeners), at most a configured number of downloads at
+//     once.
 //
 // Lines a flood could repeat (refused Registers, failed handshakes) are
 // written under the budget of the sub-package ratelog.

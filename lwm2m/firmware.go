@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,13 +23,17 @@ import (
 //  1. When the device is awake and fewer than MaxDownloads devices are
 //     downloading, read /5/0/9 (Update Delivery Method) and observe
 //     /5/0/3 (State) and /5/0/5 (Update Result).
-//  2. Pull (the device supports it, or says nothing): write /5/0/1
-//     (Package URI) with coap(s)://host:port/fw/{token}, a resource of
-//     this server that serves the image with Block2 (firmwareserve.go);
-//     the device downloads and its State goes 1 (Downloading), then 2
-//     (Downloaded). Push (the device declares push only, as Wakaama's
-//     example client does): write the image to /5/0/0 (Package) with
-//     Block1; its 2.04 means the device holds the whole package.
+//  2. Pull (the device supports it, or says nothing): read /5/0/8
+//     (Firmware Update Protocol Support) and write /5/0/1 (Package URI)
+//     with coap(s)://host:port/fw/{token}, a resource of this server
+//     that serves the image with Block2 (firmwareserve.go), or, for a
+//     device that downloads by HTTP(S) only, {http_url}/fw/{token},
+//     served by FirmwareHTTP on the API listeners (firmwarehttp.go;
+//     pullScheme decides); the device downloads and its State goes
+//     1 (Downloading), then 2 (Downloaded). Push (the device declares
+//     push only, as Wakaama's example client does): write the image to
+//     /5/0/0 (Package) with Block1; its 2.04 means the device holds the
+//     whole package.
 //  3. Once downloaded, execute /5/0/2 (Update); State 3 (Updating).
 //  4. Update Result 1 ends the item in Success; a result of 2 to 9 (or
 //     a refused request, or a timeout) in Fail, with the reason.
@@ -58,6 +64,11 @@ type FirmwareOptions struct {
 	// this server at); "" takes the CoAP listener's host when it is not
 	// unspecified (0.0.0.0, ::).
 	Host string
+	// HTTPURL is the base URL of the API listener as devices reach it
+	// (http or https, no query): a device that downloads by HTTP(S) only
+	// gets {HTTPURL}/fw/{token}, served by FirmwareHTTP. "": such a
+	// device's item fails. ValidFirmwareHTTPURL checks it.
+	HTTPURL string
 	// DownloadTimeout bounds a download; UpdateTimeout the wait for the
 	// Update Result after the Update was executed.
 	DownloadTimeout, UpdateTimeout time.Duration
@@ -77,6 +88,7 @@ var (
 	fwUpdatePath   = format.NewPath(5, 0, 2)
 	fwStatePath    = format.NewPath(5, 0, 3)
 	fwResultPath   = format.NewPath(5, 0, 5)
+	fwProtocolPath = format.NewPath(5, 0, 8)
 	fwDeliveryPath = format.NewPath(5, 0, 9)
 )
 
@@ -111,6 +123,8 @@ type firmware struct {
 	s   *Server
 	reg FirmwareRegistry
 	o   FirmwareOptions
+	// httpURL is o.HTTPURL parsed; nil when unset.
+	httpURL *url.URL
 
 	// count is len(items), read without the lock on every uplink.
 	count atomic.Int32
@@ -158,6 +172,9 @@ func newFirmware(s *Server, o FirmwareOptions) *firmware {
 	}
 	f := &firmware{s: s, o: o, items: make(map[string]*fwItem), tokens: make(map[string]*fwItem), images: make(map[string]*fwImage)}
 	f.reg, _ = s.reg.(FirmwareRegistry)
+	if o.HTTPURL != "" {
+		f.httpURL, _ = url.Parse(o.HTTPURL) // New checked it (ValidFirmwareHTTPURL)
+	}
 	return f
 }
 
@@ -412,7 +429,21 @@ func (f *firmware) start(ctx context.Context, e *entry, it *fwItem) {
 		f.downloaded(ctx, e, it)
 		return
 	}
-	uri, err := f.packageURI(e, it)
+	protocols, err := f.readInts(ctx, e, fwProtocolPath)
+	if err != nil {
+		f.s.log.Debug("lwm2m firmware: waiting for the device", "device_id", it.d.DeviceID, "what", "reading /5/0/8", "err", err)
+		return // read again at its next uplink: the answer decides the URI
+	}
+	httpScheme := ""
+	if f.httpURL != nil {
+		httpScheme = f.httpURL.Scheme
+	}
+	scheme, err := pullScheme(protocols, e.secure, httpScheme)
+	if err != nil {
+		f.end(it, registry.StepFailed, err.Error())
+		return
+	}
+	uri, err := f.packageURI(e, it, scheme)
 	if err != nil {
 		f.end(it, registry.StepFailed, err.Error())
 		return
@@ -445,7 +476,7 @@ func (f *firmware) downloaded(ctx context.Context, e *entry, it *fwItem) {
 // the device's next uplink.
 func (f *firmware) changed(it *fwItem, what string, resp *Response, err error) bool {
 	switch {
-	case err != nil && (errors.Is(err, registry.ErrTimeout) || errors.Is(err, ErrAsleep) || errors.Is(err, errUnreachable)):
+	case err != nil && waitForDevice(err):
 		f.s.log.Debug("lwm2m firmware: waiting for the device", "device_id", it.d.DeviceID, "what", what, "err", err)
 		return false
 	case err != nil:
@@ -456,6 +487,38 @@ func (f *firmware) changed(it *fwItem, what string, resp *Response, err error) b
 		return false
 	}
 	return true
+}
+
+// waitForDevice reports whether err means the device could not be
+// reached now (asleep, timed out): its item waits for its next uplink.
+func waitForDevice(err error) bool {
+	return errors.Is(err, registry.ErrTimeout) || errors.Is(err, ErrAsleep) || errors.Is(err, errUnreachable)
+}
+
+// readInts reads the integers of a resource of any number of instances
+// (/5/0/8). A device that has no such resource, refuses the read or
+// answers what does not decode says nothing: nil, nil. An error is
+// returned only when the device could not be reached (waitForDevice).
+func (f *firmware) readInts(ctx context.Context, e *entry, p format.Path) ([]int, error) {
+	op := &Operation{Name: OpRead, Path: p, Accept: -1}
+	resp, err := f.s.perform(ctx, e, op)
+	switch {
+	case err != nil && waitForDevice(err):
+		return nil, err
+	case err != nil || resp.Code != codes.Content:
+		return nil, nil
+	}
+	recs, err := format.Decode(uint16(responseFormat(op, resp)), p, resp.Payload, format.DefaultModel())
+	if err != nil {
+		return nil, nil
+	}
+	var out []int
+	for _, r := range recs {
+		if v, err := r.Value.As(format.KindInteger); err == nil {
+			out = append(out, int(v.Int()))
+		}
+	}
+	return out, nil
 }
 
 // readInt reads a single integer resource; -1 if it cannot.
@@ -498,12 +561,16 @@ func (f *firmware) observe(ctx context.Context, e *entry) {
 
 func (f *firmware) observed(e *entry, p format.Path) bool { return f.s.observationOf(e, p) != nil }
 
-// packageURI is where the device downloads its image: this server's
-// CoAP listener, or its DTLS one for a device that registered over DTLS.
-func (f *firmware) packageURI(e *entry, it *fwItem) (string, error) {
-	scheme, addr := "coap", f.s.UDPAddr()
+// packageURI is where the device downloads its image by scheme
+// (pullScheme): the API listener for http(s); this server's CoAP
+// listener, or its DTLS one for a device that registered over DTLS.
+func (f *firmware) packageURI(e *entry, it *fwItem, scheme string) (string, error) {
+	if scheme == "http" || scheme == "https" {
+		return f.httpURL.JoinPath(strings.Trim(FirmwareHTTPPath, "/"), it.token).String(), nil
+	}
+	addr := f.s.UDPAddr()
 	if e.secure {
-		scheme, addr = "coaps", f.s.DTLSAddr()
+		addr = f.s.DTLSAddr()
 	}
 	if addr == nil {
 		return "", fmt.Errorf("no %s listener to serve the package from", scheme)
@@ -523,6 +590,11 @@ func (f *firmware) packageURI(e *entry, it *fwItem) (string, error) {
 // image returns its package file, loading it once for all its items.
 func (f *firmware) image(ctx context.Context, it *fwItem) (*fwImage, error) {
 	f.mu.Lock()
+	if it.img != nil { // a start that waited for the device: it holds its reference
+		img := it.img
+		f.mu.Unlock()
+		return img, nil
+	}
 	img := f.images[it.d.PackageID]
 	if img != nil {
 		img.refs++

@@ -22,7 +22,9 @@ import (
 // Only the device the item is for is served: over DTLS its own session,
 // over NoSec the address it registered from. The token (160 random bits)
 // is the rest of the check; any other request gets the 4.04 an unknown
-// path gets, which says nothing about which tokens exist.
+// path gets, which says nothing about which tokens exist. A token serves
+// while its item downloads (firmware.download); FirmwareHTTP serves the
+// same tokens over HTTP(S) (firmwarehttp.go).
 
 type largeAnswerKey struct{}
 
@@ -39,16 +41,8 @@ func (s *Server) serveFirmware(w mux.ResponseWriter, r *mux.Message) {
 		respond(w, codes.MethodNotAllowed, "")
 		return
 	}
-	tok := r.RouteParams.Vars["token"]
-	f := s.fw
-	f.mu.Lock()
-	it := f.tokens[tok]
-	var img *fwImage
-	if it != nil {
-		img = it.img
-	}
-	f.mu.Unlock()
-	if it == nil || img == nil || !s.downloader(w, it) {
+	it, img := s.fw.download(r.RouteParams.Vars["token"])
+	if img == nil || !s.downloader(w, it) {
 		respond(w, codes.NotFound, "")
 		return
 	}

@@ -208,6 +208,9 @@ func New(o Options) (*Server, error) {
 	if o.MinLifetime > o.MaxLifetime {
 		return nil, fmt.Errorf("lwm2m: min lifetime %v exceeds max lifetime %v", o.MinLifetime, o.MaxLifetime)
 	}
+	if err := ValidFirmwareHTTPURL(o.Firmware.HTTPURL); err != nil {
+		return nil, fmt.Errorf("lwm2m: firmware http url: %w", err)
+	}
 	s := &Server{o: o, reg: o.Registry, sec: o.Security, log: o.Logger, now: o.Now,
 		store: newRegStore(), obs: newObsIndex(), peers: newPeerIndex(), links: newLinkSets()}
 	if s.sec == nil {

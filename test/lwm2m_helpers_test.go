@@ -28,6 +28,13 @@ const lwm2mTimings = `  lifetime_min: 1s
 // is started once, its config extended, and restarted.
 func startLwM2MGate(t *testing.T) *Gate {
 	t.Helper()
+	return startLwM2MGateWith(t, nil)
+}
+
+// startLwM2MGateWith is startLwM2MGate with more lines of the coap
+// section, made from the gate's addresses (nil: none).
+func startLwM2MGateWith(t *testing.T, coap func(g *Gate) string) *Gate {
+	t.Helper()
 	g := StartGate(t, GateOptions{Extra: "registry:\n  sweep_interval: 100ms\n"})
 	g.Stop()
 	raw, err := os.ReadFile(g.Config)
@@ -38,7 +45,11 @@ func startLwM2MGate(t *testing.T) *Gate {
 	if !strings.Contains(string(raw), line) {
 		t.Fatalf("config has no %q line:\n%s", line, raw)
 	}
-	cfg := strings.Replace(string(raw), line, line+lwm2mTimings, 1)
+	more := lwm2mTimings
+	if coap != nil {
+		more += coap(g)
+	}
+	cfg := strings.Replace(string(raw), line, line+more, 1)
 	if err := os.WriteFile(g.Config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 
 	"github.com/iotgate/iotgate/api"
 	"github.com/iotgate/iotgate/console"
+	"github.com/iotgate/iotgate/lwm2m"
 	"github.com/iotgate/iotgate/metrics"
 )
 
@@ -36,6 +38,9 @@ func (w *wiring) apiListeners(srv *api.Server) ([]*apiListener, error) {
 		}
 		hs := srv.HTTPServer(tc)
 		hs.Handler = console.Mount(hs.Handler, consoleHandler)
+		if w.lwm2mServer != nil {
+			hs.Handler = mountFirmware(hs.Handler, w.lwm2mServer.FirmwareHTTP())
+		}
 		if w.cfg.Metrics.Listen == "" {
 			hs.Handler = metrics.Mount(hs.Handler, w.metricsHandler(ln.Addr()))
 		}
@@ -63,6 +68,22 @@ func (w *wiring) apiListeners(srv *api.Server) ([]*apiListener, error) {
 		}
 	}
 	return out, nil
+}
+
+// mountFirmware serves the firmware downloads of LwM2M devices that pull
+// over HTTP(S) (lwm2m.FirmwareHTTPPath) with fw, beside the API and not
+// through it: the download token is their credential, so the API's
+// authentication and per-credential rates do not apply. The listener's
+// own limits (timeouts, connections per address, the descriptor budget)
+// do, and fw refuses a banned address itself.
+func mountFirmware(next, fw http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, lwm2m.FirmwareHTTPPath) {
+			fw.ServeHTTP(w, r)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // serve runs until Shutdown; errc gets an unexpected end.

@@ -181,6 +181,11 @@ type FirmwareConfig struct {
 	// Host is the host of the Package URIs written to devices; empty
 	// takes the listener's, which must then be a specific address.
 	Host string `yaml:"host"`
+	// HTTPURL is the base URL of the API listener as devices reach it
+	// (http:// or https://, no query): a device that downloads by
+	// HTTP(S) only is given {http_url}/fw/{token}. Empty: such a device's
+	// item fails.
+	HTTPURL string `yaml:"http_url"`
 	// DownloadTimeout bounds one device's download; UpdateTimeout its
 	// wait for the Update Result after the Update.
 	DownloadTimeout time.Duration `yaml:"download_timeout"`
@@ -384,6 +389,9 @@ func (c *Config) validate() error {
 	}
 	if c.CoAP.MaxHandshakes < 0 {
 		return errors.New("config: coap.max_handshakes must not be negative")
+	}
+	if err := lwm2m.ValidFirmwareHTTPURL(c.CoAP.Firmware.HTTPURL); err != nil {
+		return fmt.Errorf("config: coap.firmware.http_url: %w", err)
 	}
 	if c.Registry.SweepInterval <= 0 {
 		c.Registry.SweepInterval = time.Second

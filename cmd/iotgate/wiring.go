@@ -164,7 +164,7 @@ func (w *wiring) lwm2m() (*lwm2m.Server, error) {
 		OnHandshake:      w.metrics.Handshake,
 		Sessions:         w.reg,
 		SaveInterval:     c.SaveInterval,
-		Firmware: lwm2m.FirmwareOptions{MaxDownloads: c.Firmware.MaxDownloads, Host: c.Firmware.Host,
+		Firmware: lwm2m.FirmwareOptions{MaxDownloads: c.Firmware.MaxDownloads, Host: c.Firmware.Host, HTTPURL: c.Firmware.HTTPURL,
 			DownloadTimeout: c.Firmware.DownloadTimeout, UpdateTimeout: c.Firmware.UpdateTimeout},
 	})
 }

@@ -6,9 +6,13 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/iotgate/iotgate/lwm2m/format"
 	"github.com/plgd-dev/go-coap/v3/message"
@@ -67,7 +71,8 @@ func (c *Client) GetBlock(ctx context.Context, path string, num int, szx uint32)
 
 // Firmware is object 5 (Firmware Update) on a client: it downloads the
 // Package URI the server writes with Block2 from the client's own server
-// connection, goes through the States 0 (Idle), 1 (Downloading),
+// connection (coap, coaps) or with GET and Range (http, https), goes
+// through the States 0 (Idle), 1 (Downloading),
 // 2 (Downloaded), 3 (Updating) and sets Update Result as LwM2M 1.1
 // describes, notifying the server's observations on each change.
 type Firmware struct {
@@ -75,7 +80,11 @@ type Firmware struct {
 	// Result is the Update Result the update ends with (1: success).
 	Result int
 	// SZX is the block size exponent it asks for (block = 2^(SZX+4)).
+	// Over HTTP a block is a read of that many bytes of the body.
 	SZX uint32
+	// HTTP downloads http(s) Package URIs (set its TLS config for an
+	// https one).
+	HTTP *http.Client
 
 	mu sync.Mutex
 	// image is what it downloaded so far; blocks counts the requests.
@@ -86,18 +95,44 @@ type Firmware struct {
 	stopAfter int
 	uri       string
 	done      chan struct{}
+	// protocols is /5/0/8 (SetProtocols); ranges the first byte each
+	// HTTP GET asked for; etag the last HTTP ETag (If-Range).
+	protocols []int
+	ranges    []int64
+	etag      string
 }
 
 // NewFirmware adds object 5 to c, Idle, declaring delivery (/5/0/9: 0
 // pull, 1 push, 2 both). Call it before Register.
 func NewFirmware(c *Client, delivery int) *Firmware {
-	f := &Firmware{c: c, Result: 1, SZX: 2, done: make(chan struct{})}
+	f := &Firmware{c: c, Result: 1, SZX: 2, done: make(chan struct{}), HTTP: &http.Client{Timeout: time.Minute}}
 	_ = c.Set("/5/0/1", format.StringValue(""))
 	_ = c.Set("/5/0/2", format.StringValue(""))
 	f.set(0, 0)
 	_ = c.Set("/5/0/9", format.IntegerValue(int64(delivery)))
 	c.SetHooks(f.written, f.execute)
 	return f
+}
+
+// SetProtocols declares /5/0/8 (Firmware Update Protocol Support: 0 CoAP,
+// 1 CoAPS, 2 HTTP 1.1, 3 HTTPS 1.1, 4 CoAP over TCP, 5 CoAP over TLS);
+// a Package URI of a scheme it does not list then ends in Update Result
+// 9 (unsupported protocol). Call it before Register.
+func (f *Firmware) SetProtocols(protocols ...int) {
+	f.mu.Lock()
+	f.protocols = append([]int(nil), protocols...)
+	f.mu.Unlock()
+	for i, p := range protocols {
+		_ = f.c.Set(fmt.Sprintf("/5/0/8/%d", i), format.IntegerValue(int64(p)))
+	}
+}
+
+// HTTPRanges returns the first byte each HTTP GET of the package asked
+// for, in order (0: the whole file).
+func (f *Firmware) HTTPRanges() []int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]int64(nil), f.ranges...)
 }
 
 // StopAfter makes the next download stop after n blocks, as a device
@@ -135,7 +170,7 @@ func (f *Firmware) written(p format.Path) {
 	case format.NewPath(5, 0, 1):
 		v, _ := f.c.Value("/5/0/1")
 		f.mu.Lock()
-		f.uri, f.image, f.blocks = v.Str(), nil, nil
+		f.uri, f.image, f.blocks, f.ranges, f.etag = v.Str(), nil, nil, nil, ""
 		f.mu.Unlock()
 		if v.Str() == "" {
 			f.set(0, 0) // an empty URI cancels
@@ -173,11 +208,22 @@ func (f *Firmware) Resume() { go f.download() }
 // download fetches the Package URI from its current offset.
 func (f *Firmware) download() {
 	f.mu.Lock()
-	uri := f.uri
+	uri, protocols := f.uri, f.protocols
 	f.mu.Unlock()
+	proto := -1
 	u, err := url.Parse(uri)
-	if err != nil || (u.Scheme != "coap" && u.Scheme != "coaps") {
+	if err == nil {
+		proto = schemeProtocol(u.Scheme)
+	}
+	switch {
+	case proto < 0:
 		f.set(0, 7) // invalid URI
+		return
+	case len(protocols) > 0 && !slices.Contains(protocols, proto):
+		f.set(0, 9) // unsupported protocol
+		return
+	case proto == 2 || proto == 3:
+		f.downloadHTTP(uri)
 		return
 	}
 	f.set(1, 0)
@@ -212,6 +258,105 @@ func (f *Firmware) download() {
 		f.mu.Unlock()
 		if !more {
 			f.set(2, 0)
+			return
+		}
+	}
+}
+
+// schemeProtocol is the /5/0/8 value of a scheme the client downloads
+// from; -1 for another.
+func schemeProtocol(scheme string) int {
+	switch scheme {
+	case "coap":
+		return 0
+	case "coaps":
+		return 1
+	case "http":
+		return 2
+	case "https":
+		return 3
+	}
+	return -1
+}
+
+// downloadHTTP GETs uri from the first byte it does not have (Range,
+// If-Range with the ETag of the first answer), reading the body a block
+// at a time so StopAfter can cut it as a reboot would.
+func (f *Firmware) downloadHTTP(uri string) {
+	f.set(1, 0)
+	f.mu.Lock()
+	from, etag := int64(len(f.image)), f.etag
+	f.ranges = append(f.ranges, from)
+	f.mu.Unlock()
+	req, err := http.NewRequest(http.MethodGet, uri, nil)
+	if err != nil {
+		f.set(0, 7)
+		return
+	}
+	if from > 0 {
+		req.Header.Set("Range", fmt.Sprintf("bytes=%d-", from))
+		if etag != "" {
+			req.Header.Set("If-Range", etag)
+		}
+	}
+	resp, err := f.HTTP.Do(req)
+	if err != nil {
+		f.set(0, 4) // connection lost
+		return
+	}
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusPartialContent:
+		var first, last, size int64
+		if _, err := fmt.Sscanf(resp.Header.Get("Content-Range"), "bytes %d-%d/%d", &first, &last, &size); err != nil || first != from {
+			f.set(0, 4)
+			return
+		}
+	case http.StatusOK: // the whole file: the server ignored the range, or the file changed
+		from = 0
+	default:
+		f.set(0, 7) // the URI serves no package
+		return
+	}
+	total := int64(-1)
+	if resp.ContentLength >= 0 {
+		total = from + resp.ContentLength
+	}
+	f.mu.Lock()
+	f.image, f.etag = f.image[:from], resp.Header.Get("ETag")
+	f.mu.Unlock()
+	size := 1 << (f.SZX + 4)
+	buf := make([]byte, size)
+	for {
+		f.mu.Lock()
+		stop := f.stopAfter > 0 && len(f.blocks) >= f.stopAfter
+		if stop {
+			f.stopAfter = 0
+		}
+		f.mu.Unlock()
+		if stop {
+			return // rebooted: Resume continues
+		}
+		n, err := io.ReadFull(resp.Body, buf)
+		f.mu.Lock()
+		if n > 0 {
+			f.blocks = append(f.blocks, len(f.image)/size)
+			f.image = append(f.image, buf[:n]...)
+		}
+		got := int64(len(f.image))
+		f.mu.Unlock()
+		switch {
+		case err == nil && got != total:
+			continue
+		case err == nil, errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+			if total >= 0 && got != total {
+				f.set(0, 4) // the connection ended early
+				return
+			}
+			f.set(2, 0)
+			return
+		default:
+			f.set(0, 4)
 			return
 		}
 	}
