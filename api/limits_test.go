@@ -334,3 +334,92 @@ func TestRefusalLogAtMostOneLineASecond(t *testing.T) {
 		t.Fatalf("log:\n%s", b.String())
 	}
 }
+
+// TestConnTableSharesAFullPoolFairly: when the table holds its capacity,
+// a newcomer from an address holding less takes the oldest connection of
+// the address holding the most, until the two are within one; an address
+// at its fair share is refused instead.
+func TestConnTableSharesAFullPoolFairly(t *testing.T) {
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &strings.Builder{}
+	var mu sync.Mutex
+	table := NewConnTable(10, 4, slog.New(slog.NewTextHandler(lockedWriter{&mu, logs}, nil)))
+	ln := table.Listener(raw)
+	defer ln.Close()
+	go func() {
+		for {
+			if _, err := ln.Accept(); err != nil { // held open: the server side never closes
+				return
+			}
+		}
+	}()
+	dial := func(from string) net.Conn {
+		t.Helper()
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+		c, err := d.Dial("tcp", raw.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	// closed reports whether the server closed c (within a short wait:
+	// an open connection just times out).
+	closed := func(c net.Conn) bool {
+		_ = c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		_, err := c.Read(make([]byte, 1))
+		return err == io.EOF
+	}
+	waitOpen := func(n int) {
+		t.Helper()
+		for deadline := time.Now().Add(2 * time.Second); table.Open() != n; time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("table holds %d connections, want %d", table.Open(), n)
+			}
+		}
+	}
+
+	var flood []net.Conn
+	for range 4 {
+		flood = append(flood, dial("127.0.0.2"))
+		waitOpen(len(flood))
+	}
+	for _, tc := range []struct {
+		from    string
+		evicted int // index into flood of the connection that goes; -1: the newcomer is refused
+	}{
+		{"127.0.0.1", 0},  // .2 holds 4, .1 none: .2's oldest goes
+		{"127.0.0.1", 1},  // .2 holds 3, .1 one: .2's next oldest
+		{"127.0.0.1", -1}, // .2 and .1 hold 2 each: a third for .1 would be more than its share
+		{"127.0.0.3", 2},  // .2 (or .1) holds 2, .3 none
+	} {
+		c := dial(tc.from)
+		if tc.evicted < 0 {
+			if !closed(c) {
+				t.Fatalf("a connection from %s over its fair share was kept", tc.from)
+			}
+			continue
+		}
+		if closed(c) {
+			t.Fatalf("the newcomer from %s was refused", tc.from)
+		}
+		if tc.from == "127.0.0.3" { // .1 and .2 tie: either may give one up
+			continue
+		}
+		if !closed(flood[tc.evicted]) {
+			t.Fatalf("newcomer from %s: the flood's connection %d was not evicted", tc.from, tc.evicted)
+		}
+		waitOpen(4)
+	}
+	waitOpen(4)
+	mu.Lock()
+	defer mu.Unlock()
+	for _, want := range []string{"api connection evicted", "evicted=127.0.0.2 for=127.0.0.1", "none by an address holding more than its share"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("log lacks %q:\n%s", want, logs)
+		}
+	}
+}

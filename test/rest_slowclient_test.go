@@ -2,6 +2,7 @@ package test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -59,8 +60,16 @@ func slowClient(ctx context.Context, from, to string, every time.Duration) (held
 // pace, until ctx ends; it returns each request's latency, or -1 for a
 // failure.
 func (g *Gate) legitLoad(ctx context.Context, workers int, every time.Duration) []time.Duration {
+	lat, _ := g.legitLoadErrs(ctx, workers, every)
+	return lat
+}
+
+// legitLoadErrs is legitLoad that also counts the failures by what
+// they were.
+func (g *Gate) legitLoadErrs(ctx context.Context, workers int, every time.Duration) ([]time.Duration, map[string]int) {
 	var mu sync.Mutex
 	var lat []time.Duration
+	errs := map[string]int{}
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Go(func() {
@@ -86,17 +95,28 @@ func (g *Gate) legitLoad(ctx context.Context, workers int, every time.Duration) 
 						err = fmt.Errorf("status %d", resp.StatusCode)
 					}
 				}
+				mu.Lock()
 				if err != nil {
 					d = -1
+					errs[failureKind(err)]++
 				}
-				mu.Lock()
 				lat = append(lat, d)
 				mu.Unlock()
 			}
 		})
 	}
 	wg.Wait()
-	return lat
+	return lat, errs
+}
+
+// failureKind is err without the addresses and ports that make each
+// failure's text unique.
+func failureKind(err error) string {
+	var op *net.OpError
+	if errors.As(err, &op) {
+		return op.Op + ": " + op.Err.Error()
+	}
+	return err.Error()
 }
 
 // TestRESTSlowClients: slow clients trickling their headers from one
@@ -210,7 +230,7 @@ func TestRESTSlowClientFlood(t *testing.T) {
 			}
 		}()
 		start := time.Now()
-		lat := g.legitLoad(ctx, 4, 100*time.Millisecond)
+		lat, errs := g.legitLoadErrs(ctx, 4, 100*time.Millisecond)
 		legitFor := time.Since(start)
 		cancel()
 		<-sampled
@@ -233,6 +253,12 @@ func TestRESTSlowClientFlood(t *testing.T) {
 		t.Logf("%s | attack: %s | legit %d requests in %v: %.2f%% ok, p50 %v, p99 %v | server peak fds %d, RSS %d MB",
 			sc.name, attack, len(lat), legitFor.Round(time.Second), 100*float64(len(ok))/float64(max(1, len(lat))),
 			p(0.5).Round(10*time.Microsecond), p(0.99).Round(10*time.Microsecond), fds, rss>>20)
+		if len(errs) > 0 {
+			t.Logf("%s | legit failures: %v", sc.name, errs)
+		}
+		if os.Getenv("IOTGATE_FLOOD_LOGS") != "" {
+			t.Logf("gate log:\n%s", g.Logs())
+		}
 		g.Stop()
 	}
 }

@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/iotgate/iotgate/activation"
-	"github.com/iotgate/iotgate/api"
 	"github.com/iotgate/iotgate/fdbudget"
 	"github.com/iotgate/iotgate/lwm2m"
 	"github.com/iotgate/iotgate/registry/guard"
@@ -234,7 +233,7 @@ func (w *wiring) activationListeners(h http.Handler) ([]*apiListener, error) {
 		}
 		log := w.log.With("listener", name)
 		out = append(out, &apiListener{name: name, srv: activationServer(h, tc, log),
-			ln: api.LimitConnsPerAddress(w.descriptors.forAPI(ln), w.cfg.Limits.API.MaxConnsPerAddress, log)})
+			ln: w.apiConnTable().Listener(w.descriptors.forAPI(ln))})
 		return nil
 	}
 	var err error

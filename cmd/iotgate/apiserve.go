@@ -27,7 +27,6 @@ type apiListener struct {
 // that is set.
 func (w *wiring) apiListeners(srv *api.Server) ([]*apiListener, error) {
 	c := w.cfg.API
-	limits := w.cfg.Limits.API
 	var out []*apiListener
 	consoleHandler := console.Handler(console.Endpoints{MQTT: w.cfg.MQTT.Listen, MQTTS: w.cfg.MQTT.TLSListen,
 		CoAP: w.cfg.CoAP.Listen, DTLS: w.cfg.CoAP.DTLSListen})
@@ -44,9 +43,9 @@ func (w *wiring) apiListeners(srv *api.Server) ([]*apiListener, error) {
 		if w.cfg.Metrics.Listen == "" {
 			hs.Handler = metrics.Mount(hs.Handler, w.metricsHandler(ln.Addr()))
 		}
-		// The budget's wrapper goes first, so that the per-address cap's
-		// closes give the descriptor back.
-		ln = api.LimitConnsPerAddress(w.descriptors.forAPI(ln), limits.MaxConnsPerAddress, w.log.With("listener", name))
+		// The budget's wrapper goes first, so that the table's closes
+		// (refusals and evictions) give the descriptor back.
+		ln = w.apiConnTable().Listener(w.descriptors.forAPI(ln))
 		out = append(out, &apiListener{name: name, ln: ln, srv: hs})
 		return nil
 	}

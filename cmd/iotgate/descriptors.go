@@ -159,6 +159,14 @@ func (d *descriptorPools) forAPI(ln net.Listener) net.Listener {
 	return d.api.Listener(ln)
 }
 
+// apiLimit is the API pool's size; 0 with no pools.
+func (d *descriptorPools) apiLimit() int {
+	if d == nil {
+		return 0
+	}
+	return d.api.Stats().Limit
+}
+
 func (d *descriptorPools) forOps(ln net.Listener) net.Listener {
 	if d == nil {
 		return ln

@@ -48,6 +48,30 @@ type wiring struct {
 	// descriptors is the budget of accepted connections every listener
 	// draws on (descriptors.go); nil: none.
 	descriptors *descriptorPools
+	// apiConns is the connection table of the listeners on the API pool
+	// (apiConnTable).
+	apiConns *api.ConnTable
+}
+
+// apiConnTable is the table every listener drawing on the API pool
+// shares: the per-address cap, and the pool shared fairly when a flood
+// fills it (api.ConnTable).
+//
+// The table's capacity is the pool's less one descriptor for each of
+// those listeners (api, api-tls, activation, activation-tls): each holds
+// one for the instant between its accept and the table's verdict, and a
+// flood of connections the table refuses keeps that instant busy, so a
+// table as large as the pool would never fill and never evict.
+func (w *wiring) apiConnTable() *api.ConnTable {
+	const apiPoolListeners = 4
+	if w.apiConns == nil {
+		capacity := 0
+		if limit := w.descriptors.apiLimit(); limit > 0 {
+			capacity = max(limit-apiPoolListeners, 1)
+		}
+		w.apiConns = api.NewConnTable(w.cfg.Limits.API.MaxConnsPerAddress, capacity, w.log.With("listeners", "api"))
+	}
+	return w.apiConns
 }
 
 // sessionCounts is the heartbeat's device counts: every protocol named,
