@@ -261,21 +261,8 @@ func TestLimitConnsPerAddress(t *testing.T) {
 			accepted <- c
 		}
 	}()
-	dial := func(from string) net.Conn {
-		t.Helper()
-		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
-		c, err := d.Dial("tcp", raw.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		return c
-	}
-	closedByServer := func(c net.Conn) bool {
-		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
-		_, err := c.Read(make([]byte, 1))
-		return err == io.EOF
-	}
+	dial := func(from string) net.Conn { t.Helper(); return dialFrom(t, raw.Addr(), from) }
+	closedByServer := func(c net.Conn) bool { return closedByPeer(c, 2*time.Second) }
 	next := func() net.Conn {
 		t.Helper()
 		select {
@@ -306,6 +293,26 @@ func TestLimitConnsPerAddress(t *testing.T) {
 	first.Close()
 	dial("127.0.0.1")
 	next()
+}
+
+// dialFrom connects to to from the local address from, closing the
+// connection when the test ends.
+func dialFrom(t *testing.T, to net.Addr, from string) net.Conn {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+	c, err := d.Dial("tcp", to.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// closedByPeer reports whether the peer closed c within wait.
+func closedByPeer(c net.Conn, wait time.Duration) bool {
+	_ = c.SetReadDeadline(time.Now().Add(wait))
+	_, err := c.Read(make([]byte, 1))
+	return err == io.EOF
 }
 
 type lockedWriter struct {
@@ -356,23 +363,9 @@ func TestConnTableSharesAFullPoolFairly(t *testing.T) {
 			}
 		}
 	}()
-	dial := func(from string) net.Conn {
-		t.Helper()
-		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
-		c, err := d.Dial("tcp", raw.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		return c
-	}
-	// closed reports whether the server closed c (within a short wait:
-	// an open connection just times out).
-	closed := func(c net.Conn) bool {
-		_ = c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
-		_, err := c.Read(make([]byte, 1))
-		return err == io.EOF
-	}
+	dial := func(from string) net.Conn { t.Helper(); return dialFrom(t, raw.Addr(), from) }
+	// A short wait: a connection left open just times out.
+	closed := func(c net.Conn) bool { return closedByPeer(c, 300*time.Millisecond) }
 	waitOpen := func(n int) {
 		t.Helper()
 		for deadline := time.Now().Add(2 * time.Second); table.Open() != n; time.Sleep(5 * time.Millisecond) {
