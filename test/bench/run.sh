@@ -115,6 +115,12 @@ api:
 limits:
   api:
     rate: 0
+  # The MQTT part holds 19,000 devices under a 20,000-descriptor limit;
+  # the default cut (1,024 reserved, a tenth of the rest for the REST
+  # API) would leave the MQTT listeners 17,047 and refuse the others.
+  descriptors:
+    reserve: 512
+    api: 128
 # A product holds at most 500,000 devices by default; the hold's fleet is
 # one product.
 registry:
