@@ -12,12 +12,8 @@ import (
 
 var errBinShort = errors.New("binary record cut short")
 
-func appendBinString(b []byte, s string) []byte {
-	b = binary.AppendUvarint(b, uint64(len(s)))
-	return append(b, s...)
-}
-
-func appendBinBytes(b, v []byte) []byte {
+// appendBin appends a string or byte field: its length and its bytes.
+func appendBin[S string | []byte](b []byte, v S) []byte {
 	b = binary.AppendUvarint(b, uint64(len(v)))
 	return append(b, v...)
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -44,11 +45,10 @@ const (
 // form is smaller, the cache's reads back without an allocation.
 func appendDeviceRecord[S string | []byte](b []byte, d *Device, secret, secondary S, packSeq bool) []byte {
 	var flags uint64
-	nodeInID := len(d.DeviceID) == len(d.ProductID)+1+len(d.NodeID) &&
-		d.DeviceID[len(d.ProductID)] == '_' && d.DeviceID[:len(d.ProductID)] == d.ProductID &&
-		d.DeviceID[len(d.ProductID)+1:] == d.NodeID
-	var seq [12]byte
-	seqRaw := packSeq && len(d.Seq) == 2*len(seq) && isLowerHex(d.Seq)
+	node, ok := nodeOfDefaultID(d.DeviceID, d.ProductID)
+	nodeInID := ok && node == d.NodeID
+	seq, seqRaw := packHexID(d.Seq)
+	seqRaw = seqRaw && packSeq
 	for _, f := range []struct {
 		on   bool
 		flag uint64
@@ -63,48 +63,64 @@ func appendDeviceRecord[S string | []byte](b []byte, d *Device, secret, secondar
 	}
 	b = append(b, deviceRecordV1)
 	b = binary.AppendUvarint(b, flags)
-	b = appendBinString(b, d.ProjectID)
+	b = appendBin(b, d.ProjectID)
 	if !nodeInID {
-		b = appendBinString(b, d.NodeID)
+		b = appendBin(b, d.NodeID)
 	}
 	for _, s := range []string{d.ProductID, d.GatewayID, d.DeviceName, d.Description} {
-		b = appendBinString(b, s)
+		b = appendBin(b, s)
 	}
-	b = appendBinBytes(b, d.ExtensionInfo)
+	b = appendBin(b, []byte(d.ExtensionInfo))
 	for _, s := range []string{string(d.Auth.Type), d.Auth.Fingerprint, d.Auth.SecondaryFingerprint} {
-		b = appendBinString(b, s)
+		b = appendBin(b, s)
 	}
 	b = binary.AppendVarint(b, d.Auth.Timeout)
-	for _, t := range []struct {
-		flag uint64
-		at   *time.Time
-	}{{devCreated, &d.CreateTime}, {devActive, &d.ActiveTime}, {devExpire, &d.ExpireAt}, {devStatusTime, &d.StatusTime}} {
+	for _, t := range deviceTimes(d) {
 		if flags&t.flag != 0 {
 			b = appendBinTime(b, *t.at)
 		}
 	}
 	if seqRaw {
-		hex.Decode(seq[:], []byte(d.Seq))
 		b = append(b, seq[:]...)
 	} else {
-		b = appendBinString(b, d.Seq)
+		b = appendBin(b, d.Seq)
 	}
-	b = appendBinString(b, d.DynReg)
+	b = appendBin(b, d.DynReg)
 	b = binary.AppendUvarint(b, uint64(len(d.ClientIDs)))
 	for _, c := range d.ClientIDs {
-		b = appendBinString(b, c.ClientID)
-		b = appendBinBytes(b, c.Sealed)
+		b = appendBin(b, c.ClientID)
+		b = appendBin(b, c.Sealed)
 		b = appendBinTime(b, c.CreateTime)
 	}
 	b = binary.AppendUvarint(b, uint64(len(d.Tags)))
 	for _, t := range d.Tags {
-		b = appendBinString(b, t.Key)
-		b = appendBinString(b, t.Value)
+		b = appendBin(b, t.Key)
+		b = appendBin(b, t.Value)
 	}
-	b = binary.AppendUvarint(b, uint64(len(secret)))
-	b = append(b, secret...)
-	b = binary.AppendUvarint(b, uint64(len(secondary)))
-	return append(b, secondary...)
+	b = appendBin(b, secret)
+	return appendBin(b, secondary)
+}
+
+// deviceTimes are a device's optional times and their flags, in their
+// stored order.
+func deviceTimes(d *Device) [4]struct {
+	flag uint64
+	at   *time.Time
+} {
+	return [4]struct {
+		flag uint64
+		at   *time.Time
+	}{{devCreated, &d.CreateTime}, {devActive, &d.ActiveTime}, {devExpire, &d.ExpireAt}, {devStatusTime, &d.StatusTime}}
+}
+
+// nodeOfDefaultID returns the node id of a device id of IoTDA's default
+// form, {product_id}_{node_id}; false for any other.
+func nodeOfDefaultID(id, product string) (string, bool) {
+	rest, ok := strings.CutPrefix(id, product)
+	if !ok {
+		return "", false
+	}
+	return strings.CutPrefix(rest, "_")
 }
 
 // deviceBlob is the cache's copy of a device: its binary record with the
@@ -159,31 +175,25 @@ func decodeDeviceRecord[T string | []byte](id string, b T) (d Device, secret, se
 	}
 	d.ProductID, d.GatewayID, d.DeviceName, d.Description = r.string(), r.string(), r.string(), r.string()
 	if flags&devNodeInID != 0 && r.err == nil {
-		if len(id) <= len(d.ProductID) || id[:len(d.ProductID)] != d.ProductID || id[len(d.ProductID)] != '_' {
+		var ok bool
+		if d.NodeID, ok = nodeOfDefaultID(id, d.ProductID); !ok {
 			return Device{}, b[:0], b[:0], fmt.Errorf("device record says its id is product_node, but %q is not of product %q", id, d.ProductID)
 		}
-		d.NodeID = id[len(d.ProductID)+1:]
 	}
 	d.ExtensionInfo = r.copied()
 	d.Auth.Type, d.Auth.Fingerprint, d.Auth.SecondaryFingerprint = AuthType(r.string()), r.string(), r.string()
 	d.Auth.Timeout = r.varint()
 	d.Auth.SecureAccess, d.Auth.TimeoutSet = flags&devSecure != 0, flags&devTimeoutSet != 0
 	d.Frozen, d.ClientIDKept = flags&devFrozen != 0, flags&devClientIDKept != 0
-	for _, t := range []struct {
-		flag uint64
-		at   *time.Time
-	}{{devCreated, &d.CreateTime}, {devActive, &d.ActiveTime}, {devExpire, &d.ExpireAt}, {devStatusTime, &d.StatusTime}} {
+	for _, t := range deviceTimes(&d) {
 		if flags&t.flag != 0 {
 			*t.at = r.time()
 		}
 	}
 	if flags&devSeqRaw != 0 {
-		var seq [24]byte
-		raw := r.fixed(12)
-		for i := 0; i < len(raw); i++ {
-			seq[2*i], seq[2*i+1] = hexDigits[raw[i]>>4], hexDigits[raw[i]&0xf]
-		}
-		d.Seq = string(seq[:2*len(raw)])
+		var seq [2 * eventIDBytes]byte
+		n := hex.Encode(seq[:], []byte(r.fixed(eventIDBytes)))
+		d.Seq = string(seq[:n])
 	} else {
 		d.Seq = r.string()
 	}
@@ -208,17 +218,6 @@ func decodeDeviceRecord[T string | []byte](id string, b T) (d Device, secret, se
 		return Device{}, b[:0], b[:0], r.err
 	}
 	return d, secret, secondary, nil
-}
-
-const hexDigits = "0123456789abcdef"
-
-func isLowerHex(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
 }
 
 // compactExtension is the extension info as the JSON record stored it

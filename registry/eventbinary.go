@@ -44,30 +44,29 @@ func appendDeviceBodyBinary(b []byte, project string, rec *eventRecord, d *devic
 	if d.Tags == nil {
 		flags |= binTagsNil
 	}
-	b = appendBinString(b, rec.Resource)
-	b = appendBinString(b, rec.Event)
+	b = appendBin(b, rec.Resource)
+	b = appendBin(b, rec.Event)
 	b = append(b, flags)
 	if flags&binAppIsProject == 0 {
-		b = appendBinString(b, d.AppID)
+		b = appendBin(b, d.AppID)
 	}
-	b = appendBinString(b, d.DeviceID)
-	b = appendBinString(b, d.NodeID)
+	b = appendBin(b, d.DeviceID)
+	b = appendBin(b, d.NodeID)
 	if flags&binGatewayIsSelf == 0 {
-		b = appendBinString(b, d.GatewayID)
+		b = appendBin(b, d.GatewayID)
 	}
 	for _, s := range []string{d.DeviceName, d.Description, d.ProductID, string(d.Status), d.CreateTime, d.ActiveTime,
 		string(d.AuthInfo.AuthType)} {
-		b = appendBinString(b, s)
+		b = appendBin(b, s)
 	}
 	if d.AuthInfo.Timeout != nil {
 		b = binary.AppendVarint(b, *d.AuthInfo.Timeout)
 	}
-	b = binary.AppendUvarint(b, uint64(len(d.ExtensionInfo)))
-	b = append(b, d.ExtensionInfo...)
+	b = appendBin(b, []byte(d.ExtensionInfo))
 	b = binary.AppendUvarint(b, uint64(len(d.Tags)))
 	for _, t := range d.Tags {
-		b = appendBinString(b, t.Key)
-		b = appendBinString(b, t.Value)
+		b = appendBin(b, t.Key)
+		b = appendBin(b, t.Value)
 	}
 	return b
 }

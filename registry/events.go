@@ -176,7 +176,7 @@ func encodeRecord(project, device string, rec eventRecord) (encodedEvent, error)
 		b   []byte
 		err error
 	)
-	if id, ok := rawEventID(rec.ID); ok {
+	if id, ok := packHexID(rec.ID); ok {
 		b = make([]byte, compactRecordHead, 384)
 		b[8] = eventRecordCompact
 		copy(b[eventRecordHead:], id[:])
@@ -201,9 +201,10 @@ func encodeRecord(project, device string, rec eventRecord) (encodedEvent, error)
 	return encodedEvent{project: project, device: device, at: rec.Time, rec: b}, nil
 }
 
-// rawEventID returns the 12 bytes an id of 24 lowercase hex digits
-// (newEventID's) spells.
-func rawEventID(id string) (raw [eventIDBytes]byte, ok bool) {
+// packHexID returns the 12 bytes an id of 24 lowercase hex digits
+// (newEventID's, a device's listing seq) spells: false for any other
+// string, which must then be stored as it is to read back the same.
+func packHexID(id string) (raw [eventIDBytes]byte, ok bool) {
 	if len(id) != 2*eventIDBytes {
 		return raw, false
 	}
