@@ -13,13 +13,13 @@ import (
 	"github.com/iotgate/iotgate/registry/kv"
 )
 
-// slotHolders lists the devices upgradeID's slots record names, expired
-// or not.
-func slotHolders(t *testing.T, s kv.Store, upgradeID string) []string {
+// slotHolders lists the devices group's slots record names, expired or
+// not.
+func slotHolders(t *testing.T, s kv.Store, group string) []string {
 	t.Helper()
 	var out []string
 	err := s.View(context.Background(), func(rd Reader) error {
-		slots, err := readFirmwareSlots(rd, upgradeID)
+		slots, err := readFirmwareSlots(rd, group)
 		if err != nil {
 			return err
 		}
@@ -35,21 +35,23 @@ func slotHolders(t *testing.T, s kv.Store, upgradeID string) []string {
 	return out
 }
 
-// A job's download slots: up to the limit, then refused; another job
+// A task's download slots: up to the limit, then refused; another task
 // counts its own; taking again renews rather than takes a second;
-// releasing frees one; an expired slot is free to take.
+// releasing frees one; an expired slot is free to take. A batch task's
+// jobs (one a device) share the task's slots.
 func TestFirmwareSlots(t *testing.T) {
 	clock := &fakeClock{t: time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)}
 	r, s := newTestRegistry(t, clock)
 	ctx := context.Background()
 	const ttl = time.Minute
 	steps := []struct {
-		name        string
-		advance     time.Duration // the clock moves on first
-		release     bool          // release rather than acquire
-		job, device string
-		want        bool
-		holders     []string // job's record afterwards; nil: not checked
+		name      string
+		advance   time.Duration // the clock moves on first
+		release   bool          // release rather than acquire
+		task, job string
+		device    string
+		want      bool
+		holders   []string // the group's record afterwards; nil: not checked
 	}{
 		{name: "first", job: "u1", device: "d1", want: true},
 		{name: "second", job: "u1", device: "d2", want: true, holders: []string{"d1", "d2"}},
@@ -66,31 +68,36 @@ func TestFirmwareSlots(t *testing.T) {
 		{name: "the renewed one lives on", job: "u1", device: "d5", want: false},
 		{name: "release without a slot", release: true, job: "u1", device: "d5", holders: []string{"d2", "d4"}},
 		{name: "last releases", release: true, job: "u2", device: "d3", holders: []string{}},
+		{name: "a batch task's first job", task: "t1", job: "j1", device: "x1", want: true},
+		{name: "its second job", task: "t1", job: "j2", device: "x2", want: true},
+		{name: "its third job shares the task's slots", task: "t1", job: "j3", device: "x3", want: false, holders: []string{"x1", "x2"}},
+		{name: "another task has its own", task: "t2", job: "j4", device: "x3", want: true},
 	}
 	for _, st := range steps {
 		clock.Advance(st.advance)
+		d := FirmwareDelivery{UpgradeID: st.job, TaskID: st.task, DeviceID: st.device}
 		if st.release {
-			if err := r.ReleaseFirmwareSlot(ctx, st.job, st.device); err != nil {
+			if err := r.ReleaseFirmwareSlot(ctx, d); err != nil {
 				t.Fatalf("%s: %v", st.name, err)
 			}
 		} else {
-			got, err := r.AcquireFirmwareSlot(ctx, st.job, st.device, 2, ttl)
+			got, err := r.AcquireFirmwareSlot(ctx, d, 2, ttl)
 			if err != nil {
 				t.Fatalf("%s: %v", st.name, err)
 			}
 			if got != st.want {
-				t.Fatalf("%s: %s of %s acquired %v, want %v (holders %v)", st.name, st.device, st.job, got, st.want, slotHolders(t, s, st.job))
+				t.Fatalf("%s: %s of %s acquired %v, want %v (holders %v)", st.name, st.device, d.SlotGroup(), got, st.want, slotHolders(t, s, d.SlotGroup()))
 			}
 		}
 		if st.holders != nil {
-			if h := slotHolders(t, s, st.job); !slices.Equal(h, st.holders) && len(h)+len(st.holders) > 0 {
-				t.Fatalf("%s: %s's holders %v, want %v", st.name, st.job, h, st.holders)
+			if h := slotHolders(t, s, d.SlotGroup()); !slices.Equal(h, st.holders) && len(h)+len(st.holders) > 0 {
+				t.Fatalf("%s: %s's holders %v, want %v", st.name, d.SlotGroup(), h, st.holders)
 			}
 		}
 	}
-	// A job none of whose devices downloads keeps no record.
+	// A group none of whose devices downloads keeps no record.
 	err := s.View(ctx, func(rd Reader) error {
-		if _, err := rd.Get(firmwareSlotsKey("u2")); !errors.Is(err, kv.ErrNotFound) {
+		if _, err := rd.Get(firmwareSlotsKey(FirmwareDelivery{UpgradeID: "u2"}.SlotGroup())); !errors.Is(err, kv.ErrNotFound) {
 			return fmt.Errorf("u2's record with no slot held: %v, want none", err)
 		}
 		return nil
@@ -103,7 +110,7 @@ func TestFirmwareSlots(t *testing.T) {
 		ttl   time.Duration
 	}{{0, ttl}, {1, 0}} {
 		var ve *ValidationError
-		if _, err := r.AcquireFirmwareSlot(ctx, "u1", "d9", bad.limit, bad.ttl); !errors.As(err, &ve) {
+		if _, err := r.AcquireFirmwareSlot(ctx, FirmwareDelivery{UpgradeID: "u1", DeviceID: "d9"}, bad.limit, bad.ttl); !errors.As(err, &ve) {
 			t.Fatalf("limit %d, ttl %v: %v, want a ValidationError", bad.limit, bad.ttl, err)
 		}
 	}
@@ -124,12 +131,12 @@ func TestFirmwareSlotsAcrossNodes(t *testing.T) {
 		if w%2 == 1 {
 			r = b
 		}
-		dev := fmt.Sprintf("dev%d", w)
+		d := FirmwareDelivery{UpgradeID: "job", DeviceID: fmt.Sprintf("dev%d", w)}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for range rounds {
-				ok, err := r.AcquireFirmwareSlot(ctx, "job", dev, limit, time.Hour)
+				ok, err := r.AcquireFirmwareSlot(ctx, d, limit, time.Hour)
 				if err != nil {
 					errs <- err
 					return
@@ -146,7 +153,7 @@ func TestFirmwareSlotsAcrossNodes(t *testing.T) {
 				}
 				time.Sleep(time.Millisecond)
 				holding.Add(-1)
-				if err := r.ReleaseFirmwareSlot(ctx, "job", dev); err != nil {
+				if err := r.ReleaseFirmwareSlot(ctx, d); err != nil {
 					errs <- err
 					return
 				}
@@ -164,10 +171,11 @@ func TestFirmwareSlotsAcrossNodes(t *testing.T) {
 	if admitted.Load() == 0 {
 		t.Fatal("no slot was ever taken")
 	}
-	if h := slotHolders(t, s, "job"); len(h) != 0 {
+	if h := slotHolders(t, s, "u:job"); len(h) != 0 {
 		t.Fatalf("slots left after every release: %v", h)
 	}
-	// All at once, nothing released: exactly the limit is admitted.
+	// All at once, nothing released, each device a job of one batch task:
+	// exactly the limit is admitted.
 	var got atomic.Int32
 	for w := range workers {
 		r := a
@@ -177,7 +185,7 @@ func TestFirmwareSlotsAcrossNodes(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ok, err := r.AcquireFirmwareSlot(ctx, "job2", fmt.Sprintf("dev%d", w), limit, time.Hour)
+			ok, err := r.AcquireFirmwareSlot(ctx, FirmwareDelivery{UpgradeID: fmt.Sprintf("job%d", w), TaskID: "task", DeviceID: fmt.Sprintf("dev%d", w)}, limit, time.Hour)
 			if err != nil {
 				t.Error(err)
 			}
@@ -190,7 +198,7 @@ func TestFirmwareSlotsAcrossNodes(t *testing.T) {
 	if n := got.Load(); n != limit {
 		t.Fatalf("%d of %d devices admitted at once, want the limit %d", n, workers, limit)
 	}
-	if h := slotHolders(t, s, "job2"); len(h) != limit {
-		t.Fatalf("job2 holders %v, want %d", h, limit)
+	if h := slotHolders(t, s, "t:task"); len(h) != limit {
+		t.Fatalf("the task's holders %v, want %d", h, limit)
 	}
 }
