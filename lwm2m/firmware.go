@@ -20,9 +20,11 @@ import (
 // Firmware update (LwM2M object 5): the server's side of a firmware
 // upgrade job's item (registry.FirmwareDeliverer). Per device:
 //
-//  1. When the device is awake and fewer than MaxDownloads devices are
-//     downloading, read /5/0/9 (Update Delivery Method) and observe
-//     /5/0/3 (State) and /5/0/5 (Update Result).
+//  1. When the device is awake and its task has a free download slot
+//     (MaxDownloads a batch task, or a job started without one, counted
+//     across every node sharing the registry's store:
+//     registry.AcquireFirmwareSlot), read /5/0/9 (Update Delivery
+//     Method) and observe /5/0/3 (State) and /5/0/5 (Update Result).
 //  2. Pull (the device supports it, or says nothing): read /5/0/8
 //     (Firmware Update Protocol Support) and write /5/0/1 (Package URI)
 //     with coap(s)://host:port/fw/{token}, a resource of this server
@@ -52,13 +54,21 @@ import (
 type FirmwareRegistry interface {
 	OTAPackageImage(ctx context.Context, project, id string) (*registry.OTAPackage, []byte, error)
 	ReportFirmware(ctx context.Context, upgradeID, deviceID string, rep registry.FirmwareReport) error
+	// AcquireFirmwareSlot and ReleaseFirmwareSlot keep a task's download
+	// slots in the store the nodes share, so the limit holds for the task
+	// across the cluster.
+	AcquireFirmwareSlot(ctx context.Context, d registry.FirmwareDelivery, limit int, ttl time.Duration) (bool, error)
+	ReleaseFirmwareSlot(ctx context.Context, d registry.FirmwareDelivery) error
 }
 
 // FirmwareOptions configures firmware delivery; zero fields take the
 // defaults below.
 type FirmwareOptions struct {
-	// MaxDownloads bounds the devices downloading at once (from the
-	// Package URI write, or the push, until State 2 or the item's end).
+	// MaxDownloads bounds the devices of one firmware upgrade task (a
+	// batch task, or a job started without one: FirmwareDelivery.SlotGroup)
+	// downloading at once (from the Package URI write, or the push, until
+	// State 2 or the item's end), counted across every node sharing the
+	// registry's store; other tasks have their own.
 	MaxDownloads int
 	// Host is the host of the Package URIs (the address devices reach
 	// this server at); "" takes the CoAP listener's host when it is not
@@ -117,8 +127,8 @@ var fwResults = map[int]string{
 	9: "unsupported protocol",
 }
 
-// firmware is the server's firmware delivery: items by device and by
-// download token, and the images they serve.
+// firmware is the server's firmware delivery: items by device, by
+// download token and by slot group, and the images they serve.
 type firmware struct {
 	s   *Server
 	reg FirmwareRegistry
@@ -129,11 +139,26 @@ type firmware struct {
 	// count is len(items), read without the lock on every uplink.
 	count atomic.Int32
 
-	mu          sync.Mutex
-	items       map[string]*fwItem // by device id
-	tokens      map[string]*fwItem // by download token
-	images      map[string]*fwImage
-	downloading int
+	mu     sync.Mutex
+	items  map[string]*fwItem  // by device id
+	tokens map[string]*fwItem  // by download token
+	groups map[string]*fwGroup // by slot group (registry.FirmwareDelivery.SlotGroup)
+	images map[string]*fwImage
+}
+
+// fwGroup is this node's items that share download slots: those of a
+// batch task, or of a job started without one. Guarded by firmware.mu.
+type fwGroup struct {
+	items map[string]*fwItem // by device id
+	// full: the group's slots were all taken (or the store failed) when
+	// an item last asked. Until the next sweep, or a slot of the group
+	// freed here, the uplinks of its items without a slot do not ask
+	// again: a large task's waiting devices cost the store a few reads a
+	// second, not one per uplink.
+	full bool
+	// offering: an offer of its slots is under way (offer); again: it
+	// is to look once more, a slot having freed meanwhile.
+	offering, again bool
 }
 
 // fwItem is one device's item.
@@ -142,10 +167,13 @@ type fwItem struct {
 	token string
 	img   *fwImage
 	// The fields below are guarded by firmware.mu.
-	step          registry.FirmwareStep
-	since         time.Time // when step began
-	slot          bool      // holds a download slot
-	running, more bool      // a worker drives it; drive again when done
+	step  registry.FirmwareStep
+	since time.Time // when step began
+	// slot: it holds a download slot of its group in the store
+	// (registry.AcquireFirmwareSlot); slotErr: a store error taking one
+	// was logged.
+	slot, slotErr bool
+	running, more bool // a worker drives it; drive again when done
 	state, result int
 	// resumed: the item was downloading (or downloaded) when the last
 	// process stopped; the device's State decides where it goes on.
@@ -170,7 +198,8 @@ func newFirmware(s *Server, o FirmwareOptions) *firmware {
 	if o.UpdateTimeout <= 0 {
 		o.UpdateTimeout = DefaultFirmwareUpdateTimeout
 	}
-	f := &firmware{s: s, o: o, items: make(map[string]*fwItem), tokens: make(map[string]*fwItem), images: make(map[string]*fwImage)}
+	f := &firmware{s: s, o: o, items: make(map[string]*fwItem), tokens: make(map[string]*fwItem),
+		groups: make(map[string]*fwGroup), images: make(map[string]*fwImage)}
 	f.reg, _ = s.reg.(FirmwareRegistry)
 	if o.HTTPURL != "" {
 		f.httpURL, _ = url.Parse(o.HTTPURL) // New checked it (ValidFirmwareHTTPURL)
@@ -202,6 +231,12 @@ func (s *Server) DeliverFirmware(d registry.FirmwareDelivery) {
 	}
 	f.items[d.DeviceID] = it
 	f.tokens[it.token] = it
+	g := f.groups[d.SlotGroup()]
+	if g == nil {
+		g = &fwGroup{items: make(map[string]*fwItem)}
+		f.groups[d.SlotGroup()] = g
+	}
+	g.items[d.DeviceID] = it
 	f.count.Store(int32(len(f.items)))
 	f.mu.Unlock()
 	s.work.run(func() { f.advance(d.DeviceID) })
@@ -264,37 +299,60 @@ func intValue(path format.Path, ct int, body []byte) (int, bool) {
 // advance drives the device's item one step if its client can take a
 // request; a drive under way is asked to look again instead.
 func (f *firmware) advance(deviceID string) {
+	if it, e, _ := f.claim(deviceID); it != nil {
+		f.run(e, it)
+	}
+}
+
+// claim readies the device's item to be driven, if its client can take
+// a request and no drive is under way (that one is asked to look again):
+// it marks the item running and, for one waiting to start, takes (or
+// renews) a download slot of its group. refused reports that the group
+// had no slot for it, or the store failed: the item stays queued,
+// offered again at the next sweep, at its device's next uplink or when a
+// slot of its group frees here.
+func (f *firmware) claim(deviceID string) (it *fwItem, e *entry, refused bool) {
 	f.mu.Lock()
-	it := f.items[deviceID]
+	it = f.items[deviceID]
 	if it == nil {
 		f.mu.Unlock()
-		return
+		return nil, nil, false
 	}
 	if it.running {
 		it.more = true
 		f.mu.Unlock()
-		return
+		return nil, nil, false
 	}
-	e := f.s.store.device(deviceID)
+	e = f.s.store.device(deviceID)
 	if e == nil || !e.awake(f.s.now(), f.s.o.QueueWindow) {
 		f.mu.Unlock()
-		return // served at its next uplink
+		return nil, nil, false // served at its next uplink
 	}
-	if it.step == registry.StepQueued && !it.slot { // a start that waited for the device keeps its slot
-		if f.downloading >= f.o.MaxDownloads {
-			f.mu.Unlock()
-			return // a slot frees at another item's download end
-		}
-		f.downloading++
-		it.slot = true
+	queued := it.step == registry.StepQueued
+	if g := f.groups[it.d.SlotGroup()]; queued && !it.slot && g != nil && g.full {
+		f.mu.Unlock()
+		return nil, nil, true
 	}
 	it.running = true
 	f.mu.Unlock()
+	if queued && !f.takeSlot(it) {
+		f.mu.Lock()
+		it.running, it.more = false, false
+		f.mu.Unlock()
+		return nil, nil, true
+	}
+	return it, e, false
+}
+
+// run drives a claimed item until nothing asks it to look again.
+func (f *firmware) run(e *entry, it *fwItem) {
+	deviceID := it.d.DeviceID
 	for {
 		f.drive(e, it)
 		f.mu.Lock()
 		again := it.more && f.items[deviceID] == it
 		it.more = false
+		queued := it.step == registry.StepQueued
 		if !again {
 			it.running = false
 		}
@@ -302,12 +360,72 @@ func (f *firmware) advance(deviceID string) {
 		if !again {
 			return
 		}
-		if e = f.s.store.device(deviceID); e == nil {
+		// A start tried again (it waited for the device) renews its slot
+		// first: the slot may have expired meanwhile.
+		if e = f.s.store.device(deviceID); e == nil || (queued && !f.takeSlot(it)) {
 			f.mu.Lock()
 			it.running = false
 			f.mu.Unlock()
 			return
 		}
+	}
+}
+
+// takeSlot takes, or renews, a download slot of its group for its device
+// in the store, and reports whether it holds one. Without a
+// FirmwareRegistry there is no slot to take: start fails the item.
+func (f *firmware) takeSlot(it *fwItem) bool {
+	if f.reg == nil {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(f.s.ctx, f.s.o.RequestTimeout)
+	defer cancel()
+	ok, err := f.reg.AcquireFirmwareSlot(ctx, it.d, f.o.MaxDownloads, f.slotTTL())
+	f.mu.Lock()
+	current := f.items[it.d.DeviceID] == it
+	logErr := err != nil && !it.slotErr
+	switch {
+	case !current:
+	case err != nil:
+		it.slotErr = true
+	case !ok:
+		it.slot = false // one kept while the device slept expired, and went to another device
+	default:
+		it.slot = true
+	}
+	if g := f.groups[it.d.SlotGroup()]; g != nil && (err != nil || !ok) {
+		g.full = true
+	}
+	f.mu.Unlock()
+	switch {
+	case logErr:
+		f.s.log.Warn("lwm2m firmware: the item waits: no download slot could be taken", "device_id", it.d.DeviceID, "upgrade_id", it.d.UpgradeID, "err", err)
+		return false
+	case err != nil:
+		return false
+	case ok && !current: // it ended meanwhile: end released no slot
+		f.releaseSlot(it)
+		return false
+	}
+	return ok && current
+}
+
+// slotTTL is how long a download slot lives without its holder: past the
+// download timeout, counted from the step's start, which comes at most a
+// drive's request time after the slot is taken, and past the sweep that
+// ends a late download (and releases the slot). A node that dies
+// mid-download loses its slots once this much has passed.
+func (f *firmware) slotTTL() time.Duration {
+	return f.o.DownloadTimeout + f.s.o.RequestTimeout + 2*fwSweepInterval
+}
+
+// releaseSlot gives its download slot back to the store.
+func (f *firmware) releaseSlot(it *fwItem) {
+	ctx, cancel := context.WithTimeout(f.s.ctx, f.s.o.RequestTimeout)
+	defer cancel()
+	if err := f.reg.ReleaseFirmwareSlot(ctx, it.d); err != nil {
+		f.s.log.Warn("lwm2m firmware: the download slot frees when it expires", "device_id", it.d.DeviceID, "upgrade_id", it.d.UpgradeID,
+			"expiry", f.slotTTL(), "err", err)
 	}
 }
 
@@ -648,9 +766,12 @@ func (f *firmware) step(it *fwItem, step registry.FirmwareStep, desc string) {
 	freed := step != registry.StepDownloading && f.releaseLocked(it)
 	state, result := it.state, it.result
 	f.mu.Unlock()
+	if freed {
+		f.releaseSlot(it)
+	}
 	f.report(it.d, registry.FirmwareReport{Step: step, State: state, Result: result, Desc: desc})
 	if freed {
-		f.kickQueued()
+		f.kick(it.d.SlotGroup())
 	}
 }
 
@@ -663,6 +784,11 @@ func (f *firmware) end(it *fwItem, step registry.FirmwareStep, desc string) {
 	}
 	delete(f.items, it.d.DeviceID)
 	delete(f.tokens, it.token)
+	if g := f.groups[it.d.SlotGroup()]; g != nil {
+		if delete(g.items, it.d.DeviceID); len(g.items) == 0 {
+			delete(f.groups, it.d.SlotGroup())
+		}
+	}
 	f.count.Store(int32(len(f.items)))
 	freed := f.releaseLocked(it)
 	if img := it.img; img != nil {
@@ -672,45 +798,81 @@ func (f *firmware) end(it *fwItem, step registry.FirmwareStep, desc string) {
 	}
 	state, result := it.state, it.result
 	f.mu.Unlock()
+	if freed {
+		f.releaseSlot(it)
+	}
 	f.report(it.d, registry.FirmwareReport{Step: step, State: state, Result: result, Desc: desc})
 	if step == registry.StepFailed {
 		f.s.log.Info("lwm2m firmware update failed", "device_id", it.d.DeviceID, "upgrade_id", it.d.UpgradeID, "reason", desc)
 	}
 	if freed {
-		f.kickQueued()
+		f.kick(it.d.SlotGroup())
 	}
 }
 
-// releaseLocked frees its download slot, if it holds one.
+// releaseLocked marks its download slot free, if it holds one; the
+// caller gives it back to the store (releaseSlot) once unlocked.
 func (f *firmware) releaseLocked(it *fwItem) bool {
 	if !it.slot {
 		return false
 	}
 	it.slot = false
-	f.downloading--
 	return true
 }
 
-// kickQueued offers the free download slots to queued items whose
-// devices are awake.
-func (f *firmware) kickQueued() {
+// kick offers a group's slots again, one of them having freed here.
+func (f *firmware) kick(group string) {
+	f.s.work.run(func() { f.offer(group) })
+}
+
+// offer gives the group's free download slots to its queued items whose
+// devices are awake, asking the store for one item after another until
+// it refuses: a full group costs one refusal, not one per waiting
+// device. At most MaxDownloads items are tried: no more slots can be
+// free.
+func (f *firmware) offer(group string) {
 	f.mu.Lock()
-	free := f.o.MaxDownloads - f.downloading
-	var next []string
-	for dev, it := range f.items {
-		if free <= 0 {
-			break
-		}
-		if it.step == registry.StepQueued && !it.running {
-			if e := f.s.store.device(dev); e != nil && e.awake(f.s.now(), f.s.o.QueueWindow) {
-				next = append(next, dev)
-				free--
+	g := f.groups[group]
+	if g == nil {
+		f.mu.Unlock()
+		return
+	}
+	if g.offering {
+		g.again = true
+		f.mu.Unlock()
+		return
+	}
+	g.offering = true
+	for {
+		g.full, g.again = false, false
+		now := f.s.now()
+		var next []string
+		for dev, it := range g.items {
+			if len(next) == f.o.MaxDownloads {
+				break
+			}
+			if it.step == registry.StepQueued && !it.running {
+				if e := f.s.store.device(dev); e != nil && e.awake(now, f.s.o.QueueWindow) {
+					next = append(next, dev)
+				}
 			}
 		}
-	}
-	f.mu.Unlock()
-	for _, dev := range next {
-		f.s.work.run(func() { f.advance(dev) })
+		f.mu.Unlock()
+		for _, dev := range next {
+			it, e, refused := f.claim(dev)
+			if refused {
+				break
+			}
+			if it != nil {
+				f.s.work.run(func() { f.run(e, it) })
+			}
+		}
+		f.mu.Lock()
+		if !g.again {
+			g.offering = false
+			f.mu.Unlock()
+			return
+		}
 	}
 }
 
@@ -727,7 +889,8 @@ func (f *firmware) report(d registry.FirmwareDelivery, rep registry.FirmwareRepo
 
 // sweepLoop fails items whose download or update outlasted its timeout
 // and offers free slots to queued items (a device that stays awake sends
-// no uplink to be offered one).
+// no uplink to be offered one, and a slot freed on another node is
+// learnt of only here).
 func (f *firmware) sweepLoop() {
 	defer f.s.wg.Done()
 	t := time.NewTicker(fwSweepInterval)
@@ -764,7 +927,15 @@ func (f *firmware) sweep(now time.Time) {
 	for _, d := range due {
 		f.end(d.it, registry.StepFailed, d.desc)
 	}
-	f.kickQueued()
+	f.mu.Lock()
+	groups := make([]string, 0, len(f.groups))
+	for g := range f.groups {
+		groups = append(groups, g)
+	}
+	f.mu.Unlock()
+	for _, g := range groups {
+		f.kick(g)
+	}
 }
 
 func resultText(r int) string {

@@ -213,6 +213,91 @@ func TestFirmwareDownloadSlots(t *testing.T) {
 	_ = fw2
 }
 
+// TestFirmwareSlotsPerTask: the download limit is each task's: a job's,
+// or a batch task's, whose jobs (one a device) share its slots. With one
+// slot, a device of each of two tasks downloads at once, while the two
+// devices of one task download one after the other.
+func TestFirmwareSlotsPerTask(t *testing.T) {
+	// start starts the upgrades of a1 and a2 as one task, of b1 as
+	// another, and returns each device's job.
+	type starter func(f *fixture, devs map[string]string) map[string]*registry.FirmwareUpgrade
+	for _, tc := range []struct {
+		name  string
+		start starter
+	}{
+		{"jobs", func(f *fixture, devs map[string]string) map[string]*registry.FirmwareUpgrade {
+			a := f.upgrade(firmwareImage(700), "va", devs["a1"], devs["a2"])
+			b := f.upgrade(firmwareImage(700), "vb", devs["b1"])
+			return map[string]*registry.FirmwareUpgrade{"a1": a, "a2": a, "b1": b}
+		}},
+		{"batch tasks", func(f *fixture, devs map[string]string) map[string]*registry.FirmwareUpgrade {
+			ctx := context.Background()
+			f.reg.SetFirmwareDeliverer(f.srv)
+			p, err := f.reg.AddOTAPackage(ctx, "p", registry.OTAPackage{PackageType: registry.PackageTypeFirmware, ProductID: "nb", Version: "vt"},
+				bytes.NewReader(firmwareImage(700)), "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			jobs := map[string]*registry.FirmwareUpgrade{}
+			for node, task := range map[string]string{"a1": "task-a", "a2": "task-a", "b1": "task-b"} {
+				job, err := f.reg.StartFirmwareUpgrade(ctx, "p", registry.FirmwareUpgradeSpec{PackageID: p.PackageID, DeviceIDs: []string{devs[node]}, TaskID: task})
+				if err != nil {
+					t.Fatal(err)
+				}
+				jobs[node] = job
+			}
+			return jobs
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, func(o *lwm2m.Options) { o.Firmware.MaxDownloads = 1 })
+			ctx := context.Background()
+			ids := map[string]string{}
+			clients := map[string]*lwm2mclient.Client{}
+			fws := map[string]*lwm2mclient.Firmware{}
+			for _, node := range []string{"a1", "a2", "b1"} {
+				ids[node] = f.device(node, false).DeviceID
+				c := f.client(lwm2mclient.Config{Endpoint: node})
+				fws[node] = lwm2mclient.NewFirmware(c, 0)
+				fws[node].StopAfter(1) // each holds its slot until resumed
+				if err := c.Register(ctx); err != nil {
+					t.Fatal(err)
+				}
+				clients[node] = c
+			}
+			blocks := func(node string) int { _, b := fws[node].Image(); return len(b) }
+			jobs := tc.start(f, ids)
+			eventually(t, "a device of each task downloading", func() bool { return blocks("b1") == 1 && blocks("a1")+blocks("a2") == 1 })
+			first, second := "a1", "a2"
+			if blocks("a2") == 1 {
+				first, second = second, first
+			}
+			time.Sleep(1200 * time.Millisecond) // past a sweep, which offers free slots
+			if it := f.item(jobs[second], ids[second]); it.Status != registry.FirmwareWaiting || blocks(second) != 0 {
+				t.Fatalf("%s while %s of its task holds the only slot: %+v, %d blocks", second, first, it, blocks(second))
+			}
+			if v, _ := clients[second].Value("/5/0/1"); v.Str() != "" {
+				t.Fatalf("%s was given %q while %s of its task holds the only slot", second, v.Str(), first)
+			}
+			fws[first].Resume()
+			eventually(t, second+" downloading once "+first+" has its package", func() bool { return blocks(second) == 1 })
+			switch it := f.item(jobs[first], ids[first]); it.Step {
+			case registry.StepDownloaded, registry.StepUpdating, registry.StepSucceeded:
+			default:
+				t.Fatalf("%s downloads while %s is %+v", second, first, it)
+			}
+			fws[second].Resume()
+			fws["b1"].Resume()
+			for node, id := range ids {
+				f.waitItem(t, jobs[node], id, registry.FirmwareSuccess)
+				if got, _ := fws[node].Image(); len(got) != 700 {
+					t.Fatalf("%s downloaded %d bytes", node, len(got))
+				}
+			}
+		})
+	}
+}
+
 // TestFirmwarePushOnly: a device that declares push delivery only gets
 // the package written to /5/0/0 (Block1 for an image larger than a
 // block).

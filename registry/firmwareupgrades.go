@@ -122,7 +122,20 @@ type FirmwareReport struct {
 // updating waits for its result rather than deliver the package again.
 type FirmwareDelivery struct {
 	UpgradeID, ProjectID, PackageID, DeviceID string
-	Step                                      FirmwareStep
+	// TaskID is the batch task that started the job, if any.
+	TaskID string
+	Step   FirmwareStep
+}
+
+// SlotGroup names the download slots the item counts against
+// (AcquireFirmwareSlot): its batch task's when a batch task started its
+// job (the task gives each device a job of its own, and the limit is the
+// task's), else its job's.
+func (d FirmwareDelivery) SlotGroup() string {
+	if d.TaskID != "" {
+		return "t:" + d.TaskID
+	}
+	return "u:" + d.UpgradeID
 }
 
 // FirmwareDeliverer carries items to devices. DeliverFirmware must not
@@ -303,7 +316,8 @@ func (r *Registry) deliverItems(ctx context.Context, job *FirmwareUpgrade, devic
 			}
 			continue
 		}
-		d.DeliverFirmware(FirmwareDelivery{UpgradeID: job.UpgradeID, ProjectID: job.ProjectID, PackageID: job.PackageID, DeviceID: dev, Step: StepQueued})
+		d.DeliverFirmware(FirmwareDelivery{UpgradeID: job.UpgradeID, ProjectID: job.ProjectID, PackageID: job.PackageID, DeviceID: dev,
+			TaskID: job.TaskID, Step: StepQueued})
 	}
 }
 
@@ -521,7 +535,7 @@ func (r *Registry) ResumeFirmwareUpgrades(ctx context.Context) (int, error) {
 			if err := scanItems(rd, j.UpgradeID, func(it *FirmwareItem) {
 				if !it.Status.Final() {
 					open = append(open, FirmwareDelivery{UpgradeID: j.UpgradeID, ProjectID: j.ProjectID, PackageID: j.PackageID,
-						DeviceID: it.DeviceID, Step: it.Step})
+						DeviceID: it.DeviceID, TaskID: j.TaskID, Step: it.Step})
 				}
 			}); err != nil {
 				return err

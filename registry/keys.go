@@ -74,6 +74,7 @@ import (
 //	oc/{package_id}/{chunk}        a piece of the package's file, chunk 8 bytes big-endian
 //	fu/{project}/{upgrade_id}      firmware upgrade job record (firmwareupgrades.go)
 //	fd/{upgrade_id}/{device_id}    the job's item for one device: status, step, result
+//	fs/{group}                     download slots of a batch task (group t:{task_id}) or of a job started without one (u:{upgrade_id}): each holder device's expiry (firmwareslots.go)
 //
 // Positions are 8 bytes big-endian, so the ordered keys are the stream.
 const sep = 0
@@ -136,6 +137,7 @@ const (
 	famOTAChunk      = "oc"
 	famFwUpgrade     = "fu"
 	famFwItem        = "fd"
+	famFwSlots       = "fs"
 )
 
 func key(prefix string, parts ...string) []byte {

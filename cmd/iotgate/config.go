@@ -176,7 +176,9 @@ type CoAPConfig struct {
 
 // FirmwareConfig configures firmware delivery (LwM2M object 5).
 type FirmwareConfig struct {
-	// MaxDownloads bounds the devices downloading a package at once.
+	// MaxDownloads bounds the devices of one firmware upgrade task (a
+	// batch task, or a job started without one) downloading at once,
+	// counted across every node sharing the store; each task has its own.
 	MaxDownloads int `yaml:"max_downloads"`
 	// Host is the host of the Package URIs written to devices; empty
 	// takes the listener's, which must then be a specific address.
