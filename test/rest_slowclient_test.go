@@ -216,6 +216,17 @@ func TestRESTSlowClientFlood(t *testing.T) {
 			if err := attacker.Start(); err != nil {
 				t.Fatal(err)
 			}
+			// The attacker shares the machine's cores with the gate and
+			// the legitimate client; a real one's CPU is elsewhere. At the
+			// lowest priority it still dials as fast (the log says), but
+			// its own CPU no longer delays the others: what is measured is
+			// the gate's defence. IOTGATE_ATTACK_NICE=0 keeps it at the
+			// default priority.
+			if os.Getenv("IOTGATE_ATTACK_NICE") != "0" {
+				if err := unix.Setpriority(unix.PRIO_PROCESS, attacker.Process.Pid, 19); err != nil {
+					t.Fatalf("attacker priority: %v", err)
+				}
+			}
 			time.Sleep(3 * time.Second) // the flood builds up
 		}
 		var fds int
