@@ -138,6 +138,12 @@ func (d FirmwareDelivery) SlotGroup() string {
 	return "u:" + d.UpgradeID
 }
 
+// delivery is the job's item for device at step, as an adapter gets it.
+func (j *FirmwareUpgrade) delivery(device string, step FirmwareStep) FirmwareDelivery {
+	return FirmwareDelivery{UpgradeID: j.UpgradeID, ProjectID: j.ProjectID, PackageID: j.PackageID,
+		DeviceID: device, TaskID: j.TaskID, Step: step}
+}
+
 // FirmwareDeliverer carries items to devices. DeliverFirmware must not
 // block: it queues the item, and reports its steps through
 // ReportFirmware.
@@ -316,8 +322,7 @@ func (r *Registry) deliverItems(ctx context.Context, job *FirmwareUpgrade, devic
 			}
 			continue
 		}
-		d.DeliverFirmware(FirmwareDelivery{UpgradeID: job.UpgradeID, ProjectID: job.ProjectID, PackageID: job.PackageID, DeviceID: dev,
-			TaskID: job.TaskID, Step: StepQueued})
+		d.DeliverFirmware(job.delivery(dev, StepQueued))
 	}
 }
 
@@ -534,8 +539,7 @@ func (r *Registry) ResumeFirmwareUpgrades(ctx context.Context) (int, error) {
 		for _, j := range jobs {
 			if err := scanItems(rd, j.UpgradeID, func(it *FirmwareItem) {
 				if !it.Status.Final() {
-					open = append(open, FirmwareDelivery{UpgradeID: j.UpgradeID, ProjectID: j.ProjectID, PackageID: j.PackageID,
-						DeviceID: it.DeviceID, TaskID: j.TaskID, Step: it.Step})
+					open = append(open, j.delivery(it.DeviceID, it.Step))
 				}
 			}); err != nil {
 				return err
