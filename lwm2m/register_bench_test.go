@@ -16,6 +16,7 @@ import (
 	"github.com/iotgate/iotgate/registry"
 	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
+	"github.com/plgd-dev/go-coap/v3/message/pool"
 	"github.com/plgd-dev/go-coap/v3/mux"
 	coapNet "github.com/plgd-dev/go-coap/v3/net"
 	"github.com/plgd-dev/go-coap/v3/options"
@@ -49,7 +50,13 @@ func BenchmarkRegister(b *testing.B) {
 		runRegisters(b, f.srv.UDPAddr().String(), func(ep string) { f.device(ep, false) })
 	})
 	b.Run("gocoap", func(b *testing.B) {
-		addr := serveBareRD(b)
+		addr := serveBareRD(b, false)
+		runRegisters(b, addr, func(string) {})
+	})
+	// The bare handler observing /19/0/0 after each Register through
+	// go-coap's Observe: the exchange our server adds, at go-coap's cost.
+	b.Run("gocoap-observe", func(b *testing.B) {
+		addr := serveBareRD(b, true)
 		runRegisters(b, addr, func(string) {})
 	})
 }
@@ -96,9 +103,11 @@ func runRegisters(b *testing.B, server string, device func(ep string)) {
 }
 
 // serveBareRD serves a go-coap /rd that answers every Register 2.01 with
-// a Location-Path, and nothing else.
-func serveBareRD(b *testing.B) string {
+// a Location-Path, and with observe then observes /19/0/0.
+func serveBareRD(b *testing.B, observe bool) string {
 	var next atomic.Int64
+	ctx, cancel := context.WithCancel(context.Background())
+	b.Cleanup(cancel)
 	r := mux.NewRouter()
 	_ = r.Handle("/rd", mux.HandlerFunc(func(w mux.ResponseWriter, req *mux.Message) {
 		qs, _ := req.Options().Queries()
@@ -113,6 +122,14 @@ func serveBareRD(b *testing.B) string {
 		_ = w.SetResponse(codes.Created, message.TextPlain, nil,
 			message.Option{ID: message.LocationPath, Value: []byte("rd")},
 			message.Option{ID: message.LocationPath, Value: fmt.Appendf(nil, "%d", next.Add(1))})
+		if observe {
+			cc := w.Conn()
+			go func() {
+				if _, err := cc.Observe(ctx, "/19/0/0", func(*pool.Message) {}); err != nil && ctx.Err() == nil {
+					b.Error(err)
+				}
+			}()
+		}
 	}))
 	l, err := coapNet.NewListenUDP("udp", "127.0.0.1:0")
 	if err != nil {

@@ -31,6 +31,7 @@ import (
 	pionudp "github.com/pion/transport/v3/udp"
 	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
+	"github.com/plgd-dev/go-coap/v3/message/pool"
 	"github.com/plgd-dev/go-coap/v3/mux"
 	coapNet "github.com/plgd-dev/go-coap/v3/net"
 	coapOptions "github.com/plgd-dev/go-coap/v3/options"
@@ -47,7 +48,10 @@ import (
 //     on one TCP listener, no logging;
 //   - coap: a go-coap UDP server whose /rd handler answers Register with
 //     2.01 and a Location-Path, Update with 2.04 and De-register with
-//     2.02, keeping each registration's endpoint in a map;
+//     2.02, keeping each registration's endpoint in a map; with -observe
+//     it also observes /19/0/0 after each Register, through go-coap's own
+//     Observe, as an LwM2M server must (a Register ends the client's
+//     observations) and as iotgate does;
 //   - dtls: a pion/dtls server with the fleet's PSKs (the cipher suite
 //     iotgate offers), handshaking concurrently, echoing what it reads.
 //
@@ -66,6 +70,7 @@ func baselineMain(args []string) error {
 	readBuffer := fs.Int("read-buffer", mqtt.ClientReadBufferSize, "mochi: ClientNetReadBufferSize in bytes (0: mochi's default; default: iotgate's)")
 	prefix := fs.String("prefix", "fleet", "dtls: node id prefix (as given to the fleet)")
 	seed := fs.String("seed", "iotgate-fleet", "dtls: secret seed (as given to the fleet)")
+	observe := fs.Bool("observe", false, "coap: observe /19/0/0 after each Register (the exchange an LwM2M server adds to it)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -85,7 +90,7 @@ func baselineMain(args []string) error {
 	case "mochi":
 		addr, shutdown, err = serveMochiSized(*listen, *writesPending, *readBuffer)
 	case "coap":
-		addr, shutdown, err = serveCoAP(*listen)
+		addr, shutdown, err = serveCoAP(*listen, *observe)
 	case "dtls":
 		addr, shutdown, err = serveDTLS(*listen, identities{prefix: *prefix, seed: *seed})
 	default:
@@ -156,8 +161,9 @@ func serveMochiSized(addr string, writesPending, readBuffer int) (string, func()
 	return bound, func() { _ = mqtt.CloseBroker(s) }, nil
 }
 
-func serveCoAP(addr string) (string, func(), error) {
-	var next atomic.Int64
+func serveCoAP(addr string, observe bool) (string, func(), error) {
+	var next, observeFailed atomic.Int64
+	ctx, cancel := context.WithCancel(context.Background())
 	var regs sync.Map // registration id -> endpoint name
 	r := mux.NewRouter()
 	_ = r.Handle("/rd", mux.HandlerFunc(func(w mux.ResponseWriter, req *mux.Message) {
@@ -182,6 +188,11 @@ func serveCoAP(addr string) (string, func(), error) {
 		_ = w.SetResponse(codes.Created, message.TextPlain, nil,
 			message.Option{ID: message.LocationPath, Value: []byte("rd")},
 			message.Option{ID: message.LocationPath, Value: []byte(id)})
+		if observe {
+			// After the handler returns go-coap sends the 2.01; Observe
+			// blocks until the client's first answer, so it runs apart.
+			go observeAppData(ctx, w.Conn(), &observeFailed)
+		}
 	}))
 	_ = r.Handle("/rd/{id}", mux.HandlerFunc(func(w mux.ResponseWriter, req *mux.Message) {
 		id := req.RouteParams.Vars["id"]
@@ -201,11 +212,29 @@ func serveCoAP(addr string) (string, func(), error) {
 	}))
 	l, err := coapNet.NewListenUDP("udp", addr)
 	if err != nil {
+		cancel()
 		return "", nil, err
 	}
 	s := udp.NewServer(coapOptions.WithMux(r))
 	go func() { _ = s.Serve(l) }()
-	return l.LocalAddr().String(), func() { s.Stop(); _ = l.Close() }, nil
+	return l.LocalAddr().String(), func() {
+		cancel()
+		s.Stop()
+		_ = l.Close()
+		if n := observeFailed.Load(); n > 0 {
+			fmt.Fprintf(os.Stderr, "baseline coap: %d observes got no 2.05\n", n)
+		}
+	}, nil
+}
+
+// observeAppData observes /19/0/0 on cc and drops the notifications; it
+// counts an Observe that got no 2.05 in failed.
+func observeAppData(ctx context.Context, cc mux.Conn, failed *atomic.Int64) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if _, err := cc.Observe(ctx, "/19/0/0", func(*pool.Message) {}); err != nil {
+		failed.Add(1)
+	}
 }
 
 func serveDTLS(addr string, ids identities) (string, func(), error) {

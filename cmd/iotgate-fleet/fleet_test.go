@@ -168,7 +168,7 @@ func TestFleetAgainstBaselines(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer stopMQ()
-	cp, stopCoAP, err := serveCoAP("127.0.0.1:0")
+	cp, stopCoAP, err := serveCoAP("127.0.0.1:0", false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -293,7 +293,7 @@ func TestFleetReportsRefusals(t *testing.T) {
 // collect garbage (a heap profile with gc=1) before each memory sample,
 // so the per-device figure counts live memory; without it, never.
 func TestFleetCollectsBeforeMemorySamples(t *testing.T) {
-	cp, stopCoAP, err := serveCoAP("127.0.0.1:0")
+	cp, stopCoAP, err := serveCoAP("127.0.0.1:0", false)
 	if err != nil {
 		t.Fatal(err)
 	}

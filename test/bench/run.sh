@@ -21,7 +21,8 @@
 #      password file holding the same devices.
 #   2. MQTTS: $MQTTS_N devices, TLS and secret auth (no baseline).
 #   3. LwM2M NoSec: $LWM2M_N registrations held, the re-register storm;
-#      the same against a bare go-coap /rd handler.
+#      the same against a bare go-coap /rd handler, then against that
+#      handler observing /19/0/0 after each Register (as iotgate does).
 #   4. DTLS-PSK: $DTLS_N handshakes and registrations; the same handshakes
 #      against a bare pion/dtls server.
 #   5. The registry's Go benchmarks up to $REG_MAX devices.
@@ -217,6 +218,14 @@ if part lwm2m; then
   start_baseline coap "$GOCOAP_PORT"
   fleet gocoap-lwm2m -api "" -protocols lwm2m -n "$LWM2M_N" -coap "127.0.0.1:$GOCOAP_PORT" "${LWM2M_HOLD[@]}" \
     -server-pid "$BASE" -debug-url "http://127.0.0.1:$BASE_DEBUG_PORT" -pprof "$OUT/pprof/gocoap"
+  stop "$BASE"
+  # The same go-coap server observing /19/0/0 after each Register, the
+  # exchange an LwM2M server adds to it (iotgate does): the bare server's
+  # ratio is the target, this one says how much of the gap is that
+  # exchange's.
+  start_baseline coap "$GOCOAP_PORT" -observe
+  fleet gocoap-observe-lwm2m -api "" -protocols lwm2m -n "$LWM2M_N" -coap "127.0.0.1:$GOCOAP_PORT" "${LWM2M_HOLD[@]}" \
+    -server-pid "$BASE" -debug-url "http://127.0.0.1:$BASE_DEBUG_PORT" -pprof "$OUT/pprof/gocoap-observe"
   stop "$BASE"
 fi
 

@@ -318,12 +318,20 @@ func report(w io.Writer, dir string) error {
 	if err != nil {
 		return err
 	}
+	gco, err := load(dir, "gocoap-observe-lwm2m")
+	if err != nil {
+		return err
+	}
 	if gl != nil {
 		if gc != nil {
 			ratioRow(&t, "LwM2M NoSec re-register storm (registers/s)", gl.Reconnect, gc.Reconnect, "go-coap /rd", 0.80)
 			cpuRow(&t, "LwM2M re-register storm: CPU per register", gl.Reconnect, gc.Reconnect, "go-coap /rd")
 			ratioRow(&t, "LwM2M NoSec first register, activates the device (registers/s)", gl.Connect, gc.Connect, "go-coap /rd", 0)
 			t.add(row{metric: "LwM2M re-register latency p50 / p95 / p99", ours: lat(gl.Reconnect), base: "go-coap " + lat(gc.Reconnect)})
+		}
+		if gco != nil {
+			ratioRow(&t, "LwM2M NoSec re-register storm against go-coap that also observes /19/0/0 (registers/s)", gl.Reconnect, gco.Reconnect, "go-coap /rd + Observe", 0)
+			cpuRow(&t, "LwM2M re-register storm: CPU per register, both observing", gl.Reconnect, gco.Reconnect, "go-coap /rd + Observe")
 		}
 		if gl.Memory != nil {
 			t.add(row{metric: "LwM2M registrations held; server RSS per registration", ours: fmt.Sprintf("%d; %s", gl.Memory.Devices, kib(gl)),
