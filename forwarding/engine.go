@@ -100,6 +100,11 @@ type Options struct {
 	// flow-control policies lower it for the actions they apply to.
 	DrainRate float64
 	LeaseTTL  time.Duration
+	// Delivered, if set, observes each message its destination
+	// acknowledged: the action and the delay from the event's time (when
+	// the registry recorded it) to the acknowledgement, which is what
+	// forwarding adds to an uplink's way (iotgate_forwarding_delay_seconds).
+	Delivered func(actionID string, delay time.Duration)
 	// Backlog bounds each action's backlog; ChannelBacklog replaces it
 	// for the actions of a channel (by name). Zero fields take the
 	// defaults.

@@ -311,6 +311,7 @@ func (w *worker) send(ctx context.Context, ch Channel, m *Message) bool {
 		if err == nil {
 			w.failures.Store(0)
 			w.stats.Delivered.Add(1)
+			w.observe(m)
 			return true
 		}
 		if ctx.Err() != nil {
@@ -328,6 +329,13 @@ func (w *worker) send(ctx context.Context, ch Channel, m *Message) bool {
 		w.sleep(ctx, delay)
 	}
 	return false
+}
+
+// observe reports a delivered message's delay, from its event's time.
+func (w *worker) observe(m *Message) {
+	if w.o.Delivered != nil {
+		w.o.Delivered(w.a.ID, time.Since(time.Unix(0, m.at)))
+	}
 }
 
 // sendBatches delivers a lane's messages in batches: the whole lane at
@@ -353,6 +361,9 @@ func (w *worker) sendBatches(ctx context.Context, ch BatchChannel, lane []*Messa
 		if err == nil {
 			w.failures.Store(0)
 			w.stats.Delivered.Add(uint64(n))
+			for _, m := range lane[:n] {
+				w.observe(m)
+			}
 			lane = lane[n:]
 			continue
 		}

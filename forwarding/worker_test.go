@@ -602,8 +602,9 @@ func TestBatchChannel(t *testing.T) {
 	action := addAction(t, reg, "p", addRule(t, reg, "p", registry.RoutingRule{
 		Subject: registry.RuleSubject{Resource: registry.ResourceDeviceMessage, Event: registry.EventReport}}))
 	b := &batchFake{fakeChannel: newFake(nil)}
+	var delays delayLog
 	e := New(Options{Registry: reg, Poll: 5 * time.Millisecond, Reload: 20 * time.Millisecond, RetryBase: time.Millisecond,
-		RetryMax: 10 * time.Millisecond, DrainRate: 1e6, Lanes: 2,
+		RetryMax: 10 * time.Millisecond, DrainRate: 1e6, Lanes: 2, Delivered: delays.add,
 		Openers: map[string]Opener{registry.ChannelHTTP: func(context.Context, *registry.RuleAction) (Channel, error) { return b, nil }}})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -623,6 +624,74 @@ func TestBatchChannel(t *testing.T) {
 	if s := e.Stats(action); s.Delivered.Load() != 90 || s.Failures.Load() != 1 {
 		t.Errorf("delivered %d, failures %d; want 90 and 1", s.Delivered.Load(), s.Failures.Load())
 	}
+	delays.check(t, action, 90, 0)
+}
+
+// delayLog records what Options.Delivered observes.
+type delayLog struct {
+	mu     sync.Mutex
+	action map[string]int
+	delays []time.Duration
+}
+
+func (l *delayLog) add(action string, d time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.action == nil {
+		l.action = map[string]int{}
+	}
+	l.action[action]++
+	l.delays = append(l.delays, d)
+}
+
+// check wants n observations, all of action, each at least min and
+// within the test's time.
+func (l *delayLog) check(t *testing.T, action string, n int, min time.Duration) {
+	t.Helper()
+	// A delivery is observed after the channel returns, so a little after
+	// the channel counted it.
+	waitFor(t, fmt.Sprint(n, " delays"), 5*time.Second, func() bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return len(l.delays) >= n
+	})
+	time.Sleep(50 * time.Millisecond) // room for an observation too many
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.delays) != n || l.action[action] != n {
+		t.Fatalf("%d delays observed (%v by action), want %d of action %s", len(l.delays), l.action, n, action)
+	}
+	for _, d := range l.delays {
+		if d < min || d > time.Minute {
+			t.Errorf("delay %v, want within [%v, 1m]", d, min)
+		}
+	}
+}
+
+// Options.Delivered sees each acknowledged message once, with the delay
+// from its event's time, which includes the destination's own time; a
+// failed attempt is not observed.
+func TestDeliveredObservesDelay(t *testing.T) {
+	reg := testRegistry(t)
+	devs := fixture(t, reg, "p", 2)
+	action := addAction(t, reg, "p", addRule(t, reg, "p", registry.RoutingRule{
+		Subject: registry.RuleSubject{Resource: registry.ResourceDeviceMessage, Event: registry.EventReport}}))
+	const slow = 15 * time.Millisecond
+	tries := map[string]int{}
+	f := newFake(func(m *Message) error {
+		tries[m.RequestID]++
+		if tries[m.RequestID] == 1 {
+			return errors.New("busy")
+		}
+		time.Sleep(slow)
+		return nil
+	})
+	var delays delayLog
+	startEngine(t, reg, map[string]*fakeChannel{action: f}, Options{Lanes: 2, RetryBase: time.Millisecond,
+		RetryMax: time.Millisecond, DrainRate: 1e6, Delivered: delays.add})
+	uplinks(t, reg, devs, 5)
+	waitFor(t, "10 deliveries", 10*time.Second, func() bool { return f.count() == 10 })
+	delays.check(t, action, 10, slow)
 }
 
 // A flow-control policy lowers the drain rate of the actions it applies to.

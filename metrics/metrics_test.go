@@ -77,6 +77,8 @@ func TestSourcesAndHistograms(t *testing.T) {
 	m.Handshake("ok", 40*time.Millisecond)
 	m.Handshake("failed", time.Second)
 	m.Handshake("no such result", time.Second)
+	m.ForwardDelivered("a1", 20*time.Millisecond)
+	m.ForwardDelivered("a1", 3*time.Second)
 
 	fams := scrape(t, m.Handler(HandlerOptions{Open: true}), nil)
 	for _, tc := range []struct {
@@ -108,6 +110,7 @@ func TestSourcesAndHistograms(t *testing.T) {
 		{"iotgate_dtls_handshake_duration_seconds", []string{"result", "ok"}, 1},
 		{"iotgate_dtls_handshake_duration_seconds", []string{"result", "failed"}, 1},
 		{"iotgate_dtls_handshake_duration_seconds", []string{"result", "abandoned"}, 0},
+		{"iotgate_forwarding_delay_seconds", []string{"action", "a1"}, 2},
 	} {
 		if got := value(fams, tc.name, tc.labels...); got != tc.want {
 			t.Errorf("%s %v = %v, want %v", tc.name, tc.labels, got, tc.want)

@@ -102,8 +102,9 @@ func (c ForwardingConfig) validate() error {
 
 // newForwarding builds the delivery engine (package forwarding), nil when
 // forwarding is off; runForwarding runs it. lease elects the node of each
-// action (nil on a single node).
-func newForwarding(c ForwardingConfig, reg *registry.Registry, lease registry.Lease, log *slog.Logger) *forwarding.Engine {
+// action (nil on a single node); delivered observes each delivery's delay.
+func newForwarding(c ForwardingConfig, reg *registry.Registry, lease registry.Lease, log *slog.Logger,
+	delivered func(actionID string, delay time.Duration)) *forwarding.Engine {
 	if !c.Enabled {
 		return nil
 	}
@@ -114,6 +115,7 @@ func newForwarding(c ForwardingConfig, reg *registry.Registry, lease registry.Le
 	return forwarding.New(forwarding.Options{Registry: reg, Lease: lease, Logger: log.With("component", "forwarding"),
 		Reload: c.Reload, Poll: c.Poll, Lanes: c.Lanes, RetryBase: c.RetryBase, RetryMax: c.RetryMax, DrainRate: c.DrainRate,
 		Backlog: forwarding.BacklogBounds{MaxAge: c.Backlog.MaxAge, MaxSize: c.Backlog.MaxSize}, ChannelBacklog: channelBacklog, BacklogCheck: c.Backlog.Check,
+		Delivered: delivered,
 		Openers: map[string]forwarding.Opener{
 			registry.ChannelHTTP:  httpchan.Opener(httpchan.Options{CAs: reg, Timeout: c.PushTimeout, MaxConns: c.Lanes}),
 			registry.ChannelNATS:  natschan.Opener(natschan.Options{Timeout: c.PushTimeout}),

@@ -106,7 +106,7 @@ func run(configPath string) error {
 	if err != nil {
 		return err
 	}
-	fwd := newForwarding(cfg.Forwarding, reg, n.lease, log)
+	fwd := newForwarding(cfg.Forwarding, reg, n.lease, log, met.ForwardDelivered)
 	if err := met.AddSources(w.metricsSources(n.store, fwd)); err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
