@@ -100,6 +100,12 @@ type Options struct {
 	// Observer, when set, is told each write's latency and each
 	// transaction's size (the platform's metrics).
 	Observer groupcommit.Observer
+	// Layout declares the key families kept in tables of their own (the
+	// registry's: registry.StoreLayout and its subpackages'). Keys of no
+	// declared family are kept in the kv table. Every family's table must
+	// exist with the declared columns (the migrations create the
+	// registry's); Open refuses to start otherwise.
+	Layout []kv.Family
 }
 
 // ErrUnavailable wraps a failure to reach the database (a lost or
@@ -118,6 +124,7 @@ var ErrCommitUnknown = fmt.Errorf("pgkv: %w", kv.ErrOutcomeUnknown)
 // Store is kv.Store on PostgreSQL.
 type Store struct {
 	pool     *pgxpool.Pool
+	layout   *layout
 	log      *slog.Logger
 	maxBatch int
 	maxBytes int
@@ -153,6 +160,10 @@ type Stats struct {
 // Open connects to the database, applies the embedded migrations it
 // lacks, and starts the committer.
 func Open(ctx context.Context, o Options) (*Store, error) {
+	lay, err := newLayout(o.Layout)
+	if err != nil {
+		return nil, err
+	}
 	cfg, err := pgxpool.ParseConfig(o.URL)
 	if err != nil {
 		// pgx's parse errors quote the URL, redacting passwords only on a
@@ -166,7 +177,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pgkv: connect: %w", err)
 	}
-	if err := migrate(ctx, pool); err != nil {
+	if err := migrate(ctx, pool, lay); err != nil {
 		pool.Close()
 		return nil, err
 	}
@@ -177,6 +188,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	}
 	s := &Store{
 		pool:     pool,
+		layout:   lay,
 		log:      o.Logger,
 		maxBatch: o.MaxBatch,
 		maxBytes: o.MaxTxnBytes,
@@ -237,7 +249,7 @@ func (s *Store) View(ctx context.Context, fn func(kv.Reader) error) error {
 	// The pool drops a connection released inside a transaction, so one
 	// whose ROLLBACK failed is not reused.
 	defer conn.Release()
-	r := &reader{ctx: ctx, conn: conn, begin: sqlBeginView, view: true}
+	r := &reader{ctx: ctx, conn: conn, begin: sqlBeginView, view: true, lay: s.layout}
 	err = fn(r)
 	if r.begun {
 		// What fn read is valid whatever ending the read-only transaction
