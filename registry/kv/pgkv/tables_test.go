@@ -483,3 +483,57 @@ func TestTablesMoveFromKV(t *testing.T) {
 		t.Fatal("the model has keys of no family: kv should hold them")
 	}
 }
+
+// The activation centre's directory on the binary's layout: an Alibaba
+// product key and device name is one row of activation_entries, unique
+// by the database's constraint, found by device id through
+// activation_device_ids; a move under way is a row of activation_moves.
+func TestTablesActivationDirectory(t *testing.T) {
+	ctx := testContext(t)
+	url, err := needServer(t).Database(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := pgkv.Open(ctx, pgkv.Options{URL: url, Layout: fullLayout()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	d := regions.NewDirectory(s)
+	e := regions.Entry{ProductKey: "a1B2c3D4e5", DeviceName: "meter-1", ProjectID: "proj", DeviceID: "dev-1", Region: "cn-north-4"}
+	if _, err := d.Assign(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Update(ctx, e.ProductKey, e.DeviceName, func(cur *regions.Entry) error {
+		cur.From, cur.Region = cur.Region, "cn-east-3"
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := d.ByDeviceID(ctx, "dev-1"); err != nil || got.Region != "cn-east-3" {
+		t.Fatalf("by device id: %+v, %v", got, err)
+	}
+	var n int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM activation_entries WHERE product_key = $1 AND device_name = $2`,
+		e.ProductKey, e.DeviceName).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("activation_entries: %d rows, %v", n, err)
+	}
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM activation_device_ids WHERE device_id = 'dev-1'`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("activation_device_ids: %d rows, %v", n, err)
+	}
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM activation_moves`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("activation_moves: %d rows, %v", n, err)
+	}
+	if _, err := conn.Exec(ctx, `INSERT INTO activation_entries (product_key, device_name, entry) VALUES ($1, $2, '\x00')`,
+		e.ProductKey, e.DeviceName); err == nil || !strings.Contains(err.Error(), "23505") {
+		t.Fatalf("a second entry for the same Alibaba names: %v, want a unique violation", err)
+	}
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM kv`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("kv holds %d rows (%v), want none", n, err)
+	}
+}
