@@ -118,7 +118,7 @@ func (f *Family) fail(key []byte, format string, a ...any) error {
 // optional part is empty), or a *LayoutError.
 func (f *Family) Split(key []byte) ([][]byte, error) {
 	p := f.KeyPrefix()
-	if !f.Member(key) {
+	if len(key) < len(p) || string(key[:len(p)]) != p || (len(f.Parts) == 0 && len(key) != len(p)) {
 		return nil, f.fail(key, "not of the family")
 	}
 	rest := key[len(p):]

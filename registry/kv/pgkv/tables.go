@@ -139,10 +139,10 @@ func (l *layout) route(key []byte) *table {
 	}
 	for n := min(len(key), l.maxPrefix); n > 0; n-- {
 		if t, ok := l.byPrefix[string(key[:n])]; ok {
-			if t.fam.Member(key) {
+			if len(t.fam.Parts) > 0 || len(key) == n {
 				return t
 			}
-			return nil
+			return nil // a key beside a family without parts
 		}
 	}
 	return nil
