@@ -130,7 +130,7 @@ func newTableCursor(q querier, t *table, prefix, lo, hi []byte, reverse bool) *t
 func (c *tableCursor) next() ([]byte, []byte, bool, error) { return c.nextRow(c.fetch) }
 
 func (c *tableCursor) fetch() error {
-	sql, _ := c.t.rangeSQL(len(c.pins), c.loC, c.hiC, c.reverse)
+	sql := c.t.rangeSQL(len(c.pins), c.loC, c.hiC, c.reverse)
 	args := c.t.partArgs(c.pins)
 	for _, tc := range []*tupleCond{c.loC, c.hiC} {
 		if tc != nil {

@@ -264,7 +264,7 @@ func (t *table) add(w *writes, key, v []byte, del bool) {
 // rangeSQL is a page of the table's rows: pinned leading parts by
 // equality, then a row-value comparison for each bound (op over the
 // first n columns), in primary-key order.
-func (t *table) rangeSQL(pins int, lo, hi *tupleCond, reverse bool) (string, int) {
+func (t *table) rangeSQL(pins int, lo, hi *tupleCond, reverse bool) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "SELECT %s FROM %s WHERE true", t.sel, t.fam.Table)
 	arg := 0
@@ -293,7 +293,7 @@ func (t *table) rangeSQL(pins int, lo, hi *tupleCond, reverse bool) (string, int
 		fmt.Fprintf(&b, " ORDER BY %s", strings.Join(order, ", "))
 	}
 	fmt.Fprintf(&b, " LIMIT %s", next())
-	return b.String(), arg
+	return b.String()
 }
 
 // tupleCond is a row-value comparison: (first len(vals) columns) op vals.
