@@ -15,7 +15,8 @@
 # directory holding iotgate and iotgate-fleet (default: built from this
 # tree into OUT/bin). It prints one line: creates/s, the server's CPU per
 # create, ops per commit, the storms' rates and the load average, and
-# leaves the fleet's JSON summary in OUT/fleet.json.
+# leaves the fleet's JSON summary in OUT/fleet.json. PPROF=1 also saves
+# the server's CPU profiles of the create and connect storms in OUT/pprof.
 set -euo pipefail
 ENGINE=${1:?engine: badger or postgres}
 OUT=${2:?output directory}
@@ -92,6 +93,7 @@ curl -sf "http://127.0.0.1:$API_PORT/healthz" >/dev/null || { echo "pgpair: iotg
 
 COMMON=(-label "$ENGINE-$PROTO" -api "http://127.0.0.1:$API_PORT" -project bench -token "$TOKEN" -n "$N"
   -rounds 3 -server-pid "$GATE" -debug-url "http://127.0.0.1:$DEBUG_PORT" -json "$OUT/fleet.json")
+[ -n "${PPROF:-}" ] && COMMON+=(-pprof "$OUT/pprof")
 if [ "$PROTO" = lwm2m ]; then
   "$BIN/iotgate-fleet" "${COMMON[@]}" -protocols lwm2m -coap "127.0.0.1:$COAP_PORT" -uplink-interval 300s \
     -commands 100 -lifetime 3600 -concurrency 256 -graceful=false -hold 5s 2>>"$OUT/fleet.log" || true
