@@ -12,10 +12,11 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// The binary opens PostgreSQL with every package's layout, and the
-// migrations create exactly the tables that layout names (besides the
-// engine's own): no family of the binary is left in kv, and no table is
-// left without a family.
+// The binary opens PostgreSQL with every package's layout (a device
+// record is a row of devices, not of kv), and the migrations create
+// exactly the tables that layout names (besides the engine's own): no
+// family of the binary is left in kv, and no table is left without a
+// family.
 func TestStoreLayoutTables(t *testing.T) {
 	if err := kv.CheckLayout(storeLayout()); err != nil {
 		t.Fatal(err)
@@ -49,5 +50,15 @@ func TestStoreLayoutTables(t *testing.T) {
 	slices.Sort(want)
 	if !slices.Equal(got, want) {
 		t.Fatalf("tables %q\nwant %q", got, want)
+	}
+	if err := s.Update(ctx, func(tx kv.Txn) error { return tx.Set([]byte("d\x00dev-1"), []byte("record")) }); err != nil {
+		t.Fatal(err)
+	}
+	var devices, inKV int
+	if err := conn.QueryRow(ctx, `SELECT (SELECT count(*) FROM devices WHERE device_id = 'dev-1'), (SELECT count(*) FROM kv)`).Scan(&devices, &inKV); err != nil {
+		t.Fatal(err)
+	}
+	if devices != 1 || inKV != 0 {
+		t.Fatalf("a device record: %d rows in devices, %d in kv; want 1 and 0", devices, inKV)
 	}
 }
