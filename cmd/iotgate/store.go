@@ -6,13 +6,16 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/iotgate/iotgate/registry"
+	"github.com/iotgate/iotgate/registry/batchtask"
 	"github.com/iotgate/iotgate/registry/kv"
 	"github.com/iotgate/iotgate/registry/kv/badgerkv"
 	"github.com/iotgate/iotgate/registry/kv/groupcommit"
 	"github.com/iotgate/iotgate/registry/kv/pgkv"
+	"github.com/iotgate/iotgate/registry/regions"
 )
 
 // openedStore is the configured storage engine, open.
@@ -47,6 +50,12 @@ func openStore(ctx context.Context, c StoreConfig, dataDir string, log *slog.Log
 	return &openedStore{Store: s, stats: func() any { return s.Stats() }, size: s.Size, backup: s.Backup}, nil
 }
 
+// storeLayout is every key family the binary's packages store, for
+// engines that keep each in a table (pgkv).
+func storeLayout() []kv.Family {
+	return slices.Concat(registry.StoreLayout(), batchtask.StoreLayout(), regions.StoreLayout())
+}
+
 // Backoff between attempts to reach PostgreSQL at start.
 const (
 	pgFirstBackoff = 250 * time.Millisecond
@@ -68,7 +77,8 @@ func openPostgres(ctx context.Context, c PostgresConfig, log *slog.Logger, obs g
 	backoff := pgFirstBackoff
 	for attempt := 1; ; attempt++ {
 		actx, cancel := context.WithTimeout(ctx, min(pgAttemptTimeout, max(time.Until(deadline), time.Second)))
-		s, err := pgkv.Open(actx, pgkv.Options{URL: c.URL, MaxConns: c.MaxConns, Logger: log.With("component", "pgkv"), Observer: obs})
+		s, err := pgkv.Open(actx, pgkv.Options{URL: c.URL, MaxConns: c.MaxConns, Logger: log.With("component", "pgkv"), Observer: obs,
+			Layout: storeLayout()})
 		cancel()
 		switch {
 		case err == nil:

@@ -9,10 +9,10 @@
 // ordered keys (registry/keys.go lists every family), and every rule that
 // keeps them in agreement (an index entry is written in the transaction
 // that writes its record) lives once, in the domain, instead of once per
-// engine. A SQL engine maps the seam onto one table (key bytea primary
-// key, value bytea) whose B-tree gives the ordered scans; its
-// serialisation failures are reported as ErrConflict and the domain
-// re-runs the write. Counters that every create rewrites are sharded by
+// engine. A SQL engine maps each key family onto a table of its own,
+// described by the families' Layout (layout.go: typed key parts as the
+// primary key, whose B-tree gives the ordered scans); its serialisation
+// failures are reported as ErrConflict and the domain re-runs the write. Counters that every create rewrites are sharded by
 // the domain (see registry/keys.go), so no engine sees one contended key
 // per project or product.
 package kv

@@ -65,7 +65,7 @@ func (s *Store) run(ctx context.Context, ops []*groupcommit.Op, results []error)
 	}
 	// The pool drops a connection released inside a transaction.
 	defer conn.Release()
-	b := newBatch(ctx, conn)
+	b := newBatch(ctx, conn, s.layout)
 	// abort ends a transaction left open by a failure.
 	abort := func() {
 		if pc := conn.Conn().PgConn(); !pc.IsClosed() && pc.TxStatus() != 'I' {

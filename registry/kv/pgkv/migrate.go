@@ -60,7 +60,10 @@ func loadMigrations(fsys fs.FS) ([]migration, error) {
 // migrate brings the database's schema to this binary's version, under
 // an advisory lock so that nodes starting together migrate once. A
 // database whose schema is newer than this binary knows is refused.
-func migrate(ctx context.Context, pool *pgxpool.Pool) error {
+// With a layout, it then checks the families' tables and moves the rows
+// of declared families that the kv table still holds into them, under
+// the same lock, before the store serves.
+func migrate(ctx context.Context, pool *pgxpool.Pool, lay *layout) error {
 	ms, err := loadMigrations(migrations)
 	if err != nil {
 		return err
@@ -110,5 +113,12 @@ func migrate(ctx context.Context, pool *pgxpool.Pool) error {
 			return dbError("migration "+m.name, err)
 		}
 	}
-	return nil
+	if lay == nil {
+		return nil
+	}
+	if err := lay.checkSchema(ctx, conn); err != nil {
+		return err
+	}
+	_, err = lay.moveFromKV(ctx, conn)
+	return err
 }

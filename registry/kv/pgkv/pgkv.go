@@ -1,17 +1,33 @@
 // Package pgkv is the shared storage engine of iotgate: kv.Store on
 // PostgreSQL (through pgx), for several nodes on one database.
 //
-// Why a key-value table: the registry's storage seam is an ordered,
-// transactional key-value store (see registry/kv), and its key families
-// (records, every index, deadline queues, sharded counters; see
-// registry/keys.go) are laid out so that each is a key range. Here they
-// all live in one table, kv (key bytea primary key, value bytea), so each
-// family is a range of that table's primary-key B-tree: a hot-path lookup
-// (a device by id, by node id, by fingerprint) is one index lookup, a
-// listing or a deadline sweep is one index range scan, and the rules
-// that keep records and their index entries in agreement stay in the
-// domain, once, for every engine. bytea compares byte by byte, which is
-// the order the registry's keys are built for.
+// Tables: the registry's storage seam is an ordered, transactional
+// key-value store (see registry/kv), and its key families (records,
+// every index, deadline queues, sharded counters; see registry/keys.go)
+// are laid out so that each is a key range. Here each family the layout
+// declares (Options.Layout: registry.StoreLayout and its subpackages')
+// is a table of its own, created by the embedded migrations: the key's
+// parts are typed columns (text in the "C" collation, fixed-length
+// bytea) and the primary key, the value a typed column. So every
+// hot-path index is a unique constraint the database enforces (devices
+// by device_id, node_ids for CoAP products, product_node_ids,
+// fingerprints, activation_entries by Alibaba product key and device
+// name), a lookup is one primary-key lookup, and the rows can be read
+// with plain SQL. A scan within a family is a range query on its table
+// (equality on the parts its prefix fixes, row-value comparisons for
+// its bounds, in primary-key order); the table's order is the keys'
+// byte order because text parts hold no 0 byte and binary parts have a
+// fixed length (kv.Family.Split refuses a key that breaks this: a
+// registry bug, reported as an error naming the family, never stored
+// elsewhere). A scan across families visits their tables in key order,
+// merged with the kv table (key bytea primary key, value bytea), which
+// keeps the keys of no declared family. Open checks each declared
+// family's table and its columns (a binary newer than its schema stops
+// there rather than write to the wrong table), and moves the rows of
+// declared families that kv still holds (a database of an earlier
+// version) into their tables, a thousand rows a transaction, under the
+// migration lock. The rules that keep records and their index entries
+// in agreement stay in the domain, once, for every engine.
 //
 // Transactions: Update runs in a SERIALIZABLE transaction. Like the
 // Badger engine, one committer goroutine per Store packs the Updates
@@ -19,9 +35,9 @@
 // Update's reads go to the database inside that transaction, its writes
 // are staged in memory (and seen by its own reads and by the Updates
 // after it in the batch), and the writes of the Updates whose functions
-// succeeded are applied at the end with two batched statements (an
-// upsert from unnest arrays and a DELETE ... = ANY), sent with COMMIT in
-// one round trip; BEGIN goes out with the first read. A View runs in a
+// succeeded are applied at the end with one upsert (from unnest
+// arrays) and one delete (= ANY, or IN over unnest) per table the batch
+// touches, sent with COMMIT in one round trip; BEGIN goes out with the first read. A View runs in a
 // REPEATABLE READ READ ONLY transaction, begun the same way: one
 // snapshot, which never conflicts. Scans are range queries on the primary key, fetched in pages (32
 // rows, doubling to 256, fewer when rows are large), so a scan that stops
@@ -51,7 +67,8 @@
 // today), with the server's defaults for durability (fsync and
 // synchronous_commit on: an acknowledged Update is on disk). The SQL is
 // kept to the subset CockroachDB and YugabyteDB also run: plain tables,
-// INSERT ... ON CONFLICT, unnest and = ANY over arrays, no LISTEN/NOTIFY,
+// INSERT ... ON CONFLICT, unnest and = ANY over arrays, row-value
+// comparisons, information_schema, no LISTEN/NOTIFY,
 // no stored procedures, and no advisory lock in the data path (one is
 // taken only while the embedded migrations are applied at Open). Neither
 // is tested in CI.
@@ -100,6 +117,12 @@ type Options struct {
 	// Observer, when set, is told each write's latency and each
 	// transaction's size (the platform's metrics).
 	Observer groupcommit.Observer
+	// Layout declares the key families kept in tables of their own (the
+	// registry's: registry.StoreLayout and its subpackages'). Keys of no
+	// declared family are kept in the kv table. Every family's table must
+	// exist with the declared columns (the migrations create the
+	// registry's); Open refuses to start otherwise.
+	Layout []kv.Family
 }
 
 // ErrUnavailable wraps a failure to reach the database (a lost or
@@ -118,6 +141,7 @@ var ErrCommitUnknown = fmt.Errorf("pgkv: %w", kv.ErrOutcomeUnknown)
 // Store is kv.Store on PostgreSQL.
 type Store struct {
 	pool     *pgxpool.Pool
+	layout   *layout
 	log      *slog.Logger
 	maxBatch int
 	maxBytes int
@@ -153,6 +177,10 @@ type Stats struct {
 // Open connects to the database, applies the embedded migrations it
 // lacks, and starts the committer.
 func Open(ctx context.Context, o Options) (*Store, error) {
+	lay, err := newLayout(o.Layout)
+	if err != nil {
+		return nil, err
+	}
 	cfg, err := pgxpool.ParseConfig(o.URL)
 	if err != nil {
 		// pgx's parse errors quote the URL, redacting passwords only on a
@@ -166,7 +194,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pgkv: connect: %w", err)
 	}
-	if err := migrate(ctx, pool); err != nil {
+	if err := migrate(ctx, pool, lay); err != nil {
 		pool.Close()
 		return nil, err
 	}
@@ -177,6 +205,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	}
 	s := &Store{
 		pool:     pool,
+		layout:   lay,
 		log:      o.Logger,
 		maxBatch: o.MaxBatch,
 		maxBytes: o.MaxTxnBytes,
@@ -237,7 +266,7 @@ func (s *Store) View(ctx context.Context, fn func(kv.Reader) error) error {
 	// The pool drops a connection released inside a transaction, so one
 	// whose ROLLBACK failed is not reused.
 	defer conn.Release()
-	r := &reader{ctx: ctx, conn: conn, begin: sqlBeginView, view: true}
+	r := &reader{ctx: ctx, conn: conn, begin: sqlBeginView, view: true, lay: s.layout}
 	err = fn(r)
 	if r.begun {
 		// What fn read is valid whatever ending the read-only transaction

@@ -2,9 +2,6 @@ package pgkv
 
 import (
 	"bytes"
-
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgtype"
 )
 
 // Range queries on the primary key: [lo, hi), or [lo, ∞) when the range
@@ -86,60 +83,6 @@ func (p *page) add(k, v []byte) {
 func (p *page) row(i int) (k, v []byte) {
 	r := p.rows[i]
 	return p.buf[r[0]:r[1]:r[1]], p.buf[r[2]:r[3]:r[3]]
-}
-
-// scanDB calls fn for the stored rows in [lo, hi), ascending or
-// descending, fetching them in pages, until fn returns false or an error.
-// Query errors are returned unclassified.
-func scanDB(query querier, lo, hi []byte, reverse bool, fn func(k, v []byte) (bool, error)) error {
-	limit := firstPageRows
-	var p page
-	for {
-		var rows pgx.Rows
-		var err error
-		switch {
-		case hi != nil && !reverse:
-			rows, err = query(sqlAsc, lo, hi, limit)
-		case hi != nil:
-			rows, err = query(sqlDesc, lo, hi, limit)
-		case !reverse:
-			rows, err = query(sqlAscOpen, lo, limit)
-		default:
-			rows, err = query(sqlDescOpen, lo, limit)
-		}
-		if err != nil {
-			return err
-		}
-		p.reset()
-		for rows.Next() {
-			var k, v pgtype.DriverBytes
-			if err := rows.Scan(&k, &v); err != nil {
-				rows.Close()
-				return err
-			}
-			p.add(k, v)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		for i := range p.rows {
-			k, v := p.row(i)
-			if more, err := fn(k, v); err != nil || !more {
-				return err
-			}
-		}
-		if len(p.rows) < limit {
-			return nil
-		}
-		last, _ := p.row(len(p.rows) - 1)
-		if reverse {
-			hi = bytes.Clone(last)
-		} else {
-			lo = append(bytes.Clone(last), 0)
-		}
-		limit = nextLimit(limit, len(p.buf), len(p.rows))
-	}
 }
 
 // nextLimit doubles the page up to maxPageRows, and sizes it to about

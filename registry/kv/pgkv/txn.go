@@ -2,6 +2,7 @@ package pgkv
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -24,6 +25,7 @@ type reader struct {
 	begun bool
 	// view: ctx is the caller's, and its end is not the database's fault.
 	view bool
+	lay  *layout
 	err  error // the first failed read, classified
 }
 
@@ -88,7 +90,10 @@ func (b *batchRows) Err() error {
 }
 
 func (r *reader) Get(key []byte) ([]byte, error) {
-	v, found, err := getDB(r.query, key)
+	v, found, err := getDB(r.query, r.lay, key)
+	if le := (*kv.LayoutError)(nil); errors.As(err, &le) {
+		return nil, err // nothing was sent: the transaction goes on
+	}
 	if err != nil {
 		return nil, r.fail("get", err)
 	}
@@ -104,7 +109,7 @@ func (r *reader) Scan(prefix, from []byte, reverse bool, fn func(k, v []byte) (b
 		return nil
 	}
 	var fnErr error
-	err := scanDB(r.query, lo, hi, reverse, func(k, v []byte) (bool, error) {
+	err := each(r.lay.scanCursor(r.query, prefix, lo, hi, reverse), func(k, v []byte) (bool, error) {
 		more, err := fn(k, v)
 		fnErr = err
 		return more, err
@@ -115,9 +120,21 @@ func (r *reader) Scan(prefix, from []byte, reverse bool, fn func(k, v []byte) (b
 	return err
 }
 
-// getDB reads one key; the value is the caller's (never nil when found).
-func getDB(query querier, key []byte) ([]byte, bool, error) {
-	rows, err := query(sqlGet, key)
+// getDB reads one key, from its family's table or from kv; the value is
+// the caller's (never nil when found). A key its family cannot hold is a
+// *kv.LayoutError, and nothing is sent.
+func getDB(query querier, lay *layout, key []byte) ([]byte, bool, error) {
+	var rows pgx.Rows
+	var err error
+	if t := lay.route(key); t != nil {
+		parts, perr := t.fam.Split(key)
+		if perr != nil {
+			return nil, false, fmt.Errorf("pgkv: %w", perr)
+		}
+		rows, err = query(t.get, t.partArgs(parts)...)
+	} else {
+		rows, err = query(sqlGet, key)
+	}
 	if err != nil {
 		return nil, false, err
 	}
@@ -159,9 +176,9 @@ type cached struct {
 	found bool
 }
 
-func newBatch(ctx context.Context, conn *pgxpool.Conn) *batch {
+func newBatch(ctx context.Context, conn *pgxpool.Conn, lay *layout) *batch {
 	return &batch{
-		reader: reader{ctx: ctx, conn: conn, begin: sqlBeginUpdate},
+		reader: reader{ctx: ctx, conn: conn, begin: sqlBeginUpdate, lay: lay},
 		read:   make(map[string]cached),
 		writes: make(map[string][]byte),
 	}
@@ -176,7 +193,10 @@ func (b *batch) get(key []byte) ([]byte, bool, error) {
 	if c, ok := b.read[string(key)]; ok {
 		return c.v, c.found, nil
 	}
-	v, found, err := getDB(b.query, key)
+	v, found, err := getDB(b.query, b.lay, key)
+	if le := (*kv.LayoutError)(nil); errors.As(err, &le) {
+		return nil, false, err
+	}
 	if err != nil {
 		return nil, false, b.fail("get", err)
 	}
@@ -203,14 +223,23 @@ func (b *batch) keep(t *txn) {
 // wrote; a batch that neither read nor wrote queues nothing.
 func (b *batch) queueEnd(q *pgx.Batch, marker []byte, spent [][]byte) (wrote bool) {
 	var setK, setV, delK [][]byte
+	var perTable []writes // by table index, for a fixed statement order
+	if b.lay != nil {
+		perTable = make([]writes, len(b.lay.tables))
+	}
 	for _, k := range b.order {
-		if v := b.writes[k]; v != nil {
+		v := b.writes[k]
+		if t := b.lay.route([]byte(k)); t != nil {
+			t.add(&perTable[t.idx], []byte(k), v, v == nil)
+			continue
+		}
+		if v != nil {
 			setK, setV = append(setK, []byte(k)), append(setV, v)
 		} else {
 			delK = append(delK, []byte(k))
 		}
 	}
-	wrote = len(setK)+len(delK) > 0
+	wrote = len(b.order) > 0
 	if !wrote && !b.begun {
 		return false
 	}
@@ -222,6 +251,15 @@ func (b *batch) queueEnd(q *pgx.Batch, marker []byte, spent [][]byte) (wrote boo
 	}
 	if len(delK) > 0 {
 		q.Queue(sqlDeleteMany, delK)
+	}
+	for i := range perTable {
+		t, w := b.lay.tables[i], &perTable[i]
+		if w.dels > 0 {
+			q.Queue(t.del, w.delCols...)
+		}
+		if w.sets > 0 {
+			q.Queue(t.upsert, w.setCols...)
+		}
 	}
 	if wrote {
 		q.Queue(sqlMark, marker)
@@ -304,7 +342,7 @@ func (t *txn) Scan(prefix, from []byte, reverse bool, fn func(k, v []byte) (bool
 		return more, err
 	}
 	err := mergeScan(func(f func(k, v []byte) (bool, error)) error {
-		return scanDB(t.b.query, lo, hi, reverse, f)
+		return each(t.b.lay.scanCursor(t.b.query, prefix, lo, hi, reverse), f)
 	}, own, value, reverse, visit)
 	if err != nil && err != fnErr {
 		return t.b.fail("scan", err)
@@ -313,12 +351,18 @@ func (t *txn) Scan(prefix, from []byte, reverse bool, fn func(k, v []byte) (bool
 }
 
 func (t *txn) Set(key, value []byte) error {
+	if err := t.b.lay.checkWrite(key, value, false); err != nil {
+		return err
+	}
 	// A copy, never nil (nil stages a delete).
 	t.put(string(key), append(make([]byte, 0, len(value)), value...))
 	return nil
 }
 
 func (t *txn) Delete(key []byte) error {
+	if err := t.b.lay.checkWrite(key, nil, true); err != nil {
+		return err
+	}
 	t.put(string(key), nil)
 	return nil
 }

@@ -1,0 +1,139 @@
+package registry
+
+import (
+	"bytes"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"net/netip"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/iotgate/iotgate/registry/guard"
+	"github.com/iotgate/iotgate/registry/kv"
+)
+
+// famConstants reads the fam* constants of keys.go: the families the
+// registry builds keys of.
+func famConstants(t *testing.T) map[string]string {
+	t.Helper()
+	f, err := parser.ParseFile(token.NewFileSet(), "keys.go", nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, d := range f.Decls {
+		g, ok := d.(*ast.GenDecl)
+		if !ok || g.Tok != token.CONST {
+			continue
+		}
+		for _, s := range g.Specs {
+			vs := s.(*ast.ValueSpec)
+			for i, n := range vs.Names {
+				if !strings.HasPrefix(n.Name, "fam") || i >= len(vs.Values) {
+					continue
+				}
+				lit, ok := vs.Values[i].(*ast.BasicLit)
+				if !ok || lit.Kind != token.STRING {
+					t.Fatalf("%s: not a string literal", n.Name)
+				}
+				v, _ := strconv.Unquote(lit.Value)
+				out[n.Name] = v
+			}
+		}
+	}
+	return out
+}
+
+// Every family of keys.go is declared, and the layout is well formed.
+func TestStoreLayoutDeclaresEveryFamily(t *testing.T) {
+	layout := StoreLayout()
+	if err := kv.CheckLayout(layout); err != nil {
+		t.Fatal(err)
+	}
+	declared := map[string]bool{}
+	for _, f := range layout {
+		declared[f.Name] = true
+	}
+	consts := famConstants(t)
+	if len(consts) < 50 {
+		t.Fatalf("found %d fam constants in keys.go: the parser missed them", len(consts))
+	}
+	for name, v := range consts {
+		if !declared[v] {
+			t.Errorf("%s (%q) is not declared in StoreLayout (keylayout.go)", name, v)
+		}
+	}
+	// The deadline indexes are byte prefixes, not fam constants.
+	for _, p := range [][]byte{expiryPrefix, asyncDeadlinePrefix, downlinkDeadlinePrefix} {
+		if !declared[string(p[:len(p)-1])] {
+			t.Errorf("deadline family %q is not declared", p)
+		}
+	}
+}
+
+// Keys the registry builds, with its own functions, split by their
+// family's layout and put back together, give the same bytes; every
+// declared family is exercised.
+func TestStoreLayoutRoundTrips(t *testing.T) {
+	// Times and positions whose bytes hold 0s and separators.
+	at := time.Unix(0, 0x0100_0000_0000_0001)
+	pkg := &OTAPackage{ProductID: "prod", PackageType: "firmwarePackage", Version: "v1.0"}
+	keys := [][]byte{
+		deviceKey("dev_1"), nodeKey("node-1"), productNodeKey("prod", "node-1"), fingerprintKey("ab12"),
+		projectDeviceKey("proj", "0011aa"), productDeviceKey("prod", "0011aa"), gatewayDeviceKey("gw", "0011aa"),
+		statusTimeKey("dev_1"), expiryKey(at, "dev_1"), productKey("prod"), projectProductKey("proj", "01"),
+		certKey("proj", "cert"), projectCountKey("proj"), counterShard(nil, projectCountKey("proj")),
+		productCountKey("prod"), counterShard(nil, productCountKey("prod")), counterShard(nil, gatewayCountKey("gw")),
+		counterShard(nil, groupCountKey("proj")), counterShard(nil, memberCountKey("grp")),
+		asyncKey("cmd"), asyncDeviceKey("dev", "01"), asyncPendingKey("dev", "01"), asyncDeadlineKey(at, "cmd"),
+		asyncCountKey("dev"), messageKey("dev", "01"), messageCountKey("dev"), shadowKey("dev"), desiredKey("dev"),
+		tagKey("proj", Tag{Key: "k", Value: "值"}, "01"), tagKey("proj", Tag{Key: "k"}, "01"),
+		downlinkKey("dev", "msg"), downlinkListKey("dev", "01"), downlinkHeldKey("dev", "01"),
+		downlinkDeadlineKey(at, "dev", "msg"), downlinkMetaKey("dev"),
+		eventStreamKey(0x0000_0100_0000_0000), eventKey("proj", 0x0000_0000_0000_0100), eventKey("proj", 0),
+		eventSeqKey("dev"), eventHorizonKey("proj"), eventConsumerKey("proj", "c"), eventPositionKey,
+		leaseKey("sweep"), keyCheckKey(), nodeBeatKey("node-a"), presenceKey("dev"),
+		banKey(guard.Target{Identity: "client-1"}), banKey(guard.Target{Prefix: netip.MustParsePrefix("10.0.0.0/8")}), routingRuleKey("proj", "r"), ruleActionKey("proj", "a"),
+		flowPolicyKey("proj", "f"), backlogPolicyKey("proj", "b"), sessionRecordKey("dev"), sessionHandleKey("h"),
+		groupKey("proj", "grp"), groupNameKey("proj", "名前"), subGroupKey("sup", "grp"), groupMemberKey("grp", "01"),
+		deviceGroupKey("dev", "grp"), packageKey("proj", "pkg"), packageVersionKey(pkg), packageChunkKey("pkg", 0),
+		packageChunkKey("pkg", 256), upgradeKey("proj", "up"), upgradeItemKey("up", "dev"), firmwareSlotsKey("t:task"),
+	}
+	checkRoundTrips(t, StoreLayout(), keys)
+}
+
+// checkRoundTrips splits each key by the family it belongs to and
+// rebuilds it; every family must own one key at least.
+func checkRoundTrips(t *testing.T, layout []kv.Family, keys [][]byte) {
+	t.Helper()
+	used := map[string]bool{}
+	for _, k := range keys {
+		var fam *kv.Family
+		for i := range layout {
+			if layout[i].Member(k) {
+				fam = &layout[i]
+			}
+		}
+		if fam == nil {
+			t.Errorf("key %q: no family declared", k)
+			continue
+		}
+		used[fam.Name] = true
+		parts, err := fam.Split(k)
+		if err != nil {
+			t.Errorf("key %q: %v", k, err)
+			continue
+		}
+		if back := fam.AppendKey(nil, parts); !bytes.Equal(back, k) {
+			t.Errorf("key %q: rebuilt as %q", k, back)
+		}
+	}
+	for _, f := range layout {
+		if !used[f.Name] {
+			t.Errorf("family %q (%s): no key of it in the round-trip test", f.Name, f.Table)
+		}
+	}
+}
