@@ -92,6 +92,9 @@ type eventRelay struct {
 	// batch bounds the entries of one relay transaction (relayBatch;
 	// tests make it small).
 	batch int
+	// afterRead, when set (tests), runs between a batch's snapshot and
+	// its write: where another relay may commit.
+	afterRead func()
 	// wake has the relay loop run a batch now (capacity 1).
 	wake chan struct{}
 	// holding: this node held the relay's lease at its last renewal, so
@@ -260,6 +263,9 @@ func (r *Registry) relayBatch(ctx context.Context) (int, bool, error) {
 		// write through the commit queue.
 		rl.resume = nil
 		return 0, false, err
+	}
+	if rl.afterRead != nil {
+		rl.afterRead()
 	}
 	err = r.write(ctx, func(w Writer) error {
 		cur, err := readEventPosition(w)

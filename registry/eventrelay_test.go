@@ -660,3 +660,47 @@ func padFamilies(t *testing.T, s kv.Store) {
 		}
 	}
 }
+
+// A relay whose batch another relay moved between its snapshot and its
+// write (two nodes that both believe they hold the lease) finds the
+// position counter changed and reads again: nothing is relayed twice.
+func TestRelayRacedBatchReadsAgain(t *testing.T) {
+	for _, engine := range relayEngines {
+		t.Run(engine.name, func(t *testing.T) {
+			rs := clusterOf(t, 2, engine.store(t), nil, nil)
+			a, b := rs[0], rs[1]
+			ctx := context.Background()
+			mustProduct(t, a, "proj", "prod", "MQTT")
+			d, err := a.CreateDevice(ctx, NewDevice{ProjectID: "proj", ProductID: "prod", NodeID: "n"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for j := range 3 {
+				if err := b.AddMessage(ctx, d.DeviceID, Message{MessageID: fmt.Sprint("m", j), Payload: []byte("x")}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			raced := 0
+			a.relay.afterRead = func() {
+				if raced++; raced > 1 {
+					return
+				}
+				// b moves a's batch, and one more uplink arrives.
+				if n, err := b.RelayEvents(ctx); err != nil || n != 4 {
+					t.Errorf("b relayed %d, %v; want 4", n, err)
+				}
+				if err := b.AddMessage(ctx, d.DeviceID, Message{MessageID: "m3", Payload: []byte("x")}); err != nil {
+					t.Error(err)
+				}
+			}
+			if n, err := a.RelayEvents(ctx); err != nil || n != 1 {
+				t.Fatalf("a relayed %d, %v; want 1 (the uplink after b's batch)", n, err)
+			}
+			c := newStreamCheck("proj")
+			c.readAll(t, a, 5)
+			if got := c.order; !slicesEqual(got, []string{"m0", "m1", "m2", "m3"}) {
+				t.Fatalf("uplinks in stream order: %v", got)
+			}
+		})
+	}
+}
