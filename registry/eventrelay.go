@@ -21,21 +21,25 @@ import (
 // different devices then touch no common key, whichever node runs them.
 //
 // One relay per cluster, the holder of the relayLease, moves outbox
-// entries into the project streams: one transaction reads up to
-// relayBatch entries, takes their positions from the cluster's counter
-// (eventPositionKey, which only relays write now), writes them under
+// entries into the project streams in batches: a snapshot reads up to
+// relayBatch entries and the cluster's counter (eventPositionKey, which
+// only relays write now); then one transaction, if the counter is still
+// the same, takes the next positions, writes the entries under
 // ep/{project}/{position}, deletes them from the outbox and stores the
-// counter. What makes that correct:
+// counter (relayBatch; why the entries are not read in the transaction
+// itself: relayEvents). What makes that correct:
 //
 //   - Per-device order. A device's seq s+1 is taken by a write that read
-//     the seq key s's write wrote, so it commits after it; a snapshot that
-//     holds s+1 holds s. The outbox holds exactly a device's events not
-//     yet relayed, and they are contiguous in seq order: a snapshot's
+//     the seq key s's write wrote (after the create, which writes none:
+//     the device record it wrote), so it commits after it; a snapshot
+//     that holds s+1 holds s. The outbox holds exactly a device's events
+//     not yet relayed, and they are contiguous in seq order: a snapshot's
 //     entries of one device are its next seqs, in key order. A batch cut
-//     by relayBatch takes the first entries of its last device (its lowest
-//     seqs) and leaves the rest for the next batch, which resumes at the
-//     start of that device's entries (relayResume): no device's entries are
-//     ever split between the two ends of one scan, and a batch never
+//     by relayBatch takes the first entries of its last device (its
+//     lowest seqs) and leaves the rest for the next batch, which resumes
+//     at the start of that device's entries (eventRelay.resume): no
+//     device's entries are ever split between the two ends of one scan,
+//     and a batch never
 //     relays a seq before a lower one. So no entry is held back, and no
 //     per-device state outside the store is needed: the outbox itself is
 //     the relay's memory, and a relay that takes over from another one
@@ -47,8 +51,10 @@ import (
 //     the other, each above the last. A reader never sees a position whose
 //     predecessors are still to commit.
 //   - Exactly once. An entry is deleted in the transaction that writes it
-//     into the stream, and two transactions that delete the same entry
-//     conflict on the counter. A relay killed mid-batch committed nothing;
+//     into the stream; two transactions that delete the same entry
+//     conflict on the counter, and one whose snapshot is older than
+//     another's commit finds the counter changed and reads again
+//     (errRelayRaced). A relay killed mid-batch committed nothing;
 //     the next holder of the lease relays the same entries. A dead node's
 //     entries are the outbox's like any other.
 //   - A device deleted and created again starts its seqs over at 1, whose
