@@ -326,6 +326,9 @@ func statusHistory(t *testing.T, r *Registry, dev string) []string {
 	t.Helper()
 	var out []string
 	var cursor uint64
+	if _, err := r.RelayEvents(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	for {
 		p, err := r.Events(context.Background(), "proj", cursor, MaxEventsPage)
 		if err != nil {
@@ -573,6 +576,9 @@ func TestClusterEventPositions(t *testing.T) {
 		}
 	}
 	wg.Wait()
+	if _, err := b.RelayEvents(ctx); err != nil {
+		t.Fatal(err)
+	}
 	for _, r := range []*Registry{a, b} {
 		seqs := map[string]uint64{}
 		seen := map[uint64]bool{}

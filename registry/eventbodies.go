@@ -75,6 +75,9 @@ func (r *Registry) deviceEvent(w Writer, old, d *Device, ev *encodedEvent) error
 	}
 	var err error
 	if old == nil {
+		if err := r.relayLeftovers(w, d.DeviceID); err != nil {
+			return err
+		}
 		err = r.appendAfter(w, *ev, 0)
 	} else {
 		err = r.appendEncoded(w, *ev)

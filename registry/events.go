@@ -329,7 +329,8 @@ func decodeBinaryEvent(project string, pos uint64, v []byte) (Event, error) {
 
 // appendEvent records ev in w's transaction: it takes the device's next
 // seq (read and written under w, so concurrent writes never share one)
-// and the next stream position. Call it from a write function, after the
+// and, on one node, the next stream position; on a cluster it stores the
+// event in the outbox, for the relay to give it its position. Call it from a write function, after the
 // checks that may refuse the write: a refused write keeps no event.
 // ev.Header.DeviceID and ev.ProjectID must be set (newDeviceEvent does).
 func (r *Registry) appendEvent(w Writer, ev Event) error {
@@ -357,6 +358,11 @@ func (r *Registry) appendAfter(w Writer, e encodedEvent, seq uint64) error {
 	seq++
 	if err := r.events.setSeq(w, e.device, seq); err != nil {
 		return err
+	}
+	if r.events.shared {
+		// A cluster's write leaves the position to the relay
+		// (eventrelay.go).
+		return appendOutbox(w, e, seq)
 	}
 	// The record is set under a copy: the op may run again (in the next
 	// transaction) with another seq.

@@ -29,16 +29,29 @@ import (
 // per-device seqs have none.
 //
 // Nodes of a cluster cannot count locally: writes of several nodes
-// commit concurrently. There (Options.Node set) the last position handed
-// out is a key of the store (eventPositionKey), read and rewritten by
-// every write that records an event, inside its transaction: the engines
-// run such writes serially (Badger's one committer, PostgreSQL's
-// SERIALIZABLE transactions, which conflict on that key and are re-run),
-// so positions are unique and increase in commit order, and no reader can
-// see a position whose predecessors are still to commit. A batch of the
-// group commit reads the key once from the store; its later writes read
-// the value the earlier ones staged. nextPosition is the one place that
-// assigns positions.
+// commit concurrently. Nor do they take positions in their writes: a
+// counter in the store, read and rewritten by every write that records
+// an event, made such writes of all nodes conflict on one row and run
+// one after the other (BENCHMARKS.md, "Capacity model"). There
+// (Options.Node set) a write that records an event stores it in the
+// cluster's outbox instead, under its device and its per-device seq
+// (eventOutboxKey), and touches no key another device's write touches.
+// One relay per cluster (the holder of a lease) moves outbox entries
+// into the project streams in batches: each batch is one transaction
+// that reads the last position handed out (eventPositionKey, which only
+// relay transactions write), gives its events the next positions,
+// deletes them from the outbox and stores the counter. Relay
+// transactions conflict with each other on the counter, so batches
+// commit one after the other and positions still increase in commit
+// order: no reader sees a position whose predecessors are still to
+// commit. Each device's events enter the stream in seq order, exactly
+// once; why, and how the relay is woken: eventrelay.go. An event waits
+// in the outbox for about a relay transaction (woken by the commit),
+// which is the latency a cluster adds to forwarding; consumers and the
+// trims (eventtrim.go, eventbacklog.go) see the streams only, so an
+// event in the outbox counts in no consumer's lag or backlog until it is
+// relayed. takePositions is the one place that assigns a cluster's
+// positions.
 
 // Event backlog defaults.
 const (
@@ -216,6 +229,25 @@ func (l *eventLog) nextPosition(w Writer) (uint64, error) {
 	return n, nil
 }
 
+// takePositions hands out n consecutive positions to a relay
+// transaction (eventrelay.go) and returns the first: on a cluster from
+// the store's counter, which only relay transactions write, so they
+// conflict with each other and commit one after the other; on one node
+// (a start-up drain) from the node's counter.
+func (l *eventLog) takePositions(w Writer, n uint64) (uint64, error) {
+	if !l.shared {
+		return l.last.Add(n) - n + 1, nil
+	}
+	last, err := readEventPosition(w)
+	if err != nil {
+		return 0, err
+	}
+	if err := w.Set(eventPositionKey, binary.BigEndian.AppendUint64(make([]byte, 0, 8), last+n)); err != nil {
+		return 0, err
+	}
+	return last + 1, nil
+}
+
 // lastPosition is the last position handed out: on a cluster, by any
 // node.
 func (r *Registry) lastPosition(ctx context.Context) (uint64, error) {
@@ -234,7 +266,9 @@ func (r *Registry) lastPosition(ctx context.Context) (uint64, error) {
 
 // StreamHead is the last position handed out, by any node: how far a
 // consumer's cursor is behind it bounds the events it has still to read
-// (positions are shared by every project's events, and have gaps).
+// (positions are shared by every project's events, and have gaps). On a
+// cluster, events still in the outbox (eventrelay.go) have no position
+// yet and are not counted.
 func (r *Registry) StreamHead(ctx context.Context) (uint64, error) { return r.lastPosition(ctx) }
 
 // eventProjects lists the projects that have events, one seek each.

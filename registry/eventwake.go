@@ -1,6 +1,9 @@
 package registry
 
-import "sync"
+import (
+	"slices"
+	"sync"
+)
 
 // eventSignal tells the readers of a project's events that some were
 // committed, so that one that has caught up waits for them instead of
@@ -65,10 +68,24 @@ func (r *Registry) NotifyEvents(project string) {
 }
 
 // eventsHinted wakes the readers of the projects whose events another
-// node committed (Options.EventHints); nil: hints may have been lost, so
-// every reader reads.
+// node committed (Options.EventHints), and the relay when another node
+// stored events in the outbox (relayHint); nil: hints may have been lost,
+// so every reader reads and the relay looks at the outbox.
 func (r *Registry) eventsHinted(projects []string) {
-	r.eventSignal.notify(projects...)
+	if projects == nil {
+		r.relay.poke()
+		r.eventSignal.notify()
+		return
+	}
+	rest := projects
+	if i := slices.Index(projects, relayHint); i >= 0 {
+		r.relay.poke()
+		rest = slices.Delete(slices.Clone(projects), i, i+1)
+		if len(rest) == 0 {
+			return
+		}
+	}
+	r.eventSignal.notify(rest...)
 }
 
 // eventKeyProject is the project of an eventKey: between the family and

@@ -59,16 +59,20 @@ func TestEventsCommittedWakesReaders(t *testing.T) {
 }
 
 // On a cluster a reader on one node wakes for events another node's
-// write committed (Options.EventHints), not at its next poll; a node cut
-// off the bus leaves its readers to their poll.
+// write committed (Options.EventHints), not at its next poll: through
+// the relay, which the write wakes (directly, or by a hint when the
+// relay runs on the other node) and whose commit wakes the readers; a
+// node cut off the bus leaves its readers to their poll.
 func TestEventsCommittedWakesOtherNodesReaders(t *testing.T) {
 	a, b, _ := twoNodes(t, nil)
+	startRelays(t, a, b)
 	ctx := context.Background()
 	mustProduct(t, a, "proj", "m", "MQTT")
 	d, err := a.CreateDevice(ctx, NewDevice{ProjectID: "proj", NodeID: "n", ProductID: "m"})
 	if err != nil {
 		t.Fatal(err)
 	}
+	waitOutboxEmpty(t, a) // the create's event is in the stream
 	woken := a.EventsCommitted("proj")
 	elsewhere := a.EventsCommitted("other")
 	start := time.Now()
@@ -110,6 +114,49 @@ func TestLostEventHintsWakeEveryReader(t *testing.T) {
 		case <-ch:
 		case <-time.After(time.Second):
 			t.Fatal("a lost hint did not wake a reader")
+		}
+	}
+}
+
+// relayCtx marks the context of the relay loops startRelays runs.
+type relayCtx struct{}
+
+// startRelays runs the event relay loops of a cluster's registries (what
+// Run does) until the test ends.
+func startRelays(t *testing.T, rs ...*Registry) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.WithValue(context.Background(), relayCtx{}, true))
+	done := make(chan struct{}, len(rs))
+	for _, r := range rs {
+		go func() { r.runRelay(ctx); done <- struct{}{} }()
+	}
+	t.Cleanup(func() {
+		cancel()
+		for range rs {
+			<-done
+		}
+	})
+}
+
+// outboxLen counts the events waiting in the cluster's outbox.
+func outboxLen(t *testing.T, r *Registry) int {
+	t.Helper()
+	n := 0
+	if err := r.view(context.Background(), func(rd Reader) error {
+		n = 0
+		return rd.Scan(eventOutboxPrefix, nil, false, func(_, _ []byte) (bool, error) { n++; return true, nil })
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// waitOutboxEmpty waits until the relay has moved every outbox entry.
+func waitOutboxEmpty(t *testing.T, r *Registry) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); outboxLen(t, r) > 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the relay left events in the outbox")
 		}
 	}
 }

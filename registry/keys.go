@@ -48,6 +48,7 @@ import (
 //	e/{position}                   legacy stream entry (no longer written; the sweep deletes it)
 //	ep/{project}/{position}        event record: seq, time, JSON (a project's events, in commit order)
 //	es/{device_id}                 the device's last event seq
+//	eo/{device_id}/{seq}           an event still to be relayed into its project's stream (a cluster's outbox, eventrelay.go): project, 0, the record as ep/ stores it; seq 8 bytes big-endian
 //	eh/{project}                   highest position trimmed from the project's events
 //	ec/{project}/{name}            event consumer (its acknowledged cursor)
 //	L/{name}                       lease record (singleton work, see Lease)
@@ -111,6 +112,7 @@ const (
 	famEventStream   = "e" // legacy: no longer written
 	famEvent         = "ep"
 	famEventSeq      = "es"
+	famEventOutbox   = "eo"
 	famEventHorizon  = "eh"
 	famEventConsumer = "ec"
 	famLease         = "L"
@@ -395,6 +397,18 @@ func eventKey(project string, pos uint64) []byte {
 }
 
 func eventSeqKey(dev string) []byte { return key(famEventSeq, dev) }
+
+// eventOutboxKey is a device's event seq in the cluster's outbox: a
+// device's entries are in seq order, and the family in device order.
+func eventOutboxKey(dev string, seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(prefixKey(famEventOutbox, dev), seq)
+}
+
+// eventOutboxPrefix is the whole outbox: eventOutboxDevicePrefix one
+// device's entries.
+var eventOutboxPrefix = []byte{famEventOutbox[0], famEventOutbox[1], sep}
+
+func eventOutboxDevicePrefix(dev string) []byte { return prefixKey(famEventOutbox, dev) }
 
 // eventPositionKey holds the last event position handed out, on a cluster.
 var eventPositionKey = []byte(famEventPosition)

@@ -85,6 +85,15 @@ func (p *StorePresence) update(ctx context.Context, fn func(kv.Txn) error) error
 	for attempt := 0; ; attempt++ {
 		err := p.store.Update(ctx, fn)
 		if errors.Is(err, kv.ErrConflict) && attempt < maxConflictRetries {
+			// A pause, as Registry.write takes: run again at once, a
+			// session write lands in the next batch of the node's commit
+			// queue, beside the writes it lost to, and can lose all its
+			// attempts within a burst (seen once as "device session not
+			// recorded" in the cluster capacity test under the race
+			// detector).
+			if err := conflictBackoff(ctx, attempt); err != nil {
+				return err
+			}
 			continue
 		}
 		return err

@@ -160,6 +160,8 @@ type Registry struct {
 	// eventSignal wakes the stream's readers when a write that recorded
 	// events has committed.
 	eventSignal eventSignal
+	// relay moves a cluster's outbox into the streams (eventrelay.go).
+	relay *eventRelay
 
 	fw firmwareHooks // firmware upgrades' deliverer and done callbacks (firmwareupgrades.go)
 
@@ -207,6 +209,7 @@ func New(o Options) (*Registry, error) {
 		lease:      o.Lease,
 		statusQ:    make(map[string]statusTime),
 		pending:    newPendingHint(),
+		relay:      newEventRelay(),
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
@@ -260,6 +263,13 @@ func New(o Options) (*Registry, error) {
 	if r.events, err = openEventLog(r.store, o.Events, o.Node != ""); err != nil {
 		return nil, fmt.Errorf("registry: %w", err)
 	}
+	if o.Node == "" {
+		// A single node has no relay; a cluster's store may have left
+		// events in the outbox.
+		if err := r.drainOutbox(context.Background()); err != nil {
+			return nil, fmt.Errorf("registry: %w", err)
+		}
+	}
 	if r.link != nil {
 		r.link.Serve(r.router.serve)
 	}
@@ -299,6 +309,12 @@ func (r *Registry) kick(deviceID, reason string) {
 func (r *Registry) Run(ctx context.Context) error {
 	t := time.NewTicker(r.sweepInt)
 	defer t.Stop()
+	if r.node != "" {
+		// The cluster's event relay, on the holder of its lease.
+		relayDone := make(chan struct{})
+		go func() { r.runRelay(ctx); close(relayDone) }()
+		defer func() { <-relayDone }()
+	}
 	for {
 		r.housekeep(ctx)
 		select {

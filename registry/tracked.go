@@ -21,6 +21,7 @@ type tracked struct {
 	fills   []cacheFill // decoded values to cache once committed
 	devices []string    // device records, event seqs and products written, noted in r.writing
 	events  []string    // projects the write records events of (their readers are woken)
+	outbox  bool        // the write stored events in the cluster's outbox (the relay is woken)
 
 	// First backing of the lists above: a create or an uplink notes a few
 	// keys each, and growing them from nil was an allocation apiece.
@@ -51,6 +52,7 @@ func (t *tracked) reset(txn kv.Txn) {
 	t.Txn = txn
 	t.changed, t.marks, t.pending, t.fills = t.changed[:0], t.marks[:0], t.pending[:0], t.fills[:0]
 	t.events = t.events[:0]
+	t.outbox = false
 }
 
 // release forgets the device records this write was writing (once it has
@@ -87,6 +89,9 @@ func (t *tracked) note(key []byte, set bool) {
 		family = key[:i]
 	}
 	switch string(family) {
+	case famEventOutbox:
+		t.outbox = t.outbox || set
+		return
 	case famEvent:
 		if project := eventKeyProject(key); set && (len(t.events) == 0 || t.events[len(t.events)-1] != string(project)) {
 			t.events = append(t.events, string(project))
@@ -154,6 +159,9 @@ func (t *tracked) committed() {
 	}
 	if r.inval != nil && len(t.changed)+len(t.pending) > 0 {
 		r.inval.Publish(append(t.changed, t.pending...))
+	}
+	if t.outbox {
+		r.outboxCommitted()
 	}
 	if len(t.events) > 0 {
 		r.eventSignal.notify(t.events...)

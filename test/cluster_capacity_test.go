@@ -75,16 +75,20 @@ func (m *costMeter) since(before clusterCost, ops int) (xids, msgs float64, cpu 
 // write transactions, NATS messages and the nodes' CPU per device
 // create, per MQTT connect (first and again), per QoS 1 property report
 // (acknowledged once stored) and per synchronous command sent through a
-// node other than the device's. Transaction ids count every attempt: on
-// three nodes, writes that record an event take turns on the stream
-// position (eventstream.go), and those that lose a conflict run again.
-// The bounds are the model's: on one node creates, reports and
-// reconnects share transactions (group commit, batched status writes);
-// on three, the re-runs at most double a write's transactions (a first
-// connect, which records two events, at most triples them; the race
-// detector's small fleet batches creates less); a reconnect
-// publishes nothing on NATS, and a command routed to another node costs
-// a request and its reply.
+// node other than the device's. Transaction ids count every attempt,
+// the event relay's included: on three nodes a write that records an
+// event stores it in the outbox and shares no row with another device's
+// (registry/eventrelay.go), but PostgreSQL's SERIALIZABLE transactions
+// track reads per index page of the one key table, so writes whose keys
+// share pages still conflict now and then and run again. The bounds are
+// the model's: on one node creates, reports and reconnects share
+// transactions (group commit, batched status writes); on three, the
+// re-runs at most double a write's transactions (a first connect, which
+// records two events, at most triples them; the race detector's small
+// fleet batches creates less), and a report, which once took turns with
+// every other node's on the stream position, costs at most 1.5; a
+// reconnect publishes nothing on NATS, and a command routed to another
+// node costs a request and its reply.
 func TestClusterCapacityFigures(t *testing.T) {
 	devices, commands := 300, 100
 	if raceEnabled {
@@ -198,7 +202,7 @@ func TestClusterCapacityFigures(t *testing.T) {
 				{"PostgreSQL write transactions per first connect", firstX, 1, 3},
 				{"PostgreSQL write transactions per connect again", againX, 0.5, 1},
 				{"NATS messages per connect again", againM, 0.1, 0.1},
-				{"PostgreSQL write transactions per QoS 1 report", upX, 0.5, 2},
+				{"PostgreSQL write transactions per QoS 1 report", upX, 0.5, 1.5},
 				{"PostgreSQL write transactions per command", cmdX, 0.2, 0.2},
 			} {
 				most := b.three
