@@ -61,6 +61,7 @@ func StoreLayout() []kv.Family {
 		fam(famEventHorizon, "event_horizons", rec("position"), t("project_id")),
 		fam(famEventConsumer, "event_consumers", rec("record"), t("project_id"), t("name")),
 		fam(famEventPosition, "event_position", rec("position")),
+		fam(famEventOutbox, "event_outbox", rec("record"), t("device_id"), b("seq", 8)),
 		// Cluster and platform state.
 		fam(famLease, "leases", rec("record"), t("name")),
 		fam(famKeyCheck, "master_key_checks", rec("record"), t("name")),

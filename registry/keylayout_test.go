@@ -95,6 +95,7 @@ func TestStoreLayoutRoundTrips(t *testing.T) {
 		downlinkDeadlineKey(at, "dev", "msg"), downlinkMetaKey("dev"),
 		eventStreamKey(0x0000_0100_0000_0000), eventKey("proj", 0x0000_0000_0000_0100), eventKey("proj", 0),
 		eventSeqKey("dev"), eventHorizonKey("proj"), eventConsumerKey("proj", "c"), eventPositionKey,
+		eventOutboxKey("dev", 1), eventOutboxKey("dev", 0x0100_0000_0000_0000),
 		leaseKey("sweep"), keyCheckKey(), nodeBeatKey("node-a"), presenceKey("dev"),
 		banKey(guard.Target{Identity: "client-1"}), banKey(guard.Target{Prefix: netip.MustParsePrefix("10.0.0.0/8")}), routingRuleKey("proj", "r"), ruleActionKey("proj", "a"),
 		flowPolicyKey("proj", "f"), backlogPolicyKey("proj", "b"), sessionRecordKey("dev"), sessionHandleKey("h"),
