@@ -113,12 +113,19 @@ func (p *cutProxy) relay(client net.Conn) {
 		server.Close()
 	}()
 	buf := make([]byte, 32<<10)
+	// armed: the batch writing commitValue went through with the cut
+	// armed; the cut applies to the read that carries its COMMIT, which
+	// TCP may deliver in a later read than the value.
+	armed := noCut
 	for {
 		n, err := client.Read(buf)
 		if n > 0 {
-			cut := noCut
 			if bytes.Contains(buf[:n], []byte(commitValue)) {
-				cut = commitCut(p.atCommit.Swap(int32(noCut)))
+				armed = commitCut(p.atCommit.Swap(int32(noCut)))
+			}
+			cut := noCut
+			if armed != noCut && bytes.Contains(buf[:n], []byte("COMMIT\x00")) {
+				cut, armed = armed, noCut
 			}
 			if cut == cutBeforeDelivery {
 				break
