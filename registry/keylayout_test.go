@@ -1,7 +1,6 @@
 package registry
 
 import (
-	"bytes"
 	"go/ast"
 	"go/parser"
 	"go/token"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/iotgate/iotgate/registry/guard"
 	"github.com/iotgate/iotgate/registry/kv"
+	"github.com/iotgate/iotgate/registry/kv/kvtest"
 )
 
 // famConstants reads the fam* constants of keys.go: the families the
@@ -103,38 +103,5 @@ func TestStoreLayoutRoundTrips(t *testing.T) {
 		deviceGroupKey("dev", "grp"), packageKey("proj", "pkg"), packageVersionKey(pkg), packageChunkKey("pkg", 0),
 		packageChunkKey("pkg", 256), upgradeKey("proj", "up"), upgradeItemKey("up", "dev"), firmwareSlotsKey("t:task"),
 	}
-	checkRoundTrips(t, StoreLayout(), keys)
-}
-
-// checkRoundTrips splits each key by the family it belongs to and
-// rebuilds it; every family must own one key at least.
-func checkRoundTrips(t *testing.T, layout []kv.Family, keys [][]byte) {
-	t.Helper()
-	used := map[string]bool{}
-	for _, k := range keys {
-		var fam *kv.Family
-		for i := range layout {
-			if layout[i].Member(k) {
-				fam = &layout[i]
-			}
-		}
-		if fam == nil {
-			t.Errorf("key %q: no family declared", k)
-			continue
-		}
-		used[fam.Name] = true
-		parts, err := fam.Split(k)
-		if err != nil {
-			t.Errorf("key %q: %v", k, err)
-			continue
-		}
-		if back := fam.AppendKey(nil, parts); !bytes.Equal(back, k) {
-			t.Errorf("key %q: rebuilt as %q", k, back)
-		}
-	}
-	for _, f := range layout {
-		if !used[f.Name] {
-			t.Errorf("family %q (%s): no key of it in the round-trip test", f.Name, f.Table)
-		}
-	}
+	kvtest.LayoutRoundTrips(t, StoreLayout(), keys)
 }

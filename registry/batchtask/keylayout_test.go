@@ -1,7 +1,6 @@
 package batchtask
 
 import (
-	"bytes"
 	"go/ast"
 	"go/parser"
 	"go/token"
@@ -10,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/iotgate/iotgate/registry/kv"
+	"github.com/iotgate/iotgate/registry/kv/kvtest"
 )
 
 // Every fam* constant of keys.go is declared, and keys built by keys.go
@@ -46,32 +46,8 @@ func TestStoreLayout(t *testing.T) {
 	if n == 0 {
 		t.Fatal("no fam constants found in keys.go")
 	}
-	used := map[string]bool{}
-	for _, k := range [][]byte{
+	kvtest.LayoutRoundTrips(t, layout, [][]byte{
 		taskKey("0a"), listKey("proj", "0a"), activeKey("0a"), itemKey("0a", 0), itemKey("0a", 0x0100),
 		targetKey("0a", "dev"), countKey("0a", "w1"), fileKey("proj", "f1"), contentKey("f1"),
-	} {
-		var fam *kv.Family
-		for i := range layout {
-			if layout[i].Member(k) {
-				fam = &layout[i]
-			}
-		}
-		if fam == nil {
-			t.Errorf("key %q: no family", k)
-			continue
-		}
-		used[fam.Name] = true
-		parts, err := fam.Split(k)
-		if err != nil {
-			t.Errorf("key %q: %v", k, err)
-		} else if back := fam.AppendKey(nil, parts); !bytes.Equal(back, k) {
-			t.Errorf("key %q: rebuilt as %q", k, back)
-		}
-	}
-	for _, f := range layout {
-		if !used[f.Name] {
-			t.Errorf("family %q: no key of it tested", f.Name)
-		}
-	}
+	})
 }

@@ -1,7 +1,6 @@
 package regions
 
 import (
-	"bytes"
 	"go/ast"
 	"go/parser"
 	"go/token"
@@ -10,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/iotgate/iotgate/registry/kv"
+	"github.com/iotgate/iotgate/registry/kv/kvtest"
 )
 
 // Every "act/…/" prefix directory.go builds keys with is declared, and
@@ -43,29 +43,5 @@ func TestStoreLayout(t *testing.T) {
 	if n == 0 {
 		t.Fatal("no act/ prefixes found in directory.go")
 	}
-	used := map[string]bool{}
-	for _, k := range [][]byte{entryKey("a1B2c3", "dev-1"), idKey("dev_id"), movingKey("a1B2c3", "dev@1.x")} {
-		var fam *kv.Family
-		for i := range layout {
-			if layout[i].Member(k) {
-				fam = &layout[i]
-			}
-		}
-		if fam == nil {
-			t.Errorf("key %q: no family", k)
-			continue
-		}
-		used[fam.Name] = true
-		parts, err := fam.Split(k)
-		if err != nil {
-			t.Errorf("key %q: %v", k, err)
-		} else if back := fam.AppendKey(nil, parts); !bytes.Equal(back, k) {
-			t.Errorf("key %q: rebuilt as %q", k, back)
-		}
-	}
-	for _, f := range layout {
-		if !used[f.Name] {
-			t.Errorf("family %q: no key of it tested", f.Name)
-		}
-	}
+	kvtest.LayoutRoundTrips(t, layout, [][]byte{entryKey("a1B2c3", "dev-1"), idKey("dev_id"), movingKey("a1B2c3", "dev@1.x")})
 }
