@@ -1,12 +1,7 @@
 package registry
 
 import (
-	"go/ast"
-	"go/parser"
-	"go/token"
 	"net/netip"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -14,38 +9,6 @@ import (
 	"github.com/iotgate/iotgate/registry/kv"
 	"github.com/iotgate/iotgate/registry/kv/kvtest"
 )
-
-// famConstants reads the fam* constants of keys.go: the families the
-// registry builds keys of.
-func famConstants(t *testing.T) map[string]string {
-	t.Helper()
-	f, err := parser.ParseFile(token.NewFileSet(), "keys.go", nil, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]string{}
-	for _, d := range f.Decls {
-		g, ok := d.(*ast.GenDecl)
-		if !ok || g.Tok != token.CONST {
-			continue
-		}
-		for _, s := range g.Specs {
-			vs := s.(*ast.ValueSpec)
-			for i, n := range vs.Names {
-				if !strings.HasPrefix(n.Name, "fam") || i >= len(vs.Values) {
-					continue
-				}
-				lit, ok := vs.Values[i].(*ast.BasicLit)
-				if !ok || lit.Kind != token.STRING {
-					t.Fatalf("%s: not a string literal", n.Name)
-				}
-				v, _ := strconv.Unquote(lit.Value)
-				out[n.Name] = v
-			}
-		}
-	}
-	return out
-}
 
 // Every family of keys.go is declared, and the layout is well formed.
 func TestStoreLayoutDeclaresEveryFamily(t *testing.T) {
@@ -57,7 +20,7 @@ func TestStoreLayoutDeclaresEveryFamily(t *testing.T) {
 	for _, f := range layout {
 		declared[f.Name] = true
 	}
-	consts := famConstants(t)
+	consts := kvtest.FamConstants(t, "keys.go")
 	if len(consts) < 50 {
 		t.Fatalf("found %d fam constants in keys.go: the parser missed them", len(consts))
 	}

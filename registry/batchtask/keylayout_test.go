@@ -1,11 +1,6 @@
 package batchtask
 
 import (
-	"go/ast"
-	"go/parser"
-	"go/token"
-	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/iotgate/iotgate/registry/kv"
@@ -23,28 +18,10 @@ func TestStoreLayout(t *testing.T) {
 	for _, f := range layout {
 		declared[f.Name] = true
 	}
-	f, err := parser.ParseFile(token.NewFileSet(), "keys.go", nil, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	ast.Inspect(f, func(node ast.Node) bool {
-		vs, ok := node.(*ast.ValueSpec)
-		if !ok {
-			return true
+	for name, v := range kvtest.FamConstants(t, "keys.go") {
+		if !declared[v] {
+			t.Errorf("%s (%q) is not declared in StoreLayout", name, v)
 		}
-		for i, id := range vs.Names {
-			if lit, ok := vs.Values[i].(*ast.BasicLit); ok && strings.HasPrefix(id.Name, "fam") {
-				n++
-				if v, _ := strconv.Unquote(lit.Value); !declared[v] {
-					t.Errorf("%s (%q) is not declared in StoreLayout", id.Name, v)
-				}
-			}
-		}
-		return true
-	})
-	if n == 0 {
-		t.Fatal("no fam constants found in keys.go")
 	}
 	kvtest.LayoutRoundTrips(t, layout, [][]byte{
 		taskKey("0a"), listKey("proj", "0a"), activeKey("0a"), itemKey("0a", 0), itemKey("0a", 0x0100),

@@ -2,6 +2,11 @@ package kvtest
 
 import (
 	"bytes"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/iotgate/iotgate/registry/kv"
@@ -40,4 +45,40 @@ func LayoutRoundTrips(t testing.TB, layout []kv.Family, keys [][]byte) {
 			t.Errorf("family %q (%s): no key of it in the round-trip test", f.Name, f.Table)
 		}
 	}
+}
+
+// FamConstants reads the fam* string constants of a package's keys file
+// (path, relative to the test's package): the key families the package
+// builds keys of, by constant name.
+func FamConstants(t testing.TB, path string) map[string]string {
+	t.Helper()
+	f, err := parser.ParseFile(token.NewFileSet(), path, nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, d := range f.Decls {
+		g, ok := d.(*ast.GenDecl)
+		if !ok || g.Tok != token.CONST {
+			continue
+		}
+		for _, s := range g.Specs {
+			vs := s.(*ast.ValueSpec)
+			for i, n := range vs.Names {
+				if !strings.HasPrefix(n.Name, "fam") || i >= len(vs.Values) {
+					continue
+				}
+				lit, ok := vs.Values[i].(*ast.BasicLit)
+				if !ok || lit.Kind != token.STRING {
+					t.Fatalf("%s: %s: not a string literal", path, n.Name)
+				}
+				v, _ := strconv.Unquote(lit.Value)
+				out[n.Name] = v
+			}
+		}
+	}
+	if len(out) == 0 {
+		t.Fatalf("%s: no fam constants found", path)
+	}
+	return out
 }
