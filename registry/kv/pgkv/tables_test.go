@@ -52,9 +52,9 @@ CREATE TABLE t_position (v bytea NOT NULL);
 CREATE TABLE t_entries (pk text COLLATE "C" NOT NULL, dn text COLLATE "C" NOT NULL, id text COLLATE "C" NOT NULL, PRIMARY KEY (pk, dn));
 `
 
-// openTables opens a store with the test layout on a fresh database
-// holding its tables, and returns a connection to that database too.
-func openTables(t *testing.T, o pgkv.Options) (*pgkv.Store, *pgx.Conn) {
+// freshDB makes an empty database and returns its URL and a connection
+// to it, closed at the test's end.
+func freshDB(t *testing.T) (string, *pgx.Conn) {
 	t.Helper()
 	ctx := testContext(t)
 	url, err := needServer(t).Database(ctx, t.TempDir())
@@ -66,6 +66,15 @@ func openTables(t *testing.T, o pgkv.Options) (*pgkv.Store, *pgx.Conn) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close(context.Background()) })
+	return url, conn
+}
+
+// openTables opens a store with the test layout on a fresh database
+// holding its tables, and returns a connection to that database too.
+func openTables(t *testing.T, o pgkv.Options) (*pgkv.Store, *pgx.Conn) {
+	t.Helper()
+	ctx := testContext(t)
+	url, conn := freshDB(t)
 	if _, err := conn.Exec(ctx, testDDL); err != nil {
 		t.Fatal(err)
 	}
@@ -365,15 +374,7 @@ func TestTablesRefuseBadKeys(t *testing.T) {
 // the table.
 func TestTablesSchemaCheck(t *testing.T) {
 	ctx := testContext(t)
-	url, err := needServer(t).Database(ctx, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	url, conn := freshDB(t)
 	if _, err := conn.Exec(ctx, strings.Replace(testDDL, `id text COLLATE "C" NOT NULL, PRIMARY KEY (pk, dn)`, `id bytea NOT NULL, PRIMARY KEY (pk, dn)`, 1)); err != nil {
 		t.Fatal(err)
 	}
@@ -397,15 +398,7 @@ func TestTablesSchemaCheck(t *testing.T) {
 // transactions, and read back the same.
 func TestTablesMoveFromKV(t *testing.T) {
 	ctx := testContext(t)
-	url, err := needServer(t).Database(ctx, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	url, conn := freshDB(t)
 	if _, err := conn.Exec(ctx, testDDL); err != nil {
 		t.Fatal(err)
 	}
